@@ -1,0 +1,100 @@
+//! `Error`, the runtime's error enum.
+
+use std::{fmt, io};
+
+/// What can go wrong in the runtime.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tasklet's stack could not be allocated.
+    StackAlloc {
+        /// The stack size that was asked for, in bytes.
+        size: usize,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// Two plugins claimed the same op type.
+    OpTaken {
+        /// The op's type name.
+        op: &'static str,
+    },
+    /// The schedule can make no more progress: tasklets are waiting, but no timer, I/O source
+    /// or runnable tasklet is left that could ever wake them (a deadlock).
+    Stalled {
+        /// How many tasklets are stuck. [`Schedule::tasklets`](crate::Schedule::tasklets) says
+        /// what each waits on.
+        waiting: usize,
+    },
+    /// A plugin's poll failed (for the network plugin: the poller itself failed).
+    Plugin {
+        /// The plugin's type name.
+        plugin: &'static str,
+        /// What it reported.
+        source: io::Error,
+    },
+    /// Any other I/O error.
+    Io(io::Error),
+}
+
+impl Error {
+    /// Whether this is a failure to allocate a tasklet stack.
+    pub fn is_stack_alloc(&self) -> bool {
+        matches!(self, Error::StackAlloc { .. })
+    }
+
+    /// Whether this is a deadlock report from [`Schedule::run`](crate::Schedule::run).
+    pub fn is_stalled(&self) -> bool {
+        matches!(self, Error::Stalled { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::StackAlloc { size, source } => {
+                write!(
+                    f,
+                    "could not allocate a {size}-byte tasklet stack: {source}"
+                )?;
+                if source.kind() == io::ErrorKind::OutOfMemory {
+                    write!(
+                        f,
+                        "; each tasklet stack is two memory maps and Linux caps a process at \
+                         vm.max_map_count maps (default 65530, about 32,000 stacks): raise it, \
+                         e.g. `sudo sysctl -w vm.max_map_count=262144`, or run fewer tasklets"
+                    )?;
+                }
+                Ok(())
+            }
+            Error::OpTaken { op } => write!(
+                f,
+                "op type `{op}` is already handled by another plugin; each op type has exactly \
+                 one plugin"
+            ),
+            Error::Stalled { waiting } => write!(
+                f,
+                "{waiting} tasklet(s) are waiting but nothing can ever wake them (no runnable \
+                 tasklet, no timer, no I/O source): a deadlock; Schedule::tasklets() lists what \
+                 each one waits on"
+            ),
+            Error::Plugin { plugin, source } => write!(f, "plugin `{plugin}` failed: {source}"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::StackAlloc { source, .. } | Error::Plugin { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}

@@ -1,0 +1,27 @@
+//! A short guide to fibra's runtime model (documentation only).
+//!
+//! # Steps and ticks
+//!
+//! A *step* resumes one tasklet until it yields an op that is not ready, ends, or has chained
+//! 32 ready ops in a row (then it goes to the back of the run queue so others get a turn).
+//! `tick()` polls the plugins once with a zero timeout and runs at most the step budget of
+//! steps; between steps it polls the plugins again every 61 steps while work is runnable.
+//!
+//! # Never early, never lost
+//!
+//! Deadlines are compared with [`std::time::Instant`] and only ever fire at or after their
+//! instant. An op answered by its plugin is delivered into the yielding tasklet's own stack
+//! slot; an answer for a tasklet that stopped waiting is handed back to the plugin.
+//!
+//! # Killing and panics
+//!
+//! A panic ends its tasklet only: it is caught at the resume, logged (target
+//! `fibra_rt::tasklet`) and reported to watchers as [`Exit::Panicked`](crate::Exit::Panicked).
+//! A killed tasklet is unwound from its yield point, so its destructors run exactly once.
+//!
+//! # Stack size
+//!
+//! Tasklet stacks have a guard page. An overflow is reported on stderr with the tasklet's id,
+//! name and stack size, and the process aborts: memory is never silently corrupted. Each stack
+//! is two kernel memory maps, so Linux's default `vm.max_map_count` (65530) allows about
+//! 32,000 live tasklets; [`Error::StackAlloc`](crate::Error::StackAlloc) says how to raise it.

@@ -1,0 +1,204 @@
+//! `Handle`, the explicit yield handle a tasklet receives, and `Waker`, which unparks it.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use corosensei::Yielder;
+
+use crate::op::{Header, Op, Slot, Status, TimedOut};
+use crate::TaskletId;
+
+pub(crate) type TaskletYielder = Yielder<(), NonNull<Header>>;
+
+/// The op behind [`Handle::park`]; served by the schedule itself.
+#[derive(Debug)]
+pub(crate) struct Park;
+
+impl Op for Park {
+    type Output = ();
+}
+
+/// Wake-ups posted by [`Waker::wake`], drained by the schedule between tasklet steps.
+pub(crate) type WakeQueue = RefCell<Vec<TaskletId>>;
+
+/// The handle a tasklet receives: the only way for it to yield.
+///
+/// Every suspension point in tasklet code is a call on a `Handle` (or on a function that takes
+/// one), so yield points are visible where they happen. There is no "current tasklet" hidden in
+/// thread-local state.
+///
+/// A `Handle` is neither `Send` nor `Clone`, and tasklets only ever see it by reference: it
+/// cannot outlive the tasklet it belongs to.
+pub struct Handle {
+    /// # Invariant
+    /// Points to the yielder of the coroutine this handle was created in; the handle lives on
+    /// that coroutine's stack, inside the coroutine's function, so the yielder outlives it.
+    yielder: NonNull<TaskletYielder>,
+    id: TaskletId,
+    wakes: Rc<WakeQueue>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("id", &self.id).finish()
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(yielder: &TaskletYielder, id: TaskletId, wakes: Rc<WakeQueue>) -> Self {
+        Handle {
+            yielder: NonNull::from(yielder),
+            id,
+            wakes,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The id of the tasklet this handle belongs to.
+    pub fn id(&self) -> TaskletId {
+        self.id
+    }
+
+    /// Yields `op` to the schedule and returns its result.
+    ///
+    /// The schedule hands `op` to the plugin registered for its type; the tasklet resumes when
+    /// that plugin completes it (at once, or after other tasklets ran).
+    ///
+    /// # Panics
+    ///
+    /// Panics (ending this tasklet only) if no plugin of the schedule serves `O`: add the
+    /// plugin that defines the op with [`Schedule::add_plugin`](crate::Schedule::add_plugin).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fibra_rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+    /// use std::task::Poll;
+    ///
+    /// struct Double(u32);
+    /// impl Op for Double {
+    ///     type Output = u32;
+    /// }
+    ///
+    /// #[derive(Debug)]
+    /// struct Doubler;
+    /// impl Plugin for Doubler {
+    ///     fn register(router: &mut Router<Self>) {
+    ///         router.op::<Double>();
+    ///     }
+    /// }
+    /// impl Handles<Double> for Doubler {
+    ///     fn submit(&mut self, op: Double, _: TaskletId, _: &mut Context<'_>) -> Poll<u32> {
+    ///         Poll::Ready(op.0 * 2)
+    ///     }
+    /// }
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.add_plugin(Doubler)?;
+    /// schedule.spawn(|h| assert_eq!(h.yield_op(Double(21)), 42))?;
+    /// schedule.run()?;
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    pub fn yield_op<O: Op>(&self, op: O) -> O::Output {
+        match self.submit(op, None) {
+            Ok(out) => out,
+            // Without a deadline the schedule never times the op out.
+            Err(timed_out) => panic!("{timed_out} although it had no deadline"),
+        }
+    }
+
+    /// Yields `op` like [`yield_op`](Self::yield_op), but gives up at `deadline`: the op is
+    /// withdrawn from its plugin and [`TimedOut`] is returned. An op that completes at once
+    /// never times out, even with a deadline in the past.
+    ///
+    /// # Panics
+    ///
+    /// As [`yield_op`](Self::yield_op).
+    pub fn yield_op_until<O: Op>(&self, op: O, deadline: Instant) -> Result<O::Output, TimedOut> {
+        self.submit(op, Some(deadline))
+    }
+
+    /// Yields `op` like [`yield_op`](Self::yield_op), giving up after `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As [`yield_op`](Self::yield_op).
+    pub fn yield_op_timeout<O: Op>(&self, op: O, timeout: Duration) -> Result<O::Output, TimedOut> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.submit(op, deadline)
+    }
+
+    /// Parks this tasklet until a [`Waker`] for it is woken.
+    ///
+    /// A wake that arrives while the tasklet is not parked is remembered, and the next `park`
+    /// returns at once (like [`std::thread::park`]). Wake-ups may be spurious: park in a loop
+    /// that re-checks the condition it waits for. This is the building block for channels and
+    /// other structures shared between tasklets.
+    pub fn park(&self) {
+        self.yield_op(Park);
+    }
+
+    /// A waker that unparks this tasklet; it may be cloned and kept anywhere on this thread.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            id: self.id,
+            wakes: Rc::clone(&self.wakes),
+        }
+    }
+
+    fn submit<O: Op>(&self, op: O, deadline: Option<Instant>) -> Result<O::Output, TimedOut> {
+        let mut slot = Slot::new(op, deadline);
+        // SAFETY: the yielder outlives this handle (see the field's invariant).
+        let yielder = unsafe { self.yielder.as_ref() };
+        yielder.suspend(slot.header_ptr());
+        match (slot.out.take(), slot.header.status) {
+            (Some(out), _) => Ok(out),
+            (None, Status::NoPlugin) => panic!(
+                "no plugin of this schedule serves the op `{}`: add the plugin that defines it \
+                 with Schedule::add_plugin",
+                std::any::type_name::<O>()
+            ),
+            (None, _) => Err(TimedOut {
+                op: std::any::type_name::<O>(),
+            }),
+        }
+    }
+}
+
+/// Wakes one parked tasklet; obtained from [`Handle::waker`].
+///
+/// Waking a tasklet that has ended does nothing. Wakers are cheap to clone (a reference count and
+/// an id) and can be woken from anywhere on the schedule's thread, including destructors.
+#[derive(Clone)]
+pub struct Waker {
+    id: TaskletId,
+    wakes: Rc<WakeQueue>,
+}
+
+impl Waker {
+    /// Makes the tasklet runnable if it is parked, or makes its next park return at once.
+    pub fn wake(&self) {
+        self.wakes.borrow_mut().push(self.id);
+    }
+
+    /// The tasklet this waker wakes.
+    pub fn id(&self) -> TaskletId {
+        self.id
+    }
+
+    /// Whether both wake the same tasklet.
+    pub fn will_wake(&self, other: &Waker) -> bool {
+        self.id == other.id
+    }
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Waker").field(&self.id).finish()
+    }
+}

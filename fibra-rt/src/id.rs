@@ -1,0 +1,122 @@
+//! `TaskletId` and `IdMap`, a dense table keyed by tasklet ids.
+
+use std::fmt;
+
+/// Names one tasklet of one [`Schedule`](crate::Schedule) for as long as it lives.
+///
+/// An id is a slot in the schedule's tasklet table plus a sequence number, so an id kept after
+/// its tasklet ended never names the tasklet that later reuses the slot: every lookup with a
+/// stale id fails.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskletId {
+    pub(crate) key: u32,
+    pub(crate) seq: u32,
+}
+
+impl TaskletId {
+    /// The slot in the tasklet table. Live tasklets have distinct slots; a slot is reused after
+    /// its tasklet ends. Useful to index a plugin's own dense tables (see [`IdMap`]).
+    pub fn slot(self) -> usize {
+        self.key as usize
+    }
+}
+
+impl fmt::Debug for TaskletId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.key, self.seq)
+    }
+}
+
+impl fmt::Display for TaskletId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A map from [`TaskletId`] to `V` stored densely by slot: O(1) without hashing.
+///
+/// Plugins use it for per-tasklet bookkeeping (a timer entry, a waiting connection). A lookup
+/// with a stale id (its tasklet ended and the slot was reused) finds nothing. Memory is
+/// proportional to the highest slot ever used, which is bounded by the peak number of live
+/// tasklets.
+#[derive(Debug)]
+pub struct IdMap<V> {
+    slots: Vec<Option<(u32, V)>>,
+    len: usize,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V> IdMap<V> {
+    /// An empty map.
+    pub const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Inserts `value` for `id`, returning the value `id` had before, if any. A value left by a
+    /// stale id in the same slot is dropped.
+    pub fn insert(&mut self, id: TaskletId, value: V) -> Option<V> {
+        let slot = id.slot();
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        match self.slots[slot].replace((id.seq, value)) {
+            Some((seq, old)) if seq == id.seq => Some(old),
+            Some(_) => None,
+            None => {
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// The value for `id`.
+    pub fn get(&self, id: TaskletId) -> Option<&V> {
+        match self.slots.get(id.slot()) {
+            Some(Some((seq, v))) if *seq == id.seq => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value for `id`, mutably.
+    pub fn get_mut(&mut self, id: TaskletId) -> Option<&mut V> {
+        match self.slots.get_mut(id.slot()) {
+            Some(Some((seq, v))) if *seq == id.seq => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Whether `id` has a value.
+    pub fn contains(&self, id: TaskletId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Removes and returns the value for `id`.
+    pub fn remove(&mut self, id: TaskletId) -> Option<V> {
+        let entry = self.slots.get_mut(id.slot())?;
+        match entry {
+            Some((seq, _)) if *seq == id.seq => {
+                self.len -= 1;
+                entry.take().map(|(_, v)| v)
+            }
+            _ => None,
+        }
+    }
+
+    /// How many ids have a value.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no id has a value.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

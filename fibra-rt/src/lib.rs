@@ -1,0 +1,72 @@
+//! fibra's runtime: thousands of stackful tasklets on one thread, driven by the host.
+//!
+//! A **tasklet** is a closure running on its own small stack. When it needs something that may
+//! not be ready, it **yields an op** through the [`Handle`] it was given; the [`Schedule`]
+//! routes the op to the [`Plugin`] registered for its type, which completes it at once or later,
+//! and the tasklet resumes with the result. The host calls [`Schedule::tick`] from its own loop
+//! (it never blocks) or [`Schedule::run`] (blocks when idle, returns when no tasklet is left).
+//!
+//! This crate holds the schedule, the stack pool, the yield handle and the plugin contract.
+//! Spawning from tasklets, sleeping, joining and channels live in `fibra-tasks`; sockets in
+//! `fibra-net`. A user-written plugin plugs in the same way:
+//!
+//! ```
+//! use std::task::Poll;
+//! use fibra_rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+//!
+//! /// An op: ask for the next ticket number.
+//! struct NextTicket;
+//! impl Op for NextTicket {
+//!     type Output = u64;
+//! }
+//!
+//! #[derive(Debug, Default)]
+//! struct Tickets(u64);
+//! impl Plugin for Tickets {
+//!     fn register(router: &mut Router<Self>) {
+//!         router.op::<NextTicket>();
+//!     }
+//! }
+//! impl Handles<NextTicket> for Tickets {
+//!     fn submit(&mut self, _: NextTicket, _: TaskletId, _: &mut Context<'_>) -> Poll<u64> {
+//!         self.0 += 1;
+//!         Poll::Ready(self.0)
+//!     }
+//! }
+//!
+//! let mut schedule = Schedule::new();
+//! schedule.add_plugin(Tickets::default())?;
+//! for _ in 0..3 {
+//!     schedule.spawn(|h| {
+//!         let ticket = h.yield_op(NextTicket); // a visible yield point
+//!         assert!(ticket >= 1);
+//!     })?;
+//! }
+//! schedule.run()?;
+//! assert_eq!(schedule.plugin::<Tickets>().unwrap().0, 3);
+//! # Ok::<(), fibra_rt::Error>(())
+//! ```
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![doc(test(attr(deny(warnings))))]
+
+mod deadline;
+mod error;
+mod handle;
+mod id;
+mod op;
+mod overflow;
+mod plugin;
+mod schedule;
+mod stack;
+mod tasklet;
+
+pub mod guide;
+
+pub use deadline::DeadlineQueue;
+pub use error::Error;
+pub use handle::{Handle, Waker};
+pub use id::{IdMap, TaskletId};
+pub use op::{Op, TimedOut};
+pub use plugin::{Context, Handles, Plugin, Router};
+pub use schedule::{Builder, Schedule};
+pub use tasklet::{Exit, SpawnOptions, TaskletInfo, TaskletState};

@@ -1,0 +1,117 @@
+//! Operations: the values a tasklet yields, and the slot that carries them across the switch.
+//!
+//! A tasklet yields an op by building a [`Slot`] on its own stack and suspending with a pointer
+//! to the slot's [`Header`] (8 bytes cross the switch, whatever the op's size). The schedule
+//! reads the op's type from the header, hands the op to the plugin registered for that type,
+//! and writes the result back into the slot before resuming the tasklet. The slot lives as long
+//! as the tasklet is suspended in [`Handle::yield_op`](crate::Handle::yield_op), which is exactly
+//! as long as the schedule may touch it.
+
+use std::any::TypeId;
+use std::fmt;
+use std::ptr::NonNull;
+use std::time::Instant;
+
+/// An operation a tasklet can yield: the request a plugin serves, and the type of its answer.
+///
+/// Define an op as a plain struct, implement `Op` for it, and implement
+/// [`Handles<YourOp>`](crate::Handles) for the plugin that serves it. An op type is served by
+/// exactly one plugin of a schedule.
+///
+/// ```
+/// use fibra_rt::Op;
+///
+/// /// Ask the clock plugin for the current frame number.
+/// pub struct FrameNumber;
+///
+/// impl Op for FrameNumber {
+///     type Output = u64;
+/// }
+/// # let _ = FrameNumber;
+/// ```
+pub trait Op: 'static {
+    /// What the tasklet gets back when the op completes.
+    type Output: 'static;
+}
+
+/// How a yielded op ended, written by the schedule before it resumes the tasklet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Yielded; no answer yet.
+    Submitted,
+    /// The plugin answered; the slot holds the output.
+    Done,
+    /// The op's deadline passed first; the plugin forgot the op.
+    TimedOut,
+    /// No plugin of this schedule serves the op's type.
+    NoPlugin,
+}
+
+/// The type-erased front of a [`Slot`]: what the schedule reads without knowing the op type.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Header {
+    pub(crate) type_id: TypeId,
+    pub(crate) type_name: fn() -> &'static str,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) status: Status,
+}
+
+/// An op and room for its answer, on the yielding tasklet's stack.
+#[repr(C)]
+pub(crate) struct Slot<O: Op> {
+    pub(crate) header: Header,
+    pub(crate) op: Option<O>,
+    pub(crate) out: Option<O::Output>,
+}
+
+impl<O: Op> Slot<O> {
+    pub(crate) fn new(op: O, deadline: Option<Instant>) -> Self {
+        Slot {
+            header: Header {
+                type_id: TypeId::of::<O>(),
+                type_name: std::any::type_name::<O>,
+                deadline,
+                status: Status::Submitted,
+            },
+            op: Some(op),
+            out: None,
+        }
+    }
+
+    /// The pointer that crosses the switch. It is derived from the whole slot so that the
+    /// schedule may reach the op and output fields through it.
+    pub(crate) fn header_ptr(&mut self) -> NonNull<Header> {
+        NonNull::from(self).cast()
+    }
+}
+
+/// Returned by [`Handle::yield_op_until`](crate::Handle::yield_op_until) and
+/// [`Handle::yield_op_timeout`](crate::Handle::yield_op_timeout) when the deadline passed before
+/// the op completed. The op was withdrawn from its plugin: it had no effect that the plugin
+/// would report later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut {
+    pub(crate) op: &'static str,
+}
+
+impl TimedOut {
+    /// The type name of the op that timed out.
+    pub fn op(&self) -> &'static str {
+        self.op
+    }
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` timed out before it completed", self.op)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+impl From<TimedOut> for std::io::Error {
+    fn from(e: TimedOut) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}

@@ -1,0 +1,278 @@
+//! The plugin contract: how ops reach the code that serves them.
+//!
+//! A plugin is a value the [`Schedule`](crate::Schedule) owns. It declares the op types it
+//! serves in [`Plugin::register`], and for each one implements [`Handles<Op>`](Handles).
+//!
+//! The contract, which every plugin (ours or a user's) keeps:
+//!
+//! 1. **Submit.** [`Handles::submit`] gets the op by value and the id of the tasklet that
+//!    yielded it. It either answers at once (`Poll::Ready`: the tasklet goes on without waiting)
+//!    or keeps the id and answers later (`Poll::Pending`). Submit never blocks.
+//! 2. **Complete.** A pending op is answered with [`Context::complete`], from `poll`, `exited`
+//!    or a later `submit`. Each pending op is completed at most once; completing a tasklet that
+//!    no longer waits for that op type gives the output back and changes nothing.
+//! 3. **Poll.** [`Plugin::poll`] gathers outside events (readiness, expired timers) and
+//!    completes the ops they finish. `timeout` is `Some(Duration::ZERO)` from `tick()` and
+//!    whenever tasklets are runnable: return at once. Only a plugin whose
+//!    [`can_block`](Plugin::can_block) is true is ever given a longer or `None` (infinite)
+//!    timeout, by `run()` when nothing is runnable, and it may sleep that long in its poller.
+//! 4. **Deadline.** [`Plugin::next_deadline`] is the earliest instant at which `poll` must run
+//!    to keep a promise (a timer). `run()` never sleeps past it.
+//! 5. **Forget.** [`Plugin::forget`] withdraws the pending op of a tasklet that was killed or
+//!    whose op timed out: drop the op and every registration for that tasklet, and never
+//!    complete it. The schedule never resumes a tasklet behind a plugin's back.
+//! 6. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
+//!    in [`Plugin::exited`], exactly once.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::op::{Header, Op, Slot, Status};
+use crate::schedule::Core;
+use crate::tasklet::State;
+use crate::{Error, Exit, Handle, SpawnOptions, TaskletId};
+
+/// A plugin: serves some op types for the tasklets of a schedule.
+///
+/// See the [module documentation](self) for the contract.
+pub trait Plugin: Any {
+    /// Declares the op types this plugin serves, with [`Router::op`].
+    fn register(router: &mut Router<Self>)
+    where
+        Self: Sized;
+
+    /// Gathers outside events and completes the ops they finish. Must return at once when
+    /// `timeout` is `Some(Duration::ZERO)`; may block up to `timeout` (`None`: no limit) only
+    /// when [`can_block`](Self::can_block) is true.
+    ///
+    /// # Errors
+    ///
+    /// An error here is fatal for the schedule: `tick()`/`run()` return it.
+    fn poll(&mut self, cx: &mut Context<'_>, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = (cx, timeout);
+        Ok(())
+    }
+
+    /// The earliest instant at which [`poll`](Self::poll) must run (a timer falls due).
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Whether this plugin waits for events from outside the schedule (sockets, other
+    /// threads), so that `run()` may block in its `poll` when no tasklet is runnable. A
+    /// schedule where no plugin can block and no deadline is pending, with tasklets still
+    /// waiting, is deadlocked, and `run()` says so.
+    fn can_block(&self) -> bool {
+        false
+    }
+
+    /// Withdraws the pending op of tasklet `id` (it was killed, or its op timed out).
+    fn forget(&mut self, id: TaskletId) {
+        let _ = id;
+    }
+
+    /// Tasklet `id`, which this plugin watched with [`Context::watch_exit`], ended.
+    fn exited(&mut self, id: TaskletId, exit: &Exit, cx: &mut Context<'_>) {
+        let _ = (id, exit, cx);
+    }
+}
+
+/// A plugin serves op `O`.
+pub trait Handles<O: Op>: Plugin {
+    /// Takes `op` from tasklet `from`: answer now with `Poll::Ready`, or keep `from` and answer
+    /// later with [`Context::complete`].
+    fn submit(&mut self, op: O, from: TaskletId, cx: &mut Context<'_>) -> Poll<O::Output>;
+}
+
+/// Type-erased `Handles::<O>::submit` for one plugin type and op type.
+///
+/// # Safety
+/// `header` must point to the header of a live `Slot<O>` whose tasklet is suspended, and
+/// `plugin` must be a `P`.
+pub(crate) type SubmitFn =
+    unsafe fn(&mut dyn Plugin, NonNull<Header>, TaskletId, &mut Context<'_>) -> bool;
+
+unsafe fn submit_erased<P: Handles<O>, O: Op>(
+    plugin: &mut dyn Plugin,
+    header: NonNull<Header>,
+    from: TaskletId,
+    cx: &mut Context<'_>,
+) -> bool {
+    let plugin = (plugin as &mut dyn Any)
+        .downcast_mut::<P>()
+        .expect("route points at a plugin of another type");
+    // SAFETY: the caller guarantees `header` starts a live `Slot<O>` of a suspended tasklet;
+    // nothing else touches it while the schedule holds it.
+    let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
+    let Some(op) = slot.op.take() else {
+        return true;
+    };
+    match plugin.submit(op, from, cx) {
+        Poll::Ready(out) => {
+            slot.out = Some(out);
+            slot.header.status = Status::Done;
+            true
+        }
+        Poll::Pending => false,
+    }
+}
+
+/// One op type's way to its plugin.
+#[derive(Clone, Copy)]
+pub(crate) struct Route {
+    pub(crate) type_id: TypeId,
+    pub(crate) name: &'static str,
+    pub(crate) plugin: usize,
+    pub(crate) submit: SubmitFn,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("op", &self.name)
+            .field("plugin", &self.plugin)
+            .finish()
+    }
+}
+
+/// Collects the op types a plugin serves; passed to [`Plugin::register`].
+pub struct Router<P> {
+    pub(crate) routes: Vec<Route>,
+    pub(crate) plugin: usize,
+    _plugin: PhantomData<fn(P)>,
+}
+
+impl<P> fmt::Debug for Router<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+impl<P: Plugin> Router<P> {
+    pub(crate) fn new(plugin: usize) -> Self {
+        Router {
+            routes: Vec::new(),
+            plugin,
+            _plugin: PhantomData,
+        }
+    }
+
+    /// Routes op type `O` to this plugin.
+    pub fn op<O: Op>(&mut self) -> &mut Self
+    where
+        P: Handles<O>,
+    {
+        self.routes.push(Route {
+            type_id: TypeId::of::<O>(),
+            name: std::any::type_name::<O>(),
+            plugin: self.plugin,
+            submit: submit_erased::<P, O>,
+        });
+        self
+    }
+}
+
+/// What a plugin may do to the schedule while it runs: complete ops, spawn and kill tasklets,
+/// watch exits.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) plugin: usize,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context<'_> {
+    /// The time the schedule read at the start of this poll (or step): use it instead of
+    /// reading the clock again.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Completes the pending op of tasklet `id` with `out` and makes the tasklet runnable.
+    ///
+    /// # Errors
+    ///
+    /// Gives `out` back, changing nothing, if `id` has ended or is not waiting for an op of
+    /// type `O` (it was completed already, or timed out).
+    pub fn complete<O: Op>(&mut self, id: TaskletId, out: O::Output) -> Result<(), O::Output> {
+        let Some(t) = self.core.get_mut(id) else {
+            return Err(out);
+        };
+        let State::Waiting { header, .. } = t.state else {
+            return Err(out);
+        };
+        // SAFETY: a waiting tasklet is suspended inside `yield_op`, so its slot is alive.
+        if unsafe { header.as_ref() }.type_id != TypeId::of::<O>() {
+            return Err(out);
+        }
+        // SAFETY: as above, and the type id says the slot is a `Slot<O>`.
+        let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
+        slot.out = Some(out);
+        slot.header.status = Status::Done;
+        let had_deadline = slot.header.deadline.is_some();
+        t.state = State::Runnable;
+        if had_deadline {
+            self.core.op_deadlines.remove(id);
+        }
+        self.core.run_queue.push_back(id);
+        Ok(())
+    }
+
+    /// Spawns a tasklet; it runs on a later step of this tick.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StackAlloc`] when no stack can be mapped.
+    pub fn spawn<F>(&mut self, options: SpawnOptions, f: F) -> Result<TaskletId, Error>
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
+        self.core.spawn(options, f)
+    }
+
+    /// Kills tasklet `id` at its yield point, once this plugin call returns. Returns whether
+    /// `id` was alive.
+    pub fn kill(&mut self, id: TaskletId) -> bool {
+        let alive = self.core.get(id).is_some();
+        if alive {
+            self.core.kills.push(id);
+        }
+        alive
+    }
+
+    /// Asks to hear, in [`Plugin::exited`], how tasklet `id` ends. Returns whether `id` is
+    /// alive (a dead tasklet is never reported).
+    pub fn watch_exit(&mut self, id: TaskletId) -> bool {
+        let bit = 1u64 << self.plugin;
+        match self.core.get_mut(id) {
+            Some(t) => {
+                t.watchers |= bit;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether tasklet `id` is alive.
+    pub fn is_alive(&self, id: TaskletId) -> bool {
+        self.core.get(id).is_some()
+    }
+
+    /// The name of tasklet `id`, if it is alive.
+    pub fn name(&self, id: TaskletId) -> Option<&str> {
+        self.core.get(id).map(|t| &*t.name)
+    }
+}

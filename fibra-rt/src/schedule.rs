@@ -1,0 +1,742 @@
+//! `Schedule`: owns tasklets and plugins, routes yielded ops, and runs steps on `tick()`/`run()`.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use corosensei::stack::Stack;
+use corosensei::{Coroutine, CoroutineResult};
+use slab::Slab;
+
+use crate::handle::{Park, TaskletYielder, WakeQueue};
+use crate::op::{Header, Slot, Status};
+use crate::plugin::Route;
+use crate::stack::StackPool;
+use crate::tasklet::{State, Tasklet};
+use crate::{
+    overflow, Context, DeadlineQueue, Error, Exit, Handle, Plugin, Router, SpawnOptions, TaskletId,
+    TaskletInfo,
+};
+
+/// Steps between two zero-timeout polls of the plugins while tasklets stay runnable.
+const POLL_INTERVAL: usize = 61;
+/// Ops a tasklet may complete in a row without going back to the end of the run queue.
+const CHAIN_LIMIT: usize = 32;
+/// At most this many plugins (exit watchers are a 64-bit mask).
+const MAX_PLUGINS: usize = 64;
+
+/// Builds a [`Schedule`] with non-default settings.
+///
+/// ```
+/// let schedule = fibra_rt::Schedule::builder()
+///     .stack_size(128 * 1024)
+///     .stack_pool_cap(4096)
+///     .step_budget(1000)
+///     .build();
+/// # drop(schedule);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    stack_size: usize,
+    pool_cap: usize,
+    step_budget: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            stack_size: 64 * 1024,
+            pool_cap: 1024,
+            step_budget: 4096,
+        }
+    }
+}
+
+impl Builder {
+    /// Default stack size of tasklets, in bytes (64 KiB unless set). Only pages a tasklet
+    /// touches take memory, so a generous size costs address space, not RAM.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes.max(4096);
+        self
+    }
+
+    /// How many free stacks the pool keeps for reuse (1024 unless set).
+    pub fn stack_pool_cap(mut self, stacks: usize) -> Self {
+        self.pool_cap = stacks;
+        self
+    }
+
+    /// The most tasklet steps one `tick()` runs (4096 unless set), so that a tick's cost is
+    /// bounded however much work is ready.
+    pub fn step_budget(mut self, steps: usize) -> Self {
+        self.step_budget = steps.max(1);
+        self
+    }
+
+    /// Creates the schedule.
+    pub fn build(self) -> Schedule {
+        overflow::install();
+        Schedule {
+            core: Core {
+                tasklets: Slab::new(),
+                run_queue: VecDeque::new(),
+                pool: StackPool::new(self.stack_size, self.pool_cap),
+                wakes: Rc::new(WakeQueue::default()),
+                spare_wakes: Vec::new(),
+                op_deadlines: DeadlineQueue::new(),
+                kills: Vec::new(),
+                seq: 0,
+                now: Instant::now(),
+            },
+            plugins: Vec::new(),
+            plugin_names: Vec::new(),
+            routes: Vec::new(),
+            last_route: 0,
+            step_budget: self.step_budget,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// The tasklet table and what plugins may touch through a [`Context`].
+pub(crate) struct Core {
+    pub(crate) tasklets: Slab<Tasklet>,
+    pub(crate) run_queue: VecDeque<TaskletId>,
+    pub(crate) pool: StackPool,
+    pub(crate) wakes: Rc<WakeQueue>,
+    spare_wakes: Vec<TaskletId>,
+    pub(crate) op_deadlines: DeadlineQueue,
+    pub(crate) kills: Vec<TaskletId>,
+    seq: u32,
+    pub(crate) now: Instant,
+}
+
+impl Core {
+    pub(crate) fn get(&self, id: TaskletId) -> Option<&Tasklet> {
+        self.tasklets.get(id.slot()).filter(|t| t.id == id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TaskletId) -> Option<&mut Tasklet> {
+        self.tasklets.get_mut(id.slot()).filter(|t| t.id == id)
+    }
+
+    pub(crate) fn spawn<F>(&mut self, options: SpawnOptions, f: F) -> Result<TaskletId, Error>
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
+        let stack_size = options.stack_size.unwrap_or(self.pool.default_size());
+        let stack = self.pool.take(stack_size)?;
+        let limit = stack.limit().get();
+        let entry = self.tasklets.vacant_entry();
+        self.seq = self.seq.wrapping_add(1);
+        let id = TaskletId {
+            key: u32::try_from(entry.key()).expect("more than 2^32 live tasklets"),
+            seq: self.seq,
+        };
+        let wakes = Rc::clone(&self.wakes);
+        let co = Coroutine::with_stack(stack, move |yielder: &TaskletYielder, ()| {
+            let handle = Handle::new(yielder, id, wakes);
+            f(&handle);
+        });
+        let name = options.name.unwrap_or(Cow::Borrowed(""));
+        let guard = overflow::Guard {
+            id,
+            limit,
+            size: stack_size,
+            name: name.as_ptr(),
+            name_len: name.len(),
+        };
+        entry.insert(Tasklet {
+            co,
+            id,
+            state: State::Runnable,
+            watchers: 0,
+            woken: false,
+            stack_size,
+            name,
+            guard,
+        });
+        self.run_queue.push_back(id);
+        log::trace!(target: "fibra_rt::schedule", "spawned tasklet {id}");
+        Ok(id)
+    }
+
+    /// Turns posted wake-ups into runnable tasklets.
+    fn drain_wakes(&mut self) {
+        if self.wakes.borrow().is_empty() {
+            return;
+        }
+        std::mem::swap(&mut *self.wakes.borrow_mut(), &mut self.spare_wakes);
+        let mut wakes = std::mem::take(&mut self.spare_wakes);
+        for id in wakes.drain(..) {
+            let Some(t) = self.get_mut(id) else { continue };
+            match t.state {
+                State::Parked { header } => {
+                    // SAFETY: a parked tasklet is suspended in `park`, on a live `Slot<Park>`.
+                    let slot = unsafe { header.cast::<Slot<Park>>().as_mut() };
+                    slot.out = Some(());
+                    slot.header.status = Status::Done;
+                    t.state = State::Runnable;
+                    self.run_queue.push_back(id);
+                }
+                _ => t.woken = true,
+            }
+        }
+        self.spare_wakes = wakes;
+    }
+}
+
+/// Runs tasklets on one thread and routes the ops they yield to plugins.
+///
+/// The host drives it: [`tick`](Self::tick) from its own loop (never blocks), or
+/// [`run`](Self::run) when it has nothing else to do (blocks while nothing is ready, returns
+/// when no tasklet is left).
+///
+/// ```
+/// use fibra_rt::Schedule;
+///
+/// let mut schedule = Schedule::new();
+/// schedule.spawn(|h| {
+///     h.park(); // nobody wakes it yet...
+/// })?;
+/// schedule.spawn(|_h| println!("hello from a tasklet"))?;
+/// assert!(schedule.tick()?); // one tasklet is still parked
+/// assert_eq!(schedule.len(), 1);
+/// # Ok::<(), fibra_rt::Error>(())
+/// ```
+///
+/// A schedule is bound to its thread:
+///
+/// ```compile_fail
+/// fn must_be_send<T: Send>() {}
+/// must_be_send::<fibra_rt::Schedule>();
+/// ```
+pub struct Schedule {
+    core: Core,
+    plugins: Vec<Box<dyn Plugin>>,
+    plugin_names: Vec<&'static str>,
+    routes: Vec<Route>,
+    last_route: usize,
+    step_budget: usize,
+    _not_send: PhantomData<Rc<()>>,
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schedule")
+            .field("tasklets", &self.core.tasklets.len())
+            .field("runnable", &self.core.run_queue.len())
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+enum Dispatch {
+    /// The op completed; the tasklet can go on.
+    Ready,
+    /// The tasklet waits.
+    Pending,
+}
+
+impl Schedule {
+    /// A schedule with default settings and no plugins.
+    pub fn new() -> Self {
+        Builder::default().build()
+    }
+
+    /// A [`Builder`] for non-default settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Adds a plugin; the op types it registers are routed to it from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OpTaken`] if another plugin already serves one of its op types (nothing is
+    /// added then).
+    pub fn add_plugin<P: Plugin>(&mut self, plugin: P) -> Result<(), Error> {
+        let index = self.plugins.len();
+        if index >= MAX_PLUGINS {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "a schedule holds at most {MAX_PLUGINS} plugins"
+            ))));
+        }
+        let mut router = Router::<P>::new(index);
+        P::register(&mut router);
+        for (i, route) in router.routes.iter().enumerate() {
+            let taken = self.routes.iter().any(|r| r.type_id == route.type_id)
+                || router.routes[..i]
+                    .iter()
+                    .any(|r| r.type_id == route.type_id)
+                || route.type_id == TypeId::of::<Park>();
+            if taken {
+                return Err(Error::OpTaken { op: route.name });
+            }
+        }
+        self.routes.extend(router.routes);
+        self.plugins.push(Box::new(plugin));
+        self.plugin_names.push(std::any::type_name::<P>());
+        Ok(())
+    }
+
+    /// The plugin of type `P`, to read its state.
+    pub fn plugin<P: Plugin>(&self) -> Option<&P> {
+        self.plugins
+            .iter()
+            .find_map(|p| (&**p as &dyn Any).downcast_ref::<P>())
+    }
+
+    /// The plugin of type `P`, to change its settings.
+    pub fn plugin_mut<P: Plugin>(&mut self) -> Option<&mut P> {
+        self.plugins
+            .iter_mut()
+            .find_map(|p| (&mut **p as &mut dyn Any).downcast_mut::<P>())
+    }
+
+    /// Spawns a tasklet running `f`; it first runs on the next tick.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StackAlloc`] when no stack can be mapped; its message says what to change.
+    pub fn spawn<F>(&mut self, f: F) -> Result<TaskletId, Error>
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
+        self.core.spawn(SpawnOptions::default(), f)
+    }
+
+    /// Spawns a tasklet with a name (shown in logs, [`tasklets`](Self::tasklets) and crash
+    /// reports).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_named<F>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<TaskletId, Error>
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
+        self.core.spawn(SpawnOptions::new().name(name), f)
+    }
+
+    /// Spawns a tasklet with [`SpawnOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_with<F>(&mut self, options: SpawnOptions, f: F) -> Result<TaskletId, Error>
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
+        self.core.spawn(options, f)
+    }
+
+    /// Maps stacks until the pool holds `n` free ones (bounded by the pool's cap), so that the
+    /// next `n` spawns cost no `mmap`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StackAlloc`] when a stack cannot be mapped.
+    pub fn prewarm(&mut self, n: usize) -> Result<(), Error> {
+        self.core.pool.prewarm(n)
+    }
+
+    /// How many free stacks the pool holds.
+    pub fn pooled_stacks(&self) -> usize {
+        self.core.pool.free_len()
+    }
+
+    /// Kills tasklet `id` now: it ends at its yield point (a tasklet that never ran just
+    /// drops its closure), its destructors run, its pending op is withdrawn from its plugin,
+    /// and watchers hear [`Exit::Killed`]. Returns whether `id` was alive.
+    ///
+    /// A destructor must not yield; a tasklet that yields while being killed aborts the
+    /// process.
+    pub fn kill(&mut self, id: TaskletId) -> bool {
+        let killed = self.kill_now(id);
+        self.process_kills();
+        killed
+    }
+
+    /// How many tasklets are alive.
+    pub fn len(&self) -> usize {
+        self.core.tasklets.len()
+    }
+
+    /// Whether no tasklet is alive.
+    pub fn is_empty(&self) -> bool {
+        self.core.tasklets.is_empty()
+    }
+
+    /// Whether tasklet `id` is alive.
+    pub fn contains(&self, id: TaskletId) -> bool {
+        self.core.get(id).is_some()
+    }
+
+    /// The live tasklets: id, name, state, and what each waits on.
+    pub fn tasklets(&self) -> impl Iterator<Item = TaskletInfo<'_>> + '_ {
+        self.core.tasklets.iter().map(|(_, t)| t.info())
+    }
+
+    /// The earliest instant at which a timer or op deadline falls due: how long a host loop
+    /// may sleep before its next `tick()` if it has no other events. `Some(now)` or earlier
+    /// when tasklets are runnable right now.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.core.run_queue.is_empty() || !self.core.wakes.borrow().is_empty() {
+            return Some(self.core.now);
+        }
+        let plugins = self.plugins.iter().filter_map(|p| p.next_deadline());
+        plugins.chain(self.core.op_deadlines.next_deadline()).min()
+    }
+
+    /// Runs one round without ever blocking: polls every plugin with a zero timeout, then runs
+    /// runnable tasklets, at most the step budget of them. Returns whether tasklets remain.
+    ///
+    /// # Errors
+    ///
+    /// A plugin's fatal poll error ([`Error::Plugin`]).
+    pub fn tick(&mut self) -> Result<bool, Error> {
+        self.poll_plugins(Some(Duration::ZERO))?;
+        self.run_steps(self.step_budget)?;
+        Ok(!self.is_empty())
+    }
+
+    /// Runs until no tasklet is left, blocking in the poller (or sleeping until the next
+    /// deadline) whenever nothing is runnable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stalled`] when tasklets remain but nothing could ever wake them, and plugins'
+    /// fatal errors.
+    pub fn run(&mut self) -> Result<(), Error> {
+        while !self.is_empty() {
+            self.run_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// Like [`run`](Self::run), but returns at `deadline` at the latest. Returns whether
+    /// tasklets remain.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_until(&mut self, deadline: Instant) -> Result<bool, Error> {
+        while !self.is_empty() && Instant::now() < deadline {
+            self.run_once(Some(deadline))?;
+        }
+        Ok(!self.is_empty())
+    }
+
+    /// Like [`run`](Self::run), but returns after `timeout` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_for(&mut self, timeout: Duration) -> Result<bool, Error> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.run_until(deadline),
+            None => self.run().map(|()| false),
+        }
+    }
+
+    fn run_once(&mut self, limit: Option<Instant>) -> Result<(), Error> {
+        self.core.drain_wakes();
+        if self.core.run_queue.is_empty() {
+            self.block(limit)?;
+        }
+        self.run_steps(self.step_budget)?;
+        Ok(())
+    }
+
+    /// Nothing is runnable: wait for the next event or deadline.
+    fn block(&mut self, limit: Option<Instant>) -> Result<(), Error> {
+        let deadline = match (self.next_deadline(), limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let now = Instant::now();
+        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        let can_block = self.plugins.iter().any(|p| p.can_block());
+        if can_block {
+            return self.poll_plugins(timeout);
+        }
+        match timeout {
+            Some(t) => {
+                if !t.is_zero() {
+                    std::thread::sleep(t);
+                }
+                self.poll_plugins(Some(Duration::ZERO))
+            }
+            None => {
+                self.poll_plugins(Some(Duration::ZERO))?;
+                self.core.drain_wakes();
+                if self.core.run_queue.is_empty() && !self.is_empty() {
+                    return Err(Error::Stalled {
+                        waiting: self.len(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Polls every plugin: the first one that can block gets `timeout`, the others zero.
+    fn poll_plugins(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let blocker = match timeout {
+            Some(t) if t.is_zero() => None,
+            _ => self.plugins.iter().position(|p| p.can_block()),
+        };
+        if let Some(i) = blocker {
+            self.poll_plugin(i, timeout)?;
+        }
+        self.core.now = Instant::now();
+        self.expire_op_deadlines();
+        for i in 0..self.plugins.len() {
+            if Some(i) != blocker {
+                self.poll_plugin(i, Some(Duration::ZERO))?;
+            }
+        }
+        self.core.drain_wakes();
+        Ok(())
+    }
+
+    fn poll_plugin(&mut self, i: usize, timeout: Option<Duration>) -> Result<(), Error> {
+        let mut cx = Context {
+            core: &mut self.core,
+            plugin: i,
+        };
+        let result = self.plugins[i].poll(&mut cx, timeout);
+        self.process_kills();
+        result.map_err(|source| Error::Plugin {
+            plugin: self.plugin_names[i],
+            source,
+        })
+    }
+
+    fn expire_op_deadlines(&mut self) {
+        while let Some(id) = self.core.op_deadlines.pop_expired(self.core.now) {
+            let Some(t) = self.core.get_mut(id) else {
+                continue;
+            };
+            let State::Waiting { header, route } = t.state else {
+                continue;
+            };
+            t.state = State::Runnable;
+            // SAFETY: a waiting tasklet is suspended inside `yield_op`; its slot is alive.
+            unsafe { (*header.as_ptr()).status = Status::TimedOut };
+            self.core.run_queue.push_back(id);
+            let plugin = self.routes[route].plugin;
+            self.plugins[plugin].forget(id);
+        }
+    }
+
+    /// Runs up to `budget` steps; returns how many ran.
+    fn run_steps(&mut self, budget: usize) -> Result<usize, Error> {
+        let mut steps = 0;
+        let mut since_poll = 0;
+        while steps < budget {
+            self.core.drain_wakes();
+            let Some(id) = self.core.run_queue.pop_front() else {
+                break;
+            };
+            if !matches!(self.core.get(id).map(|t| t.state), Some(State::Runnable)) {
+                continue;
+            }
+            let ran = self.run_tasklet(id, budget - steps);
+            steps += ran;
+            since_poll += ran;
+            if since_poll >= POLL_INTERVAL && !self.core.run_queue.is_empty() {
+                since_poll = 0;
+                self.poll_plugins(Some(Duration::ZERO))?;
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Resumes `id` until it waits, ends, or has used its share; returns the steps it took.
+    fn run_tasklet(&mut self, id: TaskletId, budget: usize) -> usize {
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            let Some(t) = self.core.get_mut(id) else {
+                return steps;
+            };
+            t.state = State::Running;
+            let entered = overflow::enter(&t.guard);
+            let result = catch_unwind(AssertUnwindSafe(|| t.co.resume(())));
+            drop(entered);
+            match result {
+                Ok(CoroutineResult::Yield(header)) => {
+                    let dispatch = self.dispatch(id, header);
+                    self.process_kills();
+                    let Some(t) = self.core.get_mut(id) else {
+                        return steps;
+                    };
+                    match dispatch {
+                        Dispatch::Pending => return steps,
+                        Dispatch::Ready if steps < CHAIN_LIMIT && steps < budget => {}
+                        Dispatch::Ready => {
+                            t.state = State::Runnable;
+                            self.core.run_queue.push_back(id);
+                            return steps;
+                        }
+                    }
+                }
+                Ok(CoroutineResult::Return(())) => {
+                    self.finish(id, Exit::Finished);
+                    return steps;
+                }
+                Err(payload) => {
+                    self.finish(id, Exit::from_panic(&*payload));
+                    return steps;
+                }
+            }
+        }
+    }
+
+    /// Hands the op behind `header`, yielded by `id`, to its plugin.
+    fn dispatch(&mut self, id: TaskletId, header: NonNull<Header>) -> Dispatch {
+        // SAFETY: `id` just suspended inside `yield_op` with a pointer to its live slot.
+        let type_id = unsafe { header.as_ref() }.type_id;
+        if type_id == TypeId::of::<Park>() {
+            return self.park(id, header);
+        }
+        let route = match self.routes.get(self.last_route) {
+            Some(r) if r.type_id == type_id => self.last_route,
+            _ => match self.routes.iter().position(|r| r.type_id == type_id) {
+                Some(i) => {
+                    self.last_route = i;
+                    i
+                }
+                None => {
+                    // SAFETY: as above.
+                    unsafe { (*header.as_ptr()).status = Status::NoPlugin };
+                    return Dispatch::Ready;
+                }
+            },
+        };
+        let Route { plugin, submit, .. } = self.routes[route];
+        let mut cx = Context {
+            core: &mut self.core,
+            plugin,
+        };
+        // SAFETY: the route matched the slot's type id, so the slot is a `Slot<O>` for the
+        // `O` that `submit` was made for, and `plugins[plugin]` is the plugin it was made for.
+        let ready = unsafe { submit(&mut *self.plugins[plugin], header, id, &mut cx) };
+        if ready {
+            return Dispatch::Ready;
+        }
+        if let Some(t) = self.core.get_mut(id) {
+            t.state = State::Waiting { header, route };
+            // SAFETY: as above.
+            if let Some(deadline) = unsafe { header.as_ref() }.deadline {
+                self.core.op_deadlines.insert(id, deadline);
+            }
+        }
+        Dispatch::Pending
+    }
+
+    fn park(&mut self, id: TaskletId, header: NonNull<Header>) -> Dispatch {
+        let Some(t) = self.core.get_mut(id) else {
+            return Dispatch::Pending;
+        };
+        if std::mem::take(&mut t.woken) {
+            // SAFETY: the slot is a live `Slot<Park>` (its type id said so).
+            let slot = unsafe { header.cast::<Slot<Park>>().as_mut() };
+            slot.out = Some(());
+            slot.header.status = Status::Done;
+            return Dispatch::Ready;
+        }
+        t.state = State::Parked { header };
+        Dispatch::Pending
+    }
+
+    /// Removes an ended tasklet, recycles its stack and tells its watchers.
+    fn finish(&mut self, id: TaskletId, exit: Exit) {
+        let t = self.core.tasklets.remove(id.slot());
+        if let Exit::Panicked(msg) = &exit {
+            log::error!(target: "fibra_rt::tasklet", "tasklet {id} `{}` panicked: {msg}", t.name);
+        } else {
+            log::trace!(target: "fibra_rt::tasklet", "tasklet {id} `{}` finished", t.name);
+        }
+        let (watchers, size) = (t.watchers, t.stack_size);
+        self.core.pool.give(t.co.into_stack(), size);
+        self.notify_exit(id, watchers, &exit);
+    }
+
+    fn kill_now(&mut self, id: TaskletId) -> bool {
+        let Some(t) = self.core.get(id) else {
+            return false;
+        };
+        if let State::Waiting { route, .. } = t.state {
+            let plugin = self.routes[route].plugin;
+            self.plugins[plugin].forget(id);
+        }
+        self.core.op_deadlines.remove(id);
+        let mut t = self.core.tasklets.remove(id.slot());
+        let entered = overflow::enter(&t.guard);
+        let unwound = catch_unwind(AssertUnwindSafe(|| t.co.force_unwind()));
+        drop(entered);
+        if let Err(payload) = unwound {
+            log::error!(target: "fibra_rt::tasklet",
+                "tasklet {id} `{}` panicked while being killed: {}", t.name, Exit::from_panic(&*payload));
+        }
+        log::debug!(target: "fibra_rt::tasklet", "tasklet {id} `{}` killed", t.name);
+        let (watchers, size) = (t.watchers, t.stack_size);
+        if t.co.done() {
+            self.core.pool.give(t.co.into_stack(), size);
+        }
+        self.notify_exit(id, watchers, &Exit::Killed);
+        true
+    }
+
+    fn process_kills(&mut self) {
+        while let Some(id) = self.core.kills.pop() {
+            self.kill_now(id);
+        }
+    }
+
+    fn notify_exit(&mut self, id: TaskletId, watchers: u64, exit: &Exit) {
+        let mut bits = watchers;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let mut cx = Context {
+                core: &mut self.core,
+                plugin: i,
+            };
+            self.plugins[i].exited(id, exit, &mut cx);
+        }
+    }
+}
+
+impl Drop for Schedule {
+    fn drop(&mut self) {
+        // Unwind every tasklet while the plugins still exist (destructors may wake others).
+        let ids: Vec<TaskletId> = self.core.tasklets.iter().map(|(_, t)| t.id).collect();
+        for id in ids {
+            if let Some(mut t) = self.core.tasklets.try_remove(id.slot()) {
+                let entered = overflow::enter(&t.guard);
+                let _ = catch_unwind(AssertUnwindSafe(|| t.co.force_unwind()));
+                drop(entered);
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! A tasklet: a coroutine with its bookkeeping, how it ended, and what introspection shows.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ptr::NonNull;
+
+use corosensei::stack::DefaultStack;
+use corosensei::Coroutine;
+
+use crate::op::Header;
+use crate::overflow;
+use crate::TaskletId;
+
+pub(crate) type TaskletCoroutine = Coroutine<(), NonNull<Header>, (), DefaultStack>;
+
+/// Where a tasklet is in its life.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum State {
+    /// In the run queue.
+    Runnable,
+    /// Being resumed right now.
+    Running,
+    /// Waiting for the plugin behind route `route` to complete the op in `header`.
+    Waiting {
+        header: NonNull<Header>,
+        route: usize,
+    },
+    /// Parked until a waker wakes it.
+    Parked { header: NonNull<Header> },
+}
+
+pub(crate) struct Tasklet {
+    pub(crate) co: TaskletCoroutine,
+    pub(crate) id: TaskletId,
+    pub(crate) state: State,
+    /// Bit `i` set: plugin `i` wants to hear how this tasklet ends.
+    pub(crate) watchers: u64,
+    /// A wake arrived while the tasklet was not parked.
+    pub(crate) woken: bool,
+    pub(crate) stack_size: usize,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) guard: overflow::Guard,
+}
+
+/// How a tasklet ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exit {
+    /// Its function returned.
+    Finished,
+    /// It panicked; the panic's message (or a note that the payload was not a string).
+    Panicked(String),
+    /// It was killed at a yield point; its destructors ran.
+    Killed,
+}
+
+impl Exit {
+    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Exit {
+        let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "a panic with a non-string payload".to_owned()
+        };
+        Exit::Panicked(msg)
+    }
+
+    /// Whether the function returned normally.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Exit::Finished)
+    }
+
+    /// Whether the tasklet panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, Exit::Panicked(_))
+    }
+
+    /// Whether the tasklet was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, Exit::Killed)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Finished => f.write_str("finished"),
+            Exit::Panicked(msg) => write!(f, "panicked: {msg}"),
+            Exit::Killed => f.write_str("killed"),
+        }
+    }
+}
+
+/// Options for one spawn: a name (shown in logs, introspection and crash messages) and a
+/// stack size.
+///
+/// ```
+/// use fibra_rt::SpawnOptions;
+/// let options = SpawnOptions::new().name("listener").stack_size(256 * 1024);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SpawnOptions {
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) stack_size: Option<usize>,
+}
+
+impl SpawnOptions {
+    /// Default options: no name, the schedule's default stack size.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the tasklet.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the tasklet a stack of `bytes` (at least 4 KiB; rounded up to whole pages).
+    /// Stacks of the schedule's default size come from its pool; others are mapped per spawn.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+}
+
+/// What a tasklet is doing, as [`Schedule::tasklets`](crate::Schedule::tasklets) reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskletState {
+    /// Ready to run on the next step.
+    Runnable,
+    /// Running now (only seen from inside a plugin call).
+    Running,
+    /// Waiting for a plugin to complete an op.
+    Waiting,
+    /// Parked until woken.
+    Parked,
+}
+
+/// One live tasklet, for introspection.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskletInfo<'a> {
+    /// Its id.
+    pub id: TaskletId,
+    /// Its name, or `""`.
+    pub name: &'a str,
+    /// What it is doing.
+    pub state: TaskletState,
+    /// The type name of the op it waits on, when waiting or parked.
+    pub waiting_on: Option<&'static str>,
+    /// Its stack size in bytes.
+    pub stack_size: usize,
+}
+
+impl Tasklet {
+    pub(crate) fn info(&self) -> TaskletInfo<'_> {
+        let (state, waiting_on) = match self.state {
+            State::Runnable => (TaskletState::Runnable, None),
+            State::Running => (TaskletState::Running, None),
+            // SAFETY: a waiting tasklet is suspended inside `yield_op`, so its slot is alive.
+            State::Waiting { header, .. } => (
+                TaskletState::Waiting,
+                Some(unsafe { (header.as_ref().type_name)() }),
+            ),
+            State::Parked { .. } => (TaskletState::Parked, Some("park")),
+        };
+        TaskletInfo {
+            id: self.id,
+            name: &self.name,
+            state,
+            waiting_on,
+            stack_size: self.stack_size,
+        }
+    }
+}

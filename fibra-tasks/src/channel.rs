@@ -1,0 +1,337 @@
+//! Channels between tasklets (fibra's "tubes"): bounded or unbounded, many senders and many
+//! receivers, closable.
+//!
+//! A channel lives on the schedule's thread. Sending or receiving first tries without
+//! suspending; only when the channel is full (send) or empty (receive) does the tasklet park
+//! until the other side makes room or sends. Values sent before a close are still received;
+//! after the close, receivers see `None` once the queue is drained and senders get their value
+//! back in the error.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+
+use fibra_rt::{Handle, TaskletId, Waker};
+
+use crate::{SendError, TryRecvError, TrySendError};
+
+struct Chan<T> {
+    queue: VecDeque<T>,
+    cap: Option<usize>,
+    closed: bool,
+    senders: usize,
+    receivers: usize,
+    recv_waiters: VecDeque<Waker>,
+    send_waiters: VecDeque<Waker>,
+}
+
+impl<T> Chan<T> {
+    fn is_full(&self) -> bool {
+        self.cap.is_some_and(|cap| self.queue.len() >= cap)
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        for w in self
+            .recv_waiters
+            .drain(..)
+            .chain(self.send_waiters.drain(..))
+        {
+            w.wake();
+        }
+    }
+}
+
+type Shared<T> = Rc<RefCell<Chan<T>>>;
+
+fn new_chan<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let chan = Rc::new(RefCell::new(Chan {
+        queue: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
+        cap,
+        closed: false,
+        senders: 1,
+        receivers: 1,
+        recv_waiters: VecDeque::new(),
+        send_waiters: VecDeque::new(),
+    }));
+    (
+        Sender {
+            chan: Rc::clone(&chan),
+        },
+        Receiver { chan },
+    )
+}
+
+/// A channel with no capacity limit: sends never wait.
+///
+/// ```
+/// use fibra_rt::Schedule;
+///
+/// let (tx, rx) = fibra_tasks::channel::<u32>();
+/// let mut schedule = Schedule::new();
+/// schedule.spawn(move |h| {
+///     let mut sum = 0;
+///     while let Some(v) = rx.recv(h) {
+///         sum += v;
+///     }
+///     assert_eq!(sum, 6);
+/// })?;
+/// schedule.spawn(move |h| {
+///     for v in 1..=3 {
+///         tx.send(h, v).unwrap();
+///     }
+///     // dropping the last sender closes the channel
+/// })?;
+/// schedule.run()?;
+/// # Ok::<(), fibra_rt::Error>(())
+/// ```
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
+    new_chan(None)
+}
+
+/// A channel holding at most `capacity` values (at least 1): a send to a full channel waits
+/// until a receiver makes room.
+pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    new_chan(Some(capacity.max(1)))
+}
+
+/// Removes a tasklet's waker from a wait list when its wait ends in any way, including being
+/// killed while parked; a wake it consumed without using is passed on to the next waiter.
+struct WaitGuard<'a, T> {
+    chan: &'a Shared<T>,
+    id: TaskletId,
+    senders_list: bool,
+    done: bool,
+}
+
+impl<T> WaitGuard<'_, T> {
+    fn list(chan: &mut Chan<T>, senders_list: bool) -> &mut VecDeque<Waker> {
+        if senders_list {
+            &mut chan.send_waiters
+        } else {
+            &mut chan.recv_waiters
+        }
+    }
+}
+
+impl<T> Drop for WaitGuard<'_, T> {
+    fn drop(&mut self) {
+        let mut chan = self.chan.borrow_mut();
+        let list = Self::list(&mut chan, self.senders_list);
+        if let Some(pos) = list.iter().position(|w| w.id() == self.id) {
+            list.remove(pos);
+        } else if !self.done {
+            if let Some(next) = list.pop_front() {
+                next.wake();
+            }
+        }
+    }
+}
+
+/// The sending side of a channel. Cloning it adds a sender; when the last sender is dropped
+/// the channel closes.
+pub struct Sender<T> {
+    chan: Shared<T>,
+}
+
+impl<T> Sender<T> {
+    /// Sends `value`, waiting while the channel is full.
+    ///
+    /// # Errors
+    ///
+    /// Gives `value` back if the channel is closed.
+    pub fn send(&self, h: &Handle, value: T) -> Result<(), SendError<T>> {
+        let mut value = value;
+        loop {
+            match self.try_send(value) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(v)) => return Err(SendError(v)),
+                Err(TrySendError::Full(v)) => value = v,
+            }
+            let mut guard = WaitGuard {
+                chan: &self.chan,
+                id: h.id(),
+                senders_list: true,
+                done: false,
+            };
+            self.chan.borrow_mut().send_waiters.push_back(h.waker());
+            h.park();
+            guard.done = !self.chan.borrow().is_full();
+        }
+    }
+
+    /// Sends `value` if there is room now; never suspends.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] or [`TrySendError::Closed`], with the value.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let mut chan = self.chan.borrow_mut();
+        if chan.closed {
+            return Err(TrySendError::Closed(value));
+        }
+        if chan.is_full() {
+            return Err(TrySendError::Full(value));
+        }
+        chan.queue.push_back(value);
+        if let Some(w) = chan.recv_waiters.pop_front() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Closes the channel for everyone: sends fail, receivers drain what is queued.
+    pub fn close(&self) {
+        self.chan.borrow_mut().close();
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.chan.borrow().closed
+    }
+
+    /// How many values are queued.
+    pub fn len(&self) -> usize {
+        self.chan.borrow().queue.len()
+    }
+
+    /// Whether no value is queued.
+    pub fn is_empty(&self) -> bool {
+        self.chan.borrow().queue.is_empty()
+    }
+
+    /// The capacity, or `None` for an unbounded channel.
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.borrow().cap
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.borrow_mut().senders += 1;
+        Sender {
+            chan: Rc::clone(&self.chan),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut chan = self.chan.borrow_mut();
+        chan.senders -= 1;
+        if chan.senders == 0 {
+            chan.close();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chan = self.chan.borrow();
+        f.debug_struct("Sender")
+            .field("len", &chan.queue.len())
+            .field("cap", &chan.cap)
+            .field("closed", &chan.closed)
+            .finish()
+    }
+}
+
+/// The receiving side of a channel. Cloning it adds a receiver (each value goes to one of
+/// them); when the last receiver is dropped the channel closes.
+pub struct Receiver<T> {
+    chan: Shared<T>,
+}
+
+impl<T> Receiver<T> {
+    /// Receives the next value, waiting while the channel is empty. `None` once the channel is
+    /// closed and drained.
+    pub fn recv(&self, h: &Handle) -> Option<T> {
+        loop {
+            match self.try_recv() {
+                Ok(v) => return Some(v),
+                Err(TryRecvError::Closed) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            let mut guard = WaitGuard {
+                chan: &self.chan,
+                id: h.id(),
+                senders_list: false,
+                done: false,
+            };
+            self.chan.borrow_mut().recv_waiters.push_back(h.waker());
+            h.park();
+            let chan = self.chan.borrow();
+            guard.done = chan.queue.is_empty() || chan.closed;
+        }
+    }
+
+    /// Receives a value if one is queued; never suspends.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`], or [`TryRecvError::Closed`] when nothing will ever come.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut chan = self.chan.borrow_mut();
+        match chan.queue.pop_front() {
+            Some(v) => {
+                if let Some(w) = chan.send_waiters.pop_front() {
+                    w.wake();
+                }
+                Ok(v)
+            }
+            None if chan.closed => Err(TryRecvError::Closed),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Closes the channel for everyone: sends fail, receivers drain what is queued.
+    pub fn close(&self) {
+        self.chan.borrow_mut().close();
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.chan.borrow().closed
+    }
+
+    /// How many values are queued.
+    pub fn len(&self) -> usize {
+        self.chan.borrow().queue.len()
+    }
+
+    /// Whether no value is queued.
+    pub fn is_empty(&self) -> bool {
+        self.chan.borrow().queue.is_empty()
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.chan.borrow_mut().receivers += 1;
+        Receiver {
+            chan: Rc::clone(&self.chan),
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut chan = self.chan.borrow_mut();
+        chan.receivers -= 1;
+        if chan.receivers == 0 {
+            chan.close();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chan = self.chan.borrow();
+        f.debug_struct("Receiver")
+            .field("len", &chan.queue.len())
+            .field("cap", &chan.cap)
+            .field("closed", &chan.closed)
+            .finish()
+    }
+}

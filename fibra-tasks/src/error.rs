@@ -1,0 +1,174 @@
+//! `TaskError` and the channel errors.
+
+use std::{fmt, io};
+
+use fibra_rt::TaskletId;
+
+/// What can go wrong with tasks: spawning, joining, waiting on channels.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The joined tasklet panicked; its panic message.
+    Panicked(String),
+    /// The joined tasklet was killed.
+    Killed,
+    /// No live tasklet has this id (it ended before it could be joined or watched).
+    NotFound(TaskletId),
+    /// A tasklet tried to join itself, which could never return.
+    JoinSelf,
+    /// The channel is closed.
+    Closed,
+    /// The runtime could not spawn (no stack could be mapped).
+    Spawn(fibra_rt::Error),
+    /// An I/O error.
+    Io(io::Error),
+}
+
+impl TaskError {
+    /// Whether the tasklet panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+
+    /// Whether the tasklet was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, TaskError::Killed)
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(msg) => write!(f, "the tasklet panicked: {msg}"),
+            TaskError::Killed => f.write_str("the tasklet was killed before it finished"),
+            TaskError::NotFound(id) => write!(f, "no live tasklet {id}: it has already ended"),
+            TaskError::JoinSelf => {
+                f.write_str("a tasklet cannot join itself: it would wait forever")
+            }
+            TaskError::Closed => f.write_str("the channel is closed"),
+            TaskError::Spawn(e) => write!(f, "could not spawn a tasklet: {e}"),
+            TaskError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TaskError::Spawn(e) => Some(e),
+            TaskError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for TaskError {
+    fn from(e: io::Error) -> Self {
+        TaskError::Io(e)
+    }
+}
+
+impl From<fibra_rt::Error> for TaskError {
+    fn from(e: fibra_rt::Error) -> Self {
+        TaskError::Spawn(e)
+    }
+}
+
+/// A send on a closed channel; the value is handed back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a closed channel")
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+impl<T> From<SendError<T>> for TaskError {
+    fn from(_: SendError<T>) -> Self {
+        TaskError::Closed
+    }
+}
+
+/// Why [`Sender::try_send`](crate::Sender::try_send) failed; the value is handed back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The channel is at capacity.
+    Full(T),
+    /// The channel is closed.
+    Closed(T),
+}
+
+impl<T> TrySendError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySendError::Full(v) | TrySendError::Closed(v) => v,
+        }
+    }
+
+    /// Whether the channel was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("Full(..)"),
+            TrySendError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("the channel is full"),
+            TrySendError::Closed(_) => f.write_str("sending on a closed channel"),
+        }
+    }
+}
+
+impl<T> std::error::Error for TrySendError<T> {}
+
+impl<T> From<TrySendError<T>> for TaskError {
+    fn from(e: TrySendError<T>) -> Self {
+        match e {
+            TrySendError::Full(_) => TaskError::Io(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the channel is full",
+            )),
+            TrySendError::Closed(_) => TaskError::Closed,
+        }
+    }
+}
+
+/// Why [`Receiver::try_recv`](crate::Receiver::try_recv) got nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// Nothing queued yet.
+    Empty,
+    /// Nothing queued and the channel is closed: nothing will ever come.
+    Closed,
+}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => f.write_str("the channel is empty"),
+            TryRecvError::Closed => f.write_str("the channel is empty and closed"),
+        }
+    }
+}
+
+impl std::error::Error for TryRecvError {}

@@ -1,0 +1,39 @@
+//! fibra's tasks plugin: spawn, join, on_finish, kill, sleep, yield_now, timeouts, and
+//! channels between tasklets.
+//!
+//! Add [`TasksPlugin`] to a schedule, then use [`TasksExt`] on a tasklet's handle:
+//!
+//! ```
+//! use std::time::Duration;
+//! use fibra_rt::Schedule;
+//! use fibra_tasks::{TasksExt, TasksPlugin};
+//!
+//! let mut schedule = Schedule::new();
+//! schedule.add_plugin(TasksPlugin::new())?;
+//! schedule.spawn(|h| {
+//!     let worker = h.spawn(|h| {
+//!         h.sleep(Duration::from_millis(5));
+//!         "done"
+//!     }).unwrap();
+//!     h.on_finish(worker.id(), |_h, exit| log::info!("worker {exit}")).unwrap();
+//!     assert_eq!(h.join(worker).unwrap(), "done");
+//! })?;
+//! schedule.run()?;
+//! # Ok::<(), fibra_rt::Error>(())
+//! ```
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![doc(test(attr(deny(warnings))))]
+#![forbid(unsafe_code)]
+
+mod channel;
+mod error;
+mod ext;
+mod join;
+pub mod ops;
+mod plugin;
+
+pub use channel::{bounded, channel, Receiver, Sender};
+pub use error::{SendError, TaskError, TryRecvError, TrySendError};
+pub use ext::TasksExt;
+pub use join::JoinHandle;
+pub use plugin::TasksPlugin;
