@@ -1,1 +1,253 @@
-fn main() {}
+//! Runtime micro-benchmarks, each beside raw `corosensei` measured in the same run:
+//! yield round trip through the Schedule, spawn+run+finish on a warm pool, and idle `tick()`
+//! with many parked tasklets. Ends with a summary table of medians and ratios.
+//!
+//! Run: `cargo bench --bench runtime` (add `-- --quick` for a shorter criterion pass).
+
+use std::hint::black_box;
+use std::io;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use corosensei::stack::DefaultStack;
+use corosensei::Coroutine;
+use criterion::{BenchmarkId, Criterion};
+use fibra::rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+use fibra::tasks::{TasksExt, TasksPlugin};
+
+/// An op its plugin answers at once: the cost of op → plugin → resume.
+struct Noop(u64);
+impl Op for Noop {
+    type Output = u64;
+}
+
+#[derive(Debug)]
+struct NoopPlugin;
+impl Plugin for NoopPlugin {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Noop>();
+    }
+    fn poll(&mut self, _: &mut Context<'_>, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Handles<Noop> for NoopPlugin {
+    fn submit(&mut self, op: Noop, _: TaskletId, _: &mut Context<'_>) -> Poll<u64> {
+        Poll::Ready(op.0 + 1)
+    }
+}
+
+fn schedule() -> Schedule {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    s.add_plugin(NoopPlugin).unwrap();
+    s
+}
+
+// ----- measured loops, shared by criterion and the summary -----
+
+fn raw_round_trips(iters: u64) -> Duration {
+    let mut co = Coroutine::<u64, u64, ()>::new(|y, mut v| loop {
+        v = y.suspend(v + 1);
+    });
+    let start = Instant::now();
+    for i in 0..iters {
+        black_box(co.resume(black_box(i)));
+    }
+    start.elapsed()
+}
+
+fn fibra_round_trips(iters: u64) -> Duration {
+    let mut s = schedule();
+    s.spawn(move |h| {
+        let mut v = 0;
+        for _ in 0..iters {
+            v = h.yield_op(Noop(black_box(v)));
+        }
+        black_box(v);
+    })
+    .unwrap();
+    let start = Instant::now();
+    s.run().unwrap();
+    start.elapsed()
+}
+
+fn fibra_yield_now(iters: u64) -> Duration {
+    let mut s = schedule();
+    s.spawn(move |h| {
+        for _ in 0..iters {
+            h.yield_now();
+        }
+    })
+    .unwrap();
+    let start = Instant::now();
+    s.run().unwrap();
+    start.elapsed()
+}
+
+fn raw_spawn_finish(iters: u64) -> Duration {
+    let mut stack = DefaultStack::new(64 * 1024).unwrap();
+    let start = Instant::now();
+    for _ in 0..iters {
+        let mut co = Coroutine::<(), (), (), _>::with_stack(stack, |_, ()| black_box(()));
+        black_box(co.resume(()));
+        stack = co.into_stack();
+    }
+    start.elapsed()
+}
+
+const BATCH: u64 = 100;
+
+fn fibra_spawn_finish(s: &mut Schedule, iters: u64) -> Duration {
+    let start = Instant::now();
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(BATCH);
+        for _ in 0..n {
+            s.spawn(|_| black_box(())).unwrap();
+        }
+        s.tick().unwrap();
+        left -= n;
+    }
+    start.elapsed()
+}
+
+fn fibra_spawn_fresh(iters: u64) -> Duration {
+    let mut s = Schedule::builder().stack_pool_cap(0).build();
+    fibra_spawn_finish(&mut s, iters)
+}
+
+fn fibra_spawn_from_tasklet(iters: u64) -> Duration {
+    let mut s = schedule();
+    s.prewarm(256).unwrap();
+    s.spawn(move |h| {
+        for _ in 0..iters {
+            h.spawn_detached(Default::default(), |_| black_box(()))
+                .unwrap();
+            h.yield_now(); // let the child run and finish
+        }
+    })
+    .unwrap();
+    let start = Instant::now();
+    s.run().unwrap();
+    start.elapsed()
+}
+
+/// A schedule with `n` parked tasklets, or why it could not be built.
+fn parked(n: usize) -> Result<Schedule, fibra::rt::Error> {
+    let mut s = schedule();
+    for _ in 0..n {
+        s.spawn(|h| loop {
+            h.park();
+        })?;
+    }
+    s.tick()?;
+    Ok(s)
+}
+
+fn idle_ticks(s: &mut Schedule, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(s.tick().unwrap());
+    }
+    start.elapsed()
+}
+
+// ----- criterion -----
+
+fn criterion_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("yield_round_trip");
+    g.bench_function("raw_corosensei", |b| b.iter_custom(raw_round_trips));
+    g.bench_function("fibra_ready_op", |b| b.iter_custom(fibra_round_trips));
+    g.bench_function("fibra_yield_now", |b| b.iter_custom(fibra_yield_now));
+    g.finish();
+
+    let mut g = c.benchmark_group("spawn_run_finish");
+    g.bench_function("raw_corosensei_reused_stack", |b| {
+        b.iter_custom(raw_spawn_finish)
+    });
+    let mut warm = schedule();
+    warm.prewarm(BATCH as usize).unwrap();
+    g.bench_function("fibra_warm_pool", |b| {
+        b.iter_custom(|iters| fibra_spawn_finish(&mut warm, iters))
+    });
+    g.bench_function("fibra_from_tasklet", |b| {
+        b.iter_custom(fibra_spawn_from_tasklet)
+    });
+    g.sample_size(10);
+    g.bench_function("fibra_fresh_mmap", |b| b.iter_custom(fibra_spawn_fresh));
+    g.finish();
+
+    let mut g = c.benchmark_group("idle_tick");
+    for n in [1_000usize, 10_000, 100_000] {
+        match parked(n) {
+            Ok(mut s) => {
+                g.bench_with_input(BenchmarkId::new("parked", n), &n, |b, _| {
+                    b.iter_custom(|iters| idle_ticks(&mut s, iters))
+                });
+            }
+            Err(e) => eprintln!("idle_tick/{n}: skipped: {e}"),
+        }
+    }
+    g.finish();
+}
+
+// ----- summary -----
+
+/// Median nanoseconds per iteration over `runs` runs of `iters` iterations.
+fn median_ns(runs: usize, iters: u64, mut f: impl FnMut(u64) -> Duration) -> f64 {
+    let mut v: Vec<f64> = (0..runs)
+        .map(|_| f(iters).as_nanos() as f64 / iters as f64)
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn summary() {
+    let raw_rt = median_ns(9, 2_000_000, raw_round_trips);
+    let fibra_rt = median_ns(9, 2_000_000, fibra_round_trips);
+    let fibra_yn = median_ns(9, 500_000, fibra_yield_now);
+    let raw_spawn = median_ns(9, 200_000, raw_spawn_finish);
+    let mut warm = schedule();
+    warm.prewarm(BATCH as usize).unwrap();
+    let fibra_spawn = median_ns(9, 200_000, |i| fibra_spawn_finish(&mut warm, i));
+    let fibra_spawn_op = median_ns(9, 200_000, fibra_spawn_from_tasklet);
+    let fresh = median_ns(3, 2_000, fibra_spawn_fresh);
+    println!();
+    println!("fibra runtime summary (medians of 9 runs, same process)");
+    println!("| measure | raw corosensei | fibra | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| yield round trip (ready op) | {raw_rt:.1} ns | {fibra_rt:.1} ns | {:.2}x | <= 2x |",
+        fibra_rt / raw_rt
+    );
+    println!(
+        "| yield_now (to next tick) | {raw_rt:.1} ns | {fibra_yn:.1} ns | {:.2}x | - |",
+        fibra_yn / raw_rt
+    );
+    println!(
+        "| spawn+run+finish, warm pool | {raw_spawn:.1} ns | {fibra_spawn:.1} ns | {:.2}x | <= 150 ns |",
+        fibra_spawn / raw_spawn
+    );
+    println!(
+        "| spawn from a tasklet (+ yield_now), warm | {raw_spawn:.1} ns | {fibra_spawn_op:.1} ns | {:.2}x | - |",
+        fibra_spawn_op / raw_spawn
+    );
+    println!("| spawn+run+finish, fresh mmap | - | {fresh:.0} ns | - | - |");
+    for n in [1_000usize, 10_000, 100_000] {
+        match parked(n) {
+            Ok(mut s) => {
+                let t = median_ns(9, 20_000, |i| idle_ticks(&mut s, i));
+                println!("| idle tick, {n} parked | - | {t:.1} ns | - | <= 2000 ns, flat |");
+            }
+            Err(e) => println!("| idle tick, {n} parked | - | skipped: {e} | - | - |"),
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    criterion_benches(&mut c);
+    c.final_summary();
+    summary();
+}

@@ -61,7 +61,8 @@ impl fmt::Display for Error {
                         f,
                         "; each tasklet stack is two memory maps and Linux caps a process at \
                          vm.max_map_count maps (default 65530, about 32,000 stacks): raise it, \
-                         e.g. `sudo sysctl -w vm.max_map_count=262144`, or run fewer tasklets"
+                         e.g. `sudo sysctl -w vm.max_map_count=262144` (and any `ulimit -v` \
+                         address-space limit), or run fewer tasklets or smaller stacks"
                     )?;
                 }
                 Ok(())

@@ -171,7 +171,7 @@ fn report(guard: &Guard) {
         buf: &mut buf,
         len: 0,
     };
-    w.put(b"\nfibra: tasklet ");
+    w.put(b"\nfibra: tasklet #");
     w.num(guard.id.key as usize);
     w.put(b".");
     w.num(guard.id.seq as usize);

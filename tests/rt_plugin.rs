@@ -1,0 +1,227 @@
+//! A plugin written in a test file plugs in without touching fibra-rt: ops routed by type,
+//! answered at once or later from `poll`, timers via `next_deadline`, withdrawn by `forget`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use fibra::rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+use fibra::tasks::TasksPlugin;
+
+/// Wait for the mail addressed to a box.
+struct Fetch(&'static str);
+impl Op for Fetch {
+    type Output = String;
+}
+
+/// Count the letters waiting, answered at once.
+struct Count;
+impl Op for Count {
+    type Output = usize;
+}
+
+/// Wait for the next "frame" of a 5 ms clock.
+struct NextFrame;
+impl Op for NextFrame {
+    type Output = u64;
+}
+
+#[derive(Debug, Default)]
+struct Mailbox {
+    /// Letters delivered by the host, not yet picked up.
+    inbox: HashMap<&'static str, Vec<String>>,
+    /// Who waits on which box.
+    waiting: HashMap<&'static str, Vec<TaskletId>>,
+    frame_waiters: Vec<TaskletId>,
+    frame: u64,
+    next_frame: Option<Instant>,
+    forgotten: Vec<TaskletId>,
+}
+
+impl Mailbox {
+    fn deliver(&mut self, to: &'static str, letter: &str) {
+        self.inbox.entry(to).or_default().push(letter.to_owned());
+    }
+
+    fn registrations(&self) -> usize {
+        self.waiting.values().map(Vec::len).sum::<usize>() + self.frame_waiters.len()
+    }
+}
+
+impl Plugin for Mailbox {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Fetch>().op::<Count>().op::<NextFrame>();
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, _timeout: Option<Duration>) -> io::Result<()> {
+        for (to, letters) in self.inbox.iter_mut() {
+            let Some(waiters) = self.waiting.get_mut(to) else {
+                continue;
+            };
+            while !letters.is_empty() && !waiters.is_empty() {
+                let who = waiters.remove(0);
+                let letter = letters.remove(0);
+                if let Err(letter) = cx.complete::<Fetch>(who, letter) {
+                    letters.insert(0, letter); // nothing is lost
+                }
+            }
+        }
+        if self.next_frame.is_some_and(|at| at <= cx.now()) {
+            self.frame += 1;
+            self.next_frame = None;
+            for who in self.frame_waiters.drain(..) {
+                cx.complete::<NextFrame>(who, self.frame).unwrap();
+            }
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.next_frame
+    }
+
+    fn forget(&mut self, id: TaskletId) {
+        self.forgotten.push(id);
+        for waiters in self.waiting.values_mut() {
+            waiters.retain(|&w| w != id);
+        }
+        self.frame_waiters.retain(|&w| w != id);
+    }
+}
+
+impl Handles<Fetch> for Mailbox {
+    fn submit(&mut self, op: Fetch, from: TaskletId, _: &mut Context<'_>) -> Poll<String> {
+        match self.inbox.get_mut(op.0) {
+            Some(letters) if !letters.is_empty() => Poll::Ready(letters.remove(0)),
+            _ => {
+                self.waiting.entry(op.0).or_default().push(from);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Handles<Count> for Mailbox {
+    fn submit(&mut self, _: Count, _: TaskletId, _: &mut Context<'_>) -> Poll<usize> {
+        Poll::Ready(self.inbox.values().map(Vec::len).sum())
+    }
+}
+
+impl Handles<NextFrame> for Mailbox {
+    fn submit(&mut self, _: NextFrame, from: TaskletId, cx: &mut Context<'_>) -> Poll<u64> {
+        self.frame_waiters.push(from);
+        self.next_frame
+            .get_or_insert(cx.now() + Duration::from_millis(5));
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_plugin_defined_here_plugs_in_and_works() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    s.add_plugin(Mailbox::default()).unwrap();
+    let got: Rc<RefCell<Vec<String>>> = Rc::default();
+
+    s.plugin_mut::<Mailbox>()
+        .unwrap()
+        .deliver("alice", "early letter");
+    let frames: Rc<RefCell<Vec<u64>>> = Rc::default();
+    let f = frames.clone();
+    s.spawn(move |h| {
+        // Runs first: the early letter is still waiting.
+        assert_eq!(h.yield_op(Count), 1);
+        let started = Instant::now();
+        let a = h.yield_op(NextFrame);
+        let b = h.yield_op(NextFrame);
+        assert!(
+            started.elapsed() >= Duration::from_millis(10),
+            "frames never early"
+        );
+        f.borrow_mut().extend([a, b]);
+    })
+    .unwrap();
+
+    for name in ["alice", "alice", "bob"] {
+        let got = got.clone();
+        s.spawn(move |h| {
+            let letter = h.yield_op(Fetch(name));
+            got.borrow_mut().push(format!("{name}: {letter}"));
+        })
+        .unwrap();
+    }
+    for _ in 0..3 {
+        s.tick().unwrap();
+    }
+    assert_eq!(*got.borrow(), vec!["alice: early letter"]);
+    s.plugin_mut::<Mailbox>().unwrap().deliver("bob", "hi bob");
+    s.plugin_mut::<Mailbox>()
+        .unwrap()
+        .deliver("alice", "hi again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.is_empty() && Instant::now() < deadline {
+        s.run_for(Duration::from_millis(50)).unwrap();
+    }
+    let mut got = got.borrow().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["alice: early letter", "alice: hi again", "bob: hi bob"]
+    );
+    assert_eq!(*frames.borrow(), vec![1, 2]);
+    assert_eq!(s.plugin::<Mailbox>().unwrap().registrations(), 0);
+}
+
+#[test]
+fn killed_and_timed_out_tasklets_are_forgotten_by_their_plugin() {
+    let mut s = Schedule::new();
+    s.add_plugin(Mailbox::default()).unwrap();
+    let killed = s
+        .spawn(|h| {
+            h.yield_op(Fetch("nobody"));
+        })
+        .unwrap();
+    let timed_out = s
+        .spawn(|h| {
+            let r = h.yield_op_timeout(Fetch("nobody"), Duration::from_millis(5));
+            assert!(r.is_err());
+        })
+        .unwrap();
+    s.tick().unwrap();
+    assert_eq!(s.plugin::<Mailbox>().unwrap().registrations(), 2);
+    assert!(s.kill(killed));
+    s.run().unwrap();
+    let mailbox = s.plugin::<Mailbox>().unwrap();
+    assert_eq!(mailbox.registrations(), 0);
+    assert_eq!(mailbox.forgotten, vec![killed, timed_out]);
+    // A letter for a forgotten waiter is kept for the next one, not lost.
+    let mailbox = s.plugin_mut::<Mailbox>().unwrap();
+    mailbox.deliver("nobody", "kept");
+    s.spawn(|h| assert_eq!(h.yield_op(Fetch("nobody")), "kept"))
+        .unwrap();
+    s.run().unwrap();
+}
+
+#[test]
+fn an_op_type_has_one_plugin() {
+    #[derive(Debug)]
+    struct Rival;
+    impl Plugin for Rival {
+        fn register(router: &mut Router<Self>) {
+            router.op::<Count>();
+        }
+    }
+    impl Handles<Count> for Rival {
+        fn submit(&mut self, _: Count, _: TaskletId, _: &mut Context<'_>) -> Poll<usize> {
+            Poll::Ready(0)
+        }
+    }
+    let mut s = Schedule::new();
+    s.add_plugin(Mailbox::default()).unwrap();
+    let err = s.add_plugin(Rival).unwrap_err();
+    assert!(err.to_string().contains("rt_plugin::Count"), "{err}");
+    assert!(s.plugin::<Rival>().is_none());
+}

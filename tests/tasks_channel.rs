@@ -1,0 +1,148 @@
+//! Channels: 10,000 tasklets ping-ponging, backpressure, close.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use fibra::rt::Schedule;
+use fibra::tasks::{bounded, channel, TasksExt, TasksPlugin, TryRecvError, TrySendError};
+
+#[test]
+fn ten_thousand_tasklets_ping_pong_over_channels() {
+    const PAIRS: usize = 5_000;
+    const ROUNDS: u32 = 20;
+    let mut s = Schedule::builder().stack_size(16 * 1024).build();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let finished = Rc::new(Cell::new(0usize));
+    for pair in 0..PAIRS {
+        let (ping_tx, ping_rx) = if pair % 2 == 0 { channel() } else { bounded(1) };
+        let (pong_tx, pong_rx) = channel::<u32>();
+        let f = finished.clone();
+        s.spawn(move |h| {
+            for round in 0..ROUNDS {
+                ping_tx.send(h, round).unwrap();
+                assert_eq!(pong_rx.recv(h), Some(round + 1));
+            }
+            f.set(f.get() + 1);
+        })
+        .unwrap();
+        let f = finished.clone();
+        s.spawn(move |h| {
+            while let Some(v) = ping_rx.recv(h) {
+                pong_tx.send(h, v + 1).unwrap();
+            }
+            f.set(f.get() + 1);
+        })
+        .unwrap();
+    }
+    assert_eq!(s.len(), 2 * PAIRS);
+    s.run().unwrap();
+    assert_eq!(finished.get(), 2 * PAIRS);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn a_bounded_channel_parks_senders_until_there_is_room() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = bounded::<u32>(2);
+    let sent = Rc::new(Cell::new(0));
+    let sent2 = sent.clone();
+    let probe = tx.clone();
+    s.spawn(move |h| {
+        for i in 0..10 {
+            tx.send(h, i).unwrap();
+            sent2.set(i + 1);
+        }
+    })
+    .unwrap();
+    s.tick().unwrap();
+    assert_eq!(sent.get(), 2, "the sender parks once the channel holds 2");
+    assert!(matches!(probe.try_send(99), Err(TrySendError::Full(99))));
+    assert_eq!(probe.len(), 2);
+    drop(probe);
+    let got = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g = got.clone();
+    s.spawn(move |h| {
+        while let Some(v) = rx.recv(h) {
+            g.borrow_mut().push(v);
+            h.yield_now();
+        }
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(*got.borrow(), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn close_drains_then_ends_and_hands_values_back() {
+    let mut s = Schedule::new();
+    let (tx, rx) = channel::<String>();
+    tx.try_send("one".into()).unwrap();
+    tx.try_send("two".into()).unwrap();
+    rx.close();
+    match tx.try_send("three".into()) {
+        Err(TrySendError::Closed(v)) => assert_eq!(v, "three"),
+        other => panic!("{other:?}"),
+    }
+    let out = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let o = out.clone();
+    s.spawn(move |h| {
+        while let Some(v) = rx.recv(h) {
+            o.borrow_mut().push(v);
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+        let err = tx.send(h, "four".into()).unwrap_err();
+        assert_eq!(err.0, "four");
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(*out.borrow(), vec!["one", "two"]);
+}
+
+#[test]
+fn dropping_the_last_sender_wakes_every_receiver() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = channel::<u8>();
+    let ended = Rc::new(Cell::new(0));
+    for _ in 0..3 {
+        let rx = rx.clone();
+        let e = ended.clone();
+        s.spawn(move |h| {
+            assert_eq!(rx.recv(h), None);
+            e.set(e.get() + 1);
+        })
+        .unwrap();
+    }
+    drop(rx);
+    s.spawn(move |h| {
+        h.yield_now();
+        drop(tx);
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(ended.get(), 3);
+}
+
+#[test]
+fn a_killed_receiver_passes_its_wake_on() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = channel::<u8>();
+    let rx2 = rx.clone();
+    let first = s
+        .spawn(move |h| {
+            rx.recv(h);
+            unreachable!();
+        })
+        .unwrap();
+    let got = Rc::new(Cell::new(None));
+    let g = got.clone();
+    s.spawn(move |h| g.set(rx2.recv(h))).unwrap();
+    s.tick().unwrap();
+    // The value wakes the first receiver, which is killed before it can take it.
+    tx.try_send(7).unwrap();
+    assert!(s.kill(first));
+    s.run().unwrap();
+    assert_eq!(got.get(), Some(7));
+}
