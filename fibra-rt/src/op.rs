@@ -39,8 +39,6 @@ pub trait Op: 'static {
 pub(crate) enum Status {
     /// Yielded; no answer yet.
     Submitted,
-    /// The plugin answered; the slot holds the output.
-    Done,
     /// The op's deadline passed first; the plugin forgot the op.
     TimedOut,
     /// No plugin of this schedule serves the op's type.

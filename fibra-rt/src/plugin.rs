@@ -25,6 +25,7 @@
 //!    in [`Plugin::exited`], exactly once.
 
 use std::any::{Any, TypeId};
+
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -32,7 +33,7 @@ use std::ptr::NonNull;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::op::{Header, Op, Slot, Status};
+use crate::op::{Header, Op, Slot};
 use crate::schedule::Core;
 use crate::tasklet::State;
 use crate::{Error, Exit, Handle, SpawnOptions, TaskletId};
@@ -103,9 +104,9 @@ unsafe fn submit_erased<P: Handles<O>, O: Op>(
     from: TaskletId,
     cx: &mut Context<'_>,
 ) -> bool {
-    let plugin = (plugin as &mut dyn Any)
-        .downcast_mut::<P>()
-        .expect("route points at a plugin of another type");
+    // SAFETY: the caller guarantees `plugin` is a `P` (the route was made for it), so the
+    // data pointer of the trait object points to a `P`.
+    let plugin = unsafe { &mut *(plugin as *mut dyn Plugin).cast::<P>() };
     // SAFETY: the caller guarantees `header` starts a live `Slot<O>` of a suspended tasklet;
     // nothing else touches it while the schedule holds it.
     let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
@@ -115,7 +116,6 @@ unsafe fn submit_erased<P: Handles<O>, O: Op>(
     match plugin.submit(op, from, cx) {
         Poll::Ready(out) => {
             slot.out = Some(out);
-            slot.header.status = Status::Done;
             true
         }
         Poll::Pending => false,
@@ -221,7 +221,6 @@ impl Context<'_> {
         // SAFETY: as above, and the type id says the slot is a `Slot<O>`.
         let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
         slot.out = Some(out);
-        slot.header.status = Status::Done;
         let had_deadline = slot.header.deadline.is_some();
         t.state = State::Runnable;
         if had_deadline {

@@ -30,6 +30,29 @@ const POLL_INTERVAL: usize = 61;
 const CHAIN_LIMIT: usize = 32;
 /// At most this many plugins (exit watchers are a 64-bit mask).
 const MAX_PLUGINS: usize = 64;
+/// Route 0 is `Park`, which the schedule serves itself.
+const PARK_ROUTE: usize = 0;
+fn park_route() -> Route {
+    Route {
+        type_id: TypeId::of::<Park>(),
+        name: "park",
+        plugin: usize::MAX,
+        submit: park_is_served_by_the_schedule,
+    }
+}
+
+/// The route of `Park` is never submitted to a plugin; `dispatch` serves it first.
+///
+/// # Safety
+/// Never called.
+unsafe fn park_is_served_by_the_schedule(
+    _: &mut dyn Plugin,
+    _: NonNull<Header>,
+    _: TaskletId,
+    _: &mut Context<'_>,
+) -> bool {
+    unreachable!("park is served by the schedule")
+}
 
 /// Builds a [`Schedule`] with non-default settings.
 ///
@@ -96,8 +119,8 @@ impl Builder {
             },
             plugins: Vec::new(),
             plugin_names: Vec::new(),
-            routes: Vec::new(),
-            last_route: 0,
+            routes: vec![park_route()],
+            last_route: (PARK_ROUTE, park_route()),
             step_budget: self.step_budget,
             _not_send: PhantomData,
         }
@@ -142,7 +165,9 @@ impl Core {
         let wakes = Rc::clone(&self.wakes);
         let co = Coroutine::with_stack(stack, move |yielder: &TaskletYielder, ()| {
             let handle = Handle::new(yielder, id, wakes);
-            f(&handle);
+            // Caught here, on the tasklet's stack, rather than around every resume. A forced
+            // unwind (kill) is caught too; the kill path ignores the return value.
+            catch_unwind(AssertUnwindSafe(|| f(&handle))).err()
         });
         let name = options.name.unwrap_or(Cow::Borrowed(""));
         let guard = overflow::Guard {
@@ -181,7 +206,6 @@ impl Core {
                     // SAFETY: a parked tasklet is suspended in `park`, on a live `Slot<Park>`.
                     let slot = unsafe { header.cast::<Slot<Park>>().as_mut() };
                     slot.out = Some(());
-                    slot.header.status = Status::Done;
                     t.state = State::Runnable;
                     self.run_queue.push_back(id);
                 }
@@ -222,7 +246,8 @@ pub struct Schedule {
     plugins: Vec<Box<dyn Plugin>>,
     plugin_names: Vec<&'static str>,
     routes: Vec<Route>,
-    last_route: usize,
+    /// The route found by the last dispatch, and its index.
+    last_route: (usize, Route),
     step_budget: usize,
     _not_send: PhantomData<Rc<()>>,
 }
@@ -280,8 +305,7 @@ impl Schedule {
             let taken = self.routes.iter().any(|r| r.type_id == route.type_id)
                 || router.routes[..i]
                     .iter()
-                    .any(|r| r.type_id == route.type_id)
-                || route.type_id == TypeId::of::<Park>();
+                    .any(|r| r.type_id == route.type_id);
             if taken {
                 return Err(Error::OpTaken { op: route.name });
             }
@@ -580,30 +604,32 @@ impl Schedule {
             };
             t.state = State::Running;
             let entered = overflow::enter(&t.guard);
-            let result = catch_unwind(AssertUnwindSafe(|| t.co.resume(())));
+            let result = t.co.resume(());
             drop(entered);
             match result {
-                Ok(CoroutineResult::Yield(header)) => {
+                CoroutineResult::Yield(header) => {
                     let dispatch = self.dispatch(id, header);
-                    self.process_kills();
-                    let Some(t) = self.core.get_mut(id) else {
-                        return steps;
-                    };
+                    if !self.core.kills.is_empty() {
+                        self.process_kills();
+                    }
                     match dispatch {
                         Dispatch::Pending => return steps,
+                        // Loop: the lookup at the top finds the tasklet unless it was killed.
                         Dispatch::Ready if steps < CHAIN_LIMIT && steps < budget => {}
                         Dispatch::Ready => {
-                            t.state = State::Runnable;
-                            self.core.run_queue.push_back(id);
+                            if let Some(t) = self.core.get_mut(id) {
+                                t.state = State::Runnable;
+                                self.core.run_queue.push_back(id);
+                            }
                             return steps;
                         }
                     }
                 }
-                Ok(CoroutineResult::Return(())) => {
+                CoroutineResult::Return(None) => {
                     self.finish(id, Exit::Finished);
                     return steps;
                 }
-                Err(payload) => {
+                CoroutineResult::Return(Some(payload)) => {
                     self.finish(id, Exit::from_panic(&*payload));
                     return steps;
                 }
@@ -615,24 +641,25 @@ impl Schedule {
     fn dispatch(&mut self, id: TaskletId, header: NonNull<Header>) -> Dispatch {
         // SAFETY: `id` just suspended inside `yield_op` with a pointer to its live slot.
         let type_id = unsafe { header.as_ref() }.type_id;
-        if type_id == TypeId::of::<Park>() {
-            return self.park(id, header);
-        }
-        let route = match self.routes.get(self.last_route) {
-            Some(r) if r.type_id == type_id => self.last_route,
-            _ => match self.routes.iter().position(|r| r.type_id == type_id) {
+        // Most yields repeat the op type of the previous one: check that route first.
+        let (route, Route { plugin, submit, .. }) = if self.last_route.1.type_id == type_id {
+            self.last_route
+        } else {
+            match self.routes.iter().position(|r| r.type_id == type_id) {
                 Some(i) => {
-                    self.last_route = i;
-                    i
+                    self.last_route = (i, self.routes[i]);
+                    self.last_route
                 }
                 None => {
                     // SAFETY: as above.
                     unsafe { (*header.as_ptr()).status = Status::NoPlugin };
                     return Dispatch::Ready;
                 }
-            },
+            }
         };
-        let Route { plugin, submit, .. } = self.routes[route];
+        if route == PARK_ROUTE {
+            return self.park(id, header);
+        }
         let mut cx = Context {
             core: &mut self.core,
             plugin,
@@ -661,7 +688,6 @@ impl Schedule {
             // SAFETY: the slot is a live `Slot<Park>` (its type id said so).
             let slot = unsafe { header.cast::<Slot<Park>>().as_mut() };
             slot.out = Some(());
-            slot.header.status = Status::Done;
             return Dispatch::Ready;
         }
         t.state = State::Parked { header };

@@ -1,5 +1,6 @@
 //! A tasklet: a coroutine with its bookkeeping, how it ended, and what introspection shows.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::ptr::NonNull;
@@ -11,7 +12,10 @@ use crate::op::Header;
 use crate::overflow;
 use crate::TaskletId;
 
-pub(crate) type TaskletCoroutine = Coroutine<(), NonNull<Header>, (), DefaultStack>;
+/// A tasklet's coroutine: resumed with nothing, yields a pointer to an op slot, returns the
+/// panic payload if its function panicked.
+pub(crate) type TaskletCoroutine =
+    Coroutine<(), NonNull<Header>, Option<Box<dyn Any + Send>>, DefaultStack>;
 
 /// Where a tasklet is in its life.
 #[derive(Clone, Copy, Debug)]
