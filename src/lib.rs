@@ -9,3 +9,7 @@ pub use fibra_rt as rt;
 pub use fibra_tasks as tasks;
 
 pub use fibra_rt::{Error, Exit, Handle, Schedule, SpawnOptions, TaskletId};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -18,8 +18,9 @@ fn sleep_never_wakes_early_and_wakes_in_deadline_order() {
     let mut s = schedule();
     let woke: Rc<RefCell<Vec<(u64, Instant, Instant)>>> = Rc::default();
     // Spawned longest first: a queue keyed on duration or spawn order would get this wrong.
+    // (Every sleep here really waits; a sleep already due returns at once, see below.)
     let start = Instant::now();
-    for (i, ms) in [40u64, 5, 30, 1, 20, 10, 0, 25, 15, 35]
+    for (i, ms) in [40u64, 5, 30, 1, 20, 10, 2, 25, 15, 35]
         .into_iter()
         .enumerate()
     {

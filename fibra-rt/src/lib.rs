@@ -55,7 +55,7 @@ mod handle;
 mod id;
 mod op;
 mod overflow;
-mod plugin;
+pub mod plugin;
 mod schedule;
 mod stack;
 mod tasklet;

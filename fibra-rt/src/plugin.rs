@@ -40,7 +40,7 @@ use crate::{Error, Exit, Handle, SpawnOptions, TaskletId};
 
 /// A plugin: serves some op types for the tasklets of a schedule.
 ///
-/// See the [module documentation](self) for the contract.
+/// See the [module documentation](crate::plugin) for the contract.
 pub trait Plugin: Any {
     /// Declares the op types this plugin serves, with [`Router::op`].
     fn register(router: &mut Router<Self>)
