@@ -495,8 +495,14 @@ impl Schedule {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let now = Instant::now();
-        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        // A deadline already passed at the last clock reading needs no new reading.
+        let timeout = deadline.map(|d| {
+            if d <= self.core.now {
+                Duration::ZERO
+            } else {
+                d.saturating_duration_since(Instant::now())
+            }
+        });
         let can_block = self.plugins.iter().any(|p| p.can_block());
         if can_block {
             return self.poll_plugins(timeout);

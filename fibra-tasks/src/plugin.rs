@@ -41,6 +41,8 @@ pub struct TasksPlugin {
     sleepers: DeadlineQueue,
     yielded: Vec<TaskletId>,
     yielded_spare: Vec<TaskletId>,
+    /// When the first of `yielded` yielded: already due, so `run()` does not sleep.
+    yielded_at: Option<Instant>,
     watches: IdMap<Watch>,
     /// Joiner → the tasklet it joins, so a killed joiner can be withdrawn.
     joining: IdMap<TaskletId>,
@@ -97,6 +99,7 @@ impl Plugin for TasksPlugin {
             let _ = cx.complete::<Sleep>(id, ());
         }
         if !self.yielded.is_empty() {
+            self.yielded_at = None;
             std::mem::swap(&mut self.yielded, &mut self.yielded_spare);
             for id in self.yielded_spare.drain(..) {
                 let _ = cx.complete::<YieldNow>(id, ());
@@ -106,15 +109,15 @@ impl Plugin for TasksPlugin {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.yielded.is_empty() {
-            return Some(Instant::now());
-        }
-        self.sleepers.next_deadline()
+        self.yielded_at.or_else(|| self.sleepers.next_deadline())
     }
 
     fn forget(&mut self, id: TaskletId) {
         self.sleepers.remove(id);
         self.yielded.retain(|&y| y != id);
+        if self.yielded.is_empty() {
+            self.yielded_at = None;
+        }
         if let Some(target) = self.joining.remove(id) {
             if let Some(watch) = self.watches.get_mut(target) {
                 watch.joiners.retain(|&j| j != id);
@@ -208,7 +211,8 @@ impl Handles<Sleep> for TasksPlugin {
 }
 
 impl Handles<YieldNow> for TasksPlugin {
-    fn submit(&mut self, _: YieldNow, from: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+    fn submit(&mut self, _: YieldNow, from: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
+        self.yielded_at.get_or_insert(cx.now());
         self.yielded.push(from);
         Poll::Pending
     }
