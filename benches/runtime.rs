@@ -208,9 +208,31 @@ fn median_ns(runs: usize, iters: u64, mut f: impl FnMut(u64) -> Duration) -> f64
     v[v.len() / 2]
 }
 
+/// Runs `a` and `b` alternately (A B A B ...) and returns their medians and the median of the
+/// per-pair ratios b/a, so that drift on a noisy machine hits both sides alike.
+fn paired_ns(
+    runs: usize,
+    iters: u64,
+    mut a: impl FnMut(u64) -> Duration,
+    mut b: impl FnMut(u64) -> Duration,
+) -> (f64, f64, f64) {
+    let (mut va, mut vb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let ta = a(iters).as_nanos() as f64 / iters as f64;
+        let tb = b(iters).as_nanos() as f64 / iters as f64;
+        va.push(ta);
+        vb.push(tb);
+        ratios.push(tb / ta);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[v.len() / 2]
+    };
+    (median(&mut va), median(&mut vb), median(&mut ratios))
+}
+
 fn summary() {
-    let raw_rt = median_ns(9, 2_000_000, raw_round_trips);
-    let fibra_rt = median_ns(9, 2_000_000, fibra_round_trips);
+    let (raw_rt, fibra_rt, rt_ratio) = paired_ns(15, 1_000_000, raw_round_trips, fibra_round_trips);
     let fibra_yn = median_ns(9, 500_000, fibra_yield_now);
     let raw_spawn = median_ns(9, 200_000, raw_spawn_finish);
     let mut warm = schedule();
@@ -219,12 +241,13 @@ fn summary() {
     let fibra_spawn_op = median_ns(9, 200_000, fibra_spawn_from_tasklet);
     let fresh = median_ns(3, 2_000, fibra_spawn_fresh);
     println!();
-    println!("fibra runtime summary (medians of 9 runs, same process)");
+    println!(
+        "fibra runtime summary (medians over runs in this process; round trips paired A B A B)"
+    );
     println!("| measure | raw corosensei | fibra | ratio | target |");
     println!("|---|---|---|---|---|");
     println!(
-        "| yield round trip (ready op) | {raw_rt:.1} ns | {fibra_rt:.1} ns | {:.2}x | <= 2x |",
-        fibra_rt / raw_rt
+        "| yield round trip (ready op) | {raw_rt:.1} ns | {fibra_rt:.1} ns | {rt_ratio:.2}x | <= 2x |"
     );
     println!(
         "| yield_now (to next tick) | {raw_rt:.1} ns | {fibra_yn:.1} ns | {:.2}x | - |",

@@ -50,7 +50,6 @@ pub(crate) enum Status {
 #[derive(Debug)]
 pub(crate) struct Header {
     pub(crate) type_id: TypeId,
-    pub(crate) type_name: fn() -> &'static str,
     pub(crate) deadline: Option<Instant>,
     pub(crate) status: Status,
 }
@@ -68,7 +67,6 @@ impl<O: Op> Slot<O> {
         Slot {
             header: Header {
                 type_id: TypeId::of::<O>(),
-                type_name: std::any::type_name::<O>,
                 deadline,
                 status: Status::Submitted,
             },

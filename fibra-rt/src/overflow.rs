@@ -17,7 +17,7 @@ use std::sync::Once;
 use crate::TaskletId;
 
 /// What the fault handler needs to know about a tasklet's stack.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Guard {
     pub(crate) id: TaskletId,
     /// Lowest address of the stack mapping: the start of its guard page.

@@ -18,7 +18,7 @@ use crate::handle::{Park, TaskletYielder, WakeQueue};
 use crate::op::{Header, Slot, Status};
 use crate::plugin::Route;
 use crate::stack::StackPool;
-use crate::tasklet::{State, Tasklet};
+use crate::tasklet::{State, Tasklet, TaskletCoroutine};
 use crate::{
     overflow, Context, DeadlineQueue, Error, Exit, Handle, Plugin, Router, SpawnOptions, TaskletId,
     TaskletInfo,
@@ -178,7 +178,8 @@ impl Core {
             name_len: name.len(),
         };
         entry.insert(Tasklet {
-            co,
+            co: Some(co),
+            kill_requested: false,
             id,
             state: State::Runnable,
             watchers: 0,
@@ -266,6 +267,18 @@ impl Default for Schedule {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// How a run of a tasklet ended.
+enum RunEnd {
+    /// It waits for an op.
+    Waiting,
+    /// It used its share of steps and goes to the back of the run queue.
+    Requeue,
+    /// Its function returned or panicked.
+    Ended(Exit),
+    /// It was killed from inside its own op.
+    Killed,
 }
 
 enum Dispatch {
@@ -415,7 +428,11 @@ impl Schedule {
 
     /// The live tasklets: id, name, state, and what each waits on.
     pub fn tasklets(&self) -> impl Iterator<Item = TaskletInfo<'_>> + '_ {
-        self.core.tasklets.iter().map(|(_, t)| t.info())
+        let routes = &self.routes;
+        self.core
+            .tasklets
+            .iter()
+            .map(move |(_, t)| t.info(|route| routes[route].name))
     }
 
     /// The earliest instant at which a timer or op deadline falls due: how long a host loop
@@ -601,46 +618,68 @@ impl Schedule {
     }
 
     /// Resumes `id` until it waits, ends, or has used its share; returns the steps it took.
+    ///
+    /// The coroutine is taken out of the table for the whole run, so that a chain of ops that
+    /// complete at once costs no table lookup per resume; it goes back before this returns.
     fn run_tasklet(&mut self, id: TaskletId, budget: usize) -> usize {
+        let Some(t) = self.core.get_mut(id) else {
+            return 0;
+        };
+        let Some(mut co) = t.co.take() else {
+            return 0;
+        };
+        t.state = State::Running;
+        // A copy on this frame: the table may move while plugins run, this never does.
+        let guard = t.guard;
+        let entered = overflow::enter(&guard);
+        let limit = budget.min(CHAIN_LIMIT);
         let mut steps = 0;
-        loop {
+        let end = loop {
             steps += 1;
-            let Some(t) = self.core.get_mut(id) else {
-                return steps;
-            };
-            t.state = State::Running;
-            let entered = overflow::enter(&t.guard);
-            let result = t.co.resume(());
-            drop(entered);
-            match result {
+            match co.resume(()) {
                 CoroutineResult::Yield(header) => {
                     let dispatch = self.dispatch(id, header);
                     if !self.core.kills.is_empty() {
                         self.process_kills();
-                    }
-                    match dispatch {
-                        Dispatch::Pending => return steps,
-                        // Loop: the lookup at the top finds the tasklet unless it was killed.
-                        Dispatch::Ready if steps < CHAIN_LIMIT && steps < budget => {}
-                        Dispatch::Ready => {
-                            if let Some(t) = self.core.get_mut(id) {
-                                t.state = State::Runnable;
-                                self.core.run_queue.push_back(id);
-                            }
-                            return steps;
+                        if self.core.get(id).is_none_or(|t| t.kill_requested) {
+                            break RunEnd::Killed;
                         }
                     }
+                    match dispatch {
+                        Dispatch::Ready if steps < limit => {}
+                        Dispatch::Ready => break RunEnd::Requeue,
+                        Dispatch::Pending => break RunEnd::Waiting,
+                    }
                 }
-                CoroutineResult::Return(None) => {
-                    self.finish(id, Exit::Finished);
-                    return steps;
-                }
+                CoroutineResult::Return(None) => break RunEnd::Ended(Exit::Finished),
                 CoroutineResult::Return(Some(payload)) => {
-                    self.finish(id, Exit::from_panic(&*payload));
-                    return steps;
+                    break RunEnd::Ended(Exit::from_panic(&*payload))
+                }
+            }
+        };
+        match end {
+            RunEnd::Waiting | RunEnd::Requeue => {
+                if let Some(t) = self.core.get_mut(id) {
+                    t.co = Some(co);
+                    if matches!(end, RunEnd::Requeue) {
+                        t.state = State::Runnable;
+                        self.core.run_queue.push_back(id);
+                    }
+                }
+                drop(entered);
+            }
+            RunEnd::Ended(exit) => {
+                drop(entered);
+                self.finish(id, co, exit);
+            }
+            RunEnd::Killed => {
+                drop(entered);
+                if let Some(t) = self.core.tasklets.try_remove(id.slot()) {
+                    self.unwind(t, co);
                 }
             }
         }
+        steps
     }
 
     /// Hands the op behind `header`, yielded by `id`, to its plugin.
@@ -701,42 +740,58 @@ impl Schedule {
     }
 
     /// Removes an ended tasklet, recycles its stack and tells its watchers.
-    fn finish(&mut self, id: TaskletId, exit: Exit) {
+    fn finish(&mut self, id: TaskletId, co: TaskletCoroutine, exit: Exit) {
         let t = self.core.tasklets.remove(id.slot());
         if let Exit::Panicked(msg) = &exit {
             log::error!(target: "fibra_rt::tasklet", "tasklet {id} `{}` panicked: {msg}", t.name);
         } else {
             log::trace!(target: "fibra_rt::tasklet", "tasklet {id} `{}` finished", t.name);
         }
-        let (watchers, size) = (t.watchers, t.stack_size);
-        self.core.pool.give(t.co.into_stack(), size);
-        self.notify_exit(id, watchers, &exit);
+        self.core.pool.give(co.into_stack(), t.stack_size);
+        self.notify_exit(id, t.watchers, &exit);
     }
 
+    /// Kills `id`: withdraws its op, and unwinds it now, or, if it is the tasklet running
+    /// (a plugin killed it from inside its own op), marks it for `run_tasklet` to unwind.
     fn kill_now(&mut self, id: TaskletId) -> bool {
-        let Some(t) = self.core.get(id) else {
+        let Some(t) = self.core.get_mut(id) else {
             return false;
         };
+        if t.kill_requested {
+            return true;
+        }
+        t.kill_requested = true;
         if let State::Waiting { route, .. } = t.state {
             let plugin = self.routes[route].plugin;
             self.plugins[plugin].forget(id);
         }
         self.core.op_deadlines.remove(id);
-        let mut t = self.core.tasklets.remove(id.slot());
+        let Some(t) = self.core.get_mut(id) else {
+            return true;
+        };
+        if let Some(co) = t.co.take() {
+            let t = self.core.tasklets.remove(id.slot());
+            self.unwind(t, co);
+        }
+        true
+    }
+
+    /// Unwinds a killed tasklet's stack (its destructors run), recycles the stack and tells
+    /// its watchers.
+    fn unwind(&mut self, t: Tasklet, mut co: TaskletCoroutine) {
+        let id = t.id;
         let entered = overflow::enter(&t.guard);
-        let unwound = catch_unwind(AssertUnwindSafe(|| t.co.force_unwind()));
+        let unwound = catch_unwind(AssertUnwindSafe(|| co.force_unwind()));
         drop(entered);
         if let Err(payload) = unwound {
             log::error!(target: "fibra_rt::tasklet",
                 "tasklet {id} `{}` panicked while being killed: {}", t.name, Exit::from_panic(&*payload));
         }
         log::debug!(target: "fibra_rt::tasklet", "tasklet {id} `{}` killed", t.name);
-        let (watchers, size) = (t.watchers, t.stack_size);
-        if t.co.done() {
-            self.core.pool.give(t.co.into_stack(), size);
+        if co.done() {
+            self.core.pool.give(co.into_stack(), t.stack_size);
         }
-        self.notify_exit(id, watchers, &Exit::Killed);
-        true
+        self.notify_exit(id, t.watchers, &Exit::Killed);
     }
 
     fn process_kills(&mut self) {
@@ -764,10 +819,12 @@ impl Drop for Schedule {
         // Unwind every tasklet while the plugins still exist (destructors may wake others).
         let ids: Vec<TaskletId> = self.core.tasklets.iter().map(|(_, t)| t.id).collect();
         for id in ids {
-            if let Some(mut t) = self.core.tasklets.try_remove(id.slot()) {
-                let entered = overflow::enter(&t.guard);
-                let _ = catch_unwind(AssertUnwindSafe(|| t.co.force_unwind()));
-                drop(entered);
+            if let Some(t) = self.core.tasklets.try_remove(id.slot()) {
+                if let Some(mut co) = t.co {
+                    let entered = overflow::enter(&t.guard);
+                    let _ = catch_unwind(AssertUnwindSafe(|| co.force_unwind()));
+                    drop(entered);
+                }
             }
         }
     }

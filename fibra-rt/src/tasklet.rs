@@ -34,7 +34,10 @@ pub(crate) enum State {
 }
 
 pub(crate) struct Tasklet {
-    pub(crate) co: TaskletCoroutine,
+    /// Out of the table (`None`) only while the tasklet runs.
+    pub(crate) co: Option<TaskletCoroutine>,
+    /// Killed while running; `run_tasklet` unwinds it.
+    pub(crate) kill_requested: bool,
     pub(crate) id: TaskletId,
     pub(crate) state: State,
     /// Bit `i` set: plugin `i` wants to hear how this tasklet ends.
@@ -160,15 +163,12 @@ pub struct TaskletInfo<'a> {
 }
 
 impl Tasklet {
-    pub(crate) fn info(&self) -> TaskletInfo<'_> {
+    /// `op_name` names the op of a route: what a waiting tasklet waits on.
+    pub(crate) fn info(&self, op_name: impl Fn(usize) -> &'static str) -> TaskletInfo<'_> {
         let (state, waiting_on) = match self.state {
             State::Runnable => (TaskletState::Runnable, None),
             State::Running => (TaskletState::Running, None),
-            // SAFETY: a waiting tasklet is suspended inside `yield_op`, so its slot is alive.
-            State::Waiting { header, .. } => (
-                TaskletState::Waiting,
-                Some(unsafe { (header.as_ref().type_name)() }),
-            ),
+            State::Waiting { route, .. } => (TaskletState::Waiting, Some(op_name(route))),
             State::Parked { .. } => (TaskletState::Parked, Some("park")),
         };
         TaskletInfo {
