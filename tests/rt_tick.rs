@@ -1,18 +1,15 @@
 //! `tick()` never blocks, `run()` returns when the last tasklet ends, the step budget bounds a
 //! tick, and a deadlock is reported instead of hanging.
 
+mod util;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra::rt::{Schedule, TaskletState};
 use fibra::tasks::{TasksExt, TasksPlugin};
-
-fn schedule() -> Schedule {
-    let mut s = Schedule::new();
-    s.add_plugin(TasksPlugin::new()).unwrap();
-    s
-}
+use util::*;
 
 #[test]
 fn tick_with_only_sleepers_returns_at_once() {

@@ -1,25 +1,14 @@
 //! Killing runs destructors exactly once and leaves no plugin registration.
 
+mod util;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::rt::{Exit, Schedule};
+use fibra::rt::Exit;
 use fibra::tasks::{TaskError, TasksExt, TasksPlugin};
-
-struct DropCounter(Rc<Cell<u32>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-fn schedule() -> Schedule {
-    let mut s = Schedule::new();
-    s.add_plugin(TasksPlugin::new()).unwrap();
-    s
-}
+use util::*;
 
 #[test]
 fn kill_runs_destructors_exactly_once_wherever_the_tasklet_waits() {

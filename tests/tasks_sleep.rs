@@ -1,17 +1,13 @@
 //! Sleeps never wake early and wake in deadline order; timeouts withdraw the op.
 
+mod util;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra::rt::Schedule;
 use fibra::tasks::{ops::Sleep, TasksExt, TasksPlugin};
-
-fn schedule() -> Schedule {
-    let mut s = Schedule::new();
-    s.add_plugin(TasksPlugin::new()).unwrap();
-    s
-}
+use util::*;
 
 #[test]
 fn sleep_never_wakes_early_and_wakes_in_deadline_order() {

@@ -27,6 +27,14 @@ struct Chan<T> {
 }
 
 impl<T> Chan<T> {
+    fn describe(&self, side: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(side)
+            .field("len", &self.queue.len())
+            .field("cap", &self.cap)
+            .field("closed", &self.closed)
+            .finish()
+    }
+
     fn is_full(&self) -> bool {
         self.cap.is_some_and(|cap| self.queue.len() >= cap)
     }
@@ -228,12 +236,7 @@ impl<T> Drop for Sender<T> {
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chan = self.chan.borrow();
-        f.debug_struct("Sender")
-            .field("len", &chan.queue.len())
-            .field("cap", &chan.cap)
-            .field("closed", &chan.closed)
-            .finish()
+        self.chan.borrow().describe("Sender", f)
     }
 }
 
@@ -327,11 +330,6 @@ impl<T> Drop for Receiver<T> {
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chan = self.chan.borrow();
-        f.debug_struct("Receiver")
-            .field("len", &chan.queue.len())
-            .field("cap", &chan.cap)
-            .field("closed", &chan.closed)
-            .finish()
+        self.chan.borrow().describe("Receiver", f)
     }
 }
