@@ -268,6 +268,10 @@ fn summary() {
                 let t = median_ns(9, 20_000, |i| idle_ticks(&mut s, i));
                 println!("| idle tick, {n} parked | - | {t:.1} ns | - | <= 2000 ns, flat |");
             }
+            Err(e) if e.is_stack_alloc() => println!(
+                "| idle tick, {n} parked | - | skipped: too many stacks for vm.max_map_count \
+                 (`sudo sysctl -w vm.max_map_count=262144`) | - | - |"
+            ),
             Err(e) => println!("| idle tick, {n} parked | - | skipped: {e} | - | - |"),
         }
     }

@@ -195,10 +195,16 @@ impl fmt::Debug for Context<'_> {
 }
 
 impl Context<'_> {
-    /// The time the schedule read at the start of this poll (or step): use it instead of
-    /// reading the clock again.
+    /// The time of this poll round, read at most once per round: use it instead of reading
+    /// the clock again.
     pub fn now(&self) -> Instant {
-        self.core.now
+        self.core.clock.now()
+    }
+
+    /// The last clock reading, without reading the clock: never later than now, possibly a
+    /// little earlier. Good for "already due" marks; use [`now`](Self::now) for timers.
+    pub fn last_reading(&self) -> Instant {
+        self.core.clock.last()
     }
 
     /// Completes the pending op of tasklet `id` with `out` and makes the tasklet runnable.

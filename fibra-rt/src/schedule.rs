@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -115,7 +116,7 @@ impl Builder {
                 op_deadlines: DeadlineQueue::new(),
                 kills: Vec::new(),
                 seq: 0,
-                now: Instant::now(),
+                clock: Clock::new(),
             },
             plugins: Vec::new(),
             plugin_names: Vec::new(),
@@ -124,6 +125,41 @@ impl Builder {
             step_budget: self.step_budget,
             _not_send: PhantomData,
         }
+    }
+}
+
+/// The time as read once per poll round, and only if somebody asks: with no timer pending, a
+/// round reads no clock.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    now: Cell<Instant>,
+    stale: Cell<bool>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            now: Cell::new(Instant::now()),
+            stale: Cell::new(false),
+        }
+    }
+
+    /// The time of this round (read now if not yet read this round).
+    pub(crate) fn now(&self) -> Instant {
+        if self.stale.replace(false) {
+            self.now.set(Instant::now());
+        }
+        self.now.get()
+    }
+
+    /// The last reading, however old.
+    pub(crate) fn last(&self) -> Instant {
+        self.now.get()
+    }
+
+    /// Starts a new round: the next `now()` reads the clock.
+    fn expire(&self) {
+        self.stale.set(true);
     }
 }
 
@@ -137,7 +173,7 @@ pub(crate) struct Core {
     pub(crate) op_deadlines: DeadlineQueue,
     pub(crate) kills: Vec<TaskletId>,
     seq: u32,
-    pub(crate) now: Instant,
+    pub(crate) clock: Clock,
 }
 
 impl Core {
@@ -440,7 +476,7 @@ impl Schedule {
     /// when tasklets are runnable right now.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.core.run_queue.is_empty() || !self.core.wakes.borrow().is_empty() {
-            return Some(self.core.now);
+            return Some(self.core.clock.last());
         }
         let plugins = self.plugins.iter().filter_map(|p| p.next_deadline());
         plugins.chain(self.core.op_deadlines.next_deadline()).min()
@@ -514,7 +550,7 @@ impl Schedule {
         };
         // A deadline already passed at the last clock reading needs no new reading.
         let timeout = deadline.map(|d| {
-            if d <= self.core.now {
+            if d <= self.core.clock.last() {
                 Duration::ZERO
             } else {
                 d.saturating_duration_since(Instant::now())
@@ -553,7 +589,7 @@ impl Schedule {
         if let Some(i) = blocker {
             self.poll_plugin(i, timeout)?;
         }
-        self.core.now = Instant::now();
+        self.core.clock.expire();
         self.expire_op_deadlines();
         for i in 0..self.plugins.len() {
             if Some(i) != blocker {
@@ -578,7 +614,11 @@ impl Schedule {
     }
 
     fn expire_op_deadlines(&mut self) {
-        while let Some(id) = self.core.op_deadlines.pop_expired(self.core.now) {
+        if self.core.op_deadlines.is_empty() {
+            return;
+        }
+        let now = self.core.clock.now();
+        while let Some(id) = self.core.op_deadlines.pop_expired(now) {
             let Some(t) = self.core.get_mut(id) else {
                 continue;
             };

@@ -94,9 +94,11 @@ impl Plugin for TasksPlugin {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, _timeout: Option<Duration>) -> io::Result<()> {
-        let now = cx.now();
-        while let Some(id) = self.sleepers.pop_expired(now) {
-            let _ = cx.complete::<Sleep>(id, ());
+        if !self.sleepers.is_empty() {
+            let now = cx.now();
+            while let Some(id) = self.sleepers.pop_expired(now) {
+                let _ = cx.complete::<Sleep>(id, ());
+            }
         }
         if !self.yielded.is_empty() {
             self.yielded_at = None;
@@ -212,7 +214,7 @@ impl Handles<Sleep> for TasksPlugin {
 
 impl Handles<YieldNow> for TasksPlugin {
     fn submit(&mut self, _: YieldNow, from: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
-        self.yielded_at.get_or_insert(cx.now());
+        self.yielded_at.get_or_insert(cx.last_reading());
         self.yielded.push(from);
         Poll::Pending
     }
