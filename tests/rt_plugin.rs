@@ -225,3 +225,71 @@ fn an_op_type_has_one_plugin() {
     assert!(err.to_string().contains("rt_plugin::Count"), "{err}");
     assert!(s.plugin::<Rival>().is_none());
 }
+
+/// An op whose plugin has a bug: it panics.
+struct Explode;
+impl Op for Explode {
+    type Output = ();
+}
+
+#[derive(Debug)]
+struct Buggy;
+impl Plugin for Buggy {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Explode>();
+    }
+}
+impl Handles<Explode> for Buggy {
+    fn submit(&mut self, _: Explode, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+        panic!("bug in the plugin");
+    }
+}
+
+#[test]
+fn a_panicking_plugin_reaches_the_host_and_leaves_the_schedule_consistent() {
+    let mut s = Schedule::new();
+    s.add_plugin(Buggy).unwrap();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let drops = Rc::new(RefCell::new(0));
+    struct Counted(Rc<RefCell<u32>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() += 1;
+        }
+    }
+    let d = Counted(drops.clone());
+    let victim = s
+        .spawn(move |h| {
+            let _d = d;
+            h.yield_op(fibra::tasks::ops::YieldNow);
+            h.yield_op(Explode);
+        })
+        .unwrap();
+    let joined = Rc::new(RefCell::new(None));
+    let j = joined.clone();
+    s.spawn(move |h| {
+        *j.borrow_mut() = h.yield_op(fibra::tasks::ops::Join(victim));
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let survivor_ran = Rc::new(RefCell::new(false));
+    let r = survivor_ran.clone();
+    s.spawn(move |_| *r.borrow_mut() = true).unwrap();
+    let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.tick()));
+    assert!(tick.is_err(), "the plugin's panic reaches the host");
+    assert_eq!(*drops.borrow(), 1, "the tasklet's destructors ran once");
+    s.tick().unwrap();
+    assert!(
+        !s.contains(victim),
+        "the next tick reaps the tasklet whose op broke"
+    );
+    s.run().unwrap();
+    let exit = joined
+        .borrow()
+        .clone()
+        .expect("the joiner heard how it ended");
+    assert!(exit.is_panicked(), "{exit}");
+    assert_eq!(*drops.borrow(), 1);
+    assert!(*survivor_ran.borrow());
+    assert!(s.is_empty());
+}

@@ -122,6 +122,7 @@ impl Builder {
             plugin_names: Vec::new(),
             routes: vec![park_route()],
             last_route: (PARK_ROUTE, park_route()),
+            running: None,
             step_budget: self.step_budget,
             _not_send: PhantomData,
         }
@@ -285,6 +286,10 @@ pub struct Schedule {
     routes: Vec<Route>,
     /// The route found by the last dispatch, and its index.
     last_route: (usize, Route),
+    /// The tasklet `run_tasklet` is running. Still set when a call returns only if a plugin
+    /// panicked while serving that tasklet's op and the panic went on to the host: the
+    /// tasklet's coroutine was dropped (its destructors ran) and the next call reaps it.
+    running: Option<TaskletId>,
     step_budget: usize,
     _not_send: PhantomData<Rc<()>>,
 }
@@ -489,6 +494,7 @@ impl Schedule {
     ///
     /// A plugin's fatal poll error ([`Error::Plugin`]).
     pub fn tick(&mut self) -> Result<bool, Error> {
+        self.reap_after_plugin_panic();
         self.poll_plugins(Some(Duration::ZERO))?;
         self.run_steps(self.step_budget)?;
         Ok(!self.is_empty())
@@ -534,6 +540,7 @@ impl Schedule {
     }
 
     fn run_once(&mut self, limit: Option<Instant>) -> Result<(), Error> {
+        self.reap_after_plugin_panic();
         self.core.drain_wakes();
         if self.core.run_queue.is_empty() {
             self.block(limit)?;
@@ -669,6 +676,7 @@ impl Schedule {
             return 0;
         };
         t.state = State::Running;
+        self.running = Some(id);
         // A copy on this frame: the table may move while plugins run, this never does.
         let guard = t.guard;
         let entered = overflow::enter(&guard);
@@ -697,6 +705,7 @@ impl Schedule {
                 }
             }
         };
+        self.running = None;
         match end {
             RunEnd::Waiting | RunEnd::Requeue => {
                 if let Some(t) = self.core.get_mut(id) {
@@ -832,6 +841,24 @@ impl Schedule {
             self.core.pool.give(co.into_stack(), t.stack_size);
         }
         self.notify_exit(id, t.watchers, &Exit::Killed);
+    }
+
+    /// Ends the tasklet a plugin's panic left behind (see the `running` field).
+    fn reap_after_plugin_panic(&mut self) {
+        let Some(id) = self.running.take() else {
+            return;
+        };
+        let Some(t) = self.core.tasklets.try_remove(id.slot()) else {
+            return;
+        };
+        log::error!(target: "fibra_rt::schedule",
+            "tasklet {id} `{}` ended: the plugin serving its op panicked", t.name);
+        self.core.op_deadlines.remove(id);
+        for plugin in &mut self.plugins {
+            plugin.forget(id);
+        }
+        let exit = Exit::Panicked("the plugin serving its op panicked".to_owned());
+        self.notify_exit(id, t.watchers, &exit);
     }
 
     fn process_kills(&mut self) {
