@@ -45,8 +45,10 @@ fn on_finish_fires_exactly_once_for_each_way_of_ending() {
         h.sleep(Duration::from_millis(2));
         assert!(h.kill(killed_by_peer.id()));
         // Too late: the target is gone, and the closure is dropped unrun.
+        let finished_id = finishes.id();
+        h.join(finishes).unwrap();
         let l2 = l.clone();
-        let late = h.on_finish(finishes.id(), move |_, _| {
+        let late = h.on_finish(finished_id, move |_, _| {
             l2.borrow_mut().push(("late", Exit::Finished))
         });
         assert!(matches!(late, Err(TaskError::NotFound(_))));
