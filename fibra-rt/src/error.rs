@@ -18,6 +18,11 @@ pub enum Error {
         /// The op's type name.
         op: &'static str,
     },
+    /// A schedule holds at most this many plugins.
+    TooManyPlugins {
+        /// The limit.
+        max: usize,
+    },
     /// The schedule can make no more progress: tasklets are waiting, but no timer, I/O source
     /// or runnable tasklet is left that could ever wake them (a deadlock).
     Stalled {
@@ -71,6 +76,10 @@ impl fmt::Display for Error {
                 f,
                 "op type `{op}` is already handled by another plugin; each op type has exactly \
                  one plugin"
+            ),
+            Error::TooManyPlugins { max } => write!(
+                f,
+                "a schedule holds at most {max} plugins; serve more op types from one plugin"
             ),
             Error::Stalled { waiting } => write!(
                 f,

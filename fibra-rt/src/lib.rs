@@ -49,6 +49,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
+mod clock;
 mod deadline;
 mod error;
 mod handle;
@@ -62,11 +64,12 @@ mod tasklet;
 
 pub mod guide;
 
+pub use builder::Builder;
 pub use deadline::DeadlineQueue;
 pub use error::Error;
 pub use handle::{Handle, Waker};
 pub use id::{IdMap, TaskletId};
 pub use op::{Op, TimedOut};
 pub use plugin::{Context, Handles, Plugin, Router};
-pub use schedule::{Builder, Schedule};
+pub use schedule::Schedule;
 pub use tasklet::{Exit, SpawnOptions, TaskletInfo, TaskletState};

@@ -2,7 +2,6 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -15,14 +14,15 @@ use corosensei::stack::Stack;
 use corosensei::{Coroutine, CoroutineResult};
 use slab::Slab;
 
+use crate::clock::Clock;
 use crate::handle::{Park, TaskletYielder, WakeQueue};
 use crate::op::{Header, Slot, Status};
 use crate::plugin::Route;
 use crate::stack::StackPool;
 use crate::tasklet::{State, Tasklet, TaskletCoroutine};
 use crate::{
-    overflow, Context, DeadlineQueue, Error, Exit, Handle, Plugin, Router, SpawnOptions, TaskletId,
-    TaskletInfo,
+    overflow, Builder, Context, DeadlineQueue, Error, Exit, Handle, Plugin, Router, SpawnOptions,
+    TaskletId, TaskletInfo,
 };
 
 /// Steps between two zero-timeout polls of the plugins while tasklets stay runnable.
@@ -53,115 +53,6 @@ unsafe fn park_is_served_by_the_schedule(
     _: &mut Context<'_>,
 ) -> bool {
     unreachable!("park is served by the schedule")
-}
-
-/// Builds a [`Schedule`] with non-default settings.
-///
-/// ```
-/// let schedule = fibra_rt::Schedule::builder()
-///     .stack_size(128 * 1024)
-///     .stack_pool_cap(4096)
-///     .step_budget(1000)
-///     .build();
-/// # drop(schedule);
-/// ```
-#[derive(Clone, Debug)]
-pub struct Builder {
-    stack_size: usize,
-    pool_cap: usize,
-    step_budget: usize,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            stack_size: 64 * 1024,
-            pool_cap: 1024,
-            step_budget: 4096,
-        }
-    }
-}
-
-impl Builder {
-    /// Default stack size of tasklets, in bytes (64 KiB unless set). Only pages a tasklet
-    /// touches take memory, so a generous size costs address space, not RAM.
-    pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = bytes.max(4096);
-        self
-    }
-
-    /// How many free stacks the pool keeps for reuse (1024 unless set).
-    pub fn stack_pool_cap(mut self, stacks: usize) -> Self {
-        self.pool_cap = stacks;
-        self
-    }
-
-    /// The most tasklet steps one `tick()` runs (4096 unless set), so that a tick's cost is
-    /// bounded however much work is ready.
-    pub fn step_budget(mut self, steps: usize) -> Self {
-        self.step_budget = steps.max(1);
-        self
-    }
-
-    /// Creates the schedule.
-    pub fn build(self) -> Schedule {
-        overflow::install();
-        Schedule {
-            core: Core {
-                tasklets: Slab::new(),
-                run_queue: VecDeque::new(),
-                pool: StackPool::new(self.stack_size, self.pool_cap),
-                wakes: Rc::new(WakeQueue::default()),
-                spare_wakes: Vec::new(),
-                op_deadlines: DeadlineQueue::new(),
-                kills: Vec::new(),
-                seq: 0,
-                clock: Clock::new(),
-            },
-            plugins: Vec::new(),
-            plugin_names: Vec::new(),
-            routes: vec![park_route()],
-            last_route: (PARK_ROUTE, park_route()),
-            running: None,
-            step_budget: self.step_budget,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-/// The time as read once per poll round, and only if somebody asks: with no timer pending, a
-/// round reads no clock.
-#[derive(Debug)]
-pub(crate) struct Clock {
-    now: Cell<Instant>,
-    stale: Cell<bool>,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            now: Cell::new(Instant::now()),
-            stale: Cell::new(false),
-        }
-    }
-
-    /// The time of this round (read now if not yet read this round).
-    pub(crate) fn now(&self) -> Instant {
-        if self.stale.replace(false) {
-            self.now.set(Instant::now());
-        }
-        self.now.get()
-    }
-
-    /// The last reading, however old.
-    pub(crate) fn last(&self) -> Instant {
-        self.now.get()
-    }
-
-    /// Starts a new round: the next `now()` reads the clock.
-    fn expire(&self) {
-        self.stale.set(true);
-    }
 }
 
 /// The tasklet table and what plugins may touch through a [`Context`].
@@ -330,6 +221,30 @@ enum Dispatch {
 }
 
 impl Schedule {
+    pub(crate) fn from_builder(builder: Builder) -> Schedule {
+        overflow::install();
+        Schedule {
+            core: Core {
+                tasklets: Slab::new(),
+                run_queue: VecDeque::new(),
+                pool: StackPool::new(builder.stack_size, builder.pool_cap),
+                wakes: Rc::new(WakeQueue::default()),
+                spare_wakes: Vec::new(),
+                op_deadlines: DeadlineQueue::new(),
+                kills: Vec::new(),
+                seq: 0,
+                clock: Clock::new(),
+            },
+            plugins: Vec::new(),
+            plugin_names: Vec::new(),
+            routes: vec![park_route()],
+            last_route: (PARK_ROUTE, park_route()),
+            running: None,
+            step_budget: builder.step_budget,
+            _not_send: PhantomData,
+        }
+    }
+
     /// A schedule with default settings and no plugins.
     pub fn new() -> Self {
         Builder::default().build()
@@ -349,9 +264,7 @@ impl Schedule {
     pub fn add_plugin<P: Plugin>(&mut self, plugin: P) -> Result<(), Error> {
         let index = self.plugins.len();
         if index >= MAX_PLUGINS {
-            return Err(Error::Io(std::io::Error::other(format!(
-                "a schedule holds at most {MAX_PLUGINS} plugins"
-            ))));
+            return Err(Error::TooManyPlugins { max: MAX_PLUGINS });
         }
         let mut router = Router::<P>::new(index);
         P::register(&mut router);
