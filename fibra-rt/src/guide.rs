@@ -25,3 +25,14 @@
 //! name and stack size, and the process aborts: memory is never silently corrupted. Each stack
 //! is two kernel memory maps, so Linux's default `vm.max_map_count` (65530) allows about
 //! 32,000 live tasklets; [`Error::StackAlloc`](crate::Error::StackAlloc) says how to raise it.
+//!
+//! # Logging
+//!
+//! Through the `log` facade, with these targets:
+//!
+//! | target | what |
+//! |---|---|
+//! | `fibra_rt::tasklet` | panics (error), kills (debug), spawns and ends (trace) |
+//! | `fibra_rt::schedule` | a plugin that panicked while serving an op (error) |
+//! | `fibra_rt::overflow` | the stack-overflow handler could not be installed (warn) |
+//! | `fibra_tasks` | an `on_finish` closure that could not be spawned (error) |
