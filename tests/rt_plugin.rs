@@ -1,6 +1,8 @@
 //! A plugin written in a test file plugs in without touching fibra-rt: ops routed by type,
 //! answered at once or later from `poll`, timers via `next_deadline`, withdrawn by `forget`.
 
+mod util;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -250,14 +252,8 @@ fn a_panicking_plugin_reaches_the_host_and_leaves_the_schedule_consistent() {
     let mut s = Schedule::new();
     s.add_plugin(Buggy).unwrap();
     s.add_plugin(TasksPlugin::new()).unwrap();
-    let drops = Rc::new(RefCell::new(0));
-    struct Counted(Rc<RefCell<u32>>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            *self.0.borrow_mut() += 1;
-        }
-    }
-    let d = Counted(drops.clone());
+    let drops = Rc::new(std::cell::Cell::new(0));
+    let d = util::DropCounter(drops.clone());
     let victim = s
         .spawn(move |h| {
             let _d = d;
@@ -277,7 +273,7 @@ fn a_panicking_plugin_reaches_the_host_and_leaves_the_schedule_consistent() {
     s.spawn(move |_| *r.borrow_mut() = true).unwrap();
     let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.tick()));
     assert!(tick.is_err(), "the plugin's panic reaches the host");
-    assert_eq!(*drops.borrow(), 1, "the tasklet's destructors ran once");
+    assert_eq!(drops.get(), 1, "the tasklet's destructors ran once");
     s.tick().unwrap();
     assert!(
         !s.contains(victim),
@@ -289,7 +285,7 @@ fn a_panicking_plugin_reaches_the_host_and_leaves_the_schedule_consistent() {
         .clone()
         .expect("the joiner heard how it ended");
     assert!(exit.is_panicked(), "{exit}");
-    assert_eq!(*drops.borrow(), 1);
+    assert_eq!(drops.get(), 1);
     assert!(*survivor_ran.borrow());
     assert!(s.is_empty());
 }
