@@ -641,6 +641,8 @@ impl Schedule {
                 }
             }
         }
+        // Watchers told of this end may have asked for more kills.
+        self.process_kills();
         steps
     }
 
@@ -772,6 +774,7 @@ impl Schedule {
         }
         let exit = Exit::Panicked("the plugin serving its op panicked".to_owned());
         self.notify_exit(id, t.watchers, &exit);
+        self.process_kills();
     }
 
     fn process_kills(&mut self) {
