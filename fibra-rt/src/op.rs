@@ -75,6 +75,16 @@ impl<O: Op> Slot<O> {
         }
     }
 
+    /// Writes `out` as the answer to the op in the slot behind `header`.
+    ///
+    /// # Safety
+    /// `header` must be the header of a live `Slot<O>` whose tasklet is suspended in
+    /// `yield_op` (so nothing else touches the slot).
+    pub(crate) unsafe fn answer(header: NonNull<Header>, out: O::Output) {
+        // SAFETY: the caller guarantees the slot is a live `Slot<O>` nobody else touches.
+        unsafe { header.cast::<Slot<O>>().as_mut() }.out = Some(out);
+    }
+
     /// The pointer that crosses the switch. It is derived from the whole slot so that the
     /// schedule may reach the op and output fields through it.
     pub(crate) fn header_ptr(&mut self) -> NonNull<Header> {

@@ -221,13 +221,13 @@ impl Context<'_> {
             return Err(out);
         };
         // SAFETY: a waiting tasklet is suspended inside `yield_op`, so its slot is alive.
-        if unsafe { header.as_ref() }.type_id != TypeId::of::<O>() {
+        let slot_header = unsafe { header.as_ref() };
+        if slot_header.type_id != TypeId::of::<O>() {
             return Err(out);
         }
+        let had_deadline = slot_header.deadline.is_some();
         // SAFETY: as above, and the type id says the slot is a `Slot<O>`.
-        let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
-        slot.out = Some(out);
-        let had_deadline = slot.header.deadline.is_some();
+        unsafe { Slot::<O>::answer(header, out) };
         t.state = State::Runnable;
         if had_deadline {
             self.core.op_deadlines.remove(id);

@@ -126,15 +126,14 @@ impl Core {
         if self.wakes.borrow().is_empty() {
             return;
         }
-        std::mem::swap(&mut *self.wakes.borrow_mut(), &mut self.spare_wakes);
-        let mut wakes = std::mem::take(&mut self.spare_wakes);
+        let spare = std::mem::take(&mut self.spare_wakes);
+        let mut wakes = std::mem::replace(&mut *self.wakes.borrow_mut(), spare);
         for id in wakes.drain(..) {
             let Some(t) = self.get_mut(id) else { continue };
             match t.state {
                 State::Parked { header } => {
                     // SAFETY: a parked tasklet is suspended in `park`, on a live `Slot<Park>`.
-                    let slot = unsafe { header.cast::<Slot<Park>>().as_mut() };
-                    slot.out = Some(());
+                    unsafe { Slot::<Park>::answer(header, ()) };
                     t.state = State::Runnable;
                     self.run_queue.push_back(id);
                 }
@@ -695,8 +694,7 @@ impl Schedule {
         };
         if std::mem::take(&mut t.woken) {
             // SAFETY: the slot is a live `Slot<Park>` (its type id said so).
-            let slot = unsafe { header.cast::<Slot<Park>>().as_mut() };
-            slot.out = Some(());
+            unsafe { Slot::<Park>::answer(header, ()) };
             return Dispatch::Ready;
         }
         t.state = State::Parked { header };
@@ -725,15 +723,14 @@ impl Schedule {
             return true;
         }
         t.kill_requested = true;
-        if let State::Waiting { route, .. } = t.state {
+        // No coroutine in the table: the tasklet is running, and `run_tasklet` unwinds it.
+        let (state, co) = (t.state, t.co.take());
+        if let State::Waiting { route, .. } = state {
             let plugin = self.routes[route].plugin;
             self.plugins[plugin].forget(id);
         }
         self.core.op_deadlines.remove(id);
-        let Some(t) = self.core.get_mut(id) else {
-            return true;
-        };
-        if let Some(co) = t.co.take() {
+        if let Some(co) = co {
             let t = self.core.tasklets.remove(id.slot());
             self.unwind(t, co);
         }
