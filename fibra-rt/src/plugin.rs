@@ -21,7 +21,10 @@
 //! 5. **Forget.** [`Plugin::forget`] withdraws the pending op of a tasklet that was killed or
 //!    whose op timed out: drop the op and every registration for that tasklet, and never
 //!    complete it. The schedule never resumes a tasklet behind a plugin's back.
-//! 6. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
+//! 6. **Flush.** [`Plugin::flush`] runs at the end of every round of tasklet steps (each
+//!    `tick()`, each pass of `run()`), so that work the tasklets queued during the round (bytes
+//!    to send, say) leaves in one batch instead of one system call per request.
+//! 7. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
 //!    in [`Plugin::exited`], exactly once.
 
 use std::any::{Any, TypeId};
@@ -70,6 +73,17 @@ pub trait Plugin: Any {
     /// waiting, is deadlocked, and `run()` says so.
     fn can_block(&self) -> bool {
         false
+    }
+
+    /// Called at the end of every round of tasklet steps: write out what the round's tasklets
+    /// queued (coalesced sends, batched requests). It may complete ops; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// An error here is fatal for the schedule, as in [`poll`](Self::poll).
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let _ = cx;
+        Ok(())
     }
 
     /// Withdraws the pending op of tasklet `id` (it was killed, or its op timed out).

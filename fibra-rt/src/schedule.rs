@@ -409,6 +409,7 @@ impl Schedule {
         self.reap_after_plugin_panic();
         self.poll_plugins(Some(Duration::ZERO))?;
         self.run_steps(self.step_budget)?;
+        self.flush_plugins()?;
         Ok(!self.is_empty())
     }
 
@@ -458,6 +459,24 @@ impl Schedule {
             self.block(limit)?;
         }
         self.run_steps(self.step_budget)?;
+        self.flush_plugins()
+    }
+
+    /// The end of a round: every plugin writes out what the round queued.
+    fn flush_plugins(&mut self) -> Result<(), Error> {
+        for i in 0..self.plugins.len() {
+            let mut cx = Context {
+                core: &mut self.core,
+                plugin: i,
+            };
+            let result = self.plugins[i].flush(&mut cx);
+            self.process_kills();
+            result.map_err(|source| Error::Plugin {
+                plugin: self.plugin_names[i],
+                source,
+            })?;
+        }
+        self.core.drain_wakes();
         Ok(())
     }
 

@@ -22,3 +22,44 @@ impl Drop for DropCounter {
         self.0.set(self.0.get() + 1);
     }
 }
+
+/// A schedule with the tasks and network plugins.
+pub(crate) fn net_schedule() -> Schedule {
+    let mut s = schedule();
+    s.add_plugin(fibra::net::NetPlugin::new().unwrap()).unwrap();
+    s
+}
+
+/// Runs the schedule until every tasklet ended; fails the test after `secs` seconds.
+pub(crate) fn run_all(s: &mut Schedule, secs: u64) {
+    let left = s
+        .run_for(std::time::Duration::from_secs(secs))
+        .expect("the schedule failed");
+    if left {
+        let waiting: Vec<String> = s
+            .tasklets()
+            .map(|t| format!("{} `{}` {:?}", t.id, t.name, t.waiting_on))
+            .collect();
+        panic!("tasklets still running after {secs} s: {waiting:?}");
+    }
+}
+
+/// The network plugin's counters.
+pub(crate) fn net_stats(s: &Schedule) -> fibra::net::NetStats {
+    s.plugin::<fibra::net::NetPlugin>().unwrap().stats()
+}
+
+/// A blocking std client in its own thread, with a 10 s read timeout so no test hangs.
+pub(crate) fn peer<T, F>(addr: std::net::SocketAddr, f: F) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce(std::net::TcpStream) -> T + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        f(stream)
+    })
+}

@@ -1,0 +1,192 @@
+//! `Conn` and `Listener`: a tasklet's handles to a connection and a listening socket.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::codec::Framing;
+use crate::error::{Lost, NetError};
+use crate::table::{Key, Shared};
+
+/// What a handle holds; the last clone to drop releases the table entry.
+struct Inner {
+    shared: Rc<Shared>,
+    key: Key,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.release(self.key);
+    }
+}
+
+/// A connection's identity: equal for clones of one [`Conn`], never reused by another
+/// connection of the same plugin. Use it as a map key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(Key);
+
+/// A TCP connection served by the [`NetPlugin`](crate::NetPlugin).
+///
+/// Clones refer to the same connection (a chat room keeps a clone of each member's). When
+/// the last clone is dropped (also when its tasklet is killed), the connection is closed
+/// gracefully in the background: queued output is still written (within the close timeout),
+/// then the socket is closed.
+///
+/// Sending without waiting ([`try_send`](Self::try_send)) and the settings need no
+/// [`Handle`](fibra_rt::Handle); everything that may wait is on
+/// [`NetExt`](crate::NetExt).
+#[derive(Clone)]
+pub struct Conn {
+    inner: Rc<Inner>,
+}
+
+impl Conn {
+    pub(crate) fn new(shared: Rc<Shared>, key: Key) -> Conn {
+        Conn {
+            inner: Rc::new(Inner { shared, key }),
+        }
+    }
+
+    pub(crate) fn key(&self) -> Key {
+        self.inner.key
+    }
+
+    pub(crate) fn shared(&self) -> &Rc<Shared> {
+        &self.inner.shared
+    }
+
+    /// This connection's identity.
+    pub fn id(&self) -> ConnId {
+        ConnId(self.inner.key)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.shared.table.borrow_mut().peer_addr(self.key())
+    }
+
+    /// The local address, while the socket is open.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.shared.table.borrow_mut().local_addr(self.key())
+    }
+
+    /// Why the connection was lost, if it was.
+    pub fn lost(&self) -> Option<Lost> {
+        self.inner.shared.table.borrow_mut().lost(self.key())
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn queued(&self) -> usize {
+        self.inner.shared.table.borrow_mut().queued(self.key())
+    }
+
+    /// Queues `bytes` without ever waiting: they leave at the end of this tick, with
+    /// everything else sent to this connection during the tick, in one write.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Full`] when the output is at its send limit (nothing was queued: the
+    /// caller decides, a chat room cuts the slow member off); [`NetError::Closed`] or the
+    /// loss's error when the connection can no longer send.
+    pub fn try_send(&self, bytes: &[u8]) -> Result<(), NetError> {
+        self.queue(bytes, false)
+    }
+
+    /// Like [`try_send`](Self::try_send), framing `payload` with the connection's codec
+    /// (a line gets its `\n`, a length-prefixed frame its length).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send), and [`NetError::InvalidFrame`] when the codec cannot
+    /// frame the payload (a line holding a newline).
+    pub fn try_send_frame(&self, payload: &[u8]) -> Result<(), NetError> {
+        self.queue(payload, true)
+    }
+
+    fn queue(&self, bytes: &[u8], framed: bool) -> Result<(), NetError> {
+        let mut table = self.inner.shared.table.borrow_mut();
+        table.send(self.key(), bytes, framed, true).map(|_| ())
+    }
+
+    /// Sets the read timeout: the connection is lost with [`Lost::TimedOut`] when no byte
+    /// arrives for this long. `None` turns it off.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        self.update(|o| o.read_timeout = timeout);
+    }
+
+    /// Sets the longest frame accepted, in bytes.
+    pub fn set_max_frame(&self, bytes: usize) {
+        self.update(|o| o.max_frame = bytes);
+    }
+
+    /// Sets the send limit (the output buffer's high-water mark), in bytes.
+    pub fn set_send_limit(&self, bytes: usize) {
+        self.update(|o| o.send_limit = bytes);
+    }
+
+    /// Sets how long a graceful close waits for queued output.
+    pub fn set_close_timeout(&self, timeout: Duration) {
+        self.update(|o| o.close_timeout = timeout);
+    }
+
+    /// Switches the codec, for frames not yet decoded (bytes already received are decoded
+    /// by the new codec).
+    pub fn set_framing(&self, framing: Framing) {
+        let mut table = self.inner.shared.table.borrow_mut();
+        table.set_framing(self.key(), &framing);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut crate::ConnOptions)) {
+        let mut table = self.inner.shared.table.borrow_mut();
+        table.update_options(self.key(), f);
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("slot", &self.inner.key.slot)
+            .field("gen", &self.inner.key.gen)
+            .finish()
+    }
+}
+
+/// A listening socket served by the [`NetPlugin`](crate::NetPlugin). Clones share it
+/// (several tasklets may accept from one listener); it stops listening when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct Listener {
+    inner: Rc<Inner>,
+    addr: SocketAddr,
+}
+
+impl Listener {
+    pub(crate) fn new(shared: Rc<Shared>, key: Key, addr: SocketAddr) -> Listener {
+        Listener {
+            inner: Rc::new(Inner { shared, key }),
+            addr,
+        }
+    }
+
+    pub(crate) fn key(&self) -> Key {
+        self.inner.key
+    }
+
+    pub(crate) fn shared(&self) -> &Rc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The address it listens on (with the port the system chose, for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}

@@ -1,0 +1,234 @@
+//! `NetError`, what a network op can fail with, and `Lost`, why a connection was lost.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Why a connection was lost: what [`on_lost_connection`](crate::NetExt::on_lost_connection)
+/// returns, and what later receives fail with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lost {
+    /// The peer closed its side (end of stream, or a half-close). Frames received before it
+    /// are still delivered first.
+    Eof,
+    /// The peer reset the connection (RST).
+    Reset,
+    /// This side closed it ([`close`](crate::NetExt::close), `send_and_close`, or the last
+    /// [`Conn`](crate::Conn) was dropped).
+    Closed,
+    /// This side aborted it ([`abort`](crate::NetExt::abort)): queued output was dropped.
+    Aborted,
+    /// Nothing arrived within the connection's read timeout.
+    TimedOut,
+    /// The peer sent a frame longer than the connection's limit.
+    TooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The peer sent bytes the connection's codec cannot decode.
+    Invalid {
+        /// What the codec said.
+        reason: &'static str,
+    },
+    /// A system call failed with this OS error code.
+    Os(i32),
+}
+
+impl Lost {
+    /// Whether the connection can still send: after the peer's end of stream, a read timeout
+    /// or a frame error, output still flows (to say goodbye, say); after a reset, an abort, a
+    /// local close or an OS error it does not.
+    pub fn can_send(self) -> bool {
+        matches!(
+            self,
+            Lost::Eof | Lost::TimedOut | Lost::TooLong { .. } | Lost::Invalid { .. }
+        )
+    }
+
+    pub(crate) fn from_io(e: &io::Error) -> Lost {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Lost::Reset,
+            io::ErrorKind::TimedOut => Lost::TimedOut,
+            _ => Lost::Os(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lost::Eof => f.write_str("the peer closed the connection"),
+            Lost::Reset => f.write_str("the peer reset the connection"),
+            Lost::Closed => f.write_str("the connection was closed by this side"),
+            Lost::Aborted => f.write_str("the connection was aborted by this side"),
+            Lost::TimedOut => f.write_str("nothing arrived within the connection's read timeout"),
+            Lost::TooLong { limit } => {
+                write!(
+                    f,
+                    "the peer sent a frame longer than the limit of {limit} bytes"
+                )
+            }
+            Lost::Invalid { reason } => write!(f, "the peer sent an invalid frame: {reason}"),
+            Lost::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
+        }
+    }
+}
+
+/// What a network op can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The connection is closed: by the peer (end of stream) or by this side.
+    Closed,
+    /// The peer reset the connection.
+    Reset,
+    /// A deadline passed: the connection's read timeout, or a connect or close timeout.
+    TimedOut,
+    /// A frame is longer than the connection's limit (received: the connection is lost;
+    /// sent: nothing was queued).
+    TooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A frame could not be decoded, or a payload cannot be encoded by the connection's codec.
+    InvalidFrame {
+        /// What the codec said.
+        reason: &'static str,
+    },
+    /// Nothing listens at the address connected to.
+    Refused {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// No route to the address connected to (network or host unreachable).
+    Unreachable {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The listening socket could not be set up at the address (in use, not allowed...).
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// `try_send` found the connection's output buffer at its limit: the peer does not read
+    /// as fast as it is sent to. Nothing was queued.
+    Full {
+        /// Bytes queued and not yet written to the socket.
+        queued: usize,
+        /// The connection's send limit (high-water mark).
+        limit: usize,
+    },
+    /// Another tasklet is already receiving on this connection.
+    Busy,
+    /// Another I/O error.
+    Io(io::Error),
+}
+
+impl NetError {
+    /// Whether the error means the connection is gone or can no longer receive.
+    pub fn is_lost(&self) -> bool {
+        matches!(
+            self,
+            NetError::Closed
+                | NetError::Reset
+                | NetError::TimedOut
+                | NetError::TooLong { .. }
+                | NetError::InvalidFrame { .. }
+        )
+    }
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Closed => f.write_str("the connection is closed"),
+            NetError::Reset => f.write_str("the connection was reset by the peer"),
+            NetError::TimedOut => f.write_str("timed out"),
+            NetError::TooLong { limit } => write!(
+                f,
+                "frame longer than the limit of {limit} bytes (raise it with \
+                 ConnOptions::max_frame)"
+            ),
+            NetError::InvalidFrame { reason } => write!(f, "invalid frame: {reason}"),
+            NetError::Refused { addr } => {
+                write!(f, "connection to {addr} refused: nothing listens there")
+            }
+            NetError::Unreachable { addr } => write!(f, "{addr} is unreachable from this host"),
+            NetError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            NetError::Full { queued, limit } => write!(
+                f,
+                "send buffer full ({queued} bytes queued, limit {limit}): the peer does not \
+                 read fast enough"
+            ),
+            NetError::Busy => f.write_str(
+                "another tasklet is already receiving on this connection (one receiver at a time)",
+            ),
+            NetError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NetError::Bind { source, .. } => Some(source),
+            NetError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for NetError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => NetError::Reset,
+            io::ErrorKind::TimedOut => NetError::TimedOut,
+            _ => NetError::Io(e),
+        }
+    }
+}
+
+impl From<Lost> for NetError {
+    fn from(lost: Lost) -> Self {
+        match lost {
+            Lost::Eof | Lost::Closed | Lost::Aborted => NetError::Closed,
+            Lost::Reset => NetError::Reset,
+            Lost::TimedOut => NetError::TimedOut,
+            Lost::TooLong { limit } => NetError::TooLong { limit },
+            Lost::Invalid { reason } => NetError::InvalidFrame { reason },
+            Lost::Os(code) => NetError::Io(io::Error::from_raw_os_error(code)),
+        }
+    }
+}
+
+impl From<fibra_rt::TimedOut> for NetError {
+    fn from(_: fibra_rt::TimedOut) -> Self {
+        NetError::TimedOut
+    }
+}
+
+impl From<NetError> for io::Error {
+    fn from(e: NetError) -> Self {
+        let kind = match &e {
+            NetError::Io(_) => match e {
+                NetError::Io(inner) => return inner,
+                _ => unreachable!(),
+            },
+            NetError::Closed => io::ErrorKind::NotConnected,
+            NetError::Reset => io::ErrorKind::ConnectionReset,
+            NetError::TimedOut => io::ErrorKind::TimedOut,
+            NetError::TooLong { .. } | NetError::InvalidFrame { .. } => io::ErrorKind::InvalidData,
+            NetError::Refused { .. } => io::ErrorKind::ConnectionRefused,
+            NetError::Unreachable { .. } => io::ErrorKind::HostUnreachable,
+            NetError::Bind { source, .. } => source.kind(),
+            NetError::Full { .. } => io::ErrorKind::WouldBlock,
+            NetError::Busy => io::ErrorKind::ResourceBusy,
+        };
+        io::Error::new(kind, e)
+    }
+}

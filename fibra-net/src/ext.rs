@@ -1,0 +1,240 @@
+//! `NetExt`: the network ops as calls on a tasklet's [`Handle`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use fibra_rt::Handle;
+
+use crate::conn::{Conn, Listener};
+use crate::error::{Lost, NetError};
+use crate::io::ConnIo;
+use crate::ops;
+use crate::options::{ConnOptions, ListenOptions};
+use crate::table::SendState;
+
+/// Listening, connecting, receiving, sending and closing, as calls on a tasklet's
+/// [`Handle`]. They need the [`NetPlugin`](crate::NetPlugin) in the schedule.
+///
+/// Every call that can wait takes the handle, so yield points stay visible. Addresses are
+/// anything [`ToSocketAddrs`] takes; the first address it gives is used. Resolving a host
+/// name blocks the thread: pass IP addresses where that matters.
+pub trait NetExt {
+    /// Listens on `addr` (port 0: the system picks one; see
+    /// [`Listener::local_addr`]).
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Bind`] (address in use, not allowed...).
+    fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError>;
+
+    /// Like [`listen`](Self::listen), with options (backlog, `SO_REUSEPORT`, and the options
+    /// of accepted connections).
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    fn listen_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ListenOptions,
+    ) -> Result<Listener, NetError>;
+
+    /// Waits for the next connection. When the process is out of file descriptors, accepting
+    /// pauses (the waiters stay parked) and resumes by itself.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Closed`] if the listener was closed; other accept errors.
+    fn accept(&self, listener: &Listener) -> Result<(Conn, SocketAddr), NetError>;
+
+    /// Connects to `addr` without blocking the thread, with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Refused`], [`NetError::Unreachable`], or another I/O error.
+    fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError>;
+
+    /// Like [`connect`](Self::connect) with options, giving up after `timeout` if given.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), and [`NetError::TimedOut`].
+    fn connect_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ConnOptions,
+        timeout: Option<Duration>,
+    ) -> Result<Conn, NetError>;
+
+    /// Waits for the next frame (by the connection's codec) and returns it.
+    ///
+    /// Frames received before the peer closed are still returned; then the loss's error.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Closed`] (end of stream or closed here), [`NetError::Reset`],
+    /// [`NetError::TimedOut`] (read timeout), [`NetError::TooLong`] (the connection is then
+    /// lost), [`NetError::Busy`] if another tasklet is receiving on it.
+    fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
+
+    /// Like [`receive`](Self::receive), into `buf` (cleared first): a loop of receives into
+    /// one buffer allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Self::receive).
+    fn receive_into(&self, conn: &Conn, buf: &mut Vec<u8>) -> Result<(), NetError>;
+
+    /// Queues `bytes` as they are; they leave at the end of the tick, coalesced with the
+    /// tick's other sends to this connection. When the output is at its send limit, waits
+    /// until the peer has read half of it.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Closed`] or the loss's error when the connection can no longer send.
+    fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError>;
+
+    /// Like [`send`](Self::send), framing `payload` with the connection's codec.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), and [`NetError::InvalidFrame`].
+    fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError>;
+
+    /// Waits until every queued byte was written to the socket.
+    ///
+    /// # Errors
+    ///
+    /// The loss's error if the connection broke first.
+    fn flush(&self, conn: &Conn) -> Result<(), NetError>;
+
+    /// Closes gracefully: no more sends; waits until what was queued is written (at most the
+    /// close timeout), then sends FIN and closes. Other tasklets watching or receiving on the
+    /// connection are told [`Lost::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::TimedOut`] when the output could not be written in time (it was dropped,
+    /// the connection reset), or the loss's error if it broke first.
+    fn close(&self, conn: &Conn) -> Result<(), NetError>;
+
+    /// Queues `bytes`, then closes gracefully (gnet's `send_lose`): everything is delivered
+    /// before the FIN.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`close`](Self::close).
+    fn send_and_close(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError>;
+
+    /// Closes at once with a reset; queued output is dropped.
+    fn abort(&self, conn: &Conn);
+
+    /// Waits until the connection is lost, for any reason, and says why. Each call returns
+    /// once; a connection already lost returns at once.
+    fn on_lost_connection(&self, conn: &Conn) -> Lost;
+
+    /// A [`std::io::Read`] + [`std::io::Write`] adapter, for synchronous libraries.
+    fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a>;
+}
+
+fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        NetError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        ))
+    })
+}
+
+fn send_with(h: &Handle, conn: &Conn, bytes: &[u8], framed: bool) -> Result<(), NetError> {
+    loop {
+        let state = conn
+            .shared()
+            .table
+            .borrow_mut()
+            .send(conn.key(), bytes, framed, false)?;
+        match state {
+            SendState::Queued => return Ok(()),
+            SendState::MustWait => h.yield_op(ops::Drain::new(conn))?,
+        }
+    }
+}
+
+impl NetExt for Handle {
+    fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError> {
+        self.listen_with(addr, ListenOptions::default())
+    }
+
+    fn listen_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ListenOptions,
+    ) -> Result<Listener, NetError> {
+        let addr = resolve(addr)?;
+        self.yield_op(ops::Listen::new(addr, options))
+    }
+
+    fn accept(&self, listener: &Listener) -> Result<(Conn, SocketAddr), NetError> {
+        self.yield_op(ops::Accept::new(listener))
+    }
+
+    fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError> {
+        self.connect_with(addr, ConnOptions::default(), None)
+    }
+
+    fn connect_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ConnOptions,
+        timeout: Option<Duration>,
+    ) -> Result<Conn, NetError> {
+        let op = ops::Connect::new(resolve(addr)?, options);
+        match timeout {
+            Some(t) => self.yield_op_timeout(op, t)?,
+            None => self.yield_op(op),
+        }
+    }
+
+    fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {
+        self.yield_op(ops::Receive::new(conn))
+    }
+
+    fn receive_into(&self, conn: &Conn, buf: &mut Vec<u8>) -> Result<(), NetError> {
+        let op = ops::Receive::into_buf(conn, std::mem::take(buf));
+        *buf = self.yield_op(op)?;
+        Ok(())
+    }
+
+    fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError> {
+        send_with(self, conn, bytes, false)
+    }
+
+    fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError> {
+        send_with(self, conn, payload, true)
+    }
+
+    fn flush(&self, conn: &Conn) -> Result<(), NetError> {
+        self.yield_op(ops::Flush::new(conn))
+    }
+
+    fn close(&self, conn: &Conn) -> Result<(), NetError> {
+        self.yield_op(ops::Close::new(conn))
+    }
+
+    fn send_and_close(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError> {
+        self.send(conn, bytes)?;
+        self.close(conn)
+    }
+
+    fn abort(&self, conn: &Conn) {
+        self.yield_op(ops::Abort::new(conn));
+    }
+
+    fn on_lost_connection(&self, conn: &Conn) -> Lost {
+        self.yield_op(ops::OnLost::new(conn))
+    }
+
+    fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a> {
+        ConnIo::new(self, conn)
+    }
+}

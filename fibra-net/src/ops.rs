@@ -1,0 +1,229 @@
+//! The ops the network plugin serves. Most code yields them through
+//! [`NetExt`](crate::NetExt); they are public so that a tasklet can put a deadline on any of
+//! them with `Handle::yield_op_until` or `TasksExt::timeout`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fibra_net::{ops, Conn};
+//! use fibra_rt::Handle;
+//!
+//! fn receive_within(h: &Handle, conn: &Conn) -> Option<Vec<u8>> {
+//!     // The receive is withdrawn if no frame comes within a second.
+//!     h.yield_op_timeout(ops::Receive::new(conn), Duration::from_secs(1)).ok()?.ok()
+//! }
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use fibra_rt::{Context, Op, TaskletId};
+
+use crate::conn::{Conn, Listener};
+use crate::error::{Lost, NetError};
+use crate::options::{ConnOptions, ListenOptions};
+
+/// Listen on an address. Output: the listener.
+#[derive(Debug)]
+pub struct Listen {
+    pub(crate) addr: SocketAddr,
+    pub(crate) options: ListenOptions,
+}
+
+impl Listen {
+    /// Listen on `addr` with `options`.
+    pub fn new(addr: SocketAddr, options: ListenOptions) -> Self {
+        Listen { addr, options }
+    }
+}
+
+impl Op for Listen {
+    type Output = Result<Listener, NetError>;
+}
+
+/// Accept the next connection. Output: the connection and the peer's address.
+#[derive(Debug)]
+pub struct Accept {
+    pub(crate) listener: Listener,
+}
+
+impl Accept {
+    /// Accept from `listener`.
+    pub fn new(listener: &Listener) -> Self {
+        Accept {
+            listener: listener.clone(),
+        }
+    }
+}
+
+impl Op for Accept {
+    type Output = Result<(Conn, SocketAddr), NetError>;
+}
+
+/// Connect to an address without blocking the thread. Output: the connection.
+#[derive(Debug)]
+pub struct Connect {
+    pub(crate) addr: SocketAddr,
+    pub(crate) options: ConnOptions,
+}
+
+impl Connect {
+    /// Connect to `addr`; the connection gets `options`.
+    pub fn new(addr: SocketAddr, options: ConnOptions) -> Self {
+        Connect { addr, options }
+    }
+}
+
+impl Op for Connect {
+    type Output = Result<Conn, NetError>;
+}
+
+/// Receive the next frame. Output: the frame, in the buffer the op was given (or a new one).
+pub struct Receive {
+    pub(crate) conn: Conn,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) raw: Option<usize>,
+}
+
+impl Receive {
+    /// Receive the next frame of `conn`, by its codec.
+    pub fn new(conn: &Conn) -> Self {
+        Self::into_buf(conn, Vec::new())
+    }
+
+    /// Like [`new`](Self::new), returning the frame in `buf` (cleared first), so that a
+    /// loop of receives allocates nothing.
+    pub fn into_buf(conn: &Conn, buf: Vec<u8>) -> Self {
+        Receive {
+            conn: conn.clone(),
+            buf,
+            raw: None,
+        }
+    }
+
+    /// Receive up to `max` bytes as they arrived, past the codec (what `Read` does).
+    pub fn raw(conn: &Conn, buf: Vec<u8>, max: usize) -> Self {
+        Receive {
+            conn: conn.clone(),
+            buf,
+            raw: Some(max.max(1)),
+        }
+    }
+}
+
+impl fmt::Debug for Receive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receive")
+            .field("conn", &self.conn)
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Op for Receive {
+    type Output = Result<Vec<u8>, NetError>;
+}
+
+/// Wait until the connection's output is below its send limit (what a parked `send` does).
+#[derive(Debug)]
+pub struct Drain {
+    pub(crate) conn: Conn,
+}
+
+impl Drain {
+    /// Wait for room in `conn`'s output.
+    pub fn new(conn: &Conn) -> Self {
+        Drain { conn: conn.clone() }
+    }
+}
+
+impl Op for Drain {
+    type Output = Result<(), NetError>;
+}
+
+/// Wait until every queued byte was written to the socket.
+#[derive(Debug)]
+pub struct Flush {
+    pub(crate) conn: Conn,
+}
+
+impl Flush {
+    /// Wait until `conn`'s output is empty.
+    pub fn new(conn: &Conn) -> Self {
+        Flush { conn: conn.clone() }
+    }
+}
+
+impl Op for Flush {
+    type Output = Result<(), NetError>;
+}
+
+/// Close gracefully: write what is queued (within the close timeout), then FIN.
+#[derive(Debug)]
+pub struct Close {
+    pub(crate) conn: Conn,
+}
+
+impl Close {
+    /// Close `conn`.
+    pub fn new(conn: &Conn) -> Self {
+        Close { conn: conn.clone() }
+    }
+}
+
+impl Op for Close {
+    type Output = Result<(), NetError>;
+}
+
+/// Close at once with a reset, dropping queued output.
+#[derive(Debug)]
+pub struct Abort {
+    pub(crate) conn: Conn,
+}
+
+impl Abort {
+    /// Abort `conn`.
+    pub fn new(conn: &Conn) -> Self {
+        Abort { conn: conn.clone() }
+    }
+}
+
+impl Op for Abort {
+    type Output = ();
+}
+
+/// Wait until the connection is lost, for any reason. Output: why.
+#[derive(Debug)]
+pub struct OnLost {
+    pub(crate) conn: Conn,
+}
+
+impl OnLost {
+    /// Watch `conn`.
+    pub fn new(conn: &Conn) -> Self {
+        OnLost { conn: conn.clone() }
+    }
+}
+
+impl Op for OnLost {
+    type Output = Lost;
+}
+
+macro_rules! completer {
+    ($name:ident, $op:ty) => {
+        pub(crate) fn $name(
+            cx: &mut Context<'_>,
+            id: TaskletId,
+            out: <$op as Op>::Output,
+        ) -> Result<(), <$op as Op>::Output> {
+            cx.complete::<$op>(id, out)
+        }
+    };
+}
+
+completer!(complete_accept, Accept);
+completer!(complete_connect, Connect);
+completer!(complete_receive, Receive);
+completer!(complete_drain, Drain);
+completer!(complete_flush, Flush);
+completer!(complete_close, Close);
+completer!(complete_lost, OnLost);

@@ -1,0 +1,154 @@
+//! `ConnOptions` and `ListenOptions`: a connection's limits and framing, a listener's socket
+//! options.
+
+use std::time::Duration;
+
+use crate::codec::{Framing, DEFAULT_MAX_FRAME};
+
+/// The default send limit (high-water mark of the output buffer): 64 KiB.
+pub const DEFAULT_SEND_LIMIT: usize = 64 * 1024;
+/// The default time `close` waits for queued output to be written: 10 s.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a connection frames, buffers and times out.
+///
+/// Set on a listener (every accepted connection gets a copy) or given to `connect`; the
+/// limits can be changed later on the connection itself.
+///
+/// ```
+/// use std::time::Duration;
+/// use fibra_net::{ConnOptions, Framing};
+///
+/// let options = ConnOptions::new()
+///     .framing(Framing::Lines)
+///     .max_frame(8 * 1024)
+///     .send_limit(1024 * 1024)
+///     .read_timeout(Some(Duration::from_secs(60)));
+/// assert_eq!(options.get_max_frame(), 8 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ConnOptions {
+    pub(crate) framing: Framing,
+    pub(crate) max_frame: usize,
+    pub(crate) send_limit: usize,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) nodelay: bool,
+}
+
+impl Default for ConnOptions {
+    fn default() -> Self {
+        ConnOptions {
+            framing: Framing::Lines,
+            max_frame: DEFAULT_MAX_FRAME,
+            send_limit: DEFAULT_SEND_LIMIT,
+            read_timeout: None,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            nodelay: true,
+        }
+    }
+}
+
+impl ConnOptions {
+    /// Lines, 64 KiB frames, 64 KiB send limit, no read timeout, 10 s close timeout,
+    /// `TCP_NODELAY` on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The codec that cuts received bytes into frames (default: [`Framing::Lines`]).
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The longest frame accepted, in bytes of payload (default 64 KiB). A longer frame
+    /// loses the connection with [`Lost::TooLong`](crate::Lost::TooLong).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.max(1);
+        self
+    }
+
+    /// The output buffer's high-water mark (default 64 KiB): at or above it, `send` parks
+    /// until half of it was written and `try_send` fails with
+    /// [`NetError::Full`](crate::NetError::Full). The buffer holds at most this plus one
+    /// message.
+    pub fn send_limit(mut self, bytes: usize) -> Self {
+        self.send_limit = bytes.max(1);
+        self
+    }
+
+    /// Loses the connection with [`Lost::TimedOut`](crate::Lost::TimedOut) when no byte
+    /// arrives for this long (a heartbeat deadline); `None` (the default) never does.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful close waits for queued output to be written before it drops the
+    /// rest and resets the connection (default 10 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Whether to set `TCP_NODELAY` (default on: fibra already coalesces sends per tick).
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// The frame limit.
+    pub fn get_max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The send limit.
+    pub fn get_send_limit(&self) -> usize {
+        self.send_limit
+    }
+}
+
+/// How a listening socket is set up. `SO_REUSEADDR` is always on.
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    pub(crate) backlog: i32,
+    pub(crate) reuse_port: bool,
+    pub(crate) conn: ConnOptions,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 1024,
+            reuse_port: false,
+            conn: ConnOptions::default(),
+        }
+    }
+}
+
+impl ListenOptions {
+    /// Backlog 1024, no `SO_REUSEPORT`, default connection options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The accept backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog.max(1);
+        self
+    }
+
+    /// Sets `SO_REUSEPORT`, so that several listeners (in several processes or schedules)
+    /// can share one port.
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// The options every accepted connection starts with.
+    pub fn conn(mut self, options: ConnOptions) -> Self {
+        self.conn = options;
+        self
+    }
+}

@@ -1,0 +1,277 @@
+//! `NetPlugin`: serves the network ops, polls readiness, writes coalesced output.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use fibra_rt::{Context, Handles, Plugin, Router, TaskletId};
+use polling::Events;
+
+use crate::conn::{Conn, Listener};
+use crate::error::{Lost, NetError};
+use crate::ops::{Abort, Accept, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
+use crate::table::{NetStats, Shared, Table};
+
+/// Readiness events taken from the poller per poll; more wait for the next poll.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// The network plugin. Add it to a schedule to use [`NetExt`](crate::NetExt).
+///
+/// ```no_run
+/// use fibra_net::{NetExt, NetPlugin};
+/// use fibra_rt::{Schedule, SpawnOptions};
+///
+/// let mut schedule = Schedule::new();
+/// schedule.add_plugin(NetPlugin::new()?)?;
+/// schedule.spawn_named("echo", |h| {
+///     let listener = h.listen("127.0.0.1:7000").expect("listen");
+///     while let Ok((conn, _peer)) = h.accept(&listener) {
+///         // One tasklet per connection would be spawned here (see fibra-tasks).
+///         while let Ok(line) = h.receive(&conn) {
+///             let _ = h.send_frame(&conn, &line);
+///         }
+///     }
+/// })?;
+/// schedule.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NetPlugin {
+    shared: Rc<Shared>,
+    events: Events,
+}
+
+impl fmt::Debug for NetPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetPlugin")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl NetPlugin {
+    /// A network plugin with its own poller.
+    ///
+    /// # Errors
+    ///
+    /// When the system cannot create a poller (out of file descriptors).
+    pub fn new() -> io::Result<NetPlugin> {
+        let poller = polling::Poller::new()?;
+        let shared = Rc::new_cyclic(|me| Shared {
+            table: RefCell::new(Table::new(me.clone(), poller)),
+            deferred: RefCell::new(Vec::new()),
+        });
+        Ok(NetPlugin {
+            shared,
+            events: Events::with_capacity(NonZeroUsize::new(EVENTS_PER_POLL).expect("non-zero")),
+        })
+    }
+
+    /// Connections, sockets, waiting tasklets and buffered bytes, now.
+    pub fn stats(&self) -> NetStats {
+        self.shared.table.borrow().stats()
+    }
+
+    fn owns(&self, shared: &Rc<Shared>) -> Result<(), NetError> {
+        if Rc::ptr_eq(&self.shared, shared) {
+            Ok(())
+        } else {
+            Err(NetError::Io(io::Error::other(
+                "this connection belongs to another schedule's network plugin",
+            )))
+        }
+    }
+
+    fn release_deferred(&self) {
+        if !self.shared.deferred.borrow().is_empty() {
+            self.shared
+                .table
+                .borrow_mut()
+                .release_deferred(&self.shared.deferred);
+        }
+    }
+}
+
+impl Plugin for NetPlugin {
+    fn register(router: &mut Router<Self>) {
+        router
+            .op::<Listen>()
+            .op::<Accept>()
+            .op::<Connect>()
+            .op::<Receive>()
+            .op::<Drain>()
+            .op::<Flush>()
+            .op::<Close>()
+            .op::<Abort>()
+            .op::<OnLost>();
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, timeout: Option<Duration>) -> io::Result<()> {
+        self.release_deferred();
+        let result = self
+            .shared
+            .table
+            .borrow_mut()
+            .poll(&mut self.events, timeout, cx);
+        self.release_deferred();
+        result
+    }
+
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.release_deferred();
+        self.shared.table.borrow_mut().flush_all(cx);
+        self.release_deferred();
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let table = self.shared.table.borrow();
+        if table.has_work_now() {
+            return Some(Instant::now());
+        }
+        table.next_deadline()
+    }
+
+    fn can_block(&self) -> bool {
+        self.shared.table.borrow().has_sources()
+    }
+
+    fn forget(&mut self, id: TaskletId) {
+        self.shared.table.borrow_mut().forget(id);
+    }
+}
+
+impl Handles<Listen> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Listen,
+        _: TaskletId,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<Listener, NetError>> {
+        let result = self.shared.table.borrow_mut().listen(op.addr, &op.options);
+        Poll::Ready(result.map(|(key, addr)| Listener::new(Rc::clone(&self.shared), key, addr)))
+    }
+}
+
+impl Handles<Accept> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Accept,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Conn, std::net::SocketAddr), NetError>> {
+        if let Err(e) = self.owns(op.listener.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        let mut table = self.shared.table.borrow_mut();
+        match table.submit_accept(op.listener.key(), from, cx) {
+            Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Handles<Connect> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Connect,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Conn, NetError>> {
+        let mut table = self.shared.table.borrow_mut();
+        match table.submit_connect(op.addr, op.options, from, cx.last_reading()) {
+            Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Handles<Receive> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Receive,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Vec<u8>, NetError>> {
+        if let Err(e) = self.owns(op.conn.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        let mut table = self.shared.table.borrow_mut();
+        table.submit_receive(op.conn.key(), from, op.buf, op.raw, cx)
+    }
+}
+
+impl Handles<Drain> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Drain,
+        from: TaskletId,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        if let Err(e) = self.owns(op.conn.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        self.shared
+            .table
+            .borrow_mut()
+            .submit_drain(op.conn.key(), from)
+    }
+}
+
+impl Handles<Flush> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Flush,
+        from: TaskletId,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        if let Err(e) = self.owns(op.conn.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        self.shared
+            .table
+            .borrow_mut()
+            .submit_flush(op.conn.key(), from)
+    }
+}
+
+impl Handles<Close> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Close,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        if let Err(e) = self.owns(op.conn.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        self.shared
+            .table
+            .borrow_mut()
+            .submit_close(op.conn.key(), from, cx)
+    }
+}
+
+impl Handles<Abort> for NetPlugin {
+    fn submit(&mut self, op: Abort, _: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
+        if self.owns(op.conn.shared()).is_ok() {
+            self.shared.table.borrow_mut().abort(op.conn.key(), cx);
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Handles<OnLost> for NetPlugin {
+    fn submit(&mut self, op: OnLost, from: TaskletId, _: &mut Context<'_>) -> Poll<Lost> {
+        if self.owns(op.conn.shared()).is_err() {
+            return Poll::Ready(Lost::Closed);
+        }
+        self.shared
+            .table
+            .borrow_mut()
+            .submit_lost(op.conn.key(), from)
+    }
+}

@@ -1,0 +1,57 @@
+//! The plugin's timers: read timeouts, close timeouts, accept back-off.
+//!
+//! A timer is never removed early: when it falls due, its owner checks whether it still
+//! applies (the entry may be gone, or the deadline moved). Each entry arms at most one timer
+//! of each kind at a time, so the heap stays as small as the table.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use crate::table::Key;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKind {
+    /// A connection's read timeout.
+    Read,
+    /// A graceful close's wait for output to drain.
+    Linger,
+    /// A listener's pause after running out of file descriptors.
+    Backoff,
+}
+
+/// When, in which order among equal instants, what, and for which entry (slot, generation).
+type Timer = (Instant, u64, TimerKind, usize, u64);
+
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<Timer>>,
+    seq: u64,
+}
+
+impl Timers {
+    pub(crate) fn arm(&mut self, at: Instant, kind: TimerKind, key: Key) {
+        self.seq += 1;
+        self.heap
+            .push(Reverse((at, self.seq, kind, key.slot, key.gen)));
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// The next timer due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind, Key)> {
+        match self.heap.peek() {
+            Some(Reverse((at, ..))) if *at <= now => {
+                let Reverse((at, _, kind, slot, gen)) = self.heap.pop()?;
+                Some((at, kind, Key { slot, gen }))
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
