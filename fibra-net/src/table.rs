@@ -168,6 +168,10 @@ pub struct NetStats {
     pub pooled_buffers: usize,
     /// Timers armed.
     pub timers: usize,
+    /// Read system calls made, since the plugin was created.
+    pub reads: u64,
+    /// Write system calls made, since the plugin was created.
+    pub writes: u64,
 }
 
 /// The outcome of one attempt to read from a connection's socket.
@@ -213,6 +217,8 @@ pub(crate) struct Table {
     round: u64,
     sockets: usize,
     warned_fd_limit: bool,
+    reads: u64,
+    writes: u64,
     /// The `Shared` this table lives in, to make handles.
     me: Weak<Shared>,
 }
@@ -264,6 +270,8 @@ impl Table {
             round: 0,
             sockets: 0,
             warned_fd_limit: false,
+            reads: 0,
+            writes: 0,
         }
     }
 
@@ -273,6 +281,8 @@ impl Table {
             waiting: self.waiting.len(),
             pooled_buffers: self.pool.pooled(),
             timers: self.timers.len(),
+            reads: self.reads,
+            writes: self.writes,
             ..NetStats::default()
         };
         for (_, entry) in &self.entries {
@@ -807,6 +817,7 @@ impl Table {
         if spare.is_empty() {
             return ReadStep::Full;
         }
+        self.reads += 1;
         let result = loop {
             match (&*socket).read(spare) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -822,7 +833,10 @@ impl Table {
             Ok(n) => {
                 c.input.commit(n);
                 c.read_in_round += n;
-                c.last_read = cx.last_reading();
+                if c.options.read_timeout.is_some() {
+                    // The round's clock reading may predate a wait in the poller.
+                    c.last_read = Instant::now();
+                }
                 // A short read does not clear `readable`: the peer's FIN may have come with
                 // these bytes, in the same edge, and only the next read can show it.
                 ReadStep::Data
@@ -981,6 +995,7 @@ impl Table {
         while c.writable && !c.output.is_empty() {
             let pending = c.output.pending();
             let len = pending.len();
+            self.writes += 1;
             match socket.send_with_flags(pending, libc::MSG_NOSIGNAL) {
                 Ok(n) => {
                     c.output.advance(n);
@@ -1449,11 +1464,11 @@ impl Table {
     }
 
     fn expire_timers(&mut self, cx: &mut Context<'_>) {
-        match self.timers.next_deadline() {
-            Some(at) if at <= cx.now() => {}
-            _ => return,
+        if self.timers.next_deadline().is_none() {
+            return;
         }
-        let now = cx.now();
+        // Read the clock: this poll may have waited since the round's reading.
+        let now = Instant::now();
         while let Some((at, kind, key)) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Read => self.read_timer(key, at, now, cx),

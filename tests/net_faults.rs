@@ -1,0 +1,469 @@
+//! Network faults over real sockets on 127.0.0.1: frame limits, peer FIN/RST/half-close,
+//! kills, slow readers, timeouts, closes, and many connections.
+
+mod util;
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fibra::net::{Conn, ConnOptions, ListenOptions, Lost, NetError, NetExt};
+use fibra::rt::{Handle, Schedule, SpawnOptions};
+use fibra::tasks::TasksExt;
+use util::{net_schedule, net_stats, peer, run_all};
+
+/// Spawns a tasklet that listens with `options`, accepts `n` connections and runs
+/// `handler` for each in its own tasklet. Returns the address, after one tick.
+fn serve<F>(s: &mut Schedule, options: ListenOptions, n: usize, handler: F) -> SocketAddr
+where
+    F: Fn(&Handle, Conn) + Clone + 'static,
+{
+    let addr = Rc::new(Cell::new(None));
+    let addr_out = addr.clone();
+    s.spawn_named("acceptor", move |h| {
+        let listener = h.listen_with("127.0.0.1:0", options).unwrap();
+        addr_out.set(Some(listener.local_addr()));
+        for _ in 0..n {
+            let (conn, _) = h.accept(&listener).unwrap();
+            let handler = handler.clone();
+            h.spawn_detached(SpawnOptions::new().name("conn"), move |h| handler(h, conn))
+                .unwrap();
+        }
+    })
+    .unwrap();
+    s.tick().unwrap();
+    addr.get().expect("listening after one tick")
+}
+
+fn read_all(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    all
+}
+
+#[test]
+fn too_long_frame_loses_that_connection_only() {
+    let mut s = net_schedule();
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let out = errors.clone();
+    let options = ListenOptions::new().conn(ConnOptions::new().max_frame(16));
+    let addr = serve(&mut s, options, 2, move |h, conn| loop {
+        match h.receive(&conn) {
+            Ok(line) => h.send_frame(&conn, &line).unwrap(),
+            Err(e) => {
+                let lost = conn.lost();
+                out.borrow_mut().push((format!("{e}"), lost));
+                // Output still flows after a frame error: explain, then close.
+                h.send_and_close(&conn, b"line too long\n").unwrap();
+                return;
+            }
+        }
+    });
+    let flooder = peer(addr, |mut stream| {
+        stream.write_all(&[b'x'; 100]).unwrap();
+        read_all(&mut stream)
+    });
+    let good = peer(addr, |mut stream| {
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(b"exactly sixteen!\nshort\n").unwrap();
+        let mut buf = [0u8; 23];
+        stream.read_exact(&mut buf).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let rest = read_all(&mut stream);
+        (buf.to_vec(), rest)
+    });
+    run_all(&mut s, 10);
+    assert_eq!(flooder.join().unwrap(), b"line too long\n");
+    let (echoed, rest) = good.join().unwrap();
+    assert_eq!(echoed, b"exactly sixteen!\nshort\n");
+    assert_eq!(
+        rest, b"line too long\n",
+        "the good client's EOF ends it normally"
+    );
+    let errors = errors.borrow();
+    assert!(errors
+        .iter()
+        .any(|(msg, lost)| msg.contains("limit of 16 bytes")
+            && *lost == Some(Lost::TooLong { limit: 16 })));
+    assert!(errors.iter().any(|(_, lost)| *lost == Some(Lost::Eof)));
+    assert_eq!(net_stats(&s).sockets, 0);
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PeerEnd {
+    Fin,
+    Reset,
+    HalfClose,
+}
+
+/// Two watchers and a receiver on one connection; the peer sends a line, then ends `how`.
+fn loss_is_reported_once(how: PeerEnd) {
+    let mut s = net_schedule();
+    let fired = Rc::new(RefCell::new(Vec::new()));
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let (f, r) = (fired.clone(), received.clone());
+    let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
+        for _ in 0..2 {
+            let (conn, f) = (conn.clone(), f.clone());
+            h.spawn_detached(SpawnOptions::new(), move |h| {
+                let lost = h.on_lost_connection(&conn);
+                f.borrow_mut().push(lost);
+            })
+            .unwrap();
+        }
+        loop {
+            let got = h.receive(&conn);
+            let done = got.is_err();
+            r.borrow_mut().push(got.map_err(|e| e.to_string()));
+            if done {
+                break;
+            }
+        }
+        // Watching a lost connection returns at once.
+        let lost = h.on_lost_connection(&conn);
+        f.borrow_mut().push(lost);
+        if matches!(how, PeerEnd::HalfClose) {
+            h.send_and_close(&conn, b"bye\n").unwrap();
+        }
+    });
+    let client = peer(addr, move |mut stream| {
+        stream.write_all(b"last line\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        match how {
+            PeerEnd::Fin => Vec::new(),
+            PeerEnd::Reset => {
+                socket2::SockRef::from(&stream)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                Vec::new()
+            }
+            PeerEnd::HalfClose => {
+                stream.shutdown(std::net::Shutdown::Write).unwrap();
+                read_all(&mut stream)
+            }
+        }
+    });
+    run_all(&mut s, 10);
+    let reply = client.join().unwrap();
+    let fired = fired.borrow();
+    let want = match how {
+        PeerEnd::Fin | PeerEnd::HalfClose => Lost::Eof,
+        PeerEnd::Reset => Lost::Reset,
+    };
+    assert_eq!(*fired, vec![want; 3], "{how:?}: each watcher fires once");
+    let received = received.borrow();
+    assert_eq!(received.len(), 2, "{how:?}: {received:?}");
+    assert_eq!(received[0], Ok(b"last line".to_vec()), "{how:?}");
+    assert!(received[1].is_err(), "{how:?}: {received:?}");
+    if matches!(how, PeerEnd::HalfClose) {
+        assert_eq!(reply, b"bye\n", "output still flows after a half-close");
+    }
+    assert_eq!(net_stats(&s).sockets, 0);
+    assert_eq!(net_stats(&s).waiting, 0);
+}
+
+#[test]
+fn peer_fin_is_reported_once() {
+    loss_is_reported_once(PeerEnd::Fin);
+}
+
+#[test]
+fn peer_reset_is_reported_once() {
+    loss_is_reported_once(PeerEnd::Reset);
+}
+
+#[test]
+fn half_close_is_reported_once_and_output_still_flows() {
+    loss_is_reported_once(PeerEnd::HalfClose);
+}
+
+#[test]
+fn killed_receiver_leaves_no_registration() {
+    let mut s = net_schedule();
+    let handlers = Rc::new(RefCell::new(Vec::new()));
+    let ids = handlers.clone();
+    let addr = serve(&mut s, ListenOptions::new(), 2, move |h, conn| {
+        ids.borrow_mut().push(h.id());
+        while let Ok(line) = h.receive(&conn) {
+            h.send_frame(&conn, &line).unwrap();
+        }
+    });
+    let first = peer(addr, |mut stream| {
+        stream.write_all(b"one\n").unwrap();
+        let mut echo = [0u8; 4];
+        stream.read_exact(&mut echo).unwrap();
+        // The server kills its tasklet now: the connection must close.
+        (echo, read_all(&mut stream))
+    });
+    // Run until the first handler is parked in receive after its echo.
+    for _ in 0..1000 {
+        s.run_for(Duration::from_millis(5)).unwrap();
+        if first.is_finished() || net_stats(&s).writes > 0 {
+            break;
+        }
+    }
+    let victim = handlers.borrow()[0];
+    s.run_for(Duration::from_millis(20)).unwrap();
+    assert!(s.kill(victim));
+    s.run_for(Duration::from_millis(20)).unwrap();
+    let (echo, rest) = first.join().unwrap();
+    assert_eq!(&echo, b"one\n");
+    assert!(rest.is_empty(), "the killed tasklet's connection closes");
+    let stats = net_stats(&s);
+    assert_eq!(
+        (stats.connections, stats.sockets, stats.waiting),
+        (0, 1, 1),
+        "only the listener and its acceptor remain"
+    );
+    // A new connection reuses the slot, and nothing of the old one leaks into it.
+    let second = peer(addr, |mut stream| {
+        stream.write_all(b"two\n").unwrap();
+        let mut echo = [0u8; 4];
+        stream.read_exact(&mut echo).unwrap();
+        echo
+    });
+    for _ in 0..1000 {
+        s.run_for(Duration::from_millis(5)).unwrap();
+        if second.is_finished() {
+            break;
+        }
+    }
+    assert_eq!(&second.join().unwrap(), b"two\n");
+    run_all(&mut s, 10);
+}
+
+#[test]
+fn slow_reader_parks_the_sender_and_bounds_memory() {
+    const LIMIT: usize = 64 * 1024;
+    const CHUNK: usize = 1024;
+    const TOTAL: usize = 8 * 1024 * 1024;
+    let mut s = net_schedule();
+    let start_reading = Arc::new(AtomicBool::new(false));
+    let checks = Rc::new(RefCell::new(Vec::new()));
+    let out = checks.clone();
+    let go = start_reading.clone();
+    let options = ListenOptions::new().conn(ConnOptions::new().send_limit(LIMIT));
+    let addr = serve(&mut s, options, 1, move |h, conn| {
+        let sent = Rc::new(Cell::new(0usize));
+        let (progress, out, go, checked) = (sent.clone(), out.clone(), go.clone(), conn.clone());
+        h.spawn_detached(SpawnOptions::new(), move |h| {
+            h.sleep(Duration::from_millis(300));
+            let before = progress.get();
+            h.sleep(Duration::from_millis(100));
+            out.borrow_mut().push((
+                checked.queued(),
+                before,
+                progress.get(),
+                format!("{:?}", checked.try_send(b"x")),
+            ));
+            go.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+        let chunk = vec![7u8; CHUNK];
+        while sent.get() < TOTAL {
+            h.send(&conn, &chunk).unwrap();
+            sent.set(sent.get() + CHUNK);
+        }
+        h.flush(&conn).unwrap();
+    });
+    let go = start_reading.clone();
+    let client = peer(addr, move |mut stream| {
+        while !go.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        read_all(&mut stream).len()
+    });
+    run_all(&mut s, 30);
+    assert_eq!(client.join().unwrap(), TOTAL, "every byte arrives");
+    let checks = checks.borrow();
+    let (queued, before, after, try_send) = &checks[0];
+    assert!(
+        *queued <= LIMIT + CHUNK,
+        "output bounded: {queued} bytes queued"
+    );
+    assert_eq!(
+        before, after,
+        "the sender is parked while the peer does not read"
+    );
+    assert!(*after < TOTAL);
+    assert!(
+        try_send.contains("Full"),
+        "try_send reports full: {try_send}"
+    );
+}
+
+#[test]
+fn send_and_close_delivers_everything_before_fin() {
+    const TOTAL: usize = 2 * 1024 * 1024 + 17;
+    let mut s = net_schedule();
+    let addr = serve(&mut s, ListenOptions::new(), 1, |h, conn| {
+        let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+        h.send_and_close(&conn, &data).unwrap();
+    });
+    let client = peer(addr, |mut stream| {
+        std::thread::sleep(Duration::from_millis(100));
+        read_all(&mut stream)
+    });
+    run_all(&mut s, 20);
+    let got = client.join().unwrap();
+    assert_eq!(got.len(), TOTAL);
+    assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    assert_eq!(net_stats(&s).sockets, 0);
+}
+
+#[test]
+fn read_timeout_loses_a_silent_connection_and_allows_goodbye() {
+    let mut s = net_schedule();
+    let seen = Rc::new(RefCell::new(None));
+    let out = seen.clone();
+    let options = ListenOptions::new()
+        .conn(ConnOptions::new().read_timeout(Some(Duration::from_millis(150))));
+    let addr = serve(&mut s, options, 1, move |h, conn| {
+        let first = h.receive(&conn).map(|l| String::from_utf8(l).unwrap());
+        let second = h.receive(&conn);
+        *out.borrow_mut() = Some((first, format!("{second:?}"), conn.lost()));
+        h.send_and_close(&conn, b"timed out\n").unwrap();
+    });
+    let client = peer(addr, |mut stream| {
+        // Activity keeps it alive past the timeout...
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(100));
+            stream.write_all(b"a").unwrap();
+        }
+        stream.write_all(b"\n").unwrap();
+        // ...silence ends it.
+        read_all(&mut stream)
+    });
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), b"timed out\n");
+    let (first, second, lost) = seen.borrow_mut().take().unwrap();
+    assert_eq!(first.unwrap(), "aaa");
+    assert!(second.contains("TimedOut"), "{second}");
+    assert_eq!(lost, Some(Lost::TimedOut));
+}
+
+#[test]
+fn local_close_tells_receivers_and_watchers() {
+    let mut s = net_schedule();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let out = seen.clone();
+    let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
+        let (c, o) = (conn.clone(), out.clone());
+        h.spawn_detached(SpawnOptions::new(), move |h| {
+            let lost = h.on_lost_connection(&c);
+            o.borrow_mut().push(format!("watcher: {lost:?}"));
+        })
+        .unwrap();
+        let (c, o) = (conn.clone(), out.clone());
+        h.spawn_detached(SpawnOptions::new(), move |h| {
+            let got = h.receive(&c).map(|_| ());
+            o.borrow_mut().push(format!("receiver: {got:?}"));
+        })
+        .unwrap();
+        h.yield_now();
+        h.send(&conn, b"closing\n").unwrap();
+        h.close(&conn).unwrap();
+        let failed = h.send(&conn, b"x").is_err();
+        out.borrow_mut()
+            .push(format!("send after close: {failed:?}"));
+    });
+    let client = peer(addr, |mut stream| read_all(&mut stream));
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), b"closing\n");
+    let mut seen = seen.borrow().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            "receiver: Err(Closed)".to_owned(),
+            "send after close: true".to_owned(),
+            "watcher: Closed".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn abort_resets_the_peer() {
+    let mut s = net_schedule();
+    let addr = serve(&mut s, ListenOptions::new(), 1, |h, conn| {
+        h.receive(&conn).unwrap();
+        h.send(&conn, b"never flushed").unwrap();
+        h.abort(&conn);
+        assert!(matches!(h.send(&conn, b"x"), Err(NetError::Closed)));
+    });
+    let client = peer(addr, |mut stream| {
+        stream.write_all(b"go\n").unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return "eof".to_owned(),
+                Ok(_) => continue,
+                Err(e) => return format!("{:?}", e.kind()),
+            }
+        }
+    });
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), "ConnectionReset");
+}
+
+#[test]
+fn sends_during_one_tick_leave_in_one_write() {
+    let mut s = net_schedule();
+    let addr = serve(&mut s, ListenOptions::new(), 1, |h, conn| {
+        h.receive(&conn).unwrap();
+        for i in 0..100 {
+            conn.try_send(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        h.flush(&conn).unwrap();
+    });
+    let client = peer(addr, |mut stream| {
+        stream.write_all(b"go\n").unwrap();
+        String::from_utf8(read_all(&mut stream)).unwrap()
+    });
+    run_all(&mut s, 10);
+    let text = client.join().unwrap();
+    assert_eq!(text.lines().count(), 100);
+    assert_eq!(net_stats(&s).writes, 1, "100 sends in one tick, one write");
+}
+
+#[test]
+fn two_thousand_connections_echo() {
+    const CONNS: usize = 2000;
+    const LINES: usize = 3;
+    let mut s = net_schedule();
+    let options = ListenOptions::new().backlog(4096);
+    let addr = serve(&mut s, options, CONNS, |h, conn| {
+        let mut buf = Vec::new();
+        while h.receive_into(&conn, &mut buf).is_ok() {
+            if h.send_frame(&conn, &buf).is_err() {
+                break;
+            }
+        }
+    });
+    let ok = Rc::new(Cell::new(0));
+    for c in 0..CONNS {
+        let ok = ok.clone();
+        s.spawn(move |h| {
+            let conn = h.connect(addr).unwrap();
+            for l in 0..LINES {
+                h.send_frame(&conn, format!("client {c} line {l}").as_bytes())
+                    .unwrap();
+            }
+            let mut buf = Vec::new();
+            for l in 0..LINES {
+                h.receive_into(&conn, &mut buf).unwrap();
+                assert_eq!(buf, format!("client {c} line {l}").as_bytes());
+            }
+            ok.set(ok.get() + 1);
+        })
+        .unwrap();
+    }
+    run_all(&mut s, 60);
+    assert_eq!(ok.get(), CONNS);
+    let stats = net_stats(&s);
+    assert_eq!((stats.connections, stats.sockets, stats.waiting), (0, 0, 0));
+}
