@@ -434,6 +434,13 @@ fn sends_during_one_tick_leave_in_one_write() {
 fn two_thousand_connections_echo() {
     const CONNS: usize = 2000;
     const LINES: usize = 3;
+    // Both ends live in this process: two descriptors per connection.
+    let fds = util::raise_fd_limit(2 * CONNS as u64 + 256);
+    assert!(
+        fds >= 2 * CONNS as u64 + 64,
+        "this test needs {} open files; the hard limit allows {fds}",
+        2 * CONNS + 64
+    );
     let mut s = net_schedule();
     let options = ListenOptions::new().backlog(4096);
     let addr = serve(&mut s, options, CONNS, |h, conn| {

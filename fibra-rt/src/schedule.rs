@@ -399,8 +399,10 @@ impl Schedule {
         plugins.chain(self.core.op_deadlines.next_deadline()).min()
     }
 
-    /// Runs one round without ever blocking: polls every plugin with a zero timeout, then runs
-    /// runnable tasklets, at most the step budget of them. Returns whether tasklets remain.
+    /// Runs one round without ever blocking: polls every plugin with a zero timeout, runs
+    /// runnable tasklets (at most the step budget of steps), then lets every plugin
+    /// [flush](crate::Plugin::flush) what the round queued (the network plugin writes each
+    /// connection's output once). Returns whether tasklets remain.
     ///
     /// # Errors
     ///

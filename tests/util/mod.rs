@@ -63,3 +63,22 @@ where
         f(stream)
     })
 }
+
+/// Raises this process's open-file limit to at least `want` (up to the hard limit); returns
+/// the new soft limit.
+pub(crate) fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    if limit.rlim_cur < want {
+        limit.rlim_cur = want.min(limit.rlim_max);
+        // SAFETY: setrlimit reads the struct we own.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+    limit.rlim_cur
+}

@@ -1,0 +1,44 @@
+//! The tokio peer of `echo`, for side-by-side benchmarks: a current-thread runtime, one task
+//! per connection, as a good tokio programmer would write it.
+//!
+//! ```text
+//! cargo run --release --example tokio_echo -- --addr 127.0.0.1:7001
+//! ```
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut addr = "127.0.0.1:7001".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(&addr).await?;
+        eprintln!("tokio echo server listening on {}", listener.local_addr()?);
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
