@@ -474,3 +474,75 @@ fn two_thousand_connections_echo() {
     let stats = net_stats(&s);
     assert_eq!((stats.connections, stats.sockets, stats.waiting), (0, 0, 0));
 }
+
+/// The child's side of `accept_backs_off_when_out_of_descriptors`.
+fn out_of_descriptors_child() {
+    const CLIENTS: usize = 5;
+    let mut s = net_schedule();
+    let accepted = Rc::new(RefCell::new(Vec::new()));
+    let held = accepted.clone();
+    let addr = serve(&mut s, ListenOptions::new(), CLIENTS, move |h, conn| {
+        held.borrow_mut().push(conn);
+        h.park();
+    });
+    // Connections wait in the backlog, then every free descriptor is taken.
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut hogs = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => hogs.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                break;
+            }
+        }
+    }
+    s.run_for(Duration::from_millis(500)).unwrap();
+    let paused = net_stats(&s).accept_pauses;
+    assert_eq!(accepted.borrow().len(), 0, "no descriptor, no accept");
+    // 50, 100, 200 ms pauses fit in 500 ms: a handful of tries, not a spin.
+    assert!((1..=6).contains(&paused), "{paused} pauses in 500 ms");
+    drop(hogs);
+    for _ in 0..400 {
+        s.run_for(Duration::from_millis(5)).unwrap();
+        if accepted.borrow().len() == CLIENTS {
+            break;
+        }
+    }
+    assert_eq!(
+        accepted.borrow().len(),
+        CLIENTS,
+        "service recovers once descriptors free up"
+    );
+    drop(clients);
+}
+
+#[test]
+fn accept_backs_off_when_out_of_descriptors() {
+    const CHILD: &str = "FIBRA_NET_FD_CHILD";
+    const NAME: &str = "accept_backs_off_when_out_of_descriptors";
+    if std::env::var_os(CHILD).is_some() {
+        let limit = libc::rlimit {
+            rlim_cur: 64,
+            rlim_max: 64,
+        };
+        // SAFETY: setrlimit reads the struct we own; this is a child process of the test.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        out_of_descriptors_child();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
+}

@@ -172,6 +172,8 @@ pub struct NetStats {
     pub reads: u64,
     /// Write system calls made, since the plugin was created.
     pub writes: u64,
+    /// Times accepting paused because the process or system was out of file descriptors.
+    pub accept_pauses: u64,
 }
 
 /// The outcome of one attempt to read from a connection's socket.
@@ -219,6 +221,7 @@ pub(crate) struct Table {
     warned_fd_limit: bool,
     reads: u64,
     writes: u64,
+    accept_pauses: u64,
     /// The `Shared` this table lives in, to make handles.
     me: Weak<Shared>,
 }
@@ -272,6 +275,7 @@ impl Table {
             warned_fd_limit: false,
             reads: 0,
             writes: 0,
+            accept_pauses: 0,
         }
     }
 
@@ -283,6 +287,7 @@ impl Table {
             timers: self.timers.len(),
             reads: self.reads,
             writes: self.writes,
+            accept_pauses: self.accept_pauses,
             ..NetStats::default()
         };
         for (_, entry) in &self.entries {
@@ -439,6 +444,7 @@ impl Table {
                     let until = now + pause;
                     l.backoff_until = Some(until);
                     let addr = l.addr;
+                    self.accept_pauses += 1;
                     self.timers.arm(until, TimerKind::Backoff, key);
                     if !std::mem::replace(&mut self.warned_fd_limit, true) {
                         log::warn!(target: "fibra_net",
