@@ -14,7 +14,7 @@ use polling::Events;
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
 use crate::ops::{Abort, Accept, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
-use crate::table::{NetStats, Shared, Table};
+use crate::table::{Key, NetStats, Shared, Table};
 
 /// Readiness events taken from the poller per poll; more wait for the next poll.
 const EVENTS_PER_POLL: usize = 1024;
@@ -82,6 +82,18 @@ impl NetPlugin {
             Err(NetError::Io(io::Error::other(
                 "this connection belongs to another schedule's network plugin",
             )))
+        }
+    }
+
+    /// Runs `f` on the table for `conn`, if `conn` is this plugin's.
+    fn serve<T>(
+        &self,
+        conn: &Conn,
+        f: impl FnOnce(&mut Table, Key) -> Poll<Result<T, NetError>>,
+    ) -> Poll<Result<T, NetError>> {
+        match self.owns(conn.shared()) {
+            Ok(()) => f(&mut self.shared.table.borrow_mut(), conn.key()),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 
@@ -196,11 +208,9 @@ impl Handles<Receive> for NetPlugin {
         from: TaskletId,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Vec<u8>, NetError>> {
-        if let Err(e) = self.owns(op.conn.shared()) {
-            return Poll::Ready(Err(e));
-        }
-        let mut table = self.shared.table.borrow_mut();
-        table.submit_receive(op.conn.key(), from, op.buf, op.raw, cx)
+        self.serve(&op.conn, |t, key| {
+            t.submit_receive(key, from, op.buf, op.raw, cx)
+        })
     }
 }
 
@@ -211,13 +221,7 @@ impl Handles<Drain> for NetPlugin {
         from: TaskletId,
         _: &mut Context<'_>,
     ) -> Poll<Result<(), NetError>> {
-        if let Err(e) = self.owns(op.conn.shared()) {
-            return Poll::Ready(Err(e));
-        }
-        self.shared
-            .table
-            .borrow_mut()
-            .submit_drain(op.conn.key(), from)
+        self.serve(&op.conn, |t, key| t.submit_drain(key, from))
     }
 }
 
@@ -228,13 +232,7 @@ impl Handles<Flush> for NetPlugin {
         from: TaskletId,
         _: &mut Context<'_>,
     ) -> Poll<Result<(), NetError>> {
-        if let Err(e) = self.owns(op.conn.shared()) {
-            return Poll::Ready(Err(e));
-        }
-        self.shared
-            .table
-            .borrow_mut()
-            .submit_flush(op.conn.key(), from)
+        self.serve(&op.conn, |t, key| t.submit_flush(key, from))
     }
 }
 
@@ -245,13 +243,7 @@ impl Handles<Close> for NetPlugin {
         from: TaskletId,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), NetError>> {
-        if let Err(e) = self.owns(op.conn.shared()) {
-            return Poll::Ready(Err(e));
-        }
-        self.shared
-            .table
-            .borrow_mut()
-            .submit_close(op.conn.key(), from, cx)
+        self.serve(&op.conn, |t, key| t.submit_close(key, from, cx))
     }
 }
 
