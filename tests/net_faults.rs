@@ -546,3 +546,35 @@ fn accept_backs_off_when_out_of_descriptors() {
     assert!(out.status.success(), "child failed:\n{text}");
     assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
 }
+
+#[test]
+fn close_timeout_resets_a_peer_that_never_reads() {
+    let mut s = net_schedule();
+    let result = Rc::new(RefCell::new(None));
+    let out = result.clone();
+    let options = ListenOptions::new().conn(
+        ConnOptions::new()
+            .send_limit(16 * 1024 * 1024)
+            .close_timeout(Duration::from_millis(200)),
+    );
+    let addr = serve(&mut s, options, 1, move |h, conn| {
+        h.send(&conn, &vec![1u8; 8 * 1024 * 1024]).unwrap();
+        let closed = h.close(&conn);
+        *out.borrow_mut() = Some(format!("{closed:?}"));
+    });
+    let client = peer(addr, |mut stream| {
+        std::thread::sleep(Duration::from_millis(600));
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return "eof".to_owned(),
+                Ok(_) => continue,
+                Err(e) => return format!("{:?}", e.kind()),
+            }
+        }
+    });
+    run_all(&mut s, 10);
+    assert_eq!(result.borrow().as_deref(), Some("Err(TimedOut)"));
+    assert_eq!(client.join().unwrap(), "ConnectionReset");
+    assert_eq!(net_stats(&s).sockets, 0);
+}

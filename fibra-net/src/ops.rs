@@ -123,90 +123,59 @@ impl Op for Receive {
     type Output = Result<Vec<u8>, NetError>;
 }
 
-/// Wait until the connection's output is below its send limit (what a parked `send` does).
-#[derive(Debug)]
-pub struct Drain {
-    pub(crate) conn: Conn,
+/// Declares an op that names only a connection.
+macro_rules! conn_op {
+    ($(#[$doc:meta])* $name:ident, $new_doc:literal, $output:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            pub(crate) conn: Conn,
+        }
+
+        impl $name {
+            #[doc = $new_doc]
+            pub fn new(conn: &Conn) -> Self {
+                $name { conn: conn.clone() }
+            }
+        }
+
+        impl Op for $name {
+            type Output = $output;
+        }
+    };
 }
 
-impl Drain {
-    /// Wait for room in `conn`'s output.
-    pub fn new(conn: &Conn) -> Self {
-        Drain { conn: conn.clone() }
-    }
-}
-
-impl Op for Drain {
-    type Output = Result<(), NetError>;
-}
-
-/// Wait until every queued byte was written to the socket.
-#[derive(Debug)]
-pub struct Flush {
-    pub(crate) conn: Conn,
-}
-
-impl Flush {
-    /// Wait until `conn`'s output is empty.
-    pub fn new(conn: &Conn) -> Self {
-        Flush { conn: conn.clone() }
-    }
-}
-
-impl Op for Flush {
-    type Output = Result<(), NetError>;
-}
-
-/// Close gracefully: write what is queued (within the close timeout), then FIN.
-#[derive(Debug)]
-pub struct Close {
-    pub(crate) conn: Conn,
-}
-
-impl Close {
-    /// Close `conn`.
-    pub fn new(conn: &Conn) -> Self {
-        Close { conn: conn.clone() }
-    }
-}
-
-impl Op for Close {
-    type Output = Result<(), NetError>;
-}
-
-/// Close at once with a reset, dropping queued output.
-#[derive(Debug)]
-pub struct Abort {
-    pub(crate) conn: Conn,
-}
-
-impl Abort {
-    /// Abort `conn`.
-    pub fn new(conn: &Conn) -> Self {
-        Abort { conn: conn.clone() }
-    }
-}
-
-impl Op for Abort {
-    type Output = ();
-}
-
-/// Wait until the connection is lost, for any reason. Output: why.
-#[derive(Debug)]
-pub struct OnLost {
-    pub(crate) conn: Conn,
-}
-
-impl OnLost {
-    /// Watch `conn`.
-    pub fn new(conn: &Conn) -> Self {
-        OnLost { conn: conn.clone() }
-    }
-}
-
-impl Op for OnLost {
-    type Output = Lost;
-}
+conn_op!(
+    /// Wait until the connection's output is below its send limit (what a parked `send`
+    /// does).
+    Drain,
+    "Wait for room in `conn`'s output.",
+    Result<(), NetError>
+);
+conn_op!(
+    /// Wait until every queued byte was written to the socket.
+    Flush,
+    "Wait until `conn`'s output is empty.",
+    Result<(), NetError>
+);
+conn_op!(
+    /// Close gracefully: write what is queued (within the close timeout), then FIN.
+    Close,
+    "Close `conn`.",
+    Result<(), NetError>
+);
+conn_op!(
+    /// Close at once with a reset, dropping queued output.
+    Abort,
+    "Abort `conn`.",
+    ()
+);
+conn_op!(
+    /// Wait until the connection is lost, for any reason. Output: why.
+    OnLost,
+    "Watch `conn`.",
+    Lost
+);
 
 macro_rules! completer {
     ($name:ident, $op:ty) => {

@@ -1109,7 +1109,7 @@ impl Table {
             };
             let _ = ops::complete_close(cx, id, result);
         }
-        self.abort_socket(key, false);
+        self.close_now(key);
     }
 
     /// Closes gracefully: no more sends; once the output is written, FIN and close. The
@@ -1199,19 +1199,15 @@ impl Table {
                 None => self.orphans.push((id, Wait::Close(key.slot))),
             }
         }
-        self.abort_socket(key, false);
+        self.close_now(key);
     }
 
-    /// Closes the socket now (with a RST when `reset`), keeping the entry while handles
-    /// refer to it.
-    fn abort_socket(&mut self, key: Key, reset: bool) {
+    /// Closes the socket now, keeping the entry while handles refer to it.
+    fn close_now(&mut self, key: Key) {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };
         if let Some(socket) = c.socket.take() {
-            if reset {
-                let _ = socket.set_linger(Some(Duration::ZERO));
-            }
             c.input.clear(&mut self.pool);
             c.output.clear(&mut self.pool);
             let released = c.released;
@@ -1222,17 +1218,22 @@ impl Table {
         }
     }
 
-    pub(crate) fn abort(&mut self, key: Key, cx: &mut Context<'_>) {
+    /// Ends the connection with a RST (a zero linger makes the close drop unsent data),
+    /// telling every waiter `lost`.
+    fn reset(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };
         let Some(socket) = c.socket.as_ref() else {
             return;
         };
-        // Closing with a zero linger sends a RST and drops unsent data.
         let _ = socket.set_linger(Some(Duration::ZERO));
-        self.lose(key, Lost::Aborted, cx);
-        self.end_output(key, Lost::Aborted, cx);
+        self.lose(key, lost, cx);
+        self.end_output(key, lost, cx);
+    }
+
+    pub(crate) fn abort(&mut self, key: Key, cx: &mut Context<'_>) {
+        self.reset(key, Lost::Aborted, cx);
     }
 
     pub(crate) fn submit_lost(&mut self, key: Key, from: TaskletId) -> Poll<Lost> {
@@ -1488,8 +1489,7 @@ impl Table {
                     log::debug!(target: "fibra_net",
                         "close of connection with {}: output not written within {:?}; reset",
                         c.peer, c.options.close_timeout);
-                    self.end_output(key, Lost::TimedOut, cx);
-                    self.abort_socket(key, true);
+                    self.reset(key, Lost::TimedOut, cx);
                 }
                 TimerKind::Backoff => {
                     let Some(l) = listener_mut(&mut self.entries, key) else {
