@@ -410,6 +410,44 @@ fn abort_resets_the_peer() {
     assert_eq!(client.join().unwrap(), "ConnectionReset");
 }
 
+/// `Conn::abort` (no handle, as a chat room cutting off a member does) resets at the end
+/// of the tick and tells the tasklet parked on the connection.
+#[test]
+fn abort_without_a_handle_wakes_the_receiver_and_resets_the_peer() {
+    let mut s = net_schedule();
+    let outcome = Rc::new(Cell::new(None));
+    let seen = outcome.clone();
+    let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
+        h.receive(&conn).unwrap();
+        let other = conn.clone();
+        let seen = seen.clone();
+        // A second tasklet parks on the connection; this one aborts it, handle-free.
+        let receiver = h
+            .spawn(move |h| seen.set(Some(h.receive(&other).map(|_| ()))))
+            .unwrap();
+        h.yield_now();
+        conn.try_send(b"dropped by the abort\n").unwrap();
+        conn.abort();
+        h.join(receiver).unwrap();
+        assert_eq!(conn.lost(), Some(Lost::Aborted));
+    });
+    let client = peer(addr, |mut stream| {
+        stream.write_all(b"go\n").unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return "eof".to_owned(),
+                Ok(_) => return "data".to_owned(),
+                Err(e) => return format!("{:?}", e.kind()),
+            }
+        }
+    });
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), "ConnectionReset");
+    assert!(matches!(outcome.take(), Some(Err(NetError::Closed))));
+    assert_eq!(net_stats(&s).connections, 0);
+}
+
 #[test]
 fn sends_during_one_tick_leave_in_one_write() {
     let mut s = net_schedule();

@@ -109,6 +109,15 @@ impl Conn {
         table.send(self.key(), bytes, framed, true).map(|_| ())
     }
 
+    /// Resets the connection without a [`Handle`](fibra_rt::Handle), as
+    /// [`NetExt::abort`](crate::NetExt::abort) does, at the end of this tick: queued output
+    /// is dropped, the peer gets a reset, and receivers and watchers are told
+    /// [`Lost::Aborted`]. For code that holds connections but is not a tasklet, such as a
+    /// chat room cutting off a member that does not read.
+    pub fn abort(&self) {
+        self.inner.shared.aborts.borrow_mut().push(self.key());
+    }
+
     /// Sets the read timeout: the connection is lost with [`Lost::TimedOut`] when no byte
     /// arrives for this long. `None` turns it off.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {

@@ -63,6 +63,7 @@ impl NetPlugin {
         let shared = Rc::new_cyclic(|me| Shared {
             table: RefCell::new(Table::new(me.clone(), poller)),
             deferred: RefCell::new(Vec::new()),
+            aborts: RefCell::new(Vec::new()),
         });
         Ok(NetPlugin {
             shared,
@@ -97,6 +98,20 @@ impl NetPlugin {
         }
     }
 
+    /// Resets the connections aborted through [`Conn::abort`](crate::Conn::abort); returns whether there were any.
+    fn run_aborts(&self, cx: &mut Context<'_>) -> bool {
+        if self.shared.aborts.borrow().is_empty() {
+            return false;
+        }
+        let mut table = self.shared.table.borrow_mut();
+        loop {
+            let Some(key) = self.shared.aborts.borrow_mut().pop() else {
+                return true;
+            };
+            table.abort(key, cx);
+        }
+    }
+
     fn release_deferred(&self) {
         if !self.shared.deferred.borrow().is_empty() {
             self.shared
@@ -123,6 +138,12 @@ impl Plugin for NetPlugin {
 
     fn poll(&mut self, cx: &mut Context<'_>, timeout: Option<Duration>) -> io::Result<()> {
         self.release_deferred();
+        // Waiters told of an abort are runnable: do not block.
+        let timeout = if self.run_aborts(cx) {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let result = self
             .shared
             .table
@@ -134,6 +155,7 @@ impl Plugin for NetPlugin {
 
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         self.release_deferred();
+        self.run_aborts(cx);
         self.shared.table.borrow_mut().flush_all(cx);
         self.release_deferred();
         Ok(())

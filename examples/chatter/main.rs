@@ -1,0 +1,93 @@
+//! The chatter: the classic fibra demo, a line-based chat server.
+//!
+//! ```text
+//! cargo run --release --example chatter              # listens on 127.0.0.1:1980
+//! cargo run --release --example chatter -- --addr 127.0.0.1:4000 --max-line 1024
+//! telnet 127.0.0.1 1980                              # or: nc 127.0.0.1 1980
+//! ```
+//!
+//! Answer `What is your handle?`, then every line you type is said to everyone.
+//! Commands: `/who`, `/msg <handle> <text>`, `/quit`. One tasklet per connection, written
+//! as plain sequential code (`server.rs`); the rules are in `protocol.rs`. Ctrl-C stops it
+//! cleanly (everyone is told, connections close gracefully). Logs: `RUST_LOG=debug`.
+
+mod protocol;
+mod server;
+mod signal;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fibra::net::NetPlugin;
+use fibra::tasks::TasksPlugin;
+use fibra::Schedule;
+
+const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--max-line BYTES] [--max-outbound BYTES] \
+                     [--login-timeout SECS]
+  --addr           where to listen (default 127.0.0.1:1980)
+  --max-line       longest line accepted; a longer one ends that connection (default 8192)
+  --max-outbound   output queued to a member that does not read before it is cut off
+                   (default 1048576)
+  --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)";
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = run() {
+        log::error!(target: "chatter", "{e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut addr = "127.0.0.1:1980".to_owned();
+    let mut config = server::Config::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| {
+            args.next()
+                .ok_or(format!("{arg} needs {what} (try --help)"))
+        };
+        match arg.as_str() {
+            "--addr" => addr = value("HOST:PORT")?,
+            "--max-line" => config.max_line = parse_positive(&arg, &value("BYTES")?)?,
+            "--max-outbound" => config.max_outbound = parse_positive(&arg, &value("BYTES")?)?,
+            "--login-timeout" => {
+                let secs: u64 = value("SECS")?
+                    .parse()
+                    .map_err(|e| format!("--login-timeout: {e}"))?;
+                config.login_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+        }
+    }
+
+    let stop = signal::stop_on_ctrl_c()?;
+    let mut schedule = Schedule::new();
+    schedule.add_plugin(TasksPlugin::new())?;
+    schedule.add_plugin(NetPlugin::new()?)?;
+    let chatter = server::Chatter::start(&mut schedule, &addr, config)
+        .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
+    log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
+        chatter.local_addr());
+    // Blocks in the poller; wakes at least every 100 ms to look at the stop flag.
+    while !stop.load(Ordering::Relaxed) {
+        schedule.run_for(Duration::from_millis(100))?;
+    }
+    let stats = chatter.stats();
+    chatter.shutdown(&mut schedule, Duration::from_secs(2));
+    log::info!(target: "chatter", "stopped: {} lines delivered, {} members cut off for not reading",
+        stats.deliveries, stats.cut_off);
+    Ok(())
+}
+
+fn parse_positive(flag: &str, value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err(format!("{flag} must be at least 1")),
+        Err(e) => Err(format!("{flag} {value}: {e}")),
+    }
+}

@@ -1,0 +1,145 @@
+//! The chatter's words: the fixed lines, the handle rules and the commands, with no I/O.
+//!
+//! Everything here is a pure function of one line of text, so it is tested and fuzzed
+//! on its own (`fuzz/`); `server.rs` does the networking.
+
+/// Sent on connect, and again after a refused handle.
+pub(crate) const PROMPT: &str = "What is your handle?";
+/// Sent when the chosen handle belongs to a member.
+pub(crate) const TAKEN: &str = "That handle is already taken.";
+/// Sent to everyone still connected when the server stops.
+pub(crate) const SHUTTING_DOWN: &str = "The server is shutting down.";
+/// Sent when the login deadline passes before a handle was accepted.
+pub(crate) const LOGIN_TIMED_OUT: &str = "Too slow to choose a handle; goodbye.";
+/// The most characters (not bytes) a handle may have.
+pub(crate) const MAX_HANDLE_CHARS: usize = 32;
+
+/// Why a handle was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadHandle {
+    /// Nothing left after trimming.
+    Empty,
+    /// More than [`MAX_HANDLE_CHARS`] characters.
+    TooLong,
+    /// A space (any white space) or a control character inside.
+    BadCharacter,
+}
+
+impl BadHandle {
+    /// The one line the client is told.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            BadHandle::Empty => "A handle cannot be empty.",
+            BadHandle::TooLong => "A handle can have at most 32 characters.",
+            BadHandle::BadCharacter => "A handle cannot contain spaces or control characters.",
+        }
+    }
+}
+
+/// The handle an answer names: the answer trimmed of surrounding white space, if the rest
+/// is 1 to 32 characters with no space or control character.
+pub(crate) fn parse_handle(answer: &str) -> Result<&str, BadHandle> {
+    let handle = answer.trim();
+    if handle.is_empty() {
+        return Err(BadHandle::Empty);
+    }
+    if handle.chars().nth(MAX_HANDLE_CHARS).is_some() {
+        return Err(BadHandle::TooLong);
+    }
+    if handle.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(BadHandle::BadCharacter);
+    }
+    Ok(handle)
+}
+
+/// What a member's line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command<'a> {
+    /// A plain line: say it to everyone.
+    Say(&'a str),
+    /// `/who`: list the members.
+    Who,
+    /// `/msg <handle> <text>`: whisper to one member.
+    Msg {
+        /// The member to tell.
+        to: &'a str,
+        /// What to tell them.
+        text: &'a str,
+    },
+    /// `/msg` without a handle and a text.
+    MsgUsage,
+    /// `/quit`: leave.
+    Quit,
+    /// Any other line starting with `/`: the command word, without its slash.
+    Unknown(&'a str),
+}
+
+/// How `/msg` is used, sent after a `/msg` missing its handle or text.
+pub(crate) const MSG_USAGE: &str = "Usage: /msg <handle> <text>";
+
+/// Reads one line. Commands are the lines starting with `/`; the command word ends at the
+/// first white space (`/who now` is `/who`). Everything else is said as it is.
+pub(crate) fn parse_command(line: &str) -> Command<'_> {
+    let Some(rest) = line.strip_prefix('/') else {
+        return Command::Say(line);
+    };
+    let (word, args) = match rest.find(char::is_whitespace) {
+        Some(end) => (&rest[..end], rest[end..].trim_start()),
+        None => (rest, ""),
+    };
+    match word {
+        "who" => Command::Who,
+        "quit" => Command::Quit,
+        "msg" => {
+            let (to, text) = match args.find(char::is_whitespace) {
+                Some(end) => (&args[..end], args[end..].trim_start()),
+                None => (args, ""),
+            };
+            if to.is_empty() || text.is_empty() {
+                Command::MsgUsage
+            } else {
+                Command::Msg { to, text }
+            }
+        }
+        other => Command::Unknown(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles() {
+        assert_eq!(parse_handle("  ann \t"), Ok("ann"));
+        assert_eq!(parse_handle(""), Err(BadHandle::Empty));
+        assert_eq!(parse_handle(" \t "), Err(BadHandle::Empty));
+        assert_eq!(parse_handle(&"é".repeat(32)), Ok("é".repeat(32).as_str()));
+        assert_eq!(parse_handle(&"a".repeat(33)), Err(BadHandle::TooLong));
+        assert_eq!(parse_handle("a b"), Err(BadHandle::BadCharacter));
+        assert_eq!(parse_handle("a\u{1}b"), Err(BadHandle::BadCharacter));
+        assert_eq!(parse_handle("a\u{a0}b"), Err(BadHandle::BadCharacter));
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse_command("hi /who"), Command::Say("hi /who"));
+        assert_eq!(parse_command(""), Command::Say(""));
+        assert_eq!(parse_command("/who"), Command::Who);
+        assert_eq!(parse_command("/who is here"), Command::Who);
+        assert_eq!(parse_command("/quit"), Command::Quit);
+        assert_eq!(
+            parse_command("/msg bob  hello  there"),
+            Command::Msg {
+                to: "bob",
+                text: "hello  there"
+            }
+        );
+        assert_eq!(parse_command("/msg bob"), Command::MsgUsage);
+        assert_eq!(parse_command("/msg bob   "), Command::MsgUsage);
+        assert_eq!(parse_command("/msg"), Command::MsgUsage);
+        assert_eq!(parse_command("/"), Command::Unknown(""));
+        assert_eq!(parse_command("/QUIT"), Command::Unknown("QUIT"));
+        assert_eq!(parse_command("/dance wildly"), Command::Unknown("dance"));
+    }
+}

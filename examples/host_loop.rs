@@ -1,0 +1,183 @@
+//! fibra inside someone else's loop: a 60 Hz "game loop" that updates its own world each
+//! frame and calls `Schedule::tick()` once per frame to serve the chatter at the same time.
+//!
+//! ```text
+//! cargo run --release --example host_loop                  # chat on 127.0.0.1:1981
+//! cargo run --release --example host_loop -- --hz 120 --secs 30 --addr 127.0.0.1:4000
+//! ```
+//!
+//! Every few seconds it prints how much of the frame `tick()` used (mean and max µs), how
+//! many tasklets are alive and how many members are chatting. `tick()` never blocks: with
+//! nothing to do it returns in about a microsecond, and a busy room costs the frame only the
+//! work that is ready. Ctrl-C stops it cleanly.
+
+#[path = "chatter/protocol.rs"]
+mod protocol;
+#[path = "chatter/server.rs"]
+mod server;
+#[path = "chatter/signal.rs"]
+mod signal;
+
+use std::time::{Duration, Instant};
+
+use fibra::net::NetPlugin;
+use fibra::tasks::TasksPlugin;
+use fibra::Schedule;
+
+const USAGE: &str = "usage: host_loop [--addr HOST:PORT] [--hz N] [--secs N] [--report SECS]
+  --addr    where the chatter listens (default 127.0.0.1:1981)
+  --hz      frames per second (default 60)
+  --secs    stop after this many seconds (default: run until Ctrl-C)
+  --report  seconds between reports (default 5)";
+
+/// The host's own state: a few particles bouncing in a box, stepped each frame.
+struct World {
+    particles: Vec<[f64; 4]>,
+}
+
+impl World {
+    fn new() -> World {
+        let particles = (0..1000)
+            .map(|i| {
+                let f = i as f64;
+                [
+                    f % 100.0,
+                    (f * 7.0) % 100.0,
+                    (f % 13.0) - 6.0,
+                    (f % 7.0) - 3.0,
+                ]
+            })
+            .collect();
+        World { particles }
+    }
+
+    fn step(&mut self, dt: f64) {
+        for p in &mut self.particles {
+            for axis in 0..2 {
+                p[axis] += p[axis + 2] * dt;
+                if !(0.0..=100.0).contains(&p[axis]) {
+                    p[axis + 2] = -p[axis + 2];
+                    p[axis] = p[axis].clamp(0.0, 100.0);
+                }
+            }
+        }
+    }
+
+    /// Where the particles are on average: proof the world kept moving.
+    fn centre(&self) -> (f64, f64) {
+        let n = self.particles.len() as f64;
+        let (x, y) = self
+            .particles
+            .iter()
+            .fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
+        (x / n, y / n)
+    }
+}
+
+/// Frame and tick timings over one report period.
+#[derive(Default)]
+struct Period {
+    frames: u32,
+    tick_total: Duration,
+    tick_max: Duration,
+    late_frames: u32,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = run() {
+        log::error!(target: "host_loop", "{e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut addr = "127.0.0.1:1981".to_owned();
+    let mut hz: u32 = 60;
+    let mut secs: Option<u64> = None;
+    let mut report = 5u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or(format!("{arg} needs a value (try --help)"))
+        };
+        match arg.as_str() {
+            "--addr" => addr = value()?,
+            "--hz" => hz = value()?.parse().map_err(|e| format!("--hz: {e}"))?,
+            "--secs" => secs = Some(value()?.parse().map_err(|e| format!("--secs: {e}"))?),
+            "--report" => report = value()?.parse().map_err(|e| format!("--report: {e}"))?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+        }
+    }
+    if hz == 0 || report == 0 {
+        return Err("--hz and --report must be at least 1".into());
+    }
+
+    let stop = signal::stop_on_ctrl_c()?;
+    let mut schedule = Schedule::new();
+    schedule.add_plugin(TasksPlugin::new())?;
+    schedule.add_plugin(NetPlugin::new()?)?;
+    let chatter = server::Chatter::start(&mut schedule, &addr, server::Config::default())
+        .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
+    log::info!(target: "host_loop", "{hz} Hz host loop; chatter on {}", chatter.local_addr());
+
+    let frame = Duration::from_secs(1) / hz;
+    let started = Instant::now();
+    let end = secs.map(|s| started + Duration::from_secs(s));
+    let mut world = World::new();
+    let mut period = Period::default();
+    let mut next_report = started + Duration::from_secs(report);
+    let mut next_frame = started;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && end.is_none_or(|e| next_frame < e) {
+        // The host's own work for this frame.
+        world.step(frame.as_secs_f64());
+
+        // fibra's share of the frame: whatever is ready, never a wait.
+        let before = Instant::now();
+        schedule.tick()?;
+        let spent = before.elapsed();
+        period.frames += 1;
+        period.tick_total += spent;
+        period.tick_max = period.tick_max.max(spent);
+
+        let now = Instant::now();
+        if now >= next_report {
+            let (x, y) = world.centre();
+            let stats = chatter.stats();
+            println!(
+                "{:>6.1} s  {} frames  tick mean {:.1} µs, max {} µs ({:.2}% of a {:.1} ms frame)  \
+                 {} late  {} tasklets  {} chatting  world centre ({x:.1}, {y:.1})",
+                now.duration_since(started).as_secs_f64(),
+                period.frames,
+                period.tick_total.as_secs_f64() * 1e6 / f64::from(period.frames),
+                period.tick_max.as_micros(),
+                100.0 * period.tick_total.as_secs_f64()
+                    / (f64::from(period.frames) * frame.as_secs_f64()),
+                frame.as_secs_f64() * 1e3,
+                period.late_frames,
+                schedule.len(),
+                stats.members,
+            );
+            period = Period::default();
+            next_report += Duration::from_secs(report);
+        }
+
+        // Sleep until the next frame; a frame that ran over starts the next one at once.
+        next_frame += frame;
+        match next_frame.checked_duration_since(Instant::now()) {
+            Some(wait) => std::thread::sleep(wait),
+            None => {
+                period.late_frames += 1;
+                next_frame = Instant::now();
+            }
+        }
+    }
+    chatter.shutdown(&mut schedule, Duration::from_secs(2));
+    log::info!(target: "host_loop", "stopped after {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! The chatter example, run in-process on an ephemeral port, and a blocking line client.
+#![allow(dead_code)] // each test file uses some of it
+
+#[path = "../../examples/chatter/protocol.rs"]
+pub(crate) mod protocol;
+#[path = "../../examples/chatter/server.rs"]
+pub(crate) mod server;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fibra::net::NetPlugin;
+use fibra::tasks::TasksPlugin;
+use fibra::Schedule;
+
+pub(crate) use server::{Config, RoomStats};
+
+/// How long a client waits for a line before the test fails.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A chatter served by its own thread; stopped (cleanly) when dropped.
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<(RoomStats, fibra::net::NetStats)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub(crate) fn start(config: Config) -> TestServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(Default::default()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::spawn(move || {
+                let mut s = Schedule::new();
+                s.add_plugin(TasksPlugin::new()).unwrap();
+                s.add_plugin(NetPlugin::new().unwrap()).unwrap();
+                let chatter = server::Chatter::start(&mut s, "127.0.0.1:0", config).unwrap();
+                tx.send(chatter.local_addr()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    s.run_for(Duration::from_millis(5)).unwrap();
+                    let net = s.plugin::<NetPlugin>().unwrap().stats();
+                    *stats.lock().unwrap() = (chatter.stats(), net);
+                }
+                chatter.shutdown(&mut s, Duration::from_secs(5));
+                let net = s.plugin::<NetPlugin>().unwrap().stats();
+                assert_eq!(net.sockets, 0, "sockets left open after the shutdown");
+            })
+        };
+        let addr = rx
+            .recv_timeout(READ_TIMEOUT)
+            .expect("the chatter did not start");
+        TestServer {
+            addr,
+            stop,
+            stats,
+            thread: Some(thread),
+        }
+    }
+
+    /// The room's and the network plugin's counters, as of the server's last round.
+    pub(crate) fn stats(&self) -> (RoomStats, fibra::net::NetStats) {
+        *self.stats.lock().unwrap()
+    }
+
+    /// Waits until `f` holds for the server's counters; fails the test after 10 s.
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        f: impl Fn(&RoomStats, &fibra::net::NetStats) -> bool,
+    ) {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            let (room, net) = self.stats();
+            if f(&room, &net) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for {what}: {room:?} {net:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Connects and joins as `handle`.
+    pub(crate) fn join(&self, handle: &str) -> Client {
+        let mut c = self.client();
+        c.login(handle);
+        c
+    }
+
+    /// Stops the server (its shutdown asserts no socket is left) and waits for its thread.
+    pub(crate) fn stop(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join();
+            if !std::thread::panicking() {
+                result.expect("the chatter's thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+/// A blocking line client with a read timeout, so no test hangs.
+pub(crate) struct Client {
+    pub(crate) stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    pub(crate) name: String,
+}
+
+impl Client {
+    pub(crate) fn connect(addr: SocketAddr) -> Client {
+        Client::from_stream(TcpStream::connect(addr).expect("connect to the chatter"))
+    }
+
+    pub(crate) fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client {
+            stream,
+            reader,
+            name: String::from("(no handle)"),
+        }
+    }
+
+    /// Reads the prompt, answers `handle`, and reads its own join line.
+    pub(crate) fn login(&mut self, handle: &str) {
+        self.expect(protocol::PROMPT);
+        self.send(handle);
+        self.name = handle.to_owned();
+        self.expect(&format!("{handle} has joined the chat."));
+    }
+
+    pub(crate) fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the chatter");
+    }
+
+    /// The next line, without its `\n`; fails the test on EOF or after 10 s.
+    pub(crate) fn line(&mut self) -> String {
+        match self.try_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("{}: the server closed the connection", self.name),
+            Err(e) => panic!("{}: no line from the server: {e}", self.name),
+        }
+    }
+
+    /// The next line; `None` at the end of the stream.
+    pub(crate) fn try_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut raw = Vec::new();
+        if self.reader.read_until(b'\n', &mut raw)? == 0 {
+            return Ok(None);
+        }
+        assert_eq!(
+            raw.pop(),
+            Some(b'\n'),
+            "{}: a line without its end",
+            self.name
+        );
+        Ok(Some(
+            String::from_utf8(raw).expect("the server sends UTF-8"),
+        ))
+    }
+
+    pub(crate) fn expect(&mut self, want: &str) {
+        let got = self.line();
+        assert_eq!(got, want, "{} got an unexpected line", self.name);
+    }
+
+    /// Reads lines up to and including `last`; returns those before it.
+    pub(crate) fn lines_until(&mut self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            if line == last {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Expects the server to have closed the connection: EOF (or a reset) next.
+    pub(crate) fn expect_end(&mut self) {
+        match self.try_line() {
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(Some(line)) => panic!("{}: expected the end, got {line:?}", self.name),
+            Err(e) => panic!("{}: expected the end: {e}", self.name),
+        }
+    }
+
+    /// Half-closes: the server sees the end of input; output can still arrive.
+    pub(crate) fn shutdown_write(&mut self) {
+        self.stream.shutdown(Shutdown::Write).unwrap();
+    }
+
+    /// Drops the connection with a reset (SO_LINGER 0) instead of a FIN.
+    pub(crate) fn reset(self) {
+        let socket = socket2::SockRef::from(&self.stream);
+        socket.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(self);
+    }
+
+    /// Reads and discards everything until the end of the stream; returns the byte count.
+    pub(crate) fn drain_to_end(&mut self) -> std::io::Result<usize> {
+        let mut total = 0;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The chatter example end to end: every rule of its protocol, over real sockets, against
+//! the server running in-process on an ephemeral port.
+
+mod chat;
+mod util;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use chat::{protocol, Client, Config, TestServer};
+
+#[test]
+fn the_newcomer_and_everyone_else_hear_the_join() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut bob = server.join("bob");
+    ann.expect("bob has joined the chat.");
+    let mut cy = server.join("cy");
+    ann.expect("cy has joined the chat.");
+    bob.expect("cy has joined the chat.");
+    cy.send("hello");
+    for c in [&mut ann, &mut bob, &mut cy] {
+        c.expect("cy says: hello");
+    }
+    server.stop();
+}
+
+#[test]
+fn bad_handles_are_explained_and_prompted_again() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut c = server.client();
+    c.expect(protocol::PROMPT);
+    let refused: [(&str, &str); 7] = [
+        ("", "A handle cannot be empty."),
+        (" \t ", "A handle cannot be empty."),
+        (&"x".repeat(33), "A handle can have at most 32 characters."),
+        (
+            "two words",
+            "A handle cannot contain spaces or control characters.",
+        ),
+        (
+            "bell\u{7}",
+            "A handle cannot contain spaces or control characters.",
+        ),
+        ("ann", protocol::TAKEN),
+        ("  ann\t", protocol::TAKEN),
+    ];
+    for (answer, reason) in refused {
+        c.send(answer);
+        c.expect(reason);
+        c.expect(protocol::PROMPT);
+    }
+    // Surrounding white space is trimmed; 32 characters (64 bytes here) are allowed; CRLF.
+    let long = "é".repeat(32);
+    c.send_raw(format!("  {long} \r\n").as_bytes());
+    c.expect(&format!("{long} has joined the chat."));
+    ann.expect(&format!("{long} has joined the chat."));
+    // The refused attempts told the room nothing.
+    ann.send("sync");
+    assert_eq!(ann.lines_until("ann says: sync"), Vec::<String>::new());
+    server.stop();
+}
+
+#[test]
+fn lines_reach_every_member_in_order() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut bob = server.join("bob");
+    ann.expect("bob has joined the chat.");
+    // LF and CRLF ends, one write holding several lines, a line split across writes,
+    // white space kept as sent, and invalid UTF-8 replaced.
+    bob.send_raw(b"one\r\ntwo\n  three  \nfo");
+    bob.stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    bob.send_raw(b"ur\n\xffbad\xc3\n\n");
+    let want = [
+        "bob says: one",
+        "bob says: two",
+        "bob says:   three  ",
+        "bob says: four",
+        "bob says: \u{fffd}bad\u{fffd}",
+        "bob says: ",
+    ];
+    for c in [&mut ann, &mut bob] {
+        for line in want {
+            c.expect(line);
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn who_and_msg_reach_one_member_only() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut cy = server.join("cy");
+    ann.expect("cy has joined the chat.");
+    let mut bob = server.join("bob");
+    ann.expect("bob has joined the chat.");
+    cy.expect("bob has joined the chat.");
+
+    cy.send("/who");
+    cy.expect("Online: ann, bob, cy");
+    cy.send("/msg ann meet me   at noon");
+    ann.expect("cy whispers: meet me   at noon");
+    cy.send("/msg zed hello?");
+    cy.expect("No such handle: zed");
+    cy.send("/msg ann");
+    cy.expect(protocol::MSG_USAGE);
+    cy.send("/dance wildly");
+    cy.expect("Unknown command: /dance");
+    cy.send("/");
+    cy.expect("Unknown command: /");
+    // Nobody else heard any of it: their next line is the sync.
+    cy.send("sync");
+    for c in [&mut ann, &mut bob, &mut cy] {
+        assert_eq!(
+            c.lines_until("cy says: sync"),
+            Vec::<String>::new(),
+            "{}",
+            c.name
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn quit_closes_the_connection_and_frees_the_handle() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut bob = server.join("bob");
+    ann.expect("bob has joined the chat.");
+    bob.send("last words");
+    bob.send("/quit");
+    bob.send("never said");
+    bob.expect("bob says: last words");
+    bob.expect_end();
+    ann.expect("bob says: last words");
+    ann.expect("bob has left the chat.");
+    let mut bob2 = server.join("bob");
+    ann.expect("bob has joined the chat.");
+    bob2.send("back");
+    ann.expect("bob says: back");
+    server.wait_for("one session per connection", |room, _| room.sessions == 2);
+    server.stop();
+}
+
+/// EOF, reset and half-close: each gives one leave line, and a half-closed member's last
+/// complete line comes first.
+#[test]
+fn a_lost_connection_leaves_exactly_once() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+
+    let eof = server.join("eof");
+    ann.expect("eof has joined the chat.");
+    drop(eof);
+    ann.expect("eof has left the chat.");
+
+    let rst = server.join("rst");
+    ann.expect("rst has joined the chat.");
+    rst.reset();
+    ann.expect("rst has left the chat.");
+
+    let mut half = server.join("half");
+    ann.expect("half has joined the chat.");
+    half.send_raw(b"complete line\nincomplete");
+    half.shutdown_write();
+    ann.expect("half says: complete line");
+    ann.expect("half has left the chat.");
+    // The half-closed side still reads what was said before it left.
+    half.expect("half says: complete line");
+    half.expect_end();
+
+    // No second leave line for anyone; the handles are free.
+    ann.send("sync");
+    assert_eq!(ann.lines_until("ann says: sync"), Vec::<String>::new());
+    for handle in ["eof", "rst", "half"] {
+        let mut again = server.join(handle);
+        ann.expect(&format!("{handle} has joined the chat."));
+        again.send("/quit");
+        again.expect_end();
+        ann.expect(&format!("{handle} has left the chat."));
+    }
+    server.wait_for("every session ended", |room, net| {
+        room.sessions == 1 && room.members == 1 && net.connections == 1
+    });
+    server.stop();
+}
+
+#[test]
+fn clients_racing_for_one_handle_exactly_one_wins() {
+    const RACERS: usize = 8;
+    let server = TestServer::start(Config::default());
+    for round in 0..10 {
+        let handle = format!("prize{round}");
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let racers: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (addr, barrier, handle) = (server.addr, barrier.clone(), handle.clone());
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    c.expect(protocol::PROMPT);
+                    barrier.wait();
+                    c.send(&handle);
+                    let answer = c.line();
+                    let won = if answer == protocol::TAKEN {
+                        c.expect(protocol::PROMPT);
+                        false
+                    } else {
+                        assert_eq!(answer, format!("{handle} has joined the chat."));
+                        true
+                    };
+                    // Kept connected until every racer has its answer: a winner that left
+                    // would free the handle for a later one.
+                    (won, c)
+                })
+            })
+            .collect();
+        let results: Vec<(bool, Client)> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let winners = results.iter().filter(|(won, _)| *won).count();
+        assert_eq!(winners, 1, "round {round}");
+    }
+    server.stop();
+}
+
+#[test]
+fn an_overlong_line_ends_that_member_only() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut big = server.join("big");
+    ann.expect("big has joined the chat.");
+    // Exactly at the limit is fine.
+    let fits = "x".repeat(8192);
+    big.send(&fits);
+    ann.expect(&format!("big says: {fits}"));
+    big.expect(&format!("big says: {fits}"));
+    big.send(&"y".repeat(8193));
+    big.expect("Line too long (the limit is 8192 bytes); goodbye.");
+    big.expect_end();
+    ann.expect("big has left the chat.");
+    ann.send("still here");
+    ann.expect("ann says: still here");
+
+    // Also while choosing a handle, and with a configured limit.
+    let server = TestServer::start(Config {
+        max_line: 16,
+        ..Config::default()
+    });
+    let mut c = server.client();
+    c.expect(protocol::PROMPT);
+    c.send(&"z".repeat(17));
+    c.expect("Line too long (the limit is 16 bytes); goodbye.");
+    c.expect_end();
+}
+
+#[test]
+fn a_member_that_does_not_read_is_cut_off_and_the_room_goes_on() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    // A tiny receive window, so the kernel holds little for it and the server's cap decides.
+    let slow = {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        let mut c = Client::from_stream(socket.into());
+        c.login("slow");
+        c
+    };
+    ann.expect("slow has joined the chat.");
+
+    // Ann talks (8 KiB lines) and reads everything back; slow reads nothing.
+    let line = "a".repeat(8000);
+    let mut said = 0;
+    let mut cut = false;
+    while !cut {
+        assert!(
+            said < 2000,
+            "slow was never cut off after {said} lines of 8 KB"
+        );
+        ann.send(&line);
+        said += 1;
+        loop {
+            let got = ann.line();
+            if got == "slow has left the chat." {
+                cut = true;
+            } else {
+                assert_eq!(got.len(), line.len() + "ann says: ".len());
+                break;
+            }
+        }
+    }
+    // The cap (1 MiB) plus what the kernel buffers decided when: not before the cap.
+    assert!(said * 8000 > 1024 * 1024, "cut off after only {said} lines");
+    server.wait_for("the cut-off counted", |room, _| room.cut_off == 1);
+    let (_, net) = server.stats();
+    assert!(
+        net.queued < 2 * 1024 * 1024,
+        "memory held for slow: {net:?}"
+    );
+    // The room goes on.
+    let mut bob = server.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    bob.send("hi");
+    ann.lines_until("bob says: hi");
+    // Slow got a reset (or what was buffered, then the end).
+    let mut slow = slow;
+    slow.name = "slow".into();
+    let _ = slow.drain_to_end();
+    server.stop();
+}
+
+#[test]
+fn five_hundred_clients_each_hear_every_line() {
+    const CLIENTS: usize = 500;
+    const LINES: usize = 3;
+    util::raise_fd_limit(4 * CLIENTS as u64);
+    let server = TestServer::start(Config::default());
+    let joined = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (addr, joined) = (server.addr, joined.clone());
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let mut c = Client::connect(addr);
+                    c.login(&format!("u{i}"));
+                    joined.wait();
+                    for n in 0..LINES {
+                        c.send(&format!("{i} {n}"));
+                    }
+                    // Every sender's lines, in the order sent.
+                    let mut next: HashMap<usize, usize> = HashMap::new();
+                    let mut heard = 0;
+                    while heard < CLIENTS * LINES {
+                        let line = c.line();
+                        if line.ends_with(" has joined the chat.") {
+                            continue;
+                        }
+                        let (who, rest) = line.split_once(" says: ").expect("a says line");
+                        let (sender, n) = rest.split_once(' ').unwrap();
+                        let sender: usize = sender.parse().unwrap();
+                        assert_eq!(who, format!("u{sender}"));
+                        let want = next.entry(sender).or_default();
+                        assert_eq!(n.parse::<usize>().unwrap(), *want, "u{i} from u{sender}");
+                        *want += 1;
+                        heard += 1;
+                    }
+                    assert!(next.values().all(|&n| n == LINES));
+                    assert_eq!(next.len(), CLIENTS);
+                    c
+                })
+                .unwrap()
+        })
+        .collect();
+    let clients: Vec<Client> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+    let (room, _) = server.stats();
+    assert_eq!(room.members, CLIENTS);
+    assert_eq!(room.cut_off, 0);
+    drop(clients);
+    server.wait_for("everyone left", |room, net| {
+        room.members == 0 && net.connections == 0
+    });
+    server.stop();
+}
+
+#[test]
+fn a_client_that_never_chooses_a_handle_is_timed_out() {
+    let server = TestServer::start(Config {
+        login_timeout: Some(Duration::from_millis(200)),
+        ..Config::default()
+    });
+    let mut ann = server.join("ann");
+    let mut idle = server.client();
+    idle.expect(protocol::PROMPT);
+    // Answering badly does not extend the deadline.
+    idle.send("");
+    idle.expect("A handle cannot be empty.");
+    idle.expect(protocol::PROMPT);
+    idle.expect(protocol::LOGIN_TIMED_OUT);
+    idle.expect_end();
+    // Members are not subject to it.
+    std::thread::sleep(Duration::from_millis(300));
+    ann.send("still here");
+    ann.expect("ann says: still here");
+    server.stop();
+}
+
+#[test]
+fn shutdown_tells_everyone_and_closes_every_connection() {
+    let server = TestServer::start(Config::default());
+    let mut ann = server.join("ann");
+    let mut bob = server.join("bob");
+    ann.expect("bob has joined the chat.");
+    let mut pending = server.client();
+    pending.expect(protocol::PROMPT);
+    server.stop(); // asserts that no socket is left open
+    for c in [&mut ann, &mut bob, &mut pending] {
+        c.expect(protocol::SHUTTING_DOWN);
+        c.expect_end();
+    }
+}
