@@ -434,12 +434,10 @@ fn abort_without_a_handle_wakes_the_receiver_and_resets_the_peer() {
     let client = peer(addr, |mut stream| {
         stream.write_all(b"go\n").unwrap();
         let mut buf = [0u8; 64];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => return "eof".to_owned(),
-                Ok(_) => return "data".to_owned(),
-                Err(e) => return format!("{:?}", e.kind()),
-            }
+        match stream.read(&mut buf) {
+            Ok(0) => "eof".to_owned(),
+            Ok(_) => "data".to_owned(),
+            Err(e) => format!("{:?}", e.kind()),
         }
     });
     run_all(&mut s, 10);

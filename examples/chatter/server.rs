@@ -34,6 +34,9 @@ pub(crate) struct Config {
     pub(crate) login_timeout: Option<Duration>,
     /// How long a closing connection may take to write its last output.
     pub(crate) close_timeout: Duration,
+    /// Fault injection for tests: a member's line equal to this panics its session tasklet
+    /// (while it holds the room), to show that a bug in one session harms no other.
+    pub(crate) panic_line: Option<String>,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             max_outbound: 1024 * 1024,
             login_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
+            panic_line: None,
         }
     }
 }
@@ -207,6 +211,9 @@ fn session(h: &Handle, room: &Rc<RefCell<Room>>, conn: Conn, peer: SocketAddr) {
         }
         let text = String::from_utf8_lossy(&line);
         let mut room = room.borrow_mut();
+        if room.config.panic_line.as_deref() == Some(&*text) {
+            panic!("fault injected: session panics on {text:?}");
+        }
         match parse_command(&text) {
             Command::Say(text) => room.say(&member, text),
             Command::Who => room.who(&member),

@@ -238,3 +238,24 @@ impl Client {
         }
     }
 }
+
+/// A newcomer can still join and chat, and `member` (already in the room) hears it.
+pub(crate) fn assert_serves_a_newcomer(server: &TestServer, member: &mut Client) {
+    let handle = format!("new{}", NEWCOMERS.fetch_add(1, Ordering::Relaxed));
+    let mut c = server.join(&handle);
+    member.lines_until(&format!("{handle} has joined the chat."));
+    c.send("/who");
+    let who = c.line();
+    assert!(
+        who.starts_with("Online: ") && who.contains(&handle),
+        "{who}"
+    );
+    c.send("fresh and well");
+    c.expect(&format!("{handle} says: fresh and well"));
+    member.lines_until(&format!("{handle} says: fresh and well"));
+    c.send("/quit");
+    c.expect_end();
+    member.lines_until(&format!("{handle} has left the chat."));
+}
+
+static NEWCOMERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

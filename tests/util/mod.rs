@@ -82,3 +82,65 @@ pub(crate) fn raise_fd_limit(want: u64) -> u64 {
     }
     limit.rlim_cur
 }
+
+/// Runs test `name` of this test binary again in a child process with `env` set (the test
+/// sees it and takes its child branch); kills the child after `limit`. Returns whether it
+/// succeeded, and its stdout and stderr together.
+pub(crate) fn run_in_child(
+    name: &str,
+    env: (&str, &str),
+    limit: std::time::Duration,
+) -> (bool, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let text = format!(
+        "{}{}",
+        out_reader.join().unwrap(),
+        err_reader.join().unwrap()
+    );
+    match status {
+        Some(status) => (status.success(), text),
+        None => panic!("the child `{name}` ran past {limit:?}:\n{text}"),
+    }
+}
+
+/// Sets this process's open-file limit (soft and hard) to `n`; for child processes only.
+pub(crate) fn set_fd_limit(n: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
