@@ -1,0 +1,415 @@
+//! The `chat` scenario: C clients log in to a chatter-protocol server, then each says R
+//! lines a second (sender id, sequence number, send time) while every client reads
+//! everything. Optional churn: N extra clients a second connect, log in and drop.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use fibra::net::{Conn, ConnOptions, Framing, NetExt};
+use fibra::tasks::TasksExt;
+use fibra::{Handle, Schedule};
+
+use super::measure::{self, CpuWindow, Histogram};
+use super::Common;
+
+pub(crate) struct ChatArgs {
+    pub(crate) clients: usize,
+    /// Lines a second, per client.
+    pub(crate) rate: f64,
+    /// Extra clients a second that connect, log in and drop.
+    pub(crate) churn: f64,
+    /// Seconds after the last line is sent for the deliveries to arrive.
+    pub(crate) drain: f64,
+    /// Seconds between progress lines on stderr (0: none).
+    pub(crate) report: f64,
+}
+
+const PROMPT: &[u8] = b"What is your handle?";
+
+/// What the clients share (one thread: a `RefCell`).
+struct State {
+    base: Instant,
+    /// When every client is logged in, the sending starts (set by the coordinator).
+    t0: Option<Instant>,
+    measure_from: Instant,
+    stop_sending: Instant,
+    logged_in: usize,
+    failed: usize,
+    conns: Vec<Conn>,
+    /// Lines each sender has queued.
+    sent: Vec<u32>,
+    sent_in_window: u64,
+    /// Per receiver, the next sequence number expected from each sender.
+    next: Vec<Vec<u32>>,
+    /// Receivers whose connection ended before the run did.
+    lost: Vec<bool>,
+    out_of_order: u64,
+    deliveries: u64,
+    deliveries_in_window: u64,
+    latency: Histogram,
+    churn_ok: u64,
+    churn_failed: u64,
+    /// Samples of the server: (seconds since t0, RSS KiB, open fds, deliveries so far).
+    samples: Vec<(f64, Option<u64>, Option<usize>, u64)>,
+}
+
+pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut schedule = Schedule::builder().stack_size(32 * 1024).build();
+    schedule.add_plugin(fibra::tasks::TasksPlugin::new())?;
+    schedule.add_plugin(fibra::net::NetPlugin::new()?)?;
+    let fds_idle = common.pid.and_then(measure::open_fds);
+    let c = args.clients;
+    let far = Instant::now() + Duration::from_secs(86_400);
+    let state = Rc::new(RefCell::new(State {
+        base: Instant::now(),
+        t0: None,
+        measure_from: far,
+        stop_sending: far,
+        logged_in: 0,
+        failed: 0,
+        conns: Vec::with_capacity(c),
+        sent: vec![0; c],
+        sent_in_window: 0,
+        next: vec![Vec::new(); c],
+        lost: vec![false; c],
+        out_of_order: 0,
+        deliveries: 0,
+        deliveries_in_window: 0,
+        latency: Histogram::new(),
+        churn_ok: 0,
+        churn_failed: 0,
+        samples: Vec::new(),
+    }));
+
+    // Log in at most 200 at a time, so the server's backlog never overflows.
+    let batch = Rc::new(fibra::tasks::bounded::<()>(200));
+    for i in 0..c {
+        let (state, batch) = (state.clone(), batch.clone());
+        let (addr, rate) = (common.addr, args.rate);
+        schedule.spawn(move |h| {
+            let _ = batch.0.send(h, ());
+            let conn = login(h, addr, &format!("c{i}"));
+            let _ = batch.1.recv(h);
+            let Some(conn) = conn else {
+                state.borrow_mut().failed += 1;
+                return;
+            };
+            {
+                let mut s = state.borrow_mut();
+                s.logged_in += 1;
+                s.next[i] = vec![0; c];
+                s.conns.push(conn.clone());
+            }
+            let sender = {
+                let (state, conn) = (state.clone(), conn.clone());
+                move |h: &Handle| send_lines(h, &state, &conn, i, c, rate)
+            };
+            if h.spawn_detached(fibra::SpawnOptions::new(), sender)
+                .is_err()
+            {
+                state.borrow_mut().failed += 1;
+                return;
+            }
+            read_lines(h, &state, &conn, i);
+        })?;
+    }
+
+    // The coordinator: starts the clock once everyone is in, runs the churn, samples the
+    // server, and ends the run.
+    let mut cpu = CpuWindow::new(common.pid);
+    let cpu_used = Rc::new(RefCell::new(None));
+    {
+        let state = state.clone();
+        let (pid, warmup, secs) = (common.pid, common.warmup, common.secs);
+        let (churn, drain, report, addr) = (args.churn, args.drain, args.report, common.addr);
+        let cpu_used = cpu_used.clone();
+        schedule.spawn(move |h| {
+            while {
+                let s = state.borrow();
+                s.logged_in + s.failed < c
+            } {
+                h.sleep(Duration::from_millis(10));
+            }
+            let t0 = Instant::now() + Duration::from_millis(100);
+            {
+                let mut s = state.borrow_mut();
+                s.t0 = Some(t0);
+                s.measure_from = t0 + Duration::from_secs_f64(warmup);
+                s.stop_sending = s.measure_from + Duration::from_secs_f64(secs);
+            }
+            let (measure_from, stop_sending) = {
+                let s = state.borrow();
+                (s.measure_from, s.stop_sending)
+            };
+            if churn > 0.0 {
+                let state = state.clone();
+                h.spawn_detached(fibra::SpawnOptions::new(), move |h| {
+                    churn_clients(h, &state, addr, churn, t0, stop_sending)
+                })
+                .expect("churn tasklet");
+            }
+            h.sleep_until(measure_from);
+            cpu.open();
+            let sample = |s: &mut State| {
+                let at = s.t0.map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+                let (rss, fds) = (pid.and_then(measure::rss_kib), pid.and_then(measure::open_fds));
+                s.samples.push((at, rss, fds, s.deliveries));
+                if report > 0.0 {
+                    eprintln!(
+                        "[{at:7.1} s] deliveries {} sent {} rss {} KiB fds {} churn {}/{} out-of-order {}",
+                        s.deliveries,
+                        s.sent_in_window,
+                        rss.map_or(-1, |r| r as i64),
+                        fds.map_or(-1, |f| f as i64),
+                        s.churn_ok,
+                        s.churn_failed,
+                        s.out_of_order
+                    );
+                }
+            };
+            sample(&mut state.borrow_mut());
+            let every = if report > 0.0 { report } else { secs };
+            let mut next = measure_from;
+            loop {
+                next += Duration::from_secs_f64(every);
+                if next >= stop_sending {
+                    break;
+                }
+                h.sleep_until(next);
+                sample(&mut state.borrow_mut());
+            }
+            h.sleep_until(stop_sending);
+            *cpu_used.borrow_mut() = cpu.used();
+            h.sleep(Duration::from_secs_f64(drain));
+            sample(&mut state.borrow_mut());
+            // Ending the receivers: reset every connection.
+            for conn in state.borrow_mut().conns.drain(..) {
+                conn.abort();
+            }
+        })?;
+    }
+    schedule.run()?;
+
+    let s = state.borrow();
+    let mut missing: u64 = 0;
+    let mut receivers = 0;
+    for (r, next) in s.next.iter().enumerate() {
+        if next.is_empty() || s.lost[r] {
+            continue;
+        }
+        receivers += 1;
+        for (sender, &n) in next.iter().enumerate() {
+            missing += u64::from(s.sent[sender].saturating_sub(n));
+        }
+    }
+    let window = common.secs;
+    let cpu = *cpu_used.borrow();
+    let last = s.samples.last();
+    let first = s.samples.first();
+    let rss_max = s.samples.iter().filter_map(|x| x.1).max();
+    let mut json = String::new();
+    let _ = write!(
+        json,
+        "{{\"scenario\":\"chat\",\"addr\":\"{}\",\"clients\":{},\"rate\":{},\"churn\":{},\"secs\":{},\
+         \"logged_in\":{},\"failed\":{},\"lines_sent\":{},\"lines_per_s\":{:.0},\
+         \"deliveries\":{},\"deliveries_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\
+         \"missing\":{},\"out_of_order\":{},\"receivers_lost\":{},\"churn_ok\":{},\"churn_failed\":{},\
+         \"server_cpu\":{},\"deliveries_per_cpu_s\":{},\
+         \"rss_start_kib\":{},\"rss_end_kib\":{},\"rss_max_kib\":{},\"fds_idle\":{},\"fds_end\":{},\"connected_end\":{}}}",
+        common.addr,
+        c,
+        args.rate,
+        args.churn,
+        window,
+        s.logged_in,
+        s.failed,
+        s.sent_in_window,
+        s.sent_in_window as f64 / window,
+        s.deliveries_in_window,
+        s.deliveries_in_window as f64 / window,
+        s.latency.percentile(0.50),
+        s.latency.percentile(0.99),
+        s.latency.percentile(1.0),
+        missing,
+        s.out_of_order,
+        s.lost.iter().filter(|&&l| l).count(),
+        s.churn_ok,
+        s.churn_failed,
+        measure::json_f64(cpu.map(|c| c / window), 3),
+        measure::json_f64(cpu.map(|c| s.deliveries_in_window as f64 / c), 0),
+        opt(first.and_then(|x| x.1)),
+        opt(last.and_then(|x| x.1)),
+        opt(rss_max),
+        opt(fds_idle),
+        opt(last.and_then(|x| x.2)),
+        receivers,
+    );
+    println!("{json}");
+    if s.latency.count() == 0 {
+        return Err("no line was delivered".into());
+    }
+    Ok(())
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_owned(), |v| v.to_string())
+}
+
+/// Connects, answers the prompt with `handle`, and reads up to its own join line.
+fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
+    let options = ConnOptions::new()
+        .framing(Framing::Lines)
+        .send_limit(1 << 20);
+    let conn = match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
+        Ok(conn) => conn,
+        Err(e) => {
+            eprintln!("connect {addr}: {e}");
+            return None;
+        }
+    };
+    let mut line = Vec::with_capacity(128);
+    h.receive_into(&conn, &mut line).ok()?;
+    if line != PROMPT {
+        eprintln!(
+            "{handle}: expected the prompt, got {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        return None;
+    }
+    h.send_frame(&conn, handle.as_bytes()).ok()?;
+    let joined = format!("{handle} has joined the chat.");
+    h.receive_into(&conn, &mut line).ok()?;
+    if line != joined.as_bytes() {
+        eprintln!(
+            "{handle}: expected to join, got {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        return None;
+    }
+    Some(conn)
+}
+
+/// Says `rate` lines a second, spread over the second by the client's index.
+fn send_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, i: usize, c: usize, rate: f64) {
+    let t0 = loop {
+        if let Some(t0) = state.borrow().t0 {
+            break t0;
+        }
+        h.sleep(Duration::from_millis(5));
+    };
+    let (base, measure_from, stop) = {
+        let s = state.borrow();
+        (s.base, s.measure_from, s.stop_sending)
+    };
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut next = t0 + period.mul_f64(i as f64 / c as f64);
+    let mut line = String::with_capacity(64);
+    let mut seq: u32 = 0;
+    while next < stop {
+        h.sleep_until(next);
+        let now = Instant::now();
+        line.clear();
+        let _ = write!(line, "{i} {seq} {}", now.duration_since(base).as_micros());
+        if h.send_frame(conn, line.as_bytes()).is_err() {
+            return;
+        }
+        seq += 1;
+        let mut s = state.borrow_mut();
+        s.sent[i] = seq;
+        if now >= measure_from {
+            s.sent_in_window += 1;
+        }
+        drop(s);
+        next += period;
+    }
+}
+
+/// Reads every line; checks each sender's sequence and records the latency.
+fn read_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
+    let mut line = Vec::with_capacity(256);
+    let base = state.borrow().base;
+    loop {
+        if h.receive_into(conn, &mut line).is_err() {
+            let mut s = state.borrow_mut();
+            // Ended by the coordinator's abort, or lost early.
+            if Instant::now() < s.stop_sending {
+                s.lost[r] = true;
+            }
+            return;
+        }
+        let Some((sender, seq, sent_us)) = parse_says(&line) else {
+            continue; // joins and leaves
+        };
+        let now = Instant::now();
+        let mut s = state.borrow_mut();
+        s.deliveries += 1;
+        if sender < s.next[r].len() {
+            let want = s.next[r][sender];
+            if seq != want {
+                s.out_of_order += 1;
+            }
+            s.next[r][sender] = want.max(seq + 1);
+        }
+        let sent_at = base + Duration::from_micros(sent_us);
+        if sent_at >= s.measure_from && sent_at < s.stop_sending {
+            s.deliveries_in_window += 1;
+            let us = now.saturating_duration_since(sent_at).as_micros() as u64;
+            s.latency.record(us);
+        }
+    }
+}
+
+/// `<handle> says: <sender> <seq> <micros>` → (sender, seq, micros).
+fn parse_says(line: &[u8]) -> Option<(usize, u32, u64)> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    let rest = line[space..].strip_prefix(b" says: ")?;
+    let mut fields = rest.split(|&b| b == b' ');
+    let mut number = || -> Option<u64> {
+        let f = fields.next()?;
+        if f.is_empty() || f.len() > 19 {
+            return None;
+        }
+        f.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    };
+    let sender = number()? as usize;
+    let seq = u32::try_from(number()?).ok()?;
+    let micros = number()?;
+    Some((sender, seq, micros))
+}
+
+/// `rate` extra clients a second connect, log in and drop, until `stop`.
+fn churn_clients(
+    h: &Handle,
+    state: &Rc<RefCell<State>>,
+    addr: std::net::SocketAddr,
+    rate: f64,
+    t0: Instant,
+    stop: Instant,
+) {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut next = t0;
+    let mut n: u64 = 0;
+    while next < stop {
+        h.sleep_until(next);
+        next += period;
+        n += 1;
+        let shared = state.clone();
+        let spawned = h.spawn_detached(fibra::SpawnOptions::new(), move |h| {
+            let ok = login(h, addr, &format!("z{n}")).is_some();
+            let mut s = shared.borrow_mut();
+            if ok {
+                s.churn_ok += 1;
+            } else {
+                s.churn_failed += 1;
+            }
+            // The connection drops here: the server sees it leave.
+        });
+        if spawned.is_err() {
+            state.borrow_mut().churn_failed += 1;
+        }
+    }
+}
