@@ -49,6 +49,7 @@ fn a_10_mib_line_without_a_newline_is_cut_at_the_limit() {
         }
         let (_, net) = server.stats();
         assert!(net.queued < 64 * 1024, "{net:?}");
+        eprintln!("10 MiB line (logged in: {login}): the client wrote {sent} bytes before the hang-up; server queued {} bytes, {} pooled buffers", net.queued, net.pooled_buffers);
     }
     assert_serves_a_newcomer(&server, &mut ann);
     server.stop();
@@ -219,6 +220,7 @@ fn thousands_of_connects_and_drops_leave_nothing_behind() {
         .filter(|l| l.ends_with(" has left the chat."))
         .count();
     assert_eq!((joins, leaves), (joined, joined));
+    eprintln!("churn: 3000 connections ({joined} joined and left) while 200 lines went round");
     server.wait_for("only ann and bob left", |room, net| {
         room.sessions == 2 && room.members == 2 && net.connections == 2 && net.waiting == 3
     });
@@ -336,6 +338,7 @@ fn members_that_never_read_are_cut_off_while_the_room_is_busy() {
         }
         max_queued = max_queued.max(server.stats().1.queued);
     }
+    eprintln!("5 non-readers (cap 256 KiB): cut off after {said} lines of 4 KB; most output queued at once {max_queued} bytes");
     // The bound: each sleeper's cap plus a line, and little for ann.
     assert!(
         max_queued <= 5 * (256 * 1024 + 4096) + 64 * 1024,

@@ -20,14 +20,15 @@ use fibra::Schedule;
 struct EchoServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<NetStats>>,
+    /// The server's counters and the round they were read in.
+    stats: Arc<Mutex<(u64, NetStats)>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EchoServer {
     fn start() -> EchoServer {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(NetStats::default()));
+        let stats = Arc::new(Mutex::new((0, NetStats::default())));
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = {
             let (stop, stats) = (stop.clone(), stats.clone());
@@ -43,9 +44,11 @@ impl EchoServer {
                     server::accept_loop(h, &listener);
                 })
                 .unwrap();
+                let mut round = 0;
                 while !stop.load(Ordering::Relaxed) {
                     s.run_for(Duration::from_millis(5)).unwrap();
-                    *stats.lock().unwrap() = s.plugin::<NetPlugin>().unwrap().stats();
+                    round += 1;
+                    *stats.lock().unwrap() = (round, s.plugin::<NetPlugin>().unwrap().stats());
                 }
             })
         };
@@ -59,14 +62,16 @@ impl EchoServer {
     }
 
     fn stats(&self) -> NetStats {
-        *self.stats.lock().unwrap()
+        self.stats.lock().unwrap().1
     }
 
+    /// Waits until `f` holds for counters read after this call; fails after 10 s.
     fn wait_for(&self, what: &str, f: impl Fn(&NetStats) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let called_in = self.stats.lock().unwrap().0;
         loop {
-            let stats = self.stats();
-            if f(&stats) {
+            let (round, stats) = *self.stats.lock().unwrap();
+            if round > called_in + 1 && f(&stats) {
                 return;
             }
             assert!(
@@ -158,17 +163,28 @@ fn a_client_that_does_not_read_holds_bounded_memory_and_loses_nothing() {
             writer.shutdown(Shutdown::Write).unwrap();
         })
     };
-    // Not reading: the echo tasklet parks at its send limit, so the writer stalls too.
-    std::thread::sleep(Duration::from_millis(300));
-    let stalled_at = *written.lock().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        *written.lock().unwrap(),
-        stalled_at,
-        "the writer never stalled"
-    );
+    // Not reading: the echo tasklet parks at its send limit, so the writer stalls too once
+    // the kernel's buffers are full (no progress for 300 ms; how long that takes varies).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stalled_at = *written.lock().unwrap();
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_millis(300) {
+        assert!(
+            Instant::now() < deadline,
+            "the writer never stalled: {stalled_at} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        let now = *written.lock().unwrap();
+        if now != stalled_at {
+            stalled_at = now;
+            still_since = Instant::now();
+        }
+    }
     assert!(stalled_at < data.len());
     let held = server.stats().queued;
+    eprintln!(
+        "echo non-reader: writer stalled after {stalled_at} bytes; server queued {held} bytes"
+    );
     assert!(
         held <= 2 * 64 * 1024 + 64 * 1024,
         "{held} bytes queued for one client"
@@ -202,6 +218,7 @@ fn one_byte_per_write() {
         c.write_all(&[*byte]).unwrap();
     }
     assert_eq!(r.join().unwrap(), data);
+    drop(c);
     server.assert_still_serves();
 }
 

@@ -26,7 +26,8 @@ pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<(RoomStats, fibra::net::NetStats)>>,
+    /// The room's and the network's counters, and the round they were read in.
+    stats: Arc<Mutex<(u64, RoomStats, fibra::net::NetStats)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -43,10 +44,12 @@ impl TestServer {
                 s.add_plugin(NetPlugin::new().unwrap()).unwrap();
                 let chatter = server::Chatter::start(&mut s, "127.0.0.1:0", config).unwrap();
                 tx.send(chatter.local_addr()).unwrap();
+                let mut round = 0;
                 while !stop.load(Ordering::Relaxed) {
                     s.run_for(Duration::from_millis(5)).unwrap();
+                    round += 1;
                     let net = s.plugin::<NetPlugin>().unwrap().stats();
-                    *stats.lock().unwrap() = (chatter.stats(), net);
+                    *stats.lock().unwrap() = (round, chatter.stats(), net);
                 }
                 chatter.shutdown(&mut s, Duration::from_secs(5));
                 let net = s.plugin::<NetPlugin>().unwrap().stats();
@@ -66,19 +69,22 @@ impl TestServer {
 
     /// The room's and the network plugin's counters, as of the server's last round.
     pub(crate) fn stats(&self) -> (RoomStats, fibra::net::NetStats) {
-        *self.stats.lock().unwrap()
+        let (_, room, net) = *self.stats.lock().unwrap();
+        (room, net)
     }
 
-    /// Waits until `f` holds for the server's counters; fails the test after 10 s.
+    /// Waits until `f` holds for counters read after this call (never an older snapshot);
+    /// fails the test after 10 s.
     pub(crate) fn wait_for(
         &self,
         what: &str,
         f: impl Fn(&RoomStats, &fibra::net::NetStats) -> bool,
     ) {
         let deadline = Instant::now() + READ_TIMEOUT;
+        let called_in = self.stats.lock().unwrap().0;
         loop {
-            let (room, net) = self.stats();
-            if f(&room, &net) {
+            let (round, room, net) = *self.stats.lock().unwrap();
+            if round > called_in + 1 && f(&room, &net) {
                 return;
             }
             assert!(
