@@ -8,31 +8,9 @@ figure's median over the rounds and the fibra/tokio ratio. Every run stops by it
     cargo build --release --examples
     python3 scripts/bench-echo.py [--rounds 3] [--secs 5] [--conns 1,100,1000]
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, time
+import argparse, json, os, statistics, subprocess, sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "examples")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pin(cpu):
-    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() > 1 else []
-
-
-def wait_listening(port, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not start")
+from serverlib import BIN, free_port, pin, wait_listening
 
 
 def run_one(server, conns, secs, warmup):

@@ -13,20 +13,9 @@ The chatter is pinned to CPU 0 and the load generator to CPU 1 when taskset exis
 stop by themselves (the generator after warm-up + secs + drain; the server is then
 stopped with SIGINT, by PID).
 """
-import argparse, json, os, shutil, signal, socket, subprocess, sys, time
+import argparse, json, os, signal, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "examples")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pin(cpu):
-    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() > 1 else []
+from serverlib import BIN, free_port, pin, wait_listening
 
 
 def main():
@@ -48,13 +37,7 @@ def main():
     srv = subprocess.Popen(pin(0) + [os.path.join(BIN, "chatter"), "--addr", addr],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     try:
-        end = time.time() + 10
-        while time.time() < end:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening(port)
         time.sleep(0.2)  # the probe connection's session ends
         cmd = pin(1) + [os.path.join(BIN, "loadgen"), "chat", "--addr", addr,
                         "--clients", str(a.clients), "--rate", str(a.rate),

@@ -30,32 +30,8 @@ fuzz_target!(|input: &[u8]| {
     }
 
     let mut codec = LengthCodec;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut error = None;
-    let mut rest = data;
-    let mut seed = u32::from(chunk_seed) | 1;
-    'feed: while !rest.is_empty() {
-        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        let n = (1 + (seed >> 16) as usize % 23).min(rest.len());
-        buf.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
-        loop {
-            match codec.decode(&buf, max) {
-                Ok(Some(d)) => {
-                    assert!(d.frame.end <= d.consumed && d.consumed <= buf.len());
-                    assert!(d.frame.len() <= max);
-                    got.push(buf[d.frame.clone()].to_vec());
-                    buf.drain(..d.consumed);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e);
-                    break 'feed;
-                }
-            }
-        }
-    }
+    let fed = fibra_fuzz::feed(&mut codec, data, max, chunk_seed, 23);
+    let (got, error) = (fed.frames, fed.error);
     assert_eq!(got, want);
     match error {
         None => assert!(!model_error),

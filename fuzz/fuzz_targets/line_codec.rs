@@ -21,34 +21,11 @@ fuzz_target!(|input: &[u8]| {
 
     // The codec, fed in chunks the way a connection's input buffer grows.
     let mut codec = LineCodec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut error = None;
-    let mut rest = data;
-    let mut seed = u32::from(chunk_seed) | 1;
-    'feed: while !rest.is_empty() {
-        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        let n = (1 + (seed >> 16) as usize % 17).min(rest.len());
-        buf.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
-        loop {
-            match codec.decode(&buf, max) {
-                Ok(Some(d)) => {
-                    assert!(d.frame.end <= d.consumed && d.consumed <= buf.len());
-                    let frame = &buf[d.frame.clone()];
-                    assert!(frame.len() <= max, "a frame over the limit");
-                    assert!(!frame.contains(&b'\n'));
-                    got.push(frame.to_vec());
-                    buf.drain(..d.consumed);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e);
-                    break 'feed;
-                }
-            }
-        }
+    let fed = fibra_fuzz::feed(&mut codec, data, max, chunk_seed, 17);
+    for frame in &fed.frames {
+        assert!(!frame.contains(&b'\n'));
     }
+    let (got, error, buf) = (fed.frames, fed.error, fed.rest);
 
     let first_long = lines.iter().position(|l| l.len() > max);
     match error {
