@@ -39,6 +39,18 @@ where
     addr.get().expect("listening after one tick")
 }
 
+/// Reads until the stream ends: `"eof"`, or the error's kind (`"ConnectionReset"`).
+fn how_it_ends(stream: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return "eof".to_owned(),
+            Ok(_) => continue,
+            Err(e) => return format!("{:?}", e.kind()),
+        }
+    }
+}
+
 fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     stream.read_to_end(&mut all).unwrap();
@@ -397,14 +409,7 @@ fn abort_resets_the_peer() {
     });
     let client = peer(addr, |mut stream| {
         stream.write_all(b"go\n").unwrap();
-        let mut buf = [0u8; 64];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => return "eof".to_owned(),
-                Ok(_) => continue,
-                Err(e) => return format!("{:?}", e.kind()),
-            }
-        }
+        how_it_ends(&mut stream)
     });
     run_all(&mut s, 10);
     assert_eq!(client.join().unwrap(), "ConnectionReset");
@@ -600,14 +605,7 @@ fn close_timeout_resets_a_peer_that_never_reads() {
     });
     let client = peer(addr, |mut stream| {
         std::thread::sleep(Duration::from_millis(600));
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => return "eof".to_owned(),
-                Ok(_) => continue,
-                Err(e) => return format!("{:?}", e.kind()),
-            }
-        }
+        how_it_ends(&mut stream)
     });
     run_all(&mut s, 10);
     assert_eq!(result.borrow().as_deref(), Some("Err(TimedOut)"));
