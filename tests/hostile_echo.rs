@@ -7,79 +7,58 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fibra::net::{NetExt, NetPlugin, NetStats};
-use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
+
+/// The echo server's acceptor, as a [`util::ServerThread`].
+struct Echo;
+
+impl util::Served for Echo {
+    type Stats = NetStats;
+
+    fn stats(&self, s: &Schedule) -> NetStats {
+        s.plugin::<NetPlugin>().unwrap().stats()
+    }
+
+    fn stop(self, _: &mut Schedule) {}
+}
 
 /// The echo server on its own thread, with its network counters published each round.
 struct EchoServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// The server's counters and the round they were read in.
-    stats: Arc<Mutex<(u64, NetStats)>>,
-    thread: Option<JoinHandle<()>>,
+    thread: util::ServerThread<NetStats>,
 }
 
 impl EchoServer {
     fn start() -> EchoServer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new((0, NetStats::default())));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
-            std::thread::spawn(move || {
-                let mut s = Schedule::new();
-                s.add_plugin(TasksPlugin::new()).unwrap();
-                s.add_plugin(NetPlugin::new().unwrap()).unwrap();
-                s.spawn_named("acceptor", move |h| {
-                    let listener = h
-                        .listen_with("127.0.0.1:0", server::listen_options())
-                        .unwrap();
-                    tx.send(listener.local_addr()).unwrap();
-                    server::accept_loop(h, &listener);
-                })
-                .unwrap();
-                let mut round = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    s.run_for(Duration::from_millis(5)).unwrap();
-                    round += 1;
-                    *stats.lock().unwrap() = (round, s.plugin::<NetPlugin>().unwrap().stats());
-                }
+        let thread = util::ServerThread::start(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn_named("acceptor", move |h| {
+                let listener = h
+                    .listen_with("127.0.0.1:0", server::listen_options())
+                    .unwrap();
+                tx.send(listener.local_addr()).unwrap();
+                server::accept_loop(h, &listener);
             })
-        };
-        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            .unwrap();
+            s.tick().unwrap();
+            (rx.try_recv().expect("listening after one tick"), Echo)
+        });
         EchoServer {
-            addr,
-            stop,
-            stats,
-            thread: Some(thread),
+            addr: thread.addr,
+            thread,
         }
     }
 
     fn stats(&self) -> NetStats {
-        self.stats.lock().unwrap().1
+        self.thread.stats()
     }
 
-    /// Waits until `f` holds for counters read after this call; fails after 10 s.
     fn wait_for(&self, what: &str, f: impl Fn(&NetStats) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let called_in = self.stats.lock().unwrap().0;
-        loop {
-            let (round, stats) = *self.stats.lock().unwrap();
-            if round > called_in + 1 && f(&stats) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited 10 s for {what}: {stats:?}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.thread.wait_for(what, f);
     }
 
     fn connect(&self) -> TcpStream {
@@ -99,18 +78,6 @@ impl EchoServer {
         assert_eq!(&buf, b"are you there?");
         drop(c);
         self.wait_for("no connection left", |s| s.connections == 0);
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join();
-            if !std::thread::panicking() {
-                result.unwrap();
-            }
-        }
     }
 }
 

@@ -8,13 +8,10 @@ pub(crate) mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use fibra::net::NetPlugin;
-use fibra::tasks::TasksPlugin;
+use fibra::net::{NetPlugin, NetStats};
 use fibra::Schedule;
 
 pub(crate) use server::{Config, RoomStats};
@@ -22,77 +19,51 @@ pub(crate) use server::{Config, RoomStats};
 /// How long a client waits for a line before the test fails.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The room's and the network plugin's counters.
+pub(crate) type Stats = (RoomStats, NetStats);
+
+/// The chatter as a [`crate::util::ServerThread`]: its shutdown asserts no socket is left.
+impl crate::util::Served for server::Chatter {
+    type Stats = Stats;
+
+    fn stats(&self, s: &Schedule) -> Stats {
+        (self.stats(), s.plugin::<NetPlugin>().unwrap().stats())
+    }
+
+    fn stop(self, s: &mut Schedule) {
+        self.shutdown(s, Duration::from_secs(5));
+        let net = s.plugin::<NetPlugin>().unwrap().stats();
+        assert_eq!(net.sockets, 0, "sockets left open after the shutdown");
+    }
+}
+
 /// A chatter served by its own thread; stopped (cleanly) when dropped.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// The room's and the network's counters, and the round they were read in.
-    stats: Arc<Mutex<(u64, RoomStats, fibra::net::NetStats)>>,
-    thread: Option<JoinHandle<()>>,
+    thread: crate::util::ServerThread<Stats>,
 }
 
 impl TestServer {
     pub(crate) fn start(config: Config) -> TestServer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(Default::default()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
-            std::thread::spawn(move || {
-                let mut s = Schedule::new();
-                s.add_plugin(TasksPlugin::new()).unwrap();
-                s.add_plugin(NetPlugin::new().unwrap()).unwrap();
-                let chatter = server::Chatter::start(&mut s, "127.0.0.1:0", config).unwrap();
-                tx.send(chatter.local_addr()).unwrap();
-                let mut round = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    s.run_for(Duration::from_millis(5)).unwrap();
-                    round += 1;
-                    let net = s.plugin::<NetPlugin>().unwrap().stats();
-                    *stats.lock().unwrap() = (round, chatter.stats(), net);
-                }
-                chatter.shutdown(&mut s, Duration::from_secs(5));
-                let net = s.plugin::<NetPlugin>().unwrap().stats();
-                assert_eq!(net.sockets, 0, "sockets left open after the shutdown");
-            })
-        };
-        let addr = rx
-            .recv_timeout(READ_TIMEOUT)
-            .expect("the chatter did not start");
+        let thread = crate::util::ServerThread::start(move |s| {
+            let chatter = server::Chatter::start(s, "127.0.0.1:0", config).unwrap();
+            (chatter.local_addr(), chatter)
+        });
         TestServer {
-            addr,
-            stop,
-            stats,
-            thread: Some(thread),
+            addr: thread.addr,
+            thread,
         }
     }
 
     /// The room's and the network plugin's counters, as of the server's last round.
-    pub(crate) fn stats(&self) -> (RoomStats, fibra::net::NetStats) {
-        let (_, room, net) = *self.stats.lock().unwrap();
-        (room, net)
+    pub(crate) fn stats(&self) -> Stats {
+        self.thread.stats()
     }
 
     /// Waits until `f` holds for counters read after this call (never an older snapshot);
     /// fails the test after 10 s.
-    pub(crate) fn wait_for(
-        &self,
-        what: &str,
-        f: impl Fn(&RoomStats, &fibra::net::NetStats) -> bool,
-    ) {
-        let deadline = Instant::now() + READ_TIMEOUT;
-        let called_in = self.stats.lock().unwrap().0;
-        loop {
-            let (round, room, net) = *self.stats.lock().unwrap();
-            if round > called_in + 1 && f(&room, &net) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited 10 s for {what}: {room:?} {net:?}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+    pub(crate) fn wait_for(&self, what: &str, f: impl Fn(&RoomStats, &NetStats) -> bool) {
+        self.thread.wait_for(what, |(room, net)| f(room, net));
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -107,24 +78,8 @@ impl TestServer {
     }
 
     /// Stops the server (its shutdown asserts no socket is left) and waits for its thread.
-    pub(crate) fn stop(mut self) {
-        self.stop_thread();
-    }
-
-    fn stop_thread(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join();
-            if !std::thread::panicking() {
-                result.expect("the chatter's thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop_thread();
+    pub(crate) fn stop(self) {
+        self.thread.stop();
     }
 }
 

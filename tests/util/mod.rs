@@ -144,3 +144,108 @@ pub(crate) fn set_fd_limit(n: u64) {
     // SAFETY: setrlimit reads the struct we own.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
 }
+
+/// What a [`ServerThread`] serves: it publishes counters after each round and stops cleanly.
+pub(crate) trait Served: 'static {
+    /// The counters tests wait on.
+    type Stats: Copy + Default + Send + std::fmt::Debug + 'static;
+    /// Reads the counters (after a round).
+    fn stats(&self, s: &Schedule) -> Self::Stats;
+    /// Stops serving; may tick `s` and assert on how it ended.
+    fn stop(self, s: &mut Schedule);
+}
+
+/// A server run by its own schedule on its own thread, with the tasks and network plugins;
+/// stopped when dropped.
+pub(crate) struct ServerThread<S> {
+    pub(crate) addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The counters and the round they were read in.
+    stats: std::sync::Arc<std::sync::Mutex<(u64, S)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<S> ServerThread<S> {
+    fn stop_thread(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join();
+            if !std::thread::panicking() {
+                result.expect("the server's thread panicked");
+            }
+        }
+    }
+}
+
+impl<S: Copy + Default + Send + std::fmt::Debug + 'static> ServerThread<S> {
+    /// Starts a thread whose schedule `setup` fills; `setup` returns the address served.
+    pub(crate) fn start<V, F>(setup: F) -> ServerThread<S>
+    where
+        V: Served<Stats = S>,
+        F: FnOnce(&mut Schedule) -> (std::net::SocketAddr, V) + Send + 'static,
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new((0, S::default())));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::spawn(move || {
+                let mut s = net_schedule();
+                let (addr, served) = setup(&mut s);
+                tx.send(addr).unwrap();
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    s.run_for(std::time::Duration::from_millis(5)).unwrap();
+                    round += 1;
+                    *stats.lock().unwrap() = (round, served.stats(&s));
+                }
+                served.stop(&mut s);
+            })
+        };
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the server did not start");
+        ServerThread {
+            addr,
+            stop,
+            stats,
+            thread: Some(thread),
+        }
+    }
+
+    /// The counters as of the server's last round.
+    pub(crate) fn stats(&self) -> S {
+        self.stats.lock().unwrap().1
+    }
+
+    /// Waits until `f` holds for counters read after this call (never an older snapshot);
+    /// fails the test after 10 s.
+    pub(crate) fn wait_for(&self, what: &str, f: impl Fn(&S) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let called_in = self.stats.lock().unwrap().0;
+        loop {
+            let (round, stats) = *self.stats.lock().unwrap();
+            if round > called_in + 1 && f(&stats) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 10 s for {what}: {stats:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Stops the server and waits for its thread; its panic fails the test.
+    pub(crate) fn stop(mut self) {
+        self.stop_thread();
+    }
+}
+
+impl<S> Drop for ServerThread<S> {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
