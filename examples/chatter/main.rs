@@ -9,26 +9,32 @@
 //! Answer `What is your handle?`, then every line you type is said to everyone.
 //! Commands: `/who`, `/msg <handle> <text>`, `/quit`. One tasklet per connection, written
 //! as plain sequential code (`server.rs`); the rules are in `protocol.rs`. Ctrl-C stops it
-//! cleanly (everyone is told, connections close gracefully). Logs: `RUST_LOG=debug`.
+//! cleanly (everyone is told, connections close gracefully). Logs: `RUST_LOG=debug`;
+//! the room's and the network's counters every second: `RUST_LOG=chatter::stats=debug`.
 
 mod protocol;
 mod server;
 mod signal;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often `RUST_LOG=chatter::stats=debug` logs the counters.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 use fibra::net::NetPlugin;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
 const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--max-line BYTES] [--max-outbound BYTES] \
-                     [--login-timeout SECS]
+                     [--login-timeout SECS] [--flush-delay MS]
   --addr           where to listen (default 127.0.0.1:1980)
   --max-line       longest line accepted; a longer one ends that connection (default 8192)
   --max-outbound   output queued to a member that does not read before it is cut off
                    (default 1048576)
-  --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)";
+  --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)
+  --flush-delay    milliseconds a member's output may wait to be gathered into one write,
+                   0 to write every round (default 2; fractions allowed)";
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -57,6 +63,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("--login-timeout: {e}"))?;
                 config.login_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
+            "--flush-delay" => {
+                let ms: f64 = value("MS")?
+                    .parse()
+                    .map_err(|e| format!("--flush-delay: {e}"))?;
+                if !(0.0..=1000.0).contains(&ms) {
+                    return Err("--flush-delay must be between 0 and 1000 ms".into());
+                }
+                config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -74,8 +89,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
         chatter.local_addr());
     // Blocks in the poller; wakes at least every 100 ms to look at the stop flag.
+    let mut next_report = Instant::now() + REPORT_EVERY;
     while !stop.load(Ordering::Relaxed) {
         schedule.run_for(Duration::from_millis(100))?;
+        if log::log_enabled!(target: "chatter::stats", log::Level::Debug)
+            && Instant::now() >= next_report
+        {
+            next_report += REPORT_EVERY;
+            let room = chatter.stats();
+            let net = schedule
+                .plugin::<NetPlugin>()
+                .map(NetPlugin::stats)
+                .unwrap_or_default();
+            log::debug!(target: "chatter::stats",
+                "members {}, lines delivered {}, cut off {}, bytes queued {}, writes {}, reads {}",
+                room.members, room.deliveries, room.cut_off, net.queued, net.writes, net.reads);
+        }
     }
     let stats = chatter.stats();
     chatter.shutdown(&mut schedule, Duration::from_secs(2));

@@ -1,9 +1,14 @@
 //! The chat room: one tasklet per connection, written as plain sequential code, and a room
 //! shared by them on one thread.
 //!
-//! Every member's output goes through `Conn::try_send_frame`, which never waits: a line
-//! said to the room is queued into each member's output buffer and leaves at the end of
-//! the tick, coalesced with everything else that member got in the tick. A member whose
+//! Every member's output goes through `Conn::try_send`, which never waits. Lines said to
+//! the room during a round are gathered into one batch; the broadcaster tasklet, woken by
+//! the first of them, runs after the round's sessions and queues the whole batch into each
+//! member's output buffer with one call, so the room's work per round is one copy per
+//! member, not one per line per member. The network plugin then writes each member's
+//! output once (after the flush delay, if one is set). A line for one member (a whisper,
+//! `/who`) first sends the pending batch, so every member sees lines in the order they
+//! were said, and a join or leave sends it too, so membership is exact. A member whose
 //! queued output reaches its cap is cut off, so the room never waits for its slowest
 //! member and memory stays bounded.
 
@@ -15,13 +20,19 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra::net::{ops, Conn, ConnOptions, Framing, ListenOptions, Listener, NetError, NetExt};
-use fibra::tasks::TasksExt;
+use fibra::tasks::{self, Sender, TasksExt};
 use fibra::{Handle, Schedule, SpawnOptions, TaskletId};
 use slab::Slab;
 
 use super::protocol::{self, parse_command, parse_handle, Command};
 
 const LOG: &str = "chatter";
+
+/// A batch this large is sent at once rather than at the end of the round.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// The default flush delay: see `Config::flush_delay` and BENCHMARKS.md.
+pub(crate) const DEFAULT_FLUSH_DELAY: Duration = Duration::from_millis(2);
 
 /// How the room treats its members.
 #[derive(Debug, Clone)]
@@ -34,6 +45,9 @@ pub(crate) struct Config {
     pub(crate) login_timeout: Option<Duration>,
     /// How long a closing connection may take to write its last output.
     pub(crate) close_timeout: Duration,
+    /// How long a member's output may wait to be gathered into one write (see
+    /// `ConnOptions::flush_delay`): the broadcast's cost per line against its latency.
+    pub(crate) flush_delay: Duration,
     /// Fault injection for tests: a member's line equal to this panics its session tasklet
     /// (while it holds the room), to show that a bug in one session harms no other.
     pub(crate) panic_line: Option<String>,
@@ -46,6 +60,7 @@ impl Default for Config {
             max_outbound: 1024 * 1024,
             login_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
+            flush_delay: DEFAULT_FLUSH_DELAY,
             panic_line: None,
         }
     }
@@ -69,6 +84,7 @@ pub(crate) struct RoomStats {
 pub(crate) struct Chatter {
     room: Rc<RefCell<Room>>,
     acceptor: TaskletId,
+    broadcaster: TaskletId,
     addr: SocketAddr,
 }
 
@@ -80,7 +96,16 @@ impl Chatter {
         addr: &str,
         config: Config,
     ) -> Result<Chatter, Box<dyn std::error::Error>> {
-        let room = Rc::new(RefCell::new(Room::new(config)));
+        let (wake, woken) = tasks::bounded(1);
+        let room = Rc::new(RefCell::new(Room::new(config, wake)));
+        let broadcaster = {
+            let room = room.clone();
+            schedule.spawn_named("chatter broadcaster", move |h| {
+                while woken.recv(h).is_some() {
+                    room.borrow_mut().send_batch();
+                }
+            })?
+        };
         let bound: Rc<RefCell<Option<Result<SocketAddr, NetError>>>> = Rc::default();
         let addr = addr.to_owned();
         let acceptor = {
@@ -108,6 +133,7 @@ impl Chatter {
             Some(Ok(addr)) => Ok(Chatter {
                 room,
                 acceptor,
+                broadcaster,
                 addr,
             }),
             Some(Err(e)) => Err(e.into()),
@@ -138,6 +164,7 @@ impl Chatter {
         schedule.kill(self.acceptor);
         let sessions: Vec<TaskletId> = {
             let mut room = self.room.borrow_mut();
+            room.send_batch();
             room.shutting_down = true;
             room.sessions
                 .iter()
@@ -151,6 +178,7 @@ impl Chatter {
         for id in sessions {
             schedule.kill(id);
         }
+        schedule.kill(self.broadcaster);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             let open = schedule
@@ -291,6 +319,13 @@ struct Room {
     next_serial: u64,
     /// The line being built; reused, so saying something allocates nothing.
     line: String,
+    /// Lines said to everyone this round, each with its `\n`, not yet sent.
+    batch: Vec<u8>,
+    /// The previous batch's buffer, reused.
+    batch_spare: Vec<u8>,
+    batch_lines: u64,
+    /// Wakes the broadcaster to send the batch.
+    wake: Sender<()>,
     /// Members found over their output cap during a delivery, cut off after it.
     cut: Vec<usize>,
     shutting_down: bool,
@@ -311,7 +346,7 @@ struct MemberEntry {
 }
 
 impl Room {
-    fn new(config: Config) -> Room {
+    fn new(config: Config, wake: Sender<()>) -> Room {
         Room {
             config,
             sessions: Slab::new(),
@@ -319,6 +354,10 @@ impl Room {
             by_handle: HashMap::new(),
             next_serial: 0,
             line: String::with_capacity(1024),
+            batch: Vec::with_capacity(MAX_BATCH),
+            batch_spare: Vec::with_capacity(MAX_BATCH),
+            batch_lines: 0,
+            wake,
             cut: Vec::new(),
             shutting_down: false,
             stats: RoomStats::default(),
@@ -331,6 +370,7 @@ impl Room {
             .max_frame(self.config.max_line)
             .send_limit(self.config.max_outbound)
             .close_timeout(self.config.close_timeout)
+            .flush_delay(self.config.flush_delay)
     }
 
     fn is_member(&self, member: &Member) -> bool {
@@ -382,8 +422,9 @@ impl Room {
         self.tell_line(slot);
     }
 
-    /// Sends the built line to one member.
+    /// Sends the built line to one member, after the lines said before it.
     fn tell_line(&mut self, slot: usize) {
+        self.send_batch();
         if let Some(m) = self.members.get(slot) {
             self.stats.deliveries += 1;
             if let Err(NetError::Full { .. }) = m.conn.try_send_frame(self.line.as_bytes()) {
@@ -391,23 +432,42 @@ impl Room {
             }
         }
         self.cut_off_slow();
+        self.send_batch();
     }
 
-    /// Sends the built line to every member.
+    /// Adds the built line to the round's batch for everyone.
     fn tell_all(&mut self) {
-        self.deliver_all();
-        self.cut_off_slow();
+        debug_assert!(!self.line.contains('\n'), "a line cannot hold a line end");
+        if self.batch.is_empty() {
+            // Full: already woken.
+            let _ = self.wake.try_send(());
+        }
+        self.batch.extend_from_slice(self.line.as_bytes());
+        self.batch.push(b'\n');
+        self.batch_lines += 1;
+        if self.batch.len() >= MAX_BATCH {
+            self.send_batch();
+        }
     }
 
-    fn deliver_all(&mut self) {
-        let line = self.line.as_bytes();
-        for (slot, m) in &self.members {
-            // Other errors mean the connection is lost: its own tasklet sees that and leaves.
-            if let Err(NetError::Full { .. }) = m.conn.try_send_frame(line) {
-                self.cut.push(slot);
+    /// Queues the batch to every member, one call each; cuts off those over their cap
+    /// (their leaves make the next batch, sent too).
+    fn send_batch(&mut self) {
+        while !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, std::mem::take(&mut self.batch_spare));
+            for (slot, m) in &self.members {
+                // Other errors mean the connection is lost: its own tasklet sees that and
+                // leaves.
+                if let Err(NetError::Full { .. }) = m.conn.try_send(&batch) {
+                    self.cut.push(slot);
+                }
             }
+            self.stats.deliveries += self.batch_lines * self.members.len() as u64;
+            self.batch_lines = 0;
+            self.batch_spare = batch;
+            self.batch_spare.clear();
+            self.cut_off_slow();
         }
-        self.stats.deliveries += self.members.len() as u64;
     }
 
     /// Removes the members found over their output cap: a reset for them, a leave for the
@@ -436,7 +496,7 @@ impl Room {
         }
         self.line.clear();
         let _ = write!(self.line, "{handle} has left the chat.");
-        self.deliver_all();
+        self.tell_all();
     }
 }
 
@@ -486,6 +546,8 @@ impl Member {
         if r.by_handle.contains_key(handle) || r.shutting_down {
             return None;
         }
+        // Lines said before the join are not the newcomer's.
+        r.send_batch();
         let serial = r.next_serial;
         r.next_serial += 1;
         let slot = r.members.insert(MemberEntry {
@@ -518,6 +580,8 @@ impl Drop for Member {
         if current != Some(self.serial) {
             return; // already cut off
         }
+        // Lines said before the leave still reach the leaver.
+        room.send_batch();
         let m = room.members.remove(self.slot);
         room.by_handle.remove(&m.handle);
         log::info!(target: LOG, "{} left ({} online)", m.handle, room.members.len());

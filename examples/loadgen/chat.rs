@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra::net::{Conn, ConnOptions, Framing, NetExt};
+use fibra::net::{ops, Conn, ConnOptions, Framing, NetExt};
 use fibra::tasks::TasksExt;
 use fibra::{Handle, Schedule};
 
@@ -326,40 +326,70 @@ fn send_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, i: usize, c: 
     }
 }
 
-/// Reads every line; checks each sender's sequence and records the latency.
+/// Reads everything; checks each sender's sequence and records the latency.
+///
+/// Reads raw chunks of up to 64 KiB and cuts the lines here, with one clock reading per
+/// chunk: at ten million lines a second the generator has ~100 ns of its one core per line,
+/// less than a receive op per line costs.
 fn read_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
-    let mut line = Vec::with_capacity(256);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    // The start of a line cut by the chunk's end.
+    let mut partial: Vec<u8> = Vec::with_capacity(256);
     let base = state.borrow().base;
     loop {
-        if h.receive_into(conn, &mut line).is_err() {
-            let mut s = state.borrow_mut();
-            // Ended by the coordinator's abort, or lost early.
-            if Instant::now() < s.stop_sending {
-                s.lost[r] = true;
+        chunk = match h.yield_op(ops::Receive::raw(conn, std::mem::take(&mut chunk), CHUNK)) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                let mut s = state.borrow_mut();
+                // Ended by the coordinator's abort, or lost early.
+                if Instant::now() < s.stop_sending {
+                    s.lost[r] = true;
+                }
+                return;
             }
-            return;
-        }
-        let Some((sender, seq, sent_us)) = parse_says(&line) else {
-            continue; // joins and leaves
         };
         let now = Instant::now();
         let mut s = state.borrow_mut();
-        s.deliveries += 1;
-        if sender < s.next[r].len() {
-            let want = s.next[r][sender];
-            if seq != want {
-                s.out_of_order += 1;
-            }
-            s.next[r][sender] = want.max(seq + 1);
+        let s = &mut *s;
+        let mut rest = &chunk[..];
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            let line = if partial.is_empty() {
+                &rest[..end]
+            } else {
+                partial.extend_from_slice(&rest[..end]);
+                &partial[..]
+            };
+            if let Some((sender, seq, sent_us)) = parse_says(line) {
+                s.deliveries += 1;
+                let next = &mut s.next[r];
+                if sender < next.len() {
+                    let want = next[sender];
+                    if seq != want {
+                        s.out_of_order += 1;
+                    }
+                    next[sender] = want.max(seq + 1);
+                }
+                let sent_at = base + Duration::from_micros(sent_us);
+                if sent_at >= s.measure_from && sent_at < s.stop_sending {
+                    s.deliveries_in_window += 1;
+                    let us = now.saturating_duration_since(sent_at).as_micros() as u64;
+                    s.latency.record(us);
+                }
+            } // else: joins and leaves
+            partial.clear();
+            rest = &rest[end + 1..];
         }
-        let sent_at = base + Duration::from_micros(sent_us);
-        if sent_at >= s.measure_from && sent_at < s.stop_sending {
-            s.deliveries_in_window += 1;
-            let us = now.saturating_duration_since(sent_at).as_micros() as u64;
-            s.latency.record(us);
+        if partial.len() + rest.len() > MAX_PARTIAL {
+            log::warn!(target: "loadgen", "receiver {r}: a line over {MAX_PARTIAL} bytes");
+            s.lost[r] = true;
+            return;
         }
+        partial.extend_from_slice(rest);
     }
 }
+
+const CHUNK: usize = 64 * 1024;
+const MAX_PARTIAL: usize = 64 * 1024;
 
 /// `<handle> says: <sender> <seq> <micros>` → (sender, seq, micros).
 fn parse_says(line: &[u8]) -> Option<(usize, u32, u64)> {

@@ -139,6 +139,12 @@ impl Conn {
         self.update(|o| o.close_timeout = timeout);
     }
 
+    /// Sets how long output may wait to be gathered into one write; see
+    /// [`ConnOptions::flush_delay`](crate::ConnOptions::flush_delay).
+    pub fn set_flush_delay(&self, delay: Duration) {
+        self.update(|o| o.flush_delay = delay);
+    }
+
     /// Switches the codec, for frames not yet decoded (bytes already received are decoded
     /// by the new codec).
     pub fn set_framing(&self, framing: Framing) {

@@ -34,6 +34,7 @@ pub struct ConnOptions {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
     pub(crate) nodelay: bool,
+    pub(crate) flush_delay: Duration,
 }
 
 impl Default for ConnOptions {
@@ -45,13 +46,14 @@ impl Default for ConnOptions {
             read_timeout: None,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             nodelay: true,
+            flush_delay: Duration::ZERO,
         }
     }
 }
 
 impl ConnOptions {
     /// Lines, 64 KiB frames, 64 KiB send limit, no read timeout, 10 s close timeout,
-    /// `TCP_NODELAY` on.
+    /// `TCP_NODELAY` on, no flush delay.
     pub fn new() -> Self {
         Self::default()
     }
@@ -96,6 +98,26 @@ impl ConnOptions {
     pub fn nodelay(mut self, nodelay: bool) -> Self {
         self.nodelay = nodelay;
         self
+    }
+
+    /// How long output may wait to be gathered with later output into one write (default
+    /// zero: each tick writes what it queued).
+    ///
+    /// A server that sends many small messages to many connections (a chat room's
+    /// broadcast) spends most of its time in the kernel's send path, once per write. With a
+    /// delay, a connection's output is written at most this long after the first byte of it
+    /// was queued, in one write; the cost per message falls as the delay grows, and so does
+    /// the latency budget. Output of 16 KiB or more (or half the send limit), a
+    /// [`flush`](crate::NetExt::flush), a close and a full socket draining are never
+    /// held back. Like Nagle's algorithm, but bounded in time and under the program's control.
+    pub fn flush_delay(mut self, delay: Duration) -> Self {
+        self.flush_delay = delay;
+        self
+    }
+
+    /// The flush delay.
+    pub fn get_flush_delay(&self) -> Duration {
+        self.flush_delay
     }
 
     /// The frame limit.

@@ -146,7 +146,10 @@ struct ConnEntry {
     /// Close once the output is written.
     closing: bool,
     released: bool,
+    /// In the list of connections to write at the end of the round.
     dirty: bool,
+    /// Output held back by the flush delay: a `Flush` timer is armed.
+    held: bool,
     last_read: Instant,
     read_timer: Option<Instant>,
     linger_timer: Option<Instant>,
@@ -196,6 +199,9 @@ enum Attempt {
     Done(Result<Vec<u8>, NetError>),
     Pending(Vec<u8>, bool),
 }
+
+/// Held output this large is written at the end of the round, whatever the flush delay.
+const HOLD_LIMIT: usize = 16 * 1024;
 
 /// Whether a send may queue now.
 pub(crate) enum SendState {
@@ -540,6 +546,7 @@ impl Table {
             closing: false,
             released: false,
             dirty: false,
+            held: false,
             last_read: now,
             read_timer,
             linger_timer: None,
@@ -936,8 +943,23 @@ impl Table {
             out.extend_from_slice(bytes);
         }
         if !c.dirty && c.connecting.is_none() {
-            c.dirty = true;
-            self.dirty.push(key.slot);
+            let delay = c.options.flush_delay;
+            let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
+            if delay.is_zero() || c.output.len() >= hold_limit {
+                c.dirty = true;
+                self.dirty.push(key.slot);
+            } else if !c.held {
+                match Instant::now().checked_add(delay) {
+                    Some(at) => {
+                        c.held = true;
+                        self.timers.arm(at, TimerKind::Flush, key);
+                    }
+                    None => {
+                        c.dirty = true;
+                        self.dirty.push(key.slot);
+                    }
+                }
+            }
         }
         Ok(SendState::Queued)
     }
@@ -966,6 +988,11 @@ impl Table {
         }
         if c.output.is_empty() {
             return Poll::Ready(Ok(()));
+        }
+        // Held output goes now: someone waits for it.
+        if !c.dirty && c.connecting.is_none() {
+            c.dirty = true;
+            self.dirty.push(key.slot);
         }
         c.flushers.push(from);
         self.waiting.insert(from, Wait::Flush(key.slot));
@@ -1407,7 +1434,8 @@ impl Table {
                     self.finish_connect(key, cx);
                     return;
                 }
-                if event.writable && !c.output.is_empty() && !c.dirty {
+                // Held output waits for its timer, whatever the socket says.
+                if event.writable && !c.output.is_empty() && !c.dirty && !c.held {
                     c.dirty = true;
                     self.dirty.push(slot);
                 }
@@ -1493,6 +1521,16 @@ impl Table {
                         "close of connection with {}: output not written within {:?}; reset",
                         c.peer, c.options.close_timeout);
                     self.reset(key, Lost::TimedOut, cx);
+                }
+                TimerKind::Flush => {
+                    let Some(c) = conn_mut(&mut self.entries, key) else {
+                        continue;
+                    };
+                    c.held = false;
+                    if !c.dirty && !c.output.is_empty() && c.connecting.is_none() {
+                        c.dirty = true;
+                        self.dirty.push(key.slot);
+                    }
                 }
                 TimerKind::Backoff => {
                     let Some(l) = listener_mut(&mut self.entries, key) else {

@@ -1,4 +1,4 @@
-//! The plugin's timers: read timeouts, close timeouts, accept back-off.
+//! The plugin's timers: read timeouts, close timeouts, accept back-off, flush delays.
 //!
 //! A timer is never removed early: when it falls due, its owner checks whether it still
 //! applies (the entry may be gone, or the deadline moved). Each entry arms at most one timer
@@ -18,6 +18,8 @@ pub(crate) enum TimerKind {
     Linger,
     /// A listener's pause after running out of file descriptors.
     Backoff,
+    /// The end of a connection's flush delay: its held output is written.
+    Flush,
 }
 
 /// When, in which order among equal instants, what, and for which entry (slot, generation).

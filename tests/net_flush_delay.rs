@@ -1,0 +1,136 @@
+//! `ConnOptions::flush_delay`: output held back to be written in one go, and everything that
+//! must not wait for it (a flush, a close, a large output), over real sockets on 127.0.0.1.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+use fibra::net::{ConnOptions, ListenOptions, NetExt};
+use fibra::tasks::TasksExt;
+use fibra::Handle;
+use util::{net_schedule, net_stats, peer, run_all};
+
+/// Longer than any test may take: output held this long would fail the test by timing out.
+const FOREVER: Duration = Duration::from_secs(60);
+
+fn listen_with_delay(h: &Handle, delay: Duration) -> fibra::net::Listener {
+    let conn = ConnOptions::new().flush_delay(delay);
+    h.listen_with("127.0.0.1:0", ListenOptions::new().conn(conn))
+        .unwrap()
+}
+
+/// Reads `n` lines, then says `done`.
+fn read_lines(stream: std::net::TcpStream, n: usize) -> Vec<String> {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    writer.write_all(b"done\n").unwrap();
+    lines
+}
+
+#[test]
+fn lines_queued_over_several_rounds_leave_in_one_write() {
+    let mut s = net_schedule();
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.spawn(move |h| {
+        let listener = listen_with_delay(h, Duration::from_secs(1));
+        tx.send(listener.local_addr()).unwrap();
+        let (conn, _) = h.accept(&listener).unwrap();
+        for word in ["one", "two", "three"] {
+            h.send_frame(&conn, word.as_bytes()).unwrap();
+            h.yield_now(); // the next round
+        }
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = rx.recv().unwrap();
+    let client = peer(addr, |stream| read_lines(stream, 3));
+    // Accept and queue the three lines: a few rounds, far less than the delay.
+    while net_stats(&s).queued < "one\ntwo\nthree\n".len() {
+        s.tick().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.tick().unwrap();
+    assert_eq!(net_stats(&s).writes, 0, "held output was written early");
+    run_all(&mut s, 20);
+    assert_eq!(client.join().unwrap(), ["one\n", "two\n", "three\n"]);
+    assert_eq!(net_stats(&s).writes, 1);
+}
+
+#[test]
+fn flush_does_not_wait_for_the_delay() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = listen_with_delay(h, FOREVER);
+        let client = peer(listener.local_addr(), |stream| read_lines(stream, 1));
+        let (conn, _) = h.accept(&listener).unwrap();
+        h.send_frame(&conn, b"now").unwrap();
+        h.flush(&conn).unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+        assert_eq!(client.join().unwrap(), ["now\n"]);
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+}
+
+#[test]
+fn large_output_does_not_wait_for_the_delay() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = listen_with_delay(h, FOREVER);
+        let client = peer(listener.local_addr(), |stream| read_lines(stream, 1));
+        let (conn, _) = h.accept(&listener).unwrap();
+        let big = vec![b'x'; 20 * 1024];
+        h.send_frame(&conn, &big).unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+        assert_eq!(client.join().unwrap()[0].len(), big.len() + 1);
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+}
+
+#[test]
+fn close_writes_held_output_first() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = listen_with_delay(h, FOREVER);
+        let client = peer(listener.local_addr(), |mut stream| {
+            let mut all = String::new();
+            stream.read_to_string(&mut all).unwrap();
+            all
+        });
+        let (conn, _) = h.accept(&listener).unwrap();
+        h.send_frame(&conn, b"last words").unwrap();
+        h.close(&conn).unwrap();
+        assert_eq!(client.join().unwrap(), "last words\n");
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+}
+
+#[test]
+fn a_delay_set_on_the_connection_applies_to_what_is_sent_next() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = h.listen("127.0.0.1:0").unwrap();
+        let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
+        let (conn, _) = h.accept(&listener).unwrap();
+        conn.set_flush_delay(Duration::from_millis(20));
+        h.send_frame(&conn, b"a").unwrap();
+        h.sleep(Duration::from_millis(1));
+        h.send_frame(&conn, b"b").unwrap();
+        // Both reach the peer: the held output is written when its delay ends, with no
+        // other event to wake the schedule.
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+        assert_eq!(client.join().unwrap(), ["a\n", "b\n"]);
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+}
