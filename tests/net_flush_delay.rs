@@ -1,5 +1,6 @@
-//! `ConnOptions::flush_delay`: output held back to be written in one go, and everything that
-//! must not wait for it (a flush, a close, a large output), over real sockets on 127.0.0.1.
+//! `ConnOptions::flush_delay`: output soon after a write held back to be written in one go,
+//! and everything that must not wait for it (a quiet connection, a flush, a close, a large
+//! output), over real sockets on 127.0.0.1.
 
 mod util;
 
@@ -35,33 +36,63 @@ fn read_lines(stream: std::net::TcpStream, n: usize) -> Vec<String> {
 }
 
 #[test]
-fn lines_queued_over_several_rounds_leave_in_one_write() {
+fn output_soon_after_a_write_waits_and_leaves_in_one_write() {
     let mut s = net_schedule();
     let (tx, rx) = std::sync::mpsc::channel();
     s.spawn(move |h| {
         let listener = listen_with_delay(h, Duration::from_secs(1));
         tx.send(listener.local_addr()).unwrap();
         let (conn, _) = h.accept(&listener).unwrap();
+        // A quiet connection: written at once.
+        h.send_frame(&conn, b"zero").unwrap();
+        h.yield_now();
+        // Within the delay of that write: held, gathered over several rounds.
         for word in ["one", "two", "three"] {
             h.send_frame(&conn, word.as_bytes()).unwrap();
-            h.yield_now(); // the next round
+            h.yield_now();
         }
         assert_eq!(h.receive(&conn).unwrap(), b"done");
     })
     .unwrap();
     s.tick().unwrap();
     let addr = rx.recv().unwrap();
-    let client = peer(addr, |stream| read_lines(stream, 3));
-    // Accept and queue the three lines: a few rounds, far less than the delay.
+    let client = peer(addr, |stream| read_lines(stream, 4));
+    // Accept and queue the lines: a few rounds, far less than the delay.
     while net_stats(&s).queued < "one\ntwo\nthree\n".len() {
         s.tick().unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
     s.tick().unwrap();
-    assert_eq!(net_stats(&s).writes, 0, "held output was written early");
+    assert_eq!(net_stats(&s).writes, 1, "held output was written early");
     run_all(&mut s, 20);
-    assert_eq!(client.join().unwrap(), ["one\n", "two\n", "three\n"]);
-    assert_eq!(net_stats(&s).writes, 1);
+    assert_eq!(
+        client.join().unwrap(),
+        ["zero\n", "one\n", "two\n", "three\n"]
+    );
+    assert_eq!(net_stats(&s).writes, 2);
+}
+
+#[test]
+fn output_to_a_quiet_connection_is_not_delayed() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = listen_with_delay(h, FOREVER);
+        let client = peer(listener.local_addr(), |stream| {
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            writer.write_all(b"ack\n").unwrap();
+            line
+        });
+        let (conn, _) = h.accept(&listener).unwrap();
+        // A request-response exchange: the reply is not held, though the delay is long.
+        h.send_frame(&conn, b"hello").unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"ack");
+        assert_eq!(client.join().unwrap(), "hello\n");
+    })
+    .unwrap();
+    run_all(&mut s, 20);
 }
 
 #[test]
@@ -69,12 +100,14 @@ fn flush_does_not_wait_for_the_delay() {
     let mut s = net_schedule();
     s.spawn(|h| {
         let listener = listen_with_delay(h, FOREVER);
-        let client = peer(listener.local_addr(), |stream| read_lines(stream, 1));
+        let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
         let (conn, _) = h.accept(&listener).unwrap();
+        h.send_frame(&conn, b"first").unwrap();
+        h.yield_now(); // written: what follows is within the delay
         h.send_frame(&conn, b"now").unwrap();
         h.flush(&conn).unwrap();
         assert_eq!(h.receive(&conn).unwrap(), b"done");
-        assert_eq!(client.join().unwrap(), ["now\n"]);
+        assert_eq!(client.join().unwrap(), ["first\n", "now\n"]);
     })
     .unwrap();
     run_all(&mut s, 20);
@@ -85,12 +118,14 @@ fn large_output_does_not_wait_for_the_delay() {
     let mut s = net_schedule();
     s.spawn(|h| {
         let listener = listen_with_delay(h, FOREVER);
-        let client = peer(listener.local_addr(), |stream| read_lines(stream, 1));
+        let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
         let (conn, _) = h.accept(&listener).unwrap();
+        h.send_frame(&conn, b"first").unwrap();
+        h.yield_now(); // written: what follows is within the delay
         let big = vec![b'x'; 20 * 1024];
         h.send_frame(&conn, &big).unwrap();
         assert_eq!(h.receive(&conn).unwrap(), b"done");
-        assert_eq!(client.join().unwrap()[0].len(), big.len() + 1);
+        assert_eq!(client.join().unwrap()[1].len(), big.len() + 1);
     })
     .unwrap();
     run_all(&mut s, 20);
@@ -107,9 +142,11 @@ fn close_writes_held_output_first() {
             all
         });
         let (conn, _) = h.accept(&listener).unwrap();
+        h.send_frame(&conn, b"first").unwrap();
+        h.yield_now(); // written: what follows is within the delay
         h.send_frame(&conn, b"last words").unwrap();
         h.close(&conn).unwrap();
-        assert_eq!(client.join().unwrap(), "last words\n");
+        assert_eq!(client.join().unwrap(), "first\nlast words\n");
     })
     .unwrap();
     run_all(&mut s, 20);
@@ -124,7 +161,7 @@ fn a_delay_set_on_the_connection_applies_to_what_is_sent_next() {
         let (conn, _) = h.accept(&listener).unwrap();
         conn.set_flush_delay(Duration::from_millis(20));
         h.send_frame(&conn, b"a").unwrap();
-        h.sleep(Duration::from_millis(1));
+        h.yield_now(); // written at once: the connection was quiet
         h.send_frame(&conn, b"b").unwrap();
         // Both reach the peer: the held output is written when its delay ends, with no
         // other event to wake the schedule.

@@ -22,7 +22,8 @@ pub(crate) fn accept_loop(h: &Handle, listener: &Listener) {
         };
         log::debug!(target: "echo", "{peer} connected");
         let spawned = h.spawn_detached(SpawnOptions::new().name("echo"), move |h| {
-            let mut buf = Vec::with_capacity(4096);
+            // Empty until the first bytes come: an idle connection holds no buffer.
+            let mut buf = Vec::new();
             // `send` waits while the peer is not reading: memory stays bounded.
             while h.receive_into(&conn, &mut buf).is_ok() {
                 if h.send(&conn, &buf).is_err() {

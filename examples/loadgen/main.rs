@@ -18,10 +18,16 @@
 //!   missing (lines sent minus lines received, per sender and receiver: 0 when nobody was
 //!   cut off). `--churn N` adds N clients a second that log in and drop; `--report S`
 //!   prints a progress line with the server's RSS and descriptors every S seconds.
+//! - `idle`: C connections (`--conns`) that read the prompt (`--prompt yes`, for chat
+//!   servers) and then say nothing for `--secs`. Reports the server's RSS before and with
+//!   them, and KiB per connection.
+//! - `accept`: C clients at a time (`--conns`), each in a loop: connect, read the prompt,
+//!   send a fresh handle, read its join line, drop. Reports logins/s and login time p50/p99.
 //!
 //! The generator itself runs on fibra (tasklets, one thread).
 
 mod chat;
+mod conns;
 mod echo;
 mod measure;
 
@@ -38,7 +44,9 @@ pub(crate) struct Common {
 const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
-               [--secs S] [--warmup S] [--pid P]";
+               [--secs S] [--warmup S] [--pid P]
+  loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
+  loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]";
 
 fn main() {
     if let Err(e) = run() {
@@ -56,7 +64,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         warmup: 1.0,
         pid: None,
     };
-    let (mut conns, mut size) = (100usize, 64usize);
+    let (mut conns, mut size, mut prompt) = (100usize, 64usize, false);
     let mut chat = chat::ChatArgs {
         clients: 1000,
         rate: 1.0,
@@ -76,6 +84,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--pid" => common.pid = Some(value.parse().map_err(|e| bad(&e))?),
             "--conns" => conns = value.parse().map_err(|e| bad(&e))?,
             "--size" => size = value.parse().map_err(|e| bad(&e))?,
+            "--prompt" => {
+                prompt = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(bad(&"expected yes or no").into()),
+                }
+            }
             "--clients" => chat.clients = value.parse().map_err(|e| bad(&e))?,
             "--rate" => chat.rate = value.parse().map_err(|e| bad(&e))?,
             "--churn" => chat.churn = value.parse().map_err(|e| bad(&e))?,
@@ -104,6 +119,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             chat::run(&common, &chat)
         }
+        "idle" | "accept" if conns == 0 || conns > 100_000 => {
+            Err("--conns must be in [1, 100000]".into())
+        }
+        "idle" => conns::idle(&common, conns, prompt),
+        "accept" => conns::accept(&common, conns),
         _ => Err(USAGE.into()),
     }
 }

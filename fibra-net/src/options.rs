@@ -100,16 +100,18 @@ impl ConnOptions {
         self
     }
 
-    /// How long output may wait to be gathered with later output into one write (default
-    /// zero: each tick writes what it queued).
+    /// The shortest time between two writes of a connection's output (default zero: each
+    /// round writes what it queued).
     ///
     /// A server that sends many small messages to many connections (a chat room's
     /// broadcast) spends most of its time in the kernel's send path, once per write. With a
-    /// delay, a connection's output is written at most this long after the first byte of it
-    /// was queued, in one write; the cost per message falls as the delay grows, and so does
-    /// the latency budget. Output of 16 KiB or more (or half the send limit), a
-    /// [`flush`](crate::NetExt::flush), a close and a full socket draining are never
-    /// held back. Like Nagle's algorithm, but bounded in time and under the program's control.
+    /// delay, output queued less than `delay` after the connection's last write waits until
+    /// `delay` after it, and everything queued meanwhile leaves in one write; output for a
+    /// connection that was quiet longer goes at once. So a connection is written at most
+    /// once per delay, no byte waits longer than the delay, and a request–response exchange
+    /// waits not at all. Output of 16 KiB or more (or half the send limit), a
+    /// [`flush`](crate::NetExt::flush), a close, and a full socket draining are never held
+    /// back. Like Nagle's algorithm, but bounded in time and under the program's control.
     pub fn flush_delay(mut self, delay: Duration) -> Self {
         self.flush_delay = delay;
         self

@@ -150,6 +150,8 @@ struct ConnEntry {
     dirty: bool,
     /// Output held back by the flush delay: a `Flush` timer is armed.
     held: bool,
+    /// When output was last written, for the flush delay.
+    last_write: Option<Instant>,
     last_read: Instant,
     read_timer: Option<Instant>,
     linger_timer: Option<Instant>,
@@ -226,6 +228,8 @@ pub(crate) struct Table {
     /// Waiters of entries closed without a context at hand: told `Closed` at the next poll.
     orphans: Vec<(TaskletId, Wait)>,
     round: u64,
+    /// The clock read after the round's wait: the time of this round's sends and writes.
+    round_time: Instant,
     sockets: usize,
     warned_fd_limit: bool,
     reads: u64,
@@ -280,6 +284,7 @@ impl Table {
             waiting: IdMap::new(),
             orphans: Vec::new(),
             round: 0,
+            round_time: Instant::now(),
             sockets: 0,
             warned_fd_limit: false,
             reads: 0,
@@ -547,6 +552,7 @@ impl Table {
             released: false,
             dirty: false,
             held: false,
+            last_write: None,
             last_read: now,
             read_timer,
             linger_timer: None,
@@ -943,21 +949,25 @@ impl Table {
             out.extend_from_slice(bytes);
         }
         if !c.dirty && c.connecting.is_none() {
+            // With a flush delay, output waits until `delay` after the last write: at most
+            // one write per delay, and nothing waits when the connection was quiet.
             let delay = c.options.flush_delay;
             let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
-            if delay.is_zero() || c.output.len() >= hold_limit {
-                c.dirty = true;
-                self.dirty.push(key.slot);
-            } else if !c.held {
-                match Instant::now().checked_add(delay) {
-                    Some(at) => {
-                        c.held = true;
-                        self.timers.arm(at, TimerKind::Flush, key);
-                    }
-                    None => {
+            let due = c.last_write.and_then(|t| t.checked_add(delay));
+            match due {
+                _ if c.held => {
+                    if c.output.len() >= hold_limit {
                         c.dirty = true;
                         self.dirty.push(key.slot);
                     }
+                }
+                Some(at) if at > self.round_time && c.output.len() < hold_limit => {
+                    c.held = true;
+                    self.timers.arm(at, TimerKind::Flush, key);
+                }
+                _ => {
+                    c.dirty = true;
+                    self.dirty.push(key.slot);
                 }
             }
         }
@@ -1028,6 +1038,9 @@ impl Table {
             return;
         }
         let mut failed = None;
+        if !c.options.flush_delay.is_zero() {
+            c.last_write = Some(self.round_time);
+        }
         while c.writable && !c.output.is_empty() {
             let pending = c.output.pending();
             let len = pending.len();
@@ -1404,6 +1417,8 @@ impl Table {
         if self.sockets > 0 || timeout != Some(Duration::ZERO) {
             self.poller.wait(events, timeout)?;
         }
+        // Read after the wait: the time of this round's timers, sends and writes.
+        self.round_time = Instant::now();
         for event in events.iter() {
             self.on_event(event, cx);
         }
@@ -1505,8 +1520,7 @@ impl Table {
         if self.timers.next_deadline().is_none() {
             return;
         }
-        // Read the clock: this poll may have waited since the round's reading.
-        let now = Instant::now();
+        let now = self.round_time;
         while let Some((at, kind, key)) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Read => self.read_timer(key, at, now, cx),

@@ -1,0 +1,215 @@
+//! Connection scenarios: `idle` (many connections that say nothing: the server's memory per
+//! connection) and `accept` (connections that log in and leave, as fast as they can: the
+//! server's accept rate).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use fibra::net::{ConnOptions, Framing, NetExt, NetPlugin};
+use fibra::tasks::{TasksExt, TasksPlugin};
+use fibra::{Handle, Schedule};
+
+use super::measure::{self, CpuWindow, Histogram};
+use super::Common;
+
+const PROMPT: &[u8] = b"What is your handle?";
+
+fn schedule() -> Result<Schedule, Box<dyn std::error::Error>> {
+    let mut schedule = Schedule::builder().stack_size(32 * 1024).build();
+    schedule.add_plugin(TasksPlugin::new())?;
+    schedule.add_plugin(NetPlugin::new()?)?;
+    Ok(schedule)
+}
+
+fn connect(h: &Handle, addr: std::net::SocketAddr) -> Option<fibra::net::Conn> {
+    let options = ConnOptions::new().framing(Framing::Lines);
+    match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            eprintln!("connect {addr}: {e}");
+            None
+        }
+    }
+}
+
+/// `idle`: opens `conns` connections (at most 200 connecting at a time), reads the prompt
+/// on each when `prompt`, then holds them for `--secs` without a byte. Reports the server's
+/// RSS before and with them, and the difference per connection.
+pub(crate) fn idle(
+    common: &Common,
+    conns: usize,
+    prompt: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut schedule = schedule()?;
+    let rss_before = common.pid.and_then(measure::rss_kib);
+    let fds_before = common.pid.and_then(measure::open_fds);
+    let ready = Rc::new(Cell::new(0usize));
+    let failed = Rc::new(Cell::new(0usize));
+    let held = Rc::new(RefCell::new(Vec::with_capacity(conns)));
+    let gate = Rc::new(fibra::tasks::bounded::<()>(200));
+    let started = Instant::now();
+    for _ in 0..conns {
+        let (ready, failed, held, gate) =
+            (ready.clone(), failed.clone(), held.clone(), gate.clone());
+        let addr = common.addr;
+        schedule.spawn(move |h| {
+            let _ = gate.0.send(h, ());
+            let conn = connect(h, addr)
+                .filter(|conn| !prompt || h.receive(conn).is_ok_and(|line| line == PROMPT));
+            let _ = gate.1.recv(h);
+            match conn {
+                Some(conn) => {
+                    ready.set(ready.get() + 1);
+                    held.borrow_mut().push(conn);
+                }
+                None => failed.set(failed.get() + 1),
+            }
+        })?;
+    }
+    while ready.get() + failed.get() < conns {
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("connecting took over 300 s".into());
+        }
+        schedule.run_for(Duration::from_millis(50))?;
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Let the server settle, then read its memory, twice over the hold.
+    schedule.run_for(Duration::from_secs_f64(common.warmup))?;
+    let rss_with = common.pid.and_then(measure::rss_kib);
+    let fds_with = common.pid.and_then(measure::open_fds);
+    schedule.run_for(Duration::from_secs_f64(common.secs))?;
+    let rss_end = common.pid.and_then(measure::rss_kib);
+    let open = held.borrow().len();
+    for conn in held.borrow_mut().drain(..) {
+        conn.abort();
+    }
+    schedule.run_for(Duration::from_millis(200))?;
+    let per_conn = match (rss_before, rss_with.max(rss_end)) {
+        (Some(a), Some(b)) if open > 0 => Some((b.saturating_sub(a)) as f64 / open as f64),
+        _ => None,
+    };
+    println!(
+        "{{\"scenario\":\"idle\",\"addr\":\"{}\",\"conns\":{},\"prompt\":{},\"open\":{},\"failed\":{},\
+         \"connect_secs\":{:.2},\"rss_before_kib\":{},\"rss_with_kib\":{},\"rss_end_kib\":{},\
+         \"kib_per_conn\":{},\"fds_before\":{},\"fds_with\":{}}}",
+        common.addr,
+        conns,
+        prompt,
+        open,
+        failed.get(),
+        connect_secs,
+        opt(rss_before),
+        opt(rss_with),
+        opt(rss_end),
+        measure::json_f64(per_conn, 2),
+        opt(fds_before),
+        opt(fds_with),
+    );
+    if failed.get() > 0 {
+        return Err(format!("{} connections failed", failed.get()).into());
+    }
+    Ok(())
+}
+
+/// `accept`: `conns` clients at a time, each in a loop: connect, read the prompt, send a
+/// fresh handle, read its own join line, and drop the connection. Reports logins/s, login
+/// time p50/p99 and the server's CPU.
+pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let mut schedule = schedule()?;
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(common.warmup);
+    let stop_at = measure_from + Duration::from_secs_f64(common.secs);
+    let latency = Rc::new(RefCell::new(Histogram::new()));
+    let failed = Rc::new(Cell::new(0u64));
+    for i in 0..conns {
+        let (latency, failed) = (latency.clone(), failed.clone());
+        let addr = common.addr;
+        schedule.spawn(move |h| {
+            let mut line = Vec::with_capacity(128);
+            let mut handle = String::with_capacity(32);
+            let mut n: u64 = 0;
+            loop {
+                let began = Instant::now();
+                if began >= stop_at {
+                    return;
+                }
+                n += 1;
+                handle.clear();
+                use std::fmt::Write as _;
+                let _ = write!(handle, "a{i}x{n}");
+                if !login(h, addr, &handle, &mut line) {
+                    failed.set(failed.get() + 1);
+                    h.sleep(Duration::from_millis(10));
+                    continue;
+                }
+                if began >= measure_from {
+                    latency
+                        .borrow_mut()
+                        .record(began.elapsed().as_micros() as u64);
+                }
+            }
+        })?;
+    }
+    let cpu_used = Rc::new(Cell::new(None));
+    {
+        let cpu_used = cpu_used.clone();
+        let mut cpu = CpuWindow::new(common.pid);
+        schedule.spawn(move |h| {
+            h.sleep_until(measure_from);
+            cpu.open();
+            h.sleep_until(stop_at);
+            cpu_used.set(cpu.used());
+        })?;
+    }
+    schedule.run_until(stop_at + Duration::from_secs(15))?;
+    let secs = common.secs;
+    let latency = latency.borrow();
+    let logins = latency.count();
+    let cpu = cpu_used.get();
+    println!(
+        "{{\"scenario\":\"accept\",\"addr\":\"{}\",\"conns\":{},\"secs\":{},\"logins\":{},\
+         \"logins_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"failed\":{},\"server_cpu\":{},\
+         \"logins_per_cpu_s\":{}}}",
+        common.addr,
+        conns,
+        secs,
+        logins,
+        logins as f64 / secs,
+        latency.percentile(0.50),
+        latency.percentile(0.99),
+        failed.get(),
+        measure::json_f64(cpu.map(|c| c / secs), 3),
+        measure::json_f64(cpu.map(|c| logins as f64 / c), 0),
+    );
+    Ok(())
+}
+
+/// One login: the prompt, the handle, the join line; then the connection drops.
+fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str, line: &mut Vec<u8>) -> bool {
+    let Some(conn) = connect(h, addr) else {
+        return false;
+    };
+    if h.receive_into(&conn, line).is_err() || line != PROMPT {
+        return false;
+    }
+    if h.send_frame(&conn, handle.as_bytes()).is_err() {
+        return false;
+    }
+    // Other members' joins and leaves may come first.
+    loop {
+        if h.receive_into(&conn, line).is_err() {
+            return false;
+        }
+        if line.starts_with(handle.as_bytes()) && line.ends_with(b" has joined the chat.") {
+            let joined = &line[handle.len()..];
+            if joined == b" has joined the chat." {
+                return true;
+            }
+        }
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_owned(), |v| v.to_string())
+}
