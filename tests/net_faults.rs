@@ -193,6 +193,46 @@ fn half_close_is_reported_once_and_output_still_flows() {
     loss_is_reported_once(PeerEnd::HalfClose);
 }
 
+/// The bytes and the FIN are both in before the server reads: one edge for both. The read
+/// of the bytes is short, and the FIN must still be seen (the plugin's probe).
+#[test]
+fn fin_that_came_with_the_bytes_is_seen() {
+    let mut s = net_schedule();
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let r = received.clone();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+    let sent_rx = Rc::new(sent_rx);
+    let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
+        // Wait until the peer has written and shut down, so both are queued.
+        while sent_rx.try_recv().is_err() {
+            h.sleep(Duration::from_millis(5));
+        }
+        h.sleep(Duration::from_millis(20));
+        loop {
+            let got = h.receive(&conn);
+            let done = got.is_err();
+            r.borrow_mut().push(got.map_err(|e| e.to_string()));
+            if done {
+                break;
+            }
+        }
+    });
+    let client = peer(addr, move |mut stream| {
+        stream.write_all(b"one\ntwo\n").unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        sent_tx.send(()).unwrap();
+        read_all(&mut stream)
+    });
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), b"");
+    let received = received.borrow();
+    assert_eq!(received.len(), 3, "{received:?}");
+    assert_eq!(received[0], Ok(b"one".to_vec()));
+    assert_eq!(received[1], Ok(b"two".to_vec()));
+    assert!(received[2].is_err(), "{received:?}");
+    assert_eq!(net_stats(&s).sockets, 0);
+}
+
 #[test]
 fn killed_receiver_leaves_no_registration() {
     let mut s = net_schedule();

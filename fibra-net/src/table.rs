@@ -5,11 +5,16 @@
 //! - Each socket is registered once, edge-triggered, with its slab slot as key; readiness bits
 //!   live in the entry. A system call is tried first; a tasklet parks only after it said
 //!   `WouldBlock` (or a short read or write showed the kernel buffer drained or full).
+//! - A short read clears `readable` without the read that would say `WouldBlock`, which
+//!   saves a system call per message. The peer's FIN may have come in the same edge as the
+//!   bytes, though, and then no edge will tell of it: a connection quiet for
+//!   [`PROBE_DELAY`] after a short read is read once more (a probe).
 //! - An entry is removed once: when its socket is closed and no handle refers to it.
 //! - Every waiting tasklet is in `waiting`, so `forget` finds it, and every waiter is
 //!   completed exactly once.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::rc::Weak;
@@ -152,6 +157,8 @@ struct ConnEntry {
     held: bool,
     /// When output was last written, for the flush delay.
     last_write: Option<Instant>,
+    /// When to read again after a short read if no edge came (see the module's rules).
+    probe_at: Option<Instant>,
     last_read: Instant,
     read_timer: Option<Instant>,
     linger_timer: Option<Instant>,
@@ -202,6 +209,10 @@ enum Attempt {
     Pending(Vec<u8>, bool),
 }
 
+/// How long after a short read a connection with no new edge is read again, to see a FIN
+/// that came with the bytes: the longest such a FIN can go unnoticed.
+pub(crate) const PROBE_DELAY: Duration = Duration::from_millis(10);
+
 /// Held output this large is written at the end of the round, whatever the flush delay.
 const HOLD_LIMIT: usize = 16 * 1024;
 
@@ -228,6 +239,9 @@ pub(crate) struct Table {
     /// Waiters of entries closed without a context at hand: told `Closed` at the next poll.
     orphans: Vec<(TaskletId, Wait)>,
     round: u64,
+    /// Connections to probe after a short read, in the order of their (equally delayed)
+    /// deadlines.
+    probes: VecDeque<(Instant, Key)>,
     /// The clock read after the round's wait: the time of this round's sends and writes.
     round_time: Instant,
     sockets: usize,
@@ -284,6 +298,7 @@ impl Table {
             waiting: IdMap::new(),
             orphans: Vec::new(),
             round: 0,
+            probes: VecDeque::new(),
             round_time: Instant::now(),
             sockets: 0,
             warned_fd_limit: false,
@@ -327,7 +342,11 @@ impl Table {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let probe = self.probes.front().map(|&(at, _)| at);
+        match (self.timers.next_deadline(), probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn next_key(&mut self, slot: usize) -> Key {
@@ -553,6 +572,7 @@ impl Table {
             dirty: false,
             held: false,
             last_write: None,
+            probe_at: None,
             last_read: now,
             read_timer,
             linger_timer: None,
@@ -840,6 +860,7 @@ impl Table {
             return ReadStep::Full;
         }
         self.reads += 1;
+        let spare_len = spare.len();
         let result = loop {
             match (&*socket).read(spare) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -859,8 +880,15 @@ impl Table {
                     // The round's clock reading may predate a wait in the poller.
                     c.last_read = Instant::now();
                 }
-                // A short read does not clear `readable`: the peer's FIN may have come with
-                // these bytes, in the same edge, and only the next read can show it.
+                // A short read drained the socket: wait for the next edge, or the probe.
+                if n < spare_len {
+                    c.readable = false;
+                    if c.probe_at.is_none() {
+                        let at = self.round_time + PROBE_DELAY;
+                        c.probe_at = Some(at);
+                        self.probes.push_back((at, key));
+                    }
+                }
                 ReadStep::Data
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -1422,6 +1450,7 @@ impl Table {
         for event in events.iter() {
             self.on_event(event, cx);
         }
+        self.serve_probes(cx);
         self.expire_timers(cx);
         self.serve_retries(cx);
         self.tell_orphans(cx);
@@ -1444,6 +1473,9 @@ impl Table {
             }
             Entry::Conn(c) => {
                 c.readable |= event.readable;
+                if event.readable {
+                    c.probe_at = None;
+                }
                 c.writable |= event.writable;
                 if c.connecting.is_some() {
                     self.finish_connect(key, cx);
@@ -1461,6 +1493,33 @@ impl Table {
                         self.read_ahead(key, cx);
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads once more from connections quiet since a short read, to see a FIN that came
+    /// with the bytes.
+    fn serve_probes(&mut self, cx: &mut Context<'_>) {
+        while let Some(&(at, key)) = self.probes.front() {
+            if at > self.round_time {
+                return;
+            }
+            self.probes.pop_front();
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                continue;
+            };
+            if c.probe_at != Some(at) {
+                continue; // an edge came since, or a later short read
+            }
+            c.probe_at = None;
+            if c.readable || c.read_end.is_some() || c.socket.is_none() {
+                continue;
+            }
+            c.readable = true;
+            if c.reader.is_some() {
+                self.serve_reader(key, cx);
+            } else if !c.watchers.is_empty() || c.closing {
+                self.read_ahead(key, cx);
             }
         }
     }
