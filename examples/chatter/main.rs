@@ -34,7 +34,7 @@ const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--max-line BYTES] [--max
                    (default 1048576)
   --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)
   --flush-delay    milliseconds a member's output may wait to be gathered into one write,
-                   0 to write every round (default 2; fractions allowed)";
+                   0 to write every round (default 10; fractions allowed)";
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

@@ -32,7 +32,7 @@ const LOG: &str = "chatter";
 const MAX_BATCH: usize = 64 * 1024;
 
 /// The default flush delay: see `Config::flush_delay` and BENCHMARKS.md.
-pub(crate) const DEFAULT_FLUSH_DELAY: Duration = Duration::from_millis(2);
+pub(crate) const DEFAULT_FLUSH_DELAY: Duration = Duration::from_millis(10);
 
 /// How the room treats its members.
 #[derive(Debug, Clone)]

@@ -213,6 +213,9 @@ enum Attempt {
 /// that came with the bytes: the longest such a FIN can go unnoticed.
 pub(crate) const PROBE_DELAY: Duration = Duration::from_millis(10);
 
+/// The flush delay's timers fall on multiples of this.
+const FLUSH_GRAIN: Duration = Duration::from_millis(1);
+
 /// Held output this large is written at the end of the round, whatever the flush delay.
 const HOLD_LIMIT: usize = 16 * 1024;
 
@@ -239,6 +242,8 @@ pub(crate) struct Table {
     /// Waiters of entries closed without a context at hand: told `Closed` at the next poll.
     orphans: Vec<(TaskletId, Wait)>,
     round: u64,
+    /// The origin of the flush delay's millisecond grain.
+    epoch: Instant,
     /// Connections to probe after a short read, in the order of their (equally delayed)
     /// deadlines.
     probes: VecDeque<(Instant, Key)>,
@@ -264,6 +269,17 @@ fn listener_mut(entries: &mut Slab<Entry>, key: Key) -> Option<&mut ListenerEntr
     match entries.get_mut(key.slot) {
         Some(Entry::Listener(l)) if l.gen == key.gen => Some(l),
         _ => None,
+    }
+}
+
+/// `at`, rounded down to the flush grain counted from `epoch`: held connections fall due
+/// together, a round per grain at most, rather than a round each.
+fn flush_grain(epoch: Instant, at: Instant) -> Instant {
+    let grain = FLUSH_GRAIN.as_nanos();
+    let rounded = at.saturating_duration_since(epoch).as_nanos() / grain * grain;
+    match u64::try_from(rounded) {
+        Ok(nanos) => epoch + Duration::from_nanos(nanos),
+        Err(_) => at,
     }
 }
 
@@ -299,6 +315,7 @@ impl Table {
             orphans: Vec::new(),
             round: 0,
             probes: VecDeque::new(),
+            epoch: Instant::now(),
             round_time: Instant::now(),
             sockets: 0,
             warned_fd_limit: false,
@@ -981,7 +998,10 @@ impl Table {
             // one write per delay, and nothing waits when the connection was quiet.
             let delay = c.options.flush_delay;
             let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
-            let due = c.last_write.and_then(|t| t.checked_add(delay));
+            let due = c
+                .last_write
+                .and_then(|t| t.checked_add(delay))
+                .map(|at| flush_grain(self.epoch, at));
             match due {
                 _ if c.held => {
                     if c.output.len() >= hold_limit {
@@ -1067,7 +1087,9 @@ impl Table {
         }
         let mut failed = None;
         if !c.options.flush_delay.is_zero() {
-            c.last_write = Some(self.round_time);
+            // The clock now, not the round's: connections written late in a long round are
+            // due later, so the writes spread over the delay instead of bunching.
+            c.last_write = Some(Instant::now());
         }
         while c.writable && !c.output.is_empty() {
             let pending = c.output.pending();

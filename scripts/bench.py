@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""fibra against its tokio peers, side by side: echo, chat broadcast, idle connections,
+accept rate.
+
+    cargo build --release --examples
+    python3 scripts/bench.py                      # everything, 3 rounds (about 12 minutes)
+    python3 scripts/bench.py --only chat --rounds 5
+    python3 scripts/bench.py --only sweep --rates 1,5,10,15,20
+
+Every run starts a fresh server (fibra's example or its tokio peer) and the same load
+generator (`loadgen`), alternately A B A B ..., the server pinned to one CPU and the
+generator to another when `taskset` exists (`--server-cpu`, `--gen-cpu`). Each table row is
+a figure's median over the rounds, and the fibra/tokio ratio. Every run ends by itself; the
+servers are our own children, stopped by PID. `--json FILE` keeps every run's raw result.
+
+Scenarios (`--only`, comma-separated):
+  echo    C = 1, 100, 1000 connections, 64-byte messages in a closed loop
+  chat    1,000 clients × 1 line/s (ABChat's benchmark) and × 10 lines/s
+  sweep   1,000 clients, R lines/s each for R in --rates, until deliveries stop tracking
+          the offered load or p99 passes 100 ms (--sweep-rounds per R, default 1)
+  idle    10,000 idle connections: server RSS per connection (chat: at the prompt)
+  accept  50 clients at a time connect, log in and leave: logins/s
+"""
+import argparse, json, os, signal, statistics, subprocess, sys, time
+
+from serverlib import BIN, free_port, pin, wait_listening
+
+PEERS = {"echo": ("echo", "tokio_echo"), "chat": ("chatter", "tokio_chat")}
+
+
+def cpu_arg(cpu):
+    return pin(cpu) if cpu is not None else []
+
+
+def run_one(args, server, gen_args, timeout):
+    """Starts `server`, runs `loadgen gen_args... --addr --pid`, stops the server; the JSON."""
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    env = dict(os.environ, RUST_LOG="warn")
+    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [os.path.join(BIN, server), "--addr", addr],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_listening(port)
+        time.sleep(0.2)  # the probe connection's session ends
+        cmd = cpu_arg(args.gen_cpu) + [os.path.join(BIN, "loadgen")] + gen_args + [
+            "--addr", addr, "--pid", str(srv.pid)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        lines = out.stdout.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"loadgen printed nothing: {out.stderr.strip()[-500:]}")
+        return json.loads(lines[-1])
+    finally:
+        srv.send_signal(signal.SIGINT)  # our own child, by PID
+        try:
+            srv.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+def alternate(args, kind, gen_args, timeout, rounds, label, log):
+    """A B A B ...: the runs of fibra's server and of its tokio peer."""
+    fibra, tokio = PEERS[kind]
+    results = {fibra: [], tokio: []}
+    for r in range(rounds):
+        for server in (fibra, tokio):
+            res = run_one(args, server, gen_args, timeout)
+            res.update(server=server, round=r, case=label)
+            log.append(res)
+            print(json.dumps(res), file=sys.stderr, flush=True)
+            results[server].append(res)
+    return results[fibra], results[tokio]
+
+
+def median(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def table(title, rows):
+    print(f"\n{title}")
+    print(f"  {'case':<18} {'figure':<22} {'fibra':>12} {'tokio':>12} {'fibra/tokio':>12}")
+    for case, figure, f, t in rows:
+        ratio = f / t if (f is not None and t) else None
+        fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}")
+        print(f"  {case:<18} {figure:<22} {fmt(f):>12} {fmt(t):>12} "
+              f"{'-' if ratio is None else f'{ratio:.2f}':>12}", flush=True)
+
+
+def rows_for(case, fibra, tokio, figures):
+    return [(case, label, median(fibra, key), median(tokio, key)) for key, label in figures]
+
+
+ECHO_FIGURES = [("msgs_per_s", "msgs/s"), ("p50_us", "p50 µs"), ("p99_us", "p99 µs"),
+                ("server_cpu", "server CPU"), ("msgs_per_cpu_s", "msgs per CPU-s")]
+CHAT_FIGURES = [("deliveries_per_s", "deliveries/s"), ("p50_us", "p50 µs"),
+                ("p99_us", "p99 µs"), ("max_us", "max µs"), ("missing", "missing"),
+                ("receivers_lost", "clients lost"), ("server_cpu", "server CPU"),
+                ("deliveries_per_cpu_s", "deliveries per CPU-s")]
+
+
+def chat_args(a, clients, rate):
+    return ["chat", "--clients", str(clients), "--rate", str(rate), "--secs", str(a.secs),
+            "--warmup", str(a.warmup)]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="echo,chat,sweep,idle,accept")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--secs", type=float, default=10, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=3)
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rates", default="1,2,5,10,15,20")
+    p.add_argument("--sweep-rounds", type=int, default=1)
+    p.add_argument("--idle-conns", type=int, default=10000)
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--gen-cpu", type=int, default=1)
+    p.add_argument("--json", help="write every run's result here")
+    a = p.parse_args()
+    if not (0 < a.secs <= 600 and 1 <= a.rounds <= 20):
+        sys.exit("--secs must be in (0, 600], --rounds in [1, 20]")
+    only = set(a.only.split(","))
+    log = []
+    timeout = a.secs + a.warmup + 120
+
+    if "echo" in only:
+        rows = []
+        for conns in (1, 100, 1000):
+            gen = ["echo", "--conns", str(conns), "--secs", str(min(a.secs, 5)), "--warmup", "1"]
+            f, t = alternate(a, "echo", gen, timeout, a.rounds, f"echo C={conns}", log)
+            rows += rows_for(f"C={conns}", f, t, ECHO_FIGURES)
+        table("echo: 64-byte messages, closed loop (echo vs tokio_echo)", rows)
+
+    if "chat" in only:
+        rows = []
+        for rate in (1, 10):
+            f, t = alternate(a, "chat", chat_args(a, a.clients, rate), timeout, a.rounds,
+                             f"chat {a.clients}x{rate}", log)
+            rows += rows_for(f"{a.clients} x {rate}/s", f, t, CHAT_FIGURES)
+        table("chat: every line to every client (chatter vs tokio_chat)", rows)
+
+    if "sweep" in only:
+        rows = []
+        done = set()
+        for rate in [float(r) for r in a.rates.split(",")]:
+            offered = a.clients * a.clients * rate
+            f, t = alternate(a, "chat", chat_args(a, a.clients, rate), timeout,
+                             a.sweep_rounds, f"sweep R={rate:g}", log)
+            for name, runs in (("fibra", f), ("tokio", t)):
+                d, p99 = median(runs, "deliveries_per_s") or 0, median(runs, "p99_us") or 0
+                if d < 0.95 * offered or p99 > 100_000:
+                    done.add(name)
+            rows += rows_for(f"R={rate:g} ({offered / 1e6:g}M/s)", f, t,
+                             [("deliveries_per_s", "deliveries/s"), ("p99_us", "p99 µs"),
+                              ("server_cpu", "server CPU"),
+                              ("deliveries_per_cpu_s", "deliveries per CPU-s")])
+            if done == {"fibra", "tokio"}:
+                break
+        table("sweep: offered load up to saturation (deliveries/s below 95% of offered, "
+              "or p99 over 100 ms)", rows)
+
+    if "idle" in only:
+        rows = []
+        for kind, prompt in (("chat", "yes"), ("echo", "no")):
+            gen = ["idle", "--conns", str(a.idle_conns), "--prompt", prompt, "--secs", "2",
+                   "--warmup", "1"]
+            f, t = alternate(a, kind, gen, timeout, a.rounds, f"idle {kind}", log)
+            rows += rows_for(f"{kind} x {a.idle_conns}", f, t,
+                             [("kib_per_conn", "KiB RSS per conn"),
+                              ("rss_with_kib", "RSS KiB")])
+        table("idle connections: server memory", rows)
+
+    if "accept" in only:
+        gen = ["accept", "--conns", "50", "--secs", str(min(a.secs, 5)), "--warmup", "1"]
+        f, t = alternate(a, "chat", gen, timeout, a.rounds, "accept", log)
+        table("accept: 50 at a time connect, log in, leave (chatter vs tokio_chat)",
+              rows_for("50 at a time", f, t,
+                       [("logins_per_s", "logins/s"), ("p50_us", "p50 µs"),
+                        ("p99_us", "p99 µs"), ("server_cpu", "server CPU"),
+                        ("logins_per_cpu_s", "logins per CPU-s")]))
+
+    if a.json:
+        with open(a.json, "w") as out:
+            json.dump(log, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
