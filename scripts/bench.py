@@ -20,6 +20,8 @@ Scenarios (`--only`, comma-separated):
           the offered load or p99 passes 100 ms (--sweep-rounds per R, default 1)
   idle    10,000 idle connections: server RSS per connection (chat: at the prompt)
   accept  50 clients at a time connect, log in and leave: logins/s
+  delays  the chatter alone at 1,000 × 1/s for each --flush-delay in --delays: the
+          broadcast's CPU against its latency (not part of the default set)
 """
 import argparse, json, os, signal, statistics, subprocess, sys, time
 
@@ -32,12 +34,12 @@ def cpu_arg(cpu):
     return pin(cpu) if cpu is not None else []
 
 
-def run_one(args, server, gen_args, timeout):
+def run_one(args, server, gen_args, timeout, server_args=()):
     """Starts `server`, runs `loadgen gen_args... --addr --pid`, stops the server; the JSON."""
     port = free_port()
     addr = f"127.0.0.1:{port}"
     env = dict(os.environ, RUST_LOG="warn")
-    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [os.path.join(BIN, server), "--addr", addr],
+    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [os.path.join(BIN, server), "--addr", addr, *server_args],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_listening(port)
@@ -113,6 +115,7 @@ def main():
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--rates", default="1,2,5,10,15,20")
     p.add_argument("--sweep-rounds", type=int, default=1)
+    p.add_argument("--delays", default="0,2,5,10,20")
     p.add_argument("--idle-conns", type=int, default=10000)
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--gen-cpu", type=int, default=1)
@@ -179,6 +182,24 @@ def main():
                        [("logins_per_s", "logins/s"), ("p50_us", "p50 µs"),
                         ("p99_us", "p99 µs"), ("server_cpu", "server CPU"),
                         ("logins_per_cpu_s", "logins per CPU-s")]))
+
+    if "delays" in only:
+        print("\nchatter alone, 1,000 clients × 1 line/s, by flush delay (medians)")
+        print(f"  {'delay ms':>8} {'deliveries/s':>13} {'p50 µs':>8} {'p99 µs':>8} "
+              f"{'max µs':>8} {'missing':>8} {'server CPU':>10}")
+        for delay in a.delays.split(","):
+            runs = []
+            for r in range(a.rounds):
+                res = run_one(a, "chatter", chat_args(a, a.clients, 1), timeout,
+                              ("--flush-delay", delay))
+                res.update(server="chatter", round=r, case=f"delay {delay}")
+                log.append(res)
+                print(json.dumps(res), file=sys.stderr, flush=True)
+                runs.append(res)
+            m = lambda k: median(runs, k)
+            print(f"  {delay:>8} {m('deliveries_per_s'):>13,.0f} {m('p50_us'):>8,.0f} "
+                  f"{m('p99_us'):>8,.0f} {m('max_us'):>8,.0f} {m('missing'):>8,.0f} "
+                  f"{m('server_cpu'):>10.3f}", flush=True)
 
     if a.json:
         with open(a.json, "w") as out:

@@ -96,6 +96,40 @@ fn output_to_a_quiet_connection_is_not_delayed() {
 }
 
 #[test]
+fn answers_to_the_peer_are_not_delayed() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = listen_with_delay(h, FOREVER);
+        let client = peer(listener.local_addr(), |stream| {
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut got = Vec::new();
+            for i in 0..3 {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                got.push(line);
+                writer.write_all(format!("ping {i}\n").as_bytes()).unwrap();
+            }
+            got
+        });
+        let (conn, _) = h.accept(&listener).unwrap();
+        // Each answer follows the last write by far less than the delay, but the peer
+        // spoke in between: none is held.
+        h.send_frame(&conn, b"hello").unwrap();
+        for i in 0..3 {
+            let ping = h.receive(&conn).unwrap();
+            assert_eq!(ping, format!("ping {i}").as_bytes());
+            if i < 2 {
+                h.send_frame(&conn, format!("pong {i}").as_bytes()).unwrap();
+            }
+        }
+        assert_eq!(client.join().unwrap(), ["hello\n", "pong 0\n", "pong 1\n"]);
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+}
+
+#[test]
 fn flush_does_not_wait_for_the_delay() {
     let mut s = net_schedule();
     s.spawn(|h| {

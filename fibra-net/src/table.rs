@@ -893,6 +893,8 @@ impl Table {
             Ok(n) => {
                 c.input.commit(n);
                 c.read_in_round += n;
+                // The peer spoke: an answer to it is not held back by the flush delay.
+                c.last_write = None;
                 if c.options.read_timeout.is_some() {
                     // The round's clock reading may predate a wait in the poller.
                     c.last_read = Instant::now();
