@@ -211,7 +211,7 @@ enum Attempt {
 
 /// How long after a short read a connection with no new edge is read again, to see a FIN
 /// that came with the bytes: the longest such a FIN can go unnoticed.
-pub(crate) const PROBE_DELAY: Duration = Duration::from_millis(10);
+pub(crate) const PROBE_DELAY: Duration = Duration::from_millis(50);
 
 /// The flush delay's timers fall on multiples of this.
 const FLUSH_GRAIN: Duration = Duration::from_millis(1);
