@@ -213,9 +213,6 @@ enum Attempt {
 /// that came with the bytes: the longest such a FIN can go unnoticed.
 pub(crate) const PROBE_DELAY: Duration = Duration::from_millis(50);
 
-/// The flush delay's timers fall on multiples of this.
-const FLUSH_GRAIN: Duration = Duration::from_millis(1);
-
 /// Held output this large is written at the end of the round, whatever the flush delay.
 const HOLD_LIMIT: usize = 16 * 1024;
 
@@ -272,15 +269,15 @@ fn listener_mut(entries: &mut Slab<Entry>, key: Key) -> Option<&mut ListenerEntr
     }
 }
 
-/// `at`, rounded down to the flush grain counted from `epoch`: held connections fall due
+/// `at`, rounded down to a whole millisecond counted from `epoch`: held connections fall due
 /// together, a round per grain at most, rather than a round each.
 fn flush_grain(epoch: Instant, at: Instant) -> Instant {
-    let grain = FLUSH_GRAIN.as_nanos();
-    let rounded = at.saturating_duration_since(epoch).as_nanos() / grain * grain;
-    match u64::try_from(rounded) {
-        Ok(nanos) => epoch + Duration::from_nanos(nanos),
-        Err(_) => at,
-    }
+    let since = at.saturating_duration_since(epoch);
+    let millis = since
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(since.subsec_millis()));
+    epoch + Duration::from_millis(millis)
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
@@ -997,20 +994,23 @@ impl Table {
         }
         if !c.dirty && c.connecting.is_none() {
             // With a flush delay, output waits until `delay` after the last write: at most
-            // one write per delay, and nothing waits when the connection was quiet.
+            // one write per delay; nothing waits when the connection was quiet or its peer
+            // spoke since.
             let delay = c.options.flush_delay;
             let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
+            if c.held {
+                // A timer is armed: only a large output goes before it.
+                if c.output.len() >= hold_limit {
+                    c.dirty = true;
+                    self.dirty.push(key.slot);
+                }
+                return Ok(SendState::Queued);
+            }
             let due = c
                 .last_write
                 .and_then(|t| t.checked_add(delay))
                 .map(|at| flush_grain(self.epoch, at));
             match due {
-                _ if c.held => {
-                    if c.output.len() >= hold_limit {
-                        c.dirty = true;
-                        self.dirty.push(key.slot);
-                    }
-                }
                 Some(at) if at > self.round_time && c.output.len() < hold_limit => {
                     c.held = true;
                     self.timers.arm(at, TimerKind::Flush, key);
