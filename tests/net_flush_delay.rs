@@ -7,7 +7,7 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
-use fibra::net::{ConnOptions, ListenOptions, NetExt};
+use fibra::net::{Conn, ConnOptions, ListenOptions, NetExt};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 use util::{net_schedule, net_stats, peer, run_all};
@@ -19,6 +19,12 @@ fn listen_with_delay(h: &Handle, delay: Duration) -> fibra::net::Listener {
     let conn = ConnOptions::new().flush_delay(delay);
     h.listen_with("127.0.0.1:0", ListenOptions::new().conn(conn))
         .unwrap()
+}
+
+/// Sends `first` and lets the round write it: what is sent next falls within the delay.
+fn write_first(h: &Handle, conn: &Conn) {
+    h.send_frame(conn, b"first").unwrap();
+    h.yield_now();
 }
 
 /// Reads `n` lines, then says `done`.
@@ -136,8 +142,7 @@ fn flush_does_not_wait_for_the_delay() {
         let listener = listen_with_delay(h, FOREVER);
         let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
         let (conn, _) = h.accept(&listener).unwrap();
-        h.send_frame(&conn, b"first").unwrap();
-        h.yield_now(); // written: what follows is within the delay
+        write_first(h, &conn);
         h.send_frame(&conn, b"now").unwrap();
         h.flush(&conn).unwrap();
         assert_eq!(h.receive(&conn).unwrap(), b"done");
@@ -154,8 +159,7 @@ fn large_output_does_not_wait_for_the_delay() {
         let listener = listen_with_delay(h, FOREVER);
         let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
         let (conn, _) = h.accept(&listener).unwrap();
-        h.send_frame(&conn, b"first").unwrap();
-        h.yield_now(); // written: what follows is within the delay
+        write_first(h, &conn);
         let big = vec![b'x'; 20 * 1024];
         h.send_frame(&conn, &big).unwrap();
         assert_eq!(h.receive(&conn).unwrap(), b"done");
@@ -176,8 +180,7 @@ fn close_writes_held_output_first() {
             all
         });
         let (conn, _) = h.accept(&listener).unwrap();
-        h.send_frame(&conn, b"first").unwrap();
-        h.yield_now(); // written: what follows is within the delay
+        write_first(h, &conn);
         h.send_frame(&conn, b"last words").unwrap();
         h.close(&conn).unwrap();
         assert_eq!(client.join().unwrap(), "first\nlast words\n");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fibra::net::{ops, Conn, ConnOptions, Framing, NetExt};
 use fibra::tasks::TasksExt;
-use fibra::{Handle, Schedule};
+use fibra::Handle;
 
 use super::measure::{self, CpuWindow, Histogram};
 use super::Common;
@@ -56,9 +56,7 @@ struct State {
 }
 
 pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut schedule = Schedule::builder().stack_size(32 * 1024).build();
-    schedule.add_plugin(fibra::tasks::TasksPlugin::new())?;
-    schedule.add_plugin(fibra::net::NetPlugin::new()?)?;
+    let mut schedule = super::new_schedule()?;
     let fds_idle = common.pid.and_then(measure::open_fds);
     let c = args.clients;
     let far = Instant::now() + Duration::from_secs(86_400);

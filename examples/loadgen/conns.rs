@@ -6,21 +6,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra::net::{ConnOptions, Framing, NetExt, NetPlugin};
-use fibra::tasks::{TasksExt, TasksPlugin};
-use fibra::{Handle, Schedule};
+use fibra::net::{ConnOptions, Framing, NetExt};
+use fibra::tasks::TasksExt;
+use fibra::Handle;
 
-use super::measure::{self, CpuWindow, Histogram};
+use super::measure::{self, Histogram};
 use super::Common;
 
 const PROMPT: &[u8] = b"What is your handle?";
-
-fn schedule() -> Result<Schedule, Box<dyn std::error::Error>> {
-    let mut schedule = Schedule::builder().stack_size(32 * 1024).build();
-    schedule.add_plugin(TasksPlugin::new())?;
-    schedule.add_plugin(NetPlugin::new()?)?;
-    Ok(schedule)
-}
 
 fn connect(h: &Handle, addr: std::net::SocketAddr) -> Option<fibra::net::Conn> {
     let options = ConnOptions::new().framing(Framing::Lines);
@@ -41,7 +34,7 @@ pub(crate) fn idle(
     conns: usize,
     prompt: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut schedule = schedule()?;
+    let mut schedule = super::new_schedule()?;
     let rss_before = common.pid.and_then(measure::rss_kib);
     let fds_before = common.pid.and_then(measure::open_fds);
     let ready = Rc::new(Cell::new(0usize));
@@ -116,7 +109,7 @@ pub(crate) fn idle(
 /// fresh handle, read its own join line, and drop the connection. Reports logins/s, login
 /// time p50/p99 and the server's CPU.
 pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let mut schedule = schedule()?;
+    let mut schedule = super::new_schedule()?;
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(common.warmup);
     let stop_at = measure_from + Duration::from_secs_f64(common.secs);
@@ -151,17 +144,7 @@ pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::e
             }
         })?;
     }
-    let cpu_used = Rc::new(Cell::new(None));
-    {
-        let cpu_used = cpu_used.clone();
-        let mut cpu = CpuWindow::new(common.pid);
-        schedule.spawn(move |h| {
-            h.sleep_until(measure_from);
-            cpu.open();
-            h.sleep_until(stop_at);
-            cpu_used.set(cpu.used());
-        })?;
-    }
+    let cpu_used = measure::cpu_between(&mut schedule, common.pid, measure_from, stop_at)?;
     schedule.run_until(stop_at + Duration::from_secs(15))?;
     let secs = common.secs;
     let latency = latency.borrow();

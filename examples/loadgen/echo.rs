@@ -5,11 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra::net::{ConnOptions, Framing, NetExt, NetPlugin};
-use fibra::tasks::{TasksExt, TasksPlugin};
-use fibra::Schedule;
+use fibra::net::{ConnOptions, Framing, NetExt};
 
-use super::measure::{self, CpuWindow, Histogram};
+use super::measure::{self, Histogram};
 use super::Common;
 
 pub(crate) fn run(
@@ -17,9 +15,7 @@ pub(crate) fn run(
     conns: usize,
     size: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut schedule = Schedule::builder().stack_size(32 * 1024).build();
-    schedule.add_plugin(TasksPlugin::new())?;
-    schedule.add_plugin(NetPlugin::new()?)?;
+    let mut schedule = super::new_schedule()?;
 
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(common.warmup);
@@ -67,18 +63,7 @@ pub(crate) fn run(
             }
         })?;
     }
-    // The measured window's server CPU: read when the window opens and closes.
-    let cpu_used = Rc::new(Cell::new(None));
-    {
-        let cpu_used = cpu_used.clone();
-        let mut cpu = CpuWindow::new(common.pid);
-        schedule.spawn(move |h| {
-            h.sleep_until(measure_from);
-            cpu.open();
-            h.sleep_until(stop_at);
-            cpu_used.set(cpu.used());
-        })?;
-    }
+    let cpu_used = measure::cpu_between(&mut schedule, common.pid, measure_from, stop_at)?;
     schedule.run_until(stop_at + Duration::from_secs(10))?;
     let secs = common.secs;
     let latency = latency.borrow();

@@ -33,6 +33,19 @@ mod measure;
 
 use std::net::SocketAddr;
 
+use fibra::net::NetPlugin;
+use fibra::tasks::TasksPlugin;
+use fibra::Schedule;
+
+/// The generator's schedule: the tasks and network plugins, 32 KiB stacks (thousands of
+/// clients).
+pub(crate) fn new_schedule() -> Result<Schedule, Box<dyn std::error::Error>> {
+    let mut schedule = Schedule::builder().stack_size(32 * 1024).build();
+    schedule.add_plugin(TasksPlugin::new())?;
+    schedule.add_plugin(NetPlugin::new()?)?;
+    Ok(schedule)
+}
+
 /// Flags every scenario has.
 pub(crate) struct Common {
     pub(crate) addr: SocketAddr,

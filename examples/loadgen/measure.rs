@@ -106,3 +106,24 @@ pub(crate) fn json_f64(value: Option<f64>, decimals: usize) -> String {
         _ => "null".to_owned(),
     }
 }
+
+/// Spawns a tasklet that reads the server's CPU time at `from` and at `to`; the cell holds
+/// the CPU seconds used in between once `to` has passed (`None` without a PID).
+pub(crate) fn cpu_between(
+    schedule: &mut fibra::Schedule,
+    pid: Option<u32>,
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> Result<std::rc::Rc<std::cell::Cell<Option<f64>>>, fibra::Error> {
+    use fibra::tasks::TasksExt;
+    let used = std::rc::Rc::new(std::cell::Cell::new(None));
+    let out = used.clone();
+    let mut cpu = CpuWindow::new(pid);
+    schedule.spawn(move |h| {
+        h.sleep_until(from);
+        cpu.open();
+        h.sleep_until(to);
+        out.set(cpu.used());
+    })?;
+    Ok(used)
+}
