@@ -46,8 +46,8 @@ pub(crate) struct Config {
     /// How long a closing connection may take to write its last output.
     pub(crate) close_timeout: Duration,
     /// How long a member's output may wait to be gathered into one write (see
-    /// `ConnOptions::flush_delay`): the broadcast's cost per line against its latency. A
-    /// quiet connection's output (the login dialogue) is not delayed.
+    /// `ConnOptions::flush_delay`): the broadcast's cost per line against its latency. An
+    /// answer to a connection that just spoke (the login dialogue, `/who`) is not delayed.
     pub(crate) flush_delay: Duration,
     /// Fault injection for tests: a member's line equal to this panics its session tasklet
     /// (while it holds the room), to show that a bug in one session harms no other.

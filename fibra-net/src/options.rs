@@ -110,9 +110,19 @@ impl ConnOptions {
     /// connection that was quiet longer, or that received bytes since its last write, goes
     /// at once. So a connection that is only sent to is written about once per delay (the
     /// timers are grouped to the millisecond), no byte waits longer than the delay, and a
-    /// request–response exchange waits not at all. Output of 16 KiB or more (or half the send limit), a
-    /// [`flush`](crate::NetExt::flush), a close, and a full socket draining are never held
-    /// back. Like Nagle's algorithm, but bounded in time and under the program's control.
+    /// request–response exchange waits not at all. Output of 16 KiB or more (or half the send
+    /// limit), a [`flush`](crate::NetExt::flush), a close, and a full socket draining are
+    /// never held back. Like Nagle's algorithm, but bounded in time and under the program's
+    /// control.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fibra_net::ConnOptions;
+    ///
+    /// // A chat room's members: each written at most about every 10 ms while listening.
+    /// let member = ConnOptions::new().flush_delay(Duration::from_millis(10));
+    /// assert_eq!(member.get_flush_delay(), Duration::from_millis(10));
+    /// ```
     pub fn flush_delay(mut self, delay: Duration) -> Self {
         self.flush_delay = delay;
         self
