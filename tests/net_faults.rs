@@ -51,6 +51,19 @@ fn how_it_ends(stream: &mut TcpStream) -> String {
     }
 }
 
+/// Every frame received, then the error that ended the stream (as text).
+fn receive_to_the_end(h: &Handle, conn: &Conn) -> Vec<Result<Vec<u8>, String>> {
+    let mut got = Vec::new();
+    loop {
+        let frame = h.receive(conn).map_err(|e| e.to_string());
+        let done = frame.is_err();
+        got.push(frame);
+        if done {
+            return got;
+        }
+    }
+}
+
 fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     stream.read_to_end(&mut all).unwrap();
@@ -127,14 +140,7 @@ fn loss_is_reported_once(how: PeerEnd) {
             })
             .unwrap();
         }
-        loop {
-            let got = h.receive(&conn);
-            let done = got.is_err();
-            r.borrow_mut().push(got.map_err(|e| e.to_string()));
-            if done {
-                break;
-            }
-        }
+        r.borrow_mut().extend(receive_to_the_end(h, &conn));
         // Watching a lost connection returns at once.
         let lost = h.on_lost_connection(&conn);
         f.borrow_mut().push(lost);
@@ -208,14 +214,7 @@ fn fin_that_came_with_the_bytes_is_seen() {
             h.sleep(Duration::from_millis(5));
         }
         h.sleep(Duration::from_millis(20));
-        loop {
-            let got = h.receive(&conn);
-            let done = got.is_err();
-            r.borrow_mut().push(got.map_err(|e| e.to_string()));
-            if done {
-                break;
-            }
-        }
+        r.borrow_mut().extend(receive_to_the_end(h, &conn));
     });
     let client = peer(addr, move |mut stream| {
         stream.write_all(b"one\ntwo\n").unwrap();

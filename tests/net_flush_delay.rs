@@ -135,38 +135,42 @@ fn answers_to_the_peer_are_not_delayed() {
     run_all(&mut s, 20);
 }
 
-#[test]
-fn flush_does_not_wait_for_the_delay() {
+/// A peer that reads `n` lines; the server writes `first` (so what `then` sends falls within
+/// a delay that never ends during the test), runs `then`, and waits for the peer's `done`.
+/// Returns the lines the peer read.
+fn after_a_write(n: usize, then: impl FnOnce(&Handle, &Conn) + 'static) -> Vec<String> {
     let mut s = net_schedule();
-    s.spawn(|h| {
+    let lines = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let out = lines.clone();
+    s.spawn(move |h| {
         let listener = listen_with_delay(h, FOREVER);
-        let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
+        let client = peer(listener.local_addr(), move |stream| read_lines(stream, n));
         let (conn, _) = h.accept(&listener).unwrap();
         write_first(h, &conn);
-        h.send_frame(&conn, b"now").unwrap();
-        h.flush(&conn).unwrap();
+        then(h, &conn);
         assert_eq!(h.receive(&conn).unwrap(), b"done");
-        assert_eq!(client.join().unwrap(), ["first\n", "now\n"]);
+        *out.borrow_mut() = client.join().unwrap();
     })
     .unwrap();
     run_all(&mut s, 20);
+    lines.take()
+}
+
+#[test]
+fn flush_does_not_wait_for_the_delay() {
+    let lines = after_a_write(2, |h, conn| {
+        h.send_frame(conn, b"now").unwrap();
+        h.flush(conn).unwrap();
+    });
+    assert_eq!(lines, ["first\n", "now\n"]);
 }
 
 #[test]
 fn large_output_does_not_wait_for_the_delay() {
-    let mut s = net_schedule();
-    s.spawn(|h| {
-        let listener = listen_with_delay(h, FOREVER);
-        let client = peer(listener.local_addr(), |stream| read_lines(stream, 2));
-        let (conn, _) = h.accept(&listener).unwrap();
-        write_first(h, &conn);
-        let big = vec![b'x'; 20 * 1024];
-        h.send_frame(&conn, &big).unwrap();
-        assert_eq!(h.receive(&conn).unwrap(), b"done");
-        assert_eq!(client.join().unwrap()[1].len(), big.len() + 1);
-    })
-    .unwrap();
-    run_all(&mut s, 20);
+    let lines = after_a_write(2, |h, conn| {
+        h.send_frame(conn, &vec![b'x'; 20 * 1024]).unwrap();
+    });
+    assert_eq!(lines[1].len(), 20 * 1024 + 1);
 }
 
 #[test]

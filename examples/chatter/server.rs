@@ -432,8 +432,8 @@ impl Room {
                 self.cut.push(slot);
             }
         }
+        // Leaves go out with the round's batch.
         self.cut_off_slow();
-        self.send_batch();
     }
 
     /// Adds the built line to the round's batch for everyone.
