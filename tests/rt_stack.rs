@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fibra::rt::{Schedule, SpawnOptions};
+use fibra::tasks::{TasksExt, TasksPlugin};
 
 const CHILD: &str = "FIBRA_RT_STACK_CHILD";
 
@@ -69,6 +70,36 @@ fn a_stack_overflow_names_the_tasklet_and_its_stack_size() {
         "{stderr}"
     );
     assert!(stderr.contains("SpawnOptions::stack_size"), "{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+}
+
+#[test]
+fn a_stack_overflow_is_reported_after_the_tasklet_killed_another() {
+    if std::env::var(CHILD).as_deref() == Ok("overflow-after-kill") {
+        let mut s = Schedule::new();
+        s.add_plugin(TasksPlugin::new()).unwrap();
+        let victim = s.spawn(|h| h.park()).unwrap();
+        let options = SpawnOptions::new().name("killer").stack_size(32 * 1024);
+        s.spawn_with(options, move |h| {
+            // The victim's stack is unwound inside this tasklet's step; the killer must be
+            // guarded again afterwards.
+            assert!(h.kill(victim));
+            std::hint::black_box(recurse(u64::MAX));
+        })
+        .unwrap();
+        let _ = s.tick();
+        let _ = s.tick();
+        unreachable!("the overflow ends the process");
+    }
+    let (ok, stderr) = run_child(
+        "a_stack_overflow_is_reported_after_the_tasklet_killed_another",
+        "overflow-after-kill",
+    );
+    assert!(!ok, "the process must fail");
+    assert!(
+        stderr.contains("`killer` overflowed its stack of 32768 bytes"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("unreachable"), "{stderr}");
 }
 

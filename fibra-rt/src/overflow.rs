@@ -41,17 +41,22 @@ static PREV_SEGV_FLAGS: AtomicUsize = AtomicUsize::new(0);
 static PREV_BUS: AtomicUsize = AtomicUsize::new(0);
 static PREV_BUS_FLAGS: AtomicUsize = AtomicUsize::new(0);
 
-/// Marks `guard`'s tasklet as the one running on this thread until the returned value drops.
+/// Marks `guard`'s tasklet as the one running on this thread until the returned value drops;
+/// then the tasklet that was marked before is marked again. Entries nest: a tasklet that kills
+/// another unwinds it inside its own step, and must be guarded again once that unwind is done.
 pub(crate) fn enter(guard: &Guard) -> Entered {
-    CURRENT.with(|c| c.set(guard));
-    Entered
+    let prev = CURRENT.with(|c| c.replace(guard));
+    Entered { prev }
 }
 
-pub(crate) struct Entered;
+/// The mark of a running tasklet; dropping it restores the previous mark.
+pub(crate) struct Entered {
+    prev: *const Guard,
+}
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        CURRENT.with(|c| c.set(ptr::null()));
+        CURRENT.with(|c| c.set(self.prev));
     }
 }
 

@@ -305,6 +305,7 @@ impl Schedule {
     where
         F: FnOnce(&Handle) + 'static,
     {
+        self.reap_after_plugin_panic();
         self.core.spawn(SpawnOptions::default(), f)
     }
 
@@ -322,6 +323,7 @@ impl Schedule {
     where
         F: FnOnce(&Handle) + 'static,
     {
+        self.reap_after_plugin_panic();
         self.core.spawn(SpawnOptions::new().name(name), f)
     }
 
@@ -334,6 +336,7 @@ impl Schedule {
     where
         F: FnOnce(&Handle) + 'static,
     {
+        self.reap_after_plugin_panic();
         self.core.spawn(options, f)
     }
 
@@ -359,6 +362,7 @@ impl Schedule {
     /// A destructor must not yield; a tasklet that yields while being killed aborts the
     /// process.
     pub fn kill(&mut self, id: TaskletId) -> bool {
+        self.reap_after_plugin_panic();
         let killed = self.kill_now(id);
         self.process_kills();
         killed
@@ -615,7 +619,10 @@ impl Schedule {
         let entered = overflow::enter(&guard);
         let limit = budget.min(CHAIN_LIMIT);
         let mut steps = 0;
-        let end = loop {
+        // Plugin code runs inside this loop (submit, and the forget/exited hooks of kills it
+        // asks for). If it panics, the unwind would drop `co`, and with it the stack that
+        // the table's `Waiting`/`Parked` state points into: clear that pointer first.
+        let run = catch_unwind(AssertUnwindSafe(|| loop {
             steps += 1;
             match co.resume(()) {
                 CoroutineResult::Yield(header) => {
@@ -636,6 +643,21 @@ impl Schedule {
                 CoroutineResult::Return(Some(payload)) => {
                     break RunEnd::Ended(Exit::from_panic(&*payload))
                 }
+            }
+        }));
+        let end = match run {
+            Ok(end) => end,
+            Err(payload) => {
+                // The tasklet stays in the table, pointer-free and without its coroutine,
+                // until the next entry point reaps it (`running` names it).
+                if let Some(t) = self.core.get_mut(id) {
+                    t.state = State::Running;
+                }
+                self.core.op_deadlines.remove(id);
+                // Its destructors run on its own stack: keep it guarded.
+                let _ = catch_unwind(AssertUnwindSafe(|| drop(co)));
+                drop(entered);
+                std::panic::resume_unwind(payload);
             }
         };
         self.running = None;
