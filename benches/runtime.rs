@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use corosensei::stack::DefaultStack;
 use corosensei::Coroutine;
 use criterion::{BenchmarkId, Criterion};
-use fibra::rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+use fibra::rt::{Context, Events, Op, Plugin, Router, Schedule, Serves, TaskletId};
 use fibra::tasks::{TasksExt, TasksPlugin};
 
 /// An op its plugin answers at once: the cost of op → plugin → resume.
@@ -27,11 +27,11 @@ impl Plugin for NoopPlugin {
     fn register(router: &mut Router<Self>) {
         router.op::<Noop>();
     }
-    fn poll(&mut self, _: &mut Context<'_>, _: Option<Duration>) -> io::Result<()> {
+    fn poll(&mut self, _: &mut Context<'_>, _: Events<'_>) -> io::Result<()> {
         Ok(())
     }
 }
-impl Handles<Noop> for NoopPlugin {
+impl Serves<Noop> for NoopPlugin {
     fn submit(&mut self, op: Noop, _: TaskletId, _: &mut Context<'_>) -> Poll<u64> {
         Poll::Ready(op.0 + 1)
     }

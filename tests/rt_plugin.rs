@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fibra::rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+use fibra::rt::{Context, Events, Op, Plugin, Router, Schedule, Serves, TaskletId};
 use fibra::tasks::TasksPlugin;
 
 /// Wait for the mail addressed to a box.
@@ -58,7 +58,7 @@ impl Plugin for Mailbox {
         router.op::<Fetch>().op::<Count>().op::<NextFrame>();
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>, _timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&mut self, cx: &mut Context<'_>, _: Events<'_>) -> io::Result<()> {
         for (to, letters) in self.inbox.iter_mut() {
             let Some(waiters) = self.waiting.get_mut(to) else {
                 continue;
@@ -85,7 +85,7 @@ impl Plugin for Mailbox {
         self.next_frame
     }
 
-    fn forget(&mut self, id: TaskletId) {
+    fn cancel(&mut self, id: TaskletId) {
         self.forgotten.push(id);
         for waiters in self.waiting.values_mut() {
             waiters.retain(|&w| w != id);
@@ -94,7 +94,7 @@ impl Plugin for Mailbox {
     }
 }
 
-impl Handles<Fetch> for Mailbox {
+impl Serves<Fetch> for Mailbox {
     fn submit(&mut self, op: Fetch, from: TaskletId, _: &mut Context<'_>) -> Poll<String> {
         match self.inbox.get_mut(op.0) {
             Some(letters) if !letters.is_empty() => Poll::Ready(letters.remove(0)),
@@ -106,13 +106,13 @@ impl Handles<Fetch> for Mailbox {
     }
 }
 
-impl Handles<Count> for Mailbox {
+impl Serves<Count> for Mailbox {
     fn submit(&mut self, _: Count, _: TaskletId, _: &mut Context<'_>) -> Poll<usize> {
         Poll::Ready(self.inbox.values().map(Vec::len).sum())
     }
 }
 
-impl Handles<NextFrame> for Mailbox {
+impl Serves<NextFrame> for Mailbox {
     fn submit(&mut self, _: NextFrame, from: TaskletId, cx: &mut Context<'_>) -> Poll<u64> {
         self.frame_waiters.push(from);
         self.next_frame
@@ -216,7 +216,7 @@ fn an_op_type_has_one_plugin() {
             router.op::<Count>();
         }
     }
-    impl Handles<Count> for Rival {
+    impl Serves<Count> for Rival {
         fn submit(&mut self, _: Count, _: TaskletId, _: &mut Context<'_>) -> Poll<usize> {
             Poll::Ready(0)
         }
@@ -241,7 +241,7 @@ impl Plugin for Buggy {
         router.op::<Explode>();
     }
 }
-impl Handles<Explode> for Buggy {
+impl Serves<Explode> for Buggy {
     fn submit(&mut self, _: Explode, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
         panic!("bug in the plugin");
     }

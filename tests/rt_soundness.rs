@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fibra::rt::{Context, Exit, Handles, Op, Plugin, Router, Schedule, TaskletId};
+use fibra::rt::{Context, Exit, Op, Plugin, Router, Schedule, Serves, TaskletId};
 
 const CHILD: &str = "FIBRA_RT_SOUNDNESS_CHILD";
 
@@ -46,7 +46,7 @@ impl Plugin for Killer {
     }
 }
 
-impl Handles<KillAndWait> for Killer {
+impl Serves<KillAndWait> for Killer {
     fn submit(&mut self, op: KillAndWait, from: TaskletId, cx: &mut Context<'_>) -> Poll<u64> {
         self.waiter = Some(from);
         cx.watch_exit(op.kill);

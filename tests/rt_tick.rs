@@ -154,7 +154,7 @@ fn a_wake_before_park_is_kept() {
     let order = Rc::new(Cell::new(0));
     let o = order.clone();
     s.spawn(move |h| {
-        h.waker().wake();
+        h.unparker().unpark();
         h.park(); // returns at once: the wake came first
         o.set(1);
     })

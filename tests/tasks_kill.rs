@@ -61,9 +61,9 @@ fn kill_runs_destructors_exactly_once_wherever_the_tasklet_waits() {
     let d = DropCounter(drops.clone());
     victims.push(s.spawn(move |h| {
         let _d = d;
-        let _ = h.timeout(
-            Duration::from_secs(3600),
+        let _ = h.yield_op_timeout(
             fibra::tasks::ops::Sleep(std::time::Instant::now() + Duration::from_secs(7200)),
+            Duration::from_secs(3600),
         );
     }));
     let victims: Vec<_> = victims.into_iter().map(Result::unwrap).collect();

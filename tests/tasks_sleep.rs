@@ -79,16 +79,22 @@ fn timeout_withdraws_the_op_and_leaves_no_registration() {
     s.spawn(|h| {
         let far = Instant::now() + Duration::from_secs(3600);
         let started = Instant::now();
-        let r = h.timeout(Duration::from_millis(10), Sleep(far));
+        let r = h.yield_op_timeout(Sleep(far), Duration::from_millis(10));
         assert!(started.elapsed() >= Duration::from_millis(10));
         let err = r.unwrap_err();
         assert!(err.op().ends_with("Sleep"));
         assert!(err.to_string().contains("timed out"), "{err}");
         // An op that completes at once never times out.
-        assert_eq!(h.timeout(Duration::ZERO, Sleep(Instant::now())), Ok(()));
+        assert_eq!(
+            h.yield_op_timeout(Sleep(Instant::now()), Duration::ZERO),
+            Ok(())
+        );
         // One that completes in time returns its output.
         let soon = Instant::now() + Duration::from_millis(1);
-        assert_eq!(h.timeout(Duration::from_secs(5), Sleep(soon)), Ok(()));
+        assert_eq!(
+            h.yield_op_timeout(Sleep(soon), Duration::from_secs(5)),
+            Ok(())
+        );
     })
     .unwrap();
     s.run().unwrap();

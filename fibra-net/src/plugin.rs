@@ -3,21 +3,16 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use fibra_rt::{Context, Handles, Plugin, Router, TaskletId};
-use polling::Events;
+use fibra_rt::{Context, Events, Plugin, Router, Serves, TaskletId};
 
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
 use crate::ops::{Abort, Accept, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
 use crate::table::{Key, NetStats, Shared, Table};
-
-/// Readiness events taken from the poller per poll; more wait for the next poll.
-const EVENTS_PER_POLL: usize = 1024;
 
 /// The network plugin. Add it to a schedule to use [`NetExt`](crate::NetExt).
 ///
@@ -41,7 +36,6 @@ const EVENTS_PER_POLL: usize = 1024;
 /// ```
 pub struct NetPlugin {
     shared: Rc<Shared>,
-    events: Events,
 }
 
 impl fmt::Debug for NetPlugin {
@@ -53,22 +47,27 @@ impl fmt::Debug for NetPlugin {
 }
 
 impl NetPlugin {
-    /// A network plugin with its own poller.
+    /// A network plugin. Its sockets are watched by the reactor of the schedule it is added
+    /// to.
     ///
     /// # Errors
     ///
-    /// When the system cannot create a poller (out of file descriptors).
+    /// None today; the `Result` is kept so that setting up may fail later without breaking
+    /// callers.
     pub fn new() -> io::Result<NetPlugin> {
-        let poller = polling::Poller::new()?;
         let shared = Rc::new_cyclic(|me| Shared {
-            table: RefCell::new(Table::new(me.clone(), poller)),
+            table: RefCell::new(Table::new(me.clone())),
             deferred: RefCell::new(Vec::new()),
             aborts: RefCell::new(Vec::new()),
         });
-        Ok(NetPlugin {
-            shared,
-            events: Events::with_capacity(NonZeroUsize::new(EVENTS_PER_POLL).expect("non-zero")),
-        })
+        Ok(NetPlugin { shared })
+    }
+
+    /// The table, attached to the schedule's reactor.
+    fn table(&self, cx: &Context<'_>) -> std::cell::RefMut<'_, Table> {
+        let mut table = self.shared.table.borrow_mut();
+        table.attach(cx);
+        table
     }
 
     /// Connections, sockets, waiting tasklets and buffered bytes, now.
@@ -136,21 +135,12 @@ impl Plugin for NetPlugin {
             .op::<OnLost>();
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
         self.release_deferred();
-        // Waiters told of an abort are runnable: do not block.
-        let timeout = if self.run_aborts(cx) {
-            Some(Duration::ZERO)
-        } else {
-            timeout
-        };
-        let result = self
-            .shared
-            .table
-            .borrow_mut()
-            .poll(&mut self.events, timeout, cx);
+        self.run_aborts(cx);
+        self.shared.table.borrow_mut().poll(events, cx);
         self.release_deferred();
-        result
+        Ok(())
     }
 
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
@@ -163,34 +153,31 @@ impl Plugin for NetPlugin {
 
     fn next_deadline(&self) -> Option<Instant> {
         let table = self.shared.table.borrow();
-        if table.has_work_now() {
-            return Some(Instant::now());
+        if table.has_work_now() || !self.shared.aborts.borrow().is_empty() {
+            // Due already: the schedule's last clock reading is early enough.
+            return Some(table.epoch());
         }
         table.next_deadline()
     }
 
-    fn can_block(&self) -> bool {
-        self.shared.table.borrow().has_sources()
-    }
-
-    fn forget(&mut self, id: TaskletId) {
+    fn cancel(&mut self, id: TaskletId) {
         self.shared.table.borrow_mut().forget(id);
     }
 }
 
-impl Handles<Listen> for NetPlugin {
+impl Serves<Listen> for NetPlugin {
     fn submit(
         &mut self,
         op: Listen,
         _: TaskletId,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Result<Listener, NetError>> {
-        let result = self.shared.table.borrow_mut().listen(op.addr, &op.options);
+        let result = self.table(cx).listen(op.addr, &op.options);
         Poll::Ready(result.map(|(key, addr)| Listener::new(Rc::clone(&self.shared), key, addr)))
     }
 }
 
-impl Handles<Accept> for NetPlugin {
+impl Serves<Accept> for NetPlugin {
     fn submit(
         &mut self,
         op: Accept,
@@ -200,7 +187,7 @@ impl Handles<Accept> for NetPlugin {
         if let Err(e) = self.owns(op.listener.shared()) {
             return Poll::Ready(Err(e));
         }
-        let mut table = self.shared.table.borrow_mut();
+        let mut table = self.table(cx);
         match table.submit_accept(op.listener.key(), from, cx) {
             Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
             Poll::Pending => Poll::Pending,
@@ -208,14 +195,14 @@ impl Handles<Accept> for NetPlugin {
     }
 }
 
-impl Handles<Connect> for NetPlugin {
+impl Serves<Connect> for NetPlugin {
     fn submit(
         &mut self,
         op: Connect,
         from: TaskletId,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
-        let mut table = self.shared.table.borrow_mut();
+        let mut table = self.table(cx);
         match table.submit_connect(op.addr, op.options, from, cx.last_reading()) {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,
@@ -223,7 +210,7 @@ impl Handles<Connect> for NetPlugin {
     }
 }
 
-impl Handles<Receive> for NetPlugin {
+impl Serves<Receive> for NetPlugin {
     fn submit(
         &mut self,
         op: Receive,
@@ -236,7 +223,7 @@ impl Handles<Receive> for NetPlugin {
     }
 }
 
-impl Handles<Drain> for NetPlugin {
+impl Serves<Drain> for NetPlugin {
     fn submit(
         &mut self,
         op: Drain,
@@ -247,7 +234,7 @@ impl Handles<Drain> for NetPlugin {
     }
 }
 
-impl Handles<Flush> for NetPlugin {
+impl Serves<Flush> for NetPlugin {
     fn submit(
         &mut self,
         op: Flush,
@@ -258,7 +245,7 @@ impl Handles<Flush> for NetPlugin {
     }
 }
 
-impl Handles<Close> for NetPlugin {
+impl Serves<Close> for NetPlugin {
     fn submit(
         &mut self,
         op: Close,
@@ -269,7 +256,7 @@ impl Handles<Close> for NetPlugin {
     }
 }
 
-impl Handles<Abort> for NetPlugin {
+impl Serves<Abort> for NetPlugin {
     fn submit(&mut self, op: Abort, _: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
         if self.owns(op.conn.shared()).is_ok() {
             self.shared.table.borrow_mut().abort(op.conn.key(), cx);
@@ -278,7 +265,7 @@ impl Handles<Abort> for NetPlugin {
     }
 }
 
-impl Handles<OnLost> for NetPlugin {
+impl Serves<OnLost> for NetPlugin {
     fn submit(&mut self, op: OnLost, from: TaskletId, _: &mut Context<'_>) -> Poll<Lost> {
         if self.owns(op.conn.shared()).is_err() {
             return Poll::Ready(Lost::Closed);

@@ -6,23 +6,23 @@
 //!   live in the entry. A system call is tried first; a tasklet parks only after it said
 //!   `WouldBlock` (or a short read or write showed the kernel buffer drained or full).
 //! - A short read clears `readable` without the read that would say `WouldBlock`, which
-//!   saves a system call per message. The peer's FIN may have come in the same edge as the
-//!   bytes, though, and then no edge will tell of it: a connection quiet for
-//!   [`PROBE_DELAY`] after a short read is read once more (a probe).
+//!   saves a system call per message, where the reactor reports a peer's end of output
+//!   (epoll's `EPOLLRDHUP`): a FIN that came in the same edge as the bytes is flagged in that
+//!   edge's event (`read_closed`), and the connection reads on until `read() == 0`. On a
+//!   backend without that hint (`polling`), a connection reads until `WouldBlock`.
 //! - An entry is removed once: when its socket is closed and no handle refers to it.
 //! - Every waiting tasklet is in `waiting`, so `forget` finds it, and every waiter is
 //!   completed exactly once.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::rc::Weak;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fibra_rt::{Context, IdMap, TaskletId};
-use polling::{Event, Events, PollMode, Poller};
+use fibra_rt::{Context, Event, Events, IdMap, Interest, Registry, TaskletId};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -132,6 +132,8 @@ struct ConnEntry {
     peer: SocketAddr,
     readable: bool,
     writable: bool,
+    /// The reactor said the peer ended its output: read until `read() == 0`.
+    read_closed: bool,
     codec: CodecState,
     options: ConnOptions,
     input: InBuf,
@@ -157,8 +159,6 @@ struct ConnEntry {
     held: bool,
     /// When output was last written, for the flush delay.
     last_write: Option<Instant>,
-    /// When to read again after a short read if no edge came (see the module's rules).
-    probe_at: Option<Instant>,
     last_read: Instant,
     read_timer: Option<Instant>,
     linger_timer: Option<Instant>,
@@ -209,10 +209,6 @@ enum Attempt {
     Pending(Vec<u8>, bool),
 }
 
-/// How long after a short read a connection with no new edge is read again, to see a FIN
-/// that came with the bytes: the longest such a FIN can go unnoticed.
-pub(crate) const PROBE_DELAY: Duration = Duration::from_millis(50);
-
 /// Held output this large is written at the end of the round, whatever the flush delay.
 const HOLD_LIMIT: usize = 16 * 1024;
 
@@ -226,7 +222,10 @@ pub(crate) enum SendState {
 /// The socket table. See the module documentation.
 #[derive(Debug)]
 pub(crate) struct Table {
-    poller: Poller,
+    /// The schedule's reactor, for this plugin; taken from the first context the table sees.
+    registry: Option<Registry>,
+    /// A short read means the socket is drained (the reactor reports a peer's FIN).
+    short_read_drains: bool,
     entries: Slab<Entry>,
     next_gen: u64,
     pool: BufPool,
@@ -241,10 +240,8 @@ pub(crate) struct Table {
     round: u64,
     /// The origin of the flush delay's millisecond grain.
     epoch: Instant,
-    /// Connections to probe after a short read, in the order of their (equally delayed)
-    /// deadlines.
-    probes: VecDeque<(Instant, Key)>,
-    /// The clock read after the round's wait: the time of this round's sends and writes.
+    /// The time of the last round that had work (the schedule's clock, read after its wait):
+    /// the time of this round's timers and sends.
     round_time: Instant,
     sockets: usize,
     warned_fd_limit: bool,
@@ -297,10 +294,11 @@ fn connect_error(e: io::Error, addr: SocketAddr) -> NetError {
 }
 
 impl Table {
-    pub(crate) fn new(me: Weak<Shared>, poller: Poller) -> Table {
+    pub(crate) fn new(me: Weak<Shared>) -> Table {
         Table {
             me,
-            poller,
+            registry: None,
+            short_read_drains: false,
             entries: Slab::new(),
             next_gen: 0,
             pool: BufPool::default(),
@@ -311,7 +309,6 @@ impl Table {
             waiting: IdMap::new(),
             orphans: Vec::new(),
             round: 0,
-            probes: VecDeque::new(),
             epoch: Instant::now(),
             round_time: Instant::now(),
             sockets: 0,
@@ -345,9 +342,13 @@ impl Table {
         stats
     }
 
-    /// Whether anything could ever make `poll` report an event.
-    pub(crate) fn has_sources(&self) -> bool {
-        self.sockets > 0 || self.has_work_now()
+    /// Takes the schedule's registry from the first context the table sees.
+    pub(crate) fn attach(&mut self, cx: &Context<'_>) {
+        if self.registry.is_none() {
+            let registry = cx.registry();
+            self.short_read_drains = registry.reports_read_closed();
+            self.registry = Some(registry);
+        }
     }
 
     /// Whether `poll` has work that must not wait for readiness.
@@ -356,11 +357,13 @@ impl Table {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let probe = self.probes.front().map(|&(at, _)| at);
-        match (self.timers.next_deadline(), probe) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.next_deadline()
+    }
+
+    /// When the table was made: earlier than any clock reading of its schedule, so a
+    /// deadline of "already due".
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     fn next_key(&mut self, slot: usize) -> Key {
@@ -372,20 +375,24 @@ impl Table {
     }
 
     fn register(&mut self, socket: &Socket, slot: usize) -> io::Result<()> {
-        // SAFETY: every registered socket is deleted from the poller before it is dropped:
-        // `close_socket` is the only place a registered socket is dropped, and `Drop for
-        // Table` deletes the ones still open.
-        unsafe {
-            self.poller
-                .add_with_mode(socket, Event::all(slot), PollMode::Edge)?
+        let Some(registry) = &self.registry else {
+            return Err(io::Error::other(
+                "the network plugin registered a socket before it saw its schedule",
+            ));
         };
+        // SAFETY: every registered socket is deregistered before it is dropped:
+        // `close_socket` is the only place a registered socket is dropped, and `Drop for
+        // Table` deregisters the ones still open.
+        unsafe { registry.register(socket.as_fd(), slot, Interest::BOTH)? };
         self.sockets += 1;
         Ok(())
     }
 
     fn close_socket(&mut self, socket: Socket) {
-        if let Err(e) = self.poller.delete(&socket) {
-            log::debug!(target: "fibra_net", "removing a socket from the poller: {e}");
+        if let Some(registry) = &self.registry {
+            if let Err(e) = registry.deregister(socket.as_fd()) {
+                log::debug!(target: "fibra_net", "removing a socket from the poller: {e}");
+            }
         }
         self.sockets -= 1;
         drop(socket);
@@ -568,6 +575,7 @@ impl Table {
             peer,
             readable: true,
             writable: connecting.is_none(),
+            read_closed: false,
             codec: options.framing.codec(),
             options,
             input: InBuf::default(),
@@ -586,7 +594,6 @@ impl Table {
             dirty: false,
             held: false,
             last_write: None,
-            probe_at: None,
             last_read: now,
             read_timer,
             linger_timer: None,
@@ -893,17 +900,13 @@ impl Table {
                 // The peer spoke: an answer to it is not held back by the flush delay.
                 c.last_write = None;
                 if c.options.read_timeout.is_some() {
-                    // The round's clock reading may predate a wait in the poller.
-                    c.last_read = Instant::now();
+                    // The schedule's clock, read after this round's wait.
+                    c.last_read = cx.now();
                 }
-                // A short read drained the socket: wait for the next edge, or the probe.
-                if n < spare_len {
+                // A short read drained the socket: wait for the next edge, unless the peer's
+                // FIN came in the last one (or the backend cannot tell).
+                if n < spare_len && self.short_read_drains && !c.read_closed {
                     c.readable = false;
-                    if c.probe_at.is_none() {
-                        let at = self.round_time + PROBE_DELAY;
-                        c.probe_at = Some(at);
-                        self.probes.push_back((at, key));
-                    }
                 }
                 ReadStep::Data
             }
@@ -1451,38 +1454,24 @@ impl Table {
 
     // ----- polling -----------------------------------------------------------------------
 
-    /// Waits for readiness (up to `timeout`), then serves what became ready and what fell
-    /// due.
-    pub(crate) fn poll(
-        &mut self,
-        events: &mut Events,
-        timeout: Option<Duration>,
-        cx: &mut Context<'_>,
-    ) -> io::Result<()> {
+    /// Serves the round's readiness events and what fell due.
+    pub(crate) fn poll(&mut self, events: Events<'_>, cx: &mut Context<'_>) {
         self.round += 1;
-        let timeout = if self.orphans.is_empty() && self.retry.is_empty() {
-            timeout
-        } else {
-            Some(Duration::ZERO)
-        };
-        events.clear();
-        if self.sockets > 0 || timeout != Some(Duration::ZERO) {
-            self.poller.wait(events, timeout)?;
+        let mut events = events.iter().peekable();
+        if events.peek().is_some() || self.timers.next_deadline().is_some() {
+            // The schedule's clock, read once per round after its wait.
+            self.round_time = cx.now();
         }
-        // Read after the wait: the time of this round's timers, sends and writes.
-        self.round_time = Instant::now();
-        for event in events.iter() {
+        for event in events {
             self.on_event(event, cx);
         }
-        self.serve_probes(cx);
         self.expire_timers(cx);
         self.serve_retries(cx);
         self.tell_orphans(cx);
-        Ok(())
     }
 
     fn on_event(&mut self, event: Event, cx: &mut Context<'_>) {
-        let slot = event.key;
+        let slot = event.key();
         let Some(entry) = self.entries.get_mut(slot) else {
             return;
         };
@@ -1492,58 +1481,30 @@ impl Table {
         };
         match entry {
             Entry::Listener(l) => {
-                l.readable |= event.readable;
+                l.readable |= event.is_readable();
                 self.serve_acceptors(key, cx);
             }
             Entry::Conn(c) => {
-                c.readable |= event.readable;
-                if event.readable {
-                    c.probe_at = None;
-                }
-                c.writable |= event.writable;
+                let readable = event.is_readable() || event.is_read_closed();
+                c.readable |= readable;
+                c.read_closed |= event.is_read_closed();
+                c.writable |= event.is_writable();
                 if c.connecting.is_some() {
                     self.finish_connect(key, cx);
                     return;
                 }
                 // Held output waits for its timer, whatever the socket says.
-                if event.writable && !c.output.is_empty() && !c.dirty && !c.held {
+                if event.is_writable() && !c.output.is_empty() && !c.dirty && !c.held {
                     c.dirty = true;
                     self.dirty.push(slot);
                 }
-                if event.readable {
+                if readable {
                     if c.reader.is_some() {
                         self.serve_reader(key, cx);
                     } else if !c.watchers.is_empty() || c.closing {
                         self.read_ahead(key, cx);
                     }
                 }
-            }
-        }
-    }
-
-    /// Reads once more from connections quiet since a short read, to see a FIN that came
-    /// with the bytes.
-    fn serve_probes(&mut self, cx: &mut Context<'_>) {
-        while let Some(&(at, key)) = self.probes.front() {
-            if at > self.round_time {
-                return;
-            }
-            self.probes.pop_front();
-            let Some(c) = conn_mut(&mut self.entries, key) else {
-                continue;
-            };
-            if c.probe_at != Some(at) {
-                continue; // an edge came since, or a later short read
-            }
-            c.probe_at = None;
-            if c.readable || c.read_end.is_some() || c.socket.is_none() {
-                continue;
-            }
-            c.readable = true;
-            if c.reader.is_some() {
-                self.serve_reader(key, cx);
-            } else if !c.watchers.is_empty() || c.closing {
-                self.read_ahead(key, cx);
             }
         }
     }
@@ -1693,8 +1654,8 @@ impl Drop for Table {
                 Entry::Listener(l) => l.socket,
                 Entry::Conn(c) => c.socket,
             };
-            if let Some(socket) = socket {
-                let _ = self.poller.delete(&socket);
+            if let (Some(socket), Some(registry)) = (socket, &self.registry) {
+                let _ = registry.deregister(socket.as_fd());
             }
         }
     }

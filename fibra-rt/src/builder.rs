@@ -1,6 +1,6 @@
 //! `Builder`: a `Schedule`'s settings.
 
-use crate::Schedule;
+use crate::{Error, Schedule};
 
 /// Builds a [`Schedule`] with non-default settings.
 ///
@@ -51,7 +51,25 @@ impl Builder {
     }
 
     /// Creates the schedule.
+    ///
+    /// # Panics
+    ///
+    /// When the schedule's poller cannot be created (the process is out of file
+    /// descriptors); [`try_build`](Self::try_build) returns that as an error instead.
     pub fn build(self) -> Schedule {
+        match self.try_build() {
+            Ok(schedule) => schedule,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Creates the schedule, or says why it could not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Reactor`] when the poller (an epoll instance and an eventfd on Linux) cannot
+    /// be created.
+    pub fn try_build(self) -> Result<Schedule, Error> {
         Schedule::from_builder(self)
     }
 }

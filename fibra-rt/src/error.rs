@@ -30,13 +30,15 @@ pub enum Error {
         /// what each waits on.
         waiting: usize,
     },
-    /// A plugin's poll failed (for the network plugin: the poller itself failed).
+    /// A plugin's poll failed.
     Plugin {
         /// The plugin's type name.
         plugin: &'static str,
         /// What it reported.
         source: io::Error,
     },
+    /// The schedule's poller could not be created, or its wait failed.
+    Reactor(io::Error),
     /// Any other I/O error.
     Io(io::Error),
 }
@@ -88,6 +90,17 @@ impl fmt::Display for Error {
                  each one waits on"
             ),
             Error::Plugin { plugin, source } => write!(f, "plugin `{plugin}` failed: {source}"),
+            Error::Reactor(e) => {
+                write!(f, "the schedule's poller failed: {e}")?;
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    write!(
+                        f,
+                        "; the process is out of file descriptors: close some, or raise the \
+                         limit (`ulimit -n`)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -97,7 +110,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::StackAlloc { source, .. } | Error::Plugin { source, .. } => Some(source),
-            Error::Io(e) => Some(e),
+            Error::Io(e) | Error::Reactor(e) => Some(e),
             _ => None,
         }
     }

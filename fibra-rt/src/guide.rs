@@ -4,8 +4,19 @@
 //!
 //! A *step* resumes one tasklet until it yields an op that is not ready, ends, or has chained
 //! 32 ready ops in a row (then it goes to the back of the run queue so others get a turn).
-//! `tick()` polls the plugins once with a zero timeout and runs at most the step budget of
-//! steps; between steps it polls the plugins again every 61 steps while work is runnable.
+//! `tick()` makes one zero-timeout wait in the reactor, polls every plugin with its events,
+//! and runs at most the step budget of steps; between steps it polls again every 61 steps
+//! while work is runnable. `run()` does the same, but when nothing is runnable its wait
+//! blocks until the nearest deadline of all plugins, a readiness event, or a
+//! [`Remote`](crate::Remote) wake.
+//!
+//! # One reactor
+//!
+//! Every plugin's file descriptors are watched by the schedule's one poller (see
+//! [`reactor`](crate::reactor)): on Linux, epoll called directly, one `epoll_wait` per round;
+//! elsewhere, or with the `portable-poller` feature, the `polling` crate. So any number of
+//! plugins may wait for outside events side by side, and another thread reaches the schedule
+//! through a [`Remote`](crate::Remote).
 //!
 //! # Never early, never lost
 //!
@@ -35,4 +46,5 @@
 //! | `fibra_rt::tasklet` | panics (error), kills (debug), spawns and ends (trace) |
 //! | `fibra_rt::schedule` | a plugin that panicked while serving an op (error) |
 //! | `fibra_rt::overflow` | the stack-overflow handler could not be installed (warn) |
+//! | `fibra_rt::remote` | a remote wake could not reach the schedule's poller (error) |
 //! | `fibra_tasks` | an `on_finish` closure that could not be spawned (error) |

@@ -1,4 +1,4 @@
-//! `Handle`, the explicit yield handle a tasklet receives, and `Waker`, which unparks it.
+//! `Handle`, the explicit yield handle a tasklet receives, and `Unparker`, which unparks it.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use corosensei::Yielder;
 
 use crate::op::{Header, Op, Slot, Status, TimedOut};
-use crate::TaskletId;
+use crate::{Remote, TaskletId};
 
 pub(crate) type TaskletYielder = Yielder<(), NonNull<Header>>;
 
@@ -22,8 +22,12 @@ impl Op for Park {
     type Output = ();
 }
 
-/// Wake-ups posted by [`Waker::wake`], drained by the schedule between tasklet steps.
-pub(crate) type WakeQueue = RefCell<Vec<TaskletId>>;
+/// Unparks posted by [`Unparker::unpark`], drained by the schedule between tasklet steps, and
+/// the schedule's remote, for [`Handle::remote`].
+pub(crate) struct Wakes {
+    pub(crate) local: RefCell<Vec<TaskletId>>,
+    pub(crate) remote: Remote,
+}
 
 /// The handle a tasklet receives: the only way for it to yield.
 ///
@@ -39,7 +43,7 @@ pub struct Handle {
     /// that coroutine's stack, inside the coroutine's function, so the yielder outlives it.
     yielder: NonNull<TaskletYielder>,
     id: TaskletId,
-    wakes: Rc<WakeQueue>,
+    wakes: Rc<Wakes>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -50,7 +54,7 @@ impl fmt::Debug for Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(yielder: &TaskletYielder, id: TaskletId, wakes: Rc<WakeQueue>) -> Self {
+    pub(crate) fn new(yielder: &TaskletYielder, id: TaskletId, wakes: Rc<Wakes>) -> Self {
         Handle {
             yielder: NonNull::from(yielder),
             id,
@@ -77,7 +81,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
-    /// use fibra_rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+    /// use fibra_rt::{Context, Serves, Op, Plugin, Router, Schedule, TaskletId};
     /// use std::task::Poll;
     ///
     /// struct Double(u32);
@@ -92,7 +96,7 @@ impl Handle {
     ///         router.op::<Double>();
     ///     }
     /// }
-    /// impl Handles<Double> for Doubler {
+    /// impl Serves<Double> for Doubler {
     ///     fn submit(&mut self, op: Double, _: TaskletId, _: &mut Context<'_>) -> Poll<u32> {
     ///         Poll::Ready(op.0 * 2)
     ///     }
@@ -133,7 +137,7 @@ impl Handle {
         self.submit(op, deadline)
     }
 
-    /// Parks this tasklet until a [`Waker`] for it is woken.
+    /// Parks this tasklet until an [`Unparker`] (or a [`Remote`]) unparks it.
     ///
     /// A wake that arrives while the tasklet is not parked is remembered, and the next `park`
     /// returns at once (like [`std::thread::park`]). Wake-ups may be spurious: park in a loop
@@ -143,12 +147,18 @@ impl Handle {
         self.yield_op(Park);
     }
 
-    /// A waker that unparks this tasklet; it may be cloned and kept anywhere on this thread.
-    pub fn waker(&self) -> Waker {
-        Waker {
+    /// An unparker for this tasklet; it may be cloned and kept anywhere on this thread.
+    pub fn unparker(&self) -> Unparker {
+        Unparker {
             id: self.id,
             wakes: Rc::clone(&self.wakes),
         }
+    }
+
+    /// The schedule's [`Remote`]: give it to another thread to unpark this tasklet (or any
+    /// other of the schedule) from there.
+    pub fn remote(&self) -> Remote {
+        self.wakes.remote.clone()
     }
 
     fn submit<O: Op>(&self, op: O, deadline: Option<Instant>) -> Result<O::Output, TimedOut> {
@@ -170,35 +180,36 @@ impl Handle {
     }
 }
 
-/// Wakes one parked tasklet; obtained from [`Handle::waker`].
+/// Unparks one tasklet; obtained from [`Handle::unparker`].
 ///
-/// Waking a tasklet that has ended does nothing. Wakers are cheap to clone (a reference count and
-/// an id) and can be woken from anywhere on the schedule's thread, including destructors.
+/// Unparking a tasklet that has ended does nothing. Unparkers are cheap to clone (a reference
+/// count and an id) and can be used anywhere on the schedule's thread, destructors included.
+/// From another thread, use a [`Remote`].
 #[derive(Clone)]
-pub struct Waker {
+pub struct Unparker {
     id: TaskletId,
-    wakes: Rc<WakeQueue>,
+    wakes: Rc<Wakes>,
 }
 
-impl Waker {
+impl Unparker {
     /// Makes the tasklet runnable if it is parked, or makes its next park return at once.
-    pub fn wake(&self) {
-        self.wakes.borrow_mut().push(self.id);
+    pub fn unpark(&self) {
+        self.wakes.local.borrow_mut().push(self.id);
     }
 
-    /// The tasklet this waker wakes.
+    /// The tasklet this unparker unparks.
     pub fn id(&self) -> TaskletId {
         self.id
     }
 
-    /// Whether both wake the same tasklet.
-    pub fn will_wake(&self, other: &Waker) -> bool {
+    /// Whether both unpark the same tasklet.
+    pub fn will_unpark(&self, other: &Unparker) -> bool {
         self.id == other.id
     }
 }
 
-impl fmt::Debug for Waker {
+impl fmt::Debug for Unparker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Waker").field(&self.id).finish()
+        f.debug_tuple("Unparker").field(&self.id).finish()
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use std::task::Poll;
-//! use fibra_rt::{Context, Handles, Op, Plugin, Router, Schedule, TaskletId};
+//! use fibra_rt::{Context, Op, Plugin, Router, Schedule, Serves, TaskletId};
 //!
 //! /// An op: ask for the next ticket number.
 //! struct NextTicket;
@@ -27,7 +27,7 @@
 //!         router.op::<NextTicket>();
 //!     }
 //! }
-//! impl Handles<NextTicket> for Tickets {
+//! impl Serves<NextTicket> for Tickets {
 //!     fn submit(&mut self, _: NextTicket, _: TaskletId, _: &mut Context<'_>) -> Poll<u64> {
 //!         self.0 += 1;
 //!         Poll::Ready(self.0)
@@ -58,6 +58,8 @@ mod id;
 mod op;
 mod overflow;
 pub mod plugin;
+pub mod reactor;
+mod remote;
 mod schedule;
 mod stack;
 mod tasklet;
@@ -67,9 +69,11 @@ pub mod guide;
 pub use builder::Builder;
 pub use deadline::DeadlineQueue;
 pub use error::Error;
-pub use handle::{Handle, Waker};
+pub use handle::{Handle, Unparker};
 pub use id::{IdMap, TaskletId};
 pub use op::{Op, TimedOut};
-pub use plugin::{Context, Handles, Plugin, Router};
+pub use plugin::{Context, Plugin, Router, Serves};
+pub use reactor::{Event, Events, Interest, Registry};
+pub use remote::Remote;
 pub use schedule::Schedule;
 pub use tasklet::{Exit, SpawnOptions, TaskletInfo, TaskletState};

@@ -15,7 +15,7 @@ use std::time::Instant;
 /// An operation a tasklet can yield: the request a plugin serves, and the type of its answer.
 ///
 /// Define an op as a plain struct, implement `Op` for it, and implement
-/// [`Handles<YourOp>`](crate::Handles) for the plugin that serves it. An op type is served by
+/// [`Serves<YourOp>`](crate::Serves) for the plugin that serves it. An op type is served by
 /// exactly one plugin of a schedule.
 ///
 /// ```

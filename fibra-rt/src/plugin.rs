@@ -1,24 +1,25 @@
 //! The plugin contract: how ops reach the code that serves them.
 //!
 //! A plugin is a value the [`Schedule`](crate::Schedule) owns. It declares the op types it
-//! serves in [`Plugin::register`], and for each one implements [`Handles<Op>`](Handles).
+//! serves in [`Plugin::register`], and for each one implements [`Serves<Op>`](Serves).
 //!
 //! The contract, which every plugin (ours or a user's) keeps:
 //!
-//! 1. **Submit.** [`Handles::submit`] gets the op by value and the id of the tasklet that
+//! 1. **Submit.** [`Serves::submit`] gets the op by value and the id of the tasklet that
 //!    yielded it. It either answers at once (`Poll::Ready`: the tasklet goes on without waiting)
 //!    or keeps the id and answers later (`Poll::Pending`). Submit never blocks.
 //! 2. **Complete.** A pending op is answered with [`Context::complete`], from `poll`, `exited`
 //!    or a later `submit`. Each pending op is completed at most once; completing a tasklet that
 //!    no longer waits for that op type gives the output back and changes nothing.
-//! 3. **Poll.** [`Plugin::poll`] gathers outside events (readiness, expired timers) and
-//!    completes the ops they finish. `timeout` is `Some(Duration::ZERO)` from `tick()` and
-//!    whenever tasklets are runnable: return at once. Only a plugin whose
-//!    [`can_block`](Plugin::can_block) is true is ever given a longer or `None` (infinite)
-//!    timeout, by `run()` when nothing is runnable, and it may sleep that long in its poller.
+//! 3. **Poll.** [`Plugin::poll`] runs once per round, after the schedule's one wait in its
+//!    reactor, with the [`Events`] of the sources this plugin registered through its
+//!    [`Registry`]. It serves them and what else fell due (timers), completing the ops they
+//!    finish. It never blocks: the schedule does the waiting, for every plugin at once, until
+//!    the nearest deadline of all of them. A plugin fed by another thread has that thread call
+//!    [`Remote::wake`](crate::Remote::wake) after handing data over.
 //! 4. **Deadline.** [`Plugin::next_deadline`] is the earliest instant at which `poll` must run
-//!    to keep a promise (a timer). `run()` never sleeps past it.
-//! 5. **Forget.** [`Plugin::forget`] withdraws the pending op of a tasklet that was killed or
+//!    to keep a promise (a timer). The schedule never sleeps past it.
+//! 5. **Cancel.** [`Plugin::cancel`] withdraws the pending op of a tasklet that was killed or
 //!    whose op timed out: drop the op and every registration for that tasklet, and never
 //!    complete it. The schedule never resumes a tasklet behind a plugin's back.
 //! 6. **Flush.** [`Plugin::flush`] runs at the end of every round of tasklet steps (each
@@ -26,6 +27,9 @@
 //!    to send, say) leaves in one batch instead of one system call per request.
 //! 7. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
 //!    in [`Plugin::exited`], exactly once.
+//!
+//! Time: [`Context::now`] is read at most once per round, after the wait; plugins use it
+//! instead of reading the clock themselves.
 
 use std::any::{Any, TypeId};
 
@@ -34,12 +38,13 @@ use std::io;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::op::{Header, Op, Slot};
+use crate::reactor::{Events, Registry};
 use crate::schedule::Core;
 use crate::tasklet::State;
-use crate::{Error, Exit, Handle, SpawnOptions, TaskletId};
+use crate::{Error, Exit, Handle, Remote, SpawnOptions, TaskletId};
 
 /// A plugin: serves some op types for the tasklets of a schedule.
 ///
@@ -50,29 +55,21 @@ pub trait Plugin: Any {
     where
         Self: Sized;
 
-    /// Gathers outside events and completes the ops they finish. Must return at once when
-    /// `timeout` is `Some(Duration::ZERO)`; may block up to `timeout` (`None`: no limit) only
-    /// when [`can_block`](Self::can_block) is true.
+    /// Serves this round's `events` (readiness of the sources this plugin registered) and
+    /// whatever fell due, completing the ops they finish. Runs once per round, after the
+    /// schedule's wait; never blocks.
     ///
     /// # Errors
     ///
     /// An error here is fatal for the schedule: `tick()`/`run()` return it.
-    fn poll(&mut self, cx: &mut Context<'_>, timeout: Option<Duration>) -> io::Result<()> {
-        let _ = (cx, timeout);
+    fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
+        let _ = (cx, events);
         Ok(())
     }
 
     /// The earliest instant at which [`poll`](Self::poll) must run (a timer falls due).
     fn next_deadline(&self) -> Option<Instant> {
         None
-    }
-
-    /// Whether this plugin waits for events from outside the schedule (sockets, other
-    /// threads), so that `run()` may block in its `poll` when no tasklet is runnable. A
-    /// schedule where no plugin can block and no deadline is pending, with tasklets still
-    /// waiting, is deadlocked, and `run()` says so.
-    fn can_block(&self) -> bool {
-        false
     }
 
     /// Called at the end of every round of tasklet steps: write out what the round's tasklets
@@ -87,7 +84,7 @@ pub trait Plugin: Any {
     }
 
     /// Withdraws the pending op of tasklet `id` (it was killed, or its op timed out).
-    fn forget(&mut self, id: TaskletId) {
+    fn cancel(&mut self, id: TaskletId) {
         let _ = id;
     }
 
@@ -98,13 +95,13 @@ pub trait Plugin: Any {
 }
 
 /// A plugin serves op `O`.
-pub trait Handles<O: Op>: Plugin {
+pub trait Serves<O: Op>: Plugin {
     /// Takes `op` from tasklet `from`: answer now with `Poll::Ready`, or keep `from` and answer
     /// later with [`Context::complete`].
     fn submit(&mut self, op: O, from: TaskletId, cx: &mut Context<'_>) -> Poll<O::Output>;
 }
 
-/// Type-erased `Handles::<O>::submit` for one plugin type and op type.
+/// Type-erased `Serves::<O>::submit` for one plugin type and op type.
 ///
 /// # Safety
 /// `header` must point to the header of a live `Slot<O>` whose tasklet is suspended, and
@@ -112,7 +109,7 @@ pub trait Handles<O: Op>: Plugin {
 pub(crate) type SubmitFn =
     unsafe fn(&mut dyn Plugin, NonNull<Header>, TaskletId, &mut Context<'_>) -> bool;
 
-unsafe fn submit_erased<P: Handles<O>, O: Op>(
+unsafe fn submit_erased<P: Serves<O>, O: Op>(
     plugin: &mut dyn Plugin,
     header: NonNull<Header>,
     from: TaskletId,
@@ -181,7 +178,7 @@ impl<P: Plugin> Router<P> {
     /// Routes op type `O` to this plugin.
     pub fn op<O: Op>(&mut self) -> &mut Self
     where
-        P: Handles<O>,
+        P: Serves<O>,
     {
         self.routes.push(Route {
             type_id: TypeId::of::<O>(),
@@ -209,8 +206,8 @@ impl fmt::Debug for Context<'_> {
 }
 
 impl Context<'_> {
-    /// The time of this poll round, read at most once per round: use it instead of reading
-    /// the clock again.
+    /// The time of this round, read at most once per round (after the schedule's wait, at the
+    /// first call): use it instead of reading the clock again.
     pub fn now(&self) -> Instant {
         self.core.clock.now()
     }
@@ -283,6 +280,17 @@ impl Context<'_> {
             }
             None => false,
         }
+    }
+
+    /// The registry through which this plugin watches its file descriptors; their events
+    /// come back in [`Plugin::poll`].
+    pub fn registry(&self) -> Registry {
+        self.core.reactor.registry(self.plugin)
+    }
+
+    /// The schedule's [`Remote`], for threads that feed this plugin.
+    pub fn remote(&self) -> Remote {
+        self.core.wakes.remote.clone()
     }
 
     /// Whether tasklet `id` is alive.

@@ -15,9 +15,11 @@ use corosensei::{Coroutine, CoroutineResult};
 use slab::Slab;
 
 use crate::clock::Clock;
-use crate::handle::{Park, TaskletYielder, WakeQueue};
+use crate::handle::{Park, TaskletYielder, Wakes};
 use crate::op::{Header, Slot, Status};
 use crate::plugin::Route;
+use crate::reactor::{Event, Events, Reactor};
+use crate::remote::Remote;
 use crate::stack::StackPool;
 use crate::tasklet::{State, Tasklet, TaskletCoroutine};
 use crate::{
@@ -60,8 +62,9 @@ pub(crate) struct Core {
     pub(crate) tasklets: Slab<Tasklet>,
     pub(crate) run_queue: VecDeque<TaskletId>,
     pub(crate) pool: StackPool,
-    pub(crate) wakes: Rc<WakeQueue>,
+    pub(crate) wakes: Rc<Wakes>,
     spare_wakes: Vec<TaskletId>,
+    pub(crate) reactor: Reactor,
     pub(crate) op_deadlines: DeadlineQueue,
     pub(crate) kills: Vec<TaskletId>,
     seq: u32,
@@ -121,13 +124,28 @@ impl Core {
         Ok(id)
     }
 
-    /// Turns posted wake-ups into runnable tasklets.
+    /// Turns unparks posted on this thread into runnable tasklets.
     fn drain_wakes(&mut self) {
-        if self.wakes.borrow().is_empty() {
+        if self.wakes.local.borrow().is_empty() {
             return;
         }
         let spare = std::mem::take(&mut self.spare_wakes);
-        let mut wakes = std::mem::replace(&mut *self.wakes.borrow_mut(), spare);
+        let wakes = std::mem::replace(&mut *self.wakes.local.borrow_mut(), spare);
+        self.unpark_all(wakes);
+    }
+
+    /// Turns unparks posted by other threads into runnable tasklets.
+    fn drain_remote(&mut self) {
+        let mut taken = std::mem::take(&mut self.spare_wakes);
+        if self.wakes.remote.take(&mut taken) {
+            self.unpark_all(taken);
+        } else {
+            self.spare_wakes = taken;
+        }
+    }
+
+    /// Unparks each of `wakes`, then keeps the emptied vector for the next drain.
+    fn unpark_all(&mut self, mut wakes: Vec<TaskletId>) {
         for id in wakes.drain(..) {
             let Some(t) = self.get_mut(id) else { continue };
             match t.state {
@@ -176,6 +194,8 @@ pub struct Schedule {
     routes: Vec<Route>,
     /// The route found by the last dispatch, and its index.
     last_route: (usize, Route),
+    /// The events of the last wait, for every plugin.
+    events: Vec<Event>,
     /// The tasklet `run_tasklet` is running. Still set when a call returns only if a plugin
     /// panicked while serving that tasklet's op and the panic went on to the host: the
     /// tasklet's coroutine was dropped (its destructors ran) and the next call reaps it.
@@ -220,15 +240,21 @@ enum Dispatch {
 }
 
 impl Schedule {
-    pub(crate) fn from_builder(builder: Builder) -> Schedule {
+    pub(crate) fn from_builder(builder: Builder) -> Result<Schedule, Error> {
         overflow::install();
-        Schedule {
+        let reactor = Reactor::new().map_err(Error::Reactor)?;
+        let remote = Remote::new(reactor.notifier());
+        Ok(Schedule {
             core: Core {
                 tasklets: Slab::new(),
                 run_queue: VecDeque::new(),
                 pool: StackPool::new(builder.stack_size, builder.pool_cap),
-                wakes: Rc::new(WakeQueue::default()),
+                wakes: Rc::new(Wakes {
+                    local: Default::default(),
+                    remote,
+                }),
                 spare_wakes: Vec::new(),
+                reactor,
                 op_deadlines: DeadlineQueue::new(),
                 kills: Vec::new(),
                 seq: 0,
@@ -238,15 +264,36 @@ impl Schedule {
             plugin_names: Vec::new(),
             routes: vec![park_route()],
             last_route: (PARK_ROUTE, park_route()),
+            events: Vec::new(),
             running: None,
             step_budget: builder.step_budget,
             _not_send: PhantomData,
-        }
+        })
     }
 
     /// A schedule with default settings and no plugins.
+    ///
+    /// # Panics
+    ///
+    /// When its poller cannot be created (out of file descriptors); see
+    /// [`try_new`](Self::try_new).
     pub fn new() -> Self {
         Builder::default().build()
+    }
+
+    /// A schedule with default settings, or the reason it could not be created.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Reactor`] when the poller cannot be created.
+    pub fn try_new() -> Result<Self, Error> {
+        Builder::default().try_build()
+    }
+
+    /// A [`Remote`] for this schedule: other threads unpark its tasklets and wake its plugins
+    /// through it, even while it blocks in [`run`](Self::run).
+    pub fn remote(&self) -> Remote {
+        self.core.wakes.remote.clone()
     }
 
     /// A [`Builder`] for non-default settings.
@@ -396,14 +443,18 @@ impl Schedule {
     /// may sleep before its next `tick()` if it has no other events. `Some(now)` or earlier
     /// when tasklets are runnable right now.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.core.run_queue.is_empty() || !self.core.wakes.borrow().is_empty() {
+        if !self.core.run_queue.is_empty()
+            || !self.core.wakes.local.borrow().is_empty()
+            || self.core.wakes.remote.is_pending()
+        {
             return Some(self.core.clock.last());
         }
         let plugins = self.plugins.iter().filter_map(|p| p.next_deadline());
         plugins.chain(self.core.op_deadlines.next_deadline()).min()
     }
 
-    /// Runs one round without ever blocking: polls every plugin with a zero timeout, runs
+    /// Runs one round without ever blocking: polls the reactor with a zero timeout and every
+    /// plugin with the events it got, runs
     /// runnable tasklets (at most the step budget of steps), then lets every plugin
     /// [flush](crate::Plugin::flush) what the round queued (the network plugin writes each
     /// connection's output once). Returns whether tasklets remain.
@@ -413,14 +464,14 @@ impl Schedule {
     /// A plugin's fatal poll error ([`Error::Plugin`]).
     pub fn tick(&mut self) -> Result<bool, Error> {
         self.reap_after_plugin_panic();
-        self.poll_plugins(Some(Duration::ZERO))?;
+        self.poll_round(Some(Duration::ZERO))?;
         self.run_steps(self.step_budget)?;
         self.flush_plugins()?;
         Ok(!self.is_empty())
     }
 
-    /// Runs until no tasklet is left, blocking in the poller (or sleeping until the next
-    /// deadline) whenever nothing is runnable.
+    /// Runs until no tasklet is left, blocking in the poller until the next event, deadline
+    /// or [`Remote`] wake whenever nothing is runnable.
     ///
     /// # Errors
     ///
@@ -486,7 +537,7 @@ impl Schedule {
         Ok(())
     }
 
-    /// Nothing is runnable: wait for the next event or deadline.
+    /// Nothing is runnable: wait for the next event, deadline or remote wake.
     fn block(&mut self, limit: Option<Instant>) -> Result<(), Error> {
         let deadline = match (self.next_deadline(), limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -500,61 +551,54 @@ impl Schedule {
                 d.saturating_duration_since(Instant::now())
             }
         });
-        let can_block = self.plugins.iter().any(|p| p.can_block());
-        if can_block {
-            return self.poll_plugins(timeout);
-        }
-        match timeout {
-            Some(t) => {
-                if !t.is_zero() {
-                    std::thread::sleep(t);
-                }
-                self.poll_plugins(Some(Duration::ZERO))
+        // Only the schedule's own remote (held by its unpark queue) is left: nobody else can
+        // wake it.
+        let wakeable = self.core.reactor.sources() > 0 || self.core.wakes.remote.count() > 1;
+        if timeout.is_none() && !wakeable {
+            self.poll_round(Some(Duration::ZERO))?;
+            if self.core.run_queue.is_empty() && !self.is_empty() {
+                return Err(Error::Stalled {
+                    waiting: self.len(),
+                });
             }
-            None => {
-                self.poll_plugins(Some(Duration::ZERO))?;
-                self.core.drain_wakes();
-                if self.core.run_queue.is_empty() && !self.is_empty() {
-                    return Err(Error::Stalled {
-                        waiting: self.len(),
-                    });
-                }
-                Ok(())
-            }
+            return Ok(());
         }
+        self.poll_round(timeout)
     }
 
-    /// Polls every plugin: the first one that can block gets `timeout`, the others zero.
-    fn poll_plugins(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        let blocker = match timeout {
-            Some(t) if t.is_zero() => None,
-            _ => self.plugins.iter().position(|p| p.can_block()),
-        };
-        if let Some(i) = blocker {
-            self.poll_plugin(i, timeout)?;
-        }
+    /// One round of outside events: one wait in the reactor (up to `timeout`), then remote
+    /// unparks, op deadlines, and every plugin's poll with its events.
+    fn poll_round(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        // The round's time is read after the wait, at the first `now()`.
         self.core.clock.expire();
+        let wait = timeout != Some(Duration::ZERO)
+            || self.core.reactor.sources() > 0
+            || self.core.wakes.remote.is_pending();
+        if wait {
+            self.core
+                .reactor
+                .wait(&mut self.events, timeout)
+                .map_err(Error::Reactor)?;
+        } else {
+            self.events.clear();
+        }
+        self.core.drain_remote();
         self.expire_op_deadlines();
         for i in 0..self.plugins.len() {
-            if Some(i) != blocker {
-                self.poll_plugin(i, Some(Duration::ZERO))?;
-            }
+            let mut cx = Context {
+                core: &mut self.core,
+                plugin: i,
+            };
+            let events = Events::new(&self.events, i);
+            let result = self.plugins[i].poll(&mut cx, events);
+            self.process_kills();
+            result.map_err(|source| Error::Plugin {
+                plugin: self.plugin_names[i],
+                source,
+            })?;
         }
         self.core.drain_wakes();
         Ok(())
-    }
-
-    fn poll_plugin(&mut self, i: usize, timeout: Option<Duration>) -> Result<(), Error> {
-        let mut cx = Context {
-            core: &mut self.core,
-            plugin: i,
-        };
-        let result = self.plugins[i].poll(&mut cx, timeout);
-        self.process_kills();
-        result.map_err(|source| Error::Plugin {
-            plugin: self.plugin_names[i],
-            source,
-        })
     }
 
     fn expire_op_deadlines(&mut self) {
@@ -574,7 +618,7 @@ impl Schedule {
             unsafe { (*header.as_ptr()).status = Status::TimedOut };
             self.core.run_queue.push_back(id);
             let plugin = self.routes[route].plugin;
-            self.plugins[plugin].forget(id);
+            self.plugins[plugin].cancel(id);
         }
     }
 
@@ -595,7 +639,7 @@ impl Schedule {
             since_poll += ran;
             if since_poll >= POLL_INTERVAL && !self.core.run_queue.is_empty() {
                 since_poll = 0;
-                self.poll_plugins(Some(Duration::ZERO))?;
+                self.poll_round(Some(Duration::ZERO))?;
             }
         }
         Ok(steps)
@@ -770,7 +814,7 @@ impl Schedule {
         let (state, co) = (t.state, t.co.take());
         if let State::Waiting { route, .. } = state {
             let plugin = self.routes[route].plugin;
-            self.plugins[plugin].forget(id);
+            self.plugins[plugin].cancel(id);
         }
         self.core.op_deadlines.remove(id);
         if let Some(co) = co {
@@ -810,7 +854,7 @@ impl Schedule {
             "tasklet {id} `{}` ended: the plugin serving its op panicked", t.name);
         self.core.op_deadlines.remove(id);
         for plugin in &mut self.plugins {
-            plugin.forget(id);
+            plugin.cancel(id);
         }
         let exit = Exit::Panicked("the plugin serving its op panicked".to_owned());
         self.notify_exit(id, t.watchers, &exit);

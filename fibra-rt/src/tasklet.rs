@@ -29,7 +29,7 @@ pub(crate) enum State {
         header: NonNull<Header>,
         route: usize,
     },
-    /// Parked until a waker wakes it.
+    /// Parked until an unparker unparks it.
     Parked { header: NonNull<Header> },
 }
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
-use fibra_rt::{Handle, TaskletId, Waker};
+use fibra_rt::{Handle, TaskletId, Unparker};
 
 use crate::{SendError, TryRecvError, TrySendError};
 
@@ -22,8 +22,8 @@ struct Chan<T> {
     closed: bool,
     senders: usize,
     receivers: usize,
-    recv_waiters: VecDeque<Waker>,
-    send_waiters: VecDeque<Waker>,
+    recv_waiters: VecDeque<Unparker>,
+    send_waiters: VecDeque<Unparker>,
 }
 
 impl<T> Chan<T> {
@@ -46,7 +46,7 @@ impl<T> Chan<T> {
             .drain(..)
             .chain(self.send_waiters.drain(..))
         {
-            w.wake();
+            w.unpark();
         }
     }
 }
@@ -114,7 +114,7 @@ struct WaitGuard<'a, T> {
 }
 
 impl<T> WaitGuard<'_, T> {
-    fn list(chan: &mut Chan<T>, senders_list: bool) -> &mut VecDeque<Waker> {
+    fn list(chan: &mut Chan<T>, senders_list: bool) -> &mut VecDeque<Unparker> {
         if senders_list {
             &mut chan.send_waiters
         } else {
@@ -131,7 +131,7 @@ impl<T> Drop for WaitGuard<'_, T> {
             list.remove(pos);
         } else if !self.done {
             if let Some(next) = list.pop_front() {
-                next.wake();
+                next.unpark();
             }
         }
     }
@@ -163,7 +163,7 @@ impl<T> Sender<T> {
                 senders_list: true,
                 done: false,
             };
-            self.chan.borrow_mut().send_waiters.push_back(h.waker());
+            self.chan.borrow_mut().send_waiters.push_back(h.unparker());
             h.park();
             guard.done = !self.chan.borrow().is_full();
         }
@@ -184,7 +184,7 @@ impl<T> Sender<T> {
         }
         chan.queue.push_back(value);
         if let Some(w) = chan.recv_waiters.pop_front() {
-            w.wake();
+            w.unpark();
         }
         Ok(())
     }
@@ -262,7 +262,7 @@ impl<T> Receiver<T> {
                 senders_list: false,
                 done: false,
             };
-            self.chan.borrow_mut().recv_waiters.push_back(h.waker());
+            self.chan.borrow_mut().recv_waiters.push_back(h.unparker());
             h.park();
             let chan = self.chan.borrow();
             guard.done = chan.queue.is_empty() || chan.closed;
@@ -279,7 +279,7 @@ impl<T> Receiver<T> {
         match chan.queue.pop_front() {
             Some(v) => {
                 if let Some(w) = chan.send_waiters.pop_front() {
-                    w.wake();
+                    w.unpark();
                 }
                 Ok(v)
             }

@@ -4,13 +4,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra_rt::{Exit, Handle, Op, SpawnOptions, TaskletId, TimedOut};
+use fibra_rt::{Exit, Handle, SpawnOptions, TaskletId};
 
 use crate::join::{JoinCell, JoinHandle};
 use crate::ops::{Join, Kill, OnFinish, Sleep, Spawn, YieldNow};
 use crate::TaskError;
 
-/// Spawning, joining, killing, sleeping and timeouts, as calls on a tasklet's [`Handle`].
+/// Spawning, joining, killing and sleeping, as calls on a tasklet's [`Handle`]. (A timeout on
+/// any op is [`Handle::yield_op_timeout`].)
 ///
 /// Every method that can suspend takes the handle, so yield points stay visible. They need the
 /// [`TasksPlugin`](crate::TasksPlugin) in the schedule; without it they panic with a message
@@ -81,13 +82,6 @@ pub trait TasksExt {
 
     /// Lets every other runnable tasklet run; resumes on the next tick.
     fn yield_now(&self);
-
-    /// Yields `op`, giving up after `duration` (the op is withdrawn from its plugin).
-    ///
-    /// # Errors
-    ///
-    /// [`TimedOut`] when the time ran out first.
-    fn timeout<O: Op>(&self, duration: Duration, op: O) -> Result<O::Output, TimedOut>;
 }
 
 impl TasksExt for Handle {
@@ -176,9 +170,5 @@ impl TasksExt for Handle {
 
     fn yield_now(&self) {
         self.yield_op(YieldNow);
-    }
-
-    fn timeout<O: Op>(&self, duration: Duration, op: O) -> Result<O::Output, TimedOut> {
-        self.yield_op_timeout(op, duration)
     }
 }

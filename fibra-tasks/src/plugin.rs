@@ -3,10 +3,10 @@
 use std::io;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fibra_rt::{
-    Context, DeadlineQueue, Exit, Handles, IdMap, Plugin, Router, SpawnOptions, TaskletId,
+    Context, DeadlineQueue, Events, Exit, IdMap, Plugin, Router, Serves, SpawnOptions, TaskletId,
 };
 
 use crate::join::ExitSink;
@@ -93,7 +93,7 @@ impl Plugin for TasksPlugin {
             .op::<YieldNow>();
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>, _timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&mut self, cx: &mut Context<'_>, _: Events<'_>) -> io::Result<()> {
         if !self.sleepers.is_empty() {
             let now = cx.now();
             while let Some(id) = self.sleepers.pop_expired(now) {
@@ -114,7 +114,7 @@ impl Plugin for TasksPlugin {
         self.yielded_at.or_else(|| self.sleepers.next_deadline())
     }
 
-    fn forget(&mut self, id: TaskletId) {
+    fn cancel(&mut self, id: TaskletId) {
         self.sleepers.remove(id);
         self.yielded.retain(|&y| y != id);
         if self.yielded.is_empty() {
@@ -148,7 +148,7 @@ impl Plugin for TasksPlugin {
     }
 }
 
-impl Handles<Spawn> for TasksPlugin {
+impl Serves<Spawn> for TasksPlugin {
     fn submit(
         &mut self,
         op: Spawn,
@@ -168,7 +168,7 @@ impl Handles<Spawn> for TasksPlugin {
     }
 }
 
-impl Handles<Join> for TasksPlugin {
+impl Serves<Join> for TasksPlugin {
     fn submit(&mut self, op: Join, from: TaskletId, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
         if op.0 == from {
             return Poll::Ready(None);
@@ -184,7 +184,7 @@ impl Handles<Join> for TasksPlugin {
     }
 }
 
-impl Handles<OnFinish> for TasksPlugin {
+impl Serves<OnFinish> for TasksPlugin {
     fn submit(&mut self, op: OnFinish, _: TaskletId, cx: &mut Context<'_>) -> Poll<bool> {
         match self.watch(op.target, cx) {
             Some(watch) => {
@@ -196,13 +196,13 @@ impl Handles<OnFinish> for TasksPlugin {
     }
 }
 
-impl Handles<Kill> for TasksPlugin {
+impl Serves<Kill> for TasksPlugin {
     fn submit(&mut self, op: Kill, _: TaskletId, cx: &mut Context<'_>) -> Poll<bool> {
         Poll::Ready(cx.kill(op.0))
     }
 }
 
-impl Handles<Sleep> for TasksPlugin {
+impl Serves<Sleep> for TasksPlugin {
     fn submit(&mut self, op: Sleep, from: TaskletId, _: &mut Context<'_>) -> Poll<()> {
         if op.0 <= Instant::now() {
             return Poll::Ready(());
@@ -212,7 +212,7 @@ impl Handles<Sleep> for TasksPlugin {
     }
 }
 
-impl Handles<YieldNow> for TasksPlugin {
+impl Serves<YieldNow> for TasksPlugin {
     fn submit(&mut self, _: YieldNow, from: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
         self.yielded_at.get_or_insert(cx.last_reading());
         self.yielded.push(from);

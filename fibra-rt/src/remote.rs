@@ -1,0 +1,110 @@
+//! `Remote`: wakes a schedule, and unparks its tasklets, from any thread.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::reactor::Notifier;
+use crate::TaskletId;
+
+/// What the remotes of one schedule share with it.
+pub(crate) struct RemoteShared {
+    /// Tasklets to unpark, posted from other threads.
+    unparks: Mutex<Vec<TaskletId>>,
+    /// A notification is on its way, or the schedule has not yet looked: others need not
+    /// notify again. Cleared by the schedule before it takes the queue.
+    pending: AtomicBool,
+    notifier: Arc<Notifier>,
+}
+
+/// A handle to a schedule that other threads may hold: it [unparks](Self::unpark) the
+/// schedule's tasklets and [wakes](Self::wake) its plugins, even while the schedule blocks
+/// in [`run`](crate::Schedule::run). It is `Send + Sync` and cheap to clone.
+///
+/// Get one from [`Schedule::remote`](crate::Schedule::remote),
+/// [`Handle::remote`](crate::Handle::remote) or [`Context::remote`](crate::Context::remote).
+/// While a remote other than the schedule's own is alive, a schedule whose tasklets all wait
+/// is not stalled: the remote may still wake them.
+///
+/// ```
+/// use fibra_rt::Schedule;
+///
+/// let mut schedule = Schedule::new();
+/// let remote = schedule.remote();
+/// let id = schedule.spawn(|h| h.park())?;
+/// let waker = std::thread::spawn(move || remote.unpark(id));
+/// schedule.run()?; // blocks until the other thread unparks the tasklet
+/// waker.join().unwrap();
+/// # Ok::<(), fibra_rt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Remote {
+    pub(crate) shared: Arc<RemoteShared>,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote").finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    pub(crate) fn new(notifier: Arc<Notifier>) -> Remote {
+        Remote {
+            shared: Arc::new(RemoteShared {
+                unparks: Mutex::new(Vec::new()),
+                pending: AtomicBool::new(false),
+                notifier,
+            }),
+        }
+    }
+
+    /// Unparks tasklet `id` of this remote's schedule, as
+    /// [`Unparker::unpark`](crate::Unparker::unpark) does on the schedule's own thread: a
+    /// parked tasklet becomes runnable, any other's next park returns at once, and an ended
+    /// one is left alone. The schedule wakes at once if it is blocked.
+    pub fn unpark(&self, id: TaskletId) {
+        self.shared
+            .unparks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+        self.wake();
+    }
+
+    /// Wakes the schedule: if it is blocked in its poller it returns, and every plugin is
+    /// [polled](crate::Plugin::poll). A plugin fed by another thread calls this after it
+    /// handed over data. Wakes that come before the schedule looked are merged into one.
+    pub fn wake(&self) {
+        if !self.shared.pending.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.shared.notifier.notify() {
+                log::error!(target: "fibra_rt::remote", "could not wake the schedule: {e}");
+            }
+        }
+    }
+
+    /// Whether a wake is pending (posted, not yet seen by the schedule).
+    pub(crate) fn is_pending(&self) -> bool {
+        self.shared.pending.load(Ordering::Acquire)
+    }
+
+    /// Takes the pending unparks into `into` (its old contents are swapped out); returns
+    /// whether a wake was pending at all.
+    pub(crate) fn take(&self, into: &mut Vec<TaskletId>) -> bool {
+        if !self.shared.pending.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        let mut unparks = self
+            .shared
+            .unparks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut *unparks, into);
+        true
+    }
+
+    /// How many remotes share this one's schedule, this one included.
+    pub(crate) fn count(&self) -> usize {
+        Arc::strong_count(&self.shared)
+    }
+}
