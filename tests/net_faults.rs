@@ -200,7 +200,8 @@ fn half_close_is_reported_once_and_output_still_flows() {
 }
 
 /// The bytes and the FIN are both in before the server reads: one edge for both. The read
-/// of the bytes is short, and the FIN must still be seen (the plugin's probe).
+/// of the bytes is short, and the FIN must still be seen (epoll flags it with `EPOLLRDHUP` in
+/// that edge; the portable backend reads until `WouldBlock`).
 #[test]
 fn fin_that_came_with_the_bytes_is_seen() {
     let mut s = net_schedule();

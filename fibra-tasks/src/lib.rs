@@ -1,5 +1,6 @@
-//! fibra's tasks plugin: spawn, join, on_finish, kill, sleep, yield_now, timeouts, and
-//! channels between tasklets.
+//! fibra's tasks plugin: spawn, join, on_finish, kill, sleep, yield_now; channels between
+//! tasklets ([`channel`], [`bounded`]) and from other threads to a tasklet
+//! ([`remote_channel`]).
 //!
 //! Add [`TasksPlugin`] to a schedule, then use [`TasksExt`] on a tasklet's handle:
 //!
@@ -31,9 +32,11 @@ mod ext;
 mod join;
 pub mod ops;
 mod plugin;
+mod remote_channel;
 
 pub use channel::{bounded, channel, Receiver, Sender};
 pub use error::{SendError, TaskError, TryRecvError, TrySendError};
 pub use ext::TasksExt;
 pub use join::JoinHandle;
 pub use plugin::TasksPlugin;
+pub use remote_channel::{remote_channel, RemoteReceiver, RemoteSender};

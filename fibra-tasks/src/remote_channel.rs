@@ -1,0 +1,363 @@
+//! A channel from other threads to one tasklet: the senders live anywhere, the receiver is a
+//! tasklet of one schedule.
+//!
+//! [`RemoteSender::send`] queues a value and, if the receiving tasklet is parked, unparks it
+//! through the schedule's [`Remote`]: the schedule wakes at once, even inside a blocking
+//! `run()`. While the receiver is busy draining, sends touch only the channel's lock, with no
+//! system call. The channel is bounded: a send to a full channel blocks the sending *thread*
+//! until the receiver makes room (or fails at once with [`RemoteSender::try_send`]). At most
+//! `capacity` values wait for the receiver to take them, and at most `capacity` more that it
+//! took in one swap wait in the receiver to be handed out.
+//! Dropping every sender closes the channel; the receiver gets what was queued, then `None`.
+//! Dropping the receiver closes it for the senders, which get their values back.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use fibra_rt::{Handle, Remote, TaskletId};
+
+use crate::{SendError, TryRecvError, TrySendError};
+
+struct State<T> {
+    queue: VecDeque<T>,
+    cap: usize,
+    closed: bool,
+    senders: usize,
+    /// The receiving tasklet, while it is (about to be) parked for lack of values.
+    parked: Option<TaskletId>,
+    /// Sending threads blocked for lack of room.
+    blocked: usize,
+}
+
+struct Inner<T> {
+    state: Mutex<State<T>>,
+    /// Signalled when room is made or the channel closes, if a sender is blocked.
+    room: Condvar,
+    remote: Remote,
+}
+
+impl<T> Inner<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding the lock leaves the queue as it was: go on with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the channel; wakes the receiver and every blocked sender.
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let parked = state.parked.take();
+        let blocked = state.blocked > 0;
+        drop(state);
+        if let Some(id) = parked {
+            self.remote.unpark(id);
+        }
+        if blocked {
+            self.room.notify_all();
+        }
+    }
+}
+
+/// A bounded channel from other threads to a tasklet of the schedule behind `remote`
+/// (capacity at least 1).
+///
+/// ```
+/// use fibra_rt::Schedule;
+///
+/// let mut schedule = Schedule::new();
+/// let (tx, rx) = fibra_tasks::remote_channel::<u64>(&schedule.remote(), 64);
+/// schedule.spawn(move |h| {
+///     let mut sum = 0;
+///     while let Some(v) = rx.recv(h) {
+///         sum += v;
+///     }
+///     assert_eq!(sum, 5050);
+/// })?;
+/// let producer = std::thread::spawn(move || {
+///     for v in 1..=100 {
+///         tx.send(v).unwrap();
+///     }
+///     // dropping the last sender closes the channel
+/// });
+/// schedule.run()?; // blocks between values; returns once the channel closed
+/// producer.join().unwrap();
+/// # Ok::<(), fibra_rt::Error>(())
+/// ```
+pub fn remote_channel<T: Send>(
+    remote: &Remote,
+    capacity: usize,
+) -> (RemoteSender<T>, RemoteReceiver<T>) {
+    let cap = capacity.max(1);
+    let inner = Arc::new(Inner {
+        state: Mutex::new(State {
+            queue: VecDeque::with_capacity(cap.min(1024)),
+            cap,
+            closed: false,
+            senders: 1,
+            parked: None,
+            blocked: 0,
+        }),
+        room: Condvar::new(),
+        remote: remote.clone(),
+    });
+    (
+        RemoteSender {
+            inner: Arc::clone(&inner),
+        },
+        RemoteReceiver {
+            inner,
+            taken: RefCell::new(VecDeque::with_capacity(cap.min(1024))),
+        },
+    )
+}
+
+/// The sending side of a [`remote_channel`]: `Send + Sync`, cloneable, usable from any thread.
+pub struct RemoteSender<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> RemoteSender<T> {
+    /// Sends `value`, blocking this thread while the channel is full.
+    ///
+    /// Do not call it from a tasklet of the receiving schedule: the receiver could never run
+    /// to make room. A tasklet of another schedule should use [`try_send`](Self::try_send),
+    /// since blocking its thread stops its whole schedule.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the value when the channel is closed.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let mut state = self.inner.lock();
+        loop {
+            if state.closed {
+                return Err(SendError(value));
+            }
+            if state.queue.len() < state.cap {
+                break;
+            }
+            state.blocked += 1;
+            state = self
+                .inner
+                .room
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.blocked -= 1;
+        }
+        self.push(state, value);
+        Ok(())
+    }
+
+    /// Sends `value` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] when the channel is at capacity, [`TrySendError::Closed`] when it
+    /// is closed; both hand the value back.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let state = self.inner.lock();
+        if state.closed {
+            return Err(TrySendError::Closed(value));
+        }
+        if state.queue.len() >= state.cap {
+            return Err(TrySendError::Full(value));
+        }
+        self.push(state, value);
+        Ok(())
+    }
+
+    fn push(&self, mut state: MutexGuard<'_, State<T>>, value: T) {
+        state.queue.push_back(value);
+        let parked = state.parked.take();
+        drop(state);
+        if let Some(id) = parked {
+            self.inner.remote.unpark(id);
+        }
+    }
+
+    /// Closes the channel for every sender; the receiver still gets what was queued.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Values queued now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+
+    /// Whether no value is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most values the channel holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.lock().cap
+    }
+}
+
+impl<T> Clone for RemoteSender<T> {
+    fn clone(&self) -> Self {
+        self.inner.lock().senders += 1;
+        RemoteSender {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Drop for RemoteSender<T> {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        state.senders -= 1;
+        let last = state.senders == 0;
+        drop(state);
+        if last {
+            self.inner.close();
+        }
+    }
+}
+
+impl<T> fmt::Debug for RemoteSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.lock();
+        f.debug_struct("RemoteSender")
+            .field("len", &state.queue.len())
+            .field("cap", &state.cap)
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+/// The receiving side of a [`remote_channel`]: used by one tasklet of the schedule whose
+/// [`Remote`] made the channel.
+pub struct RemoteReceiver<T> {
+    inner: Arc<Inner<T>>,
+    /// Values taken from the shared queue in one swap, handed out without the lock.
+    taken: RefCell<VecDeque<T>>,
+}
+
+impl<T> RemoteReceiver<T> {
+    /// The next value, parking the tasklet until one comes; `None` once the channel is closed
+    /// and drained.
+    ///
+    /// Values are taken from the senders' queue all at once, under one lock (the queues are
+    /// swapped), and then handed out one by one without it.
+    pub fn recv(&self, h: &Handle) -> Option<T> {
+        let mut taken = self.taken.borrow_mut();
+        loop {
+            if let Some(value) = taken.pop_front() {
+                return Some(value);
+            }
+            let mut state = self.inner.lock();
+            if self.take_all(&mut state, &mut taken) {
+                continue;
+            }
+            if state.closed {
+                return None;
+            }
+            state.parked = Some(h.id());
+            drop(state);
+            h.park();
+        }
+    }
+
+    /// The next value if one is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is queued, [`TryRecvError::Closed`] when nothing is
+    /// queued and the channel is closed.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut taken = self.taken.borrow_mut();
+        if let Some(value) = taken.pop_front() {
+            return Ok(value);
+        }
+        let mut state = self.inner.lock();
+        self.take_all(&mut state, &mut taken);
+        match taken.pop_front() {
+            Some(value) => Ok(value),
+            None if state.closed => Err(TryRecvError::Closed),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Moves the queued values (at most `max`) to `into`, parking until at least one is
+    /// there; returns how many moved, 0 once the channel is closed and drained.
+    pub fn recv_many(&self, h: &Handle, into: &mut Vec<T>, max: usize) -> usize {
+        let max = max.max(1);
+        let mut taken = self.taken.borrow_mut();
+        loop {
+            if !taken.is_empty() {
+                let n = taken.len().min(max);
+                into.extend(taken.drain(..n));
+                return n;
+            }
+            let mut state = self.inner.lock();
+            if self.take_all(&mut state, &mut taken) {
+                continue;
+            }
+            if state.closed {
+                return 0;
+            }
+            state.parked = Some(h.id());
+            drop(state);
+            h.park();
+        }
+    }
+
+    /// Swaps the shared queue with the empty `taken` (both keep their allocations); frees
+    /// the room for blocked senders. Returns whether anything was taken.
+    fn take_all(&self, state: &mut State<T>, taken: &mut VecDeque<T>) -> bool {
+        if state.queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut state.queue, taken);
+        if state.blocked > 0 {
+            self.inner.room.notify_all();
+        }
+        true
+    }
+
+    /// Closes the channel: senders fail from now on; what is queued can still be received.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Values queued now, not yet received.
+    pub fn len(&self) -> usize {
+        self.taken.borrow().len() + self.inner.lock().queue.len()
+    }
+
+    /// Whether no value is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> Drop for RemoteReceiver<T> {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+impl<T> fmt::Debug for RemoteReceiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.lock();
+        f.debug_struct("RemoteReceiver")
+            .field("len", &(state.queue.len() + self.taken.borrow().len()))
+            .field("cap", &state.cap)
+            .field("closed", &state.closed)
+            .finish()
+    }
+}

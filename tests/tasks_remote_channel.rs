@@ -1,0 +1,204 @@
+//! A channel from other threads to a tasklet: every value arrives once and in order, a full
+//! channel holds the senders back, closing from either side is seen by the other, and a send
+//! wakes a schedule blocked in `run()` beside an idle network plugin.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use fibra::net::{NetExt, NetPlugin};
+use fibra::rt::Schedule;
+use fibra::tasks::{remote_channel, TasksExt, TasksPlugin, TryRecvError, TrySendError};
+
+/// Runs `scenario` on its own thread; fails if it does not end within 30 s.
+fn bounded<T: Send + 'static>(scenario: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(scenario());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the schedule did not finish: a send did not wake it")
+}
+
+#[test]
+fn values_from_several_threads_arrive_once_each_and_in_order_per_thread() {
+    let seen = bounded(|| {
+        let mut s = Schedule::new();
+        let (tx, rx) = remote_channel::<(u32, u32)>(&s.remote(), 16);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let out = seen.clone();
+        s.spawn(move |h| {
+            while let Some(v) = rx.recv(h) {
+                out.borrow_mut().push(v);
+            }
+        })
+        .unwrap();
+        let producers: Vec<_> = (0..4)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2_000 {
+                        tx.send((t, i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        s.run().unwrap();
+        for p in producers {
+            p.join().unwrap();
+        }
+        seen.take()
+    });
+    assert_eq!(seen.len(), 8_000);
+    for t in 0..4 {
+        let mine: Vec<u32> = seen.iter().filter(|v| v.0 == t).map(|v| v.1).collect();
+        assert_eq!(mine, (0..2_000).collect::<Vec<_>>(), "thread {t}");
+    }
+}
+
+#[test]
+fn a_send_wakes_a_run_blocked_beside_an_idle_network() {
+    let got = bounded(|| {
+        let mut s = Schedule::new();
+        s.add_plugin(TasksPlugin::new()).unwrap();
+        s.add_plugin(NetPlugin::new().unwrap()).unwrap();
+        let listener = s
+            .spawn(|h| {
+                let listener = h.listen("127.0.0.1:0").unwrap();
+                let _ = h.accept(&listener);
+            })
+            .unwrap();
+        let (tx, rx) = remote_channel::<String>(&s.remote(), 4);
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        s.spawn(move |h| {
+            while let Some(line) = rx.recv(h) {
+                g.borrow_mut().push(line);
+            }
+            h.kill(listener);
+        })
+        .unwrap();
+        let sender = std::thread::spawn(move || {
+            for word in ["one", "two", "three"] {
+                std::thread::sleep(Duration::from_millis(20));
+                tx.send(word.to_owned()).unwrap();
+            }
+        });
+        s.run().unwrap();
+        sender.join().unwrap();
+        got.take()
+    });
+    assert_eq!(got, ["one", "two", "three"]);
+}
+
+#[test]
+fn a_full_channel_holds_senders_back_and_loses_nothing() {
+    let mut s = Schedule::new();
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 2);
+    tx.try_send(1).unwrap();
+    tx.try_send(2).unwrap();
+    assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+    assert_eq!(tx.len(), 2);
+    // A blocking send waits for room, made by the tasklet below.
+    let blocked = std::thread::spawn(move || {
+        tx.send(3).unwrap();
+        tx.send(4).unwrap();
+    });
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    s.spawn(move |h| {
+        while let Some(v) = rx.recv(h) {
+            g.borrow_mut().push(v);
+        }
+    })
+    .unwrap();
+    bounded_run(&mut s);
+    blocked.join().unwrap();
+    assert_eq!(*got.borrow(), [1, 2, 3, 4]);
+}
+
+/// Runs `s` to the end, or fails after 30 s of ticks.
+fn bounded_run(s: &mut Schedule) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if !s.run_for(Duration::from_millis(100)).unwrap() {
+            return;
+        }
+    }
+    panic!("the schedule did not finish");
+}
+
+#[test]
+fn closing_is_seen_on_both_sides() {
+    let mut s = Schedule::new();
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 8);
+    tx.send(7).unwrap();
+    tx.close();
+    assert!(tx.is_closed());
+    assert_eq!(tx.send(8).unwrap_err().0, 8);
+    // What was queued before the close still arrives, then the end.
+    assert_eq!(rx.try_recv(), Ok(7));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 8);
+    drop(rx);
+    assert!(matches!(tx.try_send(1), Err(TrySendError::Closed(1))));
+
+    // A receiver parked when the last sender goes away wakes with `None`.
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 8);
+    let ended = Rc::new(RefCell::new(false));
+    let e = ended.clone();
+    s.spawn(move |h| {
+        assert_eq!(rx.recv(h), None);
+        *e.borrow_mut() = true;
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let dropper = std::thread::spawn(move || drop(tx));
+    bounded_run(&mut s);
+    dropper.join().unwrap();
+    assert!(*ended.borrow());
+}
+
+#[test]
+fn recv_many_moves_a_batch_under_one_lock() {
+    let mut s = Schedule::new();
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 100);
+    for v in 0..10 {
+        tx.try_send(v).unwrap();
+    }
+    drop(tx);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    s.spawn(move |h| {
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_many(h, &mut batch, 4), 4);
+        assert_eq!(rx.recv_many(h, &mut batch, 100), 6);
+        assert_eq!(rx.recv_many(h, &mut batch, 100), 0);
+        *g.borrow_mut() = batch;
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(*got.borrow(), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_killed_receiver_leaves_the_senders_an_error_not_a_hang() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 1);
+    let receiver = s
+        .spawn(move |h| {
+            let _rx = rx;
+            h.sleep(Duration::from_secs(3600));
+        })
+        .unwrap();
+    tx.try_send(1).unwrap();
+    // A sender blocked on the full channel is released by the receiver's end.
+    let blocked = std::thread::spawn(move || tx.send(2));
+    s.tick().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(s.kill(receiver));
+    assert_eq!(blocked.join().unwrap().unwrap_err().0, 2);
+}
