@@ -121,7 +121,7 @@ fn frames_received(framing: Framing, chunks: Vec<Vec<u8>>, expect: usize) -> Vec
     let addr = Rc::new(RefCell::new(None));
     let addr_out = addr.clone();
     s.spawn(move |h| {
-        let options = ListenOptions::new().conn(ConnOptions::new().framing(framing));
+        let options = ListenOptions::new().with_conn(ConnOptions::new().with_framing(framing));
         let listener = h.listen_with("127.0.0.1:0", options).unwrap();
         *addr_out.borrow_mut() = Some(listener.local_addr());
         let (conn, _) = h.accept(&listener).unwrap();

@@ -75,7 +75,7 @@ fn too_long_frame_loses_that_connection_only() {
     let mut s = net_schedule();
     let errors = Rc::new(RefCell::new(Vec::new()));
     let out = errors.clone();
-    let options = ListenOptions::new().conn(ConnOptions::new().max_frame(16));
+    let options = ListenOptions::new().with_conn(ConnOptions::new().with_max_frame(16));
     let addr = serve(&mut s, options, 2, move |h, conn| loop {
         match h.receive(&conn) {
             Ok(line) => h.send_frame(&conn, &line).unwrap(),
@@ -298,7 +298,7 @@ fn slow_reader_parks_the_sender_and_bounds_memory() {
     let checks = Rc::new(RefCell::new(Vec::new()));
     let out = checks.clone();
     let go = start_reading.clone();
-    let options = ListenOptions::new().conn(ConnOptions::new().send_limit(LIMIT));
+    let options = ListenOptions::new().with_conn(ConnOptions::new().with_send_limit(LIMIT));
     let addr = serve(&mut s, options, 1, move |h, conn| {
         let sent = Rc::new(Cell::new(0usize));
         let (progress, out, go, checked) = (sent.clone(), out.clone(), go.clone(), conn.clone());
@@ -373,7 +373,7 @@ fn read_timeout_loses_a_silent_connection_and_allows_goodbye() {
     let seen = Rc::new(RefCell::new(None));
     let out = seen.clone();
     let options = ListenOptions::new()
-        .conn(ConnOptions::new().read_timeout(Some(Duration::from_millis(150))));
+        .with_conn(ConnOptions::new().with_read_timeout(Some(Duration::from_millis(150))));
     let addr = serve(&mut s, options, 1, move |h, conn| {
         let first = h.receive(&conn).map(|l| String::from_utf8(l).unwrap());
         let second = h.receive(&conn);
@@ -523,7 +523,7 @@ fn two_thousand_connections_echo() {
         2 * CONNS + 64
     );
     let mut s = net_schedule();
-    let options = ListenOptions::new().backlog(4096);
+    let options = ListenOptions::new().with_backlog(4096);
     let addr = serve(&mut s, options, CONNS, |h, conn| {
         let mut buf = Vec::new();
         while h.receive_into(&conn, &mut buf).is_ok() {
@@ -633,10 +633,10 @@ fn close_timeout_resets_a_peer_that_never_reads() {
     let mut s = net_schedule();
     let result = Rc::new(RefCell::new(None));
     let out = result.clone();
-    let options = ListenOptions::new().conn(
+    let options = ListenOptions::new().with_conn(
         ConnOptions::new()
-            .send_limit(16 * 1024 * 1024)
-            .close_timeout(Duration::from_millis(200)),
+            .with_send_limit(16 * 1024 * 1024)
+            .with_close_timeout(Duration::from_millis(200)),
     );
     let addr = serve(&mut s, options, 1, move |h, conn| {
         h.send(&conn, &vec![1u8; 8 * 1024 * 1024]).unwrap();

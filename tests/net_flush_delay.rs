@@ -16,8 +16,8 @@ use util::{net_schedule, net_stats, peer, run_all};
 const FOREVER: Duration = Duration::from_secs(60);
 
 fn listen_with_delay(h: &Handle, delay: Duration) -> fibra::net::Listener {
-    let conn = ConnOptions::new().flush_delay(delay);
-    h.listen_with("127.0.0.1:0", ListenOptions::new().conn(conn))
+    let conn = ConnOptions::new().with_flush_delay(delay);
+    h.listen_with("127.0.0.1:0", ListenOptions::new().with_conn(conn))
         .unwrap()
 }
 

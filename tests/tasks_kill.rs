@@ -170,3 +170,38 @@ fn a_joiner_of_a_killed_tasklet_gets_killed_error() {
     s.run().unwrap();
     assert!(got.get());
 }
+
+#[test]
+fn dropping_a_schedule_runs_the_destructors_of_its_live_tasklets() {
+    let drops = Rc::new(Cell::new(0));
+    let mut s = util::net_schedule();
+    let (tx, rx) = fibra::tasks::channel::<u32>();
+    // Parked in a channel, asleep, waiting for a connection, runnable, and never started.
+    for i in 0..5 {
+        let d = DropCounter(drops.clone());
+        let rx = rx.clone();
+        s.spawn(move |h| {
+            let _d = d;
+            match i {
+                0 => drop(rx.recv(h)),
+                1 => h.sleep(Duration::from_secs(3600)),
+                2 => {
+                    let listener = fibra::net::NetExt::listen(h, "127.0.0.1:0").unwrap();
+                    let _ = fibra::net::NetExt::accept(h, &listener);
+                }
+                _ => loop {
+                    h.yield_now();
+                },
+            }
+        })
+        .unwrap();
+    }
+    s.tick().unwrap();
+    let d = DropCounter(drops.clone());
+    s.spawn(move |_| drop(d)).unwrap(); // spawned, never run: its closure drops
+    assert_eq!(s.len(), 6);
+    assert_eq!(drops.get(), 0);
+    drop(s);
+    assert_eq!(drops.get(), 6, "every live tasklet's destructors ran, once");
+    drop(tx);
+}

@@ -113,7 +113,7 @@ impl Chatter {
             let (room, bound) = (room.clone(), bound.clone());
             schedule.spawn_named("chatter acceptor", move |h| {
                 let conn = room.borrow().conn_options();
-                match h.listen_with(addr.as_str(), ListenOptions::new().conn(conn)) {
+                match h.listen_with(addr.as_str(), ListenOptions::new().with_conn(conn)) {
                     Ok(listener) => {
                         *bound.borrow_mut() = Some(Ok(listener.local_addr()));
                         accept_loop(h, &room, &listener);
@@ -367,11 +367,11 @@ impl Room {
 
     fn conn_options(&self) -> ConnOptions {
         ConnOptions::new()
-            .framing(Framing::Lines)
-            .max_frame(self.config.max_line)
-            .send_limit(self.config.max_outbound)
-            .close_timeout(self.config.close_timeout)
-            .flush_delay(self.config.flush_delay)
+            .with_framing(Framing::Lines)
+            .with_max_frame(self.config.max_line)
+            .with_send_limit(self.config.max_outbound)
+            .with_close_timeout(self.config.close_timeout)
+            .with_flush_delay(self.config.flush_delay)
     }
 
     fn is_member(&self, member: &Member) -> bool {

@@ -7,7 +7,7 @@ use fibra::{Handle, SpawnOptions};
 
 /// Options of the echo server's sockets: raw bytes, the default send limit.
 pub(crate) fn listen_options() -> ListenOptions {
-    ListenOptions::new().conn(ConnOptions::new().framing(Framing::Raw))
+    ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw))
 }
 
 /// Accepts connections on `listener` for ever, one echo tasklet each.

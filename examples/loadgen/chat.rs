@@ -258,8 +258,8 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 /// Connects, answers the prompt with `handle`, and reads up to its own join line.
 fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
     let options = ConnOptions::new()
-        .framing(Framing::Lines)
-        .send_limit(1 << 20);
+        .with_framing(Framing::Lines)
+        .with_send_limit(1 << 20);
     let conn = match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
         Ok(conn) => conn,
         Err(e) => {

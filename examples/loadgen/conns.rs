@@ -16,7 +16,7 @@ use super::Common;
 const PROMPT: &[u8] = b"What is your handle?";
 
 fn connect(h: &Handle, addr: std::net::SocketAddr) -> Option<fibra::net::Conn> {
-    let options = ConnOptions::new().framing(Framing::Lines);
+    let options = ConnOptions::new().with_framing(Framing::Lines);
     match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
         Ok(conn) => Some(conn),
         Err(e) => {

@@ -27,7 +27,7 @@ pub(crate) fn run(
         let (latency, failed) = (latency.clone(), failed.clone());
         let addr = common.addr;
         schedule.spawn(move |h| {
-            let options = ConnOptions::new().framing(Framing::Raw);
+            let options = ConnOptions::new().with_framing(Framing::Raw);
             let conn = match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
                 Ok(c) => c,
                 Err(e) => {

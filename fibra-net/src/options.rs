@@ -20,11 +20,11 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// use fibra_net::{ConnOptions, Framing};
 ///
 /// let options = ConnOptions::new()
-///     .framing(Framing::Lines)
-///     .max_frame(8 * 1024)
-///     .send_limit(1024 * 1024)
-///     .read_timeout(Some(Duration::from_secs(60)));
-/// assert_eq!(options.get_max_frame(), 8 * 1024);
+///     .with_framing(Framing::Lines)
+///     .with_max_frame(8 * 1024)
+///     .with_send_limit(1024 * 1024)
+///     .with_read_timeout(Some(Duration::from_secs(60)));
+/// assert_eq!(options.max_frame(), 8 * 1024);
 /// ```
 #[derive(Clone, Debug)]
 pub struct ConnOptions {
@@ -59,14 +59,14 @@ impl ConnOptions {
     }
 
     /// The codec that cuts received bytes into frames (default: [`Framing::Lines`]).
-    pub fn framing(mut self, framing: Framing) -> Self {
+    pub fn with_framing(mut self, framing: Framing) -> Self {
         self.framing = framing;
         self
     }
 
     /// The longest frame accepted, in bytes of payload (default 64 KiB). A longer frame
     /// loses the connection with [`Lost::TooLong`](crate::Lost::TooLong).
-    pub fn max_frame(mut self, bytes: usize) -> Self {
+    pub fn with_max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = bytes.max(1);
         self
     }
@@ -75,27 +75,27 @@ impl ConnOptions {
     /// until half of it was written and `try_send` fails with
     /// [`NetError::Full`](crate::NetError::Full). The buffer holds at most this plus one
     /// message.
-    pub fn send_limit(mut self, bytes: usize) -> Self {
+    pub fn with_send_limit(mut self, bytes: usize) -> Self {
         self.send_limit = bytes.max(1);
         self
     }
 
     /// Loses the connection with [`Lost::TimedOut`](crate::Lost::TimedOut) when no byte
     /// arrives for this long (a heartbeat deadline); `None` (the default) never does.
-    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn with_read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = timeout;
         self
     }
 
     /// How long a graceful close waits for queued output to be written before it drops the
     /// rest and resets the connection (default 10 s).
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
     }
 
     /// Whether to set `TCP_NODELAY` (default on: fibra already coalesces sends per tick).
-    pub fn nodelay(mut self, nodelay: bool) -> Self {
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
         self.nodelay = nodelay;
         self
     }
@@ -120,27 +120,47 @@ impl ConnOptions {
     /// use fibra_net::ConnOptions;
     ///
     /// // A chat room's members: each written at most about every 10 ms while listening.
-    /// let member = ConnOptions::new().flush_delay(Duration::from_millis(10));
-    /// assert_eq!(member.get_flush_delay(), Duration::from_millis(10));
+    /// let member = ConnOptions::new().with_flush_delay(Duration::from_millis(10));
+    /// assert_eq!(member.flush_delay(), Duration::from_millis(10));
     /// ```
-    pub fn flush_delay(mut self, delay: Duration) -> Self {
+    pub fn with_flush_delay(mut self, delay: Duration) -> Self {
         self.flush_delay = delay;
         self
     }
 
-    /// The flush delay.
-    pub fn get_flush_delay(&self) -> Duration {
-        self.flush_delay
+    /// How frames are cut.
+    pub fn framing(&self) -> &Framing {
+        &self.framing
     }
 
-    /// The frame limit.
-    pub fn get_max_frame(&self) -> usize {
+    /// The frame limit, in bytes.
+    pub fn max_frame(&self) -> usize {
         self.max_frame
     }
 
-    /// The send limit.
-    pub fn get_send_limit(&self) -> usize {
+    /// The send limit, in bytes.
+    pub fn send_limit(&self) -> usize {
         self.send_limit
+    }
+
+    /// How long the peer may stay silent before the connection is lost, if limited.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// How long a close waits for the output to be written before it resets.
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// The flush delay.
+    pub fn flush_delay(&self) -> Duration {
+        self.flush_delay
     }
 }
 
@@ -169,21 +189,36 @@ impl ListenOptions {
     }
 
     /// The accept backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
-    pub fn backlog(mut self, backlog: i32) -> Self {
+    pub fn with_backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog.max(1);
         self
     }
 
     /// Sets `SO_REUSEPORT`, so that several listeners (in several processes or schedules)
     /// can share one port.
-    pub fn reuse_port(mut self, reuse: bool) -> Self {
+    pub fn with_reuse_port(mut self, reuse: bool) -> Self {
         self.reuse_port = reuse;
         self
     }
 
     /// The options every accepted connection starts with.
-    pub fn conn(mut self, options: ConnOptions) -> Self {
+    pub fn with_conn(mut self, options: ConnOptions) -> Self {
         self.conn = options;
         self
+    }
+
+    /// The listen backlog.
+    pub fn backlog(&self) -> i32 {
+        self.backlog
+    }
+
+    /// Whether `SO_REUSEPORT` is set.
+    pub fn reuse_port(&self) -> bool {
+        self.reuse_port
+    }
+
+    /// The options of the connections accepted from this listener.
+    pub fn conn(&self) -> &ConnOptions {
+        &self.conn
     }
 }

@@ -28,7 +28,8 @@ impl DeadlineQueue {
     pub fn insert(&mut self, id: TaskletId, deadline: Instant) {
         self.seq += 1;
         let key = (deadline, self.seq);
-        if let Some(old) = self.keys.insert(id, key) {
+        // A stale entry of an older tasklet in the same slot goes too: it must not pop later.
+        if let Some(old) = self.keys.insert_displacing(id, key) {
             self.order.remove(&old);
         }
         self.order.insert(key, id);
@@ -71,5 +72,74 @@ impl DeadlineQueue {
     /// Whether the queue is empty.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn id(key: u32, seq: u32) -> TaskletId {
+        TaskletId { key, seq }
+    }
+
+    #[test]
+    fn ties_leave_in_insertion_order() {
+        let mut q = DeadlineQueue::new();
+        let at = Instant::now();
+        for key in [5, 1, 9, 3] {
+            q.insert(id(key, 1), at);
+        }
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop_expired(at).map(|i| i.key)).collect();
+        assert_eq!(order, [5, 1, 9, 3]);
+    }
+
+    #[test]
+    fn earlier_deadlines_leave_first_and_nothing_leaves_early() {
+        let mut q = DeadlineQueue::new();
+        let t0 = Instant::now();
+        q.insert(id(0, 1), t0 + Duration::from_millis(20));
+        q.insert(id(1, 1), t0 + Duration::from_millis(10));
+        assert_eq!(q.next_deadline(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(q.pop_expired(t0 + Duration::from_millis(9)), None);
+        assert_eq!(
+            q.pop_expired(t0 + Duration::from_millis(10)),
+            Some(id(1, 1))
+        );
+        assert_eq!(q.pop_expired(t0 + Duration::from_millis(10)), None);
+        assert_eq!(
+            q.pop_expired(t0 + Duration::from_millis(30)),
+            Some(id(0, 1))
+        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn reinserting_moves_the_deadline_and_removing_forgets_it() {
+        let mut q = DeadlineQueue::new();
+        let t0 = Instant::now();
+        q.insert(id(0, 1), t0 + Duration::from_secs(10));
+        q.insert(id(0, 1), t0);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next_deadline(), Some(t0));
+        assert!(q.remove(id(0, 1)));
+        assert!(!q.remove(id(0, 1)));
+        assert_eq!(q.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_stale_id_neither_removes_nor_outlives_its_successor() {
+        let mut q = DeadlineQueue::new();
+        let t0 = Instant::now();
+        q.insert(id(4, 1), t0);
+        // Tasklet 4.1 ended without removing its deadline; 4.2 reuses the slot.
+        assert!(!q.remove(id(4, 2)), "a stale id removes nothing");
+        q.insert(id(4, 2), t0 + Duration::from_secs(1));
+        assert_eq!(q.len(), 1, "the stale entry is gone");
+        assert!(!q.contains(id(4, 1)));
+        assert_eq!(q.pop_expired(t0), None, "the stale deadline does not pop");
+        assert_eq!(q.pop_expired(t0 + Duration::from_secs(1)), Some(id(4, 2)));
     }
 }

@@ -77,6 +77,22 @@ impl<V> IdMap<V> {
         }
     }
 
+    /// Like [`insert`](Self::insert), but also returns a value of an older tasklet that had
+    /// the same slot (a stale entry), which `insert` drops.
+    pub(crate) fn insert_displacing(&mut self, id: TaskletId, value: V) -> Option<V> {
+        let slot = id.slot();
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        match self.slots[slot].replace((id.seq, value)) {
+            Some((_, old)) => Some(old),
+            None => {
+                self.len += 1;
+                None
+            }
+        }
+    }
+
     /// The value for `id`.
     pub fn get(&self, id: TaskletId) -> Option<&V> {
         match self.slots.get(id.slot()) {
@@ -118,5 +134,60 @@ impl<V> IdMap<V> {
     /// Whether no id has a value.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(key: u32, seq: u32) -> TaskletId {
+        TaskletId { key, seq }
+    }
+
+    #[test]
+    fn a_stale_id_finds_nothing_and_removes_nothing() {
+        let mut map = IdMap::new();
+        assert_eq!(map.insert(id(3, 1), "old"), None);
+        let reused = id(3, 2); // the same slot, a later tasklet
+        assert_eq!(map.get(reused), None);
+        assert_eq!(map.get_mut(reused), None);
+        assert!(!map.contains(reused));
+        assert_eq!(map.remove(reused), None);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.get(id(3, 1)), Some(&"old"));
+    }
+
+    #[test]
+    fn inserting_over_a_stale_entry_replaces_it_without_counting_twice() {
+        let mut map = IdMap::new();
+        map.insert(id(0, 1), 10);
+        assert_eq!(
+            map.insert(id(0, 2), 20),
+            None,
+            "a stale value is not handed back"
+        );
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.get(id(0, 1)), None);
+        assert_eq!(map.get(id(0, 2)), Some(&20));
+        assert_eq!(map.insert_displacing(id(0, 3), 30), Some(20));
+        assert_eq!(map.len(), 1);
+        assert_eq!(
+            map.insert(id(0, 3), 31),
+            Some(30),
+            "the same id hands back its value"
+        );
+        assert_eq!(map.remove(id(0, 3)), Some(31));
+        assert!(map.is_empty());
+        assert_eq!(map.remove(id(0, 3)), None);
+    }
+
+    #[test]
+    fn far_slots_grow_the_table_and_near_ones_stay_empty() {
+        let mut map = IdMap::new();
+        map.insert(id(1000, 1), ());
+        assert_eq!(map.len(), 1);
+        assert!(!map.contains(id(999, 1)));
+        assert!(!map.contains(id(5000, 1)), "past the end is just absent");
     }
 }
