@@ -150,6 +150,37 @@ fn parked(n: usize) -> Result<Schedule, fibra::rt::Error> {
     Ok(s)
 }
 
+/// A schedule with the network plugin: a listener parked in accept and `conns` connected
+/// pairs (both ends tasklets of this schedule) parked in receive.
+fn net_idle(conns: usize) -> Schedule {
+    use fibra::net::{NetExt, NetPlugin};
+    let mut s = schedule();
+    s.add_plugin(NetPlugin::new().unwrap()).unwrap();
+    s.spawn(move |h| {
+        let listener = h.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr();
+        for _ in 0..conns {
+            h.spawn_detached(Default::default(), move |h| {
+                let conn = h.connect(addr).unwrap();
+                let _ = h.receive(&conn);
+            })
+            .unwrap();
+            let (conn, _) = h.accept(&listener).unwrap();
+            h.spawn_detached(Default::default(), move |h| {
+                let _ = h.receive(&conn);
+            })
+            .unwrap();
+        }
+        let _ = h.accept(&listener);
+    })
+    .unwrap();
+    for _ in 0..1000 {
+        s.tick().unwrap();
+    }
+    assert_eq!(s.len(), 2 * conns + 1, "every tasklet is parked");
+    s
+}
+
 fn idle_ticks(s: &mut Schedule, iters: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
@@ -193,6 +224,12 @@ fn criterion_benches(c: &mut Criterion) {
             }
             Err(e) => eprintln!("idle_tick/{n}: skipped: {e}"),
         }
+    }
+    for conns in [0usize, 100] {
+        let mut s = net_idle(conns);
+        g.bench_with_input(BenchmarkId::new("net_conns", conns), &conns, |b, _| {
+            b.iter_custom(|iters| idle_ticks(&mut s, iters))
+        });
     }
     g.finish();
 }
@@ -274,6 +311,13 @@ fn summary() {
             ),
             Err(e) => println!("| idle tick, {n} parked | - | skipped: {e} | - | - |"),
         }
+    }
+    for conns in [0usize, 100] {
+        let mut s = net_idle(conns);
+        let t = median_ns(9, 20_000, |i| idle_ticks(&mut s, i));
+        println!(
+            "| idle tick, network plugin, a listener + {conns} idle connections | - | {t:.1} ns | - | <= 500 ns |"
+        );
     }
 }
 
