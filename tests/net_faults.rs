@@ -233,6 +233,47 @@ fn fin_that_came_with_the_bytes_is_seen() {
     assert_eq!(net_stats(&s).sockets, 0);
 }
 
+/// Request and response, one message at a time: on the epoll backend a short read drains
+/// the socket (EPOLLRDHUP would flag a FIN in the same edge), so each message costs one read;
+/// the portable backend reads until `EAGAIN`, two. The end of the stream is still seen.
+#[test]
+fn a_message_at_a_time_costs_one_read_on_epoll() {
+    const MESSAGES: u64 = 50;
+    let mut s = net_schedule();
+    let addr = serve(&mut s, ListenOptions::new(), 1, |h, conn| {
+        while let Ok(line) = h.receive(&conn) {
+            h.send_frame(&conn, &line).unwrap();
+        }
+    });
+    let client = peer(addr, |mut stream| {
+        let mut echo = [0u8; 4];
+        for _ in 0..MESSAGES {
+            stream.write_all(b"msg\n").unwrap();
+            stream.read_exact(&mut echo).unwrap();
+            assert_eq!(&echo, b"msg\n");
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        read_all(&mut stream)
+    });
+    run_all(&mut s, 10);
+    assert_eq!(
+        client.join().unwrap(),
+        b"",
+        "the server saw the end and closed"
+    );
+    let reads = net_stats(&s).reads;
+    eprintln!("reads: {reads}");
+    if cfg!(all(target_os = "linux", not(feature = "portable-poller"))) {
+        // One per message, plus the one that reads the end (and a spare for a spurious edge).
+        assert!(
+            reads <= MESSAGES + 2,
+            "{reads} reads for {MESSAGES} messages"
+        );
+    } else {
+        assert!(reads > MESSAGES, "{reads} reads for {MESSAGES} messages");
+    }
+}
+
 #[test]
 fn killed_receiver_leaves_no_registration() {
     let mut s = net_schedule();

@@ -392,3 +392,26 @@ fn a_key_above_the_limit_is_refused() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("key must be at most"), "{err}");
 }
+
+/// What crosses threads is `Send + Sync`; the schedule side is not (a compile-time check).
+#[test]
+fn remotes_and_remote_senders_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Remote>();
+    send_sync::<fibra::tasks::RemoteSender<Vec<u8>>>();
+}
+
+/// A remote that outlives its schedule does nothing, and says so.
+#[test]
+fn a_remote_outliving_its_schedule_is_inert() {
+    let mut s = Schedule::new();
+    let id = s.spawn(|h| h.park()).unwrap();
+    let remote = s.remote();
+    assert!(remote.is_alive());
+    drop(s);
+    assert!(!remote.is_alive());
+    for _ in 0..1000 {
+        remote.unpark(id); // queued nowhere: no memory grows
+        remote.wake();
+    }
+}

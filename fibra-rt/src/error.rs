@@ -23,8 +23,9 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
-    /// The schedule can make no more progress: tasklets are waiting, but no timer, I/O source
-    /// or runnable tasklet is left that could ever wake them (a deadlock).
+    /// The schedule can make no more progress: tasklets are waiting, but no timer, I/O source,
+    /// [`Remote`](crate::Remote) or runnable tasklet is left that could ever wake them (a
+    /// deadlock).
     Stalled {
         /// How many tasklets are stuck. [`Schedule::tasklets`](crate::Schedule::tasklets) says
         /// what each waits on.
@@ -86,8 +87,8 @@ impl fmt::Display for Error {
             Error::Stalled { waiting } => write!(
                 f,
                 "{waiting} tasklet(s) are waiting but nothing can ever wake them (no runnable \
-                 tasklet, no timer, no I/O source): a deadlock; Schedule::tasklets() lists what \
-                 each one waits on"
+                 tasklet, no timer, no I/O source, no Remote held outside the schedule): a \
+                 deadlock; Schedule::tasklets() lists what each one waits on"
             ),
             Error::Plugin { plugin, source } => write!(f, "plugin `{plugin}` failed: {source}"),
             Error::Reactor(e) => {

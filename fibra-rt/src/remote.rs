@@ -14,6 +14,8 @@ pub(crate) struct RemoteShared {
     /// A notification is on its way, or the schedule has not yet looked: others need not
     /// notify again. Cleared by the schedule before it takes the queue.
     pending: AtomicBool,
+    /// The schedule was dropped: unparks go nowhere, and are not queued.
+    closed: AtomicBool,
     notifier: Arc<Notifier>,
 }
 
@@ -54,6 +56,7 @@ impl Remote {
             shared: Arc::new(RemoteShared {
                 unparks: Mutex::new(Vec::new()),
                 pending: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
                 notifier,
             }),
         }
@@ -62,8 +65,12 @@ impl Remote {
     /// Unparks tasklet `id` of this remote's schedule, as
     /// [`Unparker::unpark`](crate::Unparker::unpark) does on the schedule's own thread: a
     /// parked tasklet becomes runnable, any other's next park returns at once, and an ended
-    /// one is left alone. The schedule wakes at once if it is blocked.
+    /// one is left alone. The schedule wakes at once if it is blocked. Once the schedule is
+    /// dropped this does nothing.
     pub fn unpark(&self, id: TaskletId) {
+        if !self.is_alive() {
+            return;
+        }
         self.shared
             .unparks
             .lock()
@@ -76,11 +83,29 @@ impl Remote {
     /// [polled](crate::Plugin::poll). A plugin fed by another thread calls this after it
     /// handed over data. Wakes that come before the schedule looked are merged into one.
     pub fn wake(&self) {
+        if !self.is_alive() {
+            return;
+        }
         if !self.shared.pending.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.shared.notifier.notify() {
                 log::error!(target: "fibra_rt::remote", "could not wake the schedule: {e}");
             }
         }
+    }
+
+    /// Whether the schedule still exists (it has not been dropped).
+    pub fn is_alive(&self) -> bool {
+        !self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The schedule is being dropped: later unparks and wakes do nothing.
+    pub(crate) fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared
+            .unparks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Whether a wake is pending (posted, not yet seen by the schedule).

@@ -883,6 +883,7 @@ impl Schedule {
 
 impl Drop for Schedule {
     fn drop(&mut self) {
+        self.core.wakes.remote.close();
         // Unwind every tasklet while the plugins still exist (destructors may wake others).
         let ids: Vec<TaskletId> = self.core.tasklets.iter().map(|(_, t)| t.id).collect();
         for id in ids {
