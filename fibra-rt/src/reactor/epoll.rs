@@ -1,9 +1,11 @@
 //! The Linux backend: epoll, called directly.
 //!
-//! One `epoll_wait` per round, sources registered once edge-triggered with `EPOLLRDHUP` (so a
-//! peer's FIN is reported even when it came in the same edge as the last bytes), and an
-//! `eventfd` for wake-ups from other threads.
+//! One wait per round (`epoll_wait`; `epoll_pwait2` when the timeout has a sub-millisecond
+//! part and the kernel has it, Linux 5.11+), sources registered once edge-triggered with
+//! `EPOLLRDHUP` (so a peer's FIN is reported even when it came in the same edge as the last
+//! bytes), and an `eventfd` for wake-ups from other threads.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -29,6 +31,8 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 pub(crate) struct Poller {
     epoll: OwnedFd,
     notify: std::sync::Arc<Notifier>,
+    /// `epoll_pwait2` may exist (cleared at its first `ENOSYS`).
+    pwait2: Cell<bool>,
 }
 
 /// The buffer the kernel writes events into, reused by every wait.
@@ -85,6 +89,7 @@ impl Poller {
         let poller = Poller {
             epoll,
             notify: std::sync::Arc::new(Notifier { eventfd }),
+            pwait2: Cell::new(true),
         };
         poller.ctl(
             libc::EPOLL_CTL_ADD,
@@ -138,25 +143,16 @@ impl Poller {
         events: &mut Vec<Event>,
         timeout: Option<Duration>,
     ) -> io::Result<bool> {
-        let ms = match timeout {
-            None => -1,
-            // Round up: a wait that ends before its deadline would only wait again.
-            Some(t) => {
-                let ms = t.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
-            }
-        };
         let buf = &mut raw.0;
         buf.clear();
-        // SAFETY: `buf` has room for `capacity` events; the kernel writes at most that many
-        // and returns how many it wrote.
-        let r = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.capacity() as libc::c_int,
-                ms,
-            )
+        let r = match timeout {
+            Some(t) if t.subsec_nanos() % 1_000_000 != 0 && self.pwait2.get() => {
+                match self.pwait2(buf, t) {
+                    Some(r) => r,
+                    None => self.epoll_wait(buf, Some(t)),
+                }
+            }
+            _ => self.epoll_wait(buf, timeout),
         };
         let n = match cvt(r) {
             Ok(n) => n as usize,
@@ -187,6 +183,54 @@ impl Poller {
             self.clear_notify();
         }
         Ok(notified)
+    }
+
+    /// `epoll_wait`, with the timeout rounded up to a whole millisecond: a wait that ends
+    /// before its deadline would only wait again.
+    fn epoll_wait(&self, buf: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> i32 {
+        let ms = match timeout {
+            None => -1,
+            Some(t) => {
+                let ms = t.as_nanos().div_ceil(1_000_000);
+                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+            }
+        };
+        // SAFETY: `buf` has room for `capacity` events; the kernel writes at most that many
+        // and returns how many it wrote.
+        unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.capacity() as libc::c_int,
+                ms,
+            )
+        }
+    }
+
+    /// `epoll_pwait2`, to the nanosecond; `None` when the kernel does not have it.
+    fn pwait2(&self, buf: &mut Vec<libc::epoll_event>, timeout: Duration) -> Option<i32> {
+        let spec = libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: as in `epoll_wait`; `spec` is a valid timespec on this frame, and a null
+        // signal mask (size 0) leaves the thread's mask alone.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.epoll.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.capacity() as libc::c_int,
+                &spec as *const libc::timespec,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            self.pwait2.set(false);
+            return None;
+        }
+        Some(r as i32)
     }
 
     /// Empties the eventfd's counter, so that the next notify is a new edge of a clean state.
