@@ -6,7 +6,9 @@
 //! and the tasklet resumes with the result. The host calls [`Schedule::tick`] from its own loop
 //! (it never blocks) or [`Schedule::run`] (blocks when idle, returns when no tasklet is left).
 //!
-//! This crate holds the schedule, the stack pool, the yield handle and the plugin contract.
+//! This crate holds the schedule, the stack pool, the yield handle, the plugin contract, the
+//! [`reactor`] that waits for every plugin's file descriptors in one system call, and the
+//! [`Remote`] through which other threads wake a schedule.
 //! Spawning from tasklets, sleeping, joining and channels live in `fibra-tasks`; sockets in
 //! `fibra-net`. A user-written plugin plugs in the same way:
 //!

@@ -10,6 +10,98 @@
 //! Backends: on Linux, epoll called directly (one `epoll_wait` per round, `EPOLLRDHUP` so that
 //! a peer's end of output is reported); elsewhere, and on Linux with the `portable-poller`
 //! feature, the `polling` crate.
+//!
+//! A plugin that reads a Unix socket, beside whatever else the schedule waits for:
+//!
+//! ```
+//! use std::io::{self, Read, Write};
+//! use std::os::fd::AsFd;
+//! use std::os::unix::net::UnixStream;
+//! use std::task::Poll;
+//! use fibra_rt::{Context, Events, Interest, Op, Plugin, Registry, Router, Schedule, Serves,
+//!                TaskletId};
+//!
+//! /// Waits for the next bytes on the plugin's socket.
+//! struct ReadSome;
+//! impl Op for ReadSome {
+//!     type Output = io::Result<Vec<u8>>;
+//! }
+//!
+//! #[derive(Debug)]
+//! struct Socket {
+//!     stream: UnixStream,
+//!     registry: Option<Registry>,
+//!     waiter: Option<TaskletId>,
+//! }
+//!
+//! impl Socket {
+//!     fn try_read(&mut self) -> Option<io::Result<Vec<u8>>> {
+//!         let mut buf = [0u8; 64];
+//!         match self.stream.read(&mut buf) {
+//!             Ok(n) => Some(Ok(buf[..n].to_vec())),
+//!             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+//!             Err(e) => Some(Err(e)),
+//!         }
+//!     }
+//! }
+//!
+//! impl Plugin for Socket {
+//!     fn register(router: &mut Router<Self>) {
+//!         router.op::<ReadSome>();
+//!     }
+//!     fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
+//!         if events.is_empty() {
+//!             return Ok(());
+//!         }
+//!         if let Some(id) = self.waiter {
+//!             if let Some(result) = self.try_read() {
+//!                 self.waiter = None;
+//!                 let _ = cx.complete::<ReadSome>(id, result);
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl Drop for Socket {
+//!     fn drop(&mut self) {
+//!         if let Some(registry) = &self.registry {
+//!             let _ = registry.deregister(self.stream.as_fd());
+//!         }
+//!     }
+//! }
+//!
+//! impl Serves<ReadSome> for Socket {
+//!     fn submit(&mut self, _: ReadSome, from: TaskletId, cx: &mut Context<'_>)
+//!         -> Poll<io::Result<Vec<u8>>>
+//!     {
+//!         if let Some(result) = self.try_read() {
+//!             return Poll::Ready(result); // try first; wait only after WouldBlock
+//!         }
+//!         if self.registry.is_none() {
+//!             let registry = cx.registry();
+//!             // SAFETY: the stream is deregistered in `Drop`, before it closes.
+//!             let added = unsafe { registry.register(self.stream.as_fd(), 0, Interest::READABLE) };
+//!             if let Err(e) = added {
+//!                 return Poll::Ready(Err(e));
+//!             }
+//!             self.registry = Some(registry);
+//!         }
+//!         self.waiter = Some(from);
+//!         Poll::Pending
+//!     }
+//! }
+//!
+//! let (ours, mut theirs) = UnixStream::pair()?;
+//! ours.set_nonblocking(true)?;
+//! let mut schedule = Schedule::new();
+//! schedule.add_plugin(Socket { stream: ours, registry: None, waiter: None })?;
+//! schedule.spawn(|h| assert_eq!(h.yield_op(ReadSome).unwrap(), b"ping"))?;
+//! let writer = std::thread::spawn(move || theirs.write_all(b"ping"));
+//! schedule.run()?; // blocks in the reactor until the socket is readable
+//! writer.join().unwrap()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::cell::Cell;
 use std::fmt;
