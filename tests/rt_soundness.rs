@@ -4,9 +4,10 @@
 //! The bug this guards against was a segfault, so the scenario runs in a child process (this
 //! test binary again) and the parent reads how it ended.
 
-use std::process::{Command, Stdio};
+mod util;
+
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fibra::rt::{Context, Exit, Op, Plugin, Router, Schedule, Serves, TaskletId};
 
@@ -104,28 +105,7 @@ fn a_host_kill_after_a_plugin_panic_never_writes_into_a_dropped_stack() {
     assert!(stderr.contains("child: survived"), "{stderr}");
 }
 
-/// Runs `test` of this binary in a child with `CHILD=case`; returns (success, stderr).
+/// Runs `test` of this binary in a child with `CHILD=case`; returns (success, its output).
 fn run_child(test: &str, case: &str) -> (bool, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, case)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the child hung");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status.success(), stderr)
+    util::run_in_child(test, (CHILD, case), Duration::from_secs(60))
 }

@@ -1,38 +1,18 @@
 //! Stack overflow and stack exhaustion give messages a user can act on. Each case runs in a
 //! child process (this test binary again), since an overflow ends the process.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod util;
+
+use std::time::Duration;
 
 use fibra::rt::{Schedule, SpawnOptions};
 use fibra::tasks::{TasksExt, TasksPlugin};
 
 const CHILD: &str = "FIBRA_RT_STACK_CHILD";
 
-/// Runs `test` of this binary in a child with `CHILD=case`; returns (success, stderr).
+/// Runs `test` of this binary in a child with `CHILD=case`; returns (success, its output).
 fn run_child(test: &str, case: &str) -> (bool, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, case)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the child hung");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status.success(), stderr)
+    util::run_in_child(test, (CHILD, case), Duration::from_secs(60))
 }
 
 #[inline(never)]

@@ -136,6 +136,10 @@ impl Core {
 
     /// Turns unparks posted by other threads into runnable tasklets.
     fn drain_remote(&mut self) {
+        // One plain load per round when no other thread posted anything.
+        if !self.wakes.remote.is_pending() {
+            return;
+        }
         let mut taken = std::mem::take(&mut self.spare_wakes);
         if self.wakes.remote.take(&mut taken) {
             self.unpark_all(taken);
