@@ -67,6 +67,10 @@ impl Remote {
     /// parked tasklet becomes runnable, any other's next park returns at once, and an ended
     /// one is left alone. The schedule wakes at once if it is blocked. Once the schedule is
     /// dropped this does nothing.
+    ///
+    /// Each call queues `id` until the schedule's next round: a thread that unparks in a loop
+    /// while the host does not run the schedule grows that queue. Unpark when there is
+    /// something new for the tasklet, as `fibra_tasks::remote_channel` does (once per park).
     pub fn unpark(&self, id: TaskletId) {
         if !self.is_alive() {
             return;
