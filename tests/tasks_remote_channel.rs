@@ -202,3 +202,69 @@ fn a_killed_receiver_leaves_the_senders_an_error_not_a_hang() {
     assert!(s.kill(receiver));
     assert_eq!(blocked.join().unwrap().unwrap_err().0, 2);
 }
+
+/// Two tasklets sharing one receiver (through an `Rc`) both get values: no borrow is held
+/// while one of them is parked.
+#[test]
+fn a_receiver_shared_by_two_tasklets_serves_both() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 8);
+    let rx = Rc::new(rx);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    for _ in 0..2 {
+        let (rx, got) = (rx.clone(), got.clone());
+        s.spawn(move |h| {
+            while let Some(v) = rx.recv(h) {
+                got.borrow_mut().push(v);
+                h.yield_now(); // let the other receiver in
+            }
+        })
+        .unwrap();
+    }
+    s.tick().unwrap();
+    let sender = std::thread::spawn(move || {
+        for v in 0..100 {
+            tx.send(v).unwrap();
+        }
+    });
+    drop(rx);
+    bounded_run(&mut s);
+    sender.join().unwrap();
+    let mut got = got.take();
+    got.sort();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+}
+
+/// A receiver killed while parked leaves the wait list: the wake-up of the next send goes to
+/// the live one sharing the receiver, not to the dead one.
+#[test]
+fn a_killed_waiter_does_not_take_the_wake_up_of_a_live_one() {
+    let mut s = Schedule::new();
+    let (tx, rx) = remote_channel::<u32>(&s.remote(), 8);
+    let rx = Rc::new(rx);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let first = {
+        let rx = rx.clone();
+        s.spawn(move |h| {
+            let _ = rx.recv(h);
+        })
+        .unwrap()
+    };
+    s.tick().unwrap(); // the first parks, first in the wait list
+    {
+        let (rx, got) = (rx.clone(), got.clone());
+        s.spawn(move |h| got.borrow_mut().extend(rx.recv(h)))
+            .unwrap();
+    }
+    s.tick().unwrap();
+    assert!(s.kill(first));
+    drop(rx);
+    // A sender stays alive, so only the send itself can wake the live receiver.
+    let keep = tx.clone();
+    let sender = std::thread::spawn(move || tx.send(5).unwrap());
+    bounded_run(&mut s);
+    sender.join().unwrap();
+    drop(keep);
+    assert_eq!(*got.borrow(), [5]);
+}

@@ -25,8 +25,9 @@ struct State<T> {
     cap: usize,
     closed: bool,
     senders: usize,
-    /// The receiving tasklet, while it is (about to be) parked for lack of values.
-    parked: Option<TaskletId>,
+    /// Receiving tasklets (about to be) parked for lack of values, first come first woken.
+    /// More than one only when tasklets share the receiver (through an `Rc`).
+    parked: Vec<TaskletId>,
     /// Sending threads blocked for lack of room.
     blocked: usize,
 }
@@ -48,10 +49,10 @@ impl<T> Inner<T> {
     fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        let parked = state.parked.take();
+        let parked = std::mem::take(&mut state.parked);
         let blocked = state.blocked > 0;
         drop(state);
-        if let Some(id) = parked {
+        for id in parked {
             self.remote.unpark(id);
         }
         if blocked {
@@ -96,7 +97,7 @@ pub fn remote_channel<T: Send>(
             cap,
             closed: false,
             senders: 1,
-            parked: None,
+            parked: Vec::new(),
             blocked: 0,
         }),
         room: Condvar::new(),
@@ -169,7 +170,8 @@ impl<T> RemoteSender<T> {
 
     fn push(&self, mut state: MutexGuard<'_, State<T>>, value: T) {
         state.queue.push_back(value);
-        let parked = state.parked.take();
+        // One receiver is enough: the one woken takes everything queued.
+        let parked = (!state.parked.is_empty()).then(|| state.parked.remove(0));
         drop(state);
         if let Some(id) = parked {
             self.inner.remote.unpark(id);
@@ -249,21 +251,23 @@ impl<T> RemoteReceiver<T> {
     /// Values are taken from the senders' queue all at once, under one lock (the queues are
     /// swapped), and then handed out one by one without it.
     pub fn recv(&self, h: &Handle) -> Option<T> {
-        let mut taken = self.taken.borrow_mut();
         loop {
-            if let Some(value) = taken.pop_front() {
-                return Some(value);
-            }
-            let mut state = self.inner.lock();
-            if self.take_all(&mut state, &mut taken) {
-                continue;
-            }
-            if state.closed {
-                return None;
-            }
-            state.parked = Some(h.id());
-            drop(state);
-            h.park();
+            // No borrow is held across the park: another tasklet may use this receiver too.
+            let state = {
+                let mut taken = self.taken.borrow_mut();
+                if let Some(value) = taken.pop_front() {
+                    return Some(value);
+                }
+                let mut state = self.inner.lock();
+                if self.take_all(&mut state, &mut taken) {
+                    continue;
+                }
+                if state.closed {
+                    return None;
+                }
+                state
+            };
+            self.park(h, state);
         }
     }
 
@@ -291,24 +295,50 @@ impl<T> RemoteReceiver<T> {
     /// there; returns how many moved, 0 once the channel is closed and drained.
     pub fn recv_many(&self, h: &Handle, into: &mut Vec<T>, max: usize) -> usize {
         let max = max.max(1);
-        let mut taken = self.taken.borrow_mut();
         loop {
-            if !taken.is_empty() {
-                let n = taken.len().min(max);
-                into.extend(taken.drain(..n));
-                return n;
-            }
-            let mut state = self.inner.lock();
-            if self.take_all(&mut state, &mut taken) {
-                continue;
-            }
-            if state.closed {
-                return 0;
-            }
-            state.parked = Some(h.id());
-            drop(state);
-            h.park();
+            let state = {
+                let mut taken = self.taken.borrow_mut();
+                if !taken.is_empty() {
+                    let n = taken.len().min(max);
+                    into.extend(taken.drain(..n));
+                    return n;
+                }
+                let mut state = self.inner.lock();
+                if self.take_all(&mut state, &mut taken) {
+                    continue;
+                }
+                if state.closed {
+                    return 0;
+                }
+                state
+            };
+            self.park(h, state);
         }
+    }
+
+    /// Parks until a sender or a close unparks this tasklet. Its place in the wait list goes
+    /// when the park ends in any way, a kill included, so a dead tasklet never takes the
+    /// wake-up meant for a live one.
+    fn park(&self, h: &Handle, mut state: MutexGuard<'_, State<T>>) {
+        let id = h.id();
+        if !state.parked.contains(&id) {
+            state.parked.push(id);
+        }
+        drop(state);
+        struct Leave<'a, T> {
+            inner: &'a Inner<T>,
+            id: TaskletId,
+        }
+        impl<T> Drop for Leave<'_, T> {
+            fn drop(&mut self) {
+                self.inner.lock().parked.retain(|&p| p != self.id);
+            }
+        }
+        let _leave = Leave {
+            inner: &self.inner,
+            id,
+        };
+        h.park();
     }
 
     /// Swaps the shared queue with the empty `taken` (both keep their allocations); frees
@@ -355,7 +385,10 @@ impl<T> fmt::Debug for RemoteReceiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.inner.lock();
         f.debug_struct("RemoteReceiver")
-            .field("len", &(state.queue.len() + self.taken.borrow().len()))
+            .field(
+                "len",
+                &(state.queue.len() + self.taken.try_borrow().map_or(0, |t| t.len())),
+            )
             .field("cap", &state.cap)
             .field("closed", &state.closed)
             .finish()
