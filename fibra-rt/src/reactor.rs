@@ -106,7 +106,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -309,9 +309,7 @@ impl Registry {
         interest: Interest,
     ) -> io::Result<()> {
         check_key(key)?;
-        self.poller
-            .sys
-            .add(fd.as_raw_fd(), pack(self.plugin, key), interest)?;
+        self.poller.sys.add(fd, pack(self.plugin, key), interest)?;
         self.poller.sources.set(self.poller.sources.get() + 1);
         Ok(())
     }
@@ -323,9 +321,7 @@ impl Registry {
     /// As [`register`](Self::register); `fd` must be registered.
     pub fn reregister(&self, fd: BorrowedFd<'_>, key: usize, interest: Interest) -> io::Result<()> {
         check_key(key)?;
-        self.poller
-            .sys
-            .modify(fd.as_raw_fd(), pack(self.plugin, key), interest)
+        self.poller.sys.modify(fd, pack(self.plugin, key), interest)
     }
 
     /// Stops watching `fd`. Call it before closing `fd`.
@@ -334,7 +330,7 @@ impl Registry {
     ///
     /// The poller's errors (`fd` was not registered).
     pub fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let result = self.poller.sys.delete(fd.as_raw_fd());
+        let result = self.poller.sys.delete(fd);
         self.poller
             .sources
             .set(self.poller.sources.get().saturating_sub(1));

@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::{Event, Interest, NOTIFY_KEY};
@@ -110,15 +110,21 @@ impl Poller {
         Ok(())
     }
 
-    pub(crate) fn add(&self, fd: RawFd, data: u64, interest: Interest) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, data, interest)
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, data: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), data, interest)
     }
 
-    pub(crate) fn modify(&self, fd: RawFd, data: u64, interest: Interest) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, data, interest)
+    pub(crate) fn modify(
+        &self,
+        fd: BorrowedFd<'_>,
+        data: u64,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), data, interest)
     }
 
-    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         // SAFETY: a null event is allowed for EPOLL_CTL_DEL since Linux 2.6.9.
         let r = unsafe {
             libc::epoll_ctl(

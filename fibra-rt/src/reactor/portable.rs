@@ -5,7 +5,7 @@
 
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,30 +65,29 @@ impl Poller {
         })
     }
 
-    fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-        // SAFETY: the reactor's callers keep `fd` open for the length of the call (the
-        // contract of `Registry::register`); the borrow does not outlive it.
-        unsafe { BorrowedFd::borrow_raw(fd) }
-    }
-
-    pub(crate) fn add(&self, fd: RawFd, data: u64, interest: Interest) -> io::Result<()> {
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, data: u64, interest: Interest) -> io::Result<()> {
         // SAFETY: `Registry::register`'s contract: the source is deleted before it closes.
         unsafe {
-            self.poller
-                .add_with_mode(fd, polling_event(data, interest), polling::PollMode::Edge)
+            self.poller.add_with_mode(
+                fd.as_raw_fd(),
+                polling_event(data, interest),
+                polling::PollMode::Edge,
+            )
         }
     }
 
-    pub(crate) fn modify(&self, fd: RawFd, data: u64, interest: Interest) -> io::Result<()> {
-        self.poller.modify_with_mode(
-            Self::borrow(fd),
-            polling_event(data, interest),
-            polling::PollMode::Edge,
-        )
+    pub(crate) fn modify(
+        &self,
+        fd: BorrowedFd<'_>,
+        data: u64,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.poller
+            .modify_with_mode(fd, polling_event(data, interest), polling::PollMode::Edge)
     }
 
-    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.poller.delete(Self::borrow(fd))
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.poller.delete(fd)
     }
 
     pub(crate) fn notifier(&self) -> Arc<Notifier> {
