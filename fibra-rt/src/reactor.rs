@@ -121,8 +121,9 @@ pub(crate) use sys::Notifier;
 
 /// The key the notifier's eventfd is registered with (never a plugin's: see [`pack`]).
 const NOTIFY_KEY: u64 = u64::MAX;
-/// Bits of a packed key that hold the plugin's own key; the plugin's index sits above them.
-const KEY_BITS: u32 = 48;
+/// Bits of a packed key that hold the plugin's own key; the plugin's index (below 64) sits in
+/// the byte above them, so that a packed key still fits a `usize`.
+const KEY_BITS: u32 = usize::BITS - 8;
 /// The largest key a plugin may register a source with.
 pub const MAX_KEY: usize = (1 << KEY_BITS) - 1;
 
