@@ -6,6 +6,8 @@
 //! bound: a schedule that sleeps in one plugin's wait while another plugin's event is ready
 //! would never finish under `run()`, and the bound turns that hang into a failure.
 
+mod util;
+
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -48,14 +50,7 @@ fn drive(s: &mut Schedule, how: Drive) {
 
 /// Runs `scenario` on its own thread; fails if it does not end within 30 s.
 fn bounded<T: Send + 'static>(name: &str, scenario: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(scenario());
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(out) => out,
-        Err(e) => panic!("{name}: the schedule did not finish ({e}): an event was not seen"),
-    }
+    util::on_thread_within(name, 30, scenario)
 }
 
 // ----- a plugin that reads a pipe ---------------------------------------------------------

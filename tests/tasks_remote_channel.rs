@@ -2,6 +2,8 @@
 //! channel holds the senders back, closing from either side is seen by the other, and a send
 //! wakes a schedule blocked in `run()` beside an idle network plugin.
 
+mod util;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,12 +14,7 @@ use fibra::tasks::{remote_channel, TasksExt, TasksPlugin, TryRecvError, TrySendE
 
 /// Runs `scenario` on its own thread; fails if it does not end within 30 s.
 fn bounded<T: Send + 'static>(scenario: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(scenario());
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the schedule did not finish: a send did not wake it")
+    util::on_thread_within("the schedule (a send did not wake it?)", 30, scenario)
 }
 
 #[test]
@@ -113,20 +110,9 @@ fn a_full_channel_holds_senders_back_and_loses_nothing() {
         }
     })
     .unwrap();
-    bounded_run(&mut s);
+    util::run_all(&mut s, 30);
     blocked.join().unwrap();
     assert_eq!(*got.borrow(), [1, 2, 3, 4]);
-}
-
-/// Runs `s` to the end, or fails after 30 s of ticks.
-fn bounded_run(s: &mut Schedule) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if !s.run_for(Duration::from_millis(100)).unwrap() {
-            return;
-        }
-    }
-    panic!("the schedule did not finish");
 }
 
 #[test]
@@ -156,7 +142,7 @@ fn closing_is_seen_on_both_sides() {
     .unwrap();
     s.tick().unwrap();
     let dropper = std::thread::spawn(move || drop(tx));
-    bounded_run(&mut s);
+    util::run_all(&mut s, 30);
     dropper.join().unwrap();
     assert!(*ended.borrow());
 }
@@ -229,7 +215,7 @@ fn a_receiver_shared_by_two_tasklets_serves_both() {
         }
     });
     drop(rx);
-    bounded_run(&mut s);
+    util::run_all(&mut s, 30);
     sender.join().unwrap();
     let mut got = got.take();
     got.sort();
@@ -263,7 +249,7 @@ fn a_killed_waiter_does_not_take_the_wake_up_of_a_live_one() {
     // A sender stays alive, so only the send itself can wake the live receiver.
     let keep = tx.clone();
     let sender = std::thread::spawn(move || tx.send(5).unwrap());
-    bounded_run(&mut s);
+    util::run_all(&mut s, 30);
     sender.join().unwrap();
     drop(keep);
     assert_eq!(*got.borrow(), [5]);

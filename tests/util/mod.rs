@@ -44,6 +44,23 @@ pub(crate) fn run_all(s: &mut Schedule, secs: u64) {
     }
 }
 
+/// Runs `scenario` on a thread of its own and returns what it returns; fails the test if it
+/// does not end within `secs` seconds (a schedule blocked for good, say), naming `what`.
+pub(crate) fn on_thread_within<T: Send + 'static>(
+    what: &str,
+    secs: u64,
+    scenario: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(scenario());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(out) => out,
+        Err(e) => panic!("{what}: did not finish within {secs} s ({e})"),
+    }
+}
+
 /// The network plugin's counters.
 pub(crate) fn net_stats(s: &Schedule) -> fibra::net::NetStats {
     s.plugin::<fibra::net::NetPlugin>().unwrap().stats()
