@@ -388,9 +388,6 @@ impl Reactor {
         timeout: Option<Duration>,
     ) -> io::Result<()> {
         events.clear();
-        self.poller
-            .sys
-            .wait(&mut self.raw, events, timeout)
-            .map(drop)
+        self.poller.sys.wait(&mut self.raw, events, timeout)
     }
 }

@@ -356,8 +356,7 @@ impl Schedule {
     where
         F: FnOnce(&Handle) + 'static,
     {
-        self.reap_after_plugin_panic();
-        self.core.spawn(SpawnOptions::default(), f)
+        self.spawn_with(SpawnOptions::default(), f)
     }
 
     /// Spawns a tasklet with a name (shown in logs, [`tasklets`](Self::tasklets) and crash
@@ -374,8 +373,7 @@ impl Schedule {
     where
         F: FnOnce(&Handle) + 'static,
     {
-        self.reap_after_plugin_panic();
-        self.core.spawn(SpawnOptions::new().name(name), f)
+        self.spawn_with(SpawnOptions::new().name(name), f)
     }
 
     /// Spawns a tasklet with [`SpawnOptions`].
@@ -697,11 +695,11 @@ impl Schedule {
             Ok(end) => end,
             Err(payload) => {
                 // The tasklet stays in the table, pointer-free and without its coroutine,
-                // until the next entry point reaps it (`running` names it).
+                // until the next entry point reaps it (`running` names it; the reap also
+                // withdraws its op and deadline).
                 if let Some(t) = self.core.get_mut(id) {
                     t.state = State::Running;
                 }
-                self.core.op_deadlines.remove(id);
                 // Its destructors run on its own stack: keep it guarded.
                 let _ = catch_unwind(AssertUnwindSafe(|| drop(co)));
                 drop(entered);

@@ -251,23 +251,10 @@ impl<T> RemoteReceiver<T> {
     /// Values are taken from the senders' queue all at once, under one lock (the queues are
     /// swapped), and then handed out one by one without it.
     pub fn recv(&self, h: &Handle) -> Option<T> {
-        loop {
-            // No borrow is held across the park: another tasklet may use this receiver too.
-            let state = {
-                let mut taken = self.taken.borrow_mut();
-                if let Some(value) = taken.pop_front() {
-                    return Some(value);
-                }
-                let mut state = self.inner.lock();
-                if self.take_all(&mut state, &mut taken) {
-                    continue;
-                }
-                if state.closed {
-                    return None;
-                }
-                state
-            };
-            self.park(h, state);
+        if self.wait_for_values(h) {
+            self.taken.borrow_mut().pop_front()
+        } else {
+            None
         }
     }
 
@@ -294,21 +281,30 @@ impl<T> RemoteReceiver<T> {
     /// Moves the queued values (at most `max`) to `into`, parking until at least one is
     /// there; returns how many moved, 0 once the channel is closed and drained.
     pub fn recv_many(&self, h: &Handle, into: &mut Vec<T>, max: usize) -> usize {
-        let max = max.max(1);
+        if !self.wait_for_values(h) {
+            return 0;
+        }
+        let mut taken = self.taken.borrow_mut();
+        let n = taken.len().min(max.max(1));
+        into.extend(taken.drain(..n));
+        n
+    }
+
+    /// Parks until values are in `taken` (true), or the channel is closed and drained
+    /// (false). No borrow is held across the park: other tasklets may use this receiver too.
+    fn wait_for_values(&self, h: &Handle) -> bool {
         loop {
             let state = {
                 let mut taken = self.taken.borrow_mut();
                 if !taken.is_empty() {
-                    let n = taken.len().min(max);
-                    into.extend(taken.drain(..n));
-                    return n;
+                    return true;
                 }
                 let mut state = self.inner.lock();
                 if self.take_all(&mut state, &mut taken) {
-                    continue;
+                    return true;
                 }
                 if state.closed {
-                    return 0;
+                    return false;
                 }
                 state
             };

@@ -56,11 +56,13 @@ impl Notifier {
         let one: u64 = 1;
         // SAFETY: writes 8 initialized bytes to an eventfd this notifier owns.
         let r = unsafe { libc::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        match r {
-            8 => Ok(()),
+        if r == 8 {
+            return Ok(());
+        }
+        match io::Error::last_os_error() {
             // The counter is full: the poller has a wake-up pending anyway.
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Ok(()),
-            _ => Err(io::Error::last_os_error()),
+            e if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            e => Err(e),
         }
     }
 }
@@ -141,14 +143,14 @@ impl Poller {
         std::sync::Arc::clone(&self.notify)
     }
 
-    /// Waits up to `timeout` (`None`: no limit) and appends what became ready to `events`.
-    /// Returns whether the notifier was woken.
+    /// Waits up to `timeout` (`None`: no limit) and appends what became ready to `events`; a
+    /// notification empties the eventfd and is not an event (the remote's flag says it).
     pub(crate) fn wait(
         &self,
         raw: &mut RawEvents,
         events: &mut Vec<Event>,
         timeout: Option<Duration>,
-    ) -> io::Result<bool> {
+    ) -> io::Result<()> {
         let buf = &mut raw.0;
         buf.clear();
         let r = match timeout {
@@ -163,7 +165,7 @@ impl Poller {
         let n = match cvt(r) {
             Ok(n) => n as usize,
             // A signal cut the wait short: the round goes on with no events.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         };
         // SAFETY: the kernel initialized the first `n` events.
@@ -188,7 +190,7 @@ impl Poller {
         if notified {
             self.clear_notify();
         }
-        Ok(notified)
+        Ok(())
     }
 
     /// `epoll_wait`, with the timeout rounded up to a whole millisecond: a wait that ends

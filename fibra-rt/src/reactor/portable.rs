@@ -96,19 +96,18 @@ impl Poller {
         })
     }
 
-    /// Waits up to `timeout` (`None`: no limit) and appends what became ready to `events`.
-    /// Returns whether the notifier was woken (this backend cannot tell: always `false`, and
-    /// the reactor checks its remote queue's flag instead).
+    /// Waits up to `timeout` (`None`: no limit) and appends what became ready to `events`; a
+    /// notification is not an event (the remote's flag says it).
     pub(crate) fn wait(
         &self,
         raw: &mut RawEvents,
         events: &mut Vec<Event>,
         timeout: Option<Duration>,
-    ) -> io::Result<bool> {
+    ) -> io::Result<()> {
         raw.0.clear();
         match self.poller.wait(&mut raw.0, timeout) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
         for e in raw.0.iter() {
@@ -121,6 +120,6 @@ impl Poller {
                 error,
             });
         }
-        Ok(false)
+        Ok(())
     }
 }
