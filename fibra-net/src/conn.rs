@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::codec::Framing;
 use crate::error::{Lost, NetError};
-use crate::table::{Key, Shared};
+use crate::shared::{Key, Shared};
+use crate::table::{Encoding, WhenFull};
 
 /// What a handle holds; the last clone to drop releases the table entry.
 struct Inner {
@@ -90,7 +91,7 @@ impl Conn {
     /// caller decides, a chat room cuts the slow member off); [`NetError::Closed`] or the
     /// loss's error when the connection can no longer send.
     pub fn try_send(&self, bytes: &[u8]) -> Result<(), NetError> {
-        self.queue(bytes, false)
+        self.queue(bytes, Encoding::AsIs)
     }
 
     /// Like [`try_send`](Self::try_send), framing `payload` with the connection's codec
@@ -101,12 +102,14 @@ impl Conn {
     /// As [`try_send`](Self::try_send), and [`NetError::InvalidFrame`] when the codec cannot
     /// frame the payload (a line holding a newline).
     pub fn try_send_frame(&self, payload: &[u8]) -> Result<(), NetError> {
-        self.queue(payload, true)
+        self.queue(payload, Encoding::Frame)
     }
 
-    fn queue(&self, bytes: &[u8], framed: bool) -> Result<(), NetError> {
+    fn queue(&self, bytes: &[u8], encoding: Encoding) -> Result<(), NetError> {
         let mut table = self.inner.shared.table.borrow_mut();
-        table.send(self.key(), bytes, framed, true).map(|_| ())
+        table
+            .send(self.key(), bytes, encoding, WhenFull::Fail)
+            .map(|_| ())
     }
 
     /// Resets the connection without a [`Handle`](fibra_rt::Handle), as

@@ -10,7 +10,7 @@ use crate::error::{Lost, NetError};
 use crate::io::ConnIo;
 use crate::ops;
 use crate::options::{ConnOptions, ListenOptions};
-use crate::table::SendState;
+use crate::table::{Encoding, SendState, WhenFull};
 
 /// Listening, connecting, receiving, sending and closing, as calls on a tasklet's
 /// [`Handle`]. They need the [`NetPlugin`](crate::NetPlugin) in the schedule.
@@ -146,13 +146,14 @@ fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
     })
 }
 
-fn send_with(h: &Handle, conn: &Conn, bytes: &[u8], framed: bool) -> Result<(), NetError> {
+/// Queues `bytes`, parking on `Drain` while the output is at its send limit.
+fn send_or_wait(h: &Handle, conn: &Conn, bytes: &[u8], encoding: Encoding) -> Result<(), NetError> {
     loop {
-        let state = conn
-            .shared()
-            .table
-            .borrow_mut()
-            .send(conn.key(), bytes, framed, false)?;
+        let state =
+            conn.shared()
+                .table
+                .borrow_mut()
+                .send(conn.key(), bytes, encoding, WhenFull::Wait)?;
         match state {
             SendState::Queued => return Ok(()),
             SendState::MustWait => h.yield_op(ops::Drain::new(conn))?,
@@ -206,11 +207,11 @@ impl NetExt for Handle {
     }
 
     fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError> {
-        send_with(self, conn, bytes, false)
+        send_or_wait(self, conn, bytes, Encoding::AsIs)
     }
 
     fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError> {
-        send_with(self, conn, payload, true)
+        send_or_wait(self, conn, payload, Encoding::Frame)
     }
 
     fn flush(&self, conn: &Conn) -> Result<(), NetError> {

@@ -44,17 +44,22 @@
 //!
 //! Logging target: `fibra_net`.
 
-mod buffer;
-mod codec;
+// The handles a tasklet holds, and what it calls.
 mod conn;
-mod error;
 mod ext;
 mod io;
 pub mod ops;
+// Settings, framing and errors.
+mod codec;
+mod error;
 mod options;
+// The plugin and the table it serves ops from (an op's path: `ext` → `plugin` → `table`).
+mod buffer;
 mod plugin;
+mod shared;
+mod stats;
+mod sys;
 mod table;
-mod timer;
 
 pub use codec::{
     Codec, CodecFactory, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec,
@@ -66,4 +71,4 @@ pub use ext::NetExt;
 pub use io::ConnIo;
 pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
 pub use plugin::NetPlugin;
-pub use table::NetStats;
+pub use stats::NetStats;

@@ -16,11 +16,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use fibra_rt::{Context, Op, TaskletId};
+use fibra_rt::Op;
 
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
 use crate::options::{ConnOptions, ListenOptions};
+use crate::table::ReceiveMode;
 
 /// Listen on an address. Output: the listener.
 #[derive(Debug)]
@@ -81,7 +82,7 @@ impl Op for Connect {
 pub struct Receive {
     pub(crate) conn: Conn,
     pub(crate) buf: Vec<u8>,
-    pub(crate) raw: Option<usize>,
+    pub(crate) mode: ReceiveMode,
 }
 
 impl Receive {
@@ -96,7 +97,7 @@ impl Receive {
         Receive {
             conn: conn.clone(),
             buf,
-            raw: None,
+            mode: ReceiveMode::Frame,
         }
     }
 
@@ -105,7 +106,7 @@ impl Receive {
         Receive {
             conn: conn.clone(),
             buf,
-            raw: Some(max.max(1)),
+            mode: ReceiveMode::Raw(max.max(1)),
         }
     }
 }
@@ -114,7 +115,7 @@ impl fmt::Debug for Receive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receive")
             .field("conn", &self.conn)
-            .field("raw", &self.raw)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -176,23 +177,3 @@ conn_op!(
     "Watch `conn`.",
     Lost
 );
-
-macro_rules! completer {
-    ($name:ident, $op:ty) => {
-        pub(crate) fn $name(
-            cx: &mut Context<'_>,
-            id: TaskletId,
-            out: <$op as Op>::Output,
-        ) -> Result<(), <$op as Op>::Output> {
-            cx.complete::<$op>(id, out)
-        }
-    };
-}
-
-completer!(complete_accept, Accept);
-completer!(complete_connect, Connect);
-completer!(complete_receive, Receive);
-completer!(complete_drain, Drain);
-completer!(complete_flush, Flush);
-completer!(complete_close, Close);
-completer!(complete_lost, OnLost);

@@ -12,7 +12,9 @@ use fibra_rt::{Context, Events, Plugin, Router, Serves, TaskletId};
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
 use crate::ops::{Abort, Accept, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
-use crate::table::{Key, NetStats, Shared, Table};
+use crate::shared::{Key, Shared};
+use crate::stats::NetStats;
+use crate::table::Table;
 
 /// The network plugin. Add it to a schedule to use [`NetExt`](crate::NetExt).
 ///
@@ -66,7 +68,7 @@ impl NetPlugin {
     /// The table, attached to the schedule's reactor.
     fn table(&self, cx: &Context<'_>) -> std::cell::RefMut<'_, Table> {
         let mut table = self.shared.table.borrow_mut();
-        table.attach(cx);
+        table.attach_cx(cx);
         table
     }
 
@@ -188,7 +190,7 @@ impl Serves<Accept> for NetPlugin {
             return Poll::Ready(Err(e));
         }
         let mut table = self.table(cx);
-        match table.submit_accept(op.listener.key(), from, cx) {
+        match table.submit_accept(op.listener.key(), from, cx.last_reading()) {
             Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
             Poll::Pending => Poll::Pending,
         }
@@ -218,7 +220,7 @@ impl Serves<Receive> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Vec<u8>, NetError>> {
         self.serve(&op.conn, |t, key| {
-            t.submit_receive(key, from, op.buf, op.raw, cx)
+            t.submit_receive(key, from, op.buf, op.mode, cx)
         })
     }
 }

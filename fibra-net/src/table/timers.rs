@@ -8,10 +8,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use crate::table::Key;
+use fibra_rt::Context;
+
+use super::Table;
+use crate::shared::Key;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum TimerKind {
+pub(super) enum TimerKind {
     /// A connection's read timeout.
     Read,
     /// A graceful close's wait for output to drain.
@@ -26,24 +29,24 @@ pub(crate) enum TimerKind {
 type Timer = (Instant, u64, TimerKind, usize, u64);
 
 #[derive(Debug, Default)]
-pub(crate) struct Timers {
+pub(super) struct Timers {
     heap: BinaryHeap<Reverse<Timer>>,
     seq: u64,
 }
 
 impl Timers {
-    pub(crate) fn arm(&mut self, at: Instant, kind: TimerKind, key: Key) {
+    pub(super) fn arm(&mut self, at: Instant, kind: TimerKind, key: Key) {
         self.seq += 1;
         self.heap
             .push(Reverse((at, self.seq, kind, key.slot, key.gen)));
     }
 
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, ..))| *at)
     }
 
     /// The next timer due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind, Key)> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind, Key)> {
         match self.heap.peek() {
             Some(Reverse((at, ..))) if *at <= now => {
                 let Reverse((at, _, kind, slot, gen)) = self.heap.pop()?;
@@ -53,7 +56,29 @@ impl Timers {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.heap.len()
+    }
+}
+
+impl Table {
+    /// Runs the timers due at the round's time. Each checks that it still applies.
+    pub(super) fn expire_timers(&mut self, cx: &mut Context<'_>) {
+        if self.timers.next_deadline().is_none() {
+            return;
+        }
+        let now = self.round_time;
+        while let Some((at, kind, key)) = self.timers.pop_due(now) {
+            match kind {
+                TimerKind::Read => self.read_timer(key, at, now, cx),
+                TimerKind::Linger => self.linger_timer(key, at, cx),
+                TimerKind::Flush => self.end_hold(key),
+                TimerKind::Backoff => self.end_backoff(key, at, cx),
+            }
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
     }
 }
