@@ -14,7 +14,21 @@ use std::time::Duration;
 use fibra::net::{Conn, ConnOptions, ListenOptions, Lost, NetError, NetExt};
 use fibra::rt::{Handle, Schedule, SpawnOptions};
 use fibra::tasks::TasksExt;
-use util::{net_schedule, net_stats, peer, run_all};
+use util::{net_schedule, net_stats, peer};
+
+thread_local! {
+    /// The message of a handler's panic (its assertion failed), for `run_all` to report.
+    static HANDLER_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs the schedule to the end (failing after `secs`), then fails the test if a handler
+/// spawned by `serve` panicked: an assertion inside a tasklet counts.
+fn run_all(s: &mut Schedule, secs: u64) {
+    util::run_all(s, secs);
+    if let Some(message) = HANDLER_PANIC.with(|p| p.borrow_mut().take()) {
+        panic!("a connection handler panicked: {message}");
+    }
+}
 
 /// Spawns a tasklet that listens with `options`, accepts `n` connections and runs
 /// `handler` for each in its own tasklet. Returns the address, after one tick.
@@ -30,8 +44,22 @@ where
         for _ in 0..n {
             let (conn, _) = h.accept(&listener).unwrap();
             let handler = handler.clone();
-            h.spawn_detached(SpawnOptions::new().name("conn"), move |h| handler(h, conn))
-                .unwrap();
+            h.spawn_detached(SpawnOptions::new().name("conn"), move |h| {
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(h, conn)));
+                if let Err(payload) = ran {
+                    // A kill unwinds too, with a payload of the runtime's: not a failure.
+                    let message = payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()));
+                    if let Some(message) = message {
+                        HANDLER_PANIC.with(|p| *p.borrow_mut() = Some(message));
+                    }
+                    std::panic::resume_unwind(payload);
+                }
+            })
+            .unwrap();
         }
     })
     .unwrap();
@@ -472,7 +500,7 @@ fn local_close_tells_receivers_and_watchers() {
     assert_eq!(
         seen,
         vec![
-            "receiver: Err(Closed)".to_owned(),
+            "receiver: Err(Lost(Closed))".to_owned(),
             "send after close: true".to_owned(),
             "watcher: Closed".to_owned(),
         ]
@@ -486,7 +514,10 @@ fn abort_resets_the_peer() {
         h.receive(&conn).unwrap();
         h.send(&conn, b"never flushed").unwrap();
         h.abort(&conn);
-        assert!(matches!(h.send(&conn, b"x"), Err(NetError::Closed)));
+        assert!(matches!(
+            h.send(&conn, b"x"),
+            Err(NetError::Lost(Lost::Aborted))
+        ));
     });
     let client = peer(addr, |mut stream| {
         stream.write_all(b"go\n").unwrap();
@@ -528,7 +559,10 @@ fn abort_without_a_handle_wakes_the_receiver_and_resets_the_peer() {
     });
     run_all(&mut s, 10);
     assert_eq!(client.join().unwrap(), "ConnectionReset");
-    assert!(matches!(outcome.take(), Some(Err(NetError::Closed))));
+    assert!(matches!(
+        outcome.take(),
+        Some(Err(NetError::Lost(Lost::Aborted)))
+    ));
     assert_eq!(net_stats(&s).connections, 0);
 }
 

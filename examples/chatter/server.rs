@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra::net::{ops, Conn, ConnOptions, Framing, ListenOptions, Listener, NetError, NetExt};
+use fibra::net::{
+    ops, Conn, ConnOptions, Framing, ListenOptions, Listener, Lost, NetError, NetExt,
+};
 use fibra::tasks::{self, Sender, TasksExt};
 use fibra::{Handle, Schedule, SpawnOptions, TaskletId};
 use slab::Slab;
@@ -229,7 +231,7 @@ fn session(h: &Handle, room: &Rc<RefCell<Room>>, conn: Conn, peer: SocketAddr) {
     loop {
         match h.receive_into(&conn, &mut line) {
             Ok(()) => {}
-            Err(NetError::TooLong { limit }) => {
+            Err(NetError::Lost(Lost::TooLong { limit })) => {
                 explain_too_long(&conn, limit);
                 break;
             }
@@ -279,7 +281,7 @@ fn login(h: &Handle, room: &Rc<RefCell<Room>>, conn: &Conn, line: &mut Vec<u8>) 
         };
         match received {
             Ok(Ok(bytes)) => *line = bytes,
-            Ok(Err(NetError::TooLong { limit })) => {
+            Ok(Err(NetError::Lost(Lost::TooLong { limit }))) => {
                 explain_too_long(conn, limit);
                 return None;
             }

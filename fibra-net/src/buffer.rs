@@ -5,6 +5,10 @@
 //! once everything queued was written. Steady traffic therefore allocates nothing, and
 //! 10,000 idle connections cost no buffer memory.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::rc::Rc;
+
 /// The size of a pooled buffer.
 pub(crate) const BUF_SIZE: usize = 16 * 1024;
 /// Buffers kept in each pool at most; more are freed.
@@ -82,62 +86,132 @@ impl InBuf {
     }
 }
 
-/// Bytes queued to send: `data[head..]` is still to be written.
-#[derive(Debug, Default)]
-pub(crate) struct OutBuf {
-    data: Vec<u8>,
-    head: usize,
+/// Bytes shared by every member of a [`Group`](crate::Group): stored once, however many
+/// output queues hold them.
+pub(crate) type Segment = Rc<Vec<u8>>;
+
+/// Slices one gathering write takes at most.
+pub(crate) const MAX_SLICES: usize = 64;
+
+/// A piece of an output queue: bytes of this connection's own, or a group's shared segment;
+/// `head` bytes of it are written already.
+#[derive(Debug)]
+enum Chunk {
+    Own { data: Vec<u8>, head: usize },
+    Shared { segment: Segment, head: usize },
 }
 
-impl OutBuf {
+impl Chunk {
+    fn pending(&self) -> &[u8] {
+        match self {
+            Chunk::Own { data, head } => &data[*head..],
+            Chunk::Shared { segment, head } => &segment[*head..],
+        }
+    }
+}
+
+/// Bytes queued to send, in order: the connection's own bytes (in pooled buffers) and shared
+/// segments, written with one gathering write.
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    len: usize,
+}
+
+impl OutQueue {
     pub(crate) fn len(&self) -> usize {
-        self.data.len() - self.head
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.head == self.data.len()
+        self.len == 0
     }
 
-    /// The buffer to append to, taken from the pool if needed.
-    pub(crate) fn tail(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
-        if self.data.capacity() == 0 {
-            self.data = pool.take_out();
-        } else if self.head > 0 && self.head >= self.data.len() / 2 {
+    /// Appends bytes written by `f` to the connection's own bytes at the end of the queue;
+    /// what `f` wrote is taken back if it fails.
+    pub(crate) fn append<E>(
+        &mut self,
+        pool: &mut BufPool,
+        f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (mut data, mut head) = match self.chunks.pop_back() {
+            Some(Chunk::Own { data, head }) => (data, head),
+            other => {
+                self.chunks.extend(other);
+                (pool.take_out(), 0)
+            }
+        };
+        if self.chunks.is_empty() && head > 0 && head >= data.len() / 2 {
             // Written bytes take half the buffer or more: move the rest to the front.
-            self.data.drain(..self.head);
-            self.head = 0;
+            data.drain(..head);
+            head = 0;
         }
-        &mut self.data
+        let before = data.len();
+        let result = f(&mut data);
+        if result.is_err() {
+            data.truncate(before);
+        }
+        self.len += data.len() - before;
+        if data.len() == head {
+            // Nothing in it (a failed append to a new buffer): back to the pool.
+            pool.give_out(data);
+        } else {
+            self.chunks.push_back(Chunk::Own { data, head });
+        }
+        result
     }
 
-    /// The bytes still to write.
-    pub(crate) fn pending(&self) -> &[u8] {
-        &self.data[self.head..]
-    }
-
-    /// Marks `n` bytes as written.
-    pub(crate) fn advance(&mut self, n: usize) {
-        self.head += n;
-        if self.head >= self.data.len() {
-            self.data.clear();
-            self.head = 0;
+    /// Appends a shared segment.
+    pub(crate) fn push_shared(&mut self, segment: &Segment) {
+        if !segment.is_empty() {
+            self.len += segment.len();
+            self.chunks.push_back(Chunk::Shared {
+                segment: Rc::clone(segment),
+                head: 0,
+            });
         }
     }
 
-    /// Gives the memory back to the pool if nothing waits in it.
-    pub(crate) fn release_if_empty(&mut self, pool: &mut BufPool) {
-        if self.is_empty() && self.data.capacity() != 0 {
-            pool.give_out(std::mem::take(&mut self.data));
-            self.head = 0;
+    /// The bytes to write next, as slices for one gathering write: how many were filled.
+    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+        let mut n = 0;
+        for chunk in self.chunks.iter().take(MAX_SLICES) {
+            out[n] = IoSlice::new(chunk.pending());
+            n += 1;
+        }
+        n
+    }
+
+    /// Marks `n` bytes as written; written chunks leave (own buffers go back to the pool).
+    pub(crate) fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            let left = front.pending().len();
+            if n < left {
+                match front {
+                    Chunk::Own { head, .. } | Chunk::Shared { head, .. } => *head += n,
+                }
+                return;
+            }
+            n -= left;
+            if let Some(Chunk::Own { data, .. }) = self.chunks.pop_front() {
+                pool.give_out(data);
+            }
         }
     }
 
     /// Drops everything queued; returns how many bytes that was.
     pub(crate) fn clear(&mut self, pool: &mut BufPool) -> usize {
-        let dropped = self.len();
-        self.data.clear();
-        self.head = 0;
-        self.release_if_empty(pool);
+        let dropped = self.len;
+        for chunk in self.chunks.drain(..) {
+            if let Chunk::Own { data, .. } = chunk {
+                pool.give_out(data);
+            }
+        }
+        self.len = 0;
         dropped
     }
 }
@@ -219,17 +293,46 @@ mod tests {
     }
 
     #[test]
-    fn out_buf_partial_writes() {
+    fn out_queue_keeps_order_across_own_and_shared_bytes() {
         let mut pool = BufPool::default();
-        let mut b = OutBuf::default();
-        b.tail(&mut pool).extend_from_slice(b"hello world");
-        b.advance(5);
-        assert_eq!(b.pending(), b" world");
-        b.tail(&mut pool).extend_from_slice(b"!");
-        assert_eq!(b.pending(), b" world!");
-        b.advance(7);
-        assert!(b.is_empty());
-        b.release_if_empty(&mut pool);
+        let mut q = OutQueue::default();
+        let shared: Segment = Rc::new(b"shared ".to_vec());
+        let put = |bytes: &'static [u8]| {
+            move |b: &mut Vec<u8>| {
+                b.extend_from_slice(bytes);
+                Ok::<_, ()>(())
+            }
+        };
+        q.append(&mut pool, put(b"own ")).unwrap();
+        q.push_shared(&shared);
+        q.append(&mut pool, put(b"tail")).unwrap();
+        assert_eq!(q.len(), 15);
+        fn pending(q: &OutQueue) -> Vec<u8> {
+            let mut iov = [IoSlice::new(&[]); MAX_SLICES];
+            let n = q.slices(&mut iov);
+            iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
+        }
+        assert_eq!(pending(&q), b"own shared tail");
+        // A partial write in the middle of the shared segment.
+        q.advance(6, &mut pool);
+        assert_eq!(pending(&q), b"ared tail");
+        assert_eq!(Rc::strong_count(&shared), 2);
+        q.advance(9, &mut pool);
+        assert!(q.is_empty());
+        assert_eq!(Rc::strong_count(&shared), 1, "a written segment is let go");
+        assert_eq!(pool.pooled(), 2, "both own buffers went back to the pool");
+    }
+
+    #[test]
+    fn out_queue_takes_back_a_failed_append() {
+        let mut pool = BufPool::default();
+        let mut q = OutQueue::default();
+        let failed = q.append(&mut pool, |b| {
+            b.extend_from_slice(b"half");
+            Err("no")
+        });
+        assert_eq!(failed, Err("no"));
+        assert!(q.is_empty());
         assert_eq!(pool.pooled(), 1);
     }
 }

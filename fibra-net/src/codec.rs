@@ -226,6 +226,13 @@ impl Framing {
         Framing::Custom(Rc::new(move || Box::new(make()) as Box<dyn Codec>))
     }
 
+    /// Whether `payload` can be framed (for a send to nobody).
+    pub(crate) fn check(&self, payload: &[u8]) -> Result<(), crate::NetError> {
+        self.codec()
+            .encode(payload, &mut Vec::new())
+            .map_err(crate::NetError::from_encode)
+    }
+
     pub(crate) fn codec(&self) -> CodecState {
         match self {
             Framing::Lines => CodecState::Lines(LineCodec::new()),

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::codec::Framing;
@@ -11,7 +11,7 @@ use crate::shared::{Key, Shared};
 use crate::table::{Encoding, WhenFull};
 
 /// What a handle holds; the last clone to drop releases the table entry.
-struct Inner {
+pub(crate) struct Inner {
     shared: Rc<Shared>,
     key: Key,
 }
@@ -55,6 +55,16 @@ impl Conn {
 
     pub(crate) fn shared(&self) -> &Rc<Shared> {
         &self.inner.shared
+    }
+
+    /// A reference that does not keep the connection open (a group's membership).
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Rc::downgrade(&self.inner)
+    }
+
+    /// The connection `weak` refers to, while a handle to it lives.
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Conn> {
+        weak.upgrade().map(|inner| Conn { inner })
     }
 
     /// This connection's identity.
@@ -160,6 +170,15 @@ impl Conn {
         table.update_options(self.key(), f);
     }
 }
+
+/// Handles are equal when they refer to the same connection.
+impl PartialEq for Conn {
+    fn eq(&self, other: &Conn) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Conn {}
 
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -31,6 +31,12 @@ pub enum Lost {
         /// What the codec said.
         reason: &'static str,
     },
+    /// The connection was cut off for not reading: a [`Group`](crate::Group) found its
+    /// output at the send limit (the group's [`SlowPolicy::Disconnect`](crate::SlowPolicy)).
+    Slow {
+        /// The send limit, in bytes.
+        limit: usize,
+    },
     /// A system call failed with this OS error code.
     Os(i32),
 }
@@ -72,16 +78,26 @@ impl fmt::Display for Lost {
                 )
             }
             Lost::Invalid { reason } => write!(f, "the peer sent an invalid frame: {reason}"),
+            Lost::Slow { limit } => write!(
+                f,
+                "cut off for not reading: {limit} bytes were waiting to be sent to the peer"
+            ),
             Lost::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
         }
     }
 }
 
 /// What a network op can fail with.
+///
+/// A connection that was lost fails its later receives (and, when its output ended, its
+/// sends) with [`NetError::Lost`], which says why: the peer's end of stream, a reset, a local
+/// close or abort, a read timeout, a bad frame, a cut-off.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum NetError {
-    /// The connection is closed: by the peer (end of stream) or by this side.
+    /// The connection was lost, for this reason.
+    Lost(Lost),
+    /// The connection or listener is closed here, and gone from the plugin.
     Closed,
     /// The peer reset the connection.
     Reset,
@@ -132,20 +148,32 @@ pub enum NetError {
 impl NetError {
     /// Whether the error means the connection is gone or can no longer receive.
     pub fn is_lost(&self) -> bool {
-        matches!(
-            self,
-            NetError::Closed
-                | NetError::Reset
-                | NetError::TimedOut
-                | NetError::TooLong { .. }
-                | NetError::InvalidFrame { .. }
-        )
+        matches!(self, NetError::Lost(_) | NetError::Closed | NetError::Reset)
+    }
+
+    /// A payload the codec could not frame.
+    pub(crate) fn from_encode(e: crate::codec::FrameError) -> NetError {
+        match e {
+            crate::codec::FrameError::TooLong => NetError::TooLong {
+                limit: u32::MAX as usize,
+            },
+            crate::codec::FrameError::Invalid(reason) => NetError::InvalidFrame { reason },
+        }
+    }
+
+    /// Why the connection was lost, if that is what the error says.
+    pub fn lost(&self) -> Option<Lost> {
+        match self {
+            NetError::Lost(lost) => Some(*lost),
+            _ => None,
+        }
     }
 }
 
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            NetError::Lost(lost) => write!(f, "connection lost: {lost}"),
             NetError::Closed => f.write_str("the connection is closed"),
             NetError::Reset => f.write_str("the connection was reset by the peer"),
             NetError::TimedOut => f.write_str("timed out"),
@@ -195,14 +223,7 @@ impl From<io::Error> for NetError {
 
 impl From<Lost> for NetError {
     fn from(lost: Lost) -> Self {
-        match lost {
-            Lost::Eof | Lost::Closed | Lost::Aborted => NetError::Closed,
-            Lost::Reset => NetError::Reset,
-            Lost::TimedOut => NetError::TimedOut,
-            Lost::TooLong { limit } => NetError::TooLong { limit },
-            Lost::Invalid { reason } => NetError::InvalidFrame { reason },
-            Lost::Os(code) => NetError::Io(io::Error::from_raw_os_error(code)),
-        }
+        NetError::Lost(lost)
     }
 }
 
@@ -218,6 +239,15 @@ impl From<NetError> for io::Error {
             NetError::Io(_) => match e {
                 NetError::Io(inner) => return inner,
                 _ => unreachable!(),
+            },
+            NetError::Lost(lost) => match lost {
+                Lost::Eof | Lost::Closed | Lost::Aborted | Lost::Slow { .. } => {
+                    io::ErrorKind::NotConnected
+                }
+                Lost::Reset => io::ErrorKind::ConnectionReset,
+                Lost::TimedOut => io::ErrorKind::TimedOut,
+                Lost::TooLong { .. } | Lost::Invalid { .. } => io::ErrorKind::InvalidData,
+                Lost::Os(code) => return io::Error::from_raw_os_error(*code),
             },
             NetError::Closed => io::ErrorKind::NotConnected,
             NetError::Reset => io::ErrorKind::ConnectionReset,

@@ -7,7 +7,7 @@ use std::io;
 use fibra_rt::Handle;
 
 use crate::conn::Conn;
-use crate::error::NetError;
+use crate::error::{Lost, NetError};
 use crate::ext::NetExt;
 use crate::ops;
 
@@ -68,7 +68,9 @@ impl io::Read for ConnIo<'_> {
                 Ok(n)
             }
             // End of stream, or closed here: a read of zero, as std's sockets do.
-            Err(NetError::Closed) => Ok(0),
+            Err(NetError::Closed | NetError::Lost(Lost::Eof | Lost::Closed | Lost::Aborted)) => {
+                Ok(0)
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -47,6 +47,7 @@
 // The handles a tasklet holds, and what it calls.
 mod conn;
 mod ext;
+mod group;
 mod io;
 pub mod ops;
 // Settings, framing and errors.
@@ -68,6 +69,7 @@ pub use codec::{
 pub use conn::{Conn, ConnId, Listener};
 pub use error::{Lost, NetError};
 pub use ext::NetExt;
+pub use group::{Group, GroupOptions, GroupStats, SlowPolicy};
 pub use io::ConnIo;
 pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
 pub use plugin::NetPlugin;

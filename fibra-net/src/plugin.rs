@@ -148,7 +148,13 @@ impl Plugin for NetPlugin {
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         self.release_deferred();
         self.run_aborts(cx);
-        self.shared.table.borrow_mut().flush_all(cx);
+        {
+            let mut table = self.shared.table.borrow_mut();
+            table.seal_all();
+            // Members a seal cut off are reset before the writes.
+            table.run_deferred(cx);
+            table.flush_all(cx);
+        }
         self.release_deferred();
         Ok(())
     }

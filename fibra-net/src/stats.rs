@@ -25,6 +25,8 @@ pub struct NetStats {
     pub writes: u64,
     /// Times accepting paused because the process or system was out of file descriptors.
     pub accept_pauses: u64,
+    /// Groups alive (see [`Group`](crate::Group)).
+    pub groups: usize,
 }
 
 /// The counters the table keeps as it works; the rest of [`NetStats`] is counted on demand.

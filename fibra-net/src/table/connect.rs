@@ -55,6 +55,7 @@ impl Table {
             released: false,
             lost: None,
             watchers: Vec::new(),
+            groups: Vec::new(),
             input,
             output: Output::new(writable),
             options,

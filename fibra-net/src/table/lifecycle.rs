@@ -127,7 +127,10 @@ impl Table {
         for parked in watchers {
             self.waiters.complete::<ops::OnLost>(cx, parked, lost);
         }
-        if matches!(lost, Lost::Reset | Lost::Aborted | Lost::Os(_)) {
+        if matches!(
+            lost,
+            Lost::Reset | Lost::Aborted | Lost::Slow { .. } | Lost::Os(_)
+        ) {
             self.end_output(key, lost, cx);
         }
     }
@@ -145,10 +148,11 @@ impl Table {
         }
         if let ConnState::Closing { closer, .. } = &mut c.state {
             if let Some(parked) = closer.take() {
-                let result = if lost == Lost::Closed {
-                    Ok(())
-                } else {
-                    Err(lost.into())
+                let result = match lost {
+                    Lost::Closed => Ok(()),
+                    // The close timeout: the output was not written in time.
+                    Lost::TimedOut => Err(NetError::TimedOut),
+                    _ => Err(lost.into()),
                 };
                 self.waiters.complete::<ops::Close>(cx, parked, result);
             }
@@ -193,7 +197,9 @@ impl Table {
     }
 
     /// Moves to `Closing`; closes now if nothing is left to write, or arms the close timeout.
-    fn begin_close(&mut self, key: Key, now: Instant) {
+    pub(super) fn begin_close(&mut self, key: Key, now: Instant) {
+        // What its groups sent before the close still reaches it; nothing after.
+        self.leave_groups(key, true);
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };
@@ -264,6 +270,7 @@ impl Table {
         };
         let (socket, parked) = c.state.close(key.slot);
         let released = c.released;
+        self.leave_groups(key, false);
         if let Some((p, wait)) = parked {
             self.waiters.orphan(p, wait);
         }
@@ -333,6 +340,7 @@ impl Table {
                 }
             }
             Some(Entry::Listener(l)) if l.gen == key.gen => self.remove_listener(key),
+            Some(Entry::Group(g)) if g.gen == key.gen => self.remove_group(key),
             _ => {}
         }
     }
@@ -340,6 +348,7 @@ impl Table {
     /// Removes a connection's entry, closing its socket; its waiters (there should be none)
     /// are told `Closed` at the next poll.
     pub(super) fn remove_conn(&mut self, key: Key) {
+        self.leave_groups(key, false);
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };

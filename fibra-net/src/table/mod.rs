@@ -8,6 +8,7 @@
 //! - [`connect`]: connecting without blocking;
 //! - [`input`]: reading and decoding frames for the one receiver;
 //! - [`output`]: queueing, the flush delay, writing at the end of the round;
+//! - [`groups`]: fan-out: a group's batch, sealed into one segment shared by its members;
 //! - [`lifecycle`]: a connection's states ([`ConnState`]), loss, close, reset, removal;
 //! - [`timers`]: read timeouts, close timeouts, accept back-off, flush delays;
 //! - [`round`]: one poll round: events, timers, retries, orphans.
@@ -20,6 +21,7 @@
 //! - Every parked tasklet is a [`Parked`](waiters::Parked), completed exactly once.
 
 mod connect;
+mod groups;
 mod input;
 mod lifecycle;
 mod listener;
@@ -48,6 +50,7 @@ pub(crate) use input::ReceiveMode;
 pub(crate) use lifecycle::ConnState;
 pub(crate) use output::{Encoding, SendState, WhenFull};
 
+use groups::{GroupEntry, Membership};
 use input::Input;
 use listener::ListenerEntry;
 use output::Output;
@@ -58,6 +61,8 @@ use waiters::{Parked, Waiters};
 enum Entry {
     Listener(ListenerEntry),
     Conn(Box<ConnEntry>),
+    /// A group has no socket; it shares the table for its key and its handle's release.
+    Group(Box<GroupEntry>),
 }
 
 impl Entry {
@@ -65,8 +70,19 @@ impl Entry {
         match self {
             Entry::Listener(l) => l.gen,
             Entry::Conn(c) => c.gen,
+            Entry::Group(g) => g.gen,
         }
     }
+}
+
+/// Work a handle asked for where no context was at hand (a group cutting a member off,
+/// closing its members): done at the start of the next poll or flush.
+#[derive(Clone, Copy, Debug)]
+enum Deferred {
+    /// Reset the connection, telling its tasklets this loss.
+    Reset(Lost),
+    /// Close the connection gracefully, as `close` does (without a closer).
+    Close,
 }
 
 /// A connection: where it is in its life, and its input and output sides, kept apart so
@@ -84,6 +100,8 @@ struct ConnEntry {
     lost: Option<Lost>,
     /// Tasklets waiting for the loss.
     watchers: Vec<Parked>,
+    /// The groups it is a member of.
+    groups: Vec<Membership>,
     input: Input,
     output: Output,
 }
@@ -105,6 +123,11 @@ pub(crate) struct Table {
     retry: Vec<usize>,
     timers: Timers,
     waiters: Waiters,
+    /// Groups sent to this round, to seal at its end.
+    sealing: Vec<Key>,
+    /// Members found over their send limit during a seal (reused).
+    cut: Vec<(Key, usize, usize)>,
+    deferred: Vec<(Key, Deferred)>,
     round: u64,
     /// The origin of the flush delay's millisecond grain.
     epoch: Instant,
@@ -138,6 +161,9 @@ impl Table {
             retry: Vec::new(),
             timers: Timers::default(),
             waiters: Waiters::default(),
+            sealing: Vec::new(),
+            cut: Vec::new(),
+            deferred: Vec::new(),
             round: 0,
             epoch: Instant::now(),
             round_time: Instant::now(),
@@ -164,6 +190,7 @@ impl Table {
                     stats.connections += 1;
                     stats.queued += c.output.queued();
                 }
+                Entry::Group(_) => stats.groups += 1,
             }
         }
         stats
@@ -271,6 +298,19 @@ impl Table {
         }
     }
 
+    /// Does what handles asked for without a context.
+    pub(crate) fn run_deferred(&mut self, cx: &mut Context<'_>) {
+        while let Some((key, work)) = self.deferred.pop() {
+            match work {
+                Deferred::Reset(lost) => self.reset(key, lost, cx),
+                Deferred::Close => {
+                    self.lose(key, Lost::Closed, cx);
+                    self.begin_close(key, cx.last_reading());
+                }
+            }
+        }
+    }
+
     /// Fails with `Closed` unless `key` is a connection.
     fn conn_entry(&mut self, key: Key) -> Result<&mut ConnEntry, NetError> {
         conn_mut(&mut self.entries, key).ok_or(NetError::Closed)
@@ -283,6 +323,7 @@ impl Drop for Table {
             let socket = match entry {
                 Entry::Listener(l) => l.socket,
                 Entry::Conn(c) => c.state.into_socket(),
+                Entry::Group(_) => None,
             };
             if let (Some(socket), Some(registry)) = (socket, &self.registry) {
                 let _ = registry.deregister(socket.as_fd());

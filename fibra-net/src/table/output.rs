@@ -11,8 +11,7 @@ use fibra_rt::{Context, TaskletId};
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
 use super::{conn_mut, ConnEntry, Entry, Table};
-use crate::buffer::{BufPool, OutBuf};
-use crate::codec::FrameError;
+use crate::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
 use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::shared::Key;
@@ -51,7 +50,7 @@ pub(crate) enum SendState {
 pub(super) struct Output {
     /// The socket may take bytes.
     pub(super) writable: bool,
-    buf: OutBuf,
+    buf: OutQueue,
     /// No more bytes go to the socket, and why.
     pub(super) end: Option<Lost>,
     /// Waiting for the output to fall to half the send limit.
@@ -70,7 +69,7 @@ impl Output {
     pub(super) fn new(writable: bool) -> Output {
         Output {
             writable,
-            buf: OutBuf::default(),
+            buf: OutQueue::default(),
             end: None,
             drainers: Vec::new(),
             flushers: Vec::new(),
@@ -96,6 +95,11 @@ impl Output {
         let drainers = self.drainers.drain(..).map(move |p| (p, Wait::Drain(slot)));
         let flushers = self.flushers.drain(..).map(move |p| (p, Wait::Flush(slot)));
         drainers.chain(flushers)
+    }
+
+    /// Appends a group's shared segment.
+    pub(super) fn push_shared(&mut self, segment: &Segment) {
+        self.buf.push_shared(segment);
     }
 
     /// Drops everything queued; returns how many bytes that was.
@@ -130,6 +134,10 @@ impl Table {
         encoding: Encoding,
         when_full: WhenFull,
     ) -> Result<SendState, NetError> {
+        if conn_mut(&mut self.entries, key).is_some_and(|c| !c.groups.is_empty()) {
+            // The groups' bytes sent before this go first.
+            self.seal_groups_of(key);
+        }
         let c = conn_mut(&mut self.entries, key).ok_or(NetError::Closed)?;
         if let Some(end) = c.output.end {
             return Err(end.into());
@@ -145,30 +153,22 @@ impl Table {
                 WhenFull::Wait => Ok(SendState::MustWait),
             };
         }
-        let out = c.output.buf.tail(&mut self.pool);
-        match encoding {
-            Encoding::AsIs => out.extend_from_slice(bytes),
-            Encoding::Frame => {
-                let before = out.len();
-                if let Err(e) = c.input.codec.encode(bytes, out) {
-                    out.truncate(before);
-                    c.output.buf.release_if_empty(&mut self.pool);
-                    return Err(match e {
-                        FrameError::TooLong => NetError::TooLong {
-                            limit: u32::MAX as usize,
-                        },
-                        FrameError::Invalid(reason) => NetError::InvalidFrame { reason },
-                    });
-                }
+        let codec = &c.input.codec;
+        let appended = c.output.buf.append(&mut self.pool, |out| match encoding {
+            Encoding::AsIs => {
+                out.extend_from_slice(bytes);
+                Ok(())
             }
-        }
+            Encoding::Frame => codec.encode(bytes, out),
+        });
+        appended.map_err(NetError::from_encode)?;
         self.schedule_write(key);
         Ok(SendState::Queued)
     }
 
     /// New output was queued: write it at the end of the round, or hold it for the flush
     /// delay.
-    fn schedule_write(&mut self, key: Key) {
+    pub(super) fn schedule_write(&mut self, key: Key) {
         let (epoch, round_time) = (self.epoch, self.round_time);
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
@@ -311,14 +311,15 @@ impl Table {
         }
         let mut failed = None;
         while output.writable && !output.buf.is_empty() {
-            let pending = output.buf.pending();
-            let len = pending.len();
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = output.buf.slices(&mut slices);
+            let len: usize = slices[..n].iter().map(|s| s.len()).sum();
             self.counters.writes += 1;
-            match socket::write(sock, &[IoSlice::new(pending)]) {
-                Ok(n) => {
-                    output.buf.advance(n);
+            match socket::write(sock, &slices[..n]) {
+                Ok(written) => {
+                    output.buf.advance(written, &mut self.pool);
                     // A short write filled the socket: the next edge says when it has room.
-                    if n < len {
+                    if written < len {
                         output.writable = false;
                     }
                 }
@@ -351,7 +352,6 @@ impl Table {
             }
         }
         if output.buf.is_empty() {
-            output.buf.release_if_empty(&mut self.pool);
             for parked in output.flushers.drain(..) {
                 self.waiters.complete::<ops::Flush>(cx, parked, Ok(()));
             }

@@ -12,6 +12,7 @@ impl Table {
     /// Serves the round's readiness events and what fell due.
     pub(crate) fn poll(&mut self, events: Events<'_>, cx: &mut Context<'_>) {
         self.round += 1;
+        self.run_deferred(cx);
         let mut events = events.iter().peekable();
         if events.peek().is_some() || self.timers.next_deadline().is_some() {
             // The schedule's clock, read once per round after its wait.
@@ -27,7 +28,7 @@ impl Table {
 
     /// Whether `poll` has work that must not wait for readiness.
     pub(crate) fn has_work_now(&self) -> bool {
-        self.waiters.has_orphans() || !self.retry.is_empty()
+        self.waiters.has_orphans() || !self.retry.is_empty() || !self.deferred.is_empty()
     }
 
     fn on_event(&mut self, event: Event, cx: &mut Context<'_>) {
@@ -46,6 +47,7 @@ impl Table {
                 return;
             }
             Entry::Conn(c) => c,
+            Entry::Group(_) => return,
         };
         let readable = event.is_readable() || event.is_read_closed();
         if readable {
