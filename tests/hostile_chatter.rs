@@ -352,12 +352,47 @@ fn members_that_never_read_are_cut_off_while_the_room_is_busy() {
     server.stop();
 }
 
+/// A bug in one session harms no other. The fault is injected from outside the server: in a
+/// child process, a logger panics on the trace record of `bug`'s line `boom`, which the room
+/// writes while it holds its state.
 #[test]
 fn a_panicking_session_ends_only_itself() {
-    let server = TestServer::start(Config {
-        panic_line: Some("boom".into()),
-        ..Config::default()
-    });
+    const CHILD: &str = "FIBRA_PANICKING_SESSION_CHILD";
+    const NAME: &str = "a_panicking_session_ends_only_itself";
+    if std::env::var_os(CHILD).is_some() {
+        log::set_boxed_logger(Box::new(PanicOn("bug: boom"))).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+        panicking_session_child();
+        return;
+    }
+    let (ok, text) = util::run_in_child(NAME, (CHILD, "1"), Duration::from_secs(60));
+    assert!(ok, "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
+    assert!(
+        text.contains("fault injected"),
+        "the fault was injected:\n{text}"
+    );
+}
+
+/// A logger that panics on one message and drops the rest.
+struct PanicOn(&'static str);
+
+impl log::Log for PanicOn {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.args().to_string() == self.0 {
+            panic!("fault injected on {:?}", self.0);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn panicking_session_child() {
+    let server = TestServer::start(Config::default());
     let mut ann = server.join("ann");
     let mut bug = server.join("bug");
     ann.expect("bug has joined the chat.");

@@ -203,27 +203,38 @@ impl Codec for RawCodec {
 }
 
 /// Makes a fresh user codec for each connection.
-pub type CodecFactory = Rc<dyn Fn() -> Box<dyn Codec>>;
+type CodecFactory = Rc<dyn Fn() -> Box<dyn Codec>>;
 
-/// Which codec a connection uses; set in [`ConnOptions`](crate::ConnOptions).
+/// Which codec a connection uses; set in [`ConnOptions`](crate::ConnOptions):
+/// [`Framing::Lines`] (the default), [`Framing::LengthPrefixed`], [`Framing::Raw`], or a
+/// user codec with [`Framing::custom`].
 #[derive(Clone, Default)]
-#[non_exhaustive]
-pub enum Framing {
-    /// [`LineCodec`]: `\n`-terminated lines, `\r\n` accepted.
+pub struct Framing(Kind);
+
+#[derive(Clone, Default)]
+enum Kind {
     #[default]
     Lines,
-    /// [`LengthCodec`]: u32 big-endian length prefix.
     LengthPrefixed,
-    /// [`RawCodec`]: bytes as they arrive.
     Raw,
-    /// A user codec, made fresh for each connection.
     Custom(CodecFactory),
 }
 
+// The built-in framings read like the variants they were: `Framing::Lines`.
+#[allow(non_upper_case_globals)]
 impl Framing {
+    /// [`LineCodec`]: `\n`-terminated lines, `\r\n` accepted.
+    pub const Lines: Framing = Framing(Kind::Lines);
+    /// [`LengthCodec`]: u32 big-endian length prefix.
+    pub const LengthPrefixed: Framing = Framing(Kind::LengthPrefixed);
+    /// [`RawCodec`]: bytes as they arrive.
+    pub const Raw: Framing = Framing(Kind::Raw);
+
     /// A user codec: `make` is called once per connection.
     pub fn custom<C: Codec, F: Fn() -> C + 'static>(make: F) -> Framing {
-        Framing::Custom(Rc::new(move || Box::new(make()) as Box<dyn Codec>))
+        Framing(Kind::Custom(Rc::new(move || {
+            Box::new(make()) as Box<dyn Codec>
+        })))
     }
 
     /// Whether `payload` can be framed (for a send to nobody).
@@ -234,22 +245,22 @@ impl Framing {
     }
 
     pub(crate) fn codec(&self) -> CodecState {
-        match self {
-            Framing::Lines => CodecState::Lines(LineCodec::new()),
-            Framing::LengthPrefixed => CodecState::Length(LengthCodec),
-            Framing::Raw => CodecState::Raw(RawCodec),
-            Framing::Custom(make) => CodecState::Custom(make()),
+        match &self.0 {
+            Kind::Lines => CodecState::Lines(LineCodec::new()),
+            Kind::LengthPrefixed => CodecState::Length(LengthCodec),
+            Kind::Raw => CodecState::Raw(RawCodec),
+            Kind::Custom(make) => CodecState::Custom(make()),
         }
     }
 }
 
 impl fmt::Debug for Framing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Framing::Lines => f.write_str("Lines"),
-            Framing::LengthPrefixed => f.write_str("LengthPrefixed"),
-            Framing::Raw => f.write_str("Raw"),
-            Framing::Custom(_) => f.write_str("Custom"),
+        match self.0 {
+            Kind::Lines => f.write_str("Lines"),
+            Kind::LengthPrefixed => f.write_str("LengthPrefixed"),
+            Kind::Raw => f.write_str("Raw"),
+            Kind::Custom(_) => f.write_str("Custom"),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `NetExt`: the network ops as calls on a tasklet's [`Handle`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fibra_rt::Handle;
 
@@ -77,6 +77,14 @@ pub trait NetExt {
     /// lost), [`NetError::Busy`] if another tasklet is receiving on it.
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
 
+    /// Like [`receive`](Self::receive), giving up at `deadline` (a login's time limit, say):
+    /// the receive is withdrawn, and the connection stays as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::TimedOut`] at the deadline; otherwise as [`receive`](Self::receive).
+    fn receive_until(&self, conn: &Conn, deadline: Instant) -> Result<Vec<u8>, NetError>;
+
     /// Like [`receive`](Self::receive), into `buf` (cleared first): a loop of receives into
     /// one buffer allocates nothing.
     ///
@@ -137,7 +145,7 @@ pub trait NetExt {
     fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a>;
 }
 
-fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
+pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
     addr.to_socket_addrs()?.next().ok_or_else(|| {
         NetError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -198,6 +206,10 @@ impl NetExt for Handle {
 
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {
         self.yield_op(ops::Receive::new(conn))
+    }
+
+    fn receive_until(&self, conn: &Conn, deadline: Instant) -> Result<Vec<u8>, NetError> {
+        self.yield_op_until(ops::Receive::new(conn), deadline)?
     }
 
     fn receive_into(&self, conn: &Conn, buf: &mut Vec<u8>) -> Result<(), NetError> {

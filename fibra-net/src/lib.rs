@@ -63,8 +63,7 @@ mod sys;
 mod table;
 
 pub use codec::{
-    Codec, CodecFactory, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec,
-    DEFAULT_MAX_FRAME,
+    Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };
 pub use conn::{Conn, ConnId, Listener};
 pub use error::{Lost, NetError};

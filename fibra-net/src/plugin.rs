@@ -7,11 +7,14 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
 
-use fibra_rt::{Context, Events, Plugin, Router, Serves, TaskletId};
+use std::net::ToSocketAddrs;
+
+use fibra_rt::{Context, Events, Plugin, Registry, Router, Serves, TaskletId};
 
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
 use crate::ops::{Abort, Accept, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
+use crate::options::ListenOptions;
 use crate::shared::{Key, Shared};
 use crate::stats::NetStats;
 use crate::table::Table;
@@ -72,6 +75,51 @@ impl NetPlugin {
         table
     }
 
+    /// Listens on `addr` from the host, before (or between) ticks: no tasklet needed to bind,
+    /// so a bad address is an error at once. Tasklets then accept from the listener.
+    ///
+    /// ```
+    /// use fibra_net::{NetExt, NetPlugin};
+    /// use fibra_rt::Schedule;
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.add_plugin(NetPlugin::new()?)?;
+    /// let net = schedule.plugin::<NetPlugin>().unwrap();
+    /// let listener = net.listen("127.0.0.1:0")?;
+    /// println!("listening on {}", listener.local_addr());
+    /// schedule.spawn(move |h| {
+    ///     let client = h.connect(listener.local_addr()).unwrap();
+    ///     let (conn, _peer) = h.accept(&listener).unwrap();
+    ///     h.send_frame(&client, b"hi").unwrap();
+    ///     assert_eq!(h.receive(&conn).unwrap(), b"hi");
+    /// })?;
+    /// schedule.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Bind`] (address in use, not allowed...), or an error if the plugin was not
+    /// added to a schedule yet.
+    pub fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError> {
+        self.listen_with(addr, ListenOptions::default())
+    }
+
+    /// Like [`listen`](Self::listen), with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    pub fn listen_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ListenOptions,
+    ) -> Result<Listener, NetError> {
+        let addr = crate::ext::resolve(addr)?;
+        let (key, local) = self.shared.table.borrow_mut().listen(addr, &options)?;
+        Ok(Listener::new(Rc::clone(&self.shared), key, local))
+    }
+
     /// Connections, sockets, waiting tasklets and buffered bytes, now.
     pub fn stats(&self) -> NetStats {
         self.shared.table.borrow().stats()
@@ -124,6 +172,10 @@ impl NetPlugin {
 }
 
 impl Plugin for NetPlugin {
+    fn added(&mut self, registry: Registry) {
+        self.shared.table.borrow_mut().attach(registry);
+    }
+
     fn register(router: &mut Router<Self>) {
         router
             .op::<Listen>()

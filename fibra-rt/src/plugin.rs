@@ -55,6 +55,13 @@ pub trait Plugin: Any {
     where
         Self: Sized;
 
+    /// Called once, when the plugin is added to a schedule, with the registry that
+    /// [`Context::registry`] gives: for sources the host sets up before any tasklet runs (a
+    /// listener bound by the host).
+    fn added(&mut self, registry: Registry) {
+        let _ = registry;
+    }
+
     /// Serves this round's `events` (readiness of the sources this plugin registered) and
     /// whatever fell due, completing the ops they finish. Runs once per round, after the
     /// schedule's wait; never blocks.

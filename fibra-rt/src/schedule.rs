@@ -328,6 +328,8 @@ impl Schedule {
             }
         }
         self.routes.extend(router.routes);
+        let mut plugin = plugin;
+        plugin.added(self.core.reactor.registry(index));
         self.plugins.push(Box::new(plugin));
         self.plugin_names.push(std::any::type_name::<P>());
         Ok(())
