@@ -90,8 +90,8 @@ impl InBuf {
 /// output queues hold them.
 pub(crate) type Segment = Rc<Vec<u8>>;
 
-/// Slices one gathering write takes at most.
-pub(crate) const MAX_SLICES: usize = 64;
+/// Slices one gathering write takes at most (more are written by the next one).
+pub(crate) const MAX_SLICES: usize = 16;
 
 /// A piece of an output queue: bytes of this connection's own, or a group's shared segment;
 /// `head` bytes of it are written already.
@@ -110,11 +110,63 @@ impl Chunk {
     }
 }
 
+/// A queue of chunks whose first one lives inline: most connections hold one chunk at a
+/// time, and a write then touches no memory beyond the connection's own entry.
+#[derive(Debug, Default)]
+struct Chunks {
+    first: Option<Chunk>,
+    /// The chunks after `first`; empty while `first` is `None`.
+    rest: VecDeque<Chunk>,
+}
+
+impl Chunks {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push_back(&mut self, chunk: Chunk) {
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.rest.push_back(chunk),
+        }
+    }
+
+    fn pop_back(&mut self) -> Option<Chunk> {
+        self.rest.pop_back().or_else(|| self.first.take())
+    }
+
+    fn front(&self) -> Option<&Chunk> {
+        self.first.as_ref()
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Chunk> {
+        self.first.as_mut()
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let front = self.first.take();
+        self.first = self.rest.pop_front();
+        front
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Chunk> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    fn take_all(&mut self) -> impl Iterator<Item = Chunk> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
+}
+
 /// Bytes queued to send, in order: the connection's own bytes (in pooled buffers) and shared
 /// segments, written with one gathering write.
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
-    chunks: VecDeque<Chunk>,
+    chunks: Chunks,
     len: usize,
 }
 
@@ -137,7 +189,9 @@ impl OutQueue {
         let (mut data, mut head) = match self.chunks.pop_back() {
             Some(Chunk::Own { data, head }) => (data, head),
             other => {
-                self.chunks.extend(other);
+                if let Some(chunk) = other {
+                    self.chunks.push_back(chunk);
+                }
                 (pool.take_out(), 0)
             }
         };
@@ -172,14 +226,26 @@ impl OutQueue {
         }
     }
 
-    /// The bytes to write next, as slices for one gathering write: how many were filled.
-    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
-        let mut n = 0;
+    /// The bytes to write next when they are in one piece (the common case: no shared
+    /// segment, or only one).
+    pub(crate) fn single(&self) -> Option<&[u8]> {
+        match self.chunks.len() {
+            1 => self.chunks.front().map(Chunk::pending),
+            _ => None,
+        }
+    }
+
+    /// The bytes to write next, as slices for one gathering write: how many slices were
+    /// filled, and how many bytes they hold.
+    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_SLICES]) -> (usize, usize) {
+        let (mut n, mut bytes) = (0, 0);
         for chunk in self.chunks.iter().take(MAX_SLICES) {
-            out[n] = IoSlice::new(chunk.pending());
+            let pending = chunk.pending();
+            bytes += pending.len();
+            out[n] = IoSlice::new(pending);
             n += 1;
         }
-        n
+        (n, bytes)
     }
 
     /// Marks `n` bytes as written; written chunks leave (own buffers go back to the pool).
@@ -206,7 +272,7 @@ impl OutQueue {
     /// Drops everything queued; returns how many bytes that was.
     pub(crate) fn clear(&mut self, pool: &mut BufPool) -> usize {
         let dropped = self.len;
-        for chunk in self.chunks.drain(..) {
+        for chunk in self.chunks.take_all() {
             if let Chunk::Own { data, .. } = chunk {
                 pool.give_out(data);
             }
@@ -309,7 +375,7 @@ mod tests {
         assert_eq!(q.len(), 15);
         fn pending(q: &OutQueue) -> Vec<u8> {
             let mut iov = [IoSlice::new(&[]); MAX_SLICES];
-            let n = q.slices(&mut iov);
+            let (n, _) = q.slices(&mut iov);
             iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
         }
         assert_eq!(pending(&q), b"own shared tail");

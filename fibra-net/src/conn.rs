@@ -98,8 +98,8 @@ impl Conn {
     /// # Errors
     ///
     /// [`NetError::Full`] when the output is at its send limit (nothing was queued: the
-    /// caller decides, a chat room cuts the slow member off); [`NetError::Closed`] or the
-    /// loss's error when the connection can no longer send.
+    /// caller decides, a chat room cuts the slow member off); [`NetError::Lost`] (why) or
+    /// [`NetError::Closed`] when the connection can no longer send.
     pub fn try_send(&self, bytes: &[u8]) -> Result<(), NetError> {
         self.queue(bytes, Encoding::AsIs)
     }

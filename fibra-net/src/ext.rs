@@ -72,9 +72,12 @@ pub trait NetExt {
     ///
     /// # Errors
     ///
-    /// [`NetError::Closed`] (end of stream or closed here), [`NetError::Reset`],
-    /// [`NetError::TimedOut`] (read timeout), [`NetError::TooLong`] (the connection is then
-    /// lost), [`NetError::Busy`] if another tasklet is receiving on it.
+    /// [`NetError::Lost`] once the connection is lost, with why: [`Lost::Eof`] (the peer
+    /// closed), [`Lost::Reset`], [`Lost::Closed`] or [`Lost::Aborted`] (this side),
+    /// [`Lost::TimedOut`] (read timeout), [`Lost::TooLong`] (a frame over the limit: the
+    /// connection is then lost), [`Lost::Slow`] (cut off by a group);
+    /// [`NetError::Closed`] if the connection is gone; [`NetError::Busy`] if another tasklet
+    /// is receiving on it.
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
 
     /// Like [`receive`](Self::receive), giving up at `deadline` (a login's time limit, say):
@@ -99,7 +102,8 @@ pub trait NetExt {
     ///
     /// # Errors
     ///
-    /// [`NetError::Closed`] or the loss's error when the connection can no longer send.
+    /// [`NetError::Lost`] (why) or [`NetError::Closed`] when the connection can no longer
+    /// send.
     fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError>;
 
     /// Like [`send`](Self::send), framing `payload` with the connection's codec.

@@ -33,6 +33,9 @@
 //! - Sends are queued into the connection's bounded output buffer; everything sent to one
 //!   connection during a tick leaves in one write at the end of the tick. A slow reader makes
 //!   `send` park (or `try_send` fail with [`NetError::Full`]); memory stays bounded.
+//! - A [`Group`] sends to many connections with one call: a round's bytes are stored once
+//!   and shared by every member's output, written with one gathering write each; members
+//!   that do not read are cut off (or skipped), by the group's [`SlowPolicy`].
 //! - Frames are bounded ([`ConnOptions::max_frame`], 64 KiB by default); a longer one loses
 //!   the connection with [`Lost::TooLong`], and no other connection notices.
 //! - A flooding peer is read in slices (64 KiB per connection per poll round), so the other

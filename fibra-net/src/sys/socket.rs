@@ -133,12 +133,14 @@ pub(crate) fn read(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// One write (`send`) of `bytes`, without `SIGPIPE`.
+pub(crate) fn send(socket: &Socket, bytes: &[u8]) -> io::Result<usize> {
+    socket.send_with_flags(bytes, libc::MSG_NOSIGNAL)
+}
+
 /// One gathering write (`sendmsg`) of `slices`, without `SIGPIPE`.
 pub(crate) fn write(socket: &Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    match slices {
-        [one] => socket.send_with_flags(one, libc::MSG_NOSIGNAL),
-        _ => socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL),
-    }
+    socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
 }
 
 /// Sends FIN, then reads and drops what the peer sent (within a bound): unread input would

@@ -311,11 +311,16 @@ impl Table {
         }
         let mut failed = None;
         while output.writable && !output.buf.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let n = output.buf.slices(&mut slices);
-            let len: usize = slices[..n].iter().map(|s| s.len()).sum();
             self.counters.writes += 1;
-            match socket::write(sock, &slices[..n]) {
+            let (written, len) = match output.buf.single() {
+                Some(bytes) => (socket::send(sock, bytes), bytes.len()),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                    let (n, len) = output.buf.slices(&mut slices);
+                    (socket::write(sock, &slices[..n]), len)
+                }
+            };
+            match written {
                 Ok(written) => {
                     output.buf.advance(written, &mut self.pool);
                     // A short write filled the socket: the next edge says when it has room.

@@ -26,9 +26,15 @@ impl Table {
         self.waiters.tell_orphans(cx);
     }
 
-    /// Whether `poll` has work that must not wait for readiness.
+    /// Whether the next round has work that must not wait for readiness: orphans to tell,
+    /// readers to retry, deferred resets and closes, and output queued outside a round (by
+    /// the host, between ticks) that the round's flush writes.
     pub(crate) fn has_work_now(&self) -> bool {
-        self.waiters.has_orphans() || !self.retry.is_empty() || !self.deferred.is_empty()
+        self.waiters.has_orphans()
+            || !self.retry.is_empty()
+            || !self.deferred.is_empty()
+            || !self.sealing.is_empty()
+            || !self.dirty.is_empty()
     }
 
     fn on_event(&mut self, event: Event, cx: &mut Context<'_>) {
