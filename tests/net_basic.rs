@@ -253,3 +253,41 @@ fn io_adapters_work_with_bufread() {
         "10 chars: first line\n6 chars: second\n"
     );
 }
+
+/// `receive_until` gives up at its deadline with `TimedOut`, withdraws the receive, and the
+/// connection goes on: a frame that comes later is received whole.
+#[test]
+fn receive_until_times_out_and_the_connection_goes_on() {
+    let mut s = net_schedule();
+    let outcome = Rc::new(RefCell::new(Vec::new()));
+    let out = outcome.clone();
+    let listener = s
+        .plugin::<fibra::net::NetPlugin>()
+        .unwrap()
+        .listen("127.0.0.1:0")
+        .expect("the host binds the listener");
+    let addr = listener.local_addr();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_millis(50);
+        let first = h.receive_until(&conn, deadline);
+        out.borrow_mut().push(format!("{first:?}"));
+        let later = h.receive_until(&conn, std::time::Instant::now() + Duration::from_secs(10));
+        out.borrow_mut()
+            .push(format!("{:?}", later.map(String::from_utf8)));
+    })
+    .unwrap();
+    let client = peer(addr, |mut stream| {
+        std::thread::sleep(Duration::from_millis(300));
+        stream.write_all(b"late but whole\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    });
+    run_all(&mut s, 10);
+    client.join().unwrap();
+    assert_eq!(
+        *outcome.borrow(),
+        ["Err(TimedOut)", "Ok(Ok(\"late but whole\"))"]
+    );
+    assert_eq!(net_stats(&s).waiting, 0);
+}

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use fibra_rt::Handle;
+
 use crate::codec::Framing;
 use crate::error::{Lost, NetError};
-use crate::shared::{Key, Shared};
-use crate::table::{Encoding, WhenFull};
+use crate::shared::{Encoding, Key, SendState, Shared, WhenFull};
 
 /// What a handle holds; the last clone to drop releases the table entry.
 pub(crate) struct Inner {
@@ -113,6 +114,28 @@ impl Conn {
     /// frame the payload (a line holding a newline).
     pub fn try_send_frame(&self, payload: &[u8]) -> Result<(), NetError> {
         self.queue(payload, Encoding::Frame)
+    }
+
+    /// Queues `bytes`, parking on `Drain` while the output is at its send limit (what
+    /// `NetExt::send` does).
+    pub(crate) fn send_parking(
+        &self,
+        h: &Handle,
+        bytes: &[u8],
+        encoding: Encoding,
+    ) -> Result<(), NetError> {
+        loop {
+            let state = self.inner.shared.table.borrow_mut().send(
+                self.key(),
+                bytes,
+                encoding,
+                WhenFull::Wait,
+            )?;
+            match state {
+                SendState::Queued => return Ok(()),
+                SendState::MustWait => h.yield_op(crate::ops::Drain::new(self))?,
+            }
+        }
     }
 
     fn queue(&self, bytes: &[u8], encoding: Encoding) -> Result<(), NetError> {

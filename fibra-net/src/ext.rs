@@ -10,7 +10,7 @@ use crate::error::{Lost, NetError};
 use crate::io::ConnIo;
 use crate::ops;
 use crate::options::{ConnOptions, ListenOptions};
-use crate::table::{Encoding, SendState, WhenFull};
+use crate::shared::Encoding;
 
 /// Listening, connecting, receiving, sending and closing, as calls on a tasklet's
 /// [`Handle`]. They need the [`NetPlugin`](crate::NetPlugin) in the schedule.
@@ -158,21 +158,6 @@ pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError>
     })
 }
 
-/// Queues `bytes`, parking on `Drain` while the output is at its send limit.
-fn send_or_wait(h: &Handle, conn: &Conn, bytes: &[u8], encoding: Encoding) -> Result<(), NetError> {
-    loop {
-        let state =
-            conn.shared()
-                .table
-                .borrow_mut()
-                .send(conn.key(), bytes, encoding, WhenFull::Wait)?;
-        match state {
-            SendState::Queued => return Ok(()),
-            SendState::MustWait => h.yield_op(ops::Drain::new(conn))?,
-        }
-    }
-}
-
 impl NetExt for Handle {
     fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError> {
         self.listen_with(addr, ListenOptions::default())
@@ -223,11 +208,11 @@ impl NetExt for Handle {
     }
 
     fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError> {
-        send_or_wait(self, conn, bytes, Encoding::AsIs)
+        conn.send_parking(self, bytes, Encoding::AsIs)
     }
 
     fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError> {
-        send_or_wait(self, conn, payload, Encoding::Frame)
+        conn.send_parking(self, payload, Encoding::Frame)
     }
 
     fn flush(&self, conn: &Conn) -> Result<(), NetError> {

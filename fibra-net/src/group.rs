@@ -8,8 +8,7 @@ use std::rc::Rc;
 use crate::codec::Framing;
 use crate::conn::Conn;
 use crate::error::NetError;
-use crate::shared::{Key, Shared};
-use crate::table::Encoding;
+use crate::shared::{Encoding, Key, Shared};
 
 /// What a group does with a member whose output is at its send limit when a batch is ready
 /// for it: the member does not read as fast as the group sends.
@@ -170,12 +169,12 @@ impl Group {
         }
     }
 
-    /// Runs `f` on the table and the group's key, if the group has ever had a member.
-    fn with_table<T>(&self, f: impl FnOnce(&mut crate::table::Table, Key) -> T) -> Option<T> {
+    /// Runs `f` with the plugin's shared state and the group's key, if the group has ever
+    /// had a member.
+    fn with_shared<T>(&self, f: impl FnOnce(&Shared, Key) -> T) -> Option<T> {
         let bound = self.inner.bound.borrow();
         let (shared, key) = bound.as_ref()?;
-        let mut table = shared.table.borrow_mut();
-        Some(f(&mut table, *key))
+        Some(f(shared, *key))
     }
 
     /// Adds `conn`; from now on it gets what is sent to the group. Returns `false` if it was
@@ -204,7 +203,7 @@ impl Group {
                 }
             }
         }
-        self.with_table(|t, g| t.group_add(g, conn))
+        self.with_shared(|s, g| s.table.borrow_mut().group_add(g, conn))
             .unwrap_or(Err(NetError::Closed))
     }
 
@@ -214,7 +213,7 @@ impl Group {
         if !self.same_plugin(conn) {
             return false;
         }
-        self.with_table(|t, g| t.group_remove(g, conn.key()))
+        self.with_shared(|s, g| s.table.borrow_mut().group_remove(g, conn.key()))
             .unwrap_or(false)
     }
 
@@ -222,7 +221,7 @@ impl Group {
     pub fn contains(&self, conn: &Conn) -> bool {
         self.same_plugin(conn)
             && self
-                .with_table(|t, g| t.group_contains(g, conn.key()))
+                .with_shared(|s, g| s.table.borrow_mut().group_contains(g, conn.key()))
                 .unwrap_or(false)
     }
 
@@ -235,7 +234,8 @@ impl Group {
 
     /// How many members it has.
     pub fn len(&self) -> usize {
-        self.with_table(|t, g| t.group_len(g)).unwrap_or(0)
+        self.with_shared(|s, g| s.table.borrow_mut().group_len(g))
+            .unwrap_or(0)
     }
 
     /// Whether it has no member.
@@ -246,7 +246,7 @@ impl Group {
     /// The members now, in no particular order (a snapshot: the group may change while it
     /// is walked).
     pub fn members(&self) -> Vec<Conn> {
-        self.with_table(|t, g| t.group_members(g))
+        self.with_shared(|s, g| s.table.borrow_mut().group_members(g))
             .unwrap_or_default()
     }
 
@@ -256,7 +256,7 @@ impl Group {
     ///
     /// None today; the `Result` is kept for errors of later framings.
     pub fn send(&self, bytes: &[u8]) -> Result<(), NetError> {
-        self.with_table(|t, g| t.group_send(g, bytes, Encoding::AsIs))
+        self.with_shared(|s, g| s.table.borrow_mut().group_send(g, bytes, Encoding::AsIs))
             .unwrap_or(Ok(()))
     }
 
@@ -268,7 +268,8 @@ impl Group {
     /// [`NetError::InvalidFrame`] when the framing cannot frame the payload (a line holding
     /// a newline); nothing was sent.
     pub fn send_frame(&self, payload: &[u8]) -> Result<(), NetError> {
-        match self.with_table(|t, g| t.group_send(g, payload, Encoding::Frame)) {
+        match self.with_shared(|s, g| s.table.borrow_mut().group_send(g, payload, Encoding::Frame))
+        {
             Some(result) => result,
             None => self.inner.options.framing.check(payload),
         }
@@ -286,7 +287,7 @@ impl Group {
     /// # }
     /// ```
     pub fn send_with(&self, f: impl FnOnce(&mut Vec<u8>)) {
-        let _ = self.with_table(|t, g| t.group_send_with(g, f));
+        let _ = self.with_shared(|s, g| s.table.borrow_mut().group_send_with(g, f));
     }
 
     /// Sends `goodbye` (framed, if given) to every member, then closes every member's
@@ -298,13 +299,14 @@ impl Group {
     /// [`NetError::InvalidFrame`] when the framing cannot frame `goodbye`; the members are
     /// closed all the same.
     pub fn close_all(&self, goodbye: Option<&[u8]>) -> Result<(), NetError> {
-        self.with_table(|t, g| t.group_close_all(g, goodbye))
+        self.with_shared(|s, g| s.table.borrow_mut().group_close_all(g, goodbye))
             .unwrap_or(Ok(()))
     }
 
     /// What it has sent, and to how many.
     pub fn stats(&self) -> GroupStats {
-        self.with_table(|t, g| t.group_stats(g)).unwrap_or_default()
+        self.with_shared(|s, g| s.table.borrow_mut().group_stats(g))
+            .unwrap_or_default()
     }
 }
 

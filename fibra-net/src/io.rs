@@ -8,11 +8,11 @@ use fibra_rt::Handle;
 
 use crate::conn::Conn;
 use crate::error::{Lost, NetError};
-use crate::ext::NetExt;
 use crate::ops;
+use crate::shared::Encoding;
 
 /// Reads and writes a [`Conn`]'s raw bytes from inside a tasklet; get one with
-/// [`NetExt::io`]. A read parks the tasklet until bytes arrive, a write parks it while the
+/// [`NetExt::io`](crate::NetExt::io). A read parks the tasklet until bytes arrive, a write parks it while the
 /// output is at its send limit, and `flush` waits until the output was written.
 ///
 /// Reads bypass the connection's codec: do not mix them with `receive` on one connection
@@ -78,11 +78,13 @@ impl io::Read for ConnIo<'_> {
 
 impl io::Write for ConnIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.h.send(self.conn, buf)?;
+        self.conn.send_parking(self.h, buf, Encoding::AsIs)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.h.flush(self.conn).map_err(Into::into)
+        self.h
+            .yield_op(ops::Flush::new(self.conn))
+            .map_err(Into::into)
     }
 }

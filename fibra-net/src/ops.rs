@@ -21,7 +21,7 @@ use fibra_rt::Op;
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
 use crate::options::{ConnOptions, ListenOptions};
-use crate::table::ReceiveMode;
+use crate::shared::ReceiveMode;
 
 /// Listen on an address. Output: the listener.
 #[derive(Debug)]

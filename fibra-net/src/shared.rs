@@ -1,8 +1,9 @@
-//! What the plugin and the handles (`Conn`, `Listener`, `Group`) share: the table, and the
-//! work a handle leaves for the next poll when the table is busy.
+//! What the plugin and the handles (`Conn`, `Listener`, `Group`) share: the table, the work
+//! a handle leaves for the next poll when the table is busy, and the words they speak (keys,
+//! how a send encodes and what it does when the output is full, what a receive returns).
 //!
-//! This module sits below everything else in the crate, so the handles and the table never
-//! import each other.
+//! The handles, the ops and `NetExt` import this module and never the table; the table
+//! points back at its `Shared` only to make handles.
 
 use std::cell::RefCell;
 
@@ -34,4 +35,39 @@ impl Shared {
             Err(_) => self.deferred.borrow_mut().push(key),
         }
     }
+}
+
+/// How a send's bytes go into the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// As they are.
+    AsIs,
+    /// Framed by the connection's codec (a line gets its `\n`).
+    Frame,
+}
+
+/// What a send does when the output is at its send limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Fail with [`NetError::Full`] (`try_send`).
+    Fail,
+    /// Say [`SendState::MustWait`]: the caller parks on `Drain` and tries again.
+    Wait,
+}
+
+/// Whether a send queued.
+#[derive(Debug)]
+pub(crate) enum SendState {
+    Queued,
+    /// The output is at its limit: wait for it to drain, then try again.
+    MustWait,
+}
+
+/// What a receive returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReceiveMode {
+    /// The next frame, by the connection's codec.
+    Frame,
+    /// Up to this many bytes as they arrived, past the codec (what `Read` does).
+    Raw(usize),
 }

@@ -18,8 +18,7 @@ use crate::codec::CodecState;
 use crate::conn::{self, Conn};
 use crate::error::{Lost, NetError};
 use crate::group::{GroupOptions, GroupStats, SlowPolicy};
-use crate::shared::Key;
-use crate::table::Encoding;
+use crate::shared::{Encoding, Key};
 
 /// A batch this large is sealed at once rather than at the end of the round.
 const MAX_BATCH: usize = 64 * 1024;
@@ -65,6 +64,19 @@ impl std::fmt::Debug for GroupEntry {
 }
 
 impl GroupEntry {
+    fn new(gen: u64, options: &GroupOptions) -> GroupEntry {
+        GroupEntry {
+            gen,
+            members: Slab::new(),
+            pending: Vec::new(),
+            listed: false,
+            codec: options.framing.codec(),
+            slow: options.slow,
+            recent: VecDeque::new(),
+            stats: GroupStats::default(),
+        }
+    }
+
     /// The pending bytes as a segment; `pending` takes a spare buffer in exchange.
     fn take_segment(&mut self) -> Segment {
         let reusable = self
@@ -101,16 +113,8 @@ impl Table {
     pub(crate) fn new_group(&mut self, options: &GroupOptions) -> Key {
         let slot = self.entries.vacant_key();
         let key = self.next_key(slot);
-        self.entries.insert(Entry::Group(Box::new(GroupEntry {
-            gen: key.gen,
-            members: Slab::new(),
-            pending: Vec::new(),
-            listed: false,
-            codec: options.framing.codec(),
-            slow: options.slow,
-            recent: VecDeque::new(),
-            stats: GroupStats::default(),
-        })));
+        self.entries
+            .insert(Entry::Group(Box::new(GroupEntry::new(key.gen, options))));
         key
     }
 
@@ -366,5 +370,39 @@ impl Table {
                 .push((key, Deferred::Reset(Lost::Slow { limit })));
         }
         self.cut = cut;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_reused_once_written_and_never_while_held() {
+        let mut group = GroupEntry::new(1, &GroupOptions::new());
+        group.pending.extend_from_slice(b"one");
+        let first = group.take_segment();
+        let first_at = Rc::as_ptr(&first);
+        assert!(group.pending.is_empty());
+        drop(first); // every member wrote it
+        group.pending.extend_from_slice(b"two");
+        let second = group.take_segment();
+        assert_eq!(
+            Rc::as_ptr(&second),
+            first_at,
+            "the written segment is reused"
+        );
+        assert_eq!(&**second, b"two");
+        // `second` is still held (a slow member): the next batch gets a segment of its own.
+        group.pending.extend_from_slice(b"three");
+        let third = group.take_segment();
+        assert_ne!(Rc::as_ptr(&third), Rc::as_ptr(&second));
+        assert_eq!((&**second, &**third), (&b"two"[..], &b"three"[..]));
+        // The group keeps a bounded number of segments for reuse.
+        for _ in 0..10 {
+            group.pending.push(b'x');
+            drop(group.take_segment());
+        }
+        assert!(group.recent.len() <= RECENT);
     }
 }

@@ -21,7 +21,7 @@ use crate::codec::{CodecState, FrameError};
 use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::options::ConnOptions;
-use crate::shared::Key;
+use crate::shared::{Key, ReceiveMode};
 use crate::sys::socket;
 
 /// Bytes one connection may read from its socket per poll round: a flooding peer is read in
@@ -31,15 +31,6 @@ const READ_BUDGET: usize = 64 * 1024;
 const MIN_READ: usize = 4 * 1024;
 /// Room in an input buffer beyond the frame limit, for framing bytes.
 const FRAMING_SLACK: usize = 64;
-
-/// What a receive returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReceiveMode {
-    /// The next frame, by the connection's codec.
-    Frame,
-    /// Up to this many bytes as they arrived, past the codec (what `Read` does).
-    Raw(usize),
-}
 
 /// The tasklet receiving on a connection (one at a time), and the buffer it lent.
 #[derive(Debug)]

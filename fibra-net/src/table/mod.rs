@@ -46,9 +46,7 @@ use crate::options::ConnOptions;
 use crate::shared::{Key, Shared};
 use crate::stats::{Counters, NetStats};
 
-pub(crate) use input::ReceiveMode;
 pub(crate) use lifecycle::ConnState;
-pub(crate) use output::{Encoding, SendState, WhenFull};
 
 use groups::{GroupEntry, Membership};
 use input::Input;

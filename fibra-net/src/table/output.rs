@@ -14,37 +14,11 @@ use super::{conn_mut, ConnEntry, Entry, Table};
 use crate::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
 use crate::error::{Lost, NetError};
 use crate::ops;
-use crate::shared::Key;
+use crate::shared::{Encoding, Key, SendState, WhenFull};
 use crate::sys::socket;
 
 /// Held output this large is written at the end of the round, whatever the flush delay.
 const HOLD_LIMIT: usize = 16 * 1024;
-
-/// How a send's bytes go into the output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Encoding {
-    /// As they are.
-    AsIs,
-    /// Framed by the connection's codec (a line gets its `\n`).
-    Frame,
-}
-
-/// What a send does when the output is at its send limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WhenFull {
-    /// Fail with [`NetError::Full`] (`try_send`).
-    Fail,
-    /// Say [`SendState::MustWait`]: the caller parks on `Drain` and tries again.
-    Wait,
-}
-
-/// Whether a send queued.
-#[derive(Debug)]
-pub(crate) enum SendState {
-    Queued,
-    /// The output is at its limit: wait for it to drain, then try again.
-    MustWait,
-}
 
 #[derive(Debug)]
 pub(super) struct Output {
