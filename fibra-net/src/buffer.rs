@@ -90,8 +90,11 @@ impl InBuf {
 /// output queues hold them.
 pub(crate) type Segment = Rc<Vec<u8>>;
 
+/// A shared segment this small, queued behind other output, is copied rather than shared.
+const COPY_MAX: usize = 1024;
+
 /// Slices one gathering write takes at most (more are written by the next one).
-pub(crate) const MAX_SLICES: usize = 16;
+pub(crate) const MAX_SLICES: usize = 64;
 
 /// A piece of an output queue: bytes of this connection's own, or a group's shared segment;
 /// `head` bytes of it are written already.
@@ -110,18 +113,21 @@ impl Chunk {
     }
 }
 
-/// A queue of chunks whose first one lives inline: most connections hold one chunk at a
-/// time, and a write then touches no memory beyond the connection's own entry.
+/// A queue of chunks whose first two live inline: most connections hold one or two chunks
+/// at a time (a shared batch, and their own bytes behind it), and queueing or writing them
+/// then touches no memory beyond the connection's own entry.
 #[derive(Debug, Default)]
 struct Chunks {
     first: Option<Chunk>,
-    /// The chunks after `first`; empty while `first` is `None`.
+    /// Only while `first` is `Some`.
+    second: Option<Chunk>,
+    /// The chunks after `second`; only while `second` is `Some`.
     rest: VecDeque<Chunk>,
 }
 
 impl Chunks {
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + usize::from(self.second.is_some()) + self.rest.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -129,14 +135,20 @@ impl Chunks {
     }
 
     fn push_back(&mut self, chunk: Chunk) {
-        match self.first {
-            None => self.first = Some(chunk),
-            Some(_) => self.rest.push_back(chunk),
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else if self.second.is_none() {
+            self.second = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
         }
     }
 
     fn pop_back(&mut self) -> Option<Chunk> {
-        self.rest.pop_back().or_else(|| self.first.take())
+        self.rest
+            .pop_back()
+            .or_else(|| self.second.take())
+            .or_else(|| self.first.take())
     }
 
     fn front(&self) -> Option<&Chunk> {
@@ -149,16 +161,21 @@ impl Chunks {
 
     fn pop_front(&mut self) -> Option<Chunk> {
         let front = self.first.take();
-        self.first = self.rest.pop_front();
+        self.first = self.second.take();
+        self.second = self.rest.pop_front();
         front
     }
 
     fn iter(&self) -> impl Iterator<Item = &Chunk> {
-        self.first.iter().chain(self.rest.iter())
+        self.first
+            .iter()
+            .chain(self.second.iter())
+            .chain(self.rest.iter())
     }
 
     fn take_all(&mut self) -> impl Iterator<Item = Chunk> + '_ {
-        self.first.take().into_iter().chain(self.rest.drain(..))
+        let inline = [self.first.take(), self.second.take()];
+        inline.into_iter().flatten().chain(self.rest.drain(..))
     }
 }
 
@@ -215,15 +232,28 @@ impl OutQueue {
         result
     }
 
-    /// Appends a shared segment.
-    pub(crate) fn push_shared(&mut self, segment: &Segment) {
-        if !segment.is_empty() {
-            self.len += segment.len();
-            self.chunks.push_back(Chunk::Shared {
-                segment: Rc::clone(segment),
-                head: 0,
-            });
+    /// Appends a shared segment. Behind other output, a small segment is copied onto the
+    /// connection's own bytes instead: the kernel copies one slice of a gathering write
+    /// faster than many small ones, so a member that waits for its flush delay gathers the
+    /// rounds' small batches into one buffer (a large batch, or one to an idle member, is
+    /// shared as it is).
+    pub(crate) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
+        if segment.is_empty() {
+            return;
         }
+        if !self.is_empty() && segment.len() <= COPY_MAX {
+            let copied = self.append(pool, |out| {
+                out.extend_from_slice(segment);
+                Ok::<(), ()>(())
+            });
+            debug_assert!(copied.is_ok());
+            return;
+        }
+        self.len += segment.len();
+        self.chunks.push_back(Chunk::Shared {
+            segment: Rc::clone(segment),
+            head: 0,
+        });
     }
 
     /// The bytes to write next when they are in one piece (the common case: no shared
@@ -358,34 +388,48 @@ mod tests {
         assert!(b.spare(&mut pool, 4096, BUF_SIZE).is_empty());
     }
 
+    fn pending(q: &OutQueue) -> Vec<u8> {
+        let mut iov = [IoSlice::new(&[]); MAX_SLICES];
+        let (n, _) = q.slices(&mut iov);
+        iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    fn put(bytes: &'static [u8]) -> impl FnOnce(&mut Vec<u8>) -> Result<(), ()> {
+        move |b: &mut Vec<u8>| {
+            b.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
     #[test]
     fn out_queue_keeps_order_across_own_and_shared_bytes() {
         let mut pool = BufPool::default();
         let mut q = OutQueue::default();
-        let shared: Segment = Rc::new(b"shared ".to_vec());
-        let put = |bytes: &'static [u8]| {
-            move |b: &mut Vec<u8>| {
-                b.extend_from_slice(bytes);
-                Ok::<_, ()>(())
-            }
-        };
+        let first: Segment = Rc::new(b"shared ".to_vec());
+        let small: Segment = Rc::new(b"small ".to_vec());
+        let large: Segment = Rc::new(vec![b'L'; COPY_MAX + 1]);
+        // Into an empty queue, a segment is shared as it is.
+        q.push_shared(&first, &mut pool);
         q.append(&mut pool, put(b"own ")).unwrap();
-        q.push_shared(&shared);
+        // Behind other output, a small one is copied, a large one shared.
+        q.push_shared(&small, &mut pool);
+        q.push_shared(&large, &mut pool);
         q.append(&mut pool, put(b"tail")).unwrap();
-        assert_eq!(q.len(), 15);
-        fn pending(q: &OutQueue) -> Vec<u8> {
-            let mut iov = [IoSlice::new(&[]); MAX_SLICES];
-            let (n, _) = q.slices(&mut iov);
-            iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
-        }
-        assert_eq!(pending(&q), b"own shared tail");
-        // A partial write in the middle of the shared segment.
-        q.advance(6, &mut pool);
-        assert_eq!(pending(&q), b"ared tail");
-        assert_eq!(Rc::strong_count(&shared), 2);
-        q.advance(9, &mut pool);
+        assert_eq!(Rc::strong_count(&first), 2);
+        assert_eq!(Rc::strong_count(&small), 1, "copied");
+        assert_eq!(Rc::strong_count(&large), 2);
+        let mut want = b"shared own small ".to_vec();
+        want.extend_from_slice(&large);
+        want.extend_from_slice(b"tail");
+        assert_eq!(q.len(), want.len());
+        assert_eq!(pending(&q), want);
+        // A partial write in the middle of the first segment.
+        q.advance(3, &mut pool);
+        assert_eq!(pending(&q), &want[3..]);
+        q.advance(want.len() - 3, &mut pool);
         assert!(q.is_empty());
-        assert_eq!(Rc::strong_count(&shared), 1, "a written segment is let go");
+        assert_eq!(Rc::strong_count(&first), 1, "a written segment is let go");
+        assert_eq!(Rc::strong_count(&large), 1);
         assert_eq!(pool.pooled(), 2, "both own buffers went back to the pool");
     }
 

@@ -348,7 +348,7 @@ impl Table {
                 }
                 continue;
             }
-            c.output.push_shared(&segment);
+            c.output.push_shared(&segment, &mut self.pool);
             delivered += 1;
             self.schedule_write(m.key);
         }

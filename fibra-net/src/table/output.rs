@@ -72,8 +72,8 @@ impl Output {
     }
 
     /// Appends a group's shared segment.
-    pub(super) fn push_shared(&mut self, segment: &Segment) {
-        self.buf.push_shared(segment);
+    pub(super) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
+        self.buf.push_shared(segment, pool);
     }
 
     /// Drops everything queued; returns how many bytes that was.
