@@ -26,6 +26,26 @@ fn pairs(h: &Handle, listener: &Listener, n: usize) -> Vec<(Conn, Conn)> {
         .collect()
 }
 
+/// `n` connected pairs on a new listener.
+fn connected(h: &Handle, n: usize) -> Vec<(Conn, Conn)> {
+    let listener = h.listen("127.0.0.1:0").unwrap();
+    pairs(h, &listener, n)
+}
+
+/// Sends 1 KiB lines to `room`, 64 a round, until `done` says so (at most 40,000 lines);
+/// returns how many were sent.
+fn flood(h: &Handle, room: &Group, line: &[u8], done: impl Fn(&Group) -> bool) -> u64 {
+    let mut sent = 0;
+    while !done(room) && sent < 40_000 {
+        for _ in 0..64 {
+            room.send_frame(line).unwrap();
+            sent += 1;
+        }
+        h.yield_now();
+    }
+    sent
+}
+
 fn text(h: &Handle, conn: &Conn) -> String {
     String::from_utf8(h.receive(conn).unwrap()).unwrap()
 }
@@ -57,8 +77,7 @@ fn scenario(f: impl FnOnce(&Handle) + 'static) {
 #[test]
 fn a_member_sees_group_and_direct_sends_in_the_order_they_were_made() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let mut ends = pairs(h, &listener, 2);
+        let mut ends = connected(h, 2);
         let (b, b_client) = ends.pop().unwrap();
         let (a, a_client) = ends.pop().unwrap();
         let room = Group::new();
@@ -88,8 +107,7 @@ fn a_member_sees_group_and_direct_sends_in_the_order_they_were_made() {
 #[test]
 fn membership_is_exact_at_the_batch_boundary() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let mut ends = pairs(h, &listener, 3);
+        let mut ends = connected(h, 3);
         let (c, c_client) = ends.pop().unwrap();
         let (b, b_client) = ends.pop().unwrap();
         let (a, a_client) = ends.pop().unwrap();
@@ -133,8 +151,7 @@ fn a_round_of_lines_to_many_members_is_stored_once_and_written_once_per_member()
     let stats = Rc::new(RefCell::new(None));
     let out = stats.clone();
     s.spawn(move |h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let ends = pairs(h, &listener, 50);
+        let ends = connected(h, 50);
         let room = Group::new();
         for (server, _) in &ends {
             room.add(server).unwrap();
@@ -166,8 +183,7 @@ fn a_round_of_lines_to_many_members_is_stored_once_and_written_once_per_member()
 #[test]
 fn a_member_that_does_not_read_is_cut_off_and_told_once() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let mut ends = pairs(h, &listener, 2);
+        let mut ends = connected(h, 2);
         let (slow, _slow_client) = ends.pop().unwrap();
         let (fast, fast_client) = ends.pop().unwrap();
         slow.set_send_limit(32 * 1024);
@@ -194,14 +210,7 @@ fn a_member_that_does_not_read_is_cut_off_and_told_once() {
             })
             .unwrap();
         let line = vec![b'x'; 1023];
-        let mut sent = 0u64;
-        while room.stats().cut_off == 0 && sent < 40_000 {
-            for _ in 0..64 {
-                room.send_frame(&line).unwrap();
-                sent += 1;
-            }
-            h.yield_now();
-        }
+        let sent = flood(h, &room, &line, |room| room.stats().cut_off > 0);
         assert_eq!(room.stats().cut_off, 1, "cut off after {sent} lines");
         assert_eq!(h.join(watcher).unwrap(), Lost::Slow { limit: 32 * 1024 });
         assert!(matches!(
@@ -223,21 +232,13 @@ fn a_member_that_does_not_read_is_cut_off_and_told_once() {
 #[test]
 fn with_the_drop_policy_a_slow_member_misses_batches_and_stays() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let mut ends = pairs(h, &listener, 1);
+        let mut ends = connected(h, 1);
         let (slow, slow_client) = ends.pop().unwrap();
         slow.set_send_limit(32 * 1024);
         let room = Group::with_options(GroupOptions::new().with_slow_policy(SlowPolicy::Drop));
         room.add(&slow).unwrap();
         let line = vec![b'x'; 1023];
-        let mut rounds = 0;
-        while room.stats().dropped == 0 && rounds < 1000 {
-            for _ in 0..64 {
-                room.send_frame(&line).unwrap();
-            }
-            h.yield_now();
-            rounds += 1;
-        }
+        flood(h, &room, &line, |room| room.stats().dropped > 0);
         assert!(room.stats().dropped > 0, "{:?}", room.stats());
         assert!(room.contains(&slow), "still a member");
         assert_eq!(slow.lost(), None);
@@ -264,8 +265,7 @@ fn with_the_drop_policy_a_slow_member_misses_batches_and_stays() {
 #[test]
 fn a_member_lost_mid_batch_leaves_and_the_others_get_the_batch() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let mut ends = pairs(h, &listener, 3);
+        let mut ends = connected(h, 3);
         let (c, c_client) = ends.pop().unwrap();
         let (b, b_client) = ends.pop().unwrap();
         let (a, a_client) = ends.pop().unwrap();
@@ -296,8 +296,7 @@ fn a_member_lost_mid_batch_leaves_and_the_others_get_the_batch() {
 #[test]
 fn close_all_says_goodbye_and_closes_every_member() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let ends = pairs(h, &listener, 3);
+        let ends = connected(h, 3);
         let room = Group::new();
         let mut sessions = Vec::new();
         for (server, _) in &ends {
@@ -330,8 +329,7 @@ fn close_all_says_goodbye_and_closes_every_member() {
 #[test]
 fn a_line_with_a_newline_is_refused_and_nothing_is_sent() {
     scenario(|h| {
-        let listener = h.listen("127.0.0.1:0").unwrap();
-        let mut ends = pairs(h, &listener, 1);
+        let mut ends = connected(h, 1);
         let (a, a_client) = ends.pop().unwrap();
         let room = Group::new();
         room.add(&a).unwrap();
