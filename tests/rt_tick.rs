@@ -162,3 +162,53 @@ fn a_wake_before_park_is_kept() {
     s.run().unwrap();
     assert_eq!(order.get(), 1);
 }
+
+/// `tick_within` sleeps while idle instead of spinning: with a listener and nothing to do,
+/// 300 ms of calls with a 50 ms bound are a handful of calls, not the millions `tick()` makes.
+#[test]
+fn tick_within_sleeps_while_idle() {
+    let mut s = net_schedule();
+    let listener = s
+        .plugin::<fibra::net::NetPlugin>()
+        .unwrap()
+        .listen("127.0.0.1:0")
+        .unwrap();
+    s.spawn(move |h| {
+        use fibra::net::NetExt;
+        let _ = h.accept(&listener);
+    })
+    .unwrap();
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_millis(300) {
+        assert!(s.tick_within(Duration::from_millis(50)).unwrap());
+        calls += 1;
+    }
+    // 300 ms / 50 ms, plus the first round and slack for an early wake-up.
+    assert!(calls <= 12, "{calls} calls: tick_within spun instead of waiting");
+}
+
+/// `tick_within` returns as soon as something happens, not at its bound: a sleeper's timer,
+/// then its tasklet's end, within two calls of a 30 s bound each.
+#[test]
+fn tick_within_returns_when_a_deadline_falls_due() {
+    let mut s = schedule();
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    s.spawn(move |h| {
+        h.sleep(Duration::from_millis(20));
+        d.set(true);
+    })
+    .unwrap();
+    let started = Instant::now();
+    let mut calls = 0;
+    while s.tick_within(Duration::from_secs(30)).unwrap() {
+        calls += 1;
+        assert!(calls <= 3, "the sleeper should have ended");
+    }
+    assert!(done.get());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it waited for its bound, not for the timer"
+    );
+}

@@ -463,12 +463,58 @@ impl Schedule {
     /// [flush](crate::Plugin::flush) what the round queued (the network plugin writes each
     /// connection's output once). Returns whether tasklets remain.
     ///
+    /// Which to call:
+    /// - `tick()` in a loop that has its own pace (a game or GUI frame, a simulation step):
+    ///   one call per frame, never waiting.
+    /// - [`tick_within(max)`](Self::tick_within) in a loop that has nothing else to wait
+    ///   for but must look at something of its own at least every `max` (a stop flag, a
+    ///   queue): it sleeps in the reactor while there is nothing to do. `while
+    ///   schedule.tick()? {}` instead burns a whole core while idle.
+    /// - [`run()`](Self::run) (or `run_for`, `run_until`) when the schedule is all the
+    ///   thread does.
+    ///
     /// # Errors
     ///
     /// A plugin's fatal poll error ([`Error::Plugin`]).
     pub fn tick(&mut self) -> Result<bool, Error> {
         self.reap_after_plugin_panic();
         self.poll_round(Some(Duration::ZERO))?;
+        self.run_steps(self.step_budget)?;
+        self.flush_plugins()?;
+        Ok(!self.is_empty())
+    }
+
+    /// Like [`tick`](Self::tick), but when no tasklet is runnable it first waits in the
+    /// reactor, up to `max_wait`, for the next event, deadline or [`Remote`] wake; it returns
+    /// as soon as that round ran. The host loop that must not spin:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let mut schedule = fibra_rt::Schedule::new();
+    /// # let stop = std::sync::atomic::AtomicBool::new(true);
+    /// // Sleeps while idle; looks at `stop` at least every 100 ms.
+    /// while schedule.tick_within(Duration::from_millis(100))? {
+    ///     if stop.load(std::sync::atomic::Ordering::Relaxed) {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    ///
+    /// Returns whether tasklets remain. With `max_wait` zero it is `tick`.
+    ///
+    /// # Errors
+    ///
+    /// As [`tick`](Self::tick).
+    pub fn tick_within(&mut self, max_wait: Duration) -> Result<bool, Error> {
+        self.reap_after_plugin_panic();
+        self.core.drain_wakes();
+        match Instant::now().checked_add(max_wait) {
+            Some(limit) if !max_wait.is_zero() && self.core.run_queue.is_empty() => {
+                self.block(Some(limit))?;
+            }
+            _ => self.poll_round(Some(Duration::ZERO))?,
+        }
         self.run_steps(self.step_budget)?;
         self.flush_plugins()?;
         Ok(!self.is_empty())
