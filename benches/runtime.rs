@@ -127,8 +127,7 @@ fn fibra_spawn_from_tasklet(iters: u64) -> Duration {
     s.prewarm(256).unwrap();
     s.spawn(move |h| {
         for _ in 0..iters {
-            h.spawn_detached(Default::default(), |_| black_box(()))
-                .unwrap();
+            h.spawn_detached(|_| black_box(())).unwrap();
             h.yield_now(); // let the child run and finish
         }
     })
@@ -160,13 +159,13 @@ fn net_idle(conns: usize) -> Schedule {
         let listener = h.listen("127.0.0.1:0").unwrap();
         let addr = listener.local_addr();
         for _ in 0..conns {
-            h.spawn_detached(Default::default(), move |h| {
+            h.spawn_detached(move |h| {
                 let conn = h.connect(addr).unwrap();
                 let _ = h.receive(&conn);
             })
             .unwrap();
             let (conn, _) = h.accept(&listener).unwrap();
-            h.spawn_detached(Default::default(), move |h| {
+            h.spawn_detached(move |h| {
                 let _ = h.receive(&conn);
             })
             .unwrap();

@@ -19,9 +19,25 @@
 //! # Ok::<(), fibra::Error>(())
 //! ```
 
-pub use fibra_net as net;
-pub use fibra_rt as rt;
-pub use fibra_tasks as tasks;
+/// The runtime: [`Schedule`], tasklets, [`Handle`], the plugin API and the reactor (the
+/// `fibra-rt` crate).
+pub mod rt {
+    #[doc(inline)]
+    pub use fibra_rt::*;
+}
+
+/// The tasks plugin: spawn, join, sleep, channels (the `fibra-tasks` crate).
+pub mod tasks {
+    #[doc(inline)]
+    pub use fibra_tasks::*;
+}
+
+/// The network plugin: listen, accept, connect, receive, send, groups (the `fibra-net`
+/// crate).
+pub mod net {
+    #[doc(inline)]
+    pub use fibra_net::*;
+}
 
 pub use fibra_rt::{Error, Exit, Handle, Schedule, SpawnOptions, TaskletId};
 

@@ -44,7 +44,7 @@ where
         for _ in 0..n {
             let (conn, _) = h.accept(&listener).unwrap();
             let handler = handler.clone();
-            h.spawn_detached(SpawnOptions::new().name("conn"), move |h| {
+            h.spawn_detached_with(SpawnOptions::new().name("conn"), move |h| {
                 let ran =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(h, conn)));
                 if let Err(payload) = ran {
@@ -162,7 +162,7 @@ fn loss_is_reported_once(how: PeerEnd) {
     let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
         for _ in 0..2 {
             let (conn, f) = (conn.clone(), f.clone());
-            h.spawn_detached(SpawnOptions::new(), move |h| {
+            h.spawn_detached(move |h| {
                 let lost = h.on_lost_connection(&conn);
                 f.borrow_mut().push(lost);
             })
@@ -371,7 +371,7 @@ fn slow_reader_parks_the_sender_and_bounds_memory() {
     let addr = serve(&mut s, options, 1, move |h, conn| {
         let sent = Rc::new(Cell::new(0usize));
         let (progress, out, go, checked) = (sent.clone(), out.clone(), go.clone(), conn.clone());
-        h.spawn_detached(SpawnOptions::new(), move |h| {
+        h.spawn_detached(move |h| {
             h.sleep(Duration::from_millis(300));
             let before = progress.get();
             h.sleep(Duration::from_millis(100));
@@ -474,13 +474,13 @@ fn local_close_tells_receivers_and_watchers() {
     let out = seen.clone();
     let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
         let (c, o) = (conn.clone(), out.clone());
-        h.spawn_detached(SpawnOptions::new(), move |h| {
+        h.spawn_detached(move |h| {
             let lost = h.on_lost_connection(&c);
             o.borrow_mut().push(format!("watcher: {lost:?}"));
         })
         .unwrap();
         let (c, o) = (conn.clone(), out.clone());
-        h.spawn_detached(SpawnOptions::new(), move |h| {
+        h.spawn_detached(move |h| {
             let got = h.receive(&c).map(|_| ());
             o.borrow_mut().push(format!("receiver: {got:?}"));
         })

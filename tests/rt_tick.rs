@@ -185,7 +185,10 @@ fn tick_within_sleeps_while_idle() {
         calls += 1;
     }
     // 300 ms / 50 ms, plus the first round and slack for an early wake-up.
-    assert!(calls <= 12, "{calls} calls: tick_within spun instead of waiting");
+    assert!(
+        calls <= 12,
+        "{calls} calls: tick_within spun instead of waiting"
+    );
 }
 
 /// `tick_within` returns as soon as something happens, not at its bound: a sleeper's timer,

@@ -158,7 +158,7 @@ fn a_joiner_of_a_killed_tasklet_gets_killed_error() {
             })
             .unwrap();
         let id = child.id();
-        h.spawn_detached(Default::default(), move |h| {
+        h.spawn_detached(move |h| {
             h.yield_now();
             h.kill(id);
         })

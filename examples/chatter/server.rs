@@ -170,7 +170,7 @@ fn accept_loop(h: &Handle, room: &Shared, listener: &Listener, config: &Config) 
         log::debug!(target: LOG, "{peer} connected");
         let (room, login_timeout) = (room.clone(), config.login_timeout);
         let options = SpawnOptions::new().name("chatter session");
-        if let Err(e) = h.spawn_detached(options, move |h| {
+        if let Err(e) = h.spawn_detached_with(options, move |h| {
             session(h, &room, &conn, login_timeout.map(|t| Instant::now() + t));
             log::debug!(target: LOG, "{peer} left");
         }) {

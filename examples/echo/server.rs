@@ -21,7 +21,7 @@ pub(crate) fn accept_loop(h: &Handle, listener: &Listener) {
             }
         };
         log::debug!(target: "echo", "{peer} connected");
-        let spawned = h.spawn_detached(SpawnOptions::new().name("echo"), move |h| {
+        let spawned = h.spawn_detached_with(SpawnOptions::new().name("echo"), move |h| {
             // Empty until the first bytes come: an idle connection holds no buffer.
             let mut buf = Vec::new();
             // `send` waits while the peer is not reading: memory stays bounded.

@@ -104,9 +104,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
                 let (state, conn) = (state.clone(), conn.clone());
                 move |h: &Handle| send_lines(h, &state, &conn, i, c, rate)
             };
-            if h.spawn_detached(fibra::SpawnOptions::new(), sender)
-                .is_err()
-            {
+            if h.spawn_detached(sender).is_err() {
                 state.borrow_mut().failed += 1;
                 return;
             }
@@ -143,7 +141,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             };
             if churn > 0.0 {
                 let state = state.clone();
-                h.spawn_detached(fibra::SpawnOptions::new(), move |h| {
+                h.spawn_detached(move |h| {
                     churn_clients(h, &state, addr, churn, t0, stop_sending)
                 })
                 .expect("churn tasklet");
@@ -427,7 +425,7 @@ fn churn_clients(
         next += period;
         n += 1;
         let shared = state.clone();
-        let spawned = h.spawn_detached(fibra::SpawnOptions::new(), move |h| {
+        let spawned = h.spawn_detached(move |h| {
             let ok = login(h, addr, &format!("z{n}")).is_some();
             let mut s = shared.borrow_mut();
             if ok {

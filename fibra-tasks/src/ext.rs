@@ -37,12 +37,22 @@ pub trait TasksExt {
         T: 'static,
         F: FnOnce(&Handle) -> T + 'static;
 
-    /// Spawns `f` without a result handle (cheaper: nothing is kept for a joiner).
+    /// Spawns `f`, fire-and-forget: no result handle (cheaper: nothing is kept for a
+    /// joiner). Its id is returned, for `kill` or `join_id`.
     ///
     /// # Errors
     ///
     /// As [`spawn`](Self::spawn).
-    fn spawn_detached<F>(&self, options: SpawnOptions, f: F) -> Result<TaskletId, TaskError>
+    fn spawn_detached<F>(&self, f: F) -> Result<TaskletId, TaskError>
+    where
+        F: FnOnce(&Handle) + 'static;
+
+    /// Like [`spawn_detached`](Self::spawn_detached), with options (a name, a stack size).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    fn spawn_detached_with<F>(&self, options: SpawnOptions, f: F) -> Result<TaskletId, TaskError>
     where
         F: FnOnce(&Handle) + 'static;
 
@@ -112,7 +122,14 @@ impl TasksExt for Handle {
         Ok(JoinHandle { id, cell })
     }
 
-    fn spawn_detached<F>(&self, options: SpawnOptions, f: F) -> Result<TaskletId, TaskError>
+    fn spawn_detached<F>(&self, f: F) -> Result<TaskletId, TaskError>
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
+        self.spawn_detached_with(SpawnOptions::new(), f)
+    }
+
+    fn spawn_detached_with<F>(&self, options: SpawnOptions, f: F) -> Result<TaskletId, TaskError>
     where
         F: FnOnce(&Handle) + 'static,
     {

@@ -29,7 +29,7 @@ impl<T> ExitSink for JoinCell<T> {
 /// Join it with [`TasksExt::join`](crate::TasksExt::join) to get the tasklet's return value,
 /// or learn that it panicked or was killed. Dropping the handle detaches the tasklet: it keeps
 /// running and its value is dropped when it ends.
-#[must_use = "dropping a JoinHandle detaches its tasklet; join it to get the result"]
+#[must_use = "dropping a JoinHandle detaches its tasklet: join it to get its result, or spawn with `spawn_detached` for fire-and-forget"]
 pub struct JoinHandle<T> {
     pub(crate) id: TaskletId,
     pub(crate) cell: Rc<JoinCell<T>>,
