@@ -90,7 +90,10 @@ fn connect_timeout_withdraws_the_socket() {
     s.spawn(move |h| {
         let mut held = Vec::new();
         for _ in 0..8 {
-            let r = h.connect_with(addr, ConnOptions::new(), Some(Duration::from_millis(300)));
+            let r = h.connect_with(
+                addr,
+                ConnOptions::new().with_connect_timeout(Some(Duration::from_millis(300))),
+            );
             match r {
                 Ok(c) => held.push(c),
                 Err(e) => out.borrow_mut().push(e),
@@ -290,4 +293,40 @@ fn receive_until_times_out_and_the_connection_goes_on() {
         ["Err(TimedOut)", "Ok(Ok(\"late but whole\"))"]
     );
     assert_eq!(net_stats(&s).waiting, 0);
+}
+
+/// Text lines without `as_bytes` and `from_utf8_lossy` at every call: `send_line`,
+/// `try_send_line`, `Group::send_line`, and `receive_line`, which replaces invalid UTF-8.
+#[test]
+fn lines_of_text_go_both_ways() {
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let listener = h.listen("127.0.0.1:0").unwrap();
+        let client = h.connect(listener.local_addr()).unwrap();
+        let (server, _) = h.accept(&listener).unwrap();
+        h.send_line(&client, "héllo").unwrap();
+        h.send(&client, b"bad \xff byte\n").unwrap();
+        server.try_send_line("from the server").unwrap();
+        let room = fibra::net::Group::new();
+        room.add(&server).unwrap();
+        room.send_line("to the room").unwrap();
+        for _ in 0..2 {
+            out.borrow_mut().push(h.receive_line(&server).unwrap());
+        }
+        for _ in 0..2 {
+            out.borrow_mut().push(h.receive_line(&client).unwrap());
+        }
+        assert!(matches!(
+            h.send_line(&client, "two\nlines"),
+            Err(NetError::InvalidFrame { .. })
+        ));
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(
+        *got.borrow(),
+        ["héllo", "bad \u{fffd} byte", "from the server", "to the room"]
+    );
 }

@@ -258,7 +258,10 @@ fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
     let options = ConnOptions::new()
         .with_framing(Framing::Lines)
         .with_send_limit(1 << 20);
-    let conn = match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
+    let conn = match h.connect_with(
+        addr,
+        options.with_connect_timeout(Some(Duration::from_secs(10))),
+    ) {
         Ok(conn) => conn,
         Err(e) => {
             eprintln!("connect {addr}: {e}");

@@ -17,7 +17,10 @@ const PROMPT: &[u8] = b"What is your handle?";
 
 fn connect(h: &Handle, addr: std::net::SocketAddr) -> Option<fibra::net::Conn> {
     let options = ConnOptions::new().with_framing(Framing::Lines);
-    match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
+    match h.connect_with(
+        addr,
+        options.with_connect_timeout(Some(Duration::from_secs(10))),
+    ) {
         Ok(conn) => Some(conn),
         Err(e) => {
             eprintln!("connect {addr}: {e}");

@@ -28,7 +28,12 @@ pub(crate) fn run(
         let addr = common.addr;
         schedule.spawn(move |h| {
             let options = ConnOptions::new().with_framing(Framing::Raw);
-            let conn = match h.connect_with(addr, options, Some(Duration::from_secs(10))) {
+            let conn = match h.connect_with(
+                addr,
+                options
+                    .clone()
+                    .with_connect_timeout(Some(Duration::from_secs(10))),
+            ) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("connect {addr}: {e}");

@@ -138,6 +138,15 @@ impl Conn {
         }
     }
 
+    /// Like [`try_send_frame`](Self::try_send_frame), for text.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send_frame`](Self::try_send_frame).
+    pub fn try_send_line(&self, text: &str) -> Result<(), NetError> {
+        self.queue(text.as_bytes(), Encoding::Frame)
+    }
+
     fn queue(&self, bytes: &[u8], encoding: Encoding) -> Result<(), NetError> {
         let mut table = self.inner.shared.table.borrow_mut();
         table

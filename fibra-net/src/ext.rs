@@ -1,7 +1,7 @@
 //! `NetExt`: the network ops as calls on a tasklet's [`Handle`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fibra_rt::Handle;
 
@@ -54,7 +54,20 @@ pub trait NetExt {
     /// [`NetError::Refused`], [`NetError::Unreachable`], or another I/O error.
     fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError>;
 
-    /// Like [`connect`](Self::connect) with options, giving up after `timeout` if given.
+    /// Like [`connect`](Self::connect) with options: the connection's framing and limits, and
+    /// how long to wait for the handshake
+    /// ([`ConnOptions::with_connect_timeout`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use fibra_net::{ConnOptions, Framing, NetExt};
+    /// # fn demo(h: &fibra_rt::Handle) -> Result<(), fibra_net::NetError> {
+    /// let options = ConnOptions::new()
+    ///     .with_framing(Framing::LengthPrefixed)
+    ///     .with_connect_timeout(Some(Duration::from_secs(3)));
+    /// let conn = h.connect_with("127.0.0.1:7000", options)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -63,7 +76,6 @@ pub trait NetExt {
         &self,
         addr: A,
         options: ConnOptions,
-        timeout: Option<Duration>,
     ) -> Result<Conn, NetError>;
 
     /// Waits for the next frame (by the connection's codec) and returns it.
@@ -79,6 +91,14 @@ pub trait NetExt {
     /// [`NetError::Closed`] if the connection is gone; [`NetError::Busy`] if another tasklet
     /// is receiving on it.
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
+
+    /// Like [`receive`](Self::receive), as text: invalid UTF-8 is replaced with U+FFFD (what
+    /// a line-based protocol read from telnet needs).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Self::receive).
+    fn receive_line(&self, conn: &Conn) -> Result<String, NetError>;
 
     /// Like [`receive`](Self::receive), giving up at `deadline` (a login's time limit, say):
     /// the receive is withdrawn, and the connection stays as it was.
@@ -112,6 +132,14 @@ pub trait NetExt {
     ///
     /// As [`send`](Self::send), and [`NetError::InvalidFrame`].
     fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError>;
+
+    /// Like [`send_frame`](Self::send_frame), for text: `send_line(&conn, "hello")` sends
+    /// `hello\n` on a line connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Self::send_frame).
+    fn send_line(&self, conn: &Conn, text: &str) -> Result<(), NetError>;
 
     /// Waits until every queued byte was written to the socket.
     ///
@@ -177,15 +205,15 @@ impl NetExt for Handle {
     }
 
     fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError> {
-        self.connect_with(addr, ConnOptions::default(), None)
+        self.connect_with(addr, ConnOptions::default())
     }
 
     fn connect_with<A: ToSocketAddrs>(
         &self,
         addr: A,
         options: ConnOptions,
-        timeout: Option<Duration>,
     ) -> Result<Conn, NetError> {
+        let timeout = options.connect_timeout;
         let op = ops::Connect::new(resolve(addr)?, options);
         match timeout {
             Some(t) => self.yield_op_timeout(op, t)?,
@@ -195,6 +223,14 @@ impl NetExt for Handle {
 
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {
         self.yield_op(ops::Receive::new(conn))
+    }
+
+    fn receive_line(&self, conn: &Conn) -> Result<String, NetError> {
+        let bytes = self.receive(conn)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
     }
 
     fn receive_until(&self, conn: &Conn, deadline: Instant) -> Result<Vec<u8>, NetError> {
@@ -213,6 +249,10 @@ impl NetExt for Handle {
 
     fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError> {
         conn.send_parking(self, payload, Encoding::Frame)
+    }
+
+    fn send_line(&self, conn: &Conn, text: &str) -> Result<(), NetError> {
+        self.send_frame(conn, text.as_bytes())
     }
 
     fn flush(&self, conn: &Conn) -> Result<(), NetError> {

@@ -275,6 +275,15 @@ impl Group {
         }
     }
 
+    /// Like [`send_frame`](Self::send_frame), for text.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Self::send_frame).
+    pub fn send_line(&self, text: &str) -> Result<(), NetError> {
+        self.send_frame(text.as_bytes())
+    }
+
     /// Sends what `f` writes, as it is (framing included), to every member: the bytes are
     /// built in place, in the group's batch, with no buffer of the caller's.
     ///

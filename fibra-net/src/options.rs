@@ -35,6 +35,7 @@ pub struct ConnOptions {
     pub(crate) close_timeout: Duration,
     pub(crate) nodelay: bool,
     pub(crate) flush_delay: Duration,
+    pub(crate) connect_timeout: Option<Duration>,
 }
 
 impl Default for ConnOptions {
@@ -47,13 +48,14 @@ impl Default for ConnOptions {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             nodelay: true,
             flush_delay: Duration::ZERO,
+            connect_timeout: None,
         }
     }
 }
 
 impl ConnOptions {
     /// Lines, 64 KiB frames, 64 KiB send limit, no read timeout, 10 s close timeout,
-    /// `TCP_NODELAY` on, no flush delay.
+    /// `TCP_NODELAY` on, no flush delay, no connect timeout (the system's, about two minutes).
     pub fn new() -> Self {
         Self::default()
     }
@@ -126,6 +128,19 @@ impl ConnOptions {
     pub fn with_flush_delay(mut self, delay: Duration) -> Self {
         self.flush_delay = delay;
         self
+    }
+
+    /// How long [`connect_with`](crate::NetExt::connect_with) waits for the handshake before
+    /// it gives up with [`NetError::TimedOut`](crate::NetError::TimedOut); `None`: the
+    /// system's limit.
+    pub fn with_connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The connect timeout, if any.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
     }
 
     /// How frames are cut.

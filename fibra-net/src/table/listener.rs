@@ -54,7 +54,7 @@ impl Table {
         self.register(&socket, slot)
             .map_err(|e| NetError::Bind { addr, source: e })?;
         let key = self.next_key(slot);
-        self.entries.insert(Entry::Listener(ListenerEntry {
+        self.entries.insert(Entry::Listener(Box::new(ListenerEntry {
             gen: key.gen,
             socket: Some(socket),
             addr: local,
@@ -63,7 +63,7 @@ impl Table {
             acceptors: Vec::new(),
             backoff_until: None,
             backoff: BACKOFF_MIN,
-        }));
+        })));
         log::debug!(target: "fibra_net", "listening on {local}");
         Ok((key, local))
     }

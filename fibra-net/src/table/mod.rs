@@ -57,7 +57,7 @@ use waiters::{Parked, Waiters};
 
 #[derive(Debug)]
 enum Entry {
-    Listener(ListenerEntry),
+    Listener(Box<ListenerEntry>),
     Conn(Box<ConnEntry>),
     /// A group has no socket; it shares the table for its key and its handle's release.
     Group(Box<GroupEntry>),
