@@ -327,6 +327,11 @@ fn lines_of_text_go_both_ways() {
     run_all(&mut s, 10);
     assert_eq!(
         *got.borrow(),
-        ["héllo", "bad \u{fffd} byte", "from the server", "to the room"]
+        [
+            "héllo",
+            "bad \u{fffd} byte",
+            "from the server",
+            "to the room"
+        ]
     );
 }

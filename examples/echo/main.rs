@@ -9,7 +9,7 @@
 
 mod server;
 
-use fibra::net::{NetExt, NetPlugin};
+use fibra::net::NetPlugin;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
@@ -31,17 +31,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut schedule = Schedule::new();
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
-    schedule.spawn_named("acceptor", move |h| {
-        let listener = match h.listen_with(addr.as_str(), server::listen_options()) {
-            Ok(listener) => listener,
-            Err(e) => {
-                log::error!(target: "echo", "{e}");
-                std::process::exit(1);
-            }
-        };
-        log::info!(target: "echo", "echo server listening on {}", listener.local_addr());
-        server::accept_loop(h, &listener);
-    })?;
+    // Bound by the host: a bad or busy address is an error here, and the process exits 1.
+    let listener = schedule
+        .plugin::<NetPlugin>()
+        .ok_or("no network plugin")?
+        .listen_with(addr.as_str(), server::listen_options())
+        .map_err(|e| format!("cannot serve echo on `{addr}`: {e}"))?;
+    log::info!(target: "echo", "echo server listening on {}", listener.local_addr());
+    schedule.spawn_named("acceptor", move |h| server::accept_loop(h, &listener))?;
     schedule.run()?;
     Ok(())
 }
