@@ -120,6 +120,48 @@ pub trait NetExt {
     /// tick's other sends to this connection. When the output is at its send limit, waits
     /// until the peer has read half of it.
     ///
+    /// This may park the tasklet (a peer that does not read): never call it while a
+    /// `RefCell` borrow of shared state is held, or the next tasklet to borrow it panics.
+    /// To send to many connections held in shared state, use [`Conn::try_send`] (it never
+    /// waits) or a [`Group`](crate::Group):
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use fibra_net::{Conn, NetExt, NetPlugin};
+    /// use fibra_rt::Schedule;
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.add_plugin(NetPlugin::new()?)?;
+    /// let room: Rc<RefCell<Vec<Conn>>> = Rc::default();
+    /// let r = room.clone();
+    /// schedule.spawn(move |h| {
+    ///     let listener = h.listen("127.0.0.1:0").unwrap();
+    ///     let clients: Vec<Conn> =
+    ///         (0..2).map(|_| h.connect(listener.local_addr()).unwrap()).collect();
+    ///     for _ in 0..2 {
+    ///         let (member, _) = h.accept(&listener).unwrap();
+    ///         r.borrow_mut().push(member);
+    ///     }
+    ///     // Right: the borrow lasts while nothing can park.
+    ///     for member in r.borrow().iter() {
+    ///         let _ = member.try_send_frame(b"hello, room");
+    ///     }
+    ///     // Also right: copy the members out, end the borrow, then send (and maybe park).
+    ///     let members: Vec<Conn> = r.borrow().clone();
+    ///     for member in &members {
+    ///         h.send_frame(member, b"one by one").unwrap();
+    ///     }
+    ///     for client in &clients {
+    ///         assert_eq!(h.receive(client).unwrap(), b"hello, room");
+    ///         assert_eq!(h.receive(client).unwrap(), b"one by one");
+    ///     }
+    /// })?;
+    /// schedule.run()?;
+    /// assert_eq!(room.borrow().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`NetError::Lost`] (why) or [`NetError::Closed`] when the connection can no longer

@@ -30,6 +30,46 @@
 //! `fibra_rt::tasklet`) and reported to watchers as [`Exit::Panicked`](crate::Exit::Panicked).
 //! A killed tasklet is unwound from its yield point, so its destructors run exactly once.
 //!
+//! # Sharing state between tasklets
+//!
+//! Tasklets of one schedule share state with `Rc<RefCell<_>>` (or `Cell`): they run one at a
+//! time, on one thread, and switch only where they yield. The one rule: **never hold a
+//! borrow across a yield** (an op that may park: a receive, a parking send, a sleep, a join).
+//! The borrow would stay taken while other tasklets run, and the first of them to borrow the
+//! same cell panics (`already borrowed`), typically only under load, when a peer stops
+//! reading and a send parks. Take what you need, end the borrow, then yield:
+//!
+//! ```
+//! use std::cell::RefCell;
+//! use std::rc::Rc;
+//! use fibra_rt::Schedule;
+//!
+//! let mut schedule = Schedule::new();
+//! let log = Rc::new(RefCell::new(Vec::new()));
+//! let ann_waits = Rc::new(RefCell::new(None));
+//! let (l, w) = (log.clone(), ann_waits.clone());
+//! schedule.spawn(move |h| {
+//!     *w.borrow_mut() = Some(h.unparker());
+//!     l.borrow_mut().push("ann waits"); // the borrow ends at the `;`...
+//!     h.park(); // ...before the yield: bob runs here, and borrows `log` too
+//!     l.borrow_mut().push("ann goes on");
+//! })?;
+//! let (l, w) = (log.clone(), ann_waits.clone());
+//! schedule.spawn(move |_| {
+//!     l.borrow_mut().push("bob speaks");
+//!     if let Some(ann) = w.borrow_mut().take() {
+//!         ann.unpark();
+//!     }
+//! })?;
+//! schedule.run()?;
+//! assert_eq!(*log.borrow(), ["ann waits", "bob speaks", "ann goes on"]);
+//! # Ok::<(), fibra_rt::Error>(())
+//! ```
+//!
+//! For a broadcast, send without parking while the room is borrowed (`Conn::try_send` in
+//! fibra-net, which fails with `Full` rather than waiting), or let fibra-net's `Group` do
+//! the fan-out; see `NetExt::send`'s documentation for the network side of this.
+//!
 //! # Stack size
 //!
 //! Tasklet stacks have a guard page. An overflow is reported on stderr with the tasklet's id,
