@@ -68,13 +68,6 @@ impl NetPlugin {
         Ok(NetPlugin { shared })
     }
 
-    /// The table, attached to the schedule's reactor.
-    fn table(&self, cx: &Context<'_>) -> std::cell::RefMut<'_, Table> {
-        let mut table = self.shared.table.borrow_mut();
-        table.attach_cx(cx);
-        table
-    }
-
     /// Listens on `addr` from the host, before (or between) ticks: no tasklet needed to bind,
     /// so a bad address is an error at once. Tasklets then accept from the listener.
     ///
@@ -230,9 +223,9 @@ impl Serves<Listen> for NetPlugin {
         &mut self,
         op: Listen,
         _: TaskletId,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
     ) -> Poll<Result<Listener, NetError>> {
-        let result = self.table(cx).listen(op.addr, &op.options);
+        let result = self.shared.table.borrow_mut().listen(op.addr, &op.options);
         Poll::Ready(result.map(|(key, addr)| Listener::new(Rc::clone(&self.shared), key, addr)))
     }
 }
@@ -247,7 +240,7 @@ impl Serves<Accept> for NetPlugin {
         if let Err(e) = self.owns(op.listener.shared()) {
             return Poll::Ready(Err(e));
         }
-        let mut table = self.table(cx);
+        let mut table = self.shared.table.borrow_mut();
         match table.submit_accept(op.listener.key(), from, cx.last_reading()) {
             Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
             Poll::Pending => Poll::Pending,
@@ -262,7 +255,7 @@ impl Serves<Connect> for NetPlugin {
         from: TaskletId,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
-        let mut table = self.table(cx);
+        let mut table = self.shared.table.borrow_mut();
         match table.submit_connect(op.addr, op.options, from, cx.last_reading()) {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,

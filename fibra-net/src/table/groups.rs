@@ -165,7 +165,6 @@ impl Table {
         let membership = c.groups.swap_remove(i);
         if let Some(group) = group_mut(&mut self.entries, g) {
             group.members.try_remove(membership.member);
-            group.stats.members = group.members.len();
         }
         true
     }
@@ -267,7 +266,6 @@ impl Table {
             return result;
         };
         let members = std::mem::take(&mut group.members);
-        group.stats.members = 0;
         for (_, m) in members {
             if let Some(c) = conn_mut(&mut self.entries, m.key) {
                 c.groups.retain(|ms| ms.group != g);

@@ -194,18 +194,11 @@ impl Table {
         stats
     }
 
-    /// Takes the schedule's registry (the first one offered).
+    /// Takes the schedule's registry, when the plugin is added to a schedule.
     pub(crate) fn attach(&mut self, registry: Registry) {
         if self.registry.is_none() {
             self.short_read_drains = registry.reports_read_closed();
             self.registry = Some(registry);
-        }
-    }
-
-    /// Takes the schedule's registry from the first context the table sees.
-    pub(crate) fn attach_cx(&mut self, cx: &Context<'_>) {
-        if self.registry.is_none() {
-            self.attach(cx.registry());
         }
     }
 
