@@ -160,7 +160,8 @@ impl Conn {
     /// [`Lost::Aborted`]. For code that holds connections but is not a tasklet, such as a
     /// chat room cutting off a member that does not read.
     pub fn abort(&self) {
-        self.inner.shared.aborts.borrow_mut().push(self.key());
+        let mut table = self.inner.shared.table.borrow_mut();
+        table.defer_abort(self.key());
     }
 
     /// Sets the read timeout: the connection is lost with [`Lost::TimedOut`] when no byte

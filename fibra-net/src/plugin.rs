@@ -63,7 +63,6 @@ impl NetPlugin {
         let shared = Rc::new_cyclic(|me| Shared {
             table: RefCell::new(Table::new(me.clone())),
             deferred: RefCell::new(Vec::new()),
-            aborts: RefCell::new(Vec::new()),
         });
         Ok(NetPlugin { shared })
     }
@@ -140,20 +139,6 @@ impl NetPlugin {
         }
     }
 
-    /// Resets the connections aborted through [`Conn::abort`](crate::Conn::abort); returns whether there were any.
-    fn run_aborts(&self, cx: &mut Context<'_>) -> bool {
-        if self.shared.aborts.borrow().is_empty() {
-            return false;
-        }
-        let mut table = self.shared.table.borrow_mut();
-        loop {
-            let Some(key) = self.shared.aborts.borrow_mut().pop() else {
-                return true;
-            };
-            table.abort(key, cx);
-        }
-    }
-
     fn release_deferred(&self) {
         if !self.shared.deferred.borrow().is_empty() {
             self.shared
@@ -184,7 +169,6 @@ impl Plugin for NetPlugin {
 
     fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
         self.release_deferred();
-        self.run_aborts(cx);
         self.shared.table.borrow_mut().poll(events, cx);
         self.release_deferred();
         Ok(())
@@ -192,11 +176,12 @@ impl Plugin for NetPlugin {
 
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         self.release_deferred();
-        self.run_aborts(cx);
         {
             let mut table = self.shared.table.borrow_mut();
+            // Aborts first (a connection aborted this round gets no batch), then the round's
+            // group batches, then the members a seal cut off, then the writes.
+            table.run_deferred(cx);
             table.seal_all();
-            // Members a seal cut off are reset before the writes.
             table.run_deferred(cx);
             table.flush_all(cx);
         }
@@ -206,7 +191,7 @@ impl Plugin for NetPlugin {
 
     fn next_deadline(&self) -> Option<Instant> {
         let table = self.shared.table.borrow();
-        if table.has_work_now() || !self.shared.aborts.borrow().is_empty() {
+        if table.has_work_now() {
             // Due already: the schedule's last clock reading is early enough.
             return Some(table.epoch());
         }

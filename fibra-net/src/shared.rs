@@ -22,9 +22,6 @@ pub(crate) struct Shared {
     pub(crate) table: RefCell<Table>,
     /// Handles dropped while the table was borrowed; released at the next poll or flush.
     pub(crate) deferred: RefCell<Vec<Key>>,
-    /// Connections [`Conn::abort`](crate::Conn::abort)ed without a handle; reset at the next
-    /// poll or flush, where waiters can be told.
-    pub(crate) aborts: RefCell<Vec<Key>>,
 }
 
 impl Shared {

@@ -365,13 +365,6 @@ impl Table {
         }
     }
 
-    /// Drops every byte received and not yet consumed.
-    pub(super) fn clear_input(&mut self, key: Key) {
-        if let Some(c) = conn_mut(&mut self.entries, key) {
-            c.input.clear(&mut self.pool);
-        }
-    }
-
     /// The read timeout was set or changed: count from now.
     pub(super) fn restart_read_timer(&mut self, key: Key, timeout: Duration) {
         let Some(c) = conn_mut(&mut self.entries, key) else {

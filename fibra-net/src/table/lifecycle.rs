@@ -270,13 +270,15 @@ impl Table {
         };
         let (socket, parked) = c.state.close(key.slot);
         let released = c.released;
+        if socket.is_some() {
+            c.input.clear(&mut self.pool);
+            c.output.clear(&mut self.pool);
+        }
         self.leave_groups(key, false);
         if let Some((p, wait)) = parked {
             self.waiters.orphan(p, wait);
         }
         if let Some(socket) = socket {
-            self.clear_input(key);
-            self.clear_output(key);
             self.close_socket(socket);
             if released {
                 self.remove_conn(key);

@@ -73,8 +73,8 @@ impl Entry {
     }
 }
 
-/// Work a handle asked for where no context was at hand (a group cutting a member off,
-/// closing its members): done at the start of the next poll or flush.
+/// Work a handle asked for where no context was at hand (`Conn::abort`, a group cutting a
+/// member off or closing its members): done at the start of the next poll or flush.
 #[derive(Clone, Copy, Debug)]
 enum Deferred {
     /// Reset the connection, telling its tasklets this loss.
@@ -287,6 +287,12 @@ impl Table {
             c.input.codec = framing.codec();
             c.options.framing = framing.clone();
         }
+    }
+
+    /// Resets the connection at the next poll or flush, where its waiters can be told
+    /// [`Lost::Aborted`] (`Conn::abort`, which has no context).
+    pub(crate) fn defer_abort(&mut self, key: Key) {
+        self.deferred.push((key, Deferred::Reset(Lost::Aborted)));
     }
 
     /// Does what handles asked for without a context.

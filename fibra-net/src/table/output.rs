@@ -361,11 +361,4 @@ impl Table {
         }
         dropped
     }
-
-    /// Drops the output buffer's bytes (the socket is closing).
-    pub(super) fn clear_output(&mut self, key: Key) {
-        if let Some(c) = conn_mut(&mut self.entries, key) {
-            c.output.buf.clear(&mut self.pool);
-        }
-    }
 }
