@@ -40,6 +40,12 @@ pub enum Error {
     },
     /// The schedule's poller could not be created, or its wait failed.
     Reactor(io::Error),
+    /// The tasklet given to [`Schedule::block_on`](crate::Schedule::block_on) ended without
+    /// returning.
+    Ended {
+        /// How it ended: panicked or killed.
+        exit: crate::Exit,
+    },
     /// Any other I/O error.
     Io(io::Error),
 }
@@ -101,6 +107,12 @@ impl fmt::Display for Error {
                     )?;
                 }
                 Ok(())
+            }
+            Error::Ended { exit } => {
+                write!(
+                    f,
+                    "the tasklet given to block_on ended without returning: {exit}"
+                )
             }
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }

@@ -27,8 +27,18 @@
 //! # Killing and panics
 //!
 //! A panic ends its tasklet only: it is caught at the resume, logged (target
-//! `fibra_rt::tasklet`) and reported to watchers as [`Exit::Panicked`](crate::Exit::Panicked).
+//! `fibra_rt::tasklet`; with no logger installed, one line on stderr names the tasklet) and
+//! reported to watchers as [`Exit::Panicked`](crate::Exit::Panicked).
 //! A killed tasklet is unwound from its yield point, so its destructors run exactly once.
+//!
+//! # Errors that reach the host
+//!
+//! [`Schedule::block_on`](crate::Schedule::block_on) runs a `main` tasklet and gives back what
+//! it returns, so a `main` that returns a `Result` can use `?` and the host can exit non-zero
+//! with the reason. A tasklet spawned from another returns any value, `Result` included, and
+//! `join` gives it back (see `fibra-tasks`). For any other tasklet the host calls
+//! [`watch_exit`](crate::Schedule::watch_exit) and later
+//! [`take_exit`](crate::Schedule::take_exit) to learn how it ended.
 //!
 //! # Sharing state between tasklets
 //!

@@ -2,7 +2,8 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -98,7 +99,10 @@ impl Core {
             let handle = Handle::new(yielder, id, wakes);
             // Caught here, on the tasklet's stack, rather than around every resume. A forced
             // unwind (kill) is caught too; the kill path ignores the return value.
-            catch_unwind(AssertUnwindSafe(|| f(&handle))).err()
+            match catch_unwind(AssertUnwindSafe(|| f(&handle))) {
+                Ok(()) => Exit::Finished,
+                Err(payload) => Exit::from_panic(&*payload),
+            }
         });
         let name = options.name.unwrap_or(Cow::Borrowed(""));
         let guard = overflow::Guard {
@@ -204,6 +208,9 @@ pub struct Schedule {
     /// panicked while serving that tasklet's op and the panic went on to the host: the
     /// tasklet's coroutine was dropped (its destructors ran) and the next call reaps it.
     running: Option<TaskletId>,
+    /// Tasklets whose end the host asked to hear of ([`Schedule::watch_exit`]): `None` while
+    /// they live, then how they ended, until [`Schedule::take_exit`] takes it.
+    host_exits: HashMap<TaskletId, Option<Exit>>,
     step_budget: usize,
     _not_send: PhantomData<Rc<()>>,
 }
@@ -270,6 +277,7 @@ impl Schedule {
             last_route: (PARK_ROUTE, park_route()),
             events: Vec::new(),
             running: None,
+            host_exits: HashMap::new(),
             step_budget: builder.step_budget,
             _not_send: PhantomData,
         })
@@ -389,6 +397,86 @@ impl Schedule {
     {
         self.reap_after_plugin_panic();
         self.core.spawn(options, f)
+    }
+
+    /// Keeps how tasklet `id` ends, for [`take_exit`](Self::take_exit) to give to the host.
+    /// Returns whether `id` is alive (nothing is kept for a tasklet that already ended).
+    pub fn watch_exit(&mut self, id: TaskletId) -> bool {
+        if !self.contains(id) {
+            return false;
+        }
+        self.host_exits.entry(id).or_insert(None);
+        true
+    }
+
+    /// How watched tasklet `id` ended ([`watch_exit`](Self::watch_exit)), once it has: the
+    /// exit is given once and then forgotten. `None` while it lives, or if it was not watched.
+    ///
+    /// ```
+    /// use fibra_rt::{Exit, Schedule};
+    ///
+    /// let mut schedule = Schedule::new();
+    /// let id = schedule.spawn(|_h| panic!("no config file"))?;
+    /// schedule.watch_exit(id);
+    /// schedule.run()?;
+    /// assert_eq!(schedule.take_exit(id), Some(Exit::Panicked("no config file".into())));
+    /// assert_eq!(schedule.take_exit(id), None);
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    pub fn take_exit(&mut self, id: TaskletId) -> Option<Exit> {
+        match self.host_exits.get(&id) {
+            Some(Some(_)) => self.host_exits.remove(&id).flatten(),
+            _ => None,
+        }
+    }
+
+    /// Spawns `f` as a tasklet named `main` and runs the schedule (as [`run`](Self::run)
+    /// does) until that tasklet ends; returns what `f` returned. Other tasklets still alive
+    /// then stay in the schedule, for a later `tick` or `run`.
+    ///
+    /// A `main` that returns a `Result` hands its error to the host, so the process can exit
+    /// non-zero with the reason:
+    ///
+    /// ```
+    /// use fibra_rt::Schedule;
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let mut schedule = Schedule::new();
+    ///     let answer = schedule.block_on(|_h| -> Result<u32, std::num::ParseIntError> {
+    ///         Ok("42".parse::<u32>()?)
+    ///     })??;
+    ///     assert_eq!(answer, 42);
+    ///     Ok(())
+    /// }
+    /// # main().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ended`] when `main` panicked or was killed instead of returning; the errors of
+    /// [`run`](Self::run) ([`Error::Stalled`] if `main` waits for something that can never
+    /// come).
+    pub fn block_on<F, T>(&mut self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&Handle) -> T + 'static,
+        T: 'static,
+    {
+        let value = Rc::new(Cell::new(None));
+        let slot = Rc::clone(&value);
+        let id = self.spawn_named("main", move |h| slot.set(Some(f(h))))?;
+        self.host_exits.insert(id, None);
+        let mut ran = Ok(());
+        while ran.is_ok() && self.contains(id) {
+            ran = self.run_once(None);
+        }
+        let exit = self.host_exits.remove(&id).flatten();
+        ran?;
+        match value.take() {
+            Some(v) => Ok(v),
+            None => Err(Error::Ended {
+                exit: exit.unwrap_or(Exit::Killed),
+            }),
+        }
     }
 
     /// Maps stacks until the pool holds `n` free ones (bounded by the pool's cap), so that the
@@ -733,10 +821,7 @@ impl Schedule {
                         Dispatch::Pending => break RunEnd::Waiting,
                     }
                 }
-                CoroutineResult::Return(None) => break RunEnd::Ended(Exit::Finished),
-                CoroutineResult::Return(Some(payload)) => {
-                    break RunEnd::Ended(Exit::from_panic(&*payload))
-                }
+                CoroutineResult::Return(exit) => break RunEnd::Ended(exit),
             }
         }));
         let end = match run {
@@ -841,10 +926,9 @@ impl Schedule {
     /// Removes an ended tasklet, recycles its stack and tells its watchers.
     fn finish(&mut self, id: TaskletId, co: TaskletCoroutine, exit: Exit) {
         let t = self.core.tasklets.remove(id.slot());
-        if let Exit::Panicked(msg) = &exit {
-            log::error!(target: "fibra_rt::tasklet", "tasklet {id} `{}` panicked: {msg}", t.name);
-        } else {
-            log::trace!(target: "fibra_rt::tasklet", "tasklet {id} `{}` finished", t.name);
+        match &exit {
+            Exit::Panicked(msg) => report_panic(id, &t.name, msg),
+            _ => log::trace!(target: "fibra_rt::tasklet", "tasklet {id} `{}` finished", t.name),
         }
         self.core.pool.give(co.into_stack(), t.stack_size);
         self.notify_exit(id, t.watchers, &exit);
@@ -882,8 +966,8 @@ impl Schedule {
         let unwound = catch_unwind(AssertUnwindSafe(|| co.force_unwind()));
         drop(entered);
         if let Err(payload) = unwound {
-            log::error!(target: "fibra_rt::tasklet",
-                "tasklet {id} `{}` panicked while being killed: {}", t.name, Exit::from_panic(&*payload));
+            let msg = format!("{} (while being killed)", Exit::from_panic(&*payload));
+            report_panic(id, &t.name, &msg);
         }
         log::debug!(target: "fibra_rt::tasklet", "tasklet {id} `{}` killed", t.name);
         if co.done() {
@@ -918,6 +1002,11 @@ impl Schedule {
     }
 
     fn notify_exit(&mut self, id: TaskletId, watchers: u64, exit: &Exit) {
+        if !self.host_exits.is_empty() {
+            if let Some(kept) = self.host_exits.get_mut(&id) {
+                *kept = Some(exit.clone());
+            }
+        }
         let mut bits = watchers;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
@@ -928,6 +1017,17 @@ impl Schedule {
             };
             self.plugins[i].exited(id, exit, &mut cx);
         }
+    }
+}
+
+/// Says which tasklet panicked: through `log` when a logger takes errors, else on stderr (the
+/// panic hook has printed the message and place, but not the tasklet).
+fn report_panic(id: TaskletId, name: &str, msg: &str) {
+    if log::log_enabled!(target: "fibra_rt::tasklet", log::Level::Error) {
+        log::error!(target: "fibra_rt::tasklet", "tasklet {id} `{name}` panicked: {msg}");
+    } else {
+        // A crash report, as the standard panic hook writes one: no logger is there to take it.
+        eprintln!("fibra: tasklet {id} `{name}` panicked: {msg}");
     }
 }
 

@@ -12,10 +12,9 @@ use crate::op::Header;
 use crate::overflow;
 use crate::TaskletId;
 
-/// A tasklet's coroutine: resumed with nothing, yields a pointer to an op slot, returns the
-/// panic payload if its function panicked.
-pub(crate) type TaskletCoroutine =
-    Coroutine<(), NonNull<Header>, Option<Box<dyn Any + Send>>, DefaultStack>;
+/// A tasklet's coroutine: resumed with nothing, yields a pointer to an op slot, returns how
+/// its function ended (returned, returned an error, panicked).
+pub(crate) type TaskletCoroutine = Coroutine<(), NonNull<Header>, Exit, DefaultStack>;
 
 /// Where a tasklet is in its life.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +61,7 @@ pub enum Exit {
 }
 
 impl Exit {
-    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Exit {
+    pub(crate) fn from_panic(payload: &(dyn Any + Send)) -> Exit {
         let msg = if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_owned()
         } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -19,6 +19,24 @@ use crate::TaskError;
 pub trait TasksExt {
     /// Spawns `f` as a new tasklet and returns a handle to its result.
     ///
+    /// `f` may return anything, and [`join`](Self::join) gives it back; a tasklet that can
+    /// fail returns a `Result`, and its joiner gets the error:
+    ///
+    /// ```
+    /// use fibra_rt::Schedule;
+    /// use fibra_tasks::{TasksExt, TasksPlugin};
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.add_plugin(TasksPlugin::new())?;
+    /// let port = schedule.block_on(|h| -> Result<u16, Box<dyn std::error::Error>> {
+    ///     let child = h.spawn(|_h| "8080".parse::<u16>())?;
+    ///     let port = h.join(child)??; // the join's TaskError, then the child's own error
+    ///     Ok(port)
+    /// })?;
+    /// assert_eq!(port.unwrap(), 8080);
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`TaskError::Spawn`] when no stack can be mapped.
