@@ -31,6 +31,14 @@
 //! reported to watchers as [`Exit::Panicked`](crate::Exit::Panicked).
 //! A killed tasklet is unwound from its yield point, so its destructors run exactly once.
 //!
+//! # The first of several ops
+//!
+//! [`Handle::select`](crate::Handle::select) (and `select3`) yields two (three) ops at once and
+//! resumes with the first to complete, as an [`Either`](crate::Either); the others are
+//! withdrawn from their plugins before the tasklet runs again, as a timeout withdraws an op,
+//! and a kill withdraws them all. Each op must come from a different plugin ("sleep unless
+//! the connection is lost": the tasks plugin's `Sleep` and the network plugin's `OnLost`).
+//!
 //! # Errors that reach the host
 //!
 //! [`Schedule::block_on`](crate::Schedule::block_on) runs a `main` tasklet and gives back what

@@ -161,11 +161,16 @@ impl Handle {
         self.wakes.remote.clone()
     }
 
-    fn submit<O: Op>(&self, op: O, deadline: Option<Instant>) -> Result<O::Output, TimedOut> {
-        let mut slot = Slot::new(op, deadline);
+    /// Suspends this tasklet with `header` for the schedule to serve.
+    pub(crate) fn suspend(&self, header: NonNull<Header>) {
         // SAFETY: the yielder outlives this handle (see the field's invariant).
         let yielder = unsafe { self.yielder.as_ref() };
-        yielder.suspend(slot.header_ptr());
+        yielder.suspend(header);
+    }
+
+    fn submit<O: Op>(&self, op: O, deadline: Option<Instant>) -> Result<O::Output, TimedOut> {
+        let mut slot = Slot::new(op, deadline);
+        self.suspend(slot.header_ptr());
         match (slot.out.take(), slot.header.status) {
             (Some(out), _) => Ok(out),
             (None, Status::NoPlugin) => panic!(

@@ -63,6 +63,7 @@ pub mod plugin;
 pub mod reactor;
 mod remote;
 mod schedule;
+mod select;
 mod stack;
 mod tasklet;
 
@@ -78,4 +79,5 @@ pub use plugin::{Context, Plugin, Router, Serves};
 pub use reactor::{Event, Events, Interest, Registry};
 pub use remote::Remote;
 pub use schedule::Schedule;
+pub use select::{Either, OneOf3};
 pub use tasklet::{Exit, SpawnOptions, TaskletInfo, TaskletState};

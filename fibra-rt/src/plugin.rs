@@ -43,6 +43,7 @@ use std::time::Instant;
 use crate::op::{Header, Op, Slot};
 use crate::reactor::{Events, Registry};
 use crate::schedule::Core;
+use crate::select::SelectSlot;
 use crate::tasklet::State;
 use crate::{Error, Exit, Handle, Remote, SpawnOptions, TaskletId};
 
@@ -235,8 +236,10 @@ impl Context<'_> {
         let Some(t) = self.core.get_mut(id) else {
             return Err(out);
         };
-        let State::Waiting { header, .. } = t.state else {
-            return Err(out);
+        let header = match t.state {
+            State::Waiting { header, .. } => header,
+            State::Selecting { header } => return self.complete_selected::<O>(id, header, out),
+            _ => return Err(out),
         };
         // SAFETY: a waiting tasklet is suspended inside `yield_op`, so its slot is alive.
         let slot_header = unsafe { header.as_ref() };
@@ -249,6 +252,40 @@ impl Context<'_> {
         t.state = State::Runnable;
         if had_deadline {
             self.core.op_deadlines.remove(id);
+        }
+        self.core.run_queue.push_back(id);
+        Ok(())
+    }
+
+    /// Completes the op of type `O` among those of a select, and queues the withdrawal of the
+    /// others (the schedule tells their plugins before the tasklet runs again).
+    fn complete_selected<O: Op>(
+        &mut self,
+        id: TaskletId,
+        header: NonNull<Header>,
+        out: O::Output,
+    ) -> Result<(), O::Output> {
+        // SAFETY: a selecting tasklet is suspended inside `select`, so its `SelectSlot` and the
+        // slots it points at are alive, and nothing else touches them.
+        let select = unsafe { header.cast::<SelectSlot>().as_mut() };
+        let arms = &select.arms[..select.len];
+        // SAFETY: as above.
+        let Some(won) = arms
+            .iter()
+            .position(|arm| unsafe { arm.as_ref() }.type_id == TypeId::of::<O>())
+        else {
+            return Err(out);
+        };
+        // SAFETY: as above, and the type id says the arm is a `Slot<O>`.
+        unsafe { Slot::<O>::answer(select.arms[won], out) };
+        select.won = Some(won);
+        for (arm, &plugin) in select.plugins[..select.len].iter().enumerate() {
+            if arm != won {
+                self.core.withdrawals.push((id, plugin));
+            }
+        }
+        if let Some(t) = self.core.get_mut(id) {
+            t.state = State::Runnable;
         }
         self.core.run_queue.push_back(id);
         Ok(())

@@ -21,6 +21,7 @@ use crate::op::{Header, Slot, Status};
 use crate::plugin::Route;
 use crate::reactor::{Event, Events, Reactor};
 use crate::remote::Remote;
+use crate::select::{SelectMarker, SelectSlot, MAX_ARMS};
 use crate::stack::StackPool;
 use crate::tasklet::{State, Tasklet, TaskletCoroutine};
 use crate::{
@@ -68,6 +69,8 @@ pub(crate) struct Core {
     pub(crate) reactor: Reactor,
     pub(crate) op_deadlines: DeadlineQueue,
     pub(crate) kills: Vec<TaskletId>,
+    /// Ops of a select that lost: (tasklet, plugin) to withdraw, before the tasklet runs again.
+    pub(crate) withdrawals: Vec<(TaskletId, usize)>,
     seq: u32,
     pub(crate) clock: Clock,
 }
@@ -268,6 +271,7 @@ impl Schedule {
                 reactor,
                 op_deadlines: DeadlineQueue::new(),
                 kills: Vec::new(),
+                withdrawals: Vec::new(),
                 seq: 0,
                 clock: Clock::new(),
             },
@@ -809,7 +813,7 @@ impl Schedule {
             match co.resume(()) {
                 CoroutineResult::Yield(header) => {
                     let dispatch = self.dispatch(id, header);
-                    if !self.core.kills.is_empty() {
+                    if !self.core.kills.is_empty() || !self.core.withdrawals.is_empty() {
                         self.process_kills();
                         if self.core.get(id).is_none_or(|t| t.kill_requested) {
                             break RunEnd::Killed;
@@ -880,6 +884,9 @@ impl Schedule {
                     self.last_route = (i, self.routes[i]);
                     self.last_route
                 }
+                None if type_id == TypeId::of::<SelectMarker>() => {
+                    return self.select(id, header);
+                }
                 None => {
                     // SAFETY: as above.
                     unsafe { (*header.as_ptr()).status = Status::NoPlugin };
@@ -906,6 +913,56 @@ impl Schedule {
             if let Some(deadline) = unsafe { header.as_ref() }.deadline {
                 self.core.op_deadlines.insert(id, deadline);
             }
+        }
+        Dispatch::Pending
+    }
+
+    /// Submits the ops of the select behind `header`, in order, until one is ready (the ones
+    /// before it are withdrawn); if none is, `id` waits for the first to complete.
+    fn select(&mut self, id: TaskletId, header: NonNull<Header>) -> Dispatch {
+        let select = header.cast::<SelectSlot>().as_ptr();
+        // SAFETY: `id` just suspended inside `select` with a pointer to its live `SelectSlot`,
+        // whose arms point at live slots; nothing else touches them while it is suspended.
+        let (arms, len) = unsafe { ((*select).arms, (*select).len) };
+        let mut routes = [PARK_ROUTE; MAX_ARMS];
+        for i in 0..len {
+            // SAFETY: as above.
+            let type_id = unsafe { arms[i].as_ref() }.type_id;
+            let Some(route) = self.routes.iter().position(|r| r.type_id == type_id) else {
+                // SAFETY: as above.
+                unsafe { (*arms[i].as_ptr()).status = Status::NoPlugin };
+                return Dispatch::Ready;
+            };
+            let plugin = self.routes[route].plugin;
+            let shared = routes[..i].iter().any(|&r| self.routes[r].plugin == plugin);
+            if route == PARK_ROUTE || shared {
+                // Refused: `won` stays `None` and the tasklet panics saying why.
+                return Dispatch::Ready;
+            }
+            routes[i] = route;
+        }
+        for i in 0..len {
+            let Route { plugin, submit, .. } = self.routes[routes[i]];
+            let mut cx = Context {
+                core: &mut self.core,
+                plugin,
+            };
+            // SAFETY: the route matched the arm's type id, so the arm is a `Slot<O>` for the
+            // `O` that `submit` was made for, and `plugins[plugin]` is its plugin.
+            let ready = unsafe { submit(&mut *self.plugins[plugin], arms[i], id, &mut cx) };
+            // SAFETY: as above (the plugin touched only the arm it was given).
+            unsafe { (*select).plugins[i] = plugin };
+            if ready {
+                for &route in &routes[..i] {
+                    self.plugins[self.routes[route].plugin].cancel(id);
+                }
+                // SAFETY: as above.
+                unsafe { (*select).won = Some(i) };
+                return Dispatch::Ready;
+            }
+        }
+        if let Some(t) = self.core.get_mut(id) {
+            t.state = State::Selecting { header };
         }
         Dispatch::Pending
     }
@@ -946,9 +1003,19 @@ impl Schedule {
         t.kill_requested = true;
         // No coroutine in the table: the tasklet is running, and `run_tasklet` unwinds it.
         let (state, co) = (t.state, t.co.take());
-        if let State::Waiting { route, .. } = state {
-            let plugin = self.routes[route].plugin;
-            self.plugins[plugin].cancel(id);
+        match state {
+            State::Waiting { route, .. } => {
+                let plugin = self.routes[route].plugin;
+                self.plugins[plugin].cancel(id);
+            }
+            State::Selecting { header } => {
+                // SAFETY: a selecting tasklet is suspended inside `select`; its slot is alive.
+                let select = unsafe { header.cast::<SelectSlot>().as_ref() };
+                for &plugin in &select.plugins[..select.len] {
+                    self.plugins[plugin].cancel(id);
+                }
+            }
+            _ => {}
         }
         self.core.op_deadlines.remove(id);
         if let Some(co) = co {
@@ -995,8 +1062,15 @@ impl Schedule {
         self.process_kills();
     }
 
+    /// Withdraws the ops that lost a select, and kills the tasklets plugins asked to kill.
     fn process_kills(&mut self) {
-        while let Some(id) = self.core.kills.pop() {
+        loop {
+            while let Some((id, plugin)) = self.core.withdrawals.pop() {
+                self.plugins[plugin].cancel(id);
+            }
+            let Some(id) = self.core.kills.pop() else {
+                break;
+            };
             self.kill_now(id);
         }
     }

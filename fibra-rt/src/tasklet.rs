@@ -30,6 +30,8 @@ pub(crate) enum State {
     },
     /// Parked until an unparker unparks it.
     Parked { header: NonNull<Header> },
+    /// Waiting for the first of the ops of the `SelectSlot` behind `header`.
+    Selecting { header: NonNull<Header> },
 }
 
 pub(crate) struct Tasklet {
@@ -169,6 +171,7 @@ impl Tasklet {
             State::Running => (TaskletState::Running, None),
             State::Waiting { route, .. } => (TaskletState::Waiting, Some(op_name(route))),
             State::Parked { .. } => (TaskletState::Parked, Some("park")),
+            State::Selecting { .. } => (TaskletState::Waiting, Some("select")),
         };
         TaskletInfo {
             id: self.id,
