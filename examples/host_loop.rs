@@ -21,6 +21,7 @@ mod signal;
 use std::time::{Duration, Instant};
 
 use fibra::net::NetPlugin;
+use fibra::signal::SignalPlugin;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
@@ -118,8 +119,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--hz and --report must be at least 1".into());
     }
 
-    let stop = signal::stop_on_ctrl_c()?;
     let mut schedule = Schedule::new();
+    let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
     let chatter = server::Chatter::start(&mut schedule, &addr, server::Config::default())
@@ -133,7 +134,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut period = Period::default();
     let mut next_report = started + Duration::from_secs(report);
     let mut next_frame = started;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) && end.is_none_or(|e| next_frame < e) {
+    while end.is_none_or(|e| next_frame < e) {
+        // Ctrl-C or SIGTERM, asked from the host once a frame (one non-blocking read).
+        if catches_signals {
+            let signals = schedule
+                .plugin_mut::<SignalPlugin>()
+                .ok_or("no signal plugin")?;
+            if let Some(signal) = signals.take_pending(&signal::STOP)? {
+                log::info!(target: "host_loop", "{signal}: stopping");
+                break;
+            }
+        }
         // The host's own work for this frame.
         world.step(frame.as_secs_f64());
 

@@ -1,8 +1,8 @@
 //! fibra: network servers as plain sequential code, running as thousands of cooperative
 //! tasklets on one thread.
 //!
-//! This crate re-exports the runtime ([`rt`]), the tasks plugin ([`tasks`]) and the network
-//! plugin ([`net`]).
+//! This crate re-exports the runtime ([`rt`]), the tasks plugin ([`tasks`]), the network
+//! plugin ([`net`]) and the signals plugin ([`signal`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -37,6 +37,13 @@ pub mod tasks {
 pub mod net {
     #[doc(inline)]
     pub use fibra_net::*;
+}
+
+/// The signals plugin: wait for Ctrl-C, `SIGTERM`, `SIGHUP`... as an op (the `fibra-signal`
+/// crate).
+pub mod signal {
+    #[doc(inline)]
+    pub use fibra_signal::*;
 }
 
 pub use fibra_rt::{Error, Exit, Handle, Schedule, SpawnOptions, TaskletId};

@@ -16,13 +16,15 @@ mod protocol;
 mod server;
 mod signal;
 
-use std::sync::atomic::Ordering;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How often `RUST_LOG=chatter::stats=debug` logs the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 use fibra::net::NetPlugin;
+use fibra::signal::SignalExt;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
@@ -80,18 +82,32 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let stop = signal::stop_on_ctrl_c()?;
     let mut schedule = Schedule::new();
+    let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
     let chatter = server::Chatter::start(&mut schedule, &addr, config)
         .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
     log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
         chatter.local_addr());
-    // Blocks in the poller; wakes at least every 100 ms to look at the stop flag.
+    // A tasklet parks until Ctrl-C or SIGTERM; the host loop then stops the room.
+    let stop = Rc::new(Cell::new(false));
+    if catches_signals {
+        let stop = Rc::clone(&stop);
+        schedule.spawn_named("signals", move |h| {
+            if let Ok(signal) = h.signals(&signal::STOP) {
+                log::info!(target: "chatter", "{signal}: stopping (once more to force)");
+                stop.set(true);
+                for signal in signal::STOP {
+                    let _ = h.stop_catching(signal);
+                }
+            }
+        })?;
+    }
+    // Sleeps in the poller while idle; returns after each round, so the stop is seen at once.
     let mut next_report = Instant::now() + REPORT_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        schedule.run_for(Duration::from_millis(100))?;
+    while !stop.get() {
+        schedule.tick_within(REPORT_EVERY)?;
         if log::log_enabled!(target: "chatter::stats", log::Level::Debug)
             && Instant::now() >= next_report
         {

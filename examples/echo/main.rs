@@ -8,8 +8,11 @@
 //! through `env_logger` (`RUST_LOG=debug` for more).
 
 mod server;
+#[path = "../chatter/signal.rs"]
+mod signal;
 
 use fibra::net::NetPlugin;
+use fibra::signal::SignalExt;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
@@ -29,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut schedule = Schedule::new();
+    let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
     // Bound by the host: a bad or busy address is an error here, and the process exits 1.
@@ -39,6 +43,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot serve echo on `{addr}`: {e}"))?;
     log::info!(target: "echo", "echo server listening on {}", listener.local_addr());
     schedule.spawn_named("acceptor", move |h| server::accept_loop(h, &listener))?;
-    schedule.run()?;
+    if !catches_signals {
+        schedule.run()?;
+        return Ok(());
+    }
+    // Serves until Ctrl-C or SIGTERM; dropping the schedule then closes every connection.
+    let signal = schedule.block_on(|h| h.signals(&signal::STOP))??;
+    log::info!(target: "echo", "{signal}: stopped");
     Ok(())
 }
