@@ -46,6 +46,37 @@ pub mod signal {
     pub use fibra_signal::*;
 }
 
+/// A schedule with the standard plugins: tasks, network and (on Linux) signals, so that a
+/// program starts in one line.
+///
+/// ```
+/// use fibra::net::NetExt;
+///
+/// let mut schedule = fibra::schedule()?;
+/// let addr = schedule.block_on(|h| -> Result<_, fibra::net::NetError> {
+///     let listener = h.listen("127.0.0.1:0")?; // an error here reaches the host
+///     Ok(listener.local_addr())
+/// })??;
+/// assert!(addr.ip().is_loopback());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Reactor`] or [`Error::Io`] when the poller or the network plugin cannot be made
+/// (out of file descriptors).
+pub fn schedule() -> Result<Schedule, Error> {
+    let mut schedule = Schedule::try_new()?;
+    schedule.add_plugin(tasks::TasksPlugin::new())?;
+    schedule.add_plugin(net::NetPlugin::new()?)?;
+    match signal::SignalPlugin::new() {
+        Ok(plugin) => schedule.add_plugin(plugin)?,
+        Err(signal::SignalError::Unsupported) => {}
+        Err(e) => return Err(Error::Io(e.into())),
+    }
+    Ok(schedule)
+}
+
 pub use fibra_rt::{Error, Exit, Handle, Schedule, SpawnOptions, TaskletId};
 
 #[doc = include_str!("../README.md")]

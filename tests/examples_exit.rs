@@ -2,24 +2,24 @@
 //! taken); none reports success for a server that never served. Ctrl-C (SIGINT, through the
 //! signals plugin) stops each one cleanly, with exit status 0.
 
+mod util;
+
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Where cargo put the examples it built for this test run (`target/<profile>/examples`).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join(name)
-}
 
 #[test]
 fn a_server_that_cannot_listen_exits_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    for name in ["chatter", "echo", "host_loop"] {
-        let path = example(name);
+    for name in [
+        "chatter",
+        "echo",
+        "host_loop",
+        "chatter_2007",
+        "eventlet_chat",
+    ] {
+        let path = util::example(name);
         assert!(path.exists(), "`cargo test` builds the examples: {path:?}");
         let mut child = Command::new(&path)
             .args(["--addr", &addr])
@@ -49,87 +49,12 @@ fn a_server_that_cannot_listen_exits_non_zero() {
     }
 }
 
-/// Starts example `name` on a free port; returns the child, the address it logged, and the
-/// rest of its stderr as it comes.
-fn start(
-    name: &str,
-) -> (
-    std::process::Child,
-    String,
-    std::sync::mpsc::Receiver<String>,
-) {
-    use std::io::BufRead;
-    let mut child = Command::new(example(name))
-        .args(["--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill(); // our own child, by handle
-            let _ = child.wait();
-            panic!("{name} logged no address");
-        };
-        let addr = line
-            .split_whitespace()
-            .find(|word| word.starts_with("127.0.0.1:"))
-            .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_digit()));
-        if let Some(addr) = addr {
-            return (child, addr.to_owned(), rx);
-        }
-    }
-}
-
-/// Sends SIGINT to our own child and waits for it to exit; returns its status and the stderr
-/// it wrote after the start.
-fn interrupt(
-    name: &str,
-    mut child: std::process::Child,
-    rx: &std::sync::mpsc::Receiver<String>,
-) -> (std::process::ExitStatus, String) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: `kill` with a pid we spawned and have not reaped; it only sends a signal.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill(); // our own child, by handle
-            let _ = child.wait();
-            panic!("{name} kept running after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut said = String::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
-        said.push_str(&line);
-        said.push('\n');
-    }
-    (status, said)
-}
-
 #[test]
 fn ctrl_c_stops_every_server_example_cleanly() {
     use std::io::{BufRead, BufReader, Write};
     for name in ["chatter", "host_loop"] {
-        let (child, addr, rx) = start(name);
-        let stream = std::net::TcpStream::connect(&addr).unwrap();
+        let server = util::Example::start(name);
+        let stream = std::net::TcpStream::connect(&server.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -140,7 +65,7 @@ fn ctrl_c_stops_every_server_example_cleanly() {
         (&stream).write_all(b"ada\r\n").unwrap();
         line.clear();
         reader.read_line(&mut line).unwrap(); // the welcome
-        let (status, said) = interrupt(name, child, &rx);
+        let (status, said) = server.interrupt();
         assert!(
             status.success(),
             "{name} exited {status} on SIGINT:\n{said}"
@@ -152,8 +77,8 @@ fn ctrl_c_stops_every_server_example_cleanly() {
         assert!(rest.contains("shutting down"), "{name} sent {rest:?}");
     }
 
-    let (child, addr, rx) = start("echo");
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let server = util::Example::start("echo");
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -161,7 +86,7 @@ fn ctrl_c_stops_every_server_example_cleanly() {
     let mut got = [0u8; 4];
     std::io::Read::read_exact(&mut stream, &mut got).unwrap();
     assert_eq!(&got, b"ping");
-    let (status, said) = interrupt("echo", child, &rx);
+    let (status, said) = server.interrupt();
     assert!(status.success(), "echo exited {status} on SIGINT:\n{said}");
     assert!(said.contains("SIGINT: stopped"), "echo said:\n{said}");
     // Its connections closed with it.

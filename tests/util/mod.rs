@@ -266,3 +266,112 @@ impl<S> Drop for ServerThread<S> {
         self.stop_thread();
     }
 }
+
+/// Where cargo put the examples it built for this test run (`target/<profile>/examples`).
+pub(crate) fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir.join("examples").join(name)
+}
+
+/// A server example running as our child process on a free port of 127.0.0.1; killed (by
+/// handle) when dropped.
+pub(crate) struct Example {
+    pub(crate) name: &'static str,
+    child: Option<std::process::Child>,
+    /// The address it said it listens on.
+    pub(crate) addr: String,
+    /// Its stdout and stderr lines, as they come.
+    output: std::sync::mpsc::Receiver<String>,
+}
+
+impl Example {
+    /// Starts `name --addr 127.0.0.1:0` and waits until it says its address.
+    pub(crate) fn start(name: &'static str) -> Example {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(example(name))
+            .args(["--addr", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, output) = std::sync::mpsc::channel();
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [stdout, stderr] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut server = Example {
+            name,
+            child: Some(child),
+            addr: String::new(),
+            output,
+        };
+        let line = server.wait_for("127.0.0.1:");
+        let addr = line
+            .split_whitespace()
+            .find(|word| word.starts_with("127.0.0.1:"))
+            .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_digit()))
+            .unwrap();
+        server.addr = addr.to_owned();
+        server
+    }
+
+    /// Waits up to 10 s for an output line containing `needle`; returns it.
+    pub(crate) fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("{} never said {needle:?} ({e})", self.name),
+            }
+        }
+    }
+
+    /// Sends SIGINT to the child and waits for it to exit; returns its status and what it
+    /// said from then on.
+    pub(crate) fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: `kill` with a pid we spawned and have not reaped; it only sends a signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill(); // our own child, by handle
+                let _ = child.wait();
+                panic!("{} kept running after SIGINT", self.name);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let mut said = String::new();
+        while let Ok(line) = self.output.recv_timeout(std::time::Duration::from_secs(2)) {
+            said.push_str(&line);
+            said.push('\n');
+        }
+        (status, said)
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // our own child, by handle
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The 2007 chatter, fibra's first demo (47 lines of Python generators in a blog post),
+//! written against today's public API, method for method: `listener`, `login`, `chat`,
+//! `lost_conn`, `broadcast`. The full chatter is `examples/chatter/`.
+//!
+//! ```text
+//! cargo run --example chatter_2007 -- --addr 127.0.0.1:1980     # then: telnet 127.0.0.1 1980
+//! ```
+
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
+
+use fibra::net::{Conn, NetExt};
+use fibra::tasks::TasksExt;
+use fibra::Handle;
+
+/// Logged-in members by handle. Never borrowed across a yield.
+type Members = Rc<RefCell<HashMap<String, Conn>>>;
+
+fn listener(h: &Handle, addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = h.listen(addr)?;
+    eprintln!("chatter_2007 listening on {}", listener.local_addr());
+    let members = Members::default();
+    loop {
+        let (conn, _peer) = h.accept(&listener)?;
+        let members = members.clone();
+        h.spawn_detached(move |h| drop(login(h, conn, members)))?;
+    }
+}
+
+fn login(h: &Handle, conn: Conn, members: Members) -> Result<(), Box<dyn std::error::Error>> {
+    let handle = loop {
+        h.send_line(&conn, "What is your handle?")?;
+        let handle = h.receive_line(&conn)?;
+        if !members.borrow().contains_key(&handle) {
+            break handle;
+        }
+        h.send_line(&conn, "That handle is already taken.")?;
+    };
+    members.borrow_mut().insert(handle.clone(), conn.clone());
+    let (who, room) = (handle.clone(), members.clone());
+    let chat = h.spawn_detached(move |h| chat(h, &conn, &who, &room))?;
+    // However the chat ends (/quit, lost connection, kill), `lost_conn` runs once.
+    h.on_finish(chat, move |h, _exit| lost_conn(h, &handle, &members))?;
+    Ok(())
+}
+
+fn lost_conn(h: &Handle, handle: &str, members: &Members) {
+    if members.borrow_mut().remove(handle).is_some() {
+        broadcast(h, members, &format!("{handle} has left the chat."));
+    }
+}
+
+fn broadcast(_h: &Handle, members: &Members, text: &str) {
+    // Never parks: a member who stopped reading misses lines once its output is full,
+    // instead of stalling whoever speaks.
+    for conn in members.borrow().values() {
+        let _ = conn.try_send_line(text);
+    }
+}
+
+fn chat(h: &Handle, conn: &Conn, handle: &str, members: &Members) {
+    broadcast(h, members, &format!("{handle} has joined the chat."));
+    while let Ok(line) = h.receive_line(conn) {
+        if line == "/quit" {
+            break;
+        }
+        broadcast(h, members, &format!("{handle} says: {line}"));
+    }
+    let _ = h.close(conn);
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = match std::env::args().nth(1).as_deref() {
+        Some("--addr") => std::env::args().nth(2).ok_or("--addr needs HOST:PORT")?,
+        _ => "127.0.0.1:1980".to_owned(),
+    };
+    // Runs until the listener fails (its error reaches here, and the exit status is 1).
+    fibra::schedule()?.block_on(move |h| listener(h, &addr))?
+}

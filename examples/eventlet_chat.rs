@@ -1,0 +1,44 @@
+//! eventlet's chat server example (23 lines of Python), on fibra: one tasklet per
+//! participant, each line goes to everyone else, Ctrl-C stops it.
+//!
+//! ```text
+//! cargo run --example eventlet_chat -- --addr 127.0.0.1:3000     # then: nc 127.0.0.1 3000
+//! ```
+
+use std::{cell::RefCell, error::Error, rc::Rc};
+
+use fibra::net::{ops::Accept, Conn, NetExt};
+use fibra::signal::{ops::WaitSignal, Signal};
+use fibra::{rt::Either, tasks::TasksExt, Handle};
+
+fn read_chat_forever(h: &Handle, conn: Conn, participants: Rc<RefCell<Vec<Conn>>>) {
+    while let Ok(line) = h.receive_line(&conn) {
+        println!("Chat: {}", line.trim());
+        for p in participants.borrow().iter().filter(|p| **p != conn) {
+            let _ = p.try_send_line(&line); // never parks: no borrow is held across a yield
+        }
+    }
+    participants.borrow_mut().retain(|p| *p != conn);
+    println!("Participant left chat.");
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let addr = std::env::args().nth(2); // --addr HOST:PORT
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
+        let server = h.listen(addr.as_str())?;
+        println!("ChatServer starting up on {}", server.local_addr());
+        let participants = Rc::new(RefCell::new(Vec::new()));
+        // The first of: a new participant, or Ctrl-C (eventlet's KeyboardInterrupt).
+        let interrupt = || WaitSignal::new(&[Signal::INT]);
+        while let Either::First(accepted) = h.select(Accept::new(&server), interrupt()) {
+            let (conn, _) = accepted?;
+            println!("Participant joined chat.");
+            participants.borrow_mut().push(conn.clone());
+            let participants = participants.clone();
+            h.spawn_detached(move |h| read_chat_forever(h, conn, participants))?;
+        }
+        println!("ChatServer exiting.");
+        Ok(())
+    })?
+}
