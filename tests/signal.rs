@@ -89,7 +89,6 @@ fn a_signal_that_comes_while_nobody_waits_is_kept_for_the_next_wait() {
             let mut s = schedule(SignalPlugin::catching(&[Signal::USR2]).unwrap());
             assert!(blocked(Signal::USR2));
             raise(Signal::USR2); // before any tasklet exists: kept, not the default action
-            let started = Instant::now();
             s.spawn(|h| {
                 assert_eq!(
                     h.signals(&[Signal::HUP, Signal::USR2]).unwrap(),
@@ -98,7 +97,7 @@ fn a_signal_that_comes_while_nobody_waits_is_kept_for_the_next_wait() {
             })
             .unwrap();
             util::run_all(&mut s, 20);
-            assert!(started.elapsed() < Duration::from_secs(10));
+            // Had the arrival been lost, the wait would hang and `run_all` fail.
             // Given once: the next wait parks until a new arrival.
             s.spawn(|h| h.signal(Signal::USR2).unwrap()).unwrap();
             s.run_for(Duration::from_millis(30)).unwrap();
