@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fibra::net::{ops::OnLost, NetExt};
 use fibra::rt::{
-    Context, Either, Events, Exit, OneOf3, Op, Plugin, Router, Schedule, Serves, TaskletId,
+    Context, Either, Events, Exit, OneOf3, Op, Park, Plugin, Router, Schedule, Serves, TaskletId,
 };
 use fibra::tasks::{ops::Sleep, TasksExt, TasksPlugin};
 
@@ -294,4 +294,105 @@ fn a_receive_withdrawn_by_a_sleep_loses_no_data() {
     peer.join().unwrap();
     assert_eq!(s.plugin::<TasksPlugin>().unwrap().registrations(), 0);
     assert_eq!(util::net_stats(&s).waiting, 0);
+}
+
+#[test]
+fn a_park_arm_completes_on_an_unpark_and_withdraws_the_other_op() {
+    let mut s = gates();
+    let id = s
+        .spawn(|h| assert_eq!(h.select(Wait::<1>, Park), Either::Second(())))
+        .unwrap();
+    s.watch_exit(id);
+    s.tick().unwrap();
+    assert_eq!(gate::<1>(&mut s).waiting, vec![id]);
+    s.unparker(id).unpark(); // from the host
+    s.run_for(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.take_exit(id), Some(Exit::Finished));
+    assert_eq!(gate::<1>(&mut s).cancels, vec![id]);
+    assert!(gate::<1>(&mut s).waiting.is_empty());
+
+    // An unpark that came first wins at once: the op after it is never submitted.
+    let id = s
+        .spawn(|h| {
+            h.unparker().unpark();
+            assert_eq!(h.select(Park, Wait::<1>), Either::First(()));
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.run_for(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.take_exit(id), Some(Exit::Finished));
+    assert!(gate::<1>(&mut s).waiting.is_empty());
+
+    // The op wins: an unpark after it is only remembered, for the next park.
+    let id = s
+        .spawn(|h| {
+            assert_eq!(h.select(Wait::<2>, Park), Either::First(2));
+            h.park(); // returns at once: the unpark below came while it was not parked
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.tick().unwrap();
+    gate::<2>(&mut s).open = true;
+    s.tick().unwrap();
+    s.unparker(id).unpark();
+    s.run_for(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.take_exit(id), Some(Exit::Finished));
+    assert!(gate::<2>(&mut s).cancels.is_empty());
+
+    // Two parks cannot be told apart: refused.
+    let id = s
+        .spawn(|h| {
+            let _ = h.select(Park, Park);
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.run_for(Duration::from_secs(5)).unwrap();
+    assert!(matches!(s.take_exit(id), Some(Exit::Panicked(_))));
+}
+
+#[test]
+fn a_posted_kill_ends_a_tasklet_from_a_destructor_and_from_the_host() {
+    let mut s = gates();
+    let helper = s
+        .spawn(|h| {
+            let _ = h.select(Wait::<1>, Park);
+            unreachable!("killed while selecting");
+        })
+        .unwrap();
+    /// Kills the helper when dropped, without yielding (a destructor must not).
+    struct KillOnDrop(fibra::rt::Unparker);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            self.0.kill();
+        }
+    }
+    let owner = s
+        .spawn(move |h| {
+            let _guard = KillOnDrop(h.unparker_of(helper));
+            h.sleep(Duration::from_secs(3600));
+        })
+        .unwrap();
+    s.watch_exit(helper);
+    s.tick().unwrap();
+    assert!(s.kill(owner));
+    s.tick().unwrap();
+    assert_eq!(s.take_exit(helper), Some(Exit::Killed));
+    assert_eq!(
+        gate::<1>(&mut s).cancels,
+        vec![helper],
+        "its op was withdrawn"
+    );
+
+    // From the host, through an unparker: done before the next step.
+    let sleeper = s.spawn(|h| h.sleep(Duration::from_secs(3600))).unwrap();
+    s.tick().unwrap();
+    let unparker = s.unparker(sleeper);
+    unparker.kill();
+    assert!(
+        s.next_deadline().is_some(),
+        "a posted kill is work for the next tick"
+    );
+    s.tick().unwrap();
+    assert!(!s.contains(sleeper));
+    assert_eq!(s.plugin::<TasksPlugin>().unwrap().registrations(), 0);
 }

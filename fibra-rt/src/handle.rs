@@ -14,9 +14,12 @@ use crate::{Remote, TaskletId};
 
 pub(crate) type TaskletYielder = Yielder<(), NonNull<Header>>;
 
-/// The op behind [`Handle::park`]; served by the schedule itself.
-#[derive(Debug)]
-pub(crate) struct Park;
+/// The op behind [`Handle::park`], served by the schedule itself: it completes when an
+/// [`Unparker`] unparks the tasklet. Yield it through [`Handle::select`] beside another op to
+/// wait for whichever comes first, an unpark or that op (a frame, or a message posted to the
+/// tasklet's mailbox, say).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Park;
 
 impl Op for Park {
     type Output = ();
@@ -26,6 +29,8 @@ impl Op for Park {
 /// the schedule's remote, for [`Handle::remote`].
 pub(crate) struct Wakes {
     pub(crate) local: RefCell<Vec<TaskletId>>,
+    /// Kills posted by [`Unparker::kill`], drained with the unparks.
+    pub(crate) kills: RefCell<Vec<TaskletId>>,
     pub(crate) remote: Remote,
 }
 
@@ -155,6 +160,16 @@ impl Handle {
         }
     }
 
+    /// An unparker for tasklet `id` (another tasklet's, say, to wake it or
+    /// [kill](Unparker::kill) it without yielding). An id that has ended makes an unparker that
+    /// does nothing.
+    pub fn unparker_of(&self, id: TaskletId) -> Unparker {
+        Unparker {
+            id,
+            wakes: Rc::clone(&self.wakes),
+        }
+    }
+
     /// The schedule's [`Remote`]: give it to another thread to unpark this tasklet (or any
     /// other of the schedule) from there.
     pub fn remote(&self) -> Remote {
@@ -185,11 +200,12 @@ impl Handle {
     }
 }
 
-/// Unparks one tasklet; obtained from [`Handle::unparker`].
+/// Unparks (or kills) one tasklet; obtained from [`Handle::unparker`],
+/// [`Handle::unparker_of`] or [`Schedule::unparker`](crate::Schedule::unparker).
 ///
 /// Unparking a tasklet that has ended does nothing. Unparkers are cheap to clone (a reference
-/// count and an id) and can be used anywhere on the schedule's thread, destructors included.
-/// From another thread, use a [`Remote`].
+/// count and an id) and can be used anywhere on the schedule's thread, destructors and the
+/// host included: neither call yields. From another thread, use a [`Remote`].
 #[derive(Clone)]
 pub struct Unparker {
     id: TaskletId,
@@ -197,9 +213,22 @@ pub struct Unparker {
 }
 
 impl Unparker {
+    pub(crate) fn new(id: TaskletId, wakes: Rc<Wakes>) -> Unparker {
+        Unparker { id, wakes }
+    }
+
     /// Makes the tasklet runnable if it is parked, or makes its next park return at once.
     pub fn unpark(&self) {
         self.wakes.local.borrow_mut().push(self.id);
+    }
+
+    /// Kills the tasklet before the schedule's next step (its destructors run, its op is
+    /// withdrawn; see [`Schedule::kill`](crate::Schedule::kill)). Never yields, so a
+    /// destructor may call it (to end the helpers of a connection that is being torn down,
+    /// say). Killing a tasklet that has ended does nothing; a tasklet that kills itself this
+    /// way ends at its next yield.
+    pub fn kill(&self) {
+        self.wakes.kills.borrow_mut().push(self.id);
     }
 
     /// The tasklet this unparker unparks.

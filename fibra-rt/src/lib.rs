@@ -72,7 +72,7 @@ pub mod guide;
 pub use builder::Builder;
 pub use deadline::DeadlineQueue;
 pub use error::Error;
-pub use handle::{Handle, Unparker};
+pub use handle::{Handle, Park, Unparker};
 pub use id::{IdMap, TaskletId};
 pub use op::{Op, TimedOut};
 pub use plugin::{Context, Plugin, Router, Serves};

@@ -43,7 +43,7 @@ use std::time::Instant;
 use crate::op::{Header, Op, Slot};
 use crate::reactor::{Events, Registry};
 use crate::schedule::Core;
-use crate::select::SelectSlot;
+use crate::select::{SelectSlot, PARK_ARM};
 use crate::tasklet::State;
 use crate::{Error, Exit, Handle, Remote, SpawnOptions, TaskletId};
 
@@ -280,7 +280,7 @@ impl Context<'_> {
         unsafe { Slot::<O>::answer(select.arms[won], out) };
         select.won = Some(won);
         for (arm, &plugin) in select.plugins[..select.len].iter().enumerate() {
-            if arm != won {
+            if arm != won && plugin != PARK_ARM {
                 self.core.withdrawals.push((id, plugin));
             }
         }

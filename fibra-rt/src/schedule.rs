@@ -21,12 +21,12 @@ use crate::op::{Header, Slot, Status};
 use crate::plugin::Route;
 use crate::reactor::{Event, Events, Reactor};
 use crate::remote::Remote;
-use crate::select::{SelectMarker, SelectSlot, MAX_ARMS};
+use crate::select::{SelectMarker, SelectSlot, MAX_ARMS, PARK_ARM};
 use crate::stack::StackPool;
 use crate::tasklet::{State, Tasklet, TaskletCoroutine};
 use crate::{
     overflow, Builder, Context, DeadlineQueue, Error, Exit, Handle, Plugin, Router, SpawnOptions,
-    TaskletId, TaskletInfo,
+    TaskletId, TaskletInfo, Unparker,
 };
 
 /// Steps between two zero-timeout polls of the plugins while tasklets stay runnable.
@@ -131,8 +131,13 @@ impl Core {
         Ok(id)
     }
 
-    /// Turns unparks posted on this thread into runnable tasklets.
+    /// Turns unparks posted on this thread into runnable tasklets, and posted kills into
+    /// kills for the schedule to carry out (with the withdrawals the unparks queued) before
+    /// any tasklet runs.
     fn drain_wakes(&mut self) {
+        if !self.wakes.kills.borrow().is_empty() {
+            self.kills.append(&mut self.wakes.kills.borrow_mut());
+        }
         if self.wakes.local.borrow().is_empty() {
             return;
         }
@@ -164,6 +169,24 @@ impl Core {
                     // SAFETY: a parked tasklet is suspended in `park`, on a live `Slot<Park>`.
                     unsafe { Slot::<Park>::answer(header, ()) };
                     t.state = State::Runnable;
+                    self.run_queue.push_back(id);
+                }
+                State::Selecting { header } => {
+                    // SAFETY: a selecting tasklet is suspended inside `select`, so its
+                    // `SelectSlot` and the slots it points at are alive and untouched.
+                    let select = unsafe { header.cast::<SelectSlot>().as_mut() };
+                    let plugins = &select.plugins[..select.len];
+                    let Some(arm) = plugins.iter().position(|&p| p == PARK_ARM) else {
+                        t.woken = true;
+                        continue;
+                    };
+                    // SAFETY: as above; the park arm is a `Slot<Park>`.
+                    unsafe { Slot::<Park>::answer(select.arms[arm], ()) };
+                    select.won = Some(arm);
+                    t.state = State::Runnable;
+                    let losers = plugins.iter().enumerate().filter(|&(i, _)| i != arm);
+                    self.withdrawals
+                        .extend(losers.map(|(_, &plugin)| (id, plugin)));
                     self.run_queue.push_back(id);
                 }
                 _ => t.woken = true,
@@ -265,6 +288,7 @@ impl Schedule {
                 pool: StackPool::new(builder.stack_size, builder.pool_cap),
                 wakes: Rc::new(Wakes {
                     local: Default::default(),
+                    kills: Default::default(),
                     remote,
                 }),
                 spare_wakes: Vec::new(),
@@ -310,6 +334,12 @@ impl Schedule {
     /// through it, even while it blocks in [`run`](Self::run).
     pub fn remote(&self) -> Remote {
         self.core.wakes.remote.clone()
+    }
+
+    /// An [`Unparker`] for tasklet `id`: the host (or anything it hands it to) wakes or
+    /// [kills](Unparker::kill) that tasklet through it without holding the schedule.
+    pub fn unparker(&self, id: TaskletId) -> Unparker {
+        Unparker::new(id, Rc::clone(&self.core.wakes))
     }
 
     /// A [`Builder`] for non-default settings.
@@ -541,6 +571,7 @@ impl Schedule {
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.core.run_queue.is_empty()
             || !self.core.wakes.local.borrow().is_empty()
+            || !self.core.wakes.kills.borrow().is_empty()
             || self.core.wakes.remote.is_pending()
         {
             return Some(self.core.clock.last());
@@ -601,6 +632,7 @@ impl Schedule {
     pub fn tick_within(&mut self, max_wait: Duration) -> Result<bool, Error> {
         self.reap_after_plugin_panic();
         self.core.drain_wakes();
+        self.settle();
         match Instant::now().checked_add(max_wait) {
             Some(limit) if !max_wait.is_zero() && self.core.run_queue.is_empty() => {
                 self.block(Some(limit))?;
@@ -654,6 +686,7 @@ impl Schedule {
     fn run_once(&mut self, limit: Option<Instant>) -> Result<(), Error> {
         self.reap_after_plugin_panic();
         self.core.drain_wakes();
+        self.settle();
         if self.core.run_queue.is_empty() {
             self.block(limit)?;
         }
@@ -676,6 +709,7 @@ impl Schedule {
             })?;
         }
         self.core.drain_wakes();
+        self.settle();
         Ok(())
     }
 
@@ -725,6 +759,7 @@ impl Schedule {
             self.events.clear();
         }
         self.core.drain_remote();
+        self.settle();
         self.expire_op_deadlines();
         for i in 0..self.plugins.len() {
             let mut cx = Context {
@@ -740,6 +775,7 @@ impl Schedule {
             })?;
         }
         self.core.drain_wakes();
+        self.settle();
         Ok(())
     }
 
@@ -770,6 +806,8 @@ impl Schedule {
         let mut since_poll = 0;
         while steps < budget {
             self.core.drain_wakes();
+            self.settle();
+            self.settle();
             let Some(id) = self.core.run_queue.pop_front() else {
                 break;
             };
@@ -934,14 +972,27 @@ impl Schedule {
                 return Dispatch::Ready;
             };
             let plugin = self.routes[route].plugin;
-            let shared = routes[..i].iter().any(|&r| self.routes[r].plugin == plugin);
-            if route == PARK_ROUTE || shared {
+            if routes[..i].iter().any(|&r| self.routes[r].plugin == plugin) {
                 // Refused: `won` stays `None` and the tasklet panics saying why.
                 return Dispatch::Ready;
             }
             routes[i] = route;
         }
         for i in 0..len {
+            if routes[i] == PARK_ROUTE {
+                let woken = self
+                    .core
+                    .get_mut(id)
+                    .is_some_and(|t| std::mem::take(&mut t.woken));
+                if woken {
+                    // SAFETY: as above; the arm's type id says it is a `Slot<Park>`.
+                    unsafe { Slot::<Park>::answer(arms[i], ()) };
+                    return self.select_won_at_once(id, select, &routes[..i], i);
+                }
+                // SAFETY: as above.
+                unsafe { (*select).plugins[i] = PARK_ARM };
+                continue;
+            }
             let Route { plugin, submit, .. } = self.routes[routes[i]];
             let mut cx = Context {
                 core: &mut self.core,
@@ -953,18 +1004,32 @@ impl Schedule {
             // SAFETY: as above (the plugin touched only the arm it was given).
             unsafe { (*select).plugins[i] = plugin };
             if ready {
-                for &route in &routes[..i] {
-                    self.plugins[self.routes[route].plugin].cancel(id);
-                }
-                // SAFETY: as above.
-                unsafe { (*select).won = Some(i) };
-                return Dispatch::Ready;
+                return self.select_won_at_once(id, select, &routes[..i], i);
             }
         }
         if let Some(t) = self.core.get_mut(id) {
             t.state = State::Selecting { header };
         }
         Dispatch::Pending
+    }
+
+    /// Arm `won` of a select was ready at its submit: the arms submitted before it (`before`)
+    /// are withdrawn from their plugins.
+    fn select_won_at_once(
+        &mut self,
+        id: TaskletId,
+        select: *mut SelectSlot,
+        before: &[usize],
+        won: usize,
+    ) -> Dispatch {
+        for &route in before {
+            if route != PARK_ROUTE {
+                self.plugins[self.routes[route].plugin].cancel(id);
+            }
+        }
+        // SAFETY: `select` is the live `SelectSlot` of `id`, which is suspended in `select`.
+        unsafe { (*select).won = Some(won) };
+        Dispatch::Ready
     }
 
     fn park(&mut self, id: TaskletId, header: NonNull<Header>) -> Dispatch {
@@ -1012,7 +1077,9 @@ impl Schedule {
                 // SAFETY: a selecting tasklet is suspended inside `select`; its slot is alive.
                 let select = unsafe { header.cast::<SelectSlot>().as_ref() };
                 for &plugin in &select.plugins[..select.len] {
-                    self.plugins[plugin].cancel(id);
+                    if plugin != PARK_ARM {
+                        self.plugins[plugin].cancel(id);
+                    }
                 }
             }
             _ => {}
@@ -1062,11 +1129,21 @@ impl Schedule {
         self.process_kills();
     }
 
+    /// Carries out the withdrawals and kills that unparks and posted kills queued, before any
+    /// tasklet runs again.
+    fn settle(&mut self) {
+        if !self.core.kills.is_empty() || !self.core.withdrawals.is_empty() {
+            self.process_kills();
+        }
+    }
+
     /// Withdraws the ops that lost a select, and kills the tasklets plugins asked to kill.
     fn process_kills(&mut self) {
         loop {
             while let Some((id, plugin)) = self.core.withdrawals.pop() {
-                self.plugins[plugin].cancel(id);
+                if plugin != PARK_ARM {
+                    self.plugins[plugin].cancel(id);
+                }
             }
             let Some(id) = self.core.kills.pop() else {
                 break;

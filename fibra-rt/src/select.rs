@@ -8,7 +8,8 @@
 //! op by its type), and the others are withdrawn before the tasklet runs again.
 //!
 //! Each op of a select must be served by a different plugin: a plugin withdraws a tasklet's
-//! op by the tasklet's id (`Plugin::cancel`), so it may hold only one op per tasklet.
+//! op by the tasklet's id (`Plugin::cancel`), so it may hold only one op per tasklet. One arm
+//! may be [`Park`](crate::Park): an unpark then completes the select.
 //!
 //! [`Context::complete`]: crate::Context::complete
 
@@ -20,6 +21,10 @@ use crate::Handle;
 
 /// The most ops one select waits on.
 pub(crate) const MAX_ARMS: usize = 3;
+
+/// In `SelectSlot::plugins`: the arm is [`Park`](crate::Park), served by the schedule, and has
+/// no plugin to withdraw it from.
+pub(crate) const PARK_ARM: usize = usize::MAX;
 
 /// The type id in a [`SelectSlot`]'s header; never an op of any plugin.
 pub(crate) struct SelectMarker;
@@ -83,7 +88,9 @@ impl Handle {
     /// plugin reports later). When both could complete at once, `a` wins.
     ///
     /// "Sleep 2 s unless the connection is lost" is
-    /// `h.select(Sleep(deadline), OnLost::new(&conn))`. Killing the tasklet withdraws both.
+    /// `h.select(Sleep(deadline), OnLost::new(&conn))`; "the next frame, unless someone
+    /// unparks me first" is `h.select(Receive::new(&conn), Park)`. Killing the tasklet
+    /// withdraws both.
     ///
     /// ```
     /// use std::task::Poll;
@@ -127,9 +134,9 @@ impl Handle {
     ///
     /// # Panics
     ///
-    /// Panics (ending this tasklet only) if no plugin serves one of the ops, if one plugin
-    /// serves both (it could not withdraw one of them alone), or if one is
-    /// [`park`](Self::park)'s op.
+    /// Panics (ending this tasklet only) if no plugin serves one of the ops, or if one plugin
+    /// serves both (it could not withdraw one of them alone; two [`Park`](crate::Park)s
+    /// likewise).
     pub fn select<A: Op, B: Op>(&self, a: A, b: B) -> Either<A::Output, B::Output> {
         let mut a = Slot::new(a, None);
         let mut b = Slot::new(b, None);
@@ -185,7 +192,7 @@ impl Handle {
             }
         }
         panic!(
-            "a select's ops must be served by different plugins, and not be `park`: {} \
+            "a select's ops must be served by different plugins (and at most one be `Park`): {} \
              (a plugin withdraws a tasklet's op by the tasklet's id, so it holds only one)",
             names.join(", ")
         );
