@@ -164,6 +164,16 @@ impl Conn {
         table.defer_abort(self.key());
     }
 
+    /// Closes the connection gracefully without a [`Handle`](fibra_rt::Handle), at the end of
+    /// this tick: queued output is still written (within the close timeout), then the socket
+    /// is closed; receivers and watchers are told [`Lost::Closed`]. It does not wait for the
+    /// output to leave ([`NetExt::close`](crate::NetExt::close) does), so code that is not a
+    /// tasklet, or a destructor, may call it.
+    pub fn close(&self) {
+        let mut table = self.inner.shared.table.borrow_mut();
+        table.defer_close(self.key());
+    }
+
     /// Sets the read timeout: the connection is lost with [`Lost::TimedOut`] when no byte
     /// arrives for this long. `None` turns it off.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {

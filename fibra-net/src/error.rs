@@ -141,6 +141,23 @@ pub enum NetError {
     },
     /// Another tasklet is already receiving on this connection.
     Busy,
+    /// A [`Service`](crate::Service) already has a member of this name.
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// A [`Service`](crate::Service) has no member of this name.
+    UnknownName {
+        /// The name.
+        name: String,
+    },
+    /// A server was started twice, or after it was stopped (its listener is closed).
+    NotStartable {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A tasklet could not be spawned (no stack could be mapped).
+    Spawn(fibra_rt::Error),
     /// Another I/O error.
     Io(io::Error),
 }
@@ -196,6 +213,14 @@ impl fmt::Display for NetError {
             NetError::Busy => f.write_str(
                 "another tasklet is already receiving on this connection (one receiver at a time)",
             ),
+            NetError::NameTaken { name } => {
+                write!(f, "the service already has a member named `{name}`")
+            }
+            NetError::UnknownName { name } => {
+                write!(f, "the service has no member named `{name}`")
+            }
+            NetError::NotStartable { reason } => write!(f, "cannot start: {reason}"),
+            NetError::Spawn(e) => write!(f, "could not spawn a tasklet: {e}"),
             NetError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -205,6 +230,7 @@ impl std::error::Error for NetError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             NetError::Bind { source, .. } => Some(source),
+            NetError::Spawn(e) => Some(e),
             NetError::Io(e) => Some(e),
             _ => None,
         }
@@ -224,6 +250,22 @@ impl From<io::Error> for NetError {
 impl From<Lost> for NetError {
     fn from(lost: Lost) -> Self {
         NetError::Lost(lost)
+    }
+}
+
+impl From<fibra_rt::Error> for NetError {
+    fn from(e: fibra_rt::Error) -> Self {
+        NetError::Spawn(e)
+    }
+}
+
+impl From<fibra_tasks::TaskError> for NetError {
+    fn from(e: fibra_tasks::TaskError) -> Self {
+        match e {
+            fibra_tasks::TaskError::Spawn(e) => NetError::Spawn(e),
+            fibra_tasks::TaskError::Io(e) => NetError::from(e),
+            other => NetError::Io(io::Error::other(other)),
+        }
     }
 }
 
@@ -258,6 +300,10 @@ impl From<NetError> for io::Error {
             NetError::Bind { source, .. } => source.kind(),
             NetError::Full { .. } => io::ErrorKind::WouldBlock,
             NetError::Busy => io::ErrorKind::ResourceBusy,
+            NetError::NameTaken { .. } => io::ErrorKind::AlreadyExists,
+            NetError::UnknownName { .. } => io::ErrorKind::NotFound,
+            NetError::NotStartable { .. } => io::ErrorKind::InvalidInput,
+            NetError::Spawn(_) => io::ErrorKind::OutOfMemory,
         };
         io::Error::new(kind, e)
     }

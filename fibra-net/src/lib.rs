@@ -57,6 +57,16 @@ pub mod ops;
 mod codec;
 mod error;
 mod options;
+// Callbacks on top of tasklets: protocols, servers, reconnecting clients, services.
+mod backoff;
+mod client;
+mod mailbox;
+mod protocol;
+mod server;
+mod service;
+mod session;
+mod spawner;
+mod transport;
 // The plugin and the table it serves ops from (an op's path: `ext` → `plugin` → `table`).
 mod buffer;
 mod plugin;
@@ -65,6 +75,8 @@ mod stats;
 mod sys;
 mod table;
 
+pub use backoff::Backoff;
+pub use client::{ClientState, ReconnectingClient};
 pub use codec::{
     Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };
@@ -75,4 +87,9 @@ pub use group::{Group, GroupOptions, GroupStats, SlowPolicy};
 pub use io::ConnIo;
 pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
 pub use plugin::NetPlugin;
+pub use protocol::{Ended, Factory, Protocol};
+pub use server::Server;
+pub use service::{Member, Service, Target};
+pub use spawner::Spawner;
 pub use stats::NetStats;
+pub use transport::Transport;

@@ -1,6 +1,6 @@
 //! `Handle`, the explicit yield handle a tasklet receives, and `Unparker`, which unparks it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -23,6 +23,26 @@ pub struct Park;
 
 impl Op for Park {
     type Output = ();
+}
+
+thread_local! {
+    /// The tasklet whose stack is being unwound by a kill on this thread, if any.
+    static KILLING: Cell<Option<TaskletId>> = const { Cell::new(None) };
+}
+
+/// Marks `id` as being killed until dropped (kills nest: a destructor may kill another).
+pub(crate) struct Killing(Option<TaskletId>);
+
+impl Killing {
+    pub(crate) fn enter(id: TaskletId) -> Killing {
+        Killing(KILLING.with(|k| k.replace(Some(id))))
+    }
+}
+
+impl Drop for Killing {
+    fn drop(&mut self) {
+        KILLING.with(|k| k.set(self.0));
+    }
 }
 
 /// Unparks posted by [`Unparker::unpark`], drained by the schedule between tasklet steps, and
@@ -140,6 +160,14 @@ impl Handle {
     pub fn yield_op_timeout<O: Op>(&self, op: O, timeout: Duration) -> Result<O::Output, TimedOut> {
         let deadline = Instant::now().checked_add(timeout);
         self.submit(op, deadline)
+    }
+
+    /// Whether this tasklet is being killed: its stack unwinds from the yield point where the
+    /// kill found it, and its destructors run. Code that catches panics
+    /// ([`std::panic::catch_unwind`]) must let this unwind go on (`resume_unwind`), and a
+    /// destructor that sees it must not yield.
+    pub fn is_being_killed(&self) -> bool {
+        KILLING.with(|k| k.get()) == Some(self.id)
     }
 
     /// Parks this tasklet until an [`Unparker`] (or a [`Remote`]) unparks it.

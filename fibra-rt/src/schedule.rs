@@ -16,7 +16,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use slab::Slab;
 
 use crate::clock::Clock;
-use crate::handle::{Park, TaskletYielder, Wakes};
+use crate::handle::{Killing, Park, TaskletYielder, Wakes};
 use crate::op::{Header, Slot, Status};
 use crate::plugin::Route;
 use crate::reactor::{Event, Events, Reactor};
@@ -1097,7 +1097,9 @@ impl Schedule {
     fn unwind(&mut self, t: Tasklet, mut co: TaskletCoroutine) {
         let id = t.id;
         let entered = overflow::enter(&t.guard);
+        let killing = Killing::enter(id);
         let unwound = catch_unwind(AssertUnwindSafe(|| co.force_unwind()));
+        drop(killing);
         drop(entered);
         if let Err(payload) = unwound {
             let msg = format!("{} (while being killed)", Exit::from_panic(&*payload));
@@ -1191,7 +1193,9 @@ impl Drop for Schedule {
             if let Some(t) = self.core.tasklets.try_remove(id.slot()) {
                 if let Some(mut co) = t.co {
                     let entered = overflow::enter(&t.guard);
+                    let killing = Killing::enter(id);
                     let _ = catch_unwind(AssertUnwindSafe(|| co.force_unwind()));
+                    drop(killing);
                     drop(entered);
                 }
             }

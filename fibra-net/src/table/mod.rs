@@ -295,6 +295,11 @@ impl Table {
         self.deferred.push((key, Deferred::Reset(Lost::Aborted)));
     }
 
+    /// Closes the connection gracefully at the next poll or flush (`Conn::close`).
+    pub(crate) fn defer_close(&mut self, key: Key) {
+        self.deferred.push((key, Deferred::Close));
+    }
+
     /// Does what handles asked for without a context.
     pub(crate) fn run_deferred(&mut self, cx: &mut Context<'_>) {
         while let Some((key, work)) = self.deferred.pop() {

@@ -1,0 +1,185 @@
+//! `Backoff`: how long a reconnecting client waits between attempts: exponential, with full
+//! jitter, from a seedable generator.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A reconnecting client's waits: attempt `n` (from 0) waits a random time between zero and
+/// `min(max, initial × factor^n)` ("full jitter", so that clients cut off together do not
+/// come back together). The count goes back to zero only after a connection stayed up for
+/// [`stable_after`](Self::with_stable_after), not on connect alone: a server that accepts
+/// and closes at once meets growing waits, never a hot loop.
+///
+/// ```
+/// use std::time::Duration;
+/// use fibra_net::Backoff;
+///
+/// let backoff = Backoff::new()
+///     .with_initial(Duration::from_millis(100))
+///     .with_max(Duration::from_secs(5))
+///     .with_seed(7); // the same seed, the same waits
+/// let waits: Vec<Duration> = backoff.delays().take(10).collect();
+/// assert!(waits[0] <= Duration::from_millis(100));
+/// assert!(waits.iter().all(|w| *w <= Duration::from_secs(5)));
+/// assert_eq!(waits, backoff.delays().take(10).collect::<Vec<_>>());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backoff {
+    initial: Duration,
+    factor: f64,
+    max: Duration,
+    max_attempts: Option<u32>,
+    stable_after: Duration,
+    seed: Option<u64>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backoff {
+    /// 1 s initial, factor 2, at most 60 s, no attempt limit, reset after 10 s up, seeded
+    /// from the clock.
+    pub fn new() -> Backoff {
+        Backoff {
+            initial: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::from_secs(60),
+            max_attempts: None,
+            stable_after: Duration::from_secs(10),
+            seed: None,
+        }
+    }
+
+    /// The ceiling of the first wait.
+    pub fn with_initial(mut self, initial: Duration) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// How much the ceiling grows per failed attempt (at least 1).
+    pub fn with_factor(mut self, factor: f64) -> Self {
+        self.factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            1.0
+        };
+        self
+    }
+
+    /// The largest ceiling.
+    pub fn with_max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Give up after this many failed attempts in a row (a connect that failed, or a
+    /// connection that did not stay up); `None`: never.
+    pub fn with_max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// How long a connection must stay up for the waits to start again from `initial`.
+    pub fn with_stable_after(mut self, up: Duration) -> Self {
+        self.stable_after = up;
+        self
+    }
+
+    /// Seeds the jitter, so that the waits repeat (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The failed attempts in a row after which a client gives up.
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// How long a connection must stay up to reset the waits.
+    pub fn stable_after(&self) -> Duration {
+        self.stable_after
+    }
+
+    /// The ceiling of wait `attempt` (from 0): `min(max, initial × factor^attempt)`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let grown = self.initial.as_secs_f64() * self.factor.powi(attempt.min(1024) as i32);
+        if grown.is_finite() && grown < self.max.as_secs_f64() {
+            Duration::from_secs_f64(grown)
+        } else {
+            self.max
+        }
+    }
+
+    /// The waits of failed attempts 0, 1, 2... with no reset in between.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
+        let mut waits = Waits::new(self.clone());
+        std::iter::from_fn(move || Some(waits.next_wait()))
+    }
+}
+
+/// A client's count of failed attempts and its jitter generator.
+#[derive(Debug)]
+pub(crate) struct Waits {
+    backoff: Backoff,
+    pub(crate) failures: u32,
+    rng: SplitMix64,
+}
+
+impl Waits {
+    pub(crate) fn new(backoff: Backoff) -> Waits {
+        let seed = backoff.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+        });
+        Waits {
+            backoff,
+            failures: 0,
+            rng: SplitMix64(seed),
+        }
+    }
+
+    /// The wait after one more failed attempt.
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let ceiling = self.backoff.ceiling(self.failures);
+        self.failures = self.failures.saturating_add(1);
+        ceiling.mul_f64(self.rng.unit())
+    }
+
+    /// Whether the attempt limit is reached.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.backoff
+            .max_attempts
+            .is_some_and(|max| self.failures >= max)
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub(crate) fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+}
+
+/// Sebastiano Vigna's SplitMix64: small, fast, and good enough for jitter.
+#[derive(Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1].
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / ((1u64 << 53) - 1) as f64
+    }
+}

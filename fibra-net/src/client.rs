@@ -1,0 +1,244 @@
+//! `ReconnectingClient`: connects, runs a protocol, and when the connection ends or a connect
+//! fails (the first one too) waits, with [`Backoff`], and tries again, until stopped.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use fibra_rt::{Either, Handle, Park, Unparker};
+use fibra_tasks::ops::Sleep;
+
+use crate::backoff::Waits;
+use crate::mailbox::Mailbox;
+use crate::protocol::call;
+use crate::session::run_session;
+use crate::{Backoff, ConnOptions, Factory, NetError, NetExt, Spawner};
+
+/// Where a [`ReconnectingClient`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientState {
+    /// Not started.
+    Idle,
+    /// A connect is in flight; `attempt` failed attempts came before it.
+    Connecting {
+        /// Failed attempts in a row before this one.
+        attempt: u32,
+    },
+    /// Connected, and running a protocol, since `since`.
+    Connected {
+        /// When the connection came up.
+        since: Instant,
+    },
+    /// Waiting `wait` (until `until`) before the next attempt, after `attempt` failed ones.
+    Waiting {
+        /// When the next attempt starts.
+        until: Instant,
+        /// How long this wait is.
+        wait: Duration,
+        /// Failed attempts in a row so far.
+        attempt: u32,
+    },
+    /// The attempt limit was reached; it tries no more.
+    GaveUp,
+    /// Stopped.
+    Stopped,
+}
+
+/// A client that keeps a connection to `addr`: it connects, runs a protocol of its
+/// [`Factory`] (one per connection, [`Protocol::connection_lost`](crate::Protocol) always
+/// told), and when the connection ends or a connect fails, the first one included, waits as
+/// its [`Backoff`] says and tries again. [`stop`](Self::stop) works in every state. Clones
+/// refer to the same client.
+///
+/// Notifications from a [`Service`](crate::Service) go to the protocol's `on_notify` while
+/// connected, and to the factory's while it waits.
+#[derive(Clone)]
+pub struct ReconnectingClient {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    addr: SocketAddr,
+    options: ConnOptions,
+    backoff: Backoff,
+    run: Run,
+    state: Cell<ClientState>,
+    running: RefCell<Option<Unparker>>,
+    mailbox: Mailbox,
+    connections: Cell<u64>,
+    last_error: RefCell<Option<String>>,
+}
+
+/// The client's loop with its factory: kept, so that a stopped client can start again.
+type Run = Rc<dyn Fn(&Handle, &Rc<Inner>)>;
+
+impl ReconnectingClient {
+    /// A client of `addr` running `factory`'s protocols, with `options` for its connections
+    /// (their framing, limits, connect timeout); it starts with [`start`](Self::start).
+    pub fn new<F: Factory>(
+        addr: SocketAddr,
+        options: ConnOptions,
+        backoff: Backoff,
+        factory: F,
+    ) -> ReconnectingClient {
+        let factory = Rc::new(RefCell::new(factory));
+        let run: Run =
+            Rc::new(move |h: &Handle, inner: &Rc<Inner>| client_loop(h, inner, &factory));
+        ReconnectingClient {
+            inner: Rc::new(Inner {
+                addr,
+                options,
+                backoff,
+                run,
+                state: Cell::new(ClientState::Idle),
+                running: RefCell::new(None),
+                mailbox: Mailbox::default(),
+                connections: Cell::new(0),
+                last_error: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Starts connecting, on a tasklet of its own. Starting a running client does nothing;
+    /// a stopped one starts again with fresh waits.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Spawn`].
+    pub fn start<'a>(&self, spawner: impl Into<Spawner<'a>>) -> Result<(), NetError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let inner = Rc::clone(&self.inner);
+        let unparker = spawner.into().spawn("client", move |h| {
+            inner.mailbox.set_reader(Some(h.unparker()));
+            let run = Rc::clone(&inner.run);
+            run(h, &inner);
+        })?;
+        *self.inner.running.borrow_mut() = Some(unparker);
+        self.inner.state.set(ClientState::Connecting { attempt: 0 });
+        Ok(())
+    }
+
+    /// Stops, whatever it is doing: a connect in flight is withdrawn (no connection comes of
+    /// it), a connection is closed (its protocol told [`Ended::Killed`](crate::Ended)), a
+    /// wait ends. Never parks; it takes effect before the schedule's next step.
+    pub fn stop(&self) {
+        if let Some(tasklet) = self.inner.running.borrow_mut().take() {
+            tasklet.kill();
+        }
+        self.inner.mailbox.set_reader(None);
+        self.inner.state.set(ClientState::Stopped);
+    }
+
+    /// Whether it was started and has neither stopped nor given up.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.borrow().is_some()
+    }
+
+    /// Where it is now.
+    pub fn state(&self) -> ClientState {
+        self.inner.state.get()
+    }
+
+    /// How many connections it made.
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.get()
+    }
+
+    /// What ended the last connection, or why the last connect failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.last_error.borrow().clone()
+    }
+
+    /// The address it connects to.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// Queues `message` for `on_notify`; `false` if its mailbox is full.
+    pub(crate) fn notify(&self, message: Rc<str>) -> bool {
+        self.inner.mailbox.post(message)
+    }
+}
+
+impl fmt::Debug for ReconnectingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReconnectingClient")
+            .field("addr", &self.inner.addr)
+            .field("state", &self.state())
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) {
+    let mut waits = Waits::new(inner.backoff.clone());
+    loop {
+        inner.state.set(ClientState::Connecting {
+            attempt: waits.failures,
+        });
+        let stable = match h.connect_with(inner.addr, inner.options.clone()) {
+            Ok(conn) => {
+                inner.connections.set(inner.connections.get() + 1);
+                let peer = conn.peer_addr().unwrap_or(inner.addr);
+                match call(h, || factory.borrow_mut().build_protocol(peer)) {
+                    Ok(Some(protocol)) => {
+                        let since = Instant::now();
+                        inner.state.set(ClientState::Connected { since });
+                        let ended =
+                            run_session(h, protocol, conn, peer, Some(&inner.mailbox), None);
+                        log::debug!(target: "fibra_net::client", "connection to {} ended: {ended}", inner.addr);
+                        *inner.last_error.borrow_mut() = Some(ended.to_string());
+                        since.elapsed() >= waits.backoff().stable_after()
+                    }
+                    Ok(None) => {
+                        conn.close();
+                        false
+                    }
+                    Err(msg) => {
+                        log::error!(target: "fibra_net::client", "build_protocol panicked: {msg}");
+                        conn.abort();
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug!(target: "fibra_net::client", "connect to {} failed: {e}", inner.addr);
+                *inner.last_error.borrow_mut() = Some(e.to_string());
+                false
+            }
+        };
+        if stable {
+            waits.reset();
+        }
+        let attempt = waits.failures;
+        let wait = waits.next_wait();
+        if waits.exhausted() {
+            log::info!(target: "fibra_net::client", "gave up on {} after {} attempts", inner.addr, waits.failures);
+            inner.state.set(ClientState::GaveUp);
+            inner.running.borrow_mut().take();
+            return;
+        }
+        let until = Instant::now() + wait;
+        inner.state.set(ClientState::Waiting {
+            until,
+            wait,
+            attempt: attempt + 1,
+        });
+        loop {
+            while let Some(message) = inner.mailbox.take() {
+                if let Err(msg) = call(h, || factory.borrow_mut().on_notify(h, &message, &[])) {
+                    log::error!(target: "fibra_net::client", "on_notify panicked: {msg}");
+                }
+            }
+            match h.select(Sleep(until), Park) {
+                Either::First(()) => break,
+                Either::Second(()) => {}
+            }
+        }
+    }
+}
