@@ -1,0 +1,496 @@
+//! `Protocol`/`Factory` on a `Server`, over real sockets: `connection_lost` exactly once for
+//! each way a connection ends, inner tasklets killed with their connection, the heartbeat
+//! deadline, a callback that parks, half-close, refusal, and a transport used by another
+//! tasklet.
+
+mod util;
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use fibra::net::{
+    ConnOptions, Ended, Factory, ListenOptions, Lost, NetPlugin, Protocol, Server, Transport,
+};
+use fibra::rt::{Handle, Schedule};
+use fibra::tasks::TasksExt;
+
+/// What the protocols of one test saw, in order, per connection.
+type Log = Rc<RefCell<Vec<(u64, String)>>>;
+
+/// Records every callback; on a frame, does what the frame says.
+struct Recorder {
+    n: u64,
+    log: Log,
+    drops: Rc<Cell<u32>>,
+}
+
+impl Recorder {
+    fn note(&self, what: String) {
+        self.log.borrow_mut().push((self.n, what));
+    }
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&mut self, h: &Handle, t: &Transport) {
+        self.note("made".into());
+        let guard = util::DropCounter(self.drops.clone());
+        // An inner tasklet that would live for an hour: ended with its connection.
+        t.spawn_inner(h, move |h| {
+            let _guard = guard;
+            h.sleep(Duration::from_secs(3600));
+        })
+        .unwrap();
+    }
+
+    fn frame_received(&mut self, h: &Handle, t: &Transport, frame: Vec<u8>) {
+        let text = String::from_utf8(frame).unwrap();
+        self.note(format!("frame {text}"));
+        match text.as_str() {
+            "close" => t.close(),
+            "bye" => {
+                let _ = t.send_and_close(b"goodbye");
+            }
+            "abort" => t.abort(),
+            "panic" => panic!("asked to"),
+            "deadline" => t.set_read_deadline(Some(Duration::from_millis(100))),
+            "slow" => {
+                h.sleep(Duration::from_millis(150)); // parks: this connection pauses
+                let _ = t.send_line("slow done");
+            }
+            other => {
+                let _ = t.send_line(other);
+            }
+        }
+    }
+
+    fn eof_received(&mut self, _h: &Handle, t: &Transport) -> bool {
+        self.note("eof".into());
+        // Keeps the half-closed connection to say one more thing, then closes.
+        let _ = t.send_and_close(b"after eof");
+        true
+    }
+
+    fn connection_lost(&mut self, reason: &Ended) {
+        self.note(format!("lost {reason:?}"));
+    }
+}
+
+struct Recorders {
+    next: u64,
+    log: Log,
+    drops: Rc<Cell<u32>>,
+    refuse: Option<SocketAddr>,
+}
+
+impl Factory for Recorders {
+    type Protocol = Recorder;
+
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Recorder> {
+        if self.refuse == Some(peer) {
+            return None;
+        }
+        self.next += 1;
+        Some(Recorder {
+            n: self.next,
+            log: self.log.clone(),
+            drops: self.drops.clone(),
+        })
+    }
+}
+
+struct Setup {
+    s: Schedule,
+    server: Server,
+    addr: SocketAddr,
+    log: Log,
+    drops: Rc<Cell<u32>>,
+}
+
+fn setup(max_frame: usize) -> Setup {
+    let mut s = util::net_schedule();
+    let options = ListenOptions::new().with_conn(ConnOptions::new().with_max_frame(max_frame));
+    let listener = s
+        .plugin::<NetPlugin>()
+        .unwrap()
+        .listen_with("127.0.0.1:0", options)
+        .unwrap();
+    let addr = listener.local_addr();
+    let log = Log::default();
+    let drops = Rc::new(Cell::new(0));
+    let factory = Recorders {
+        next: 0,
+        log: log.clone(),
+        drops: drops.clone(),
+        refuse: None,
+    };
+    let server = Server::new(listener, factory);
+    server.start(&mut s).unwrap();
+    Setup {
+        s,
+        server,
+        addr,
+        log,
+        drops,
+    }
+}
+
+/// Runs the schedule until `done` (at most 20 s).
+fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        s.tick_within(Duration::from_millis(5)).unwrap();
+    }
+}
+
+/// The events of connection `n`.
+fn events(log: &Log, n: u64) -> Vec<String> {
+    log.borrow()
+        .iter()
+        .filter(|(c, _)| *c == n)
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+fn lost_count(log: &Log, n: u64) -> usize {
+    events(log, n)
+        .iter()
+        .filter(|e| e.starts_with("lost"))
+        .count()
+}
+
+fn client(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
+    let Setup {
+        mut s,
+        server,
+        addr,
+        log,
+        drops,
+    } = setup(64);
+    // (what the peer does, the reason connection_lost must hear)
+    type Ending = (&'static str, Box<dyn Fn(&mut TcpStream) + Send>, Ended);
+    let endings: Vec<Ending> = vec![
+        (
+            "peer reset",
+            Box::new(|c: &mut TcpStream| {
+                socket2::SockRef::from(&*c)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }),
+            Ended::Lost(Lost::Reset),
+        ),
+        (
+            "local close",
+            Box::new(|c: &mut TcpStream| c.write_all(b"close\n").unwrap()),
+            Ended::Lost(Lost::Closed),
+        ),
+        (
+            "send_and_close",
+            Box::new(|c: &mut TcpStream| c.write_all(b"bye\n").unwrap()),
+            Ended::Lost(Lost::Closed),
+        ),
+        (
+            "abort",
+            Box::new(|c: &mut TcpStream| c.write_all(b"abort\n").unwrap()),
+            Ended::Lost(Lost::Aborted),
+        ),
+        (
+            "read deadline",
+            Box::new(|c: &mut TcpStream| c.write_all(b"deadline\n").unwrap()),
+            Ended::Lost(Lost::TimedOut),
+        ),
+        (
+            "frame too long",
+            Box::new(|c: &mut TcpStream| c.write_all(&[b'x'; 200]).unwrap()),
+            Ended::Lost(Lost::TooLong { limit: 64 }),
+        ),
+        (
+            "panic in a callback",
+            Box::new(|c: &mut TcpStream| c.write_all(b"panic\n").unwrap()),
+            Ended::Panicked("asked to".into()),
+        ),
+    ];
+    for (n, (what, act, reason)) in endings.into_iter().enumerate() {
+        let n = n as u64 + 1;
+        let mut peer = client(addr);
+        run_until(&mut s, what, || events(&log, n).contains(&"made".into()));
+        // The peer acts, then reads until the connection ends (EOF or reset), on a thread of
+        // its own while the schedule runs here.
+        let peer = std::thread::spawn(move || {
+            act(&mut peer);
+            if what == "peer reset" {
+                return Ok(Vec::new());
+            }
+            let mut rest = Vec::new();
+            peer.read_to_end(&mut rest).map(|_| rest)
+        });
+        run_until(&mut s, what, || lost_count(&log, n) == 1);
+        let rest = peer.join().unwrap();
+        if what == "send_and_close" {
+            assert_eq!(
+                rest.unwrap(),
+                b"goodbye\n",
+                "{what}: queued output still leaves"
+            );
+        } else if let Err(e) = rest {
+            assert_ne!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "{what}: left open"
+            );
+        }
+        s.run_for(Duration::from_millis(20)).unwrap();
+        let seen = events(&log, n);
+        assert_eq!(lost_count(&log, n), 1, "{what}: {seen:?}");
+        assert_eq!(seen.last().unwrap(), &format!("lost {reason:?}"), "{what}");
+        assert_eq!(
+            drops.get(),
+            n as u32,
+            "{what}: its inner tasklet was killed"
+        );
+    }
+
+    // The kill of a connection's tasklet: the server stops.
+    let n = 8;
+    let mut peer = client(addr);
+    run_until(&mut s, "the last connection", || {
+        events(&log, n).contains(&"made".into())
+    });
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).map(|_| rest)
+    });
+    server.stop();
+    run_until(&mut s, "the stop", || lost_count(&log, n) == 1);
+    assert_eq!(events(&log, n).last().unwrap(), "lost Killed");
+    s.run_for(Duration::from_millis(50)).unwrap();
+    assert_eq!(
+        reader.join().unwrap().unwrap(),
+        b"",
+        "closed, not left open"
+    );
+    assert_eq!(drops.get(), 8);
+    assert_eq!(server.connections(), 0);
+    s.run_for(Duration::from_millis(20)).unwrap();
+    assert!(
+        s.is_empty(),
+        "no tasklet is left: {:?}",
+        s.tasklets().collect::<Vec<_>>()
+    );
+    assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+}
+
+#[test]
+fn a_peers_end_of_stream_reaches_eof_received_and_the_connection_can_still_answer() {
+    let Setup {
+        mut s, addr, log, ..
+    } = setup(1024);
+    let mut peer = client(addr);
+    peer.write_all(b"hello\n").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = String::new();
+        let _ = peer.read_to_string(&mut got);
+        got
+    });
+    run_until(&mut s, "the end", || lost_count(&log, 1) == 1);
+    assert_eq!(
+        events(&log, 1),
+        ["made", "frame hello", "eof", "lost Lost(Closed)"]
+    );
+    assert_eq!(reader.join().unwrap(), "hello\nafter eof\n");
+}
+
+#[test]
+fn a_callback_that_parks_pauses_only_its_own_connection() {
+    let Setup {
+        mut s, addr, log, ..
+    } = setup(1024);
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow_order = order.clone();
+    let slow = std::thread::spawn(move || {
+        let mut c = client(addr);
+        // Parks in `slow`; "after" waits behind it, in order.
+        c.write_all(b"slow\nafter\n").unwrap();
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        while !got.ends_with(b"after\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        slow_order.lock().unwrap().push("slow");
+        String::from_utf8(got).unwrap()
+    });
+    run_until(&mut s, "the slow frame", || {
+        events(&log, 1).contains(&"frame slow".into())
+    });
+    let fast_order = order.clone();
+    let fast = std::thread::spawn(move || {
+        let mut c = client(addr);
+        c.write_all(b"quick\n").unwrap();
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf).unwrap();
+        fast_order.lock().unwrap().push("fast");
+    });
+    run_until(&mut s, "both answers", || order.lock().unwrap().len() == 2);
+    assert_eq!(slow.join().unwrap(), "slow done\nafter\n");
+    fast.join().unwrap();
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["fast", "slow"],
+        "the other connection was served while one callback parked"
+    );
+    assert_eq!(events(&log, 1)[..3], ["made", "frame slow", "frame after"]);
+}
+
+#[test]
+fn a_refused_connection_is_closed_and_gets_no_protocol() {
+    let mut s = util::net_schedule();
+    let listener = s
+        .plugin::<NetPlugin>()
+        .unwrap()
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let addr = listener.local_addr();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = refused.local_addr().unwrap();
+    drop(refused);
+    let log = Log::default();
+    let factory = Recorders {
+        next: 0,
+        log: log.clone(),
+        drops: Rc::new(Cell::new(0)),
+        refuse: Some(local),
+    };
+    let server = Server::new(listener, factory);
+    server.start(&mut s).unwrap();
+    // A client bound to the refused address.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut peer: TcpStream = socket.into();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let done = Rc::new(Cell::new(false));
+    let flag = done.clone();
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).map(|_| rest)
+    });
+    s.spawn(move |h| {
+        h.sleep(Duration::from_millis(50));
+        flag.set(true);
+    })
+    .unwrap();
+    run_until(&mut s, "the refusal", || done.get());
+    assert_eq!(
+        reader.join().unwrap().unwrap(),
+        b"",
+        "closed without a word"
+    );
+    assert!(
+        log.borrow().is_empty(),
+        "no protocol was made: {:?}",
+        log.borrow()
+    );
+    assert_eq!(server.connections(), 0);
+}
+
+#[test]
+fn another_tasklet_sends_through_a_kept_transport_within_the_send_limit() {
+    /// Keeps each connection's transport in a room.
+    struct Member(Rc<RefCell<Vec<Transport>>>);
+    impl Protocol for Member {
+        fn connection_made(&mut self, _h: &Handle, t: &Transport) {
+            self.0.borrow_mut().push(t.clone());
+        }
+        fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: Vec<u8>) {}
+    }
+    struct Members(Rc<RefCell<Vec<Transport>>>);
+    impl Factory for Members {
+        type Protocol = Member;
+        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Member> {
+            Some(Member(self.0.clone()))
+        }
+    }
+    let mut s = util::net_schedule();
+    let options = ListenOptions::new().with_conn(ConnOptions::new().with_send_limit(4096));
+    let listener = s
+        .plugin::<NetPlugin>()
+        .unwrap()
+        .listen_with("127.0.0.1:0", options)
+        .unwrap();
+    let addr = listener.local_addr();
+    let room = Rc::new(RefCell::new(Vec::new()));
+    Server::new(listener, Members(room.clone()))
+        .start(&mut s)
+        .unwrap();
+    let mut peer = client(addr);
+    run_until(&mut s, "the member", || !room.borrow().is_empty());
+    let transport = room.borrow()[0].clone();
+    // A timer tasklet speaks to the member; it never parks, and stops at the send limit.
+    let full = Rc::new(Cell::new(None));
+    let seen = full.clone();
+    s.spawn(move |h| {
+        h.sleep(Duration::from_millis(5));
+        transport.send_line("tick").unwrap();
+        for i in 0..10_000 {
+            if let Err(e) = transport.send(&[b'z'; 100]) {
+                seen.set(Some((i, e.to_string())));
+                break;
+            }
+        }
+    })
+    .unwrap();
+    run_until(&mut s, "the full buffer", || {
+        full.take().inspect(|f| full.set(Some(f.clone()))).is_some()
+    });
+    let (sent, error) = full.take().unwrap();
+    assert!(
+        sent < 100,
+        "output is bounded by the send limit ({sent} frames queued)"
+    );
+    assert!(error.contains("send buffer full"), "{error}");
+    let mut line = [0u8; 5];
+    peer.read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"tick\n");
+}
+
+#[test]
+fn the_heartbeat_deadline_spares_a_peer_that_keeps_talking() {
+    let Setup {
+        mut s, addr, log, ..
+    } = setup(1024);
+    let peer = std::thread::spawn(move || {
+        let mut c = client(addr);
+        c.write_all(b"deadline\n").unwrap(); // 100 ms from now on
+        // Talks every 20 ms for 400 ms: never 100 ms of silence.
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(20));
+            c.write_all(b"ping\n").unwrap();
+        }
+        // Then falls silent: the deadline ends the connection.
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).map(|_| rest)
+    });
+    run_until(&mut s, "the deadline", || lost_count(&log, 1) == 1);
+    let seen = events(&log, 1);
+    let pings = seen.iter().filter(|e| *e == "frame ping").count();
+    assert_eq!(pings, 20, "every ping came before the deadline: {seen:?}");
+    assert_eq!(seen.last().unwrap(), "lost Lost(TimedOut)");
+    let echoed = peer.join().unwrap().unwrap();
+    assert_eq!(echoed.len(), 20 * 5, "each ping was answered");
+}
