@@ -477,7 +477,7 @@ fn the_heartbeat_deadline_spares_a_peer_that_keeps_talking() {
     let peer = std::thread::spawn(move || {
         let mut c = client(addr);
         c.write_all(b"deadline\n").unwrap(); // 100 ms from now on
-        // Talks every 20 ms for 400 ms: never 100 ms of silence.
+                                             // Talks every 20 ms for 400 ms: never 100 ms of silence.
         for _ in 0..20 {
             std::thread::sleep(Duration::from_millis(20));
             c.write_all(b"ping\n").unwrap();

@@ -69,6 +69,7 @@ struct Inner {
     running: RefCell<Option<Unparker>>,
     mailbox: Mailbox,
     connections: Cell<u64>,
+    failures: Cell<u32>,
     last_error: RefCell<Option<String>>,
 }
 
@@ -97,6 +98,7 @@ impl ReconnectingClient {
                 running: RefCell::new(None),
                 mailbox: Mailbox::default(),
                 connections: Cell::new(0),
+                failures: Cell::new(0),
                 last_error: RefCell::new(None),
             }),
         }
@@ -119,6 +121,7 @@ impl ReconnectingClient {
             run(h, &inner);
         })?;
         *self.inner.running.borrow_mut() = Some(unparker);
+        self.inner.failures.set(0);
         self.inner.state.set(ClientState::Connecting { attempt: 0 });
         Ok(())
     }
@@ -147,6 +150,12 @@ impl ReconnectingClient {
     /// How many connections it made.
     pub fn connections(&self) -> u64 {
         self.inner.connections.get()
+    }
+
+    /// Failed attempts in a row: connects that failed and connections that did not stay up
+    /// for the backoff's `stable_after`. Back to zero after a stable connection.
+    pub fn failures(&self) -> u32 {
+        self.inner.failures.get()
     }
 
     /// What ended the last connection, or why the last connect failed.
@@ -215,8 +224,8 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         if stable {
             waits.reset();
         }
-        let attempt = waits.failures;
         let wait = waits.next_wait();
+        inner.failures.set(waits.failures);
         if waits.exhausted() {
             log::info!(target: "fibra_net::client", "gave up on {} after {} attempts", inner.addr, waits.failures);
             inner.state.set(ClientState::GaveUp);
@@ -227,7 +236,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         inner.state.set(ClientState::Waiting {
             until,
             wait,
-            attempt: attempt + 1,
+            attempt: waits.failures,
         });
         loop {
             while let Some(message) = inner.mailbox.take() {
