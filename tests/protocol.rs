@@ -45,8 +45,8 @@ impl Protocol for Recorder {
         .unwrap();
     }
 
-    fn frame_received(&mut self, h: &Handle, t: &Transport, frame: Vec<u8>) {
-        let text = String::from_utf8(frame).unwrap();
+    fn frame_received(&mut self, h: &Handle, t: &Transport, frame: &[u8]) {
+        let text = String::from_utf8(frame.to_vec()).unwrap();
         self.note(format!("frame {text}"));
         match text.as_str() {
             "close" => t.close(),
@@ -417,7 +417,7 @@ fn another_tasklet_sends_through_a_kept_transport_within_the_send_limit() {
         fn connection_made(&mut self, _h: &Handle, t: &Transport) {
             self.0.borrow_mut().push(t.clone());
         }
-        fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: Vec<u8>) {}
+        fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: &[u8]) {}
     }
     struct Members(Rc<RefCell<Vec<Transport>>>);
     impl Factory for Members {

@@ -55,12 +55,12 @@ impl Protocol for Side {
         }
     }
 
-    fn frame_received(&mut self, _h: &Handle, t: &Transport, frame: Vec<u8>) {
+    fn frame_received(&mut self, _h: &Handle, t: &Transport, frame: &[u8]) {
         self.log
             .borrow_mut()
-            .push((self.n, format!("frame {}", String::from_utf8_lossy(&frame))));
+            .push((self.n, format!("frame {}", String::from_utf8_lossy(frame))));
         if self.mode == Mode::Echo && !self.greet {
-            let _ = t.send(&frame);
+            let _ = t.send(frame);
         }
     }
 

@@ -25,7 +25,7 @@ struct Quiet {
 }
 
 impl Protocol for Quiet {
-    fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: Vec<u8>) {}
+    fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: &[u8]) {}
 
     fn on_notify(&mut self, _h: &Handle, _t: &Transport, message: &str) {
         self.heard
@@ -61,7 +61,7 @@ impl Factory for Listening {
 struct Deaf;
 struct DeafProtocol;
 impl Protocol for DeafProtocol {
-    fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: Vec<u8>) {}
+    fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: &[u8]) {}
 }
 impl Factory for Deaf {
     type Protocol = DeafProtocol;

@@ -27,8 +27,8 @@ use crate::{Lost, Transport};
 /// struct Echo;
 ///
 /// impl Protocol for Echo {
-///     fn frame_received(&mut self, _h: &Handle, transport: &Transport, frame: Vec<u8>) {
-///         let _ = transport.send(&frame);
+///     fn frame_received(&mut self, _h: &Handle, transport: &Transport, frame: &[u8]) {
+///         let _ = transport.send(frame);
 ///     }
 /// }
 /// # let _ = Echo;
@@ -40,8 +40,9 @@ pub trait Protocol: 'static {
     }
 
     /// A frame arrived, cut by the connection's codec ([`Framing`](crate::Framing): lines,
-    /// length-prefixed, or raw chunks, which is asyncio's `data_received`).
-    fn frame_received(&mut self, h: &Handle, transport: &Transport, frame: Vec<u8>);
+    /// length-prefixed, or raw chunks, which is asyncio's `data_received`). The bytes are
+    /// lent: the buffer is reused for the next frame (copy what you keep).
+    fn frame_received(&mut self, h: &Handle, transport: &Transport, frame: &[u8]);
 
     /// The peer closed its side (a half-close), after its last frame. Return `true` to keep
     /// the connection open for sending (close it later through the transport); the default,

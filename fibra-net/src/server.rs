@@ -25,8 +25,8 @@ use crate::{Factory, Listener, NetError, Spawner, Transport};
 ///
 /// struct Echo;
 /// impl Protocol for Echo {
-///     fn frame_received(&mut self, _h: &Handle, t: &Transport, frame: Vec<u8>) {
-///         let _ = t.send(&frame);
+///     fn frame_received(&mut self, _h: &Handle, t: &Transport, frame: &[u8]) {
+///         let _ = t.send(frame);
 ///     }
 /// }
 /// struct EchoFactory;

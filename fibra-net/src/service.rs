@@ -102,7 +102,7 @@ impl<'a> From<&'a [&'a str]> for Target<'a> {
 ///
 /// struct Quiet;
 /// impl Protocol for Quiet {
-///     fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: Vec<u8>) {}
+///     fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: &[u8]) {}
 /// }
 /// struct Quiets;
 /// impl Factory for Quiets {

@@ -93,6 +93,8 @@ fn serve<P: Protocol>(
     // After a half-close the protocol chose to keep: no more receives, only notifications
     // and the close it will ask for.
     let mut half_closed = false;
+    // The frames' buffer, reused: a steady stream of frames allocates nothing.
+    let mut buf = Vec::new();
     loop {
         while let Some(message) = mailbox.and_then(Mailbox::take) {
             if let Err(msg) = call(h, || protocol.on_notify(h, transport, &message)) {
@@ -109,9 +111,10 @@ fn serve<P: Protocol>(
                 Either::Second(()) => continue,
             }
         }
-        match h.select(Receive::new(conn), Park) {
+        match h.select(Receive::into_buf(conn, std::mem::take(&mut buf)), Park) {
             Either::First(Ok(frame)) => {
-                if let Err(msg) = call(h, || protocol.frame_received(h, transport, frame)) {
+                buf = frame;
+                if let Err(msg) = call(h, || protocol.frame_received(h, transport, &buf)) {
                     return Ended::Panicked(msg);
                 }
             }
