@@ -97,3 +97,31 @@ fn ctrl_c_stops_every_server_example_cleanly() {
         Err(e) => panic!("echo's connection was left open after it stopped: {e}"),
     }
 }
+
+#[test]
+fn every_example_with_options_says_how_to_use_it() {
+    for name in [
+        "chatter",
+        "echo",
+        "host_loop",
+        "gnet_echo",
+        "echo_client",
+        "service",
+    ] {
+        let out = Command::new(util::example(name))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name} --help exited {}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("usage:") && text.contains("--addr"),
+            "{name}: {text}"
+        );
+        let bad = Command::new(util::example(name))
+            .arg("--no-such-flag")
+            .output()
+            .unwrap();
+        assert!(!bad.status.success(), "{name} took an unknown flag");
+    }
+}

@@ -288,9 +288,22 @@ pub(crate) struct Example {
 impl Example {
     /// Starts `name --addr 127.0.0.1:0` and waits until it says its address.
     pub(crate) fn start(name: &'static str) -> Example {
+        let mut server = Example::spawn(name, &["--addr", "127.0.0.1:0"]);
+        let line = server.wait_for("127.0.0.1:");
+        let addr = line
+            .split_whitespace()
+            .find(|word| word.starts_with("127.0.0.1:"))
+            .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_digit()))
+            .unwrap();
+        server.addr = addr.to_owned();
+        server
+    }
+
+    /// Starts `name` with `args`; waits for nothing.
+    pub(crate) fn spawn(name: &'static str, args: &[&str]) -> Example {
         use std::io::BufRead;
         let mut child = std::process::Command::new(example(name))
-            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -310,20 +323,12 @@ impl Example {
                 }
             });
         }
-        let mut server = Example {
+        Example {
             name,
             child: Some(child),
             addr: String::new(),
             output,
-        };
-        let line = server.wait_for("127.0.0.1:");
-        let addr = line
-            .split_whitespace()
-            .find(|word| word.starts_with("127.0.0.1:"))
-            .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_digit()))
-            .unwrap();
-        server.addr = addr.to_owned();
-        server
+        }
     }
 
     /// Waits up to 10 s for an output line containing `needle`; returns it.
@@ -335,6 +340,19 @@ impl Example {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(e) => panic!("{} never said {needle:?} ({e})", self.name),
+            }
+        }
+    }
+
+    /// Waits up to 10 s until every one of `needles` was in some output line, in any order.
+    pub(crate) fn wait_for_all(&self, needles: &[&str]) {
+        let mut missing: Vec<&str> = needles.to_vec();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(line) => missing.retain(|n| !line.contains(n)),
+                Err(e) => panic!("{} never said {missing:?} ({e})", self.name),
             }
         }
     }

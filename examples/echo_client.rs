@@ -1,0 +1,110 @@
+//! gnet's reconnecting echo client: on connect it sends `ooxx`; whatever it receives it sends
+//! back after a pause. Started before any server exists, it connects once one starts; when
+//! the server goes away it reconnects, waiting longer each time (exponential backoff with
+//! jitter), and starts the waits over after a connection that stayed up.
+//!
+//! ```text
+//! cargo run --release --example echo_client -- --addr 127.0.0.1:7001
+//! cargo run --release --example gnet_echo -- --addr 127.0.0.1:7001      # in another terminal
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fibra::net::Transport;
+use fibra::net::{Backoff, ConnOptions, Ended, Factory, Framing, Protocol, ReconnectingClient};
+use fibra::signal::{Signal, SignalExt};
+use fibra::tasks::TasksExt;
+use fibra::Handle;
+
+const USAGE: &str =
+    "usage: echo_client [--addr HOST:PORT] [--pause SECS] [--reconnect-delay SECS] \
+                     [--max-delay SECS]
+  --addr             the echo server (default 127.0.0.1:7001)
+  --pause            wait before sending back what came (default 2)
+  --reconnect-delay  the first wait before reconnecting (default 1)
+  --max-delay        the longest wait (default 60)";
+
+struct EchoClientProtocol {
+    pause: Duration,
+}
+
+impl Protocol for EchoClientProtocol {
+    fn connection_made(&mut self, _h: &Handle, transport: &Transport) {
+        println!("connected to {}", transport.peer_addr());
+        let _ = transport.send(b"ooxx");
+    }
+
+    fn frame_received(&mut self, h: &Handle, transport: &Transport, data: &[u8]) {
+        println!("received {}", String::from_utf8_lossy(data));
+        // gnet's `sleep(2)`: parks this connection's tasklet only.
+        h.sleep(self.pause);
+        let _ = transport.send(data);
+    }
+
+    fn connection_lost(&mut self, reason: &Ended) {
+        println!("connection lost: {reason}");
+    }
+}
+
+struct EchoClientFactory {
+    pause: Duration,
+}
+
+impl Factory for EchoClientFactory {
+    type Protocol = EchoClientProtocol;
+
+    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<EchoClientProtocol> {
+        Some(EchoClientProtocol { pause: self.pause })
+    }
+}
+
+fn seconds(flag: &str, value: Option<String>) -> Result<Duration, String> {
+    let value = value.ok_or(format!("{flag} needs SECS"))?;
+    match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{flag} {value}: not a number of seconds")),
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut addr = "127.0.0.1:7001".to_owned();
+    let (mut pause, mut initial, mut max) = (
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    );
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--pause" => pause = seconds("--pause", args.next())?,
+            "--reconnect-delay" => initial = seconds("--reconnect-delay", args.next())?,
+            "--max-delay" => max = seconds("--max-delay", args.next())?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+        }
+    }
+    let server: SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("--addr {addr}: {e} (give IP:PORT)"))?;
+    let backoff = Backoff::new()
+        .with_initial(initial)
+        .with_max(max.max(initial));
+    let options = ConnOptions::new().with_framing(Framing::Raw);
+    let client = ReconnectingClient::new(server, options, backoff, EchoClientFactory { pause });
+    let mut schedule = fibra::schedule()?;
+    client.start(&mut schedule)?;
+    println!("echo client of {server} (Ctrl-C stops)");
+    let signal = schedule.block_on(|h| h.signals(&[Signal::INT, Signal::TERM]))??;
+    client.stop();
+    println!(
+        "{signal}: stopped after {} connections",
+        client.connections()
+    );
+    Ok(())
+}

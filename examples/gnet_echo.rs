@@ -1,0 +1,83 @@
+//! gnet's echo server (`EchoServerProtocol`, `EchoServerFactory`) on fibra's callbacks: every
+//! byte received is sent back.
+//!
+//! ```text
+//! cargo run --release --example gnet_echo -- --addr 127.0.0.1:7001
+//! ```
+//!
+//! The same server as `examples/echo/` (one tasklet per connection), written as a
+//! [`Protocol`] and a [`Factory`] the way gnet, Twisted and asyncio users write them. Ctrl-C
+//! stops it.
+
+use std::net::SocketAddr;
+
+use fibra::net::{ConnOptions, Ended, Factory, Framing, ListenOptions, NetPlugin};
+use fibra::net::{Protocol, Server, Transport};
+use fibra::signal::{Signal, SignalExt};
+use fibra::Handle;
+
+const USAGE: &str = "usage: gnet_echo [--addr HOST:PORT]   (default 127.0.0.1:7001)";
+
+/// One connection: sends back what it receives.
+struct EchoServerProtocol {
+    peer: SocketAddr,
+}
+
+impl Protocol for EchoServerProtocol {
+    fn connection_made(&mut self, _h: &Handle, _transport: &Transport) {
+        log::debug!(target: "gnet_echo", "{} connected", self.peer);
+    }
+
+    fn frame_received(&mut self, _h: &Handle, transport: &Transport, data: &[u8]) {
+        // Never parks: at the send limit (a peer that does not read) the bytes are refused,
+        // and this peer is cut off rather than buffered without bound.
+        if transport.send(data).is_err() {
+            transport.abort();
+        }
+    }
+
+    fn connection_lost(&mut self, reason: &Ended) {
+        log::debug!(target: "gnet_echo", "{} left: {reason}", self.peer);
+    }
+}
+
+/// Makes one protocol per connection.
+struct EchoServerFactory;
+
+impl Factory for EchoServerFactory {
+    type Protocol = EchoServerProtocol;
+
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<EchoServerProtocol> {
+        Some(EchoServerProtocol { peer })
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut addr = "127.0.0.1:7001".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+        }
+    }
+    let mut schedule = fibra::schedule()?;
+    let options = ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw));
+    let listener = schedule
+        .plugin::<NetPlugin>()
+        .ok_or("no network plugin")?
+        .listen_with(addr.as_str(), options)
+        .map_err(|e| format!("cannot serve echo on `{addr}`: {e}"))?;
+    log::info!(target: "gnet_echo", "echo server listening on {}", listener.local_addr());
+    let server = Server::new(listener, EchoServerFactory);
+    server.start(&mut schedule)?;
+    let signal = schedule.block_on(|h| h.signals(&[Signal::INT, Signal::TERM]))??;
+    server.stop();
+    log::info!(target: "gnet_echo", "{signal}: stopped");
+    Ok(())
+}
