@@ -22,6 +22,8 @@ Scenarios (`--only`, comma-separated):
   accept  50 clients at a time connect, log in and leave: logins/s
   delays  the chatter alone at 1,000 × 1/s for each --flush-delay in --delays: the
           broadcast's CPU against its latency (not part of the default set)
+  protocol  the echo server as tasklets, as a Protocol (gnet_echo) and tokio's: echo at
+          C = 1, 100, 1000, and 10,000 idle connections (not part of the default set)
 """
 import argparse, json, os, signal, statistics, subprocess, sys, time
 
@@ -72,6 +74,30 @@ def alternate(args, kind, gen_args, timeout, rounds, label, log):
             print(json.dumps(res), file=sys.stderr, flush=True)
             results[server].append(res)
     return results[fibra], results[tokio]
+
+
+def alternate_servers(args, servers, gen_args, timeout, rounds, label, log):
+    """A B C A B C ...: the runs of each of `servers`, by name."""
+    results = {server: [] for server in servers}
+    for r in range(rounds):
+        for server in servers:
+            res = run_one(args, server, gen_args, timeout)
+            res.update(server=server, round=r, case=label)
+            log.append(res)
+            print(json.dumps(res), file=sys.stderr, flush=True)
+            results[server].append(res)
+    return results
+
+
+def protocol_table(title, rows):
+    print(f"\n{title}")
+    print(f"  {'case':<14} {'figure':<18} {'tasklets':>10} {'protocol':>10} {'tokio':>10} "
+          f"{'prot/task':>10} {'prot/tokio':>10}")
+    fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}")
+    ratio = lambda a, b: "-" if (a is None or not b) else f"{a / b:.2f}"
+    for case, figure, task, prot, tok in rows:
+        print(f"  {case:<14} {figure:<18} {fmt(task):>10} {fmt(prot):>10} {fmt(tok):>10} "
+              f"{ratio(prot, task):>10} {ratio(prot, tok):>10}", flush=True)
 
 
 def median(runs, key):
@@ -173,6 +199,23 @@ def main():
                              [("kib_per_conn", "KiB RSS per conn"),
                               ("rss_with_kib", "RSS KiB")])
         table("idle connections: server memory", rows)
+
+    if "protocol" in only:
+        servers = ("echo", "gnet_echo", "tokio_echo")
+        rows = []
+        for conns in (1, 100, 1000):
+            gen = ["echo", "--conns", str(conns), "--secs", str(min(a.secs, 5)), "--warmup", "1"]
+            res = alternate_servers(a, servers, gen, timeout, a.rounds, f"protocol C={conns}", log)
+            for key, label in (("msgs_per_s", "msgs/s"), ("p99_us", "p99 µs"),
+                               ("server_cpu", "server CPU"), ("msgs_per_cpu_s", "msgs per CPU-s")):
+                rows.append((f"C={conns}", label, *(median(res[s], key) for s in servers)))
+        gen = ["idle", "--conns", str(a.idle_conns), "--prompt", "no", "--secs", "2",
+               "--warmup", "1"]
+        res = alternate_servers(a, servers, gen, timeout, a.rounds, "protocol idle", log)
+        for key, label in (("kib_per_conn", "KiB RSS per conn"), ("rss_with_kib", "RSS KiB")):
+            rows.append((f"idle x {a.idle_conns}", label, *(median(res[s], key) for s in servers)))
+        protocol_table("protocol: the echo server as tasklets (echo), as a Protocol (gnet_echo), "
+                       "and tokio's", rows)
 
     if "accept" in only:
         gen = ["accept", "--conns", "50", "--secs", str(min(a.secs, 5)), "--warmup", "1"]
