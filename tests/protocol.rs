@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fibra::net::{
     ConnOptions, Ended, Factory, ListenOptions, Lost, NetPlugin, Protocol, Server, Transport,
@@ -137,15 +137,6 @@ fn setup(max_frame: usize) -> Setup {
     }
 }
 
-/// Runs the schedule until `done` (at most 20 s).
-fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        s.tick_within(Duration::from_millis(5)).unwrap();
-    }
-}
-
 /// The events of connection `n`.
 fn events(log: &Log, n: u64) -> Vec<String> {
     log.borrow()
@@ -225,7 +216,7 @@ fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
     for (n, (what, act, reason)) in endings.into_iter().enumerate() {
         let n = n as u64 + 1;
         let mut peer = client(addr);
-        run_until(&mut s, what, || events(&log, n).contains(&"made".into()));
+        util::run_until(&mut s, what, || events(&log, n).contains(&"made".into()));
         // The peer acts, then reads until the connection ends (EOF or reset), on a thread of
         // its own while the schedule runs here.
         let peer = std::thread::spawn(move || {
@@ -236,7 +227,7 @@ fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
             let mut rest = Vec::new();
             peer.read_to_end(&mut rest).map(|_| rest)
         });
-        run_until(&mut s, what, || lost_count(&log, n) == 1);
+        util::run_until(&mut s, what, || lost_count(&log, n) == 1);
         let rest = peer.join().unwrap();
         if what == "send_and_close" {
             assert_eq!(
@@ -265,7 +256,7 @@ fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
     // The kill of a connection's tasklet: the server stops.
     let n = 8;
     let mut peer = client(addr);
-    run_until(&mut s, "the last connection", || {
+    util::run_until(&mut s, "the last connection", || {
         events(&log, n).contains(&"made".into())
     });
     let reader = std::thread::spawn(move || {
@@ -273,7 +264,7 @@ fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
         peer.read_to_end(&mut rest).map(|_| rest)
     });
     server.stop();
-    run_until(&mut s, "the stop", || lost_count(&log, n) == 1);
+    util::run_until(&mut s, "the stop", || lost_count(&log, n) == 1);
     assert_eq!(events(&log, n).last().unwrap(), "lost Killed");
     s.run_for(Duration::from_millis(50)).unwrap();
     assert_eq!(
@@ -305,7 +296,7 @@ fn a_peers_end_of_stream_reaches_eof_received_and_the_connection_can_still_answe
         let _ = peer.read_to_string(&mut got);
         got
     });
-    run_until(&mut s, "the end", || lost_count(&log, 1) == 1);
+    util::run_until(&mut s, "the end", || lost_count(&log, 1) == 1);
     assert_eq!(
         events(&log, 1),
         ["made", "frame hello", "eof", "lost Lost(Closed)"]
@@ -334,7 +325,7 @@ fn a_callback_that_parks_pauses_only_its_own_connection() {
         slow_order.lock().unwrap().push("slow");
         String::from_utf8(got).unwrap()
     });
-    run_until(&mut s, "the slow frame", || {
+    util::run_until(&mut s, "the slow frame", || {
         events(&log, 1).contains(&"frame slow".into())
     });
     let fast_order = order.clone();
@@ -345,7 +336,7 @@ fn a_callback_that_parks_pauses_only_its_own_connection() {
         c.read_exact(&mut buf).unwrap();
         fast_order.lock().unwrap().push("fast");
     });
-    run_until(&mut s, "both answers", || order.lock().unwrap().len() == 2);
+    util::run_until(&mut s, "both answers", || order.lock().unwrap().len() == 2);
     assert_eq!(slow.join().unwrap(), "slow done\nafter\n");
     fast.join().unwrap();
     assert_eq!(
@@ -395,7 +386,7 @@ fn a_refused_connection_is_closed_and_gets_no_protocol() {
         flag.set(true);
     })
     .unwrap();
-    run_until(&mut s, "the refusal", || done.get());
+    util::run_until(&mut s, "the refusal", || done.get());
     assert_eq!(
         reader.join().unwrap().unwrap(),
         b"",
@@ -439,7 +430,7 @@ fn another_tasklet_sends_through_a_kept_transport_within_the_send_limit() {
         .start(&mut s)
         .unwrap();
     let mut peer = client(addr);
-    run_until(&mut s, "the member", || !room.borrow().is_empty());
+    util::run_until(&mut s, "the member", || !room.borrow().is_empty());
     let transport = room.borrow()[0].clone();
     // A timer tasklet speaks to the member; it never parks, and stops at the send limit.
     let full = Rc::new(Cell::new(None));
@@ -455,7 +446,7 @@ fn another_tasklet_sends_through_a_kept_transport_within_the_send_limit() {
         }
     })
     .unwrap();
-    run_until(&mut s, "the full buffer", || {
+    util::run_until(&mut s, "the full buffer", || {
         full.take().inspect(|f| full.set(Some(f.clone()))).is_some()
     });
     let (sent, error) = full.take().unwrap();
@@ -486,7 +477,7 @@ fn the_heartbeat_deadline_spares_a_peer_that_keeps_talking() {
         let mut rest = Vec::new();
         c.read_to_end(&mut rest).map(|_| rest)
     });
-    run_until(&mut s, "the deadline", || lost_count(&log, 1) == 1);
+    util::run_until(&mut s, "the deadline", || lost_count(&log, 1) == 1);
     let seen = events(&log, 1);
     let pings = seen.iter().filter(|e| *e == "frame ping").count();
     assert_eq!(pings, 20, "every ping came before the deadline: {seen:?}");

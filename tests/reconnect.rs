@@ -132,14 +132,6 @@ fn lost_at_most_once(log: &Log) {
     }
 }
 
-fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        s.tick_within(Duration::from_millis(2)).unwrap();
-    }
-}
-
 /// An address nothing listens on (bound, then closed).
 fn free_addr() -> SocketAddr {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -173,7 +165,7 @@ fn a_failed_first_connect_is_retried_until_a_server_comes() {
     let addr = free_addr();
     let (client, log) = client_of(addr, quick());
     client.start(&mut s).unwrap();
-    run_until(&mut s, "a few failed attempts", || client.failures() >= 3);
+    util::run_until(&mut s, "a few failed attempts", || client.failures() >= 3);
     assert_eq!(client.connections(), 0);
     assert!(
         client.last_error().unwrap().contains("refused"),
@@ -182,7 +174,7 @@ fn a_failed_first_connect_is_retried_until_a_server_comes() {
     );
     let (sides, server_log, _) = Sides::new(Mode::Echo, false);
     serve(&mut s, addr, sides);
-    run_until(&mut s, "the echo of ooxx", || {
+    util::run_until(&mut s, "the echo of ooxx", || {
         count(&log, "frame ooxx") == 1
     });
     assert!(matches!(client.state(), ClientState::Connected { .. }));
@@ -198,18 +190,18 @@ fn the_client_comes_back_after_its_server_restarts() {
     let first = serve(&mut s, addr, sides);
     let (client, log) = client_of(addr, quick());
     client.start(&mut s).unwrap();
-    run_until(&mut s, "the first connection", || {
+    util::run_until(&mut s, "the first connection", || {
         count(&log, "frame ooxx") == 1
     });
 
     first.stop();
-    run_until(&mut s, "the loss", || count(&log, "lost") == 1);
-    run_until(&mut s, "failed attempts while the server is down", || {
+    util::run_until(&mut s, "the loss", || count(&log, "lost") == 1);
+    util::run_until(&mut s, "failed attempts while the server is down", || {
         client.failures() >= 2
     });
     let (sides, _, _) = Sides::new(Mode::Echo, false);
     serve(&mut s, addr, sides);
-    run_until(&mut s, "the second connection", || {
+    util::run_until(&mut s, "the second connection", || {
         count(&log, "frame ooxx") == 2
     });
     assert_eq!(client.connections(), 2);
@@ -254,10 +246,10 @@ fn waits_grow_against_a_server_that_closes_at_once_and_reset_after_a_stable_conn
     // count starts again from zero, so it shows one failure.
     mode.set(Mode::CloseAfter(Duration::from_millis(300)));
     let before = client.connections();
-    run_until(&mut s, "a stable connection and its end", || {
+    util::run_until(&mut s, "a stable connection and its end", || {
         client.connections() >= before + 2
     });
-    run_until(&mut s, "the reset", || client.failures() == 1);
+    util::run_until(&mut s, "the reset", || client.failures() == 1);
     lost_at_most_once(&log);
 }
 
@@ -284,15 +276,15 @@ fn stop_works_in_every_state() {
 
     // Connected: its protocol is told it was killed, and the server sees the connection end.
     client.start(&mut s).unwrap();
-    run_until(&mut s, "the connection", || count(&log, "frame ooxx") == 1);
+    util::run_until(&mut s, "the connection", || count(&log, "frame ooxx") == 1);
     client.stop();
-    run_until(&mut s, "the client's loss", || count(&log, "lost") == 1);
+    util::run_until(&mut s, "the client's loss", || count(&log, "lost") == 1);
     assert!(
         log.borrow().last().unwrap().1.contains("killed"),
         "{:?}",
         log.borrow()
     );
-    run_until(&mut s, "the server's loss", || {
+    util::run_until(&mut s, "the server's loss", || {
         count(&server_log, "lost") == 1
     });
     assert_eq!(client.state(), ClientState::Stopped);
@@ -300,7 +292,7 @@ fn stop_works_in_every_state() {
     // Waiting: against nothing, stopped during a wait; it never tries again.
     let (waiting, _) = client_of(free_addr(), quick());
     waiting.start(&mut s).unwrap();
-    run_until(&mut s, "a wait", || {
+    util::run_until(&mut s, "a wait", || {
         matches!(waiting.state(), ClientState::Waiting { .. })
     });
     waiting.stop();
@@ -317,7 +309,7 @@ fn a_client_gives_up_after_its_attempt_limit() {
     let mut s = util::net_schedule();
     let (client, _) = client_of(free_addr(), quick().with_max_attempts(Some(3)));
     client.start(&mut s).unwrap();
-    run_until(&mut s, "giving up", || {
+    util::run_until(&mut s, "giving up", || {
         client.state() == ClientState::GaveUp
     });
     assert_eq!(client.failures(), 3);

@@ -7,7 +7,7 @@ mod util;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fibra::net::{
     Backoff, ConnOptions, Factory, Member, NetError, NetPlugin, Protocol, ReconnectingClient,
@@ -77,14 +77,6 @@ fn listen(s: &Schedule) -> fibra::net::Listener {
         .unwrap()
 }
 
-fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        s.tick_within(Duration::from_millis(2)).unwrap();
-    }
-}
-
 fn heard_by(heard: &Heard, name: &str) -> Vec<String> {
     heard
         .borrow()
@@ -131,7 +123,7 @@ fn notify_reaches_one_several_or_all_in_order_and_the_deaf_ignore_it() {
     assert!(service
         .names()
         .all(|n| service.get(n).unwrap().is_running()));
-    run_until(&mut s, "the client's connection", || {
+    util::run_until(&mut s, "the client's connection", || {
         matches!(client.state(), fibra::net::ClientState::Connected { .. })
     });
 
@@ -150,7 +142,7 @@ fn notify_reaches_one_several_or_all_in_order_and_the_deaf_ignore_it() {
         "{err}"
     );
 
-    run_until(&mut s, "every notification", || {
+    util::run_until(&mut s, "every notification", || {
         heard.borrow().len() == 1 + 2 + 3 + 5
     });
     // `a` serves the client's connection, so its factory sees one transport.
@@ -226,12 +218,12 @@ fn a_waiting_client_hands_notifications_to_its_factory_and_a_server_starts_once(
     let from_tasklet = service.clone();
     s.spawn(move |h| *result.borrow_mut() = Some(from_tasklet.start_all(h)))
         .unwrap();
-    run_until(&mut s, "a wait", || {
+    util::run_until(&mut s, "a wait", || {
         matches!(client.state(), fibra::net::ClientState::Waiting { .. })
     });
     assert!(started.borrow_mut().take().unwrap().is_ok());
     service.notify("c", "while waiting").unwrap();
-    run_until(&mut s, "the notification", || heard.borrow().len() == 1);
+    util::run_until(&mut s, "the notification", || heard.borrow().len() == 1);
     assert_eq!(heard_by(&heard, "c"), ["while waiting (0 connected)"]);
 
     // A server starts once: a stopped one's listener is closed.

@@ -44,6 +44,19 @@ pub(crate) fn run_all(s: &mut Schedule, secs: u64) {
     }
 }
 
+/// Ticks the schedule (sleeping in the poller up to 2 ms at a time) until `done`; fails the
+/// test, naming `what`, after 20 s.
+pub(crate) fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        s.tick_within(std::time::Duration::from_millis(2)).unwrap();
+    }
+}
+
 /// Runs `scenario` on a thread of its own and returns what it returns; fails the test if it
 /// does not end within `secs` seconds (a schedule blocked for good, say), naming `what`.
 pub(crate) fn on_thread_within<T: Send + 'static>(
