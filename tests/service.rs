@@ -234,3 +234,30 @@ fn a_waiting_client_hands_notifications_to_its_factory_and_a_server_starts_once(
     s.run_for(Duration::from_millis(20)).unwrap();
     assert!(s.is_empty());
 }
+
+#[test]
+fn a_member_that_is_not_running_misses_notifications() {
+    let mut s = util::net_schedule();
+    let heard = Heard::default();
+    let mut service = Service::new();
+    let server = Server::new(
+        listen(&s),
+        Listening {
+            name: "a",
+            heard: heard.clone(),
+        },
+    );
+    service.add("a", server.clone()).unwrap();
+    assert_eq!(service.notify("a", "too early").unwrap(), 0, "not started");
+    server.start(&mut s).unwrap();
+    assert_eq!(
+        service.notify("a", "on time").unwrap(),
+        1,
+        "queued before its first step"
+    );
+    util::run_until(&mut s, "the notification", || heard.borrow().len() == 1);
+    server.stop();
+    assert_eq!(service.notify("*", "too late").unwrap(), 0, "stopped");
+    s.run_for(Duration::from_millis(20)).unwrap();
+    assert_eq!(heard_by(&heard, "a"), ["on time (0 connected)"]);
+}

@@ -116,10 +116,10 @@ impl ReconnectingClient {
         }
         let inner = Rc::clone(&self.inner);
         let unparker = spawner.into().spawn("client", move |h| {
-            inner.mailbox.set_reader(Some(h.unparker()));
             let run = Rc::clone(&inner.run);
             run(h, &inner);
         })?;
+        self.inner.mailbox.set_reader(Some(unparker.clone()));
         *self.inner.running.borrow_mut() = Some(unparker);
         self.inner.failures.set(0);
         self.inner.state.set(ClientState::Connecting { attempt: 0 });
@@ -168,7 +168,8 @@ impl ReconnectingClient {
         self.inner.addr
     }
 
-    /// Queues `message` for `on_notify`; `false` if its mailbox is full.
+    /// Queues `message` for `on_notify`; `false` if it is not running or its mailbox is
+    /// full.
     pub(crate) fn notify(&self, message: Rc<str>) -> bool {
         self.inner.mailbox.post(message)
     }
@@ -230,6 +231,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
             log::info!(target: "fibra_net::client", "gave up on {} after {} attempts", inner.addr, waits.failures);
             inner.state.set(ClientState::GaveUp);
             inner.running.borrow_mut().take();
+            inner.mailbox.set_reader(None);
             return;
         }
         let until = Instant::now() + wait;

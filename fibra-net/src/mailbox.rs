@@ -22,14 +22,22 @@ struct Inner {
 }
 
 impl Mailbox {
-    /// The tasklet that reads the mailbox from now on.
+    /// The tasklet that reads the mailbox from now on; `None` (stopped) drops what waits.
     pub(crate) fn set_reader(&self, reader: Option<Unparker>) {
-        self.inner.borrow_mut().reader = reader;
+        let mut inner = self.inner.borrow_mut();
+        if reader.is_none() {
+            inner.queue.clear();
+        }
+        inner.reader = reader;
     }
 
-    /// Queues `message` and wakes the reader; `false` when the mailbox is full.
+    /// Queues `message` and wakes the reader; `false` when nobody reads the mailbox (its
+    /// member is not running) or it is full.
     pub(crate) fn post(&self, message: Rc<str>) -> bool {
         let mut inner = self.inner.borrow_mut();
+        if inner.reader.is_none() {
+            return false;
+        }
         if inner.queue.len() >= MAILBOX_CAP {
             log::warn!(target: "fibra_net::service",
                 "notification dropped: {MAILBOX_CAP} are already waiting to be read");

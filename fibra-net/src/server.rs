@@ -98,9 +98,9 @@ impl Server {
         };
         let inner = Rc::clone(&self.inner);
         let unparker = spawner.into().spawn("server", move |h| {
-            inner.mailbox.set_reader(Some(h.unparker()));
             acceptor(h, &inner.sessions, &inner.mailbox);
         })?;
+        self.inner.mailbox.set_reader(Some(unparker.clone()));
         *self.inner.running.borrow_mut() = Some(unparker);
         log::debug!(target: "fibra_net::protocol", "server on {} started", self.inner.addr);
         Ok(())
@@ -134,7 +134,8 @@ impl Server {
         self.inner.sessions.borrow().len()
     }
 
-    /// Queues `message` for the factory's `on_notify`; `false` if its mailbox is full.
+    /// Queues `message` for the factory's `on_notify`; `false` if it is not running or its
+    /// mailbox is full.
     pub(crate) fn notify(&self, message: Rc<str>) -> bool {
         self.inner.mailbox.post(message)
     }

@@ -206,7 +206,8 @@ impl Service {
     }
 
     /// Queues `message` for each member `target` names (`"*"`: all); returns how many it was
-    /// queued for (a member whose mailbox is full misses it, logged).
+    /// queued for (a member that is not running misses it, and so does one with 1,024
+    /// notifications waiting, logged).
     ///
     /// # Errors
     ///
