@@ -45,7 +45,14 @@
 //! - Buffers are lent from a pool only while they hold bytes: idle connections cost no
 //!   buffer memory, and steady traffic allocates nothing.
 //!
-//! Logging target: `fibra_net`.
+//! For code written as callbacks (gnet's, Twisted's, asyncio's shape), on top of the same
+//! tasklets: a [`Protocol`] per connection, made by a [`Factory`] and run by a [`Server`] or a
+//! [`ReconnectingClient`] (exponential [`Backoff`] with full jitter), talking through a
+//! [`Transport`]; a [`Service`] holds named servers and clients and [notifies](Service::notify)
+//! them. `connection_lost` is called exactly once, whatever ends the connection.
+//!
+//! Logging targets: `fibra_net`, `fibra_net::protocol`, `fibra_net::client`,
+//! `fibra_net::service`.
 
 // The handles a tasklet holds, and what it calls.
 mod conn;
