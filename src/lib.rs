@@ -2,7 +2,8 @@
 //! tasklets on one thread.
 //!
 //! This crate re-exports the runtime ([`rt`]), the tasks plugin ([`tasks`]), the network
-//! plugin ([`net`]) and the signals plugin ([`signal`]).
+//! plugin ([`net`]), the signals plugin ([`signal`]) and the HTTP and WebSocket servers
+//! ([`http`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -37,6 +38,12 @@ pub mod tasks {
 pub mod net {
     #[doc(inline)]
     pub use fibra_net::*;
+}
+
+/// HTTP/1.1 and WebSocket servers for tasklets (the `fibra-http` crate).
+pub mod http {
+    #[doc(inline)]
+    pub use fibra_http::*;
 }
 
 /// The signals plugin: wait for Ctrl-C, `SIGTERM`, `SIGHUP`... as an op (the `fibra-signal`

@@ -1,0 +1,119 @@
+//! WebSocket frames (RFC 6455 §5.2): reading a frame's header, writing a server's frame.
+
+/// Continuation, text, binary, close, ping, pong.
+pub(crate) const CONTINUATION: u8 = 0x0;
+pub(crate) const TEXT: u8 = 0x1;
+pub(crate) const BINARY: u8 = 0x2;
+pub(crate) const CLOSE: u8 = 0x8;
+pub(crate) const PING: u8 = 0x9;
+pub(crate) const PONG: u8 = 0xA;
+
+/// A frame's header as the client sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) fin: bool,
+    pub(crate) rsv: u8,
+    pub(crate) opcode: u8,
+    pub(crate) mask: Option<[u8; 4]>,
+    pub(crate) len: u64,
+    /// The header's own length, in bytes.
+    pub(crate) size: usize,
+}
+
+impl Header {
+    /// The header at the start of `buf`, or `None` if more bytes are needed.
+    pub(crate) fn parse(buf: &[u8]) -> Option<Header> {
+        let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+        let mut size = 2;
+        let len = match b1 & 0x7F {
+            126 => {
+                size += 2;
+                u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))
+            }
+            127 => {
+                size += 8;
+                let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+                u64::from_be_bytes(bytes)
+            }
+            n => u64::from(n),
+        };
+        let mask = if b1 & 0x80 != 0 {
+            let key: [u8; 4] = buf.get(size..size + 4)?.try_into().ok()?;
+            size += 4;
+            Some(key)
+        } else {
+            None
+        };
+        Some(Header {
+            fin: b0 & 0x80 != 0,
+            rsv: (b0 >> 4) & 0x7,
+            opcode: b0 & 0x0F,
+            mask,
+            len,
+            size,
+        })
+    }
+
+    pub(crate) fn is_control(&self) -> bool {
+        self.opcode >= 0x8
+    }
+}
+
+/// Unmasks `payload` in place with `key`.
+pub(crate) fn unmask(payload: &mut [u8], key: [u8; 4]) {
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
+/// Appends one final, unmasked frame (what a server sends).
+pub(crate) fn write(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_6455s_examples_parse() {
+        // A single-frame masked text message, "Hello".
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let h = Header::parse(&frame).unwrap();
+        assert_eq!((h.fin, h.opcode, h.len, h.size), (true, TEXT, 5, 6));
+        let mut payload = frame[6..].to_vec();
+        unmask(&mut payload, h.mask.unwrap());
+        assert_eq!(payload, b"Hello");
+        // Partial headers need more bytes.
+        assert_eq!(Header::parse(&frame[..1]), None);
+        assert_eq!(Header::parse(&frame[..5]), None);
+        // 256 bytes in a binary frame: a 16-bit length.
+        let mut out = Vec::new();
+        write(&mut out, BINARY, &[0; 256]);
+        assert_eq!(&out[..4], &[0x82, 0x7E, 0x01, 0x00]);
+        let h = Header::parse(&out).unwrap();
+        assert_eq!((h.len, h.size, h.mask), (256, 4, None));
+        // 65,536 bytes: a 64-bit length.
+        let mut out = Vec::new();
+        write(&mut out, BINARY, &vec![0; 65_536]);
+        assert_eq!(&out[..10], &[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+        // An unmasked "Hello" as a server sends it.
+        let mut out = Vec::new();
+        write(&mut out, TEXT, b"Hello");
+        assert_eq!(out, [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    }
+}

@@ -1,0 +1,60 @@
+//! HTTP/1.1 and WebSocket (RFC 6455) servers for fibra's tasklets.
+//!
+//! A [`Router`] maps methods and paths to handlers; [`serve`] accepts on a listener and
+//! runs one tasklet per connection: requests in order (keep-alive, pipelining), bodies by
+//! `Content-Length` or chunked, and every bound of [`Limits`] answered with its status (431,
+//! 413, 408, 400). A WebSocket route upgrades the connection and hands its handler a
+//! [`WebSocket`]: [`recv`](WebSocket::recv) parks like a line's receive, other tasklets send
+//! through a [`WsSender`] without waiting.
+//!
+//! ```no_run
+//! use std::rc::Rc;
+//! use fibra_http::{Message, Response, Router};
+//! use fibra_net::{NetExt, NetPlugin};
+//! use fibra_rt::Schedule;
+//!
+//! let mut schedule = Schedule::new();
+//! schedule.add_plugin(fibra_tasks::TasksPlugin::new())?;
+//! schedule.add_plugin(NetPlugin::new()?)?;
+//! let router = Rc::new(
+//!     Router::new()
+//!         .get("/", |_h, _req| Response::text("hello, world!"))
+//!         .websocket("/ws", |h, _req, ws| {
+//!             while let Ok(Message::Text(text)) = ws.recv(h) {
+//!                 let _ = ws.send_text(&text);
+//!             }
+//!         }),
+//! );
+//! schedule.spawn(move |h| {
+//!     let listener = h.listen("127.0.0.1:8080").unwrap();
+//!     let _ = fibra_http::serve(h, &listener, router);
+//! })?;
+//! schedule.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! It lives in a crate of its own so that `fibra-net` stays free of HTTP and of `httparse`;
+//! the façade re-exports it as `fibra::http`. Logging targets: `fibra_http`,
+//! `fibra_http::websocket`.
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![doc(test(attr(deny(warnings))))]
+#![forbid(unsafe_code)]
+
+mod accept_key;
+mod error;
+mod frame;
+mod limits;
+mod reader;
+mod request;
+mod response;
+mod router;
+mod server;
+mod websocket;
+
+pub use error::HttpError;
+pub use limits::Limits;
+pub use request::Request;
+pub use response::Response;
+pub use router::Router;
+pub use server::{serve, serve_connection};
+pub use websocket::{CloseCode, Message, WebSocket, WsSender};

@@ -1,0 +1,86 @@
+//! `Reader`: one connection's bytes not yet used, read raw and bounded, so that a parser can
+//! look at as much as it needs and leave the rest (a pipelined request, a WebSocket frame
+//! sent right after the handshake) where the next parse finds it.
+
+use std::time::Instant;
+
+use fibra_net::{ops::Receive, Conn, Lost, NetError};
+use fibra_rt::Handle;
+
+/// Why no more bytes came.
+#[derive(Debug)]
+pub(crate) enum ReadEnd {
+    /// The deadline passed.
+    TimedOut,
+    /// The connection ended (the peer closed it, or it was lost).
+    Lost,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Reader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already used.
+    start: usize,
+    scratch: Vec<u8>,
+}
+
+impl Reader {
+    /// The bytes not yet used.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Mutable access to the bytes not yet used (to unmask a frame in place).
+    pub(crate) fn pending_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+
+    /// Marks `n` bytes as used.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            // An idle connection keeps no large buffer.
+            if self.buf.capacity() > 64 * 1024 {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// Reads more, so that at most `max` bytes are pending; waits until some come, up to
+    /// `deadline`.
+    pub(crate) fn fill(
+        &mut self,
+        h: &Handle,
+        conn: &Conn,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(), ReadEnd> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let room = max.saturating_sub(self.buf.len()).max(1);
+        let op = Receive::raw(conn, std::mem::take(&mut self.scratch), room.min(64 * 1024));
+        let got = match deadline {
+            Some(deadline) => match h.yield_op_until(op, deadline) {
+                Ok(got) => got,
+                Err(_) => return Err(ReadEnd::TimedOut),
+            },
+            None => h.yield_op(op),
+        };
+        match got {
+            Ok(bytes) => {
+                self.buf.extend_from_slice(&bytes);
+                self.scratch = bytes;
+                Ok(())
+            }
+            Err(NetError::Lost(Lost::TimedOut) | NetError::TimedOut) => Err(ReadEnd::TimedOut),
+            Err(e) => {
+                log::trace!(target: "fibra_http", "connection ended: {e}");
+                Err(ReadEnd::Lost)
+            }
+        }
+    }
+}

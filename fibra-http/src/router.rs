@@ -1,0 +1,130 @@
+//! `Router`: routes by method and path to a handler that answers a `Request` with a
+//! `Response`, or to a WebSocket handler after the upgrade.
+
+use std::fmt;
+use std::rc::Rc;
+
+use fibra_rt::Handle;
+
+use crate::{Limits, Request, Response, WebSocket};
+
+type HttpHandler = Rc<dyn Fn(&Handle, &Request) -> Response>;
+type WsHandler = Rc<dyn Fn(&Handle, &Request, &mut WebSocket)>;
+
+#[derive(Clone)]
+pub(crate) enum Route {
+    Http(HttpHandler),
+    WebSocket(WsHandler),
+}
+
+/// What the server answers, by method and path. A path with no route gets 404; a path whose
+/// routes take other methods gets 405 with `Allow`; `HEAD` is answered by a `GET` route,
+/// without the body.
+///
+/// ```
+/// use fibra_http::{Response, Router};
+///
+/// let router = Router::new()
+///     .get("/", |_h, _req| Response::text("hello, world!"))
+///     .post("/echo", |_h, req| Response::new(200).body(req.body().to_vec()))
+///     .websocket("/ws", |h, _req, ws| {
+///         while let Ok(message) = ws.recv(h) {
+///             let _ = match message {
+///                 fibra_http::Message::Text(text) => ws.send_text(&text),
+///                 fibra_http::Message::Binary(bytes) => ws.send_binary(&bytes),
+///             };
+///         }
+///     });
+/// # let _ = router;
+/// ```
+#[derive(Clone, Default)]
+pub struct Router {
+    pub(crate) routes: Vec<(String, String, Route)>,
+    pub(crate) limits: Limits,
+}
+
+impl Router {
+    /// No routes, default [`Limits`].
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Answers `method` on `path` with `handler`. It runs on the connection's tasklet and may
+    /// park (a back-end request): the connection's next request waits for it.
+    pub fn route<F>(mut self, method: &str, path: &str, handler: F) -> Router
+    where
+        F: Fn(&Handle, &Request) -> Response + 'static,
+    {
+        let route = Route::Http(Rc::new(handler));
+        self.routes
+            .push((method.to_ascii_uppercase(), path.to_owned(), route));
+        self
+    }
+
+    /// [`route`](Self::route) for `GET` (and `HEAD`).
+    pub fn get<F>(self, path: &str, handler: F) -> Router
+    where
+        F: Fn(&Handle, &Request) -> Response + 'static,
+    {
+        self.route("GET", path, handler)
+    }
+
+    /// [`route`](Self::route) for `POST`.
+    pub fn post<F>(self, path: &str, handler: F) -> Router
+    where
+        F: Fn(&Handle, &Request) -> Response + 'static,
+    {
+        self.route("POST", path, handler)
+    }
+
+    /// Upgrades `GET path` to a WebSocket and runs `handler` on it, on the connection's
+    /// tasklet; when it returns, the WebSocket is closed (1000) if it is not already.
+    pub fn websocket<F>(mut self, path: &str, handler: F) -> Router
+    where
+        F: Fn(&Handle, &Request, &mut WebSocket) + 'static,
+    {
+        let route = Route::WebSocket(Rc::new(handler));
+        self.routes.push(("GET".to_owned(), path.to_owned(), route));
+        self
+    }
+
+    /// Sets the [`Limits`] of every connection.
+    pub fn with_limits(mut self, limits: Limits) -> Router {
+        self.limits = limits;
+        self
+    }
+
+    /// The route for `method` and `path`, or the status to answer (404, or 405 with the
+    /// methods that path takes).
+    pub(crate) fn find(&self, method: &str, path: &str) -> Result<&Route, (u16, String)> {
+        let method = if method == "HEAD" { "GET" } else { method };
+        let mut allowed = Vec::new();
+        for (m, p, route) in &self.routes {
+            if p == path {
+                if m == method {
+                    return Ok(route);
+                }
+                allowed.push(m.as_str());
+            }
+        }
+        if allowed.is_empty() {
+            Err((404, String::new()))
+        } else {
+            Err((405, allowed.join(", ")))
+        }
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|(m, p, _)| format!("{m} {p}"))
+            .collect();
+        f.debug_struct("Router")
+            .field("routes", &routes)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
