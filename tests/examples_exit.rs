@@ -107,6 +107,7 @@ fn every_example_with_options_says_how_to_use_it() {
         "gnet_echo",
         "echo_client",
         "service",
+        "web_hello",
     ] {
         let out = Command::new(util::example(name))
             .arg("--help")

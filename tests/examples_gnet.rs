@@ -83,3 +83,41 @@ fn the_service_notifies_its_server_and_its_client() {
     assert!(status.success(), "{status}: {said}");
     assert!(said.contains("service: SIGINT"), "{said}");
 }
+
+#[test]
+fn web_hello_says_hello_and_echoes_on_its_websocket() {
+    let server = Example::start("web_hello");
+    let mut c = std::net::TcpStream::connect(&server.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhello, world!"), "{answer}");
+
+    let mut ws = std::net::TcpStream::connect(&server.addr).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        ws.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // RFC 6455's masked "Hello", echoed unmasked.
+    ws.write_all(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ])
+    .unwrap();
+    let mut echo = [0u8; 7];
+    ws.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+    let (status, said) = server.interrupt();
+    assert!(status.success(), "{status}: {said}");
+}

@@ -303,11 +303,10 @@ impl Example {
     pub(crate) fn start(name: &'static str) -> Example {
         let mut server = Example::spawn(name, &["--addr", "127.0.0.1:0"]);
         let line = server.wait_for("127.0.0.1:");
-        let addr = line
-            .split_whitespace()
-            .find(|word| word.starts_with("127.0.0.1:"))
-            .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_digit()))
-            .unwrap();
+        let at = line.find("127.0.0.1:").unwrap();
+        let rest = &line[at + "127.0.0.1:".len()..];
+        let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let addr = format!("127.0.0.1:{port}");
         server.addr = addr.to_owned();
         server
     }

@@ -1,0 +1,346 @@
+//! The WebSocket server over real sockets, driven by a small client written here: the
+//! handshake and its refusals, echo of text and binary, fragments joined, ping answered, the
+//! close handshake, and every rule broken closed with its code (1002, 1007, 1009); an abrupt
+//! end seen as 1006; a sender used by another tasklet.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fibra::http::{CloseCode, HttpError, Limits, Message, Response, Router};
+use fibra::net::NetPlugin;
+use fibra::rt::Schedule;
+use fibra::tasks::TasksExt;
+use util::{Served, ServerThread};
+
+/// How each WebSocket's handler loop ended, by close code.
+type Ends = Arc<Mutex<Vec<u16>>>;
+
+struct Ws;
+impl Served for Ws {
+    type Stats = ();
+    fn stats(&self, _: &Schedule) {}
+    fn stop(self, _: &mut Schedule) {}
+}
+
+fn start(ends: Ends) -> ServerThread<()> {
+    ServerThread::start(move |s| {
+        let limits = Limits {
+            max_frame: 1024,
+            max_message: 4096,
+            close_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let router = Rc::new(
+            Router::new()
+                .get("/", |_h, _req| Response::text("hello, world!"))
+                .websocket("/ws", move |h, _req, ws| loop {
+                    match ws.recv(h) {
+                        Ok(Message::Text(text)) => ws.send_text(&text).unwrap(),
+                        Ok(Message::Binary(bytes)) => ws.send_binary(&bytes).unwrap(),
+                        Err(HttpError::Closed(code)) => {
+                            ends.lock().unwrap().push(code.0);
+                            return;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+                .websocket("/ticks", |h, _req, ws| {
+                    // Another tasklet sends through the sender, without waiting.
+                    let sender = ws.sender();
+                    let ticker = h
+                        .spawn(move |h| {
+                            for i in 0..3 {
+                                h.sleep(Duration::from_millis(5));
+                                sender.send_text(&format!("tick {i}")).unwrap();
+                            }
+                        })
+                        .unwrap();
+                    let _ = h.join(ticker);
+                    let _ = ws.close(h, CloseCode::GOING_AWAY, "done");
+                })
+                .with_limits(limits),
+        );
+        let listener = s
+            .plugin::<NetPlugin>()
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .unwrap();
+        let addr = listener.local_addr();
+        s.spawn(move |h| {
+            let _ = fibra::http::serve(h, &listener, router);
+        })
+        .unwrap();
+        (addr, Ws)
+    })
+}
+
+/// A client's side: handshakes, sends masked frames, reads the server's frames.
+struct Client {
+    c: TcpStream,
+}
+
+impl Client {
+    fn open(server: &ServerThread<()>, path: &str) -> Client {
+        let (client, head) = Client::handshake(server, path, "13", "dGhlIHNhbXBsZSBub25jZQ==");
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head}"
+        );
+        client
+    }
+
+    fn handshake(
+        server: &ServerThread<()>,
+        path: &str,
+        version: &str,
+        key: &str,
+    ) -> (Client, String) {
+        let mut c = TcpStream::connect(server.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        );
+        c.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(c.read(&mut byte).unwrap(), 1);
+            head.push(byte[0]);
+        }
+        (Client { c }, String::from_utf8(head).unwrap())
+    }
+
+    /// Sends a frame: `first` is the first byte (FIN, RSV, opcode), masked unless `unmasked`.
+    fn raw(&mut self, first: u8, payload: &[u8], masked: bool) {
+        let mut frame = vec![first];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => frame.push(mask_bit | n as u8),
+            n if n <= 0xFFFF => {
+                frame.push(mask_bit | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(mask_bit | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let key = [0x12, 0x34, 0x56, 0x78];
+        if masked {
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        let _ = self.c.write_all(&frame);
+    }
+
+    fn send(&mut self, opcode: u8, payload: &[u8]) {
+        self.raw(0x80 | opcode, payload, true);
+    }
+
+    /// The next frame: (opcode, payload).
+    fn next(&mut self) -> (u8, Vec<u8>) {
+        let mut h = [0u8; 2];
+        self.c.read_exact(&mut h).unwrap();
+        assert_eq!(h[1] & 0x80, 0, "a server's frames are not masked");
+        let len = match h[1] & 0x7F {
+            126 => {
+                let mut b = [0u8; 2];
+                self.c.read_exact(&mut b).unwrap();
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.c.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.c.read_exact(&mut payload).unwrap();
+        (h[0] & 0x0F, payload)
+    }
+
+    /// Expects the server's close frame with `code`, then the end of the connection.
+    fn expect_close(&mut self, code: u16) {
+        let (opcode, payload) = self.next();
+        assert_eq!(opcode, 8, "expected a close, got {opcode}: {payload:?}");
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code);
+        let mut rest = Vec::new();
+        match self.c.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        }
+    }
+}
+
+fn wait_for_end(ends: &Ends, code: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ends.lock().unwrap().contains(&code) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no end with {code}: {:?}",
+            ends.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn messages_echo_fragments_join_pings_are_answered_and_the_close_handshake_completes() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut ws = Client::open(&server, "/ws");
+    ws.send(1, "héllo".as_bytes());
+    assert_eq!(ws.next(), (1, "héllo".as_bytes().to_vec()));
+    ws.send(2, &[0, 1, 2, 255]);
+    assert_eq!(ws.next(), (2, vec![0, 1, 2, 255]));
+    // A text message in three fragments, with a ping between them.
+    ws.raw(0x01, b"frag", true);
+    ws.raw(0x89, b"are you there", true);
+    ws.raw(0x00, b"men", true);
+    ws.raw(0x80, b"ted", true);
+    assert_eq!(
+        ws.next(),
+        (10, b"are you there".to_vec()),
+        "the pong comes first"
+    );
+    assert_eq!(ws.next(), (1, b"fragmented".to_vec()));
+    // A 1,000-byte frame (16-bit length).
+    let long = vec![b'x'; 1000];
+    ws.send(1, &long);
+    assert_eq!(ws.next(), (1, long));
+    // The close handshake: our 1000 is answered with 1000, then the connection ends.
+    ws.send(8, &[0x03, 0xE8, b'b', b'y', b'e']);
+    ws.expect_close(1000);
+    wait_for_end(&ends, 1000);
+}
+
+#[test]
+fn every_broken_rule_is_closed_with_its_code() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    /// (what the client does wrong, what it does, the code it must be closed with)
+    type Case = (&'static str, Box<dyn Fn(&mut Client)>, u16);
+    let cases: Vec<Case> = vec![
+        ("unmasked", Box::new(|ws| ws.raw(0x81, b"hi", false)), 1002),
+        (
+            "reserved bit",
+            Box::new(|ws| ws.raw(0xC1, b"hi", true)),
+            1002,
+        ),
+        (
+            "unknown opcode",
+            Box::new(|ws| ws.raw(0x83, b"hi", true)),
+            1002,
+        ),
+        (
+            "continuation of nothing",
+            Box::new(|ws| ws.raw(0x80, b"hi", true)),
+            1002,
+        ),
+        (
+            "a new message inside one",
+            Box::new(|ws| {
+                ws.raw(0x01, b"a", true);
+                ws.raw(0x81, b"b", true);
+            }),
+            1002,
+        ),
+        (
+            "fragmented ping",
+            Box::new(|ws| ws.raw(0x09, b"p", true)),
+            1002,
+        ),
+        (
+            "ping over 125 bytes",
+            Box::new(|ws| ws.send(9, &[0; 126])),
+            1002,
+        ),
+        ("close with one byte", Box::new(|ws| ws.send(8, &[3])), 1002),
+        (
+            "close code 999",
+            Box::new(|ws| ws.send(8, &999u16.to_be_bytes())),
+            1002,
+        ),
+        (
+            "text not UTF-8",
+            Box::new(|ws| ws.send(1, &[0xC3, 0x28])),
+            1007,
+        ),
+        (
+            "frame over 1 KiB",
+            Box::new(|ws| ws.send(2, &[0; 2000])),
+            1009,
+        ),
+        (
+            "message over 4 KiB",
+            Box::new(|ws| {
+                ws.raw(0x02, &[0; 1000], true);
+                for _ in 0..5 {
+                    ws.raw(0x00, &[0; 1000], true);
+                }
+            }),
+            1009,
+        ),
+    ];
+    for (what, act, code) in cases {
+        let mut ws = Client::open(&server, "/ws");
+        act(&mut ws);
+        let (opcode, payload) = ws.next();
+        assert_eq!(opcode, 8, "{what}: {payload:?}");
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code, "{what}");
+    }
+}
+
+#[test]
+fn an_abrupt_end_is_1006_and_bad_handshakes_are_refused() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut ws = Client::open(&server, "/ws");
+    ws.raw(0x81, &[0; 3], true); // then the connection drops mid-frame
+    ws.c.write_all(&[0x81, 0x85, 1]).unwrap();
+    drop(ws);
+    wait_for_end(&ends, 1006);
+
+    let (_, head) = Client::handshake(&server, "/ws", "8", "dGhlIHNhbXBsZSBub25jZQ==");
+    assert!(head.starts_with("HTTP/1.1 426"), "{head}");
+    assert!(head.contains("Sec-WebSocket-Version: 13"), "{head}");
+    let (_, head) = Client::handshake(&server, "/ws", "13", "short");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    // A plain GET of a WebSocket path: 426.
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /ws HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
+}
+
+#[test]
+fn another_tasklet_sends_through_a_sender_and_the_server_closes_first() {
+    let server = start(Ends::default());
+    let mut ws = Client::open(&server, "/ticks");
+    for i in 0..3 {
+        assert_eq!(ws.next(), (1, format!("tick {i}").into_bytes()));
+    }
+    let (opcode, payload) = ws.next();
+    assert_eq!(opcode, 8);
+    assert_eq!(&payload[..2], &1001u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"done");
+    // Our answer completes the handshake; the server then closes the connection.
+    ws.send(8, &1001u16.to_be_bytes());
+    let mut rest = Vec::new();
+    match ws.c.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+}
