@@ -13,6 +13,8 @@
 
 #[path = "chatter/protocol.rs"]
 mod protocol;
+// The host loop serves the telnet chat only; the web page is the chatter example's.
+#[allow(dead_code)]
 #[path = "chatter/server.rs"]
 mod server;
 #[path = "chatter/signal.rs"]

@@ -15,6 +15,7 @@ use fibra::http::{CloseCode, HttpError, Limits, Message, Response, Router};
 use fibra::net::NetPlugin;
 use fibra::rt::Schedule;
 use fibra::tasks::TasksExt;
+use util::ws::Client;
 use util::{Served, ServerThread};
 
 /// How each WebSocket's handler loop ended, by close code.
@@ -79,109 +80,6 @@ fn start(ends: Ends) -> ServerThread<()> {
     })
 }
 
-/// A client's side: handshakes, sends masked frames, reads the server's frames.
-struct Client {
-    c: TcpStream,
-}
-
-impl Client {
-    fn open(server: &ServerThread<()>, path: &str) -> Client {
-        let (client, head) = Client::handshake(server, path, "13", "dGhlIHNhbXBsZSBub25jZQ==");
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(
-            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-            "{head}"
-        );
-        client
-    }
-
-    fn handshake(
-        server: &ServerThread<()>,
-        path: &str,
-        version: &str,
-        key: &str,
-    ) -> (Client, String) {
-        let mut c = TcpStream::connect(server.addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
-             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: {key}\r\n\r\n"
-        );
-        c.write_all(request.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(c.read(&mut byte).unwrap(), 1);
-            head.push(byte[0]);
-        }
-        (Client { c }, String::from_utf8(head).unwrap())
-    }
-
-    /// Sends a frame: `first` is the first byte (FIN, RSV, opcode), masked unless `unmasked`.
-    fn raw(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut frame = vec![first];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => frame.push(mask_bit | n as u8),
-            n if n <= 0xFFFF => {
-                frame.push(mask_bit | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(mask_bit | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let key = [0x12, 0x34, 0x56, 0x78];
-        if masked {
-            frame.extend_from_slice(&key);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            frame.extend_from_slice(payload);
-        }
-        let _ = self.c.write_all(&frame);
-    }
-
-    fn send(&mut self, opcode: u8, payload: &[u8]) {
-        self.raw(0x80 | opcode, payload, true);
-    }
-
-    /// The next frame: (opcode, payload).
-    fn next(&mut self) -> (u8, Vec<u8>) {
-        let mut h = [0u8; 2];
-        self.c.read_exact(&mut h).unwrap();
-        assert_eq!(h[1] & 0x80, 0, "a server's frames are not masked");
-        let len = match h[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                self.c.read_exact(&mut b).unwrap();
-                u16::from_be_bytes(b) as usize
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                self.c.read_exact(&mut b).unwrap();
-                u64::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
-        self.c.read_exact(&mut payload).unwrap();
-        (h[0] & 0x0F, payload)
-    }
-
-    /// Expects the server's close frame with `code`, then the end of the connection.
-    fn expect_close(&mut self, code: u16) {
-        let (opcode, payload) = self.next();
-        assert_eq!(opcode, 8, "expected a close, got {opcode}: {payload:?}");
-        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code);
-        let mut rest = Vec::new();
-        match self.c.read_to_end(&mut rest) {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
-        }
-    }
-}
-
 fn wait_for_end(ends: &Ends, code: u16) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !ends.lock().unwrap().contains(&code) {
@@ -198,7 +96,7 @@ fn wait_for_end(ends: &Ends, code: u16) {
 fn messages_echo_fragments_join_pings_are_answered_and_the_close_handshake_completes() {
     let ends = Ends::default();
     let server = start(ends.clone());
-    let mut ws = Client::open(&server, "/ws");
+    let mut ws = Client::open(server.addr, "/ws");
     ws.send(1, "héllo".as_bytes());
     assert_eq!(ws.next(), (1, "héllo".as_bytes().to_vec()));
     ws.send(2, &[0, 1, 2, 255]);
@@ -293,7 +191,7 @@ fn every_broken_rule_is_closed_with_its_code() {
         ),
     ];
     for (what, act, code) in cases {
-        let mut ws = Client::open(&server, "/ws");
+        let mut ws = Client::open(server.addr, "/ws");
         act(&mut ws);
         let (opcode, payload) = ws.next();
         assert_eq!(opcode, 8, "{what}: {payload:?}");
@@ -305,16 +203,16 @@ fn every_broken_rule_is_closed_with_its_code() {
 fn an_abrupt_end_is_1006_and_bad_handshakes_are_refused() {
     let ends = Ends::default();
     let server = start(ends.clone());
-    let mut ws = Client::open(&server, "/ws");
+    let mut ws = Client::open(server.addr, "/ws");
     ws.raw(0x81, &[0; 3], true); // then the connection drops mid-frame
     ws.c.write_all(&[0x81, 0x85, 1]).unwrap();
     drop(ws);
     wait_for_end(&ends, 1006);
 
-    let (_, head) = Client::handshake(&server, "/ws", "8", "dGhlIHNhbXBsZSBub25jZQ==");
+    let (_, head) = Client::handshake(server.addr, "/ws", "8", "dGhlIHNhbXBsZSBub25jZQ==");
     assert!(head.starts_with("HTTP/1.1 426"), "{head}");
     assert!(head.contains("Sec-WebSocket-Version: 13"), "{head}");
-    let (_, head) = Client::handshake(&server, "/ws", "13", "short");
+    let (_, head) = Client::handshake(server.addr, "/ws", "13", "short");
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     // A plain GET of a WebSocket path: 426.
     let mut c = TcpStream::connect(server.addr).unwrap();
@@ -328,7 +226,7 @@ fn an_abrupt_end_is_1006_and_bad_handshakes_are_refused() {
 #[test]
 fn another_tasklet_sends_through_a_sender_and_the_server_closes_first() {
     let server = start(Ends::default());
-    let mut ws = Client::open(&server, "/ticks");
+    let mut ws = Client::open(server.addr, "/ticks");
     for i in 0..3 {
         assert_eq!(ws.next(), (1, format!("tick {i}").into_bytes()));
     }

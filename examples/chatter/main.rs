@@ -28,9 +28,12 @@ use fibra::signal::SignalExt;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
-const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--max-line BYTES] [--max-outbound BYTES] \
-                     [--login-timeout SECS] [--flush-delay MS]
-  --addr           where to listen (default 127.0.0.1:1980)
+const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] \
+                     [--max-line BYTES] [--max-outbound BYTES] [--login-timeout SECS] \
+                     [--flush-delay MS]
+  --addr           where to listen for telnet (default 127.0.0.1:1980)
+  --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
+  --no-web         no web page
   --max-line       longest line accepted; a longer one ends that connection (default 8192)
   --max-outbound   output queued to a member that does not read before it is cut off
                    (default 1048576)
@@ -48,6 +51,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:1980".to_owned();
+    let mut web_addr = Some("127.0.0.1:1990".to_owned());
     let mut config = server::Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -74,6 +78,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
             }
+            "--web-addr" => web_addr = Some(value("HOST:PORT")?),
+            "--no-web" => web_addr = None,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -86,10 +92,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
-    let chatter = server::Chatter::start(&mut schedule, &addr, config)
+    let mut chatter = server::Chatter::start(&mut schedule, &addr, config)
         .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
     log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
         chatter.local_addr());
+    if let Some(web_addr) = web_addr {
+        let served = chatter
+            .serve_web(&mut schedule, &web_addr)
+            .map_err(|e| format!("cannot serve the web page on `{web_addr}`: {e}"))?;
+        log::info!(target: "chatter", "web page on http://{served}/");
+    }
     // A tasklet parks until Ctrl-C or SIGTERM; the host loop then stops the room.
     let stop = Rc::new(Cell::new(false));
     if catches_signals {

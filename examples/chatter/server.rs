@@ -4,6 +4,11 @@
 //! The fan-out is the network plugin's [`Group`]: what is said during a round is stored
 //! once and written to each member with one write; a line for one member (a whisper,
 //! `/who`) comes after the lines said before it; a member that does not read is cut off.
+//!
+//! Browsers join the same room through the web page's WebSocket (`serve_web`): the same
+//! session code reads their lines from the WebSocket, and the room keeps a second pair of
+//! groups for them whose framing makes each line one WebSocket text frame, so a line said to
+//! the room is encoded once per kind of member, not once per member.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,8 +17,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use fibra::http::{text_frames, HttpError, Limits, Message, Response, Router, WebSocket};
 use fibra::net::{
-    Conn, ConnOptions, Framing, Group, ListenOptions, Listener, Lost, NetError, NetExt, NetPlugin,
+    Conn, ConnOptions, Framing, Group, GroupOptions, ListenOptions, Listener, Lost, NetError,
+    NetExt, NetPlugin,
 };
 use fibra::tasks::TasksExt;
 use fibra::{Handle, Schedule, SpawnOptions, TaskletId};
@@ -64,11 +71,17 @@ pub(crate) struct RoomStats {
     pub(crate) cut_off: u64,
 }
 
-/// Who is here: every connection (for the shutdown's goodbye), the members, their handles.
-#[derive(Debug, Default)]
+/// The web page: HTML, CSS and JavaScript in one file, in the binary.
+const PAGE: &str = include_str!("page.html");
+
+/// Who is here: every connection (for the shutdown's goodbye), the members, their handles;
+/// telnet connections and browsers apart, each in groups of their own framing.
+#[derive(Debug)]
 struct Room {
     everyone: Group,
     members: Group,
+    web_everyone: Group,
+    web_members: Group,
     by_handle: HashMap<String, Conn>,
     deliveries: u64,
     /// Members cut off by a line for them alone (the group counts its own).
@@ -76,7 +89,35 @@ struct Room {
     shutting_down: bool,
 }
 
+impl Default for Room {
+    fn default() -> Self {
+        let web = || Group::with_options(GroupOptions::new().with_framing(text_frames()));
+        Room {
+            everyone: Group::new(),
+            members: Group::new(),
+            web_everyone: web(),
+            web_members: web(),
+            by_handle: HashMap::new(),
+            deliveries: 0,
+            cut_off: 0,
+            shutting_down: false,
+        }
+    }
+}
+
 type Shared = Rc<RefCell<Room>>;
+
+/// A member's side of its connection: telnet lines, or a browser's WebSocket.
+enum Peer<'a> {
+    Telnet,
+    Web(&'a mut WebSocket),
+}
+
+impl Peer<'_> {
+    fn is_web(&self) -> bool {
+        matches!(self, Peer::Web(_))
+    }
+}
 
 /// A running chat server: the acceptor tasklet and the room its sessions share.
 #[derive(Debug)]
@@ -84,6 +125,9 @@ pub(crate) struct Chatter {
     room: Shared,
     acceptor: TaskletId,
     addr: SocketAddr,
+    config: Config,
+    /// The web page's server, once `serve_web` started it.
+    web: Option<(TaskletId, SocketAddr)>,
 }
 
 impl Chatter {
@@ -107,14 +151,59 @@ impl Chatter {
         let addr = listener.local_addr();
         let room = Shared::default();
         let r = room.clone();
+        let c = config.clone();
         let acceptor = schedule.spawn_named("chatter acceptor", move |h| {
-            accept_loop(h, &r, &listener, &config)
+            accept_loop(h, &r, &listener, &c)
         })?;
         Ok(Chatter {
             room,
             acceptor,
             addr,
+            config,
+            web: None,
         })
+    }
+
+    /// Serves the web page on `addr`: `GET /` is the page, `/ws` its WebSocket, whose members
+    /// are in the same room, under the same rules. Returns the address.
+    pub(crate) fn serve_web(
+        &mut self,
+        schedule: &mut Schedule,
+        addr: &str,
+    ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+        let config = self.config.clone();
+        let conn = ConnOptions::new()
+            .with_send_limit(config.max_outbound)
+            .with_close_timeout(config.close_timeout)
+            .with_flush_delay(config.flush_delay);
+        let net = schedule
+            .plugin::<NetPlugin>()
+            .ok_or("the chatter needs the NetPlugin")?;
+        let listener = net.listen_with(addr, ListenOptions::new().with_conn(conn))?;
+        let web_addr = listener.local_addr();
+        let limits = Limits {
+            max_frame: config.max_line.max(125),
+            max_message: config.max_line,
+            ..Limits::default()
+        };
+        let room = self.room.clone();
+        let router = Rc::new(
+            Router::new()
+                .get("/", |_h, _req| Response::html(PAGE))
+                .websocket("/ws", move |h, _req, ws| {
+                    let conn = ws.conn().clone();
+                    // Lines sent to it (the prompt, /who, a whisper) become text messages.
+                    conn.set_framing(text_frames());
+                    let by = config.login_timeout.map(|t| Instant::now() + t);
+                    session(h, &room, &conn, Peer::Web(ws), by);
+                })
+                .with_limits(limits),
+        );
+        let server = schedule.spawn_named("chatter web", move |h| {
+            let _ = fibra::http::serve(h, &listener, router);
+        })?;
+        self.web = Some((server, web_addr));
+        Ok(web_addr)
     }
 
     /// The address it listens on.
@@ -126,10 +215,10 @@ impl Chatter {
     pub(crate) fn stats(&self) -> RoomStats {
         let room = self.room.borrow();
         RoomStats {
-            sessions: room.everyone.len(),
-            members: room.members.len(),
+            sessions: room.everyone.len() + room.web_everyone.len(),
+            members: room.members.len() + room.web_members.len(),
             deliveries: room.deliveries,
-            cut_off: room.cut_off + room.members.stats().cut_off,
+            cut_off: room.cut_off + room.members.stats().cut_off + room.web_members.stats().cut_off,
         }
     }
 
@@ -139,11 +228,15 @@ impl Chatter {
     pub(crate) fn shutdown(self, schedule: &mut Schedule, grace: Duration) {
         log::info!(target: LOG, "shutting down");
         schedule.kill(self.acceptor);
+        if let Some((web, _)) = self.web {
+            schedule.kill(web);
+        }
         {
             let mut room = self.room.borrow_mut();
             room.shutting_down = true;
             let goodbye = protocol::SHUTTING_DOWN.as_bytes();
             let _ = room.everyone.close_all(Some(goodbye));
+            let _ = room.web_everyone.close_all(Some(goodbye));
         }
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
@@ -171,7 +264,13 @@ fn accept_loop(h: &Handle, room: &Shared, listener: &Listener, config: &Config) 
         let (room, login_timeout) = (room.clone(), config.login_timeout);
         let options = SpawnOptions::new().name("chatter session");
         if let Err(e) = h.spawn_detached_with(options, move |h| {
-            session(h, &room, &conn, login_timeout.map(|t| Instant::now() + t));
+            session(
+                h,
+                &room,
+                &conn,
+                Peer::Telnet,
+                login_timeout.map(|t| Instant::now() + t),
+            );
             log::debug!(target: LOG, "{peer} left");
         }) {
             log::warn!(target: LOG, "no tasklet for {peer}: {e}"); // the connection closes
@@ -180,15 +279,23 @@ fn accept_loop(h: &Handle, room: &Shared, listener: &Listener, config: &Config) 
 }
 
 /// One connection, from the prompt to its end.
-fn session(h: &Handle, room: &Shared, conn: &Conn, login_by: Option<Instant>) {
-    if room.borrow().shutting_down || room.borrow().everyone.add(conn).is_err() {
-        return;
+fn session(h: &Handle, room: &Shared, conn: &Conn, mut peer: Peer<'_>, login_by: Option<Instant>) {
+    {
+        let r = room.borrow();
+        let everyone = if peer.is_web() {
+            &r.web_everyone
+        } else {
+            &r.everyone
+        };
+        if r.shutting_down || everyone.add(conn).is_err() {
+            return;
+        }
     }
-    let Some(member) = login(h, room, conn, login_by) else {
+    let Some(member) = login(h, room, conn, &mut peer, login_by) else {
         return;
     };
     let mut line = Vec::with_capacity(256);
-    while receive(h, conn, &mut line, None) {
+    while receive(h, conn, &mut peer, &mut line, None) {
         let text = String::from_utf8_lossy(&line);
         let mut room = room.borrow_mut();
         match parse_command(&text) {
@@ -212,7 +319,42 @@ fn session(h: &Handle, room: &Shared, conn: &Conn, login_by: Option<Instant>) {
 }
 
 /// Receives a line into `line`; on an error, tells the peer why when it helps.
-fn receive(h: &Handle, conn: &Conn, line: &mut Vec<u8>, by: Option<Instant>) -> bool {
+fn receive(
+    h: &Handle,
+    conn: &Conn,
+    peer: &mut Peer<'_>,
+    line: &mut Vec<u8>,
+    by: Option<Instant>,
+) -> bool {
+    let Peer::Web(ws) = peer else {
+        return receive_line(h, conn, line, by);
+    };
+    match ws.recv_until(h, by) {
+        Ok(message) => {
+            let bytes = match message {
+                Message::Text(text) => text.into_bytes(),
+                Message::Binary(bytes) => bytes,
+            };
+            // One message is one line: its line breaks would split it for telnet members.
+            line.clear();
+            line.extend(
+                bytes
+                    .into_iter()
+                    .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+            );
+            true
+        }
+        Err(HttpError::TimedOut) => {
+            let _ = conn.try_send_frame(protocol::LOGIN_TIMED_OUT.as_bytes());
+            let _ = ws.close(h, fibra::http::CloseCode::POLICY, "login timed out");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Receives a telnet line.
+fn receive_line(h: &Handle, conn: &Conn, line: &mut Vec<u8>, by: Option<Instant>) -> bool {
     let received = match by {
         Some(deadline) => h.receive_until(conn, deadline).map(|got| *line = got),
         None => h.receive_into(conn, line),
@@ -233,15 +375,22 @@ fn receive(h: &Handle, conn: &Conn, line: &mut Vec<u8>, by: Option<Instant>) -> 
 }
 
 /// Prompts until the connection names a free handle; then it is a member.
-fn login(h: &Handle, room: &Shared, conn: &Conn, by: Option<Instant>) -> Option<Member> {
+fn login(
+    h: &Handle,
+    room: &Shared,
+    conn: &Conn,
+    peer: &mut Peer<'_>,
+    by: Option<Instant>,
+) -> Option<Member> {
     let mut line = Vec::new();
+    let web = peer.is_web();
     loop {
         conn.try_send_frame(protocol::PROMPT.as_bytes()).ok()?;
-        if !receive(h, conn, &mut line, by) {
+        if !receive(h, conn, peer, &mut line, by) {
             return None;
         }
         match parse_handle(&String::from_utf8_lossy(&line)) {
-            Ok(handle) => match Member::join(room, handle, conn) {
+            Ok(handle) => match Member::join(room, handle, conn, web) {
                 Some(member) => return Some(member),
                 None => conn.try_send_frame(protocol::TAKEN.as_bytes()).ok()?,
             },
@@ -257,7 +406,12 @@ impl Room {
         self.members.send_with(|out| {
             let _ = writeln!(out, "{handle} says: {text}");
         });
-        self.deliveries += self.members.len() as u64;
+        if !self.web_members.is_empty() {
+            let _ = self
+                .web_members
+                .send_line(&format!("{handle} says: {text}"));
+        }
+        self.deliveries += (self.members.len() + self.web_members.len()) as u64;
     }
 
     /// Tells one connection a line, after the lines said before it; cuts it off if it does
@@ -276,7 +430,19 @@ impl Room {
                 let _ = out.write_fmt(event);
                 out.push(b'\n');
             });
-            self.deliveries += self.members.len() as u64;
+            if !self.web_members.is_empty() {
+                let _ = self.web_members.send_line(&event.to_string());
+            }
+            self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+        }
+    }
+
+    /// The group of members of a kind.
+    fn members_of(&self, web: bool) -> &Group {
+        if web {
+            &self.web_members
+        } else {
+            &self.members
         }
     }
 }
@@ -287,20 +453,30 @@ struct Member {
     room: Shared,
     handle: String,
     conn: Conn,
+    web: bool,
 }
 
 impl Member {
     /// Takes `handle` if it is free and announces the newcomer to everyone, itself included.
-    fn join(room: &Shared, handle: &str, conn: &Conn) -> Option<Member> {
+    fn join(room: &Shared, handle: &str, conn: &Conn, web: bool) -> Option<Member> {
         let mut r = room.borrow_mut();
-        if r.by_handle.contains_key(handle) || r.shutting_down || r.members.add(conn).is_err() {
+        if r.by_handle.contains_key(handle)
+            || r.shutting_down
+            || r.members_of(web).add(conn).is_err()
+        {
             return None;
         }
         r.by_handle.insert(handle.to_owned(), conn.clone());
-        log::info!(target: LOG, "{handle} joined ({} online)", r.members.len());
+        let online = r.members.len() + r.web_members.len();
+        log::info!(target: LOG, "{handle} joined ({online} online)");
         r.announce(format_args!("{handle} has joined the chat."));
         let (room, handle, conn) = (room.clone(), handle.to_owned(), conn.clone());
-        Some(Member { room, handle, conn })
+        Some(Member {
+            room,
+            handle,
+            conn,
+            web,
+        })
     }
 }
 
@@ -311,9 +487,10 @@ impl Drop for Member {
             return;
         };
         // Lines said before the leave still reach the leaver; the rest hear it.
-        room.members.remove(&self.conn);
+        room.members_of(self.web).remove(&self.conn);
         room.by_handle.remove(&self.handle);
-        log::info!(target: LOG, "{} left ({} online)", self.handle, room.members.len());
+        let online = room.members.len() + room.web_members.len();
+        log::info!(target: LOG, "{} left ({online} online)", self.handle);
         room.announce(format_args!("{} has left the chat.", self.handle));
     }
 }

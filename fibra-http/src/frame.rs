@@ -83,6 +83,30 @@ pub(crate) fn write(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// The codec of [`text_frames`](crate::text_frames): encodes a payload as one text frame.
+#[derive(Debug, Default)]
+pub(crate) struct TextFrameCodec;
+
+impl fibra_net::Codec for TextFrameCodec {
+    fn decode(
+        &mut self,
+        _buf: &[u8],
+        _max: usize,
+    ) -> Result<Option<fibra_net::Decoded>, fibra_net::FrameError> {
+        Err(fibra_net::FrameError::Invalid(
+            "a WebSocket is read with WebSocket::recv, not as frames of its connection",
+        ))
+    }
+
+    fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), fibra_net::FrameError> {
+        if std::str::from_utf8(payload).is_err() {
+            return Err(fibra_net::FrameError::Invalid("a text frame must be UTF-8"));
+        }
+        write(out, TEXT, payload);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

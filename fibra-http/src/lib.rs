@@ -58,3 +58,13 @@ pub use response::Response;
 pub use router::Router;
 pub use server::{serve, serve_connection};
 pub use websocket::{CloseCode, Message, WebSocket, WsSender};
+
+/// A [`Framing`](fibra_net::Framing) whose frames are WebSocket text messages: give it to a
+/// [`Group`](fibra_net::Group) of WebSocket members (`GroupOptions::with_framing`) and a line
+/// sent to the group is encoded once, as one text frame shared by every member; set it on an
+/// upgraded connection ([`Conn::set_framing`](fibra_net::Conn::set_framing)) and
+/// `try_send_frame`/`send_line` send text messages. Reading stays with
+/// [`WebSocket::recv`].
+pub fn text_frames() -> fibra_net::Framing {
+    fibra_net::Framing::custom(|| frame::TextFrameCodec)
+}

@@ -185,6 +185,11 @@ impl WebSocket {
         self.sender.clone()
     }
 
+    /// The connection (to add it to a [`Group`](fibra_net::Group), set its framing...).
+    pub fn conn(&self) -> &fibra_net::Conn {
+        &self.sender.conn
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.sender.conn.peer_addr()
@@ -224,6 +229,20 @@ impl WebSocket {
     /// fragmented or oversized control frame, a continuation out of place), 1007 (text not
     /// UTF-8) or 1009 (a frame or message over the [`Limits`]).
     pub fn recv(&mut self, h: &Handle) -> Result<Message, HttpError> {
+        self.recv_until(h, None)
+    }
+
+    /// Like [`recv`](Self::recv), giving up at `deadline` with [`HttpError::TimedOut`] (the
+    /// WebSocket stays usable; a partly received message is kept).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), and [`HttpError::TimedOut`].
+    pub fn recv_until(
+        &mut self,
+        h: &Handle,
+        deadline: Option<Instant>,
+    ) -> Result<Message, HttpError> {
         loop {
             if let Some(code) = self.closed {
                 return Err(HttpError::Closed(code));
@@ -231,7 +250,7 @@ impl WebSocket {
             let header = match Header::parse(self.reader.pending()) {
                 Some(header) => header,
                 None => {
-                    self.fill(h, 14, None)?;
+                    self.fill(h, 14, deadline)?;
                     continue;
                 }
             };
@@ -240,7 +259,7 @@ impl WebSocket {
             }
             let total = header.size + header.len as usize;
             if self.reader.pending().len() < total {
-                self.fill(h, total, None)?;
+                self.fill(h, total, deadline)?;
                 continue;
             }
             let mask = header.mask.unwrap_or_default();

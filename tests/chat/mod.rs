@@ -55,6 +55,23 @@ impl TestServer {
         }
     }
 
+    /// Like [`start`](Self::start), with the web page served too; returns its address.
+    pub(crate) fn start_with_web(config: Config) -> (TestServer, SocketAddr) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = crate::util::ServerThread::start(move |s| {
+            let mut chatter = server::Chatter::start(s, "127.0.0.1:0", config).unwrap();
+            tx.send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
+                .unwrap();
+            (chatter.local_addr(), chatter)
+        });
+        let web = rx.recv().unwrap();
+        let server = TestServer {
+            addr: thread.addr,
+            thread,
+        };
+        (server, web)
+    }
+
     /// The room's and the network plugin's counters, as of the server's last round.
     pub(crate) fn stats(&self) -> Stats {
         self.thread.stats()

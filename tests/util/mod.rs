@@ -1,6 +1,8 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)] // each test file uses some of them
 
+pub(crate) mod ws;
+
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -301,7 +303,13 @@ pub(crate) struct Example {
 impl Example {
     /// Starts `name --addr 127.0.0.1:0` and waits until it says its address.
     pub(crate) fn start(name: &'static str) -> Example {
-        let mut server = Example::spawn(name, &["--addr", "127.0.0.1:0"]);
+        // The chatter's web page too gets a free port, so that two chatters can run at once.
+        let args: &[&str] = if name == "chatter" {
+            &["--addr", "127.0.0.1:0", "--web-addr", "127.0.0.1:0"]
+        } else {
+            &["--addr", "127.0.0.1:0"]
+        };
+        let mut server = Example::spawn(name, args);
         let line = server.wait_for("127.0.0.1:");
         let at = line.find("127.0.0.1:").unwrap();
         let rest = &line[at + "127.0.0.1:".len()..];
