@@ -7,21 +7,29 @@
 
 use std::rc::Rc;
 
-use fibra::http::{Message, Response, Router};
+use fibra::http::{Limits, Message, Response, Router};
 use fibra::net::NetPlugin;
 use fibra::signal::{Signal, SignalExt};
 
-const USAGE: &str = "usage: web_hello [--addr HOST:PORT]   (default 127.0.0.1:8080)
+const USAGE: &str = "usage: web_hello [--addr HOST:PORT] [--max-message BYTES]
+  --addr         where to listen (default 127.0.0.1:8080)
+  --max-message  the largest WebSocket frame and message taken (default 1048576)
   GET /     hello, world!
   GET /ws   a WebSocket that sends back every message";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:8080".to_owned();
+    let mut limits = Limits::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--max-message" => {
+                let bytes: usize = args.next().ok_or("--max-message needs BYTES")?.parse()?;
+                limits.max_frame = bytes.max(125);
+                limits.max_message = bytes;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -42,7 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         break;
                     }
                 }
-            }),
+            })
+            .with_limits(limits),
     );
     let mut schedule = fibra::schedule()?;
     let listener = schedule

@@ -175,6 +175,11 @@ fn every_broken_rule_is_closed_with_its_code() {
             1007,
         ),
         (
+            "bad UTF-8 in a first fragment (failed at once, not at the last)",
+            Box::new(|ws| ws.raw(0x01, &[b'o', b'k', 0xFF], true)),
+            1007,
+        ),
+        (
             "frame over 1 KiB",
             Box::new(|ws| ws.send(2, &[0; 2000])),
             1009,

@@ -162,6 +162,8 @@ pub struct WebSocket {
     /// The message being joined from fragments, and its kind.
     message: Vec<u8>,
     kind: Option<u8>,
+    /// How much of a text message is known to be UTF-8.
+    valid: usize,
     /// The close handshake: the code this side sent, if any.
     sent_close: Option<CloseCode>,
     closed: Option<CloseCode>,
@@ -175,6 +177,7 @@ impl WebSocket {
             limits,
             message: Vec::new(),
             kind: None,
+            valid: 0,
             sent_close: None,
             closed: None,
         }
@@ -292,7 +295,19 @@ impl WebSocket {
                     self.message
                         .extend_from_slice(&self.reader.pending()[payload_range]);
                     self.reader.consume(total);
+                    // Fails fast: bad UTF-8 in a fragment ends the message at once, not at
+                    // its last fragment (an incomplete character at the end may go on).
+                    if self.kind == Some(frame::TEXT) {
+                        match std::str::from_utf8(&self.message[self.valid..]) {
+                            Ok(_) => self.valid = self.message.len(),
+                            Err(e) if e.error_len().is_some() => {
+                                return Err(self.fail(h, CloseCode::INVALID_DATA));
+                            }
+                            Err(e) => self.valid += e.valid_up_to(),
+                        }
+                    }
                     if header.fin {
+                        self.valid = 0;
                         let bytes = std::mem::take(&mut self.message);
                         return match self.kind.take() {
                             Some(frame::TEXT) => match String::from_utf8(bytes) {
