@@ -22,6 +22,8 @@ Scenarios (`--only`, comma-separated):
   accept  50 clients at a time connect, log in and leave: logins/s
   delays  the chatter alone at 1,000 × 1/s for each --flush-delay in --delays: the
           broadcast's CPU against its latency (not part of the default set)
+  wschat  1,000 WebSocket clients × 1 line/s in the chatter's /ws against a tokio +
+          tokio-tungstenite peer (not part of the default set)
   protocol  the echo server as tasklets, as a Protocol (gnet_echo) and tokio's: echo at
           C = 1, 100, 1000, and 10,000 idle connections (not part of the default set)
 """
@@ -36,12 +38,13 @@ def cpu_arg(cpu):
     return pin(cpu) if cpu is not None else []
 
 
-def run_one(args, server, gen_args, timeout, server_args=()):
-    """Starts `server`, runs `loadgen gen_args... --addr --pid`, stops the server; the JSON."""
+def run_one(args, server, gen_args, timeout, server_args=(), addr_flag="--addr"):
+    """Starts `server`, runs `loadgen gen_args... --addr --pid`, stops the server; the JSON.
+    The load goes to the address given to the server with `addr_flag`."""
     port = free_port()
     addr = f"127.0.0.1:{port}"
     env = dict(os.environ, RUST_LOG="warn")
-    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [os.path.join(BIN, server), "--addr", addr, *server_args],
+    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [os.path.join(BIN, server), addr_flag, addr, *server_args],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_listening(port)
@@ -216,6 +219,24 @@ def main():
             rows.append((f"idle x {a.idle_conns}", label, *(median(res[s], key) for s in servers)))
         protocol_table("protocol: the echo server as tasklets (echo), as a Protocol (gnet_echo), "
                        "and tokio's", rows)
+
+    if "wschat" in only:
+        rows = []
+        for rate in (1,):
+            gen = chat_args(a, a.clients, rate) + ["--ws", "yes"]
+            runs = {"chatter": [], "tokio_ws_chat": []}
+            for r in range(a.rounds):
+                for server, extra, flag in (("chatter", ("--addr", "127.0.0.1:0"), "--web-addr"),
+                                            ("tokio_ws_chat", (), "--addr")):
+                    res = run_one(a, server, gen, timeout, extra, flag)
+                    res.update(server=server, round=r, case=f"wschat {a.clients}x{rate}")
+                    log.append(res)
+                    print(json.dumps(res), file=sys.stderr, flush=True)
+                    runs[server].append(res)
+            rows += rows_for(f"{a.clients} x {rate}/s", runs["chatter"], runs["tokio_ws_chat"],
+                             CHAT_FIGURES)
+        table("wschat: every line to every WebSocket client (chatter's /ws vs tokio_ws_chat, "
+              "tokio-tungstenite)", rows)
 
     if "accept" in only:
         gen = ["accept", "--conns", "50", "--secs", str(min(a.secs, 5)), "--warmup", "1"]

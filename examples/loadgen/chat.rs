@@ -24,6 +24,8 @@ pub(crate) struct ChatArgs {
     pub(crate) drain: f64,
     /// Seconds between progress lines on stderr (0: none).
     pub(crate) report: f64,
+    /// Clients speak WebSocket (a text message a line) to the server's `/ws`.
+    pub(crate) ws: bool,
 }
 
 const PROMPT: &[u8] = b"What is your handle?";
@@ -85,12 +87,12 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     let batch = Rc::new(fibra::tasks::bounded::<()>(200));
     for i in 0..c {
         let (state, batch) = (state.clone(), batch.clone());
-        let (addr, rate) = (common.addr, args.rate);
+        let (addr, rate, ws) = (common.addr, args.rate, args.ws);
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
-            let conn = login(h, addr, &format!("c{i}"));
+            let conn = login(h, addr, &format!("c{i}"), ws);
             let _ = batch.1.recv(h);
-            let Some(conn) = conn else {
+            let Some((conn, leftover)) = conn else {
                 state.borrow_mut().failed += 1;
                 return;
             };
@@ -102,13 +104,17 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             }
             let sender = {
                 let (state, conn) = (state.clone(), conn.clone());
-                move |h: &Handle| send_lines(h, &state, &conn, i, c, rate)
+                move |h: &Handle| send_lines(h, &state, &conn, i, c, rate, ws)
             };
             if h.spawn_detached(sender).is_err() {
                 state.borrow_mut().failed += 1;
                 return;
             }
-            read_lines(h, &state, &conn, i);
+            if ws {
+                read_frames(h, &state, &conn, i, leftover);
+            } else {
+                read_lines(h, &state, &conn, i);
+            }
         })?;
     }
 
@@ -120,6 +126,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         let state = state.clone();
         let (pid, warmup, secs) = (common.pid, common.warmup, common.secs);
         let (churn, drain, report, addr) = (args.churn, args.drain, args.report, common.addr);
+        let ws = args.ws;
         let cpu_used = cpu_used.clone();
         schedule.spawn(move |h| {
             while {
@@ -142,7 +149,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             if churn > 0.0 {
                 let state = state.clone();
                 h.spawn_detached(move |h| {
-                    churn_clients(h, &state, addr, churn, t0, stop_sending)
+                    churn_clients(h, &state, addr, churn, t0, stop_sending, ws)
                 })
                 .expect("churn tasklet");
             }
@@ -253,10 +260,17 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }
 
-/// Connects, answers the prompt with `handle`, and reads up to its own join line.
-fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
+/// Connects, answers the prompt with `handle`, and reads up to its own join line; with `ws`,
+/// over a WebSocket, returning the bytes read past the join.
+fn login(
+    h: &Handle,
+    addr: std::net::SocketAddr,
+    handle: &str,
+    ws: bool,
+) -> Option<(Conn, Vec<u8>)> {
+    let framing = if ws { Framing::Raw } else { Framing::Lines };
     let options = ConnOptions::new()
-        .with_framing(Framing::Lines)
+        .with_framing(framing)
         .with_send_limit(1 << 20);
     let conn = match h.connect_with(
         addr,
@@ -268,6 +282,10 @@ fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
             return None;
         }
     };
+    let joined = format!("{handle} has joined the chat.");
+    if ws {
+        return ws_login(h, conn, handle, &joined);
+    }
     let mut line = Vec::with_capacity(128);
     h.receive_into(&conn, &mut line).ok()?;
     if line != PROMPT {
@@ -278,7 +296,6 @@ fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
         return None;
     }
     h.send_frame(&conn, handle.as_bytes()).ok()?;
-    let joined = format!("{handle} has joined the chat.");
     h.receive_into(&conn, &mut line).ok()?;
     if line != joined.as_bytes() {
         eprintln!(
@@ -287,11 +304,103 @@ fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str) -> Option<Conn> {
         );
         return None;
     }
-    Some(conn)
+    Some((conn, Vec::new()))
+}
+
+/// The WebSocket handshake, then the prompt and the join as text messages.
+fn ws_login(h: &Handle, conn: Conn, handle: &str, joined: &str) -> Option<(Conn, Vec<u8>)> {
+    let request = "GET /ws HTTP/1.1\r\nHost: loadgen\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    h.send(&conn, request.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > 4096 {
+            return None;
+        }
+        buf.extend_from_slice(
+            &h.yield_op(ops::Receive::raw(&conn, Vec::new(), 4096))
+                .ok()?,
+        );
+    };
+    if !buf.starts_with(b"HTTP/1.1 101") {
+        eprintln!("{handle}: no upgrade: {:?}", String::from_utf8_lossy(&buf));
+        return None;
+    }
+    buf.drain(..head_end);
+    let mut want = PROMPT.to_vec();
+    loop {
+        let mut payload = None;
+        if let Some((range, used)) = ws_frame(&buf) {
+            payload = Some(buf[range].to_vec());
+            buf.drain(..used);
+        }
+        match payload {
+            Some(p) if p == want && want == PROMPT => {
+                h.send(&conn, &ws_text_frame(handle.as_bytes())).ok()?;
+                want = joined.as_bytes().to_vec();
+            }
+            Some(p) if p == want => return Some((conn, buf)),
+            Some(p) => {
+                eprintln!("{handle}: unexpected {:?}", String::from_utf8_lossy(&p));
+                return None;
+            }
+            None => {
+                let more = h
+                    .yield_op(ops::Receive::raw(&conn, Vec::new(), 64 * 1024))
+                    .ok()?;
+                buf.extend_from_slice(&more);
+            }
+        }
+    }
+}
+
+/// The first whole frame of a server's (unmasked) stream: its payload and its size.
+fn ws_frame(buf: &[u8]) -> Option<(std::ops::Range<usize>, usize)> {
+    let (b1, mut at) = (*buf.get(1)?, 2);
+    let len = match b1 & 0x7F {
+        126 => {
+            at += 2;
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))
+        }
+        127 => {
+            at += 8;
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize
+        }
+        n => usize::from(n),
+    };
+    (buf.len() >= at + len).then_some((at..at + len, at + len))
+}
+
+/// A client's masked text frame.
+fn ws_text_frame(payload: &[u8]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0x1f, 0x2e, 0x3d, 0x4c];
+    let mut frame = Vec::with_capacity(payload.len() + 8);
+    frame.push(0x81);
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&KEY);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i & 3]));
+    frame
 }
 
 /// Says `rate` lines a second, spread over the second by the client's index.
-fn send_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, i: usize, c: usize, rate: f64) {
+fn send_lines(
+    h: &Handle,
+    state: &Rc<RefCell<State>>,
+    conn: &Conn,
+    i: usize,
+    c: usize,
+    rate: f64,
+    ws: bool,
+) {
     let t0 = loop {
         if let Some(t0) = state.borrow().t0 {
             break t0;
@@ -311,7 +420,12 @@ fn send_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, i: usize, c: 
         let now = Instant::now();
         line.clear();
         let _ = write!(line, "{i} {seq} {}", now.duration_since(base).as_micros());
-        if h.send_frame(conn, line.as_bytes()).is_err() {
+        let sent = if ws {
+            h.send(conn, &ws_text_frame(line.as_bytes()))
+        } else {
+            h.send_frame(conn, line.as_bytes())
+        };
+        if sent.is_err() {
             return;
         }
         seq += 1;
@@ -388,6 +502,59 @@ fn read_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
     }
 }
 
+/// [`read_lines`] for a WebSocket: each text message is a line.
+fn read_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize, leftover: Vec<u8>) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut buf = leftover;
+    let base = state.borrow().base;
+    loop {
+        if ws_frame(&buf).is_none() {
+            chunk = match h.yield_op(ops::Receive::raw(conn, std::mem::take(&mut chunk), CHUNK)) {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    let mut s = state.borrow_mut();
+                    if Instant::now() < s.stop_sending {
+                        s.lost[r] = true;
+                    }
+                    return;
+                }
+            };
+            buf.extend_from_slice(&chunk);
+        }
+        let now_us = Instant::now().saturating_duration_since(base).as_micros() as u64;
+        let mut s = state.borrow_mut();
+        let s = &mut *s;
+        let from_us = s.measure_from.saturating_duration_since(base).as_micros() as u64;
+        let stop_us = s.stop_sending.saturating_duration_since(base).as_micros() as u64;
+        let mut at = 0;
+        while let Some((range, used)) = ws_frame(&buf[at..]) {
+            let payload = &buf[at + range.start..at + range.end];
+            if let Some((sender, seq, sent_us)) = parse_says(payload) {
+                s.deliveries += 1;
+                let next = &mut s.next[r];
+                if sender < next.len() {
+                    let want = next[sender];
+                    if seq != want {
+                        s.out_of_order += 1;
+                    }
+                    next[sender] = want.max(seq + 1);
+                }
+                if sent_us >= from_us && sent_us < stop_us {
+                    s.deliveries_in_window += 1;
+                    s.latency.record(now_us.saturating_sub(sent_us));
+                }
+            }
+            at += used;
+        }
+        buf.drain(..at);
+        if buf.len() > MAX_PARTIAL {
+            log::warn!(target: "loadgen", "receiver {r}: a frame over {MAX_PARTIAL} bytes");
+            s.lost[r] = true;
+            return;
+        }
+    }
+}
+
 const CHUNK: usize = 64 * 1024;
 const MAX_PARTIAL: usize = 64 * 1024;
 
@@ -419,6 +586,7 @@ fn churn_clients(
     rate: f64,
     t0: Instant,
     stop: Instant,
+    ws: bool,
 ) {
     let period = Duration::from_secs_f64(1.0 / rate);
     let mut next = t0;
@@ -429,7 +597,7 @@ fn churn_clients(
         n += 1;
         let shared = state.clone();
         let spawned = h.spawn_detached(move |h| {
-            let ok = login(h, addr, &format!("z{n}")).is_some();
+            let ok = login(h, addr, &format!("z{n}"), ws).is_some();
             let mut s = shared.borrow_mut();
             if ok {
                 s.churn_ok += 1;

@@ -57,7 +57,7 @@ pub(crate) struct Common {
 const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
-               [--secs S] [--warmup S] [--pid P]
+               [--ws yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]";
 
@@ -84,6 +84,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         churn: 0.0,
         drain: 2.0,
         report: 0.0,
+        ws: false,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -109,6 +110,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--churn" => chat.churn = value.parse().map_err(|e| bad(&e))?,
             "--drain" => chat.drain = value.parse().map_err(|e| bad(&e))?,
             "--report" => chat.report = value.parse().map_err(|e| bad(&e))?,
+            "--ws" => {
+                chat.ws = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(bad(&"expected yes or no").into()),
+                }
+            }
             other => return Err(format!("unknown flag {other}\n{USAGE}").into()),
         }
     }
