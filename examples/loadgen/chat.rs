@@ -57,6 +57,29 @@ struct State {
     samples: Vec<(f64, Option<u64>, Option<usize>, u64)>,
 }
 
+impl State {
+    /// Receiver `r` got `line` at `now_us`: checks its sender's order, and counts it (with its
+    /// latency) when it was sent within `window` (microseconds since `base`).
+    fn record(&mut self, r: usize, line: &[u8], now_us: u64, window: std::ops::Range<u64>) {
+        let Some((sender, seq, sent_us)) = parse_says(line) else {
+            return;
+        };
+        self.deliveries += 1;
+        let next = &mut self.next[r];
+        if sender < next.len() {
+            let want = next[sender];
+            if seq != want {
+                self.out_of_order += 1;
+            }
+            next[sender] = want.max(seq + 1);
+        }
+        if window.contains(&sent_us) {
+            self.deliveries_in_window += 1;
+            self.latency.record(now_us.saturating_sub(sent_us));
+        }
+    }
+}
+
 pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut schedule = super::new_schedule()?;
     let fds_idle = common.pid.and_then(measure::open_fds);
@@ -475,21 +498,7 @@ fn read_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
                 partial.extend_from_slice(&rest[..end]);
                 &partial[..]
             };
-            if let Some((sender, seq, sent_us)) = parse_says(line) {
-                s.deliveries += 1;
-                let next = &mut s.next[r];
-                if sender < next.len() {
-                    let want = next[sender];
-                    if seq != want {
-                        s.out_of_order += 1;
-                    }
-                    next[sender] = want.max(seq + 1);
-                }
-                if sent_us >= from_us && sent_us < stop_us {
-                    s.deliveries_in_window += 1;
-                    s.latency.record(now_us.saturating_sub(sent_us));
-                }
-            } // else: joins and leaves
+            s.record(r, line, now_us, from_us..stop_us); // joins and leaves are skipped
             partial.clear();
             rest = &rest[end + 1..];
         }
@@ -528,22 +537,12 @@ fn read_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize, le
         let stop_us = s.stop_sending.saturating_duration_since(base).as_micros() as u64;
         let mut at = 0;
         while let Some((range, used)) = ws_frame(&buf[at..]) {
-            let payload = &buf[at + range.start..at + range.end];
-            if let Some((sender, seq, sent_us)) = parse_says(payload) {
-                s.deliveries += 1;
-                let next = &mut s.next[r];
-                if sender < next.len() {
-                    let want = next[sender];
-                    if seq != want {
-                        s.out_of_order += 1;
-                    }
-                    next[sender] = want.max(seq + 1);
-                }
-                if sent_us >= from_us && sent_us < stop_us {
-                    s.deliveries_in_window += 1;
-                    s.latency.record(now_us.saturating_sub(sent_us));
-                }
-            }
+            s.record(
+                r,
+                &buf[at + range.start..at + range.end],
+                now_us,
+                from_us..stop_us,
+            );
             at += used;
         }
         buf.drain(..at);
