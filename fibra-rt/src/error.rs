@@ -46,6 +46,14 @@ pub enum Error {
         /// How it ended: panicked or killed.
         exit: crate::Exit,
     },
+    /// One schedule of a [`Cores`](crate::Cores) failed: its build, its poller, a plugin's
+    /// error, or a panic that reached its thread.
+    Core {
+        /// The schedule's index (its thread is `fibra-<index>`).
+        index: usize,
+        /// What went wrong.
+        reason: String,
+    },
     /// Any other I/O error.
     Io(io::Error),
 }
@@ -112,6 +120,12 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "the tasklet given to block_on ended without returning: {exit}"
+                )
+            }
+            Error::Core { index, reason } => {
+                write!(
+                    f,
+                    "schedule {index} (thread `fibra-{index}`) failed: {reason}"
                 )
             }
             Error::Io(e) => write!(f, "I/O error: {e}"),

@@ -53,6 +53,7 @@
 
 mod builder;
 mod clock;
+mod cores;
 mod deadline;
 mod error;
 mod handle;
@@ -70,6 +71,7 @@ mod tasklet;
 pub mod guide;
 
 pub use builder::Builder;
+pub use cores::{Build, Cores};
 pub use deadline::DeadlineQueue;
 pub use error::Error;
 pub use handle::{Handle, Park, Unparker};

@@ -1,0 +1,251 @@
+//! `Cores`: N schedules on N threads, one per core, each built by the same closure with its
+//! own plugins, started and stopped together, a failure on any of them reported to the host.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::{Error, Remote, Schedule};
+
+/// How a schedule's thread ended: `Err` says why (an error or a panic, as text).
+type Outcome = Result<(), String>;
+
+/// A schedule's thread builds its schedule with this: (the schedule's index, its schedule).
+pub type Build =
+    dyn Fn(usize, &mut Schedule) -> Result<(), Box<dyn std::error::Error>> + Send + Sync;
+
+/// N schedules on N threads (thread-per-core): each thread makes a [`Schedule`], lets the
+/// build closure add its plugins and tasklets, and runs it until it has no tasklet left or
+/// [`stop`](Self::stop) is called. A schedule's tasklets stay on its thread; schedules talk
+/// through [`Remote`]s and channels that cross threads.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use fibra_rt::Cores;
+///
+/// let started = Arc::new(AtomicUsize::new(0));
+/// let counter = started.clone();
+/// let cores = Cores::start(2, false, move |index, schedule| {
+///     counter.fetch_add(1, Ordering::SeqCst);
+///     schedule.spawn(move |h| h.park())?; // serves until stopped
+///     let _ = index;
+///     Ok(())
+/// })?;
+/// assert_eq!(started.load(Ordering::SeqCst), 2, "every schedule is built when start returns");
+/// cores.stop()?;
+/// # Ok::<(), fibra_rt::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Cores {
+    threads: Vec<Option<JoinHandle<Outcome>>>,
+    remotes: Vec<Remote>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Cores {
+    /// Starts `n` threads (named `fibra-0`, `fibra-1`...), each running a schedule that
+    /// `build(index, &mut schedule)` set up; `pin` pins thread `i` to CPU `i` modulo the
+    /// machine's (Linux; elsewhere it is ignored). Returns once every schedule is built.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Core`] naming the first schedule whose build failed (or panicked, or whose
+    /// poller could not be made); the others are stopped then.
+    pub fn start<F>(n: usize, pin: bool, build: F) -> Result<Cores, Error>
+    where
+        F: Fn(usize, &mut Schedule) -> Result<(), Box<dyn std::error::Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let build: Arc<Build> = Arc::new(build);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = mpsc::channel::<(usize, Result<Remote, String>)>();
+        let mut threads = Vec::with_capacity(n);
+        for index in 0..n {
+            let (build, flag, ready) = (build.clone(), stop.clone(), ready_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("fibra-{index}"))
+                .spawn(move || run(index, pin, &*build, &flag, &ready));
+            match spawned {
+                Ok(thread) => threads.push(Some(thread)),
+                Err(e) => {
+                    let cores = Cores {
+                        threads,
+                        remotes: Vec::new(),
+                        stop,
+                    };
+                    drop(cores);
+                    return Err(Error::Core {
+                        index,
+                        reason: format!("no thread: {e}"),
+                    });
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut remotes: Vec<Option<Remote>> = vec![None; n];
+        let mut failed = None;
+        for _ in 0..n {
+            match ready.recv() {
+                Ok((index, Ok(remote))) => remotes[index] = Some(remote),
+                Ok((index, Err(reason))) => {
+                    failed.get_or_insert(Error::Core { index, reason });
+                }
+                // A thread died before it said how its build went: its join says why.
+                Err(_) => break,
+            }
+        }
+        let mut cores = Cores {
+            threads,
+            remotes: remotes.iter().flatten().cloned().collect(),
+            stop,
+        };
+        if failed.is_none() && cores.remotes.len() < n {
+            failed = cores.stop_all().err();
+        }
+        match failed {
+            Some(e) => {
+                let _ = cores.stop_all();
+                Err(e)
+            }
+            None => Ok(cores),
+        }
+    }
+
+    /// How many schedules run.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// The [`Remote`] of schedule `index`, to wake it or unpark its tasklets from anywhere.
+    pub fn remote(&self, index: usize) -> Option<&Remote> {
+        self.remotes.get(index)
+    }
+
+    /// Stops every schedule (each wakes at once, even blocked in its poller, and drops its
+    /// tasklets, whose destructors run) and waits for the threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Core`] for the first schedule that had failed: a plugin's error, or a panic
+    /// that reached its thread (a tasklet's own panic ends that tasklet only).
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.stop_all()
+    }
+
+    /// Waits until every schedule has ended by itself (no tasklet left).
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](Self::stop).
+    pub fn join(mut self) -> Result<(), Error> {
+        self.join_all()
+    }
+
+    fn stop_all(&mut self) -> Result<(), Error> {
+        self.stop.store(true, Ordering::Release);
+        for remote in &self.remotes {
+            remote.wake();
+        }
+        self.join_all()
+    }
+
+    fn join_all(&mut self) -> Result<(), Error> {
+        let mut first = None;
+        for (index, thread) in self.threads.iter_mut().enumerate() {
+            let Some(thread) = thread.take() else {
+                continue;
+            };
+            let outcome = match thread.join() {
+                Ok(outcome) => outcome,
+                Err(payload) => Err(format!("panicked: {}", crate::Exit::from_panic(&*payload))),
+            };
+            if let Err(reason) = outcome {
+                log::error!(target: "fibra_rt::cores", "schedule {index} failed: {reason}");
+                first.get_or_insert(Error::Core { index, reason });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Cores {
+    fn drop(&mut self) {
+        let _ = self.stop_all();
+    }
+}
+
+/// One schedule's thread.
+fn run(
+    index: usize,
+    pin: bool,
+    build: &Build,
+    stop: &AtomicBool,
+    ready: &mpsc::Sender<(usize, Result<Remote, String>)>,
+) -> Outcome {
+    if pin {
+        pin_to_cpu(index);
+    }
+    let mut schedule = match Schedule::try_new() {
+        Ok(schedule) => schedule,
+        Err(e) => {
+            let _ = ready.send((index, Err(e.to_string())));
+            return Ok(());
+        }
+    };
+    let built =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(index, &mut schedule)));
+    match built {
+        Ok(Ok(())) => {
+            let _ = ready.send((index, Ok(schedule.remote())));
+        }
+        Ok(Err(e)) => {
+            let _ = ready.send((index, Err(e.to_string())));
+            return Ok(());
+        }
+        Err(payload) => {
+            let reason = format!("its build panicked: {}", crate::Exit::from_panic(&*payload));
+            let _ = ready.send((index, Err(reason)));
+            return Ok(());
+        }
+    }
+    // Sleeps in the poller; `stop` wakes it through its remote (the bound is a safety net).
+    while !stop.load(Ordering::Acquire) {
+        match schedule.tick_within(Duration::from_millis(500)) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn pin_to_cpu(index: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpu = index % cpus;
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it (cpu is below
+    // the machine's count, far below CPU_SETSIZE), and sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        log::warn!(target: "fibra_rt::cores", "could not pin schedule {index} to CPU {cpu}: {}",
+            std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to_cpu(index: usize) {
+    log::debug!(target: "fibra_rt::cores", "schedule {index} not pinned: Linux only");
+}

@@ -1,0 +1,177 @@
+//! `Cores`: N schedules on N threads, built by one closure, started and stopped together; a
+//! build that fails, and a panic that reaches a schedule's thread, are reported to the host
+//! naming the schedule; a stop wakes a schedule blocked in its poller; pinning.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use fibra::rt::{Context, Cores, Error, Events, Op, Plugin, Router, Serves, TaskletId};
+use fibra::tasks::{TasksExt, TasksPlugin};
+
+#[test]
+fn every_schedule_is_built_runs_and_stops_with_its_destructors() {
+    let built = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (b, d) = (built.clone(), dropped.clone());
+    let cores = Cores::start(3, false, move |index, s| {
+        b.lock()
+            .unwrap()
+            .push((index, std::thread::current().name().map(str::to_owned)));
+        s.add_plugin(TasksPlugin::new())?;
+        /// Counts its drop: a stopped schedule unwinds its tasklets.
+        struct Guard(Arc<AtomicUsize>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let guard = Guard(d.clone());
+        s.spawn(move |h| {
+            let _guard = guard;
+            h.sleep(Duration::from_secs(3600)); // blocked in the poller until the stop
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(cores.len(), 3);
+    let mut seen = built.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..3)
+            .map(|i| (i, Some(format!("fibra-{i}"))))
+            .collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_millis(50)); // every schedule blocks in its poller
+    cores.stop().unwrap();
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        3,
+        "each tasklet was unwound"
+    );
+}
+
+#[test]
+fn schedules_that_run_out_of_tasklets_end_by_themselves() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let cores = Cores::start(2, false, move |_, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        let r = r.clone();
+        s.spawn(move |h| {
+            h.sleep(Duration::from_millis(20));
+            r.fetch_add(1, Ordering::SeqCst);
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    cores.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_failed_build_is_reported_with_its_schedule_and_the_others_stop() {
+    let started = Instant::now();
+    let err = Cores::start(3, false, |index, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        s.spawn(|h| h.sleep(Duration::from_secs(3600)))?;
+        if index == 1 {
+            return Err("no config for schedule 1".into());
+        }
+        Ok(())
+    })
+    .unwrap_err();
+    match &err {
+        Error::Core { index, reason } => {
+            assert_eq!(*index, 1);
+            assert!(reason.contains("no config"), "{reason}");
+        }
+        other => panic!("expected Core, got {other:?}"),
+    }
+    assert!(err.to_string().contains("fibra-1"), "{err}");
+    // The others were stopped (not left serving for an hour).
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    let err = Cores::start(2, false, |index, _| {
+        assert!(index != 0, "schedule 0's build panics");
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Core { index: 0, reason } if reason.contains("panicked")),
+        "{err}"
+    );
+}
+
+/// An op nobody answers; the plugin panics in its poll once told to.
+struct Wait;
+impl Op for Wait {
+    type Output = ();
+}
+
+#[derive(Debug)]
+struct Bomb(Arc<AtomicUsize>);
+impl Plugin for Bomb {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Wait>();
+    }
+    fn poll(&mut self, _: &mut Context<'_>, _: Events<'_>) -> std::io::Result<()> {
+        if self.0.load(Ordering::SeqCst) == 1 {
+            panic!("the plugin blew up");
+        }
+        Ok(())
+    }
+}
+impl Serves<Wait> for Bomb {
+    fn submit(&mut self, _: Wait, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_panic_that_reaches_a_schedules_thread_is_reported_by_stop() {
+    let fuse = Arc::new(AtomicUsize::new(0));
+    let f = fuse.clone();
+    let cores = Cores::start(2, false, move |index, s| {
+        s.add_plugin(Bomb(if index == 1 {
+            f.clone()
+        } else {
+            Arc::new(AtomicUsize::new(0))
+        }))?;
+        s.spawn(|h| h.yield_op(Wait))?;
+        Ok(())
+    })
+    .unwrap();
+    fuse.store(1, Ordering::SeqCst);
+    cores.remote(1).unwrap().wake(); // its next poll panics
+    std::thread::sleep(Duration::from_millis(50));
+    let err = cores.stop().unwrap_err();
+    match &err {
+        Error::Core { index, reason } => {
+            assert_eq!(*index, 1);
+            assert!(reason.contains("the plugin blew up"), "{reason}");
+        }
+        other => panic!("expected Core, got {other:?}"),
+    }
+}
+
+#[test]
+fn pinned_schedules_run_on_their_cpus() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let cores = Cores::start(cpus.min(2), true, move |index, s| {
+        // SAFETY: sched_getcpu takes nothing and only reads the calling thread's CPU.
+        let cpu = unsafe { libc::sched_getcpu() };
+        s2.lock().unwrap().push((index, cpu as usize));
+        let _ = s;
+        Ok(())
+    })
+    .unwrap();
+    cores.join().unwrap();
+    for (index, cpu) in seen.lock().unwrap().iter() {
+        assert_eq!(*cpu, index % cpus, "schedule {index} ran on CPU {cpu}");
+    }
+}
