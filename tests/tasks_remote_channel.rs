@@ -254,3 +254,72 @@ fn a_killed_waiter_does_not_take_the_wake_up_of_a_live_one() {
     drop(keep);
     assert_eq!(*got.borrow(), [5]);
 }
+
+/// Schedule-to-schedule: two sending schedules park their tasklets on a full channel of 4 to
+/// a third; each sender's values arrive in order, the queue never holds more than its bound,
+/// and a close ends a parked sender with its value back.
+#[test]
+fn tasklets_of_other_schedules_park_on_a_full_channel_and_keep_their_order() {
+    use std::sync::{Arc, Mutex};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rx = Mutex::new(rx);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let most = Arc::new(Mutex::new(0usize));
+    let refused = Arc::new(Mutex::new(0usize));
+    let (seen, peak, back) = (got.clone(), most.clone(), refused.clone());
+    let cores = fibra::rt::Cores::start(3, false, move |index, s| {
+        s.add_plugin(fibra::tasks::TasksPlugin::new())?;
+        if index == 0 {
+            let (sender, receiver) = fibra::tasks::remote_channel::<(usize, u32)>(&s.remote(), 4);
+            tx.send(sender.clone()).unwrap();
+            tx.send(sender).unwrap();
+            let (seen, peak) = (seen.clone(), peak.clone());
+            s.spawn(move |h| {
+                for _ in 0..4000 {
+                    let Some(v) = receiver.recv(h) else { break };
+                    let queued = receiver.len();
+                    let mut most = peak.lock().unwrap();
+                    *most = (*most).max(queued);
+                    seen.lock().unwrap().push(v);
+                    if v.1 % 97 == 0 {
+                        fibra::tasks::TasksExt::yield_now(h); // let the senders fill it up
+                    }
+                }
+                // Stop receiving: the close ends the senders still parked.
+                receiver.close();
+                drop(receiver);
+            })?;
+        } else {
+            let sender = rx.lock().unwrap().recv().unwrap();
+            let back = back.clone();
+            s.spawn(move |h| {
+                for v in 0..u32::MAX {
+                    if sender.send_parking(h, (index, v)).is_err() {
+                        *back.lock().unwrap() += 1;
+                        return;
+                    }
+                }
+            })?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    cores.join().unwrap();
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 4000);
+    for sender in [1, 2] {
+        let values: Vec<u32> = got.iter().filter(|v| v.0 == sender).map(|v| v.1).collect();
+        assert!(!values.is_empty(), "sender {sender} was heard");
+        assert!(
+            values.windows(2).all(|w| w[1] == w[0] + 1),
+            "sender {sender} in order"
+        );
+    }
+    // At most 4 wait for the receiver, and at most 4 more it took in one swap.
+    assert!(*most.lock().unwrap() <= 8, "{}", most.lock().unwrap());
+    assert_eq!(
+        *refused.lock().unwrap(),
+        2,
+        "both senders ended with their value back"
+    );
+}

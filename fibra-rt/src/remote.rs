@@ -97,6 +97,13 @@ impl Remote {
         }
     }
 
+    /// Whether both reach the same schedule. Tasklet ids are per schedule: two schedules'
+    /// tasklets may have equal ids, so code that keeps tasklets of several schedules keys
+    /// them by (schedule, id).
+    pub fn same_schedule(&self, other: &Remote) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Whether the schedule still exists (it has not been dropped).
     pub fn is_alive(&self) -> bool {
         !self.shared.closed.load(Ordering::Acquire)

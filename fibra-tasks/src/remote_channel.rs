@@ -30,6 +30,9 @@ struct State<T> {
     parked: Vec<TaskletId>,
     /// Sending threads blocked for lack of room.
     blocked: usize,
+    /// Sending tasklets (of other schedules) parked for lack of room, with their schedule's
+    /// remote to unpark them.
+    parked_senders: Vec<(Remote, TaskletId)>,
 }
 
 struct Inner<T> {
@@ -50,10 +53,14 @@ impl<T> Inner<T> {
         let mut state = self.lock();
         state.closed = true;
         let parked = std::mem::take(&mut state.parked);
+        let senders = std::mem::take(&mut state.parked_senders);
         let blocked = state.blocked > 0;
         drop(state);
         for id in parked {
             self.remote.unpark(id);
+        }
+        for (remote, id) in senders {
+            remote.unpark(id);
         }
         if blocked {
             self.room.notify_all();
@@ -99,6 +106,7 @@ pub fn remote_channel<T: Send>(
             senders: 1,
             parked: Vec::new(),
             blocked: 0,
+            parked_senders: Vec::new(),
         }),
         room: Condvar::new(),
         remote: remote.clone(),
@@ -123,8 +131,9 @@ impl<T> RemoteSender<T> {
     /// Sends `value`, blocking this thread while the channel is full.
     ///
     /// Do not call it from a tasklet of the receiving schedule: the receiver could never run
-    /// to make room. A tasklet of another schedule should use [`try_send`](Self::try_send),
-    /// since blocking its thread stops its whole schedule.
+    /// to make room. A tasklet of another schedule uses
+    /// [`send_parking`](Self::send_parking), since blocking its thread stops its whole
+    /// schedule.
     ///
     /// # Errors
     ///
@@ -148,6 +157,88 @@ impl<T> RemoteSender<T> {
         }
         self.push(state, value);
         Ok(())
+    }
+
+    /// Sends `value` from a tasklet (of another schedule: the one to talk to), parking the
+    /// tasklet, not its thread, while the channel is full; the receiver unparks it through
+    /// the sender's own schedule when it takes values. Values from one sender arrive in the
+    /// order sent.
+    ///
+    /// ```
+    /// use fibra_rt::Cores;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// // Schedule 1 receives; schedule 0 sends 1,000 values through a channel of 8.
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let got = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = got.clone();
+    /// let rx = Mutex::new(Some(rx));
+    /// let cores = Cores::start(2, false, move |index, schedule| {
+    ///     if index == 1 {
+    ///         let (sender, receiver) = fibra_tasks::remote_channel::<u32>(&schedule.remote(), 8);
+    ///         tx.send(sender).unwrap();
+    ///         let seen = seen.clone();
+    ///         schedule.spawn(move |h| {
+    ///             while let Some(v) = receiver.recv(h) {
+    ///                 seen.lock().unwrap().push(v);
+    ///             }
+    ///         })?;
+    ///     } else {
+    ///         let sender = rx.lock().unwrap().take().unwrap().recv().unwrap();
+    ///         schedule.spawn(move |h| {
+    ///             for v in 0..1000 {
+    ///                 sender.send_parking(h, v).unwrap();
+    ///             }
+    ///         })?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// cores.join()?;
+    /// assert_eq!(*got.lock().unwrap(), (0..1000).collect::<Vec<u32>>());
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the value when the channel is closed.
+    pub fn send_parking(&self, h: &Handle, value: T) -> Result<(), SendError<T>> {
+        loop {
+            let mut state = self.inner.lock();
+            if state.closed {
+                return Err(SendError(value));
+            }
+            if state.queue.len() < state.cap {
+                self.push(state, value);
+                return Ok(());
+            }
+            // Tasklets of two schedules may have equal ids: a sender is its (schedule, id).
+            let (remote, id) = (h.remote(), h.id());
+            let me = |(r, p): &(Remote, TaskletId)| *p == id && r.same_schedule(&remote);
+            if !state.parked_senders.iter().any(me) {
+                state.parked_senders.push((remote.clone(), id));
+            }
+            drop(state);
+            /// Leaves the wait list however the park ends, a kill included.
+            struct Leave<'a, T> {
+                inner: &'a Inner<T>,
+                remote: Remote,
+                id: TaskletId,
+            }
+            impl<T> Drop for Leave<'_, T> {
+                fn drop(&mut self) {
+                    self.inner
+                        .lock()
+                        .parked_senders
+                        .retain(|(r, p)| *p != self.id || !r.same_schedule(&self.remote));
+                }
+            }
+            let _leave = Leave {
+                inner: &self.inner,
+                remote,
+                id,
+            };
+            h.park();
+        }
     }
 
     /// Sends `value` if there is room now.
@@ -346,6 +437,10 @@ impl<T> RemoteReceiver<T> {
         std::mem::swap(&mut state.queue, taken);
         if state.blocked > 0 {
             self.inner.room.notify_all();
+        }
+        // Parked sending tasklets: one unpark each, however many values they wait to send.
+        for (remote, id) in state.parked_senders.drain(..) {
+            remote.unpark(id);
         }
         true
     }
