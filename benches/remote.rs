@@ -10,6 +10,10 @@
 //!   message pays a full wake-up: an eventfd write and an `epoll_wait` return for fibra, a
 //!   futex wake for std.
 //!
+//! And the same two figures from a tasklet of one schedule to a tasklet of another (two
+//! schedules on two threads, `fibra::rt::Cores`), the sender parking on a full channel with
+//! `RemoteSender::send_parking`.
+//!
 //! Run: `cargo bench --bench remote` (`-- --quick` for fewer runs).
 
 use std::collections::VecDeque;
@@ -211,6 +215,102 @@ fn park_latency(n: usize) -> (f64, f64) {
     percentiles(lat)
 }
 
+// ----- schedule to schedule ----------------------------------------------------------------
+
+/// Runs `receiver` on schedule 1 and `sender` on schedule 0, joined by a remote channel
+/// of `CAP` (made on schedule 1) and a second one back (made on schedule 0).
+fn two_schedules<A, B>(sender: A, receiver: B)
+where
+    A: Fn(
+            &fibra::Handle,
+            fibra::tasks::RemoteSender<Instant>,
+            fibra::tasks::RemoteReceiver<Duration>,
+        ) + Send
+        + Sync
+        + 'static,
+    B: Fn(
+            &fibra::Handle,
+            fibra::tasks::RemoteReceiver<Instant>,
+            fibra::tasks::RemoteSender<Duration>,
+        ) + Send
+        + Sync
+        + 'static,
+{
+    let (to_b, at_b) = mpsc::channel();
+    let (to_a, at_a) = mpsc::channel();
+    let (at_a, at_b) = (Mutex::new(at_a), Mutex::new(at_b));
+    let (sender, receiver) = (Arc::new(sender), Arc::new(receiver));
+    let cores = fibra::rt::Cores::start(2, false, move |index, s| {
+        s.add_plugin(fibra::tasks::TasksPlugin::new())?;
+        if index == 1 {
+            let (tx, rx) = remote_channel::<Instant>(&s.remote(), CAP);
+            to_a.send(tx).unwrap();
+            let ack = at_b.lock().unwrap().recv().unwrap();
+            let receiver = receiver.clone();
+            s.spawn(move |h| receiver(h, rx, ack))?;
+        } else {
+            let (ack_tx, ack_rx) = remote_channel::<Duration>(&s.remote(), CAP);
+            to_b.send(ack_tx).unwrap();
+            let tx = at_a.lock().unwrap().recv().unwrap();
+            let sender = sender.clone();
+            s.spawn(move |h| sender(h, tx, ack_rx))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    cores.join().unwrap();
+}
+
+fn sched_throughput(n: u64) -> f64 {
+    let elapsed = Arc::new(Mutex::new(Duration::ZERO));
+    let out = elapsed.clone();
+    two_schedules(
+        move |h, tx, ack| {
+            let start = Instant::now();
+            for _ in 0..n {
+                tx.send_parking(h, start).unwrap();
+            }
+            drop(tx);
+            // The receiver says when it has them all.
+            let _ = ack.recv(h);
+        },
+        move |h, rx, ack| {
+            let mut start = None;
+            let mut got = 0;
+            while let Some(t) = rx.recv(h) {
+                start.get_or_insert(t);
+                got += 1;
+            }
+            assert_eq!(got, n);
+            *out.lock().unwrap() = start.unwrap().elapsed();
+            let _ = ack.send_parking(h, Duration::ZERO);
+        },
+    );
+    let elapsed = *elapsed.lock().unwrap();
+    n as f64 / elapsed.as_secs_f64()
+}
+
+fn sched_latency(n: usize) -> (f64, f64) {
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let out = lat.clone();
+    two_schedules(
+        move |h, tx, ack| {
+            for _ in 0..n {
+                pause();
+                tx.send_parking(h, Instant::now()).unwrap();
+                out.lock().unwrap().push(ack.recv(h).unwrap());
+            }
+        },
+        |h, rx, ack| {
+            while let Some(sent) = rx.recv(h) {
+                ack.send_parking(h, sent.elapsed()).unwrap();
+            }
+        },
+    );
+    let lat = std::mem::take(&mut *lat.lock().unwrap());
+    percentiles(lat)
+}
+
 /// Long enough for the receiver to go back to sleep.
 fn pause() {
     let until = Instant::now() + Duration::from_micros(50);
@@ -295,4 +395,24 @@ fn main() {
     );
     println!("  {:<44} {:>9.1} {:>9.1}", "thread::park/unpark", p50, p99);
     println!("  ratio fibra/mpsc p50: {:.2}x", f50 / m50);
+
+    let (mut tp, mut l50, mut l99) = (vec![], vec![], vec![]);
+    for _ in 0..runs.min(5) {
+        tp.push(sched_throughput(n));
+        let (a, b) = sched_latency(pings);
+        l50.push(a);
+        l99.push(b);
+    }
+    println!("\nschedule to schedule (a tasklet on each of two threads, send_parking):");
+    println!(
+        "  {:<44} {:>12.0}",
+        format!("throughput, {n} messages, msgs/s"),
+        median(tp)
+    );
+    println!(
+        "  {:<44} {:>9.1} {:>9.1}",
+        "wake latency p50 / p99 µs",
+        median(l50),
+        median(l99)
+    );
 }
