@@ -2,7 +2,6 @@
 //! pipelining), bodies by `Content-Length` or chunked, every limit answered with its status,
 //! and the upgrade to a WebSocket.
 
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -104,8 +103,16 @@ fn one_request(
     let deadline = Instant::now() + wait;
     // The head.
     let (mut request, head_len) = loop {
-        let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        let mut parsed = httparse::Request::new(&mut headers);
+        // On the stack for the usual limit: a request's parse allocates nothing.
+        let mut on_stack = [httparse::EMPTY_HEADER; 64];
+        let mut on_heap;
+        let headers = if limits.max_headers <= on_stack.len() {
+            &mut on_stack[..limits.max_headers]
+        } else {
+            on_heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+            &mut on_heap[..]
+        };
+        let mut parsed = httparse::Request::new(headers);
         match parsed.parse(reader.pending()) {
             Ok(httparse::Status::Complete(n)) => {
                 if n > limits.max_head {
@@ -171,9 +178,8 @@ fn one_request(
     let head = request.method == "HEAD";
     match router.find(&request.method, request.path()) {
         Ok(Route::Http(handler)) => {
-            let response = match catch_unwind(AssertUnwindSafe(|| handler(h, &request))) {
+            let response = match h.catch_panic(|| handler(h, &request)) {
                 Ok(response) => response,
-                Err(payload) if h.is_being_killed() => resume_unwind(payload),
                 Err(_) => {
                     log::error!(target: "fibra_http", "the handler of {} panicked", request.target);
                     return refuse(h, conn, out, 500);
@@ -259,11 +265,10 @@ fn upgrade(
     answer(h, conn, out, &response, false, false);
     *out = Vec::new();
     let mut ws = WebSocket::new(conn.clone(), reader, router.limits.clone());
-    match catch_unwind(AssertUnwindSafe(|| handler(h, request, &mut ws))) {
+    match h.catch_panic(|| handler(h, request, &mut ws)) {
         Ok(()) => {
             let _ = ws.close(h, CloseCode::NORMAL, "");
         }
-        Err(payload) if h.is_being_killed() => resume_unwind(payload),
         Err(_) => {
             log::error!(target: "fibra_http", "the WebSocket handler of {} panicked", request.target);
             let _ = ws.close(h, CloseCode::INTERNAL, "");

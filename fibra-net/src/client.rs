@@ -12,7 +12,6 @@ use fibra_tasks::ops::Sleep;
 
 use crate::backoff::Waits;
 use crate::mailbox::Mailbox;
-use crate::protocol::call;
 use crate::session::run_session;
 use crate::{Backoff, ConnOptions, Factory, NetError, NetExt, Spawner};
 
@@ -195,7 +194,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
             Ok(conn) => {
                 inner.connections.set(inner.connections.get() + 1);
                 let peer = conn.peer_addr().unwrap_or(inner.addr);
-                match call(h, || factory.borrow_mut().build_protocol(peer)) {
+                match h.catch_panic(|| factory.borrow_mut().build_protocol(peer)) {
                     Ok(Some(protocol)) => {
                         let since = Instant::now();
                         inner.state.set(ClientState::Connected { since });
@@ -242,7 +241,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         });
         loop {
             while let Some(message) = inner.mailbox.take() {
-                if let Err(msg) = call(h, || factory.borrow_mut().on_notify(h, &message, &[])) {
+                if let Err(msg) = h.catch_panic(|| factory.borrow_mut().on_notify(h, &message, &[])) {
                     log::error!(target: "fibra_net::client", "on_notify panicked: {msg}");
                 }
             }

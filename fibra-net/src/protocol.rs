@@ -1,10 +1,8 @@
 //! `Protocol` and `Factory`: a connection written as callbacks (Twisted's, asyncio's, gnet's
 //! shape), run on the connection's own tasklet; and `Ended`, why a connection ended.
 
-use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use fibra_rt::Handle;
 
@@ -111,24 +109,5 @@ impl fmt::Display for Ended {
             Ended::Panicked(msg) => write!(f, "a callback panicked: {msg}"),
             Ended::Killed => f.write_str("its tasklet was killed (stopped)"),
         }
-    }
-}
-
-/// Runs a callback; a panic in it comes back as its message. A kill's unwind goes on.
-pub(crate) fn call<T>(h: &Handle, f: impl FnOnce() -> T) -> Result<T, String> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(value) => Ok(value),
-        Err(payload) if h.is_being_killed() => resume_unwind(payload),
-        Err(payload) => Err(panic_message(&*payload)),
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
     }
 }

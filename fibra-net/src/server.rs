@@ -10,7 +10,6 @@ use fibra_tasks::TasksExt;
 
 use crate::mailbox::Mailbox;
 use crate::ops::Accept;
-use crate::protocol::call;
 use crate::session::{run_session, Sessions};
 use crate::{Factory, Listener, NetError, Spawner, Transport};
 
@@ -161,7 +160,7 @@ fn accept_loop<F: Factory>(
     loop {
         while let Some(message) = mailbox.take() {
             let connections: Vec<Transport> = sessions.borrow().values().cloned().collect();
-            if let Err(msg) = call(h, || factory.on_notify(h, &message, &connections)) {
+            if let Err(msg) = h.catch_panic(|| factory.on_notify(h, &message, &connections)) {
                 log::error!(target: "fibra_net::protocol", "on_notify panicked: {msg}");
             }
         }
@@ -174,7 +173,7 @@ fn accept_loop<F: Factory>(
             }
             Either::Second(()) => continue,
         };
-        let protocol = match call(h, || factory.build_protocol(peer)) {
+        let protocol = match h.catch_panic(|| factory.build_protocol(peer)) {
             Ok(Some(protocol)) => protocol,
             Ok(None) => {
                 log::debug!(target: "fibra_net::protocol", "refused a connection from {peer}");

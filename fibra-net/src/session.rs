@@ -11,7 +11,6 @@ use fibra_rt::{Either, Handle, Park};
 
 use crate::mailbox::Mailbox;
 use crate::ops::Receive;
-use crate::protocol::call;
 use crate::{Conn, ConnId, Ended, Lost, NetError, NetExt, Protocol, Transport};
 
 /// The live connections of a server, by id: what its factory's `on_notify` is shown, and
@@ -45,7 +44,7 @@ impl<P: Protocol> Drop for Session<'_, P> {
             "session with {} ended: {reason}", self.transport.peer_addr());
         let protocol = &mut self.protocol;
         // A panic here must not escape a destructor that may run during an unwind.
-        if let Err(msg) = call(self.h, || protocol.connection_lost(&reason)) {
+        if let Err(msg) = self.h.catch_panic(|| protocol.connection_lost(&reason)) {
             log::error!(target: "fibra_net::protocol", "connection_lost panicked: {msg}");
         }
     }
@@ -87,7 +86,7 @@ fn serve<P: Protocol>(
     conn: &Conn,
     mailbox: Option<&Mailbox>,
 ) -> Ended {
-    if let Err(msg) = call(h, || protocol.connection_made(h, transport)) {
+    if let Err(msg) = h.catch_panic(|| protocol.connection_made(h, transport)) {
         return Ended::Panicked(msg);
     }
     // After a half-close the protocol chose to keep: no more receives, only notifications
@@ -97,7 +96,7 @@ fn serve<P: Protocol>(
     let mut buf = Vec::new();
     loop {
         while let Some(message) = mailbox.and_then(Mailbox::take) {
-            if let Err(msg) = call(h, || protocol.on_notify(h, transport, &message)) {
+            if let Err(msg) = h.catch_panic(|| protocol.on_notify(h, transport, &message)) {
                 return Ended::Panicked(msg);
             }
         }
@@ -114,12 +113,12 @@ fn serve<P: Protocol>(
         match h.select(Receive::into_buf(conn, std::mem::take(&mut buf)), Park) {
             Either::First(Ok(frame)) => {
                 buf = frame;
-                if let Err(msg) = call(h, || protocol.frame_received(h, transport, &buf)) {
+                if let Err(msg) = h.catch_panic(|| protocol.frame_received(h, transport, &buf)) {
                     return Ended::Panicked(msg);
                 }
             }
             Either::First(Err(e)) => match loss(&e) {
-                Lost::Eof => match call(h, || protocol.eof_received(h, transport)) {
+                Lost::Eof => match h.catch_panic(|| protocol.eof_received(h, transport)) {
                     Ok(true) => half_closed = true,
                     Ok(false) => {
                         let _ = h.close(conn);

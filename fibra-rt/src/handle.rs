@@ -170,6 +170,33 @@ impl Handle {
         KILLING.with(|k| k.get()) == Some(self.id)
     }
 
+    /// Runs `f`; a panic in it comes back as its message, and the tasklet goes on. A kill's
+    /// unwind is not a panic: it goes on through (see
+    /// [`is_being_killed`](Self::is_being_killed)). For code that runs callbacks it does not
+    /// trust (a protocol's, a request handler's).
+    ///
+    /// ```
+    /// # let mut schedule = fibra_rt::Schedule::new();
+    /// schedule.spawn(|h| {
+    ///     let caught = h.catch_panic(|| -> u32 { panic!("bad callback") });
+    ///     assert_eq!(caught, Err("bad callback".to_owned()));
+    ///     assert_eq!(h.catch_panic(|| 7), Ok(7));
+    /// })?;
+    /// schedule.run()?;
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The panic's message (or a note that its payload was not a string).
+    pub fn catch_panic<T>(&self, f: impl FnOnce() -> T) -> Result<T, String> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(value) => Ok(value),
+            Err(payload) if self.is_being_killed() => std::panic::resume_unwind(payload),
+            Err(payload) => Err(crate::tasklet::panic_message(&*payload)),
+        }
+    }
+
     /// Parks this tasklet until an [`Unparker`] (or a [`Remote`]) unparks it.
     ///
     /// A wake that arrives while the tasklet is not parked is remembered, and the next `park`

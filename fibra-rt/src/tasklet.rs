@@ -64,14 +64,7 @@ pub enum Exit {
 
 impl Exit {
     pub(crate) fn from_panic(payload: &(dyn Any + Send)) -> Exit {
-        let msg = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "a panic with a non-string payload".to_owned()
-        };
-        Exit::Panicked(msg)
+        Exit::Panicked(panic_message(payload))
     }
 
     /// Whether the function returned normally.
@@ -87,6 +80,17 @@ impl Exit {
     /// Whether the tasklet was killed.
     pub fn is_killed(&self) -> bool {
         matches!(self, Exit::Killed)
+    }
+}
+
+/// A panic payload's message, or a note that it was not a string.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
     }
 }
 
