@@ -10,7 +10,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use fibra::http::{Limits, Response, Router};
-use fibra::net::NetPlugin;
 use fibra::rt::Schedule;
 use fibra::tasks::TasksExt;
 use util::{Served, ServerThread};
@@ -51,11 +50,7 @@ fn start() -> ServerThread<()> {
                 .get("/panic", |_h, _req| panic!("handler bug"))
                 .with_limits(limits()),
         );
-        let listener = s
-            .plugin::<NetPlugin>()
-            .unwrap()
-            .listen("127.0.0.1:0")
-            .unwrap();
+        let listener = util::listen(s);
         let addr = listener.local_addr();
         s.spawn(move |h| {
             let _ = fibra::http::serve(h, &listener, router);

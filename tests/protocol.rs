@@ -11,9 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{
-    ConnOptions, Ended, Factory, ListenOptions, Lost, NetPlugin, Protocol, Server, Transport,
-};
+use fibra::net::{ConnOptions, Ended, Factory, ListenOptions, Lost, Protocol, Server, Transport};
 use fibra::rt::{Handle, Schedule};
 use fibra::tasks::TasksExt;
 
@@ -112,11 +110,7 @@ struct Setup {
 fn setup(max_frame: usize) -> Setup {
     let mut s = util::net_schedule();
     let options = ListenOptions::new().with_conn(ConnOptions::new().with_max_frame(max_frame));
-    let listener = s
-        .plugin::<NetPlugin>()
-        .unwrap()
-        .listen_with("127.0.0.1:0", options)
-        .unwrap();
+    let listener = util::listen_with(&s, options);
     let addr = listener.local_addr();
     let log = Log::default();
     let drops = Rc::new(Cell::new(0));
@@ -350,11 +344,7 @@ fn a_callback_that_parks_pauses_only_its_own_connection() {
 #[test]
 fn a_refused_connection_is_closed_and_gets_no_protocol() {
     let mut s = util::net_schedule();
-    let listener = s
-        .plugin::<NetPlugin>()
-        .unwrap()
-        .listen("127.0.0.1:0")
-        .unwrap();
+    let listener = util::listen(&s);
     let addr = listener.local_addr();
     let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let local = refused.local_addr().unwrap();
@@ -419,11 +409,7 @@ fn another_tasklet_sends_through_a_kept_transport_within_the_send_limit() {
     }
     let mut s = util::net_schedule();
     let options = ListenOptions::new().with_conn(ConnOptions::new().with_send_limit(4096));
-    let listener = s
-        .plugin::<NetPlugin>()
-        .unwrap()
-        .listen_with("127.0.0.1:0", options)
-        .unwrap();
+    let listener = util::listen_with(&s, options);
     let addr = listener.local_addr();
     let room = Rc::new(RefCell::new(Vec::new()));
     Server::new(listener, Members(room.clone()))

@@ -231,11 +231,8 @@ fn a_select_that_cannot_be_served_panics_its_tasklet_saying_why() {
 /// A schedule with the tasks and network plugins, and a listener on a free port.
 fn listening() -> (Schedule, fibra::net::Listener) {
     let s = util::net_schedule();
-    let listener = s
-        .plugin::<fibra::net::NetPlugin>()
-        .unwrap()
-        .listen("127.0.0.1:0");
-    (s, listener.unwrap())
+    let listener = util::listen(&s);
+    (s, listener)
 }
 
 #[test]

@@ -10,10 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use fibra::net::{
-    Backoff, ConnOptions, Factory, Member, NetError, NetPlugin, Protocol, ReconnectingClient,
-    Server, Service, Target, Transport,
+    Backoff, ConnOptions, Factory, Member, NetError, Protocol, ReconnectingClient, Server, Service,
+    Target, Transport,
 };
-use fibra::rt::{Handle, Schedule};
+use fibra::rt::Handle;
 use fibra::tasks::TasksExt;
 
 /// Who heard what: (member, message).
@@ -70,13 +70,6 @@ impl Factory for Deaf {
     }
 }
 
-fn listen(s: &Schedule) -> fibra::net::Listener {
-    s.plugin::<NetPlugin>()
-        .unwrap()
-        .listen("127.0.0.1:0")
-        .unwrap()
-}
-
 fn heard_by(heard: &Heard, name: &str) -> Vec<String> {
     heard
         .borrow()
@@ -90,10 +83,10 @@ fn heard_by(heard: &Heard, name: &str) -> Vec<String> {
 fn notify_reaches_one_several_or_all_in_order_and_the_deaf_ignore_it() {
     let mut s = util::net_schedule();
     let heard = Heard::default();
-    let a = listen(&s);
+    let a = util::listen(&s);
     let addr_a = a.local_addr();
-    let b = listen(&s);
-    let deaf = listen(&s);
+    let b = util::listen(&s);
+    let deaf = util::listen(&s);
     let mut service = Service::new();
     let listening = |name| Listening {
         name,
@@ -111,7 +104,7 @@ fn notify_reaches_one_several_or_all_in_order_and_the_deaf_ignore_it() {
     assert_eq!(service.len(), 4);
 
     // Names are unique, and nothing changes on a duplicate.
-    let again = Server::new(listen(&s), Deaf);
+    let again = Server::new(util::listen(&s), Deaf);
     let err = service.add("a", again).unwrap_err();
     assert!(
         matches!(&err, NetError::NameTaken { name } if name == "a"),
@@ -207,7 +200,7 @@ fn a_waiting_client_hands_notifications_to_its_factory_and_a_server_starts_once(
             heard: heard.clone(),
         },
     );
-    let server = Server::new(listen(&s), Deaf);
+    let server = Server::new(util::listen(&s), Deaf);
     let mut service = Service::new();
     service.add("c", client.clone()).unwrap();
     service.add("s", server.clone()).unwrap();
@@ -241,7 +234,7 @@ fn a_member_that_is_not_running_misses_notifications() {
     let heard = Heard::default();
     let mut service = Service::new();
     let server = Server::new(
-        listen(&s),
+        util::listen(&s),
         Listening {
             name: "a",
             heard: heard.clone(),

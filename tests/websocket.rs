@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fibra::http::{CloseCode, HttpError, Limits, Message, Response, Router};
-use fibra::net::NetPlugin;
 use fibra::rt::Schedule;
 use fibra::tasks::TasksExt;
 use util::ws::Client;
@@ -66,11 +65,7 @@ fn start(ends: Ends) -> ServerThread<()> {
                 })
                 .with_limits(limits),
         );
-        let listener = s
-            .plugin::<NetPlugin>()
-            .unwrap()
-            .listen("127.0.0.1:0")
-            .unwrap();
+        let listener = util::listen(s);
         let addr = listener.local_addr();
         s.spawn(move |h| {
             let _ = fibra::http::serve(h, &listener, router);

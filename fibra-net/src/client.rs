@@ -241,7 +241,8 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         });
         loop {
             while let Some(message) = inner.mailbox.take() {
-                if let Err(msg) = h.catch_panic(|| factory.borrow_mut().on_notify(h, &message, &[])) {
+                if let Err(msg) = h.catch_panic(|| factory.borrow_mut().on_notify(h, &message, &[]))
+                {
                     log::error!(target: "fibra_net::client", "on_notify panicked: {msg}");
                 }
             }

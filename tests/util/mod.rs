@@ -33,6 +33,23 @@ pub(crate) fn net_schedule() -> Schedule {
     s
 }
 
+/// A listener on a free port of 127.0.0.1, bound from the host (the schedule needs the
+/// network plugin).
+pub(crate) fn listen(s: &Schedule) -> fibra::net::Listener {
+    listen_with(s, fibra::net::ListenOptions::new())
+}
+
+/// [`listen`] with options.
+pub(crate) fn listen_with(
+    s: &Schedule,
+    options: fibra::net::ListenOptions,
+) -> fibra::net::Listener {
+    s.plugin::<fibra::net::NetPlugin>()
+        .expect("the network plugin")
+        .listen_with("127.0.0.1:0", options)
+        .expect("listen on 127.0.0.1")
+}
+
 /// Runs the schedule until every tasklet ended; fails the test after `secs` seconds.
 pub(crate) fn run_all(s: &mut Schedule, secs: u64) {
     let left = s
