@@ -58,6 +58,29 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// What every member's connection gets: its send limit, close timeout and flush delay.
+    fn conn_options(&self) -> ConnOptions {
+        ConnOptions::new()
+            .with_send_limit(self.max_outbound)
+            .with_close_timeout(self.close_timeout)
+            .with_flush_delay(self.flush_delay)
+    }
+}
+
+/// Listens on `addr` from the host, its connections with `conn`: a bad address is an error
+/// at once.
+fn listen(
+    schedule: &Schedule,
+    addr: &str,
+    conn: ConnOptions,
+) -> Result<Listener, Box<dyn std::error::Error>> {
+    let net = schedule
+        .plugin::<NetPlugin>()
+        .ok_or("the chatter needs the NetPlugin")?;
+    Ok(net.listen_with(addr, ListenOptions::new().with_conn(conn))?)
+}
+
 /// Counters for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RoomStats {
@@ -138,16 +161,11 @@ impl Chatter {
         addr: &str,
         config: Config,
     ) -> Result<Chatter, Box<dyn std::error::Error>> {
-        let conn = ConnOptions::new()
+        let conn = config
+            .conn_options()
             .with_framing(Framing::Lines)
-            .with_max_frame(config.max_line)
-            .with_send_limit(config.max_outbound)
-            .with_close_timeout(config.close_timeout)
-            .with_flush_delay(config.flush_delay);
-        let net = schedule
-            .plugin::<NetPlugin>()
-            .ok_or("the chatter needs the NetPlugin")?;
-        let listener = net.listen_with(addr, ListenOptions::new().with_conn(conn))?;
+            .with_max_frame(config.max_line);
+        let listener = listen(schedule, addr, conn)?;
         let addr = listener.local_addr();
         let room = Shared::default();
         let r = room.clone();
@@ -172,14 +190,7 @@ impl Chatter {
         addr: &str,
     ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
         let config = self.config.clone();
-        let conn = ConnOptions::new()
-            .with_send_limit(config.max_outbound)
-            .with_close_timeout(config.close_timeout)
-            .with_flush_delay(config.flush_delay);
-        let net = schedule
-            .plugin::<NetPlugin>()
-            .ok_or("the chatter needs the NetPlugin")?;
-        let listener = net.listen_with(addr, ListenOptions::new().with_conn(conn))?;
+        let listener = listen(schedule, addr, config.conn_options())?;
         let web_addr = listener.local_addr();
         let limits = Limits {
             max_frame: config.max_line.max(125),
