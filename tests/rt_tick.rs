@@ -163,6 +163,46 @@ fn a_wake_before_park_is_kept() {
     assert_eq!(order.get(), 1);
 }
 
+#[test]
+fn a_park_with_a_deadline_times_out_or_is_unparked_and_leaves_no_stale_deadline() {
+    let mut s = schedule();
+    let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let l = Rc::clone(&log);
+    s.spawn(move |h| {
+        // Nobody unparks: it times out, not before its deadline.
+        let start = Instant::now();
+        let out = h.park_until(start + Duration::from_millis(30));
+        l.borrow_mut()
+            .push(format!("{:?}", out.map_err(|_| "timed out")));
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        // Unparked before the deadline: it returns then, and that deadline never fires
+        // later, on the sleep below.
+        let me = h.unparker();
+        h.spawn_detached(move |h| {
+            h.sleep(Duration::from_millis(10));
+            me.unpark();
+        })
+        .unwrap();
+        let out = h.park_until(Instant::now() + Duration::from_millis(40));
+        l.borrow_mut()
+            .push(format!("{:?}", out.map_err(|_| "timed out")));
+        let slept = Instant::now();
+        h.sleep(Duration::from_millis(80));
+        assert!(
+            slept.elapsed() >= Duration::from_millis(80),
+            "the sleep was not cut short"
+        );
+        // A wake kept from before returns at once, even with a deadline in the past.
+        h.unparker().unpark();
+        let out = h.park_until(Instant::now() - Duration::from_millis(1));
+        l.borrow_mut()
+            .push(format!("{:?}", out.map_err(|_| "timed out")));
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(*log.borrow(), ["Err(\"timed out\")", "Ok(())", "Ok(())"]);
+}
+
 /// `tick_within` sleeps while idle instead of spinning: with a listener and nothing to do,
 /// 300 ms of calls with a 50 ms bound are a handful of calls, not the millions `tick()` makes.
 #[test]

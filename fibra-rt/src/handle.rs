@@ -17,7 +17,7 @@ pub(crate) type TaskletYielder = Yielder<(), NonNull<Header>>;
 /// The op behind [`Handle::park`], served by the schedule itself: it completes when an
 /// [`Unparker`] unparks the tasklet. Yield it through [`Handle::select`] beside another op to
 /// wait for whichever comes first, an unpark or that op (a frame, or a message posted to the
-/// tasklet's mailbox, say).
+/// tasklet's mailbox, say), or with a deadline ([`Handle::park_until`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Park;
 
@@ -205,6 +205,17 @@ impl Handle {
     /// other structures shared between tasklets.
     pub fn park(&self) {
         self.yield_op(Park);
+    }
+
+    /// Like [`park`](Self::park), giving up at `deadline` (what `yield_op_until(Park, ..)`
+    /// does): [`TimedOut`] if no unpark came by then. A wake kept from before returns at
+    /// once, deadline or not.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] at the deadline.
+    pub fn park_until(&self, deadline: Instant) -> Result<(), TimedOut> {
+        self.yield_op_until(Park, deadline)
     }
 
     /// An unparker for this tasklet; it may be cloned and kept anywhere on this thread.

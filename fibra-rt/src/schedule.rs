@@ -167,9 +167,14 @@ impl Core {
             match t.state {
                 State::Parked { header } => {
                     // SAFETY: a parked tasklet is suspended in `park`, on a live `Slot<Park>`.
+                    let timed = unsafe { header.as_ref() }.deadline.is_some();
+                    // SAFETY: as above.
                     unsafe { Slot::<Park>::answer(header, ()) };
                     t.state = State::Runnable;
                     self.run_queue.push_back(id);
+                    if timed {
+                        self.op_deadlines.remove(id);
+                    }
                 }
                 State::Selecting { header } => {
                     // SAFETY: a selecting tasklet is suspended inside `select`, so its
@@ -788,15 +793,26 @@ impl Schedule {
             let Some(t) = self.core.get_mut(id) else {
                 continue;
             };
-            let State::Waiting { header, route } = t.state else {
-                continue;
-            };
-            t.state = State::Runnable;
-            // SAFETY: a waiting tasklet is suspended inside `yield_op`; its slot is alive.
-            unsafe { (*header.as_ptr()).status = Status::TimedOut };
-            self.core.run_queue.push_back(id);
-            let plugin = self.routes[route].plugin;
-            self.plugins[plugin].cancel(id);
+            match t.state {
+                State::Waiting { header, route } => {
+                    t.state = State::Runnable;
+                    // SAFETY: a waiting tasklet is suspended inside `yield_op`; its slot is
+                    // alive.
+                    unsafe { (*header.as_ptr()).status = Status::TimedOut };
+                    self.core.run_queue.push_back(id);
+                    let plugin = self.routes[route].plugin;
+                    self.plugins[plugin].cancel(id);
+                }
+                // A park with a deadline (`yield_op_until(Park, ..)`): nobody to withdraw it
+                // from.
+                State::Parked { header } => {
+                    t.state = State::Runnable;
+                    // SAFETY: a parked tasklet is suspended in `park`; its slot is alive.
+                    unsafe { (*header.as_ptr()).status = Status::TimedOut };
+                    self.core.run_queue.push_back(id);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -1042,6 +1058,10 @@ impl Schedule {
             return Dispatch::Ready;
         }
         t.state = State::Parked { header };
+        // SAFETY: as above.
+        if let Some(deadline) = unsafe { header.as_ref() }.deadline {
+            self.core.op_deadlines.insert(id, deadline);
+        }
         Dispatch::Pending
     }
 
