@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Why a connection was lost: what [`on_lost_connection`](crate::NetExt::on_lost_connection)
 /// returns, and what later receives fail with.
@@ -158,6 +159,31 @@ pub enum NetError {
     },
     /// A tasklet could not be spawned (no stack could be mapped).
     Spawn(fibra_rt::Error),
+    /// A [`Pool`](crate::Pool) request got no free connection, or no reply, in time.
+    PoolTimedOut {
+        /// The back end.
+        addr: SocketAddr,
+        /// The request's timeout.
+        waited: Duration,
+        /// What it was waiting for: a free connection, or the reply.
+        stage: &'static str,
+        /// What last went wrong with the back end (a refused connect, a reset...), if
+        /// anything did.
+        last_error: Option<String>,
+    },
+    /// A [`Pool`](crate::Pool)'s connection broke during the request (it is dropped, and
+    /// opened again in the background). The request may or may not have reached the back end.
+    PoolBroken {
+        /// The back end.
+        addr: SocketAddr,
+        /// What broke it.
+        source: Box<NetError>,
+    },
+    /// The [`Pool`](crate::Pool) is not running (never started, or stopped).
+    PoolStopped {
+        /// The back end.
+        addr: SocketAddr,
+    },
     /// Another I/O error.
     Io(io::Error),
 }
@@ -221,6 +247,30 @@ impl fmt::Display for NetError {
             }
             NetError::NotStartable { reason } => write!(f, "cannot start: {reason}"),
             NetError::Spawn(e) => write!(f, "could not spawn a tasklet: {e}"),
+            NetError::PoolTimedOut {
+                addr,
+                waited,
+                stage,
+                last_error,
+            } => {
+                write!(f, "back end {addr}: timed out after {waited:?} {stage}")?;
+                match last_error {
+                    Some(last) => write!(f, "; the last failure: {last}"),
+                    None => f.write_str("; no failure seen (all its connections were busy)"),
+                }
+            }
+            NetError::PoolBroken { addr, source } => {
+                write!(
+                    f,
+                    "back end {addr}: the connection broke during the request: {source}"
+                )
+            }
+            NetError::PoolStopped { addr } => {
+                write!(
+                    f,
+                    "the pool of back end {addr} is not running (start it first)"
+                )
+            }
             NetError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -231,6 +281,7 @@ impl std::error::Error for NetError {
         match self {
             NetError::Bind { source, .. } => Some(source),
             NetError::Spawn(e) => Some(e),
+            NetError::PoolBroken { source, .. } => Some(source.as_ref()),
             NetError::Io(e) => Some(e),
             _ => None,
         }
@@ -304,6 +355,9 @@ impl From<NetError> for io::Error {
             NetError::UnknownName { .. } => io::ErrorKind::NotFound,
             NetError::NotStartable { .. } => io::ErrorKind::InvalidInput,
             NetError::Spawn(_) => io::ErrorKind::OutOfMemory,
+            NetError::PoolTimedOut { .. } => io::ErrorKind::TimedOut,
+            NetError::PoolBroken { .. } => io::ErrorKind::ConnectionAborted,
+            NetError::PoolStopped { .. } => io::ErrorKind::NotConnected,
         };
         io::Error::new(kind, e)
     }

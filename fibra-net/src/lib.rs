@@ -49,10 +49,12 @@
 //! tasklets: a [`Protocol`] per connection, made by a [`Factory`] and run by a [`Server`] or a
 //! [`ReconnectingClient`] (exponential [`Backoff`] with full jitter), talking through a
 //! [`Transport`]; a [`Service`] holds named servers and clients and [notifies](Service::notify)
-//! them. `connection_lost` is called exactly once, whatever ends the connection.
+//! them. `connection_lost` is called exactly once, whatever ends the connection. A [`Pool`]
+//! lends N connections to one back end to any tasklet, one request at a time, and repairs
+//! them in the background.
 //!
 //! Logging targets: `fibra_net`, `fibra_net::protocol`, `fibra_net::client`,
-//! `fibra_net::service`.
+//! `fibra_net::service`, `fibra_net::pool`.
 
 // The handles a tasklet holds, and what it calls.
 mod conn;
@@ -68,6 +70,7 @@ mod options;
 mod backoff;
 mod client;
 mod mailbox;
+mod pool;
 mod protocol;
 mod server;
 mod service;
@@ -94,6 +97,7 @@ pub use group::{Group, GroupOptions, GroupStats, SlowPolicy};
 pub use io::ConnIo;
 pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
 pub use plugin::NetPlugin;
+pub use pool::{Pool, PoolStats};
 pub use protocol::{Ended, Factory, Protocol};
 pub use server::Server;
 pub use service::{Member, Service, Target};
