@@ -321,13 +321,19 @@ pub(crate) struct Example {
 impl Example {
     /// Starts `name --addr 127.0.0.1:0` and waits until it says its address.
     pub(crate) fn start(name: &'static str) -> Example {
+        Example::start_with(name, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments after `--addr 127.0.0.1:0`.
+    pub(crate) fn start_with(name: &'static str, more: &[&str]) -> Example {
         // The chatter's web page too gets a free port, so that two chatters can run at once.
-        let args: &[&str] = if name == "chatter" {
-            &["--addr", "127.0.0.1:0", "--web-addr", "127.0.0.1:0"]
+        let mut args: Vec<&str> = if name == "chatter" {
+            vec!["--addr", "127.0.0.1:0", "--web-addr", "127.0.0.1:0"]
         } else {
-            &["--addr", "127.0.0.1:0"]
+            vec!["--addr", "127.0.0.1:0"]
         };
-        let mut server = Example::spawn(name, args);
+        args.extend_from_slice(more);
+        let mut server = Example::spawn(name, &args);
         let line = server.wait_for("127.0.0.1:");
         let at = line.find("127.0.0.1:").unwrap();
         let rest = &line[at + "127.0.0.1:".len()..];
