@@ -18,6 +18,9 @@ fn a_server_that_cannot_listen_exits_non_zero() {
         "host_loop",
         "chatter_2007",
         "eventlet_chat",
+        "gettime",
+        "timeserver",
+        "hertz",
     ] {
         let path = util::example(name);
         assert!(path.exists(), "`cargo test` builds the examples: {path:?}");
@@ -108,6 +111,9 @@ fn every_example_with_options_says_how_to_use_it() {
         "echo_client",
         "service",
         "web_hello",
+        "gettime",
+        "timeserver",
+        "hertz",
     ] {
         let out = Command::new(util::example(name))
             .arg("--help")

@@ -100,3 +100,38 @@ fn eventlets_chat_sends_each_line_to_everyone_else() {
         "the participants' connections close with the server"
     );
 }
+
+#[test]
+fn fibra_hertz_ticks_on_its_grid_beside_the_echo_server() {
+    let server = util::Example::start_with("hertz", &["--hz", "30", "--seconds", "2"]);
+    // Echo traffic on the same thread while it ticks.
+    let mut echo = TcpStream::connect(&server.addr).unwrap();
+    echo.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut back = [0u8; 64];
+    for i in 0..200u32 {
+        let msg = format!("ping {i:>8}");
+        echo.write_all(msg.as_bytes()).unwrap();
+        std::io::Read::read_exact(&mut echo, &mut back[..msg.len()]).unwrap();
+        assert_eq!(&back[..msg.len()], msg.as_bytes());
+    }
+    server.wait_for("ticks in the last second");
+    let (status, said) = server.wait_exit();
+    assert!(status.success(), "{said}");
+    let done = said
+        .lines()
+        .find_map(|l| {
+            l.split_once("hertz: done: ")
+                .map(|(_, rest)| rest.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no summary in {said}"));
+    // "<ticks> ticks, <skipped> skipped in ..."
+    let words: Vec<&str> = done.split_whitespace().collect();
+    let ticks: u64 = words[0].parse().unwrap();
+    let skipped: u64 = words[2].parse().unwrap();
+    // 2 s of a 30 Hz grid is 60 deadlines: never more ticks than that (none early), and
+    // every deadline either ticked or was counted as skipped.
+    assert!(ticks <= 61, "{done}");
+    assert!(ticks + skipped >= 59, "{done}");
+    assert!(done.contains("worst lateness"), "{done}");
+}

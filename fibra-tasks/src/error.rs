@@ -20,6 +20,11 @@ pub enum TaskError {
     Closed,
     /// The runtime could not spawn (no stack could be mapped).
     Spawn(fibra_rt::Error),
+    /// A [`Ticker`](crate::Ticker)'s period or rate cannot be used.
+    InvalidPeriod {
+        /// Why.
+        reason: String,
+    },
     /// An I/O error.
     Io(io::Error),
 }
@@ -47,6 +52,7 @@ impl fmt::Display for TaskError {
             }
             TaskError::Closed => f.write_str("the channel is closed"),
             TaskError::Spawn(e) => write!(f, "could not spawn a tasklet: {e}"),
+            TaskError::InvalidPeriod { reason } => write!(f, "invalid ticker period: {reason}"),
             TaskError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

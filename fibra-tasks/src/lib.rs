@@ -33,6 +33,7 @@ mod join;
 pub mod ops;
 mod plugin;
 mod remote_channel;
+mod ticker;
 
 pub use channel::{bounded, channel, Receiver, Sender};
 pub use error::{SendError, TaskError, TryRecvError, TrySendError};
@@ -40,3 +41,4 @@ pub use ext::TasksExt;
 pub use join::JoinHandle;
 pub use plugin::TasksPlugin;
 pub use remote_channel::{remote_channel, RemoteReceiver, RemoteSender};
+pub use ticker::{MissedTicks, Tick, Ticker};

@@ -403,11 +403,18 @@ impl Example {
 
     /// Sends SIGINT to the child and waits for it to exit; returns its status and what it
     /// said from then on.
-    pub(crate) fn interrupt(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
+    pub(crate) fn interrupt(self) -> (std::process::ExitStatus, String) {
+        let child = self.child.as_ref().unwrap();
         let pid = libc::pid_t::try_from(child.id()).unwrap();
         // SAFETY: `kill` with a pid we spawned and have not reaped; it only sends a signal.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        self.wait_exit()
+    }
+
+    /// Waits (up to 20 s) for the child to exit by itself; returns its status and what it
+    /// said from then on.
+    pub(crate) fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -416,7 +423,7 @@ impl Example {
             if std::time::Instant::now() > deadline {
                 let _ = child.kill(); // our own child, by handle
                 let _ = child.wait();
-                panic!("{} kept running after SIGINT", self.name);
+                panic!("{} kept running", self.name);
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
