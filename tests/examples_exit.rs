@@ -21,6 +21,7 @@ fn a_server_that_cannot_listen_exits_non_zero() {
         "gettime",
         "timeserver",
         "hertz",
+        "abchat",
     ] {
         let path = util::example(name);
         assert!(path.exists(), "`cargo test` builds the examples: {path:?}");
@@ -114,6 +115,7 @@ fn every_example_with_options_says_how_to_use_it() {
         "gettime",
         "timeserver",
         "hertz",
+        "abchat",
     ] {
         let out = Command::new(util::example(name))
             .arg("--help")

@@ -388,6 +388,20 @@ impl Example {
         }
     }
 
+    /// Whether an output line containing `needle` comes within `wait` (the lines before it
+    /// are consumed).
+    pub(crate) fn try_wait_for(&self, needle: &str, wait: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Waits up to 10 s until every one of `needles` was in some output line, in any order.
     pub(crate) fn wait_for_all(&self, needles: &[&str]) {
         let mut missing: Vec<&str> = needles.to_vec();
