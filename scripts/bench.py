@@ -26,12 +26,16 @@ Scenarios (`--only`, comma-separated):
           tokio-tungstenite peer (not part of the default set)
   protocol  the echo server as tasklets, as a Protocol (gnet_echo) and tokio's: echo at
           C = 1, 100, 1000, and 10,000 idle connections (not part of the default set)
+  abchat  ABChat's own benchmark against a tokio peer of the same protocol (tokio_abchat):
+          1,000 clients each sending one frame a second to all (1 M deliveries/s), then the
+          sweep of --rates until the load stops being tracked (not part of the default set)
 """
 import argparse, json, os, signal, statistics, subprocess, sys, time
 
 from serverlib import BIN, free_port, pin, wait_listening
 
-PEERS = {"echo": ("echo", "tokio_echo"), "chat": ("chatter", "tokio_chat")}
+PEERS = {"echo": ("echo", "tokio_echo"), "chat": ("chatter", "tokio_chat"),
+         "abchat": ("abchat", "tokio_abchat")}
 
 
 def cpu_arg(cpu):
@@ -135,6 +139,29 @@ def chat_args(a, clients, rate):
             "--warmup", str(a.warmup)]
 
 
+def sweep(a, kind, extra, timeout, log, title):
+    """R lines/s per client for R in --rates, until each server stops tracking the offered
+    load (deliveries below 95% of it, or p99 over 100 ms)."""
+    rows = []
+    done = set()
+    for rate in [float(r) for r in a.rates.split(",")]:
+        offered = a.clients * a.clients * rate
+        f, t = alternate(a, kind, chat_args(a, a.clients, rate) + extra, timeout,
+                         a.sweep_rounds, f"{title} R={rate:g}", log)
+        for name, runs in (("fibra", f), ("tokio", t)):
+            d, p99 = median(runs, "deliveries_per_s") or 0, median(runs, "p99_us") or 0
+            if d < 0.95 * offered or p99 > 100_000:
+                done.add(name)
+        rows += rows_for(f"R={rate:g} ({offered / 1e6:g}M/s)", f, t,
+                         [("deliveries_per_s", "deliveries/s"), ("p99_us", "p99 µs"),
+                          ("server_cpu", "server CPU"),
+                          ("deliveries_per_cpu_s", "deliveries per CPU-s")])
+        if done == {"fibra", "tokio"}:
+            break
+    table(f"{title}: offered load up to saturation (deliveries/s below 95% of offered, "
+          "or p99 over 100 ms)", rows)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="echo,chat,sweep,idle,accept")
@@ -173,24 +200,14 @@ def main():
         table("chat: every line to every client (chatter vs tokio_chat)", rows)
 
     if "sweep" in only:
-        rows = []
-        done = set()
-        for rate in [float(r) for r in a.rates.split(",")]:
-            offered = a.clients * a.clients * rate
-            f, t = alternate(a, "chat", chat_args(a, a.clients, rate), timeout,
-                             a.sweep_rounds, f"sweep R={rate:g}", log)
-            for name, runs in (("fibra", f), ("tokio", t)):
-                d, p99 = median(runs, "deliveries_per_s") or 0, median(runs, "p99_us") or 0
-                if d < 0.95 * offered or p99 > 100_000:
-                    done.add(name)
-            rows += rows_for(f"R={rate:g} ({offered / 1e6:g}M/s)", f, t,
-                             [("deliveries_per_s", "deliveries/s"), ("p99_us", "p99 µs"),
-                              ("server_cpu", "server CPU"),
-                              ("deliveries_per_cpu_s", "deliveries per CPU-s")])
-            if done == {"fibra", "tokio"}:
-                break
-        table("sweep: offered load up to saturation (deliveries/s below 95% of offered, "
-              "or p99 over 100 ms)", rows)
+        sweep(a, "chat", [], timeout, log, "sweep")
+
+    if "abchat" in only:
+        gen = chat_args(a, a.clients, 1) + ["--abchat", "yes"]
+        f, t = alternate(a, "abchat", gen, timeout, a.rounds, f"abchat {a.clients}x1", log)
+        table("abchat: ABChat's benchmark, every client one frame a second to all "
+              "(abchat vs tokio_abchat)", rows_for(f"{a.clients} x 1/s", f, t, CHAT_FIGURES))
+        sweep(a, "abchat", ["--abchat", "yes"], timeout, log, "abchat sweep")
 
     if "idle" in only:
         rows = []

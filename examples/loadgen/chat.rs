@@ -26,9 +26,32 @@ pub(crate) struct ChatArgs {
     pub(crate) report: f64,
     /// Clients speak WebSocket (a text message a line) to the server's `/ws`.
     pub(crate) ws: bool,
+    /// Clients speak ABChat's protocol (length-prefixed frames, `ok <name>`, `<from>: <text>`).
+    pub(crate) abchat: bool,
 }
 
 const PROMPT: &[u8] = b"What is your handle?";
+
+/// What the clients speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// The chatter's telnet lines.
+    Lines,
+    /// The chatter's WebSocket.
+    Ws,
+    /// ABChat's length-prefixed frames.
+    AbChat,
+}
+
+fn wire(args: &ChatArgs) -> Wire {
+    if args.abchat {
+        Wire::AbChat
+    } else if args.ws {
+        Wire::Ws
+    } else {
+        Wire::Lines
+    }
+}
 
 /// What the clients share (one thread: a `RefCell`).
 struct State {
@@ -110,7 +133,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     let batch = Rc::new(fibra::tasks::bounded::<()>(200));
     for i in 0..c {
         let (state, batch) = (state.clone(), batch.clone());
-        let (addr, rate, ws) = (common.addr, args.rate, args.ws);
+        let (addr, rate, ws) = (common.addr, args.rate, wire(args));
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
             let conn = login(h, addr, &format!("c{i}"), ws);
@@ -133,10 +156,10 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
                 state.borrow_mut().failed += 1;
                 return;
             }
-            if ws {
-                read_frames(h, &state, &conn, i, leftover);
-            } else {
-                read_lines(h, &state, &conn, i);
+            match ws {
+                Wire::Ws => read_frames(h, &state, &conn, i, leftover),
+                Wire::Lines => read_lines(h, &state, &conn, i),
+                Wire::AbChat => read_length_frames(h, &state, &conn, i),
             }
         })?;
     }
@@ -149,7 +172,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         let state = state.clone();
         let (pid, warmup, secs) = (common.pid, common.warmup, common.secs);
         let (churn, drain, report, addr) = (args.churn, args.drain, args.report, common.addr);
-        let ws = args.ws;
+        let ws = wire(args);
         let cpu_used = cpu_used.clone();
         schedule.spawn(move |h| {
             while {
@@ -289,9 +312,13 @@ fn login(
     h: &Handle,
     addr: std::net::SocketAddr,
     handle: &str,
-    ws: bool,
+    ws: Wire,
 ) -> Option<(Conn, Vec<u8>)> {
-    let framing = if ws { Framing::Raw } else { Framing::Lines };
+    let framing = match ws {
+        Wire::Ws => Framing::Raw,
+        Wire::Lines => Framing::Lines,
+        Wire::AbChat => Framing::LengthPrefixed,
+    };
     let options = ConnOptions::new()
         .with_framing(framing)
         .with_send_limit(1 << 20);
@@ -306,8 +333,10 @@ fn login(
         }
     };
     let joined = format!("{handle} has joined the chat.");
-    if ws {
-        return ws_login(h, conn, handle, &joined);
+    match ws {
+        Wire::Ws => return ws_login(h, conn, handle, &joined),
+        Wire::AbChat => return abchat_login(h, conn, handle),
+        Wire::Lines => {}
     }
     let mut line = Vec::with_capacity(128);
     h.receive_into(&conn, &mut line).ok()?;
@@ -325,6 +354,17 @@ fn login(
             "{handle}: expected to join, got {:?}",
             String::from_utf8_lossy(&line)
         );
+        return None;
+    }
+    Some((conn, Vec::new()))
+}
+
+/// ABChat's login: the name as the first frame, `ok <name>` back.
+fn abchat_login(h: &Handle, conn: Conn, name: &str) -> Option<(Conn, Vec<u8>)> {
+    h.send_frame(&conn, name.as_bytes()).ok()?;
+    let answer = h.receive(&conn).ok()?;
+    if answer != format!("ok {name}").as_bytes() {
+        eprintln!("{name}: expected ok, got {:?}", String::from_utf8_lossy(&answer));
         return None;
     }
     Some((conn, Vec::new()))
@@ -422,7 +462,7 @@ fn send_lines(
     i: usize,
     c: usize,
     rate: f64,
-    ws: bool,
+    ws: Wire,
 ) {
     let t0 = loop {
         if let Some(t0) = state.borrow().t0 {
@@ -443,7 +483,7 @@ fn send_lines(
         let now = Instant::now();
         line.clear();
         let _ = write!(line, "{i} {seq} {}", now.duration_since(base).as_micros());
-        let sent = if ws {
+        let sent = if ws == Wire::Ws {
             h.send(conn, &ws_text_frame(line.as_bytes()))
         } else {
             h.send_frame(conn, line.as_bytes())
@@ -554,13 +594,58 @@ fn read_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize, le
     }
 }
 
+/// [`read_lines`] for ABChat: each length-prefixed frame is a line.
+fn read_length_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let base = state.borrow().base;
+    loop {
+        chunk = match h.yield_op(ops::Receive::raw(conn, std::mem::take(&mut chunk), CHUNK)) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                let mut s = state.borrow_mut();
+                if Instant::now() < s.stop_sending {
+                    s.lost[r] = true;
+                }
+                return;
+            }
+        };
+        buf.extend_from_slice(&chunk);
+        let now_us = Instant::now().saturating_duration_since(base).as_micros() as u64;
+        let mut s = state.borrow_mut();
+        let s = &mut *s;
+        let from_us = s.measure_from.saturating_duration_since(base).as_micros() as u64;
+        let stop_us = s.stop_sending.saturating_duration_since(base).as_micros() as u64;
+        let mut at = 0;
+        while let Some(prefix) = buf[at..].first_chunk::<4>() {
+            let len = u32::from_be_bytes(*prefix) as usize;
+            if len > MAX_PARTIAL {
+                log::warn!(target: "loadgen", "receiver {r}: a frame over {MAX_PARTIAL} bytes");
+                s.lost[r] = true;
+                return;
+            }
+            let Some(payload) = buf.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            s.record(r, payload, now_us, from_us..stop_us);
+            at += 4 + len;
+        }
+        buf.drain(..at);
+    }
+}
+
 const CHUNK: usize = 64 * 1024;
 const MAX_PARTIAL: usize = 64 * 1024;
 
-/// `<handle> says: <sender> <seq> <micros>` → (sender, seq, micros).
+/// `<handle> says: <sender> <seq> <micros>` (the chatter's) or `<name>: <sender> <seq>
+/// <micros>` (ABChat's) → (sender, seq, micros).
 fn parse_says(line: &[u8]) -> Option<(usize, u32, u64)> {
     let space = line.iter().position(|&b| b == b' ')?;
-    let rest = line[space..].strip_prefix(b" says: ")?;
+    let rest = match line[space..].strip_prefix(b" says: ") {
+        Some(rest) => rest,
+        None if space > 0 && line[space - 1] == b':' => &line[space + 1..],
+        None => return None,
+    };
     let mut fields = rest.split(|&b| b == b' ');
     let mut number = || -> Option<u64> {
         let f = fields.next()?;
@@ -585,7 +670,7 @@ fn churn_clients(
     rate: f64,
     t0: Instant,
     stop: Instant,
-    ws: bool,
+    ws: Wire,
 ) {
     let period = Duration::from_secs_f64(1.0 / rate);
     let mut next = t0;

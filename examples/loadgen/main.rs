@@ -18,6 +18,8 @@
 //!   missing (lines sent minus lines received, per sender and receiver: 0 when nobody was
 //!   cut off). `--churn N` adds N clients a second that log in and drop; `--report S`
 //!   prints a progress line with the server's RSS and descriptors every S seconds.
+//!   `--ws yes` speaks the chatter's WebSocket; `--abchat yes` speaks ABChat's protocol
+//!   (length-prefixed frames, the name, `ok <name>`, `<from>: <text>` to everyone).
 //! - `idle`: C connections (`--conns`) that read the prompt (`--prompt yes`, for chat
 //!   servers) and then say nothing for `--secs`. Reports the server's RSS before and with
 //!   them, and KiB per connection.
@@ -57,7 +59,7 @@ pub(crate) struct Common {
 const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
-               [--ws yes|no] [--secs S] [--warmup S] [--pid P]
+               [--ws yes|no] [--abchat yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]";
 
@@ -85,6 +87,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         drain: 2.0,
         report: 0.0,
         ws: false,
+        abchat: false,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -110,6 +113,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--churn" => chat.churn = value.parse().map_err(|e| bad(&e))?,
             "--drain" => chat.drain = value.parse().map_err(|e| bad(&e))?,
             "--report" => chat.report = value.parse().map_err(|e| bad(&e))?,
+            "--abchat" => {
+                chat.abchat = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(bad(&"expected yes or no").into()),
+                }
+            }
             "--ws" => {
                 chat.ws = match value.as_str() {
                     "yes" => true,
