@@ -175,11 +175,17 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
                 let (to, words) = private.split_once(' ').unwrap_or((private, ""));
                 let whisper = frame(format!("{name} (private): {words}").as_bytes());
                 if !tell(&room, to, whisper) {
-                    tell(&room, &name, frame(format!("error no such user {to}").as_bytes()));
+                    tell(
+                        &room,
+                        &name,
+                        frame(format!("error no such user {to}").as_bytes()),
+                    );
                 }
             }
             None => {
-                let _ = room.everyone.send(frame(format!("{name}: {text}").as_bytes()));
+                let _ = room
+                    .everyone
+                    .send(frame(format!("{name}: {text}").as_bytes()));
             }
         }
     }

@@ -364,7 +364,10 @@ fn abchat_login(h: &Handle, conn: Conn, name: &str) -> Option<(Conn, Vec<u8>)> {
     h.send_frame(&conn, name.as_bytes()).ok()?;
     let answer = h.receive(&conn).ok()?;
     if answer != format!("ok {name}").as_bytes() {
-        eprintln!("{name}: expected ok, got {:?}", String::from_utf8_lossy(&answer));
+        eprintln!(
+            "{name}: expected ok, got {:?}",
+            String::from_utf8_lossy(&answer)
+        );
         return None;
     }
     Some((conn, Vec::new()))

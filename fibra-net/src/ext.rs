@@ -78,6 +78,16 @@ pub trait NetExt {
         options: ConnOptions,
     ) -> Result<Conn, NetError>;
 
+    /// Takes over `stream`, a TCP connection accepted or connected elsewhere (another
+    /// thread's acceptor handing connections out, say): it becomes a connection of this
+    /// schedule with `options`. Never parks.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Io`] if the stream is not connected or cannot be made non-blocking, or
+    /// cannot be registered with the poller.
+    fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError>;
+
     /// Waits for the next frame (by the connection's codec) and returns it.
     ///
     /// Frames received before the peer closed are still returned; then the loss's error.
@@ -261,6 +271,10 @@ impl NetExt for Handle {
             Some(t) => self.yield_op_timeout(op, t)?,
             None => self.yield_op(op),
         }
+    }
+
+    fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError> {
+        self.yield_op(ops::Adopt::new(stream, options))
     }
 
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {

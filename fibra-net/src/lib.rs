@@ -69,6 +69,7 @@ mod options;
 // Callbacks on top of tasklets: protocols, servers, reconnecting clients, services.
 mod backoff;
 mod client;
+mod handoff;
 mod mailbox;
 mod pool;
 mod protocol;
@@ -94,6 +95,7 @@ pub use conn::{Conn, ConnId, Listener};
 pub use error::{Lost, NetError};
 pub use ext::NetExt;
 pub use group::{Group, GroupOptions, GroupStats, SlowPolicy};
+pub use handoff::{Handed, Handoff, LoadToken, Loads};
 pub use io::ConnIo;
 pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
 pub use plugin::NetPlugin;

@@ -78,6 +78,26 @@ impl Op for Connect {
     type Output = Result<Conn, NetError>;
 }
 
+/// Take over a connected TCP stream accepted or connected elsewhere (another thread's
+/// acceptor, say): it becomes this plugin's connection with `options`. Output: the
+/// connection.
+#[derive(Debug)]
+pub struct Adopt {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) options: ConnOptions,
+}
+
+impl Adopt {
+    /// Adopt `stream`; the connection gets `options`.
+    pub fn new(stream: std::net::TcpStream, options: ConnOptions) -> Self {
+        Adopt { stream, options }
+    }
+}
+
+impl Op for Adopt {
+    type Output = Result<Conn, NetError>;
+}
+
 /// Receive the next frame. Output: the frame, in the buffer the op was given (or a new one).
 pub struct Receive {
     pub(crate) conn: Conn,

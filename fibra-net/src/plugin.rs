@@ -13,7 +13,7 @@ use fibra_rt::{Context, Events, Plugin, Registry, Router, Serves, TaskletId};
 
 use crate::conn::{Conn, Listener};
 use crate::error::{Lost, NetError};
-use crate::ops::{Abort, Accept, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
+use crate::ops::{Abort, Accept, Adopt, Close, Connect, Drain, Flush, Listen, OnLost, Receive};
 use crate::options::ListenOptions;
 use crate::shared::{Key, Shared};
 use crate::stats::NetStats;
@@ -159,6 +159,7 @@ impl Plugin for NetPlugin {
             .op::<Listen>()
             .op::<Accept>()
             .op::<Connect>()
+            .op::<Adopt>()
             .op::<Receive>()
             .op::<Drain>()
             .op::<Flush>()
@@ -245,6 +246,19 @@ impl Serves<Connect> for NetPlugin {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl Serves<Adopt> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Adopt,
+        _: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Conn, NetError>> {
+        let mut table = self.shared.table.borrow_mut();
+        let adopted = table.adopt(op.stream, op.options, cx.last_reading());
+        Poll::Ready(adopted.map(|key| table.conn(key)))
     }
 }
 

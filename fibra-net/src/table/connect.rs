@@ -63,6 +63,19 @@ impl Table {
         Ok(key)
     }
 
+    /// Takes over a connected stream from elsewhere.
+    pub(crate) fn adopt(
+        &mut self,
+        stream: std::net::TcpStream,
+        options: ConnOptions,
+        now: Instant,
+    ) -> Result<Key, NetError> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        self.add_conn(Socket::from(stream), peer, options, None, now)
+            .map_err(|(e, _)| e)
+    }
+
     pub(crate) fn submit_connect(
         &mut self,
         addr: SocketAddr,

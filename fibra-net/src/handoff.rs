@@ -1,0 +1,220 @@
+//! `Handoff`: one acceptor thread handing each new connection to the least-loaded of N
+//! schedules, the alternative to one `SO_REUSEPORT` listener per schedule.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fibra_tasks::RemoteSender;
+
+/// The live connections handed to each schedule: a connection counts from its hand-off
+/// until its [`Handed`] (or the [`LoadToken`] taken from it) is dropped.
+#[derive(Clone, Debug)]
+pub struct Loads {
+    counts: Arc<[AtomicUsize]>,
+}
+
+impl Loads {
+    /// `n` schedules, none loaded.
+    pub fn new(n: usize) -> Loads {
+        Loads {
+            counts: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// Each schedule's live connections, now.
+    pub fn snapshot(&self) -> Vec<usize> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The least-loaded schedule; ties go to the first one after `after`, so that equal
+    /// loads take turns.
+    fn least(&self, after: usize) -> usize {
+        let n = self.counts.len();
+        (1..=n)
+            .map(|k| (after + k) % n)
+            .min_by_key(|&i| self.counts[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    fn token(&self, index: usize) -> LoadToken {
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+        LoadToken {
+            loads: self.clone(),
+            index,
+        }
+    }
+}
+
+/// One connection's share of its schedule's load; given back when dropped. Keep it as long
+/// as the connection is served.
+#[derive(Debug)]
+pub struct LoadToken {
+    loads: Loads,
+    index: usize,
+}
+
+impl LoadToken {
+    /// The schedule it counts for.
+    pub fn schedule(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for LoadToken {
+    fn drop(&mut self) {
+        self.loads.counts[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection handed to one schedule: adopt its stream there with
+/// [`NetExt::adopt`](crate::NetExt::adopt), and keep its token while serving it.
+#[derive(Debug)]
+pub struct Handed {
+    /// The accepted stream (blocking; `adopt` makes it non-blocking).
+    pub stream: TcpStream,
+    /// Who connected.
+    pub peer: SocketAddr,
+    /// Its share of the schedule's load.
+    pub load: LoadToken,
+}
+
+/// One acceptor thread (`fibra-accept`) handing each connection to the least-loaded of N
+/// schedules, through each schedule's [`RemoteSender`] (a [`remote_channel`] whose receiving
+/// tasklet adopts what comes). Load is live connections, counted by [`LoadToken`]s.
+///
+/// Against `SO_REUSEPORT` listeners ([`ListenOptions::with_reuse_port`], one per
+/// schedule): the kernel spreads those by a hash of the peer's address and port, which is
+/// even only on average (and closing one of them drops the connections still in its accept
+/// queue); the hand-off spreads exactly by load, at the cost of one thread and one
+/// cross-thread message per connection. A schedule whose channel is full holds the
+/// acceptor up (back-pressure); one whose receiver is gone gets nothing, and its
+/// connections are closed.
+///
+/// [`remote_channel`]: fibra_tasks::remote_channel
+/// [`ListenOptions::with_reuse_port`]: crate::ListenOptions::with_reuse_port
+#[derive(Debug)]
+pub struct Handoff {
+    addr: SocketAddr,
+    loads: Loads,
+    handed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Handoff {
+    /// Starts accepting on `listener` for `targets` (schedule `i` is `targets[i]`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` with no targets; the listener's or the thread's error.
+    pub fn start(listener: TcpListener, targets: Vec<RemoteSender<Handed>>) -> io::Result<Handoff> {
+        if targets.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a hand-off needs at least one schedule to hand connections to",
+            ));
+        }
+        listener.set_nonblocking(false)?;
+        let addr = listener.local_addr()?;
+        let loads = Loads::new(targets.len());
+        let handed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (loads, handed, stop) = (loads.clone(), Arc::clone(&handed), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("fibra-accept".into())
+                .spawn(move || accept_loop(&listener, &targets, &loads, &handed, &stop))?
+        };
+        Ok(Handoff {
+            addr,
+            loads,
+            handed,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it accepts on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The schedules' loads.
+    pub fn loads(&self) -> &Loads {
+        &self.loads
+    }
+
+    /// Connections handed out so far.
+    pub fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and closes the listener (what is still in its queue is dropped);
+    /// connections already handed out are the schedules'.
+    pub fn stop(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+fn accept_loop(
+    listener: &TcpListener,
+    targets: &[RemoteSender<Handed>],
+    loads: &Loads,
+    handed: &AtomicU64,
+    stop: &AtomicBool,
+) {
+    let mut last = targets.len() - 1;
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, say: wait, instead of spinning on the error.
+                log::warn!(target: "fibra_net::handoff", "accept on {:?}: {e}", listener.local_addr());
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let index = loads.least(last);
+        last = index;
+        let load = loads.token(index);
+        handed.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = targets[index].send(Handed { stream, peer, load }) {
+            // That schedule is gone: the connection closes with the value dropped here.
+            log::warn!(target: "fibra_net::handoff", "schedule {index} takes no connections: {e}");
+        }
+    }
+}

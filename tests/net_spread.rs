@@ -1,0 +1,195 @@
+//! Listening on every core: 1,000 connections spread over four schedules (`Cores`), by
+//! `SO_REUSEPORT` listeners (one per schedule, the kernel's hash) and by a `Handoff` (one
+//! acceptor, the least-loaded schedule). Each connection is served where it landed (its
+//! schedule greets it), and the spread is printed (`cargo test --test net_spread --
+//! --nocapture`): the hand-off's is exact, the kernel's is even only on average.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fibra::net::{ConnOptions, Handed, Handoff, ListenOptions, NetExt, NetPlugin};
+use fibra::rt::Cores;
+use fibra::tasks::{remote_channel, RemoteSender, TasksExt, TasksPlugin};
+
+const SCHEDULES: usize = 4;
+const CONNECTIONS: usize = 1000;
+
+/// Connects `CONNECTIONS` clients to `addr`, each reading its schedule's greeting; returns
+/// the clients (kept open) and how many landed on each schedule.
+fn connect_all(addr: std::net::SocketAddr) -> (Vec<TcpStream>, Vec<usize>) {
+    let mut spread = vec![0; SCHEDULES];
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut greeting = String::new();
+        BufReader::new(&stream).read_line(&mut greeting).unwrap();
+        let index: usize = greeting
+            .trim()
+            .strip_prefix("schedule ")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("greeting {greeting:?}"));
+        spread[index] += 1;
+        clients.push(stream);
+    }
+    (clients, spread)
+}
+
+fn summary(spread: &[usize]) -> String {
+    let (min, max) = (spread.iter().min().unwrap(), spread.iter().max().unwrap());
+    format!(
+        "{spread:?} (min {min}, max {max}, ideal {})",
+        CONNECTIONS / SCHEDULES
+    )
+}
+
+#[test]
+fn reuseport_listeners_share_one_port_and_the_kernel_spreads_connections() {
+    util::raise_fd_limit(4 * CONNECTIONS as u64 + 256);
+    // Reserve a port for the group: bound with SO_REUSEPORT, never listening.
+    let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    probe.set_reuse_port(true).unwrap();
+    probe
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    let addr = probe.local_addr().unwrap().as_socket().unwrap();
+    let listening = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&listening);
+    let cores = Cores::start(SCHEDULES, false, move |index, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        s.add_plugin(NetPlugin::new()?)?;
+        let listener = s
+            .plugin::<NetPlugin>()
+            .unwrap()
+            .listen_with(addr, ListenOptions::new().with_reuse_port(true))?;
+        l.fetch_add(1, Ordering::SeqCst);
+        s.spawn(move |h| {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = h.accept(&listener) {
+                let _ = conn.try_send_line(&format!("schedule {index}"));
+                held.push(conn);
+            }
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        listening.load(Ordering::SeqCst),
+        SCHEDULES,
+        "one port, four listeners"
+    );
+    drop(probe);
+    let (clients, spread) = connect_all(addr);
+    eprintln!(
+        "SO_REUSEPORT, {CONNECTIONS} connections over {SCHEDULES} schedules: {}",
+        summary(&spread)
+    );
+    assert_eq!(spread.iter().sum::<usize>(), CONNECTIONS);
+    assert!(
+        spread.iter().all(|&n| n > 0),
+        "every listener got connections: {spread:?}"
+    );
+    drop(clients);
+    cores.stop().unwrap();
+}
+
+#[test]
+fn a_handoff_gives_each_connection_to_the_least_loaded_schedule() {
+    util::raise_fd_limit(4 * CONNECTIONS as u64 + 256);
+    let senders: Arc<Mutex<Vec<Option<RemoteSender<Handed>>>>> =
+        Arc::new(Mutex::new((0..SCHEDULES).map(|_| None).collect()));
+    let released = Arc::new(AtomicUsize::new(0));
+    let (tx, r) = (Arc::clone(&senders), Arc::clone(&released));
+    let cores = Cores::start(SCHEDULES, false, move |index, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        s.add_plugin(NetPlugin::new()?)?;
+        let (sender, receiver) = remote_channel::<Handed>(&s.remote(), 64);
+        tx.lock().unwrap()[index] = Some(sender);
+        let r = Arc::clone(&r);
+        s.spawn(move |h| {
+            // Each handed connection is served here: greeted, then held until its client
+            // leaves, with its load token.
+            while let Some(handed) = receiver.recv(h) {
+                assert_eq!(handed.load.schedule(), index);
+                let conn = h.adopt(handed.stream, ConnOptions::new()).unwrap();
+                let r = Arc::clone(&r);
+                h.spawn_detached(move |h| {
+                    let _load = handed.load;
+                    h.send_line(&conn, &format!("schedule {index}")).unwrap();
+                    let _ = h.on_lost_connection(&conn);
+                    r.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap();
+            }
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    let targets: Vec<RemoteSender<Handed>> = senders
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .map(|s| s.take().unwrap())
+        .collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let handoff = Handoff::start(listener, targets).unwrap();
+    let (mut clients, spread) = connect_all(handoff.local_addr());
+    eprintln!(
+        "hand-off, {CONNECTIONS} connections over {SCHEDULES} schedules: {}",
+        summary(&spread)
+    );
+    assert_eq!(
+        spread,
+        vec![CONNECTIONS / SCHEDULES; SCHEDULES],
+        "exactly even while all stay"
+    );
+    assert_eq!(handoff.loads().snapshot(), spread);
+    assert_eq!(handoff.handed(), CONNECTIONS as u64);
+    // Half of schedule 0's clients leave: the next connections go there first.
+    let leaving: Vec<usize> = clients
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % SCHEDULES == 0)
+        .map(|(i, _)| i)
+        .take(CONNECTIONS / SCHEDULES / 2)
+        .collect();
+    for &i in leaving.iter().rev() {
+        clients.remove(i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while released.load(Ordering::SeqCst) < leaving.len() {
+        assert!(Instant::now() < deadline, "the leaves were not seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let loads = handoff.loads().snapshot();
+    assert_eq!(
+        loads[0],
+        CONNECTIONS / SCHEDULES - leaving.len(),
+        "{loads:?}"
+    );
+    for _ in 0..leaving.len() {
+        let stream = TcpStream::connect(handoff.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut greeting = String::new();
+        BufReader::new(&stream).read_line(&mut greeting).unwrap();
+        assert_eq!(greeting.trim(), "schedule 0", "the least-loaded schedule");
+        clients.push(stream);
+    }
+    handoff.stop();
+    drop(clients);
+    cores.stop().unwrap();
+}
