@@ -11,6 +11,9 @@
 //! nothing to do it returns in about a microsecond, and a busy room costs the frame only the
 //! work that is ready. Ctrl-C stops it cleanly.
 
+#[allow(dead_code)] // one thread here
+#[path = "chatter/hub.rs"]
+mod hub;
 #[path = "chatter/protocol.rs"]
 mod protocol;
 // The host loop serves the telnet chat only; the web page is the chatter example's.

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use chat::{protocol, Client, Config, TestServer};
 
-#[test]
-fn the_newcomer_and_everyone_else_hear_the_join() {
-    let server = TestServer::start(Config::default());
+fn the_newcomer_and_everyone_else_hear_the_join(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut bob = server.join("bob");
     ann.expect("bob has joined the chat.");
@@ -27,9 +26,8 @@ fn the_newcomer_and_everyone_else_hear_the_join() {
     server.stop();
 }
 
-#[test]
-fn bad_handles_are_explained_and_prompted_again() {
-    let server = TestServer::start(Config::default());
+fn bad_handles_are_explained_and_prompted_again(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut c = server.client();
     c.expect(protocol::PROMPT);
@@ -64,9 +62,8 @@ fn bad_handles_are_explained_and_prompted_again() {
     server.stop();
 }
 
-#[test]
-fn lines_reach_every_member_in_order() {
-    let server = TestServer::start(Config::default());
+fn lines_reach_every_member_in_order(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut bob = server.join("bob");
     ann.expect("bob has joined the chat.");
@@ -92,9 +89,8 @@ fn lines_reach_every_member_in_order() {
     server.stop();
 }
 
-#[test]
-fn who_and_msg_reach_one_member_only() {
-    let server = TestServer::start(Config::default());
+fn who_and_msg_reach_one_member_only(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut cy = server.join("cy");
     ann.expect("cy has joined the chat.");
@@ -127,9 +123,8 @@ fn who_and_msg_reach_one_member_only() {
     server.stop();
 }
 
-#[test]
-fn quit_closes_the_connection_and_frees_the_handle() {
-    let server = TestServer::start(Config::default());
+fn quit_closes_the_connection_and_frees_the_handle(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut bob = server.join("bob");
     ann.expect("bob has joined the chat.");
@@ -150,9 +145,8 @@ fn quit_closes_the_connection_and_frees_the_handle() {
 
 /// EOF, reset and half-close: each gives one leave line, and a half-closed member's last
 /// complete line comes first.
-#[test]
-fn a_lost_connection_leaves_exactly_once() {
-    let server = TestServer::start(Config::default());
+fn a_lost_connection_leaves_exactly_once(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
 
     let eof = server.join("eof");
@@ -191,10 +185,11 @@ fn a_lost_connection_leaves_exactly_once() {
     server.stop();
 }
 
-#[test]
-fn clients_racing_for_one_handle_exactly_one_wins() {
+fn clients_racing_for_one_handle_exactly_one_wins(threads: usize) {
     const RACERS: usize = 8;
-    let server = TestServer::start(Config::default());
+    let mut server = TestServer::start_on(threads, Config::default());
+    // The winner of each race may be on either thread; the racers are on both.
+    server.members_may_be_anywhere();
     for round in 0..10 {
         let handle = format!("prize{round}");
         let barrier = Arc::new(Barrier::new(RACERS));
@@ -227,9 +222,8 @@ fn clients_racing_for_one_handle_exactly_one_wins() {
     server.stop();
 }
 
-#[test]
-fn an_overlong_line_ends_that_member_only() {
-    let server = TestServer::start(Config::default());
+fn an_overlong_line_ends_that_member_only(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut big = server.join("big");
     ann.expect("big has joined the chat.");
@@ -246,10 +240,13 @@ fn an_overlong_line_ends_that_member_only() {
     ann.expect("ann says: still here");
 
     // Also while choosing a handle, and with a configured limit.
-    let server = TestServer::start(Config {
-        max_line: 16,
-        ..Config::default()
-    });
+    let server = TestServer::start_on(
+        threads,
+        Config {
+            max_line: 16,
+            ..Config::default()
+        },
+    );
     let mut c = server.client();
     c.expect(protocol::PROMPT);
     c.send(&"z".repeat(17));
@@ -257,9 +254,8 @@ fn an_overlong_line_ends_that_member_only() {
     c.expect_end();
 }
 
-#[test]
-fn a_member_that_does_not_read_is_cut_off_and_the_room_goes_on() {
-    let server = TestServer::start(Config::default());
+fn a_member_that_does_not_read_is_cut_off_and_the_room_goes_on(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     // A tiny receive window, so the kernel holds little for it and the server's cap decides.
     let slow = {
@@ -314,12 +310,11 @@ fn a_member_that_does_not_read_is_cut_off_and_the_room_goes_on() {
     server.stop();
 }
 
-#[test]
-fn five_hundred_clients_each_hear_every_line() {
+fn five_hundred_clients_each_hear_every_line(threads: usize) {
     const CLIENTS: usize = 500;
     const LINES: usize = 3;
     util::raise_fd_limit(4 * CLIENTS as u64);
-    let server = TestServer::start(Config::default());
+    let server = TestServer::start_on(threads, Config::default());
     let joined = Arc::new(Barrier::new(CLIENTS));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
@@ -368,12 +363,14 @@ fn five_hundred_clients_each_hear_every_line() {
     server.stop();
 }
 
-#[test]
-fn a_client_that_never_chooses_a_handle_is_timed_out() {
-    let server = TestServer::start(Config {
-        login_timeout: Some(Duration::from_millis(200)),
-        ..Config::default()
-    });
+fn a_client_that_never_chooses_a_handle_is_timed_out(threads: usize) {
+    let server = TestServer::start_on(
+        threads,
+        Config {
+            login_timeout: Some(Duration::from_millis(200)),
+            ..Config::default()
+        },
+    );
     let mut ann = server.join("ann");
     let mut idle = server.client();
     idle.expect(protocol::PROMPT);
@@ -390,9 +387,8 @@ fn a_client_that_never_chooses_a_handle_is_timed_out() {
     server.stop();
 }
 
-#[test]
-fn shutdown_tells_everyone_and_closes_every_connection() {
-    let server = TestServer::start(Config::default());
+fn shutdown_tells_everyone_and_closes_every_connection(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
     let mut bob = server.join("bob");
     ann.expect("bob has joined the chat.");
@@ -404,3 +400,18 @@ fn shutdown_tells_everyone_and_closes_every_connection() {
         c.expect_end();
     }
 }
+
+chat::on_one_and_two_threads!(
+    the_newcomer_and_everyone_else_hear_the_join,
+    bad_handles_are_explained_and_prompted_again,
+    lines_reach_every_member_in_order,
+    who_and_msg_reach_one_member_only,
+    quit_closes_the_connection_and_frees_the_handle,
+    a_lost_connection_leaves_exactly_once,
+    clients_racing_for_one_handle_exactly_one_wins,
+    an_overlong_line_ends_that_member_only,
+    a_member_that_does_not_read_is_cut_off_and_the_room_goes_on,
+    five_hundred_clients_each_hear_every_line,
+    a_client_that_never_chooses_a_handle_is_timed_out,
+    shutdown_tells_everyone_and_closes_every_connection,
+);

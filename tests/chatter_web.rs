@@ -22,9 +22,8 @@ fn login(b: &mut Browser, handle: &str) {
     assert_eq!(b.text(), format!("{handle} has joined the chat."));
 }
 
-#[test]
-fn the_page_is_served_whole_and_self_contained() {
-    let (server, web) = TestServer::start_with_web(Config::default());
+fn the_page_is_served_whole_and_self_contained(threads: usize) {
+    let (server, web) = TestServer::start_on_with_web(threads, Config::default());
     let mut c = std::net::TcpStream::connect(web).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -44,9 +43,8 @@ fn the_page_is_served_whole_and_self_contained() {
     server.stop();
 }
 
-#[test]
-fn browsers_and_telnet_members_share_one_room_under_one_set_of_rules() {
-    let (server, web) = TestServer::start_with_web(Config::default());
+fn browsers_and_telnet_members_share_one_room_under_one_set_of_rules(threads: usize) {
+    let (server, web) = TestServer::start_on_with_web(threads, Config::default());
     let mut ada = browser(web);
     login(&mut ada, "ada");
     let mut bob = server.join("bob");
@@ -112,14 +110,13 @@ fn browsers_and_telnet_members_share_one_room_under_one_set_of_rules() {
     server.stop();
 }
 
-#[test]
-fn the_browsers_line_limit_and_login_deadline_hold() {
+fn the_browsers_line_limit_and_login_deadline_hold(threads: usize) {
     let config = Config {
         max_line: 64,
         login_timeout: Some(Duration::from_millis(200)),
         ..Config::default()
     };
-    let (server, web) = TestServer::start_with_web(config);
+    let (server, web) = TestServer::start_on_with_web(threads, config);
     // Too slow to log in: told, then closed.
     let mut slow = browser(web);
     assert_eq!(slow.text(), protocol::PROMPT);
@@ -136,3 +133,9 @@ fn the_browsers_line_limit_and_login_deadline_hold() {
     server.wait_for("the leave", |room, _| room.members == 0);
     server.stop();
 }
+
+chat::on_one_and_two_threads!(
+    the_page_is_served_whole_and_self_contained,
+    browsers_and_telnet_members_share_one_room_under_one_set_of_rules,
+    the_browsers_line_limit_and_login_deadline_hold,
+);

@@ -56,8 +56,14 @@ fn a_server_that_cannot_listen_exits_non_zero() {
 #[test]
 fn ctrl_c_stops_every_server_example_cleanly() {
     use std::io::{BufRead, BufReader, Write};
-    for name in ["chatter", "host_loop"] {
-        let server = util::Example::start(name);
+    let runs: [(&'static str, &[&str]); 4] = [
+        ("chatter", &[]),
+        ("chatter", &["--threads", "2"]),
+        ("chatter", &["--threads", "2", "--accept", "reuseport"]),
+        ("host_loop", &[]),
+    ];
+    for (name, args) in runs {
+        let server = util::Example::start_with(name, args);
         let stream = std::net::TcpStream::connect(&server.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))

@@ -11,10 +11,20 @@
 //! as plain sequential code (`server.rs`); the rules are in `protocol.rs`. Ctrl-C stops it
 //! cleanly (everyone is told, connections close gracefully). Logs: `RUST_LOG=debug`;
 //! the room's and the network's counters every second: `RUST_LOG=chatter::stats=debug`.
+//!
+//! `--threads N` serves one room from N schedules on N threads (`hub.rs`): handles are
+//! unique across threads, every line reaches every member on every thread in the order it
+//! was said (crossing to each other thread once), `/who` lists everyone, `/msg` reaches a
+//! member anywhere, and each thread cuts off its own slow members. New connections go to
+//! the least-loaded thread (`--accept handoff`, the default) or to the kernel's choice
+//! among one `SO_REUSEPORT` listener per thread (`--accept reuseport`). The web page is
+//! served by thread 0.
 
+mod hub;
 mod protocol;
 mod server;
 mod signal;
+mod threaded;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -30,7 +40,7 @@ use fibra::Schedule;
 
 const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] \
                      [--max-line BYTES] [--max-outbound BYTES] [--login-timeout SECS] \
-                     [--flush-delay MS]
+                     [--flush-delay MS] [--threads N] [--accept handoff|reuseport] [--pin]
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
   --no-web         no web page
@@ -39,7 +49,11 @@ const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | -
                    (default 1048576)
   --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)
   --flush-delay    milliseconds a member's output may wait to be gathered into one write,
-                   0 to write every round (default 10; fractions allowed)";
+                   0 to write every round (default 10; fractions allowed)
+  --threads        schedules (threads) serving the one room (default 1)
+  --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
+                   the default) or `reuseport` (a listener per thread, the kernel's spread)
+  --pin            with --threads: pin thread i to CPU i";
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -53,6 +67,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:1980".to_owned();
     let mut web_addr = Some("127.0.0.1:1990".to_owned());
     let mut config = server::Config::default();
+    let (mut threads, mut reuseport, mut pin) = (1usize, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |what: &str| {
@@ -78,6 +93,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
             }
+            "--threads" => {
+                threads = parse_positive(&arg, &value("N")?)?;
+                if threads > 1024 {
+                    return Err("--threads must be at most 1024".into());
+                }
+            }
+            "--accept" => {
+                reuseport = match value("handoff or reuseport")?.as_str() {
+                    "handoff" => false,
+                    "reuseport" => true,
+                    other => return Err(format!("--accept `{other}`: handoff or reuseport").into()),
+                }
+            }
+            "--pin" => pin = true,
             "--web-addr" => web_addr = Some(value("HOST:PORT")?),
             "--no-web" => web_addr = None,
             "-h" | "--help" => {
@@ -88,6 +117,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    if threads > 1 {
+        return threaded::run(threads, reuseport, pin, &addr, web_addr.as_deref(), config);
+    }
     let mut schedule = Schedule::new();
     let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;

@@ -15,16 +15,19 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fibra::http::{text_frames, HttpError, Limits, Message, Response, Router, WebSocket};
 use fibra::net::{
-    Conn, ConnOptions, Framing, Group, GroupOptions, ListenOptions, Listener, Lost, NetError,
-    NetExt, NetPlugin,
+    Conn, ConnOptions, Framing, Group, GroupOptions, Handed, ListenOptions, Listener, LoadToken,
+    Lost, NetError, NetExt, NetPlugin,
 };
-use fibra::tasks::TasksExt;
+use fibra::rt::Unparker;
+use fibra::tasks::{remote_channel, RemoteReceiver, RemoteSender, TasksExt};
 use fibra::{Handle, Schedule, SpawnOptions, TaskletId};
 
+use super::hub::{Event, Hub};
 use super::protocol::{self, parse_command, parse_handle, Command};
 
 const LOG: &str = "chatter";
@@ -68,18 +71,34 @@ impl Config {
     }
 }
 
-/// Listens on `addr` from the host, its connections with `conn`: a bad address is an error
-/// at once.
+/// Listens on `addr` from the host, its connections with `conn` (and `SO_REUSEPORT` with
+/// `reuse_port`): a bad address is an error at once.
 fn listen(
     schedule: &Schedule,
     addr: &str,
     conn: ConnOptions,
+    reuse_port: bool,
 ) -> Result<Listener, Box<dyn std::error::Error>> {
     let net = schedule
         .plugin::<NetPlugin>()
         .ok_or("the chatter needs the NetPlugin")?;
-    Ok(net.listen_with(addr, ListenOptions::new().with_conn(conn))?)
+    let options = ListenOptions::new()
+        .with_conn(conn)
+        .with_reuse_port(reuse_port);
+    Ok(net.listen_with(addr, options)?)
 }
+
+/// What a telnet member's connection gets.
+fn telnet_options(config: &Config) -> ConnOptions {
+    config
+        .conn_options()
+        .with_framing(Framing::Lines)
+        .with_max_frame(config.max_line)
+}
+
+/// Events waiting for the forwarder beyond which a speaking session waits (a thread that
+/// does not take its events holds up the speakers, not its own members).
+const OUTBOX_LIMIT: usize = 64 * 1024;
 
 /// Counters for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,6 +111,10 @@ pub(crate) struct RoomStats {
     pub(crate) deliveries: u64,
     /// Members cut off for not reading, since the start.
     pub(crate) cut_off: u64,
+    /// Members who joined here, since the start.
+    pub(crate) joined: u64,
+    /// Connections served here (sessions started), since the start.
+    pub(crate) served: u64,
 }
 
 /// The web page: HTML, CSS and JavaScript in one file, in the binary.
@@ -109,7 +132,29 @@ struct Room {
     deliveries: u64,
     /// Members cut off by a line for them alone (the group counts its own).
     cut_off: u64,
+    joined: u64,
+    served: u64,
     shutting_down: bool,
+    /// With `--threads N`: this thread's part in the room across threads.
+    threads: Option<Threads>,
+}
+
+/// One thread's side of the room across threads.
+#[derive(Debug)]
+struct Threads {
+    hub: Arc<Hub>,
+    index: usize,
+    /// Events for the other threads (`None`: all of them; `Some(j)`: thread `j`), in the
+    /// order they happened, until the forwarder takes them.
+    outbox: Vec<(Option<usize>, Event)>,
+    forwarder: Option<Unparker>,
+    /// Sessions waiting for the outbox to shrink.
+    waiting: Vec<Unparker>,
+    /// This thread's tasklets that serve the room (ended by a shutdown).
+    tasklets: Vec<TaskletId>,
+    /// The members of the other threads, as the events that came here say: what `/who`
+    /// lists, in step with the joins and leaves this thread's members have heard.
+    elsewhere: std::collections::HashSet<Arc<str>>,
 }
 
 impl Default for Room {
@@ -123,7 +168,10 @@ impl Default for Room {
             by_handle: HashMap::new(),
             deliveries: 0,
             cut_off: 0,
+            joined: 0,
+            served: 0,
             shutting_down: false,
+            threads: None,
         }
     }
 }
@@ -161,11 +209,7 @@ impl Chatter {
         addr: &str,
         config: Config,
     ) -> Result<Chatter, Box<dyn std::error::Error>> {
-        let conn = config
-            .conn_options()
-            .with_framing(Framing::Lines)
-            .with_max_frame(config.max_line);
-        let listener = listen(schedule, addr, conn)?;
+        let listener = listen(schedule, addr, telnet_options(&config), false)?;
         let addr = listener.local_addr();
         let room = Shared::default();
         let r = room.clone();
@@ -182,6 +226,59 @@ impl Chatter {
         })
     }
 
+    /// Serves thread `index`'s part of a room across `hub.threads()` threads on `schedule`:
+    /// with `listen`, on its own `SO_REUSEPORT` listener at that address; without, the
+    /// connections a [`Handoff`](fibra::net::Handoff) hands to the returned sender. The hub
+    /// learns this thread's relay here; start the hand-off once every thread is started.
+    pub(crate) fn start_threaded(
+        schedule: &mut Schedule,
+        listen_on: Option<&str>,
+        config: Config,
+        hub: Arc<Hub>,
+        index: usize,
+    ) -> Result<(Chatter, RemoteSender<Handed>), Box<dyn std::error::Error>> {
+        let room = Shared::default();
+        let (events_tx, events) = remote_channel::<Event>(&schedule.remote(), 4096);
+        let (handed_tx, handed) = remote_channel::<Handed>(&schedule.remote(), 1024);
+        let mut addr = SocketAddr::from(([0, 0, 0, 0], 0));
+        let r = room.clone();
+        let c = config.clone();
+        let acceptor = match listen_on {
+            Some(on) => {
+                let listener = listen(schedule, on, telnet_options(&config), true)?;
+                addr = listener.local_addr();
+                schedule.spawn_named("chatter acceptor", move |h| {
+                    accept_loop(h, &r, &listener, &c)
+                })?
+            }
+            None => {
+                schedule.spawn_named("chatter adopter", move |h| adopt_loop(h, &r, &handed, &c))?
+            }
+        };
+        let r = room.clone();
+        let forwarder = schedule.spawn_named("chatter forwarder", move |h| forward(h, &r))?;
+        let r = room.clone();
+        let relay_id = schedule.spawn_named("chatter relay", move |h| relay(h, &r, &events))?;
+        room.borrow_mut().threads = Some(Threads {
+            hub: Arc::clone(&hub),
+            index,
+            outbox: Vec::new(),
+            forwarder: Some(schedule.unparker(forwarder)),
+            waiting: Vec::new(),
+            tasklets: vec![acceptor, forwarder, relay_id],
+            elsewhere: std::collections::HashSet::new(),
+        });
+        hub.register(index, events_tx);
+        let chatter = Chatter {
+            room,
+            acceptor,
+            addr,
+            config,
+            web: None,
+        };
+        Ok((chatter, handed_tx))
+    }
+
     /// Serves the web page on `addr`: `GET /` is the page, `/ws` its WebSocket, whose members
     /// are in the same room, under the same rules. Returns the address.
     pub(crate) fn serve_web(
@@ -190,7 +287,7 @@ impl Chatter {
         addr: &str,
     ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
         let config = self.config.clone();
-        let listener = listen(schedule, addr, config.conn_options())?;
+        let listener = listen(schedule, addr, config.conn_options(), false)?;
         let web_addr = listener.local_addr();
         let limits = Limits {
             max_frame: config.max_line.max(125),
@@ -202,6 +299,12 @@ impl Chatter {
             Router::new()
                 .get("/", |_h, _req| Response::html(PAGE))
                 .websocket("/ws", move |h, _req, ws| {
+                    // Across threads, a browser is this thread's load too.
+                    let _load = room
+                        .borrow()
+                        .threads
+                        .as_ref()
+                        .map(|t| t.hub.loads().charge(t.index));
                     let conn = ws.conn().clone();
                     // Lines sent to it (the prompt, /who, a whisper) become text messages.
                     conn.set_framing(text_frames());
@@ -213,6 +316,9 @@ impl Chatter {
         let server = schedule.spawn_named("chatter web", move |h| {
             let _ = fibra::http::serve(h, &listener, router);
         })?;
+        if let Some(t) = self.room.borrow_mut().threads.as_mut() {
+            t.tasklets.push(server);
+        }
         self.web = Some((server, web_addr));
         Ok(web_addr)
     }
@@ -230,6 +336,8 @@ impl Chatter {
             members: room.members.len() + room.web_members.len(),
             deliveries: room.deliveries,
             cut_off: room.cut_off + room.members.stats().cut_off + room.web_members.stats().cut_off,
+            joined: room.joined,
+            served: room.served,
         }
     }
 
@@ -244,10 +352,12 @@ impl Chatter {
         }
         {
             let mut room = self.room.borrow_mut();
-            room.shutting_down = true;
-            let goodbye = protocol::SHUTTING_DOWN.as_bytes();
-            let _ = room.everyone.close_all(Some(goodbye));
-            let _ = room.web_everyone.close_all(Some(goodbye));
+            room.begin_shutdown();
+            if let Some(t) = room.threads.as_mut() {
+                for id in t.tasklets.drain(..) {
+                    schedule.kill(id);
+                }
+            }
         }
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
@@ -271,21 +381,159 @@ fn accept_loop(h: &Handle, room: &Shared, listener: &Listener, config: &Config) 
                 continue;
             }
         };
-        log::debug!(target: LOG, "{peer} connected");
-        let (room, login_timeout) = (room.clone(), config.login_timeout);
-        let options = SpawnOptions::new().name("chatter session");
-        if let Err(e) = h.spawn_detached_with(options, move |h| {
-            session(
-                h,
-                &room,
-                &conn,
-                Peer::Telnet,
-                login_timeout.map(|t| Instant::now() + t),
-            );
-            log::debug!(target: LOG, "{peer} left");
-        }) {
-            log::warn!(target: LOG, "no tasklet for {peer}: {e}"); // the connection closes
+        serve_conn(h, room, conn, peer, config, None);
+    }
+}
+
+/// Serves `conn` on a session tasklet of its own; `load` (a hand-off's share) goes with it.
+fn serve_conn(
+    h: &Handle,
+    room: &Shared,
+    conn: Conn,
+    peer: SocketAddr,
+    config: &Config,
+    load: Option<LoadToken>,
+) {
+    log::debug!(target: LOG, "{peer} connected");
+    let (room, login_timeout) = (room.clone(), config.login_timeout);
+    let options = SpawnOptions::new().name("chatter session");
+    if let Err(e) = h.spawn_detached_with(options, move |h| {
+        let _load = load;
+        session(
+            h,
+            &room,
+            &conn,
+            Peer::Telnet,
+            login_timeout.map(|t| Instant::now() + t),
+        );
+        log::debug!(target: LOG, "{peer} left");
+    }) {
+        log::warn!(target: LOG, "no tasklet for {peer}: {e}"); // the connection closes
+    }
+}
+
+/// With a hand-off: adopts the connections handed to this thread and serves each.
+fn adopt_loop(h: &Handle, room: &Shared, handed: &RemoteReceiver<Handed>, config: &Config) {
+    let options = telnet_options(config);
+    while let Some(Handed { stream, peer, load }) = handed.recv(h) {
+        match h.adopt(stream, options.clone()) {
+            Ok(conn) => serve_conn(h, room, conn, peer, config, Some(load)),
+            Err(e) => log::warn!(target: LOG, "cannot serve {peer}: {e}"),
         }
+    }
+}
+
+/// Takes the events this thread's room posted and sends each to the threads it is for, in
+/// order; the only sender of this thread's events, so that their order holds.
+fn forward(h: &Handle, room: &Shared) {
+    let mut batch: Vec<(Option<usize>, Event)> = Vec::new();
+    let mut peers: Vec<Option<RemoteSender<Event>>> = Vec::new();
+    loop {
+        {
+            let mut r = room.borrow_mut();
+            let Some(t) = r.threads.as_mut() else { return };
+            t.forwarder.get_or_insert_with(|| h.unparker());
+            std::mem::swap(&mut batch, &mut t.outbox);
+            for waiting in t.waiting.drain(..) {
+                waiting.unpark();
+            }
+            // Every thread registered before the first connection; fetched once.
+            if peers.iter().flatten().count() + 1 < t.hub.threads() {
+                peers = t.hub.peers_of(t.index);
+            }
+        }
+        if batch.is_empty() {
+            h.park();
+            continue;
+        }
+        for (to, event) in batch.drain(..) {
+            for (j, peer) in peers.iter().enumerate() {
+                let Some(peer) = peer else { continue };
+                if to.is_none_or(|to| to == j) {
+                    // A thread that is gone (stopping) takes nothing: dropped.
+                    let _ = peer.send_parking(h, event.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Applies what the other threads' rooms sent: lines for every member here, a whisper for
+/// one, the shutdown.
+fn relay(h: &Handle, room: &Shared, events: &RemoteReceiver<Event>) {
+    let mut batch = Vec::with_capacity(256);
+    while events.recv_many(h, &mut batch, 1024) > 0 {
+        for event in batch.drain(..) {
+            match event {
+                Event::Room(line) => room.borrow_mut().say_here(&line),
+                Event::Joined(handle) => {
+                    let mut r = room.borrow_mut();
+                    r.say_here(&format!("{handle} has joined the chat."));
+                    if let Some(t) = r.threads.as_mut() {
+                        t.elsewhere.insert(handle);
+                    }
+                }
+                Event::Left(handle) => {
+                    let mut r = room.borrow_mut();
+                    if let Some(t) = r.threads.as_mut() {
+                        t.elsewhere.remove(&handle);
+                    }
+                    r.say_here(&format!("{handle} has left the chat."));
+                }
+                Event::Tell { to, line } => {
+                    let mut r = room.borrow_mut();
+                    if let Some(conn) = r.by_handle.get(&*to).cloned() {
+                        r.tell(&conn, &line);
+                    }
+                }
+                Event::Shutdown => {
+                    shutdown_here(h, room);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A thread's shutdown from its relay: its tasklets end, everyone here is told and closed;
+/// then the hub hears it is done.
+fn shutdown_here(h: &Handle, room: &Shared) {
+    let (tasklets, hub) = {
+        let mut r = room.borrow_mut();
+        r.begin_shutdown();
+        let Some(t) = r.threads.as_mut() else { return };
+        (std::mem::take(&mut t.tasklets), Arc::clone(&t.hub))
+    };
+    for id in tasklets {
+        if id != h.id() {
+            h.kill(id);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let r = room.borrow();
+        if r.everyone.is_empty() && r.web_everyone.is_empty() {
+            break;
+        }
+        drop(r);
+        h.sleep(Duration::from_millis(5));
+    }
+    // The last goodbyes are written by the closes the sessions started.
+    h.sleep(Duration::from_millis(50));
+    hub.mark_stopped();
+}
+
+/// Parks a session while its thread's outbox is over its limit.
+fn wait_for_outbox(h: &Handle, room: &Shared) {
+    loop {
+        {
+            let mut r = room.borrow_mut();
+            match r.threads.as_mut() {
+                Some(t) if t.outbox.len() > OUTBOX_LIMIT => t.waiting.push(h.unparker()),
+                _ => return,
+            }
+        }
+        h.park();
     }
 }
 
@@ -302,6 +550,7 @@ fn session(h: &Handle, room: &Shared, conn: &Conn, mut peer: Peer<'_>, login_by:
             return;
         }
     }
+    room.borrow_mut().served += 1;
     let Some(member) = login(h, room, conn, &mut peer, login_by) else {
         return;
     };
@@ -313,18 +562,40 @@ fn session(h: &Handle, room: &Shared, conn: &Conn, mut peer: Peer<'_>, login_by:
             Command::Say(text) => room.say(&member.handle, text),
             Command::Who => {
                 let mut handles: Vec<&str> = room.by_handle.keys().map(String::as_str).collect();
+                if let Some(t) = &room.threads {
+                    handles.extend(t.elsewhere.iter().map(|h| &**h));
+                }
                 handles.sort_unstable();
                 let who = format!("Online: {}", handles.join(", "));
                 room.tell(conn, &who);
             }
-            Command::Msg { to, text } => match room.by_handle.get(to).cloned() {
-                Some(to) => room.tell(&to, &format!("{} whispers: {text}", member.handle)),
-                None => room.tell(conn, &format!("No such handle: {to}")),
-            },
+            Command::Msg { to, text } => {
+                let whisper = format!("{} whispers: {text}", member.handle);
+                match room.by_handle.get(to).cloned() {
+                    Some(to) => room.tell(&to, &whisper),
+                    None => match room
+                        .threads
+                        .as_ref()
+                        .filter(|t| t.elsewhere.contains(to))
+                        .and_then(|t| t.hub.thread_of(to))
+                    {
+                        Some(there) => room.post(
+                            Some(there),
+                            Event::Tell {
+                                to: to.into(),
+                                line: whisper.into(),
+                            },
+                        ),
+                        None => room.tell(conn, &format!("No such handle: {to}")),
+                    },
+                }
+            }
             Command::MsgUsage => room.tell(conn, protocol::MSG_USAGE),
             Command::Unknown(word) => room.tell(conn, &format!("Unknown command: /{word}")),
             Command::Quit => break,
         }
+        drop(room);
+        wait_for_outbox(h, &member.room);
     }
     // `member` drops here: the room hears the leave; then the connection closes gracefully.
 }
@@ -411,7 +682,7 @@ fn login(
 }
 
 impl Room {
-    /// Says `text` to every member, as `handle`.
+    /// Says `text` to every member, as `handle`: here, and once to each other thread.
     fn say(&mut self, handle: &str, text: &str) {
         log::trace!(target: LOG, "{handle}: {text}");
         self.members.send_with(|out| {
@@ -423,6 +694,43 @@ impl Room {
                 .send_line(&format!("{handle} says: {text}"));
         }
         self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+        if self.threads.is_some() {
+            let line: Arc<str> = format!("{handle} says: {text}").into();
+            self.post(None, Event::Room(line));
+        }
+    }
+
+    /// A line from another thread for every member here.
+    fn say_here(&mut self, line: &str) {
+        if self.shutting_down {
+            return;
+        }
+        self.members.send_with(|out| {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        });
+        if !self.web_members.is_empty() {
+            let _ = self.web_members.send_line(line);
+        }
+        self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+    }
+
+    /// Queues `event` for the other threads (all, or thread `to`) and wakes the forwarder.
+    fn post(&mut self, to: Option<usize>, event: Event) {
+        if let Some(t) = self.threads.as_mut() {
+            t.outbox.push((to, event));
+            if let Some(forwarder) = &t.forwarder {
+                forwarder.unpark();
+            }
+        }
+    }
+
+    /// No new member; everyone connected is told [`protocol::SHUTTING_DOWN`] and closed.
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let goodbye = protocol::SHUTTING_DOWN.as_bytes();
+        let _ = self.everyone.close_all(Some(goodbye));
+        let _ = self.web_everyone.close_all(Some(goodbye));
     }
 
     /// Tells one connection a line, after the lines said before it; cuts it off if it does
@@ -435,8 +743,14 @@ impl Room {
         }
     }
 
-    fn announce(&mut self, event: std::fmt::Arguments<'_>) {
-        if !self.shutting_down {
+    /// Tells every member here `event`, and the other threads `cross` (what happened, so
+    /// that their rooms keep their list of members in step with the lines they send).
+    fn announce(&mut self, event: std::fmt::Arguments<'_>, cross: Event) {
+        let hub_stopping = self
+            .threads
+            .as_ref()
+            .is_some_and(|t| t.hub.is_shutting_down());
+        if !self.shutting_down && !hub_stopping {
             self.members.send_with(|out| {
                 let _ = out.write_fmt(event);
                 out.push(b'\n');
@@ -445,6 +759,9 @@ impl Room {
                 let _ = self.web_members.send_line(&event.to_string());
             }
             self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+            if self.threads.is_some() {
+                self.post(None, cross);
+            }
         }
     }
 
@@ -471,16 +788,29 @@ impl Member {
     /// Takes `handle` if it is free and announces the newcomer to everyone, itself included.
     fn join(room: &Shared, handle: &str, conn: &Conn, web: bool) -> Option<Member> {
         let mut r = room.borrow_mut();
-        if r.by_handle.contains_key(handle)
-            || r.shutting_down
-            || r.members_of(web).add(conn).is_err()
-        {
+        if r.by_handle.contains_key(handle) || r.shutting_down {
+            return None;
+        }
+        // Across threads, the hub decides: one of two racing for a handle wins.
+        if let Some(t) = &r.threads {
+            if !t.hub.claim(handle, t.index) {
+                return None;
+            }
+        }
+        if r.members_of(web).add(conn).is_err() {
+            if let Some(t) = &r.threads {
+                t.hub.release(handle);
+            }
             return None;
         }
         r.by_handle.insert(handle.to_owned(), conn.clone());
+        r.joined += 1;
         let online = r.members.len() + r.web_members.len();
         log::info!(target: LOG, "{handle} joined ({online} online)");
-        r.announce(format_args!("{handle} has joined the chat."));
+        r.announce(
+            format_args!("{handle} has joined the chat."),
+            Event::Joined(handle.into()),
+        );
         let (room, handle, conn) = (room.clone(), handle.to_owned(), conn.clone());
         Some(Member {
             room,
@@ -500,8 +830,14 @@ impl Drop for Member {
         // Lines said before the leave still reach the leaver; the rest hear it.
         room.members_of(self.web).remove(&self.conn);
         room.by_handle.remove(&self.handle);
+        if let Some(t) = &room.threads {
+            t.hub.release(&self.handle);
+        }
         let online = room.members.len() + room.web_members.len();
         log::info!(target: LOG, "{} left ({online} online)", self.handle);
-        room.announce(format_args!("{} has left the chat.", self.handle));
+        room.announce(
+            format_args!("{} has left the chat.", self.handle),
+            Event::Left(self.handle.as_str().into()),
+        );
     }
 }

@@ -43,7 +43,14 @@ impl Loads {
             .unwrap_or(0)
     }
 
-    fn token(&self, index: usize) -> LoadToken {
+    /// Counts one more connection on schedule `index` until the token is dropped: for
+    /// connections a schedule serves that did not come through the hand-off (its own
+    /// listener's, say), so that the hand-off sees its whole load.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not a schedule of these loads.
+    pub fn charge(&self, index: usize) -> LoadToken {
         self.counts[index].fetch_add(1, Ordering::Relaxed);
         LoadToken {
             loads: self.clone(),
@@ -104,6 +111,7 @@ pub struct Handoff {
     addr: SocketAddr,
     loads: Loads,
     handed: Arc<AtomicU64>,
+    pauses: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -115,6 +123,28 @@ impl Handoff {
     ///
     /// `InvalidInput` with no targets; the listener's or the thread's error.
     pub fn start(listener: TcpListener, targets: Vec<RemoteSender<Handed>>) -> io::Result<Handoff> {
+        let loads = Loads::new(targets.len());
+        Handoff::start_with(listener, targets, loads)
+    }
+
+    /// Like [`start`](Self::start), counting load in `loads` (shared with the schedules,
+    /// which may [`charge`](Loads::charge) their other connections to it).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start); `InvalidInput` also when `loads` counts another number of
+    /// schedules than there are targets.
+    pub fn start_with(
+        listener: TcpListener,
+        targets: Vec<RemoteSender<Handed>>,
+        loads: Loads,
+    ) -> io::Result<Handoff> {
+        if loads.counts.len() != targets.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the loads count another number of schedules than there are targets",
+            ));
+        }
         if targets.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -123,19 +153,24 @@ impl Handoff {
         }
         listener.set_nonblocking(false)?;
         let addr = listener.local_addr()?;
-        let loads = Loads::new(targets.len());
         let handed = Arc::new(AtomicU64::new(0));
+        let pauses = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (loads, handed, stop) = (loads.clone(), Arc::clone(&handed), Arc::clone(&stop));
+            let counts = Counts {
+                handed: Arc::clone(&handed),
+                pauses: Arc::clone(&pauses),
+            };
+            let (loads, stop) = (loads.clone(), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("fibra-accept".into())
-                .spawn(move || accept_loop(&listener, &targets, &loads, &handed, &stop))?
+                .spawn(move || accept_loop(&listener, &targets, &loads, &counts, &stop))?
         };
         Ok(Handoff {
             addr,
             loads,
             handed,
+            pauses,
             stop,
             thread: Some(thread),
         })
@@ -154,6 +189,12 @@ impl Handoff {
     /// Connections handed out so far.
     pub fn handed(&self) -> u64 {
         self.handed.load(Ordering::Relaxed)
+    }
+
+    /// Times accepting failed and paused (out of descriptors, say): it waits 10 ms, then
+    /// tries again, instead of spinning on the error.
+    pub fn accept_pauses(&self) -> u64 {
+        self.pauses.load(Ordering::Relaxed)
     }
 
     /// Stops accepting and closes the listener (what is still in its queue is dropped);
@@ -186,11 +227,17 @@ impl Drop for Handoff {
     }
 }
 
+/// The acceptor thread's counters.
+struct Counts {
+    handed: Arc<AtomicU64>,
+    pauses: Arc<AtomicU64>,
+}
+
 fn accept_loop(
     listener: &TcpListener,
     targets: &[RemoteSender<Handed>],
     loads: &Loads,
-    handed: &AtomicU64,
+    counts: &Counts,
     stop: &AtomicBool,
 ) {
     let mut last = targets.len() - 1;
@@ -203,15 +250,17 @@ fn accept_loop(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, say: wait, instead of spinning on the error.
-                log::warn!(target: "fibra_net::handoff", "accept on {:?}: {e}", listener.local_addr());
+                if counts.pauses.fetch_add(1, Ordering::Relaxed) == 0 {
+                    log::warn!(target: "fibra_net::handoff", "accept on {:?}: {e}; pausing 10 ms at a time (logged once)", listener.local_addr());
+                }
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
         let index = loads.least(last);
         last = index;
-        let load = loads.token(index);
-        handed.fetch_add(1, Ordering::Relaxed);
+        let load = loads.charge(index);
+        counts.handed.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = targets[index].send(Handed { stream, peer, load }) {
             // That schedule is gone: the connection closes with the value dropped here.
             log::warn!(target: "fibra_net::handoff", "schedule {index} takes no connections: {e}");

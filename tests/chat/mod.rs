@@ -1,6 +1,8 @@
 //! The chatter example, run in-process on an ephemeral port, and a blocking line client.
 #![allow(dead_code)] // each test file uses some of it
 
+#[path = "../../examples/chatter/hub.rs"]
+pub(crate) mod hub;
 #[path = "../../examples/chatter/protocol.rs"]
 pub(crate) mod protocol;
 #[path = "../../examples/chatter/server.rs"]
@@ -37,50 +39,150 @@ impl crate::util::Served for server::Chatter {
     }
 }
 
-/// A chatter served by its own thread; stopped (cleanly) when dropped.
+/// A chatter served by its own thread, or (`threads` > 1) one room served by that many
+/// schedules on their own threads tied by the hub, connections handed to the least-loaded;
+/// stopped (cleanly) when dropped.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
-    thread: crate::util::ServerThread<Stats>,
+    /// Before the threads: stopped first, so that no connection comes during the stop.
+    handoff: Option<fibra::net::Handoff>,
+    hub: Option<std::sync::Arc<hub::Hub>>,
+    threads: Vec<crate::util::ServerThread<Stats>>,
+    /// Whether `stop` checks that members joined on every thread (or only connections).
+    members_on_every_thread: bool,
 }
 
 impl TestServer {
+    /// One thread, the plain chatter.
     pub(crate) fn start(config: Config) -> TestServer {
-        let thread = crate::util::ServerThread::start(move |s| {
-            let chatter = server::Chatter::start(s, "127.0.0.1:0", config).unwrap();
-            (chatter.local_addr(), chatter)
-        });
-        TestServer {
-            addr: thread.addr,
-            thread,
-        }
+        TestServer::start_on(1, config)
+    }
+
+    /// On `threads` threads (1: the plain chatter, as `start`).
+    pub(crate) fn start_on(threads: usize, config: Config) -> TestServer {
+        TestServer::start_with(threads, config, false).0
     }
 
     /// Like [`start`](Self::start), with the web page served too; returns its address.
     pub(crate) fn start_with_web(config: Config) -> (TestServer, SocketAddr) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = crate::util::ServerThread::start(move |s| {
-            let mut chatter = server::Chatter::start(s, "127.0.0.1:0", config).unwrap();
-            tx.send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
-                .unwrap();
-            (chatter.local_addr(), chatter)
-        });
-        let web = rx.recv().unwrap();
+        TestServer::start_on_with_web(1, config)
+    }
+
+    /// [`start_on`](Self::start_on) with the web page (served by thread 0).
+    pub(crate) fn start_on_with_web(threads: usize, config: Config) -> (TestServer, SocketAddr) {
+        let (server, web) = TestServer::start_with(threads, config, true);
+        (server, web.unwrap())
+    }
+
+    fn start_with(threads: usize, config: Config, web: bool) -> (TestServer, Option<SocketAddr>) {
+        let (web_tx, web_rx) = std::sync::mpsc::channel();
+        if threads == 1 {
+            let thread = crate::util::ServerThread::start(move |s| {
+                let mut chatter = server::Chatter::start(s, "127.0.0.1:0", config).unwrap();
+                if web {
+                    web_tx
+                        .send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
+                        .unwrap();
+                }
+                (chatter.local_addr(), chatter)
+            });
+            let web = web.then(|| web_rx.recv().unwrap());
+            let server = TestServer {
+                addr: thread.addr,
+                handoff: None,
+                hub: None,
+                threads: vec![thread],
+                members_on_every_thread: true,
+            };
+            return (server, web);
+        }
+        let hub = hub::Hub::new(threads);
+        let (handed_tx, handed_rx) = std::sync::mpsc::channel();
+        let servers: Vec<_> = (0..threads)
+            .map(|index| {
+                let (hub, config) = (hub.clone(), config.clone());
+                let (handed_tx, web_tx) = (handed_tx.clone(), web_tx.clone());
+                crate::util::ServerThread::start(move |s| {
+                    let (mut chatter, sender) =
+                        server::Chatter::start_threaded(s, None, config, hub, index).unwrap();
+                    handed_tx.send((index, sender)).unwrap();
+                    if web && index == 0 {
+                        web_tx
+                            .send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
+                            .unwrap();
+                    }
+                    (chatter.local_addr(), chatter)
+                })
+            })
+            .collect();
+        let mut targets: Vec<_> = (0..threads).map(|_| handed_rx.recv().unwrap()).collect();
+        targets.sort_by_key(|(index, _)| *index);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let targets = targets.into_iter().map(|(_, t)| t).collect();
+        let handoff =
+            fibra::net::Handoff::start_with(listener, targets, hub.loads().clone()).unwrap();
+        let web = web.then(|| web_rx.recv().unwrap());
         let server = TestServer {
-            addr: thread.addr,
-            thread,
+            addr: handoff.local_addr(),
+            handoff: Some(handoff),
+            hub: Some(hub),
+            threads: servers,
+            members_on_every_thread: true,
         };
         (server, web)
     }
 
-    /// The room's and the network plugin's counters, as of the server's last round.
-    pub(crate) fn stats(&self) -> Stats {
-        self.thread.stats()
+    /// For a test whose members may all end on one thread (the winners of races): `stop`
+    /// then checks that every thread served connections, not members.
+    pub(crate) fn members_may_be_anywhere(&mut self) {
+        self.members_on_every_thread = false;
     }
 
-    /// Waits until `f` holds for counters read after this call (never an older snapshot);
-    /// fails the test after 10 s.
+    /// How many threads serve the room.
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// The room's and the network plugins' counters, summed over the threads, as of each
+    /// server's last round.
+    pub(crate) fn stats(&self) -> Stats {
+        self.with_handoff(sum(self.threads.iter().map(|t| t.stats())))
+    }
+
+    /// The hand-off's accept pauses count as the network's.
+    fn with_handoff(&self, mut total: Stats) -> Stats {
+        if let Some(handoff) = &self.handoff {
+            total.1.accept_pauses += handoff.accept_pauses();
+        }
+        total
+    }
+
+    /// Each thread's counters.
+    pub(crate) fn stats_per_thread(&self) -> Vec<Stats> {
+        self.threads.iter().map(|t| t.stats()).collect()
+    }
+
+    /// Waits until `f` holds for counters (summed over the threads) each read after this
+    /// call (never an older snapshot); fails the test after 10 s.
     pub(crate) fn wait_for(&self, what: &str, f: impl Fn(&RoomStats, &NetStats) -> bool) {
-        self.thread.wait_for(what, |(room, net)| f(room, net));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let called: Vec<u64> = self.threads.iter().map(|t| t.snapshot().0).collect();
+        loop {
+            let snapshots: Vec<(u64, Stats)> = self.threads.iter().map(|t| t.snapshot()).collect();
+            let fresh = snapshots
+                .iter()
+                .zip(&called)
+                .all(|((round, _), c)| *round > c + 1);
+            let total = self.with_handoff(sum(snapshots.iter().map(|(_, s)| *s)));
+            if fresh && f(&total.0, &total.1) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 10 s for {what}: {total:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -94,10 +196,61 @@ impl TestServer {
         c
     }
 
-    /// Stops the server (its shutdown asserts no socket is left) and waits for its thread.
-    pub(crate) fn stop(self) {
-        self.thread.stop();
+    /// Stops the server (its shutdown asserts no socket is left) and waits for its
+    /// threads. On more than one thread, it first checks that members were served on every
+    /// thread when the test had members enough (the hand-off spreads them by load).
+    pub(crate) fn stop(mut self) {
+        if self.threads.len() > 1 && !std::thread::panicking() {
+            let per_thread = self.stats_per_thread();
+            let joined: Vec<u64> = per_thread.iter().map(|s| s.0.joined).collect();
+            let served: Vec<u64> = per_thread.iter().map(|s| s.0.served).collect();
+            if joined.iter().sum::<u64>() >= self.threads.len() as u64 {
+                let on_every = if self.members_on_every_thread {
+                    &joined
+                } else {
+                    &served
+                };
+                assert!(
+                    on_every.iter().all(|&j| j > 0),
+                    "members should have been on every thread: joined {joined:?}, served {served:?}"
+                );
+            }
+        }
+        if let Some(handoff) = self.handoff.take() {
+            handoff.stop();
+        }
+        if let Some(hub) = &self.hub {
+            hub.begin_shutdown();
+        }
+        for thread in self.threads.drain(..) {
+            thread.stop();
+        }
     }
+}
+
+/// Counters summed over threads.
+fn sum(stats: impl Iterator<Item = Stats>) -> Stats {
+    let mut total = Stats::default();
+    for (room, net) in stats {
+        total.0.sessions += room.sessions;
+        total.0.members += room.members;
+        total.0.deliveries += room.deliveries;
+        total.0.cut_off += room.cut_off;
+        total.0.joined += room.joined;
+        total.0.served += room.served;
+        total.1.connections += net.connections;
+        total.1.listeners += net.listeners;
+        total.1.sockets += net.sockets;
+        total.1.waiting += net.waiting;
+        total.1.queued += net.queued;
+        total.1.pooled_buffers += net.pooled_buffers;
+        total.1.timers += net.timers;
+        total.1.reads += net.reads;
+        total.1.writes += net.writes;
+        total.1.accept_pauses += net.accept_pauses;
+        total.1.groups += net.groups;
+    }
+    total
 }
 
 /// A blocking line client with a read timeout, so no test hangs.
@@ -237,3 +390,39 @@ pub(crate) fn assert_serves_a_newcomer(server: &TestServer, member: &mut Client)
 }
 
 static NEWCOMERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Makes each named test (a `fn(threads: usize)`) two tests: `one_thread::<name>`, the plain
+/// chatter, and `two_threads::<name>`, one room on two threads with members on both.
+#[allow(unused_macros)] // the browser test runs on one thread only
+macro_rules! on_one_and_two_threads {
+    ($($name:ident),* $(,)?) => {
+        mod one_thread {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(1)
+                }
+            )*
+        }
+        mod two_threads {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(2)
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_one_and_two_threads;
+
+/// The name `run_in_child` needs for the variant of `test` on `threads` threads.
+pub(crate) fn variant_name(test: &str, threads: usize) -> String {
+    let module = if threads == 1 {
+        "one_thread"
+    } else {
+        "two_threads"
+    };
+    format!("{module}::{test}")
+}

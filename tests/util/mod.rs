@@ -270,6 +270,11 @@ impl<S: Copy + Default + Send + std::fmt::Debug + 'static> ServerThread<S> {
         self.stats.lock().unwrap().1
     }
 
+    /// The server's last round and its counters then.
+    pub(crate) fn snapshot(&self) -> (u64, S) {
+        *self.stats.lock().unwrap()
+    }
+
     /// Waits until `f` holds for counters read after this call (never an older snapshot);
     /// fails the test after 10 s.
     pub(crate) fn wait_for(&self, what: &str, f: impl Fn(&S) -> bool) {

@@ -1,0 +1,136 @@
+//! The room across threads (`--threads N`): every thread runs its own room for the members
+//! it serves, and the hub ties them into one. Handles are claimed here, under one lock, so
+//! two clients racing for a handle on two threads cannot both win, and `/msg` finds the
+//! thread of its target. Each room keeps the list of the other threads' members from the
+//! joins and leaves it is sent, so that `/who` agrees with what its members have heard.
+//! What is said to the room crosses to each other thread once (an [`Event`] through that
+//! thread's relay channel), and is fanned out there to its members by its own `Group`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use fibra::net::Loads;
+use fibra::tasks::RemoteSender;
+
+/// What one thread's room tells another's.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    /// A line said, for every member there, without its end.
+    Room(Arc<str>),
+    /// A member joined (on the sending thread): announced there, and listed by `/who`.
+    Joined(Arc<str>),
+    /// A member left.
+    Left(Arc<str>),
+    /// A line for one member there (a whisper).
+    Tell {
+        /// The member's handle.
+        to: Arc<str>,
+        /// The line.
+        line: Arc<str>,
+    },
+    /// Stop: tell everyone there, and close.
+    Shutdown,
+}
+
+/// The threads' shared directory of handles and their relay channels.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    threads: usize,
+    /// Every member's handle, and the thread serving it.
+    names: Mutex<HashMap<String, usize>>,
+    relays: Mutex<Vec<Option<RemoteSender<Event>>>>,
+    shutting_down: AtomicBool,
+    stopped: AtomicUsize,
+    /// Each thread's connections, for the hand-off to pick the least-loaded thread (the
+    /// web page's connections on thread 0 count too).
+    loads: Loads,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves the map whole: go on with it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    /// A hub for `threads` rooms.
+    pub(crate) fn new(threads: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            threads,
+            names: Mutex::new(HashMap::new()),
+            relays: Mutex::new((0..threads).map(|_| None).collect()),
+            shutting_down: AtomicBool::new(false),
+            stopped: AtomicUsize::new(0),
+            loads: Loads::new(threads),
+        })
+    }
+
+    /// The threads' loads, for the hand-off.
+    pub(crate) fn loads(&self) -> &Loads {
+        &self.loads
+    }
+
+    /// How many rooms it ties.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Thread `index`'s relay channel.
+    pub(crate) fn register(&self, index: usize, relay: RemoteSender<Event>) {
+        lock(&self.relays)[index] = Some(relay);
+    }
+
+    /// Whether every thread registered its relay.
+    pub(crate) fn is_complete(&self) -> bool {
+        lock(&self.relays).iter().all(Option::is_some)
+    }
+
+    /// Every other thread's relay, by index (`None` at `index`).
+    pub(crate) fn peers_of(&self, index: usize) -> Vec<Option<RemoteSender<Event>>> {
+        let relays = lock(&self.relays);
+        relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| if i == index { None } else { r.clone() })
+            .collect()
+    }
+
+    /// Takes `handle` for a member of thread `index`; `false` if it is taken.
+    pub(crate) fn claim(&self, handle: &str, index: usize) -> bool {
+        let mut names = lock(&self.names);
+        if names.contains_key(handle) {
+            return false;
+        }
+        names.insert(handle.to_owned(), index);
+        true
+    }
+
+    /// Frees `handle`.
+    pub(crate) fn release(&self, handle: &str) {
+        lock(&self.names).remove(handle);
+    }
+
+    /// The thread serving `handle`.
+    pub(crate) fn thread_of(&self, handle: &str) -> Option<usize> {
+        lock(&self.names).get(handle).copied()
+    }
+
+    /// From now on, no room announces leaves (everyone is being told the server stops).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// A room finished its shutdown.
+    pub(crate) fn mark_stopped(&self) {
+        self.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many rooms finished their shutdown.
+    pub(crate) fn stopped(&self) -> usize {
+        self.stopped.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,137 @@
+//! `--threads N`: one room served by N schedules on N threads (`Cores`), tied by the hub.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fibra::net::{Handed, Handoff, NetPlugin};
+use fibra::rt::Cores;
+use fibra::signal::SignalExt;
+use fibra::tasks::{RemoteSender, TasksPlugin};
+use fibra::Schedule;
+
+use super::hub::{Event, Hub};
+use super::server::{Chatter, Config};
+use super::signal;
+
+/// Serves the chat on `threads` threads until Ctrl-C or SIGTERM, then stops them together:
+/// no new connection, everyone told, connections closed gracefully.
+pub(crate) fn run(
+    threads: usize,
+    reuseport: bool,
+    pin: bool,
+    addr: &str,
+    web_addr: Option<&str>,
+    config: Config,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Signals are caught before any other thread starts, so that none takes their default.
+    let mut host = Schedule::new();
+    let catches_signals = signal::catch_stop(&mut host)?;
+    let hub = Hub::new(threads);
+    let handed: Arc<Mutex<Vec<Option<RemoteSender<Handed>>>>> =
+        Arc::new(Mutex::new((0..threads).map(|_| None).collect()));
+    let served: Arc<Mutex<(Option<SocketAddr>, Option<SocketAddr>)>> = Arc::default();
+    // With reuseport, a port of 0 becomes a real one first, for every thread to share.
+    let first = if reuseport {
+        Some(bind_reuseport(addr)?)
+    } else {
+        None
+    };
+    let listen_on = first.map(|a| a.to_string());
+    let (h, out, s) = (Arc::clone(&hub), Arc::clone(&handed), Arc::clone(&served));
+    let web_addr = web_addr.map(str::to_owned);
+    let cores = Cores::start(threads, pin, move |index, schedule| {
+        schedule.add_plugin(TasksPlugin::new())?;
+        schedule.add_plugin(NetPlugin::new()?)?;
+        let (mut chatter, sender) = Chatter::start_threaded(
+            schedule,
+            listen_on.as_deref(),
+            config.clone(),
+            Arc::clone(&h),
+            index,
+        )?;
+        out.lock().unwrap()[index] = Some(sender);
+        if index == 0 {
+            s.lock().unwrap().0 = Some(chatter.local_addr());
+            if let Some(web) = &web_addr {
+                let at = chatter
+                    .serve_web(schedule, web)
+                    .map_err(|e| format!("cannot serve the web page on `{web}`: {e}"))?;
+                s.lock().unwrap().1 = Some(at);
+            }
+        }
+        Ok(())
+    })?;
+    debug_assert!(
+        hub.is_complete(),
+        "every thread registered its relay when built"
+    );
+    let handoff = if reuseport {
+        None
+    } else {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
+        let targets = handed
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .map(|s| s.take().unwrap())
+            .collect();
+        Some(Handoff::start_with(listener, targets, hub.loads().clone())?)
+    };
+    let listening = match &handoff {
+        Some(handoff) => handoff.local_addr(),
+        None => served.lock().unwrap().0.ok_or("no listener")?,
+    };
+    let how = if reuseport {
+        "a listener each"
+    } else {
+        "one acceptor"
+    };
+    log::info!(target: "chatter", "listening on {listening} (telnet or nc to chat; Ctrl-C stops), {threads} threads, {how}");
+    if let Some(web) = served.lock().unwrap().1 {
+        log::info!(target: "chatter", "web page on http://{web}/");
+    }
+    if !catches_signals {
+        return Ok(cores.join()?);
+    }
+    let signal = host.block_on(|h| h.signals(&signal::STOP))??;
+    log::info!(target: "chatter", "{signal}: stopping");
+    if let Some(handoff) = handoff {
+        handoff.stop();
+    }
+    hub.begin_shutdown();
+    for relay in hub.peers_of(usize::MAX).into_iter().flatten() {
+        let _ = relay.try_send(Event::Shutdown);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while hub.stopped() < threads && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cores.stop()?;
+    log::info!(target: "chatter", "stopped");
+    Ok(())
+}
+
+/// Binds `addr` once with `SO_REUSEPORT` to learn its port, and gives the socket up: the
+/// threads' listeners then share that port.
+fn bind_reuseport(addr: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    use std::net::ToSocketAddrs;
+    let want = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| format!("`{addr}` names no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(want),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_port(true)?;
+    socket
+        .bind(&want.into())
+        .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
+    Ok(socket
+        .local_addr()?
+        .as_socket()
+        .ok_or("not an internet address")?)
+}
