@@ -401,6 +401,83 @@ fn shutdown_tells_everyone_and_closes_every_connection(threads: usize) {
     }
 }
 
+/// On two threads: speakers on both, each heard by every member on both in the order it
+/// spoke; and a line crosses to the other thread once, not once per member there.
+#[test]
+fn across_threads_each_line_crosses_once_and_keeps_its_speakers_order() {
+    const MEMBERS: usize = 8;
+    const LINES: usize = 50;
+    let server = TestServer::start_on(2, Config::default());
+    let mut members: Vec<Client> = (0..MEMBERS)
+        .map(|i| {
+            let c = server.join(&format!("p{i}"));
+            server.wait_for("the join", |room, _| room.members == i + 1);
+            c
+        })
+        .collect();
+    let per_thread = server.stats_per_thread();
+    assert!(
+        per_thread
+            .iter()
+            .all(|(room, _)| room.members == MEMBERS / 2),
+        "the hand-off put half on each thread: {per_thread:?}"
+    );
+    // Everyone has heard every join (the joins cross too).
+    for (i, m) in members.iter_mut().enumerate() {
+        if i + 1 < MEMBERS {
+            m.lines_until(&format!("p{} has joined the chat.", MEMBERS - 1));
+        }
+    }
+    server.wait_for("the joins crossed", |room, _| {
+        room.crossed >= MEMBERS as u64
+    });
+    let crossed_before: Vec<u64> = server
+        .stats_per_thread()
+        .iter()
+        .map(|(room, _)| room.crossed)
+        .collect();
+    // p0 (thread 0) and p1 (thread 1) speak at once, interleaved.
+    let writers: Vec<_> = [0usize, 1]
+        .into_iter()
+        .map(|speaker| {
+            let mut stream = members[speaker].stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                for n in 0..LINES {
+                    stream
+                        .write_all(format!("{n} from p{speaker}\n").as_bytes())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    for m in &mut members {
+        let mut next = [0usize; 2];
+        while next != [LINES; 2] {
+            let line = m.line();
+            let speaker = usize::from(line.starts_with("p1 says:"));
+            assert_eq!(
+                line,
+                format!("p{speaker} says: {} from p{speaker}", next[speaker]),
+                "{} hears each speaker in order",
+                m.name
+            );
+            next[speaker] += 1;
+        }
+    }
+    // Each thread sent each of its speaker's lines across once: 50, not 50 × 4 members.
+    let crossed: Vec<u64> = server
+        .stats_per_thread()
+        .iter()
+        .zip(&crossed_before)
+        .map(|((room, _), before)| room.crossed - before)
+        .collect();
+    assert_eq!(crossed, vec![LINES as u64; 2]);
+    server.stop();
+}
+
 chat::on_one_and_two_threads!(
     the_newcomer_and_everyone_else_hear_the_join,
     bad_handles_are_explained_and_prompted_again,

@@ -323,3 +323,87 @@ fn tasklets_of_other_schedules_park_on_a_full_channel_and_keep_their_order() {
         "both senders ended with their value back"
     );
 }
+
+/// A plugin whose poll panics once its fuse is lit: the panic reaches its schedule's thread.
+#[derive(Debug)]
+struct Bomb(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl fibra::rt::Plugin for Bomb {
+    fn register(_: &mut fibra::rt::Router<Self>) {}
+    fn poll(
+        &mut self,
+        _: &mut fibra::rt::Context<'_>,
+        _: fibra::rt::Events<'_>,
+    ) -> std::io::Result<()> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("the receiving schedule blew up");
+        }
+        Ok(())
+    }
+}
+
+/// A schedule that dies (a panic reaches its thread) drops its receiver: a tasklet of
+/// another schedule parked on the full channel gets its value back, instead of hanging, and
+/// the host hears which schedule died.
+#[test]
+fn a_schedule_that_dies_releases_the_senders_parked_on_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    bounded(|| {
+        let fuse = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rx = Mutex::new(rx);
+        let outcome = Arc::new(Mutex::new(None));
+        let (f, o) = (fuse.clone(), outcome.clone());
+        let cores = fibra::rt::Cores::start(2, false, move |index, s| {
+            s.add_plugin(fibra::tasks::TasksPlugin::new())?;
+            if index == 1 {
+                s.add_plugin(Bomb(f.clone()))?;
+                let (sender, receiver) = fibra::tasks::remote_channel::<u32>(&s.remote(), 2);
+                tx.send(sender).unwrap();
+                // Holds the receiver and never reads.
+                s.spawn(move |h| {
+                    let _receiver = receiver;
+                    fibra::tasks::TasksExt::sleep(h, Duration::from_secs(3600));
+                })?;
+            } else {
+                let sender = rx.lock().unwrap().recv().unwrap();
+                let o = o.clone();
+                s.spawn(move |h| {
+                    let mut sent = 0;
+                    let refused = loop {
+                        match sender.send_parking(h, sent) {
+                            Ok(()) => sent += 1,
+                            Err(back) => break back.0,
+                        }
+                    };
+                    *o.lock().unwrap() = Some((sent, refused));
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50)); // the sender parks on the full channel
+        assert_eq!(*outcome.lock().unwrap(), None, "parked, not refused");
+        fuse.store(true, Ordering::SeqCst);
+        cores.remote(1).unwrap().wake();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while outcome.lock().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the parked sender hangs"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            *outcome.lock().unwrap(),
+            Some((2, 2)),
+            "two queued, the third back"
+        );
+        let err = cores.stop().unwrap_err();
+        assert!(
+            matches!(&err, fibra::rt::Error::Core { index: 1, reason } if reason.contains("blew up")),
+            "{err}"
+        );
+    });
+}

@@ -115,6 +115,9 @@ pub(crate) struct RoomStats {
     pub(crate) joined: u64,
     /// Connections served here (sessions started), since the start.
     pub(crate) served: u64,
+    /// Events sent from here to another thread, since the start (a line said here crosses
+    /// to each other thread once, whatever the number of members there).
+    pub(crate) crossed: u64,
 }
 
 /// The web page: HTML, CSS and JavaScript in one file, in the binary.
@@ -155,6 +158,7 @@ struct Threads {
     /// The members of the other threads, as the events that came here say: what `/who`
     /// lists, in step with the joins and leaves this thread's members have heard.
     elsewhere: std::collections::HashSet<Arc<str>>,
+    crossed: u64,
 }
 
 impl Default for Room {
@@ -267,6 +271,7 @@ impl Chatter {
             waiting: Vec::new(),
             tasklets: vec![acceptor, forwarder, relay_id],
             elsewhere: std::collections::HashSet::new(),
+            crossed: 0,
         });
         hub.register(index, events_tx);
         let chatter = Chatter {
@@ -338,6 +343,7 @@ impl Chatter {
             cut_off: room.cut_off + room.members.stats().cut_off + room.web_members.stats().cut_off,
             joined: room.joined,
             served: room.served,
+            crossed: room.threads.as_ref().map_or(0, |t| t.crossed),
         }
     }
 
@@ -446,14 +452,18 @@ fn forward(h: &Handle, room: &Shared) {
             h.park();
             continue;
         }
+        let mut crossed = 0;
         for (to, event) in batch.drain(..) {
             for (j, peer) in peers.iter().enumerate() {
                 let Some(peer) = peer else { continue };
-                if to.is_none_or(|to| to == j) {
-                    // A thread that is gone (stopping) takes nothing: dropped.
-                    let _ = peer.send_parking(h, event.clone());
+                // A thread that is gone (stopping) takes nothing: dropped.
+                if to.is_none_or(|to| to == j) && peer.send_parking(h, event.clone()).is_ok() {
+                    crossed += 1;
                 }
             }
+        }
+        if let Some(t) = room.borrow_mut().threads.as_mut() {
+            t.crossed += crossed;
         }
     }
 }

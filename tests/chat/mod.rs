@@ -238,6 +238,7 @@ fn sum(stats: impl Iterator<Item = Stats>) -> Stats {
         total.0.cut_off += room.cut_off;
         total.0.joined += room.joined;
         total.0.served += room.served;
+        total.0.crossed += room.crossed;
         total.1.connections += net.connections;
         total.1.listeners += net.listeners;
         total.1.sockets += net.sockets;
