@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example tokio_echo -- --addr 127.0.0.1:7001
+//! cargo run --release --example tokio_echo -- --threads 4   # the multi-thread runtime
 //! ```
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,16 +11,26 @@ use tokio::net::TcpListener;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:7001".to_owned();
+    let mut threads = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--threads" => threads = args.next().ok_or("--threads needs N")?.parse()?,
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    // One thread: the current-thread runtime; more: tokio's work-stealing multi-thread one.
+    let runtime = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("tokio echo server listening on {}", listener.local_addr()?);

@@ -5,7 +5,9 @@
 //! ```
 //!
 //! One tasklet per connection, written as plain sequential code (`server.rs`). Logs go
-//! through `env_logger` (`RUST_LOG=debug` for more).
+//! through `env_logger` (`RUST_LOG=debug` for more). `--threads N` serves from N schedules
+//! on N threads (`Cores`, thread-per-core), each with its own `SO_REUSEPORT` listener on
+//! the one port; `--pin` pins thread i to CPU i.
 
 mod server;
 #[path = "../chatter/signal.rs"]
@@ -19,16 +21,32 @@ use fibra::Schedule;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7000".to_owned();
+    let (mut threads, mut pin) = (1usize, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--threads" => {
+                let v = args.next().ok_or("--threads needs N")?;
+                threads = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or(format!("--threads `{v}`: from 1 to 1024"))?;
+            }
+            "--pin" => pin = true,
             "-h" | "--help" => {
-                println!("usage: echo [--addr HOST:PORT]   (default 127.0.0.1:7000)");
+                println!(
+                    "usage: echo [--addr HOST:PORT] [--threads N] [--pin]   (default \
+                     127.0.0.1:7000, 1 thread)"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument `{other}` (try --help)").into()),
         }
+    }
+    if threads > 1 {
+        return on_threads(&addr, threads, pin);
     }
 
     let mut schedule = Schedule::new();
@@ -49,6 +67,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Serves until Ctrl-C or SIGTERM; dropping the schedule then closes every connection.
     let signal = schedule.block_on(|h| h.signals(&signal::STOP))??;
+    log::info!(target: "echo", "{signal}: stopped");
+    Ok(())
+}
+
+/// `--threads N`: N schedules, each with its own `SO_REUSEPORT` listener on the one port.
+fn on_threads(addr: &str, threads: usize, pin: bool) -> Result<(), Box<dyn std::error::Error>> {
+    // Signals first, before any other thread starts.
+    let mut host = Schedule::new();
+    let catches_signals = signal::catch_stop(&mut host)?;
+    // A port of 0 becomes a real one, for every thread to share.
+    let want: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+        .next()
+        .ok_or_else(|| format!("`{addr}` names no address"))?;
+    let probe = socket2::Socket::new(
+        socket2::Domain::for_address(want),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    probe.set_reuse_port(true)?;
+    probe
+        .bind(&want.into())
+        .map_err(|e| format!("cannot serve echo on `{addr}`: {e}"))?;
+    let at = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or("not an internet address")?;
+    let cores = fibra::rt::Cores::start(threads, pin, move |_, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        s.add_plugin(NetPlugin::new()?)?;
+        let listener = s
+            .plugin::<NetPlugin>()
+            .ok_or("no network plugin")?
+            .listen_with(at, server::listen_options().with_reuse_port(true))?;
+        s.spawn_named("acceptor", move |h| server::accept_loop(h, &listener))?;
+        Ok(())
+    })?;
+    drop(probe);
+    log::info!(target: "echo", "echo server listening on {at}, {threads} threads");
+    if !catches_signals {
+        return Ok(cores.join()?);
+    }
+    let signal = host.block_on(|h| h.signals(&signal::STOP))??;
+    cores.stop()?;
     log::info!(target: "echo", "{signal}: stopped");
     Ok(())
 }

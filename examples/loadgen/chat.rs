@@ -28,6 +28,10 @@ pub(crate) struct ChatArgs {
     pub(crate) ws: bool,
     /// Clients speak ABChat's protocol (length-prefixed frames, `ok <name>`, `<from>: <text>`).
     pub(crate) abchat: bool,
+    /// Handles are `<prefix><i>`; senders say their id as `id_base + i`. Several generators
+    /// in one room (each with its own prefix and base) count only their own senders' lines.
+    pub(crate) prefix: String,
+    pub(crate) id_base: usize,
 }
 
 const PROMPT: &[u8] = b"What is your handle?";
@@ -56,6 +60,8 @@ fn wire(args: &ChatArgs) -> Wire {
 /// What the clients share (one thread: a `RefCell`).
 struct State {
     base: Instant,
+    /// This generator's first sender id.
+    id_base: usize,
     /// When every client is logged in, the sending starts (set by the coordinator).
     t0: Option<Instant>,
     measure_from: Instant,
@@ -87,6 +93,13 @@ impl State {
         let Some((sender, seq, sent_us)) = parse_says(line) else {
             return;
         };
+        // Another generator's sender: its clock is not ours.
+        let Some(sender) = sender.checked_sub(self.id_base) else {
+            return;
+        };
+        if sender >= self.sent.len() {
+            return;
+        }
         self.deliveries += 1;
         let next = &mut self.next[r];
         if sender < next.len() {
@@ -110,6 +123,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     let far = Instant::now() + Duration::from_secs(86_400);
     let state = Rc::new(RefCell::new(State {
         base: Instant::now(),
+        id_base: args.id_base,
         t0: None,
         measure_from: far,
         stop_sending: far,
@@ -134,9 +148,10 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     for i in 0..c {
         let (state, batch) = (state.clone(), batch.clone());
         let (addr, rate, ws) = (common.addr, args.rate, wire(args));
+        let (prefix, id_base) = (args.prefix.clone(), args.id_base);
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
-            let conn = login(h, addr, &format!("c{i}"), ws);
+            let conn = login(h, addr, &format!("{prefix}{i}"), ws);
             let _ = batch.1.recv(h);
             let Some((conn, leftover)) = conn else {
                 state.borrow_mut().failed += 1;
@@ -150,7 +165,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             }
             let sender = {
                 let (state, conn) = (state.clone(), conn.clone());
-                move |h: &Handle| send_lines(h, &state, &conn, i, c, rate, ws)
+                move |h: &Handle| send_lines(h, &state, &conn, (i, id_base), c, rate, ws)
             };
             if h.spawn_detached(sender).is_err() {
                 state.borrow_mut().failed += 1;
@@ -462,7 +477,7 @@ fn send_lines(
     h: &Handle,
     state: &Rc<RefCell<State>>,
     conn: &Conn,
-    i: usize,
+    (i, id_base): (usize, usize),
     c: usize,
     rate: f64,
     ws: Wire,
@@ -485,7 +500,12 @@ fn send_lines(
         h.sleep_until(next);
         let now = Instant::now();
         line.clear();
-        let _ = write!(line, "{i} {seq} {}", now.duration_since(base).as_micros());
+        let _ = write!(
+            line,
+            "{} {seq} {}",
+            i + id_base,
+            now.duration_since(base).as_micros()
+        );
         let sent = if ws == Wire::Ws {
             h.send(conn, &ws_text_frame(line.as_bytes()))
         } else {

@@ -20,6 +20,8 @@
 //!   prints a progress line with the server's RSS and descriptors every S seconds.
 //!   `--ws yes` speaks the chatter's WebSocket; `--abchat yes` speaks ABChat's protocol
 //!   (length-prefixed frames, the name, `ok <name>`, `<from>: <text>` to everyone).
+//!   `--prefix P --id-base B` let several generators share one room (handles `P<i>`,
+//!   sender ids from B); each counts only its own senders' lines.
 //! - `idle`: C connections (`--conns`) that read the prompt (`--prompt yes`, for chat
 //!   servers) and then say nothing for `--secs`. Reports the server's RSS before and with
 //!   them, and KiB per connection.
@@ -59,7 +61,8 @@ pub(crate) struct Common {
 const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
-               [--ws yes|no] [--abchat yes|no] [--secs S] [--warmup S] [--pid P]
+               [--ws yes|no] [--abchat yes|no] [--prefix P] [--id-base B]
+               [--secs S] [--warmup S] [--pid P]
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]";
 
@@ -88,6 +91,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         report: 0.0,
         ws: false,
         abchat: false,
+        prefix: "c".to_owned(),
+        id_base: 0,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -113,6 +118,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--churn" => chat.churn = value.parse().map_err(|e| bad(&e))?,
             "--drain" => chat.drain = value.parse().map_err(|e| bad(&e))?,
             "--report" => chat.report = value.parse().map_err(|e| bad(&e))?,
+            "--prefix" => chat.prefix = value.clone(),
+            "--id-base" => chat.id_base = value.parse().map_err(|e| bad(&e))?,
             "--abchat" => {
                 chat.abchat = match value.as_str() {
                     "yes" => true,

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""One schedule per core against tokio's multi-thread runtime, at N = 1, 2, 4, 8 threads:
+the chatter's deliveries per second at saturation (`chatter --threads N` against
+`tokio_chat_mt --threads N`) and the echo server's messages per second (`echo --threads N`
+against `tokio_echo --threads N`), side by side, in one run that stops by itself.
+
+    cargo build --release --examples
+    python3 scripts/scale.py                         # N = 1,2,4,8 where the cores allow
+    python3 scripts/scale.py --threads 1,2 --quick   # a short check of the script itself
+
+The server gets CPUs 0..N-1 (taskset), the load generators one CPU each from N on (as many
+as --gens, and as the machine has left). Several generators share one chat room: each logs
+in its own clients (`loadgen chat --prefix gK_ --id-base ...`) and counts only its own
+senders' lines, so the server's deliveries are the generators' sum times their number.
+
+Chat: for each N, the offered load (lines a second per client, --rates) rises until a
+server stops tracking it (deliveries under 95% of offered, or p99 over 100 ms); its
+saturation is the highest rate it tracked. Echo: --echo-conns connections per generator in
+a closed loop. Scaling is figure(N) / (N x figure(1)); the goal is >= 0.8 up to 8 threads,
+and ahead of tokio at every N. A machine with fewer cores than 2N can only show that the
+script works: the table says when the generators had fewer cores than the server.
+"""
+import argparse, json, os, shutil, signal, subprocess, sys, time
+
+from serverlib import BIN, free_port, wait_listening
+
+
+def cpus(first, count):
+    return list(range(first, first + count))
+
+
+def taskset(cpu_list):
+    if not shutil.which("taskset") or not cpu_list:
+        return []
+    return ["taskset", "-c", ",".join(str(c) for c in cpu_list)]
+
+
+def start_server(cmd, cpu_list, port):
+    env = dict(os.environ, RUST_LOG="warn")
+    srv = subprocess.Popen(taskset(cpu_list) + cmd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env=env)
+    wait_listening(port)
+    time.sleep(0.3)
+    return srv
+
+
+def stop_server(srv):
+    srv.send_signal(signal.SIGINT)  # our own child, by PID
+    try:
+        srv.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        srv.wait()
+
+
+def run_gens(gen_cmds, gen_cpus, timeout):
+    procs = [subprocess.Popen(taskset([cpu]) + cmd, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for cmd, cpu in zip(gen_cmds, gen_cpus)]
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        lines = out.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"loadgen printed nothing: {err.strip()[-400:]}")
+        results.append(json.loads(lines[-1]))
+    return results
+
+
+def chat_round(a, server, n, rate, gens, gen_cpus, log):
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    if server == "chatter":
+        cmd = [os.path.join(BIN, "chatter"), "--addr", addr, "--no-web", "--threads", str(n)]
+        if n > 1 and a.pin:
+            cmd.append("--pin")
+    else:
+        cmd = [os.path.join(BIN, "tokio_chat_mt"), "--addr", addr, "--threads", str(n)]
+    srv = start_server(cmd, cpus(0, n), port)
+    per_gen = a.clients // gens
+    try:
+        gen_cmds = [[os.path.join(BIN, "loadgen"), "chat", "--addr", addr,
+                     "--clients", str(per_gen), "--rate", str(rate), "--prefix", f"g{g}_",
+                     "--id-base", str(g * per_gen), "--secs", str(a.secs),
+                     "--warmup", str(a.warmup), "--pid", str(srv.pid)]
+                    for g in range(gens)]
+        res = run_gens(gen_cmds, gen_cpus, a.secs + a.warmup + 120)
+    finally:
+        stop_server(srv)
+    total = sum(r["deliveries_per_s"] for r in res) * gens
+    offered = (per_gen * gens) ** 2 * rate
+    row = {"kind": "chat", "server": server, "threads": n, "rate": rate, "gens": gens,
+           "clients": per_gen * gens, "deliveries_per_s": total, "offered": offered,
+           "p99_us": max(r["p99_us"] for r in res), "missing": sum(r["missing"] for r in res),
+           "server_cpu": res[0]["server_cpu"]}
+    log.append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def echo_round(a, server, n, gens, gen_cpus, log):
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    name = "echo" if server == "fibra" else "tokio_echo"
+    cmd = [os.path.join(BIN, name), "--addr", addr, "--threads", str(n)]
+    if server == "fibra" and n > 1 and a.pin:
+        cmd.append("--pin")
+    srv = start_server(cmd, cpus(0, n), port)
+    try:
+        gen_cmds = [[os.path.join(BIN, "loadgen"), "echo", "--addr", addr,
+                     "--conns", str(a.echo_conns), "--secs", str(a.secs),
+                     "--warmup", str(a.warmup), "--pid", str(srv.pid)]
+                    for _ in range(gens)]
+        res = run_gens(gen_cmds, gen_cpus, a.secs + a.warmup + 120)
+    finally:
+        stop_server(srv)
+    row = {"kind": "echo", "server": server, "threads": n, "gens": gens,
+           "msgs_per_s": sum(r["msgs_per_s"] for r in res),
+           "p99_us": max(r["p99_us"] for r in res), "server_cpu": res[0]["server_cpu"]}
+    log.append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", default="1,2,4,8")
+    p.add_argument("--gens", type=int, default=8, help="load generators at most")
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rates", default="1,2,5,10,20,40,80")
+    p.add_argument("--echo-conns", type=int, default=200)
+    p.add_argument("--secs", type=float, default=5)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--pin", action="store_true", default=True)
+    p.add_argument("--quick", action="store_true", help="2 s runs, rates 1,5")
+    p.add_argument("--json", help="write every run's result here")
+    a = p.parse_args()
+    if a.quick:
+        a.secs, a.warmup, a.rates = 2, 1, "1,5"
+    if not (0 < a.secs <= 60):
+        sys.exit("--secs must be in (0, 60]")
+    ncpu = os.cpu_count() or 1
+    log = []
+    chat_rows, echo_rows = [], []
+    for n in [int(t) for t in a.threads.split(",")]:
+        gens = max(1, min(a.gens, ncpu - n))
+        gen_cpus = cpus(n, gens) if ncpu > n else [ncpu - 1] * gens
+        starved = gens < n
+        best = {}
+        for server in ("chatter", "tokio_chat_mt"):
+            best[server] = None
+            for rate in [float(r) for r in a.rates.split(",")]:
+                row = chat_round(a, server, n, rate, gens, gen_cpus, log)
+                if row["deliveries_per_s"] < 0.95 * row["offered"] or row["p99_us"] > 100_000:
+                    break
+                best[server] = row
+        chat_rows.append((n, gens, starved, best["chatter"], best["tokio_chat_mt"]))
+        e = {s: echo_round(a, s, n, gens, gen_cpus, log) for s in ("fibra", "tokio")}
+        echo_rows.append((n, gens, starved, e["fibra"], e["tokio"]))
+
+    def fmt(v):
+        return "-" if v is None else f"{v:,.0f}"
+
+    print(f"\nmachine: {ncpu} CPUs; server on CPUs 0..N-1, generators on the next ones")
+    print("\nchat: deliveries/s at saturation (the highest rate tracked), chatter --threads N "
+          "vs tokio_chat_mt --threads N")
+    print(f"  {'N':>3} {'gens':>5} {'fibra':>14} {'tokio':>14} {'fibra/tokio':>12} "
+          f"{'fibra scaling':>14} {'tokio scaling':>14}")
+    base = {}
+    for n, gens, starved, f, t in chat_rows:
+        fv = f and f["deliveries_per_s"]
+        tv = t and t["deliveries_per_s"]
+        base.setdefault("f", fv)
+        base.setdefault("t", tv)
+        sc = lambda v, b: "-" if not (v and b) else f"{v / (n * b):.2f}"
+        ratio = "-" if not (fv and tv) else f"{fv / tv:.2f}"
+        note = "  (generators starved)" if starved else ""
+        print(f"  {n:>3} {gens:>5} {fmt(fv):>14} {fmt(tv):>14} {ratio:>12} "
+              f"{sc(fv, base['f']):>14} {sc(tv, base['t']):>14}{note}")
+    print("\necho: messages/s, echo --threads N vs tokio_echo --threads N, "
+          f"{a.echo_conns} connections per generator")
+    print(f"  {'N':>3} {'gens':>5} {'fibra':>14} {'tokio':>14} {'fibra/tokio':>12} "
+          f"{'fibra scaling':>14} {'tokio scaling':>14}")
+    base = {}
+    for n, gens, starved, f, t in echo_rows:
+        fv, tv = f["msgs_per_s"], t["msgs_per_s"]
+        base.setdefault("f", fv)
+        base.setdefault("t", tv)
+        note = "  (generators starved)" if starved else ""
+        print(f"  {n:>3} {gens:>5} {fmt(fv):>14} {fmt(tv):>14} {fv / tv if tv else 0:>12.2f} "
+              f"{fv / (n * base['f']):>14.2f} {tv / (n * base['t']):>14.2f}{note}")
+    if a.json:
+        with open(a.json, "w") as out:
+            json.dump(log, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
