@@ -775,6 +775,13 @@ impl Room {
         }
     }
 
+    /// Members in the room: here, and (across threads) on the other threads as this
+    /// thread has heard.
+    fn online(&self) -> usize {
+        let elsewhere = self.threads.as_ref().map_or(0, |t| t.elsewhere.len());
+        self.members.len() + self.web_members.len() + elsewhere
+    }
+
     /// The group of members of a kind.
     fn members_of(&self, web: bool) -> &Group {
         if web {
@@ -815,7 +822,7 @@ impl Member {
         }
         r.by_handle.insert(handle.to_owned(), conn.clone());
         r.joined += 1;
-        let online = r.members.len() + r.web_members.len();
+        let online = r.online();
         log::info!(target: LOG, "{handle} joined ({online} online)");
         r.announce(
             format_args!("{handle} has joined the chat."),
@@ -843,7 +850,7 @@ impl Drop for Member {
         if let Some(t) = &room.threads {
             t.hub.release(&self.handle);
         }
-        let online = room.members.len() + room.web_members.len();
+        let online = room.online();
         log::info!(target: LOG, "{} left ({online} online)", self.handle);
         room.announce(
             format_args!("{} has left the chat.", self.handle),
