@@ -172,9 +172,9 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
                 return;
             }
             match ws {
-                Wire::Ws => read_frames(h, &state, &conn, i, leftover),
+                Wire::Ws => read_frames(h, &state, &conn, i, leftover, ws_frame),
                 Wire::Lines => read_lines(h, &state, &conn, i),
-                Wire::AbChat => read_length_frames(h, &state, &conn, i),
+                Wire::AbChat => read_frames(h, &state, &conn, i, leftover, length_frame),
             }
         })?;
     }
@@ -574,13 +574,24 @@ fn read_lines(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
     }
 }
 
-/// [`read_lines`] for a WebSocket: each text message is a line.
-fn read_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize, leftover: Vec<u8>) {
+/// Finds the first whole frame of a buffer: its payload's range and the frame's size.
+type CutFrame = fn(&[u8]) -> Option<(std::ops::Range<usize>, usize)>;
+
+/// [`read_lines`] for framed streams (a WebSocket's messages, ABChat's length-prefixed
+/// frames): each frame that `cut` finds is a line.
+fn read_frames(
+    h: &Handle,
+    state: &Rc<RefCell<State>>,
+    conn: &Conn,
+    r: usize,
+    leftover: Vec<u8>,
+    cut: CutFrame,
+) {
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut buf = leftover;
     let base = state.borrow().base;
     loop {
-        if ws_frame(&buf).is_none() {
+        if cut(&buf).is_none() {
             chunk = match h.yield_op(ops::Receive::raw(conn, std::mem::take(&mut chunk), CHUNK)) {
                 Ok(bytes) => bytes,
                 Err(_) => {
@@ -599,7 +610,7 @@ fn read_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize, le
         let from_us = s.measure_from.saturating_duration_since(base).as_micros() as u64;
         let stop_us = s.stop_sending.saturating_duration_since(base).as_micros() as u64;
         let mut at = 0;
-        while let Some((range, used)) = ws_frame(&buf[at..]) {
+        while let Some((range, used)) = cut(&buf[at..]) {
             s.record(
                 r,
                 &buf[at + range.start..at + range.end],
@@ -617,44 +628,10 @@ fn read_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize, le
     }
 }
 
-/// [`read_lines`] for ABChat: each length-prefixed frame is a line.
-fn read_length_frames(h: &Handle, state: &Rc<RefCell<State>>, conn: &Conn, r: usize) {
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-    let base = state.borrow().base;
-    loop {
-        chunk = match h.yield_op(ops::Receive::raw(conn, std::mem::take(&mut chunk), CHUNK)) {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                let mut s = state.borrow_mut();
-                if Instant::now() < s.stop_sending {
-                    s.lost[r] = true;
-                }
-                return;
-            }
-        };
-        buf.extend_from_slice(&chunk);
-        let now_us = Instant::now().saturating_duration_since(base).as_micros() as u64;
-        let mut s = state.borrow_mut();
-        let s = &mut *s;
-        let from_us = s.measure_from.saturating_duration_since(base).as_micros() as u64;
-        let stop_us = s.stop_sending.saturating_duration_since(base).as_micros() as u64;
-        let mut at = 0;
-        while let Some(prefix) = buf[at..].first_chunk::<4>() {
-            let len = u32::from_be_bytes(*prefix) as usize;
-            if len > MAX_PARTIAL {
-                log::warn!(target: "loadgen", "receiver {r}: a frame over {MAX_PARTIAL} bytes");
-                s.lost[r] = true;
-                return;
-            }
-            let Some(payload) = buf.get(at + 4..at + 4 + len) else {
-                break;
-            };
-            s.record(r, payload, now_us, from_us..stop_us);
-            at += 4 + len;
-        }
-        buf.drain(..at);
-    }
+/// The first whole length-prefixed frame of `buf` (ABChat's): its payload and its size.
+fn length_frame(buf: &[u8]) -> Option<(std::ops::Range<usize>, usize)> {
+    let len = u32::from_be_bytes(*buf.first_chunk::<4>()?) as usize;
+    (buf.len() >= 4 + len).then_some((4..4 + len, 4 + len))
 }
 
 const CHUNK: usize = 64 * 1024;
