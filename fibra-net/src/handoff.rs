@@ -104,6 +104,7 @@ pub struct Handed {
 /// acceptor up (back-pressure); one whose receiver is gone gets nothing, and its
 /// connections are closed.
 ///
+/// [`RemoteSender`]: fibra_tasks::RemoteSender
 /// [`remote_channel`]: fibra_tasks::remote_channel
 /// [`ListenOptions::with_reuse_port`]: crate::ListenOptions::with_reuse_port
 #[derive(Debug)]
