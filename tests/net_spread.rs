@@ -193,3 +193,49 @@ fn a_handoff_gives_each_connection_to_the_least_loaded_schedule() {
     drop(clients);
     cores.stop().unwrap();
 }
+
+#[test]
+fn a_handoff_refuses_bad_setups_with_the_reason() {
+    let listener = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = Handoff::start(listener(), Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("at least one schedule"), "{err}");
+    let mut s = fibra::rt::Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (sender, _receiver) = remote_channel::<Handed>(&s.remote(), 4);
+    let err = Handoff::start_with(listener(), vec![sender], fibra::net::Loads::new(2)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains("another number of schedules"),
+        "{err}"
+    );
+}
+
+/// A schedule that no longer takes connections (its receiver is gone) gets none: they are
+/// closed at once, and the acceptor goes on serving the others.
+#[test]
+fn a_handoff_closes_what_a_gone_schedule_cannot_take() {
+    let mut s = fibra::rt::Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (sender, receiver) = remote_channel::<Handed>(&s.remote(), 4);
+    drop(receiver);
+    let handoff = Handoff::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        vec![sender],
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(handoff.local_addr()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let ended = match std::io::Read::read_to_end(&mut client, &mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(ended && rest.is_empty(), "closed at once, not left hanging");
+    }
+    assert_eq!(handoff.loads().snapshot(), [0], "no load left behind");
+    handoff.stop();
+}
