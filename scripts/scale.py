@@ -7,6 +7,10 @@ against `tokio_echo --threads N`), side by side, in one run that stops by itself
     cargo build --release --examples
     python3 scripts/scale.py                         # N = 1,2,4,8 where the cores allow
     python3 scripts/scale.py --threads 1,2 --quick   # a short check of the script itself
+    python3 scripts/scale.py --secs 3 --warmup 1     # within a 10-minute limit (about 7 min)
+
+At the defaults a full run takes up to about 11 minutes (at most 16 runs of about 10 s for
+each N); every run stops by itself and stops its server by PID.
 
 The server gets CPUs 0..N-1 (taskset), the load generators one CPU each from N on (as many
 as --gens, and as the machine has left). Several generators share one chat room: each logs
