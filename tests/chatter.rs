@@ -478,6 +478,42 @@ fn across_threads_each_line_crosses_once_and_keeps_its_speakers_order() {
     server.stop();
 }
 
+/// `--accept reuseport` on two threads: the kernel spreads the members; the room is one.
+#[test]
+fn with_a_listener_per_thread_the_room_is_still_one() {
+    const MEMBERS: usize = 12;
+    let server = TestServer::start_reuseport(2, Config::default());
+    let mut members: Vec<Client> = (0..MEMBERS)
+        .map(|i| {
+            let c = server.join(&format!("r{i}"));
+            server.wait_for("the join", |room, _| room.members == i + 1);
+            c
+        })
+        .collect();
+    let per_thread: Vec<usize> = server
+        .stats_per_thread()
+        .iter()
+        .map(|(room, _)| room.members)
+        .collect();
+    eprintln!("SO_REUSEPORT placed {MEMBERS} members as {per_thread:?}");
+    for (i, m) in members.iter_mut().enumerate() {
+        if i + 1 < MEMBERS {
+            m.lines_until(&format!("r{} has joined the chat.", MEMBERS - 1));
+        }
+    }
+    members[0].send("hello, everyone");
+    for m in &mut members {
+        m.expect("r0 says: hello, everyone");
+    }
+    let mut who: Vec<String> = (0..MEMBERS).map(|i| format!("r{i}")).collect();
+    who.sort();
+    members[MEMBERS - 1].send("/who");
+    members[MEMBERS - 1].expect(&format!("Online: {}", who.join(", ")));
+    members[MEMBERS - 1].send("/msg r0 psst");
+    members[0].expect(&format!("r{} whispers: psst", MEMBERS - 1));
+    server.stop();
+}
+
 chat::on_one_and_two_threads!(
     the_newcomer_and_everyone_else_hear_the_join,
     bad_handles_are_explained_and_prompted_again,

@@ -138,6 +138,40 @@ impl TestServer {
         self.members_on_every_thread = false;
     }
 
+    /// On `threads` threads, each with its own `SO_REUSEPORT` listener on one port
+    /// (`--accept reuseport`): the kernel picks each connection's thread.
+    pub(crate) fn start_reuseport(threads: usize, config: Config) -> TestServer {
+        // A port for the group, reserved while the threads bind it.
+        let probe =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        probe.set_reuse_port(true).unwrap();
+        probe
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let addr = probe.local_addr().unwrap().as_socket().unwrap();
+        let hub = hub::Hub::new(threads);
+        let servers: Vec<_> = (0..threads)
+            .map(|index| {
+                let (hub, config) = (hub.clone(), config.clone());
+                crate::util::ServerThread::start(move |s| {
+                    let on = addr.to_string();
+                    let (chatter, _) =
+                        server::Chatter::start_threaded(s, Some(&on), config, hub, index).unwrap();
+                    (chatter.local_addr(), chatter)
+                })
+            })
+            .collect();
+        drop(probe);
+        TestServer {
+            addr,
+            handoff: None,
+            hub: Some(hub),
+            threads: servers,
+            // The kernel's hash places the members.
+            members_on_every_thread: false,
+        }
+    }
+
     /// How many threads serve the room.
     pub(crate) fn thread_count(&self) -> usize {
         self.threads.len()
