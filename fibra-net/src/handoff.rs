@@ -114,6 +114,8 @@ pub struct Handoff {
     handed: Arc<AtomicU64>,
     pauses: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// Shared with the acceptor thread, so that the stop can wake its blocking `accept`.
+    listener: Arc<TcpListener>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -157,12 +159,13 @@ impl Handoff {
         let handed = Arc::new(AtomicU64::new(0));
         let pauses = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let listener = Arc::new(listener);
         let thread = {
             let counts = Counts {
                 handed: Arc::clone(&handed),
                 pauses: Arc::clone(&pauses),
             };
-            let (loads, stop) = (loads.clone(), Arc::clone(&stop));
+            let (loads, stop, listener) = (loads.clone(), Arc::clone(&stop), Arc::clone(&listener));
             std::thread::Builder::new()
                 .name("fibra-accept".into())
                 .spawn(move || accept_loop(&listener, &targets, &loads, &counts, &stop))?
@@ -173,6 +176,7 @@ impl Handoff {
             handed,
             pauses,
             stop,
+            listener,
             thread: Some(thread),
         })
     }
@@ -209,15 +213,19 @@ impl Handoff {
             return;
         };
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept with a connection of our own.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
+        // Wake the blocking accept: shutting a listening socket down makes it return at once
+        // (Linux); where that is refused, a connection of our own does it.
+        let listening = socket2::SockRef::from(&*self.listener);
+        if listening.shutdown(std::net::Shutdown::Both).is_err() {
+            let mut wake = self.addr;
+            if wake.ip().is_unspecified() {
+                wake.set_ip(match wake {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         let _ = thread.join();
     }
 }
