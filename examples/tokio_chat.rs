@@ -1,10 +1,14 @@
-//! The tokio peer of `chatter`, for side-by-side benchmarks: the same protocol on a
-//! current-thread runtime, written as a good tokio programmer would: a reader task per
-//! client, a `broadcast` channel for the room, and one batching writer task per client
-//! (it takes every line waiting for it, then writes them with one `write_all`).
+//! The tokio peer of `chatter`, for side-by-side benchmarks: the same protocol, written as
+//! a good tokio programmer would: a reader task per client, a `broadcast` channel for the
+//! room, and one batching writer task per client (it takes every line waiting for it, then
+//! writes them with one `write_all`). By default on a current-thread runtime (the peer of
+//! `chatter`); with `--threads N` on tokio's work-stealing multi-thread runtime with N
+//! workers (the peer of `chatter --threads N` in `scripts/scale.py`). The room is behind an
+//! `Arc` and a `Mutex` either way; the broadcast path does not take the lock.
 //!
 //! ```text
 //! cargo run --release --example tokio_chat -- --addr 127.0.0.1:1990
+//! cargo run --release --example tokio_chat -- --addr 127.0.0.1:1990 --threads 4
 //! ```
 //!
 //! Protocol as the chatter's: the prompt, handles of 1–32 characters without whitespace or
@@ -12,10 +16,8 @@
 //! `/who`, `/msg <handle> <text>`, `/quit`. A line over 8 KiB ends the connection; a client
 //! more than 32,768 lines behind is cut off (the broadcast channel's capacity).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -32,28 +34,35 @@ type Line = Arc<[u8]>;
 struct Room {
     everyone: broadcast::Sender<Line>,
     /// Each member's queue for lines meant for it alone.
-    members: RefCell<HashMap<String, mpsc::UnboundedSender<Line>>>,
+    members: Mutex<HashMap<String, mpsc::UnboundedSender<Line>>>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:1990".to_owned();
+    let mut threads = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--threads" => threads = Some(args.next().ok_or("--threads needs N")?.parse()?),
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
+    let runtime = match threads {
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::max(n, 1))
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("tokio chat server listening on {}", listener.local_addr()?);
-        let room = Rc::new(Room {
+        let room = Arc::new(Room {
             everyone: broadcast::channel(BACKLOG_LINES).0,
-            members: RefCell::new(HashMap::new()),
+            members: Mutex::new(HashMap::new()),
         });
         loop {
             let (stream, _) = match listener.accept().await {
@@ -65,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             };
             let room = room.clone();
-            tokio::task::spawn_local(async move {
+            tokio::spawn(async move {
                 let _ = client(stream, room).await;
             });
         }
@@ -101,7 +110,7 @@ fn valid_handle(handle: &str) -> bool {
     (1..=32).contains(&chars) && !handle.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
+async fn client(stream: TcpStream, room: Arc<Room>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(4096, reader);
@@ -120,7 +129,7 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
                 .await?;
             continue;
         }
-        if room.members.borrow().contains_key(handle) {
+        if room.members.lock().unwrap().contains_key(handle) {
             writer.write_all(TAKEN).await?;
             continue;
         }
@@ -129,11 +138,14 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
     // Subscribe before the join goes out, so the newcomer hears its own join.
     let everyone = room.everyone.subscribe();
     let (direct_tx, direct) = mpsc::unbounded_channel();
-    room.members.borrow_mut().insert(handle.clone(), direct_tx);
+    room.members
+        .lock()
+        .unwrap()
+        .insert(handle.clone(), direct_tx);
     let _ = room
         .everyone
         .send(line(format!("{handle} has joined the chat.")));
-    let mut writing = tokio::task::spawn_local(write_loop(writer, everyone, direct));
+    let mut writing = tokio::spawn(write_loop(writer, everyone, direct));
 
     loop {
         tokio::select! {
@@ -148,7 +160,7 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
         if text == "/quit" {
             break;
         } else if text == "/who" {
-            let mut handles: Vec<String> = room.members.borrow().keys().cloned().collect();
+            let mut handles: Vec<String> = room.members.lock().unwrap().keys().cloned().collect();
             handles.sort_unstable();
             tell(
                 &room,
@@ -178,7 +190,7 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
             let _ = room.everyone.send(line(format!("{handle} says: {text}")));
         }
     }
-    room.members.borrow_mut().remove(&handle);
+    room.members.lock().unwrap().remove(&handle);
     writing.abort();
     let _ = room
         .everyone
@@ -188,7 +200,7 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
 
 /// Queues a line for one member; false if there is no such member.
 fn tell(room: &Room, to: &str, line: Line) -> bool {
-    match room.members.borrow().get(to) {
+    match room.members.lock().unwrap().get(to) {
         Some(member) => {
             let _ = member.send(line);
             true

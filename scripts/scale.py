@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One schedule per core against tokio's multi-thread runtime, at N = 1, 2, 4, 8 threads:
 the chatter's deliveries per second at saturation (`chatter --threads N` against
-`tokio_chat_mt --threads N`) and the echo server's messages per second (`echo --threads N`
+`tokio_chat --threads N`) and the echo server's messages per second (`echo --threads N`
 against `tokio_echo --threads N`), side by side, in one run that stops by itself.
 
     cargo build --release --examples
@@ -85,7 +85,7 @@ def chat_round(a, server, n, rate, gens, gen_cpus, log):
         if n > 1 and a.pin:
             cmd.append("--pin")
     else:
-        cmd = [os.path.join(BIN, "tokio_chat_mt"), "--addr", addr, "--threads", str(n)]
+        cmd = [os.path.join(BIN, "tokio_chat"), "--addr", addr, "--threads", str(n)]
     srv = start_server(cmd, cpus(0, n), port)
     per_gen = a.clients // gens
     try:
@@ -158,14 +158,14 @@ def main():
         gen_cpus = cpus(n, gens) if ncpu > n else [ncpu - 1] * gens
         starved = gens < n
         best = {}
-        for server in ("chatter", "tokio_chat_mt"):
+        for server in ("chatter", "tokio_chat"):
             best[server] = None
             for rate in [float(r) for r in a.rates.split(",")]:
                 row = chat_round(a, server, n, rate, gens, gen_cpus, log)
                 if row["deliveries_per_s"] < 0.95 * row["offered"] or row["p99_us"] > 100_000:
                     break
                 best[server] = row
-        chat_rows.append((n, gens, starved, best["chatter"], best["tokio_chat_mt"]))
+        chat_rows.append((n, gens, starved, best["chatter"], best["tokio_chat"]))
         e = {s: echo_round(a, s, n, gens, gen_cpus, log) for s in ("fibra", "tokio")}
         echo_rows.append((n, gens, starved, e["fibra"], e["tokio"]))
 
@@ -174,7 +174,7 @@ def main():
 
     print(f"\nmachine: {ncpu} CPUs; server on CPUs 0..N-1, generators on the next ones")
     print("\nchat: deliveries/s at saturation (the highest rate tracked), chatter --threads N "
-          "vs tokio_chat_mt --threads N")
+          "vs tokio_chat --threads N")
     print(f"  {'N':>3} {'gens':>5} {'fibra':>14} {'tokio':>14} {'fibra/tokio':>12} "
           f"{'fibra scaling':>14} {'tokio scaling':>14}")
     base = {}
