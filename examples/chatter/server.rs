@@ -150,7 +150,7 @@ struct Threads {
     /// Events for the other threads (`None`: all of them; `Some(j)`: thread `j`), in the
     /// order they happened, until the forwarder takes them.
     outbox: Vec<(Option<usize>, Event)>,
-    forwarder: Option<Unparker>,
+    forwarder: Unparker,
     /// Sessions waiting for the outbox to shrink.
     waiting: Vec<Unparker>,
     /// This thread's tasklets that serve the room (ended by a shutdown).
@@ -267,7 +267,7 @@ impl Chatter {
             hub: Arc::clone(&hub),
             index,
             outbox: Vec::new(),
-            forwarder: Some(schedule.unparker(forwarder)),
+            forwarder: schedule.unparker(forwarder),
             waiting: Vec::new(),
             tasklets: vec![acceptor, forwarder, relay_id],
             elsewhere: std::collections::HashSet::new(),
@@ -438,7 +438,6 @@ fn forward(h: &Handle, room: &Shared) {
         {
             let mut r = room.borrow_mut();
             let Some(t) = r.threads.as_mut() else { return };
-            t.forwarder.get_or_insert_with(|| h.unparker());
             std::mem::swap(&mut batch, &mut t.outbox);
             for waiting in t.waiting.drain(..) {
                 waiting.unpark();
@@ -695,6 +694,14 @@ impl Room {
     /// Says `text` to every member, as `handle`: here, and once to each other thread.
     fn say(&mut self, handle: &str, text: &str) {
         log::trace!(target: LOG, "{handle}: {text}");
+        if self.threads.is_some() {
+            // Made once: for the members here and for every other thread.
+            let line: Arc<str> = format!("{handle} says: {text}").into();
+            self.fan_out(&line);
+            self.post(None, Event::Room(line));
+            return;
+        }
+        // One thread: telnet members' bytes are written in place, with no line of our own.
         self.members.send_with(|out| {
             let _ = writeln!(out, "{handle} says: {text}");
         });
@@ -704,17 +711,17 @@ impl Room {
                 .send_line(&format!("{handle} says: {text}"));
         }
         self.deliveries += (self.members.len() + self.web_members.len()) as u64;
-        if self.threads.is_some() {
-            let line: Arc<str> = format!("{handle} says: {text}").into();
-            self.post(None, Event::Room(line));
-        }
     }
 
     /// A line from another thread for every member here.
     fn say_here(&mut self, line: &str) {
-        if self.shutting_down {
-            return;
+        if !self.shutting_down {
+            self.fan_out(line);
         }
+    }
+
+    /// `line` to every member here, telnet and web.
+    fn fan_out(&mut self, line: &str) {
         self.members.send_with(|out| {
             out.extend_from_slice(line.as_bytes());
             out.push(b'\n');
@@ -729,9 +736,7 @@ impl Room {
     fn post(&mut self, to: Option<usize>, event: Event) {
         if let Some(t) = self.threads.as_mut() {
             t.outbox.push((to, event));
-            if let Some(forwarder) = &t.forwarder {
-                forwarder.unpark();
-            }
+            t.forwarder.unpark();
         }
     }
 
