@@ -75,8 +75,8 @@ impl TestServer {
     }
 
     fn start_with(threads: usize, config: Config, web: bool) -> (TestServer, Option<SocketAddr>) {
-        let (web_tx, web_rx) = std::sync::mpsc::channel();
         if threads == 1 {
+            let (web_tx, web_rx) = std::sync::mpsc::channel();
             let thread = crate::util::ServerThread::start(move |s| {
                 let mut chatter = server::Chatter::start(s, "127.0.0.1:0", config).unwrap();
                 if web {
@@ -97,31 +97,10 @@ impl TestServer {
             return (server, web);
         }
         let hub = hub::Hub::new(threads);
-        let (handed_tx, handed_rx) = std::sync::mpsc::channel();
-        let servers: Vec<_> = (0..threads)
-            .map(|index| {
-                let (hub, config) = (hub.clone(), config.clone());
-                let (handed_tx, web_tx) = (handed_tx.clone(), web_tx.clone());
-                crate::util::ServerThread::start(move |s| {
-                    let (mut chatter, sender) =
-                        server::Chatter::start_threaded(s, None, config, hub, index).unwrap();
-                    handed_tx.send((index, sender)).unwrap();
-                    if web && index == 0 {
-                        web_tx
-                            .send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
-                            .unwrap();
-                    }
-                    (chatter.local_addr(), chatter)
-                })
-            })
-            .collect();
-        let mut targets: Vec<_> = (0..threads).map(|_| handed_rx.recv().unwrap()).collect();
-        targets.sort_by_key(|(index, _)| *index);
+        let (servers, targets, web) = threaded(&hub, &config, None, web);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let targets = targets.into_iter().map(|(_, t)| t).collect();
         let handoff =
             fibra::net::Handoff::start_with(listener, targets, hub.loads().clone()).unwrap();
-        let web = web.then(|| web_rx.recv().unwrap());
         let server = TestServer {
             addr: handoff.local_addr(),
             handoff: Some(handoff),
@@ -150,17 +129,7 @@ impl TestServer {
             .unwrap();
         let addr = probe.local_addr().unwrap().as_socket().unwrap();
         let hub = hub::Hub::new(threads);
-        let servers: Vec<_> = (0..threads)
-            .map(|index| {
-                let (hub, config) = (hub.clone(), config.clone());
-                crate::util::ServerThread::start(move |s| {
-                    let on = addr.to_string();
-                    let (chatter, _) =
-                        server::Chatter::start_threaded(s, Some(&on), config, hub, index).unwrap();
-                    (chatter.local_addr(), chatter)
-                })
-            })
-            .collect();
+        let (servers, _, _) = threaded(&hub, &config, Some(addr), false);
         drop(probe);
         TestServer {
             addr,
@@ -260,6 +229,47 @@ impl TestServer {
             thread.stop();
         }
     }
+}
+
+/// The threads of one room tied by `hub`, each listening on `listen_on` (`SO_REUSEPORT`) or
+/// adopting what a hand-off sends (the senders, by thread); thread 0 serves the web page
+/// when `web` (its address).
+#[allow(clippy::type_complexity)]
+fn threaded(
+    hub: &std::sync::Arc<hub::Hub>,
+    config: &Config,
+    listen_on: Option<SocketAddr>,
+    web: bool,
+) -> (
+    Vec<crate::util::ServerThread<Stats>>,
+    Vec<fibra::tasks::RemoteSender<fibra::net::Handed>>,
+    Option<SocketAddr>,
+) {
+    let threads = hub.threads();
+    let (handed_tx, handed_rx) = std::sync::mpsc::channel();
+    let (web_tx, web_rx) = std::sync::mpsc::channel();
+    let servers = (0..threads)
+        .map(|index| {
+            let (hub, config) = (hub.clone(), config.clone());
+            let (handed_tx, web_tx) = (handed_tx.clone(), web_tx.clone());
+            crate::util::ServerThread::start(move |s| {
+                let on = listen_on.map(|a| a.to_string());
+                let (mut chatter, sender) =
+                    server::Chatter::start_threaded(s, on.as_deref(), config, hub, index).unwrap();
+                handed_tx.send((index, sender)).unwrap();
+                if web && index == 0 {
+                    web_tx
+                        .send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
+                        .unwrap();
+                }
+                (chatter.local_addr(), chatter)
+            })
+        })
+        .collect();
+    let mut senders: Vec<_> = (0..threads).map(|_| handed_rx.recv().unwrap()).collect();
+    senders.sort_by_key(|(index, _)| *index);
+    let web = web.then(|| web_rx.recv().unwrap());
+    (servers, senders.into_iter().map(|(_, t)| t).collect(), web)
 }
 
 /// Counters summed over threads.
