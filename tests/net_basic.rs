@@ -335,3 +335,45 @@ fn lines_of_text_go_both_ways() {
         ]
     );
 }
+
+#[test]
+fn received_counts_bytes_read_and_not_yet_taken() {
+    let mut s = net_schedule();
+    let counts = Rc::new(RefCell::new(Vec::new()));
+    let out = counts.clone();
+    s.spawn(move |h| {
+        let listener = h.listen("127.0.0.1:0").unwrap();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let peer = peer(listener.local_addr(), move |mut stream| {
+            stream.write_all(b"one\ntwo\n").unwrap();
+            wait.recv().unwrap();
+            stream.write_all(b"three\n").unwrap();
+            wait.recv().unwrap();
+        });
+        let (conn, _) = h.accept(&listener).unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"one");
+        out.borrow_mut().push(conn.received());
+        assert_eq!(h.receive(&conn).unwrap(), b"two");
+        out.borrow_mut().push(conn.received());
+        // Nobody receives: a loss watcher reads ahead, and the bytes wait in the buffer.
+        let watcher = {
+            let conn = conn.clone();
+            h.spawn(move |h| h.on_lost_connection(&conn)).unwrap()
+        };
+        go.send(()).unwrap();
+        let mut waited = 0;
+        while conn.received() == 0 && waited < 500 {
+            h.sleep(Duration::from_millis(10));
+            waited += 1;
+        }
+        out.borrow_mut().push(conn.received());
+        assert_eq!(h.receive(&conn).unwrap(), b"three");
+        out.borrow_mut().push(conn.received());
+        go.send(()).unwrap();
+        h.join(watcher).unwrap();
+        peer.join().unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(*counts.borrow(), vec![4, 0, 6, 0]);
+}

@@ -247,6 +247,52 @@ fn a_timed_out_request_says_why_and_its_late_reply_reaches_nobody() {
 }
 
 #[test]
+fn bytes_nobody_asked_for_never_reach_the_next_request() {
+    let mut s = util::net_schedule();
+    let listener = util::listen(&s);
+    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 1);
+    let replies = Rc::new(RefCell::new(Vec::new()));
+    let (p, r) = (pool.clone(), Rc::clone(&replies));
+    s.spawn(move |h| {
+        // Connection 1 sends a second line with its reply, in one write; connection 2 sends
+        // one 30 ms after its reply, while idle; connection 3 answers as asked.
+        let back = BackEnd::start(h, listener, |h, conn, n| {
+            while let Ok(line) = h.receive_line(&conn) {
+                let sent = match n {
+                    1 => h.send(&conn, format!("1:{line}\n1:extra\n").as_bytes()),
+                    2 => h.send_line(&conn, &format!("2:{line}")).and_then(|()| {
+                        h.sleep(Duration::from_millis(30));
+                        h.send_line(&conn, "2:unasked")
+                    }),
+                    _ => h.send_line(&conn, &format!("{n}:{line}")),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        p.start(h).unwrap();
+        for frame in ["a", "b", "c", "d"] {
+            let reply = p
+                .request(h, frame.as_bytes(), Duration::from_secs(5))
+                .unwrap();
+            r.borrow_mut().push(String::from_utf8(reply).unwrap());
+            // Long enough for the stray line to arrive and be read ahead.
+            h.sleep(Duration::from_millis(150));
+        }
+        let stats = p.stats();
+        assert_eq!((stats.broken, stats.repaired), (2, 2), "{stats:?}");
+        let why = p.last_error().unwrap_or_default();
+        assert!(why.contains("nobody asked for"), "{why}");
+        p.stop();
+        back.stop(h);
+    })
+    .unwrap();
+    util::run_until(&mut s, "four requests", || replies.borrow().len() == 4);
+    assert_eq!(*replies.borrow(), ["1:a", "2:b", "3:c", "3:d"]);
+}
+
+#[test]
 fn killed_requesters_give_their_connections_back() {
     let mut s = util::net_schedule();
     let listener = util::listen(&s);

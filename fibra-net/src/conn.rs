@@ -93,6 +93,14 @@ impl Conn {
         self.inner.shared.table.borrow_mut().queued(self.key())
     }
 
+    /// Bytes received from the peer and not yet taken by a receive: read ahead while nobody
+    /// received (a tasklet waiting in [`on_lost_connection`](crate::NetExt::on_lost_connection)
+    /// reads ahead to see the peer's close), or left after the last frame cut. Bytes still in
+    /// the kernel's socket buffer are not counted.
+    pub fn received(&self) -> usize {
+        self.inner.shared.table.borrow_mut().received(self.key())
+    }
+
     /// Queues `bytes` without ever waiting: they leave at the end of this tick, with
     /// everything else sent to this connection during the tick, in one write.
     ///

@@ -28,7 +28,8 @@ pub struct PoolStats {
     /// Requests waiting for a free connection.
     pub waiting: usize,
     /// Connections lost so far: broken by the back end, or dropped by the pool after a
-    /// request timed out or its tasklet was killed mid-request.
+    /// request timed out or its tasklet was killed mid-request, or because the back end sent
+    /// bytes nobody asked for.
     pub broken: u64,
     /// Connections opened again after one was lost.
     pub repaired: u64,
@@ -45,7 +46,9 @@ pub struct PoolStats {
 ///   it had been up for the backoff's `stable_after`, after a wait if not.
 /// - A connection that broke mid-request is dropped, never lent again. So is a connection
 ///   whose request timed out or whose tasklet was killed after sending: its late reply can
-///   never reach the next request. A tasklet killed while waiting, or before it sent, gives
+///   never reach the next request. So is one holding bytes nobody asked for (sent while it
+///   was idle, or after a reply's frame), when it is next lent or given back; bytes that
+///   arrive in the same instant as a request cannot be told from its reply. A tasklet killed while waiting, or before it sent, gives
 ///   its connection back as it was.
 /// - Errors say what last went wrong: [`NetError::PoolTimedOut`] carries the last failure
 ///   (refused, reset, timed out), and [`NetError::PoolBroken`] what broke the connection.
@@ -355,10 +358,27 @@ impl State {
                 Slot::Idle(conn) if conn.lost().is_none() => conn.clone(),
                 _ => continue,
             };
+            if conn.received() > 0 {
+                self.drop_unasked(slot, &conn, "while it was idle");
+                continue;
+            }
             self.slots[slot] = Slot::Busy(conn.clone());
             return Some((slot, conn));
         }
         None
+    }
+
+    /// `conn` holds bytes nobody asked for, received `when`: the next request would read
+    /// them as its reply, so it is dropped, and its keeper opens a new one.
+    fn drop_unasked(&mut self, slot: usize, conn: &Conn, when: &str) {
+        let why = format!(
+            "the back end sent {} bytes nobody asked for {when}; the connection was dropped",
+            conn.received()
+        );
+        log::warn!(target: "fibra_net::pool", "connection {slot}: {why}");
+        self.last_error = Some(why);
+        conn.abort();
+        self.slots[slot] = Slot::Dropped;
     }
 
     /// `slot` (up, `conn`) is free: to the first waiter, or to the idle list.
@@ -387,13 +407,19 @@ impl Ticket<'_> {
     fn take_grant(&mut self) -> Option<(usize, Conn)> {
         let mut state = self.inner.state.borrow_mut();
         let slot = state.waiters[self.key].granted.take()?;
-        match &state.slots[slot] {
-            Slot::Busy(conn) if conn.lost().is_none() => Some((slot, conn.clone())),
+        let conn = match &state.slots[slot] {
+            Slot::Busy(conn) if conn.lost().is_none() => conn.clone(),
             _ => {
                 state.queue.push_front(self.key);
-                None
+                return None;
             }
+        };
+        if conn.received() > 0 {
+            state.drop_unasked(slot, &conn, "while it was idle");
+            state.queue.push_front(self.key);
+            return None;
         }
+        Some((slot, conn))
     }
 }
 
@@ -446,6 +472,8 @@ impl Drop for Lease {
             // Its keeper sees the loss and opens a new one.
             self.conn.abort();
             state.slots[self.slot] = Slot::Dropped;
+        } else if self.conn.received() > 0 {
+            state.drop_unasked(self.slot, &self.conn, "after the reply");
         } else {
             let conn = self.conn.clone();
             state.free(self.slot, conn);

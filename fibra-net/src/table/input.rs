@@ -92,6 +92,11 @@ impl Input {
         }
     }
 
+    /// Bytes received from the socket and not yet taken by a receive.
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Drops every byte received and not yet consumed; the buffer goes back to the pool.
     pub(super) fn clear(&mut self, pool: &mut BufPool) {
         self.buf.clear(pool);

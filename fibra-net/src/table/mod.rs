@@ -267,6 +267,10 @@ impl Table {
         conn_mut(&mut self.entries, key).map_or(0, |c| c.output.queued())
     }
 
+    pub(crate) fn received(&mut self, key: Key) -> usize {
+        conn_mut(&mut self.entries, key).map_or(0, |c| c.input.buffered())
+    }
+
     pub(crate) fn update_options(&mut self, key: Key, f: impl FnOnce(&mut ConnOptions)) {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
