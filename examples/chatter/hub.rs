@@ -42,6 +42,8 @@ pub(crate) struct Hub {
     relays: Mutex<Vec<Option<RemoteSender<Event>>>>,
     shutting_down: AtomicBool,
     stopped: AtomicUsize,
+    /// The stopped rooms' lines delivered and members cut off, summed.
+    totals: Mutex<(u64, u64)>,
     /// Each thread's connections, for the hand-off to pick the least-loaded thread (the
     /// web page's connections on thread 0 count too).
     loads: Loads,
@@ -61,6 +63,7 @@ impl Hub {
             relays: Mutex::new((0..threads).map(|_| None).collect()),
             shutting_down: AtomicBool::new(false),
             stopped: AtomicUsize::new(0),
+            totals: Mutex::new((0, 0)),
             loads: Loads::new(threads),
         })
     }
@@ -124,9 +127,19 @@ impl Hub {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// A room finished its shutdown.
-    pub(crate) fn mark_stopped(&self) {
+    /// A room finished its shutdown, having delivered `deliveries` lines and cut `cut_off`
+    /// members off.
+    pub(crate) fn mark_stopped(&self, deliveries: u64, cut_off: u64) {
+        let mut totals = lock(&self.totals);
+        totals.0 += deliveries;
+        totals.1 += cut_off;
+        drop(totals);
         self.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The stopped rooms' lines delivered and members cut off, summed.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        *lock(&self.totals)
     }
 
     /// How many rooms finished their shutdown.

@@ -10,7 +10,8 @@
 //! Commands: `/who`, `/msg <handle> <text>`, `/quit`. One tasklet per connection, written
 //! as plain sequential code (`server.rs`); the rules are in `protocol.rs`. Ctrl-C stops it
 //! cleanly (everyone is told, connections close gracefully). Logs: `RUST_LOG=debug`;
-//! the room's and the network's counters every second: `RUST_LOG=chatter::stats=debug`.
+//! the room's and the network's counters every second: `RUST_LOG=chatter::stats=debug`
+//! (with `--threads`, each thread's room counters).
 //!
 //! `--threads N` serves one room from N schedules on N threads (`hub.rs`): handles are
 //! unique across threads, every line reaches every member on every thread in the order it

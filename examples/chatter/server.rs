@@ -335,16 +335,13 @@ impl Chatter {
 
     /// The room's counters.
     pub(crate) fn stats(&self) -> RoomStats {
-        let room = self.room.borrow();
-        RoomStats {
-            sessions: room.everyone.len() + room.web_everyone.len(),
-            members: room.members.len() + room.web_members.len(),
-            deliveries: room.deliveries,
-            cut_off: room.cut_off + room.members.stats().cut_off + room.web_members.stats().cut_off,
-            joined: room.joined,
-            served: room.served,
-            crossed: room.threads.as_ref().map_or(0, |t| t.crossed),
-        }
+        self.room.borrow().stats()
+    }
+
+    /// The room's counters, read by a tasklet or anything else that outlives this value.
+    pub(crate) fn counters(&self) -> impl Fn() -> RoomStats + 'static {
+        let room = self.room.clone();
+        move || room.borrow().stats()
     }
 
     /// Stops: no new connections; everyone connected is told [`protocol::SHUTTING_DOWN`]
@@ -529,7 +526,8 @@ fn shutdown_here(h: &Handle, room: &Shared) {
     }
     // The last goodbyes are written by the closes the sessions started.
     h.sleep(Duration::from_millis(50));
-    hub.mark_stopped();
+    let stats = room.borrow().stats();
+    hub.mark_stopped(stats.deliveries, stats.cut_off);
 }
 
 /// Parks a session while its thread's outbox is over its limit.
@@ -691,6 +689,19 @@ fn login(
 }
 
 impl Room {
+    /// Its counters.
+    fn stats(&self) -> RoomStats {
+        RoomStats {
+            sessions: self.everyone.len() + self.web_everyone.len(),
+            members: self.members.len() + self.web_members.len(),
+            deliveries: self.deliveries,
+            cut_off: self.cut_off + self.members.stats().cut_off + self.web_members.stats().cut_off,
+            joined: self.joined,
+            served: self.served,
+            crossed: self.threads.as_ref().map_or(0, |t| t.crossed),
+        }
+    }
+
     /// Says `text` to every member, as `handle`: here, and once to each other thread.
     fn say(&mut self, handle: &str, text: &str) {
         log::trace!(target: LOG, "{handle}: {text}");

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use fibra::net::{Handed, Handoff, NetPlugin};
 use fibra::rt::Cores;
 use fibra::signal::SignalExt;
-use fibra::tasks::{RemoteSender, TasksPlugin};
+use fibra::tasks::{RemoteSender, TasksExt, TasksPlugin};
 use fibra::Schedule;
 
 use super::hub::{Event, Hub};
 use super::server::{Chatter, Config};
-use super::signal;
+use super::{signal, REPORT_EVERY};
 
 /// Serves the chat on `threads` threads until Ctrl-C or SIGTERM, then stops them together:
 /// no new connection, everyone told, connections closed gracefully.
@@ -51,6 +51,9 @@ pub(crate) fn run(
             index,
         )?;
         out.lock().unwrap()[index] = Some(sender);
+        if log::log_enabled!(target: "chatter::stats", log::Level::Debug) {
+            log_stats(schedule, &chatter, index)?;
+        }
         if index == 0 {
             s.lock().unwrap().0 = Some(chatter.local_addr());
             if let Some(web) = &web_addr {
@@ -109,7 +112,25 @@ pub(crate) fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
     cores.stop()?;
-    log::info!(target: "chatter", "stopped");
+    let (deliveries, cut_off) = hub.totals();
+    log::info!(target: "chatter", "stopped: {deliveries} lines delivered, {cut_off} members cut off for not reading");
+    Ok(())
+}
+
+/// Logs thread `index`'s counters every [`REPORT_EVERY`], from a tasklet of its own.
+fn log_stats(
+    schedule: &mut Schedule,
+    chatter: &Chatter,
+    index: usize,
+) -> Result<(), fibra::rt::Error> {
+    let stats = chatter.counters();
+    schedule.spawn_named("chatter stats", move |h| loop {
+        h.sleep(REPORT_EVERY);
+        let room = stats();
+        log::debug!(target: "chatter::stats",
+            "thread {index}: members {}, lines delivered {}, cut off {}, events crossed {}",
+            room.members, room.deliveries, room.cut_off, room.crossed);
+    })?;
     Ok(())
 }
 
