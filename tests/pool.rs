@@ -253,10 +253,13 @@ fn bytes_nobody_asked_for_never_reach_the_next_request() {
     let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 1);
     let replies = Rc::new(RefCell::new(Vec::new()));
     let (p, r) = (pool.clone(), Rc::clone(&replies));
+    // Strays written to the socket so far.
+    let strays = Rc::new(Cell::new(0));
+    let written = Rc::clone(&strays);
     s.spawn(move |h| {
         // Connection 1 sends a second line with its reply, in one write; connection 2 sends
         // one 30 ms after its reply, while idle; connection 3 answers as asked.
-        let back = BackEnd::start(h, listener, |h, conn, n| {
+        let back = BackEnd::start(h, listener, move |h, conn, n| {
             while let Ok(line) = h.receive_line(&conn) {
                 let sent = match n {
                     1 => h.send(&conn, format!("1:{line}\n1:extra\n").as_bytes()),
@@ -266,19 +269,26 @@ fn bytes_nobody_asked_for_never_reach_the_next_request() {
                     }),
                     _ => h.send_line(&conn, &format!("{n}:{line}")),
                 };
-                if sent.is_err() {
+                if sent.and_then(|()| h.flush(&conn)).is_err() {
                     return;
+                }
+                if n < 3 {
+                    written.set(written.get() + 1);
                 }
             }
         });
         p.start(h).unwrap();
-        for frame in ["a", "b", "c", "d"] {
+        for (i, frame) in ["a", "b", "c", "d"].into_iter().enumerate() {
             let reply = p
                 .request(h, frame.as_bytes(), Duration::from_secs(5))
                 .unwrap();
             r.borrow_mut().push(String::from_utf8(reply).unwrap());
-            // Long enough for the stray line to arrive and be read ahead.
-            h.sleep(Duration::from_millis(150));
+            // The stray is on the socket; two poll rounds later it was read ahead.
+            while strays.get() < (i + 1).min(2) {
+                h.sleep(Duration::from_millis(5));
+            }
+            h.sleep(Duration::from_millis(10));
+            h.sleep(Duration::from_millis(10));
         }
         let stats = p.stats();
         assert_eq!((stats.broken, stats.repaired), (2, 2), "{stats:?}");
