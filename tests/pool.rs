@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{Backoff, Conn, ConnOptions, Listener, NetError, NetExt, Pool};
+use fibra::net::{Backoff, Conn, ConnOptions, Listener, NetError, NetExt, Pool, PoolStats};
 use fibra::rt::{Handle, Schedule, TaskletId};
 use fibra::tasks::TasksExt;
 
@@ -64,6 +64,19 @@ fn echo(h: &Handle, conn: Conn, n: u32) {
             return;
         }
     }
+}
+
+/// The pool's counters once `ready` holds of them, or after 10 s (the caller's assertion
+/// then fails with them).
+fn stats_when(h: &Handle, pool: &Pool, ready: impl Fn(&PoolStats) -> bool) -> PoolStats {
+    for _ in 0..2000 {
+        let stats = pool.stats();
+        if ready(&stats) {
+            return stats;
+        }
+        h.sleep(Duration::from_millis(5));
+    }
+    pool.stats()
 }
 
 fn free_port() -> SocketAddr {
@@ -340,8 +353,8 @@ fn killed_requesters_give_their_connections_back() {
             })
             .unwrap()
         };
-        h.sleep(Duration::from_millis(50));
-        let stats = p.stats();
+        // Once the pool's connection is up, the holder has it and the waiter waits.
+        let stats = stats_when(h, &p, |s| (s.busy, s.waiting) == (1, 1));
         assert_eq!((stats.busy, stats.waiting), (1, 1), "{stats:?}");
         // Killed in line: it leaves the line, the holder keeps its connection.
         assert!(h.kill(waiter.id()));
