@@ -188,13 +188,14 @@ fn frames_split_anywhere_are_put_together_and_a_long_one_ends_only_its_sender() 
 fn the_interval_drops_frames_too_soon_and_a_dropped_one_does_not_restart_it() {
     let server = abchat(&["--interval", "1000"]);
     let mut ada = Client::login(&server.addr, "ada");
-    let t0 = Instant::now();
     ada.send("first");
     assert_eq!(ada.recv(), "ada: first");
+    // The server took "first" before now: from here, its interval has at most 1 s left.
+    let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
     ada.send("too soon");
     assert_eq!(ada.recv(), "error too fast");
-    // 1.2 s after the accepted frame, 0.7 s after the dropped one: accepted.
+    // Over 1.2 s after the accepted frame, 0.7 s after the dropped one: accepted.
     std::thread::sleep(
         (t0 + Duration::from_millis(1200)).saturating_duration_since(Instant::now()),
     );
