@@ -48,8 +48,8 @@ pub struct PoolStats {
 ///   whose request timed out or whose tasklet was killed after sending: its late reply can
 ///   never reach the next request. So is one holding bytes nobody asked for (sent while it
 ///   was idle, or after a reply's frame), when it is next lent or given back; bytes that
-///   arrive in the same instant as a request cannot be told from its reply. A tasklet killed while waiting, or before it sent, gives
-///   its connection back as it was.
+///   arrive in the same instant as a request cannot be told from its reply. A tasklet
+///   killed while waiting, or before it sent, gives its connection back as it was.
 /// - Errors say what last went wrong: [`NetError::PoolTimedOut`] carries the last failure
 ///   (refused, reset, timed out), and [`NetError::PoolBroken`] what broke the connection.
 ///
