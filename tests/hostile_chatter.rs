@@ -206,9 +206,26 @@ fn thousands_of_connects_and_drops_leave_nothing_behind(threads: usize) {
         bob.lines_until(&format!("ann says: line {n}"));
     }
     let joined: usize = churners.into_iter().map(|t| t.join().unwrap()).sum();
-    // Every churner that joined was announced, and left, exactly once.
+    // Every churner's session has ended, on every thread: its leave was said here, or is
+    // crossing from the other thread in that thread's order.
+    server.wait_for("the churners gone", |room, _| {
+        room.sessions == 2 && room.members == 2
+    });
+    // So a line said on ann's thread and one said on bob's (the hand-off put them on
+    // different threads) each come after every leave from their thread.
     ann.send("sync");
-    let heard = ann.lines_until("ann says: sync");
+    bob.send("sync");
+    let mut heard = Vec::new();
+    let mut syncs = 0;
+    while syncs < 2 {
+        let line = ann.line();
+        if line.ends_with(" says: sync") {
+            syncs += 1;
+        } else {
+            heard.push(line);
+        }
+    }
+    // Every churner that joined was announced, and left, exactly once.
     let joins = heard
         .iter()
         .filter(|l| l.ends_with(" has joined the chat."))
