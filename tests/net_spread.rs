@@ -211,8 +211,43 @@ fn a_handoff_refuses_bad_setups_with_the_reason() {
     );
 }
 
+/// Connects to `addr` and reads until the connection ends or `wait` passes: whether the
+/// other end closed it, sending nothing.
+fn closed_within(addr: std::net::SocketAddr, wait: Duration) -> (TcpStream, bool) {
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(wait)).unwrap();
+    let mut rest = Vec::new();
+    let closed = match std::io::Read::read_to_end(&mut client, &mut rest) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            false
+        }
+        Err(e) => panic!("reading from the hand-off's connection: {e}"),
+    };
+    assert!(rest.is_empty(), "nothing is sent by the hand-off itself");
+    (client, closed)
+}
+
+/// The loads once they equal `want`, or after 10 s (the caller's assertion then fails).
+fn loads_when(handoff: &Handoff, want: &[usize]) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let loads = handoff.loads().snapshot();
+        if loads == want || Instant::now() > deadline {
+            return loads;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A schedule that no longer takes connections (its receiver is gone) gets none: they are
-/// closed at once, and the acceptor goes on serving the others.
+/// closed at once, and nothing is left counted against it.
 #[test]
 fn a_handoff_closes_what_a_gone_schedule_cannot_take() {
     let mut s = fibra::rt::Schedule::new();
@@ -225,17 +260,45 @@ fn a_handoff_closes_what_a_gone_schedule_cannot_take() {
     )
     .unwrap();
     for _ in 0..3 {
-        let mut client = TcpStream::connect(handoff.local_addr()).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut rest = Vec::new();
-        let ended = match std::io::Read::read_to_end(&mut client, &mut rest) {
-            Ok(_) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        };
-        assert!(ended && rest.is_empty(), "closed at once, not left hanging");
+        let (_client, closed) = closed_within(handoff.local_addr(), Duration::from_secs(10));
+        assert!(closed, "closed at once, not left hanging");
     }
-    assert_eq!(handoff.loads().snapshot(), [0], "no load left behind");
+    assert_eq!(loads_when(&handoff, &[0]), [0], "no load left behind");
     handoff.stop();
+}
+
+/// Once a schedule is found gone, the hand-off stops choosing it: with it at load 0 and
+/// the live one loaded, every later connection still goes to the live one.
+#[test]
+fn a_handoff_hands_to_the_live_schedules_once_one_is_gone() {
+    let mut s = fibra::rt::Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (to_gone, gone) = remote_channel::<Handed>(&s.remote(), 4);
+    let (to_live, live) = remote_channel::<Handed>(&s.remote(), 4);
+    drop(gone);
+    let handoff = Handoff::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        vec![to_gone, to_live],
+    )
+    .unwrap();
+    // Equal loads: the first connection goes to schedule 0, which is found gone.
+    let (_first, closed) = closed_within(handoff.local_addr(), Duration::from_secs(10));
+    assert!(
+        closed,
+        "the connection that found schedule 0 gone is closed"
+    );
+    // The next ones wait in the live schedule's channel (nobody reads it), open.
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let (client, closed) = closed_within(handoff.local_addr(), Duration::from_millis(100));
+        assert!(
+            !closed,
+            "connection {i} went to the gone schedule and was closed"
+        );
+        held.push(client);
+    }
+    assert_eq!(loads_when(&handoff, &[0, 3]), [0, 3]);
+    assert_eq!(handoff.handed(), 4);
+    handoff.stop();
+    drop(live);
 }

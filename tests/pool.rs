@@ -108,7 +108,6 @@ fn a_back_end_down_at_start_is_waited_for_and_used_once_up() {
         let listener = h.listen(addr).expect("the port is free again");
         let back = BackEnd::start(h, listener, echo);
         let reply = p.request(h, b"two", Duration::from_secs(5)).unwrap();
-        back.stop(h);
         o.borrow_mut().push(String::from_utf8(reply).unwrap());
         p.stop();
         back.stop(h);

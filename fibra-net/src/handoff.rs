@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fibra_tasks::RemoteSender;
+use fibra_tasks::{RemoteSender, SendError};
 
 /// The live connections handed to each schedule: a connection counts from its hand-off
 /// until its [`Handed`] (or the [`LoadToken`] taken from it) is dropped.
@@ -33,14 +33,14 @@ impl Loads {
             .collect()
     }
 
-    /// The least-loaded schedule; ties go to the first one after `after`, so that equal
-    /// loads take turns.
-    fn least(&self, after: usize) -> usize {
+    /// The least-loaded schedule not `gone`, or `None` when all are; ties go to the first
+    /// one after `after`, so that equal loads take turns.
+    fn least(&self, after: usize, gone: &[bool]) -> Option<usize> {
         let n = self.counts.len();
         (1..=n)
             .map(|k| (after + k) % n)
+            .filter(|&i| !gone[i])
             .min_by_key(|&i| self.counts[i].load(Ordering::Relaxed))
-            .unwrap_or(0)
     }
 
     /// Counts one more connection on schedule `index` until the token is dropped: for
@@ -101,8 +101,9 @@ pub struct Handed {
 /// even only on average (and closing one of them drops the connections still in its accept
 /// queue); the hand-off spreads exactly by load, at the cost of one thread and one
 /// cross-thread message per connection. A schedule whose channel is full holds the
-/// acceptor up (back-pressure); one whose receiver is gone gets nothing, and its
-/// connections are closed.
+/// acceptor up (back-pressure); one whose receiver is gone gets no more connections (the
+/// one that found it gone is closed), and when all are gone each connection is closed at
+/// once.
 ///
 /// [`RemoteSender`]: fibra_tasks::RemoteSender
 /// [`remote_channel`]: fibra_tasks::remote_channel
@@ -250,6 +251,7 @@ fn accept_loop(
     stop: &AtomicBool,
 ) {
     let mut last = targets.len() - 1;
+    let mut gone = vec![false; targets.len()];
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
@@ -266,13 +268,23 @@ fn accept_loop(
                 continue;
             }
         };
-        let index = loads.least(last);
+        let Some(index) = loads.least(last, &gone) else {
+            // No schedule takes connections any more: each one is closed at once.
+            drop(stream);
+            continue;
+        };
         last = index;
         let load = loads.charge(index);
         counts.handed.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = targets[index].send(Handed { stream, peer, load }) {
-            // That schedule is gone: the connection closes with the value dropped here.
-            log::warn!(target: "fibra_net::handoff", "schedule {index} takes no connections: {e}");
+        if let Err(SendError(handed)) = targets[index].send(Handed { stream, peer, load }) {
+            // That schedule is gone (its receiver was dropped): it gets no more connections,
+            // and this one closes, after its load is given back, so that a peer that sees
+            // the close sees the load gone too.
+            gone[index] = true;
+            log::warn!(target: "fibra_net::handoff", "schedule {index} takes no connections (its receiver is gone); handing to the others");
+            let Handed { stream, load, .. } = handed;
+            drop(load);
+            drop(stream);
         }
     }
 }
