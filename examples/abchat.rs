@@ -30,6 +30,9 @@
 //! successor (its stale worker did), and a dropped frame does not restart the interval (its
 //! `check_interval` did). Ctrl-C stops it.
 
+#[path = "shared/abchat_name.rs"]
+mod abchat_name;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -173,18 +176,6 @@ fn accept_loop(h: &Handle, room: &Rc<Room>, listener: &Listener, config: &Config
     }
 }
 
-/// Why a name is refused, or `None` for a good one.
-fn bad_name(name: &str) -> Option<&'static str> {
-    let chars = name.chars().count();
-    if !(1..=32).contains(&chars) {
-        Some("a name is 1 to 32 characters")
-    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("a name has no spaces or control characters")
-    } else {
-        None
-    }
-}
-
 /// One client, from its name to its end.
 fn client(h: &Handle, room: &Rc<Room>, conn: &Conn, config: &Config) {
     let first = match h.receive_until(conn, Instant::now() + config.login_timeout) {
@@ -196,7 +187,7 @@ fn client(h: &Handle, room: &Rc<Room>, conn: &Conn, config: &Config) {
     };
     let name = match std::str::from_utf8(&first) {
         Err(_) => Err("a name is UTF-8"),
-        Ok(name) => bad_name(name).map_or(Ok(name), Err),
+        Ok(name) => abchat_name::bad_name(name).map_or(Ok(name), Err),
     };
     let name = match name {
         Ok(name) => name.to_owned(),

@@ -13,6 +13,9 @@
 //! over 64 KiB ends the connection; a client more than 32,768 frames behind is cut off (the
 //! broadcast channel's capacity). No rate limit (abchat's default).
 
+#[path = "shared/abchat_name.rs"]
+mod abchat_name;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -98,17 +101,6 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) 
     Some(())
 }
 
-fn bad_name(name: &str) -> Option<&'static str> {
-    let chars = name.chars().count();
-    if !(1..=32).contains(&chars) {
-        Some("a name is 1 to 32 characters")
-    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("a name has no spaces or control characters")
-    } else {
-        None
-    }
-}
-
 async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (reader, mut writer) = stream.into_split();
@@ -119,7 +111,7 @@ async fn client(stream: TcpStream, room: Rc<Room>) -> std::io::Result<()> {
     }
     let name = match std::str::from_utf8(&buf) {
         Err(_) => Err("a name is UTF-8"),
-        Ok(name) => bad_name(name).map_or(Ok(name.to_owned()), Err),
+        Ok(name) => abchat_name::bad_name(name).map_or(Ok(name.to_owned()), Err),
     };
     let name = match name {
         Ok(name) => name,
