@@ -38,11 +38,11 @@ fn fibra_throughput(n: u64, batch: bool) -> f64 {
         let mut total = 0u64;
         if batch {
             let mut buf = Vec::with_capacity(CAP);
-            while rx.recv_many(h, &mut buf, CAP) > 0 {
+            while rx.receive_many(h, &mut buf, CAP) > 0 {
                 total += buf.drain(..).sum::<u64>();
             }
         } else {
-            while let Some(v) = rx.recv(h) {
+            while let Some(v) = rx.receive(h) {
                 total += v;
             }
         }
@@ -152,7 +152,7 @@ fn fibra_latency(n: usize) -> (f64, f64) {
     let (tx, rx) = remote_channel::<Instant>(&s.remote(), CAP);
     let (ack_tx, ack_rx) = mpsc::channel::<Duration>();
     s.spawn(move |h| {
-        while let Some(sent) = rx.recv(h) {
+        while let Some(sent) = rx.receive(h) {
             ack_tx.send(sent.elapsed()).unwrap();
         }
     })
@@ -272,12 +272,12 @@ fn sched_throughput(n: u64) -> f64 {
             }
             drop(tx);
             // The receiver says when it has them all.
-            let _ = ack.recv(h);
+            let _ = ack.receive(h);
         },
         move |h, rx, ack| {
             let mut start = None;
             let mut got = 0;
-            while let Some(t) = rx.recv(h) {
+            while let Some(t) = rx.receive(h) {
                 start.get_or_insert(t);
                 got += 1;
             }
@@ -298,11 +298,11 @@ fn sched_latency(n: usize) -> (f64, f64) {
             for _ in 0..n {
                 pause();
                 tx.send_parking(h, Instant::now()).unwrap();
-                out.lock().unwrap().push(ack.recv(h).unwrap());
+                out.lock().unwrap().push(ack.receive(h).unwrap());
             }
         },
         |h, rx, ack| {
-            while let Some(sent) = rx.recv(h) {
+            while let Some(sent) = rx.receive(h) {
                 ack.send_parking(h, sent.elapsed()).unwrap();
             }
         },

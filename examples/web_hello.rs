@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Router::new()
             .get("/", |_h, _req| Response::text("hello, world!"))
             .websocket("/ws", |h, _req, ws| {
-                while let Ok(message) = ws.recv(h) {
+                while let Ok(message) = ws.receive(h) {
                     let sent = match message {
                         Message::Text(text) => ws.send_text(&text),
                         Message::Binary(bytes) => ws.send_binary(&bytes),

@@ -121,7 +121,7 @@ fn a_handoff_gives_each_connection_to_the_least_loaded_schedule() {
         s.spawn(move |h| {
             // Each handed connection is served here: greeted, then held until its client
             // leaves, with its load token.
-            while let Some(handed) = receiver.recv(h) {
+            while let Some(handed) = receiver.receive(h) {
                 assert_eq!(handed.load.schedule(), index);
                 let conn = h.adopt(handed.stream, ConnOptions::new()).unwrap();
                 let r = Arc::clone(&r);

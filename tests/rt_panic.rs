@@ -106,7 +106,7 @@ fn a_panic_while_another_tasklet_is_parked_leaves_it_wakeable() {
     let (tx, rx) = fibra::tasks::channel::<u32>();
     let got = Rc::new(Cell::new(0));
     let g = got.clone();
-    s.spawn(move |h| g.set(rx.recv(h).unwrap())).unwrap();
+    s.spawn(move |h| g.set(rx.receive(h).unwrap())).unwrap();
     s.spawn(|_| panic!("unrelated")).unwrap();
     s.spawn(move |h| {
         h.yield_now();

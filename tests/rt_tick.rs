@@ -78,7 +78,7 @@ fn a_deadlock_is_reported_not_hung() {
     s.spawn(|h| h.park()).unwrap();
     let (_tx, rx) = fibra::tasks::channel::<u8>();
     s.spawn(move |h| {
-        rx.recv(h);
+        rx.receive(h);
     })
     .unwrap();
     let err = s.run().unwrap_err();

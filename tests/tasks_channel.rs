@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use fibra::rt::Schedule;
-use fibra::tasks::{bounded, channel, TasksExt, TasksPlugin, TryRecvError, TrySendError};
+use fibra::tasks::{bounded, channel, TasksExt, TasksPlugin, TryReceiveError, TrySendError};
 
 #[test]
 fn ten_thousand_tasklets_ping_pong_over_channels() {
@@ -20,14 +20,14 @@ fn ten_thousand_tasklets_ping_pong_over_channels() {
         s.spawn(move |h| {
             for round in 0..ROUNDS {
                 ping_tx.send(h, round).unwrap();
-                assert_eq!(pong_rx.recv(h), Some(round + 1));
+                assert_eq!(pong_rx.receive(h), Some(round + 1));
             }
             f.set(f.get() + 1);
         })
         .unwrap();
         let f = finished.clone();
         s.spawn(move |h| {
-            while let Some(v) = ping_rx.recv(h) {
+            while let Some(v) = ping_rx.receive(h) {
                 pong_tx.send(h, v + 1).unwrap();
             }
             f.set(f.get() + 1);
@@ -63,7 +63,7 @@ fn a_bounded_channel_parks_senders_until_there_is_room() {
     let got = Rc::new(std::cell::RefCell::new(Vec::new()));
     let g = got.clone();
     s.spawn(move |h| {
-        while let Some(v) = rx.recv(h) {
+        while let Some(v) = rx.receive(h) {
             g.borrow_mut().push(v);
             h.yield_now();
         }
@@ -87,10 +87,10 @@ fn close_drains_then_ends_and_hands_values_back() {
     let out = Rc::new(std::cell::RefCell::new(Vec::new()));
     let o = out.clone();
     s.spawn(move |h| {
-        while let Some(v) = rx.recv(h) {
+        while let Some(v) = rx.receive(h) {
             o.borrow_mut().push(v);
         }
-        assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+        assert_eq!(rx.try_receive(), Err(TryReceiveError::Closed));
         let err = tx.send(h, "four".into()).unwrap_err();
         assert_eq!(err.0, "four");
     })
@@ -109,7 +109,7 @@ fn dropping_the_last_sender_wakes_every_receiver() {
         let rx = rx.clone();
         let e = ended.clone();
         s.spawn(move |h| {
-            assert_eq!(rx.recv(h), None);
+            assert_eq!(rx.receive(h), None);
             e.set(e.get() + 1);
         })
         .unwrap();
@@ -132,17 +132,60 @@ fn a_killed_receiver_passes_its_wake_on() {
     let rx2 = rx.clone();
     let first = s
         .spawn(move |h| {
-            rx.recv(h);
+            rx.receive(h);
             unreachable!();
         })
         .unwrap();
     let got = Rc::new(Cell::new(None));
     let g = got.clone();
-    s.spawn(move |h| g.set(rx2.recv(h))).unwrap();
+    s.spawn(move |h| g.set(rx2.receive(h))).unwrap();
     s.tick().unwrap();
     // The value wakes the first receiver, which is killed before it can take it.
     tx.try_send(7).unwrap();
     assert!(s.kill(first));
     s.run().unwrap();
     assert_eq!(got.get(), Some(7));
+}
+
+/// `recv`, `try_recv` and `TryRecvError` were renamed to `receive`, `try_receive` and
+/// `TryReceiveError` (one verb for receiving, as fibra-net's); the old names still work for
+/// one release.
+#[test]
+#[allow(deprecated)]
+fn the_old_recv_names_still_receive() {
+    use fibra::tasks::TryRecvError;
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = channel::<u32>();
+    let got = Rc::new(Cell::new(None));
+    let g = got.clone();
+    s.spawn(move |h| {
+        tx.send(h, 1).unwrap();
+        tx.send(h, 2).unwrap();
+        assert_eq!(rx.try_recv(), Ok(1));
+        g.set(rx.recv(h));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(got.get(), Some(2));
+
+    let (tx, rx) = fibra::tasks::remote_channel::<u32>(&s.remote(), 8);
+    for v in 0..4 {
+        tx.try_send(v).unwrap();
+    }
+    drop(tx);
+    let got = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g = got.clone();
+    s.spawn(move |h| {
+        let mut g = g.borrow_mut();
+        g.extend(rx.try_recv());
+        g.extend(rx.recv(h));
+        assert_eq!(rx.recv_many(h, &mut g, 10), 2);
+        assert_eq!(rx.recv(h), None);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert_eq!(*got.borrow(), [0, 1, 2, 3]);
 }

@@ -30,7 +30,7 @@ fn kill_runs_destructors_exactly_once_wherever_the_tasklet_waits() {
     let d = DropCounter(drops.clone());
     victims.push(s.spawn(move |h| {
         let _d = d;
-        rx.recv(h);
+        rx.receive(h);
         unreachable!("killed while receiving");
     }));
     // Parked in a send to a full channel.
@@ -183,7 +183,7 @@ fn dropping_a_schedule_runs_the_destructors_of_its_live_tasklets() {
         s.spawn(move |h| {
             let _d = d;
             match i {
-                0 => drop(rx.recv(h)),
+                0 => drop(rx.receive(h)),
                 1 => h.sleep(Duration::from_secs(3600)),
                 2 => {
                     let listener = fibra::net::NetExt::listen(h, "127.0.0.1:0").unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fibra::net::{NetExt, NetPlugin};
 use fibra::rt::Schedule;
-use fibra::tasks::{remote_channel, TasksExt, TasksPlugin, TryRecvError, TrySendError};
+use fibra::tasks::{remote_channel, TasksExt, TasksPlugin, TryReceiveError, TrySendError};
 
 /// Runs `scenario` on its own thread; fails if it does not end within 30 s.
 fn bounded<T: Send + 'static>(scenario: impl FnOnce() -> T + Send + 'static) -> T {
@@ -25,7 +25,7 @@ fn values_from_several_threads_arrive_once_each_and_in_order_per_thread() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let out = seen.clone();
         s.spawn(move |h| {
-            while let Some(v) = rx.recv(h) {
+            while let Some(v) = rx.receive(h) {
                 out.borrow_mut().push(v);
             }
         })
@@ -70,7 +70,7 @@ fn a_send_wakes_a_run_blocked_beside_an_idle_network() {
         let got = Rc::new(RefCell::new(Vec::new()));
         let g = got.clone();
         s.spawn(move |h| {
-            while let Some(line) = rx.recv(h) {
+            while let Some(line) = rx.receive(h) {
                 g.borrow_mut().push(line);
             }
             h.kill(listener);
@@ -105,7 +105,7 @@ fn a_full_channel_holds_senders_back_and_loses_nothing() {
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
     s.spawn(move |h| {
-        while let Some(v) = rx.recv(h) {
+        while let Some(v) = rx.receive(h) {
             g.borrow_mut().push(v);
         }
     })
@@ -124,8 +124,8 @@ fn closing_is_seen_on_both_sides() {
     assert!(tx.is_closed());
     assert_eq!(tx.send(8).unwrap_err().0, 8);
     // What was queued before the close still arrives, then the end.
-    assert_eq!(rx.try_recv(), Ok(7));
-    assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(rx.try_receive(), Ok(7));
+    assert_eq!(rx.try_receive(), Err(TryReceiveError::Closed));
 
     let (tx, rx) = remote_channel::<u32>(&s.remote(), 8);
     drop(rx);
@@ -136,7 +136,7 @@ fn closing_is_seen_on_both_sides() {
     let ended = Rc::new(RefCell::new(false));
     let e = ended.clone();
     s.spawn(move |h| {
-        assert_eq!(rx.recv(h), None);
+        assert_eq!(rx.receive(h), None);
         *e.borrow_mut() = true;
     })
     .unwrap();
@@ -148,7 +148,7 @@ fn closing_is_seen_on_both_sides() {
 }
 
 #[test]
-fn recv_many_moves_a_batch_under_one_lock() {
+fn receive_many_moves_a_batch_under_one_lock() {
     let mut s = Schedule::new();
     let (tx, rx) = remote_channel::<u32>(&s.remote(), 100);
     for v in 0..10 {
@@ -159,9 +159,9 @@ fn recv_many_moves_a_batch_under_one_lock() {
     let g = got.clone();
     s.spawn(move |h| {
         let mut batch = Vec::new();
-        assert_eq!(rx.recv_many(h, &mut batch, 4), 4);
-        assert_eq!(rx.recv_many(h, &mut batch, 100), 6);
-        assert_eq!(rx.recv_many(h, &mut batch, 100), 0);
+        assert_eq!(rx.receive_many(h, &mut batch, 4), 4);
+        assert_eq!(rx.receive_many(h, &mut batch, 100), 6);
+        assert_eq!(rx.receive_many(h, &mut batch, 100), 0);
         *g.borrow_mut() = batch;
     })
     .unwrap();
@@ -201,7 +201,7 @@ fn a_receiver_shared_by_two_tasklets_serves_both() {
     for _ in 0..2 {
         let (rx, got) = (rx.clone(), got.clone());
         s.spawn(move |h| {
-            while let Some(v) = rx.recv(h) {
+            while let Some(v) = rx.receive(h) {
                 got.borrow_mut().push(v);
                 h.yield_now(); // let the other receiver in
             }
@@ -233,14 +233,14 @@ fn a_killed_waiter_does_not_take_the_wake_up_of_a_live_one() {
     let first = {
         let rx = rx.clone();
         s.spawn(move |h| {
-            let _ = rx.recv(h);
+            let _ = rx.receive(h);
         })
         .unwrap()
     };
     s.tick().unwrap(); // the first parks, first in the wait list
     {
         let (rx, got) = (rx.clone(), got.clone());
-        s.spawn(move |h| got.borrow_mut().extend(rx.recv(h)))
+        s.spawn(move |h| got.borrow_mut().extend(rx.receive(h)))
             .unwrap();
     }
     s.tick().unwrap();
@@ -276,7 +276,7 @@ fn tasklets_of_other_schedules_park_on_a_full_channel_and_keep_their_order() {
             let (seen, peak) = (seen.clone(), peak.clone());
             s.spawn(move |h| {
                 for _ in 0..4000 {
-                    let Some(v) = receiver.recv(h) else { break };
+                    let Some(v) = receiver.receive(h) else { break };
                     let queued = receiver.len();
                     let mut most = peak.lock().unwrap();
                     *most = (*most).max(queued);

@@ -39,7 +39,7 @@ fn start(ends: Ends) -> ServerThread<()> {
             Router::new()
                 .get("/", |_h, _req| Response::text("hello, world!"))
                 .websocket("/ws", move |h, _req, ws| loop {
-                    match ws.recv(h) {
+                    match ws.receive(h) {
                         Ok(Message::Text(text)) => ws.send_text(&text).unwrap(),
                         Ok(Message::Binary(bytes)) => ws.send_binary(&bytes).unwrap(),
                         Err(HttpError::Closed(code)) => {
@@ -49,6 +49,7 @@ fn start(ends: Ends) -> ServerThread<()> {
                         Err(e) => panic!("{e}"),
                     }
                 })
+                .websocket("/old-names", old_names_echo)
                 .websocket("/ticks", |h, _req, ws| {
                     // Another tasklet sends through the sender, without waiting.
                     let sender = ws.sender();
@@ -73,6 +74,20 @@ fn start(ends: Ends) -> ServerThread<()> {
         .unwrap();
         (addr, Ws)
     })
+}
+
+/// Echoes one message through each of the names `receive` and `receive_until` had before
+/// the rename, then closes.
+#[allow(deprecated)]
+fn old_names_echo(h: &fibra::Handle, _req: &fibra::http::Request, ws: &mut fibra::http::WebSocket) {
+    if let Ok(Message::Text(text)) = ws.recv(h) {
+        ws.send_text(&text).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    if let Ok(Message::Text(text)) = ws.recv_until(h, Some(deadline)) {
+        ws.send_text(&text).unwrap();
+    }
+    let _ = ws.close(h, CloseCode::NORMAL, "done");
 }
 
 fn wait_for_end(ends: &Ends, code: u16) {
@@ -241,4 +256,15 @@ fn another_tasklet_sends_through_a_sender_and_the_server_closes_first() {
         Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
+}
+
+#[test]
+fn the_old_recv_names_still_receive() {
+    let server = start(Ends::default());
+    let mut ws = Client::open(server.addr, "/old-names");
+    ws.send(1, b"one");
+    assert_eq!(ws.next(), (1, b"one".to_vec()));
+    ws.send(1, b"two");
+    assert_eq!(ws.next(), (1, b"two".to_vec()));
+    ws.expect_close(1000);
 }

@@ -418,7 +418,7 @@ fn serve_conn(
 /// With a hand-off: adopts the connections handed to this thread and serves each.
 fn adopt_loop(h: &Handle, room: &Shared, handed: &RemoteReceiver<Handed>, config: &Config) {
     let options = telnet_options(config);
-    while let Some(Handed { stream, peer, load }) = handed.recv(h) {
+    while let Some(Handed { stream, peer, load }) = handed.receive(h) {
         match h.adopt(stream, options.clone()) {
             Ok(conn) => serve_conn(h, room, conn, peer, config, Some(load)),
             Err(e) => log::warn!(target: LOG, "cannot serve {peer}: {e}"),
@@ -468,7 +468,7 @@ fn forward(h: &Handle, room: &Shared) {
 /// one, the shutdown.
 fn relay(h: &Handle, room: &Shared, events: &RemoteReceiver<Event>) {
     let mut batch = Vec::with_capacity(256);
-    while events.recv_many(h, &mut batch, 1024) > 0 {
+    while events.receive_many(h, &mut batch, 1024) > 0 {
         for event in batch.drain(..) {
             match event {
                 Event::Room(line) => room.borrow_mut().say_here(&line),
@@ -618,7 +618,7 @@ fn receive(
     let Peer::Web(ws) = peer else {
         return receive_line(h, conn, line, by);
     };
-    match ws.recv_until(h, by) {
+    match ws.receive_until(h, by) {
         Ok(message) => {
             let bytes = match message {
                 Message::Text(text) => text.into_bytes(),

@@ -152,7 +152,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
             let conn = login(h, addr, &format!("{prefix}{i}"), ws);
-            let _ = batch.1.recv(h);
+            let _ = batch.1.receive(h);
             let Some((conn, leftover)) = conn else {
                 state.borrow_mut().failed += 1;
                 return;

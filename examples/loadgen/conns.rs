@@ -53,7 +53,7 @@ pub(crate) fn idle(
             let _ = gate.0.send(h, ());
             let conn = connect(h, addr)
                 .filter(|conn| !prompt || h.receive(conn).is_ok_and(|line| line == PROMPT));
-            let _ = gate.1.recv(h);
+            let _ = gate.1.receive(h);
             match conn {
                 Some(conn) => {
                     ready.set(ready.get() + 1);

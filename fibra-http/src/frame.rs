@@ -94,7 +94,7 @@ impl fibra_net::Codec for TextFrameCodec {
         _max: usize,
     ) -> Result<Option<fibra_net::Decoded>, fibra_net::FrameError> {
         Err(fibra_net::FrameError::Invalid(
-            "a WebSocket is read with WebSocket::recv, not as frames of its connection",
+            "a WebSocket is read with WebSocket::receive, not as frames of its connection",
         ))
     }
 

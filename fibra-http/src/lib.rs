@@ -4,7 +4,7 @@
 //! runs one tasklet per connection: requests in order (keep-alive, pipelining), bodies by
 //! `Content-Length` or chunked, and every bound of [`Limits`] answered with its status (431,
 //! 413, 408, 400). A WebSocket route upgrades the connection and hands its handler a
-//! [`WebSocket`]: [`recv`](WebSocket::recv) parks like a line's receive, other tasklets send
+//! [`WebSocket`]: [`receive`](WebSocket::receive) parks like a line's receive, other tasklets send
 //! through a [`WsSender`] without waiting.
 //!
 //! ```no_run
@@ -20,7 +20,7 @@
 //!     Router::new()
 //!         .get("/", |_h, _req| Response::text("hello, world!"))
 //!         .websocket("/ws", |h, _req, ws| {
-//!             while let Ok(Message::Text(text)) = ws.recv(h) {
+//!             while let Ok(Message::Text(text)) = ws.receive(h) {
 //!                 let _ = ws.send_text(&text);
 //!             }
 //!         }),
@@ -64,7 +64,7 @@ pub use websocket::{CloseCode, Message, WebSocket, WsSender};
 /// sent to the group is encoded once, as one text frame shared by every member; set it on an
 /// upgraded connection ([`Conn::set_framing`](fibra_net::Conn::set_framing)) and
 /// `try_send_frame`/`send_line` send text messages. Reading stays with
-/// [`WebSocket::recv`].
+/// [`WebSocket::receive`].
 pub fn text_frames() -> fibra_net::Framing {
     fibra_net::Framing::custom(|| frame::TextFrameCodec)
 }

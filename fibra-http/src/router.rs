@@ -28,7 +28,7 @@ pub(crate) enum Route {
 ///     .get("/", |_h, _req| Response::text("hello, world!"))
 ///     .post("/echo", |_h, req| Response::new(200).body(req.body().to_vec()))
 ///     .websocket("/ws", |h, _req, ws| {
-///         while let Ok(message) = ws.recv(h) {
+///         while let Ok(message) = ws.receive(h) {
 ///             let _ = match message {
 ///                 fibra_http::Message::Text(text) => ws.send_text(&text),
 ///                 fibra_http::Message::Binary(bytes) => ws.send_binary(&bytes),

@@ -153,7 +153,7 @@ impl fmt::Debug for WsSender {
 }
 
 /// The server's side of a WebSocket, handed to a route's handler after the upgrade. Its
-/// tasklet receives with [`recv`](Self::recv), which parks like a line's receive; other
+/// tasklet receives with [`receive`](Self::receive), which parks like a line's receive; other
 /// tasklets send through a [`WsSender`].
 pub struct WebSocket {
     sender: WsSender,
@@ -231,17 +231,41 @@ impl WebSocket {
     /// peer broke a rule: 1002 (protocol: an unmasked frame, reserved bits, a bad opcode, a
     /// fragmented or oversized control frame, a continuation out of place), 1007 (text not
     /// UTF-8) or 1009 (a frame or message over the [`Limits`]).
-    pub fn recv(&mut self, h: &Handle) -> Result<Message, HttpError> {
-        self.recv_until(h, None)
+    pub fn receive(&mut self, h: &Handle) -> Result<Message, HttpError> {
+        self.receive_until(h, None)
     }
 
-    /// Like [`recv`](Self::recv), giving up at `deadline` with [`HttpError::TimedOut`] (the
-    /// WebSocket stays usable; a partly received message is kept).
+    /// The old name of [`receive`](Self::receive).
     ///
     /// # Errors
     ///
-    /// As [`recv`](Self::recv), and [`HttpError::TimedOut`].
+    /// As [`receive`](Self::receive).
+    #[deprecated(since = "0.2.0", note = "renamed to `receive`")]
+    pub fn recv(&mut self, h: &Handle) -> Result<Message, HttpError> {
+        self.receive(h)
+    }
+
+    /// The old name of [`receive_until`](Self::receive_until).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive_until`](Self::receive_until).
+    #[deprecated(since = "0.2.0", note = "renamed to `receive_until`")]
     pub fn recv_until(
+        &mut self,
+        h: &Handle,
+        deadline: Option<Instant>,
+    ) -> Result<Message, HttpError> {
+        self.receive_until(h, deadline)
+    }
+
+    /// Like [`receive`](Self::receive), giving up at `deadline` with [`HttpError::TimedOut`]
+    /// (the WebSocket stays usable; a partly received message is kept).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Self::receive), and [`HttpError::TimedOut`].
+    pub fn receive_until(
         &mut self,
         h: &Handle,
         deadline: Option<Instant>,

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use fibra_rt::{Handle, TaskletId, Unparker};
 
-use crate::{SendError, TryRecvError, TrySendError};
+use crate::{SendError, TryReceiveError, TrySendError};
 
 struct Chan<T> {
     queue: VecDeque<T>,
@@ -80,7 +80,7 @@ fn new_chan<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 /// let mut schedule = Schedule::new();
 /// schedule.spawn(move |h| {
 ///     let mut sum = 0;
-///     while let Some(v) = rx.recv(h) {
+///     while let Some(v) = rx.receive(h) {
 ///         sum += v;
 ///     }
 ///     assert_eq!(sum, 6);
@@ -249,12 +249,12 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     /// Receives the next value, waiting while the channel is empty. `None` once the channel is
     /// closed and drained.
-    pub fn recv(&self, h: &Handle) -> Option<T> {
+    pub fn receive(&self, h: &Handle) -> Option<T> {
         loop {
-            match self.try_recv() {
+            match self.try_receive() {
                 Ok(v) => return Some(v),
-                Err(TryRecvError::Closed) => return None,
-                Err(TryRecvError::Empty) => {}
+                Err(TryReceiveError::Closed) => return None,
+                Err(TryReceiveError::Empty) => {}
             }
             let mut guard = WaitGuard {
                 chan: &self.chan,
@@ -273,8 +273,8 @@ impl<T> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`], or [`TryRecvError::Closed`] when nothing will ever come.
-    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+    /// [`TryReceiveError::Empty`], or [`TryReceiveError::Closed`] when nothing will ever come.
+    pub fn try_receive(&self) -> Result<T, TryReceiveError> {
         let mut chan = self.chan.borrow_mut();
         match chan.queue.pop_front() {
             Some(v) => {
@@ -283,9 +283,25 @@ impl<T> Receiver<T> {
                 }
                 Ok(v)
             }
-            None if chan.closed => Err(TryRecvError::Closed),
-            None => Err(TryRecvError::Empty),
+            None if chan.closed => Err(TryReceiveError::Closed),
+            None => Err(TryReceiveError::Empty),
         }
+    }
+
+    /// The old name of [`receive`](Self::receive).
+    #[deprecated(since = "0.2.0", note = "renamed to `receive`")]
+    pub fn recv(&self, h: &Handle) -> Option<T> {
+        self.receive(h)
+    }
+
+    /// The old name of [`try_receive`](Self::try_receive).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_receive`](Self::try_receive).
+    #[deprecated(since = "0.2.0", note = "renamed to `try_receive`")]
+    pub fn try_recv(&self) -> Result<T, TryReceiveError> {
+        self.try_receive()
     }
 
     /// Closes the channel for everyone: sends fail, receivers drain what is queued.

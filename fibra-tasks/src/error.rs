@@ -159,22 +159,27 @@ impl<T> From<TrySendError<T>> for TaskError {
     }
 }
 
-/// Why [`Receiver::try_recv`](crate::Receiver::try_recv) got nothing.
+/// Why [`Receiver::try_receive`](crate::Receiver::try_receive) (or
+/// [`RemoteReceiver::try_receive`](crate::RemoteReceiver::try_receive)) got nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TryRecvError {
+pub enum TryReceiveError {
     /// Nothing queued yet.
     Empty,
     /// Nothing queued and the channel is closed: nothing will ever come.
     Closed,
 }
 
-impl fmt::Display for TryRecvError {
+impl fmt::Display for TryReceiveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TryRecvError::Empty => f.write_str("the channel is empty"),
-            TryRecvError::Closed => f.write_str("the channel is empty and closed"),
+            TryReceiveError::Empty => f.write_str("the channel is empty"),
+            TryReceiveError::Closed => f.write_str("the channel is empty and closed"),
         }
     }
 }
 
-impl std::error::Error for TryRecvError {}
+impl std::error::Error for TryReceiveError {}
+
+/// The old name of [`TryReceiveError`].
+#[deprecated(since = "0.2.0", note = "renamed to `TryReceiveError`")]
+pub type TryRecvError = TryReceiveError;

@@ -36,7 +36,9 @@ mod remote_channel;
 mod ticker;
 
 pub use channel::{bounded, channel, Receiver, Sender};
-pub use error::{SendError, TaskError, TryRecvError, TrySendError};
+#[allow(deprecated)]
+pub use error::TryRecvError;
+pub use error::{SendError, TaskError, TryReceiveError, TrySendError};
 pub use ext::TasksExt;
 pub use join::JoinHandle;
 pub use plugin::TasksPlugin;

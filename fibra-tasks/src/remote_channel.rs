@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use fibra_rt::{Handle, Remote, TaskletId};
 
-use crate::{SendError, TryRecvError, TrySendError};
+use crate::{SendError, TryReceiveError, TrySendError};
 
 struct State<T> {
     queue: VecDeque<T>,
@@ -78,7 +78,7 @@ impl<T> Inner<T> {
 /// let (tx, rx) = fibra_tasks::remote_channel::<u64>(&schedule.remote(), 64);
 /// schedule.spawn(move |h| {
 ///     let mut sum = 0;
-///     while let Some(v) = rx.recv(h) {
+///     while let Some(v) = rx.receive(h) {
 ///         sum += v;
 ///     }
 ///     assert_eq!(sum, 5050);
@@ -179,7 +179,7 @@ impl<T> RemoteSender<T> {
     ///         tx.send(sender).unwrap();
     ///         let seen = seen.clone();
     ///         schedule.spawn(move |h| {
-    ///             while let Some(v) = receiver.recv(h) {
+    ///             while let Some(v) = receiver.receive(h) {
     ///                 seen.lock().unwrap().push(v);
     ///             }
     ///         })?;
@@ -341,7 +341,7 @@ impl<T> RemoteReceiver<T> {
     ///
     /// Values are taken from the senders' queue all at once, under one lock (the queues are
     /// swapped), and then handed out one by one without it.
-    pub fn recv(&self, h: &Handle) -> Option<T> {
+    pub fn receive(&self, h: &Handle) -> Option<T> {
         if self.wait_for_values(h) {
             self.taken.borrow_mut().pop_front()
         } else {
@@ -353,9 +353,9 @@ impl<T> RemoteReceiver<T> {
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`] when nothing is queued, [`TryRecvError::Closed`] when nothing is
-    /// queued and the channel is closed.
-    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+    /// [`TryReceiveError::Empty`] when nothing is queued, [`TryReceiveError::Closed`] when
+    /// nothing is queued and the channel is closed.
+    pub fn try_receive(&self) -> Result<T, TryReceiveError> {
         let mut taken = self.taken.borrow_mut();
         if let Some(value) = taken.pop_front() {
             return Ok(value);
@@ -364,14 +364,14 @@ impl<T> RemoteReceiver<T> {
         self.take_all(&mut state, &mut taken);
         match taken.pop_front() {
             Some(value) => Ok(value),
-            None if state.closed => Err(TryRecvError::Closed),
-            None => Err(TryRecvError::Empty),
+            None if state.closed => Err(TryReceiveError::Closed),
+            None => Err(TryReceiveError::Empty),
         }
     }
 
     /// Moves the queued values (at most `max`) to `into`, parking until at least one is
     /// there; returns how many moved, 0 once the channel is closed and drained.
-    pub fn recv_many(&self, h: &Handle, into: &mut Vec<T>, max: usize) -> usize {
+    pub fn receive_many(&self, h: &Handle, into: &mut Vec<T>, max: usize) -> usize {
         if !self.wait_for_values(h) {
             return 0;
         }
@@ -379,6 +379,28 @@ impl<T> RemoteReceiver<T> {
         let n = taken.len().min(max.max(1));
         into.extend(taken.drain(..n));
         n
+    }
+
+    /// The old name of [`receive`](Self::receive).
+    #[deprecated(since = "0.2.0", note = "renamed to `receive`")]
+    pub fn recv(&self, h: &Handle) -> Option<T> {
+        self.receive(h)
+    }
+
+    /// The old name of [`try_receive`](Self::try_receive).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_receive`](Self::try_receive).
+    #[deprecated(since = "0.2.0", note = "renamed to `try_receive`")]
+    pub fn try_recv(&self) -> Result<T, TryReceiveError> {
+        self.try_receive()
+    }
+
+    /// The old name of [`receive_many`](Self::receive_many).
+    #[deprecated(since = "0.2.0", note = "renamed to `receive_many`")]
+    pub fn recv_many(&self, h: &Handle, into: &mut Vec<T>, max: usize) -> usize {
+        self.receive_many(h, into, max)
     }
 
     /// Parks until values are in `taken` (true), or the channel is closed and drained
