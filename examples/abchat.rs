@@ -32,6 +32,8 @@
 
 #[path = "shared/abchat_name.rs"]
 mod abchat_name;
+#[path = "shared/cli.rs"]
+mod cli;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -48,7 +50,11 @@ use fibra::{Handle, SpawnOptions};
 
 const LOG: &str = "abchat";
 
-const USAGE: &str = "usage: abchat [--addr HOST:PORT] [--max-frame BYTES] [--interval MS]
+const HELP: &str =
+    "abchat: ABChat's chat server: length-prefixed frames, log-in names, broadcasts, \
+private messages
+
+usage: abchat [--addr HOST:PORT] [--max-frame BYTES] [--interval MS]
               [--max-outbound BYTES] [--status-secs S] [--login-timeout S]
               [--flush-delay MS]
   --addr           where clients connect (default 127.0.0.1:8888)
@@ -70,7 +76,7 @@ struct Config {
     flush_delay: Duration,
 }
 
-fn parse_args() -> Result<Option<Config>, String> {
+fn parse_args() -> Config {
     let mut c = Config {
         addr: "127.0.0.1:8888".to_owned(),
         max_frame: 64 * 1024,
@@ -80,36 +86,21 @@ fn parse_args() -> Result<Option<Config>, String> {
         login_timeout: Duration::from_secs(30),
         flush_delay: Duration::from_millis(10),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
-            return Ok(None);
-        }
-        let value = args
-            .next()
-            .ok_or(format!("{arg} needs a value (try --help)"))?;
-        let number = |lo: u64, hi: u64| -> Result<u64, String> {
-            value
-                .parse()
-                .ok()
-                .filter(|n| (lo..=hi).contains(n))
-                .ok_or(format!(
-                    "{arg} `{value}`: give a whole number from {lo} to {hi}"
-                ))
-        };
-        match arg.as_str() {
-            "--addr" => c.addr = value.clone(),
-            "--max-frame" => c.max_frame = number(1, 16 << 20)? as usize,
-            "--interval" => c.interval = Duration::from_millis(number(0, 3_600_000)?),
-            "--max-outbound" => c.max_outbound = number(1024, 1 << 30)? as usize,
-            "--status-secs" => c.status_every = Duration::from_secs(number(1, 86_400)?),
-            "--login-timeout" => c.login_timeout = Duration::from_secs(number(1, 3600)?),
-            "--flush-delay" => c.flush_delay = Duration::from_millis(number(0, 1000)?),
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
+    let mut args = cli::Args::new("abchat", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => c.addr = args.value(f),
+            "--max-frame" => c.max_frame = args.number(f, 1, 16 << 20) as usize,
+            "--interval" => c.interval = Duration::from_millis(args.number(f, 0, 3_600_000)),
+            "--max-outbound" => c.max_outbound = args.number(f, 1024, 1 << 30) as usize,
+            "--status-secs" => c.status_every = Duration::from_secs(args.number(f, 1, 86_400)),
+            "--login-timeout" => c.login_timeout = Duration::from_secs(args.number(f, 1, 3600)),
+            "--flush-delay" => c.flush_delay = Duration::from_millis(args.number(f, 0, 1000)),
+            _ => args.unknown(f),
         }
     }
-    Ok(Some(c))
+    c
 }
 
 /// The clients online, by name, and the group that reaches them all.
@@ -122,9 +113,7 @@ struct Room {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Some(config) = parse_args()? else {
-        return Ok(());
-    };
+    let config = parse_args();
     let mut schedule = fibra::schedule()?;
     let conn = ConnOptions::new()
         .with_framing(Framing::LengthPrefixed)

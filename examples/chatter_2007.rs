@@ -3,8 +3,15 @@
 //! `lost_conn`, `broadcast`. The full chatter is `examples/chatter/`.
 //!
 //! ```text
-//! cargo run --example chatter_2007 -- --addr 127.0.0.1:1980     # then: telnet 127.0.0.1 1980
+//! cargo run --example chatter_2007                # then: telnet 127.0.0.1 2007
+//! cargo run --example chatter_2007 -- --addr 127.0.0.1:4000
 //! ```
+//!
+//! It listens on port 2007 (the full chatter has 1980, the original's port), so that both
+//! may run at once.
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
@@ -68,11 +75,21 @@ fn chat(h: &Handle, conn: &Conn, handle: &str, members: &Members) {
     let _ = h.close(conn);
 }
 
+const HELP: &str = "chatter_2007: the 2007 chatter, fibra's first demo, a line chat server \
+(telnet to it)
+
+usage: chatter_2007 [--addr HOST:PORT]
+  --addr  where to listen (default 127.0.0.1:2007)";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = match std::env::args().nth(1).as_deref() {
-        Some("--addr") => std::env::args().nth(2).ok_or("--addr needs HOST:PORT")?,
-        _ => "127.0.0.1:1980".to_owned(),
-    };
+    let mut addr = "127.0.0.1:2007".to_owned();
+    let mut args = cli::Args::new("chatter_2007", HELP);
+    while let Some(flag) = args.next_flag() {
+        match flag.as_str() {
+            "--addr" => addr = args.value(&flag),
+            other => args.unknown(other),
+        }
+    }
     // Runs until the listener fails (its error reaches here, and the exit status is 1).
     fibra::schedule()?.block_on(move |h| listener(h, &addr))?
 }

@@ -8,6 +8,9 @@
 //! cargo run --release --example gnet_echo -- --addr 127.0.0.1:7001      # in another terminal
 //! ```
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,13 +20,15 @@ use fibra::signal::{Signal, SignalExt};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 
-const USAGE: &str =
-    "usage: echo_client [--addr HOST:PORT] [--pause SECS] [--reconnect-delay SECS] \
-                     [--max-delay SECS]
-  --addr             the echo server (default 127.0.0.1:7001)
-  --pause            wait before sending back what came (default 2)
-  --reconnect-delay  the first wait before reconnecting (default 1)
-  --max-delay        the longest wait (default 60)";
+const HELP: &str = "echo_client: gnet's reconnecting echo client; sends `ooxx`, then sends \
+back what comes
+
+usage: echo_client [--addr HOST:PORT] [--pause SECS] [--reconnect-delay SECS]
+                   [--max-delay SECS]
+  --addr             the echo server to connect to (default 127.0.0.1:7001, gnet_echo's)
+  --pause            seconds to wait before sending back what came (default 2)
+  --reconnect-delay  seconds of the first wait before reconnecting (default 1)
+  --max-delay        seconds of the longest wait (default 60)";
 
 struct EchoClientProtocol {
     pause: Duration,
@@ -59,11 +64,11 @@ impl Factory for EchoClientFactory {
     }
 }
 
-fn seconds(flag: &str, value: Option<String>) -> Result<Duration, String> {
-    let value = value.ok_or(format!("{flag} needs SECS"))?;
-    match value.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(format!("{flag} {value}: not a number of seconds")),
+fn seconds(args: &mut cli::Args, flag: &str) -> Duration {
+    let value = args.value(flag);
+    match value.parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(secs)) => secs,
+        _ => args.fail(format!("{flag} `{value}`: not a number of seconds")),
     }
 }
 
@@ -75,23 +80,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Duration::from_secs(1),
         Duration::from_secs(60),
     );
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--pause" => pause = seconds("--pause", args.next())?,
-            "--reconnect-delay" => initial = seconds("--reconnect-delay", args.next())?,
-            "--max-delay" => max = seconds("--max-delay", args.next())?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+    let mut args = cli::Args::new("echo_client", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--pause" => pause = seconds(&mut args, f),
+            "--reconnect-delay" => initial = seconds(&mut args, f),
+            "--max-delay" => max = seconds(&mut args, f),
+            _ => args.unknown(f),
         }
     }
     let server: SocketAddr = addr
         .parse()
-        .map_err(|e| format!("--addr {addr}: {e} (give IP:PORT)"))?;
+        .unwrap_or_else(|e| args.fail(format!("--addr `{addr}`: {e} (give IP:PORT)")));
     let backoff = Backoff::new()
         .with_initial(initial)
         .with_max(max.max(initial));

@@ -5,6 +5,9 @@
 //! cargo run --example eventlet_chat -- --addr 127.0.0.1:3000     # then: nc 127.0.0.1 3000
 //! ```
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 use std::{cell::RefCell, error::Error, rc::Rc};
 
 use fibra::net::{ops::Accept, Conn, NetExt};
@@ -22,9 +25,21 @@ fn read_chat_forever(h: &Handle, conn: Conn, participants: Rc<RefCell<Vec<Conn>>
     println!("Participant left chat.");
 }
 
+const HELP: &str = "eventlet_chat: eventlet's chat server example, each line to everyone \
+else (nc to it)
+
+usage: eventlet_chat [--addr HOST:PORT]
+  --addr  where to listen (default 127.0.0.1:3000)";
+
 fn main() -> Result<(), Box<dyn Error>> {
-    let addr = std::env::args().nth(2); // --addr HOST:PORT
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let mut addr = "127.0.0.1:3000".to_owned();
+    let mut args = cli::Args::new("eventlet_chat", HELP);
+    while let Some(flag) = args.next_flag() {
+        match flag.as_str() {
+            "--addr" => addr = args.value(&flag),
+            other => args.unknown(other),
+        }
+    }
     fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
         let server = h.listen(addr.as_str())?;
         println!("ChatServer starting up on {}", server.local_addr());

@@ -16,6 +16,8 @@
 //! after this server, stop it and start it again; answers come from it whenever it is up.
 //! Ctrl-C stops it.
 
+#[path = "shared/cli.rs"]
+mod cli;
 #[path = "shared/rfc3339.rs"]
 mod rfc3339;
 
@@ -27,10 +29,13 @@ use fibra::signal::{Signal, SignalExt};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 
-const USAGE: &str = "usage: gettime [--addr HOST:PORT] [--backend HOST:PORT] [--pool N]
+const HELP: &str = "gettime: IceServer's telnet server; `gettime` is answered by a back end \
+(timeserver) via a pool
+
+usage: gettime [--addr HOST:PORT] [--backend HOST:PORT] [--pool N]
                [--backend-timeout DURATION]
   --addr             where telnet clients connect (default 127.0.0.1:9999)
-  --backend          the time server (default 127.0.0.1:10000)
+  --backend          the time server (default 127.0.0.1:10000, timeserver's)
   --pool             connections kept to it (default 3)
   --backend-timeout  how long an answer may take before the local time is given
                      instead: 1s, 250ms, 1.5 (seconds) (default 1s)";
@@ -42,50 +47,36 @@ struct Config {
     timeout: Duration,
 }
 
-fn parse_args() -> Result<Option<Config>, String> {
+fn parse_args() -> Config {
     let mut config = Config {
         addr: "127.0.0.1:9999".to_owned(),
         backend: "127.0.0.1:10000".parse().unwrap(),
         pool: 3,
         timeout: Duration::from_secs(1),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or(format!("{arg} needs a value (try --help)"))
-        };
-        match arg.as_str() {
-            "--addr" => config.addr = value()?,
+    let mut args = cli::Args::new("gettime", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => config.addr = args.value(f),
             "--backend" => {
-                let v = value()?;
-                config.backend = v
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or(format!("--backend `{v}` is not a HOST:PORT"))?;
+                let v = args.value(f);
+                config.backend = match v.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+                    Some(addr) => addr,
+                    None => args.fail(format!("--backend `{v}` is not a HOST:PORT")),
+                };
             }
-            "--pool" => {
-                let v = value()?;
-                config.pool = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| (1..=1024).contains(&n))
-                    .ok_or(format!("--pool `{v}`: give a count from 1 to 1024"))?;
-            }
+            "--pool" => config.pool = args.number(f, 1, 1024) as usize,
             "--backend-timeout" => {
-                let v = value()?;
-                config.timeout = parse_duration(&v)
-                    .ok_or(format!("--backend-timeout `{v}`: give 1s, 250ms or 1.5"))?;
+                let v = args.value(f);
+                config.timeout = parse_duration(&v).unwrap_or_else(|| {
+                    args.fail(format!("--backend-timeout `{v}`: give 1s, 250ms or 1.5"))
+                });
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
+            _ => args.unknown(f),
         }
     }
-    Ok(Some(config))
+    config
 }
 
 /// `250ms`, `1s`, `1.5` (seconds); at most an hour, more than zero.
@@ -101,9 +92,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Some(config) = parse_args()? else {
-        return Ok(());
-    };
+    let config = parse_args();
     let mut schedule = fibra::schedule()?;
     let listener = schedule
         .plugin::<NetPlugin>()

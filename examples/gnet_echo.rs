@@ -9,6 +9,9 @@
 //! [`Protocol`] and a [`Factory`] the way gnet, Twisted and asyncio users write them. Ctrl-C
 //! stops it.
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 use std::net::SocketAddr;
 
 use fibra::net::{ConnOptions, Ended, Factory, Framing, ListenOptions, NetPlugin};
@@ -16,7 +19,11 @@ use fibra::net::{Protocol, Server, Transport};
 use fibra::signal::{Signal, SignalExt};
 use fibra::Handle;
 
-const USAGE: &str = "usage: gnet_echo [--addr HOST:PORT]   (default 127.0.0.1:7001)";
+const HELP: &str = "gnet_echo: gnet's echo server on fibra's callbacks (Protocol, Factory, \
+Server)
+
+usage: gnet_echo [--addr HOST:PORT]
+  --addr  where to listen (default 127.0.0.1:7001)";
 
 /// One connection: sends back what it receives.
 struct EchoServerProtocol {
@@ -55,15 +62,11 @@ impl Factory for EchoServerFactory {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7001".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+    let mut args = cli::Args::new("gnet_echo", HELP);
+    while let Some(flag) = args.next_flag() {
+        match flag.as_str() {
+            "--addr" => addr = args.value(&flag),
+            other => args.unknown(other),
         }
     }
     let mut schedule = fibra::schedule()?;

@@ -3,13 +3,16 @@
 //! worst lateness; the echo traffic does not push its ticks off the grid.
 //!
 //! ```text
-//! cargo run --release --example hertz                    # echo on 127.0.0.1:7002
+//! cargo run --release --example hertz                    # echo on 127.0.0.1:7003
 //! cargo run --release --example hertz -- --hz 60 --missed burst --seconds 5
 //! ```
 //!
 //! `--missed skip|burst|delay` picks what happens to ticks missed while the thread was
 //! stalled (skip, the default: the late tick once, then back on the grid). `--seconds N`
 //! stops after N seconds with a summary; otherwise Ctrl-C stops it.
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -20,11 +23,13 @@ use fibra::signal::{Signal, SignalExt};
 use fibra::tasks::{MissedTicks, TasksExt, Ticker};
 use fibra::Handle;
 
-const USAGE: &str = "usage: hertz [--addr HOST:PORT] [--hz RATE] [--missed skip|burst|delay]
-             [--seconds N]
-  --addr     the echo server (default 127.0.0.1:7002)
+const HELP: &str = "hertz: a tasklet ticking at a fixed rate beside an echo server; prints its \
+rate and lateness
+
+usage: hertz [--addr HOST:PORT] [--hz RATE] [--missed skip|burst|delay] [--seconds N]
+  --addr     where the echo server listens (default 127.0.0.1:7003)
   --hz       ticks a second (default 30)
-  --missed   what to do with missed ticks (default skip)
+  --missed   what to do with missed ticks: skip, burst or delay (default skip)
   --seconds  stop after N seconds (default: at Ctrl-C)";
 
 struct Config {
@@ -34,58 +39,43 @@ struct Config {
     seconds: Option<f64>,
 }
 
-fn parse_args() -> Result<Option<Config>, String> {
+fn parse_args() -> Config {
     let mut config = Config {
-        addr: "127.0.0.1:7002".to_owned(),
+        addr: "127.0.0.1:7003".to_owned(),
         hz: 30.0,
         missed: MissedTicks::Skip,
         seconds: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or(format!("{arg} needs a value (try --help)"))
-        };
-        match arg.as_str() {
-            "--addr" => config.addr = value()?,
-            "--hz" => {
-                let v = value()?;
-                config.hz = v
-                    .parse()
-                    .map_err(|_| format!("--hz `{v}` is not a number"))?;
-            }
+    let mut args = cli::Args::new("hertz", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => config.addr = args.value(f),
+            "--hz" => config.hz = args.parse(f),
             "--missed" => {
-                config.missed = match value()?.as_str() {
+                config.missed = match args.value(f).as_str() {
                     "skip" => MissedTicks::Skip,
                     "burst" => MissedTicks::Burst,
                     "delay" => MissedTicks::Delay,
-                    other => return Err(format!("--missed `{other}`: skip, burst or delay")),
+                    other => args.fail(format!("--missed `{other}`: skip, burst or delay")),
                 }
             }
             "--seconds" => {
-                let v = value()?;
-                let secs: f64 = v.parse().map_err(|_| format!("--seconds `{v}`"))?;
+                let secs: f64 = args.parse(f);
                 if !(secs > 0.0 && secs <= 86_400.0) {
-                    return Err(format!("--seconds `{v}`: from above 0 to 86400"));
+                    args.fail(format!("--seconds `{secs}`: from above 0 to 86400"));
                 }
                 config.seconds = Some(secs);
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
+            _ => args.unknown(f),
         }
     }
-    Ok(Some(config))
+    config
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Some(config) = parse_args()? else {
-        return Ok(());
-    };
+    let config = parse_args();
     let ticker = Ticker::hertz(config.hz)?.with_missed(config.missed);
     let mut schedule = fibra::schedule()?;
     let options = ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw));

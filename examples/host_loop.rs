@@ -11,6 +11,8 @@
 //! nothing to do it returns in about a microsecond, and a busy room costs the frame only the
 //! work that is ready. Ctrl-C stops it cleanly.
 
+#[path = "shared/cli.rs"]
+mod cli;
 #[allow(dead_code)] // one thread here
 #[path = "chatter/hub.rs"]
 mod hub;
@@ -30,7 +32,10 @@ use fibra::signal::SignalPlugin;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
-const USAGE: &str = "usage: host_loop [--addr HOST:PORT] [--hz N] [--secs N] [--report SECS]
+const HELP: &str = "host_loop: the chatter served from a 60 Hz game loop that calls tick() \
+once a frame
+
+usage: host_loop [--addr HOST:PORT] [--hz N] [--secs N] [--report SECS]
   --addr    where the chatter listens (default 127.0.0.1:1981)
   --hz      frames per second (default 60)
   --secs    stop after this many seconds (default: run until Ctrl-C)
@@ -102,26 +107,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut hz: u32 = 60;
     let mut secs: Option<u64> = None;
     let mut report = 5u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or(format!("{arg} needs a value (try --help)"))
-        };
-        match arg.as_str() {
-            "--addr" => addr = value()?,
-            "--hz" => hz = value()?.parse().map_err(|e| format!("--hz: {e}"))?,
-            "--secs" => secs = Some(value()?.parse().map_err(|e| format!("--secs: {e}"))?),
-            "--report" => report = value()?.parse().map_err(|e| format!("--report: {e}"))?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+    let mut args = cli::Args::new("host_loop", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--hz" => hz = args.number(f, 1, 10_000) as u32,
+            "--secs" => secs = Some(args.parse(f)),
+            "--report" => report = args.number(f, 1, 86_400),
+            _ => args.unknown(f),
         }
-    }
-    if hz == 0 || report == 0 {
-        return Err("--hz and --report must be at least 1".into());
     }
 
     let mut schedule = Schedule::new();

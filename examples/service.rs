@@ -5,6 +5,9 @@
 //! cargo run --example service -- --addr 127.0.0.1:7002
 //! ```
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,7 +18,10 @@ use fibra::signal::{ops::WaitSignal, Signal};
 use fibra::tasks::{ops::Sleep, TasksExt};
 use fibra::{rt::Either, Handle};
 
-const USAGE: &str = "usage: service [--addr HOST:PORT] [--secs N]
+const HELP: &str = "service: gnet's service example, an echo server and its client under one \
+Service
+
+usage: service [--addr HOST:PORT] [--secs N]
   --addr  where the echo server listens, and the client connects (default 127.0.0.1:7002)
   --secs  stop after this many seconds (default: run until Ctrl-C)";
 
@@ -67,16 +73,13 @@ impl Factory for EchoFactory {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:7002".to_owned();
     let mut secs = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--secs" => secs = Some(args.next().ok_or("--secs needs N")?.parse::<u64>()?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+    let mut args = cli::Args::new("service", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--secs" => secs = Some(args.parse::<u64>(f)),
+            _ => args.unknown(f),
         }
     }
     let mut schedule = fibra::schedule()?;

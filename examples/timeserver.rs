@@ -8,6 +8,8 @@
 //!
 //! Ctrl-C stops it.
 
+#[path = "shared/cli.rs"]
+mod cli;
 #[path = "shared/rfc3339.rs"]
 mod rfc3339;
 
@@ -16,20 +18,20 @@ use fibra::signal::{Signal, SignalExt};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 
-const USAGE: &str = "usage: timeserver [--addr HOST:PORT]   (default 127.0.0.1:10000)";
+const HELP: &str = "timeserver: IceServer's time back end; answers each line `gettime` with \
+the UTC time
+
+usage: timeserver [--addr HOST:PORT]
+  --addr  where to listen (default 127.0.0.1:10000)";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:10000".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+    let mut args = cli::Args::new("timeserver", HELP);
+    while let Some(flag) = args.next_flag() {
+        match flag.as_str() {
+            "--addr" => addr = args.value(&flag),
+            other => args.unknown(other),
         }
     }
     let mut schedule = fibra::schedule()?;

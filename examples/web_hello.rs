@@ -5,36 +5,44 @@
 //! curl http://127.0.0.1:8080/
 //! ```
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 use std::rc::Rc;
 
 use fibra::http::{Limits, Message, Response, Router};
 use fibra::net::NetPlugin;
 use fibra::signal::{Signal, SignalExt};
 
-const USAGE: &str = "usage: web_hello [--addr HOST:PORT] [--max-message BYTES]
+/// The help, its defaults read from [`Limits::default`].
+fn help() -> String {
+    let limits = Limits::default();
+    format!(
+        "web_hello: gnet's WSGI sample, an HTTP hello and a WebSocket echo
+
+usage: web_hello [--addr HOST:PORT] [--max-frame BYTES] [--max-message BYTES]
   --addr         where to listen (default 127.0.0.1:8080)
-  --max-message  the largest WebSocket frame and message taken (default 1048576)
+  --max-frame    the largest WebSocket frame taken (default {})
+  --max-message  the largest WebSocket message taken, its fragments together (default {})
   GET /     hello, world!
-  GET /ws   a WebSocket that sends back every message";
+  GET /ws   a WebSocket that sends back every message",
+        limits.max_frame, limits.max_message
+    )
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:8080".to_owned();
     let mut limits = Limits::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--max-message" => {
-                let bytes: usize = args.next().ok_or("--max-message needs BYTES")?.parse()?;
-                limits.max_frame = bytes.max(125);
-                limits.max_message = bytes;
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+    let mut args = cli::Args::new("web_hello", help());
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            // A control frame may carry 125 bytes whatever the limit.
+            "--max-frame" => limits.max_frame = args.number(f, 125, 1 << 30) as usize,
+            "--max-message" => limits.max_message = args.number(f, 1, 1 << 30) as usize,
+            _ => args.unknown(f),
         }
     }
     let router = Rc::new(

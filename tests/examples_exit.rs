@@ -1,6 +1,8 @@
 //! Every server example exits non-zero, saying why, when it cannot start (its address is
 //! taken); none reports success for a server that never served. Ctrl-C (SIGINT, through the
-//! signals plugin) stops each one cleanly, with exit status 0.
+//! signals plugin) stops each one cleanly, with exit status 0. Every example says what it
+//! is and how to use it on `--help`, refuses an unknown flag with exit status 2, and has a
+//! default port of its own, the one README.md's table gives.
 
 mod util;
 
@@ -115,35 +117,93 @@ fn ctrl_c_stops_every_server_example_cleanly() {
     }
 }
 
+/// Every example in `examples/` (the benchmark's tools aside).
+const EXAMPLES: [&str; 13] = [
+    "abchat",
+    "chatter",
+    "chatter_2007",
+    "echo",
+    "echo_client",
+    "eventlet_chat",
+    "gettime",
+    "gnet_echo",
+    "hertz",
+    "host_loop",
+    "service",
+    "timeserver",
+    "web_hello",
+];
+
 #[test]
-fn every_example_with_options_says_how_to_use_it() {
-    for name in [
-        "chatter",
-        "echo",
-        "host_loop",
-        "gnet_echo",
-        "echo_client",
-        "service",
-        "web_hello",
-        "gettime",
-        "timeserver",
-        "hertz",
-        "abchat",
-    ] {
-        let out = Command::new(util::example(name))
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{name} --help exited {}", out.status);
-        let text = String::from_utf8_lossy(&out.stdout);
+fn every_example_says_what_it_is_and_how_to_use_it() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let mut ports = std::collections::HashMap::new();
+    for name in EXAMPLES {
+        let mut help = String::new();
+        for flag in ["--help", "-h"] {
+            let out = run_to_end(name, flag);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{name} {flag} exited {}",
+                out.status
+            );
+            help = String::from_utf8_lossy(&out.stdout).into_owned();
+            let first = help.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("{name}: ")) && !first.contains("usage:"),
+                "{name} {flag} does not start by saying what it is: {first:?}"
+            );
+            assert!(
+                help.contains("usage:") && help.contains("--addr"),
+                "{name}: {help}"
+            );
+        }
+        // The `--addr` line gives the default port; no two examples share one (the echo
+        // client connects to gnet_echo's), and README's table of examples gives the same.
+        let port = help
+            .lines()
+            .find(|line| line.trim_start().starts_with("--addr"))
+            .and_then(|line| line.split("(default 127.0.0.1:").nth(1))
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .unwrap_or_else(|| panic!("{name}'s --addr has no default port: {help}"))
+            .to_owned();
+        if name != "echo_client" {
+            if let Some(other) = ports.insert(port.clone(), name) {
+                panic!("{name} and {other} both listen on port {port} by default");
+            }
+        }
         assert!(
-            text.contains("usage:") && text.contains("--addr"),
-            "{name}: {text}"
+            readme
+                .lines()
+                .any(|line| line.starts_with(&format!("| `{name}` |")) && line.contains(&port)),
+            "README.md's table of examples has no row for {name} with port {port}"
         );
-        let bad = Command::new(util::example(name))
-            .arg("--no-such-flag")
-            .output()
-            .unwrap();
-        assert!(!bad.status.success(), "{name} took an unknown flag");
+
+        let bad = run_to_end(name, "--no-such-flag");
+        assert_eq!(bad.status.code(), Some(2), "{name} on an unknown flag");
+        let said = String::from_utf8_lossy(&bad.stderr);
+        assert!(said.contains("--no-such-flag"), "{name} said: {said}");
     }
+}
+
+/// Runs `name arg` to its end, within 20 s: an example that starts serving instead fails.
+fn run_to_end(name: &str, arg: &str) -> std::process::Output {
+    let mut child = Command::new(util::example(name))
+        .arg(arg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill(); // our own child, by handle
+            let _ = child.wait();
+            panic!("`{name} {arg}` kept running instead of ending");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
 }

@@ -21,6 +21,8 @@
 //! among one `SO_REUSEPORT` listener per thread (`--accept reuseport`). The web page is
 //! served by thread 0.
 
+#[path = "../shared/cli.rs"]
+mod cli;
 mod hub;
 mod protocol;
 mod server;
@@ -39,9 +41,12 @@ use fibra::signal::SignalExt;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
-const USAGE: &str = "usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] \
-                     [--max-line BYTES] [--max-outbound BYTES] [--login-timeout SECS] \
-                     [--flush-delay MS] [--threads N] [--accept handoff|reuseport] [--pin]
+const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, one \
+tasklet per member
+
+usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
+               [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
+               [--threads N] [--accept handoff|reuseport] [--pin]
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
   --no-web         no web page
@@ -69,52 +74,36 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut web_addr = Some("127.0.0.1:1990".to_owned());
     let mut config = server::Config::default();
     let (mut threads, mut reuseport, mut pin) = (1usize, false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |what: &str| {
-            args.next()
-                .ok_or(format!("{arg} needs {what} (try --help)"))
-        };
-        match arg.as_str() {
-            "--addr" => addr = value("HOST:PORT")?,
-            "--max-line" => config.max_line = parse_positive(&arg, &value("BYTES")?)?,
-            "--max-outbound" => config.max_outbound = parse_positive(&arg, &value("BYTES")?)?,
+    let mut args = cli::Args::new("chatter", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--max-line" => config.max_line = args.number(f, 1, 1 << 30) as usize,
+            "--max-outbound" => config.max_outbound = args.number(f, 1, 1 << 40) as usize,
             "--login-timeout" => {
-                let secs: u64 = value("SECS")?
-                    .parse()
-                    .map_err(|e| format!("--login-timeout: {e}"))?;
+                let secs = args.number(f, 0, 86_400);
                 config.login_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
             "--flush-delay" => {
-                let ms: f64 = value("MS")?
-                    .parse()
-                    .map_err(|e| format!("--flush-delay: {e}"))?;
+                let ms: f64 = args.parse(f);
                 if !(0.0..=1000.0).contains(&ms) {
-                    return Err("--flush-delay must be between 0 and 1000 ms".into());
+                    args.fail("--flush-delay must be between 0 and 1000 ms");
                 }
                 config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
             }
-            "--threads" => {
-                threads = parse_positive(&arg, &value("N")?)?;
-                if threads > 1024 {
-                    return Err("--threads must be at most 1024".into());
-                }
-            }
+            "--threads" => threads = args.number(f, 1, 1024) as usize,
             "--accept" => {
-                reuseport = match value("handoff or reuseport")?.as_str() {
+                reuseport = match args.value(f).as_str() {
                     "handoff" => false,
                     "reuseport" => true,
-                    other => return Err(format!("--accept `{other}`: handoff or reuseport").into()),
+                    other => args.fail(format!("--accept `{other}`: handoff or reuseport")),
                 }
             }
             "--pin" => pin = true,
-            "--web-addr" => web_addr = Some(value("HOST:PORT")?),
+            "--web-addr" => web_addr = Some(args.value(f)),
             "--no-web" => web_addr = None,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+            _ => args.unknown(f),
         }
     }
 
@@ -172,12 +161,4 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     log::info!(target: "chatter", "stopped: {} lines delivered, {} members cut off for not reading",
         stats.deliveries, stats.cut_off);
     Ok(())
-}
-
-fn parse_positive(flag: &str, value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        Ok(_) => Err(format!("{flag} must be at least 1")),
-        Err(e) => Err(format!("{flag} {value}: {e}")),
-    }
 }

@@ -9,6 +9,8 @@
 //! on N threads (`Cores`, thread-per-core), each with its own `SO_REUSEPORT` listener on
 //! the one port; `--pin` pins thread i to CPU i.
 
+#[path = "../shared/cli.rs"]
+mod cli;
 mod server;
 #[path = "../chatter/signal.rs"]
 mod signal;
@@ -18,31 +20,25 @@ use fibra::signal::SignalExt;
 use fibra::tasks::TasksPlugin;
 use fibra::Schedule;
 
+const HELP: &str = "echo: a raw echo server, one tasklet per connection; sends back every byte
+
+usage: echo [--addr HOST:PORT] [--threads N] [--pin]
+  --addr     where to listen (default 127.0.0.1:7000)
+  --threads  schedules (threads) serving, each with its own SO_REUSEPORT listener (default 1)
+  --pin      with --threads: pin thread i to CPU i";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7000".to_owned();
     let (mut threads, mut pin) = (1usize, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--threads" => {
-                let v = args.next().ok_or("--threads needs N")?;
-                threads = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1024).contains(n))
-                    .ok_or(format!("--threads `{v}`: from 1 to 1024"))?;
-            }
+    let mut args = cli::Args::new("echo", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--threads" => threads = args.number(f, 1, 1024) as usize,
             "--pin" => pin = true,
-            "-h" | "--help" => {
-                println!(
-                    "usage: echo [--addr HOST:PORT] [--threads N] [--pin]   (default \
-                     127.0.0.1:7000, 1 thread)"
-                );
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+            _ => args.unknown(f),
         }
     }
     if threads > 1 {
