@@ -2,7 +2,7 @@
 """fibra against its tokio peers, side by side: echo, chat broadcast, idle connections,
 accept rate.
 
-    cargo build --release --examples
+    cargo build --release --examples && cargo build --release -p fibra-bench
     python3 scripts/bench.py                      # everything, 3 rounds (about 12 minutes)
     python3 scripts/bench.py --only chat --rounds 5
     python3 scripts/bench.py --only sweep --rates 1,5,10,15,20
@@ -32,7 +32,7 @@ Scenarios (`--only`, comma-separated):
 """
 import argparse, json, os, signal, statistics, subprocess, sys, time
 
-from serverlib import BIN, free_port, pin, wait_listening
+from serverlib import program, free_port, pin, wait_listening
 
 PEERS = {"echo": ("echo", "tokio_echo"), "chat": ("chatter", "tokio_chat"),
          "abchat": ("abchat", "tokio_abchat")}
@@ -48,12 +48,12 @@ def run_one(args, server, gen_args, timeout, server_args=(), addr_flag="--addr")
     port = free_port()
     addr = f"127.0.0.1:{port}"
     env = dict(os.environ, RUST_LOG="warn")
-    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [os.path.join(BIN, server), addr_flag, addr, *server_args],
+    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [program(server), addr_flag, addr, *server_args],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_listening(port)
         time.sleep(0.2)  # the probe connection's session ends
-        cmd = cpu_arg(args.gen_cpu) + [os.path.join(BIN, "loadgen")] + gen_args + [
+        cmd = cpu_arg(args.gen_cpu) + [program("loadgen")] + gen_args + [
             "--addr", addr, "--pid", str(srv.pid)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         lines = out.stdout.strip().splitlines()

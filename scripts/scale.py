@@ -4,7 +4,7 @@ the chatter's deliveries per second at saturation (`chatter --threads N` against
 `tokio_chat --threads N`) and the echo server's messages per second (`echo --threads N`
 against `tokio_echo --threads N`), side by side, in one run that stops by itself.
 
-    cargo build --release --examples
+    cargo build --release --examples && cargo build --release -p fibra-bench
     python3 scripts/scale.py                         # N = 1,2,4,8 where the cores allow
     python3 scripts/scale.py --threads 1,2 --quick   # a short check of the script itself
     python3 scripts/scale.py --secs 3 --warmup 1     # within a 10-minute limit (about 8 min)
@@ -28,7 +28,7 @@ script works: the table says when the generators had fewer cores than the server
 """
 import argparse, json, os, shutil, signal, subprocess, sys, time
 
-from serverlib import BIN, free_port, wait_listening
+from serverlib import program, free_port, wait_listening
 
 
 def cpus(first, count):
@@ -81,15 +81,15 @@ def chat_round(a, server, n, rate, gens, gen_cpus, log):
     port = free_port()
     addr = f"127.0.0.1:{port}"
     if server == "chatter":
-        cmd = [os.path.join(BIN, "chatter"), "--addr", addr, "--no-web", "--threads", str(n)]
+        cmd = [program("chatter"), "--addr", addr, "--no-web", "--threads", str(n)]
         if n > 1 and a.pin:
             cmd.append("--pin")
     else:
-        cmd = [os.path.join(BIN, "tokio_chat"), "--addr", addr, "--threads", str(n)]
+        cmd = [program("tokio_chat"), "--addr", addr, "--threads", str(n)]
     srv = start_server(cmd, cpus(0, n), port)
     per_gen = a.clients // gens
     try:
-        gen_cmds = [[os.path.join(BIN, "loadgen"), "chat", "--addr", addr,
+        gen_cmds = [[program("loadgen"), "chat", "--addr", addr,
                      "--clients", str(per_gen), "--rate", str(rate), "--prefix", f"g{g}_",
                      "--id-base", str(g * per_gen), "--secs", str(a.secs),
                      "--warmup", str(a.warmup), "--pid", str(srv.pid)]
@@ -112,12 +112,12 @@ def echo_round(a, server, n, gens, gen_cpus, log):
     port = free_port()
     addr = f"127.0.0.1:{port}"
     name = "echo" if server == "fibra" else "tokio_echo"
-    cmd = [os.path.join(BIN, name), "--addr", addr, "--threads", str(n)]
+    cmd = [program(name), "--addr", addr, "--threads", str(n)]
     if server == "fibra" and n > 1 and a.pin:
         cmd.append("--pin")
     srv = start_server(cmd, cpus(0, n), port)
     try:
-        gen_cmds = [[os.path.join(BIN, "loadgen"), "echo", "--addr", addr,
+        gen_cmds = [[program("loadgen"), "echo", "--addr", addr,
                      "--conns", str(a.echo_conns), "--secs", str(a.secs),
                      "--warmup", str(a.warmup), "--pid", str(srv.pid)]
                     for _ in range(gens)]

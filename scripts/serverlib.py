@@ -1,9 +1,22 @@
-"""What the bench and soak scripts share: the examples' path, free ports, CPU pinning, and
-waiting for a server to listen."""
-import os, shutil, socket, time
+"""What the bench and soak scripts share: where the programs are, free ports, CPU pinning,
+and waiting for a server to listen."""
+import os, shutil, socket, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "examples")
+RELEASE = os.path.join(ROOT, "target", "release")
+# The benchmark tools (the bench/ member's binaries); every other program is fibra's example.
+TOOLS = {"loadgen", "tokio_echo", "tokio_chat", "tokio_abchat", "tokio_ws_chat"}
+BUILD = "cargo build --release --examples && cargo build --release -p fibra-bench"
+
+
+def program(name):
+    """The path of `name`'s release build: fibra's examples are in target/release/examples,
+    the benchmark tools (bench/) in target/release. Exits, saying how to build it, when it
+    is not there."""
+    path = os.path.join(RELEASE, name) if name in TOOLS else os.path.join(RELEASE, "examples", name)
+    if not os.access(path, os.X_OK):
+        sys.exit(f"{path} is not built; run: {BUILD}")
+    return path
 
 
 def free_port():

@@ -2,7 +2,7 @@
 """Soak: the chatter under 1,000 clients saying 1 line/s each, plus connects/drops, for a
 bounded time; then checks that nothing was lost or leaked.
 
-    cargo build --release --examples
+    cargo build --release --examples && cargo build --release -p fibra-bench
     python3 scripts/soak-chat.py [--clients 1000] [--rate 1] [--churn 50] [--secs 600]
 
 Pass criteria (exit status 0 only if all hold):
@@ -15,7 +15,7 @@ stopped with SIGINT, by PID).
 """
 import argparse, json, os, signal, subprocess, sys, time
 
-from serverlib import BIN, free_port, pin, wait_listening
+from serverlib import program, free_port, pin, wait_listening
 
 
 def main():
@@ -34,12 +34,12 @@ def main():
     port = free_port()
     addr = f"127.0.0.1:{port}"
     env = dict(os.environ, RUST_LOG="warn")
-    srv = subprocess.Popen(pin(0) + [os.path.join(BIN, "chatter"), "--addr", addr],
+    srv = subprocess.Popen(pin(0) + [program("chatter"), "--addr", addr],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     try:
         wait_listening(port)
         time.sleep(0.2)  # the probe connection's session ends
-        cmd = pin(1) + [os.path.join(BIN, "loadgen"), "chat", "--addr", addr,
+        cmd = pin(1) + [program("loadgen"), "chat", "--addr", addr,
                         "--clients", str(a.clients), "--rate", str(a.rate),
                         "--churn", str(a.churn), "--secs", str(a.secs),
                         "--warmup", str(a.warmup), "--report", str(a.report),

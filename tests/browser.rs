@@ -1,22 +1,24 @@
 //! The chatter in a real browser: two headless Chromium windows and one telnet client in one
-//! room. Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); in CI a
-//! missing browser fails the test, elsewhere it says so and passes.
+//! room. Needs Debian's `chromium` and `chromium-driver`, so a plain `cargo test` lists it as
+//! ignored; `.ci/run` installs both and runs it with `cargo test --test browser -- --ignored`,
+//! where a missing browser fails it.
 
 mod chat;
 mod util;
 
 use chat::{protocol, Config, TestServer};
+use util::json::Json;
 use util::webdriver::{self, Driver};
 
 #[test]
+#[ignore = "needs chromium and chromium-driver; .ci/run installs them and runs it with --ignored"]
 fn two_browsers_and_a_telnet_client_chat_in_one_room() {
-    if !webdriver::available() {
-        let why = "the browser test needs chromium and chromium-driver: \
-                   apt-get install chromium chromium-driver (.ci/run does)";
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("NOT RUN: {why}");
-        return;
-    }
+    assert!(
+        webdriver::available(),
+        "the browser test needs {} and {}: apt-get install chromium chromium-driver",
+        webdriver::BROWSER,
+        webdriver::DRIVER
+    );
     let (server, web) = TestServer::start_with_web(Config::default());
     let url = format!("http://{web}/");
     let driver = Driver::start();
@@ -57,7 +59,7 @@ fn two_browsers_and_a_telnet_client_chat_in_one_room() {
 
     // /who (the page's button sends it), and /msg from a browser to telnet.
     let who = ada.script("document.getElementById('who').click(); return true;");
-    assert_eq!(who, serde_json::Value::Bool(true));
+    assert_eq!(who, Json::Bool(true));
     ada.wait_for_line("Online: ada, bea, carl");
     bea.type_line("#input", "/msg carl psst");
     carl.expect("bea whispers: psst");
@@ -82,4 +84,39 @@ fn two_browsers_and_a_telnet_client_chat_in_one_room() {
     ada.close();
     carl.expect("ada has left the chat.");
     server.stop();
+}
+
+/// The WebDriver client's JSON, without a browser: chromedriver's kinds of answer read, and a
+/// request written as the driver reads it.
+#[test]
+fn webdriver_json_reads_answers_and_writes_requests() {
+    let answer = r#"{"value": {"sessionId": "5f\u00e9", "capabilities": {"n": -1.5e2,
+        "ok": true, "none": null, "list": [1, "two\n", [], {}], "key": "\ud83d\ude00"}}}"#;
+    let value = Json::parse(answer).unwrap();
+    let value = value.get("value");
+    assert_eq!(value.get("sessionId").as_str(), Some("5f\u{e9}"));
+    let caps = value.get("capabilities");
+    assert_eq!(caps.get("n"), &Json::Number(-150.0));
+    assert_eq!(caps.get("ok"), &Json::Bool(true));
+    assert_eq!(caps.get("none"), &Json::Null);
+    assert_eq!(caps.get("missing"), &Json::Null);
+    assert_eq!(caps.get("key").as_str(), Some("\u{1F600}"));
+    let list = caps.get("list").as_array().unwrap();
+    assert_eq!(list[1].as_str(), Some("two\n"));
+    assert_eq!(list[2], Json::Array(Vec::new()));
+    assert_eq!(list[3], Json::Object(Vec::new()));
+    for bad in ["", "{", "[1,]", "\"open", "{\"a\" 1}", "tru", "1 2"] {
+        assert!(Json::parse(bad).is_err(), "{bad:?} read as JSON");
+    }
+
+    let request = Json::object([
+        ("text", "say \"hi\"\\\u{1}\u{E007}".into()),
+        ("args", vec!["--a", "--b"].into()),
+    ]);
+    let written = request.to_string();
+    assert_eq!(
+        written,
+        "{\"text\":\"say \\\"hi\\\"\\\\\\u0001\u{E007}\",\"args\":[\"--a\",\"--b\"]}"
+    );
+    assert_eq!(Json::parse(&written).unwrap(), request);
 }

@@ -528,3 +528,40 @@ chat::on_one_and_two_threads!(
     a_client_that_never_chooses_a_handle_is_timed_out,
     shutdown_tells_everyone_and_closes_every_connection,
 );
+
+// The protocol's parsers, alone (here once, not in every test file that includes `chat`).
+#[test]
+fn protocol_parses_handles() {
+    use protocol::{parse_handle, BadHandle};
+    assert_eq!(parse_handle("  ann \t"), Ok("ann"));
+    assert_eq!(parse_handle(""), Err(BadHandle::Empty));
+    assert_eq!(parse_handle(" \t "), Err(BadHandle::Empty));
+    assert_eq!(parse_handle(&"é".repeat(32)), Ok("é".repeat(32).as_str()));
+    assert_eq!(parse_handle(&"a".repeat(33)), Err(BadHandle::TooLong));
+    assert_eq!(parse_handle("a b"), Err(BadHandle::BadCharacter));
+    assert_eq!(parse_handle("a\u{1}b"), Err(BadHandle::BadCharacter));
+    assert_eq!(parse_handle("a\u{a0}b"), Err(BadHandle::BadCharacter));
+}
+
+#[test]
+fn protocol_parses_commands() {
+    use protocol::{parse_command, Command};
+    assert_eq!(parse_command("hi /who"), Command::Say("hi /who"));
+    assert_eq!(parse_command(""), Command::Say(""));
+    assert_eq!(parse_command("/who"), Command::Who);
+    assert_eq!(parse_command("/who is here"), Command::Who);
+    assert_eq!(parse_command("/quit"), Command::Quit);
+    assert_eq!(
+        parse_command("/msg bob  hello  there"),
+        Command::Msg {
+            to: "bob",
+            text: "hello  there"
+        }
+    );
+    assert_eq!(parse_command("/msg bob"), Command::MsgUsage);
+    assert_eq!(parse_command("/msg bob   "), Command::MsgUsage);
+    assert_eq!(parse_command("/msg"), Command::MsgUsage);
+    assert_eq!(parse_command("/"), Command::Unknown(""));
+    assert_eq!(parse_command("/QUIT"), Command::Unknown("QUIT"));
+    assert_eq!(parse_command("/dance wildly"), Command::Unknown("dance"));
+}

@@ -1,6 +1,7 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)] // each test file uses some of them
 
+pub(crate) mod json;
 pub(crate) mod webdriver;
 pub(crate) mod ws;
 

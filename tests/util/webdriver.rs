@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use super::json::Json;
 
 /// Where Debian puts the driver and the browser.
 pub(crate) const DRIVER: &str = "/usr/bin/chromedriver";
@@ -42,7 +42,7 @@ impl Driver {
         Driver { child, addr }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    fn call(&self, method: &str, path: &str, body: Option<Json>) -> Json {
         let mut c = TcpStream::connect(self.addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -69,15 +69,16 @@ impl Driver {
         c.read_exact(&mut body).unwrap();
         let json = String::from_utf8(body).unwrap();
         let json = json.as_str();
-        let value: Value = serde_json::from_str(json)
-            .unwrap_or_else(|e| panic!("WebDriver answered {json:?}: {e}"));
-        if let Some(error) = value["value"]["error"].as_str() {
+        let value =
+            Json::parse(json).unwrap_or_else(|e| panic!("WebDriver answered {json:?}: {e}"));
+        let value = value.get("value");
+        if let Some(error) = value.get("error").as_str() {
             panic!(
                 "WebDriver {method} {path}: {error}: {}",
-                value["value"]["message"]
+                value.get("message")
             );
         }
-        value["value"].clone()
+        value.clone()
     }
 
     /// A new headless browser window with a fresh profile.
@@ -101,12 +102,20 @@ impl Driver {
             "--window-size=900,640".to_owned(),
             format!("--user-data-dir={}", profile.display()),
         ];
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": BROWSER, "args": args}
-        }}});
+        let options = Json::object([("binary", BROWSER.into()), ("args", args.to_vec().into())]);
+        let capabilities = Json::object([(
+            "capabilities",
+            Json::object([(
+                "alwaysMatch",
+                Json::object([
+                    ("browserName", "chrome".into()),
+                    ("goog:chromeOptions", options),
+                ]),
+            )]),
+        )]);
         let value = self.call("POST", "/session", Some(capabilities));
-        let id = value["sessionId"]
+        let id = value
+            .get("sessionId")
             .as_str()
             .expect("a session id")
             .to_owned();
@@ -137,16 +146,19 @@ impl Session<'_> {
         self.driver.call(
             "POST",
             &format!("/session/{}/url", self.id),
-            Some(json!({ "url": url })),
+            Some(Json::object([("url", url.into())])),
         );
     }
 
     /// Runs `script` in the page; its return value.
-    pub(crate) fn script(&self, script: &str) -> Value {
+    pub(crate) fn script(&self, script: &str) -> Json {
         self.driver.call(
             "POST",
             &format!("/session/{}/execute/sync", self.id),
-            Some(json!({ "script": script, "args": [] })),
+            Some(Json::object([
+                ("script", script.into()),
+                ("args", Json::Array(Vec::new())),
+            ])),
         )
     }
 
@@ -155,18 +167,21 @@ impl Session<'_> {
         let element = self.driver.call(
             "POST",
             &format!("/session/{}/element", self.id),
-            Some(json!({ "using": "css selector", "value": css })),
+            Some(Json::object([
+                ("using", "css selector".into()),
+                ("value", css.into()),
+            ])),
         );
         let key = element
             .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
+            .and_then(|o| o.first())
+            .and_then(|(_, id)| id.as_str())
             .expect("an element id")
             .to_owned();
         self.driver.call(
             "POST",
             &format!("/session/{}/element/{key}/value", self.id),
-            Some(json!({ "text": format!("{text}\u{E007}") })),
+            Some(Json::object([("text", format!("{text}\u{E007}").into())])),
         );
     }
 

@@ -1,8 +1,10 @@
-//! A bounded load generator for chat and echo servers (fibra's and the tokio peers alike).
+//! A bounded load generator for chat and echo servers (fibra's and the tokio peers alike), a
+//! benchmark tool: `--help` says how to run it, `scripts/bench.py` runs it.
 //!
 //! ```text
-//! cargo run --release --example loadgen -- echo --addr 127.0.0.1:7000 --conns 100 --secs 5
-//! cargo run --release --example loadgen -- chat --addr 127.0.0.1:1980 --clients 1000 --rate 1
+//! cargo build --release -p fibra-bench
+//! target/release/loadgen echo --addr 127.0.0.1:7000 --conns 100 --secs 5
+//! target/release/loadgen chat --addr 127.0.0.1:1980 --clients 1000 --rate 1
 //! ```
 //!
 //! Every run has `--warmup` unmeasured seconds, then `--secs` measured seconds (at most
@@ -58,6 +60,20 @@ pub(crate) struct Common {
     pub(crate) pid: Option<u32>,
 }
 
+/// What `--help` prints: what the program is, then [`USAGE`].
+const ABOUT: &str = "\
+loadgen: a bounded load generator for fibra's servers and their tokio peers, a benchmark tool
+(fibra-bench). Each run warms up, measures for --secs, stops by itself and prints one JSON
+line (messages or deliveries per second, latency p50/p99; the server's CPU and memory with
+--pid). scripts/bench.py and scripts/scale.py drive it.
+
+  echo    C connections each sending --size bytes and waiting for their echo
+  chat    C chatter-protocol clients each saying --rate lines a second to everyone
+          (--ws yes: over WebSocket; --abchat yes: ABChat's protocol)
+  idle    C connections that say nothing: the server's memory per connection
+  accept  C clients at a time that connect, log in and leave: logins per second
+";
+
 const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
@@ -74,6 +90,10 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        println!("{ABOUT}\n{USAGE}");
+        return Ok(());
+    }
     let mut args = std::env::args().skip(1);
     let scenario = args.next().ok_or(USAGE)?;
     let mut common = Common {

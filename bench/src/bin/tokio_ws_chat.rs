@@ -6,7 +6,7 @@
 //! preallocates 128 KiB each).
 //!
 //! ```text
-//! cargo run --release --example tokio_ws_chat -- --addr 127.0.0.1:1991
+//! cargo run --release -p fibra-bench --bin tokio_ws_chat -- --addr 127.0.0.1:1991
 //! ```
 
 use std::cell::RefCell;
@@ -31,13 +31,28 @@ struct Room {
     members: RefCell<HashMap<String, mpsc::UnboundedSender<Line>>>,
 }
 
+/// What `--help` prints.
+const HELP: &str = "\
+tokio_ws_chat: the tokio peer of the chatter's WebSocket side, a benchmark tool
+(fibra-bench): the chat protocol over WebSocket, one text message a line (tokio-tungstenite).
+
+usage: tokio_ws_chat [--addr HOST:PORT]
+  --addr HOST:PORT  where to listen (default 127.0.0.1:1991)";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:1991".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return Ok(());
+            }
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => return Err(format!("unknown argument `{other}`").into()),
+            other => {
+                eprintln!("tokio_ws_chat: unknown argument `{other}`\n\n{HELP}");
+                std::process::exit(2);
+            }
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

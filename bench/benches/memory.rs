@@ -1,7 +1,7 @@
 //! Resident memory per parked tasklet, read from /proc/self/statm, beside raw `corosensei`
 //! coroutines parked the same way in the same run.
 //!
-//! Run: `cargo bench --bench memory`.
+//! Run: `cargo bench -p fibra-bench --bench memory`.
 
 use corosensei::stack::DefaultStack;
 use corosensei::Coroutine;

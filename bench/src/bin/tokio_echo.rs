@@ -2,12 +2,22 @@
 //! per connection, as a good tokio programmer would write it.
 //!
 //! ```text
-//! cargo run --release --example tokio_echo -- --addr 127.0.0.1:7001
-//! cargo run --release --example tokio_echo -- --threads 4   # the multi-thread runtime
+//! cargo run --release -p fibra-bench --bin tokio_echo -- --addr 127.0.0.1:7001
+//! cargo run --release -p fibra-bench --bin tokio_echo -- --threads 4   # the multi-thread runtime
 //! ```
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// What `--help` prints.
+const HELP: &str = "\
+tokio_echo: the tokio peer of fibra's `echo` server, a benchmark tool (fibra-bench):
+it echoes every byte back, one task per connection.
+
+usage: tokio_echo [--addr HOST:PORT] [--threads N]
+  --addr HOST:PORT  where to listen (default 127.0.0.1:7001)
+  --threads N       1: a current-thread runtime (default); more: the multi-thread one
+                    with N workers";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:7001".to_owned();
@@ -15,9 +25,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return Ok(());
+            }
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
             "--threads" => threads = args.next().ok_or("--threads needs N")?.parse()?,
-            other => return Err(format!("unknown argument `{other}`").into()),
+            other => {
+                eprintln!("tokio_echo: unknown argument `{other}`\n\n{HELP}");
+                std::process::exit(2);
+            }
         }
     }
     // One thread: the current-thread runtime; more: tokio's work-stealing multi-thread one.

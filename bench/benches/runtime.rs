@@ -2,7 +2,8 @@
 //! yield round trip through the Schedule, spawn+run+finish on a warm pool, and idle `tick()`
 //! with many parked tasklets. Ends with a summary table of medians and ratios.
 //!
-//! Run: `cargo bench --bench runtime` (add `-- --quick` for a shorter criterion pass).
+//! Run: `cargo bench -p fibra-bench --bench runtime` (add `-- --quick` for a shorter criterion
+//! pass).
 
 use std::hint::black_box;
 use std::io;

@@ -14,7 +14,7 @@
 //! schedules on two threads, `fibra::rt::Cores`), the sender parking on a full channel with
 //! `RemoteSender::send_parking`.
 //!
-//! Run: `cargo bench --bench remote` (`-- --quick` for fewer runs).
+//! Run: `cargo bench -p fibra-bench --bench remote` (`-- --quick` for fewer runs).
 
 use std::collections::VecDeque;
 use std::hint::black_box;

@@ -7,8 +7,8 @@
 //! `Arc` and a `Mutex` either way; the broadcast path does not take the lock.
 //!
 //! ```text
-//! cargo run --release --example tokio_chat -- --addr 127.0.0.1:1990
-//! cargo run --release --example tokio_chat -- --addr 127.0.0.1:1990 --threads 4
+//! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1990
+//! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1990 --threads 4
 //! ```
 //!
 //! Protocol as the chatter's: the prompt, handles of 1–32 characters without whitespace or
@@ -37,15 +37,31 @@ struct Room {
     members: Mutex<HashMap<String, mpsc::UnboundedSender<Line>>>,
 }
 
+/// What `--help` prints.
+const HELP: &str = "\
+tokio_chat: the tokio peer of fibra's `chatter`, a benchmark tool (fibra-bench): the
+chatter's line protocol (handles, /who, /msg, /quit) for telnet clients.
+
+usage: tokio_chat [--addr HOST:PORT] [--threads N]
+  --addr HOST:PORT  where to listen (default 127.0.0.1:1990)
+  --threads N       tokio's multi-thread runtime with N workers (default: current-thread)";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:1990".to_owned();
     let mut threads = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return Ok(());
+            }
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
             "--threads" => threads = Some(args.next().ok_or("--threads needs N")?.parse()?),
-            other => return Err(format!("unknown argument `{other}`").into()),
+            other => {
+                eprintln!("tokio_chat: unknown argument `{other}`\n\n{HELP}");
+                std::process::exit(2);
+            }
         }
     }
     let runtime = match threads {

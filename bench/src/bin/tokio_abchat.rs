@@ -4,7 +4,7 @@
 //! takes every frame waiting for it, then writes them with one `write_all`).
 //!
 //! ```text
-//! cargo run --release --example tokio_abchat -- --addr 127.0.0.1:8889
+//! cargo run --release -p fibra-bench --bin tokio_abchat -- --addr 127.0.0.1:8889
 //! ```
 //!
 //! Protocol as abchat's: 4-byte big-endian length frames of UTF-8; the first is the name
@@ -13,7 +13,7 @@
 //! over 64 KiB ends the connection; a client more than 32,768 frames behind is cut off (the
 //! broadcast channel's capacity). No rate limit (abchat's default).
 
-#[path = "shared/abchat_name.rs"]
+#[path = "../../../examples/shared/abchat_name.rs"]
 mod abchat_name;
 
 use std::cell::{Cell, RefCell};
@@ -45,13 +45,28 @@ struct Room {
     next_id: Cell<u64>,
 }
 
+/// What `--help` prints.
+const HELP: &str = "\
+tokio_abchat: the tokio peer of fibra's `abchat`, a benchmark tool (fibra-bench):
+ABChat's protocol (4-byte length frames, the name first, @name for private lines).
+
+usage: tokio_abchat [--addr HOST:PORT]
+  --addr HOST:PORT  where to listen (default 127.0.0.1:8889)";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = "127.0.0.1:8889".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return Ok(());
+            }
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => return Err(format!("unknown argument `{other}`").into()),
+            other => {
+                eprintln!("tokio_abchat: unknown argument `{other}`\n\n{HELP}");
+                std::process::exit(2);
+            }
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,84 @@
+//! Every benchmark tool answers `--help`: exit status 0, and a first line that says what the
+//! program is (its name, and that it is a benchmark tool). Also: an unknown argument is an
+//! error that shows the usage.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const TOOLS: [&str; 5] = [
+    "tokio_echo",
+    "tokio_chat",
+    "tokio_abchat",
+    "tokio_ws_chat",
+    "loadgen",
+];
+
+/// The tool's executable, as cargo built it for this test run.
+fn exe(name: &str) -> &'static str {
+    match name {
+        "tokio_echo" => env!("CARGO_BIN_EXE_tokio_echo"),
+        "tokio_chat" => env!("CARGO_BIN_EXE_tokio_chat"),
+        "tokio_abchat" => env!("CARGO_BIN_EXE_tokio_abchat"),
+        "tokio_ws_chat" => env!("CARGO_BIN_EXE_tokio_ws_chat"),
+        "loadgen" => env!("CARGO_BIN_EXE_loadgen"),
+        other => panic!("no tool {other}"),
+    }
+}
+
+/// Runs `name args`; its output, or a failure after 10 s (the child killed by handle).
+fn run(name: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(exe(name))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} {args:?} still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_tool_says_what_it_is_on_help() {
+    for name in TOOLS {
+        for flag in ["--help", "-h"] {
+            let out = run(name, &[flag]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} {flag}: {:?}", out.status);
+            let first = stdout.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("{name}: ")) && first.contains("benchmark tool"),
+                "{name} {flag}: first line {first:?}"
+            );
+            assert!(
+                stdout.contains("usage:"),
+                "{name} {flag}: no usage in {stdout:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unknown_argument_fails_with_the_usage() {
+    for name in TOOLS {
+        // loadgen takes a scenario first.
+        let args: &[&str] = if name == "loadgen" {
+            &["echo", "--bogus", "1"]
+        } else {
+            &["--bogus"]
+        };
+        let out = run(name, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} {args:?} succeeded");
+        assert!(stderr.contains("--bogus"), "{name}: {stderr:?}");
+        assert!(stderr.contains("usage:"), "{name}: {stderr:?}");
+    }
+}
