@@ -7,8 +7,8 @@
 //! `Arc` and a `Mutex` either way; the broadcast path does not take the lock.
 //!
 //! ```text
-//! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1990
-//! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1990 --threads 4
+//! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1970
+//! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1970 --threads 4
 //! ```
 //!
 //! Protocol as the chatter's: the prompt, handles of 1–32 characters without whitespace or
@@ -43,11 +43,11 @@ tokio_chat: the tokio peer of fibra's `chatter`, a benchmark tool (fibra-bench):
 chatter's line protocol (handles, /who, /msg, /quit) for telnet clients.
 
 usage: tokio_chat [--addr HOST:PORT] [--threads N]
-  --addr HOST:PORT  where to listen (default 127.0.0.1:1990)
+  --addr HOST:PORT  where to listen (default 127.0.0.1:1970)
   --threads N       tokio's multi-thread runtime with N workers (default: current-thread)";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut addr = "127.0.0.1:1990".to_owned();
+    let mut addr = "127.0.0.1:1970".to_owned();
     let mut threads = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

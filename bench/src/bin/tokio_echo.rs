@@ -2,7 +2,7 @@
 //! per connection, as a good tokio programmer would write it.
 //!
 //! ```text
-//! cargo run --release -p fibra-bench --bin tokio_echo -- --addr 127.0.0.1:7001
+//! cargo run --release -p fibra-bench --bin tokio_echo -- --addr 127.0.0.1:7070
 //! cargo run --release -p fibra-bench --bin tokio_echo -- --threads 4   # the multi-thread runtime
 //! ```
 
@@ -15,12 +15,12 @@ tokio_echo: the tokio peer of fibra's `echo` server, a benchmark tool (fibra-ben
 it echoes every byte back, one task per connection.
 
 usage: tokio_echo [--addr HOST:PORT] [--threads N]
-  --addr HOST:PORT  where to listen (default 127.0.0.1:7001)
+  --addr HOST:PORT  where to listen (default 127.0.0.1:7070)
   --threads N       1: a current-thread runtime (default); more: the multi-thread one
                     with N workers";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut addr = "127.0.0.1:7001".to_owned();
+    let mut addr = "127.0.0.1:7070".to_owned();
     let mut threads = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
