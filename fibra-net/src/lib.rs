@@ -80,6 +80,7 @@ mod spawner;
 mod transport;
 // The plugin and the table it serves ops from (an op's path: `ext` → `plugin` → `table`).
 mod buffer;
+mod codec_door;
 mod plugin;
 mod shared;
 mod stats;
@@ -91,6 +92,9 @@ pub use client::{ClientState, ReconnectingClient};
 pub use codec::{
     Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };
+#[doc(hidden)]
+pub use codec_door::{feed_through_door, DoorError};
+pub use codec_door::{CodecCall, CodecFailure};
 pub use conn::{Conn, ConnId, Listener};
 pub use error::{Lost, NetError};
 pub use ext::NetExt;

@@ -13,8 +13,8 @@ use super::lifecycle::ConnState;
 use super::output::Output;
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
-use super::{conn_mut, ConnEntry, Entry, Table};
-use crate::error::NetError;
+use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
+use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::options::ConnOptions;
 use crate::shared::Key;
@@ -39,9 +39,14 @@ impl Table {
             return Err((e.into(), connecting));
         }
         let key = self.next_key(slot);
-        let input = Input::new(&options, now);
+        let input = Input::new(&options, peer, now);
         if let Some(at) = input.timer {
             self.timers.arm(at, TimerKind::Read, key);
+        }
+        if let Some(failure) = input.codec.failure() {
+            // The codec's factory panicked: the connection ends at the next poll.
+            self.deferred
+                .push((key, Deferred::Reset(Lost::Codec(failure))));
         }
         let state = match connecting {
             Some(waiter) => ConnState::Connecting { socket, waiter },

@@ -10,8 +10,9 @@ use fibra_rt::{Context, TaskletId};
 
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
-use super::{conn_mut, ConnEntry, Entry, Table};
+use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
 use crate::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
+use crate::codec_door::{DoorError, Site};
 use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::shared::{Encoding, Key, SendState, WhenFull};
@@ -127,15 +128,25 @@ impl Table {
                 WhenFull::Wait => Ok(SendState::MustWait),
             };
         }
-        let codec = &c.input.codec;
+        let codec = &mut c.input.codec;
+        let site = Site::Conn(c.peer);
         let appended = c.output.buf.append(&mut self.pool, |out| match encoding {
             Encoding::AsIs => {
                 out.extend_from_slice(bytes);
                 Ok(())
             }
-            Encoding::Frame => codec.encode(bytes, out),
+            Encoding::Frame => codec.encode(bytes, out, site),
         });
-        appended.map_err(NetError::from_encode)?;
+        match appended {
+            Ok(()) => {}
+            Err(DoorError::Frame(e)) => return Err(NetError::from_encode(e)),
+            Err(DoorError::Codec(failure)) => {
+                // The codec is poisoned: the connection ends at the next poll.
+                let lost = Lost::Codec(failure);
+                self.deferred.push((key, Deferred::Reset(lost)));
+                return Err(lost.into());
+            }
+        }
         self.schedule_write(key);
         Ok(SendState::Queued)
     }
