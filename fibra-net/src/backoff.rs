@@ -106,10 +106,10 @@ impl Backoff {
     /// The ceiling of wait `attempt` (from 0): `min(max, initial × factor^attempt)`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let grown = self.initial.as_secs_f64() * self.factor.powi(attempt.min(1024) as i32);
-        if grown.is_finite() && grown < self.max.as_secs_f64() {
-            Duration::from_secs_f64(grown)
-        } else {
-            self.max
+        // A huge `initial` or `max` (`Duration::MAX`: wait for good) saturates at `max`.
+        match Duration::try_from_secs_f64(grown) {
+            Ok(ceiling) if ceiling < self.max => ceiling,
+            _ => self.max,
         }
     }
 
@@ -146,7 +146,9 @@ impl Waits {
     pub(crate) fn next_wait(&mut self) -> Duration {
         let ceiling = self.backoff.ceiling(self.failures);
         self.failures = self.failures.saturating_add(1);
-        ceiling.mul_f64(self.rng.unit())
+        // Not `mul_f64`: `Duration::MAX × 1.0` rounds past the largest duration and panics.
+        let scaled = ceiling.as_secs_f64() * self.rng.unit();
+        Duration::try_from_secs_f64(scaled).map_or(ceiling, |wait| wait.min(ceiling))
     }
 
     /// Whether the attempt limit is reached.

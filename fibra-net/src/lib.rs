@@ -88,7 +88,7 @@ mod sys;
 mod table;
 
 pub use backoff::Backoff;
-pub use client::{ClientState, ReconnectingClient};
+pub use client::{ClientEvent, ClientState, ReconnectingClient};
 pub use codec::{
     Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };

@@ -166,8 +166,9 @@ impl Table {
         // since.
         let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
         if c.output.held {
-            // A timer is armed: only a large output goes before it.
-            if c.output.buf.len() >= hold_limit {
+            // Held (by a timer, or for good under a delay past the clock): only a large
+            // output goes before it, or any once the delay was turned off.
+            if c.output.buf.len() >= hold_limit || c.options.flush_delay.is_zero() {
                 self.mark_dirty(key);
             }
             return;
@@ -177,11 +178,15 @@ impl Table {
             .last_write
             .and_then(|t| t.checked_add(c.options.flush_delay))
             .map(|at| flush_grain(epoch, at));
-        match due {
-            Some(at) if at > round_time && c.output.buf.len() < hold_limit => {
+        let small = c.output.buf.len() < hold_limit;
+        match (c.output.last_write, due) {
+            (_, Some(at)) if at > round_time && small => {
                 c.output.held = true;
                 self.timers.arm(at, TimerKind::Flush, key);
             }
+            // A delay past what the clock can count: held with no timer, until the output
+            // grows large or a flush asks for it.
+            (Some(_), None) if small => c.output.held = true,
             _ => self.mark_dirty(key),
         }
     }
