@@ -321,44 +321,60 @@ fn forget_payload(payload: Box<dyn Any + Send>) {
     std::mem::forget(payload);
 }
 
-/// Feeds `data` through the door in chunks the way a connection's input grows, with the
-/// codec `framing` makes: what the fuzz target calls. Returns the frames' total length and
-/// the error that ended the stream, if any. Never panics, whatever the codec does; keeps
-/// at most `max + 64` bytes buffered, as a connection does.
+/// What [`feed_through_door`] saw.
 #[doc(hidden)]
-pub fn feed_through_door(
-    framing: &Framing,
-    data: &[u8],
-    max: usize,
-    chunk: usize,
-) -> (usize, Option<DoorError>) {
+#[derive(Debug, Default)]
+pub struct Fed {
+    /// Frames decoded.
+    pub frames: usize,
+    /// Their bytes, in all.
+    pub frame_bytes: usize,
+    /// The most bytes the buffer held at once.
+    pub peak_buffered: usize,
+    /// What ended the stream early, if anything did.
+    pub error: Option<DoorError>,
+}
+
+/// Feeds `data` through the door in chunks of `chunk` bytes, the way a connection's input
+/// grows, to the codec `framing` makes, and encodes each frame back: what the fuzz target
+/// calls. Never panics, whatever the codec does; holds at most `max + 64` bytes, as a
+/// connection's input buffer does.
+#[doc(hidden)]
+pub fn feed_through_door(framing: &Framing, data: &[u8], max: usize, chunk: usize) -> Fed {
     let limit = max.saturating_add(64);
     let mut codec = CodecState::new(framing, Site::Other);
+    let mut fed = Fed::default();
     let mut buf: Vec<u8> = Vec::new();
-    let mut total = 0usize;
     let mut out = Vec::new();
     for piece in data.chunks(chunk.max(1)) {
         let room = limit.saturating_sub(buf.len()).min(piece.len());
         if room == 0 {
-            return (total, Some(DoorError::Frame(FrameError::TooLong)));
+            fed.error = Some(DoorError::Frame(FrameError::TooLong));
+            return fed;
         }
         buf.extend_from_slice(&piece[..room]);
+        fed.peak_buffered = fed.peak_buffered.max(buf.len());
         loop {
             match codec.decode(&buf, max, Site::Other) {
                 Ok(Some(d)) => {
                     let frame = &buf[d.frame.clone()];
-                    total += frame.len();
+                    fed.frames += 1;
+                    fed.frame_bytes += frame.len();
                     out.clear();
                     if let Err(e @ DoorError::Codec(_)) = codec.encode(frame, &mut out, Site::Other)
                     {
-                        return (total, Some(e));
+                        fed.error = Some(e);
+                        return fed;
                     }
                     buf.drain(..d.consumed);
                 }
                 Ok(None) => break,
-                Err(e) => return (total, Some(e)),
+                Err(e) => {
+                    fed.error = Some(e);
+                    return fed;
+                }
             }
         }
     }
-    (total, None)
+    fed
 }

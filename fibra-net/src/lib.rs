@@ -93,7 +93,7 @@ pub use codec::{
     Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };
 #[doc(hidden)]
-pub use codec_door::{feed_through_door, DoorError};
+pub use codec_door::{feed_through_door, DoorError, Fed};
 pub use codec_door::{CodecCall, CodecFailure};
 pub use conn::{Conn, ConnId, Listener};
 pub use error::{Lost, NetError};
