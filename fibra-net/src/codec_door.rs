@@ -378,3 +378,103 @@ pub fn feed_through_door(framing: &Framing, data: &[u8], max: usize, chunk: usiz
     }
     fed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// Counts its calls; panics on `!`, in decode and in encode.
+    #[derive(Debug)]
+    struct Touchy(Rc<Cell<u32>>);
+
+    impl Codec for Touchy {
+        fn decode(&mut self, buf: &[u8], _max: usize) -> Result<Option<Decoded>, FrameError> {
+            self.0.set(self.0.get() + 1);
+            assert!(buf.first() != Some(&b'!'), "a bang");
+            Ok(buf.first().map(|_| Decoded {
+                frame: 0..1,
+                consumed: 1,
+            }))
+        }
+
+        fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+            self.0.set(self.0.get() + 1);
+            out.extend_from_slice(payload);
+            assert!(payload.first() != Some(&b'!'), "a bang");
+            Ok(())
+        }
+    }
+
+    fn touchy() -> (CodecState, Rc<Cell<u32>>) {
+        let calls = Rc::new(Cell::new(0));
+        let c = Rc::clone(&calls);
+        let framing = Framing::custom(move || Touchy(Rc::clone(&c)));
+        (CodecState::new(&framing, Site::Other), calls)
+    }
+
+    #[test]
+    fn a_panicking_decode_poisons_the_codec() {
+        let (mut codec, calls) = touchy();
+        assert!(codec.decode(b"a", 8, Site::Other).unwrap().is_some());
+        let failure = codec.decode(b"!", 8, Site::Other).unwrap_err();
+        assert_eq!(
+            failure,
+            DoorError::Codec(CodecFailure::Panicked {
+                call: CodecCall::Decode,
+                message: Some("a bang")
+            })
+        );
+        assert_eq!(codec.decode(b"a", 8, Site::Other), Err(failure));
+        assert_eq!(calls.get(), 2, "not called after the panic");
+    }
+
+    #[test]
+    fn a_panicking_encode_leaves_the_output_as_it_was() {
+        let (mut codec, _) = touchy();
+        let mut out = b"kept".to_vec();
+        codec.encode(b"ok", &mut out, Site::Other).unwrap();
+        assert_eq!(out, b"keptok");
+        assert!(codec.encode(b"!x", &mut out, Site::Other).is_err());
+        assert_eq!(out, b"keptok");
+    }
+
+    #[test]
+    fn decoded_is_checked_against_its_buffer() {
+        let d = |frame: std::ops::Range<usize>, consumed| Decoded { frame, consumed };
+        assert_eq!(check(&d(0..2, 3), 3), Ok(()));
+        assert_eq!(check(&d(1..1, 1), 1), Ok(()));
+        assert!(matches!(
+            check(&d(0..4, 3), 3),
+            Err(CodecFailure::FrameOutOfRange { .. })
+        ));
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = d(2..1, 3);
+        assert!(matches!(
+            check(&reversed, 3),
+            Err(CodecFailure::FrameOutOfRange { .. })
+        ));
+        assert!(matches!(
+            check(&d(0..1, 4), 3),
+            Err(CodecFailure::ConsumedPastBuffer { .. })
+        ));
+        assert_eq!(check(&d(0..0, 0), 3), Err(CodecFailure::NoProgress));
+    }
+
+    #[test]
+    fn length_prefix_past_the_limit_is_refused_before_any_sum() {
+        let mut codec = CodecState::new(&Framing::LengthPrefixed, Site::Other);
+        let huge = [0xFF, 0xFF, 0xFF, 0xFF, 1, 2];
+        assert_eq!(
+            codec.decode(&huge, usize::MAX, Site::Other),
+            Ok(None),
+            "waits for 4 GiB it will never hold, without wrapping"
+        );
+        assert_eq!(
+            codec.decode(&huge, 1024, Site::Other),
+            Err(DoorError::Frame(FrameError::TooLong))
+        );
+    }
+}

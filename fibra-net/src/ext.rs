@@ -97,7 +97,9 @@ pub trait NetExt {
     /// [`NetError::Lost`] once the connection is lost, with why: [`Lost::Eof`] (the peer
     /// closed), [`Lost::Reset`], [`Lost::Closed`] or [`Lost::Aborted`] (this side),
     /// [`Lost::TimedOut`] (read timeout), [`Lost::TooLong`] (a frame over the limit: the
-    /// connection is then lost), [`Lost::Slow`] (cut off by a group);
+    /// connection is then lost), [`Lost::Codec`] (the connection's codec panicked or
+    /// returned a frame outside its buffer: the connection was ended),
+    /// [`Lost::Slow`] (cut off by a group);
     /// [`NetError::Closed`] if the connection is gone; [`NetError::Busy`] if another tasklet
     /// is receiving on it.
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
@@ -182,7 +184,8 @@ pub trait NetExt {
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send), and [`NetError::InvalidFrame`].
+    /// As [`send`](Self::send), and [`NetError::InvalidFrame`]; [`Lost::Codec`] when the
+    /// codec's `encode` panicked (the connection is then ended).
     fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError>;
 
     /// Like [`send_frame`](Self::send_frame), for text: `send_line(&conn, "hello")` sends

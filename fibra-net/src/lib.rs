@@ -38,6 +38,9 @@
 //!   that do not read are cut off (or skipped), by the group's [`SlowPolicy`].
 //! - Frames are bounded ([`ConnOptions::max_frame`], 64 KiB by default); a longer one loses
 //!   the connection with [`Lost::TooLong`], and no other connection notices.
+//! - A user [`Codec`] is called through one checked door: a panic in it, or a frame it
+//!   returns outside its buffer, ends its own connection with [`Lost::Codec`]; the
+//!   schedule and the other connections go on.
 //! - A flooding peer is read in slices (64 KiB per connection per poll round), so the other
 //!   connections are served in between.
 //! - Every connection is closed exactly once; every `on_lost_connection` returns exactly
