@@ -286,3 +286,34 @@ fn a_group_with_a_panicking_encode_reports_it() {
     let shown = outcome.borrow().clone().expect("the tasklet ran");
     assert!(shown.contains("encode panicked"), "{shown}");
 }
+
+#[test]
+fn a_connect_whose_codec_cannot_be_made_fails_with_the_reason() {
+    let mut s = net_schedule();
+    let listener = util::listen(&s);
+    let addr = listener.local_addr();
+    let outcome: Rc<RefCell<Option<String>>> = Rc::default();
+    let out = outcome.clone();
+    s.spawn(move |h| {
+        let framing = Framing::custom(|| -> Hostile { panic!("no codec for you") });
+        let e = h
+            .connect_with(addr, ConnOptions::new().with_framing(framing))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NetError::Codec(CodecFailure::Panicked {
+                    call: CodecCall::Make,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        *out.borrow_mut() = Some(e.to_string());
+        drop(listener);
+    })
+    .unwrap();
+    util::run_all(&mut s, 10);
+    let shown = outcome.borrow().clone().expect("the tasklet ran");
+    assert!(shown.contains("no codec for you"), "{shown}");
+}

@@ -71,7 +71,8 @@ pub trait NetExt {
     ///
     /// # Errors
     ///
-    /// As [`connect`](Self::connect), and [`NetError::TimedOut`].
+    /// As [`connect`](Self::connect), and [`NetError::TimedOut`]; [`NetError::Codec`] when
+    /// the factory of a [`Framing::custom`](crate::Framing::custom) panicked.
     fn connect_with<A: ToSocketAddrs>(
         &self,
         addr: A,
@@ -85,7 +86,8 @@ pub trait NetExt {
     /// # Errors
     ///
     /// [`NetError::Io`] if the stream is not connected or cannot be made non-blocking, or
-    /// cannot be registered with the poller.
+    /// cannot be registered with the poller; [`NetError::Codec`] when the factory of a
+    /// [`Framing::custom`](crate::Framing::custom) panicked.
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError>;
 
     /// Waits for the next frame (by the connection's codec) and returns it.

@@ -22,14 +22,23 @@ use crate::sys::socket::{self, Handshake};
 
 impl Table {
     /// Registers `socket` and adds its entry: open, or connecting for `connecting`.
+    /// `accepted`: a listener's, whose failed codec ends the connection at the next poll;
+    /// otherwise the caller's own connect or adopt, which then fails with the reason.
     pub(super) fn add_conn(
         &mut self,
         socket: Socket,
         peer: SocketAddr,
         options: ConnOptions,
         connecting: Option<Parked>,
+        accepted: bool,
         now: Instant,
     ) -> Result<Key, (NetError, Option<Parked>)> {
+        let input = Input::new(&options, peer, now);
+        let failed = input.codec.failure();
+        if let (Some(failure), false) = (failed, accepted) {
+            // The codec's factory panicked: the connect or adopt says so.
+            return Err((NetError::Codec(failure), connecting));
+        }
         if options.nodelay {
             // A failure here costs latency, not correctness.
             let _ = socket.set_tcp_nodelay(true);
@@ -39,12 +48,12 @@ impl Table {
             return Err((e.into(), connecting));
         }
         let key = self.next_key(slot);
-        let input = Input::new(&options, peer, now);
         if let Some(at) = input.timer {
             self.timers.arm(at, TimerKind::Read, key);
         }
-        if let Some(failure) = input.codec.failure() {
-            // The codec's factory panicked: the connection ends at the next poll.
+        if let Some(failure) = failed {
+            // The codec's factory panicked: the accepted connection ends at the next poll
+            // (its acceptor is not told, and accepts on).
             self.deferred
                 .push((key, Deferred::Reset(Lost::Codec(failure))));
         }
@@ -77,7 +86,7 @@ impl Table {
     ) -> Result<Key, NetError> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
-        self.add_conn(Socket::from(stream), peer, options, None, now)
+        self.add_conn(Socket::from(stream), peer, options, None, false, now)
             .map_err(|(e, _)| e)
     }
 
@@ -94,7 +103,7 @@ impl Table {
         };
         if !in_progress {
             return Poll::Ready(
-                self.add_conn(socket, addr, options, None, now)
+                self.add_conn(socket, addr, options, None, false, now)
                     .map_err(|(e, _)| e),
             );
         }
@@ -102,7 +111,7 @@ impl Table {
         let parked = self
             .waiters
             .park(from, Wait::Connect(self.entries.vacant_key()));
-        match self.add_conn(socket, addr, options, Some(parked), now) {
+        match self.add_conn(socket, addr, options, Some(parked), false, now) {
             Ok(_) => Poll::Pending,
             Err((e, parked)) => {
                 if let Some(parked) = parked {

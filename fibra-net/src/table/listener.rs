@@ -106,7 +106,7 @@ impl Table {
                 let options = l.conn.clone();
                 let peer = peer.unwrap_or(l.addr);
                 Some(
-                    self.add_conn(socket, peer, options, None, now)
+                    self.add_conn(socket, peer, options, None, true, now)
                         .map(|k| (k, peer))
                         .map_err(|(e, _)| e),
                 )
