@@ -317,3 +317,70 @@ fn a_connect_whose_codec_cannot_be_made_fails_with_the_reason() {
     let shown = outcome.borrow().clone().expect("the tasklet ran");
     assert!(shown.contains("no codec for you"), "{shown}");
 }
+
+thread_local! {
+    /// Drops of `DropBomb` on this thread (the schedule's).
+    static BOMBS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Lines, with a `Drop` that panics.
+#[derive(Debug, Default)]
+struct DropBomb(LineCodec);
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        BOMBS.with(|b| b.set(b.get() + 1));
+        panic!("a codec's drop");
+    }
+}
+
+impl Codec for DropBomb {
+    fn decode(&mut self, buf: &[u8], max: usize) -> Result<Option<Decoded>, FrameError> {
+        self.0.decode(buf, max)
+    }
+
+    fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        self.0.encode(payload, out)
+    }
+}
+
+#[test]
+fn a_panicking_codec_drop_is_contained() {
+    let mut s = net_schedule();
+    let options = ListenOptions::new()
+        .with_conn(ConnOptions::new().with_framing(Framing::custom(DropBomb::default)));
+    let listener = util::listen_with(&s, options);
+    let addr = listener.local_addr();
+    s.spawn(move |h| {
+        // Two connections, one after the other: each echoes a line and is dropped, which
+        // drops its codec inside the table.
+        for _ in 0..2 {
+            let (conn, _) = h.accept(&listener).unwrap();
+            let line = h.receive(&conn).unwrap();
+            h.send_frame(&conn, &line).unwrap();
+            h.close(&conn).unwrap();
+        }
+    })
+    .unwrap();
+    let peer = std::thread::spawn(move || {
+        let mut said = Vec::new();
+        for n in 0..2 {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            writeln!(stream, "hi {n}").unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            said.push(answer);
+        }
+        said
+    });
+    util::run_all(&mut s, 10);
+    assert_eq!(peer.join().unwrap(), ["hi 0\n", "hi 1\n"]);
+    assert_eq!(
+        BOMBS.with(Cell::get),
+        2,
+        "both codecs were dropped, each panicking"
+    );
+}

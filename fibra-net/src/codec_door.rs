@@ -260,13 +260,23 @@ impl CodecState {
         DoorError::Codec(failure)
     }
 
-    /// Drops the codec (its `Drop` is the user's too) and keeps the failure.
+    /// Drops the codec (through the door: see `Drop`) and keeps the failure.
     fn set_failed(&mut self, failure: CodecFailure) {
-        let old = std::mem::replace(self, CodecState::Failed(failure));
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(old))) {
-            log::warn!(target: "fibra_net", "{site}: the codec's drop panicked too",
-                site = Site::Other);
-            forget_payload(payload);
+        *self = CodecState::Failed(failure);
+    }
+}
+
+/// A user codec's `Drop` is user code too, run where the table drops the connection: it is
+/// contained like the other calls.
+impl Drop for CodecState {
+    fn drop(&mut self) {
+        if let CodecState::Custom(codec) = self {
+            // `RawCodec` is zero-sized: the stand-in allocates nothing.
+            let codec = std::mem::replace(codec, Box::new(RawCodec));
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(codec))) {
+                log::warn!(target: "fibra_net", "a codec's drop panicked; ignored");
+                forget_payload_safely(payload);
+            }
         }
     }
 }
@@ -309,16 +319,11 @@ fn panicked(call: CodecCall, payload: Box<dyn Any + Send>, site: Site) -> CodecF
     }
 }
 
-/// Drops a panic payload, whose own `Drop` may panic.
+/// Drops a panic payload, whose own `Drop` may panic (then it is leaked).
 fn forget_payload_safely(payload: Box<dyn Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-        forget_payload(again);
+        std::mem::forget(again);
     }
-}
-
-/// Leaks a payload whose drop already panicked once.
-fn forget_payload(payload: Box<dyn Any + Send>) {
-    std::mem::forget(payload);
 }
 
 /// What [`feed_through_door`] saw.
