@@ -493,3 +493,40 @@ fn a_stopped_pool_refuses_requests_and_its_waiters_are_told() {
 fn run(s: &mut Schedule) {
     util::run_all(s, 20);
 }
+
+#[test]
+fn a_request_with_duration_max_means_no_timeout() {
+    let mut s = util::net_schedule();
+    let outcome = Rc::new(RefCell::new(Vec::new()));
+    let o = Rc::clone(&outcome);
+    s.spawn(move |h| {
+        let listener = h.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr();
+        let back = BackEnd::start(h, listener, echo);
+        let pool = Pool::new(addr, ConnOptions::new(), backoff(), 1);
+        pool.start(h).unwrap();
+        // `Instant::now() + Duration::MAX` panicked here: "never" is no deadline.
+        let reply = pool.request(h, b"one", Duration::MAX).unwrap();
+        o.borrow_mut().push(String::from_utf8(reply).unwrap());
+        // The one connection is busy: a second request waits in line with no deadline,
+        // and is served once the first gives it back.
+        let p = pool.clone();
+        let o2 = Rc::clone(&o);
+        let second = h
+            .spawn(move |h| {
+                let reply = p.request(h, b"two", Duration::MAX).unwrap();
+                o2.borrow_mut().push(String::from_utf8(reply).unwrap());
+            })
+            .unwrap();
+        let reply = pool.request(h, b"three", Duration::MAX).unwrap();
+        o.borrow_mut().push(String::from_utf8(reply).unwrap());
+        h.join(second).unwrap();
+        pool.stop();
+        back.stop(h);
+    })
+    .unwrap();
+    run(&mut s);
+    let mut outcome = outcome.borrow().clone();
+    outcome.sort();
+    assert_eq!(outcome, ["1:one", "1:three", "1:two"]);
+}

@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra::net::{
-    Backoff, ClientState, ConnOptions, Ended, Factory, NetPlugin, Protocol, ReconnectingClient,
-    Server, Transport,
+    Backoff, ClientEvent, ClientState, ConnOptions, Ended, Factory, NetPlugin, Protocol,
+    ReconnectingClient, Server, Transport,
 };
 use fibra::rt::{Handle, Schedule};
 
@@ -344,4 +344,138 @@ fn backoff_waits_stay_within_their_ceilings_and_repeat_with_a_seed() {
         late.iter().any(|f| *f < 0.5) && late.iter().any(|f| *f > 0.5),
         "{late:?}"
     );
+}
+
+/// What an `on_event` callback heard, as short strings.
+fn events_of(client: &ReconnectingClient) -> Rc<RefCell<Vec<String>>> {
+    let events: Rc<RefCell<Vec<String>>> = Rc::default();
+    let sink = Rc::clone(&events);
+    client.on_event(move |event| {
+        let said = match event {
+            ClientEvent::Connecting { attempt } => format!("connecting {attempt}"),
+            ClientEvent::ConnectFailed { error, attempt } => {
+                format!("failed {attempt}: {error}")
+            }
+            ClientEvent::Connected { peer } => format!("connected {peer}"),
+            ClientEvent::Disconnected { ended } => format!("disconnected: {ended}"),
+            ClientEvent::Waiting { wait, attempt } => format!("waiting {attempt} {wait:?}"),
+            ClientEvent::GaveUp { attempts } => format!("gave up {attempts}"),
+            other => format!("{other:?}"),
+        };
+        sink.borrow_mut().push(said);
+    });
+    events
+}
+
+fn heard(events: &Rc<RefCell<Vec<String>>>, what: &str) -> usize {
+    events
+        .borrow()
+        .iter()
+        .filter(|e| e.starts_with(what))
+        .count()
+}
+
+#[test]
+fn events_tell_each_failed_connect_and_each_wait_then_the_connection() {
+    let mut s = util::net_schedule();
+    let addr = free_addr();
+    // Waits of a few milliseconds: `state()` polled between ticks would miss most.
+    let backoff = Backoff::new()
+        .with_initial(Duration::from_millis(2))
+        .with_max(Duration::from_millis(4))
+        .with_seed(3);
+    let (client, log) = client_of(addr, backoff);
+    let events = events_of(&client);
+    client.start(&mut s).unwrap();
+    util::run_until(&mut s, "three failed connects", || {
+        heard(&events, "failed") >= 3
+    });
+    {
+        let events = events.borrow();
+        let failed: Vec<&String> = events.iter().filter(|e| e.starts_with("failed")).collect();
+        assert!(
+            failed[0].starts_with("failed 1: ") && failed[0].contains("refused"),
+            "the error is told: {events:?}"
+        );
+        assert!(failed[1].starts_with("failed 2: "), "{events:?}");
+        // Each failure is followed by its wait, then the next attempt.
+        let first = events
+            .iter()
+            .position(|e| e.starts_with("failed 1"))
+            .unwrap();
+        assert!(events[first + 1].starts_with("waiting 1 "), "{events:?}");
+        assert_eq!(events[first + 2], "connecting 1", "{events:?}");
+    }
+    let (sides, _server_log, _) = Sides::new(Mode::Echo, false);
+    serve(&mut s, addr, sides);
+    util::run_until(&mut s, "the connected event", || {
+        heard(&events, "connected") == 1
+    });
+    assert_eq!(
+        events
+            .borrow()
+            .iter()
+            .rev()
+            .find(|e| e.starts_with("connected")),
+        Some(&format!("connected {addr}"))
+    );
+    util::run_until(&mut s, "the echo of ooxx", || {
+        count(&log, "frame ooxx") == 1
+    });
+    client.stop();
+}
+
+#[test]
+fn a_panicking_event_callback_does_not_stop_the_client() {
+    let mut s = util::net_schedule();
+    let addr = free_addr();
+    let (client, _log) = client_of(addr, quick());
+    let calls = Rc::new(Cell::new(0));
+    let c = Rc::clone(&calls);
+    client.on_event(move |_| {
+        c.set(c.get() + 1);
+        panic!("a careless callback");
+    });
+    client.start(&mut s).unwrap();
+    util::run_until(&mut s, "two failed attempts", || client.failures() >= 2);
+    assert!(client.is_running());
+    assert!(calls.get() >= 4, "still called: {}", calls.get());
+    client.stop();
+}
+
+#[test]
+fn waits_of_duration_max_mean_wait_until_stopped() {
+    let mut s = util::net_schedule();
+    let addr = free_addr();
+    let backoff = Backoff::new()
+        .with_initial(Duration::MAX)
+        .with_max(Duration::MAX)
+        .with_stable_after(Duration::MAX)
+        // The first wait is 0.88 × Duration::MAX: past what an `Instant` can count.
+        .with_seed(0);
+    let delays: Vec<Duration> = backoff.delays().take(50).collect();
+    assert!(
+        delays.iter().all(|d| *d > Duration::from_secs(3600)),
+        "{delays:?}"
+    );
+    let (client, _log) = client_of(addr, backoff);
+    let events = events_of(&client);
+    client.start(&mut s).unwrap();
+    // `Instant::now() + wait` panicked here.
+    util::run_until(&mut s, "the wait after the refused connect", || {
+        matches!(client.state(), ClientState::Waiting { .. })
+    });
+    for _ in 0..20 {
+        s.tick_within(Duration::from_millis(2)).unwrap();
+    }
+    assert_eq!(client.failures(), 1, "no second attempt");
+    let ClientState::Waiting { until, .. } = client.state() else {
+        panic!("waiting: {:?}", client.state())
+    };
+    assert!(until > Instant::now() + Duration::from_secs(3600 * 24 * 365));
+    assert_eq!(heard(&events, "waiting 1 "), 1, "{:?}", events.borrow());
+    client.stop();
+    assert_eq!(client.state(), ClientState::Stopped);
+    s.tick_within(Duration::from_millis(2)).unwrap();
+    assert!(!client.is_running());
 }

@@ -124,3 +124,41 @@ fn bad_rates_are_refused_with_the_reason() {
     let err = Ticker::new(Duration::ZERO).unwrap_err();
     assert!(err.to_string().contains("the period is zero"), "{err}");
 }
+
+#[test]
+fn a_period_of_duration_max_ticks_once_then_never() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let count = ticks.clone();
+    let ticker = s
+        .spawn(move |h| {
+            // The grid's next deadline, first + Duration::MAX, panicked here.
+            let mut ticker = Ticker::new(Duration::MAX).unwrap();
+            for missed in [MissedTicks::Skip, MissedTicks::Burst, MissedTicks::Delay] {
+                let mut t = Ticker::new(Duration::MAX).unwrap().with_missed(missed);
+                assert_eq!(t.tick(h).index, 0);
+                assert_eq!(t.next_deadline(), None, "never ({missed:?})");
+            }
+            let first = ticker.tick(h);
+            assert_eq!(first.index, 0);
+            assert_eq!(ticker.next_deadline(), None, "the next tick is never");
+            count.set(1);
+            // Parks for good: only the kill below ends it.
+            ticker.tick(h);
+            count.set(2);
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ticks.get() == 0 {
+        assert!(Instant::now() < deadline, "the first tick came");
+        s.tick_within(Duration::from_millis(5)).unwrap();
+    }
+    for _ in 0..10 {
+        s.tick_within(Duration::from_millis(5)).unwrap();
+    }
+    assert_eq!(ticks.get(), 1, "no second tick");
+    s.kill(ticker);
+    s.run_for(Duration::from_secs(5)).unwrap();
+    assert_eq!(ticks.get(), 1);
+}

@@ -106,10 +106,10 @@ impl Backoff {
     /// The ceiling of wait `attempt` (from 0): `min(max, initial × factor^attempt)`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let grown = self.initial.as_secs_f64() * self.factor.powi(attempt.min(1024) as i32);
-        if grown.is_finite() && grown < self.max.as_secs_f64() {
-            Duration::from_secs_f64(grown)
-        } else {
-            self.max
+        // A huge `initial` or `max` (`Duration::MAX`: wait for good) saturates at `max`.
+        match Duration::try_from_secs_f64(grown) {
+            Ok(ceiling) if ceiling < self.max => ceiling,
+            _ => self.max,
         }
     }
 
@@ -146,7 +146,7 @@ impl Waits {
     pub(crate) fn next_wait(&mut self) -> Duration {
         let ceiling = self.backoff.ceiling(self.failures);
         self.failures = self.failures.saturating_add(1);
-        ceiling.mul_f64(self.rng.unit())
+        jittered(ceiling, self.rng.unit())
     }
 
     /// Whether the attempt limit is reached.
@@ -165,6 +165,13 @@ impl Waits {
     }
 }
 
+/// `ceiling × unit` (`unit` in [0, 1]), at most `ceiling`. Not `mul_f64`:
+/// `Duration::MAX × 1.0` rounds past the largest duration and panics.
+fn jittered(ceiling: Duration, unit: f64) -> Duration {
+    let scaled = ceiling.as_secs_f64() * unit;
+    Duration::try_from_secs_f64(scaled).map_or(ceiling, |wait| wait.min(ceiling))
+}
+
 /// Sebastiano Vigna's SplitMix64: small, fast, and good enough for jitter.
 #[derive(Debug)]
 struct SplitMix64(u64);
@@ -181,5 +188,34 @@ impl SplitMix64 {
     /// Uniform in [0, 1].
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / ((1u64 << 53) - 1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_of_duration_max_saturate_and_never_panic() {
+        for seed in 0..256 {
+            let backoff = Backoff::new()
+                .with_initial(Duration::MAX)
+                .with_max(Duration::MAX)
+                .with_stable_after(Duration::MAX)
+                .with_seed(seed);
+            assert_eq!(backoff.ceiling(u32::MAX), Duration::MAX);
+            assert_eq!(backoff.delays().take(8).count(), 8);
+        }
+        let small_max = Backoff::new()
+            .with_initial(Duration::MAX)
+            .with_max(Duration::from_secs(1));
+        assert_eq!(small_max.ceiling(0), Duration::from_secs(1));
+        // The jitter's top draw: the whole ceiling, not a panic past Duration::MAX.
+        assert_eq!(jittered(Duration::MAX, 1.0), Duration::MAX);
+        assert_eq!(
+            jittered(Duration::from_secs(2), 0.5),
+            Duration::from_secs(1)
+        );
+        assert_eq!(jittered(Duration::MAX, 0.0), Duration::ZERO);
     }
 }

@@ -8,6 +8,8 @@ use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
 
+use crate::codec_door::{CodecState, Site};
+
 /// The default limit on a frame's length: 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
@@ -99,7 +101,7 @@ pub trait Codec: fmt::Debug + 'static {
 #[derive(Clone, Debug, Default)]
 pub struct LineCodec {
     /// Bytes of the buffer already known to hold no `\n`.
-    scanned: usize,
+    pub(crate) scanned: usize,
 }
 
 impl LineCodec {
@@ -142,7 +144,7 @@ impl Codec for LineCodec {
         if payload.contains(&b'\n') {
             return Err(FrameError::Invalid("a line cannot contain a newline"));
         }
-        out.reserve(payload.len() + 1);
+        out.reserve(payload.len().saturating_add(1));
         out.extend_from_slice(payload);
         out.push(b'\n');
         Ok(())
@@ -158,22 +160,29 @@ impl Codec for LengthCodec {
         let Some(prefix) = buf.first_chunk::<4>() else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes(*prefix) as usize;
+        // A peer's number: checked against the limit before any arithmetic, and the sum
+        // checked too (`usize` may be 32 bits, where `4 + u32::MAX` wraps).
+        let Ok(len) = usize::try_from(u32::from_be_bytes(*prefix)) else {
+            return Err(FrameError::TooLong);
+        };
         if len > max {
             return Err(FrameError::TooLong);
         }
-        if buf.len() - 4 < len {
+        let Some(consumed) = len.checked_add(4) else {
+            return Err(FrameError::TooLong);
+        };
+        if buf.len() < consumed {
             return Ok(None);
         }
         Ok(Some(Decoded {
-            frame: 4..4 + len,
-            consumed: 4 + len,
+            frame: 4..consumed,
+            consumed,
         }))
     }
 
     fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
         let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLong)?;
-        out.reserve(payload.len() + 4);
+        out.reserve(payload.len().saturating_add(4));
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(payload);
         Ok(())
@@ -209,10 +218,10 @@ type CodecFactory = Rc<dyn Fn() -> Box<dyn Codec>>;
 /// [`Framing::Lines`] (the default), [`Framing::LengthPrefixed`], [`Framing::Raw`], or a
 /// user codec with [`Framing::custom`].
 #[derive(Clone, Default)]
-pub struct Framing(Kind);
+pub struct Framing(pub(crate) Kind);
 
 #[derive(Clone, Default)]
-enum Kind {
+pub(crate) enum Kind {
     #[default]
     Lines,
     LengthPrefixed,
@@ -237,20 +246,12 @@ impl Framing {
         })))
     }
 
-    /// Whether `payload` can be framed (for a send to nobody).
+    /// Whether `payload` can be framed (for a send to nobody): a throwaway codec, made and
+    /// called through the door.
     pub(crate) fn check(&self, payload: &[u8]) -> Result<(), crate::NetError> {
-        self.codec()
-            .encode(payload, &mut Vec::new())
-            .map_err(crate::NetError::from_encode)
-    }
-
-    pub(crate) fn codec(&self) -> CodecState {
-        match &self.0 {
-            Kind::Lines => CodecState::Lines(LineCodec::new()),
-            Kind::LengthPrefixed => CodecState::Length(LengthCodec),
-            Kind::Raw => CodecState::Raw(RawCodec),
-            Kind::Custom(make) => CodecState::Custom(make()),
-        }
+        CodecState::new(self, Site::Check)
+            .encode(payload, &mut Vec::new(), Site::Check)
+            .map_err(crate::NetError::from_door)
     }
 }
 
@@ -261,42 +262,6 @@ impl fmt::Debug for Framing {
             Kind::LengthPrefixed => f.write_str("LengthPrefixed"),
             Kind::Raw => f.write_str("Raw"),
             Kind::Custom(_) => f.write_str("Custom"),
-        }
-    }
-}
-
-/// A connection's codec: the built-ins dispatched without a virtual call.
-#[derive(Debug)]
-pub(crate) enum CodecState {
-    Lines(LineCodec),
-    Length(LengthCodec),
-    Raw(RawCodec),
-    Custom(Box<dyn Codec>),
-}
-
-impl CodecState {
-    pub(crate) fn decode(&mut self, buf: &[u8], max: usize) -> Result<Option<Decoded>, FrameError> {
-        match self {
-            CodecState::Lines(c) => c.decode(buf, max),
-            CodecState::Length(c) => c.decode(buf, max),
-            CodecState::Raw(c) => c.decode(buf, max),
-            CodecState::Custom(c) => c.decode(buf, max),
-        }
-    }
-
-    pub(crate) fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-        match self {
-            CodecState::Lines(c) => c.encode(payload, out),
-            CodecState::Length(c) => c.encode(payload, out),
-            CodecState::Raw(c) => c.encode(payload, out),
-            CodecState::Custom(c) => c.encode(payload, out),
-        }
-    }
-
-    /// Forgets scanning state: the buffer was read past the codec (raw reads).
-    pub(crate) fn reset(&mut self) {
-        if let CodecState::Lines(c) = self {
-            c.scanned = 0;
         }
     }
 }

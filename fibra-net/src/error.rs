@@ -5,6 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::codec::FrameError;
+use crate::codec_door::{CodecFailure, DoorError};
+
 /// Why a connection was lost: what [`on_lost_connection`](crate::NetExt::on_lost_connection)
 /// returns, and what later receives fail with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +43,9 @@ pub enum Lost {
     },
     /// A system call failed with this OS error code.
     Os(i32),
+    /// The connection's codec broke its contract (panicked, or returned a frame outside
+    /// its buffer): the connection was ended, and the codec is not called again.
+    Codec(CodecFailure),
 }
 
 impl Lost {
@@ -84,6 +90,7 @@ impl fmt::Display for Lost {
                 "cut off for not reading: {limit} bytes were waiting to be sent to the peer"
             ),
             Lost::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
+            Lost::Codec(failure) => write!(f, "the connection's codec failed: {failure}"),
         }
     }
 }
@@ -184,6 +191,10 @@ pub enum NetError {
         /// The back end.
         addr: SocketAddr,
     },
+    /// A codec broke its contract (panicked, say) while framing a payload for a group or a
+    /// check; a connection's codec failing loses the connection instead
+    /// ([`Lost::Codec`]).
+    Codec(CodecFailure),
     /// Another I/O error.
     Io(io::Error),
 }
@@ -195,12 +206,20 @@ impl NetError {
     }
 
     /// A payload the codec could not frame.
-    pub(crate) fn from_encode(e: crate::codec::FrameError) -> NetError {
+    pub(crate) fn from_encode(e: FrameError) -> NetError {
         match e {
-            crate::codec::FrameError::TooLong => NetError::TooLong {
+            FrameError::TooLong => NetError::TooLong {
                 limit: u32::MAX as usize,
             },
-            crate::codec::FrameError::Invalid(reason) => NetError::InvalidFrame { reason },
+            FrameError::Invalid(reason) => NetError::InvalidFrame { reason },
+        }
+    }
+
+    /// A payload the codec door could not frame, outside a connection.
+    pub(crate) fn from_door(e: DoorError) -> NetError {
+        match e {
+            DoorError::Frame(e) => NetError::from_encode(e),
+            DoorError::Codec(failure) => NetError::Codec(failure),
         }
     }
 
@@ -271,6 +290,7 @@ impl fmt::Display for NetError {
                     "the pool of back end {addr} is not running (start it first)"
                 )
             }
+            NetError::Codec(failure) => write!(f, "codec failed: {failure}"),
             NetError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -339,13 +359,17 @@ impl From<NetError> for io::Error {
                 }
                 Lost::Reset => io::ErrorKind::ConnectionReset,
                 Lost::TimedOut => io::ErrorKind::TimedOut,
-                Lost::TooLong { .. } | Lost::Invalid { .. } => io::ErrorKind::InvalidData,
+                Lost::TooLong { .. } | Lost::Invalid { .. } | Lost::Codec(_) => {
+                    io::ErrorKind::InvalidData
+                }
                 Lost::Os(code) => return io::Error::from_raw_os_error(*code),
             },
             NetError::Closed => io::ErrorKind::NotConnected,
             NetError::Reset => io::ErrorKind::ConnectionReset,
             NetError::TimedOut => io::ErrorKind::TimedOut,
-            NetError::TooLong { .. } | NetError::InvalidFrame { .. } => io::ErrorKind::InvalidData,
+            NetError::TooLong { .. } | NetError::InvalidFrame { .. } | NetError::Codec(_) => {
+                io::ErrorKind::InvalidData
+            }
             NetError::Refused { .. } => io::ErrorKind::ConnectionRefused,
             NetError::Unreachable { .. } => io::ErrorKind::HostUnreachable,
             NetError::Bind { source, .. } => source.kind(),

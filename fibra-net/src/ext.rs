@@ -71,7 +71,8 @@ pub trait NetExt {
     ///
     /// # Errors
     ///
-    /// As [`connect`](Self::connect), and [`NetError::TimedOut`].
+    /// As [`connect`](Self::connect), and [`NetError::TimedOut`]; [`NetError::Codec`] when
+    /// the factory of a [`Framing::custom`](crate::Framing::custom) panicked.
     fn connect_with<A: ToSocketAddrs>(
         &self,
         addr: A,
@@ -85,7 +86,8 @@ pub trait NetExt {
     /// # Errors
     ///
     /// [`NetError::Io`] if the stream is not connected or cannot be made non-blocking, or
-    /// cannot be registered with the poller.
+    /// cannot be registered with the poller; [`NetError::Codec`] when the factory of a
+    /// [`Framing::custom`](crate::Framing::custom) panicked.
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError>;
 
     /// Waits for the next frame (by the connection's codec) and returns it.
@@ -97,7 +99,9 @@ pub trait NetExt {
     /// [`NetError::Lost`] once the connection is lost, with why: [`Lost::Eof`] (the peer
     /// closed), [`Lost::Reset`], [`Lost::Closed`] or [`Lost::Aborted`] (this side),
     /// [`Lost::TimedOut`] (read timeout), [`Lost::TooLong`] (a frame over the limit: the
-    /// connection is then lost), [`Lost::Slow`] (cut off by a group);
+    /// connection is then lost), [`Lost::Codec`] (the connection's codec panicked or
+    /// returned a frame outside its buffer: the connection was ended),
+    /// [`Lost::Slow`] (cut off by a group);
     /// [`NetError::Closed`] if the connection is gone; [`NetError::Busy`] if another tasklet
     /// is receiving on it.
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
@@ -182,7 +186,8 @@ pub trait NetExt {
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send), and [`NetError::InvalidFrame`].
+    /// As [`send`](Self::send), and [`NetError::InvalidFrame`]; [`Lost::Codec`] when the
+    /// codec's `encode` panicked (the connection is then ended).
     fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError>;
 
     /// Like [`send_frame`](Self::send_frame), for text: `send_line(&conn, "hello")` sends

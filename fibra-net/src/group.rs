@@ -266,7 +266,8 @@ impl Group {
     /// # Errors
     ///
     /// [`NetError::InvalidFrame`] when the framing cannot frame the payload (a line holding
-    /// a newline); nothing was sent.
+    /// a newline); [`NetError::Codec`] when a user codec panicked (it is not called again);
+    /// nothing was sent.
     pub fn send_frame(&self, payload: &[u8]) -> Result<(), NetError> {
         match self.with_shared(|s, g| s.table.borrow_mut().group_send(g, payload, Encoding::Frame))
         {

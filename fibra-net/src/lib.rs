@@ -38,6 +38,9 @@
 //!   that do not read are cut off (or skipped), by the group's [`SlowPolicy`].
 //! - Frames are bounded ([`ConnOptions::max_frame`], 64 KiB by default); a longer one loses
 //!   the connection with [`Lost::TooLong`], and no other connection notices.
+//! - A user [`Codec`] is called through one checked door: a panic in it, or a frame it
+//!   returns outside its buffer, ends its own connection with [`Lost::Codec`]; the
+//!   schedule and the other connections go on.
 //! - A flooding peer is read in slices (64 KiB per connection per poll round), so the other
 //!   connections are served in between.
 //! - Every connection is closed exactly once; every `on_lost_connection` returns exactly
@@ -80,6 +83,7 @@ mod spawner;
 mod transport;
 // The plugin and the table it serves ops from (an op's path: `ext` → `plugin` → `table`).
 mod buffer;
+mod codec_door;
 mod plugin;
 mod shared;
 mod stats;
@@ -87,10 +91,13 @@ mod sys;
 mod table;
 
 pub use backoff::Backoff;
-pub use client::{ClientState, ReconnectingClient};
+pub use client::{ClientEvent, ClientState, ReconnectingClient};
 pub use codec::{
     Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };
+#[doc(hidden)]
+pub use codec_door::{feed_through_door, DoorError, Fed};
+pub use codec_door::{CodecCall, CodecFailure};
 pub use conn::{Conn, ConnId, Listener};
 pub use error::{Lost, NetError};
 pub use ext::NetExt;

@@ -248,7 +248,8 @@ impl Pool {
         frame: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
-        let deadline = Instant::now() + timeout;
+        // A timeout past what the clock can count means no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         let mut lease = self.acquire(h, deadline, timeout)?;
         match h.send_frame(&lease.conn, frame) {
             Ok(()) => {}
@@ -256,7 +257,11 @@ impl Pool {
             Err(e) => return Err(lease.broken(e)),
         }
         lease.in_flight = true;
-        match h.receive_until(&lease.conn, deadline) {
+        let reply = match deadline {
+            Some(deadline) => h.receive_until(&lease.conn, deadline),
+            None => h.receive(&lease.conn),
+        };
+        match reply {
             Ok(reply) => {
                 lease.in_flight = false;
                 Ok(reply)
@@ -279,8 +284,13 @@ impl Pool {
         }
     }
 
-    /// Takes a free connection, waiting in line until `deadline`.
-    fn acquire(&self, h: &Handle, deadline: Instant, timeout: Duration) -> Result<Lease, NetError> {
+    /// Takes a free connection, waiting in line until `deadline` (`None`: for good).
+    fn acquire(
+        &self,
+        h: &Handle,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<Lease, NetError> {
         if !self.is_running() {
             return Err(NetError::PoolStopped {
                 addr: self.inner.addr,
@@ -321,6 +331,10 @@ impl Pool {
                     addr: self.inner.addr,
                 });
             }
+            let Some(deadline) = deadline else {
+                h.park();
+                continue;
+            };
             if h.park_until(deadline).is_err() {
                 if let Some((slot, conn)) = ticket.take_grant() {
                     return Ok(self.lease(slot, conn));

@@ -143,6 +143,7 @@ fn loss(e: &NetError) -> Lost {
         NetError::TimedOut => Lost::TimedOut,
         NetError::TooLong { limit } => Lost::TooLong { limit: *limit },
         NetError::InvalidFrame { reason } => Lost::Invalid { reason },
+        NetError::Codec(failure) => Lost::Codec(*failure),
         NetError::Io(e) => Lost::from_io(e),
         _ => Lost::Os(libc::EIO),
     }

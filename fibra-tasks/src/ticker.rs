@@ -66,13 +66,16 @@ pub struct Tick {
 pub struct Ticker {
     period: Duration,
     next: Option<Instant>,
+    /// The next deadline lies past what the clock can count (a huge period): no more ticks.
+    never: bool,
     missed: MissedTicks,
     given: u64,
 }
 
 impl Ticker {
     /// A ticker of `period`, whose first tick is due at once (at the first
-    /// [`tick`](Self::tick)), then every `period` after it.
+    /// [`tick`](Self::tick)), then every `period` after it. A period past what the clock
+    /// can count (`Duration::MAX`) ticks once, then never again.
     ///
     /// # Errors
     ///
@@ -86,6 +89,7 @@ impl Ticker {
         Ok(Ticker {
             period,
             next: None,
+            never: false,
             missed: MissedTicks::default(),
             given: 0,
         })
@@ -128,14 +132,22 @@ impl Ticker {
         self.missed
     }
 
-    /// The next tick's deadline (`None` before the first tick of a ticker with no start).
+    /// The next tick's deadline (`None` before the first tick of a ticker with no start,
+    /// and when the next deadline lies past what the clock can count: never).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.never {
+            return None;
+        }
         self.next
     }
 
     /// Sleeps until the next deadline and returns that tick. A tick already due returns at
-    /// once (without yielding to other tasklets).
+    /// once (without yielding to other tasklets). When the next deadline is never (a period
+    /// past what the clock can count), parks for good: only a kill ends the wait.
     pub fn tick(&mut self, h: &Handle) -> Tick {
+        if self.never {
+            h.sleep(Duration::MAX);
+        }
         let deadline = *self.next.get_or_insert_with(Instant::now);
         let mut now = Instant::now();
         while now < deadline {
@@ -159,21 +171,28 @@ impl Ticker {
     /// Sets the deadline after `deadline`, given at `now`; returns the grid deadlines
     /// skipped.
     fn advance(&mut self, deadline: Instant, now: Instant) -> u64 {
-        let on_grid = deadline + self.period;
+        // Every sum is checked: a deadline past what the clock can count means never.
+        let Some(on_grid) = deadline.checked_add(self.period) else {
+            self.never = true;
+            return 0;
+        };
         let (next, skipped) = match self.missed {
-            MissedTicks::Burst => (on_grid, 0),
-            MissedTicks::Delay if now >= on_grid => (now + self.period, 0),
-            MissedTicks::Delay => (on_grid, 0),
+            MissedTicks::Burst => (Some(on_grid), 0),
+            MissedTicks::Delay if now >= on_grid => (now.checked_add(self.period), 0),
+            MissedTicks::Delay => (Some(on_grid), 0),
             MissedTicks::Skip if now >= on_grid => {
                 // The first grid deadline after now; those in between are skipped.
                 let behind = (now - on_grid).as_nanos() / self.period.as_nanos();
-                let skipped = behind as u64 + 1;
-                let ahead = self.period.as_nanos() * skipped as u128;
-                (on_grid + nanos(ahead), skipped)
+                let skipped = u64::try_from(behind).unwrap_or(u64::MAX).saturating_add(1);
+                let ahead = self.period.as_nanos().saturating_mul(u128::from(skipped));
+                (on_grid.checked_add(nanos(ahead)), skipped)
             }
-            MissedTicks::Skip => (on_grid, 0),
+            MissedTicks::Skip => (Some(on_grid), 0),
         };
-        self.next = Some(next);
+        match next {
+            Some(next) => self.next = Some(next),
+            None => self.never = true,
+        }
         skipped
     }
 }

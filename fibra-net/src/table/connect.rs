@@ -13,8 +13,8 @@ use super::lifecycle::ConnState;
 use super::output::Output;
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
-use super::{conn_mut, ConnEntry, Entry, Table};
-use crate::error::NetError;
+use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
+use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::options::ConnOptions;
 use crate::shared::Key;
@@ -22,14 +22,23 @@ use crate::sys::socket::{self, Handshake};
 
 impl Table {
     /// Registers `socket` and adds its entry: open, or connecting for `connecting`.
+    /// `accepted`: a listener's, whose failed codec ends the connection at the next poll;
+    /// otherwise the caller's own connect or adopt, which then fails with the reason.
     pub(super) fn add_conn(
         &mut self,
         socket: Socket,
         peer: SocketAddr,
         options: ConnOptions,
         connecting: Option<Parked>,
+        accepted: bool,
         now: Instant,
     ) -> Result<Key, (NetError, Option<Parked>)> {
+        let input = Input::new(&options, peer, now);
+        let failed = input.codec.failure();
+        if let (Some(failure), false) = (failed, accepted) {
+            // The codec's factory panicked: the connect or adopt says so.
+            return Err((NetError::Codec(failure), connecting));
+        }
         if options.nodelay {
             // A failure here costs latency, not correctness.
             let _ = socket.set_tcp_nodelay(true);
@@ -39,9 +48,14 @@ impl Table {
             return Err((e.into(), connecting));
         }
         let key = self.next_key(slot);
-        let input = Input::new(&options, now);
         if let Some(at) = input.timer {
             self.timers.arm(at, TimerKind::Read, key);
+        }
+        if let Some(failure) = failed {
+            // The codec's factory panicked: the accepted connection ends at the next poll
+            // (its acceptor is not told, and accepts on).
+            self.deferred
+                .push((key, Deferred::Reset(Lost::Codec(failure))));
         }
         let state = match connecting {
             Some(waiter) => ConnState::Connecting { socket, waiter },
@@ -72,7 +86,7 @@ impl Table {
     ) -> Result<Key, NetError> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
-        self.add_conn(Socket::from(stream), peer, options, None, now)
+        self.add_conn(Socket::from(stream), peer, options, None, false, now)
             .map_err(|(e, _)| e)
     }
 
@@ -89,7 +103,7 @@ impl Table {
         };
         if !in_progress {
             return Poll::Ready(
-                self.add_conn(socket, addr, options, None, now)
+                self.add_conn(socket, addr, options, None, false, now)
                     .map_err(|(e, _)| e),
             );
         }
@@ -97,7 +111,7 @@ impl Table {
         let parked = self
             .waiters
             .park(from, Wait::Connect(self.entries.vacant_key()));
-        match self.add_conn(socket, addr, options, Some(parked), now) {
+        match self.add_conn(socket, addr, options, Some(parked), false, now) {
             Ok(_) => Poll::Pending,
             Err((e, parked)) => {
                 if let Some(parked) = parked {

@@ -14,7 +14,7 @@ use slab::Slab;
 
 use super::{conn_mut, ConnState, Deferred, Entry, Table};
 use crate::buffer::Segment;
-use crate::codec::CodecState;
+use crate::codec_door::{CodecState, Site};
 use crate::conn::{self, Conn};
 use crate::error::{Lost, NetError};
 use crate::group::{GroupOptions, GroupStats, SlowPolicy};
@@ -70,7 +70,7 @@ impl GroupEntry {
             members: Slab::new(),
             pending: Vec::new(),
             listed: false,
-            codec: options.framing.codec(),
+            codec: CodecState::new(&options.framing, Site::Group),
             slow: options.slow,
             recent: VecDeque::new(),
             stats: GroupStats::default(),
@@ -223,9 +223,9 @@ impl Table {
             Encoding::AsIs => group.pending.extend_from_slice(bytes),
             Encoding::Frame => {
                 let before = group.pending.len();
-                if let Err(e) = group.codec.encode(bytes, &mut group.pending) {
+                if let Err(e) = group.codec.encode(bytes, &mut group.pending, Site::Group) {
                     group.pending.truncate(before);
-                    return Err(NetError::from_encode(e));
+                    return Err(NetError::from_door(e));
                 }
             }
         }

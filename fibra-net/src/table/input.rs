@@ -8,6 +8,7 @@
 //! event (`read_closed`), and the connection reads on until `read() == 0`. On a backend
 //! without that hint (`polling`), a connection reads until `WouldBlock`.
 
+use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,8 @@ use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
 use super::{conn_mut, Table};
 use crate::buffer::{BufPool, InBuf};
-use crate::codec::{CodecState, FrameError};
+use crate::codec::FrameError;
+use crate::codec_door::{CodecState, DoorError, Site};
 use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::options::ConnOptions;
@@ -61,11 +63,11 @@ pub(super) struct Input {
 }
 
 impl Input {
-    pub(super) fn new(options: &ConnOptions, now: Instant) -> Input {
+    pub(super) fn new(options: &ConnOptions, peer: SocketAddr, now: Instant) -> Input {
         Input {
             readable: true,
             read_closed: false,
-            codec: options.framing.codec(),
+            codec: CodecState::new(&options.framing, Site::Conn(peer)),
             buf: InBuf::default(),
             reader: None,
             end: None,
@@ -219,7 +221,11 @@ impl Table {
                         Ok(true)
                     }
                     ReceiveMode::Frame => {
-                        match input.codec.decode(input.buf.filled(), c.options.max_frame) {
+                        let site = Site::Conn(c.peer);
+                        match input
+                            .codec
+                            .decode(input.buf.filled(), c.options.max_frame, site)
+                        {
                             Ok(Some(d)) => {
                                 buf.clear();
                                 buf.extend_from_slice(&input.buf.filled()[d.frame]);
@@ -239,10 +245,13 @@ impl Table {
                     Ok(false) => {}
                     Err(e) => {
                         let lost = match e {
-                            FrameError::TooLong => Lost::TooLong {
+                            DoorError::Frame(FrameError::TooLong) => Lost::TooLong {
                                 limit: c.options.max_frame,
                             },
-                            FrameError::Invalid(reason) => Lost::Invalid { reason },
+                            DoorError::Frame(FrameError::Invalid(reason)) => {
+                                Lost::Invalid { reason }
+                            }
+                            DoorError::Codec(failure) => Lost::Codec(failure),
                         };
                         log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
                         input.buf.clear(&mut self.pool);

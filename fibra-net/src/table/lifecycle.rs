@@ -129,7 +129,7 @@ impl Table {
         }
         if matches!(
             lost,
-            Lost::Reset | Lost::Aborted | Lost::Slow { .. } | Lost::Os(_)
+            Lost::Reset | Lost::Aborted | Lost::Slow { .. } | Lost::Os(_) | Lost::Codec(_)
         ) {
             self.end_output(key, lost, cx);
         }

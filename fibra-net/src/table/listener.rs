@@ -106,7 +106,7 @@ impl Table {
                 let options = l.conn.clone();
                 let peer = peer.unwrap_or(l.addr);
                 Some(
-                    self.add_conn(socket, peer, options, None, now)
+                    self.add_conn(socket, peer, options, None, true, now)
                         .map(|k| (k, peer))
                         .map_err(|(e, _)| e),
                 )
@@ -118,7 +118,8 @@ impl Table {
             Accepted::OutOfDescriptors(e) => {
                 let pause = l.backoff;
                 l.backoff = (pause * 2).min(BACKOFF_MAX);
-                let until = now + pause;
+                // `pause` is at most BACKOFF_MAX; saturate all the same.
+                let until = now.checked_add(pause).unwrap_or(now);
                 l.backoff_until = Some(until);
                 let addr = l.addr;
                 self.counters.accept_pauses += 1;

@@ -40,6 +40,7 @@ use slab::Slab;
 use socket2::Socket;
 
 use crate::buffer::BufPool;
+use crate::codec_door::{CodecState, Site};
 use crate::conn::Conn;
 use crate::error::{Lost, NetError};
 use crate::options::ConnOptions;
@@ -288,8 +289,13 @@ impl Table {
 
     pub(crate) fn set_framing(&mut self, key: Key, framing: &crate::Framing) {
         if let Some(c) = conn_mut(&mut self.entries, key) {
-            c.input.codec = framing.codec();
+            c.input.codec = CodecState::new(framing, Site::Conn(c.peer));
             c.options.framing = framing.clone();
+            if let Some(failure) = c.input.codec.failure() {
+                // The codec's factory panicked: the connection ends at the next poll.
+                self.deferred
+                    .push((key, Deferred::Reset(Lost::Codec(failure))));
+            }
         }
     }
 

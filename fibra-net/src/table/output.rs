@@ -10,8 +10,9 @@ use fibra_rt::{Context, TaskletId};
 
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
-use super::{conn_mut, ConnEntry, Entry, Table};
+use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
 use crate::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
+use crate::codec_door::{DoorError, Site};
 use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::shared::{Encoding, Key, SendState, WhenFull};
@@ -127,15 +128,25 @@ impl Table {
                 WhenFull::Wait => Ok(SendState::MustWait),
             };
         }
-        let codec = &c.input.codec;
+        let codec = &mut c.input.codec;
+        let site = Site::Conn(c.peer);
         let appended = c.output.buf.append(&mut self.pool, |out| match encoding {
             Encoding::AsIs => {
                 out.extend_from_slice(bytes);
                 Ok(())
             }
-            Encoding::Frame => codec.encode(bytes, out),
+            Encoding::Frame => codec.encode(bytes, out, site),
         });
-        appended.map_err(NetError::from_encode)?;
+        match appended {
+            Ok(()) => {}
+            Err(DoorError::Frame(e)) => return Err(NetError::from_encode(e)),
+            Err(DoorError::Codec(failure)) => {
+                // The codec is poisoned: the connection ends at the next poll.
+                let lost = Lost::Codec(failure);
+                self.deferred.push((key, Deferred::Reset(lost)));
+                return Err(lost.into());
+            }
+        }
         self.schedule_write(key);
         Ok(SendState::Queued)
     }
@@ -155,8 +166,9 @@ impl Table {
         // since.
         let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
         if c.output.held {
-            // A timer is armed: only a large output goes before it.
-            if c.output.buf.len() >= hold_limit {
+            // Held (by a timer, or for good under a delay past the clock): only a large
+            // output goes before it, or any once the delay was turned off.
+            if c.output.buf.len() >= hold_limit || c.options.flush_delay.is_zero() {
                 self.mark_dirty(key);
             }
             return;
@@ -166,11 +178,15 @@ impl Table {
             .last_write
             .and_then(|t| t.checked_add(c.options.flush_delay))
             .map(|at| flush_grain(epoch, at));
-        match due {
-            Some(at) if at > round_time && c.output.buf.len() < hold_limit => {
+        let small = c.output.buf.len() < hold_limit;
+        match (c.output.last_write, due) {
+            (_, Some(at)) if at > round_time && small => {
                 c.output.held = true;
                 self.timers.arm(at, TimerKind::Flush, key);
             }
+            // A delay past what the clock can count: held with no timer, until the output
+            // grows large or a flush asks for it.
+            (Some(_), None) if small => c.output.held = true,
             _ => self.mark_dirty(key),
         }
     }
