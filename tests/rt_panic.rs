@@ -87,6 +87,13 @@ fn an_op_without_a_plugin_panics_that_tasklet_with_a_clear_message() {
         let msg = err.downcast_ref::<String>().unwrap();
         assert!(msg.contains("no plugin of this schedule serves"), "{msg}");
         assert!(msg.contains("Sleep"), "{msg}");
+        assert!(
+            msg.ends_with(
+                "add `schedule.add_plugin(fibra_tasks::TasksPlugin::new())` or make the \
+                 schedule with `fibra::schedule()`"
+            ),
+            "{msg}"
+        );
         c.set(true);
     })
     .unwrap();
