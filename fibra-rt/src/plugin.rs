@@ -28,6 +28,12 @@
 //! 7. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
 //!    in [`Plugin::exited`], exactly once.
 //!
+//! 8. **Panics.** A plugin should not panic; if it does, the panic goes on to the host, out of
+//!    the schedule call that ran the plugin (`tick`, `run`, `kill`...), and the schedule stays
+//!    sound: a tasklet whose op the plugin was serving ends ([`Exit::Panicked`], its stack
+//!    unwound as a kill's, even inside `catch_panic`), a tasklet being killed is killed
+//!    all the same, and the host may go on calling the schedule.
+//!
 //! Time: [`Context::now`] is read at most once per round, after the wait; plugins use it
 //! instead of reading the clock themselves.
 

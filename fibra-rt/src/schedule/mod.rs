@@ -71,7 +71,8 @@ pub struct Schedule {
     events: Vec<Event>,
     /// The tasklet `run_tasklet` is running. Still set when a call returns only if a plugin
     /// panicked while serving that tasklet's op and the panic went on to the host: the
-    /// tasklet's coroutine was dropped (its destructors ran) and the next call reaps it.
+    /// tasklet's stack was unwound then (as a kill's: its destructors ran, its code stopped)
+    /// and the next call reaps it.
     running: Option<TaskletId>,
     /// Tasklets whose end the host asked to hear of ([`Schedule::watch_exit`]): `None` while
     /// they live, then how they ended, until [`Schedule::take_exit`] takes it.
