@@ -71,6 +71,12 @@ impl Core {
         self.tasklets.get_mut(id.slot()).filter(|t| t.id == id)
     }
 
+    /// Takes tasklet `id` out of the table, if it is there.
+    pub(crate) fn remove(&mut self, id: TaskletId) -> Option<Tasklet> {
+        self.get(id)?;
+        Some(self.tasklets.remove(id.slot()))
+    }
+
     pub(crate) fn spawn<F>(&mut self, options: SpawnOptions, f: F) -> Result<TaskletId, Error>
     where
         F: FnOnce(&Handle) + 'static,

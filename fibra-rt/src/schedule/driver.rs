@@ -258,15 +258,15 @@ impl Schedule {
             }
         };
         self.running = None;
+        let Some(t) = self.core.get_mut(id) else {
+            // Cannot happen: a running tasklet leaves the table only below. Ended as a kill.
+            self.abandon(id, &guard, Some(co));
+            self.running = None;
+            return steps;
+        };
         match end {
             RunEnd::Waiting(wait) => {
-                match self.core.get_mut(id) {
-                    Some(t) => t.state = State::Suspended { co, wait },
-                    None => {
-                        self.abandon(id, &guard, Some(co));
-                        self.running = None;
-                    }
-                }
+                t.state = State::Suspended { co, wait };
                 // The plugin may have asked for kills while taking the op; carried out now that
                 // the tasklet waits (their exit hooks may complete its op). A panic there ends
                 // this tasklet as one in the op's own submit does.
@@ -281,14 +281,12 @@ impl Schedule {
                 }
             }
             RunEnd::Requeue => {
-                if let Some(t) = self.core.get_mut(id) {
-                    t.state = State::Runnable(co);
-                    self.core.run_queue.push_back(id);
-                }
+                t.state = State::Runnable(co);
+                self.core.run_queue.push_back(id);
             }
             RunEnd::Ended(exit) => self.finish(id, co, exit),
             RunEnd::Killed => {
-                if let Some(t) = self.core.tasklets.try_remove(id.slot()) {
+                if let Some(t) = self.core.remove(id) {
                     self.end_killed(t, Some(co));
                 }
             }

@@ -75,7 +75,9 @@ impl Schedule {
     /// Removes a tasklet whose function returned (or panicked), recycles its stack and tells
     /// its watchers.
     pub(super) fn finish(&mut self, id: TaskletId, co: TaskletCoroutine, exit: Exit) {
-        let t = self.core.tasklets.remove(id.slot());
+        let Some(t) = self.core.remove(id) else {
+            return;
+        };
         match &exit {
             Exit::Panicked(msg) => report_panic(t.label(), msg),
             _ => log::trace!(target: "fibra_rt::tasklet", "tasklet {} finished", t.label()),
@@ -106,7 +108,9 @@ impl Schedule {
             return true;
         }
         // Out of the table with its coroutine and the pointer into its stack, in one value.
-        let t = self.core.tasklets.remove(id.slot());
+        let Some(t) = self.core.remove(id) else {
+            return false;
+        };
         let withdrawn = catch_unwind(AssertUnwindSafe(|| self.withdraw(id, &t.state)));
         self.end_killed(t, None);
         if let Err(payload) = withdrawn {
@@ -182,7 +186,7 @@ impl Schedule {
         let Some(id) = self.running.take() else {
             return;
         };
-        let Some(t) = self.core.tasklets.try_remove(id.slot()) else {
+        let Some(t) = self.core.remove(id) else {
             return;
         };
         log::error!(target: "fibra_rt::schedule",
@@ -243,7 +247,7 @@ impl Schedule {
     pub(super) fn unwind_all(&mut self) {
         let ids: Vec<TaskletId> = self.core.tasklets.iter().map(|(_, t)| t.id).collect();
         for id in ids {
-            if let Some(mut t) = self.core.tasklets.try_remove(id.slot()) {
+            if let Some(mut t) = self.core.remove(id) {
                 if let Some(co) = take_coroutine(&mut t) {
                     unwind_stack(&mut self.core.pool, &t, co);
                 }
