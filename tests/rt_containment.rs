@@ -261,8 +261,16 @@ impl Op for Frame {
 #[test]
 fn an_op_without_its_plugin_ends_its_tasklet_naming_the_line_to_add() {
     let mut s = Schedule::new();
-    let alone = s.spawn(|h| drop(h.yield_op(Frame))).unwrap();
-    let in_select = s.spawn(|h| drop(h.select(fibra::rt::Park, Frame))).unwrap();
+    let alone = s
+        .spawn(|h| {
+            h.yield_op(Frame);
+        })
+        .unwrap();
+    let in_select = s
+        .spawn(|h| {
+            h.select(fibra::rt::Park, Frame);
+        })
+        .unwrap();
     let other = s.spawn(|_| {}).unwrap();
     for id in [alone, in_select, other] {
         s.watch_exit(id);

@@ -185,6 +185,21 @@ mod tests {
     }
 
     #[test]
+    fn sequences_2_pow_32_apart_are_different_tasklets() {
+        let (old, new) = (id(7, 1), id(7, 1 + (1 << 32)));
+        assert_ne!(old, new);
+        let mut map = IdMap::new();
+        map.insert(new, "new");
+        assert_eq!(
+            map.get(old),
+            None,
+            "a stale id finds the new tasklet's value"
+        );
+        assert_eq!(map.remove(old), None);
+        assert_eq!(map.get(new), Some(&"new"));
+    }
+
+    #[test]
     fn far_slots_grow_the_table_and_near_ones_stay_empty() {
         let mut map = IdMap::new();
         map.insert(id(1000, 1), ());
