@@ -155,7 +155,8 @@ impl Handle {
         self.submit(op, Some(deadline))
     }
 
-    /// Yields `op` like [`yield_op`](Self::yield_op), giving up after `timeout`.
+    /// Yields `op` like [`yield_op`](Self::yield_op), giving up after `timeout`; a timeout too
+    /// large to add to the clock (`Duration::MAX`) means none.
     ///
     /// # Panics
     ///

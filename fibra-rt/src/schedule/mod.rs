@@ -484,7 +484,8 @@ impl Schedule {
         Ok(!self.is_empty())
     }
 
-    /// Like [`run`](Self::run), but returns after `timeout` at the latest.
+    /// Like [`run`](Self::run), but returns after `timeout` at the latest; a timeout too large
+    /// to add to the clock (`Duration::MAX`) means none.
     ///
     /// # Errors
     ///
