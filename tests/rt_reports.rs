@@ -3,6 +3,8 @@
 //!
 //! The tests share one process-wide logger that keeps every record.
 
+mod util;
+
 use std::sync::{Mutex, Once};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -163,4 +165,63 @@ fn an_unnamed_tasklet_is_shown_by_its_id() {
             "ERROR fibra_rt::tasklet: tasklet {id} panicked: unnamed and failing"
         )]
     );
+}
+
+/// The `/proc/self/task/*/status` texts of this process's threads named `fibra-stall`.
+fn watchdog_threads() -> Vec<String> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "fibra-stall" {
+            found.push(std::fs::read_to_string(task.path().join("status")).unwrap_or_default());
+        }
+    }
+    found
+}
+
+/// The watchdog is a thread of its schedule's: it starts with it (with every signal blocked,
+/// so that a signal the signal plugin catches is never delivered to it, with its default
+/// action), and ends when the schedule drops. Alone in a child process, to count threads.
+#[test]
+fn the_watchdog_thread_blocks_signals_and_ends_with_its_schedule() {
+    const CHILD: &str = "FIBRA_RT_REPORTS_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        assert!(watchdog_threads().is_empty());
+        let s = Schedule::new();
+        // The thread names itself as it starts.
+        let start = Instant::now();
+        let mut threads = watchdog_threads();
+        while threads.is_empty() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+            threads = watchdog_threads();
+        }
+        assert_eq!(threads.len(), 1);
+        let blocked = threads[0]
+            .lines()
+            .find(|l| l.starts_with("SigBlk:"))
+            .unwrap();
+        let mask = u64::from_str_radix(blocked["SigBlk:".len()..].trim(), 16).unwrap();
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            assert!(
+                mask & (1 << (signal - 1)) != 0,
+                "{blocked}: signal {signal}"
+            );
+        }
+        drop(s);
+        assert!(
+            watchdog_threads().is_empty(),
+            "the watchdog outlived its schedule"
+        );
+        let off = Schedule::builder().stall_reports(false).build();
+        assert!(watchdog_threads().is_empty(), "a watchdog with reports off");
+        drop(off);
+        eprintln!("child: done");
+        return;
+    }
+    let (ok, output) = util::run_in_child(
+        "the_watchdog_thread_blocks_signals_and_ends_with_its_schedule",
+        (CHILD, "1"),
+        Duration::from_secs(30),
+    );
+    assert!(ok && output.contains("child: done"), "{output}");
 }

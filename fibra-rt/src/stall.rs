@@ -83,9 +83,15 @@ impl Stall {
             stop: AtomicBool::new(false),
         });
         let watched = Arc::clone(&shared);
+        // The watchdog must never take a signal meant for the process: a signal plugin blocks
+        // the ones it catches on the schedule's thread (signalfd), and a thread with them
+        // unblocked would get them, with their default action (SIGINT: exit). Started with
+        // every signal blocked, it inherits that mask.
+        let blocked = SignalsBlocked::new();
         let thread = std::thread::Builder::new()
             .name("fibra-stall".to_owned())
             .spawn(move || watch(&watched, threshold));
+        drop(blocked);
         match thread {
             Ok(thread) => Stall {
                 on: Some(On {
@@ -178,6 +184,43 @@ impl On {
         s.name_len.store(len, Ordering::Relaxed);
         self.epoch += 1;
         s.epoch.store(self.epoch, Ordering::Release);
+    }
+}
+
+/// Blocks every signal on this thread until dropped, which restores the previous mask.
+struct SignalsBlocked {
+    #[cfg(unix)]
+    previous: Option<libc::sigset_t>,
+}
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        #[cfg(unix)]
+        {
+            // SAFETY: `sigfillset` initializes `all`; `pthread_sigmask` reads it and writes the
+            // previous mask into `previous`, both valid `sigset_t`s on this frame.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                let mut previous: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                let ok = libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous) == 0;
+                SignalsBlocked {
+                    previous: ok.then_some(previous),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        SignalsBlocked {}
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(previous) = &self.previous {
+            // SAFETY: restores the mask `new` saved, a valid `sigset_t`.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, previous, std::ptr::null_mut()) };
+        }
     }
 }
 
