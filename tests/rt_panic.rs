@@ -85,11 +85,15 @@ fn an_op_without_a_plugin_panics_that_tasklet_with_a_clear_message() {
         }));
         let err = r.unwrap_err();
         let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("no plugin of this schedule serves"), "{msg}");
+        assert!(msg.contains("Sleep"), "{msg}");
         assert!(
-            msg.contains("no plugin of this schedule serves the op"),
+            msg.ends_with(
+                "add `schedule.add_plugin(fibra_tasks::TasksPlugin::new())` or make the \
+                 schedule with `fibra::schedule()`"
+            ),
             "{msg}"
         );
-        assert!(msg.contains("Sleep"), "{msg}");
         c.set(true);
     })
     .unwrap();

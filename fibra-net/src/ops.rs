@@ -39,6 +39,7 @@ impl Listen {
 
 impl Op for Listen {
     type Output = Result<Listener, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
 /// Accept the next connection. Output: the connection and the peer's address.
@@ -58,6 +59,7 @@ impl Accept {
 
 impl Op for Accept {
     type Output = Result<(Conn, SocketAddr), NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
 /// Connect to an address without blocking the thread. Output: the connection.
@@ -76,6 +78,7 @@ impl Connect {
 
 impl Op for Connect {
     type Output = Result<Conn, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
 /// Take over a connected TCP stream accepted or connected elsewhere (another thread's
@@ -96,6 +99,7 @@ impl Adopt {
 
 impl Op for Adopt {
     type Output = Result<Conn, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
 /// Receive the next frame. Output: the frame, in the buffer the op was given (or a new one).
@@ -142,6 +146,7 @@ impl fmt::Debug for Receive {
 
 impl Op for Receive {
     type Output = Result<Vec<u8>, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
 /// Declares an op that names only a connection.
@@ -162,6 +167,7 @@ macro_rules! conn_op {
 
         impl Op for $name {
             type Output = $output;
+            const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
         }
     };
 }

@@ -81,7 +81,7 @@ mod tests {
 
     use super::*;
 
-    fn id(key: u32, seq: u32) -> TaskletId {
+    fn id(key: u32, seq: u64) -> TaskletId {
         TaskletId { key, seq }
     }
 

@@ -30,6 +30,18 @@
 //! `fibra_rt::tasklet`; with no logger installed, one line on stderr names the tasklet) and
 //! reported to watchers as [`Exit::Panicked`](crate::Exit::Panicked).
 //! A killed tasklet is unwound from its yield point, so its destructors run exactly once.
+//! A plugin that panics while serving a tasklet's op ends that tasklet the same way (even
+//! inside [`Handle::catch_panic`](crate::Handle::catch_panic), which lets a kill's unwind
+//! through); the panic goes on to the host, and the schedule stays usable.
+//!
+//! # Stalls
+//!
+//! A tasklet that runs without yielding holds up every other tasklet of its schedule. A
+//! watchdog thread per schedule names it, once, at `warn` on target `fibra_rt::stall`, with
+//! its id, name and how long it has run, while it still runs (so also a plugin stuck in
+//! `poll` or `flush`): after 1 s unless [`Builder::stall_threshold`](crate::Builder::stall_threshold) says
+//! otherwise, never with `Builder::stall_reports(false)`. Unnamed tasklets show as their id,
+//! `#3.1`.
 //!
 //! # The first of several ops
 //!
@@ -103,6 +115,7 @@
 //! |---|---|
 //! | `fibra_rt::tasklet` | panics (error), kills (debug), spawns and ends (trace) |
 //! | `fibra_rt::schedule` | a plugin that panicked while serving an op (error) |
+//! | `fibra_rt::stall` | a tasklet or plugin running too long without yielding (warn), and when it yields (info) |
 //! | `fibra_rt::overflow` | the stack-overflow handler could not be installed (warn) |
 //! | `fibra_rt::remote` | a remote wake could not reach the schedule's poller (error) |
 //! | `fibra_tasks` | an `on_finish` closure that could not be spawned (error) |

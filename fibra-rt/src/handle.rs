@@ -100,8 +100,11 @@ impl Handle {
     ///
     /// # Panics
     ///
-    /// Panics (ending this tasklet only) if no plugin of the schedule serves `O`: add the
-    /// plugin that defines the op with [`Schedule::add_plugin`](crate::Schedule::add_plugin).
+    /// Panics (ending this tasklet only; the host sees [`Exit::Panicked`](crate::Exit) in
+    /// [`Schedule::take_exit`](crate::Schedule::take_exit)) if no plugin of the schedule
+    /// serves `O`. The message names the op and, when the op declares it
+    /// ([`Op::PLUGIN`](crate::Op::PLUGIN)), the line that adds its plugin with
+    /// [`Schedule::add_plugin`](crate::Schedule::add_plugin).
     ///
     /// # Examples
     ///
@@ -152,7 +155,8 @@ impl Handle {
         self.submit(op, Some(deadline))
     }
 
-    /// Yields `op` like [`yield_op`](Self::yield_op), giving up after `timeout`.
+    /// Yields `op` like [`yield_op`](Self::yield_op), giving up after `timeout`; a timeout too
+    /// large to add to the clock (`Duration::MAX`) means none.
     ///
     /// # Panics
     ///
@@ -254,11 +258,7 @@ impl Handle {
         self.suspend(slot.header_ptr());
         match (slot.out.take(), slot.header.status) {
             (Some(out), _) => Ok(out),
-            (None, Status::NoPlugin) => panic!(
-                "no plugin of this schedule serves the op `{}`: add the plugin that defines it \
-                 with Schedule::add_plugin",
-                std::any::type_name::<O>()
-            ),
+            (None, Status::NoPlugin) => panic!("{}", crate::op::no_plugin_message::<O>("")),
             (None, _) => Err(TimedOut {
                 op: std::any::type_name::<O>(),
             }),

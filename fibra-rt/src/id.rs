@@ -10,7 +10,9 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskletId {
     pub(crate) key: u32,
-    pub(crate) seq: u32,
+    /// 64 bits: at a billion spawns a second it would take 584 years to come round, so a
+    /// stale id never names a later tasklet.
+    pub(crate) seq: u64,
 }
 
 impl TaskletId {
@@ -41,7 +43,7 @@ impl fmt::Display for TaskletId {
 /// tasklets.
 #[derive(Debug)]
 pub struct IdMap<V> {
-    slots: Vec<Option<(u32, V)>>,
+    slots: Vec<Option<(u64, V)>>,
     len: usize,
 }
 
@@ -141,7 +143,7 @@ impl<V> IdMap<V> {
 mod tests {
     use super::*;
 
-    fn id(key: u32, seq: u32) -> TaskletId {
+    fn id(key: u32, seq: u64) -> TaskletId {
         TaskletId { key, seq }
     }
 
@@ -180,6 +182,21 @@ mod tests {
         assert_eq!(map.remove(id(0, 3)), Some(31));
         assert!(map.is_empty());
         assert_eq!(map.remove(id(0, 3)), None);
+    }
+
+    #[test]
+    fn sequences_2_pow_32_apart_are_different_tasklets() {
+        let (old, new) = (id(7, 1), id(7, 1 + (1 << 32)));
+        assert_ne!(old, new);
+        let mut map = IdMap::new();
+        map.insert(new, "new");
+        assert_eq!(
+            map.get(old),
+            None,
+            "a stale id finds the new tasklet's value"
+        );
+        assert_eq!(map.remove(old), None);
+        assert_eq!(map.get(new), Some(&"new"));
     }
 
     #[test]

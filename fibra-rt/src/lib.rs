@@ -51,22 +51,35 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+// The host's side: the schedule and its settings, and many of them on many threads.
 mod builder;
-mod clock;
 mod cores;
-mod deadline;
-mod error;
+mod schedule;
+
+// The tasklet's side: its handle, what it yields, how it ends.
 mod handle;
-mod id;
 mod op;
-mod overflow;
+mod select;
+mod tasklet;
+
+// The plugins' side: the contract, the routes to them, what they may do, their event source.
+mod context;
 pub mod plugin;
 pub mod reactor;
+mod route;
+
+// The pointer into a suspended tasklet's stack, and every use of it.
+mod wait;
+
+// Parts: ids, time, stacks, cross-thread wakes, crash and stall reports, errors.
+mod clock;
+mod deadline;
+mod error;
+mod id;
+mod overflow;
 mod remote;
-mod schedule;
-mod select;
 mod stack;
-mod tasklet;
+mod stall;
 
 pub mod guide;
 

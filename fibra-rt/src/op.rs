@@ -32,6 +32,33 @@ use std::time::Instant;
 pub trait Op: 'static {
     /// What the tasklet gets back when the op completes.
     type Output: 'static;
+
+    /// The expression that makes the plugin serving this op, for the message a tasklet
+    /// panics with when its schedule has no such plugin: with `Some("my_crate::Clock::new()")`
+    /// it says "add `schedule.add_plugin(my_crate::Clock::new())`". `None` (the default)
+    /// says to add the plugin that defines the op.
+    const PLUGIN: Option<&'static str> = None;
+}
+
+/// The message a tasklet panics with when no plugin of its schedule serves op `O`: it names
+/// the op and, when the op declares it ([`Op::PLUGIN`]), the line that adds its plugin.
+pub(crate) fn no_plugin_message<O: Op>(context: &str) -> String {
+    let op = std::any::type_name::<O>();
+    match O::PLUGIN {
+        // The plugins of fibra's own crates are all added by the façade's one-line setup.
+        Some(plugin) if op.starts_with("fibra_") => format!(
+            "no plugin of this schedule serves `{op}`{context}: add \
+             `schedule.add_plugin({plugin})` or make the schedule with `fibra::schedule()`"
+        ),
+        Some(plugin) => format!(
+            "no plugin of this schedule serves `{op}`{context}: add \
+             `schedule.add_plugin({plugin})`"
+        ),
+        None => format!(
+            "no plugin of this schedule serves `{op}`{context}: add the plugin that defines \
+             it with `Schedule::add_plugin`"
+        ),
+    }
 }
 
 /// How a yielded op ended, written by the schedule before it resumes the tasklet.

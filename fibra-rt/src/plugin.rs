@@ -28,24 +28,24 @@
 //! 7. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
 //!    in [`Plugin::exited`], exactly once.
 //!
+//! 8. **Panics.** A plugin should not panic; if it does, the panic goes on to the host, out of
+//!    the schedule call that ran the plugin (`tick`, `run`, `kill`...), and the schedule stays
+//!    sound: a tasklet whose op the plugin was serving ends ([`Exit::Panicked`], its stack
+//!    unwound as a kill's, even inside `catch_panic`), a tasklet being killed is killed
+//!    all the same, and the host may go on calling the schedule.
+//!
 //! Time: [`Context::now`] is read at most once per round, after the wait; plugins use it
 //! instead of reading the clock themselves.
 
-use std::any::{Any, TypeId};
-
-use std::fmt;
+use std::any::Any;
 use std::io;
-use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::task::Poll;
 use std::time::Instant;
 
-use crate::op::{Header, Op, Slot};
+pub use crate::context::Context;
 use crate::reactor::{Events, Registry};
-use crate::schedule::Core;
-use crate::select::{SelectSlot, PARK_ARM};
-use crate::tasklet::State;
-use crate::{Error, Exit, Handle, Remote, SpawnOptions, TaskletId};
+pub use crate::route::Router;
+use crate::{Exit, Op, TaskletId};
 
 /// A plugin: serves some op types for the tasklets of a schedule.
 ///
@@ -107,243 +107,4 @@ pub trait Serves<O: Op>: Plugin {
     /// Takes `op` from tasklet `from`: answer now with `Poll::Ready`, or keep `from` and answer
     /// later with [`Context::complete`].
     fn submit(&mut self, op: O, from: TaskletId, cx: &mut Context<'_>) -> Poll<O::Output>;
-}
-
-/// Type-erased `Serves::<O>::submit` for one plugin type and op type.
-///
-/// # Safety
-/// `header` must point to the header of a live `Slot<O>` whose tasklet is suspended, and
-/// `plugin` must be a `P`.
-pub(crate) type SubmitFn =
-    unsafe fn(&mut dyn Plugin, NonNull<Header>, TaskletId, &mut Context<'_>) -> bool;
-
-unsafe fn submit_erased<P: Serves<O>, O: Op>(
-    plugin: &mut dyn Plugin,
-    header: NonNull<Header>,
-    from: TaskletId,
-    cx: &mut Context<'_>,
-) -> bool {
-    // SAFETY: the caller guarantees `plugin` is a `P` (the route was made for it), so the
-    // data pointer of the trait object points to a `P`.
-    let plugin = unsafe { &mut *(plugin as *mut dyn Plugin).cast::<P>() };
-    // SAFETY: the caller guarantees `header` starts a live `Slot<O>` of a suspended tasklet;
-    // nothing else touches it while the schedule holds it.
-    let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
-    let Some(op) = slot.op.take() else {
-        return true;
-    };
-    match plugin.submit(op, from, cx) {
-        Poll::Ready(out) => {
-            slot.out = Some(out);
-            true
-        }
-        Poll::Pending => false,
-    }
-}
-
-/// One op type's way to its plugin.
-#[derive(Clone, Copy)]
-pub(crate) struct Route {
-    pub(crate) type_id: TypeId,
-    pub(crate) name: &'static str,
-    pub(crate) plugin: usize,
-    pub(crate) submit: SubmitFn,
-}
-
-impl fmt::Debug for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Route")
-            .field("op", &self.name)
-            .field("plugin", &self.plugin)
-            .finish()
-    }
-}
-
-/// Collects the op types a plugin serves; passed to [`Plugin::register`].
-pub struct Router<P> {
-    pub(crate) routes: Vec<Route>,
-    pub(crate) plugin: usize,
-    _plugin: PhantomData<fn(P)>,
-}
-
-impl<P> fmt::Debug for Router<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Router")
-            .field("routes", &self.routes)
-            .finish()
-    }
-}
-
-impl<P: Plugin> Router<P> {
-    pub(crate) fn new(plugin: usize) -> Self {
-        Router {
-            routes: Vec::new(),
-            plugin,
-            _plugin: PhantomData,
-        }
-    }
-
-    /// Routes op type `O` to this plugin.
-    pub fn op<O: Op>(&mut self) -> &mut Self
-    where
-        P: Serves<O>,
-    {
-        self.routes.push(Route {
-            type_id: TypeId::of::<O>(),
-            name: std::any::type_name::<O>(),
-            plugin: self.plugin,
-            submit: submit_erased::<P, O>,
-        });
-        self
-    }
-}
-
-/// What a plugin may do to the schedule while it runs: complete ops, spawn and kill tasklets,
-/// watch exits.
-pub struct Context<'a> {
-    pub(crate) core: &'a mut Core,
-    pub(crate) plugin: usize,
-}
-
-impl fmt::Debug for Context<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("plugin", &self.plugin)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Context<'_> {
-    /// The time of this round, read at most once per round (after the schedule's wait, at the
-    /// first call): use it instead of reading the clock again.
-    pub fn now(&self) -> Instant {
-        self.core.clock.now()
-    }
-
-    /// The last clock reading, without reading the clock: never later than now, possibly a
-    /// little earlier. Good for "already due" marks; use [`now`](Self::now) for timers.
-    pub fn last_reading(&self) -> Instant {
-        self.core.clock.last()
-    }
-
-    /// Completes the pending op of tasklet `id` with `out` and makes the tasklet runnable.
-    ///
-    /// # Errors
-    ///
-    /// Gives `out` back, changing nothing, if `id` has ended or is not waiting for an op of
-    /// type `O` (it was completed already, or timed out).
-    pub fn complete<O: Op>(&mut self, id: TaskletId, out: O::Output) -> Result<(), O::Output> {
-        let Some(t) = self.core.get_mut(id) else {
-            return Err(out);
-        };
-        let header = match t.state {
-            State::Waiting { header, .. } => header,
-            State::Selecting { header } => return self.complete_selected::<O>(id, header, out),
-            _ => return Err(out),
-        };
-        // SAFETY: a waiting tasklet is suspended inside `yield_op`, so its slot is alive.
-        let slot_header = unsafe { header.as_ref() };
-        if slot_header.type_id != TypeId::of::<O>() {
-            return Err(out);
-        }
-        let had_deadline = slot_header.deadline.is_some();
-        // SAFETY: as above, and the type id says the slot is a `Slot<O>`.
-        unsafe { Slot::<O>::answer(header, out) };
-        t.state = State::Runnable;
-        if had_deadline {
-            self.core.op_deadlines.remove(id);
-        }
-        self.core.run_queue.push_back(id);
-        Ok(())
-    }
-
-    /// Completes the op of type `O` among those of a select, and queues the withdrawal of the
-    /// others (the schedule tells their plugins before the tasklet runs again).
-    fn complete_selected<O: Op>(
-        &mut self,
-        id: TaskletId,
-        header: NonNull<Header>,
-        out: O::Output,
-    ) -> Result<(), O::Output> {
-        // SAFETY: a selecting tasklet is suspended inside `select`, so its `SelectSlot` and the
-        // slots it points at are alive, and nothing else touches them.
-        let select = unsafe { header.cast::<SelectSlot>().as_mut() };
-        let arms = &select.arms[..select.len];
-        // SAFETY: as above.
-        let Some(won) = arms
-            .iter()
-            .position(|arm| unsafe { arm.as_ref() }.type_id == TypeId::of::<O>())
-        else {
-            return Err(out);
-        };
-        // SAFETY: as above, and the type id says the arm is a `Slot<O>`.
-        unsafe { Slot::<O>::answer(select.arms[won], out) };
-        select.won = Some(won);
-        for (arm, &plugin) in select.plugins[..select.len].iter().enumerate() {
-            if arm != won && plugin != PARK_ARM {
-                self.core.withdrawals.push((id, plugin));
-            }
-        }
-        if let Some(t) = self.core.get_mut(id) {
-            t.state = State::Runnable;
-        }
-        self.core.run_queue.push_back(id);
-        Ok(())
-    }
-
-    /// Spawns a tasklet; it runs on a later step of this tick.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::StackAlloc`] when no stack can be mapped.
-    pub fn spawn<F>(&mut self, options: SpawnOptions, f: F) -> Result<TaskletId, Error>
-    where
-        F: FnOnce(&Handle) + 'static,
-    {
-        self.core.spawn(options, f)
-    }
-
-    /// Kills tasklet `id` at its yield point, once this plugin call returns. Returns whether
-    /// `id` was alive.
-    pub fn kill(&mut self, id: TaskletId) -> bool {
-        let alive = self.core.get(id).is_some();
-        if alive {
-            self.core.kills.push(id);
-        }
-        alive
-    }
-
-    /// Asks to hear, in [`Plugin::exited`], how tasklet `id` ends. Returns whether `id` is
-    /// alive (a dead tasklet is never reported).
-    pub fn watch_exit(&mut self, id: TaskletId) -> bool {
-        let bit = 1u64 << self.plugin;
-        match self.core.get_mut(id) {
-            Some(t) => {
-                t.watchers |= bit;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The registry through which this plugin watches its file descriptors; their events
-    /// come back in [`Plugin::poll`].
-    pub fn registry(&self) -> Registry {
-        self.core.reactor.registry(self.plugin)
-    }
-
-    /// The schedule's [`Remote`], for threads that feed this plugin.
-    pub fn remote(&self) -> Remote {
-        self.core.wakes.remote.clone()
-    }
-
-    /// Whether tasklet `id` is alive.
-    pub fn is_alive(&self, id: TaskletId) -> bool {
-        self.core.get(id).is_some()
-    }
-
-    /// The name of tasklet `id`, if it is alive.
-    pub fn name(&self, id: TaskletId) -> Option<&str> {
-        self.core.get(id).map(|t| &*t.name)
-    }
 }

@@ -16,7 +16,7 @@
 use std::any::{type_name, TypeId};
 use std::ptr::NonNull;
 
-use crate::op::{Header, Op, Slot, Status};
+use crate::op::{no_plugin_message, Header, Op, Slot, Status};
 use crate::Handle;
 
 /// The most ops one select waits on.
@@ -143,6 +143,7 @@ impl Handle {
         let won = self.suspend_select(
             &[a.header_ptr(), b.header_ptr()],
             &[type_name::<A>(), type_name::<B>()],
+            &[no_plugin_message::<A>, no_plugin_message::<B>],
         );
         match won {
             0 => Either::First(take(&mut a)),
@@ -167,6 +168,11 @@ impl Handle {
         let won = self.suspend_select(
             &[a.header_ptr(), b.header_ptr(), c.header_ptr()],
             &[type_name::<A>(), type_name::<B>(), type_name::<C>()],
+            &[
+                no_plugin_message::<A>,
+                no_plugin_message::<B>,
+                no_plugin_message::<C>,
+            ],
         );
         match won {
             0 => OneOf3::First(take(&mut a)),
@@ -175,20 +181,23 @@ impl Handle {
         }
     }
 
-    /// Suspends on the ops behind `arms` (named `names`); returns which one completed.
-    fn suspend_select(&self, arms: &[NonNull<Header>], names: &[&'static str]) -> usize {
+    /// Suspends on the ops behind `arms` (named `names`, their missing-plugin messages made by
+    /// `no_plugin`); returns which one completed.
+    fn suspend_select(
+        &self,
+        arms: &[NonNull<Header>],
+        names: &[&'static str],
+        no_plugin: &[fn(&str) -> String],
+    ) -> usize {
         let mut select = SelectSlot::new(arms);
         self.suspend(NonNull::from(&mut select).cast());
         if let Some(won) = select.won {
             return won;
         }
-        for (arm, name) in arms.iter().zip(names) {
+        for (arm, message) in arms.iter().zip(no_plugin) {
             // SAFETY: the arms are the caller's live slots; the schedule no longer holds them.
             if unsafe { arm.as_ref() }.status == Status::NoPlugin {
-                panic!(
-                    "no plugin of this schedule serves the op `{name}` of a select: add the \
-                     plugin that defines it with Schedule::add_plugin"
-                );
+                panic!("{}", message(" (an op of a select)"));
             }
         }
         panic!(

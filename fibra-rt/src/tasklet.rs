@@ -10,37 +10,31 @@ use corosensei::Coroutine;
 
 use crate::op::Header;
 use crate::overflow;
+use crate::wait::Wait;
 use crate::TaskletId;
 
 /// A tasklet's coroutine: resumed with nothing, yields a pointer to an op slot, returns how
 /// its function ended (returned, returned an error, panicked).
 pub(crate) type TaskletCoroutine = Coroutine<(), NonNull<Header>, Exit, DefaultStack>;
 
-/// Where a tasklet is in its life.
-#[derive(Clone, Copy, Debug)]
+/// Where a tasklet is in its life. A tasklet that is not running holds its coroutine here;
+/// a suspended one holds, in the same value, the pointer to the op slot on that coroutine's
+/// stack (see [`crate::wait`]), so the two are only ever taken together.
 pub(crate) enum State {
-    /// In the run queue.
-    Runnable,
-    /// Being resumed right now.
+    /// In the run queue (or about to be): never ran, or its op was answered.
+    Runnable(TaskletCoroutine),
+    /// Being resumed right now: its coroutine is on `run_tasklet`'s frame. Also the state of
+    /// a tasklet whose plugin panicked, until the schedule reaps it.
     Running,
-    /// Waiting for the plugin behind route `route` to complete the op in `header`.
-    Waiting {
-        header: NonNull<Header>,
-        route: usize,
-    },
-    /// Parked until an unparker unparks it.
-    Parked { header: NonNull<Header> },
-    /// Waiting for the first of the ops of the `SelectSlot` behind `header`.
-    Selecting { header: NonNull<Header> },
+    /// Suspended until `wait` is answered.
+    Suspended { co: TaskletCoroutine, wait: Wait },
 }
 
 pub(crate) struct Tasklet {
-    /// Out of the table (`None`) only while the tasklet runs.
-    pub(crate) co: Option<TaskletCoroutine>,
+    pub(crate) state: State,
     /// Killed while running; `run_tasklet` unwinds it.
     pub(crate) kill_requested: bool,
     pub(crate) id: TaskletId,
-    pub(crate) state: State,
     /// Bit `i` set: plugin `i` wants to hear how this tasklet ends.
     pub(crate) watchers: u64,
     /// A wake arrived while the tasklet was not parked.
@@ -48,6 +42,44 @@ pub(crate) struct Tasklet {
     pub(crate) stack_size: usize,
     pub(crate) name: Cow<'static, str>,
     pub(crate) guard: overflow::Guard,
+}
+
+impl Tasklet {
+    /// Ends the wait of a suspended tasklet (after its answer was written): it becomes
+    /// runnable, and the pointer into its stack is dropped.
+    pub(crate) fn end_wait(&mut self) {
+        if let State::Suspended { .. } = self.state {
+            if let State::Suspended { co, .. } = std::mem::replace(&mut self.state, State::Running)
+            {
+                self.state = State::Runnable(co);
+            }
+        }
+    }
+
+    /// How logs and crash reports name it: `#3.1 `name`` or, unnamed, `#3.1`.
+    pub(crate) fn label(&self) -> Label<'_> {
+        Label {
+            id: self.id,
+            name: &self.name,
+        }
+    }
+}
+
+/// A tasklet as logs name it: its id, then its name if it has one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Label<'a> {
+    pub(crate) id: TaskletId,
+    pub(crate) name: &'a str,
+}
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.is_empty() {
+            write!(f, "{}", self.id)
+        } else {
+            write!(f, "{} `{}`", self.id, self.name)
+        }
+    }
 }
 
 /// How a tasklet ended.
@@ -170,12 +202,14 @@ pub struct TaskletInfo<'a> {
 impl Tasklet {
     /// `op_name` names the op of a route: what a waiting tasklet waits on.
     pub(crate) fn info(&self, op_name: impl Fn(usize) -> &'static str) -> TaskletInfo<'_> {
-        let (state, waiting_on) = match self.state {
-            State::Runnable => (TaskletState::Runnable, None),
+        let (state, waiting_on) = match &self.state {
+            State::Runnable(_) => (TaskletState::Runnable, None),
             State::Running => (TaskletState::Running, None),
-            State::Waiting { route, .. } => (TaskletState::Waiting, Some(op_name(route))),
-            State::Parked { .. } => (TaskletState::Parked, Some("park")),
-            State::Selecting { .. } => (TaskletState::Waiting, Some("select")),
+            State::Suspended { wait, .. } => match wait {
+                Wait::Op { route, .. } => (TaskletState::Waiting, Some(op_name(*route))),
+                Wait::Park { .. } => (TaskletState::Parked, Some("park")),
+                Wait::Select { .. } => (TaskletState::Waiting, Some("select")),
+            },
         };
         TaskletInfo {
             id: self.id,

@@ -24,6 +24,7 @@ impl WaitSignal {
 
 impl Op for WaitSignal {
     type Output = Result<Signal, SignalError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_signal::SignalPlugin::new()?");
 }
 
 /// Stop catching a signal: its default action (for `SIGINT` and `SIGTERM`, ending the
@@ -34,4 +35,5 @@ pub struct StopCatching(pub Signal);
 
 impl Op for StopCatching {
     type Output = Result<(), SignalError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_signal::SignalPlugin::new()?");
 }

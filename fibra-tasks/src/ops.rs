@@ -40,6 +40,7 @@ impl fmt::Debug for Spawn {
 
 impl Op for Spawn {
     type Output = Result<TaskletId, fibra_rt::Error>;
+    const PLUGIN: Option<&'static str> = Some("fibra_tasks::TasksPlugin::new()");
 }
 
 /// Wait until a tasklet ends. Output: how it ended, or `None` if it was not alive.
@@ -48,6 +49,7 @@ pub struct Join(pub TaskletId);
 
 impl Op for Join {
     type Output = Option<Exit>;
+    const PLUGIN: Option<&'static str> = Some("fibra_tasks::TasksPlugin::new()");
 }
 
 /// Run a closure, as a new tasklet, when another tasklet ends (however it ends). Output:
@@ -77,6 +79,7 @@ impl fmt::Debug for OnFinish {
 
 impl Op for OnFinish {
     type Output = bool;
+    const PLUGIN: Option<&'static str> = Some("fibra_tasks::TasksPlugin::new()");
 }
 
 /// Kill a tasklet at its yield point. Output: whether it was alive.
@@ -85,6 +88,7 @@ pub struct Kill(pub TaskletId);
 
 impl Op for Kill {
     type Output = bool;
+    const PLUGIN: Option<&'static str> = Some("fibra_tasks::TasksPlugin::new()");
 }
 
 /// Sleep until an instant. Never wakes before it.
@@ -93,6 +97,7 @@ pub struct Sleep(pub Instant);
 
 impl Op for Sleep {
     type Output = ();
+    const PLUGIN: Option<&'static str> = Some("fibra_tasks::TasksPlugin::new()");
 }
 
 /// Let every other runnable tasklet run; resume on the next tick.
@@ -101,4 +106,5 @@ pub struct YieldNow;
 
 impl Op for YieldNow {
     type Output = ();
+    const PLUGIN: Option<&'static str> = Some("fibra_tasks::TasksPlugin::new()");
 }

@@ -1,0 +1,234 @@
+//! What a suspended tasklet waits on: the pointer into its stack through which the schedule
+//! hands its op to a plugin and writes the answer. Every use of that pointer is in this file.
+//!
+//! # The invariant
+//!
+//! An [`OpSlot`] points at the [`Header`] of a [`Slot`] (or of a [`SelectSlot`]) that a tasklet
+//! built on its own stack in [`Handle::yield_op`](crate::Handle::yield_op) (or
+//! [`Handle::select`](crate::Handle::select)) and yielded. It is made only from the pointer
+//! the tasklet's coroutine has just yielded, and it is only ever kept next to that coroutine,
+//! suspended: on `run_tasklet`'s frame beside the coroutine it came from, then in
+//! [`State::Suspended`](crate::tasklet::State) `{ co, wait }`, one value, so that whoever takes
+//! the coroutine takes the pointer with it, and dropping one drops the other. While the
+//! coroutine is suspended its stack is mapped and the tasklet is stopped inside the function
+//! that built the slot, so the slot is alive and nothing else touches it for as long as the
+//! `OpSlot` exists. The methods below rely on that and on nothing else.
+
+use std::any::TypeId;
+use std::ptr::NonNull;
+use std::task::Poll;
+use std::time::Instant;
+
+use crate::handle::Park;
+use crate::op::{Header, Op, Slot, Status};
+use crate::route::Route;
+use crate::select::{SelectMarker, SelectSlot, MAX_ARMS, PARK_ARM};
+use crate::{Context, Plugin, Serves, TaskletId};
+
+/// What a suspended tasklet waits for; each variant holds the pointer to its slot.
+pub(crate) enum Wait {
+    /// The op in `slot`, submitted to the plugin behind route `route`.
+    Op { slot: OpSlot, route: usize },
+    /// An unpark (the `Park` op in `slot`).
+    Park { slot: OpSlot },
+    /// The first of the ops of the select in `slot`.
+    Select { slot: OpSlot },
+}
+
+/// The pointer to the op slot of a suspended tasklet (see the module's invariant).
+///
+/// Neither `Copy` nor `Clone`: there is one per suspension, and it lives beside the coroutine.
+pub(crate) struct OpSlot(NonNull<Header>);
+
+impl OpSlot {
+    /// Wraps the pointer a tasklet's coroutine has just yielded.
+    ///
+    /// # Safety
+    ///
+    /// `header` must be what the coroutine yielded at its last suspension, and the value
+    /// returned must be kept beside that coroutine, while it stays suspended (the module's
+    /// invariant).
+    pub(crate) unsafe fn new(header: NonNull<Header>) -> OpSlot {
+        OpSlot(header)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the slot is alive and untouched while this value exists (module invariant).
+        unsafe { self.0.as_ref() }
+    }
+
+    fn set_status(&self, status: Status) {
+        // SAFETY: as in `header`; the schedule is the only one writing to it now.
+        unsafe { (*self.0.as_ptr()).status = status };
+    }
+
+    /// The type id of the op (`SelectMarker`'s for a select).
+    pub(crate) fn type_id(&self) -> TypeId {
+        self.header().type_id
+    }
+
+    /// The op's deadline, if it has one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.header().deadline
+    }
+
+    /// Whether this is the slot of a select.
+    pub(crate) fn is_select(&self) -> bool {
+        self.type_id() == TypeId::of::<SelectMarker>()
+    }
+
+    /// Marks the op as served by no plugin: the tasklet panics saying so.
+    pub(crate) fn refuse(&self) {
+        self.set_status(Status::NoPlugin);
+    }
+
+    /// Marks the op as timed out: the tasklet gets [`TimedOut`](crate::TimedOut).
+    pub(crate) fn time_out(&self) {
+        self.set_status(Status::TimedOut);
+    }
+
+    /// Writes `out` as the op's answer, if the op is an `O`; gives `out` back otherwise.
+    pub(crate) fn answer<O: Op>(&self, out: O::Output) -> Result<(), O::Output> {
+        if self.type_id() != TypeId::of::<O>() {
+            return Err(out);
+        }
+        // SAFETY: the slot is alive and untouched (module invariant), and its type id says it
+        // is a `Slot<O>`.
+        unsafe { Slot::<O>::answer(self.0, out) };
+        Ok(())
+    }
+
+    /// Hands the op to `plugin` through `route`; returns whether it completed at once (its
+    /// answer is then in the slot).
+    ///
+    /// # Panics
+    ///
+    /// If `route` is not the route of this op's type (a bug in the schedule), or if the
+    /// plugin's `submit` panics.
+    pub(crate) fn submit(
+        &self,
+        route: &Route,
+        plugin: &mut dyn Plugin,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        assert!(
+            route.type_id == self.type_id(),
+            "an op routed by another type"
+        );
+        // SAFETY: the slot is alive and untouched (module invariant); the route was made for
+        // this op type (just checked), and the schedule passes the plugin the route names.
+        unsafe { (route.submit)(plugin, self.0, from, cx) }
+    }
+
+    /// The select behind this slot.
+    fn select(&self) -> *mut SelectSlot {
+        assert!(self.is_select(), "not the slot of a select");
+        self.0.cast::<SelectSlot>().as_ptr()
+    }
+
+    /// How many ops the select waits on.
+    pub(crate) fn arm_count(&self) -> usize {
+        // SAFETY: a live `SelectSlot` (module invariant; `select` checked the type).
+        unsafe { (*self.select()).len }
+    }
+
+    /// The slot of arm `i` of the select. It lives exactly as long as the select's slot: the
+    /// tasklet built both on its stack, in the same frame.
+    pub(crate) fn arm(&self, i: usize) -> Arm<'_> {
+        assert!(i < self.arm_count().min(MAX_ARMS), "no such arm");
+        // SAFETY: as in `arm_count`; the first `len` arms point at live slots.
+        let header = unsafe { (*self.select()).arms[i] };
+        Arm {
+            slot: OpSlot(header),
+            _select: std::marker::PhantomData,
+        }
+    }
+
+    /// Records the plugin serving arm `i` ([`PARK_ARM`] for a park), for withdrawals.
+    pub(crate) fn set_arm_plugin(&self, i: usize, plugin: usize) {
+        // SAFETY: as in `arm_count`.
+        unsafe { (*self.select()).plugins[i] = plugin };
+    }
+
+    /// The plugins serving the select's arms, as recorded by `set_arm_plugin`.
+    pub(crate) fn arm_plugins(&self) -> ([usize; MAX_ARMS], usize) {
+        // SAFETY: as in `arm_count`.
+        unsafe { ((*self.select()).plugins, (*self.select()).len) }
+    }
+
+    /// Records that arm `i` won.
+    pub(crate) fn set_won(&self, i: usize) {
+        // SAFETY: as in `arm_count`.
+        unsafe { (*self.select()).won = Some(i) };
+    }
+
+    /// Answers the arm whose op is an `O` and marks it as the winner; returns its index, or
+    /// gives `out` back if no arm is an `O`.
+    pub(crate) fn answer_arm<O: Op>(&self, out: O::Output) -> Result<usize, O::Output> {
+        let len = self.arm_count();
+        let Some(won) = (0..len).find(|&i| self.arm(i).slot.type_id() == TypeId::of::<O>()) else {
+            return Err(out);
+        };
+        self.arm(won).slot.answer::<O>(out)?;
+        self.set_won(won);
+        Ok(won)
+    }
+
+    /// Answers the select's park arm, if it has one, and marks it as the winner.
+    pub(crate) fn answer_park_arm(&self) -> Option<usize> {
+        let (plugins, len) = self.arm_plugins();
+        let arm = plugins[..len].iter().position(|&p| p == PARK_ARM)?;
+        self.arm(arm).slot.answer::<Park>(()).ok()?;
+        self.set_won(arm);
+        Some(arm)
+    }
+}
+
+/// One arm of a select: an op slot borrowed from the select's.
+pub(crate) struct Arm<'a> {
+    slot: OpSlot,
+    _select: std::marker::PhantomData<&'a OpSlot>,
+}
+
+impl std::ops::Deref for Arm<'_> {
+    type Target = OpSlot;
+
+    fn deref(&self) -> &OpSlot {
+        &self.slot
+    }
+}
+
+/// Type-erased `Serves::<O>::submit` for one plugin type and op type: what a [`Route`] calls.
+///
+/// # Safety
+///
+/// `header` must point to the header of a live `Slot<O>` whose tasklet is suspended (the
+/// module's invariant), and `plugin` must be a `P`.
+pub(crate) type SubmitFn =
+    unsafe fn(&mut dyn Plugin, NonNull<Header>, TaskletId, &mut Context<'_>) -> bool;
+
+/// The [`SubmitFn`] of plugin `P` for op `O`.
+pub(crate) unsafe fn submit_erased<P: Serves<O>, O: Op>(
+    plugin: &mut dyn Plugin,
+    header: NonNull<Header>,
+    from: TaskletId,
+    cx: &mut Context<'_>,
+) -> bool {
+    // SAFETY: the caller guarantees `plugin` is a `P` (the route was made for it), so the
+    // data pointer of the trait object points to a `P`.
+    let plugin = unsafe { &mut *(plugin as *mut dyn Plugin).cast::<P>() };
+    // SAFETY: the caller guarantees `header` starts a live `Slot<O>` of a suspended tasklet;
+    // nothing else touches it while the schedule holds it.
+    let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
+    let Some(op) = slot.op.take() else {
+        return true;
+    };
+    match plugin.submit(op, from, cx) {
+        Poll::Ready(out) => {
+            slot.out = Some(out);
+            true
+        }
+        Poll::Pending => false,
+    }
+}

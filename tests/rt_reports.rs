@@ -1,0 +1,227 @@
+//! What the runtime logs about tasklets: a stall (a tasklet or plugin running too long without
+//! yielding) is named once, while it still runs; an unnamed tasklet is shown as `#<id>`.
+//!
+//! The tests share one process-wide logger that keeps every record.
+
+mod util;
+
+use std::sync::{Mutex, Once};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use fibra::rt::{Context, Events, Op, Plugin, Router, Schedule, Serves, TaskletId};
+
+/// Every record logged, as `LEVEL target: message`.
+static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Keep;
+impl log::Log for Keep {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        RECORDS.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+fn logger() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        log::set_boxed_logger(Box::new(Keep)).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The records that contain every one of `parts`.
+fn records_with(parts: &[&str]) -> Vec<String> {
+    let records = RECORDS.lock().unwrap();
+    let hits = records
+        .iter()
+        .filter(|r| parts.iter().all(|p| r.contains(p)));
+    hits.cloned().collect()
+}
+
+/// Spins (never yielding) until a record with every one of `parts` appears, at most 10 s.
+fn spin_until_logged(parts: &[&str]) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if !records_with(parts).is_empty() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}
+
+#[test]
+fn a_spinning_tasklet_is_named_once_while_it_still_runs() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    let spinner = s
+        .spawn_named("spinner", |h| {
+            let me = h.id().to_string();
+            let parts = [
+                "WARN fibra_rt::stall: tasklet",
+                &me,
+                "`spinner`",
+                "without yielding",
+            ];
+            // Still running (this is its first and only step) when the report comes.
+            assert!(spin_until_logged(&parts), "no stall report for {me}");
+            // Go on a while past it: still reported once only.
+            let past = Instant::now();
+            while past.elapsed() < Duration::from_millis(200) {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+    s.watch_exit(spinner);
+    s.run().unwrap();
+    assert!(s.take_exit(spinner).unwrap().is_finished());
+    let me = format!("{spinner} `spinner`");
+    let reports = records_with(&["fibra_rt::stall", &me, "without yielding"]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+}
+
+/// An op whose plugin spins in `poll` until the stall report names it.
+struct Slow;
+impl Op for Slow {
+    type Output = ();
+}
+
+#[derive(Debug, Default)]
+struct Sluggish {
+    waiting: Option<TaskletId>,
+    reported: bool,
+}
+
+impl Plugin for Sluggish {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Slow>();
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, _: Events<'_>) -> std::io::Result<()> {
+        if let Some(id) = self.waiting.take() {
+            let parts = ["WARN fibra_rt::stall: plugin", "Sluggish", "poll"];
+            self.reported = spin_until_logged(&parts);
+            let _ = cx.complete::<Slow>(id, ());
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.map(|_| Instant::now())
+    }
+}
+
+impl Serves<Slow> for Sluggish {
+    fn submit(&mut self, _: Slow, from: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+        self.waiting = Some(from);
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_plugin_that_blocks_in_poll_is_named() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    s.add_plugin(Sluggish::default()).unwrap();
+    s.spawn(|h| h.yield_op(Slow)).unwrap();
+    s.run().unwrap();
+    assert!(s.plugin::<Sluggish>().unwrap().reported, "no stall report");
+}
+
+#[test]
+fn with_reports_off_nothing_is_said() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(10))
+        .stall_reports(false)
+        .build();
+    s.spawn_named("quiet-spinner", |_| {
+        std::thread::sleep(Duration::from_millis(100));
+    })
+    .unwrap();
+    s.run().unwrap();
+    assert!(records_with(&["fibra_rt::stall", "quiet-spinner"]).is_empty());
+}
+
+#[test]
+fn an_unnamed_tasklet_is_shown_by_its_id() {
+    logger();
+    let mut s = Schedule::new();
+    let id = s.spawn(|_| panic!("unnamed and failing")).unwrap();
+    s.run().unwrap();
+    let reports = records_with(&["unnamed and failing", "fibra_rt::tasklet"]);
+    assert_eq!(
+        reports,
+        [format!(
+            "ERROR fibra_rt::tasklet: tasklet {id} panicked: unnamed and failing"
+        )]
+    );
+}
+
+/// The `/proc/self/task/*/status` texts of this process's threads named `fibra-stall`.
+fn watchdog_threads() -> Vec<String> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "fibra-stall" {
+            found.push(std::fs::read_to_string(task.path().join("status")).unwrap_or_default());
+        }
+    }
+    found
+}
+
+/// The watchdog is a thread of its schedule's: it starts with it (with every signal blocked,
+/// so that a signal the signal plugin catches is never delivered to it, with its default
+/// action), and ends when the schedule drops. Alone in a child process, to count threads.
+#[test]
+fn the_watchdog_thread_blocks_signals_and_ends_with_its_schedule() {
+    const CHILD: &str = "FIBRA_RT_REPORTS_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        assert!(watchdog_threads().is_empty());
+        let s = Schedule::new();
+        // The thread names itself as it starts.
+        let start = Instant::now();
+        let mut threads = watchdog_threads();
+        while threads.is_empty() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+            threads = watchdog_threads();
+        }
+        assert_eq!(threads.len(), 1);
+        let blocked = threads[0]
+            .lines()
+            .find(|l| l.starts_with("SigBlk:"))
+            .unwrap();
+        let mask = u64::from_str_radix(blocked["SigBlk:".len()..].trim(), 16).unwrap();
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            assert!(
+                mask & (1 << (signal - 1)) != 0,
+                "{blocked}: signal {signal}"
+            );
+        }
+        drop(s);
+        assert!(
+            watchdog_threads().is_empty(),
+            "the watchdog outlived its schedule"
+        );
+        let off = Schedule::builder().stall_reports(false).build();
+        assert!(watchdog_threads().is_empty(), "a watchdog with reports off");
+        drop(off);
+        eprintln!("child: done");
+        return;
+    }
+    let (ok, output) = util::run_in_child(
+        "the_watchdog_thread_blocks_signals_and_ends_with_its_schedule",
+        (CHILD, "1"),
+        Duration::from_secs(30),
+    );
+    assert!(ok && output.contains("child: done"), "{output}");
+}
