@@ -188,10 +188,48 @@ fn every_example_says_what_it_is_and_how_to_use_it() {
     }
 }
 
+/// A flag's value may be joined to it with `=`, as in most command lines; a value joined to a
+/// flag that takes none, or out of range, is a usage error (exit status 2) that names the flag.
+#[test]
+fn a_flag_and_its_value_may_be_joined_with_equals() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("--addr={}", taken.local_addr().unwrap());
+    // The value reached `--addr`: the example tried to listen there.
+    for name in ["timeserver", "chatter_2007"] {
+        let out = run_to_end_with(name, &[&addr]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} {addr} exited {}", out.status);
+        assert!(
+            said.contains("Address already in use"),
+            "{name} {addr} said: {said}"
+        );
+    }
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("echo", &["--pin=yes"], "--pin takes no value"),
+        (
+            "chatter",
+            &["--no-web=1", "--threads", "2"],
+            "--no-web takes no value",
+        ),
+        ("chatter", &["--threads=0"], "--threads `0`"),
+    ];
+    for (name, args, want) in cases {
+        let out = run_to_end_with(name, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?} said: {said}");
+        assert!(said.contains(want), "{name} {args:?} said: {said}");
+    }
+}
+
 /// Runs `name arg` to its end, within 20 s: an example that starts serving instead fails.
 fn run_to_end(name: &str, arg: &str) -> std::process::Output {
+    run_to_end_with(name, &[arg])
+}
+
+/// Runs `name args` to its end, within 20 s: an example that starts serving instead fails.
+fn run_to_end_with(name: &str, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(util::example(name))
-        .arg(arg)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -201,7 +239,7 @@ fn run_to_end(name: &str, arg: &str) -> std::process::Output {
         if Instant::now() > deadline {
             let _ = child.kill(); // our own child, by handle
             let _ = child.wait();
-            panic!("`{name} {arg}` kept running instead of ending");
+            panic!("`{name} {args:?}` kept running instead of ending");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
