@@ -204,7 +204,7 @@ fn a_flag_and_its_value_may_be_joined_with_equals() {
             "{name} {addr} said: {said}"
         );
     }
-    let cases: [(&str, &[&str], &str); 3] = [
+    let cases: [(&str, &[&str], &str); 4] = [
         ("echo", &["--pin=yes"], "--pin takes no value"),
         (
             "chatter",
@@ -212,6 +212,7 @@ fn a_flag_and_its_value_may_be_joined_with_equals() {
             "--no-web takes no value",
         ),
         ("chatter", &["--threads=0"], "--threads `0`"),
+        ("hertz", &["--hz=0"], "--hz: invalid ticker period"),
     ];
     for (name, args, want) in cases {
         let out = run_to_end_with(name, args);
