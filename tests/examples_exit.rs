@@ -138,6 +138,24 @@ const EXAMPLES: [&str; 13] = [
 fn every_example_says_what_it_is_and_how_to_use_it() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
+    // Every example in examples/ is in the list (a file, or a folder with its main.rs).
+    let mut found: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+            .expect("examples/")
+            .map(|entry| entry.unwrap().path())
+            .filter_map(|path| match path.extension() {
+                Some(ext) if ext == "rs" => Some(path.file_stem()?.to_str()?.to_owned()),
+                None if path.join("main.rs").exists() => {
+                    Some(path.file_name()?.to_str()?.to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+    found.sort();
+    assert_eq!(
+        found, EXAMPLES,
+        "tests/examples_exit.rs's EXAMPLES against examples/"
+    );
     let mut ports = std::collections::HashMap::new();
     for name in EXAMPLES {
         let mut help = String::new();
