@@ -82,7 +82,11 @@ const USAGE: &str = "usage:
                [--ws yes|no] [--abchat yes|no] [--prefix P] [--id-base B]
                [--secs S] [--warmup S] [--pid P]
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
-  loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]";
+  loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]
+
+defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --conns 100, --size 64,
+  --clients 1000, --rate 1, --churn 0, --drain 2, --report 0 (none), --prompt no, --ws no,
+  --abchat no, --prefix c, --id-base 0";
 
 fn main() {
     if let Err(e) = run() {
