@@ -78,7 +78,7 @@ fn parse_args() -> Config {
     config
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = parse_args();
     let ticker = Ticker::hertz(config.hz)?.with_missed(config.missed);

@@ -70,7 +70,7 @@ impl Factory for EchoFactory {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:7002".to_owned();
     let mut secs = None;
     let mut args = cli::Args::new("service", HELP);

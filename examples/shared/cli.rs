@@ -100,3 +100,20 @@ impl Args {
         std::process::exit(2);
     }
 }
+
+/// What an example's `main` returns: an error that the standard `main` prints as
+/// `Error: <its message>`, where a `Box<dyn Error>` would print its `Debug` form (quoted
+/// strings, struct fields). Any error converts into it with `?`.
+pub(crate) struct Failure(String);
+
+impl<E: Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
