@@ -101,3 +101,20 @@ fn a_mistake_on_the_command_line_is_a_usage_error() {
         );
     }
 }
+
+#[test]
+fn a_peer_that_cannot_listen_says_why_in_words() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for name in TOOLS.iter().filter(|name| name.starts_with("tokio_")) {
+        let out = run(name, &["--addr", &addr]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr:?}");
+        assert!(
+            stderr.contains("Address already in use"),
+            "{name}: {stderr:?}"
+        );
+        // A message, not the Debug form of an error (`Os { code: 98, kind: AddrInUse, … }`).
+        assert!(!stderr.contains(" { "), "{name}: {stderr:?}");
+    }
+}

@@ -55,7 +55,7 @@ ABChat's protocol (4-byte length frames, the name first, @name for private lines
 usage: tokio_abchat [--addr HOST:PORT]
   --addr HOST:PORT  where to listen (default 127.0.0.1:8889)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:8889".to_owned();
     let mut args = cli::Args::new("tokio_abchat", HELP);
     while let Some(flag) = args.next_flag() {

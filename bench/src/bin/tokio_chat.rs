@@ -49,7 +49,7 @@ usage: tokio_chat [--addr HOST:PORT] [--threads N]
   --addr HOST:PORT  where to listen (default 127.0.0.1:1970)
   --threads N       tokio's multi-thread runtime with N workers (default: current-thread)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:1970".to_owned();
     let mut threads = None;
     let mut args = cli::Args::new("tokio_chat", HELP);

@@ -22,7 +22,7 @@ usage: tokio_echo [--addr HOST:PORT] [--threads N]
   --threads N       1: a current-thread runtime (default); more: the multi-thread one
                     with N workers";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:7070".to_owned();
     let mut threads = 1usize;
     let mut args = cli::Args::new("tokio_echo", HELP);

@@ -42,7 +42,7 @@ tokio_ws_chat: the tokio peer of the chatter's WebSocket side, a benchmark tool
 usage: tokio_ws_chat [--addr HOST:PORT]
   --addr HOST:PORT  where to listen (default 127.0.0.1:1991)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:1991".to_owned();
     let mut args = cli::Args::new("tokio_ws_chat", HELP);
     while let Some(flag) = args.next_flag() {
