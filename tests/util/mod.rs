@@ -1,8 +1,8 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)] // each test file uses some of them
 
-pub(crate) mod json;
-pub(crate) mod webdriver;
+// json.rs and webdriver.rs, beside this file, are the browser test's own (tests/browser.rs
+// includes them), so that the other test files do not compile them.
 pub(crate) mod ws;
 
 use std::cell::Cell;
