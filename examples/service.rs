@@ -78,7 +78,7 @@ fn main() -> Result<(), cli::Failure> {
         let f = flag.as_str();
         match f {
             "--addr" => addr = args.value(f),
-            "--secs" => secs = Some(args.parse::<u64>(f)),
+            "--secs" => secs = Some(args.number(f, 1, 31_536_000)),
             _ => args.unknown(f),
         }
     }

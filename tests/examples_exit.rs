@@ -228,7 +228,7 @@ fn a_flag_and_its_value_may_be_joined_with_equals() {
             "{name} {addr} said: {said}"
         );
     }
-    let cases: [(&str, &[&str], &str); 4] = [
+    let cases: [(&str, &[&str], &str); 5] = [
         ("echo", &["--pin=yes"], "--pin takes no value"),
         (
             "chatter",
@@ -237,6 +237,11 @@ fn a_flag_and_its_value_may_be_joined_with_equals() {
         ),
         ("chatter", &["--threads=0"], "--threads `0`"),
         ("hertz", &["--hz=0"], "--hz: invalid ticker period"),
+        (
+            "service",
+            &["--secs=-5"],
+            "--secs `-5`: give a whole number",
+        ),
     ];
     for (name, args, want) in cases {
         let out = run_to_end_with(name, args);
