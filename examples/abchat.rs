@@ -111,7 +111,7 @@ struct Room {
     deliveries: Cell<u64>,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = parse_args();
     let mut schedule = fibra::schedule()?;

@@ -81,7 +81,7 @@ const HELP: &str = "chatter_2007: the 2007 chatter, fibra's first demo, a line c
 usage: chatter_2007 [--addr HOST:PORT]
   --addr  where to listen (default 127.0.0.1:2007)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:2007".to_owned();
     let mut args = cli::Args::new("chatter_2007", HELP);
     while let Some(flag) = args.next_flag() {
@@ -91,5 +91,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     // Runs until the listener fails (its error reaches here, and the exit status is 1).
-    fibra::schedule()?.block_on(move |h| listener(h, &addr))?
+    fibra::schedule()?.block_on(move |h| listener(h, &addr))??;
+    Ok(())
 }

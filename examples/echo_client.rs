@@ -72,7 +72,7 @@ fn seconds(args: &mut cli::Args, flag: &str) -> Duration {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7001".to_owned();
     let (mut pause, mut initial, mut max) = (

@@ -31,7 +31,7 @@ else (nc to it)
 usage: eventlet_chat [--addr HOST:PORT]
   --addr  where to listen (default 127.0.0.1:3000)";
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:3000".to_owned();
     let mut args = cli::Args::new("eventlet_chat", HELP);
     while let Some(flag) = args.next_flag() {
@@ -55,5 +55,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         println!("ChatServer exiting.");
         Ok(())
-    })?
+    })??;
+    Ok(())
 }

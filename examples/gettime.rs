@@ -90,7 +90,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
     (d > Duration::ZERO && d <= Duration::from_secs(3600)).then_some(d)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = parse_args();
     let mut schedule = fibra::schedule()?;

@@ -59,7 +59,7 @@ impl Factory for EchoServerFactory {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7001".to_owned();
     let mut args = cli::Args::new("gnet_echo", HELP);

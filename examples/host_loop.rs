@@ -113,7 +113,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         match f {
             "--addr" => addr = args.value(f),
             "--hz" => hz = args.number(f, 1, 10_000) as u32,
-            "--secs" => secs = Some(args.parse(f)),
+            "--secs" => secs = Some(args.number(f, 1, 31_536_000)),
             "--report" => report = args.number(f, 1, 86_400),
             _ => args.unknown(f),
         }

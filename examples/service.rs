@@ -70,7 +70,7 @@ impl Factory for EchoFactory {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:7002".to_owned();
     let mut secs = None;
     let mut args = cli::Args::new("service", HELP);
@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let f = flag.as_str();
         match f {
             "--addr" => addr = args.value(f),
-            "--secs" => secs = Some(args.parse::<u64>(f)),
+            "--secs" => secs = Some(args.number(f, 1, 31_536_000)),
             _ => args.unknown(f),
         }
     }

@@ -24,7 +24,7 @@ the UTC time
 usage: timeserver [--addr HOST:PORT]
   --addr  where to listen (default 127.0.0.1:10000)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:10000".to_owned();
     let mut args = cli::Args::new("timeserver", HELP);

@@ -30,7 +30,7 @@ usage: web_hello [--addr HOST:PORT] [--max-frame BYTES] [--max-message BYTES]
     )
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:8080".to_owned();
     let mut limits = Limits::default();

@@ -17,7 +17,7 @@ cargo build --release --example web_hello
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 OUT=target/autobahn
 mkdir -p "$OUT"
-RUST_LOG=warn target/release/examples/web_hello --addr "127.0.0.1:$PORT" --max-message 16777216 &
+RUST_LOG=warn target/release/examples/web_hello --addr "127.0.0.1:$PORT" --max-frame 16777216 --max-message 16777216 &
 SERVER=$!
 trap 'kill -INT $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 sleep 0.5

@@ -4,11 +4,17 @@
 //! where a missing browser fails it.
 
 mod chat;
+// The WebDriver client and its JSON: this test's alone, so not in `util`, which every test
+// file compiles.
+#[path = "util/json.rs"]
+mod json;
 mod util;
+#[path = "util/webdriver.rs"]
+mod webdriver;
 
 use chat::{protocol, Config, TestServer};
-use util::json::Json;
-use util::webdriver::{self, Driver};
+use json::Json;
+use webdriver::Driver;
 
 #[test]
 #[ignore = "needs chromium and chromium-driver; .ci/run installs them and runs it with --ignored"]

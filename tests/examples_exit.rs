@@ -1,8 +1,8 @@
-//! Every server example exits non-zero, saying why, when it cannot start (its address is
-//! taken); none reports success for a server that never served. Ctrl-C (SIGINT, through the
-//! signals plugin) stops each one cleanly, with exit status 0. Every example says what it
-//! is and how to use it on `--help`, refuses an unknown flag with exit status 2, and has a
-//! default port of its own, the one README.md's table gives.
+//! Every server example exits non-zero, saying why in words, when it cannot start (its address
+//! is taken); none reports success for a server that never served. Ctrl-C (SIGINT, through the
+//! signals plugin) stops each one cleanly, with exit status 0. Every example says what it is
+//! and how to use it on `--help`, refuses an unknown flag with exit status 2, and has a default
+//! port of its own, the one README.md's table gives.
 
 mod util;
 
@@ -52,6 +52,12 @@ fn a_server_that_cannot_listen_exits_non_zero() {
             "{name} exited {status} on a taken address"
         );
         assert!(err.contains("Address already in use"), "{name} said: {err}");
+        // Said as a message, not as `main`'s Debug form of a `Box<dyn Error>` (a quoted
+        // string, or a struct's fields).
+        assert!(
+            !err.contains("Error: \"") && !err.contains(" { "),
+            "{name} said: {err}"
+        );
     }
 }
 
@@ -138,6 +144,24 @@ const EXAMPLES: [&str; 13] = [
 fn every_example_says_what_it_is_and_how_to_use_it() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
+    // Every example in examples/ is in the list (a file, or a folder with its main.rs).
+    let mut found: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+            .expect("examples/")
+            .map(|entry| entry.unwrap().path())
+            .filter_map(|path| match path.extension() {
+                Some(ext) if ext == "rs" => Some(path.file_stem()?.to_str()?.to_owned()),
+                None if path.join("main.rs").exists() => {
+                    Some(path.file_name()?.to_str()?.to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+    found.sort();
+    assert_eq!(
+        found, EXAMPLES,
+        "tests/examples_exit.rs's EXAMPLES against examples/"
+    );
     let mut ports = std::collections::HashMap::new();
     for name in EXAMPLES {
         let mut help = String::new();
@@ -188,10 +212,54 @@ fn every_example_says_what_it_is_and_how_to_use_it() {
     }
 }
 
+/// A flag's value may be joined to it with `=`, as in most command lines; a value joined to a
+/// flag that takes none, or out of range, is a usage error (exit status 2) that names the flag.
+#[test]
+fn a_flag_and_its_value_may_be_joined_with_equals() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("--addr={}", taken.local_addr().unwrap());
+    // The value reached `--addr`: the example tried to listen there.
+    for name in ["timeserver", "chatter_2007"] {
+        let out = run_to_end_with(name, &[&addr]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} {addr} exited {}", out.status);
+        assert!(
+            said.contains("Address already in use"),
+            "{name} {addr} said: {said}"
+        );
+    }
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("echo", &["--pin=yes"], "--pin takes no value"),
+        (
+            "chatter",
+            &["--no-web=1", "--threads", "2"],
+            "--no-web takes no value",
+        ),
+        ("chatter", &["--threads=0"], "--threads `0`"),
+        ("hertz", &["--hz=0"], "--hz: invalid ticker period"),
+        (
+            "service",
+            &["--secs=-5"],
+            "--secs `-5`: give a whole number",
+        ),
+    ];
+    for (name, args, want) in cases {
+        let out = run_to_end_with(name, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?} said: {said}");
+        assert!(said.contains(want), "{name} {args:?} said: {said}");
+    }
+}
+
 /// Runs `name arg` to its end, within 20 s: an example that starts serving instead fails.
 fn run_to_end(name: &str, arg: &str) -> std::process::Output {
+    run_to_end_with(name, &[arg])
+}
+
+/// Runs `name args` to its end, within 20 s: an example that starts serving instead fails.
+fn run_to_end_with(name: &str, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(util::example(name))
-        .arg(arg)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -201,7 +269,7 @@ fn run_to_end(name: &str, arg: &str) -> std::process::Output {
         if Instant::now() > deadline {
             let _ = child.kill(); // our own child, by handle
             let _ = child.wait();
-            panic!("`{name} {arg}` kept running instead of ending");
+            panic!("`{name} {args:?}` kept running instead of ending");
         }
         std::thread::sleep(Duration::from_millis(10));
     }

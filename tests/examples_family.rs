@@ -135,3 +135,22 @@ fn fibra_hertz_ticks_on_its_grid_beside_the_echo_server() {
     assert!(ticks + skipped >= 59, "{done}");
     assert!(done.contains("worst lateness"), "{done}");
 }
+
+/// A rate the thread cannot keep up with leaves every tick already due, and a due tick
+/// returns without yielding: the tick loop still lets the echo server and the signals
+/// tasklet run, so it echoes and Ctrl-C stops it.
+#[test]
+fn fibra_hertz_above_what_the_thread_can_tick_still_echoes_and_stops_on_ctrl_c() {
+    let server = util::Example::start_with("hertz", &["--hz", "1e9"]);
+    let mut echo = TcpStream::connect(&server.addr).unwrap();
+    echo.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    echo.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    std::io::Read::read_exact(&mut echo, &mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    let (status, said) = server.interrupt();
+    assert!(status.success(), "exited {status}:\n{said}");
+    assert!(said.contains("SIGINT: stopping"), "{said}");
+    assert!(said.contains("hertz: done: "), "{said}");
+}

@@ -1,6 +1,7 @@
 //! Every benchmark tool answers `--help`: exit status 0, and a first line that says what the
-//! program is (its name, and that it is a benchmark tool). Also: an unknown argument is an
-//! error that shows the usage.
+//! program is (its name, and that it is a benchmark tool). A mistake on the command line (an
+//! unknown argument, a flag without its value) is a usage error, as in the examples (the same
+//! examples/shared/cli.rs): exit status 2, the argument named, and a pointer to `--help`.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -67,18 +68,53 @@ fn every_tool_says_what_it_is_on_help() {
 }
 
 #[test]
-fn an_unknown_argument_fails_with_the_usage() {
+fn a_mistake_on_the_command_line_is_a_usage_error() {
     for name in TOOLS {
         // loadgen takes a scenario first.
-        let args: &[&str] = if name == "loadgen" {
-            &["echo", "--bogus", "1"]
-        } else {
-            &["--bogus"]
-        };
-        let out = run(name, args);
+        let first: &[&str] = if name == "loadgen" { &["echo"] } else { &[] };
+        for (mistake, said) in [
+            (&["--bogus", "1"][..], "unknown argument `--bogus`"),
+            (&["--addr"][..], "--addr needs a value"),
+            (
+                &["--addr=127.0.0.1:1", "--bogus"][..],
+                "unknown argument `--bogus`",
+            ),
+        ] {
+            let args = [first, mistake].concat();
+            let out = run(name, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr:?}");
+            assert!(stderr.contains(said), "{name} {args:?}: {stderr:?}");
+            assert!(
+                stderr.contains(&format!("try `{name} --help`")),
+                "{name} {args:?}: {stderr:?}"
+            );
+        }
+    }
+    for args in [&[][..], &["nope"][..]] {
+        let out = run("loadgen", args);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{name} {args:?} succeeded");
-        assert!(stderr.contains("--bogus"), "{name}: {stderr:?}");
-        assert!(stderr.contains("usage:"), "{name}: {stderr:?}");
+        assert_eq!(out.status.code(), Some(2), "loadgen {args:?}: {stderr:?}");
+        assert!(
+            stderr.contains("echo, chat, idle or accept"),
+            "loadgen {args:?}: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn a_peer_that_cannot_listen_says_why_in_words() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for name in TOOLS.iter().filter(|name| name.starts_with("tokio_")) {
+        let out = run(name, &["--addr", &addr]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr:?}");
+        assert!(
+            stderr.contains("Address already in use"),
+            "{name}: {stderr:?}"
+        );
+        // A message, not the Debug form of an error (`Os { code: 98, kind: AddrInUse, … }`).
+        assert!(!stderr.contains(" { "), "{name}: {stderr:?}");
     }
 }

@@ -27,7 +27,7 @@ usage: echo [--addr HOST:PORT] [--threads N] [--pin]
   --threads  schedules (threads) serving, each with its own SO_REUSEPORT listener (default 1)
   --pin      with --threads: pin thread i to CPU i";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7000".to_owned();
     let (mut threads, mut pin) = (1usize, false);
@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if threads > 1 {
-        return on_threads(&addr, threads, pin);
+        return Ok(on_threads(&addr, threads, pin)?);
     }
 
     let mut schedule = Schedule::new();

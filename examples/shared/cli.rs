@@ -1,6 +1,8 @@
 //! The examples' command lines, read flag by flag: `-h` or `--help` prints the help and
-//! exits 0; a mistake (an unknown flag, a value missing or out of range) is said on stderr
-//! with a pointer to `--help`, and the program exits 2, the status of a usage error.
+//! exits 0; a flag's value follows it (`--addr 127.0.0.1:1980`) or is joined to it with `=`
+//! (`--addr=127.0.0.1:1980`); a mistake (an unknown flag, a value missing or out of range, a
+//! value given to a flag that takes none) is said on stderr with a pointer to `--help`, and
+//! the program exits 2, the status of a usage error. A flag given twice: the last one counts.
 
 // Each example uses the parts it needs.
 #![allow(dead_code)]
@@ -14,6 +16,8 @@ pub(crate) struct Args {
     name: &'static str,
     help: String,
     rest: std::iter::Skip<std::env::Args>,
+    /// The flag last returned, and the value joined to it with `=` while none took it.
+    joined: Option<(String, String)>,
 }
 
 impl Args {
@@ -24,12 +28,25 @@ impl Args {
             name,
             help: help.into(),
             rest: std::env::args().skip(1),
+            joined: None,
         }
     }
 
     /// The next flag, `None` at the end. At `-h` or `--help`, prints the help and exits 0.
+    /// A value joined to the previous flag (`--pin=yes`) that it did not take is a usage
+    /// error here.
     pub(crate) fn next_flag(&mut self) -> Option<String> {
-        let flag = self.rest.next()?;
+        if let Some((flag, value)) = self.joined.take() {
+            self.fail(format!("{flag} takes no value (given `{value}`)"));
+        }
+        let mut flag = self.rest.next()?;
+        if flag.starts_with("--") {
+            if let Some((name, value)) = flag.split_once('=') {
+                let (name, value) = (name.to_owned(), value.to_owned());
+                self.joined = Some((name.clone(), value));
+                flag = name;
+            }
+        }
         if flag == "-h" || flag == "--help" {
             // A closed stdout (`| head`) is no failure of the help.
             let _ = writeln!(std::io::stdout(), "{}", self.help);
@@ -38,8 +55,12 @@ impl Args {
         Some(flag)
     }
 
-    /// The value after `flag`; a usage error when there is none.
+    /// The value of `flag`: joined to it with `=`, or the next argument; a usage error when
+    /// there is none.
     pub(crate) fn value(&mut self, flag: &str) -> String {
+        if let Some((_, value)) = self.joined.take() {
+            return value;
+        }
         match self.rest.next() {
             Some(value) => value,
             None => self.fail(format!("{flag} needs a value")),
@@ -77,5 +98,22 @@ impl Args {
     pub(crate) fn fail(&self, message: impl Display) -> ! {
         eprintln!("{}: {message} (try `{} --help`)", self.name, self.name);
         std::process::exit(2);
+    }
+}
+
+/// What an example's `main` returns: an error that the standard `main` prints as
+/// `Error: <its message>`, where a `Box<dyn Error>` would print its `Debug` form (quoted
+/// strings, struct fields). Any error converts into it with `?`.
+pub(crate) struct Failure(String);
+
+impl<E: Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }

@@ -1,8 +1,8 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)] // each test file uses some of them
 
-pub(crate) mod json;
-pub(crate) mod webdriver;
+// json.rs and webdriver.rs, beside this file, are the browser test's own (tests/browser.rs
+// includes them), so that the other test files do not compile them.
 pub(crate) mod ws;
 
 use std::cell::Cell;
@@ -307,10 +307,40 @@ impl<S> Drop for ServerThread<S> {
 }
 
 /// Where cargo put the examples it built for this test run (`target/<profile>/examples`).
+///
+/// `cargo test` builds the examples before it runs the tests, but `cargo test --test NAME`
+/// does not: an example older than a source file it is built from (cargo's dep-info file
+/// beside it names them) would be tested as it was, so this fails, saying how to rebuild
+/// it, rather than test a stale binary.
 pub(crate) fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join(name)
+    let path = profile_dir.join("examples").join(name);
+    let built = std::fs::metadata(&path).and_then(|m| m.modified());
+    let dep_info = std::fs::read_to_string(path.with_extension("d"));
+    if let (Ok(built), Ok(dep_info)) = (built, dep_info) {
+        // "<binary>: <source> <source> ...", a space in a path escaped as "\ ".
+        let sources = dep_info.split_once(": ").map_or("", |(_, s)| s);
+        let newer = sources
+            .replace("\\ ", "\0")
+            .split_whitespace()
+            .map(|source| std::path::PathBuf::from(source.replace('\0', " ")))
+            .find(|source| {
+                std::fs::metadata(source)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m > built)
+            });
+        if let Some(newer) = newer {
+            panic!(
+                "the example {name} ({}) is older than {} (`cargo test --test NAME` does not \
+                 rebuild the examples): run `cargo build --examples` (with --release for a \
+                 release test run) or plain `cargo test`",
+                path.display(),
+                newer.display()
+            );
+        }
+    }
+    path
 }
 
 /// A server example running as our child process on a free port of 127.0.0.1; killed (by

@@ -15,6 +15,8 @@
 
 #[path = "../../../examples/shared/abchat_name.rs"]
 mod abchat_name;
+#[path = "../../../examples/shared/cli.rs"]
+mod cli;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -53,20 +55,14 @@ ABChat's protocol (4-byte length frames, the name first, @name for private lines
 usage: tokio_abchat [--addr HOST:PORT]
   --addr HOST:PORT  where to listen (default 127.0.0.1:8889)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:8889".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return Ok(());
-            }
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => {
-                eprintln!("tokio_abchat: unknown argument `{other}`\n\n{HELP}");
-                std::process::exit(2);
-            }
+    let mut args = cli::Args::new("tokio_abchat", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            _ => args.unknown(f),
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,9 @@
 //! `/who`, `/msg <handle> <text>`, `/quit`. A line over 8 KiB ends the connection; a client
 //! more than 32,768 lines behind is cut off (the broadcast channel's capacity).
 
+#[path = "../../../examples/shared/cli.rs"]
+mod cli;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -46,22 +49,16 @@ usage: tokio_chat [--addr HOST:PORT] [--threads N]
   --addr HOST:PORT  where to listen (default 127.0.0.1:1970)
   --threads N       tokio's multi-thread runtime with N workers (default: current-thread)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:1970".to_owned();
     let mut threads = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return Ok(());
-            }
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--threads" => threads = Some(args.next().ok_or("--threads needs N")?.parse()?),
-            other => {
-                eprintln!("tokio_chat: unknown argument `{other}`\n\n{HELP}");
-                std::process::exit(2);
-            }
+    let mut args = cli::Args::new("tokio_chat", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--threads" => threads = Some(args.number(f, 1, 1024) as usize),
+            _ => args.unknown(f),
         }
     }
     let runtime = match threads {

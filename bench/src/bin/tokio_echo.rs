@@ -6,6 +6,9 @@
 //! cargo run --release -p fibra-bench --bin tokio_echo -- --threads 4   # the multi-thread runtime
 //! ```
 
+#[path = "../../../examples/shared/cli.rs"]
+mod cli;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -19,22 +22,16 @@ usage: tokio_echo [--addr HOST:PORT] [--threads N]
   --threads N       1: a current-thread runtime (default); more: the multi-thread one
                     with N workers";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:7070".to_owned();
     let mut threads = 1usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return Ok(());
-            }
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--threads" => threads = args.next().ok_or("--threads needs N")?.parse()?,
-            other => {
-                eprintln!("tokio_echo: unknown argument `{other}`\n\n{HELP}");
-                std::process::exit(2);
-            }
+    let mut args = cli::Args::new("tokio_echo", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            "--threads" => threads = args.number(f, 1, 1024) as usize,
+            _ => args.unknown(f),
         }
     }
     // One thread: the current-thread runtime; more: tokio's work-stealing multi-thread one.

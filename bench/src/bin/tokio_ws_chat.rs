@@ -9,6 +9,9 @@
 //! cargo run --release -p fibra-bench --bin tokio_ws_chat -- --addr 127.0.0.1:1991
 //! ```
 
+#[path = "../../../examples/shared/cli.rs"]
+mod cli;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -39,20 +42,14 @@ tokio_ws_chat: the tokio peer of the chatter's WebSocket side, a benchmark tool
 usage: tokio_ws_chat [--addr HOST:PORT]
   --addr HOST:PORT  where to listen (default 127.0.0.1:1991)";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:1991".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return Ok(());
-            }
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => {
-                eprintln!("tokio_ws_chat: unknown argument `{other}`\n\n{HELP}");
-                std::process::exit(2);
-            }
+    let mut args = cli::Args::new("tokio_ws_chat", HELP);
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => addr = args.value(f),
+            _ => args.unknown(f),
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -33,6 +33,8 @@
 //! The generator itself runs on fibra (tasklets, one thread).
 
 mod chat;
+#[path = "../../../../examples/shared/cli.rs"]
+mod cli;
 mod conns;
 mod echo;
 mod measure;
@@ -80,7 +82,11 @@ const USAGE: &str = "usage:
                [--ws yes|no] [--abchat yes|no] [--prefix P] [--id-base B]
                [--secs S] [--warmup S] [--pid P]
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
-  loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]";
+  loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]
+
+defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --conns 100, --size 64,
+  --clients 1000, --rate 1, --churn 0, --drain 2, --report 0 (none), --prompt no, --ws no,
+  --abchat no, --prefix c, --id-base 0";
 
 fn main() {
     if let Err(e) = run() {
@@ -89,13 +95,35 @@ fn main() {
     }
 }
 
+/// Every flag; each takes a value.
+const FLAGS: [&str; 16] = [
+    "--addr",
+    "--secs",
+    "--warmup",
+    "--pid",
+    "--conns",
+    "--size",
+    "--prompt",
+    "--clients",
+    "--rate",
+    "--churn",
+    "--drain",
+    "--report",
+    "--prefix",
+    "--id-base",
+    "--abchat",
+    "--ws",
+];
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
-        println!("{ABOUT}\n{USAGE}");
-        return Ok(());
-    }
-    let mut args = std::env::args().skip(1);
-    let scenario = args.next().ok_or(USAGE)?;
+    let mut args = cli::Args::new("loadgen", format!("{ABOUT}\n{USAGE}"));
+    let scenario = match args.next_flag() {
+        Some(s) if ["echo", "chat", "idle", "accept"].contains(&s.as_str()) => s,
+        Some(other) => args.fail(format!(
+            "`{other}`: give a scenario, echo, chat, idle or accept"
+        )),
+        None => args.fail("give a scenario: echo, chat, idle or accept"),
+    };
     let mut common = Common {
         addr: "127.0.0.1:7000".parse()?,
         secs: 5.0,
@@ -114,74 +142,63 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         prefix: "c".to_owned(),
         id_base: 0,
     };
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or(format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-        match flag.as_str() {
-            "--addr" => common.addr = value.parse().map_err(|e| bad(&e))?,
-            "--secs" => common.secs = value.parse().map_err(|e| bad(&e))?,
-            "--warmup" => common.warmup = value.parse().map_err(|e| bad(&e))?,
-            "--pid" => common.pid = Some(value.parse().map_err(|e| bad(&e))?),
-            "--conns" => conns = value.parse().map_err(|e| bad(&e))?,
-            "--size" => size = value.parse().map_err(|e| bad(&e))?,
-            "--prompt" => {
-                prompt = match value.as_str() {
-                    "yes" => true,
-                    "no" => false,
-                    _ => return Err(bad(&"expected yes or no").into()),
-                }
-            }
-            "--clients" => chat.clients = value.parse().map_err(|e| bad(&e))?,
-            "--rate" => chat.rate = value.parse().map_err(|e| bad(&e))?,
-            "--churn" => chat.churn = value.parse().map_err(|e| bad(&e))?,
-            "--drain" => chat.drain = value.parse().map_err(|e| bad(&e))?,
-            "--report" => chat.report = value.parse().map_err(|e| bad(&e))?,
+    while let Some(flag) = args.next_flag() {
+        let f = flag.as_str();
+        if !FLAGS.contains(&f) {
+            args.unknown(f);
+        }
+        let value = args.value(f);
+        let bad = |e: &dyn std::fmt::Display| -> ! { args.fail(format!("{f} `{value}`: {e}")) };
+        let yes_no = || match value.as_str() {
+            "yes" => true,
+            "no" => false,
+            _ => bad(&"give yes or no"),
+        };
+        match f {
+            "--addr" => common.addr = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--secs" => common.secs = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--warmup" => common.warmup = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--pid" => common.pid = Some(value.parse().unwrap_or_else(|e| bad(&e))),
+            "--conns" => conns = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--size" => size = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--prompt" => prompt = yes_no(),
+            "--clients" => chat.clients = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--rate" => chat.rate = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--churn" => chat.churn = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--drain" => chat.drain = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--report" => chat.report = value.parse().unwrap_or_else(|e| bad(&e)),
             "--prefix" => chat.prefix = value.clone(),
-            "--id-base" => chat.id_base = value.parse().map_err(|e| bad(&e))?,
-            "--abchat" => {
-                chat.abchat = match value.as_str() {
-                    "yes" => true,
-                    "no" => false,
-                    _ => return Err(bad(&"expected yes or no").into()),
-                }
-            }
-            "--ws" => {
-                chat.ws = match value.as_str() {
-                    "yes" => true,
-                    "no" => false,
-                    _ => return Err(bad(&"expected yes or no").into()),
-                }
-            }
-            other => return Err(format!("unknown flag {other}\n{USAGE}").into()),
+            "--id-base" => chat.id_base = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--abchat" => chat.abchat = yes_no(),
+            "--ws" => chat.ws = yes_no(),
+            _ => args.unknown(f),
         }
     }
     let secs_ok = common.secs > 0.0 && common.secs <= 3600.0;
     if !secs_ok || !(0.0..=600.0).contains(&common.warmup) {
-        return Err("--secs must be in (0, 3600], --warmup in [0, 600]".into());
+        args.fail("--secs must be in (0, 3600], --warmup in [0, 600]");
     }
     match scenario.as_str() {
         "echo" => {
             if conns == 0 || size == 0 {
-                return Err("--conns and --size must be > 0".into());
+                args.fail("--conns and --size must be > 0");
             }
             echo::run(&common, conns, size)
         }
         "chat" => {
             if chat.clients == 0 || !(chat.rate > 0.0 && chat.rate <= 1000.0) {
-                return Err("--clients must be > 0, --rate in (0, 1000]".into());
+                args.fail("--clients must be > 0, --rate in (0, 1000]");
             }
             if !(0.0..=10_000.0).contains(&chat.churn) || !(0.0..=60.0).contains(&chat.drain) {
-                return Err("--churn must be in [0, 10000], --drain in [0, 60]".into());
+                args.fail("--churn must be in [0, 10000], --drain in [0, 60]");
             }
             chat::run(&common, &chat)
         }
         "idle" | "accept" if conns == 0 || conns > 100_000 => {
-            Err("--conns must be in [1, 100000]".into())
+            args.fail("--conns must be in [1, 100000]")
         }
         "idle" => conns::idle(&common, conns, prompt),
         "accept" => conns::accept(&common, conns),
-        _ => Err(USAGE.into()),
+        _ => args.unknown(&scenario),
     }
 }
