@@ -161,6 +161,57 @@ fn a_tasklet_whose_plugin_panics_ends_even_inside_catch_panic() {
     );
 }
 
+/// A destructor that runs untrusted code under `catch_panic` (as fibra-net's session does with
+/// `Protocol::connection_lost`) while its tasklet is killed: that code's own panic is caught
+/// and said, not resumed out of the destructor (a panic escaping a destructor during the
+/// kill's unwind aborts the process). The kill's unwind itself still goes through.
+fn catch_panic_in_a_destructor_during_a_kill() {
+    struct Callback<'h> {
+        h: &'h fibra::rt::Handle,
+        caught: Rc<RefCell<Option<Result<(), String>>>>,
+    }
+    impl Drop for Callback<'_> {
+        fn drop(&mut self) {
+            let r = self
+                .h
+                .catch_panic(|| panic!("the callback panics while its tasklet dies"));
+            *self.caught.borrow_mut() = Some(r);
+        }
+    }
+    let mut s = Schedule::new();
+    let caught = Rc::new(RefCell::new(None));
+    let c = caught.clone();
+    let ran_on = Rc::new(Cell::new(false));
+    let r = ran_on.clone();
+    let id = s
+        .spawn(move |h| {
+            let _callback = Callback { h, caught: c };
+            let _ = h.catch_panic(|| h.park());
+            r.set(true);
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.tick().unwrap();
+    assert!(s.kill(id));
+    assert_eq!(s.take_exit(id), Some(Exit::Killed));
+    assert!(!ran_on.get(), "the killed tasklet ran on");
+    let said = caught.borrow_mut().take();
+    assert_eq!(
+        said,
+        Some(Err("the callback panics while its tasklet dies".to_owned()))
+    );
+    eprintln!("child: survived");
+}
+
+#[test]
+fn catch_panic_in_a_destructor_of_a_killed_tasklet_catches_its_own_panic() {
+    child(
+        "catch_panic_in_a_destructor_of_a_killed_tasklet_catches_its_own_panic",
+        "destructor",
+        catch_panic_in_a_destructor_during_a_kill,
+    );
+}
+
 /// Runs `scenario` in a child process (this test again, with `CHILD=case`), bounded to 30 s.
 fn child(test: &str, case: &str, scenario: fn()) {
     if std::env::var(CHILD).as_deref() == Ok(case) {
