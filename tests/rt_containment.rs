@@ -343,3 +343,53 @@ fn an_op_without_its_plugin_ends_its_tasklet_naming_the_line_to_add() {
     }
     assert_eq!(s.take_exit(other), Some(Exit::Finished));
 }
+
+/// A tasklet whose plugin panicked while serving it ends with every watcher told, even when
+/// the withdrawal of its ops that follows meets a second plugin whose `cancel` panics too.
+fn a_second_panic_while_reaping() {
+    struct Explode;
+    impl Op for Explode {
+        type Output = ();
+    }
+    #[derive(Debug)]
+    struct Bomb;
+    impl Plugin for Bomb {
+        fn register(router: &mut Router<Self>) {
+            router.op::<Explode>();
+        }
+    }
+    impl Serves<Explode> for Bomb {
+        fn submit(&mut self, _: Explode, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+            panic!("the plugin's submit panics");
+        }
+    }
+    let mut s = Schedule::new();
+    s.add_plugin(Holder {
+        cancel_panics: true,
+        ..Holder::default()
+    })
+    .unwrap();
+    s.add_plugin(Bomb).unwrap();
+    let id = s.spawn(|h| h.yield_op(Explode)).unwrap();
+    s.watch_exit(id);
+    assert!(catch_unwind(AssertUnwindSafe(|| s.tick())).is_err());
+    // The next call ends the tasklet; Holder's cancel panics on the way.
+    assert!(catch_unwind(AssertUnwindSafe(|| s.tick())).is_err());
+    assert!(!s.contains(id));
+    assert_eq!(
+        s.take_exit(id),
+        Some(Exit::Panicked("the plugin serving its op panicked".into())),
+        "the watcher was told"
+    );
+    assert!(!s.tick().unwrap());
+    eprintln!("child: survived");
+}
+
+#[test]
+fn a_tasklet_ended_by_a_plugin_panic_is_reported_despite_a_panicking_cancel() {
+    child(
+        "a_tasklet_ended_by_a_plugin_panic_is_reported_despite_a_panicking_cancel",
+        "reap",
+        a_second_panic_while_reaping,
+    );
+}

@@ -194,11 +194,19 @@ impl Schedule {
         self.core.op_deadlines.remove(id);
         let (watchers, exit) = (t.watchers, Exit::Panicked(PLUGIN_PANICKED.to_owned()));
         retire(&self.core.stall, t);
+        // Every plugin forgets it, and its watchers hear of its end, even if a `cancel`
+        // panics too (a joiner would wait forever); the first such panic goes on after.
+        let mut panicked = None;
         for plugin in &mut self.plugins {
-            plugin.cancel(id);
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| plugin.cancel(id))) {
+                panicked.get_or_insert(payload);
+            }
         }
         self.notify_exit(id, watchers, &exit);
         self.process_kills();
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
+        }
     }
 
     /// Carries out the withdrawals and kills that unparks and posted kills queued, before any
