@@ -393,3 +393,73 @@ fn a_tasklet_ended_by_a_plugin_panic_is_reported_despite_a_panicking_cancel() {
         a_second_panic_while_reaping,
     );
 }
+
+/// Watches the exit of whoever yields `Watch`; its `exited` hook panics.
+struct Watch;
+impl Op for Watch {
+    type Output = ();
+}
+
+#[derive(Debug)]
+struct BadWatcher;
+impl Plugin for BadWatcher {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Watch>();
+    }
+
+    fn exited(&mut self, _: TaskletId, _: &Exit, _: &mut Context<'_>) {
+        panic!("the plugin's exited hook panics");
+    }
+}
+
+impl Serves<Watch> for BadWatcher {
+    fn submit(&mut self, _: Watch, from: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
+        cx.watch_exit(from);
+        Poll::Ready(())
+    }
+}
+
+/// A plugin whose `exited` hook panics does not keep the tasklet's other watchers from
+/// hearing how it ended: a joiner (the tasks plugin watches for it) is woken.
+fn a_panicking_exit_hook_with_a_joiner() {
+    use fibra::tasks::{TasksExt, TasksPlugin};
+    let mut s = Schedule::new();
+    s.add_plugin(BadWatcher).unwrap();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let watched = s
+        .spawn(|h| {
+            h.yield_op(Watch);
+            // The joiner joins meanwhile.
+            h.sleep(Duration::from_millis(5));
+        })
+        .unwrap();
+    let joined = Rc::new(Cell::new(None));
+    let j = joined.clone();
+    s.spawn(move |h| j.set(Some(h.join_id(watched).is_ok_and(|e| e.is_finished()))))
+        .unwrap();
+    let mut panics = 0;
+    for _ in 0..200 {
+        match catch_unwind(AssertUnwindSafe(|| {
+            s.tick_within(Duration::from_millis(10))
+        })) {
+            Ok(r) => {
+                if !r.unwrap() {
+                    break;
+                }
+            }
+            Err(_) => panics += 1,
+        }
+    }
+    assert_eq!(panics, 1, "the hook's panic reaches the host once");
+    assert_eq!(joined.get(), Some(true), "the joiner heard the end");
+    eprintln!("child: survived");
+}
+
+#[test]
+fn a_panicking_exit_hook_does_not_keep_other_watchers_from_hearing() {
+    child(
+        "a_panicking_exit_hook_does_not_keep_other_watchers_from_hearing",
+        "hook",
+        a_panicking_exit_hook_with_a_joiner,
+    );
+}

@@ -238,6 +238,9 @@ impl Schedule {
                 *kept = Some(exit.clone());
             }
         }
+        // Every watcher hears, even after one's hook panicked (a joiner behind it would wait
+        // forever); the first panic goes on after.
+        let mut panicked = None;
         let mut bits = watchers;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
@@ -246,7 +249,15 @@ impl Schedule {
                 core: &mut self.core,
                 plugin: i,
             };
-            self.plugins[i].exited(id, exit, &mut cx);
+            let plugin = &mut self.plugins[i];
+            if let Err(payload) =
+                catch_unwind(AssertUnwindSafe(|| plugin.exited(id, exit, &mut cx)))
+            {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
         }
     }
 
