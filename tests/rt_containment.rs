@@ -463,3 +463,58 @@ fn a_panicking_exit_hook_does_not_keep_other_watchers_from_hearing() {
         a_panicking_exit_hook_with_a_joiner,
     );
 }
+
+/// Never completes; records the tasklets it was told to forget.
+struct Wait2;
+impl Op for Wait2 {
+    type Output = ();
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    cancelled: Vec<TaskletId>,
+}
+impl Plugin for Recorder {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Wait2>();
+    }
+
+    fn cancel(&mut self, id: TaskletId) {
+        self.cancelled.push(id);
+    }
+}
+
+impl Serves<Wait2> for Recorder {
+    fn submit(&mut self, _: Wait2, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+/// A kill of a tasklet waiting in a select withdraws every arm, even when the first arm's
+/// plugin panics in `cancel`: the second plugin does not keep a waiter that is gone.
+fn a_select_kill_with_a_panicking_cancel() {
+    let mut s = Schedule::new();
+    s.add_plugin(Holder::default()).unwrap();
+    s.add_plugin(Recorder::default()).unwrap();
+    let id = s
+        .spawn(|h| {
+            h.select(Hold, Wait2);
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.tick().unwrap();
+    s.plugin_mut::<Holder>().unwrap().cancel_panics = true;
+    assert!(catch_unwind(AssertUnwindSafe(|| s.kill(id))).is_err());
+    assert_eq!(s.take_exit(id), Some(Exit::Killed));
+    assert_eq!(s.plugin::<Recorder>().unwrap().cancelled, [id]);
+    eprintln!("child: survived");
+}
+
+#[test]
+fn a_kill_withdraws_every_arm_of_a_select_despite_a_panicking_cancel() {
+    child(
+        "a_kill_withdraws_every_arm_of_a_select_despite_a_panicking_cancel",
+        "select",
+        a_select_kill_with_a_panicking_cancel,
+    );
+}

@@ -130,11 +130,20 @@ impl Schedule {
                 self.plugins[plugin].cancel(id);
             }
             Wait::Select { slot } => {
+                // Every arm is withdrawn even if one plugin's `cancel` panics (the others
+                // would keep a waiter that is gone); the first panic goes on after.
                 let (plugins, len) = slot.arm_plugins();
+                let mut panicked = None;
                 for &plugin in &plugins[..len] {
                     if plugin != PARK_ARM {
-                        self.plugins[plugin].cancel(id);
+                        let plugin = &mut self.plugins[plugin];
+                        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| plugin.cancel(id))) {
+                            panicked.get_or_insert(payload);
+                        }
                     }
+                }
+                if let Some(payload) = panicked {
+                    resume_unwind(payload);
                 }
             }
             Wait::Park { .. } => {}
