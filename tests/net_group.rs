@@ -436,3 +436,33 @@ fn ten_thousand_members_get_every_batch() {
     }
     assert_eq!(net_stats(&s).connections, 0);
 }
+
+/// `send_with` runs the caller's closure on the group's batch: if it panics halfway, the half
+/// it wrote is not sent to the members (it would tear the next frame of every one of them).
+#[test]
+fn a_send_with_that_panics_halfway_sends_nothing() {
+    scenario(|h| {
+        let mut ends = connected(h, 2);
+        let (b, b_client) = ends.pop().unwrap();
+        let (a, a_client) = ends.pop().unwrap();
+        let room = Group::new();
+        assert!(room.add(&a).unwrap());
+        assert!(room.add(&b).unwrap());
+        room.send_frame(b"before").unwrap();
+        let caught = h.catch_panic(|| {
+            room.send_with(|out| {
+                out.extend_from_slice(b"half a li");
+                panic!("the closure panics halfway");
+            })
+        });
+        assert_eq!(caught, Err("the closure panics halfway".to_owned()));
+        room.send_frame(b"after").unwrap();
+        for client in [&a_client, &b_client] {
+            assert_eq!(text(h, client), "before");
+            assert_eq!(text(h, client), "after");
+        }
+        for end in [a, b, a_client, b_client] {
+            end.close();
+        }
+    });
+}

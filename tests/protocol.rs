@@ -471,3 +471,49 @@ fn the_heartbeat_deadline_spares_a_peer_that_keeps_talking() {
     let echoed = peer.join().unwrap().unwrap();
     assert_eq!(echoed.len(), 20 * 5, "each ping was answered");
 }
+
+/// A protocol whose `connection_lost` panics.
+struct Careless;
+impl Protocol for Careless {
+    fn frame_received(&mut self, _: &Handle, _: &Transport, _: &[u8]) {}
+
+    fn connection_lost(&mut self, _: &Ended) {
+        panic!("connection_lost panics");
+    }
+}
+
+struct Carelesses(Rc<Cell<u32>>);
+impl Factory for Carelesses {
+    type Protocol = Careless;
+    fn build_protocol(&mut self, _: SocketAddr) -> Option<Careless> {
+        self.0.set(self.0.get() + 1);
+        Some(Careless)
+    }
+}
+
+/// Sessions killed (their schedule dropped) whose `connection_lost` panics: each panic is
+/// caught and logged, and the process goes on (it aborted: the panic was resumed out of the
+/// session's destructor, mid-unwind). In a child process, since the failure is an abort.
+#[test]
+fn a_panicking_connection_lost_in_a_killed_session_does_not_abort() {
+    const CHILD: &str = "FIBRA_PROTOCOL_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        let mut s = util::net_schedule();
+        let listener = util::listen_with(&s, ListenOptions::new());
+        let addr = listener.local_addr();
+        let made = Rc::new(Cell::new(0));
+        let server = Server::new(listener, Carelesses(made.clone()));
+        server.start(&mut s).unwrap();
+        let _clients: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        util::run_until(&mut s, "two sessions", || made.get() == 2);
+        drop(s);
+        eprintln!("child: survived");
+        return;
+    }
+    let (ok, output) = util::run_in_child(
+        "a_panicking_connection_lost_in_a_killed_session_does_not_abort",
+        (CHILD, "1"),
+        Duration::from_secs(30),
+    );
+    assert!(ok && output.contains("child: survived"), "{output}");
+}

@@ -161,6 +161,57 @@ fn a_tasklet_whose_plugin_panics_ends_even_inside_catch_panic() {
     );
 }
 
+/// A destructor that runs untrusted code under `catch_panic` (as fibra-net's session does with
+/// `Protocol::connection_lost`) while its tasklet is killed: that code's own panic is caught
+/// and said, not resumed out of the destructor (a panic escaping a destructor during the
+/// kill's unwind aborts the process). The kill's unwind itself still goes through.
+fn catch_panic_in_a_destructor_during_a_kill() {
+    struct Callback<'h> {
+        h: &'h fibra::rt::Handle,
+        caught: Rc<RefCell<Option<Result<(), String>>>>,
+    }
+    impl Drop for Callback<'_> {
+        fn drop(&mut self) {
+            let r = self
+                .h
+                .catch_panic(|| panic!("the callback panics while its tasklet dies"));
+            *self.caught.borrow_mut() = Some(r);
+        }
+    }
+    let mut s = Schedule::new();
+    let caught = Rc::new(RefCell::new(None));
+    let c = caught.clone();
+    let ran_on = Rc::new(Cell::new(false));
+    let r = ran_on.clone();
+    let id = s
+        .spawn(move |h| {
+            let _callback = Callback { h, caught: c };
+            let _ = h.catch_panic(|| h.park());
+            r.set(true);
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.tick().unwrap();
+    assert!(s.kill(id));
+    assert_eq!(s.take_exit(id), Some(Exit::Killed));
+    assert!(!ran_on.get(), "the killed tasklet ran on");
+    let said = caught.borrow_mut().take();
+    assert_eq!(
+        said,
+        Some(Err("the callback panics while its tasklet dies".to_owned()))
+    );
+    eprintln!("child: survived");
+}
+
+#[test]
+fn catch_panic_in_a_destructor_of_a_killed_tasklet_catches_its_own_panic() {
+    child(
+        "catch_panic_in_a_destructor_of_a_killed_tasklet_catches_its_own_panic",
+        "destructor",
+        catch_panic_in_a_destructor_during_a_kill,
+    );
+}
+
 /// Runs `scenario` in a child process (this test again, with `CHILD=case`), bounded to 30 s.
 fn child(test: &str, case: &str, scenario: fn()) {
     if std::env::var(CHILD).as_deref() == Ok(case) {
@@ -291,4 +342,179 @@ fn an_op_without_its_plugin_ends_its_tasklet_naming_the_line_to_add() {
         exit => panic!("{exit:?}"),
     }
     assert_eq!(s.take_exit(other), Some(Exit::Finished));
+}
+
+/// A tasklet whose plugin panicked while serving it ends with every watcher told, even when
+/// the withdrawal of its ops that follows meets a second plugin whose `cancel` panics too.
+fn a_second_panic_while_reaping() {
+    struct Explode;
+    impl Op for Explode {
+        type Output = ();
+    }
+    #[derive(Debug)]
+    struct Bomb;
+    impl Plugin for Bomb {
+        fn register(router: &mut Router<Self>) {
+            router.op::<Explode>();
+        }
+    }
+    impl Serves<Explode> for Bomb {
+        fn submit(&mut self, _: Explode, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+            panic!("the plugin's submit panics");
+        }
+    }
+    let mut s = Schedule::new();
+    s.add_plugin(Holder {
+        cancel_panics: true,
+        ..Holder::default()
+    })
+    .unwrap();
+    s.add_plugin(Bomb).unwrap();
+    let id = s.spawn(|h| h.yield_op(Explode)).unwrap();
+    s.watch_exit(id);
+    assert!(catch_unwind(AssertUnwindSafe(|| s.tick())).is_err());
+    // The next call ends the tasklet; Holder's cancel panics on the way.
+    assert!(catch_unwind(AssertUnwindSafe(|| s.tick())).is_err());
+    assert!(!s.contains(id));
+    assert_eq!(
+        s.take_exit(id),
+        Some(Exit::Panicked("the plugin serving its op panicked".into())),
+        "the watcher was told"
+    );
+    assert!(!s.tick().unwrap());
+    eprintln!("child: survived");
+}
+
+#[test]
+fn a_tasklet_ended_by_a_plugin_panic_is_reported_despite_a_panicking_cancel() {
+    child(
+        "a_tasklet_ended_by_a_plugin_panic_is_reported_despite_a_panicking_cancel",
+        "reap",
+        a_second_panic_while_reaping,
+    );
+}
+
+/// Watches the exit of whoever yields `Watch`; its `exited` hook panics.
+struct Watch;
+impl Op for Watch {
+    type Output = ();
+}
+
+#[derive(Debug)]
+struct BadWatcher;
+impl Plugin for BadWatcher {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Watch>();
+    }
+
+    fn exited(&mut self, _: TaskletId, _: &Exit, _: &mut Context<'_>) {
+        panic!("the plugin's exited hook panics");
+    }
+}
+
+impl Serves<Watch> for BadWatcher {
+    fn submit(&mut self, _: Watch, from: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
+        cx.watch_exit(from);
+        Poll::Ready(())
+    }
+}
+
+/// A plugin whose `exited` hook panics does not keep the tasklet's other watchers from
+/// hearing how it ended: a joiner (the tasks plugin watches for it) is woken.
+fn a_panicking_exit_hook_with_a_joiner() {
+    use fibra::tasks::{TasksExt, TasksPlugin};
+    let mut s = Schedule::new();
+    s.add_plugin(BadWatcher).unwrap();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let watched = s
+        .spawn(|h| {
+            h.yield_op(Watch);
+            // The joiner joins meanwhile.
+            h.sleep(Duration::from_millis(5));
+        })
+        .unwrap();
+    let joined = Rc::new(Cell::new(None));
+    let j = joined.clone();
+    s.spawn(move |h| j.set(Some(h.join_id(watched).is_ok_and(|e| e.is_finished()))))
+        .unwrap();
+    let mut panics = 0;
+    for _ in 0..200 {
+        match catch_unwind(AssertUnwindSafe(|| {
+            s.tick_within(Duration::from_millis(10))
+        })) {
+            Ok(r) => {
+                if !r.unwrap() {
+                    break;
+                }
+            }
+            Err(_) => panics += 1,
+        }
+    }
+    assert_eq!(panics, 1, "the hook's panic reaches the host once");
+    assert_eq!(joined.get(), Some(true), "the joiner heard the end");
+    eprintln!("child: survived");
+}
+
+#[test]
+fn a_panicking_exit_hook_does_not_keep_other_watchers_from_hearing() {
+    child(
+        "a_panicking_exit_hook_does_not_keep_other_watchers_from_hearing",
+        "hook",
+        a_panicking_exit_hook_with_a_joiner,
+    );
+}
+
+/// Never completes; records the tasklets it was told to forget.
+struct Wait2;
+impl Op for Wait2 {
+    type Output = ();
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    cancelled: Vec<TaskletId>,
+}
+impl Plugin for Recorder {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Wait2>();
+    }
+
+    fn cancel(&mut self, id: TaskletId) {
+        self.cancelled.push(id);
+    }
+}
+
+impl Serves<Wait2> for Recorder {
+    fn submit(&mut self, _: Wait2, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+/// A kill of a tasklet waiting in a select withdraws every arm, even when the first arm's
+/// plugin panics in `cancel`: the second plugin does not keep a waiter that is gone.
+fn a_select_kill_with_a_panicking_cancel() {
+    let mut s = Schedule::new();
+    s.add_plugin(Holder::default()).unwrap();
+    s.add_plugin(Recorder::default()).unwrap();
+    let id = s
+        .spawn(|h| {
+            h.select(Hold, Wait2);
+        })
+        .unwrap();
+    s.watch_exit(id);
+    s.tick().unwrap();
+    s.plugin_mut::<Holder>().unwrap().cancel_panics = true;
+    assert!(catch_unwind(AssertUnwindSafe(|| s.kill(id))).is_err());
+    assert_eq!(s.take_exit(id), Some(Exit::Killed));
+    assert_eq!(s.plugin::<Recorder>().unwrap().cancelled, [id]);
+    eprintln!("child: survived");
+}
+
+#[test]
+fn a_kill_withdraws_every_arm_of_a_select_despite_a_panicking_cancel() {
+    child(
+        "a_kill_withdraws_every_arm_of_a_select_despite_a_panicking_cancel",
+        "select",
+        a_select_kill_with_a_panicking_cancel,
+    );
 }

@@ -225,3 +225,46 @@ fn the_watchdog_thread_blocks_signals_and_ends_with_its_schedule() {
     );
     assert!(ok && output.contains("child: done"), "{output}");
 }
+
+/// A plugin whose `poll` panics once.
+#[derive(Debug, Default)]
+struct PanicsInPollOnce {
+    panicked: bool,
+}
+
+impl Plugin for PanicsInPollOnce {
+    fn register(_: &mut Router<Self>) {}
+
+    fn poll(&mut self, _: &mut Context<'_>, _: Events<'_>) -> std::io::Result<()> {
+        if !std::mem::replace(&mut self.panicked, true) {
+            panic!("poll panics once");
+        }
+        Ok(())
+    }
+}
+
+/// A plugin's panic in `poll` ends its run for the watchdog too: the schedule, idle afterwards
+/// (the host caught the panic), is not reported as a plugin stuck in `poll` or `flush`.
+#[test]
+fn a_plugin_whose_poll_panicked_is_not_reported_as_running_after() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(20))
+        .build();
+    s.add_plugin(PanicsInPollOnce::default()).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.tick()));
+    assert!(caught.is_err(), "the plugin's poll did not panic");
+    // The panic hook ran inside `poll` (a backtrace can take longer than the threshold): that
+    // run may be reported, and its end then too, within a few watchdog looks.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = records_with(&["fibra_rt::stall", "PanicsInPollOnce"]);
+    // Idle: a few rounds, each waiting in the reactor far past the threshold, then the host
+    // on its own as long again.
+    s.spawn(|h| h.park()).unwrap();
+    for _ in 0..3 {
+        s.tick_within(Duration::from_millis(150)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let reports = records_with(&["fibra_rt::stall", "PanicsInPollOnce"]);
+    assert_eq!(reports, before, "reported while idle");
+}

@@ -288,6 +288,9 @@ impl Group {
     /// Sends what `f` writes, as it is (framing included), to every member: the bytes are
     /// built in place, in the group's batch, with no buffer of the caller's.
     ///
+    /// `f` runs while the network plugin's table is borrowed: it must not call into the
+    /// network (that panics). If `f` panics, nothing it wrote is sent, and the panic goes on.
+    ///
     /// ```no_run
     /// # fn demo(room: &fibra_net::Group, handle: &str, text: &str) {
     /// use std::io::Write;

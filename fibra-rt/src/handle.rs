@@ -177,7 +177,8 @@ impl Handle {
     /// Runs `f`; a panic in it comes back as its message, and the tasklet goes on. A kill's
     /// unwind is not a panic: it goes on through (see
     /// [`is_being_killed`](Self::is_being_killed)). For code that runs callbacks it does not
-    /// trust (a protocol's, a request handler's).
+    /// trust (a protocol's, a request handler's). In a destructor running while its tasklet is
+    /// killed, `f`'s own panic is caught like any other: the kill's unwind goes on around it.
     ///
     /// ```
     /// # let mut schedule = fibra_rt::Schedule::new();
@@ -194,9 +195,15 @@ impl Handle {
     ///
     /// The panic's message (or a note that its payload was not a string).
     pub fn catch_panic<T>(&self, f: impl FnOnce() -> T) -> Result<T, String> {
+        // Called from a destructor while the kill unwinds (a connection's `connection_lost`,
+        // say): what `f` raises is its own panic, not the kill's unwind, which is already on
+        // its way past this frame. Resumed, it would escape that destructor: an abort.
+        let killed_before = self.is_being_killed();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(value) => Ok(value),
-            Err(payload) if self.is_being_killed() => std::panic::resume_unwind(payload),
+            Err(payload) if !killed_before && self.is_being_killed() => {
+                std::panic::resume_unwind(payload)
+            }
             Err(payload) => Err(crate::tasklet::panic_message(&*payload)),
         }
     }

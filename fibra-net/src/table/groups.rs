@@ -8,6 +8,7 @@
 //! sent, and only those sent while it was a member.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
 use slab::Slab;
@@ -233,9 +234,15 @@ impl Table {
         Ok(())
     }
 
+    /// Runs the caller's `f` on the group's batch. If it panics, what it wrote goes (the
+    /// members' next frame would be torn), and its panic goes on to the caller's tasklet.
     pub(crate) fn group_send_with(&mut self, g: Key, f: impl FnOnce(&mut Vec<u8>)) {
         if let Some(group) = group_mut(&mut self.entries, g) {
-            f(&mut group.pending);
+            let before = group.pending.len();
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&mut group.pending))) {
+                group.pending.truncate(before);
+                resume_unwind(payload);
+            }
             self.after_group_send(g);
         }
     }

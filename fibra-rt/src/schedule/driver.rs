@@ -1,7 +1,7 @@
 //! The driver loop: rounds of outside events (the reactor's wait, deadlines, plugins' polls)
 //! and of tasklet steps, as `tick`, `tick_within` and `run` ask for them.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
@@ -53,8 +53,11 @@ impl Schedule {
             cx.core
                 .stall
                 .enter_plugin(Activity::Flush, self.plugin_names[i]);
-            let result = self.plugins[i].flush(&mut cx);
+            // Its run ends for the watchdog even if it panics (else the schedule, idle after
+            // the host caught the panic, would be reported as this plugin running on).
+            let result = catch_unwind(AssertUnwindSafe(|| self.plugins[i].flush(&mut cx)));
             self.core.stall.leave();
+            let result = result.unwrap_or_else(|payload| resume_unwind(payload));
             self.process_kills();
             result.map_err(|source| Error::Plugin {
                 plugin: self.plugin_names[i],
@@ -123,8 +126,10 @@ impl Schedule {
             cx.core
                 .stall
                 .enter_plugin(Activity::Poll, self.plugin_names[i]);
-            let result = self.plugins[i].poll(&mut cx, events);
+            // As in `flush_plugins`: the run ends for the watchdog even if `poll` panics.
+            let result = catch_unwind(AssertUnwindSafe(|| self.plugins[i].poll(&mut cx, events)));
             self.core.stall.leave();
+            let result = result.unwrap_or_else(|payload| resume_unwind(payload));
             self.process_kills();
             result.map_err(|source| Error::Plugin {
                 plugin: self.plugin_names[i],

@@ -130,11 +130,20 @@ impl Schedule {
                 self.plugins[plugin].cancel(id);
             }
             Wait::Select { slot } => {
+                // Every arm is withdrawn even if one plugin's `cancel` panics (the others
+                // would keep a waiter that is gone); the first panic goes on after.
                 let (plugins, len) = slot.arm_plugins();
+                let mut panicked = None;
                 for &plugin in &plugins[..len] {
                     if plugin != PARK_ARM {
-                        self.plugins[plugin].cancel(id);
+                        let plugin = &mut self.plugins[plugin];
+                        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| plugin.cancel(id))) {
+                            panicked.get_or_insert(payload);
+                        }
                     }
+                }
+                if let Some(payload) = panicked {
+                    resume_unwind(payload);
                 }
             }
             Wait::Park { .. } => {}
@@ -194,11 +203,19 @@ impl Schedule {
         self.core.op_deadlines.remove(id);
         let (watchers, exit) = (t.watchers, Exit::Panicked(PLUGIN_PANICKED.to_owned()));
         retire(&self.core.stall, t);
+        // Every plugin forgets it, and its watchers hear of its end, even if a `cancel`
+        // panics too (a joiner would wait forever); the first such panic goes on after.
+        let mut panicked = None;
         for plugin in &mut self.plugins {
-            plugin.cancel(id);
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| plugin.cancel(id))) {
+                panicked.get_or_insert(payload);
+            }
         }
         self.notify_exit(id, watchers, &exit);
         self.process_kills();
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
+        }
     }
 
     /// Carries out the withdrawals and kills that unparks and posted kills queued, before any
@@ -230,6 +247,9 @@ impl Schedule {
                 *kept = Some(exit.clone());
             }
         }
+        // Every watcher hears, even after one's hook panicked (a joiner behind it would wait
+        // forever); the first panic goes on after.
+        let mut panicked = None;
         let mut bits = watchers;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
@@ -238,7 +258,15 @@ impl Schedule {
                 core: &mut self.core,
                 plugin: i,
             };
-            self.plugins[i].exited(id, exit, &mut cx);
+            let plugin = &mut self.plugins[i];
+            if let Err(payload) =
+                catch_unwind(AssertUnwindSafe(|| plugin.exited(id, exit, &mut cx)))
+            {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
         }
     }
 

@@ -341,8 +341,11 @@ impl Schedule {
     /// drops its closure), its destructors run, its pending op is withdrawn from its plugin,
     /// and watchers hear [`Exit::Killed`]. Returns whether `id` was alive.
     ///
-    /// A destructor must not yield; a tasklet that yields while being killed aborts the
-    /// process.
+    /// A destructor must not yield: one that yields while its tasklet is killed aborts the
+    /// process. Nor may tasklet code swallow the kill's unwind (a `catch_unwind` that does not
+    /// resume it; [`Handle::catch_panic`] does): a tasklet that swallows it and yields again
+    /// is unwound again from that yield, and one that does so in a loop keeps the kill, and
+    /// its schedule, from ever returning.
     pub fn kill(&mut self, id: TaskletId) -> bool {
         self.reap_after_plugin_panic();
         let killed = self.kill_now(id);
