@@ -182,10 +182,16 @@ impl Schedule {
 
     /// Ends the tasklet a plugin's panic left behind (see the `running` field): its stack was
     /// unwound then; now its ops are withdrawn everywhere and its watchers told.
+    #[inline]
     pub(super) fn reap_after_plugin_panic(&mut self) {
-        let Some(id) = self.running.take() else {
-            return;
-        };
+        if let Some(id) = self.running.take() {
+            self.reap(id);
+        }
+    }
+
+    /// [`reap_after_plugin_panic`](Self::reap_after_plugin_panic) when a tasklet was left.
+    #[cold]
+    fn reap(&mut self, id: TaskletId) {
         let Some(t) = self.core.remove(id) else {
             return;
         };
@@ -203,14 +209,23 @@ impl Schedule {
 
     /// Carries out the withdrawals and kills that unparks and posted kills queued, before any
     /// tasklet runs again.
+    #[inline]
     pub(super) fn settle(&mut self) {
-        if !self.core.kills.is_empty() || !self.core.withdrawals.is_empty() {
-            self.process_kills();
-        }
+        self.process_kills();
     }
 
     /// Withdraws the ops that lost a select, and kills the tasklets plugins asked to kill.
+    /// Inline: most calls (after each plugin call, before each step) find nothing to do.
+    #[inline]
     pub(super) fn process_kills(&mut self) {
+        if !self.core.kills.is_empty() || !self.core.withdrawals.is_empty() {
+            self.carry_out_kills();
+        }
+    }
+
+    /// [`process_kills`](Self::process_kills) when there is something to do.
+    #[inline(never)]
+    fn carry_out_kills(&mut self) {
         loop {
             while let Some((id, plugin)) = self.core.withdrawals.pop() {
                 if plugin != PARK_ARM {

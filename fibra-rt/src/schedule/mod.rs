@@ -186,6 +186,7 @@ impl Schedule {
         plugin.added(self.core.reactor.registry(index));
         self.plugins.push(Box::new(plugin));
         self.plugin_names.push(std::any::type_name::<P>());
+        self.core.stall.add_plugin(std::any::type_name::<P>());
         Ok(())
     }
 
