@@ -76,15 +76,17 @@ struct On {
     shared: Arc<Shared>,
     /// The run counter (the schedule is the only writer of the run word).
     count: u64,
-    /// The tasklet whose id and name are published (`None` before the first).
-    named: Option<TaskletId>,
+    /// The sequence number of the tasklet whose id and name are published (at first the
+    /// schedule's first sequence number, which no tasklet has).
+    named: u64,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Stall {
     /// Starts a watchdog reporting runs longer than `threshold`; `None` (or a thread that
-    /// cannot be started, which is logged) means no reports.
-    pub(crate) fn new(threshold: Option<Duration>) -> Stall {
+    /// cannot be started, which is logged) means no reports. `first_seq` is the schedule's
+    /// (its tasklets' sequence numbers come after it).
+    pub(crate) fn new(threshold: Option<Duration>, first_seq: u64) -> Stall {
         let Some(threshold) = threshold else {
             return Stall { on: None };
         };
@@ -113,7 +115,7 @@ impl Stall {
                 on: Some(On {
                     shared,
                     count: 0,
-                    named: None,
+                    named: first_seq,
                     thread: Some(thread),
                 }),
             },
@@ -141,7 +143,7 @@ impl Stall {
     #[inline]
     pub(crate) fn enter_tasklet(&mut self, guard: &Guard) {
         if let Some(on) = &mut self.on {
-            if on.named != Some(guard.id) {
+            if on.named != guard.id.seq {
                 on.name_tasklet(guard);
             }
             on.start(Activity::Tasklet, guard.id.key);
@@ -168,7 +170,16 @@ impl Stall {
 
     /// Frees the name of a tasklet that left the table, where the watchdog cannot be reading
     /// it.
+    #[inline]
     pub(crate) fn free_name(&self, name: Cow<'static, str>) {
+        if let Cow::Owned(_) = name {
+            self.free_owned_name(name);
+        }
+    }
+
+    /// [`free_name`](Self::free_name) for an owned name.
+    #[inline(never)]
+    fn free_owned_name(&self, name: Cow<'static, str>) {
         match (&self.on, name) {
             (Some(on), Cow::Owned(name)) => {
                 let lock = on
@@ -224,7 +235,7 @@ impl On {
         s.seq.store(guard.id.seq, Ordering::Relaxed);
         s.name.store(guard.name.cast_mut(), Ordering::Relaxed);
         s.name_len.store(guard.name_len, Ordering::Relaxed);
-        self.named = Some(guard.id);
+        self.named = guard.id.seq;
     }
 }
 
