@@ -41,8 +41,8 @@ const RUNNING: u64 = 1;
 const ACTIVITY_SHIFT: u32 = 1;
 /// Bits 3–34: the tasklet's slab key, or the plugin's index.
 const WHAT_SHIFT: u32 = 3;
-/// Bits 35–63: the run counter (wrapping; the watchdog only compares words for equality, a
-/// quarter second apart).
+/// Bits 35–63: the run counter (wrapping: the watchdog only compares words for equality, at
+/// most 250 ms apart, and 2^29 runs take far longer).
 const COUNT_SHIFT: u32 = 35;
 
 /// What the schedule thread publishes and the watchdog reads.
@@ -276,7 +276,7 @@ impl Drop for SignalsBlocked {
     }
 }
 
-/// The watchdog thread: looks at the epoch every quarter threshold until told to stop.
+/// The watchdog thread: looks at the run word every quarter threshold until told to stop.
 fn watch(shared: &Shared, threshold: Duration) {
     let interval = (threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut last = shared.run.load(Ordering::Acquire);
