@@ -10,6 +10,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use fibra::rt::{Context, Events, Op, Plugin, Router, Schedule, Serves, TaskletId};
+use fibra::tasks::{TasksExt, TasksPlugin};
 
 /// Every record logged, as `LEVEL target: message`.
 static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -135,6 +136,81 @@ fn a_plugin_that_blocks_in_poll_is_named() {
     s.spawn(|h| h.yield_op(Slow)).unwrap();
     s.run().unwrap();
     assert!(s.plugin::<Sluggish>().unwrap().reported, "no stall report");
+}
+
+/// An op whose plugin, once it took one, spins in its next `flush` until the stall report
+/// names it.
+struct Dawdle;
+impl Op for Dawdle {
+    type Output = ();
+}
+
+#[derive(Debug, Default)]
+struct Dawdler {
+    armed: bool,
+    reported: bool,
+}
+
+impl Plugin for Dawdler {
+    fn register(router: &mut Router<Self>) {
+        router.op::<Dawdle>();
+    }
+
+    fn flush(&mut self, _: &mut Context<'_>) -> std::io::Result<()> {
+        if std::mem::take(&mut self.armed) {
+            let parts = ["WARN fibra_rt::stall: plugin", "Dawdler", "(in flush)"];
+            self.reported = spin_until_logged(&parts);
+        }
+        Ok(())
+    }
+}
+
+impl Serves<Dawdle> for Dawdler {
+    fn submit(&mut self, _: Dawdle, _: TaskletId, _: &mut Context<'_>) -> Poll<()> {
+        self.armed = true;
+        Poll::Ready(())
+    }
+}
+
+/// The report names the tasklet that spins on a later step (after steps of another tasklet,
+/// then steps of its own in a row), and a plugin that is not the first one added.
+#[test]
+fn a_tasklet_spinning_on_a_later_step_and_a_later_plugin_are_named() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    s.add_plugin(Dawdler::default()).unwrap();
+    s.spawn_named("hopper", |h| {
+        for _ in 0..5 {
+            h.yield_now();
+        }
+    })
+    .unwrap();
+    let late = s
+        .spawn_named("late-spinner", |h| {
+            for _ in 0..10 {
+                h.yield_now();
+            }
+            let me = h.id().to_string();
+            let parts = [
+                "WARN fibra_rt::stall: tasklet",
+                &me,
+                "`late-spinner`",
+                "without yielding",
+            ];
+            assert!(spin_until_logged(&parts), "no stall report for {me}");
+            h.yield_op(Dawdle);
+        })
+        .unwrap();
+    s.watch_exit(late);
+    s.run().unwrap();
+    assert!(s.take_exit(late).unwrap().is_finished());
+    assert!(
+        s.plugin::<Dawdler>().unwrap().reported,
+        "no report of Dawdler"
+    );
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //! longer than a threshold without yielding, while it still runs.
 //!
 //! A schedule is one thread: a tasklet that loops without yielding, or a plugin that blocks,
-//! stops every other tasklet of it. The schedule publishes what it runs in a few atomics
-//! (relaxed stores, no clock read) at the start and end of each tasklet run and each plugin
-//! `poll`/`flush`; an epoch counter, odd while something runs, says whether that is still the
-//! same run. The watchdog looks every quarter of the threshold (at most every 250 ms), and
+//! stops every other tasklet of it. The schedule publishes what it runs in one word (a store,
+//! no clock read) at the start and at the end of each tasklet run and each plugin
+//! `poll`/`flush`: a run counter, what runs (a tasklet's slab key, or a plugin's index in the
+//! table of names fixed when it was added) and whether something runs. The id and name of a
+//! tasklet go in three more fields, written only when another tasklet runs than the last one
+//! published. The watchdog looks every quarter of the threshold (at most every 250 ms), and
 //! when the same run has gone on past the threshold it logs it once, at `warn`, to target
 //! `fibra_rt::stall` (and at `info` when it ends).
 //!
@@ -33,21 +35,33 @@ pub(crate) enum Activity {
     Flush = 2,
 }
 
+/// Bit 0 of the run word: something runs.
+const RUNNING: u64 = 1;
+/// Bits 1–2: the [`Activity`].
+const ACTIVITY_SHIFT: u32 = 1;
+/// Bits 3–34: the tasklet's slab key, or the plugin's index.
+const WHAT_SHIFT: u32 = 3;
+/// Bits 35–63: the run counter (wrapping: the watchdog only compares words for equality, at
+/// most 250 ms apart, and 2^29 runs take far longer).
+const COUNT_SHIFT: u32 = 35;
+
 /// What the schedule thread publishes and the watchdog reads.
 #[derive(Debug)]
 struct Shared {
-    /// Odd while a run goes on; bumped at its start and at its end.
-    epoch: AtomicU64,
-    activity: AtomicUsize,
+    /// The run word (see the `*_SHIFT` constants): changes at the start and at the end of
+    /// every run; its `RUNNING` bit is set while one goes on.
+    run: AtomicU64,
+    /// The id of the tasklet last published, and its name (a `'static` str, or an owned name
+    /// freed only under `names`).
     key: AtomicU64,
     seq: AtomicU64,
-    /// The name of the tasklet or plugin (a `'static` str, or an owned name freed only under
-    /// `names`).
     name: AtomicPtr<u8>,
     name_len: AtomicUsize,
     /// Held by the schedule while it frees an owned tasklet name, and by the watchdog while it
     /// copies one.
     names: Mutex<()>,
+    /// The plugins' names, by index: a plugin's run publishes its index only.
+    plugins: Mutex<Vec<&'static str>>,
     stop: AtomicBool,
 }
 
@@ -60,26 +74,30 @@ pub(crate) struct Stall {
 #[derive(Debug)]
 struct On {
     shared: Arc<Shared>,
-    /// The schedule's copy of `Shared::epoch` (it is the only writer).
-    epoch: u64,
+    /// The run counter (the schedule is the only writer of the run word).
+    count: u64,
+    /// The sequence number of the tasklet whose id and name are published (at first the
+    /// schedule's first sequence number, which no tasklet has).
+    named: u64,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Stall {
     /// Starts a watchdog reporting runs longer than `threshold`; `None` (or a thread that
-    /// cannot be started, which is logged) means no reports.
-    pub(crate) fn new(threshold: Option<Duration>) -> Stall {
+    /// cannot be started, which is logged) means no reports. `first_seq` is the schedule's
+    /// (its tasklets' sequence numbers come after it).
+    pub(crate) fn new(threshold: Option<Duration>, first_seq: u64) -> Stall {
         let Some(threshold) = threshold else {
             return Stall { on: None };
         };
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
-            activity: AtomicUsize::new(0),
+            run: AtomicU64::new(0),
             key: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             name: AtomicPtr::new(std::ptr::null_mut()),
             name_len: AtomicUsize::new(0),
             names: Mutex::new(()),
+            plugins: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let watched = Arc::clone(&shared);
@@ -96,7 +114,8 @@ impl Stall {
             Ok(thread) => Stall {
                 on: Some(On {
                     shared,
-                    epoch: 0,
+                    count: 0,
+                    named: first_seq,
                     thread: Some(thread),
                 }),
             },
@@ -108,20 +127,34 @@ impl Stall {
         }
     }
 
+    /// Plugin `name` was added, with the next index.
+    pub(crate) fn add_plugin(&self, name: &'static str) {
+        if let Some(on) = &self.on {
+            let mut plugins = on
+                .shared
+                .plugins
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            plugins.push(name);
+        }
+    }
+
     /// A tasklet's run starts.
     #[inline]
     pub(crate) fn enter_tasklet(&mut self, guard: &Guard) {
         if let Some(on) = &mut self.on {
-            on.publish(Activity::Tasklet, guard.id, guard.name, guard.name_len);
+            if on.named != guard.id.seq {
+                on.name_tasklet(guard);
+            }
+            on.start(Activity::Tasklet, guard.id.key);
         }
     }
 
-    /// A plugin's `poll` or `flush` starts.
+    /// The `poll` or `flush` of plugin `index` starts.
     #[inline]
-    pub(crate) fn enter_plugin(&mut self, activity: Activity, name: &'static str) {
+    pub(crate) fn enter_plugin(&mut self, activity: Activity, index: usize) {
         if let Some(on) = &mut self.on {
-            let none = TaskletId { key: 0, seq: 0 };
-            on.publish(activity, none, name.as_ptr(), name.len());
+            on.start(activity, index as u32);
         }
     }
 
@@ -129,14 +162,24 @@ impl Stall {
     #[inline]
     pub(crate) fn leave(&mut self) {
         if let Some(on) = &mut self.on {
-            on.epoch += 1;
-            on.shared.epoch.store(on.epoch, Ordering::Release);
+            on.shared
+                .run
+                .store(on.count << COUNT_SHIFT, Ordering::Release);
         }
     }
 
     /// Frees the name of a tasklet that left the table, where the watchdog cannot be reading
     /// it.
+    #[inline]
     pub(crate) fn free_name(&self, name: Cow<'static, str>) {
+        if let Cow::Owned(_) = name {
+            self.free_owned_name(name);
+        }
+    }
+
+    /// [`free_name`](Self::free_name) for an owned name.
+    #[inline(never)]
+    fn free_owned_name(&self, name: Cow<'static, str>) {
         match (&self.on, name) {
             (Some(on), Cow::Owned(name)) => {
                 let lock = on
@@ -170,20 +213,29 @@ impl Drop for Stall {
 }
 
 impl On {
+    /// A run of `activity` on `what` (a slab key or a plugin index) starts.
     #[inline]
-    fn publish(&mut self, activity: Activity, id: TaskletId, name: *const u8, len: usize) {
+    fn start(&mut self, activity: Activity, what: u32) {
+        self.count = self.count.wrapping_add(1);
+        let word = self.count << COUNT_SHIFT
+            | u64::from(what) << WHAT_SHIFT
+            | (activity as u64) << ACTIVITY_SHIFT
+            | RUNNING;
+        self.shared.run.store(word, Ordering::Release);
+    }
+
+    /// Publishes the id and name of the tasklet about to run (not the last one published).
+    #[cold]
+    fn name_tasklet(&mut self, guard: &Guard) {
         let s = &*self.shared;
-        // The end of the previous run (its epoch store) before these fields change: a
-        // watchdog that reads one of them afterwards sees that epoch too (a compiler barrier
-        // on x86).
+        // The end of the previous run (its word store) before these fields change: a watchdog
+        // that reads one of them afterwards sees that word too (a compiler barrier on x86).
         fence(Ordering::Release);
-        s.activity.store(activity as usize, Ordering::Relaxed);
-        s.key.store(u64::from(id.key), Ordering::Relaxed);
-        s.seq.store(id.seq, Ordering::Relaxed);
-        s.name.store(name.cast_mut(), Ordering::Relaxed);
-        s.name_len.store(len, Ordering::Relaxed);
-        self.epoch += 1;
-        s.epoch.store(self.epoch, Ordering::Release);
+        s.key.store(u64::from(guard.id.key), Ordering::Relaxed);
+        s.seq.store(guard.id.seq, Ordering::Relaxed);
+        s.name.store(guard.name.cast_mut(), Ordering::Relaxed);
+        s.name_len.store(guard.name_len, Ordering::Relaxed);
+        self.named = guard.id.seq;
     }
 }
 
@@ -224,27 +276,27 @@ impl Drop for SignalsBlocked {
     }
 }
 
-/// The watchdog thread: looks at the epoch every quarter threshold until told to stop.
+/// The watchdog thread: looks at the run word every quarter threshold until told to stop.
 fn watch(shared: &Shared, threshold: Duration) {
     let interval = (threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
-    let mut last = shared.epoch.load(Ordering::Acquire);
+    let mut last = shared.run.load(Ordering::Acquire);
     let mut since = Instant::now();
     let mut reported: Option<String> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(interval);
-        let epoch = shared.epoch.load(Ordering::Acquire);
-        if epoch != last {
+        let word = shared.run.load(Ordering::Acquire);
+        if word != last {
             if let Some(what) = reported.take() {
                 log::info!(target: "fibra_rt::stall",
                     "{what} yielded after running for about {:?}", since.elapsed());
             }
-            last = epoch;
+            last = word;
             since = Instant::now();
             continue;
         }
         let ran = since.elapsed();
-        if epoch % 2 == 1 && reported.is_none() && ran >= threshold {
-            let Some(what) = describe(shared, epoch) else {
+        if word & RUNNING != 0 && reported.is_none() && ran >= threshold {
+            let Some(what) = describe(shared, word) else {
                 continue;
             };
             log::warn!(target: "fibra_rt::stall",
@@ -255,40 +307,48 @@ fn watch(shared: &Shared, threshold: Duration) {
     }
 }
 
-/// Says what run `epoch` runs, if it still runs.
-fn describe(shared: &Shared, epoch: u64) -> Option<String> {
+/// Says what run `word` (a run word with `RUNNING` set) runs, if it still runs.
+fn describe(shared: &Shared, word: u64) -> Option<String> {
+    let activity = (word >> ACTIVITY_SHIFT) & 3;
+    let what = (word >> WHAT_SHIFT) as u32;
+    if activity != Activity::Tasklet as u64 {
+        let plugins = shared
+            .plugins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let name = plugins.get(what as usize).copied().unwrap_or("?");
+        return Some(if activity == Activity::Poll as u64 {
+            format!("plugin `{name}` (in poll)")
+        } else {
+            format!("plugin `{name}` (in flush)")
+        });
+    }
     let lock = shared.names.lock().unwrap_or_else(PoisonError::into_inner);
-    let activity = shared.activity.load(Ordering::Relaxed);
     let key = shared.key.load(Ordering::Relaxed);
     let seq = shared.seq.load(Ordering::Relaxed);
     let name = shared.name.load(Ordering::Relaxed);
     let len = shared.name_len.load(Ordering::Relaxed).min(200);
     fence(Ordering::Acquire);
-    if shared.epoch.load(Ordering::Relaxed) != epoch {
+    // The fields are the running tasklet's if its run still goes on (they were published
+    // before it started, and are only changed after a run ends) and they name its slab key.
+    if shared.run.load(Ordering::Relaxed) != word || key != u64::from(what) {
         return None;
     }
     let name = if name.is_null() || len == 0 {
         String::new()
     } else {
-        // SAFETY: run `epoch` was still going on after these fields were read (they were
-        // published before it started), so they describe it: a `'static` str, or the owned
-        // name of a tasklet still in the table, which the schedule frees only under `names`,
-        // held here.
+        // SAFETY: run `word` was still going on after these fields were read, and they were
+        // published for its tasklet, so they describe it: a `'static` str, or the owned name
+        // of a tasklet still in the table, which the schedule frees only under `names`, held
+        // here.
         let bytes = unsafe { std::slice::from_raw_parts(name.cast_const(), len) };
         String::from_utf8_lossy(bytes).into_owned()
     };
     drop(lock);
-    let what = match activity {
-        a if a == Activity::Tasklet as usize => {
-            let id = TaskletId {
-                key: key as u32,
-                seq,
-            };
-            let label = crate::tasklet::Label { id, name: &name };
-            format!("tasklet {label}")
-        }
-        a if a == Activity::Poll as usize => format!("plugin `{name}` (in poll)"),
-        _ => format!("plugin `{name}` (in flush)"),
+    let id = TaskletId {
+        key: key as u32,
+        seq,
     };
-    Some(what)
+    let label = crate::tasklet::Label { id, name: &name };
+    Some(format!("tasklet {label}"))
 }

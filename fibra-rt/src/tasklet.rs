@@ -47,12 +47,23 @@ pub(crate) struct Tasklet {
 impl Tasklet {
     /// Ends the wait of a suspended tasklet (after its answer was written): it becomes
     /// runnable, and the pointer into its stack is dropped.
+    #[inline]
     pub(crate) fn end_wait(&mut self) {
         if let State::Suspended { .. } = self.state {
             if let State::Suspended { co, .. } = std::mem::replace(&mut self.state, State::Running)
             {
-                self.state = State::Runnable(co);
+                self.set_state(State::Runnable(co));
             }
+        }
+    }
+
+    /// Replaces the state, dropping the old one; the usual case, replacing `Running` (which
+    /// holds nothing), costs no call to drop it (a hot path: every step ends here).
+    #[inline]
+    pub(crate) fn set_state(&mut self, new: State) {
+        let old = std::mem::replace(&mut self.state, new);
+        if matches!(old, State::Running) {
+            std::mem::forget(old);
         }
     }
 

@@ -126,7 +126,16 @@ impl Core {
     /// Turns unparks posted on this thread into runnable tasklets, and posted kills into
     /// kills for the schedule to carry out (with the withdrawals the unparks queued) before
     /// any tasklet runs.
+    #[inline(always)]
     pub(crate) fn drain_wakes(&mut self) {
+        if !self.wakes.kills.borrow().is_empty() || !self.wakes.local.borrow().is_empty() {
+            self.drain_posted();
+        }
+    }
+
+    /// [`drain_wakes`](Self::drain_wakes) when something was posted.
+    #[inline(never)]
+    fn drain_posted(&mut self) {
         if !self.wakes.kills.borrow().is_empty() {
             self.kills.append(&mut self.wakes.kills.borrow_mut());
         }

@@ -50,9 +50,7 @@ impl Schedule {
                 core: &mut self.core,
                 plugin: i,
             };
-            cx.core
-                .stall
-                .enter_plugin(Activity::Flush, self.plugin_names[i]);
+            cx.core.stall.enter_plugin(Activity::Flush, i);
             // Its run ends for the watchdog even if it panics (else the schedule, idle after
             // the host caught the panic, would be reported as this plugin running on).
             let result = catch_unwind(AssertUnwindSafe(|| self.plugins[i].flush(&mut cx)));
@@ -123,9 +121,7 @@ impl Schedule {
                 plugin: i,
             };
             let events = Events::new(&self.events, i);
-            cx.core
-                .stall
-                .enter_plugin(Activity::Poll, self.plugin_names[i]);
+            cx.core.stall.enter_plugin(Activity::Poll, i);
             // As in `flush_plugins`: the run ends for the watchdog even if `poll` panics.
             let result = catch_unwind(AssertUnwindSafe(|| self.plugins[i].poll(&mut cx, events)));
             self.core.stall.leave();
@@ -180,7 +176,6 @@ impl Schedule {
         let mut since_poll = 0;
         while steps < budget {
             self.core.drain_wakes();
-            self.settle();
             self.settle();
             let Some(id) = self.core.run_queue.pop_front() else {
                 break;
@@ -271,7 +266,7 @@ impl Schedule {
         };
         match end {
             RunEnd::Waiting(wait) => {
-                t.state = State::Suspended { co, wait };
+                t.set_state(State::Suspended { co, wait });
                 // The plugin may have asked for kills while taking the op; carried out now that
                 // the tasklet waits (their exit hooks may complete its op). A panic there ends
                 // this tasklet as one in the op's own submit does.
@@ -286,7 +281,7 @@ impl Schedule {
                 }
             }
             RunEnd::Requeue => {
-                t.state = State::Runnable(co);
+                t.set_state(State::Runnable(co));
                 self.core.run_queue.push_back(id);
             }
             RunEnd::Ended(exit) => self.finish(id, co, exit),

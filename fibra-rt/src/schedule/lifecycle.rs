@@ -55,9 +55,16 @@ fn take_coroutine(t: &mut Tasklet) -> Option<TaskletCoroutine> {
 
 /// Drops a tasklet that left the table and whose coroutine is gone; an owned name is freed
 /// where the stall watchdog cannot be reading it.
+#[inline]
 fn retire(stall: &Stall, t: Tasklet) {
     debug_assert!(matches!(t.state, State::Running));
-    stall.free_name(t.name);
+    // Taken apart rather than moved whole (every spawn ends here): the name is all that
+    // needs freeing, `Running` holds nothing.
+    let Tasklet { state, name, .. } = t;
+    if matches!(state, State::Running) {
+        std::mem::forget(state);
+    }
+    stall.free_name(name);
 }
 
 /// Says which tasklet panicked: through `log` when a logger takes errors, else on stderr (the
@@ -191,10 +198,16 @@ impl Schedule {
 
     /// Ends the tasklet a plugin's panic left behind (see the `running` field): its stack was
     /// unwound then; now its ops are withdrawn everywhere and its watchers told.
+    #[inline]
     pub(super) fn reap_after_plugin_panic(&mut self) {
-        let Some(id) = self.running.take() else {
-            return;
-        };
+        if let Some(id) = self.running.take() {
+            self.reap(id);
+        }
+    }
+
+    /// [`reap_after_plugin_panic`](Self::reap_after_plugin_panic) when a tasklet was left.
+    #[cold]
+    fn reap(&mut self, id: TaskletId) {
         let Some(t) = self.core.remove(id) else {
             return;
         };
@@ -220,14 +233,23 @@ impl Schedule {
 
     /// Carries out the withdrawals and kills that unparks and posted kills queued, before any
     /// tasklet runs again.
+    #[inline]
     pub(super) fn settle(&mut self) {
-        if !self.core.kills.is_empty() || !self.core.withdrawals.is_empty() {
-            self.process_kills();
-        }
+        self.process_kills();
     }
 
     /// Withdraws the ops that lost a select, and kills the tasklets plugins asked to kill.
+    /// Inline: most calls (after each plugin call, before each step) find nothing to do.
+    #[inline]
     pub(super) fn process_kills(&mut self) {
+        if !self.core.kills.is_empty() || !self.core.withdrawals.is_empty() {
+            self.carry_out_kills();
+        }
+    }
+
+    /// [`process_kills`](Self::process_kills) when there is something to do.
+    #[inline(never)]
+    fn carry_out_kills(&mut self) {
         loop {
             while let Some((id, plugin)) = self.core.withdrawals.pop() {
                 if plugin != PARK_ARM {
@@ -241,7 +263,18 @@ impl Schedule {
         }
     }
 
+    /// Tells the plugins in `watchers`, and the host if it watches, how `id` ended. Inline:
+    /// most tasklets end unwatched.
+    #[inline]
     pub(super) fn notify_exit(&mut self, id: TaskletId, watchers: u64, exit: &Exit) {
+        if watchers != 0 || !self.host_exits.is_empty() {
+            self.tell_watchers(id, watchers, exit);
+        }
+    }
+
+    /// [`notify_exit`](Self::notify_exit) when someone watches.
+    #[inline(never)]
+    fn tell_watchers(&mut self, id: TaskletId, watchers: u64, exit: &Exit) {
         if !self.host_exits.is_empty() {
             if let Some(kept) = self.host_exits.get_mut(&id) {
                 *kept = Some(exit.clone());

@@ -108,7 +108,7 @@ impl Schedule {
             remote,
         });
         let pool = StackPool::new(builder.stack_size, builder.pool_cap);
-        let stall = Stall::new(builder.stall_threshold);
+        let stall = Stall::new(builder.stall_threshold, builder.first_seq);
         Ok(Schedule {
             core: Core::new(pool, wakes, reactor, builder.first_seq, stall),
             plugins: Vec::new(),
@@ -186,6 +186,7 @@ impl Schedule {
         plugin.added(self.core.reactor.registry(index));
         self.plugins.push(Box::new(plugin));
         self.plugin_names.push(std::any::type_name::<P>());
+        self.core.stall.add_plugin(std::any::type_name::<P>());
         Ok(())
     }
 
