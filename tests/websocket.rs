@@ -30,6 +30,7 @@ impl Served for Ws {
 
 fn start(ends: Ends) -> ServerThread<()> {
     ServerThread::start(move |s| {
+        let quit_ends = ends.clone();
         let limits = Limits {
             max_frame: 1024,
             max_message: 4096,
@@ -50,11 +51,16 @@ fn start(ends: Ends) -> ServerThread<()> {
                         Err(e) => panic!("{e}"),
                     }
                 })
-                .websocket("/quit", |h, _req, ws| {
-                    // A chat's `/quit`: the server closes first.
+                .websocket("/quit", move |h, _req, ws| {
+                    // A chat's `/quit`: the server closes first (and says when that ended,
+                    // as 4000 + 0 for Ok, + 1 for an error).
                     while let Ok(Message::Text(text)) = ws.recv(h) {
                         if text == "/quit" {
-                            let _ = ws.close(h, CloseCode::NORMAL, "bye");
+                            let closed = ws.close(h, CloseCode::NORMAL, "bye");
+                            quit_ends
+                                .lock()
+                                .unwrap()
+                                .push(4000 + u16::from(closed.is_err()));
                             return;
                         }
                     }
@@ -255,7 +261,8 @@ fn another_tasklet_sends_through_a_sender_and_the_server_closes_first() {
 
 #[test]
 fn a_frame_with_a_wrapping_length_after_the_servers_close_is_refused_and_the_server_goes_on() {
-    let server = start(Ends::default());
+    let ends = Ends::default();
+    let server = start(ends.clone());
     let mut ws = Client::open(server.addr, "/quit");
     ws.say("/quit");
     let (opcode, payload) = ws.next();
@@ -289,6 +296,8 @@ fn a_frame_with_a_wrapping_length_after_the_servers_close_is_refused_and_the_ser
         std::mem::forget(server);
         panic!("closed: {closed:?}; another client got: {other:?}");
     }
+    // The close returned (the handler's tasklet did not die on an overflow).
+    wait_for_end(&ends, 4000);
 }
 
 #[test]
