@@ -32,13 +32,16 @@ pub(crate) struct Head {
 /// announced is over `max_body`, 501 for a transfer coding other than `chunked`, 400 for
 /// anything malformed or ambiguous.
 pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, u16> {
+    // No head within `max_head` holds more headers than this (a header line takes 3 bytes
+    // or more), so a huge `max_headers` allocates no more than the head could use.
+    let max_headers = limits.max_headers.min(limits.max_head / 3 + 1);
     // On the stack for the usual limit: a request's parse allocates nothing.
     let mut on_stack = [httparse::EMPTY_HEADER; 64];
     let mut on_heap;
-    let headers = if limits.max_headers <= on_stack.len() {
-        &mut on_stack[..limits.max_headers]
+    let headers = if max_headers <= on_stack.len() {
+        &mut on_stack[..max_headers]
     } else {
-        on_heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        on_heap = vec![httparse::EMPTY_HEADER; max_headers];
         &mut on_heap[..]
     };
     let mut parsed = httparse::Request::new(headers);
