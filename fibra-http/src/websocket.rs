@@ -277,7 +277,7 @@ impl WebSocket {
 
     /// Closes: sends a close frame with `code` and `reason`, waits (up to the close timeout)
     /// for the peer's close, then closes the connection. Messages that arrive meanwhile are
-    /// dropped.
+    /// dropped; a frame that breaks the protocol or the frame limit ends the wait at once.
     ///
     /// # Errors
     ///
