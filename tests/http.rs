@@ -1,6 +1,8 @@
 //! The HTTP/1.1 server over real sockets: keep-alive and pipelining in order, bodies by
-//! Content-Length and chunked, every limit with its status (431, 413, 408, 400), the idle
-//! keep-alive deadline, HTTP/1.0 and `Connection: close`, HEAD, 404/405, a panicking handler.
+//! Content-Length and chunked, every limit with its status (414, 431, 413, 408, 400), the idle
+//! keep-alive deadline, HTTP/1.0 and `Connection: close`, HEAD, 404/405, a panicking handler;
+//! hostile chunk sizes refused before their data, RFC 9112's Host and framing rules, `Date`,
+//! and timeouts of `Duration::MAX`.
 
 mod util;
 
@@ -112,7 +114,7 @@ fn pipelined_requests_are_answered_in_order_on_one_connection() {
     assert_eq!(response(&mut c).2, b"hello");
     assert_eq!(response(&mut c).2, b"B n=3");
     // Still open: one more.
-    c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (status, head, body) = response(&mut c);
     assert_eq!((status, body.as_slice()), (200, &b"A"[..]));
     assert!(!head.contains("Connection: close"), "{head}");
@@ -123,13 +125,13 @@ fn a_chunked_body_is_read_whole_and_the_next_request_follows() {
     let server = start();
     let mut c = client(&server);
     c.write_all(
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
     )
     .unwrap();
     let (status, _, _) = response(&mut c);
     assert_eq!(status, 100);
     c.write_all(
-        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nGET /a HTTP/1.1\r\n\r\n",
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .unwrap();
     assert_eq!(response(&mut c).2, b"hello world");
@@ -141,24 +143,27 @@ fn every_limit_has_its_answer_and_closes() {
     let server = start();
     // A head over 1 KiB: 431, and memory never holds more than the limit.
     let mut c = client(&server);
-    let big = format!("GET /a HTTP/1.1\r\nX-Big: {}\r\n\r\n", "y".repeat(2000));
+    let big = format!(
+        "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(2000)
+    );
     c.write_all(big.as_bytes()).unwrap();
     assert_eq!(response(&mut c).0, 431);
     assert!(closed(&mut c));
     // Too many headers: 431.
     let mut c = client(&server);
     let many: String = (0..100).map(|i| format!("H{i}: v\r\n")).collect();
-    c.write_all(format!("GET /a HTTP/1.1\r\n{many}\r\n").as_bytes())
+    c.write_all(format!("GET /a HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes())
         .unwrap();
     assert_eq!(response(&mut c).0, 431);
     // A body over 4 KiB, announced or chunked: 413.
     let mut c = client(&server);
-    c.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
         .unwrap();
     assert_eq!(response(&mut c).0, 413);
     assert!(closed(&mut c));
     let mut c = client(&server);
-    c.write_all(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .unwrap();
     for _ in 0..5 {
         let _ = c.write_all(b"400\r\n");
@@ -169,9 +174,9 @@ fn every_limit_has_its_answer_and_closes() {
     // Malformed: 400.
     for bad in [
         &b"GARBAGE\r\n\r\n"[..],
-        b"GET /a HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ] {
         let mut c = client(&server);
         c.write_all(bad).unwrap();
@@ -189,7 +194,7 @@ fn every_limit_has_its_answer_and_closes() {
 fn an_idle_kept_alive_connection_is_closed_after_its_deadline() {
     let server = start();
     let mut c = client(&server);
-    c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(response(&mut c).2, b"A");
     // Silence past the keep-alive deadline (300 ms): closed without a word.
     let mut rest = Vec::new();
@@ -207,13 +212,13 @@ fn http_1_0_connection_close_head_and_the_error_statuses() {
     assert!(closed(&mut c));
 
     let mut c = client(&server);
-    c.write_all(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n")
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     assert_eq!(response(&mut c).2, b"A");
     assert!(closed(&mut c));
 
     let mut c = client(&server);
-    c.write_all(b"HEAD /a HTTP/1.1\r\n\r\nGET /nowhere HTTP/1.1\r\n\r\nDELETE /a HTTP/1.1\r\n\r\n")
+    c.write_all(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nDELETE /a HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut head = [0u8; 1];
     // HEAD: the length of the body it would have, and no body.
@@ -229,12 +234,165 @@ fn http_1_0_connection_close_head_and_the_error_statuses() {
     assert!(head.contains("Allow: GET"), "{head}");
 
     let mut c = client(&server);
-    c.write_all(b"GET /panic HTTP/1.1\r\n\r\n").unwrap();
+    c.write_all(b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert_eq!(response(&mut c).0, 500);
     assert!(closed(&mut c));
     // The server goes on.
     let mut c = client(&server);
-    c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(response(&mut c).2, b"A");
     server.stop();
+}
+
+/// Sends `request` on a fresh connection; the status of the answer, and whether the server
+/// then closed the connection.
+fn status_of(server: &ServerThread<()>, request: &[u8]) -> (u16, bool) {
+    let mut c = client(server);
+    c.write_all(request).unwrap();
+    let status = response(&mut c).0;
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (status, closed(&mut c))
+}
+
+#[test]
+fn a_chunk_size_that_would_wrap_the_body_limit_is_refused_before_its_data() {
+    let server = start();
+    // 5 bytes, then a size that wrapped `body.len() + size` to 0: 413 at once, before any
+    // of its data (which the server used to take, past the 4 KiB limit, as long as it came).
+    let (status, closed) = status_of(
+        &server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\nFFFFFFFFFFFFFFFB\r\n",
+    );
+    assert_eq!((status, closed), (413, true));
+    // A size that is not 1-16 hex digits, or a size line over the head limit: 400.
+    for bad in [
+        &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+        b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+        b"5 \r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut request =
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(bad);
+        let answer = status_of(&server, &request);
+        assert_eq!(answer, (400, true), "{}", String::from_utf8_lossy(bad));
+    }
+    let mut request =
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;".to_vec();
+    request.extend_from_slice(&[b'e'; 2000]);
+    assert_eq!(status_of(&server, &request), (400, true));
+    // The server goes on.
+    let mut c = client(&server);
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(response(&mut c).2, b"A");
+}
+
+#[test]
+fn rfc_9112s_host_and_framing_rules_are_kept() {
+    let server = start();
+    // §3.2: an HTTP/1.1 request needs one Host, no request may have two.
+    assert_eq!(status_of(&server, b"GET /a HTTP/1.1\r\n\r\n"), (400, true));
+    assert_eq!(
+        status_of(&server, b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"),
+        (400, true)
+    );
+    assert_eq!(
+        status_of(&server, b"GET /a HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n"),
+        (400, true)
+    );
+    assert_eq!(status_of(&server, b"GET /a HTTP/1.0\r\n\r\n").0, 200);
+    // §6.3: chunked must be the last coding; a coding the server does not know is 501; a
+    // Transfer-Encoding beside a Content-Length is refused.
+    let post =
+        |te: &str| format!("POST /echo HTTP/1.1\r\nHost: x\r\n{te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    for (te, want) in [
+        ("Transfer-Encoding: chunked, gzip", 400),
+        ("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip", 400),
+        ("Transfer-Encoding: chunked, chunked", 400),
+        ("Transfer-Encoding: gzip, chunked", 501),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 5", 400),
+    ] {
+        assert_eq!(
+            status_of(&server, post(te).as_bytes()),
+            (want, true),
+            "{te}"
+        );
+    }
+    let mut c = client(&server);
+    c.write_all(post("Transfer-Encoding: Chunked").as_bytes())
+        .unwrap();
+    assert_eq!(response(&mut c).2, b"hello");
+}
+
+#[test]
+fn a_request_target_over_the_head_limit_is_414_and_every_response_has_a_date() {
+    let server = start();
+    // A 16 KiB target: 414 URI Too Long (431 is for the header fields).
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "t".repeat(16 * 1024));
+    assert_eq!(status_of(&server, long.as_bytes()), (414, true));
+    let big = format!(
+        "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(2000)
+    );
+    assert_eq!(status_of(&server, big.as_bytes()), (431, true));
+    // RFC 9110 §6.6.1: a Date in IMF-fixdate form, on answers and refusals alike.
+    let mut c = client(&server);
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    for want in [200, 404] {
+        let (status, head, _) = response(&mut c);
+        assert_eq!(status, want);
+        let date = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Date: "))
+            .unwrap_or_else(|| panic!("no Date: {head}"));
+        // `Sun, 06 Nov 1994 08:49:37 GMT`
+        let b = date.as_bytes();
+        assert_eq!(b.len(), 29, "{date}");
+        let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        assert!(days.contains(&&date[..3]), "{date}");
+        assert_eq!(
+            (&date[3..5], b[7], b[11], &date[25..]),
+            (", ", b' ', b' ', " GMT")
+        );
+        assert_eq!((b[19], b[22]), (b':', b':'), "{date}");
+        let digits = [5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24];
+        assert!(digits.iter().all(|&i| b[i].is_ascii_digit()), "{date}");
+    }
+}
+
+#[test]
+fn timeouts_of_duration_max_mean_no_timeout() {
+    let server = ServerThread::start(|s| {
+        let router = Rc::new(
+            Router::new()
+                .get("/a", |_h, _req| Response::text("A"))
+                .with_limits(Limits {
+                    head_timeout: Duration::MAX,
+                    keep_alive_timeout: Duration::MAX,
+                    close_timeout: Duration::MAX,
+                    ..Limits::default()
+                }),
+        );
+        let listener = util::listen(s);
+        let addr = listener.local_addr();
+        s.spawn(move |h| {
+            let _ = fibra::http::serve(h, &listener, router);
+        })
+        .unwrap();
+        (addr, Http)
+    });
+    let mut c = client(&server);
+    for _ in 0..2 {
+        c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(response(&mut c).2, b"A");
+    }
+    c.write_all(
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response(&mut c).0, 405);
 }

@@ -1,7 +1,8 @@
 //! The WebSocket server over real sockets, driven by a small client written here: the
 //! handshake and its refusals, echo of text and binary, fragments joined, ping answered, the
 //! close handshake, and every rule broken closed with its code (1002, 1007, 1009); an abrupt
-//! end seen as 1006; a sender used by another tasklet.
+//! end seen as 1006; a sender used by another tasklet; a hostile frame after the server's
+//! close; HTTP/1.0 refused; a close timeout of `Duration::MAX`.
 
 mod util;
 
@@ -29,6 +30,7 @@ impl Served for Ws {
 
 fn start(ends: Ends) -> ServerThread<()> {
     ServerThread::start(move |s| {
+        let quit_ends = ends.clone();
         let limits = Limits {
             max_frame: 1024,
             max_message: 4096,
@@ -50,6 +52,20 @@ fn start(ends: Ends) -> ServerThread<()> {
                     }
                 })
                 .websocket("/old-names", old_names_echo)
+                .websocket("/quit", move |h, _req, ws| {
+                    // A chat's `/quit`: the server closes first (and says when that ended,
+                    // as 4000 + 0 for Ok, + 1 for an error).
+                    while let Ok(Message::Text(text)) = ws.receive(h) {
+                        if text == "/quit" {
+                            let closed = ws.close(h, CloseCode::NORMAL, "bye");
+                            quit_ends
+                                .lock()
+                                .unwrap()
+                                .push(4000 + u16::from(closed.is_err()));
+                            return;
+                        }
+                    }
+                })
                 .websocket("/ticks", |h, _req, ws| {
                     // Another tasklet sends through the sender, without waiting.
                     let sender = ws.sender();
@@ -232,7 +248,7 @@ fn an_abrupt_end_is_1006_and_bad_handshakes_are_refused() {
     // A plain GET of a WebSocket path: 426.
     let mut c = TcpStream::connect(server.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /ws HTTP/1.1\r\n\r\n").unwrap();
+    c.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut answer = String::new();
     let _ = c.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
@@ -267,4 +283,100 @@ fn the_old_recv_names_still_receive() {
     ws.send(1, b"two");
     assert_eq!(ws.next(), (1, b"two".to_vec()));
     ws.expect_close(1000);
+}
+
+#[test]
+fn a_frame_with_a_wrapping_length_after_the_servers_close_is_refused_and_the_server_goes_on() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut ws = Client::open(server.addr, "/quit");
+    ws.say("/quit");
+    let (opcode, payload) = ws.next();
+    assert_eq!((opcode, &payload[..2]), (8, &1000u16.to_be_bytes()[..]));
+    // A 64-bit length with its top bit set (a protocol error), whose sum with the header's
+    // 14 bytes wraps to 0: the close path used to skip 0 bytes for ever, the whole server at
+    // 100% CPU.
+    let evil = [
+        0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF2, 1, 2, 3, 4,
+    ];
+    ws.c.write_all(&evil).unwrap();
+    ws.c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut rest = Vec::new();
+    let closed = match ws.c.read_to_end(&mut rest) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+        Err(e) => Err(format!("the connection was not closed within 3 s: {e}")),
+    };
+    // Another client is still served.
+    let other = (|| {
+        let mut c = TcpStream::connect(server.addr).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        Ok::<_, String>(answer)
+    })();
+    if closed.is_err() || !other.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 200")) {
+        // The server's thread may be spinning: leave it (the process ends it), fail.
+        std::mem::forget(server);
+        panic!("closed: {closed:?}; another client got: {other:?}");
+    }
+    // The close returned (the handler's tasklet did not die on an overflow).
+    wait_for_end(&ends, 4000);
+}
+
+#[test]
+fn an_upgrade_over_http_1_0_is_refused() {
+    let server = start(Ends::default());
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"GET /ws HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+#[test]
+fn a_close_timeout_of_duration_max_waits_for_the_peers_close() {
+    let ends = Ends::default();
+    let server = {
+        let ends = ends.clone();
+        ServerThread::start(move |s| {
+            let limits = Limits {
+                close_timeout: Duration::MAX,
+                ..Limits::default()
+            };
+            let router = Rc::new(
+                Router::new()
+                    .websocket("/bye", move |h, _req, ws| {
+                        let _ = ws.close(h, CloseCode::GOING_AWAY, "");
+                        ends.lock().unwrap().push(1001);
+                    })
+                    .with_limits(limits),
+            );
+            let listener = util::listen(s);
+            let addr = listener.local_addr();
+            s.spawn(move |h| {
+                let _ = fibra::http::serve(h, &listener, router);
+            })
+            .unwrap();
+            (addr, Ws)
+        })
+    };
+    let mut ws = Client::open(server.addr, "/bye");
+    let (opcode, payload) = ws.next();
+    assert_eq!((opcode, &payload[..2]), (8, &1001u16.to_be_bytes()[..]));
+    ws.send(1, b"meanwhile"); // dropped
+    ws.send(8, &1001u16.to_be_bytes());
+    let mut rest = Vec::new();
+    match ws.c.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    wait_for_end(&ends, 1001);
 }

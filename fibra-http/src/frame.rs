@@ -1,4 +1,7 @@
-//! WebSocket frames (RFC 6455 §5.2): reading a frame's header, writing a server's frame.
+//! WebSocket frames (RFC 6455 §5.2): reading a frame's header and checking it against the
+//! protocol and the limits before any of its numbers is used, writing a server's frame.
+
+use crate::CloseCode;
 
 /// Continuation, text, binary, close, ping, pong.
 pub(crate) const CONTINUATION: u8 = 0x0;
@@ -57,7 +60,66 @@ impl Header {
     pub(crate) fn is_control(&self) -> bool {
         self.opcode >= 0x8
     }
+
+    /// The rule this header breaks for a server with frames of at most `max_frame` bytes,
+    /// if any: 1002 for an unmasked frame, reserved bits, an unknown opcode, a 64-bit length
+    /// with its top bit set, a fragmented control frame or one over 125 bytes; 1009 for a
+    /// payload over `max_frame`.
+    pub(crate) fn violation(&self, max_frame: usize) -> Option<CloseCode> {
+        let known = matches!(
+            self.opcode,
+            CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG
+        );
+        if self.rsv != 0 || !known || self.mask.is_none() || self.len >> 63 != 0 {
+            return Some(CloseCode::PROTOCOL);
+        }
+        if self.is_control() && (!self.fin || self.len > 125) {
+            return Some(CloseCode::PROTOCOL);
+        }
+        if usize::try_from(self.len).map_or(true, |len| len > max_frame) {
+            return Some(CloseCode::TOO_BIG);
+        }
+        None
+    }
 }
+
+/// A frame whose header was checked: the header, and the frame's whole length (header and
+/// payload), which fits in memory and within the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub(crate) header: Header,
+    pub(crate) total: usize,
+}
+
+impl Checked {
+    /// The payload's place in the frame.
+    pub(crate) fn payload(&self) -> std::ops::Range<usize> {
+        self.header.size..self.total
+    }
+}
+
+/// The frame at the start of `buf`, checked: `Ok(None)` while its header is incomplete (the
+/// payload may be; compare `total` with what is there).
+///
+/// # Errors
+///
+/// The code to close with when the header breaks a rule ([`Header::violation`]).
+pub(crate) fn next(buf: &[u8], max_frame: usize) -> Result<Option<Checked>, CloseCode> {
+    let Some(header) = Header::parse(buf) else {
+        return Ok(None);
+    };
+    if let Some(code) = header.violation(max_frame) {
+        return Err(code);
+    }
+    let total = usize::try_from(header.len)
+        .ok()
+        .and_then(|len| header.size.checked_add(len))
+        .ok_or(CloseCode::TOO_BIG)?;
+    Ok(Some(Checked { header, total }))
+}
+
+/// The most bytes a frame's header takes.
+pub(crate) const MAX_HEADER: usize = 14;
 
 /// Unmasks `payload` in place with `key`.
 pub(crate) fn unmask(payload: &mut [u8], key: [u8; 4]) {

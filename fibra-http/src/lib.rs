@@ -2,8 +2,10 @@
 //!
 //! A [`Router`] maps methods and paths to handlers; [`serve`] accepts on a listener and
 //! runs one tasklet per connection: requests in order (keep-alive, pipelining), bodies by
-//! `Content-Length` or chunked, and every bound of [`Limits`] answered with its status (431,
-//! 413, 408, 400). A WebSocket route upgrades the connection and hands its handler a
+//! `Content-Length` or chunked, and every bound of [`Limits`] answered with its status (414,
+//! 431, 413, 408, 400). Requests are held to RFC 9112's framing rules (one `Host`; a
+//! `Transfer-Encoding` ending in `chunked`, never beside a `Content-Length`), and every
+//! response carries a `Date`. A WebSocket route upgrades the connection and hands its handler a
 //! [`WebSocket`]: [`receive`](WebSocket::receive) parks like a line's receive, other tasklets send
 //! through a [`WsSender`] without waiting.
 //!
@@ -41,8 +43,14 @@
 #![forbid(unsafe_code)]
 
 mod accept_key;
+mod assembler;
+mod chunked;
+mod date;
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzz;
+mod head;
 mod limits;
 mod reader;
 mod request;

@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 /// Bounds on what a client may send, so that nothing it sends makes memory unbounded or a
-/// tasklet wait for ever. Each bound has its answer: a head too large gets 431, a body too
-/// large 413, a head too slow 408; on a WebSocket, a frame or message too large is closed with
-/// 1009.
+/// tasklet wait for ever. Each bound has its answer: a request line too long gets 414, a head
+/// too large 431, a body too large 413, a head too slow 408; on a WebSocket, a frame or
+/// message too large is closed with 1009. A timeout too large for the clock (such as
+/// `Duration::MAX`) means no timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The request line and headers together, in bytes (default 8 KiB).
+    /// The request line and headers together, in bytes (default 8 KiB); also the bound of a
+    /// chunk-size line and of a chunked body's trailers.
     pub max_head: usize,
     /// At most this many headers (default 64).
     pub max_headers: usize,

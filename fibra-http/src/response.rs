@@ -1,10 +1,10 @@
 //! `Response`: a status, headers and a body, written with the framing headers it needs.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// An answer: `Response::new(200).header("Content-Type", "text/plain").body("hello")`.
-/// `Content-Length` (and `Connection: close` when the server closes) are added when it is
-/// written; do not set them.
+/// `Content-Length`, `Date` (unless set) and `Connection: close` when the server closes are
+/// added when it is written; do not set the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub(crate) status: u16,
@@ -61,24 +61,38 @@ impl Response {
     }
 
     /// Appends the response to `out`; `close` adds `Connection: close`, `head` leaves the
-    /// body out (a `HEAD` request).
+    /// body out (a `HEAD` request). `Date` is added unless the handler set one (RFC 9110
+    /// §6.6.1). Writes straight into `out`: nothing is allocated but `out`'s growth.
     pub(crate) fn write(&self, out: &mut Vec<u8>, close: bool, head: bool) {
-        let mut text = String::with_capacity(128);
-        let _ = write!(text, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        // A header may not carry a line break (response splitting).
+        let clean = |out: &mut Vec<u8>, s: &str| {
+            out.extend(
+                s.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+        };
+        let mut dated = false;
         for (name, value) in &self.headers {
-            // A header may not carry a line break (response splitting).
-            let clean = |s: &str| s.replace(['\r', '\n'], " ");
-            let _ = write!(text, "{}: {}\r\n", clean(name), clean(value));
+            dated |= name.eq_ignore_ascii_case("date");
+            clean(out, name);
+            out.extend_from_slice(b": ");
+            clean(out, value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if !dated {
+            out.extend_from_slice(b"Date: ");
+            out.extend_from_slice(&crate::date::now());
+            out.extend_from_slice(b"\r\n");
         }
         let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
         if !bodiless {
-            let _ = write!(text, "Content-Length: {}\r\n", self.body.len());
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         if close {
-            text.push_str("Connection: close\r\n");
+            out.extend_from_slice(b"Connection: close\r\n");
         }
-        text.push_str("\r\n");
-        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
         if !head && !bodiless {
             out.extend_from_slice(&self.body);
         }
@@ -103,6 +117,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

@@ -10,9 +10,11 @@ use fibra_rt::{Handle, SpawnOptions};
 use fibra_tasks::TasksExt;
 
 use crate::accept_key::{accept_key, is_valid_client_key};
+use crate::chunked::ChunkedDecoder;
+use crate::head::{self, BodyLength, Head};
 use crate::reader::{ReadEnd, Reader};
 use crate::router::Route;
-use crate::{CloseCode, Request, Response, Router, WebSocket};
+use crate::{CloseCode, Limits, Request, Response, Router, WebSocket};
 
 /// Serves `router` on `listener` for ever: one tasklet per connection (needs the tasks and
 /// network plugins).
@@ -100,74 +102,36 @@ fn one_request(
     } else {
         limits.keep_alive_timeout
     };
-    let deadline = Instant::now() + wait;
+    // `None`: a timeout too large for the clock (`Duration::MAX`) never passes.
+    let deadline = Instant::now().checked_add(wait);
     // The head.
-    let (mut request, head_len) = loop {
-        // On the stack for the usual limit: a request's parse allocates nothing.
-        let mut on_stack = [httparse::EMPTY_HEADER; 64];
-        let mut on_heap;
-        let headers = if limits.max_headers <= on_stack.len() {
-            &mut on_stack[..limits.max_headers]
-        } else {
-            on_heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
-            &mut on_heap[..]
-        };
-        let mut parsed = httparse::Request::new(headers);
-        match parsed.parse(reader.pending()) {
-            Ok(httparse::Status::Complete(n)) => {
-                if n > limits.max_head {
-                    return refuse(h, conn, out, 431);
+    let Head {
+        mut request,
+        len,
+        body,
+    } = loop {
+        match head::parse(reader.pending(), limits) {
+            Ok(Some(head)) => break head,
+            Ok(None) => match reader.fill(h, conn, limits.max_head, deadline) {
+                Ok(()) => {}
+                Err(ReadEnd::TimedOut) if first || !reader.pending().is_empty() => {
+                    return refuse(h, conn, out, 408);
                 }
-                break (to_request(&parsed), n);
-            }
-            Ok(httparse::Status::Partial) => {
-                if reader.pending().len() >= limits.max_head {
-                    return refuse(h, conn, out, 431);
-                }
-                match reader.fill(h, conn, limits.max_head, Some(deadline)) {
-                    Ok(()) => {}
-                    Err(ReadEnd::TimedOut) if first || !reader.pending().is_empty() => {
-                        return refuse(h, conn, out, 408);
-                    }
-                    Err(_) => return Next::Close,
-                }
-            }
-            Err(httparse::Error::TooManyHeaders) => return refuse(h, conn, out, 431),
-            Err(_) => return refuse(h, conn, out, 400),
+                Err(_) => return Next::Close,
+            },
+            Err(status) => return refuse(h, conn, out, status),
         }
     };
-    reader.consume(head_len);
+    reader.consume(len);
     // The body.
-    let body_deadline = Instant::now() + limits.head_timeout;
-    let chunked = request.header_has_token("transfer-encoding", "chunked");
-    if request.header("transfer-encoding").is_some() && !chunked {
-        return refuse(h, conn, out, 501);
-    }
-    let length = match content_length(&request) {
-        Ok(length) => length,
-        Err(()) => return refuse(h, conn, out, 400),
-    };
-    if chunked && length.is_some() {
-        return refuse(h, conn, out, 400);
-    }
-    if length.is_some_and(|n| n > limits.max_body) {
-        return refuse(h, conn, out, 413);
-    }
-    let expects_body = chunked || length.is_some_and(|n| n > 0);
+    let body_deadline = Instant::now().checked_add(limits.head_timeout);
+    let expects_body = body != BodyLength::Exactly(0);
     if expects_body && request.header_has_token("expect", "100-continue") {
         let _ = h.send(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    let body = if chunked {
-        read_chunked(
-            h,
-            conn,
-            reader,
-            limits.max_body,
-            limits.max_head,
-            body_deadline,
-        )
-    } else {
-        read_exact(h, conn, reader, length.unwrap_or(0), body_deadline)
+    let body = match body {
+        BodyLength::Chunked => read_chunked(h, conn, reader, limits, body_deadline),
+        BodyLength::Exactly(length) => read_exact(h, conn, reader, length, body_deadline),
     };
     request.body = match body {
         Ok(body) => body,
@@ -233,6 +197,12 @@ fn upgrade(
     router: &Router,
     handler: &dyn Fn(&Handle, &Request, &mut WebSocket),
 ) {
+    // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request (an HTTP/1.0 client
+    // could not take the 101).
+    if request.minor_version == 0 {
+        answer(h, conn, out, &Response::error(400), true, false);
+        return;
+    }
     if !request.header_has_token("upgrade", "websocket")
         || !request.header_has_token("connection", "upgrade")
     {
@@ -276,48 +246,14 @@ fn upgrade(
     }
 }
 
-fn to_request(parsed: &httparse::Request<'_, '_>) -> Request {
-    Request {
-        method: parsed.method.unwrap_or("").to_owned(),
-        target: parsed.path.unwrap_or("").to_owned(),
-        minor_version: parsed.version.unwrap_or(1),
-        headers: parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-            .collect(),
-        body: Vec::new(),
-    }
-}
-
-/// The `Content-Length`, if any; `Err` when it is not a number or two of them differ.
-fn content_length(request: &Request) -> Result<Option<usize>, ()> {
-    let mut length = None;
-    for (name, value) in request.headers() {
-        if !name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        let text = std::str::from_utf8(value).map_err(|_| ())?.trim();
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
-        }
-        let n: usize = text.parse().map_err(|_| ())?;
-        if length.is_some_and(|l| l != n) {
-            return Err(());
-        }
-        length = Some(n);
-    }
-    Ok(length)
-}
-
 fn fill(
     h: &Handle,
     conn: &Conn,
     reader: &mut Reader,
     max: usize,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<(), u16> {
-    match reader.fill(h, conn, max, Some(deadline)) {
+    match reader.fill(h, conn, max, deadline) {
         Ok(()) => Ok(()),
         Err(ReadEnd::TimedOut) => Err(408),
         // The peer is gone; the status will not be read.
@@ -330,7 +266,7 @@ fn read_exact(
     conn: &Conn,
     reader: &mut Reader,
     length: usize,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<Vec<u8>, u16> {
     let mut body = Vec::with_capacity(length.min(64 * 1024));
     while body.len() < length {
@@ -344,55 +280,23 @@ fn read_exact(
     Ok(body)
 }
 
-/// Reads a chunked body (RFC 9112 §7.1), trailers skipped; at most `max_body` bytes of data,
-/// chunk-size lines and trailers within `max_line`.
+/// Reads a chunked body (RFC 9112 §7.1), trailers skipped: at most `max_body` bytes of
+/// data, each size line and the trailers within `max_head` (see [`ChunkedDecoder`]).
 fn read_chunked(
     h: &Handle,
     conn: &Conn,
     reader: &mut Reader,
-    max_body: usize,
-    max_line: usize,
-    deadline: Instant,
+    limits: &Limits,
+    deadline: Option<Instant>,
 ) -> Result<Vec<u8>, u16> {
+    let mut decoder = ChunkedDecoder::new(limits.max_body, limits.max_head, limits.max_head);
     let mut body = Vec::new();
     loop {
-        let line = read_line(h, conn, reader, max_line, deadline)?;
-        let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
-        let size_text = std::str::from_utf8(size_text).map_err(|_| 400u16)?.trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| 400u16)?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while !read_line(h, conn, reader, max_line, deadline)?.is_empty() {}
+        let used = decoder.decode(reader.pending(), &mut body)?;
+        reader.consume(used);
+        if decoder.is_done() {
             return Ok(body);
         }
-        if body.len() + size > max_body {
-            return Err(413);
-        }
-        let chunk = read_exact(h, conn, reader, size, deadline)?;
-        body.extend_from_slice(&chunk);
-        if !read_line(h, conn, reader, max_line, deadline)?.is_empty() {
-            return Err(400);
-        }
-    }
-}
-
-/// One line ending with CRLF, without it.
-fn read_line(
-    h: &Handle,
-    conn: &Conn,
-    reader: &mut Reader,
-    max: usize,
-    deadline: Instant,
-) -> Result<Vec<u8>, u16> {
-    loop {
-        if let Some(at) = reader.pending().windows(2).position(|w| w == b"\r\n") {
-            let line = reader.pending()[..at].to_vec();
-            reader.consume(at + 2);
-            return Ok(line);
-        }
-        if reader.pending().len() >= max {
-            return Err(400);
-        }
-        fill(h, conn, reader, max, deadline)?;
+        fill(h, conn, reader, 64 * 1024, deadline)?;
     }
 }

@@ -10,7 +10,8 @@ use std::time::Instant;
 use fibra_net::{Conn, NetExt};
 use fibra_rt::Handle;
 
-use crate::frame::{self, Header};
+use crate::assembler::{self, Assembler, Closing, Event};
+use crate::frame;
 use crate::reader::{ReadEnd, Reader};
 use crate::{HttpError, Limits};
 
@@ -41,7 +42,7 @@ impl CloseCode {
     pub const INTERNAL: CloseCode = CloseCode(1011);
 
     /// Whether a peer may send this code in a close frame.
-    fn may_be_sent(self) -> bool {
+    pub(crate) fn may_be_sent(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
     }
 }
@@ -159,11 +160,8 @@ pub struct WebSocket {
     sender: WsSender,
     reader: Reader,
     limits: Limits,
-    /// The message being joined from fragments, and its kind.
-    message: Vec<u8>,
-    kind: Option<u8>,
-    /// How much of a text message is known to be UTF-8.
-    valid: usize,
+    /// The message being joined from fragments.
+    assembler: Assembler,
     /// The close handshake: the code this side sent, if any.
     sent_close: Option<CloseCode>,
     closed: Option<CloseCode>,
@@ -175,9 +173,7 @@ impl WebSocket {
             sender: WsSender { conn },
             reader,
             limits,
-            message: Vec::new(),
-            kind: None,
-            valid: 0,
+            assembler: Assembler::default(),
             sent_close: None,
             closed: None,
         }
@@ -274,73 +270,30 @@ impl WebSocket {
             if let Some(code) = self.closed {
                 return Err(HttpError::Closed(code));
             }
-            let header = match Header::parse(self.reader.pending()) {
-                Some(header) => header,
-                None => {
-                    self.fill(h, 14, deadline)?;
-                    continue;
-                }
+            let step = match self.assembler.step(self.reader.pending_mut(), &self.limits) {
+                Ok(step) => step,
+                Err(code) => return Err(self.fail(h, code)),
             };
-            if let Some(code) = self.check(&header) {
-                return Err(self.fail(h, code));
-            }
-            let total = header.size + header.len as usize;
-            if self.reader.pending().len() < total {
-                self.fill(h, total, deadline)?;
-                continue;
-            }
-            let mask = header.mask.unwrap_or_default();
-            frame::unmask(&mut self.reader.pending_mut()[header.size..total], mask);
-            let payload_range = header.size..total;
-            match header.opcode {
-                frame::PING => {
-                    let payload = self.reader.pending()[payload_range].to_vec();
-                    self.reader.consume(total);
-                    let _ = self.sender.send_frame(frame::PONG, &payload);
+            match step.event {
+                Event::More(need) => self.fill(h, need, deadline)?,
+                Event::Ping(payload) => {
+                    let _ = self
+                        .sender
+                        .send_frame(frame::PONG, &self.reader.pending()[payload]);
+                    self.reader.consume(step.used);
                 }
-                frame::PONG => self.reader.consume(total),
-                frame::CLOSE => {
-                    let payload = self.reader.pending()[payload_range].to_vec();
-                    self.reader.consume(total);
-                    return Err(self.on_close(h, &payload));
+                Event::Pong | Event::Fragment => self.reader.consume(step.used),
+                Event::Close(payload) => {
+                    // At most 125 bytes (a control frame's limit).
+                    let mut copy = [0u8; 125];
+                    let len = payload.len();
+                    copy[..len].copy_from_slice(&self.reader.pending()[payload]);
+                    self.reader.consume(step.used);
+                    return Err(self.on_close(h, &copy[..len]));
                 }
-                opcode => {
-                    let starts = opcode != frame::CONTINUATION;
-                    if starts == self.kind.is_some() {
-                        // A new message inside one, or a continuation of none.
-                        return Err(self.fail(h, crate::CloseCode::PROTOCOL));
-                    }
-                    if self.message.len() + (total - header.size) > self.limits.max_message {
-                        return Err(self.fail(h, crate::CloseCode::TOO_BIG));
-                    }
-                    if starts {
-                        self.kind = Some(opcode);
-                    }
-                    self.message
-                        .extend_from_slice(&self.reader.pending()[payload_range]);
-                    self.reader.consume(total);
-                    // Fails fast: bad UTF-8 in a fragment ends the message at once, not at
-                    // its last fragment (an incomplete character at the end may go on).
-                    if self.kind == Some(frame::TEXT) {
-                        match std::str::from_utf8(&self.message[self.valid..]) {
-                            Ok(_) => self.valid = self.message.len(),
-                            Err(e) if e.error_len().is_some() => {
-                                return Err(self.fail(h, CloseCode::INVALID_DATA));
-                            }
-                            Err(e) => self.valid += e.valid_up_to(),
-                        }
-                    }
-                    if header.fin {
-                        self.valid = 0;
-                        let bytes = std::mem::take(&mut self.message);
-                        return match self.kind.take() {
-                            Some(frame::TEXT) => match String::from_utf8(bytes) {
-                                Ok(text) => Ok(Message::Text(text)),
-                                Err(_) => Err(self.fail(h, CloseCode::INVALID_DATA)),
-                            },
-                            _ => Ok(Message::Binary(bytes)),
-                        };
-                    }
+                Event::Message(message) => {
+                    self.reader.consume(step.used);
+                    return Ok(message);
                 }
             }
         }
@@ -348,7 +301,7 @@ impl WebSocket {
 
     /// Closes: sends a close frame with `code` and `reason`, waits (up to the close timeout)
     /// for the peer's close, then closes the connection. Messages that arrive meanwhile are
-    /// dropped.
+    /// dropped; a frame that breaks the protocol or the frame limit ends the wait at once.
     ///
     /// # Errors
     ///
@@ -359,71 +312,39 @@ impl WebSocket {
         }
         let sent = self.sender.send_close(code, reason);
         self.sent_close = Some(code);
-        let deadline = Instant::now() + self.limits.close_timeout;
-        // Until the peer's close frame (answered in `on_close`), the end, or the deadline.
+        // `None`: a close timeout too large for the clock waits for as long as it takes.
+        let deadline = Instant::now().checked_add(self.limits.close_timeout);
+        // Until the peer's close frame (answered in `on_close`), the end, or the deadline;
+        // every step uses a whole frame or reads, so the loop ends.
         while self.closed.is_none() {
-            match Header::parse(self.reader.pending()) {
-                Some(header)
-                    if self.reader.pending().len() >= header.size + header.len as usize =>
-                {
-                    let total = header.size + header.len as usize;
-                    if header.opcode == frame::CLOSE {
-                        self.reader.consume(total);
+            match assembler::closing_step(self.reader.pending(), self.limits.max_frame) {
+                Ok(Closing::Skip(used)) => self.reader.consume(used),
+                Ok(Closing::PeerClosed(used)) => {
+                    self.reader.consume(used);
+                    self.finish(h, code);
+                }
+                Ok(Closing::More(need)) => {
+                    if self.fill(h, need, deadline).is_err() {
                         self.finish(h, code);
-                    } else {
-                        self.reader.consume(total);
                     }
                 }
-                Some(header) if header.len as usize > self.limits.max_frame => self.finish(h, code),
-                _ => {
-                    let need = self.limits.max_frame + 14;
-                    if self.fill(h, need, Some(deadline)).is_err() {
-                        self.finish(h, code);
-                    }
+                Err(broken) => {
+                    log::debug!(
+                        target: "fibra_http::websocket",
+                        "a frame broke the protocol ({broken}) while closing: closed at once"
+                    );
+                    self.finish(h, code);
                 }
             }
         }
         sent
     }
 
-    /// The rule `header` breaks, if any.
-    fn check(&self, header: &Header) -> Option<CloseCode> {
-        let known = matches!(
-            header.opcode,
-            frame::CONTINUATION
-                | frame::TEXT
-                | frame::BINARY
-                | frame::CLOSE
-                | frame::PING
-                | frame::PONG
-        );
-        if header.rsv != 0 || !known || header.mask.is_none() {
-            return Some(CloseCode::PROTOCOL);
-        }
-        if header.is_control() && (!header.fin || header.len > 125) {
-            return Some(CloseCode::PROTOCOL);
-        }
-        if header.len > self.limits.max_frame as u64 {
-            return Some(CloseCode::TOO_BIG);
-        }
-        None
-    }
-
     /// The peer's close frame arrived: answers it (unless this side closed first) and ends.
     fn on_close(&mut self, h: &Handle, payload: &[u8]) -> HttpError {
-        let code = match payload.len() {
-            0 => CloseCode::NO_STATUS,
-            1 => return self.fail(h, CloseCode::PROTOCOL),
-            _ => {
-                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
-                if !code.may_be_sent() {
-                    return self.fail(h, CloseCode::PROTOCOL);
-                }
-                if std::str::from_utf8(&payload[2..]).is_err() {
-                    return self.fail(h, CloseCode::INVALID_DATA);
-                }
-                code
-            }
+        let code = match assembler::close_code(payload) {
+            Ok(code) => code,
+            Err(broken) => return self.fail(h, broken),
         };
         if self.sent_close.is_none() {
             let answer = if code == CloseCode::NO_STATUS {
@@ -451,7 +372,7 @@ impl WebSocket {
 
     fn finish(&mut self, h: &Handle, code: CloseCode) {
         self.closed = Some(code);
-        self.message = Vec::new();
+        self.assembler.clear();
         // What was queued (the close frame) still leaves.
         let _ = h.close(&self.sender.conn);
     }
@@ -462,7 +383,7 @@ impl WebSocket {
         need: usize,
         deadline: Option<Instant>,
     ) -> Result<(), HttpError> {
-        let max = need.max(self.limits.max_frame + 14);
+        let max = need.max(self.limits.max_frame.saturating_add(frame::MAX_HEADER));
         match self.reader.fill(h, &self.sender.conn, max, deadline) {
             Ok(()) => Ok(()),
             Err(ReadEnd::TimedOut) => Err(HttpError::TimedOut),
