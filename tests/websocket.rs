@@ -380,3 +380,32 @@ fn a_close_timeout_of_duration_max_waits_for_the_peers_close() {
     }
     wait_for_end(&ends, 1001);
 }
+
+/// The answer to a raw handshake request for `/ws` with `extra` header lines.
+fn raw_upgrade(server: &ServerThread<()>, method: &str, extra: &str) -> String {
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "{method} /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    c.write_all(request.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    c.read_exact(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_handshake_by_head_or_with_two_keys_is_refused() {
+    let server = start(Ends::default());
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    // `Connection: keep-alive, Upgrade` holds the token: upgraded.
+    assert_eq!(raw_upgrade(&server, "GET", key), "HTTP/1.1 101");
+    // RFC 6455 §4.1: the handshake is a GET (HEAD used to be served by the GET route: 101).
+    assert_ne!(raw_upgrade(&server, "HEAD", key), "HTTP/1.1 101");
+    assert_eq!(raw_upgrade(&server, "POST", key), "HTTP/1.1 405");
+    // §11.3.1: Sec-WebSocket-Key must not appear more than once (the first was taken).
+    let two = format!("{key}Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n");
+    assert_eq!(raw_upgrade(&server, "GET", &two), "HTTP/1.1 400");
+    assert_eq!(raw_upgrade(&server, "GET", ""), "HTTP/1.1 400");
+}

@@ -203,6 +203,12 @@ fn upgrade(
         answer(h, conn, out, &Response::error(400), true, false);
         return;
     }
+    // §4.1: the handshake is a GET (the router serves HEAD by a GET route).
+    if request.method != "GET" {
+        let response = Response::error(405).header("Allow", "GET");
+        answer(h, conn, out, &response, true, request.method == "HEAD");
+        return;
+    }
     if !request.header_has_token("upgrade", "websocket")
         || !request.header_has_token("connection", "upgrade")
     {
@@ -221,8 +227,13 @@ fn upgrade(
         answer(h, conn, out, &response, true, false);
         return;
     }
+    // §11.3.1: the key must not appear more than once.
+    let keys = request
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-key"))
+        .count();
     let key = match request.header("sec-websocket-key") {
-        Some(key) if is_valid_client_key(key) => key,
+        Some(key) if keys == 1 && is_valid_client_key(key) => key,
         _ => {
             answer(h, conn, out, &Response::error(400), true, false);
             return;
