@@ -126,7 +126,11 @@ fn one_request(
     // The body.
     let body_deadline = Instant::now().checked_add(limits.head_timeout);
     let expects_body = body != BodyLength::Exactly(0);
-    if expects_body && request.header_has_token("expect", "100-continue") {
+    // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
+    if expects_body
+        && request.minor_version >= 1
+        && request.header_has_token("expect", "100-continue")
+    {
         let _ = h.send(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
     }
     let body = match body {
