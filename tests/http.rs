@@ -30,6 +30,7 @@ fn limits() -> Limits {
         max_body: 4096,
         head_timeout: Duration::from_millis(300),
         keep_alive_timeout: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(300),
         ..Limits::default()
     }
 }
@@ -439,4 +440,29 @@ fn an_http_1_0_expectation_of_100_continue_is_ignored() {
     // RFC 9110 §10.1.1: an HTTP/1.0 client is sent no 100 (it used to get one first).
     let (status, _, body) = response(&mut c);
     assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+}
+
+#[test]
+fn a_peer_that_never_reads_its_answers_is_cut_off() {
+    let server = start();
+    let mut c = client(&server);
+    // 64 answers of 256 KiB, never read: the server's sends fill its send limit and the
+    // socket buffers, and it used to wait for room for ever (a tasklet and its buffers held
+    // by a peer that sends 2 KiB).
+    let request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+    c.write_all(&request).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got += n,
+            Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    assert!(ended, "the connection was still open after {got} bytes");
+    assert!(got < 64 * 256 * 1024, "every answer was sent: {got} bytes");
 }

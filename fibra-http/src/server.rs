@@ -3,9 +3,9 @@
 //! and the upgrade to a WebSocket.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use fibra_net::{Conn, Listener, NetError, NetExt};
+use fibra_net::{ops::Drain, Conn, Listener, NetError, NetExt};
 use fibra_rt::{Handle, SpawnOptions};
 use fibra_tasks::TasksExt;
 
@@ -66,6 +66,9 @@ pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
     }
 }
 
+/// Sends `response`; `false` when it could not be queued: the connection ended, or its
+/// output stayed full for `send_timeout` (a peer that does not read: the connection is
+/// aborted).
 fn answer(
     h: &Handle,
     conn: &Conn,
@@ -73,18 +76,57 @@ fn answer(
     response: &Response,
     close: bool,
     head: bool,
-) {
+    send_timeout: Duration,
+) -> bool {
     out.clear();
     response.write(out, close, head);
-    let _ = h.send(conn, out);
+    let sent = send(h, conn, out, send_timeout);
     if out.capacity() > 64 * 1024 {
         *out = Vec::new();
     }
+    sent
 }
 
-fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16) -> Next {
+/// Queues `bytes` whole, waiting for room in the output for at most `timeout` (a timeout
+/// too large for the clock waits for as long as it takes); aborts the connection when the
+/// wait times out.
+fn send(h: &Handle, conn: &Conn, bytes: &[u8], timeout: Duration) -> bool {
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        match conn.try_send(bytes) {
+            Ok(()) => return true,
+            Err(NetError::Full { .. }) => {}
+            Err(_) => return false,
+        }
+        let room = match deadline {
+            Some(deadline) => h
+                .yield_op_until(Drain::new(conn), deadline)
+                .unwrap_or(Err(NetError::TimedOut)),
+            None => h.yield_op(Drain::new(conn)),
+        };
+        if let Err(e) = room {
+            log::debug!(
+                target: "fibra_http",
+                "cut off {:?}: its answer could not be sent ({e})",
+                conn.peer_addr()
+            );
+            h.abort(conn);
+            return false;
+        }
+    }
+}
+
+fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16, limits: &Limits) -> Next {
     log::debug!(target: "fibra_http", "answered {status} to {:?}", conn.peer_addr());
-    answer(h, conn, out, &Response::error(status), true, false);
+    answer(
+        h,
+        conn,
+        out,
+        &Response::error(status),
+        true,
+        false,
+        limits.send_timeout,
+    );
     Next::Close
 }
 
@@ -115,11 +157,11 @@ fn one_request(
             Ok(None) => match reader.fill(h, conn, limits.max_head, deadline) {
                 Ok(()) => {}
                 Err(ReadEnd::TimedOut) if first || !reader.pending().is_empty() => {
-                    return refuse(h, conn, out, 408);
+                    return refuse(h, conn, out, 408, limits);
                 }
                 Err(_) => return Next::Close,
             },
-            Err(status) => return refuse(h, conn, out, status),
+            Err(status) => return refuse(h, conn, out, status, limits),
         }
     };
     reader.consume(len);
@@ -127,11 +169,18 @@ fn one_request(
     let body_deadline = Instant::now().checked_add(limits.head_timeout);
     let expects_body = body != BodyLength::Exactly(0);
     // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
-    if expects_body
+    let continue_first = expects_body
         && request.minor_version >= 1
-        && request.header_has_token("expect", "100-continue")
+        && request.header_has_token("expect", "100-continue");
+    if continue_first
+        && !send(
+            h,
+            conn,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            limits.send_timeout,
+        )
     {
-        let _ = h.send(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
+        return Next::Close;
     }
     let body = match body {
         BodyLength::Chunked => read_chunked(h, conn, reader, limits, body_deadline),
@@ -139,7 +188,7 @@ fn one_request(
     };
     request.body = match body {
         Ok(body) => body,
-        Err(status) => return refuse(h, conn, out, status),
+        Err(status) => return refuse(h, conn, out, status, limits),
     };
     // The answer.
     let keep_alive = request.keep_alive();
@@ -150,11 +199,19 @@ fn one_request(
                 Ok(response) => response,
                 Err(_) => {
                     log::error!(target: "fibra_http", "the handler of {} panicked", request.target);
-                    return refuse(h, conn, out, 500);
+                    return refuse(h, conn, out, 500, limits);
                 }
             };
-            answer(h, conn, out, &response, !keep_alive, head);
-            if keep_alive {
+            let sent = answer(
+                h,
+                conn,
+                out,
+                &response,
+                !keep_alive,
+                head,
+                limits.send_timeout,
+            );
+            if keep_alive && sent {
                 Next::KeepAlive
             } else {
                 Next::Close
@@ -174,16 +231,32 @@ fn one_request(
         }
         Err((405, allow)) => {
             let response = Response::error(405).header("Allow", allow);
-            answer(h, conn, out, &response, !keep_alive, head);
-            if keep_alive {
+            let sent = answer(
+                h,
+                conn,
+                out,
+                &response,
+                !keep_alive,
+                head,
+                limits.send_timeout,
+            );
+            if keep_alive && sent {
                 Next::KeepAlive
             } else {
                 Next::Close
             }
         }
         Err((status, _)) => {
-            answer(h, conn, out, &Response::error(status), !keep_alive, head);
-            if keep_alive {
+            let sent = answer(
+                h,
+                conn,
+                out,
+                &Response::error(status),
+                !keep_alive,
+                head,
+                limits.send_timeout,
+            );
+            if keep_alive && sent {
                 Next::KeepAlive
             } else {
                 Next::Close
@@ -201,16 +274,25 @@ fn upgrade(
     router: &Router,
     handler: &dyn Fn(&Handle, &Request, &mut WebSocket),
 ) {
+    let timeout = router.limits.send_timeout;
     // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request (an HTTP/1.0 client
     // could not take the 101).
     if request.minor_version == 0 {
-        answer(h, conn, out, &Response::error(400), true, false);
+        answer(h, conn, out, &Response::error(400), true, false, timeout);
         return;
     }
     // §4.1: the handshake is a GET (the router serves HEAD by a GET route).
     if request.method != "GET" {
         let response = Response::error(405).header("Allow", "GET");
-        answer(h, conn, out, &response, true, request.method == "HEAD");
+        answer(
+            h,
+            conn,
+            out,
+            &response,
+            true,
+            request.method == "HEAD",
+            timeout,
+        );
         return;
     }
     if !request.header_has_token("upgrade", "websocket")
@@ -223,12 +305,13 @@ fn upgrade(
             &Response::error(426).header("Upgrade", "websocket"),
             true,
             false,
+            timeout,
         );
         return;
     }
     if request.header("sec-websocket-version") != Some(b"13") {
         let response = Response::error(426).header("Sec-WebSocket-Version", "13");
-        answer(h, conn, out, &response, true, false);
+        answer(h, conn, out, &response, true, false, timeout);
         return;
     }
     // §11.3.1: the key must not appear more than once.
@@ -239,7 +322,7 @@ fn upgrade(
     let key = match request.header("sec-websocket-key") {
         Some(key) if keys == 1 && is_valid_client_key(key) => key,
         _ => {
-            answer(h, conn, out, &Response::error(400), true, false);
+            answer(h, conn, out, &Response::error(400), true, false, timeout);
             return;
         }
     };
@@ -247,7 +330,9 @@ fn upgrade(
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
         .header("Sec-WebSocket-Accept", accept_key(key));
-    answer(h, conn, out, &response, false, false);
+    if !answer(h, conn, out, &response, false, false, timeout) {
+        return;
+    }
     *out = Vec::new();
     let mut ws = WebSocket::new(conn.clone(), reader, router.limits.clone());
     match h.catch_panic(|| handler(h, request, &mut ws)) {
