@@ -11,7 +11,7 @@ use fibra_tasks::TasksExt;
 
 use crate::accept_key::{accept_key, is_valid_client_key};
 use crate::chunked::ChunkedDecoder;
-use crate::head::{self, BodyLength, Head};
+use crate::head::{BodyLength, Head, HeadScanner};
 use crate::reader::{ReadEnd, Reader};
 use crate::router::Route;
 use crate::{CloseCode, Limits, Request, Response, Router, WebSocket};
@@ -147,12 +147,13 @@ fn one_request(
     // `None`: a timeout too large for the clock (`Duration::MAX`) never passes.
     let deadline = Instant::now().checked_add(wait);
     // The head.
+    let mut scanner = HeadScanner::default();
     let Head {
         mut request,
         len,
         body,
     } = loop {
-        match head::parse(reader.pending(), limits) {
+        match scanner.poll(reader.pending(), limits) {
             Ok(Some(head)) => break head,
             Ok(None) => match reader.fill(h, conn, limits.max_head, deadline) {
                 Ok(()) => {}
