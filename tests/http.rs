@@ -466,3 +466,18 @@ fn a_peer_that_never_reads_its_answers_is_cut_off() {
     assert!(ended, "the connection was still open after {got} bytes");
     assert!(got < 64 * 256 * 1024, "every answer was sent: {got} bytes");
 }
+
+#[test]
+fn an_http_1_0_keep_alive_is_answered_with_keep_alive() {
+    let server = start();
+    let mut c = client(&server);
+    let request = b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    c.write_all(request).unwrap();
+    // RFC 9112 §9.3: without `Connection: keep-alive` in the answer (it had none), an
+    // HTTP/1.0 client takes the connection as closing.
+    let (_, head, body) = response(&mut c);
+    assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
+    assert_eq!(body, b"A");
+    c.write_all(request).unwrap();
+    assert_eq!(response(&mut c).2, b"A");
+}

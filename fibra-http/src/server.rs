@@ -66,6 +66,9 @@ pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
     }
 }
 
+/// The `Connection` header of a response after which the server closes.
+const CLOSE: Option<&str> = Some("close");
+
 /// Sends `response`; `false` when it could not be queued: the connection ended, or its
 /// output stayed full for `send_timeout` (a peer that does not read: the connection is
 /// aborted).
@@ -74,12 +77,12 @@ fn answer(
     conn: &Conn,
     out: &mut Vec<u8>,
     response: &Response,
-    close: bool,
+    connection: Option<&str>,
     head: bool,
     send_timeout: Duration,
 ) -> bool {
     out.clear();
-    response.write(out, close, head);
+    response.write(out, connection, head);
     let sent = send(h, conn, out, send_timeout);
     if out.capacity() > 64 * 1024 {
         *out = Vec::new();
@@ -123,7 +126,7 @@ fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16, limits: &Limi
         conn,
         out,
         &Response::error(status),
-        true,
+        CLOSE,
         false,
         limits.send_timeout,
     );
@@ -193,6 +196,12 @@ fn one_request(
     };
     // The answer.
     let keep_alive = request.keep_alive();
+    // RFC 9112 §9.3: an HTTP/1.0 client keeps its connection only when told so.
+    let connection = match (keep_alive, request.minor_version) {
+        (false, _) => CLOSE,
+        (true, 0) => Some("keep-alive"),
+        (true, _) => None,
+    };
     let head = request.method == "HEAD";
     match router.find(&request.method, request.path()) {
         Ok(Route::Http(handler)) => {
@@ -208,7 +217,7 @@ fn one_request(
                 conn,
                 out,
                 &response,
-                !keep_alive,
+                connection,
                 head,
                 limits.send_timeout,
             );
@@ -237,7 +246,7 @@ fn one_request(
                 conn,
                 out,
                 &response,
-                !keep_alive,
+                connection,
                 head,
                 limits.send_timeout,
             );
@@ -253,7 +262,7 @@ fn one_request(
                 conn,
                 out,
                 &Response::error(status),
-                !keep_alive,
+                connection,
                 head,
                 limits.send_timeout,
             );
@@ -279,7 +288,7 @@ fn upgrade(
     // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request (an HTTP/1.0 client
     // could not take the 101).
     if request.minor_version == 0 {
-        answer(h, conn, out, &Response::error(400), true, false, timeout);
+        answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
         return;
     }
     // §4.1: the handshake is a GET (the router serves HEAD by a GET route).
@@ -290,7 +299,7 @@ fn upgrade(
             conn,
             out,
             &response,
-            true,
+            CLOSE,
             request.method == "HEAD",
             timeout,
         );
@@ -304,7 +313,7 @@ fn upgrade(
             conn,
             out,
             &Response::error(426).header("Upgrade", "websocket"),
-            true,
+            CLOSE,
             false,
             timeout,
         );
@@ -312,7 +321,7 @@ fn upgrade(
     }
     if request.header("sec-websocket-version") != Some(b"13") {
         let response = Response::error(426).header("Sec-WebSocket-Version", "13");
-        answer(h, conn, out, &response, true, false, timeout);
+        answer(h, conn, out, &response, CLOSE, false, timeout);
         return;
     }
     // §11.3.1: the key must not appear more than once.
@@ -323,7 +332,7 @@ fn upgrade(
     let key = match request.header("sec-websocket-key") {
         Some(key) if keys == 1 && is_valid_client_key(key) => key,
         _ => {
-            answer(h, conn, out, &Response::error(400), true, false, timeout);
+            answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
             return;
         }
     };
@@ -331,7 +340,7 @@ fn upgrade(
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
         .header("Sec-WebSocket-Accept", accept_key(key));
-    if !answer(h, conn, out, &response, false, false, timeout) {
+    if !answer(h, conn, out, &response, None, false, timeout) {
         return;
     }
     *out = Vec::new();
