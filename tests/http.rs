@@ -30,6 +30,7 @@ fn limits() -> Limits {
         max_body: 4096,
         head_timeout: Duration::from_millis(300),
         keep_alive_timeout: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(300),
         ..Limits::default()
     }
 }
@@ -50,6 +51,9 @@ fn start() -> ServerThread<()> {
                     Response::text("slow")
                 })
                 .get("/panic", |_h, _req| panic!("handler bug"))
+                .get("/big", |_h, _req| {
+                    Response::new(200).body(vec![b'x'; 256 * 1024])
+                })
                 .with_limits(limits()),
         );
         let listener = util::listen(s);
@@ -395,4 +399,85 @@ fn timeouts_of_duration_max_mean_no_timeout() {
     )
     .unwrap();
     assert_eq!(response(&mut c).0, 405);
+}
+
+#[test]
+fn smuggling_shaped_heads_are_400_and_close() {
+    let server = start();
+    for bad in [
+        &b"GET /a HTTP/1.1\r\nHost : x\r\n\r\n"[..],
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\rX: a\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5,5\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+    ] {
+        assert_eq!(status_of(&server, bad), (400, true), "{}", String::from_utf8_lossy(bad));
+    }
+    // Blanks around a Content-Length, a quoted chunk extension, trailers and a pipelined
+    // request after a chunked body are fine.
+    let mut c = client(&server);
+    c.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length:   5  \r\n\r\nhello\
+          POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked , \r\n\r\n\
+          2;name=\"a;b\\\"c\"\r\nhi\r\n0\r\nT: 1\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response(&mut c).2, b"hello");
+    assert_eq!(response(&mut c).2, b"hi");
+    assert_eq!(response(&mut c).2, b"A");
+}
+
+#[test]
+fn an_http_1_0_expectation_of_100_continue_is_ignored() {
+    let server = start();
+    let mut c = client(&server);
+    c.write_all(b"POST /echo HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    // RFC 9110 §10.1.1: an HTTP/1.0 client is sent no 100 (it used to get one first).
+    let (status, _, body) = response(&mut c);
+    assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+}
+
+#[test]
+fn a_peer_that_never_reads_its_answers_is_cut_off() {
+    let server = start();
+    let mut c = client(&server);
+    // 64 answers of 256 KiB, never read: the server's sends fill its send limit and the
+    // socket buffers, and it used to wait for room for ever (a tasklet and its buffers held
+    // by a peer that sends 2 KiB).
+    let request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+    c.write_all(&request).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got += n,
+            Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    assert!(ended, "the connection was still open after {got} bytes");
+    assert!(got < 64 * 256 * 1024, "every answer was sent: {got} bytes");
+}
+
+#[test]
+fn an_http_1_0_keep_alive_is_answered_with_keep_alive() {
+    let server = start();
+    let mut c = client(&server);
+    let request = b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    c.write_all(request).unwrap();
+    // RFC 9112 §9.3: without `Connection: keep-alive` in the answer (it had none), an
+    // HTTP/1.0 client takes the connection as closing.
+    let (_, head, body) = response(&mut c);
+    assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
+    assert_eq!(body, b"A");
+    c.write_all(request).unwrap();
+    assert_eq!(response(&mut c).2, b"A");
 }

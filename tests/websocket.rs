@@ -380,3 +380,67 @@ fn a_close_timeout_of_duration_max_waits_for_the_peers_close() {
     }
     wait_for_end(&ends, 1001);
 }
+
+/// The answer to a raw handshake request for `/ws` with `extra` header lines.
+fn raw_upgrade(server: &ServerThread<()>, method: &str, extra: &str) -> String {
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "{method} /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    c.write_all(request.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    c.read_exact(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_handshake_by_head_or_with_two_keys_is_refused() {
+    let server = start(Ends::default());
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    // `Connection: keep-alive, Upgrade` holds the token: upgraded.
+    assert_eq!(raw_upgrade(&server, "GET", key), "HTTP/1.1 101");
+    // RFC 6455 §4.1: the handshake is a GET (HEAD used to be served by the GET route: 101).
+    assert_ne!(raw_upgrade(&server, "HEAD", key), "HTTP/1.1 101");
+    assert_eq!(raw_upgrade(&server, "POST", key), "HTTP/1.1 405");
+    // §11.3.1: Sec-WebSocket-Key must not appear more than once (the first was taken).
+    let two = format!("{key}Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n");
+    assert_eq!(raw_upgrade(&server, "GET", &two), "HTTP/1.1 400");
+    assert_eq!(raw_upgrade(&server, "GET", ""), "HTTP/1.1 400");
+}
+
+#[test]
+fn close_codes_a_peer_may_not_send_and_bad_reasons_are_refused() {
+    let server = start(Ends::default());
+    let close = |payload: &[u8]| {
+        let mut ws = Client::open(server.addr, "/ws");
+        ws.send(8, payload);
+        let (opcode, payload) = ws.next();
+        assert_eq!(opcode, 8, "{payload:?}");
+        u16::from_be_bytes([payload[0], payload[1]])
+    };
+    // RFC 6455 §7.4.1: 1004-1006 and 1015 are reserved, below 1000 and 1016-2999 unassigned.
+    for code in [
+        0u16,
+        999,
+        1004,
+        1005,
+        1006,
+        1015,
+        1016,
+        2999,
+        5000,
+        u16::MAX,
+    ] {
+        assert_eq!(close(&code.to_be_bytes()), 1002, "code {code}");
+    }
+    // §8.1: a reason that is not UTF-8 is 1007.
+    assert_eq!(close(&[0x03, 0xE8, 0xFF, 0xFE]), 1007);
+    // The longest close (a 123-byte reason) and private codes are answered with their code.
+    let mut longest = 4999u16.to_be_bytes().to_vec();
+    longest.extend_from_slice(&[b'r'; 123]);
+    assert_eq!(close(&longest), 4999);
+    assert_eq!(close(&3000u16.to_be_bytes()), 3000);
+    assert_eq!(close(&1000u16.to_be_bytes()), 1000);
+}

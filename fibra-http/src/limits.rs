@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Bounds on what a client may send, so that nothing it sends makes memory unbounded or a
 /// tasklet wait for ever. Each bound has its answer: a request line too long gets 414, a head
-/// too large 431, a body too large 413, a head too slow 408; on a WebSocket, a frame or
+/// too large 431, a body too large 413, a head too slow 408, a peer that does not read its answers is cut off; on a WebSocket, a frame or
 /// message too large is closed with 1009. A timeout too large for the clock (such as
 /// `Duration::MAX`) means no timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_frame: usize,
     /// A WebSocket message, all its fragments together, in bytes (default 1 MiB).
     pub max_message: usize,
+    /// How long an answer may wait for room in the connection's output (default 10 s): a
+    /// peer that does not read its answers is cut off then.
+    pub send_timeout: Duration,
     /// How long a WebSocket close handshake may wait for the peer's close (default 2 s).
     pub close_timeout: Duration,
 }
@@ -38,6 +41,7 @@ impl Default for Limits {
             keep_alive_timeout: Duration::from_secs(5),
             max_frame: 64 * 1024,
             max_message: 1024 * 1024,
+            send_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
         }
     }

@@ -60,10 +60,12 @@ impl Response {
             .body(format!("{status} {}\n", reason(status)))
     }
 
-    /// Appends the response to `out`; `close` adds `Connection: close`, `head` leaves the
-    /// body out (a `HEAD` request). `Date` is added unless the handler set one (RFC 9110
-    /// §6.6.1). Writes straight into `out`: nothing is allocated but `out`'s growth.
-    pub(crate) fn write(&self, out: &mut Vec<u8>, close: bool, head: bool) {
+    /// Appends the response to `out`; `connection` is the `Connection` header's value to add
+    /// (`close` when the server closes, `keep-alive` for an HTTP/1.0 client whose connection
+    /// stays open), `head` leaves the body out (a `HEAD` request). `Date` is added unless the
+    /// handler set one (RFC 9110 §6.6.1). Writes straight into `out`: nothing is allocated
+    /// but `out`'s growth.
+    pub(crate) fn write(&self, out: &mut Vec<u8>, connection: Option<&str>, head: bool) {
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         // A header may not carry a line break (response splitting).
         let clean = |out: &mut Vec<u8>, s: &str| {
@@ -89,8 +91,10 @@ impl Response {
         if !bodiless {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
+        if let Some(connection) = connection {
+            out.extend_from_slice(b"Connection: ");
+            out.extend_from_slice(connection.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
         if !head && !bodiless {

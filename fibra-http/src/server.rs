@@ -3,15 +3,15 @@
 //! and the upgrade to a WebSocket.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use fibra_net::{Conn, Listener, NetError, NetExt};
+use fibra_net::{ops::Drain, Conn, Listener, NetError, NetExt};
 use fibra_rt::{Handle, SpawnOptions};
 use fibra_tasks::TasksExt;
 
 use crate::accept_key::{accept_key, is_valid_client_key};
 use crate::chunked::ChunkedDecoder;
-use crate::head::{self, BodyLength, Head};
+use crate::head::{BodyLength, Head, HeadScanner};
 use crate::reader::{ReadEnd, Reader};
 use crate::router::Route;
 use crate::{CloseCode, Limits, Request, Response, Router, WebSocket};
@@ -66,25 +66,70 @@ pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
     }
 }
 
+/// The `Connection` header of a response after which the server closes.
+const CLOSE: Option<&str> = Some("close");
+
+/// Sends `response`; `false` when it could not be queued: the connection ended, or its
+/// output stayed full for `send_timeout` (a peer that does not read: the connection is
+/// aborted).
 fn answer(
     h: &Handle,
     conn: &Conn,
     out: &mut Vec<u8>,
     response: &Response,
-    close: bool,
+    connection: Option<&str>,
     head: bool,
-) {
+    send_timeout: Duration,
+) -> bool {
     out.clear();
-    response.write(out, close, head);
-    let _ = h.send(conn, out);
+    response.write(out, connection, head);
+    let sent = send(h, conn, out, send_timeout);
     if out.capacity() > 64 * 1024 {
         *out = Vec::new();
     }
+    sent
 }
 
-fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16) -> Next {
+/// Queues `bytes` whole, waiting for room in the output for at most `timeout` (a timeout
+/// too large for the clock waits for as long as it takes); aborts the connection when the
+/// wait times out.
+fn send(h: &Handle, conn: &Conn, bytes: &[u8], timeout: Duration) -> bool {
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        match conn.try_send(bytes) {
+            Ok(()) => return true,
+            Err(NetError::Full { .. }) => {}
+            Err(_) => return false,
+        }
+        let room = match deadline {
+            Some(deadline) => h
+                .yield_op_until(Drain::new(conn), deadline)
+                .unwrap_or(Err(NetError::TimedOut)),
+            None => h.yield_op(Drain::new(conn)),
+        };
+        if let Err(e) = room {
+            log::debug!(
+                target: "fibra_http",
+                "cut off {:?}: its answer could not be sent ({e})",
+                conn.peer_addr()
+            );
+            h.abort(conn);
+            return false;
+        }
+    }
+}
+
+fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16, limits: &Limits) -> Next {
     log::debug!(target: "fibra_http", "answered {status} to {:?}", conn.peer_addr());
-    answer(h, conn, out, &Response::error(status), true, false);
+    answer(
+        h,
+        conn,
+        out,
+        &Response::error(status),
+        CLOSE,
+        false,
+        limits.send_timeout,
+    );
     Next::Close
 }
 
@@ -105,29 +150,41 @@ fn one_request(
     // `None`: a timeout too large for the clock (`Duration::MAX`) never passes.
     let deadline = Instant::now().checked_add(wait);
     // The head.
+    let mut scanner = HeadScanner::default();
     let Head {
         mut request,
         len,
         body,
     } = loop {
-        match head::parse(reader.pending(), limits) {
+        match scanner.poll(reader.pending(), limits) {
             Ok(Some(head)) => break head,
             Ok(None) => match reader.fill(h, conn, limits.max_head, deadline) {
                 Ok(()) => {}
                 Err(ReadEnd::TimedOut) if first || !reader.pending().is_empty() => {
-                    return refuse(h, conn, out, 408);
+                    return refuse(h, conn, out, 408, limits);
                 }
                 Err(_) => return Next::Close,
             },
-            Err(status) => return refuse(h, conn, out, status),
+            Err(status) => return refuse(h, conn, out, status, limits),
         }
     };
     reader.consume(len);
     // The body.
     let body_deadline = Instant::now().checked_add(limits.head_timeout);
     let expects_body = body != BodyLength::Exactly(0);
-    if expects_body && request.header_has_token("expect", "100-continue") {
-        let _ = h.send(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
+    // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
+    let continue_first = expects_body
+        && request.minor_version >= 1
+        && request.header_has_token("expect", "100-continue");
+    if continue_first
+        && !send(
+            h,
+            conn,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            limits.send_timeout,
+        )
+    {
+        return Next::Close;
     }
     let body = match body {
         BodyLength::Chunked => read_chunked(h, conn, reader, limits, body_deadline),
@@ -135,10 +192,16 @@ fn one_request(
     };
     request.body = match body {
         Ok(body) => body,
-        Err(status) => return refuse(h, conn, out, status),
+        Err(status) => return refuse(h, conn, out, status, limits),
     };
     // The answer.
     let keep_alive = request.keep_alive();
+    // RFC 9112 §9.3: an HTTP/1.0 client keeps its connection only when told so.
+    let connection = match (keep_alive, request.minor_version) {
+        (false, _) => CLOSE,
+        (true, 0) => Some("keep-alive"),
+        (true, _) => None,
+    };
     let head = request.method == "HEAD";
     match router.find(&request.method, request.path()) {
         Ok(Route::Http(handler)) => {
@@ -146,11 +209,19 @@ fn one_request(
                 Ok(response) => response,
                 Err(_) => {
                     log::error!(target: "fibra_http", "the handler of {} panicked", request.target);
-                    return refuse(h, conn, out, 500);
+                    return refuse(h, conn, out, 500, limits);
                 }
             };
-            answer(h, conn, out, &response, !keep_alive, head);
-            if keep_alive {
+            let sent = answer(
+                h,
+                conn,
+                out,
+                &response,
+                connection,
+                head,
+                limits.send_timeout,
+            );
+            if keep_alive && sent {
                 Next::KeepAlive
             } else {
                 Next::Close
@@ -170,16 +241,32 @@ fn one_request(
         }
         Err((405, allow)) => {
             let response = Response::error(405).header("Allow", allow);
-            answer(h, conn, out, &response, !keep_alive, head);
-            if keep_alive {
+            let sent = answer(
+                h,
+                conn,
+                out,
+                &response,
+                connection,
+                head,
+                limits.send_timeout,
+            );
+            if keep_alive && sent {
                 Next::KeepAlive
             } else {
                 Next::Close
             }
         }
         Err((status, _)) => {
-            answer(h, conn, out, &Response::error(status), !keep_alive, head);
-            if keep_alive {
+            let sent = answer(
+                h,
+                conn,
+                out,
+                &Response::error(status),
+                connection,
+                head,
+                limits.send_timeout,
+            );
+            if keep_alive && sent {
                 Next::KeepAlive
             } else {
                 Next::Close
@@ -197,10 +284,25 @@ fn upgrade(
     router: &Router,
     handler: &dyn Fn(&Handle, &Request, &mut WebSocket),
 ) {
+    let timeout = router.limits.send_timeout;
     // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request (an HTTP/1.0 client
     // could not take the 101).
     if request.minor_version == 0 {
-        answer(h, conn, out, &Response::error(400), true, false);
+        answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
+        return;
+    }
+    // §4.1: the handshake is a GET (the router serves HEAD by a GET route).
+    if request.method != "GET" {
+        let response = Response::error(405).header("Allow", "GET");
+        answer(
+            h,
+            conn,
+            out,
+            &response,
+            CLOSE,
+            request.method == "HEAD",
+            timeout,
+        );
         return;
     }
     if !request.header_has_token("upgrade", "websocket")
@@ -211,20 +313,26 @@ fn upgrade(
             conn,
             out,
             &Response::error(426).header("Upgrade", "websocket"),
-            true,
+            CLOSE,
             false,
+            timeout,
         );
         return;
     }
     if request.header("sec-websocket-version") != Some(b"13") {
         let response = Response::error(426).header("Sec-WebSocket-Version", "13");
-        answer(h, conn, out, &response, true, false);
+        answer(h, conn, out, &response, CLOSE, false, timeout);
         return;
     }
+    // §11.3.1: the key must not appear more than once.
+    let keys = request
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-key"))
+        .count();
     let key = match request.header("sec-websocket-key") {
-        Some(key) if is_valid_client_key(key) => key,
+        Some(key) if keys == 1 && is_valid_client_key(key) => key,
         _ => {
-            answer(h, conn, out, &Response::error(400), true, false);
+            answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
             return;
         }
     };
@@ -232,7 +340,9 @@ fn upgrade(
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
         .header("Sec-WebSocket-Accept", accept_key(key));
-    answer(h, conn, out, &response, false, false);
+    if !answer(h, conn, out, &response, None, false, timeout) {
+        return;
+    }
     *out = Vec::new();
     let mut ws = WebSocket::new(conn.clone(), reader, router.limits.clone());
     match h.catch_panic(|| handler(h, request, &mut ws)) {
