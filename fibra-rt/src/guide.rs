@@ -37,11 +37,14 @@
 //! # Stalls
 //!
 //! A tasklet that runs without yielding holds up every other tasklet of its schedule. A
-//! watchdog thread per schedule names it, once, at `warn` on target `fibra_rt::stall`, with
-//! its id, name and how long it has run, while it still runs (so also a plugin stuck in
-//! `poll` or `flush`): after 1 s unless [`Builder::stall_threshold`](crate::Builder::stall_threshold) says
+//! watchdog thread names it, once, at `warn` on target `fibra_rt::stall`, with its id, name
+//! and how long it has run, while it still runs (so also a plugin stuck in `poll` or
+//! `flush`): after 1 s unless [`Builder::stall_threshold`](crate::Builder::stall_threshold) says
 //! otherwise, never with `Builder::stall_reports(false)`. Unnamed tasklets show as their id,
-//! `#3.1`.
+//! `#3.1`. One such thread (`fibra-stall`) serves every schedule of the process: the first
+//! schedule with reports on starts it and the last one to drop ends it. It sleeps while every
+//! schedule waits for events in its reactor, and otherwise looks every quarter of the smallest
+//! threshold (at most every 250 ms).
 //!
 //! # The first of several ops
 //!
