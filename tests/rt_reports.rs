@@ -424,6 +424,55 @@ fn schedules_share_one_watchdog_that_sleeps_while_they_wait() {
     );
 }
 
+/// Spawns tasklet `name` whose code catches the kill's unwind (a plain `catch_unwind` around
+/// a yield) and yields again, which keeps its kill from ending; it lets the unwind through
+/// once the watchdog reported it (or after 10 s), so that the kill ends. Runs it to its yield.
+fn spawn_swallower(s: &mut Schedule, name: &'static str) -> TaskletId {
+    let id = s
+        .spawn_named(name, move |h| {
+            let me = h.id().to_string();
+            let name = format!("`{name}`");
+            let parts = ["WARN fibra_rt::stall: tasklet", &me, &name, "being killed"];
+            let start = Instant::now();
+            loop {
+                let slept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    h.sleep(Duration::from_secs(60))
+                }));
+                if let Err(unwind) = slept {
+                    if !records_with(&parts).is_empty() || start.elapsed() > Duration::from_secs(10)
+                    {
+                        std::panic::resume_unwind(unwind);
+                    }
+                }
+            }
+        })
+        .unwrap();
+    s.tick().unwrap();
+    id
+}
+
+/// A kill that the tasklet's code keeps from ending (see [`spawn_swallower`]) is reported,
+/// naming the tasklet and what its code does; so is the schedule's drop.
+#[test]
+fn a_kill_whose_unwind_the_tasklet_swallows_is_reported() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let swallower = spawn_swallower(&mut s, "swallower");
+    assert!(s.kill(swallower));
+    let me = format!("{swallower} `swallower`");
+    let reports = records_with(&["WARN fibra_rt::stall", &me, "being killed", "catch_unwind"]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+
+    let dropped = spawn_swallower(&mut s, "swallower-dropped");
+    drop(s);
+    let me = format!("{dropped} `swallower-dropped`");
+    let reports = records_with(&["WARN fibra_rt::stall", &me, "being killed", "catch_unwind"]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+}
+
 /// A plugin whose `poll` panics once.
 #[derive(Debug, Default)]
 struct PanicsInPollOnce {

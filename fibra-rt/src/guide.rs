@@ -44,7 +44,10 @@
 //! `#3.1`. One such thread (`fibra-stall`) serves every schedule of the process: the first
 //! schedule with reports on starts it and the last one to drop ends it. It sleeps while every
 //! schedule waits for events in its reactor, and otherwise looks every quarter of the smallest
-//! threshold (at most every 250 ms).
+//! threshold (at most every 250 ms). A kill that does not end because the tasklet's code
+//! catches the kill's unwind (a plain `std::panic::catch_unwind` around a yield, where
+//! [`Handle::catch_panic`](crate::Handle::catch_panic) would let it through) is reported the
+//! same way, naming the tasklet.
 //!
 //! # The first of several ops
 //!

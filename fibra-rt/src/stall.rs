@@ -22,6 +22,12 @@
 //! (between two `tick`s of its host, say) counts as awake, because its next run starts
 //! without any wait, so with such a schedule the watchdog keeps looking every interval.
 //!
+//! The unwind of a killed tasklet's stack is a run too (`Unwinding`): tasklet code that
+//! catches the kill's unwind with a plain `catch_unwind` around a yield and yields again makes
+//! it start over, so the kill (or the schedule's drop) never ends, and the report says so. Such
+//! an unwind may start inside another run (a kill that a tasklet's op or a plugin's `poll`
+//! asked for), which goes on as the same run, its fields published again, when it ends.
+//!
 //! The name of a running tasklet is read from the watchdog thread. It stays valid because the
 //! schedule frees an owned name only under [`Shared::names`], after publishing that the run
 //! ended: the watchdog holds that lock while it checks the run is still on and copies the name.
@@ -44,6 +50,8 @@ pub(crate) enum Activity {
     Poll = 1,
     /// A plugin's `flush`.
     Flush = 2,
+    /// Unwinding a killed tasklet's stack (a kill, a plugin's panic, the schedule's drop).
+    Unwinding = 3,
 }
 
 /// Bit 0 of the run word: something runs.
@@ -89,8 +97,8 @@ struct Watch {
     /// The run word at its last look, and since when it has been that word.
     last: u64,
     since: Instant,
-    /// What it reported as running on, until that run ends.
-    reported: Option<String>,
+    /// What it reported as running on, and whether as unwinding, until that run ends.
+    reported: Option<(String, bool)>,
 }
 
 /// The schedules the watchdog watches, and its thread.
@@ -119,6 +127,17 @@ const WATCHDOG_STACK: usize = 128 * 1024;
 #[derive(Debug)]
 pub(crate) struct Stall {
     on: Option<On>,
+}
+
+/// The published run and tasklet fields an unwind interrupted, to go back to.
+#[derive(Debug)]
+pub(crate) struct Outer {
+    word: u64,
+    key: u64,
+    seq: u64,
+    name: *mut u8,
+    name_len: usize,
+    named: u64,
 }
 
 #[derive(Debug)]
@@ -184,6 +203,53 @@ impl Stall {
         if let Some(on) = &mut self.on {
             on.start(activity, index as u32);
         }
+    }
+
+    /// The unwind of the stack of the tasklet `guard` guards starts (publishing its name if
+    /// `named`: the name is still allocated); it may start inside a run (a kill that a tasklet
+    /// or a plugin asked for), which [`unwound`](Self::unwound) goes back to.
+    #[cold]
+    pub(crate) fn unwinding(&mut self, guard: &Guard, named: bool) -> Option<Outer> {
+        let on = self.on.as_mut()?;
+        let s = &*on.shared;
+        let outer = Outer {
+            word: s.run.load(Ordering::Relaxed),
+            key: s.key.load(Ordering::Relaxed),
+            seq: s.seq.load(Ordering::Relaxed),
+            name: s.name.load(Ordering::Relaxed),
+            name_len: s.name_len.load(Ordering::Relaxed),
+            named: on.named,
+        };
+        // Off first, so that no word says both the outer run and these fields.
+        s.run.store(outer.word & !RUNNING, Ordering::Release);
+        fence(Ordering::Release);
+        s.key.store(u64::from(guard.id.key), Ordering::Relaxed);
+        s.seq.store(guard.id.seq, Ordering::Relaxed);
+        let name = if named { guard.name } else { std::ptr::null() };
+        s.name.store(name.cast_mut(), Ordering::Relaxed);
+        s.name_len
+            .store(if named { guard.name_len } else { 0 }, Ordering::Relaxed);
+        on.named = guard.id.seq;
+        on.start(Activity::Unwinding, guard.id.key);
+        Some(outer)
+    }
+
+    /// The unwind that [`unwinding`](Self::unwinding) started ended: the run it interrupted
+    /// (if any) goes on, as the same run.
+    #[cold]
+    pub(crate) fn unwound(&mut self, outer: Option<Outer>) {
+        let (Some(on), Some(outer)) = (self.on.as_mut(), outer) else {
+            return;
+        };
+        let s = &*on.shared;
+        s.run.store(on.count << COUNT_SHIFT, Ordering::Release);
+        fence(Ordering::Release);
+        s.key.store(outer.key, Ordering::Relaxed);
+        s.seq.store(outer.seq, Ordering::Relaxed);
+        s.name.store(outer.name, Ordering::Relaxed);
+        s.name_len.store(outer.name_len, Ordering::Relaxed);
+        on.named = outer.named;
+        s.run.store(outer.word, Ordering::Release);
     }
 
     /// The run that `enter_*` started ends.
@@ -437,9 +503,12 @@ fn look(shared: &Shared, now: Instant) {
     let mut watch = shared.watch.lock().unwrap_or_else(PoisonError::into_inner);
     let word = shared.run.load(Ordering::Acquire);
     if word != watch.last {
-        if let Some(what) = watch.reported.take() {
-            log::info!(target: "fibra_rt::stall",
-                "{what} yielded after running for about {:?}", now - watch.since);
+        match watch.reported.take() {
+            Some((what, false)) => log::info!(target: "fibra_rt::stall",
+                "{what} yielded after running for about {:?}", now - watch.since),
+            Some((what, true)) => log::info!(target: "fibra_rt::stall",
+                "{what} finished unwinding after about {:?}", now - watch.since),
+            None => {}
         }
         watch.last = word;
         watch.since = now;
@@ -451,10 +520,19 @@ fn look(shared: &Shared, now: Instant) {
         let Some(what) = describe(shared, word) else {
             return;
         };
-        log::warn!(target: "fibra_rt::stall",
-            "{what} has run for {ran:?} without yielding (stall threshold {threshold:?}): \
-             every other tasklet of its schedule waits meanwhile");
-        watch.reported = Some(what);
+        let unwinding = (word >> ACTIVITY_SHIFT) & 3 == Activity::Unwinding as u64;
+        if unwinding {
+            log::warn!(target: "fibra_rt::stall",
+                "{what} is being killed and has not finished unwinding after {ran:?}: its code \
+                 catches the kill's unwind (`std::panic::catch_unwind` around a yield?) and runs \
+                 on, so the kill (or the schedule's drop) cannot end; catch panics with \
+                 `Handle::catch_panic`, which lets a kill through");
+        } else {
+            log::warn!(target: "fibra_rt::stall",
+                "{what} has run for {ran:?} without yielding (stall threshold {threshold:?}): \
+                 every other tasklet of its schedule waits meanwhile");
+        }
+        watch.reported = Some((what, unwinding));
     }
 }
 
@@ -462,7 +540,7 @@ fn look(shared: &Shared, now: Instant) {
 fn describe(shared: &Shared, word: u64) -> Option<String> {
     let activity = (word >> ACTIVITY_SHIFT) & 3;
     let what = (word >> WHAT_SHIFT) as u32;
-    if activity != Activity::Tasklet as u64 {
+    if activity == Activity::Poll as u64 || activity == Activity::Flush as u64 {
         let plugins = shared
             .plugins
             .lock()
