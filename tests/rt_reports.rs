@@ -473,6 +473,37 @@ fn a_kill_whose_unwind_the_tasklet_swallows_is_reported() {
     assert_eq!(reports.len(), 1, "{reports:?}");
 }
 
+/// A tasklet that kills another (whose stack unwinds inside its run) and then spins is still
+/// named as running: the unwind gives its run back.
+#[test]
+fn a_tasklet_spinning_after_a_kill_it_asked_for_is_named() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let victim = s
+        .spawn_named("victim", |h| h.sleep(Duration::from_secs(60)))
+        .unwrap();
+    s.tick().unwrap();
+    let killer = s
+        .spawn_named("killer".to_owned(), move |h| {
+            assert!(h.kill(victim));
+            let me = h.id().to_string();
+            let parts = [
+                "WARN fibra_rt::stall: tasklet",
+                &me,
+                "`killer`",
+                "without yielding",
+            ];
+            assert!(spin_until_logged(&parts), "no stall report for {me}");
+        })
+        .unwrap();
+    s.watch_exit(killer);
+    s.run().unwrap();
+    assert!(s.take_exit(killer).unwrap().is_finished());
+}
+
 /// A plugin whose `poll` panics once.
 #[derive(Debug, Default)]
 struct PanicsInPollOnce {
