@@ -255,9 +255,9 @@ fn watchdog_threads() -> Vec<String> {
     found
 }
 
-/// The watchdog is a thread of its schedule's: it starts with it (with every signal blocked,
-/// so that a signal the signal plugin catches is never delivered to it, with its default
-/// action), and ends when the schedule drops. Alone in a child process, to count threads.
+/// The watchdog thread starts with the first schedule (with every signal blocked, so that a
+/// signal the signal plugin catches is never delivered to it, with its default action), and
+/// ends when the last one drops. Alone in a child process, to count threads.
 #[test]
 fn the_watchdog_thread_blocks_signals_and_ends_with_its_schedule() {
     const CHILD: &str = "FIBRA_RT_REPORTS_CHILD";
@@ -300,6 +300,208 @@ fn the_watchdog_thread_blocks_signals_and_ends_with_its_schedule() {
         Duration::from_secs(30),
     );
     assert!(ok && output.contains("child: done"), "{output}");
+}
+
+/// The watchdog thread's `voluntary_ctxt_switches` (how often it went to sleep), once it runs.
+fn watchdog_sleeps() -> u64 {
+    let start = Instant::now();
+    let mut threads = watchdog_threads();
+    while threads.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+        threads = watchdog_threads();
+    }
+    assert_eq!(threads.len(), 1, "one watchdog thread");
+    let line = threads[0]
+        .lines()
+        .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+        .unwrap();
+    line["voluntary_ctxt_switches:".len()..]
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Schedules on two threads share one watchdog thread, which names the stall of each; once
+/// both dropped (and the thread ended), a new schedule starts a new one that names its
+/// stalls too, and sleeps while the schedule blocks in its reactor's wait instead of looking
+/// every quarter threshold. Alone in a child process, to count threads.
+#[test]
+fn schedules_share_one_watchdog_that_sleeps_while_they_wait() {
+    const CHILD: &str = "FIBRA_RT_REPORTS_SHARED_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        logger();
+        let built = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let threads: Vec<_> = ["spinner-a", "spinner-b"]
+            .into_iter()
+            .map(|name| {
+                let built = built.clone();
+                std::thread::spawn(move || {
+                    let mut s = Schedule::builder()
+                        .stall_threshold(Duration::from_millis(50))
+                        .build();
+                    built.wait();
+                    built.wait();
+                    let spinner = s
+                        .spawn_named(name, move |h| {
+                            let me = h.id().to_string();
+                            let name = format!("`{name}`");
+                            let parts = ["WARN fibra_rt::stall: tasklet", &me, &name];
+                            assert!(spin_until_logged(&parts), "no stall report for {me}");
+                        })
+                        .unwrap();
+                    s.watch_exit(spinner);
+                    s.run().unwrap();
+                    assert!(s.take_exit(spinner).unwrap().is_finished());
+                })
+            })
+            .collect();
+        built.wait();
+        watchdog_sleeps();
+        // Both schedules are built; a second thread would have named itself by now.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            watchdog_threads().len(),
+            1,
+            "one watchdog for two schedules"
+        );
+        built.wait();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(
+            watchdog_threads().is_empty(),
+            "the watchdog outlived its schedules"
+        );
+
+        let mut s = Schedule::builder()
+            .stall_threshold(Duration::from_millis(20))
+            .build();
+        s.add_plugin(TasksPlugin::new()).unwrap();
+        let spinner = s
+            .spawn_named("spinner-c", |h| {
+                let me = h.id().to_string();
+                let parts = ["WARN fibra_rt::stall: tasklet", &me, "`spinner-c`"];
+                assert!(spin_until_logged(&parts), "no stall report for {me}");
+            })
+            .unwrap();
+        s.watch_exit(spinner);
+        s.run().unwrap();
+        assert!(s.take_exit(spinner).unwrap().is_finished());
+        // 400 ms asleep in the reactor: a watchdog looking every 5 ms would sleep 80 times.
+        let before = std::rc::Rc::new(std::cell::Cell::new(0));
+        let sleeper = {
+            let before = before.clone();
+            s.spawn_named("sleeper", move |h| {
+                before.set(watchdog_sleeps());
+                h.sleep(Duration::from_millis(400));
+            })
+            .unwrap()
+        };
+        s.watch_exit(sleeper);
+        s.run().unwrap();
+        assert!(s.take_exit(sleeper).unwrap().is_finished());
+        let slept = watchdog_sleeps() - before.get();
+        assert!(
+            slept <= 10,
+            "the watchdog went to sleep {slept} times in 400 ms"
+        );
+        drop(s);
+        eprintln!("child: done, watchdog slept {slept} times");
+        return;
+    }
+    let (ok, output) = util::run_in_child(
+        "schedules_share_one_watchdog_that_sleeps_while_they_wait",
+        (CHILD, "1"),
+        Duration::from_secs(60),
+    );
+    assert!(ok && output.contains("child: done"), "{output}");
+    eprintln!(
+        "{}",
+        output
+            .lines()
+            .find(|l| l.contains("child: done"))
+            .unwrap_or("")
+    );
+}
+
+/// Spawns tasklet `name` whose code catches the kill's unwind (a plain `catch_unwind` around
+/// a yield) and yields again, which keeps its kill from ending; it lets the unwind through
+/// once the watchdog reported it (or after 10 s), so that the kill ends. Runs it to its yield.
+fn spawn_swallower(s: &mut Schedule, name: &'static str) -> TaskletId {
+    let id = s
+        .spawn_named(name, move |h| {
+            let me = h.id().to_string();
+            let name = format!("`{name}`");
+            let parts = ["WARN fibra_rt::stall: tasklet", &me, &name, "being killed"];
+            let start = Instant::now();
+            loop {
+                let slept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    h.sleep(Duration::from_secs(60))
+                }));
+                if let Err(unwind) = slept {
+                    if !records_with(&parts).is_empty() || start.elapsed() > Duration::from_secs(10)
+                    {
+                        std::panic::resume_unwind(unwind);
+                    }
+                }
+            }
+        })
+        .unwrap();
+    s.tick().unwrap();
+    id
+}
+
+/// A kill that the tasklet's code keeps from ending (see [`spawn_swallower`]) is reported,
+/// naming the tasklet and what its code does; so is the schedule's drop.
+#[test]
+fn a_kill_whose_unwind_the_tasklet_swallows_is_reported() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let swallower = spawn_swallower(&mut s, "swallower");
+    assert!(s.kill(swallower));
+    let me = format!("{swallower} `swallower`");
+    let reports = records_with(&["WARN fibra_rt::stall", &me, "being killed", "catch_unwind"]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+
+    let dropped = spawn_swallower(&mut s, "swallower-dropped");
+    drop(s);
+    let me = format!("{dropped} `swallower-dropped`");
+    let reports = records_with(&["WARN fibra_rt::stall", &me, "being killed", "catch_unwind"]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+}
+
+/// A tasklet that kills another (whose stack unwinds inside its run) and then spins is still
+/// named as running: the unwind gives its run back.
+#[test]
+fn a_tasklet_spinning_after_a_kill_it_asked_for_is_named() {
+    logger();
+    let mut s = Schedule::builder()
+        .stall_threshold(Duration::from_millis(50))
+        .build();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let victim = s
+        .spawn_named("victim", |h| h.sleep(Duration::from_secs(60)))
+        .unwrap();
+    s.tick().unwrap();
+    let killer = s
+        .spawn_named("killer".to_owned(), move |h| {
+            assert!(h.kill(victim));
+            let me = h.id().to_string();
+            let parts = [
+                "WARN fibra_rt::stall: tasklet",
+                &me,
+                "`killer`",
+                "without yielding",
+            ];
+            assert!(spin_until_logged(&parts), "no stall report for {me}");
+        })
+        .unwrap();
+    s.watch_exit(killer);
+    s.run().unwrap();
+    assert!(s.take_exit(killer).unwrap().is_finished());
 }
 
 /// A plugin whose `poll` panics once.

@@ -70,7 +70,8 @@ impl Builder {
     }
 
     /// Turns stall reports (see [`stall_threshold`](Self::stall_threshold)) on or off; they
-    /// are on unless set. Off, the schedule starts no watchdog thread.
+    /// are on unless set. Off, the schedule neither starts nor uses the process's watchdog
+    /// thread.
     pub fn stall_reports(mut self, on: bool) -> Self {
         self.stall_threshold = match (on, self.stall_threshold) {
             (false, _) => None,

@@ -37,11 +37,17 @@
 //! # Stalls
 //!
 //! A tasklet that runs without yielding holds up every other tasklet of its schedule. A
-//! watchdog thread per schedule names it, once, at `warn` on target `fibra_rt::stall`, with
-//! its id, name and how long it has run, while it still runs (so also a plugin stuck in
-//! `poll` or `flush`): after 1 s unless [`Builder::stall_threshold`](crate::Builder::stall_threshold) says
+//! watchdog thread names it, once, at `warn` on target `fibra_rt::stall`, with its id, name
+//! and how long it has run, while it still runs (so also a plugin stuck in `poll` or
+//! `flush`): after 1 s unless [`Builder::stall_threshold`](crate::Builder::stall_threshold) says
 //! otherwise, never with `Builder::stall_reports(false)`. Unnamed tasklets show as their id,
-//! `#3.1`.
+//! `#3.1`. One such thread (`fibra-stall`) serves every schedule of the process: the first
+//! schedule with reports on starts it and the last one to drop ends it. It sleeps while every
+//! schedule waits for events in its reactor, and otherwise looks every quarter of the smallest
+//! threshold (at most every 250 ms). A kill that does not end because the tasklet's code
+//! catches the kill's unwind (a plain `std::panic::catch_unwind` around a yield, where
+//! [`Handle::catch_panic`](crate::Handle::catch_panic) would let it through) is reported the
+//! same way, naming the tasklet.
 //!
 //! # The first of several ops
 //!

@@ -105,10 +105,16 @@ impl Schedule {
             || self.core.reactor.sources() > 0
             || self.core.wakes.remote.is_pending();
         if wait {
-            self.core
-                .reactor
-                .wait(&mut self.events, timeout)
-                .map_err(Error::Reactor)?;
+            // Asleep for the stall watchdog only in a wait that may block (it may sleep too).
+            let blocks = timeout != Some(Duration::ZERO);
+            if blocks {
+                self.core.stall.asleep();
+            }
+            let waited = self.core.reactor.wait(&mut self.events, timeout);
+            if blocks {
+                self.core.stall.awake();
+            }
+            waited.map_err(Error::Reactor)?;
         } else {
             self.events.clear();
         }

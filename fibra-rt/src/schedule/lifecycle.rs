@@ -19,22 +19,34 @@ use crate::{overflow, Context, Exit, TaskletId};
 /// [`Handle::catch_panic`](crate::Handle::catch_panic) lets it through instead of swallowing
 /// it (the tasklet's code must not run on); a destructor's panic is reported. The stack goes
 /// back to the pool once unwound.
-pub(super) fn unwind_stack(pool: &mut StackPool, t: &Tasklet, co: TaskletCoroutine) {
-    unwind_guarded(pool, &t.guard, t.label(), co);
+///
+/// The stall watchdog watches the unwind: tasklet code that catches it (a plain
+/// `catch_unwind` around a yield) and runs on makes it never end.
+pub(super) fn unwind_stack(
+    pool: &mut StackPool,
+    stall: &mut Stall,
+    t: &Tasklet,
+    co: TaskletCoroutine,
+) {
+    unwind_guarded(pool, stall, &t.guard, t.label(), co);
 }
 
-/// [`unwind_stack`] for a tasklet known by its guard and label only.
+/// [`unwind_stack`] for a tasklet known by its guard and label only (its name already freed
+/// if the label has none).
 fn unwind_guarded(
     pool: &mut StackPool,
+    stall: &mut Stall,
     guard: &overflow::Guard,
     label: Label<'_>,
     mut co: TaskletCoroutine,
 ) {
+    let outer = stall.unwinding(guard, !label.name.is_empty());
     let entered = overflow::enter(guard);
     let killing = Killing::enter(guard.id);
     let unwound = catch_unwind(AssertUnwindSafe(|| co.force_unwind()));
     drop(killing);
     drop(entered);
+    stall.unwound(outer);
     if let Err(payload) = unwound {
         let msg = format!("{} (while being killed)", Exit::from_panic(&*payload));
         report_panic(label, &msg);
@@ -161,7 +173,7 @@ impl Schedule {
     /// state, or given as `co` by `run_tasklet`), and tells its watchers.
     pub(super) fn end_killed(&mut self, mut t: Tasklet, co: Option<TaskletCoroutine>) {
         if let Some(co) = co.or_else(|| take_coroutine(&mut t)) {
-            unwind_stack(&mut self.core.pool, &t, co);
+            unwind_stack(&mut self.core.pool, &mut self.core.stall, &t, co);
         }
         log::debug!(target: "fibra_rt::tasklet", "tasklet {} killed", t.label());
         let (id, watchers) = (t.id, t.watchers);
@@ -184,13 +196,13 @@ impl Schedule {
         match core.tasklets.get_mut(id.slot()).filter(|t| t.id == id) {
             Some(t) => {
                 if let Some(co) = co.or_else(|| take_coroutine(t)) {
-                    unwind_stack(&mut core.pool, t, co);
+                    unwind_stack(&mut core.pool, &mut core.stall, t, co);
                 }
             }
             None => {
                 let label = Label { id, name: "" };
                 if let Some(co) = co {
-                    unwind_guarded(&mut core.pool, guard, label, co);
+                    unwind_guarded(&mut core.pool, &mut core.stall, guard, label, co);
                 }
             }
         }
@@ -310,7 +322,7 @@ impl Schedule {
         for id in ids {
             if let Some(mut t) = self.core.remove(id) {
                 if let Some(co) = take_coroutine(&mut t) {
-                    unwind_stack(&mut self.core.pool, &t, co);
+                    unwind_stack(&mut self.core.pool, &mut self.core.stall, &t, co);
                 }
                 retire(&self.core.stall, t);
             }

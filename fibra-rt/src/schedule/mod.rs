@@ -505,8 +505,8 @@ impl Schedule {
 impl Drop for Schedule {
     fn drop(&mut self) {
         self.core.wakes.remote.close();
-        // The watchdog first: nothing runs any more that it could report.
-        self.core.stall.stop();
+        // The watchdog last: it reports an unwind that tasklet code keeps from ending.
         self.unwind_all();
+        self.core.stall.stop();
     }
 }
