@@ -51,6 +51,17 @@ enum Next {
     Close,
 }
 
+impl Next {
+    /// `KeepAlive` when the connection may carry another request.
+    fn after(keep_alive: bool) -> Next {
+        if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
 /// Serves requests on `conn` until it closes (its own tasklet's loop; [`serve`] runs it).
 pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
     let mut reader = Reader::default();
@@ -221,11 +232,7 @@ fn one_request(
                 head,
                 limits.send_timeout,
             );
-            if keep_alive && sent {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            }
+            Next::after(keep_alive && sent)
         }
         Ok(Route::WebSocket(handler)) => {
             upgrade(
@@ -250,11 +257,7 @@ fn one_request(
                 head,
                 limits.send_timeout,
             );
-            if keep_alive && sent {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            }
+            Next::after(keep_alive && sent)
         }
         Err((status, _)) => {
             let sent = answer(
@@ -266,11 +269,7 @@ fn one_request(
                 head,
                 limits.send_timeout,
             );
-            if keep_alive && sent {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            }
+            Next::after(keep_alive && sent)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The driver loop: rounds of outside events (the reactor's wait, deadlines, plugins' polls)
 //! and of tasklet steps, as `tick`, `tick_within` and `run` ask for them.
 
+use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -8,11 +9,11 @@ use corosensei::CoroutineResult;
 
 use super::dispatch::Dispatch;
 use super::Schedule;
-use crate::reactor::Events;
+use crate::reactor::{Event, Events};
 use crate::stall::Activity;
 use crate::tasklet::State;
 use crate::wait::{OpSlot, Wait};
-use crate::{overflow, Context, Error, Exit, TaskletId};
+use crate::{overflow, Context, Error, Exit, Plugin, TaskletId};
 
 /// Steps between two zero-timeout polls of the plugins while tasklets stay runnable.
 const POLL_INTERVAL: usize = 61;
@@ -46,25 +47,39 @@ impl Schedule {
     /// The end of a round: every plugin writes out what the round queued.
     pub(super) fn flush_plugins(&mut self) -> Result<(), Error> {
         for i in 0..self.plugins.len() {
-            let mut cx = Context {
-                core: &mut self.core,
-                plugin: i,
-            };
-            cx.core.stall.enter_plugin(Activity::Flush, i);
-            // Its run ends for the watchdog even if it panics (else the schedule, idle after
-            // the host caught the panic, would be reported as this plugin running on).
-            let result = catch_unwind(AssertUnwindSafe(|| self.plugins[i].flush(&mut cx)));
-            self.core.stall.leave();
-            let result = result.unwrap_or_else(|payload| resume_unwind(payload));
-            self.process_kills();
-            result.map_err(|source| Error::Plugin {
-                plugin: self.plugin_names[i],
-                source,
-            })?;
+            self.call_plugin(i, Activity::Flush, |plugin, cx, _| plugin.flush(cx))?;
         }
         self.core.drain_wakes();
         self.settle();
         Ok(())
+    }
+
+    /// Runs plugin `i`'s `poll` or `flush` (`call`) as a run the stall watchdog sees, ended
+    /// for it even if the plugin panics (else the schedule, idle after the host caught the
+    /// panic, would be reported as this plugin running on); then the kills it asked for.
+    /// `call` is given the round's events too.
+    #[inline]
+    fn call_plugin(
+        &mut self,
+        i: usize,
+        activity: Activity,
+        call: impl FnOnce(&mut dyn Plugin, &mut Context<'_>, &[Event]) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        let mut cx = Context {
+            core: &mut self.core,
+            plugin: i,
+        };
+        cx.core.stall.enter_plugin(activity, i);
+        let plugin = &mut *self.plugins[i];
+        let events = &self.events;
+        let result = catch_unwind(AssertUnwindSafe(|| call(plugin, &mut cx, events)));
+        self.core.stall.leave();
+        let result = result.unwrap_or_else(|payload| resume_unwind(payload));
+        self.process_kills();
+        result.map_err(|source| Error::Plugin {
+            plugin: self.plugin_names[i],
+            source,
+        })
     }
 
     /// Nothing is runnable: wait for the next event, deadline or remote wake.
@@ -122,20 +137,8 @@ impl Schedule {
         self.settle();
         self.expire_op_deadlines();
         for i in 0..self.plugins.len() {
-            let mut cx = Context {
-                core: &mut self.core,
-                plugin: i,
-            };
-            let events = Events::new(&self.events, i);
-            cx.core.stall.enter_plugin(Activity::Poll, i);
-            // As in `flush_plugins`: the run ends for the watchdog even if `poll` panics.
-            let result = catch_unwind(AssertUnwindSafe(|| self.plugins[i].poll(&mut cx, events)));
-            self.core.stall.leave();
-            let result = result.unwrap_or_else(|payload| resume_unwind(payload));
-            self.process_kills();
-            result.map_err(|source| Error::Plugin {
-                plugin: self.plugin_names[i],
-                source,
+            self.call_plugin(i, Activity::Poll, |plugin, cx, events| {
+                plugin.poll(cx, Events::new(events, i))
             })?;
         }
         self.core.drain_wakes();
