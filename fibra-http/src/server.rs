@@ -214,26 +214,14 @@ fn one_request(
         (true, _) => None,
     };
     let head = request.method == "HEAD";
-    match router.find(&request.method, request.path()) {
-        Ok(Route::Http(handler)) => {
-            let response = match h.catch_panic(|| handler(h, &request)) {
-                Ok(response) => response,
-                Err(_) => {
-                    log::error!(target: "fibra_http", "the handler of {} panicked", request.target);
-                    return refuse(h, conn, out, 500, limits);
-                }
-            };
-            let sent = answer(
-                h,
-                conn,
-                out,
-                &response,
-                connection,
-                head,
-                limits.send_timeout,
-            );
-            Next::after(keep_alive && sent)
-        }
+    let response = match router.find(&request.method, request.path()) {
+        Ok(Route::Http(handler)) => match h.catch_panic(|| handler(h, &request)) {
+            Ok(response) => response,
+            Err(_) => {
+                log::error!(target: "fibra_http", "the handler of {} panicked", request.target);
+                return refuse(h, conn, out, 500, limits);
+            }
+        },
         Ok(Route::WebSocket(handler)) => {
             upgrade(
                 h,
@@ -244,34 +232,21 @@ fn one_request(
                 router,
                 handler.as_ref(),
             );
-            Next::Close
+            return Next::Close;
         }
-        Err((405, allow)) => {
-            let response = Response::error(405).header("Allow", allow);
-            let sent = answer(
-                h,
-                conn,
-                out,
-                &response,
-                connection,
-                head,
-                limits.send_timeout,
-            );
-            Next::after(keep_alive && sent)
-        }
-        Err((status, _)) => {
-            let sent = answer(
-                h,
-                conn,
-                out,
-                &Response::error(status),
-                connection,
-                head,
-                limits.send_timeout,
-            );
-            Next::after(keep_alive && sent)
-        }
-    }
+        Err((405, allow)) => Response::error(405).header("Allow", allow),
+        Err((status, _)) => Response::error(status),
+    };
+    let sent = answer(
+        h,
+        conn,
+        out,
+        &response,
+        connection,
+        head,
+        limits.send_timeout,
+    );
+    Next::after(keep_alive && sent)
 }
 
 fn upgrade(
