@@ -59,57 +59,40 @@
 //! Logging targets: `fibra_net`, `fibra_net::protocol`, `fibra_net::client`,
 //! `fibra_net::service`, `fibra_net::pool`.
 
-// The handles a tasklet holds, and what it calls.
-mod conn;
-mod ext;
-mod group;
-mod io;
-pub mod ops;
-// Settings, framing and errors.
-mod codec;
-mod error;
-mod options;
-// Callbacks on top of tasklets: protocols, servers, reconnecting clients, services.
-mod backoff;
-mod client;
-mod handoff;
-mod mailbox;
-mod pool;
-mod protocol;
-mod server;
-mod service;
-mod session;
-mod spawner;
-mod transport;
-// The plugin and the table it serves ops from (an op's path: `ext` → `plugin` → `table`).
-mod buffer;
-mod codec_door;
-mod plugin;
-mod shared;
-mod stats;
-mod sys;
-mod table;
+// The crate in three layers, and the multi-core parts beside them:
+// 1. `api`: what a tasklet holds and calls (its handles, `NetExt`, the ops, settings, errors);
+mod api;
+// 2. `engine`: what serves it (the plugin, the socket table, buffers, the codec door, syscalls);
+mod engine;
+// 3. `callback`: protocols, servers, clients, services and pools, built on layer 1 alone;
+mod callback;
+// and `cores`: one acceptor handing connections to many schedules, by load.
+mod cores;
 
-pub use backoff::Backoff;
-pub use client::{ClientEvent, ClientState, ReconnectingClient};
-pub use codec::{
+// 1. The tasklet-facing API.
+pub use api::codec::{
     Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
 };
+pub use api::conn::{Conn, ConnId, Listener};
+pub use api::error::{Lost, NetError};
+pub use api::ext::NetExt;
+pub use api::group::{Group, GroupOptions, GroupStats, SlowPolicy};
+pub use api::io::ConnIo;
+pub use api::ops;
+pub use api::options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
+pub use api::stats::NetStats;
+
+// 2. The engine: the plugin to add to a schedule, and what its codec door reports.
 #[doc(hidden)]
-pub use codec_door::{feed_through_door, DoorError, Fed};
-pub use codec_door::{CodecCall, CodecFailure};
-pub use conn::{Conn, ConnId, Listener};
-pub use error::{Lost, NetError};
-pub use ext::NetExt;
-pub use group::{Group, GroupOptions, GroupStats, SlowPolicy};
-pub use handoff::{Handed, Handoff, LoadToken, Loads};
-pub use io::ConnIo;
-pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
-pub use plugin::NetPlugin;
-pub use pool::{Pool, PoolStats};
-pub use protocol::{Ended, Factory, Protocol};
-pub use server::Server;
-pub use service::{Member, Service, Target};
-pub use spawner::Spawner;
-pub use stats::NetStats;
-pub use transport::Transport;
+pub use engine::codec_door::{feed_through_door, DoorError, Fed};
+pub use engine::codec_door::{CodecCall, CodecFailure};
+pub use engine::plugin::NetPlugin;
+
+// 3. The callback framework.
+pub use callback::{
+    Backoff, ClientEvent, ClientState, Ended, Factory, Member, Pool, PoolStats, Protocol,
+    ReconnectingClient, Server, Service, Spawner, Target, Transport,
+};
+
+// Many cores.
+pub use cores::{Handed, Handoff, LoadToken, Loads};

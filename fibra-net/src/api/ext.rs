@@ -1,0 +1,343 @@
+//! `NetExt`: the network ops as calls on a tasklet's [`Handle`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+
+use fibra_rt::Handle;
+
+use crate::api::conn::{Conn, Listener};
+use crate::api::error::{Lost, NetError};
+use crate::api::io::ConnIo;
+use crate::api::ops;
+use crate::api::options::{ConnOptions, ListenOptions};
+use crate::engine::shared::Encoding;
+
+/// Listening, connecting, receiving, sending and closing, as calls on a tasklet's
+/// [`Handle`]. They need the [`NetPlugin`](crate::NetPlugin) in the schedule.
+///
+/// Every call that can wait takes the handle, so yield points stay visible. Addresses are
+/// anything [`ToSocketAddrs`] takes; the first address it gives is used. Resolving a host
+/// name blocks the thread: pass IP addresses where that matters.
+pub trait NetExt {
+    /// Listens on `addr` (port 0: the system picks one; see
+    /// [`Listener::local_addr`]).
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Bind`] (address in use, not allowed...).
+    fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError>;
+
+    /// Like [`listen`](Self::listen), with options (backlog, `SO_REUSEPORT`, and the options
+    /// of accepted connections).
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    fn listen_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ListenOptions,
+    ) -> Result<Listener, NetError>;
+
+    /// Waits for the next connection. When the process is out of file descriptors, accepting
+    /// pauses (the waiters stay parked) and resumes by itself.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Closed`] if the listener was closed; other accept errors.
+    fn accept(&self, listener: &Listener) -> Result<(Conn, SocketAddr), NetError>;
+
+    /// Connects to `addr` without blocking the thread, with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Refused`], [`NetError::Unreachable`], or another I/O error.
+    fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError>;
+
+    /// Like [`connect`](Self::connect) with options: the connection's framing and limits, and
+    /// how long to wait for the handshake
+    /// ([`ConnOptions::with_connect_timeout`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use fibra_net::{ConnOptions, Framing, NetExt};
+    /// # fn demo(h: &fibra_rt::Handle) -> Result<(), fibra_net::NetError> {
+    /// let options = ConnOptions::new()
+    ///     .with_framing(Framing::LengthPrefixed)
+    ///     .with_connect_timeout(Some(Duration::from_secs(3)));
+    /// let conn = h.connect_with("127.0.0.1:7000", options)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), and [`NetError::TimedOut`]; [`NetError::Codec`] when
+    /// the factory of a [`Framing::custom`](crate::Framing::custom) panicked.
+    fn connect_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ConnOptions,
+    ) -> Result<Conn, NetError>;
+
+    /// Takes over `stream`, a TCP connection accepted or connected elsewhere (another
+    /// thread's acceptor handing connections out, say): it becomes a connection of this
+    /// schedule with `options`. Never parks.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Io`] if the stream is not connected or cannot be made non-blocking, or
+    /// cannot be registered with the poller; [`NetError::Codec`] when the factory of a
+    /// [`Framing::custom`](crate::Framing::custom) panicked.
+    fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError>;
+
+    /// Waits for the next frame (by the connection's codec) and returns it.
+    ///
+    /// Frames received before the peer closed are still returned; then the loss's error.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Lost`] once the connection is lost, with why: [`Lost::Eof`] (the peer
+    /// closed), [`Lost::Reset`], [`Lost::Closed`] or [`Lost::Aborted`] (this side),
+    /// [`Lost::TimedOut`] (read timeout), [`Lost::TooLong`] (a frame over the limit: the
+    /// connection is then lost), [`Lost::Codec`] (the connection's codec panicked or
+    /// returned a frame outside its buffer: the connection was ended),
+    /// [`Lost::Slow`] (cut off by a group);
+    /// [`NetError::Closed`] if the connection is gone; [`NetError::Busy`] if another tasklet
+    /// is receiving on it.
+    fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError>;
+
+    /// Like [`receive`](Self::receive), as text: invalid UTF-8 is replaced with U+FFFD (what
+    /// a line-based protocol read from telnet needs).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Self::receive).
+    fn receive_line(&self, conn: &Conn) -> Result<String, NetError>;
+
+    /// Like [`receive`](Self::receive), giving up at `deadline` (a login's time limit, say):
+    /// the receive is withdrawn, and the connection stays as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::TimedOut`] at the deadline; otherwise as [`receive`](Self::receive).
+    fn receive_until(&self, conn: &Conn, deadline: Instant) -> Result<Vec<u8>, NetError>;
+
+    /// Like [`receive`](Self::receive), into `buf` (cleared first): a loop of receives into
+    /// one buffer allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Self::receive).
+    fn receive_into(&self, conn: &Conn, buf: &mut Vec<u8>) -> Result<(), NetError>;
+
+    /// Queues `bytes` as they are; they leave at the end of the tick, coalesced with the
+    /// tick's other sends to this connection. When the output is at its send limit, waits
+    /// until the peer has read half of it.
+    ///
+    /// This may park the tasklet (a peer that does not read): never call it while a
+    /// `RefCell` borrow of shared state is held, or the next tasklet to borrow it panics.
+    /// To send to many connections held in shared state, use [`Conn::try_send`] (it never
+    /// waits) or a [`Group`](crate::Group):
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use fibra_net::{Conn, NetExt, NetPlugin};
+    /// use fibra_rt::Schedule;
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.add_plugin(NetPlugin::new()?)?;
+    /// let room: Rc<RefCell<Vec<Conn>>> = Rc::default();
+    /// let r = room.clone();
+    /// schedule.spawn(move |h| {
+    ///     let listener = h.listen("127.0.0.1:0").unwrap();
+    ///     let clients: Vec<Conn> =
+    ///         (0..2).map(|_| h.connect(listener.local_addr()).unwrap()).collect();
+    ///     for _ in 0..2 {
+    ///         let (member, _) = h.accept(&listener).unwrap();
+    ///         r.borrow_mut().push(member);
+    ///     }
+    ///     // Right: the borrow lasts while nothing can park.
+    ///     for member in r.borrow().iter() {
+    ///         let _ = member.try_send_frame(b"hello, room");
+    ///     }
+    ///     // Also right: copy the members out, end the borrow, then send (and maybe park).
+    ///     let members: Vec<Conn> = r.borrow().clone();
+    ///     for member in &members {
+    ///         h.send_frame(member, b"one by one").unwrap();
+    ///     }
+    ///     for client in &clients {
+    ///         assert_eq!(h.receive(client).unwrap(), b"hello, room");
+    ///         assert_eq!(h.receive(client).unwrap(), b"one by one");
+    ///     }
+    /// })?;
+    /// schedule.run()?;
+    /// assert_eq!(room.borrow().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Lost`] (why) or [`NetError::Closed`] when the connection can no longer
+    /// send.
+    fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError>;
+
+    /// Like [`send`](Self::send), framing `payload` with the connection's codec.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), and [`NetError::InvalidFrame`]; [`Lost::Codec`] when the
+    /// codec's `encode` panicked (the connection is then ended).
+    fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError>;
+
+    /// Like [`send_frame`](Self::send_frame), for text: `send_line(&conn, "hello")` sends
+    /// `hello\n` on a line connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Self::send_frame).
+    fn send_line(&self, conn: &Conn, text: &str) -> Result<(), NetError>;
+
+    /// Waits until every queued byte was written to the socket.
+    ///
+    /// # Errors
+    ///
+    /// The loss's error if the connection broke first.
+    fn flush(&self, conn: &Conn) -> Result<(), NetError>;
+
+    /// Closes gracefully: no more sends; waits until what was queued is written (at most the
+    /// close timeout), then sends FIN and closes. Other tasklets watching or receiving on the
+    /// connection are told [`Lost::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::TimedOut`] when the output could not be written in time (it was dropped,
+    /// the connection reset), or the loss's error if it broke first.
+    fn close(&self, conn: &Conn) -> Result<(), NetError>;
+
+    /// Queues `bytes`, then closes gracefully (gnet's `send_lose`): everything is delivered
+    /// before the FIN.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`close`](Self::close).
+    fn send_and_close(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError>;
+
+    /// Closes at once with a reset; queued output is dropped.
+    fn abort(&self, conn: &Conn);
+
+    /// Waits until the connection is lost, for any reason, and says why. Each call returns
+    /// once; a connection already lost returns at once.
+    fn on_lost_connection(&self, conn: &Conn) -> Lost;
+
+    /// A [`std::io::Read`] + [`std::io::Write`] adapter, for synchronous libraries.
+    fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a>;
+}
+
+pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        NetError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        ))
+    })
+}
+
+impl NetExt for Handle {
+    fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError> {
+        self.listen_with(addr, ListenOptions::default())
+    }
+
+    fn listen_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ListenOptions,
+    ) -> Result<Listener, NetError> {
+        let addr = resolve(addr)?;
+        self.yield_op(ops::Listen::new(addr, options))
+    }
+
+    fn accept(&self, listener: &Listener) -> Result<(Conn, SocketAddr), NetError> {
+        self.yield_op(ops::Accept::new(listener))
+    }
+
+    fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError> {
+        self.connect_with(addr, ConnOptions::default())
+    }
+
+    fn connect_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ConnOptions,
+    ) -> Result<Conn, NetError> {
+        let timeout = options.connect_timeout;
+        let op = ops::Connect::new(resolve(addr)?, options);
+        match timeout {
+            Some(t) => self.yield_op_timeout(op, t)?,
+            None => self.yield_op(op),
+        }
+    }
+
+    fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError> {
+        self.yield_op(ops::Adopt::new(stream, options))
+    }
+
+    fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {
+        self.yield_op(ops::Receive::new(conn))
+    }
+
+    fn receive_line(&self, conn: &Conn) -> Result<String, NetError> {
+        let bytes = self.receive(conn)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    fn receive_until(&self, conn: &Conn, deadline: Instant) -> Result<Vec<u8>, NetError> {
+        self.yield_op_until(ops::Receive::new(conn), deadline)?
+    }
+
+    fn receive_into(&self, conn: &Conn, buf: &mut Vec<u8>) -> Result<(), NetError> {
+        let op = ops::Receive::into_buf(conn, std::mem::take(buf));
+        *buf = self.yield_op(op)?;
+        Ok(())
+    }
+
+    fn send(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError> {
+        conn.send_parking(self, bytes, Encoding::AsIs)
+    }
+
+    fn send_frame(&self, conn: &Conn, payload: &[u8]) -> Result<(), NetError> {
+        conn.send_parking(self, payload, Encoding::Frame)
+    }
+
+    fn send_line(&self, conn: &Conn, text: &str) -> Result<(), NetError> {
+        self.send_frame(conn, text.as_bytes())
+    }
+
+    fn flush(&self, conn: &Conn) -> Result<(), NetError> {
+        self.yield_op(ops::Flush::new(conn))
+    }
+
+    fn close(&self, conn: &Conn) -> Result<(), NetError> {
+        self.yield_op(ops::Close::new(conn))
+    }
+
+    fn send_and_close(&self, conn: &Conn, bytes: &[u8]) -> Result<(), NetError> {
+        self.send(conn, bytes)?;
+        self.close(conn)
+    }
+
+    fn abort(&self, conn: &Conn) {
+        self.yield_op(ops::Abort::new(conn));
+    }
+
+    fn on_lost_connection(&self, conn: &Conn) -> Lost {
+        self.yield_op(ops::OnLost::new(conn))
+    }
+
+    fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a> {
+        ConnIo::new(self, conn)
+    }
+}

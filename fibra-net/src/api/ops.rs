@@ -1,0 +1,205 @@
+//! The ops the network plugin serves. Most code yields them through
+//! [`NetExt`](crate::NetExt); they are public so that a tasklet can put a deadline on any of
+//! them with `Handle::yield_op_until` or `TasksExt::timeout`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fibra_net::{ops, Conn};
+//! use fibra_rt::Handle;
+//!
+//! fn receive_within(h: &Handle, conn: &Conn) -> Option<Vec<u8>> {
+//!     // The receive is withdrawn if no frame comes within a second.
+//!     h.yield_op_timeout(ops::Receive::new(conn), Duration::from_secs(1)).ok()?.ok()
+//! }
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use fibra_rt::Op;
+
+use crate::api::conn::{Conn, Listener};
+use crate::api::error::{Lost, NetError};
+use crate::api::options::{ConnOptions, ListenOptions};
+use crate::engine::shared::ReceiveMode;
+
+/// Listen on an address. Output: the listener.
+#[derive(Debug)]
+pub struct Listen {
+    pub(crate) addr: SocketAddr,
+    pub(crate) options: ListenOptions,
+}
+
+impl Listen {
+    /// Listen on `addr` with `options`.
+    pub fn new(addr: SocketAddr, options: ListenOptions) -> Self {
+        Listen { addr, options }
+    }
+}
+
+impl Op for Listen {
+    type Output = Result<Listener, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// Accept the next connection. Output: the connection and the peer's address.
+#[derive(Debug)]
+pub struct Accept {
+    pub(crate) listener: Listener,
+}
+
+impl Accept {
+    /// Accept from `listener`.
+    pub fn new(listener: &Listener) -> Self {
+        Accept {
+            listener: listener.clone(),
+        }
+    }
+}
+
+impl Op for Accept {
+    type Output = Result<(Conn, SocketAddr), NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// Connect to an address without blocking the thread. Output: the connection.
+#[derive(Debug)]
+pub struct Connect {
+    pub(crate) addr: SocketAddr,
+    pub(crate) options: ConnOptions,
+}
+
+impl Connect {
+    /// Connect to `addr`; the connection gets `options`.
+    pub fn new(addr: SocketAddr, options: ConnOptions) -> Self {
+        Connect { addr, options }
+    }
+}
+
+impl Op for Connect {
+    type Output = Result<Conn, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// Take over a connected TCP stream accepted or connected elsewhere (another thread's
+/// acceptor, say): it becomes this plugin's connection with `options`. Output: the
+/// connection.
+#[derive(Debug)]
+pub struct Adopt {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) options: ConnOptions,
+}
+
+impl Adopt {
+    /// Adopt `stream`; the connection gets `options`.
+    pub fn new(stream: std::net::TcpStream, options: ConnOptions) -> Self {
+        Adopt { stream, options }
+    }
+}
+
+impl Op for Adopt {
+    type Output = Result<Conn, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// Receive the next frame. Output: the frame, in the buffer the op was given (or a new one).
+pub struct Receive {
+    pub(crate) conn: Conn,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) mode: ReceiveMode,
+}
+
+impl Receive {
+    /// Receive the next frame of `conn`, by its codec.
+    pub fn new(conn: &Conn) -> Self {
+        Self::into_buf(conn, Vec::new())
+    }
+
+    /// Like [`new`](Self::new), returning the frame in `buf` (cleared first), so that a
+    /// loop of receives allocates nothing.
+    pub fn into_buf(conn: &Conn, buf: Vec<u8>) -> Self {
+        Receive {
+            conn: conn.clone(),
+            buf,
+            mode: ReceiveMode::Frame,
+        }
+    }
+
+    /// Receive up to `max` bytes as they arrived, past the codec (what `Read` does).
+    pub fn raw(conn: &Conn, buf: Vec<u8>, max: usize) -> Self {
+        Receive {
+            conn: conn.clone(),
+            buf,
+            mode: ReceiveMode::Raw(max.max(1)),
+        }
+    }
+}
+
+impl fmt::Debug for Receive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receive")
+            .field("conn", &self.conn)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Op for Receive {
+    type Output = Result<Vec<u8>, NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// Declares an op that names only a connection.
+macro_rules! conn_op {
+    ($(#[$doc:meta])* $name:ident, $new_doc:literal, $output:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            pub(crate) conn: Conn,
+        }
+
+        impl $name {
+            #[doc = $new_doc]
+            pub fn new(conn: &Conn) -> Self {
+                $name { conn: conn.clone() }
+            }
+        }
+
+        impl Op for $name {
+            type Output = $output;
+            const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+        }
+    };
+}
+
+conn_op!(
+    /// Wait until the connection's output is below its send limit (what a parked `send`
+    /// does).
+    Drain,
+    "Wait for room in `conn`'s output.",
+    Result<(), NetError>
+);
+conn_op!(
+    /// Wait until every queued byte was written to the socket.
+    Flush,
+    "Wait until `conn`'s output is empty.",
+    Result<(), NetError>
+);
+conn_op!(
+    /// Close gracefully: write what is queued (within the close timeout), then FIN.
+    Close,
+    "Close `conn`.",
+    Result<(), NetError>
+);
+conn_op!(
+    /// Close at once with a reset, dropping queued output.
+    Abort,
+    "Abort `conn`.",
+    ()
+);
+conn_op!(
+    /// Wait until the connection is lost, for any reason. Output: why.
+    OnLost,
+    "Watch `conn`.",
+    Lost
+);

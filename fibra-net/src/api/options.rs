@@ -1,0 +1,252 @@
+//! `ConnOptions` and `ListenOptions`: a connection's limits and framing, a listener's socket
+//! options.
+
+use std::time::Duration;
+
+use crate::api::codec::{Framing, DEFAULT_MAX_FRAME};
+
+/// The default send limit (high-water mark of the output buffer): 64 KiB.
+pub const DEFAULT_SEND_LIMIT: usize = 64 * 1024;
+/// The default time `close` waits for queued output to be written: 10 s.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a connection frames, buffers and times out.
+///
+/// Set on a listener (every accepted connection gets a copy) or given to `connect`; the
+/// limits can be changed later on the connection itself.
+///
+/// ```
+/// use std::time::Duration;
+/// use fibra_net::{ConnOptions, Framing};
+///
+/// let options = ConnOptions::new()
+///     .with_framing(Framing::Lines)
+///     .with_max_frame(8 * 1024)
+///     .with_send_limit(1024 * 1024)
+///     .with_read_timeout(Some(Duration::from_secs(60)));
+/// assert_eq!(options.max_frame(), 8 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ConnOptions {
+    pub(crate) framing: Framing,
+    pub(crate) max_frame: usize,
+    pub(crate) send_limit: usize,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) nodelay: bool,
+    pub(crate) flush_delay: Duration,
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+impl Default for ConnOptions {
+    fn default() -> Self {
+        ConnOptions {
+            framing: Framing::Lines,
+            max_frame: DEFAULT_MAX_FRAME,
+            send_limit: DEFAULT_SEND_LIMIT,
+            read_timeout: None,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            nodelay: true,
+            flush_delay: Duration::ZERO,
+            connect_timeout: None,
+        }
+    }
+}
+
+impl ConnOptions {
+    /// Lines, 64 KiB frames, 64 KiB send limit, no read timeout, 10 s close timeout,
+    /// `TCP_NODELAY` on, no flush delay, no connect timeout (the system's, about two minutes).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The codec that cuts received bytes into frames (default: [`Framing::Lines`]).
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The longest frame accepted, in bytes of payload (default 64 KiB). A longer frame
+    /// loses the connection with [`Lost::TooLong`](crate::Lost::TooLong).
+    pub fn with_max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.max(1);
+        self
+    }
+
+    /// The output buffer's high-water mark (default 64 KiB): at or above it, `send` parks
+    /// until half of it was written and `try_send` fails with
+    /// [`NetError::Full`](crate::NetError::Full). The buffer holds at most this plus one
+    /// message.
+    pub fn with_send_limit(mut self, bytes: usize) -> Self {
+        self.send_limit = bytes.max(1);
+        self
+    }
+
+    /// Loses the connection with [`Lost::TimedOut`](crate::Lost::TimedOut) when no byte
+    /// arrives for this long (a heartbeat deadline); `None` (the default) never does.
+    pub fn with_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful close waits for queued output to be written before it drops the
+    /// rest and resets the connection (default 10 s).
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Whether to set `TCP_NODELAY` (default on: fibra already coalesces sends per tick).
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// The shortest time between two writes of a connection's output (default zero: each
+    /// round writes what it queued).
+    ///
+    /// A server that sends many small messages to many connections (a chat room's
+    /// broadcast) spends most of its time in the kernel's send path, once per write. With a
+    /// delay, output queued less than `delay` after the connection's last write waits until
+    /// `delay` after it, and everything queued meanwhile leaves in one write; output for a
+    /// connection that was quiet longer, or that received bytes since its last write, goes
+    /// at once. So a connection that is only sent to is written about once per delay (the
+    /// timers are grouped to the millisecond), no byte waits longer than the delay, and a
+    /// request–response exchange waits not at all. Output of 16 KiB or more (or half the send
+    /// limit), a [`flush`](crate::NetExt::flush), a close, and a full socket draining are
+    /// never held back. Like Nagle's algorithm, but bounded in time and under the program's
+    /// control.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fibra_net::ConnOptions;
+    ///
+    /// // A chat room's members: each written at most about every 10 ms while listening.
+    /// let member = ConnOptions::new().with_flush_delay(Duration::from_millis(10));
+    /// assert_eq!(member.flush_delay(), Duration::from_millis(10));
+    /// ```
+    pub fn with_flush_delay(mut self, delay: Duration) -> Self {
+        self.flush_delay = delay;
+        self
+    }
+
+    /// How long [`connect_with`](crate::NetExt::connect_with) waits for the handshake before
+    /// it gives up with [`NetError::TimedOut`](crate::NetError::TimedOut); `None`: the
+    /// system's limit.
+    pub fn with_connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The connect timeout, if any.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// How frames are cut.
+    pub fn framing(&self) -> &Framing {
+        &self.framing
+    }
+
+    /// The frame limit, in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The send limit, in bytes.
+    pub fn send_limit(&self) -> usize {
+        self.send_limit
+    }
+
+    /// How long the peer may stay silent before the connection is lost, if limited.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// How long a close waits for the output to be written before it resets.
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// The flush delay.
+    pub fn flush_delay(&self) -> Duration {
+        self.flush_delay
+    }
+}
+
+/// How a listening socket is set up. `SO_REUSEADDR` is always on.
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    pub(crate) backlog: i32,
+    pub(crate) reuse_port: bool,
+    pub(crate) conn: ConnOptions,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 1024,
+            reuse_port: false,
+            conn: ConnOptions::default(),
+        }
+    }
+}
+
+impl ListenOptions {
+    /// Backlog 1024, no `SO_REUSEPORT`, default connection options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The accept backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
+    pub fn with_backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog.max(1);
+        self
+    }
+
+    /// Sets `SO_REUSEPORT`, so that several listeners (in several processes or schedules)
+    /// can share one port: one listener per schedule of [`Cores`](fibra_rt::Cores), each
+    /// accepting its own connections, with no thread in between.
+    ///
+    /// - The kernel (Linux) picks the listener of each new connection by a hash of its
+    ///   addresses and ports: even on average, not exactly. 1,000 loopback connections over
+    ///   four listeners landed 235, 272, 247 and 246 (`tests/net_spread.rs`); a schedule
+    ///   that is busy gets its share all the same.
+    /// - Closing one listener of the group resets the connections still in its accept
+    ///   queue (completed by the kernel, not yet accepted): they are not moved to the
+    ///   others, unless `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14 and later). Stop a
+    ///   schedule's accepting before closing its listener when that matters.
+    /// - Every listener of the group must set it, under the same user.
+    ///
+    /// For an exact spread by load, see [`Handoff`](crate::Handoff).
+    pub fn with_reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// The options every accepted connection starts with.
+    pub fn with_conn(mut self, options: ConnOptions) -> Self {
+        self.conn = options;
+        self
+    }
+
+    /// The listen backlog.
+    pub fn backlog(&self) -> i32 {
+        self.backlog
+    }
+
+    /// Whether `SO_REUSEPORT` is set.
+    pub fn reuse_port(&self) -> bool {
+        self.reuse_port
+    }
+
+    /// The options of the connections accepted from this listener.
+    pub fn conn(&self) -> &ConnOptions {
+        &self.conn
+    }
+}

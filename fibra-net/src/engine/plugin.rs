@@ -1,0 +1,332 @@
+//! `NetPlugin`: serves the network ops, polls readiness, writes coalesced output.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use std::net::ToSocketAddrs;
+
+use fibra_rt::{Context, Events, Plugin, Registry, Router, Serves, TaskletId};
+
+use crate::api::conn::{Conn, Listener};
+use crate::api::error::{Lost, NetError};
+use crate::api::ops::{
+    Abort, Accept, Adopt, Close, Connect, Drain, Flush, Listen, OnLost, Receive,
+};
+use crate::api::options::ListenOptions;
+use crate::api::stats::NetStats;
+use crate::engine::shared::{Key, Shared};
+use crate::engine::table::Table;
+
+/// The network plugin. Add it to a schedule to use [`NetExt`](crate::NetExt).
+///
+/// ```no_run
+/// use fibra_net::{NetExt, NetPlugin};
+/// use fibra_rt::{Schedule, SpawnOptions};
+///
+/// let mut schedule = Schedule::new();
+/// schedule.add_plugin(NetPlugin::new()?)?;
+/// schedule.spawn_named("echo", |h| {
+///     let listener = h.listen("127.0.0.1:7000").expect("listen");
+///     while let Ok((conn, _peer)) = h.accept(&listener) {
+///         // One tasklet per connection would be spawned here (see fibra-tasks).
+///         while let Ok(line) = h.receive(&conn) {
+///             let _ = h.send_frame(&conn, &line);
+///         }
+///     }
+/// })?;
+/// schedule.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NetPlugin {
+    shared: Rc<Shared>,
+}
+
+impl fmt::Debug for NetPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetPlugin")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl NetPlugin {
+    /// A network plugin. Its sockets are watched by the reactor of the schedule it is added
+    /// to.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` is kept so that setting up may fail later without breaking
+    /// callers.
+    pub fn new() -> io::Result<NetPlugin> {
+        let shared = Rc::new_cyclic(|me| Shared {
+            table: RefCell::new(Table::new(me.clone())),
+            deferred: RefCell::new(Vec::new()),
+        });
+        Ok(NetPlugin { shared })
+    }
+
+    /// Listens on `addr` from the host, before (or between) ticks: no tasklet needed to bind,
+    /// so a bad address is an error at once. Tasklets then accept from the listener.
+    ///
+    /// ```
+    /// use fibra_net::{NetExt, NetPlugin};
+    /// use fibra_rt::Schedule;
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.add_plugin(NetPlugin::new()?)?;
+    /// let net = schedule.plugin::<NetPlugin>().unwrap();
+    /// let listener = net.listen("127.0.0.1:0")?;
+    /// println!("listening on {}", listener.local_addr());
+    /// schedule.spawn(move |h| {
+    ///     let client = h.connect(listener.local_addr()).unwrap();
+    ///     let (conn, _peer) = h.accept(&listener).unwrap();
+    ///     h.send_frame(&client, b"hi").unwrap();
+    ///     assert_eq!(h.receive(&conn).unwrap(), b"hi");
+    /// })?;
+    /// schedule.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Bind`] (address in use, not allowed...), or an error if the plugin was not
+    /// added to a schedule yet.
+    pub fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError> {
+        self.listen_with(addr, ListenOptions::default())
+    }
+
+    /// Like [`listen`](Self::listen), with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    pub fn listen_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        options: ListenOptions,
+    ) -> Result<Listener, NetError> {
+        let addr = crate::api::ext::resolve(addr)?;
+        let (key, local) = self.shared.table.borrow_mut().listen(addr, &options)?;
+        Ok(Listener::new(Rc::clone(&self.shared), key, local))
+    }
+
+    /// Connections, sockets, waiting tasklets and buffered bytes, now.
+    pub fn stats(&self) -> NetStats {
+        self.shared.table.borrow().stats()
+    }
+
+    fn owns(&self, shared: &Rc<Shared>) -> Result<(), NetError> {
+        if Rc::ptr_eq(&self.shared, shared) {
+            Ok(())
+        } else {
+            Err(NetError::Io(io::Error::other(
+                "this connection belongs to another schedule's network plugin",
+            )))
+        }
+    }
+
+    /// Runs `f` on the table for `conn`, if `conn` is this plugin's.
+    fn serve<T>(
+        &self,
+        conn: &Conn,
+        f: impl FnOnce(&mut Table, Key) -> Poll<Result<T, NetError>>,
+    ) -> Poll<Result<T, NetError>> {
+        match self.owns(conn.shared()) {
+            Ok(()) => f(&mut self.shared.table.borrow_mut(), conn.key()),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn release_deferred(&self) {
+        if !self.shared.deferred.borrow().is_empty() {
+            self.shared
+                .table
+                .borrow_mut()
+                .release_deferred(&self.shared.deferred);
+        }
+    }
+}
+
+impl Plugin for NetPlugin {
+    fn added(&mut self, registry: Registry) {
+        self.shared.table.borrow_mut().attach(registry);
+    }
+
+    fn register(router: &mut Router<Self>) {
+        router
+            .op::<Listen>()
+            .op::<Accept>()
+            .op::<Connect>()
+            .op::<Adopt>()
+            .op::<Receive>()
+            .op::<Drain>()
+            .op::<Flush>()
+            .op::<Close>()
+            .op::<Abort>()
+            .op::<OnLost>();
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
+        self.release_deferred();
+        self.shared.table.borrow_mut().poll(events, cx);
+        self.release_deferred();
+        Ok(())
+    }
+
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.release_deferred();
+        {
+            let mut table = self.shared.table.borrow_mut();
+            // Aborts first (a connection aborted this round gets no batch), then the round's
+            // group batches, then the members a seal cut off, then the writes.
+            table.run_deferred(cx);
+            table.seal_all();
+            table.run_deferred(cx);
+            table.flush_all(cx);
+        }
+        self.release_deferred();
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let table = self.shared.table.borrow();
+        if table.has_work_now() {
+            // Due already: the schedule's last clock reading is early enough.
+            return Some(table.epoch());
+        }
+        table.next_deadline()
+    }
+
+    fn cancel(&mut self, id: TaskletId) {
+        self.shared.table.borrow_mut().forget(id);
+    }
+}
+
+impl Serves<Listen> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Listen,
+        _: TaskletId,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<Listener, NetError>> {
+        let result = self.shared.table.borrow_mut().listen(op.addr, &op.options);
+        Poll::Ready(result.map(|(key, addr)| Listener::new(Rc::clone(&self.shared), key, addr)))
+    }
+}
+
+impl Serves<Accept> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Accept,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Conn, std::net::SocketAddr), NetError>> {
+        if let Err(e) = self.owns(op.listener.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        let mut table = self.shared.table.borrow_mut();
+        match table.submit_accept(op.listener.key(), from, cx.last_reading()) {
+            Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Serves<Connect> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Connect,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Conn, NetError>> {
+        let mut table = self.shared.table.borrow_mut();
+        match table.submit_connect(op.addr, op.options, from, cx.last_reading()) {
+            Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Serves<Adopt> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Adopt,
+        _: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Conn, NetError>> {
+        let mut table = self.shared.table.borrow_mut();
+        let adopted = table.adopt(op.stream, op.options, cx.last_reading());
+        Poll::Ready(adopted.map(|key| table.conn(key)))
+    }
+}
+
+impl Serves<Receive> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Receive,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Vec<u8>, NetError>> {
+        self.serve(&op.conn, |t, key| {
+            t.submit_receive(key, from, op.buf, op.mode, cx)
+        })
+    }
+}
+
+impl Serves<Drain> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Drain,
+        from: TaskletId,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        self.serve(&op.conn, |t, key| t.submit_drain(key, from))
+    }
+}
+
+impl Serves<Flush> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Flush,
+        from: TaskletId,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        self.serve(&op.conn, |t, key| t.submit_flush(key, from))
+    }
+}
+
+impl Serves<Close> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: Close,
+        from: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        self.serve(&op.conn, |t, key| t.submit_close(key, from, cx))
+    }
+}
+
+impl Serves<Abort> for NetPlugin {
+    fn submit(&mut self, op: Abort, _: TaskletId, cx: &mut Context<'_>) -> Poll<()> {
+        if self.owns(op.conn.shared()).is_ok() {
+            self.shared.table.borrow_mut().abort(op.conn.key(), cx);
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Serves<OnLost> for NetPlugin {
+    fn submit(&mut self, op: OnLost, from: TaskletId, _: &mut Context<'_>) -> Poll<Lost> {
+        if self.owns(op.conn.shared()).is_err() {
+            return Poll::Ready(Lost::Closed);
+        }
+        self.shared
+            .table
+            .borrow_mut()
+            .submit_lost(op.conn.key(), from)
+    }
+}

@@ -1,0 +1,380 @@
+//! The output side of a connection: queueing into the bounded output buffer, the flush
+//! delay, the one write per connection at the end of the round, and the tasklets waiting for
+//! room (`Drain`) or for everything to be written (`Flush`).
+
+use std::io::IoSlice;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use fibra_rt::{Context, TaskletId};
+
+use super::timers::TimerKind;
+use super::waiters::{Parked, Wait};
+use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
+use crate::api::error::{Lost, NetError};
+use crate::api::ops;
+use crate::engine::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
+use crate::engine::codec_door::{DoorError, Site};
+use crate::engine::shared::{Encoding, Key, SendState, WhenFull};
+use crate::engine::sys::socket;
+
+/// Held output this large is written at the end of the round, whatever the flush delay.
+const HOLD_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub(super) struct Output {
+    /// The socket may take bytes.
+    pub(super) writable: bool,
+    buf: OutQueue,
+    /// No more bytes go to the socket, and why.
+    pub(super) end: Option<Lost>,
+    /// Waiting for the output to fall to half the send limit.
+    drainers: Vec<Parked>,
+    /// Waiting for the output to be empty.
+    flushers: Vec<Parked>,
+    /// In the table's list of connections to write at the end of the round.
+    dirty: bool,
+    /// Held back by the flush delay: a `Flush` timer is armed.
+    held: bool,
+    /// When output was last written, for the flush delay; `None` once the peer spoke.
+    pub(super) last_write: Option<Instant>,
+}
+
+impl Output {
+    pub(super) fn new(writable: bool) -> Output {
+        Output {
+            writable,
+            buf: OutQueue::default(),
+            end: None,
+            drainers: Vec::new(),
+            flushers: Vec::new(),
+            dirty: false,
+            held: false,
+            last_write: None,
+        }
+    }
+
+    pub(super) fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The parked drainers and flushers, for the table to hand on when the entry goes.
+    pub(super) fn take_waiters(
+        &mut self,
+        slot: usize,
+    ) -> impl Iterator<Item = (Parked, Wait)> + '_ {
+        let drainers = self.drainers.drain(..).map(move |p| (p, Wait::Drain(slot)));
+        let flushers = self.flushers.drain(..).map(move |p| (p, Wait::Flush(slot)));
+        drainers.chain(flushers)
+    }
+
+    /// Appends a group's shared segment.
+    pub(super) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
+        self.buf.push_shared(segment, pool);
+    }
+
+    /// Drops everything queued; returns how many bytes that was.
+    pub(super) fn clear(&mut self, pool: &mut BufPool) -> usize {
+        self.buf.clear(pool)
+    }
+
+    /// Drops the waiter `id` (withdrawn).
+    pub(super) fn withdraw(&mut self, id: TaskletId) {
+        self.drainers.retain(|p| p.id() != id);
+        self.flushers.retain(|p| p.id() != id);
+    }
+}
+
+/// `at`, rounded down to a whole millisecond counted from `epoch`: held connections fall due
+/// together, a round per grain at most, rather than a round each.
+fn flush_grain(epoch: Instant, at: Instant) -> Instant {
+    let since = at.saturating_duration_since(epoch);
+    let millis = since
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(since.subsec_millis()));
+    epoch + Duration::from_millis(millis)
+}
+
+impl Table {
+    /// Queues `bytes`, or says to wait for room.
+    pub(crate) fn send(
+        &mut self,
+        key: Key,
+        bytes: &[u8],
+        encoding: Encoding,
+        when_full: WhenFull,
+    ) -> Result<SendState, NetError> {
+        if conn_mut(&mut self.entries, key).is_some_and(|c| !c.groups.is_empty()) {
+            // The groups' bytes sent before this go first.
+            self.seal_groups_of(key);
+        }
+        let c = conn_mut(&mut self.entries, key).ok_or(NetError::Closed)?;
+        if let Some(end) = c.output.end {
+            return Err(end.into());
+        }
+        if c.state.is_closing() {
+            return Err(NetError::Closed);
+        }
+        let queued = c.output.buf.len();
+        let limit = c.options.send_limit;
+        if queued >= limit {
+            return match when_full {
+                WhenFull::Fail => Err(NetError::Full { queued, limit }),
+                WhenFull::Wait => Ok(SendState::MustWait),
+            };
+        }
+        let codec = &mut c.input.codec;
+        let site = Site::Conn(c.peer);
+        let appended = c.output.buf.append(&mut self.pool, |out| match encoding {
+            Encoding::AsIs => {
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Encoding::Frame => codec.encode(bytes, out, site),
+        });
+        match appended {
+            Ok(()) => {}
+            Err(DoorError::Frame(e)) => return Err(NetError::from_encode(e)),
+            Err(DoorError::Codec(failure)) => {
+                // The codec is poisoned: the connection ends at the next poll.
+                let lost = Lost::Codec(failure);
+                self.deferred.push((key, Deferred::Reset(lost)));
+                return Err(lost.into());
+            }
+        }
+        self.schedule_write(key);
+        Ok(SendState::Queued)
+    }
+
+    /// New output was queued: write it at the end of the round, or hold it for the flush
+    /// delay.
+    pub(super) fn schedule_write(&mut self, key: Key) {
+        let (epoch, round_time) = (self.epoch, self.round_time);
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        if c.output.dirty || c.state.is_connecting() {
+            return;
+        }
+        // With a flush delay, output waits until `delay` after the last write: at most one
+        // write per delay; nothing waits when the connection was quiet or its peer spoke
+        // since.
+        let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
+        if c.output.held {
+            // Held (by a timer, or for good under a delay past the clock): only a large
+            // output goes before it, or any once the delay was turned off.
+            if c.output.buf.len() >= hold_limit || c.options.flush_delay.is_zero() {
+                self.mark_dirty(key);
+            }
+            return;
+        }
+        let due = c
+            .output
+            .last_write
+            .and_then(|t| t.checked_add(c.options.flush_delay))
+            .map(|at| flush_grain(epoch, at));
+        let small = c.output.buf.len() < hold_limit;
+        match (c.output.last_write, due) {
+            (_, Some(at)) if at > round_time && small => {
+                c.output.held = true;
+                self.timers.arm(at, TimerKind::Flush, key);
+            }
+            // A delay past what the clock can count: held with no timer, until the output
+            // grows large or a flush asks for it.
+            (Some(_), None) if small => c.output.held = true,
+            _ => self.mark_dirty(key),
+        }
+    }
+
+    /// Puts the connection in the list written at the end of the round (once).
+    pub(super) fn mark_dirty(&mut self, key: Key) {
+        if let Some(c) = conn_mut(&mut self.entries, key) {
+            if !c.output.dirty && !c.state.is_connecting() {
+                c.output.dirty = true;
+                self.dirty.push(key.slot);
+            }
+        }
+    }
+
+    /// The socket has room: write held-back output only when its timer says so.
+    pub(super) fn on_writable(&mut self, key: Key) {
+        if let Some(c) = conn_mut(&mut self.entries, key) {
+            c.output.writable = true;
+            if !c.output.buf.is_empty() && !c.output.held {
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// The flush delay's timer fell due: the held output goes this round.
+    pub(super) fn end_hold(&mut self, key: Key) {
+        if let Some(c) = conn_mut(&mut self.entries, key) {
+            c.output.held = false;
+            if !c.output.buf.is_empty() {
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    pub(crate) fn submit_drain(&mut self, key: Key, from: TaskletId) -> Poll<Result<(), NetError>> {
+        let c = match self.conn_entry(key) {
+            Ok(c) => c,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if let Some(end) = c.output.end {
+            return Poll::Ready(Err(end.into()));
+        }
+        if c.output.buf.len() < c.options.send_limit {
+            return Poll::Ready(Ok(()));
+        }
+        let parked = self.waiters.park(from, Wait::Drain(key.slot));
+        if let Some(c) = conn_mut(&mut self.entries, key) {
+            c.output.drainers.push(parked);
+        }
+        Poll::Pending
+    }
+
+    pub(crate) fn submit_flush(&mut self, key: Key, from: TaskletId) -> Poll<Result<(), NetError>> {
+        let c = match self.conn_entry(key) {
+            Ok(c) => c,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if let Some(end) = c.output.end {
+            return Poll::Ready(Err(end.into()));
+        }
+        if c.output.buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        // Held output goes now: someone waits for it.
+        self.mark_dirty(key);
+        let parked = self.waiters.park(from, Wait::Flush(key.slot));
+        if let Some(c) = conn_mut(&mut self.entries, key) {
+            c.output.flushers.push(parked);
+        }
+        Poll::Pending
+    }
+
+    /// Writes every connection that queued output this round.
+    pub(crate) fn flush_all(&mut self, cx: &mut Context<'_>) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut dirty = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.dirty_spare));
+        for slot in dirty.drain(..) {
+            let Some(Entry::Conn(c)) = self.entries.get_mut(slot) else {
+                continue;
+            };
+            c.output.dirty = false;
+            let key = Key { slot, gen: c.gen };
+            self.write(key, cx);
+        }
+        self.dirty_spare = dirty;
+    }
+
+    /// Writes the connection's output until done or the socket is full, then tells waiters.
+    fn write(&mut self, key: Key, cx: &mut Context<'_>) {
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        let ConnEntry {
+            state,
+            output,
+            options,
+            peer,
+            ..
+        } = c;
+        let Some(sock) = state.connected_socket() else {
+            return;
+        };
+        if output.end.is_some() {
+            return;
+        }
+        if !options.flush_delay.is_zero() {
+            // The clock now, not the round's: connections written late in a long round are
+            // due later, so the writes spread over the delay instead of bunching.
+            output.last_write = Some(Instant::now());
+        }
+        let mut failed = None;
+        while output.writable && !output.buf.is_empty() {
+            self.counters.writes += 1;
+            let (written, len) = match output.buf.single() {
+                Some(bytes) => (socket::send(sock, bytes), bytes.len()),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                    let (n, len) = output.buf.slices(&mut slices);
+                    (socket::write(sock, &slices[..n]), len)
+                }
+            };
+            match written {
+                Ok(written) => {
+                    output.buf.advance(written, &mut self.pool);
+                    // A short write filled the socket: the next edge says when it has room.
+                    if written < len {
+                        output.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => output.writable = false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!(target: "fibra_net", "send to {peer}: {e}");
+                    failed = Some(Lost::from_io(&e));
+                    break;
+                }
+            }
+        }
+        if let Some(lost) = failed {
+            self.lose(key, lost, cx);
+            self.end_output(key, lost, cx);
+            return;
+        }
+        self.after_write(key, cx);
+    }
+
+    /// Wakes the tasklets a write may have made room for; finishes a pending close.
+    fn after_write(&mut self, key: Key, cx: &mut Context<'_>) {
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        let output = &mut c.output;
+        if output.buf.len() <= c.options.send_limit / 2 {
+            for parked in output.drainers.drain(..) {
+                self.waiters.complete::<ops::Drain>(cx, parked, Ok(()));
+            }
+        }
+        if output.buf.is_empty() {
+            for parked in output.flushers.drain(..) {
+                self.waiters.complete::<ops::Flush>(cx, parked, Ok(()));
+            }
+            if c.state.is_closing() {
+                self.finish_close(key, Some(cx));
+            }
+        }
+    }
+
+    /// No more output: drops what is queued and fails the tasklets waiting on it with `lost`.
+    /// Returns how many bytes were dropped.
+    pub(super) fn fail_output(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) -> usize {
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return 0;
+        };
+        let output = &mut c.output;
+        if output.end.is_none() {
+            output.end = Some(lost);
+        }
+        let dropped = output.buf.clear(&mut self.pool);
+        for parked in output.drainers.drain(..) {
+            self.waiters
+                .complete::<ops::Drain>(cx, parked, Err(lost.into()));
+        }
+        for parked in output.flushers.drain(..) {
+            self.waiters
+                .complete::<ops::Flush>(cx, parked, Err(lost.into()));
+        }
+        dropped
+    }
+}
