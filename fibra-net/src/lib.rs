@@ -71,21 +71,23 @@ mod cores;
 
 // 1. The tasklet-facing API.
 pub use api::codec::{
-    Codec, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec, DEFAULT_MAX_FRAME,
+    Codec, CodecCall, CodecFailure, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec,
+    DEFAULT_MAX_FRAME,
 };
 pub use api::conn::{Conn, ConnId, Listener};
 pub use api::error::{Lost, NetError};
 pub use api::ext::NetExt;
-pub use api::group::{Group, GroupOptions, GroupStats, SlowPolicy};
+pub use api::group::Group;
 pub use api::io::ConnIo;
 pub use api::ops;
-pub use api::options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT};
-pub use api::stats::NetStats;
+pub use api::options::{
+    ConnOptions, GroupOptions, ListenOptions, SlowPolicy, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT,
+};
+pub use api::stats::{GroupStats, NetStats};
 
-// 2. The engine: the plugin to add to a schedule, and what its codec door reports.
+// 2. The engine: the plugin to add to a schedule (and, hidden, the codec door for the fuzzer).
 #[doc(hidden)]
 pub use engine::codec_door::{feed_through_door, DoorError, Fed};
-pub use engine::codec_door::{CodecCall, CodecFailure};
 pub use engine::plugin::NetPlugin;
 
 // 3. The callback framework.

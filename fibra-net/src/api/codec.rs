@@ -8,8 +8,6 @@ use std::fmt;
 use std::ops::Range;
 use std::rc::Rc;
 
-use crate::engine::codec_door::{CodecState, Site};
-
 /// The default limit on a frame's length: 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
@@ -41,6 +39,95 @@ impl fmt::Display for FrameError {
 }
 
 impl std::error::Error for FrameError {}
+
+/// Which call into a codec failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecCall {
+    /// [`Codec::decode`].
+    Decode,
+    /// [`Codec::encode`].
+    Encode,
+    /// The factory given to [`Framing::custom`], making the codec of a connection or group.
+    Make,
+}
+
+impl fmt::Display for CodecCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecCall::Decode => "decode",
+            CodecCall::Encode => "encode",
+            CodecCall::Make => "factory (Framing::custom)",
+        })
+    }
+}
+
+/// How a codec broke its contract: the reason in [`Lost::Codec`](crate::Lost::Codec) and
+/// [`NetError::Codec`](crate::NetError::Codec). After one, the codec is not called again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecFailure {
+    /// The codec panicked. The full message is logged at warn (target `fibra_net`); here
+    /// when it was a string literal.
+    Panicked {
+        /// The call that panicked.
+        call: CodecCall,
+        /// The panic's message, when it was a `&'static str`.
+        message: Option<&'static str>,
+    },
+    /// `decode` returned a frame that does not lie within the bytes it consumed.
+    FrameOutOfRange {
+        /// The frame's start.
+        start: usize,
+        /// The frame's end.
+        end: usize,
+        /// The bytes it said it consumed.
+        consumed: usize,
+    },
+    /// `decode` said it consumed more bytes than the buffer held.
+    ConsumedPastBuffer {
+        /// The bytes it said it consumed.
+        consumed: usize,
+        /// The bytes the buffer held.
+        buffered: usize,
+    },
+    /// `decode` returned a frame that consumed no bytes: the same frame would come forever.
+    NoProgress,
+}
+
+impl fmt::Display for CodecFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecFailure::Panicked {
+                call,
+                message: Some(message),
+            } => write!(f, "the codec's {call} panicked: {message}"),
+            CodecFailure::Panicked {
+                call,
+                message: None,
+            } => write!(
+                f,
+                "the codec's {call} panicked (its message is in the log, target fibra_net)"
+            ),
+            CodecFailure::FrameOutOfRange {
+                start,
+                end,
+                consumed,
+            } => write!(
+                f,
+                "the codec's decode returned the frame {start}..{end}, not within the \
+                 {consumed} bytes it consumed"
+            ),
+            CodecFailure::ConsumedPastBuffer { consumed, buffered } => write!(
+                f,
+                "the codec's decode consumed {consumed} bytes of a buffer holding {buffered}"
+            ),
+            CodecFailure::NoProgress => f.write_str(
+                "the codec's decode returned a frame consuming no bytes (it would repeat forever)",
+            ),
+        }
+    }
+}
 
 /// Cuts a byte stream into frames, and wraps payloads into frames.
 ///
@@ -244,14 +331,6 @@ impl Framing {
         Framing(Kind::Custom(Rc::new(move || {
             Box::new(make()) as Box<dyn Codec>
         })))
-    }
-
-    /// Whether `payload` can be framed (for a send to nobody): a throwaway codec, made and
-    /// called through the door.
-    pub(crate) fn check(&self, payload: &[u8]) -> Result<(), crate::NetError> {
-        CodecState::new(self, Site::Check)
-            .encode(payload, &mut Vec::new(), Site::Check)
-            .map_err(crate::NetError::from_door)
     }
 }
 

@@ -5,8 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::api::codec::FrameError;
-use crate::engine::codec_door::{CodecFailure, DoorError};
+use crate::api::codec::{CodecFailure, FrameError};
 
 /// Why a connection was lost: what [`on_lost_connection`](crate::NetExt::on_lost_connection)
 /// returns, and what later receives fail with.
@@ -215,14 +214,6 @@ impl NetError {
                 limit: u32::MAX as usize,
             },
             FrameError::Invalid(reason) => NetError::InvalidFrame { reason },
-        }
-    }
-
-    /// A payload the codec door could not frame, outside a connection.
-    pub(crate) fn from_door(e: DoorError) -> NetError {
-        match e {
-            DoorError::Frame(e) => NetError::from_encode(e),
-            DoorError::Codec(failure) => NetError::Codec(failure),
         }
     }
 

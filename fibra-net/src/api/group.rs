@@ -5,90 +5,11 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::api::codec::Framing;
 use crate::api::conn::Conn;
 use crate::api::error::NetError;
+use crate::api::options::GroupOptions;
+use crate::api::stats::GroupStats;
 use crate::engine::shared::{Encoding, Key, Shared};
-
-/// What a group does with a member whose output is at its send limit when a batch is ready
-/// for it: the member does not read as fast as the group sends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SlowPolicy {
-    /// Cut the member off: its connection is reset, it leaves the group, and its tasklet's
-    /// receive (and `on_lost_connection`) says [`Lost::Slow`](crate::Lost::Slow), once. The
-    /// room never waits for its slowest member, and memory stays bounded.
-    #[default]
-    Disconnect,
-    /// Skip the batch for that member (counted in [`GroupStats::dropped`]); it stays in the
-    /// group and gets later batches once it has room. For feeds where the latest value
-    /// matters and a gap is acceptable.
-    Drop,
-}
-
-/// How a group frames and what it does with slow members.
-#[derive(Clone, Debug)]
-pub struct GroupOptions {
-    pub(crate) framing: Framing,
-    pub(crate) slow: SlowPolicy,
-}
-
-impl Default for GroupOptions {
-    fn default() -> Self {
-        GroupOptions {
-            framing: Framing::Lines,
-            slow: SlowPolicy::Disconnect,
-        }
-    }
-}
-
-impl GroupOptions {
-    /// Lines, and [`SlowPolicy::Disconnect`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The framing of [`Group::send_frame`] (its members' framing, usually).
-    pub fn with_framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
-        self
-    }
-
-    /// What to do with a member that does not read.
-    pub fn with_slow_policy(mut self, slow: SlowPolicy) -> Self {
-        self.slow = slow;
-        self
-    }
-
-    /// The framing of [`Group::send_frame`].
-    pub fn framing(&self) -> &Framing {
-        &self.framing
-    }
-
-    /// What is done with a member that does not read.
-    pub fn slow_policy(&self) -> SlowPolicy {
-        self.slow
-    }
-}
-
-/// What a group has sent, and to how many.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GroupStats {
-    /// Members now.
-    pub members: usize,
-    /// Batches sealed: a batch is what was sent to the group between two membership changes
-    /// or direct sends to a member, at most a round's worth.
-    pub batches: u64,
-    /// Bytes sent to the group (each stored once, however many members).
-    pub bytes: u64,
-    /// Batches queued to members: a batch to 1,000 members counts 1,000.
-    pub deliveries: u64,
-    /// Batches not queued to a member at its send limit ([`SlowPolicy::Drop`]).
-    pub dropped: u64,
-    /// Members cut off for not reading ([`SlowPolicy::Disconnect`]).
-    pub cut_off: u64,
-}
 
 /// A set of connections that one call sends to.
 ///
@@ -101,7 +22,7 @@ pub struct GroupStats {
 ///   and before it was [`remove`](Self::remove)d, in order with what is sent to it directly
 ///   (`Conn::try_send`, `NetExt::send`): a direct send to a member first seals the group's
 ///   batch.
-/// - **Slow members** are handled by the group's [`SlowPolicy`]: cut off (the default) or
+/// - **Slow members** are handled by the group's [`SlowPolicy`](crate::SlowPolicy): cut off (the default) or
 ///   skipped. A member's cap is its connection's send limit
 ///   ([`ConnOptions::with_send_limit`](crate::ConnOptions::with_send_limit)).
 /// - **A group does not keep connections open.** A member leaves when its connection closes

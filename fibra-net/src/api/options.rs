@@ -1,5 +1,5 @@
 //! `ConnOptions` and `ListenOptions`: a connection's limits and framing, a listener's socket
-//! options.
+//! options; `GroupOptions`: a group's framing and what it does with slow members.
 
 use std::time::Duration;
 
@@ -248,5 +248,66 @@ impl ListenOptions {
     /// The options of the connections accepted from this listener.
     pub fn conn(&self) -> &ConnOptions {
         &self.conn
+    }
+}
+
+/// What a group does with a member whose output is at its send limit when a batch is ready
+/// for it: the member does not read as fast as the group sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowPolicy {
+    /// Cut the member off: its connection is reset, it leaves the group, and its tasklet's
+    /// receive (and `on_lost_connection`) says [`Lost::Slow`](crate::Lost::Slow), once. The
+    /// room never waits for its slowest member, and memory stays bounded.
+    #[default]
+    Disconnect,
+    /// Skip the batch for that member (counted in [`GroupStats::dropped`](crate::GroupStats::dropped)); it stays in the
+    /// group and gets later batches once it has room. For feeds where the latest value
+    /// matters and a gap is acceptable.
+    Drop,
+}
+
+/// How a group frames and what it does with slow members.
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    pub(crate) framing: Framing,
+    pub(crate) slow: SlowPolicy,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            framing: Framing::Lines,
+            slow: SlowPolicy::Disconnect,
+        }
+    }
+}
+
+impl GroupOptions {
+    /// Lines, and [`SlowPolicy::Disconnect`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The framing of [`Group::send_frame`](crate::Group::send_frame) (its members' framing, usually).
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// What to do with a member that does not read.
+    pub fn with_slow_policy(mut self, slow: SlowPolicy) -> Self {
+        self.slow = slow;
+        self
+    }
+
+    /// The framing of [`Group::send_frame`](crate::Group::send_frame).
+    pub fn framing(&self) -> &Framing {
+        &self.framing
+    }
+
+    /// What is done with a member that does not read.
+    pub fn slow_policy(&self) -> SlowPolicy {
+        self.slow
     }
 }

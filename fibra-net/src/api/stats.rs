@@ -1,4 +1,5 @@
-//! `NetStats`: what the network plugin holds and has done, for tests and monitoring.
+//! `NetStats`: what the network plugin holds and has done, for tests and monitoring;
+//! `GroupStats`: what one group has sent.
 
 /// Connection counts and buffer use, for tests and monitoring. More fields may come: read
 /// the ones you need.
@@ -36,4 +37,23 @@ pub(crate) struct Counters {
     pub(crate) reads: u64,
     pub(crate) writes: u64,
     pub(crate) accept_pauses: u64,
+}
+
+/// What a group has sent, and to how many.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// Members now.
+    pub members: usize,
+    /// Batches sealed: a batch is what was sent to the group between two membership changes
+    /// or direct sends to a member, at most a round's worth.
+    pub batches: u64,
+    /// Bytes sent to the group (each stored once, however many members).
+    pub bytes: u64,
+    /// Batches queued to members: a batch to 1,000 members counts 1,000.
+    pub deliveries: u64,
+    /// Batches not queued to a member at its send limit ([`SlowPolicy::Drop`](crate::SlowPolicy::Drop)).
+    pub dropped: u64,
+    /// Members cut off for not reading ([`SlowPolicy::Disconnect`](crate::SlowPolicy::Disconnect)).
+    pub cut_off: u64,
 }
