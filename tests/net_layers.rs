@@ -21,7 +21,7 @@ pub use fibra_net::*;
 mod callback;
 
 pub use callback::{
-    Backoff, ClientEvent, ClientState, Ended, Factory, Member, Pool, PoolStats, Protocol,
+    ClientEvent, ClientState, Ended, Factory, Member, Pool, PoolStats, Protocol,
     ReconnectingClient, Server, Service, Spawner, Target, Transport,
 };
 

@@ -70,6 +70,7 @@ mod callback;
 mod cores;
 
 // 1. The tasklet-facing API.
+pub use api::backoff::{Backoff, Delays};
 pub use api::codec::{
     Codec, CodecCall, CodecFailure, Decoded, FrameError, Framing, LengthCodec, LineCodec, RawCodec,
     DEFAULT_MAX_FRAME,
@@ -92,7 +93,7 @@ pub use engine::plugin::NetPlugin;
 
 // 3. The callback framework.
 pub use callback::{
-    Backoff, ClientEvent, ClientState, Ended, Factory, Member, Pool, PoolStats, Protocol,
+    ClientEvent, ClientState, Ended, Factory, Member, Pool, PoolStats, Protocol,
     ReconnectingClient, Server, Service, Spawner, Target, Transport,
 };
 

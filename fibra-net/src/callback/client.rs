@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use fibra_rt::{Either, Handle, Park, Unparker};
 use fibra_tasks::ops::Sleep;
 
-use super::backoff::Waits;
 use super::mailbox::Mailbox;
 use super::session::run_session;
 use crate::{Backoff, ConnOptions, Ended, Factory, NetError, NetExt, Spawner};
@@ -316,15 +315,15 @@ impl Inner {
 }
 
 fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) {
-    let mut waits = Waits::new(inner.backoff.clone());
+    let mut waits = inner.backoff.delays();
     loop {
         inner.state.set(ClientState::Connecting {
-            attempt: waits.failures,
+            attempt: waits.failures(),
         });
         inner.tell(
             h,
             ClientEvent::Connecting {
-                attempt: waits.failures,
+                attempt: waits.failures(),
             },
         );
         let stable = match h.connect_with(inner.addr, inner.options.clone()) {
@@ -361,7 +360,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
                     h,
                     ClientEvent::ConnectFailed {
                         error: &e,
-                        attempt: waits.failures.saturating_add(1),
+                        attempt: waits.failures().saturating_add(1),
                     },
                 );
                 false
@@ -371,16 +370,16 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
             waits.reset();
         }
         let wait = waits.next_wait();
-        inner.failures.set(waits.failures);
-        if waits.exhausted() {
-            log::info!(target: "fibra_net::client", "gave up on {} after {} attempts", inner.addr, waits.failures);
+        inner.failures.set(waits.failures());
+        if waits.is_exhausted() {
+            log::info!(target: "fibra_net::client", "gave up on {} after {} attempts", inner.addr, waits.failures());
             inner.state.set(ClientState::GaveUp);
             inner.running.borrow_mut().take();
             inner.mailbox.set_reader(None);
             inner.tell(
                 h,
                 ClientEvent::GaveUp {
-                    attempts: waits.failures,
+                    attempts: waits.failures(),
                 },
             );
             return;
@@ -391,13 +390,13 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         inner.state.set(ClientState::Waiting {
             until: until.unwrap_or_else(|| now.checked_add(FAR).unwrap_or(now)),
             wait,
-            attempt: waits.failures,
+            attempt: waits.failures(),
         });
         inner.tell(
             h,
             ClientEvent::Waiting {
                 wait,
-                attempt: waits.failures,
+                attempt: waits.failures(),
             },
         );
         loop {

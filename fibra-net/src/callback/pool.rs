@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use fibra_rt::{Handle, Unparker};
 use slab::Slab;
 
-use super::backoff::Waits;
 use crate::{Backoff, Conn, ConnOptions, Lost, NetError, NetExt, Spawner};
 
 /// A pool's counters, from [`Pool::stats`].
@@ -498,7 +497,7 @@ impl Drop for Lease {
 /// One slot's keeper: connects, lends the connection to the pool, waits for its loss, and
 /// connects again.
 fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
-    let mut waits = Waits::new(inner.backoff.clone());
+    let mut waits = inner.backoff.delays();
     let mut was_up = false;
     loop {
         let again_at_once = match h.connect_with(inner.addr, inner.options.clone()) {
@@ -543,8 +542,8 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
             continue;
         }
         let wait = waits.next_wait();
-        if waits.exhausted() {
-            log::warn!(target: "fibra_net::pool", "connection {slot} to {} gave up after {} attempts", inner.addr, waits.failures);
+        if waits.is_exhausted() {
+            log::warn!(target: "fibra_net::pool", "connection {slot} to {} gave up after {} attempts", inner.addr, waits.failures());
             return;
         }
         fibra_tasks::TasksExt::sleep(h, wait);

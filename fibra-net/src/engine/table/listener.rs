@@ -11,6 +11,7 @@ use socket2::Socket;
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
 use super::{Entry, Table};
+use crate::api::backoff::{Backoff, Delays};
 use crate::api::error::NetError;
 use crate::api::ops;
 use crate::api::options::{ConnOptions, ListenOptions};
@@ -20,6 +21,17 @@ use crate::engine::sys::socket::{self, Accepted};
 /// First and longest pause of `accept` after the process ran out of file descriptors.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A listener's pauses: the crate's back-off policy, doubling from [`BACKOFF_MIN`] to
+/// [`BACKOFF_MAX`], without jitter (one process, no crowd to spread), never giving up.
+fn accept_backoff() -> Delays {
+    Backoff::new()
+        .with_initial(BACKOFF_MIN)
+        .with_factor(2.0)
+        .with_max(BACKOFF_MAX)
+        .with_jitter(false)
+        .delays()
+}
 
 #[derive(Debug)]
 pub(super) struct ListenerEntry {
@@ -33,7 +45,8 @@ pub(super) struct ListenerEntry {
     pub(super) acceptors: Vec<Parked>,
     /// Accepting is paused until then (out of file descriptors).
     backoff_until: Option<Instant>,
-    backoff: Duration,
+    /// The pauses so far; reset by an accepted connection.
+    backoff: Delays,
 }
 
 fn listener_mut(entries: &mut slab::Slab<Entry>, key: Key) -> Option<&mut ListenerEntry> {
@@ -62,7 +75,7 @@ impl Table {
             readable: true,
             acceptors: Vec::new(),
             backoff_until: None,
-            backoff: BACKOFF_MIN,
+            backoff: accept_backoff(),
         })));
         log::debug!(target: "fibra_net", "listening on {local}");
         Ok((key, local))
@@ -102,7 +115,7 @@ impl Table {
         let l = listener_mut(&mut self.entries, key)?;
         match socket::accept(l.socket.as_ref()?) {
             Accepted::Conn(socket, peer) => {
-                l.backoff = BACKOFF_MIN;
+                l.backoff.reset();
                 let options = l.conn.clone();
                 let peer = peer.unwrap_or(l.addr);
                 Some(
@@ -116,8 +129,7 @@ impl Table {
                 None
             }
             Accepted::OutOfDescriptors(e) => {
-                let pause = l.backoff;
-                l.backoff = (pause * 2).min(BACKOFF_MAX);
+                let pause = l.backoff.next_wait();
                 // `pause` is at most BACKOFF_MAX; saturate all the same.
                 let until = now.checked_add(pause).unwrap_or(now);
                 l.backoff_until = Some(until);

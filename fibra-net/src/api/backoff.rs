@@ -1,11 +1,13 @@
-//! `Backoff`: how long a reconnecting client waits between attempts: exponential, with full
-//! jitter, from a seedable generator.
+//! `Backoff`: how long to wait between attempts: exponential, with full jitter (or none),
+//! from a seedable generator; `Delays`, one run of attempts under it. The one back-off
+//! policy of the crate: the reconnecting client's and the pool's waits between connects, and
+//! a listener's pauses when the process is out of file descriptors.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A reconnecting client's waits: attempt `n` (from 0) waits a random time between zero and
 /// `min(max, initial × factor^n)` ("full jitter", so that clients cut off together do not
-/// come back together). The count goes back to zero only after a connection stayed up for
+/// come back together), or that whole ceiling [`without jitter`](Self::with_jitter). The count goes back to zero only after a connection stayed up for
 /// [`stable_after`](Self::with_stable_after), not on connect alone: a server that accepts
 /// and closes at once meets growing waits, never a hot loop.
 ///
@@ -30,6 +32,7 @@ pub struct Backoff {
     max_attempts: Option<u32>,
     stable_after: Duration,
     seed: Option<u64>,
+    jitter: bool,
 }
 
 impl Default for Backoff {
@@ -49,6 +52,7 @@ impl Backoff {
             max_attempts: None,
             stable_after: Duration::from_secs(10),
             seed: None,
+            jitter: true,
         }
     }
 
@@ -87,6 +91,14 @@ impl Backoff {
         self
     }
 
+    /// Full jitter (`true`, the default): each wait is drawn between zero and its ceiling.
+    /// `false`: each wait is its whole ceiling, for a pause that one process takes alone
+    /// (a listener out of file descriptors), where there is no crowd to spread.
+    pub fn with_jitter(mut self, jitter: bool) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
     /// Seeds the jitter, so that the waits repeat (tests).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -113,29 +125,53 @@ impl Backoff {
         }
     }
 
-    /// The waits of failed attempts 0, 1, 2... with no reset in between.
-    pub fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
-        let mut waits = Waits::new(self.clone());
-        std::iter::from_fn(move || Some(waits.next_wait()))
+    /// The waits of failed attempts 0, 1, 2... with no reset in between: an endless
+    /// iterator, which also counts the attempts and can [`reset`](Delays::reset).
+    pub fn delays(&self) -> Delays {
+        Delays::new(self.clone())
     }
 }
 
-/// A client's count of failed attempts and its jitter generator.
+/// One run of attempts under a [`Backoff`]: the count of failed attempts in a row, and the
+/// jitter's generator. Each [`next`](Iterator::next) is the wait after one more failure
+/// (it never ends; [`is_exhausted`](Self::is_exhausted) says when the attempt limit is
+/// reached), and [`reset`](Self::reset) starts again from the first wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use fibra_net::Backoff;
+///
+/// let mut delays = Backoff::new()
+///     .with_initial(Duration::from_millis(50))
+///     .with_max(Duration::from_secs(1))
+///     .with_max_attempts(Some(3))
+///     .with_jitter(false)
+///     .delays();
+/// assert_eq!(delays.next_wait(), Duration::from_millis(50));
+/// assert_eq!(delays.next_wait(), Duration::from_millis(100));
+/// assert!(!delays.is_exhausted());
+/// assert_eq!(delays.next_wait(), Duration::from_millis(200));
+/// assert!(delays.is_exhausted()); // three failures in a row
+/// delays.reset(); // an attempt succeeded
+/// assert_eq!(delays.next_wait(), Duration::from_millis(50));
+/// ```
 #[derive(Debug)]
-pub(crate) struct Waits {
+pub struct Delays {
     backoff: Backoff,
-    pub(crate) failures: u32,
+    failures: u32,
     rng: SplitMix64,
 }
 
-impl Waits {
-    pub(crate) fn new(backoff: Backoff) -> Waits {
-        let seed = backoff.seed.unwrap_or_else(|| {
-            SystemTime::now()
+impl Delays {
+    fn new(backoff: Backoff) -> Delays {
+        let seed = match backoff.seed {
+            Some(seed) => seed,
+            None if !backoff.jitter => 0,
+            None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-        });
-        Waits {
+                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64),
+        };
+        Delays {
             backoff,
             failures: 0,
             rng: SplitMix64(seed),
@@ -143,25 +179,44 @@ impl Waits {
     }
 
     /// The wait after one more failed attempt.
-    pub(crate) fn next_wait(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let ceiling = self.backoff.ceiling(self.failures);
         self.failures = self.failures.saturating_add(1);
-        jittered(ceiling, self.rng.unit())
+        if self.backoff.jitter {
+            jittered(ceiling, self.rng.unit())
+        } else {
+            ceiling
+        }
     }
 
-    /// Whether the attempt limit is reached.
-    pub(crate) fn exhausted(&self) -> bool {
+    /// The failed attempts in a row so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Whether the backoff's attempt limit is reached: give up.
+    pub fn is_exhausted(&self) -> bool {
         self.backoff
             .max_attempts
             .is_some_and(|max| self.failures >= max)
     }
 
-    pub(crate) fn reset(&mut self) {
+    /// An attempt succeeded (or stayed up long enough): the next wait is the first again.
+    pub fn reset(&mut self) {
         self.failures = 0;
     }
 
-    pub(crate) fn backoff(&self) -> &Backoff {
+    /// The policy these waits follow.
+    pub fn backoff(&self) -> &Backoff {
         &self.backoff
+    }
+}
+
+impl Iterator for Delays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.next_wait())
     }
 }
 
@@ -217,5 +272,20 @@ mod tests {
             Duration::from_secs(1)
         );
         assert_eq!(jittered(Duration::MAX, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn without_jitter_the_waits_are_the_ceilings_and_a_reset_starts_again() {
+        let mut delays = Backoff::new()
+            .with_initial(Duration::from_millis(50))
+            .with_max(Duration::from_secs(1))
+            .with_jitter(false)
+            .delays();
+        let ms: Vec<u128> = delays.by_ref().take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [50, 100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(delays.failures(), 7);
+        assert!(!delays.is_exhausted(), "no attempt limit");
+        delays.reset();
+        assert_eq!(delays.next_wait(), Duration::from_millis(50));
     }
 }
