@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use crate::reactor::Registry;
 use crate::schedule::Core;
-use crate::select::PARK_ARM;
 use crate::tasklet::State;
 use crate::wait::Wait;
 use crate::{Error, Handle, Op, Remote, SpawnOptions, TaskletId};
@@ -54,29 +53,14 @@ impl Context<'_> {
         let State::Suspended { wait, .. } = &t.state else {
             return Err(out);
         };
-        let had_deadline = match wait {
-            Wait::Op { slot, .. } => {
-                let had_deadline = slot.deadline().is_some();
-                slot.answer::<O>(out)?;
-                had_deadline
-            }
+        match wait {
+            Wait::Op { slot, .. } => slot.answer::<O>(out)?,
             Wait::Select { slot } => {
-                let won = slot.answer_arm::<O>(out)?;
-                let (plugins, len) = slot.arm_plugins();
-                for (arm, &plugin) in plugins[..len].iter().enumerate() {
-                    if arm != won && plugin != PARK_ARM {
-                        core.withdrawals.push((id, plugin));
-                    }
-                }
-                false
+                slot.answer_arm::<O>(out)?;
             }
             Wait::Park { .. } => return Err(out),
-        };
-        t.end_wait();
-        if had_deadline {
-            core.op_deadlines.remove(id);
         }
-        core.run_queue.push_back(id);
+        core.resume(id);
         Ok(())
     }
 

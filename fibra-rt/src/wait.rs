@@ -157,6 +157,12 @@ impl OpSlot {
         unsafe { ((*self.select()).plugins, (*self.select()).len) }
     }
 
+    /// The arm that won, once one was answered.
+    pub(crate) fn won(&self) -> Option<usize> {
+        // SAFETY: as in `arm_count`.
+        unsafe { (*self.select()).won }
+    }
+
     /// Records that arm `i` won.
     pub(crate) fn set_won(&self, i: usize) {
         // SAFETY: as in `arm_count`.

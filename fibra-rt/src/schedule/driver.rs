@@ -171,8 +171,7 @@ impl Schedule {
                 }
                 Wait::Select { .. } => continue,
             };
-            t.end_wait();
-            self.core.run_queue.push_back(id);
+            self.core.resume(id);
             if let Some(plugin) = plugin {
                 self.plugins[plugin].cancel(id);
             }
