@@ -56,6 +56,9 @@
 //! lends N connections to one back end to any tasklet, one request at a time, and repairs
 //! them in the background.
 //!
+//! [`guide`] follows one `receive` through the files of this crate and of `fibra-rt`, from
+//! the call to the resume.
+//!
 //! Logging targets: `fibra_net`, `fibra_net::protocol`, `fibra_net::client`,
 //! `fibra_net::service`, `fibra_net::pool`.
 
@@ -68,6 +71,9 @@ mod engine;
 mod callback;
 // and `cores`: one acceptor handing connections to many schedules, by load.
 mod cores;
+
+// Documentation only: how a receive travels through the layers.
+pub mod guide;
 
 // 1. The tasklet-facing API.
 pub use api::backoff::{Backoff, Delays};

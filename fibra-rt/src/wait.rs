@@ -13,6 +13,10 @@
 //! coroutine is suspended its stack is mapped and the tasklet is stopped inside the function
 //! that built the slot, so the slot is alive and nothing else touches it for as long as the
 //! `OpSlot` exists. The methods below rely on that and on nothing else.
+//!
+//! A wait ends in one place, [`Core::resume`]: after an op's completion, an unpark or an
+//! expired deadline has written the answer into the slot, the tasklet becomes runnable and
+//! the pointer is dropped with its wait.
 
 use std::any::TypeId;
 use std::ptr::NonNull;
@@ -22,7 +26,9 @@ use std::time::Instant;
 use crate::handle::Park;
 use crate::op::{Header, Op, Slot, Status};
 use crate::route::Route;
+use crate::schedule::Core;
 use crate::select::{SelectMarker, SelectSlot, MAX_ARMS, PARK_ARM};
+use crate::tasklet::State;
 use crate::{Context, Plugin, Serves, TaskletId};
 
 /// What a suspended tasklet waits for; each variant holds the pointer to its slot.
@@ -33,6 +39,42 @@ pub(crate) enum Wait {
     Park { slot: OpSlot },
     /// The first of the ops of the select in `slot`.
     Select { slot: OpSlot },
+}
+
+impl Core {
+    /// Resumes suspended tasklet `id`, whose wait was just answered (or timed out): it
+    /// becomes runnable (the pointer into its stack is dropped), its op's deadline leaves the
+    /// queue, and when it waited in a select, the arms that did not win are withdrawn from
+    /// their plugins before it runs again. The one way a suspended tasklet becomes runnable:
+    /// an op's completion ([`Context::complete`](crate::Context::complete)), an unpark, an
+    /// expired deadline.
+    pub(crate) fn resume(&mut self, id: TaskletId) {
+        let Some(t) = self.tasklets.get_mut(id.slot()).filter(|t| t.id == id) else {
+            return;
+        };
+        let State::Suspended { wait, .. } = &t.state else {
+            return;
+        };
+        match wait {
+            Wait::Op { slot, .. } | Wait::Park { slot } => {
+                if slot.deadline().is_some() {
+                    self.op_deadlines.remove(id);
+                }
+            }
+            Wait::Select { slot } => {
+                let won = slot.won();
+                let (plugins, len) = slot.arm_plugins();
+                let losers = plugins[..len].iter().enumerate();
+                self.withdrawals.extend(
+                    losers
+                        .filter(|&(i, &plugin)| Some(i) != won && plugin != PARK_ARM)
+                        .map(|(_, &plugin)| (id, plugin)),
+                );
+            }
+        }
+        t.end_wait();
+        self.run_queue.push_back(id);
+    }
 }
 
 /// The pointer to the op slot of a suspended tasklet (see the module's invariant).

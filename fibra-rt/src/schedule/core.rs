@@ -13,7 +13,6 @@ use slab::Slab;
 use crate::clock::Clock;
 use crate::handle::{Park, TaskletYielder, Wakes};
 use crate::reactor::Reactor;
-use crate::select::PARK_ARM;
 use crate::stack::StackPool;
 use crate::stall::Stall;
 use crate::tasklet::{State, Tasklet};
@@ -189,39 +188,5 @@ impl Core {
             self.resume(id);
         }
         self.spare_wakes = wakes;
-    }
-
-    /// Resumes suspended tasklet `id`, whose wait was just answered (or timed out): it
-    /// becomes runnable (the pointer into its stack is dropped), its op's deadline leaves the
-    /// queue, and when it waited in a select, the arms that did not win are withdrawn from
-    /// their plugins before it runs again. The one way a suspended tasklet becomes runnable:
-    /// an op's completion ([`Context::complete`](crate::Context::complete)), an unpark, an
-    /// expired deadline.
-    pub(crate) fn resume(&mut self, id: TaskletId) {
-        let Some(t) = self.tasklets.get_mut(id.slot()).filter(|t| t.id == id) else {
-            return;
-        };
-        let State::Suspended { wait, .. } = &t.state else {
-            return;
-        };
-        match wait {
-            Wait::Op { slot, .. } | Wait::Park { slot } => {
-                if slot.deadline().is_some() {
-                    self.op_deadlines.remove(id);
-                }
-            }
-            Wait::Select { slot } => {
-                let won = slot.won();
-                let (plugins, len) = slot.arm_plugins();
-                let losers = plugins[..len].iter().enumerate();
-                self.withdrawals.extend(
-                    losers
-                        .filter(|&(i, &plugin)| Some(i) != won && plugin != PARK_ARM)
-                        .map(|(_, &plugin)| (id, plugin)),
-                );
-            }
-        }
-        t.end_wait();
-        self.run_queue.push_back(id);
     }
 }
