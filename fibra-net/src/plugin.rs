@@ -227,7 +227,7 @@ impl Serves<Accept> for NetPlugin {
             return Poll::Ready(Err(e));
         }
         let mut table = self.shared.table.borrow_mut();
-        match table.submit_accept(op.listener.key(), from, cx.last_reading()) {
+        match table.submit_accept(op.listener.key(), from, cx.now()) {
             Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
             Poll::Pending => Poll::Pending,
         }
@@ -242,7 +242,7 @@ impl Serves<Connect> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        match table.submit_connect(op.addr, op.options, from, cx.last_reading()) {
+        match table.submit_connect(op.addr, op.options, from, cx.now()) {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,
         }
@@ -257,7 +257,7 @@ impl Serves<Adopt> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        let adopted = table.adopt(op.stream, op.options, cx.last_reading());
+        let adopted = table.adopt(op.stream, op.options, cx.now());
         Poll::Ready(adopted.map(|key| table.conn(key)))
     }
 }

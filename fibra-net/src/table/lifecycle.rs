@@ -184,7 +184,7 @@ impl Table {
             _ => {}
         }
         self.lose(key, Lost::Closed, cx);
-        self.begin_close(key, cx.last_reading());
+        self.begin_close(key, cx.now());
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return Poll::Ready(Ok(()));
         };
@@ -196,7 +196,9 @@ impl Table {
         Poll::Pending
     }
 
-    /// Moves to `Closing`; closes now if nothing is left to write, or arms the close timeout.
+    /// Moves to `Closing`; closes now if nothing is left to write, or arms the close timeout
+    /// from `now`, which must be a fresh reading (`Context::now`, never `last_reading`: after
+    /// a quiet spell that is older than the close timeout, and the close would reset).
     pub(super) fn begin_close(&mut self, key: Key, now: Instant) {
         // What its groups sent before the close still reaches it; nothing after.
         self.leave_groups(key, true);

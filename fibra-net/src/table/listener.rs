@@ -147,7 +147,7 @@ impl Table {
             if l.acceptors.is_empty() || l.backoff_until.is_some() || !l.readable {
                 return;
             }
-            let Some(result) = self.accept_one(key, cx.last_reading()) else {
+            let Some(result) = self.accept_one(key, cx.now()) else {
                 return;
             };
             let Some(l) = listener_mut(&mut self.entries, key) else {

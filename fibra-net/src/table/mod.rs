@@ -317,7 +317,9 @@ impl Table {
                 Deferred::Reset(lost) => self.reset(key, lost, cx),
                 Deferred::Close => {
                     self.lose(key, Lost::Closed, cx);
-                    self.begin_close(key, cx.last_reading());
+                    // The round's clock, read after the wait: the close was asked between
+                    // ticks, maybe after a long quiet spell that the last reading predates.
+                    self.begin_close(key, cx.now());
                 }
             }
         }
