@@ -281,6 +281,8 @@ impl Table {
             self.waiters.orphan(p, wait);
         }
         if let Some(socket) = socket {
+            // Nothing is due for a closed socket: its timers go with it.
+            self.timers.cancel_slot(key.slot);
             self.close_socket(socket);
             if released {
                 self.remove_conn(key);
@@ -360,6 +362,7 @@ impl Table {
         let Some(Entry::Conn(mut c)) = self.entries.try_remove(key.slot) else {
             return;
         };
+        self.timers.cancel_slot(key.slot);
         c.input.clear(&mut self.pool);
         let slot = key.slot;
         let mut orphans: Vec<(Parked, Wait)> = Vec::new();

@@ -180,6 +180,7 @@ impl Table {
         let Some(Entry::Listener(l)) = self.entries.try_remove(key.slot) else {
             return;
         };
+        self.timers.cancel_slot(key.slot);
         if let Some(socket) = l.socket {
             self.close_socket(socket);
         }
