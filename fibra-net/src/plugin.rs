@@ -202,6 +202,21 @@ impl Plugin for NetPlugin {
     fn cancel(&mut self, id: TaskletId) {
         self.shared.table.borrow_mut().forget(id);
     }
+
+    /// Stops accepting (listeners close), and closes every connection gracefully: queued
+    /// output (its groups' too) is written, within each connection's close timeout, then
+    /// FIN. No connection is made or taken afterwards.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        self.release_deferred();
+        let mut table = self.shared.table.borrow_mut();
+        table.run_deferred(cx);
+        table.seal_all();
+        table.drain(cx);
+    }
+
+    fn is_drained(&self) -> bool {
+        self.shared.table.borrow().is_drained()
+    }
 }
 
 impl Serves<Listen> for NetPlugin {

@@ -379,6 +379,40 @@ impl Table {
         }
     }
 
+    /// Begins a graceful stop: listeners close (their acceptors are told `Closed`), no
+    /// connection is made or taken any more, and every connection closes as `close` does:
+    /// its groups' batches and its queued output are written (within its close timeout),
+    /// then FIN.
+    pub(crate) fn drain(&mut self, cx: &mut Context<'_>) {
+        self.draining = true;
+        let now = cx.now();
+        let keys: Vec<(Key, bool)> = self
+            .entries
+            .iter()
+            .filter_map(|(slot, entry)| match entry {
+                Entry::Listener(l) => Some((Key { slot, gen: l.gen }, true)),
+                Entry::Conn(c) if !matches!(c.state, ConnState::Closed) => {
+                    Some((Key { slot, gen: c.gen }, false))
+                }
+                _ => None,
+            })
+            .collect();
+        log::debug!(target: "fibra_net", "draining {} listeners and connections", keys.len());
+        for (key, listener) in keys {
+            if listener {
+                self.stop_listening(key);
+            } else {
+                self.lose(key, Lost::Closed, cx);
+                self.begin_close(key, now);
+            }
+        }
+    }
+
+    /// Whether a drain finished: every socket is closed.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.counters.sockets == 0
+    }
+
     /// Withdraws whatever tasklet `id` waits for (it was killed, or its op timed out).
     pub(crate) fn forget(&mut self, id: TaskletId) {
         let Some(wait) = self.waiters.withdraw(id) else {

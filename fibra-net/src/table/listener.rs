@@ -49,6 +49,9 @@ impl Table {
         addr: SocketAddr,
         options: &ListenOptions,
     ) -> Result<(Key, SocketAddr), NetError> {
+        if self.draining {
+            return Err(NetError::Closed);
+        }
         let (socket, local) = socket::listener(addr, options)?;
         let slot = self.entries.vacant_key();
         self.register(&socket, slot)
@@ -168,6 +171,24 @@ impl Table {
             l.backoff_until = None;
             l.readable = true;
             self.serve_acceptors(key, cx);
+        }
+    }
+
+    /// Closes the listening socket (a drain), keeping the entry for its handles; waiting
+    /// acceptors are told `Closed`, and later accepts fail with it.
+    pub(super) fn stop_listening(&mut self, key: Key) {
+        let Some(l) = listener_mut(&mut self.entries, key) else {
+            return;
+        };
+        let socket = l.socket.take();
+        let acceptors = std::mem::take(&mut l.acceptors);
+        if let Some(socket) = socket {
+            log::debug!(target: "fibra_net", "no longer listening on {} (draining)", l.addr);
+            self.close_socket(socket);
+        }
+        self.timers.cancel_slot(key.slot);
+        for parked in acceptors {
+            self.waiters.orphan(parked, Wait::Accept(key.slot));
         }
     }
 
