@@ -107,10 +107,17 @@ pub struct Handed {
 /// schedule): the kernel spreads those by a hash of the peer's address and port, which is
 /// even only on average (and closing one of them drops the connections still in its accept
 /// queue); the hand-off spreads exactly by load, at the cost of one thread and one
-/// cross-thread message per connection. A schedule whose channel is full holds the
-/// acceptor up (back-pressure); one whose receiver is gone gets no more connections (the
-/// one that found it gone is closed), and when all are gone each connection is closed at
-/// once.
+/// cross-thread message per connection.
+///
+/// A schedule whose channel is full (busy, or stuck in a tasklet that blocks its thread) is
+/// passed over for the next least-loaded, so one slow schedule never holds the others'
+/// connections up; only when every channel is full does the acceptor wait (a millisecond,
+/// then up to 10 at a time, watching its stop flag), the kernel's backlog queueing the
+/// rest. A schedule whose receiver is gone gets no more connections (the one that found it
+/// gone goes to the next), and when all are gone each connection is closed at once.
+/// [`stop`](Self::stop) returns promptly whatever the schedules do. Listen with
+/// [`bind`](Self::bind) for the kernel's largest backlog (std's `TcpListener::bind` asks
+/// for 128, which a burst of logins overflows).
 ///
 /// [`RemoteSender`]: fibra_tasks::RemoteSender
 /// [`remote_channel`]: fibra_tasks::remote_channel
