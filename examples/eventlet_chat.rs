@@ -8,20 +8,19 @@
 #[path = "shared/cli.rs"]
 mod cli;
 
-use std::{cell::RefCell, error::Error, rc::Rc};
+use std::error::Error;
 
-use fibra::net::{ops::Accept, Conn, NetExt};
+use fibra::net::{ops::Accept, Conn, Group, NetExt};
 use fibra::signal::{ops::WaitSignal, Signal};
 use fibra::{rt::Either, tasks::TasksExt, Handle};
 
-fn read_chat_forever(h: &Handle, conn: Conn, participants: Rc<RefCell<Vec<Conn>>>) {
+fn read_chat_forever(h: &Handle, conn: Conn, participants: Group) {
     while let Ok(line) = h.receive_line(&conn) {
         println!("Chat: {}", line.trim());
-        for p in participants.borrow().iter().filter(|p| **p != conn) {
-            let _ = p.try_send_line(&line); // never parks: no borrow is held across a yield
-        }
+        // Everyone but the writer, in the round's one batch; never parks.
+        let _ = participants.send_line_except(&conn, &line);
     }
-    participants.borrow_mut().retain(|p| *p != conn);
+    participants.remove(&conn);
     println!("Participant left chat.");
 }
 
@@ -43,13 +42,13 @@ fn main() -> Result<(), cli::Failure> {
     fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
         let server = h.listen(addr.as_str())?;
         println!("ChatServer starting up on {}", server.local_addr());
-        let participants = Rc::new(RefCell::new(Vec::new()));
+        let participants = Group::new();
         // The first of: a new participant, or Ctrl-C (eventlet's KeyboardInterrupt).
         let interrupt = || WaitSignal::new(&[Signal::INT]);
         while let Either::First(accepted) = h.select(Accept::new(&server), interrupt()) {
             let (conn, _) = accepted?;
             println!("Participant joined chat.");
-            participants.borrow_mut().push(conn.clone());
+            let _ = participants.add(&conn); // one already gone is not added, and leaves
             let participants = participants.clone();
             h.spawn_detached(move |h| read_chat_forever(h, conn, participants))?;
         }

@@ -567,3 +567,44 @@ fn protocol_parses_commands() {
     assert_eq!(parse_command("/QUIT"), Command::Unknown("QUIT"));
     assert_eq!(parse_command("/dance wildly"), Command::Unknown("dance"));
 }
+
+/// Ctrl-C (SIGINT to the process, by its id) after every member sat quiet for 7 s, longer
+/// than the connections' close timeout: each member still gets the goodbye, then the end of
+/// the stream (a FIN, not a reset).
+fn ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member(args: &[&str]) {
+    let server = util::Example::start_with("chatter", args);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let mut members: Vec<Client> = ["ann", "bob", "cy"]
+        .iter()
+        .map(|handle| {
+            let mut c = Client::connect(addr);
+            c.login(handle);
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(7));
+    let (status, said) = server.interrupt();
+    assert!(
+        status.success(),
+        "chatter {args:?} exited {status}:\n{said}"
+    );
+    for c in &mut members {
+        // The later members' joins come first.
+        c.lines_until(protocol::SHUTTING_DOWN);
+        match c.try_line() {
+            Ok(None) => {}
+            Ok(Some(line)) => panic!("{}: expected the end, got {line:?}", c.name),
+            Err(e) => panic!("{}: expected FIN after the goodbye, got {e}", c.name),
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member_on_one_thread() {
+    ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member(&[]);
+}
+
+#[test]
+fn ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member_on_two_threads() {
+    ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member(&["--threads", "2"]);
+}

@@ -466,3 +466,105 @@ fn a_send_with_that_panics_halfway_sends_nothing() {
         }
     });
 }
+
+#[test]
+fn send_except_reaches_everyone_but_the_sender_in_one_batch() {
+    scenario(|h| {
+        let mut ends = connected(h, 4);
+        let (outsider, outsider_client) = ends.pop().unwrap();
+        let (c, c_client) = ends.pop().unwrap();
+        let (b, b_client) = ends.pop().unwrap();
+        let (a, a_client) = ends.pop().unwrap();
+        let room = Group::new();
+        for m in [&a, &b, &c] {
+            room.add(m).unwrap();
+        }
+        // One round: each member's line goes to the others, around lines to all; a
+        // connection that is not a member excepts nobody.
+        room.send_line_except(&a, "a: one").unwrap();
+        room.send_line("all: two").unwrap();
+        room.send_line_except(&b, "b: three").unwrap();
+        room.send_line_except(&a, "a: four").unwrap();
+        room.send_except(&c, b"c: five\n").unwrap();
+        room.send_line_except(&outsider, "six").unwrap();
+        assert!(matches!(
+            room.send_line_except(&a, "bad\nline"),
+            Err(NetError::InvalidFrame { .. })
+        ));
+        let want = [
+            (&a_client, &["all: two", "b: three", "c: five", "six"][..]),
+            (
+                &b_client,
+                &["a: one", "all: two", "a: four", "c: five", "six"],
+            ),
+            (
+                &c_client,
+                &["a: one", "all: two", "b: three", "a: four", "six"],
+            ),
+        ];
+        for (client, lines) in want {
+            for &line in lines {
+                assert_eq!(text(h, client), line);
+            }
+        }
+        // One batch, stored once, delivered to each member in one write.
+        let stats = room.stats();
+        assert_eq!(stats.batches, 1, "{stats:?}");
+        assert_eq!(stats.deliveries, 3, "{stats:?}");
+        // Nothing reached the outsider; the members' next batch is whole again.
+        room.send_line("seven").unwrap();
+        for client in [&a_client, &b_client, &c_client] {
+            assert_eq!(text(h, client), "seven");
+        }
+        h.close(&outsider).unwrap();
+        assert!(
+            h.receive(&outsider_client).is_err(),
+            "the outsider got nothing"
+        );
+    });
+}
+
+#[test]
+fn send_except_keeps_the_slow_member_policy() {
+    scenario(|h| {
+        let mut ends = connected(h, 2);
+        let (slow, _slow_client) = ends.pop().unwrap();
+        let (fast, fast_client) = ends.pop().unwrap();
+        slow.set_send_limit(32 * 1024);
+        fast.set_send_limit(64 * 1024 * 1024);
+        let room = Group::new();
+        room.add(&slow).unwrap();
+        room.add(&fast).unwrap();
+        let reader = h
+            .spawn(move |h| {
+                let mut lines = 0u64;
+                while let Ok(line) = h.receive(&fast_client) {
+                    if line == b"end" {
+                        break;
+                    }
+                    lines += 1;
+                }
+                lines
+            })
+            .unwrap();
+        // The fast member "speaks" every line: only the slow one gets them, and is cut off
+        // once it has 32 KiB unread.
+        let line = vec![b'x'; 1023];
+        let mut sent = 0u64;
+        while room.stats().cut_off == 0 && sent < 40_000 {
+            for _ in 0..64 {
+                room.send_frame_except(&fast, &line).unwrap();
+                sent += 1;
+            }
+            h.yield_now();
+        }
+        assert_eq!(room.stats().cut_off, 1, "cut off after {sent} lines");
+        assert_eq!(slow.lost(), Some(Lost::Slow { limit: 32 * 1024 }));
+        room.send_frame(b"end").unwrap();
+        assert_eq!(
+            h.join(reader).unwrap(),
+            0,
+            "the speaker heard none of its lines"
+        );
+    });
+}

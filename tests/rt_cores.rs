@@ -175,3 +175,65 @@ fn pinned_schedules_run_on_their_cpus() {
         assert_eq!(*cpu, index % cpus, "schedule {index} ran on CPU {cpu}");
     }
 }
+
+/// `Cores::stop` drains: bytes a schedule queued to a connection just before the stop (far
+/// more than the socket buffers hold) all reach the peer, then a FIN; the listener stops
+/// accepting.
+#[test]
+fn stop_writes_what_was_queued_then_closes_with_fin() {
+    use fibra::net::{NetExt, NetPlugin};
+    use std::io::Read;
+    const QUEUED: usize = 16 << 20;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let q = queued.clone();
+    let cores = Cores::start(1, false, move |_, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        s.add_plugin(NetPlugin::new()?)?;
+        let listener = s.plugin::<NetPlugin>().unwrap().listen("127.0.0.1:0")?;
+        addr_tx.send(listener.local_addr())?;
+        let q = q.clone();
+        s.spawn(move |h| {
+            while let Ok((conn, _)) = h.accept(&listener) {
+                conn.set_send_limit(2 * QUEUED);
+                let chunk = vec![b'x'; 64 * 1024];
+                for _ in 0..QUEUED / chunk.len() {
+                    conn.try_send(&chunk).unwrap();
+                }
+                q.store(conn.queued(), Ordering::SeqCst);
+                // Served until the stop: it waits for a line that never comes.
+                let _ = h.receive(&conn);
+            }
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    let addr = addr_rx.recv().unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the bytes were never queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Read everything on another thread while the host stops the schedules.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let end = client.read_to_end(&mut got).map_err(|e| e.kind());
+        (got.len(), end.map(|_| ()))
+    });
+    cores.stop().unwrap();
+    let (got, end) = reader.join().unwrap();
+    assert!(
+        queued.load(Ordering::SeqCst) > 0,
+        "some bytes were still queued at the stop"
+    );
+    assert_eq!(end, Ok(()), "FIN, not a reset");
+    assert_eq!(got, QUEUED, "every queued byte arrived");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nobody listens after the stop"
+    );
+}

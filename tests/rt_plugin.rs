@@ -289,3 +289,49 @@ fn a_panicking_plugin_reaches_the_host_and_leaves_the_schedule_consistent() {
     assert!(*survivor_ran.borrow());
     assert!(s.is_empty());
 }
+
+/// A plugin with work to finish: `drain` begins it (once), each flush does one piece, and
+/// the schedule's drain runs rounds until it is done or the time is up.
+#[test]
+fn drain_asks_each_plugin_once_and_runs_until_it_is_drained() {
+    #[derive(Debug, Default)]
+    struct Finisher {
+        asked: u32,
+        left: u32,
+    }
+    impl Plugin for Finisher {
+        fn register(_: &mut Router<Self>) {}
+        fn flush(&mut self, _: &mut Context<'_>) -> io::Result<()> {
+            self.left = self.left.saturating_sub(1);
+            Ok(())
+        }
+        fn drain(&mut self, _: &mut Context<'_>) {
+            self.asked += 1;
+            self.left = 5;
+        }
+        fn is_drained(&self) -> bool {
+            self.asked > 0 && self.left == 0
+        }
+    }
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    s.add_plugin(Finisher::default()).unwrap();
+    assert!(s.drain(Duration::from_secs(10)).unwrap(), "drained in time");
+    let f = s.plugin::<Finisher>().unwrap();
+    assert_eq!((f.asked, f.left), (1, 0));
+
+    /// Never done.
+    #[derive(Debug)]
+    struct Stuck;
+    impl Plugin for Stuck {
+        fn register(_: &mut Router<Self>) {}
+        fn is_drained(&self) -> bool {
+            false
+        }
+    }
+    let mut s = Schedule::new();
+    s.add_plugin(Stuck).unwrap();
+    let start = Instant::now();
+    assert!(!s.drain(Duration::from_millis(50)).unwrap(), "not drained");
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}

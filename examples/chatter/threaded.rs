@@ -1,10 +1,10 @@
 //! `--threads N`: one room served by N schedules on N threads (`Cores`), tied by the hub.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fibra::net::{Handed, Handoff, NetPlugin};
+use fibra::net::{Handed, Handoff, ListenOptions, NetError, NetPlugin};
 use fibra::rt::Cores;
 use fibra::signal::SignalExt;
 use fibra::tasks::{RemoteSender, TasksExt, TasksPlugin};
@@ -72,15 +72,19 @@ pub(crate) fn run(
     let handoff = if reuseport {
         None
     } else {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
         let targets = handed
             .lock()
             .unwrap()
             .iter_mut()
             .map(|s| s.take().unwrap())
             .collect();
-        Some(Handoff::start_with(listener, targets, hub.loads().clone())?)
+        // The kernel's largest backlog, so that a burst of logins waits in its queue.
+        let options = ListenOptions::new();
+        let handoff = Handoff::bind(addr, &options, targets, hub.loads().clone());
+        Some(handoff.map_err(|e| match e {
+            NetError::Bind { source, .. } => format!("cannot serve the chat on `{addr}`: {source}"),
+            e => format!("cannot serve the chat on `{addr}`: {e}"),
+        })?)
     };
     let listening = match &handoff {
         Some(handoff) => handoff.local_addr(),

@@ -1,7 +1,7 @@
 //! `Cores`: N schedules on N threads, one per core, each built by the same closure with its
 //! own plugins, started and stopped together, a failure on any of them reported to the host.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,9 +42,15 @@ pub struct Cores {
     threads: Vec<Option<JoinHandle<Outcome>>>,
     remotes: Vec<Remote>,
     stop: Arc<AtomicBool>,
+    /// How long each schedule drains once stopped, in milliseconds.
+    drain: Arc<AtomicU64>,
 }
 
 impl Cores {
+    /// How long [`stop`](Self::stop) lets each schedule drain (write what its connections
+    /// queued, then close them).
+    pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
     /// Starts `n` threads (named `fibra-0`, `fibra-1`...), each running a schedule that
     /// `build(index, &mut schedule)` set up; `pin` pins thread `i` to CPU `i` modulo the
     /// machine's (Linux; elsewhere it is ignored). Returns once every schedule is built.
@@ -62,13 +68,15 @@ impl Cores {
     {
         let build: Arc<Build> = Arc::new(build);
         let stop = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(AtomicU64::new(millis(Cores::DEFAULT_DRAIN)));
         let (ready_tx, ready) = mpsc::channel::<(usize, Result<Remote, String>)>();
         let mut threads = Vec::with_capacity(n);
         for index in 0..n {
             let (build, flag, ready) = (build.clone(), stop.clone(), ready_tx.clone());
+            let drains = drain.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("fibra-{index}"))
-                .spawn(move || run(index, pin, &*build, &flag, &ready));
+                .spawn(move || run(index, pin, &*build, (&flag, &drains), &ready));
             match spawned {
                 Ok(thread) => threads.push(Some(thread)),
                 Err(e) => {
@@ -76,6 +84,7 @@ impl Cores {
                         threads,
                         remotes: Vec::new(),
                         stop,
+                        drain,
                     };
                     drop(cores);
                     return Err(Error::Core {
@@ -102,6 +111,7 @@ impl Cores {
             threads,
             remotes: remotes.iter().flatten().cloned().collect(),
             stop,
+            drain,
         };
         if failed.is_none() && cores.remotes.len() < n {
             failed = cores.stop_all().err();
@@ -130,14 +140,27 @@ impl Cores {
         self.remotes.get(index)
     }
 
-    /// Stops every schedule (each wakes at once, even blocked in its poller, and drops its
-    /// tasklets, whose destructors run) and waits for the threads.
+    /// Stops every schedule and waits for the threads. Each wakes at once, even blocked in
+    /// its poller, and drains ([`Schedule::drain`], up to [`DEFAULT_DRAIN`](Self::DEFAULT_DRAIN)): its listeners
+    /// stop accepting, and every connection's queued output is written before its FIN. Then
+    /// it drops its tasklets, whose destructors run.
     ///
     /// # Errors
     ///
     /// [`Error::Core`] for the first schedule that had failed: a plugin's error, or a panic
     /// that reached its thread (a tasklet's own panic ends that tasklet only).
     pub fn stop(mut self) -> Result<(), Error> {
+        self.stop_all()
+    }
+
+    /// Like [`stop`](Self::stop), draining each schedule for up to `drain` (zero: no
+    /// drain, what is queued is dropped).
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](Self::stop).
+    pub fn stop_within(mut self, drain: Duration) -> Result<(), Error> {
+        self.drain.store(millis(drain), Ordering::Release);
         self.stop_all()
     }
 
@@ -183,12 +206,16 @@ impl Drop for Cores {
     }
 }
 
-/// One schedule's thread.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One schedule's thread; `stop` is the stop flag and the drain's length in milliseconds.
 fn run(
     index: usize,
     pin: bool,
     build: &Build,
-    stop: &AtomicBool,
+    (stop, drain): (&AtomicBool, &AtomicU64),
     ready: &mpsc::Sender<(usize, Result<Remote, String>)>,
 ) -> Outcome {
     if pin {
@@ -222,6 +249,16 @@ fn run(
         match schedule.tick_within(Duration::from_millis(500)) {
             Ok(true) => {}
             Ok(false) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    // Stopped, or out of tasklets: what the connections queued still leaves.
+    let drain = Duration::from_millis(drain.load(Ordering::Acquire));
+    if !drain.is_zero() {
+        match schedule.drain(drain) {
+            Ok(true) => {}
+            Ok(false) => log::warn!(target: "fibra_rt::cores",
+                "schedule {index} did not drain within {drain:?}; what is left is dropped"),
             Err(e) => return Err(e.to_string()),
         }
     }

@@ -28,7 +28,13 @@
 //! 7. **Exits.** A plugin that called [`Context::watch_exit`] for a tasklet hears how it ended
 //!    in [`Plugin::exited`], exactly once.
 //!
-//! 8. **Panics.** A plugin should not panic; if it does, the panic goes on to the host, out of
+//! 8. **Drain.** [`Schedule::drain`](crate::Schedule::drain) (and so
+//!    [`Cores::stop`](crate::Cores::stop)) calls [`Plugin::drain`] once: stop taking new
+//!    work, finish what is queued (write out queued output, close connections gracefully).
+//!    The schedule then runs rounds until every plugin [`is_drained`](Plugin::is_drained)
+//!    or the drain's deadline passes. Plugins with nothing to finish keep the defaults.
+//!
+//! 9. **Panics.** A plugin should not panic; if it does, the panic goes on to the host, out of
 //!    the schedule call that ran the plugin (`tick`, `run`, `kill`...), and the schedule stays
 //!    sound: a tasklet whose op the plugin was serving ends ([`Exit::Panicked`], its stack
 //!    unwound as a kill's, even inside `catch_panic`), a tasklet being killed is killed
@@ -94,6 +100,19 @@ pub trait Plugin: Any {
     /// Withdraws the pending op of tasklet `id` (it was killed, or its op timed out).
     fn cancel(&mut self, id: TaskletId) {
         let _ = id;
+    }
+
+    /// Begins a graceful stop ([`Schedule::drain`](crate::Schedule::drain)): take no new
+    /// work (a listener stops accepting), and finish what is queued (write queued output,
+    /// then close connections). Called once; it may complete ops. The default does nothing.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        let _ = cx;
+    }
+
+    /// Whether a drain begun by [`drain`](Self::drain) has finished (every connection
+    /// closed, its output written or given up). The default: nothing to finish.
+    fn is_drained(&self) -> bool {
+        true
     }
 
     /// Tasklet `id`, which this plugin watched with [`Context::watch_exit`], ended.

@@ -98,9 +98,10 @@ impl TestServer {
         }
         let hub = hub::Hub::new(threads);
         let (servers, targets, web) = threaded(&hub, &config, None, web);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let options = fibra::net::ListenOptions::new();
         let handoff =
-            fibra::net::Handoff::start_with(listener, targets, hub.loads().clone()).unwrap();
+            fibra::net::Handoff::bind("127.0.0.1:0", &options, targets, hub.loads().clone())
+                .unwrap();
         let server = TestServer {
             addr: handoff.local_addr(),
             handoff: Some(handoff),

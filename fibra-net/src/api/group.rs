@@ -206,6 +206,62 @@ impl Group {
         self.send_frame(text.as_bytes())
     }
 
+    /// Sends `bytes` as they are to every member but `except` ("everyone but the sender",
+    /// a chat's line). It joins the round's batch as any send does, stored once for all:
+    /// `except` gets the batch without these bytes, and the slow-member policy applies to it
+    /// as to the others. `except` need not be a member (then everyone gets them). Never
+    /// waits.
+    ///
+    /// # Errors
+    ///
+    /// None today, as [`send`](Self::send).
+    pub fn send_except(&self, except: &Conn, bytes: &[u8]) -> Result<(), NetError> {
+        self.with_shared(|s, g| {
+            let except = std::ptr::eq(s, &**except.shared()).then(|| except.key());
+            s.table
+                .borrow_mut()
+                .group_send_except(g, except, bytes, Encoding::AsIs)
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// Like [`send_except`](Self::send_except), framing `payload` with the group's framing.
+    ///
+    /// ```no_run
+    /// # use fibra_net::{Conn, Group, NetExt};
+    /// # fn demo(h: &fibra_rt::Handle, room: &Group, conn: &Conn) {
+    /// // eventlet's chat: each line a participant says goes to everyone else.
+    /// while let Ok(line) = h.receive_line(conn) {
+    ///     let _ = room.send_line_except(conn, &line);
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Self::send_frame).
+    pub fn send_frame_except(&self, except: &Conn, payload: &[u8]) -> Result<(), NetError> {
+        let sent = self.with_shared(|s, g| {
+            let except = std::ptr::eq(s, &**except.shared()).then(|| except.key());
+            s.table
+                .borrow_mut()
+                .group_send_except(g, except, payload, Encoding::Frame)
+        });
+        match sent {
+            Some(result) => result,
+            None => self.inner.options.framing.check(payload),
+        }
+    }
+
+    /// Like [`send_frame_except`](Self::send_frame_except), for text.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Self::send_frame).
+    pub fn send_line_except(&self, except: &Conn, text: &str) -> Result<(), NetError> {
+        self.send_frame_except(except, text.as_bytes())
+    }
+
     /// Sends what `f` writes, as it is (framing included), to every member: the bytes are
     /// built in place, in the group's batch, with no buffer of the caller's.
     ///

@@ -190,7 +190,7 @@ pub struct ListenOptions {
 impl Default for ListenOptions {
     fn default() -> Self {
         ListenOptions {
-            backlog: 1024,
+            backlog: crate::sys::socket::max_backlog(),
             reuse_port: false,
             conn: ConnOptions::default(),
         }
@@ -198,12 +198,16 @@ impl Default for ListenOptions {
 }
 
 impl ListenOptions {
-    /// Backlog 1024, no `SO_REUSEPORT`, default connection options.
+    /// The kernel's largest backlog (`net.core.somaxconn`, as Go listens), no
+    /// `SO_REUSEPORT`, default connection options.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The accept backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
+    /// The accept backlog: connections the kernel completes and queues until they are
+    /// accepted; more are dropped (the client retries its SYN a second later, then more).
+    /// The default is the kernel's cap, `net.core.somaxconn` (read from `/proc`; 4096 where
+    /// it cannot be read), which also cuts any larger value.
     pub fn with_backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog.max(1);
         self

@@ -18,7 +18,9 @@ pub struct NetStats {
     pub queued: usize,
     /// Buffers kept for reuse.
     pub pooled_buffers: usize,
-    /// Timers armed.
+    /// Timers armed (read and close timeouts, flush delays, accept back-off): removed with
+    /// their connection or listener, so never more than four per entry, and in a quiet
+    /// server with read timeouts one per connection.
     pub timers: usize,
     /// Read system calls made, since the plugin was created.
     pub reads: u64,

@@ -2,13 +2,20 @@
 //! schedules, the alternative to one `SO_REUSEPORT` listener per schedule.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fibra_tasks::{RemoteSender, SendError};
+use fibra_tasks::{RemoteSender, TrySendError};
+
+use crate::error::NetError;
+use crate::options::ListenOptions;
+
+/// The longest the acceptor sleeps at a time while every schedule's channel is full, between
+/// looks at its stop flag and at the channels.
+const FULL_WAIT_MAX: Duration = Duration::from_millis(10);
 
 /// The live connections handed to each schedule: a connection counts from its hand-off
 /// until its [`Handed`] (or the [`LoadToken`] taken from it) is dropped.
@@ -33,14 +40,14 @@ impl Loads {
             .collect()
     }
 
-    /// The least-loaded schedule not `gone`, or `None` when all are; ties go to the first
-    /// one after `after`, so that equal loads take turns.
-    fn least(&self, after: usize, gone: &[bool]) -> Option<usize> {
+    /// The schedules not `gone`, least-loaded first, into `order`; ties go to the first one
+    /// after `after`, so that equal loads take turns.
+    fn by_load(&self, after: usize, gone: &[bool], order: &mut Vec<usize>) {
         let n = self.counts.len();
-        (1..=n)
-            .map(|k| (after + k) % n)
-            .filter(|&i| !gone[i])
-            .min_by_key(|&i| self.counts[i].load(Ordering::Relaxed))
+        order.clear();
+        order.extend((1..=n).map(|k| (after + k) % n).filter(|&i| !gone[i]));
+        // Stable: equal loads keep their turn order.
+        order.sort_by_key(|&i| self.counts[i].load(Ordering::Relaxed));
     }
 
     /// Counts one more connection on schedule `index` until the token is dropped: for
@@ -100,10 +107,17 @@ pub struct Handed {
 /// schedule): the kernel spreads those by a hash of the peer's address and port, which is
 /// even only on average (and closing one of them drops the connections still in its accept
 /// queue); the hand-off spreads exactly by load, at the cost of one thread and one
-/// cross-thread message per connection. A schedule whose channel is full holds the
-/// acceptor up (back-pressure); one whose receiver is gone gets no more connections (the
-/// one that found it gone is closed), and when all are gone each connection is closed at
-/// once.
+/// cross-thread message per connection.
+///
+/// A schedule whose channel is full (busy, or stuck in a tasklet that blocks its thread) is
+/// passed over for the next least-loaded, so one slow schedule never holds the others'
+/// connections up; only when every channel is full does the acceptor wait (a millisecond,
+/// then up to 10 at a time, watching its stop flag), the kernel's backlog queueing the
+/// rest. A schedule whose receiver is gone gets no more connections (the one that found it
+/// gone goes to the next), and when all are gone each connection is closed at once.
+/// [`stop`](Self::stop) returns promptly whatever the schedules do. Listen with
+/// [`bind`](Self::bind) for the kernel's largest backlog (std's `TcpListener::bind` asks
+/// for 128, which a burst of logins overflows).
 ///
 /// [`RemoteSender`]: fibra_tasks::RemoteSender
 /// [`remote_channel`]: fibra_tasks::remote_channel
@@ -129,6 +143,31 @@ impl Handoff {
     pub fn start(listener: TcpListener, targets: Vec<RemoteSender<Handed>>) -> io::Result<Handoff> {
         let loads = Loads::new(targets.len());
         Handoff::start_with(listener, targets, loads)
+    }
+
+    /// Listens on `addr` as `options` says (the backlog: by default the kernel's largest,
+    /// so that a burst of connections waits in the kernel's queue instead of being dropped;
+    /// `SO_REUSEPORT`) and starts handing its connections to `targets`, counting load in
+    /// `loads` (see [`start_with`](Self::start_with)). The options' connection settings are
+    /// not applied here: the schedules choose them when they adopt.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Bind`] when the address cannot be listened on; otherwise as
+    /// [`start_with`](Self::start_with).
+    pub fn bind<A: ToSocketAddrs>(
+        addr: A,
+        options: &ListenOptions,
+        targets: Vec<RemoteSender<Handed>>,
+        loads: Loads,
+    ) -> Result<Handoff, NetError> {
+        let addr = crate::ext::resolve(addr)?;
+        let (socket, _) = crate::sys::socket::listener(addr, options)?;
+        Ok(Handoff::start_with(
+            TcpListener::from(socket),
+            targets,
+            loads,
+        )?)
     }
 
     /// Like [`start`](Self::start), counting load in `loads` (shared with the schedules,
@@ -203,8 +242,9 @@ impl Handoff {
         self.pauses.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting and closes the listener (what is still in its queue is dropped);
-    /// connections already handed out are the schedules'.
+    /// Stops accepting and closes the listener (what is still in its queue is dropped, and
+    /// so is a connection waiting for room in a full channel); connections already handed
+    /// out are the schedules'. Returns within milliseconds, whatever the schedules do.
     pub fn stop(mut self) {
         self.stop_thread();
     }
@@ -250,41 +290,103 @@ fn accept_loop(
     counts: &Counts,
     stop: &AtomicBool,
 ) {
-    let mut last = targets.len() - 1;
-    let mut gone = vec![false; targets.len()];
+    let mut hand = Hand {
+        targets,
+        loads,
+        counts,
+        stop,
+        last: targets.len() - 1,
+        gone: vec![false; targets.len()],
+        order: Vec::with_capacity(targets.len()),
+    };
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            Ok((stream, peer)) => hand.over(stream, peer),
             Err(e) => {
                 // Out of descriptors, say: wait, instead of spinning on the error.
                 if counts.pauses.fetch_add(1, Ordering::Relaxed) == 0 {
                     log::warn!(target: "fibra_net::handoff", "accept on {:?}: {e}; pausing 10 ms at a time (logged once)", listener.local_addr());
                 }
                 std::thread::sleep(Duration::from_millis(10));
-                continue;
             }
-        };
-        let Some(index) = loads.least(last, &gone) else {
-            // No schedule takes connections any more: each one is closed at once.
-            drop(stream);
-            continue;
-        };
-        last = index;
-        let load = loads.charge(index);
-        counts.handed.fetch_add(1, Ordering::Relaxed);
-        if let Err(SendError(handed)) = targets[index].send(Handed { stream, peer, load }) {
-            // That schedule is gone (its receiver was dropped): it gets no more connections,
-            // and this one closes, after its load is given back, so that a peer that sees
-            // the close sees the load gone too.
-            gone[index] = true;
-            log::warn!(target: "fibra_net::handoff", "schedule {index} takes no connections (its receiver is gone); handing to the others");
-            let Handed { stream, load, .. } = handed;
-            drop(load);
-            drop(stream);
+        }
+    }
+}
+
+/// The acceptor's hand-off state.
+struct Hand<'a> {
+    targets: &'a [RemoteSender<Handed>],
+    loads: &'a Loads,
+    counts: &'a Counts,
+    stop: &'a AtomicBool,
+    /// The schedule that got the last connection (ties go to the next).
+    last: usize,
+    /// Schedules whose receiver is gone.
+    gone: Vec<bool>,
+    /// The schedules in the order tried (reused).
+    order: Vec<usize>,
+}
+
+impl Hand<'_> {
+    /// Hands `stream` to the least-loaded schedule that has room, passing over full ones;
+    /// while all are full, waits (watching `stop`) and tries again.
+    fn over(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let mut stream = stream;
+        let mut wait = Duration::from_millis(1);
+        loop {
+            self.loads.by_load(self.last, &self.gone, &mut self.order);
+            if self.order.is_empty() {
+                // No schedule takes connections any more: each one is closed at once.
+                return;
+            }
+            for k in 0..self.order.len() {
+                let index = self.order[k];
+                let load = self.loads.charge(index);
+                // Counted before it is seen, as its load is.
+                self.counts.handed.fetch_add(1, Ordering::Relaxed);
+                let refused = match self.targets[index].try_send(Handed { stream, peer, load }) {
+                    Ok(()) => {
+                        self.last = index;
+                        return;
+                    }
+                    Err(refused) => refused,
+                };
+                self.counts.handed.fetch_sub(1, Ordering::Relaxed);
+                match refused {
+                    TrySendError::Full(handed) => {
+                        // Busy: the next least-loaded schedule takes it.
+                        let Handed {
+                            stream: s, load, ..
+                        } = handed;
+                        drop(load);
+                        stream = s;
+                    }
+                    TrySendError::Closed(handed) => {
+                        // That schedule is gone (its receiver was dropped): it gets no more
+                        // connections, and this one goes to the next.
+                        self.gone[index] = true;
+                        log::warn!(target: "fibra_net::handoff", "schedule {index} takes no connections (its receiver is gone); handing to the others");
+                        let Handed {
+                            stream: s, load, ..
+                        } = handed;
+                        drop(load);
+                        stream = s;
+                    }
+                }
+            }
+            if self.gone.iter().all(|&g| g) {
+                return;
+            }
+            // Every channel is full: wait a little, then look again (or stop).
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(FULL_WAIT_MAX);
         }
     }
 }

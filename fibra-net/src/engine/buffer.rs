@@ -96,19 +96,27 @@ const COPY_MAX: usize = 1024;
 /// Slices one gathering write takes at most (more are written by the next one).
 pub(crate) const MAX_SLICES: usize = 64;
 
-/// A piece of an output queue: bytes of this connection's own, or a group's shared segment;
-/// `head` bytes of it are written already.
+/// A piece of an output queue: bytes of this connection's own, or a group's shared segment
+/// up to `end` (a member left out of part of a batch gets pieces of it); `head` bytes of it
+/// are written already.
 #[derive(Debug)]
 enum Chunk {
-    Own { data: Vec<u8>, head: usize },
-    Shared { segment: Segment, head: usize },
+    Own {
+        data: Vec<u8>,
+        head: usize,
+    },
+    Shared {
+        segment: Segment,
+        head: usize,
+        end: usize,
+    },
 }
 
 impl Chunk {
     fn pending(&self) -> &[u8] {
         match self {
             Chunk::Own { data, head } => &data[*head..],
-            Chunk::Shared { segment, head } => &segment[*head..],
+            Chunk::Shared { segment, head, end } => &segment[*head..*end],
         }
     }
 }
@@ -238,21 +246,34 @@ impl OutQueue {
     /// rounds' small batches into one buffer (a large batch, or one to an idle member, is
     /// shared as it is).
     pub(crate) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
-        if segment.is_empty() {
+        self.push_shared_range(segment, 0, segment.len(), pool);
+    }
+
+    /// Appends bytes `start..end` of a group's shared segment (a member left out of the
+    /// rest). An empty or out-of-bounds range appends nothing.
+    pub(crate) fn push_shared_range(
+        &mut self,
+        segment: &Segment,
+        start: usize,
+        end: usize,
+        pool: &mut BufPool,
+    ) {
+        let Some(bytes) = segment.get(start..end).filter(|b| !b.is_empty()) else {
             return;
-        }
-        if !self.is_empty() && segment.len() <= COPY_MAX {
+        };
+        if !self.is_empty() && bytes.len() <= COPY_MAX {
             let copied = self.append(pool, |out| {
-                out.extend_from_slice(segment);
+                out.extend_from_slice(bytes);
                 Ok::<(), ()>(())
             });
             debug_assert!(copied.is_ok());
             return;
         }
-        self.len += segment.len();
+        self.len += bytes.len();
         self.chunks.push_back(Chunk::Shared {
             segment: Rc::clone(segment),
-            head: 0,
+            head: start,
+            end,
         });
     }
 
@@ -431,6 +452,35 @@ mod tests {
         assert_eq!(Rc::strong_count(&first), 1, "a written segment is let go");
         assert_eq!(Rc::strong_count(&large), 1);
         assert_eq!(pool.pooled(), 2, "both own buffers went back to the pool");
+    }
+
+    #[test]
+    fn out_queue_shares_pieces_of_a_segment() {
+        let mut pool = BufPool::default();
+        let mut q = OutQueue::default();
+        let mut bytes = vec![b'a'; COPY_MAX + 10];
+        bytes.extend_from_slice(b"-skipped-");
+        bytes.extend_from_slice(&[b'b'; COPY_MAX + 10]);
+        let segment: Segment = Rc::new(bytes);
+        let (skip_from, skip_to) = (COPY_MAX + 10, COPY_MAX + 19);
+        q.push_shared_range(&segment, 0, skip_from, &mut pool);
+        q.push_shared_range(&segment, skip_to, segment.len(), &mut pool);
+        q.push_shared_range(&segment, 5, 5, &mut pool);
+        q.push_shared_range(&segment, 5, segment.len() + 1, &mut pool);
+        assert_eq!(
+            Rc::strong_count(&segment),
+            3,
+            "both pieces shared, not copied"
+        );
+        let mut want = segment[..skip_from].to_vec();
+        want.extend_from_slice(&segment[skip_to..]);
+        assert_eq!(q.len(), want.len());
+        assert_eq!(pending(&q), want);
+        q.advance(skip_from + 1, &mut pool);
+        assert_eq!(pending(&q), &want[skip_from + 1..]);
+        q.advance(want.len() - skip_from - 1, &mut pool);
+        assert!(q.is_empty());
+        assert_eq!(Rc::strong_count(&segment), 1);
     }
 
     #[test]

@@ -204,6 +204,21 @@ impl Plugin for NetPlugin {
     fn cancel(&mut self, id: TaskletId) {
         self.shared.table.borrow_mut().forget(id);
     }
+
+    /// Stops accepting (listeners close), and closes every connection gracefully: queued
+    /// output (its groups' too) is written, within each connection's close timeout, then
+    /// FIN. No connection is made or taken afterwards.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        self.release_deferred();
+        let mut table = self.shared.table.borrow_mut();
+        table.run_deferred(cx);
+        table.seal_all();
+        table.drain(cx);
+    }
+
+    fn is_drained(&self) -> bool {
+        self.shared.table.borrow().is_drained()
+    }
 }
 
 impl Serves<Listen> for NetPlugin {
@@ -229,7 +244,7 @@ impl Serves<Accept> for NetPlugin {
             return Poll::Ready(Err(e));
         }
         let mut table = self.shared.table.borrow_mut();
-        match table.submit_accept(op.listener.key(), from, cx.last_reading()) {
+        match table.submit_accept(op.listener.key(), from, cx.now()) {
             Poll::Ready(result) => Poll::Ready(result.map(|(key, addr)| (table.conn(key), addr))),
             Poll::Pending => Poll::Pending,
         }
@@ -244,7 +259,7 @@ impl Serves<Connect> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        match table.submit_connect(op.addr, op.options, from, cx.last_reading()) {
+        match table.submit_connect(op.addr, op.options, from, cx.now()) {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,
         }
@@ -259,7 +274,7 @@ impl Serves<Adopt> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        let adopted = table.adopt(op.stream, op.options, cx.last_reading());
+        let adopted = table.adopt(op.stream, op.options, cx.now());
         Poll::Ready(adopted.map(|key| table.conn(key)))
     }
 }

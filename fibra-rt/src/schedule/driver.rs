@@ -54,6 +54,14 @@ impl Schedule {
         Ok(())
     }
 
+    /// Plugin `i`'s [`Plugin::drain`], run as its flush is.
+    pub(super) fn call_plugin_drain(&mut self, i: usize) -> Result<(), Error> {
+        self.call_plugin(i, Activity::Flush, |plugin, cx, _| {
+            plugin.drain(cx);
+            Ok(())
+        })
+    }
+
     /// Runs plugin `i`'s `poll` or `flush` (`call`) as a run the stall watchdog sees, ended
     /// for it even if the plugin panics (else the schedule, idle after the host caught the
     /// panic, would be reported as this plugin running on); then the kills it asked for.

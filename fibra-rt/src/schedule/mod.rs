@@ -488,6 +488,37 @@ impl Schedule {
         Ok(!self.is_empty())
     }
 
+    /// Stops gracefully within `timeout`: each plugin stops taking new work and finishes
+    /// what is queued ([`Plugin::drain`]; the network plugin stops accepting, writes every
+    /// connection's queued output and closes it with a FIN), and rounds run (tasklets too:
+    /// they see their connections closed) until every plugin is drained or `timeout`
+    /// passes. Returns whether everything drained in time. Tasklets still alive stay; drop
+    /// the schedule to end them.
+    ///
+    /// # Errors
+    ///
+    /// As [`tick`](Self::tick).
+    pub fn drain(&mut self, timeout: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        for i in 0..self.plugins.len() {
+            self.call_plugin_drain(i)?;
+        }
+        self.flush_plugins()?;
+        loop {
+            if self.plugins.iter().all(|p| p.is_drained()) {
+                return Ok(true);
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_millis(10),
+            };
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.tick_within(left.min(Duration::from_millis(10)))?;
+        }
+    }
+
     /// Like [`run`](Self::run), but returns after `timeout` at the latest; a timeout too large
     /// to add to the clock (`Duration::MAX`) means none.
     ///

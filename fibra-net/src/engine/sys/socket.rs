@@ -21,6 +21,23 @@ fn stream(addr: SocketAddr) -> io::Result<Socket> {
     )
 }
 
+/// Where the kernel's cap cannot be read: Linux's default since 5.4.
+const FALLBACK_BACKLOG: i32 = 4096;
+
+/// The kernel's cap on a listen backlog, `net.core.somaxconn`, read once (as Go's `net`
+/// does): a larger backlog is cut to it, a smaller one drops connections in a burst that the
+/// kernel would have queued. 4096 where it cannot be read (not Linux, no `/proc`).
+pub(crate) fn max_backlog() -> i32 {
+    static MAX: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(FALLBACK_BACKLOG)
+    })
+}
+
 /// A non-blocking listening socket on `addr`, and the address it got (the port the system
 /// chose, for port 0).
 pub(crate) fn listener(

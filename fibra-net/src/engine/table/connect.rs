@@ -33,6 +33,10 @@ impl Table {
         accepted: bool,
         now: Instant,
     ) -> Result<Key, (NetError, Option<Parked>)> {
+        if self.draining {
+            // Stopping: no new connection (the socket closes here, never registered).
+            return Err((NetError::Closed, connecting));
+        }
         let input = Input::new(&options, peer, now);
         let failed = input.codec.failure();
         if let (Some(failure), false) = (failed, accepted) {

@@ -46,6 +46,9 @@ pub(super) struct GroupEntry {
     members: Slab<Member>,
     /// Bytes sent during this round, not yet sealed.
     pending: Vec<u8>,
+    /// Byte ranges of `pending` that one member does not get (`send_except`): (its
+    /// connection, start, end), in the order sent; emptied at each seal, its room kept.
+    skips: Vec<(Key, usize, usize)>,
     /// In the table's list of groups to seal at the end of the round.
     listed: bool,
     codec: CodecState,
@@ -71,6 +74,7 @@ impl GroupEntry {
             gen,
             members: Slab::new(),
             pending: Vec::new(),
+            skips: Vec::new(),
             listed: false,
             codec: CodecState::new(&options.framing, Site::Group),
             slow: options.slow,
@@ -218,17 +222,36 @@ impl Table {
         bytes: &[u8],
         encoding: Encoding,
     ) -> Result<(), NetError> {
+        self.group_send_except(g, None, bytes, encoding)
+    }
+
+    /// Sends to every member but `except` (when it is one): the bytes join the batch, and
+    /// the range they take in it is left out of `except`'s share at the seal.
+    pub(crate) fn group_send_except(
+        &mut self,
+        g: Key,
+        except: Option<Key>,
+        bytes: &[u8],
+        encoding: Encoding,
+    ) -> Result<(), NetError> {
+        let except = except.filter(|&key| self.group_contains(g, key));
         let Some(group) = group_mut(&mut self.entries, g) else {
             return Ok(());
         };
+        let before = group.pending.len();
         match encoding {
             Encoding::AsIs => group.pending.extend_from_slice(bytes),
             Encoding::Frame => {
-                let before = group.pending.len();
                 if let Err(e) = group.codec.encode(bytes, &mut group.pending, Site::Group) {
                     group.pending.truncate(before);
                     return Err(NetError::from_door(e));
                 }
+            }
+        }
+        if let Some(key) = except {
+            let after = group.pending.len();
+            if after > before {
+                group.skips.push((key, before, after));
             }
         }
         self.after_group_send(g);
@@ -335,6 +358,9 @@ impl Table {
         let segment = group.take_segment();
         let slow = group.slow;
         let members = std::mem::take(&mut group.members);
+        let mut skips = std::mem::take(&mut group.skips);
+        // By member, then in the order sent: each member finds its own with a search.
+        skips.sort_unstable();
         let mut cut = std::mem::take(&mut self.cut);
         let (mut delivered, mut dropped) = (0, 0);
         for (_, m) in &members {
@@ -354,11 +380,29 @@ impl Table {
                 }
                 continue;
             }
-            c.output.push_shared(&segment, &mut self.pool);
-            delivered += 1;
-            self.schedule_write(m.key);
+            let before = c.output.queued();
+            let first = skips.partition_point(|&(key, ..)| key < m.key);
+            let own = skips[first..].iter().take_while(|&&(key, ..)| key == m.key);
+            let mut from = 0;
+            for &(_, start, end) in own {
+                c.output
+                    .push_shared_range(&segment, from, start, &mut self.pool);
+                from = end;
+            }
+            if from == 0 {
+                c.output.push_shared(&segment, &mut self.pool);
+            } else {
+                c.output
+                    .push_shared_range(&segment, from, segment.len(), &mut self.pool);
+            }
+            if c.output.queued() > before {
+                delivered += 1;
+                self.schedule_write(m.key);
+            }
         }
+        skips.clear();
         if let Some(group) = group_mut(&mut self.entries, g) {
+            group.skips = skips;
             group.members = members;
             group.stats.batches += 1;
             group.stats.bytes += segment.len() as u64;

@@ -184,7 +184,7 @@ impl Table {
             _ => {}
         }
         self.lose(key, Lost::Closed, cx);
-        self.begin_close(key, cx.last_reading());
+        self.begin_close(key, cx.now());
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return Poll::Ready(Ok(()));
         };
@@ -196,7 +196,9 @@ impl Table {
         Poll::Pending
     }
 
-    /// Moves to `Closing`; closes now if nothing is left to write, or arms the close timeout.
+    /// Moves to `Closing`; closes now if nothing is left to write, or arms the close timeout
+    /// from `now`, which must be a fresh reading (`Context::now`, never `last_reading`: after
+    /// a quiet spell that is older than the close timeout, and the close would reset).
     pub(super) fn begin_close(&mut self, key: Key, now: Instant) {
         // What its groups sent before the close still reaches it; nothing after.
         self.leave_groups(key, true);
@@ -279,6 +281,8 @@ impl Table {
             self.waiters.orphan(p, wait);
         }
         if let Some(socket) = socket {
+            // Nothing is due for a closed socket: its timers go with it.
+            self.timers.cancel_slot(key.slot);
             self.close_socket(socket);
             if released {
                 self.remove_conn(key);
@@ -358,6 +362,7 @@ impl Table {
         let Some(Entry::Conn(mut c)) = self.entries.try_remove(key.slot) else {
             return;
         };
+        self.timers.cancel_slot(key.slot);
         c.input.clear(&mut self.pool);
         let slot = key.slot;
         let mut orphans: Vec<(Parked, Wait)> = Vec::new();
@@ -372,6 +377,40 @@ impl Table {
         for (parked, wait) in orphans {
             self.waiters.orphan(parked, wait);
         }
+    }
+
+    /// Begins a graceful stop: listeners close (their acceptors are told `Closed`), no
+    /// connection is made or taken any more, and every connection closes as `close` does:
+    /// its groups' batches and its queued output are written (within its close timeout),
+    /// then FIN.
+    pub(crate) fn drain(&mut self, cx: &mut Context<'_>) {
+        self.draining = true;
+        let now = cx.now();
+        let keys: Vec<(Key, bool)> = self
+            .entries
+            .iter()
+            .filter_map(|(slot, entry)| match entry {
+                Entry::Listener(l) => Some((Key { slot, gen: l.gen }, true)),
+                Entry::Conn(c) if !matches!(c.state, ConnState::Closed) => {
+                    Some((Key { slot, gen: c.gen }, false))
+                }
+                _ => None,
+            })
+            .collect();
+        log::debug!(target: "fibra_net", "draining {} listeners and connections", keys.len());
+        for (key, listener) in keys {
+            if listener {
+                self.stop_listening(key);
+            } else {
+                self.lose(key, Lost::Closed, cx);
+                self.begin_close(key, now);
+            }
+        }
+    }
+
+    /// Whether a drain finished: every socket is closed.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.counters.sockets == 0
     }
 
     /// Withdraws whatever tasklet `id` waits for (it was killed, or its op timed out).

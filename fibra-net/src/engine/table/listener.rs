@@ -62,6 +62,9 @@ impl Table {
         addr: SocketAddr,
         options: &ListenOptions,
     ) -> Result<(Key, SocketAddr), NetError> {
+        if self.draining {
+            return Err(NetError::Closed);
+        }
         let (socket, local) = socket::listener(addr, options)?;
         let slot = self.entries.vacant_key();
         self.register(&socket, slot)
@@ -159,7 +162,7 @@ impl Table {
             if l.acceptors.is_empty() || l.backoff_until.is_some() || !l.readable {
                 return;
             }
-            let Some(result) = self.accept_one(key, cx.last_reading()) else {
+            let Some(result) = self.accept_one(key, cx.now()) else {
                 return;
             };
             let Some(l) = listener_mut(&mut self.entries, key) else {
@@ -183,6 +186,24 @@ impl Table {
         }
     }
 
+    /// Closes the listening socket (a drain), keeping the entry for its handles; waiting
+    /// acceptors are told `Closed`, and later accepts fail with it.
+    pub(super) fn stop_listening(&mut self, key: Key) {
+        let Some(l) = listener_mut(&mut self.entries, key) else {
+            return;
+        };
+        let socket = l.socket.take();
+        let acceptors = std::mem::take(&mut l.acceptors);
+        if let Some(socket) = socket {
+            log::debug!(target: "fibra_net", "no longer listening on {} (draining)", l.addr);
+            self.close_socket(socket);
+        }
+        self.timers.cancel_slot(key.slot);
+        for parked in acceptors {
+            self.waiters.orphan(parked, Wait::Accept(key.slot));
+        }
+    }
+
     /// Stops listening: the socket closes, waiting acceptors are told `Closed`.
     pub(super) fn remove_listener(&mut self, key: Key) {
         let Some(l) = listener_mut(&mut self.entries, key) else {
@@ -192,6 +213,7 @@ impl Table {
         let Some(Entry::Listener(l)) = self.entries.try_remove(key.slot) else {
             return;
         };
+        self.timers.cancel_slot(key.slot);
         if let Some(socket) = l.socket {
             self.close_socket(socket);
         }

@@ -134,6 +134,8 @@ pub(crate) struct Table {
     /// the time of this round's timers and sends.
     round_time: Instant,
     warned_fd_limit: bool,
+    /// A graceful stop began: no new listener or connection.
+    draining: bool,
     counters: Counters,
     /// The `Shared` this table lives in, to make handles.
     me: Weak<Shared>,
@@ -167,6 +169,7 @@ impl Table {
             epoch: Instant::now(),
             round_time: Instant::now(),
             warned_fd_limit: false,
+            draining: false,
             counters: Counters::default(),
         }
     }
@@ -317,7 +320,9 @@ impl Table {
                 Deferred::Reset(lost) => self.reset(key, lost, cx),
                 Deferred::Close => {
                     self.lose(key, Lost::Closed, cx);
-                    self.begin_close(key, cx.last_reading());
+                    // The round's clock, read after the wait: the close was asked between
+                    // ticks, maybe after a long quiet spell that the last reading predates.
+                    self.begin_close(key, cx.now());
                 }
             }
         }

@@ -77,6 +77,17 @@ impl Output {
         self.buf.push_shared(segment, pool);
     }
 
+    /// Appends bytes `start..end` of a group's shared segment.
+    pub(super) fn push_shared_range(
+        &mut self,
+        segment: &Segment,
+        start: usize,
+        end: usize,
+        pool: &mut BufPool,
+    ) {
+        self.buf.push_shared_range(segment, start, end, pool);
+    }
+
     /// Drops everything queued; returns how many bytes that was.
     pub(super) fn clear(&mut self, pool: &mut BufPool) -> usize {
         self.buf.clear(pool)

@@ -1,11 +1,11 @@
 //! The plugin's timers: read timeouts, close timeouts, accept back-off, flush delays.
 //!
-//! A timer is never removed early: when it falls due, its owner checks whether it still
-//! applies (the entry may be gone, or the deadline moved). Each entry arms at most one timer
-//! of each kind at a time, so the heap stays as small as the table.
+//! Each entry has at most one timer of each kind armed: arming another replaces it, and the
+//! entry's timers are removed with its socket, so the queue never holds more than the table
+//! (four per entry at most, one per connection in a quiet server with read timeouts). When a
+//! timer falls due, its owner still checks that it applies (the deadline may have moved).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use fibra_rt::Context;
@@ -16,48 +16,73 @@ use crate::engine::shared::Key;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
     /// A connection's read timeout.
-    Read,
+    Read = 0,
     /// A graceful close's wait for output to drain.
-    Linger,
+    Linger = 1,
     /// A listener's pause after running out of file descriptors.
-    Backoff,
+    Backoff = 2,
     /// The end of a connection's flush delay: its held output is written.
-    Flush,
+    Flush = 3,
 }
 
-/// When, in which order among equal instants, what, and for which entry (slot, generation).
-type Timer = (Instant, u64, TimerKind, usize, u64);
+const KINDS: usize = 4;
+
+/// When, and in which order among equal instants: a timer's place in the queue.
+type TimerId = (Instant, u64);
 
 #[derive(Debug, Default)]
 pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
+    queue: BTreeMap<TimerId, (TimerKind, Key)>,
+    /// The timer each slot has armed of each kind, to replace or remove it.
+    by_slot: Vec<[Option<TimerId>; KINDS]>,
     seq: u64,
 }
 
 impl Timers {
+    /// Arms `kind` for `key` at `at`, replacing the one of that kind `key`'s slot had.
     pub(super) fn arm(&mut self, at: Instant, kind: TimerKind, key: Key) {
         self.seq += 1;
-        self.heap
-            .push(Reverse((at, self.seq, kind, key.slot, key.gen)));
+        let id = (at, self.seq);
+        if self.by_slot.len() <= key.slot {
+            self.by_slot.resize(key.slot + 1, [None; KINDS]);
+        }
+        if let Some(old) = self.by_slot[key.slot][kind as usize].replace(id) {
+            self.queue.remove(&old);
+        }
+        self.queue.insert(id, (kind, key));
+    }
+
+    /// Removes every timer of `slot` (its entry closed or left).
+    pub(super) fn cancel_slot(&mut self, slot: usize) {
+        let Some(armed) = self.by_slot.get_mut(slot) else {
+            return;
+        };
+        for id in armed.iter_mut().filter_map(Option::take) {
+            self.queue.remove(&id);
+        }
     }
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, ..))| *at)
+        self.queue.first_key_value().map(|((at, _), _)| *at)
     }
 
     /// The next timer due at `now`.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind, Key)> {
-        match self.heap.peek() {
-            Some(Reverse((at, ..))) if *at <= now => {
-                let Reverse((at, _, kind, slot, gen)) = self.heap.pop()?;
-                Some((at, kind, Key { slot, gen }))
+        let (&(at, _), _) = self
+            .queue
+            .first_key_value()
+            .filter(|((at, _), _)| *at <= now)?;
+        let (id, (kind, key)) = self.queue.pop_first()?;
+        if let Some(armed) = self.by_slot.get_mut(key.slot) {
+            if armed[kind as usize] == Some(id) {
+                armed[kind as usize] = None;
             }
-            _ => None,
         }
+        Some((at, kind, key))
     }
 
     pub(super) fn len(&self) -> usize {
-        self.heap.len()
+        self.queue.len()
     }
 }
 
