@@ -34,6 +34,7 @@ pub mod ops;
 mod plugin;
 mod remote_channel;
 mod ticker;
+mod wait;
 
 pub use channel::{bounded, channel, Receiver, Sender};
 #[allow(deprecated)]
@@ -44,3 +45,4 @@ pub use join::JoinHandle;
 pub use plugin::TasksPlugin;
 pub use remote_channel::{remote_channel, RemoteReceiver, RemoteSender};
 pub use ticker::{MissedTicks, Tick, Ticker};
+pub use wait::{RemoteWaker, WaitGuard, WaitKey, WaitList, Wake};
