@@ -11,6 +11,37 @@ use std::time::Duration;
 use fibra::tasks::{oneshot, Mutex, Notify, Semaphore, TasksExt};
 use util::*;
 
+thread_local! {
+    /// Tasklets spawned through [`checked`] in this test, and those that returned.
+    static COUNT: (Cell<u32>, Rc<Cell<u32>>) = (Cell::new(0), Rc::new(Cell::new(0)));
+}
+
+/// `f` as a tasklet that counts itself when it returns: an assertion failing inside it (a
+/// panic, which ends the tasklet alone) is then seen by [`all_ended`].
+fn checked(
+    f: impl FnOnce(&fibra::rt::Handle) + 'static,
+) -> impl FnOnce(&fibra::rt::Handle) + 'static {
+    let ended = COUNT.with(|(spawned, ended)| {
+        spawned.set(spawned.get() + 1);
+        ended.clone()
+    });
+    move |h| {
+        f(h);
+        ended.set(ended.get() + 1);
+    }
+}
+
+/// Fails the test unless every tasklet spawned through [`checked`] returned, but the `killed`.
+fn all_ended(killed: u32) {
+    COUNT.with(|(spawned, ended)| {
+        assert_eq!(
+            ended.get() + killed,
+            spawned.get(),
+            "a tasklet panicked (see above)"
+        )
+    });
+}
+
 #[test]
 fn a_mutex_is_held_by_one_tasklet_at_a_time_in_the_order_they_came() {
     let mut s = schedule();
@@ -18,17 +49,18 @@ fn a_mutex_is_held_by_one_tasklet_at_a_time_in_the_order_they_came() {
     let inside = Rc::new(Cell::new(0));
     for who in 0..5 {
         let (m, inside) = (m.clone(), inside.clone());
-        s.spawn(move |h| {
+        s.spawn(checked(move |h| {
             let mut order = m.lock(h);
             inside.set(inside.get() + 1);
             assert_eq!(inside.get(), 1, "two tasklets inside");
             h.sleep(Duration::from_millis(2));
             order.push(who);
             inside.set(inside.get() - 1);
-        })
+        }))
         .unwrap();
     }
     run_all(&mut s, 10);
+    all_ended(0);
     assert_eq!(*m.try_lock().unwrap(), [0, 1, 2, 3, 4]);
 }
 
@@ -48,14 +80,15 @@ fn a_tasklet_killed_holding_or_awaiting_a_mutex_frees_it() {
     let m3 = m.clone();
     s.spawn(move |h| *m3.lock(h) += 1).unwrap();
     let m4 = m.clone();
-    s.spawn(move |h| {
+    s.spawn(checked(move |h| {
         h.yield_now(); // everyone is in place
         assert!(m4.is_locked());
         h.kill(waiter); // the second in line leaves
         h.kill(holder); // the holder frees it as it unwinds
-    })
+    }))
     .unwrap();
     run_all(&mut s, 10);
+    all_ended(0);
     assert!(!m.is_locked());
     assert_eq!(
         *m.try_lock().unwrap(),
@@ -71,16 +104,17 @@ fn a_semaphore_bounds_how_many_run_at_once() {
     let (now, most) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
     for _ in 0..10 {
         let (sem, now, most) = (sem.clone(), now.clone(), most.clone());
-        s.spawn(move |h| {
+        s.spawn(checked(move |h| {
             let _p = sem.acquire(h);
             now.set(now.get() + 1);
             most.set(most.get().max(now.get()));
             h.sleep(Duration::from_millis(1));
             now.set(now.get() - 1);
-        })
+        }))
         .unwrap();
     }
     run_all(&mut s, 10);
+    all_ended(0);
     assert_eq!(most.get(), 3);
     assert_eq!(sem.permits(), 3);
     assert!(sem.try_acquire().is_some());
@@ -95,15 +129,15 @@ fn a_killed_semaphore_waiter_hands_its_permit_on() {
     for who in 0..3 {
         let (sem, got) = (sem.clone(), got.clone());
         ids.push(
-            s.spawn(move |h| {
+            s.spawn(checked(move |h| {
                 let _p = sem.acquire(h);
                 got.borrow_mut().push(who);
-            })
+            }))
             .unwrap(),
         );
     }
     let sem2 = sem.clone();
-    s.spawn(move |h| {
+    s.spawn(checked(move |h| {
         h.yield_now();
         assert_eq!(sem2.waiting(), 3);
         // Tasklet 0 is handed the permit, then killed before it runs: the permit goes on.
@@ -111,9 +145,10 @@ fn a_killed_semaphore_waiter_hands_its_permit_on() {
         h.unparker_of(ids[0]).kill();
         // Tasklet 1 is killed while it waits: it leaves the line.
         h.unparker_of(ids[1]).kill();
-    })
+    }))
     .unwrap();
     run_all(&mut s, 10);
+    all_ended(2);
     assert_eq!(*got.borrow(), [2]);
     assert_eq!(sem.permits(), 1, "no permit lost");
     assert_eq!(sem.waiting(), 0);
@@ -128,21 +163,22 @@ fn notify_one_keeps_a_permit_and_notify_all_wakes_every_waiter() {
     n.notify_one(); // at most one kept
     for _ in 0..3 {
         let (n, woken) = (n.clone(), woken.clone());
-        s.spawn(move |h| {
+        s.spawn(checked(move |h| {
             n.wait(h);
             woken.set(woken.get() + 1);
-        })
+        }))
         .unwrap();
     }
     let (n2, w2) = (n.clone(), woken.clone());
-    s.spawn(move |h| {
+    s.spawn(checked(move |h| {
         h.yield_now();
         assert_eq!(w2.get(), 1, "the kept permit let one through");
         assert_eq!(n2.waiting(), 2);
         n2.notify_all();
-    })
+    }))
     .unwrap();
     run_all(&mut s, 10);
+    all_ended(0);
     assert_eq!(woken.get(), 3);
     assert_eq!(n.waiting(), 0);
 }
@@ -156,21 +192,22 @@ fn a_notification_meant_for_a_killed_waiter_goes_to_the_next() {
     for who in 0..2 {
         let (n, woken) = (n.clone(), woken.clone());
         ids.push(
-            s.spawn(move |h| {
+            s.spawn(checked(move |h| {
                 n.wait(h);
                 woken.borrow_mut().push(who);
-            })
+            }))
             .unwrap(),
         );
     }
     let n2 = n.clone();
-    s.spawn(move |h| {
+    s.spawn(checked(move |h| {
         h.yield_now();
         n2.notify_one(); // to tasklet 0...
         h.unparker_of(ids[0]).kill(); // ...killed before it runs
-    })
+    }))
     .unwrap();
     run_all(&mut s, 10);
+    all_ended(1);
     assert_eq!(*woken.borrow(), [1]);
 }
 
@@ -179,7 +216,7 @@ fn oneshot_delivers_once_and_either_side_dropped_closes_it() {
     let mut s = schedule();
     let out = Rc::new(RefCell::new(Vec::new()));
     let o = out.clone();
-    s.spawn(move |h| {
+    s.spawn(checked(move |h| {
         let (tx, rx) = oneshot::channel();
         h.spawn_detached(move |h| {
             h.sleep(Duration::from_millis(2));
@@ -200,9 +237,10 @@ fn oneshot_delivers_once_and_either_side_dropped_closes_it() {
         drop(rx);
         assert!(tx.is_closed());
         assert_eq!(tx.send("late").unwrap_err().0, "late");
-    })
+    }))
     .unwrap();
     run_all(&mut s, 10);
+    all_ended(0);
     assert_eq!(*out.borrow(), [Some("reply"), None]);
 }
 
@@ -219,14 +257,15 @@ fn a_killed_oneshot_receiver_closes_it_for_the_sender() {
             unreachable!("killed while receiving");
         })
         .unwrap();
-    s.spawn(move |h| {
+    s.spawn(checked(move |h| {
         h.yield_now();
         h.kill(receiver);
         h.yield_now();
         assert!(tx.is_closed());
         assert!(tx.send(1).is_err());
-    })
+    }))
     .unwrap();
     run_all(&mut s, 10);
+    all_ended(0);
     assert_eq!(drops.get(), 1);
 }

@@ -65,6 +65,7 @@ mod ext;
 mod group;
 mod io;
 pub mod ops;
+mod resolve;
 // Settings, framing and errors.
 mod codec;
 mod error;
@@ -108,6 +109,9 @@ pub use options::{ConnOptions, ListenOptions, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEN
 pub use plugin::NetPlugin;
 pub use pool::{Pool, PoolStats};
 pub use protocol::{Ended, Factory, Protocol};
+#[doc(hidden)]
+pub use resolve::set_test_resolver;
+pub use resolve::{Addrs, ToAddrs};
 pub use server::Server;
 pub use service::{Member, Service, Target};
 pub use spawner::Spawner;

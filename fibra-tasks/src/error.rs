@@ -28,6 +28,9 @@ pub enum TaskError {
     /// A closure run off the schedule's thread ([`unblock`](crate::TasksExt::unblock))
     /// panicked; its panic message. The pool's thread goes on.
     UnblockPanicked(String),
+    /// A wait with a deadline ([`BlockingPool::run_until`](crate::BlockingPool::run_until))
+    /// reached it.
+    TimedOut,
     /// An I/O error (for [`unblock`](crate::TasksExt::unblock): no thread could be started).
     Io(io::Error),
 }
@@ -63,6 +66,7 @@ impl fmt::Display for TaskError {
                     "the closure run off the schedule's thread panicked: {msg}"
                 )
             }
+            TaskError::TimedOut => f.write_str("the deadline passed before the result came"),
             TaskError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

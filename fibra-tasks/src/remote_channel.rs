@@ -337,6 +337,40 @@ impl<T> RemoteReceiver<T> {
         }
     }
 
+    /// Like [`receive`](Self::receive), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`](fibra_rt::TimedOut) if nothing came (and the channel was not closed) by
+    /// then.
+    pub fn receive_until(
+        &self,
+        h: &Handle,
+        deadline: std::time::Instant,
+    ) -> Result<Option<T>, fibra_rt::TimedOut> {
+        loop {
+            let mut state = {
+                let mut taken = self.taken.borrow_mut();
+                if let Some(value) = taken.pop_front() {
+                    return Ok(Some(value));
+                }
+                let mut state = self.inner.lock();
+                if self.take_all(&mut state, &mut taken) {
+                    return Ok(taken.pop_front());
+                }
+                if state.closed {
+                    return Ok(None);
+                }
+                state
+            };
+            let key = state.parked.push(RemoteWaker::of(h));
+            drop(state);
+            let mut leave = self.inner.leave_on_drop(key, |s| &mut s.parked);
+            h.park_until(deadline)?;
+            leave.done(true);
+        }
+    }
+
     /// The next value if one is queued.
     ///
     /// # Errors

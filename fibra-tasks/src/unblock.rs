@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fibra_rt::Handle;
 
@@ -131,9 +131,33 @@ impl BlockingPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.call(h, None, f)
+    }
+
+    /// Like [`run`](Self::run), giving up at `deadline` (the wait for room in the queue
+    /// included): `f` still runs to its end if it started, and its value is dropped on the
+    /// pool's thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run), and [`TaskError::TimedOut`] at the deadline.
+    pub fn run_until<T, F>(&self, h: &Handle, deadline: Instant, f: F) -> Result<T, TaskError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.call(h, Some(deadline), f)
+    }
+
+    fn call<T, F>(&self, h: &Handle, deadline: Option<Instant>, f: F) -> Result<T, TaskError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let (tx, rx) = remote_channel::<Result<T, String>>(&h.remote(), 1);
         self.submit(
             h,
+            deadline,
             Box::new(move || {
                 let out = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
                     let msg = panic_message(&*payload);
@@ -141,13 +165,19 @@ impl BlockingPool {
                     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
                     msg
                 });
-                // The tasklet may be gone (killed): the value is then dropped here.
+                // The tasklet may be gone (killed, timed out): the value is dropped here.
                 if let Err(back) = tx.send(out) {
                     let _ = catch_unwind(AssertUnwindSafe(move || drop(back)));
                 }
             }),
         )?;
-        match rx.receive(h) {
+        let got = match deadline {
+            Some(deadline) => rx
+                .receive_until(h, deadline)
+                .map_err(|_| TaskError::TimedOut)?,
+            None => rx.receive(h),
+        };
+        match got {
             Some(Ok(value)) => Ok(value),
             Some(Err(msg)) => Err(TaskError::UnblockPanicked(msg)),
             // The job was dropped unrun: only if its thread could not run it.
@@ -156,7 +186,7 @@ impl BlockingPool {
     }
 
     /// Queues `job`, parking while the queue is full; starts a thread if none is free.
-    fn submit(&self, h: &Handle, job: Job) -> Result<(), TaskError> {
+    fn submit(&self, h: &Handle, deadline: Option<Instant>, job: Job) -> Result<(), TaskError> {
         let shared = &self.shared;
         let mut job = Some(job);
         loop {
@@ -184,7 +214,10 @@ impl BlockingPool {
             let mut leave = WaitGuard::new(|done| {
                 shared.lock().room.leave(key, done);
             });
-            h.park();
+            match deadline {
+                Some(deadline) => h.park_until(deadline).map_err(|_| TaskError::TimedOut)?,
+                None => h.park(),
+            }
             leave.done(true);
         }
     }
