@@ -41,6 +41,10 @@ struct Inner<T> {
     state: Mutex<State<T>>,
     /// Signalled when room is made or the channel closes, if a sender is blocked.
     room: Condvar,
+    /// The schedule the channel was made for: held (not used to wake: each parked tasklet
+    /// records its own schedule's), so that while the channel lives that schedule counts as
+    /// one a remote may still wake, as it always did.
+    _receiving: Remote,
 }
 
 impl<T> Inner<T> {
@@ -117,9 +121,8 @@ pub fn remote_channel<T: Send>(
             parked_senders: WaitList::new(),
         }),
         room: Condvar::new(),
+        _receiving: remote.clone(),
     });
-    // The remote says where the receiver starts; every park records its own schedule's.
-    let _ = remote;
     (
         RemoteSender {
             inner: Arc::clone(&inner),
