@@ -7,6 +7,7 @@ against `tokio_echo --threads N`), side by side, in one run that stops by itself
     cargo build --release --examples && cargo build --release -p fibra-bench
     python3 scripts/scale.py                         # N = 1,2,4,8 where the cores allow
     python3 scripts/scale.py --threads 1,2 --quick   # a short check of the script itself
+    python3 scripts/scale.py --quick --threads 1 --gens 2   # two generators in one room
     python3 scripts/scale.py --secs 3 --warmup 1     # within a 10-minute limit (about 8 min)
 
 At the defaults a full run takes up to about 13 minutes (at most 20 runs of about 10 s for
@@ -15,9 +16,12 @@ and stops its server by PID. On 8 generators the top rate offers 320 M deliverie
 to each generator, about what one generator core reads.
 
 The server gets CPUs 0..N-1 (taskset), the load generators one CPU each from N on (as many
-as --gens, and as the machine has left). Several generators share one chat room: each logs
-in its own clients (`loadgen chat --prefix gK_ --id-base ...`) and counts only its own
-senders' lines, so the server's deliveries are the generators' sum times their number.
+as the machine has left, at most 8; --gens G: exactly G, sharing CPUs when short). Several
+generators share one chat room: each logs in its own clients (`loadgen chat --prefix gK_
+--id-base ...`) and counts only its own senders' lines, so the server's deliveries are the
+generators' sum times their number. Every wait is bounded: a login not completed within
+--login-timeout counts as failed (the table's `failed` column), and a generator that has not
+ended by its run's deadline is killed (by PID) and named.
 
 Chat: for each N, the offered load (lines a second per client, --rates) rises until a
 server stops tracking it (deliveries under 95% of offered, or p99 over 100 ms); its
@@ -60,21 +64,40 @@ def stop_server(srv):
 
 
 def run_gens(gen_cmds, gen_cpus, timeout):
+    """Runs the generators at once; their JSON results. Each has until one deadline, `timeout`
+    seconds from now; one still running then is killed (our own child, by PID)."""
     procs = [subprocess.Popen(taskset([cpu]) + cmd, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
              for cmd, cpu in zip(gen_cmds, gen_cpus)]
-    results = []
-    for p in procs:
+    deadline = time.time() + timeout
+    results, hung = [], []
+    for g, p in enumerate(procs):
         try:
-            out, err = p.communicate(timeout=timeout)
+            out, err = p.communicate(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             p.kill()
             out, err = p.communicate()
+            hung.append(g)
         lines = out.strip().splitlines()
         if not lines:
-            raise RuntimeError(f"loadgen printed nothing: {err.strip()[-400:]}")
-        results.append(json.loads(lines[-1]))
+            raise RuntimeError(f"generator {g} printed nothing"
+                               f"{' (killed: still running at its deadline)' if g in hung else ''}"
+                               f": {err.strip()[-400:]}")
+        result = json.loads(lines[-1])
+        if result.get("failed"):
+            print(f"generator {g}: {result['failed']} logins failed "
+                  f"({result.get('login_timeouts', 0)} timed out)", file=sys.stderr, flush=True)
+        results.append(result)
+    if hung:
+        raise RuntimeError(f"generators {hung} did not end within {timeout:.0f} s")
     return results
+
+
+def gen_cpu_list(n, gens, ncpu):
+    """One CPU per generator from N on; round-robin over what is left (or every CPU) when
+    there are fewer."""
+    spare = list(range(n, ncpu)) or list(range(ncpu))
+    return [spare[g % len(spare)] for g in range(gens)]
 
 
 def chat_round(a, server, n, rate, gens, gen_cpus, log):
@@ -92,9 +115,12 @@ def chat_round(a, server, n, rate, gens, gen_cpus, log):
         gen_cmds = [[program("loadgen"), "chat", "--addr", addr,
                      "--clients", str(per_gen), "--rate", str(rate), "--prefix", f"g{g}_",
                      "--id-base", str(g * per_gen), "--secs", str(a.secs),
-                     "--warmup", str(a.warmup), "--pid", str(srv.pid)]
+                     "--warmup", str(a.warmup), "--drain", str(a.drain),
+                     "--login-timeout", str(a.login_timeout), "--pid", str(srv.pid)]
                     for g in range(gens)]
-        res = run_gens(gen_cmds, gen_cpus, a.secs + a.warmup + 120)
+        # Logins (200 at a time, each within --login-timeout), the run, the drain, a margin.
+        logins = a.login_timeout * (per_gen // 200 + 2)
+        res = run_gens(gen_cmds, gen_cpus, logins + a.secs + a.warmup + a.drain + 30)
     finally:
         stop_server(srv)
     total = sum(r["deliveries_per_s"] for r in res) * gens
@@ -102,7 +128,7 @@ def chat_round(a, server, n, rate, gens, gen_cpus, log):
     row = {"kind": "chat", "server": server, "threads": n, "rate": rate, "gens": gens,
            "clients": per_gen * gens, "deliveries_per_s": total, "offered": offered,
            "p99_us": max(r["p99_us"] for r in res), "missing": sum(r["missing"] for r in res),
-           "server_cpu": res[0]["server_cpu"]}
+           "failed": sum(r["failed"] for r in res), "server_cpu": res[0]["server_cpu"]}
     log.append(row)
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
@@ -121,7 +147,7 @@ def echo_round(a, server, n, gens, gen_cpus, log):
                      "--conns", str(a.echo_conns), "--secs", str(a.secs),
                      "--warmup", str(a.warmup), "--pid", str(srv.pid)]
                     for _ in range(gens)]
-        res = run_gens(gen_cmds, gen_cpus, a.secs + a.warmup + 120)
+        res = run_gens(gen_cmds, gen_cpus, a.secs + a.warmup + 30)
     finally:
         stop_server(srv)
     row = {"kind": "echo", "server": server, "threads": n, "gens": gens,
@@ -136,27 +162,37 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", default="1,2,4,8")
-    p.add_argument("--gens", type=int, default=8, help="load generators at most")
+    p.add_argument("--gens", type=int, default=None,
+                   help="load generators (default: one per CPU left, at most 8)")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--rates", default="1,2,5,10,20,40,80,160,320")
     p.add_argument("--echo-conns", type=int, default=200)
     p.add_argument("--secs", type=float, default=5)
     p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--drain", type=float, default=2,
+                   help="seconds for the last lines to arrive after the sending stops")
+    p.add_argument("--login-timeout", type=float, default=10,
+                   help="a login not completed within this counts as failed")
     p.add_argument("--pin", action="store_true", default=True)
-    p.add_argument("--quick", action="store_true", help="2 s runs, rates 1,5")
+    p.add_argument("--quick", action="store_true",
+                   help="a check of the script in seconds: 1 s runs, 100 clients, rate 1, "
+                        "20 echo connections per generator")
     p.add_argument("--json", help="write every run's result here")
     a = p.parse_args()
     if a.quick:
-        a.secs, a.warmup, a.rates = 2, 1, "1,5"
+        a.secs, a.warmup, a.drain, a.rates = 1, 0.5, 0.5, "1"
+        a.clients, a.echo_conns, a.login_timeout = 100, 20, 5
     if not (0 < a.secs <= 60):
         sys.exit("--secs must be in (0, 60]")
+    if a.gens is not None and not (1 <= a.gens <= 64):
+        sys.exit("--gens must be in [1, 64]")
     ncpu = os.cpu_count() or 1
     log = []
     chat_rows, echo_rows = [], []
     for n in [int(t) for t in a.threads.split(",")]:
-        gens = max(1, min(a.gens, ncpu - n))
-        gen_cpus = cpus(n, gens) if ncpu > n else [ncpu - 1] * gens
-        starved = gens < n
+        gens = a.gens if a.gens else max(1, min(8, ncpu - n))
+        gen_cpus = gen_cpu_list(n, gens, ncpu)
+        starved = gens < n or ncpu - n < gens
         best = {}
         for server in ("chatter", "tokio_chat"):
             best[server] = None
@@ -188,6 +224,8 @@ def main():
         note = "  (generators starved)" if starved else ""
         print(f"  {n:>3} {gens:>5} {fmt(fv):>14} {fmt(tv):>14} {ratio:>12} "
               f"{sc(fv, base['f']):>14} {sc(tv, base['t']):>14}{note}")
+    failed = sum(r["failed"] for r in log if r["kind"] == "chat")
+    print(f"  logins failed over every chat run: {failed:,}")
     print("\necho: messages/s, echo --threads N vs tokio_echo --threads N, "
           f"{a.echo_conns} connections per generator")
     print(f"  {'N':>3} {'gens':>5} {'fibra':>14} {'tokio':>14} {'fibra/tokio':>12} "

@@ -3,14 +3,18 @@ and waiting for a server to listen."""
 import os, shutil, socket, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+# FIBRA_BUILD=debug runs the debug builds (a check of a script, as .ci/run does; never for
+# figures).
+PROFILE = os.environ.get("FIBRA_BUILD", "release")
+RELEASE = os.path.join(ROOT, "target", PROFILE)
 # The benchmark tools (the bench/ member's binaries); every other program is fibra's example.
 TOOLS = {"loadgen", "tokio_echo", "tokio_chat", "tokio_abchat", "tokio_ws_chat"}
-BUILD = "cargo build --release --examples && cargo build --release -p fibra-bench"
+BUILD = ("cargo build --release --examples && cargo build --release -p fibra-bench"
+         if PROFILE == "release" else "cargo build --examples && cargo build -p fibra-bench")
 
 
 def program(name):
-    """The path of `name`'s release build: fibra's examples are in target/release/examples,
+    """The path of `name`'s release build (FIBRA_BUILD=debug: its debug build): fibra's examples are in target/release/examples,
     the benchmark tools (bench/) in target/release. Exits, saying how to build it, when it
     is not there."""
     path = os.path.join(RELEASE, name) if name in TOOLS else os.path.join(RELEASE, "examples", name)

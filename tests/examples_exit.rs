@@ -24,6 +24,7 @@ fn a_server_that_cannot_listen_exits_non_zero() {
         "timeserver",
         "hertz",
         "abchat",
+        "unblock_hash",
     ] {
         let path = util::example(name);
         assert!(path.exists(), "`cargo test` builds the examples: {path:?}");
@@ -124,7 +125,7 @@ fn ctrl_c_stops_every_server_example_cleanly() {
 }
 
 /// Every example in `examples/` (the benchmark's tools aside).
-const EXAMPLES: [&str; 13] = [
+const EXAMPLES: [&str; 14] = [
     "abchat",
     "chatter",
     "chatter_2007",
@@ -137,6 +138,7 @@ const EXAMPLES: [&str; 13] = [
     "host_loop",
     "service",
     "timeserver",
+    "unblock_hash",
     "web_hello",
 ];
 

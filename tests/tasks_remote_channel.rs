@@ -407,3 +407,66 @@ fn a_schedule_that_dies_releases_the_senders_parked_on_it() {
         );
     });
 }
+
+/// A receiver made with one schedule's remote and moved to a tasklet of another schedule is
+/// woken there (through its own schedule's remote); the tasklet of the first schedule that has
+/// the same id is not disturbed.
+#[test]
+fn a_receiver_moved_to_another_schedule_is_woken_there() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stray = Arc::new(AtomicUsize::new(0));
+    // Schedule A makes the channel; its first tasklet parks and counts its wake-ups.
+    let (to_b, from_a) = std::sync::mpsc::channel();
+    let (a_stop, a_stray) = (stop.clone(), stray.clone());
+    let a = std::thread::spawn(move || {
+        let mut s = Schedule::new();
+        let (tx, rx) = remote_channel::<u32>(&s.remote(), 4);
+        let stray = a_stray.clone();
+        let a_id = s
+            .spawn(move |h| loop {
+                h.park();
+                stray.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        to_b.send((tx, rx, a_id)).unwrap();
+        while !a_stop.load(Ordering::SeqCst) {
+            s.tick().unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let (tx, rx, a_id) = from_a.recv().unwrap();
+    // Schedule B's first tasklet (the same id) receives; a thread sends, slowly enough that
+    // the receiver parks before each value.
+    let got = util::on_thread_within("schedule B (its receiver never woken?)", 10, move || {
+        let mut s = Schedule::new();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let out = got.clone();
+        let b_id = s
+            .spawn(move |h| {
+                while let Some(v) = rx.receive(h) {
+                    out.borrow_mut().push(v);
+                }
+            })
+            .unwrap();
+        assert_eq!(a_id, b_id, "the two tasklets share an id");
+        let producer = std::thread::spawn(move || {
+            for v in 1..=3 {
+                std::thread::sleep(Duration::from_millis(20));
+                tx.send(v).unwrap();
+            }
+        });
+        s.run().unwrap();
+        producer.join().unwrap();
+        got.take()
+    });
+    stop.store(true, Ordering::SeqCst);
+    a.join().unwrap();
+    assert_eq!(got, [1, 2, 3]);
+    assert_eq!(
+        stray.load(Ordering::SeqCst),
+        0,
+        "schedule A's tasklet was woken"
+    );
+}

@@ -12,9 +12,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
-use fibra_rt::{Handle, TaskletId, Unparker};
+use fibra_rt::Handle;
 
-use crate::{SendError, TryReceiveError, TrySendError};
+use crate::{SendError, TryReceiveError, TrySendError, WaitGuard, WaitList};
 
 struct Chan<T> {
     queue: VecDeque<T>,
@@ -22,8 +22,8 @@ struct Chan<T> {
     closed: bool,
     senders: usize,
     receivers: usize,
-    recv_waiters: VecDeque<Unparker>,
-    send_waiters: VecDeque<Unparker>,
+    recv_waiters: WaitList,
+    send_waiters: WaitList,
 }
 
 impl<T> Chan<T> {
@@ -41,13 +41,8 @@ impl<T> Chan<T> {
 
     fn close(&mut self) {
         self.closed = true;
-        for w in self
-            .recv_waiters
-            .drain(..)
-            .chain(self.send_waiters.drain(..))
-        {
-            w.unpark();
-        }
+        self.recv_waiters.wake_all();
+        self.send_waiters.wake_all();
     }
 }
 
@@ -60,8 +55,8 @@ fn new_chan<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
         closed: false,
         senders: 1,
         receivers: 1,
-        recv_waiters: VecDeque::new(),
-        send_waiters: VecDeque::new(),
+        recv_waiters: WaitList::new(),
+        send_waiters: WaitList::new(),
     }));
     (
         Sender {
@@ -104,37 +99,21 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     new_chan(Some(capacity.max(1)))
 }
 
-/// Removes a tasklet's waker from a wait list when its wait ends in any way, including being
-/// killed while parked; a wake it consumed without using is passed on to the next waiter.
-struct WaitGuard<'a, T> {
-    chan: &'a Shared<T>,
-    id: TaskletId,
-    senders_list: bool,
-    done: bool,
-}
-
-impl<T> WaitGuard<'_, T> {
-    fn list(chan: &mut Chan<T>, senders_list: bool) -> &mut VecDeque<Unparker> {
-        if senders_list {
-            &mut chan.send_waiters
-        } else {
-            &mut chan.recv_waiters
-        }
-    }
-}
-
-impl<T> Drop for WaitGuard<'_, T> {
-    fn drop(&mut self) {
-        let mut chan = self.chan.borrow_mut();
-        let list = Self::list(&mut chan, self.senders_list);
-        if let Some(pos) = list.iter().position(|w| w.id() == self.id) {
-            list.remove(pos);
-        } else if !self.done {
-            if let Some(next) = list.pop_front() {
-                next.unpark();
-            }
-        }
-    }
+/// Parks `h` on the list that `list` picks in `chan` until woken; `done` says, once woken,
+/// whether the wake-up was used (if not, it goes to the next waiter). The tasklet leaves the
+/// list however the park ends, a kill included.
+fn wait<T>(
+    h: &Handle,
+    chan: &Shared<T>,
+    list: fn(&mut Chan<T>) -> &mut WaitList,
+    done: impl FnOnce(&Chan<T>) -> bool,
+) {
+    let key = list(&mut chan.borrow_mut()).push(h.unparker());
+    let mut guard = WaitGuard::new(|done| {
+        list(&mut chan.borrow_mut()).leave(key, done);
+    });
+    h.park();
+    guard.done(done(&chan.borrow()));
 }
 
 /// The sending side of a channel. Cloning it adds a sender; when the last sender is dropped
@@ -157,15 +136,7 @@ impl<T> Sender<T> {
                 Err(TrySendError::Closed(v)) => return Err(SendError(v)),
                 Err(TrySendError::Full(v)) => value = v,
             }
-            let mut guard = WaitGuard {
-                chan: &self.chan,
-                id: h.id(),
-                senders_list: true,
-                done: false,
-            };
-            self.chan.borrow_mut().send_waiters.push_back(h.unparker());
-            h.park();
-            guard.done = !self.chan.borrow().is_full();
+            wait(h, &self.chan, |c| &mut c.send_waiters, |c| !c.is_full());
         }
     }
 
@@ -183,9 +154,7 @@ impl<T> Sender<T> {
             return Err(TrySendError::Full(value));
         }
         chan.queue.push_back(value);
-        if let Some(w) = chan.recv_waiters.pop_front() {
-            w.unpark();
-        }
+        chan.recv_waiters.wake_one();
         Ok(())
     }
 
@@ -256,16 +225,12 @@ impl<T> Receiver<T> {
                 Err(TryReceiveError::Closed) => return None,
                 Err(TryReceiveError::Empty) => {}
             }
-            let mut guard = WaitGuard {
-                chan: &self.chan,
-                id: h.id(),
-                senders_list: false,
-                done: false,
-            };
-            self.chan.borrow_mut().recv_waiters.push_back(h.unparker());
-            h.park();
-            let chan = self.chan.borrow();
-            guard.done = chan.queue.is_empty() || chan.closed;
+            wait(
+                h,
+                &self.chan,
+                |c| &mut c.recv_waiters,
+                |c| c.queue.is_empty() || c.closed,
+            );
         }
     }
 
@@ -278,9 +243,7 @@ impl<T> Receiver<T> {
         let mut chan = self.chan.borrow_mut();
         match chan.queue.pop_front() {
             Some(v) => {
-                if let Some(w) = chan.send_waiters.pop_front() {
-                    w.unpark();
-                }
+                chan.send_waiters.wake_one();
                 Ok(v)
             }
             None if chan.closed => Err(TryReceiveError::Closed),

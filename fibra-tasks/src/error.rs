@@ -25,14 +25,21 @@ pub enum TaskError {
         /// Why.
         reason: String,
     },
-    /// An I/O error.
+    /// A closure run off the schedule's thread ([`unblock`](crate::TasksExt::unblock))
+    /// panicked; its panic message. The pool's thread goes on.
+    UnblockPanicked(String),
+    /// A wait with a deadline ([`BlockingPool::run_until`](crate::BlockingPool::run_until))
+    /// reached it.
+    TimedOut,
+    /// An I/O error (for [`unblock`](crate::TasksExt::unblock): no thread could be started).
     Io(io::Error),
 }
 
 impl TaskError {
-    /// Whether the tasklet panicked.
+    /// Whether the tasklet (or a closure given to [`unblock`](crate::TasksExt::unblock))
+    /// panicked.
     pub fn is_panicked(&self) -> bool {
-        matches!(self, TaskError::Panicked(_))
+        matches!(self, TaskError::Panicked(_) | TaskError::UnblockPanicked(_))
     }
 
     /// Whether the tasklet was killed.
@@ -53,6 +60,13 @@ impl fmt::Display for TaskError {
             TaskError::Closed => f.write_str("the channel is closed"),
             TaskError::Spawn(e) => write!(f, "could not spawn a tasklet: {e}"),
             TaskError::InvalidPeriod { reason } => write!(f, "invalid ticker period: {reason}"),
+            TaskError::UnblockPanicked(msg) => {
+                write!(
+                    f,
+                    "the closure run off the schedule's thread panicked: {msg}"
+                )
+            }
+            TaskError::TimedOut => f.write_str("the deadline passed before the result came"),
             TaskError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

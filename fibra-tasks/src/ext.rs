@@ -74,6 +74,33 @@ pub trait TasksExt {
     where
         F: FnOnce(&Handle) + 'static;
 
+    /// Runs `f` on a thread of the [global blocking pool](crate::BlockingPool::global) and
+    /// parks until it returns its value: for blocking calls (a file, a name lookup, a
+    /// library without a non-blocking API) and CPU-heavy work, which would otherwise stop
+    /// every tasklet of the schedule. Does not need the tasks plugin.
+    ///
+    /// ```
+    /// use fibra_rt::Schedule;
+    /// use fibra_tasks::TasksExt;
+    ///
+    /// let mut schedule = Schedule::new();
+    /// schedule.spawn(|h| {
+    ///     let listing = h.unblock(|| std::fs::read_dir(".").map(|d| d.count())).unwrap();
+    ///     assert!(listing.unwrap() > 0);
+    /// })?;
+    /// schedule.run()?;
+    /// # Ok::<(), fibra_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`BlockingPool::run`](crate::BlockingPool::run): [`TaskError::UnblockPanicked`]
+    /// when `f` panicked.
+    fn unblock<T, F>(&self, f: F) -> Result<T, TaskError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static;
+
     /// Waits until the tasklet ends and returns its value.
     ///
     /// # Errors
@@ -113,6 +140,14 @@ pub trait TasksExt {
 }
 
 impl TasksExt for Handle {
+    fn unblock<T, F>(&self, f: F) -> Result<T, TaskError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        crate::BlockingPool::global().run(self, f)
+    }
+
     fn spawn<T, F>(&self, f: F) -> Result<JoinHandle<T>, TaskError>
     where
         T: 'static,

@@ -1,6 +1,8 @@
 //! fibra's tasks plugin: spawn, join, on_finish, kill, sleep, yield_now; channels between
-//! tasklets ([`channel`], [`bounded`]) and from other threads to a tasklet
-//! ([`remote_channel`]).
+//! tasklets ([`channel`], [`bounded`], [`oneshot`]) and from other threads to a tasklet
+//! ([`remote_channel`]); [`Mutex`], [`Semaphore`] and [`Notify`] for tasklets, all on one
+//! kill-safe [`WaitList`]; blocking work off the schedule's thread
+//! ([`TasksExt::unblock`], [`BlockingPool`]).
 //!
 //! Add [`TasksPlugin`] to a schedule, then use [`TasksExt`] on a tasklet's handle:
 //!
@@ -30,10 +32,16 @@ mod channel;
 mod error;
 mod ext;
 mod join;
+mod mutex;
+mod notify;
+pub mod oneshot;
 pub mod ops;
 mod plugin;
 mod remote_channel;
+mod semaphore;
 mod ticker;
+mod unblock;
+mod wait;
 
 pub use channel::{bounded, channel, Receiver, Sender};
 #[allow(deprecated)]
@@ -41,6 +49,11 @@ pub use error::TryRecvError;
 pub use error::{SendError, TaskError, TryReceiveError, TrySendError};
 pub use ext::TasksExt;
 pub use join::JoinHandle;
+pub use mutex::{Mutex, MutexGuard};
+pub use notify::Notify;
 pub use plugin::TasksPlugin;
 pub use remote_channel::{remote_channel, RemoteReceiver, RemoteSender};
+pub use semaphore::{Semaphore, SemaphorePermit};
 pub use ticker::{MissedTicks, Tick, Ticker};
+pub use unblock::BlockingPool;
+pub use wait::{RemoteWaker, WaitGuard, WaitKey, WaitList, Wake};

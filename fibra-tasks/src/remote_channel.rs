@@ -16,33 +16,50 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use fibra_rt::{Handle, Remote, TaskletId};
+use fibra_rt::{Handle, Remote};
 
-use crate::{SendError, TryReceiveError, TrySendError};
+use crate::wait::WaitKey;
+use crate::{RemoteWaker, SendError, TryReceiveError, TrySendError, WaitGuard, WaitList, Wake};
 
 struct State<T> {
     queue: VecDeque<T>,
     cap: usize,
     closed: bool,
     senders: usize,
-    /// Receiving tasklets (about to be) parked for lack of values, first come first woken.
-    /// More than one only when tasklets share the receiver (through an `Rc`).
-    parked: Vec<TaskletId>,
+    /// Receiving tasklets (about to be) parked for lack of values, first come first woken,
+    /// each with its own schedule's remote (the receiver may move to another schedule). More
+    /// than one only when tasklets share the receiver (through an `Rc`).
+    parked: WaitList<RemoteWaker>,
     /// Sending threads blocked for lack of room.
     blocked: usize,
     /// Sending tasklets (of other schedules) parked for lack of room, with their schedule's
     /// remote to unpark them.
-    parked_senders: Vec<(Remote, TaskletId)>,
+    parked_senders: WaitList<RemoteWaker>,
 }
 
 struct Inner<T> {
     state: Mutex<State<T>>,
     /// Signalled when room is made or the channel closes, if a sender is blocked.
     room: Condvar,
-    remote: Remote,
+    /// The schedule the channel was made for: held (not used to wake: each parked tasklet
+    /// records its own schedule's), so that while the channel lives that schedule counts as
+    /// one a remote may still wake, as it always did.
+    _receiving: Remote,
 }
 
 impl<T> Inner<T> {
+    /// Leaves the wait list that `list` picks when dropped, a kill included; a wake-up not
+    /// used goes to the next waiter.
+    fn leave_on_drop(
+        &self,
+        key: WaitKey,
+        list: fn(&mut State<T>) -> &mut WaitList<RemoteWaker>,
+    ) -> WaitGuard<impl FnOnce(bool) + '_> {
+        WaitGuard::new(move |done| {
+            list(&mut self.lock()).leave(key, done);
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic while holding the lock leaves the queue as it was: go on with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -52,16 +69,10 @@ impl<T> Inner<T> {
     fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        let parked = std::mem::take(&mut state.parked);
-        let senders = std::mem::take(&mut state.parked_senders);
+        state.parked.wake_all();
+        state.parked_senders.wake_all();
         let blocked = state.blocked > 0;
         drop(state);
-        for id in parked {
-            self.remote.unpark(id);
-        }
-        for (remote, id) in senders {
-            remote.unpark(id);
-        }
         if blocked {
             self.room.notify_all();
         }
@@ -69,7 +80,8 @@ impl<T> Inner<T> {
 }
 
 /// A bounded channel from other threads to a tasklet of the schedule behind `remote`
-/// (capacity at least 1).
+/// (capacity at least 1). A parked receiver is woken through its own schedule's remote, so the
+/// receiver may also be moved to, and used by, a tasklet of another schedule.
 ///
 /// ```
 /// use fibra_rt::Schedule;
@@ -104,12 +116,12 @@ pub fn remote_channel<T: Send>(
             cap,
             closed: false,
             senders: 1,
-            parked: Vec::new(),
+            parked: WaitList::new(),
             blocked: 0,
-            parked_senders: Vec::new(),
+            parked_senders: WaitList::new(),
         }),
         room: Condvar::new(),
-        remote: remote.clone(),
+        _receiving: remote.clone(),
     });
     (
         RemoteSender {
@@ -211,33 +223,11 @@ impl<T> RemoteSender<T> {
                 self.push(state, value);
                 return Ok(());
             }
-            // Tasklets of two schedules may have equal ids: a sender is its (schedule, id).
-            let (remote, id) = (h.remote(), h.id());
-            let me = |(r, p): &(Remote, TaskletId)| *p == id && r.same_schedule(&remote);
-            if !state.parked_senders.iter().any(me) {
-                state.parked_senders.push((remote.clone(), id));
-            }
+            let key = state.parked_senders.push(RemoteWaker::of(h));
             drop(state);
-            /// Leaves the wait list however the park ends, a kill included.
-            struct Leave<'a, T> {
-                inner: &'a Inner<T>,
-                remote: Remote,
-                id: TaskletId,
-            }
-            impl<T> Drop for Leave<'_, T> {
-                fn drop(&mut self) {
-                    self.inner
-                        .lock()
-                        .parked_senders
-                        .retain(|(r, p)| *p != self.id || !r.same_schedule(&self.remote));
-                }
-            }
-            let _leave = Leave {
-                inner: &self.inner,
-                remote,
-                id,
-            };
+            let mut leave = self.inner.leave_on_drop(key, |s| &mut s.parked_senders);
             h.park();
+            leave.done(true);
         }
     }
 
@@ -262,10 +252,10 @@ impl<T> RemoteSender<T> {
     fn push(&self, mut state: MutexGuard<'_, State<T>>, value: T) {
         state.queue.push_back(value);
         // One receiver is enough: the one woken takes everything queued.
-        let parked = (!state.parked.is_empty()).then(|| state.parked.remove(0));
+        let parked = state.parked.take_next().cloned();
         drop(state);
-        if let Some(id) = parked {
-            self.inner.remote.unpark(id);
+        if let Some(waker) = parked {
+            waker.wake();
         }
     }
 
@@ -327,8 +317,9 @@ impl<T> fmt::Debug for RemoteSender<T> {
     }
 }
 
-/// The receiving side of a [`remote_channel`]: used by one tasklet of the schedule whose
-/// [`Remote`] made the channel.
+/// The receiving side of a [`remote_channel`]: used by a tasklet (of the schedule whose
+/// [`Remote`] made the channel, or of any other: it may be moved there), or by several
+/// tasklets of one schedule sharing it.
 pub struct RemoteReceiver<T> {
     inner: Arc<Inner<T>>,
     /// Values taken from the shared queue in one swap, handed out without the lock.
@@ -346,6 +337,40 @@ impl<T> RemoteReceiver<T> {
             self.taken.borrow_mut().pop_front()
         } else {
             None
+        }
+    }
+
+    /// Like [`receive`](Self::receive), giving up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`](fibra_rt::TimedOut) if nothing came (and the channel was not closed) by
+    /// then.
+    pub fn receive_until(
+        &self,
+        h: &Handle,
+        deadline: std::time::Instant,
+    ) -> Result<Option<T>, fibra_rt::TimedOut> {
+        loop {
+            let mut state = {
+                let mut taken = self.taken.borrow_mut();
+                if let Some(value) = taken.pop_front() {
+                    return Ok(Some(value));
+                }
+                let mut state = self.inner.lock();
+                if self.take_all(&mut state, &mut taken) {
+                    return Ok(taken.pop_front());
+                }
+                if state.closed {
+                    return Ok(None);
+                }
+                state
+            };
+            let key = state.parked.push(RemoteWaker::of(h));
+            drop(state);
+            let mut leave = self.inner.leave_on_drop(key, |s| &mut s.parked);
+            h.park_until(deadline)?;
+            leave.done(true);
         }
     }
 
@@ -429,25 +454,12 @@ impl<T> RemoteReceiver<T> {
     /// when the park ends in any way, a kill included, so a dead tasklet never takes the
     /// wake-up meant for a live one.
     fn park(&self, h: &Handle, mut state: MutexGuard<'_, State<T>>) {
-        let id = h.id();
-        if !state.parked.contains(&id) {
-            state.parked.push(id);
-        }
+        let key = state.parked.push(RemoteWaker::of(h));
         drop(state);
-        struct Leave<'a, T> {
-            inner: &'a Inner<T>,
-            id: TaskletId,
-        }
-        impl<T> Drop for Leave<'_, T> {
-            fn drop(&mut self) {
-                self.inner.lock().parked.retain(|&p| p != self.id);
-            }
-        }
-        let _leave = Leave {
-            inner: &self.inner,
-            id,
-        };
+        let mut leave = self.inner.leave_on_drop(key, |s| &mut s.parked);
         h.park();
+        // Back from the park, the tasklet takes what is queued; killed, it passes its wake on.
+        leave.done(true);
     }
 
     /// Swaps the shared queue with the empty `taken` (both keep their allocations); frees
@@ -461,9 +473,7 @@ impl<T> RemoteReceiver<T> {
             self.inner.room.notify_all();
         }
         // Parked sending tasklets: one unpark each, however many values they wait to send.
-        for (remote, id) in state.parked_senders.drain(..) {
-            remote.unpark(id);
-        }
+        state.parked_senders.wake_all();
         true
     }
 

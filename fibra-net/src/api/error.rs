@@ -329,6 +329,7 @@ impl From<fibra_tasks::TaskError> for NetError {
         match e {
             fibra_tasks::TaskError::Spawn(e) => NetError::Spawn(e),
             fibra_tasks::TaskError::Io(e) => NetError::from(e),
+            fibra_tasks::TaskError::TimedOut => NetError::TimedOut,
             other => NetError::Io(io::Error::other(other)),
         }
     }

@@ -1,6 +1,7 @@
 //! `NetExt`: the network ops as calls on a tasklet's [`Handle`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 use std::time::Instant;
 
 use fibra_rt::Handle;
@@ -9,6 +10,7 @@ use crate::api::conn::{Conn, Listener};
 use crate::api::error::{Lost, NetError};
 use crate::api::io::ConnIo;
 use crate::api::ops;
+use crate::api::resolve::ToAddrs;
 use crate::api::options::{ConnOptions, ListenOptions};
 use crate::engine::shared::Encoding;
 
@@ -16,16 +18,19 @@ use crate::engine::shared::Encoding;
 /// [`Handle`]. They need the [`NetPlugin`](crate::NetPlugin) in the schedule.
 ///
 /// Every call that can wait takes the handle, so yield points stay visible. Addresses are
-/// anything [`ToSocketAddrs`] takes; the first address it gives is used. Resolving a host
-/// name blocks the thread: pass IP addresses where that matters.
+/// what [`ToAddrs`] takes (what [`ToSocketAddrs`] takes: an address, `"host:port"`,
+/// `(&str, u16)`...). A host name is looked up on a thread of the blocking pool
+/// ([`TasksExt::unblock`](fibra_tasks::TasksExt::unblock)) while the tasklet parks, so the
+/// schedule's other tasklets go on; an IP address is used as it is. Every address a name
+/// gives is tried in order, as std does.
 pub trait NetExt {
     /// Listens on `addr` (port 0: the system picks one; see
-    /// [`Listener::local_addr`]).
+    /// [`Listener::local_addr`]); of a host name's addresses, the first that can be bound.
     ///
     /// # Errors
     ///
-    /// [`NetError::Bind`] (address in use, not allowed...).
-    fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError>;
+    /// [`NetError::Bind`] (address in use, not allowed...): the last address's.
+    fn listen<A: ToAddrs>(&self, addr: A) -> Result<Listener, NetError>;
 
     /// Like [`listen`](Self::listen), with options (backlog, `SO_REUSEPORT`, and the options
     /// of accepted connections).
@@ -33,7 +38,7 @@ pub trait NetExt {
     /// # Errors
     ///
     /// As [`listen`](Self::listen).
-    fn listen_with<A: ToSocketAddrs>(
+    fn listen_with<A: ToAddrs>(
         &self,
         addr: A,
         options: ListenOptions,
@@ -47,16 +52,19 @@ pub trait NetExt {
     /// [`NetError::Closed`] if the listener was closed; other accept errors.
     fn accept(&self, listener: &Listener) -> Result<(Conn, SocketAddr), NetError>;
 
-    /// Connects to `addr` without blocking the thread, with default options.
+    /// Connects to `addr` without blocking the thread, with default options. A host name's
+    /// addresses are tried in order until one connects (`localhost` reaches a server
+    /// listening on `127.0.0.1` alone, or on `::1` alone).
     ///
     /// # Errors
     ///
-    /// [`NetError::Refused`], [`NetError::Unreachable`], or another I/O error.
-    fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError>;
+    /// [`NetError::Refused`], [`NetError::Unreachable`], or another I/O error: the last
+    /// address's.
+    fn connect<A: ToAddrs>(&self, addr: A) -> Result<Conn, NetError>;
 
     /// Like [`connect`](Self::connect) with options: the connection's framing and limits, and
-    /// how long to wait for the handshake
-    /// ([`ConnOptions::with_connect_timeout`]).
+    /// how long to wait ([`ConnOptions::with_connect_timeout`]: the name's lookup and every
+    /// address's handshake together).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -73,11 +81,7 @@ pub trait NetExt {
     ///
     /// As [`connect`](Self::connect), and [`NetError::TimedOut`]; [`NetError::Codec`] when
     /// the factory of a [`Framing::custom`](crate::Framing::custom) panicked.
-    fn connect_with<A: ToSocketAddrs>(
-        &self,
-        addr: A,
-        options: ConnOptions,
-    ) -> Result<Conn, NetError>;
+    fn connect_with<A: ToAddrs>(&self, addr: A, options: ConnOptions) -> Result<Conn, NetError>;
 
     /// Takes over `stream`, a TCP connection accepted or connected elsewhere (another
     /// thread's acceptor handing connections out, say): it becomes a connection of this
@@ -234,6 +238,14 @@ pub trait NetExt {
     fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a>;
 }
 
+/// `timeout` from now (far in the future if that overflows).
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// The first address of `addr`, looked up on this thread (host code's listen).
 pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
     addr.to_socket_addrs()?.next().ok_or_else(|| {
         NetError::Io(std::io::Error::new(
@@ -244,38 +256,60 @@ pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError>
 }
 
 impl NetExt for Handle {
-    fn listen<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, NetError> {
+    fn listen<A: ToAddrs>(&self, addr: A) -> Result<Listener, NetError> {
         self.listen_with(addr, ListenOptions::default())
     }
 
-    fn listen_with<A: ToSocketAddrs>(
+    fn listen_with<A: ToAddrs>(
         &self,
         addr: A,
         options: ListenOptions,
     ) -> Result<Listener, NetError> {
-        let addr = resolve(addr)?;
-        self.yield_op(ops::Listen::new(addr, options))
+        let addrs = addr.to_addrs()?.resolve(self, None)?;
+        let (last, others) = addrs
+            .as_slice()
+            .split_last()
+            .expect("resolve gives one or more");
+        for &addr in others {
+            if let Ok(listener) = self.yield_op(ops::Listen::new(addr, options.clone())) {
+                return Ok(listener);
+            }
+        }
+        self.yield_op(ops::Listen::new(*last, options))
     }
 
     fn accept(&self, listener: &Listener) -> Result<(Conn, SocketAddr), NetError> {
         self.yield_op(ops::Accept::new(listener))
     }
 
-    fn connect<A: ToSocketAddrs>(&self, addr: A) -> Result<Conn, NetError> {
+    fn connect<A: ToAddrs>(&self, addr: A) -> Result<Conn, NetError> {
         self.connect_with(addr, ConnOptions::default())
     }
 
-    fn connect_with<A: ToSocketAddrs>(
-        &self,
-        addr: A,
-        options: ConnOptions,
-    ) -> Result<Conn, NetError> {
-        let timeout = options.connect_timeout;
-        let op = ops::Connect::new(resolve(addr)?, options);
-        match timeout {
-            Some(t) => self.yield_op_timeout(op, t)?,
-            None => self.yield_op(op),
+    fn connect_with<A: ToAddrs>(&self, addr: A, options: ConnOptions) -> Result<Conn, NetError> {
+        let deadline = options.connect_timeout.map(deadline_after);
+        let addrs = addr.to_addrs()?.resolve(self, deadline)?;
+        let (last, others) = addrs
+            .as_slice()
+            .split_last()
+            .expect("resolve gives one or more");
+        let connect = |addr, options| {
+            let op = ops::Connect::new(addr, options);
+            match deadline {
+                Some(deadline) => self.yield_op_until(op, deadline)?,
+                None => self.yield_op(op),
+            }
+        };
+        for &addr in others {
+            match connect(addr, options.clone()) {
+                Ok(conn) => return Ok(conn),
+                Err(NetError::TimedOut) => return Err(NetError::TimedOut),
+                Err(e) => {
+                    log::debug!(target: "fibra_net::connect", "{addr}: {e}; trying the next address")
+                }
+            }
         }
+        connect(*last, options)
     }
 
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError> {

@@ -14,4 +14,5 @@ pub(crate) mod group;
 pub(crate) mod io;
 pub mod ops;
 pub(crate) mod options;
+pub(crate) mod resolve;
 pub(crate) mod stats;

@@ -190,7 +190,7 @@ pub struct ListenOptions {
 impl Default for ListenOptions {
     fn default() -> Self {
         ListenOptions {
-            backlog: crate::sys::socket::max_backlog(),
+            backlog: crate::engine::sys::socket::max_backlog(),
             reuse_port: false,
             conn: ConnOptions::default(),
         }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra_rt::{Handle, Unparker};
+use fibra_tasks::WaitGuard;
 use slab::Slab;
 
 use crate::{Backoff, Conn, ConnOptions, Lost, NetError, NetExt, Spawner};
@@ -317,12 +318,9 @@ impl Pool {
         };
         // Leaves the line however the wait ends (a kill included), giving back a grant it
         // did not use.
-        let mut ticket = Ticket {
-            inner: &self.inner,
-            key,
-        };
+        let _leave = WaitGuard::new(|_| self.inner.state.borrow_mut().leave_line(key));
         loop {
-            if let Some((slot, conn)) = ticket.take_grant() {
+            if let Some((slot, conn)) = self.inner.state.borrow_mut().take_grant(key) {
                 return Ok(self.lease(slot, conn));
             }
             if !self.is_running() {
@@ -335,7 +333,7 @@ impl Pool {
                 continue;
             };
             if h.park_until(deadline).is_err() {
-                if let Some((slot, conn)) = ticket.take_grant() {
+                if let Some((slot, conn)) = self.inner.state.borrow_mut().take_grant(key) {
                     return Ok(self.lease(slot, conn));
                 }
                 return Err(self.timed_out(timeout, "waiting for a free connection"));
@@ -394,6 +392,40 @@ impl State {
         self.slots[slot] = Slot::Dropped;
     }
 
+    /// The slot granted to waiter `key`, if any, with its connection. A grant whose
+    /// connection was lost since puts the waiter back at the head of the line.
+    fn take_grant(&mut self, key: usize) -> Option<(usize, Conn)> {
+        let slot = self.waiters[key].granted.take()?;
+        let conn = match &self.slots[slot] {
+            Slot::Busy(conn) if conn.lost().is_none() => conn.clone(),
+            _ => {
+                self.queue.push_front(key);
+                return None;
+            }
+        };
+        if conn.received() > 0 {
+            self.drop_unasked(slot, &conn, "while it was idle");
+            self.queue.push_front(key);
+            return None;
+        }
+        Some((slot, conn))
+    }
+
+    /// Waiter `key` leaves the line (however its wait ended), giving back a grant it did not
+    /// take.
+    fn leave_line(&mut self, key: usize) {
+        let waiter = self.waiters.remove(key);
+        if let Some(at) = self.queue.iter().position(|&k| k == key) {
+            self.queue.remove(at);
+        }
+        if let Some(slot) = waiter.granted {
+            if let Slot::Busy(conn) = &self.slots[slot] {
+                let conn = conn.clone();
+                self.free(slot, conn);
+            }
+        }
+    }
+
     /// `slot` (up, `conn`) is free: to the first waiter, or to the idle list.
     fn free(&mut self, slot: usize, conn: Conn) {
         if let Some(key) = self.queue.pop_front() {
@@ -404,50 +436,6 @@ impl State {
         } else {
             self.slots[slot] = Slot::Idle(conn);
             self.idle.push_back(slot);
-        }
-    }
-}
-
-/// A request's place in line.
-struct Ticket<'a> {
-    inner: &'a Inner,
-    key: usize,
-}
-
-impl Ticket<'_> {
-    /// The slot granted to it, if any, with its connection. A grant whose connection was
-    /// lost since puts it back at the head of the line.
-    fn take_grant(&mut self) -> Option<(usize, Conn)> {
-        let mut state = self.inner.state.borrow_mut();
-        let slot = state.waiters[self.key].granted.take()?;
-        let conn = match &state.slots[slot] {
-            Slot::Busy(conn) if conn.lost().is_none() => conn.clone(),
-            _ => {
-                state.queue.push_front(self.key);
-                return None;
-            }
-        };
-        if conn.received() > 0 {
-            state.drop_unasked(slot, &conn, "while it was idle");
-            state.queue.push_front(self.key);
-            return None;
-        }
-        Some((slot, conn))
-    }
-}
-
-impl Drop for Ticket<'_> {
-    fn drop(&mut self) {
-        let mut state = self.inner.state.borrow_mut();
-        let waiter = state.waiters.remove(self.key);
-        if let Some(at) = state.queue.iter().position(|&k| k == self.key) {
-            state.queue.remove(at);
-        }
-        if let Some(slot) = waiter.granted {
-            if let Slot::Busy(conn) = &state.slots[slot] {
-                let conn = conn.clone();
-                state.free(slot, conn);
-            }
         }
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fibra_tasks::{RemoteSender, TrySendError};
 
-use crate::error::NetError;
-use crate::options::ListenOptions;
+use crate::api::error::NetError;
+use crate::api::options::ListenOptions;
 
 /// The longest the acceptor sleeps at a time while every schedule's channel is full, between
 /// looks at its stop flag and at the channels.
@@ -161,8 +161,8 @@ impl Handoff {
         targets: Vec<RemoteSender<Handed>>,
         loads: Loads,
     ) -> Result<Handoff, NetError> {
-        let addr = crate::ext::resolve(addr)?;
-        let (socket, _) = crate::sys::socket::listener(addr, options)?;
+        let addr = crate::api::ext::resolve(addr)?;
+        let (socket, _) = crate::engine::sys::socket::listener(addr, options)?;
         Ok(Handoff::start_with(
             TcpListener::from(socket),
             targets,

@@ -12,7 +12,7 @@ use fibra::tasks::TasksExt;
 use fibra::Handle;
 
 use super::measure::{self, CpuWindow, Histogram};
-use super::Common;
+use super::{receive_by, receive_raw_by, Common, LoginFailed};
 
 pub(crate) struct ChatArgs {
     pub(crate) clients: usize,
@@ -67,7 +67,10 @@ struct State {
     measure_from: Instant,
     stop_sending: Instant,
     logged_in: usize,
+    /// Logins that failed (refused, reset, a wrong answer, or timed out)...
     failed: usize,
+    /// ...of which timed out: not completed within `--login-timeout`.
+    login_timeouts: usize,
     conns: Vec<Conn>,
     /// Lines each sender has queued.
     sent: Vec<u32>,
@@ -129,6 +132,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         stop_sending: far,
         logged_in: 0,
         failed: 0,
+        login_timeouts: 0,
         conns: Vec::with_capacity(c),
         sent: vec![0; c],
         sent_in_window: 0,
@@ -143,19 +147,28 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         samples: Vec::new(),
     }));
 
-    // Log in at most 200 at a time, so the server's backlog never overflows.
+    // Log in at most 200 at a time, so the server's backlog never overflows. Each login has
+    // --login-timeout from when it starts: the login phase ends within
+    // ceil(clients / 200) timeouts, whatever the server does.
     let batch = Rc::new(fibra::tasks::bounded::<()>(200));
+    let login_timeout = common.login_timeout;
     for i in 0..c {
         let (state, batch) = (state.clone(), batch.clone());
         let (addr, rate, ws) = (common.addr, args.rate, wire(args));
         let (prefix, id_base) = (args.prefix.clone(), args.id_base);
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
-            let conn = login(h, addr, &format!("{prefix}{i}"), ws);
+            let deadline = Instant::now() + login_timeout;
+            let conn = login(h, addr, &format!("{prefix}{i}"), ws, deadline);
             let _ = batch.1.receive(h);
-            let Some((conn, leftover)) = conn else {
-                state.borrow_mut().failed += 1;
-                return;
+            let (conn, leftover) = match conn {
+                Ok(logged_in) => logged_in,
+                Err(why) => {
+                    let mut s = state.borrow_mut();
+                    s.failed += 1;
+                    s.login_timeouts += usize::from(why == LoginFailed::TimedOut);
+                    return;
+                }
             };
             {
                 let mut s = state.borrow_mut();
@@ -187,6 +200,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         let state = state.clone();
         let (pid, warmup, secs) = (common.pid, common.warmup, common.secs);
         let (churn, drain, report, addr) = (args.churn, args.drain, args.report, common.addr);
+        let login_timeout = common.login_timeout;
         let ws = wire(args);
         let cpu_used = cpu_used.clone();
         schedule.spawn(move |h| {
@@ -210,7 +224,13 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             if churn > 0.0 {
                 let state = state.clone();
                 h.spawn_detached(move |h| {
-                    churn_clients(h, &state, addr, churn, t0, stop_sending, ws)
+                    let churn = Churn {
+                        addr,
+                        rate: churn,
+                        login_timeout,
+                        ws,
+                    };
+                    churn_clients(h, &state, &churn, t0, stop_sending)
                 })
                 .expect("churn tasklet");
             }
@@ -254,7 +274,17 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             }
         })?;
     }
-    schedule.run()?;
+    // Every wait inside is bounded; this bounds the whole run too: the login phase (200 at
+    // a time, each within --login-timeout), the run, the drain, and a margin.
+    let batches = c.div_ceil(200) as u32;
+    let limit = common.login_timeout * (batches + 1)
+        + Duration::from_secs_f64(common.warmup + common.secs + args.drain + 30.0);
+    if schedule.run_until(Instant::now() + limit)? {
+        eprintln!(
+            "loadgen: the run did not end within {} s; reporting what it measured",
+            limit.as_secs()
+        );
+    }
 
     let s = state.borrow();
     let mut missing: u64 = 0;
@@ -277,7 +307,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     let _ = write!(
         json,
         "{{\"scenario\":\"chat\",\"addr\":\"{}\",\"clients\":{},\"rate\":{},\"churn\":{},\"secs\":{},\
-         \"logged_in\":{},\"failed\":{},\"lines_sent\":{},\"lines_per_s\":{:.0},\
+         \"logged_in\":{},\"failed\":{},\"login_timeouts\":{},\"lines_sent\":{},\"lines_per_s\":{:.0},\
          \"deliveries\":{},\"deliveries_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\
          \"missing\":{},\"out_of_order\":{},\"receivers_lost\":{},\"churn_ok\":{},\"churn_failed\":{},\
          \"server_cpu\":{},\"deliveries_per_cpu_s\":{},\
@@ -289,6 +319,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         window,
         s.logged_in,
         s.failed,
+        s.login_timeouts,
         s.sent_in_window,
         s.sent_in_window as f64 / window,
         s.deliveries_in_window,
@@ -311,6 +342,14 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         receivers,
     );
     println!("{json}");
+    if s.failed > 0 {
+        eprintln!(
+            "loadgen: {} of {c} logins failed ({} not completed within --login-timeout {} s)",
+            s.failed,
+            s.login_timeouts,
+            common.login_timeout.as_secs_f64()
+        );
+    }
     if s.latency.count() == 0 {
         return Err("no line was delivered".into());
     }
@@ -322,13 +361,14 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 /// Connects, answers the prompt with `handle`, and reads up to its own join line; with `ws`,
-/// over a WebSocket, returning the bytes read past the join.
+/// over a WebSocket, returning the bytes read past the join. Gives up at `deadline`.
 fn login(
     h: &Handle,
     addr: std::net::SocketAddr,
     handle: &str,
     ws: Wire,
-) -> Option<(Conn, Vec<u8>)> {
+    deadline: Instant,
+) -> Result<(Conn, Vec<u8>), LoginFailed> {
     let framing = match ws {
         Wire::Ws => Framing::Raw,
         Wire::Lines => Framing::Lines,
@@ -336,80 +376,84 @@ fn login(
     };
     let options = ConnOptions::new()
         .with_framing(framing)
-        .with_send_limit(1 << 20);
-    let conn = match h.connect_with(
-        addr,
-        options.with_connect_timeout(Some(Duration::from_secs(10))),
-    ) {
-        Ok(conn) => conn,
-        Err(e) => {
-            eprintln!("connect {addr}: {e}");
-            return None;
-        }
-    };
+        .with_send_limit(1 << 20)
+        .with_connect_timeout(Some(deadline.saturating_duration_since(Instant::now())));
+    let conn = h.connect_with(addr, options).map_err(|e| {
+        eprintln!("connect {addr}: {e}");
+        LoginFailed::from(e)
+    })?;
     let joined = format!("{handle} has joined the chat.");
     match ws {
-        Wire::Ws => return ws_login(h, conn, handle, &joined),
-        Wire::AbChat => return abchat_login(h, conn, handle),
+        Wire::Ws => return ws_login(h, conn, handle, &joined, deadline),
+        Wire::AbChat => return abchat_login(h, conn, handle, deadline),
         Wire::Lines => {}
     }
     let mut line = Vec::with_capacity(128);
-    h.receive_into(&conn, &mut line).ok()?;
+    receive_by(h, &conn, &mut line, deadline)?;
     if line != PROMPT {
         eprintln!(
             "{handle}: expected the prompt, got {:?}",
             String::from_utf8_lossy(&line)
         );
-        return None;
+        return Err(LoginFailed::Failed);
     }
-    h.send_frame(&conn, handle.as_bytes()).ok()?;
-    h.receive_into(&conn, &mut line).ok()?;
+    h.send_frame(&conn, handle.as_bytes())?;
+    receive_by(h, &conn, &mut line, deadline)?;
     if line != joined.as_bytes() {
         eprintln!(
             "{handle}: expected to join, got {:?}",
             String::from_utf8_lossy(&line)
         );
-        return None;
+        return Err(LoginFailed::Failed);
     }
-    Some((conn, Vec::new()))
+    Ok((conn, Vec::new()))
 }
 
 /// ABChat's login: the name as the first frame, `ok <name>` back.
-fn abchat_login(h: &Handle, conn: Conn, name: &str) -> Option<(Conn, Vec<u8>)> {
-    h.send_frame(&conn, name.as_bytes()).ok()?;
-    let answer = h.receive(&conn).ok()?;
+fn abchat_login(
+    h: &Handle,
+    conn: Conn,
+    name: &str,
+    deadline: Instant,
+) -> Result<(Conn, Vec<u8>), LoginFailed> {
+    h.send_frame(&conn, name.as_bytes())?;
+    let mut answer = Vec::new();
+    receive_by(h, &conn, &mut answer, deadline)?;
     if answer != format!("ok {name}").as_bytes() {
         eprintln!(
             "{name}: expected ok, got {:?}",
             String::from_utf8_lossy(&answer)
         );
-        return None;
+        return Err(LoginFailed::Failed);
     }
-    Some((conn, Vec::new()))
+    Ok((conn, Vec::new()))
 }
 
 /// The WebSocket handshake, then the prompt and the join as text messages.
-fn ws_login(h: &Handle, conn: Conn, handle: &str, joined: &str) -> Option<(Conn, Vec<u8>)> {
+fn ws_login(
+    h: &Handle,
+    conn: Conn,
+    handle: &str,
+    joined: &str,
+    deadline: Instant,
+) -> Result<(Conn, Vec<u8>), LoginFailed> {
     let request = "GET /ws HTTP/1.1\r\nHost: loadgen\r\nUpgrade: websocket\r\n\
                    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    h.send(&conn, request.as_bytes()).ok()?;
+    h.send(&conn, request.as_bytes())?;
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
         }
         if buf.len() > 4096 {
-            return None;
+            return Err(LoginFailed::Failed);
         }
-        buf.extend_from_slice(
-            &h.yield_op(ops::Receive::raw(&conn, Vec::new(), 4096))
-                .ok()?,
-        );
+        buf.extend_from_slice(&receive_raw_by(h, &conn, 4096, deadline)?);
     };
     if !buf.starts_with(b"HTTP/1.1 101") {
         eprintln!("{handle}: no upgrade: {:?}", String::from_utf8_lossy(&buf));
-        return None;
+        return Err(LoginFailed::Failed);
     }
     buf.drain(..head_end);
     let mut want = PROMPT.to_vec();
@@ -421,18 +465,16 @@ fn ws_login(h: &Handle, conn: Conn, handle: &str, joined: &str) -> Option<(Conn,
         }
         match payload {
             Some(p) if p == want && want == PROMPT => {
-                h.send(&conn, &ws_text_frame(handle.as_bytes())).ok()?;
+                h.send(&conn, &ws_text_frame(handle.as_bytes()))?;
                 want = joined.as_bytes().to_vec();
             }
-            Some(p) if p == want => return Some((conn, buf)),
+            Some(p) if p == want => return Ok((conn, buf)),
             Some(p) => {
                 eprintln!("{handle}: unexpected {:?}", String::from_utf8_lossy(&p));
-                return None;
+                return Err(LoginFailed::Failed);
             }
             None => {
-                let more = h
-                    .yield_op(ops::Receive::raw(&conn, Vec::new(), 64 * 1024))
-                    .ok()?;
+                let more = receive_raw_by(h, &conn, 64 * 1024, deadline)?;
                 buf.extend_from_slice(&more);
             }
         }
@@ -662,17 +704,24 @@ fn parse_says(line: &[u8]) -> Option<(usize, u32, u64)> {
     Some((sender, seq, micros))
 }
 
-/// `rate` extra clients a second connect, log in and drop, until `stop`.
+/// What the churning clients do.
+struct Churn {
+    addr: std::net::SocketAddr,
+    /// Clients a second.
+    rate: f64,
+    login_timeout: Duration,
+    ws: Wire,
+}
+
+/// `churn.rate` extra clients a second connect, log in and drop, until `stop`.
 fn churn_clients(
     h: &Handle,
     state: &Rc<RefCell<State>>,
-    addr: std::net::SocketAddr,
-    rate: f64,
+    churn: &Churn,
     t0: Instant,
     stop: Instant,
-    ws: Wire,
 ) {
-    let period = Duration::from_secs_f64(1.0 / rate);
+    let period = Duration::from_secs_f64(1.0 / churn.rate);
     let mut next = t0;
     let mut n: u64 = 0;
     while next < stop {
@@ -680,8 +729,9 @@ fn churn_clients(
         next += period;
         n += 1;
         let shared = state.clone();
+        let (addr, ws, deadline) = (churn.addr, churn.ws, Instant::now() + churn.login_timeout);
         let spawned = h.spawn_detached(move |h| {
-            let ok = login(h, addr, &format!("z{n}"), ws).is_some();
+            let ok = login(h, addr, &format!("z{n}"), ws, deadline).is_ok();
             let mut s = shared.borrow_mut();
             if ok {
                 s.churn_ok += 1;

@@ -11,16 +11,15 @@ use fibra::tasks::TasksExt;
 use fibra::Handle;
 
 use super::measure::{self, Histogram};
-use super::Common;
+use super::{receive_by, Common};
 
 const PROMPT: &[u8] = b"What is your handle?";
 
-fn connect(h: &Handle, addr: std::net::SocketAddr) -> Option<fibra::net::Conn> {
+/// Connects by `deadline`.
+fn connect(h: &Handle, addr: std::net::SocketAddr, deadline: Instant) -> Option<fibra::net::Conn> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let options = ConnOptions::new().with_framing(Framing::Lines);
-    match h.connect_with(
-        addr,
-        options.with_connect_timeout(Some(Duration::from_secs(10))),
-    ) {
+    match h.connect_with(addr, options.with_connect_timeout(Some(timeout))) {
         Ok(conn) => Some(conn),
         Err(e) => {
             eprintln!("connect {addr}: {e}");
@@ -48,11 +47,14 @@ pub(crate) fn idle(
     for _ in 0..conns {
         let (ready, failed, held, gate) =
             (ready.clone(), failed.clone(), held.clone(), gate.clone());
-        let addr = common.addr;
+        let (addr, login_timeout) = (common.addr, common.login_timeout);
         schedule.spawn(move |h| {
             let _ = gate.0.send(h, ());
-            let conn = connect(h, addr)
-                .filter(|conn| !prompt || h.receive(conn).is_ok_and(|line| line == PROMPT));
+            let deadline = Instant::now() + login_timeout;
+            let mut line = Vec::new();
+            let conn = connect(h, addr, deadline).filter(|conn| {
+                !prompt || receive_by(h, conn, &mut line, deadline).is_ok() && line == PROMPT
+            });
             let _ = gate.1.receive(h);
             match conn {
                 Some(conn) => {
@@ -120,7 +122,7 @@ pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::e
     let failed = Rc::new(Cell::new(0u64));
     for i in 0..conns {
         let (latency, failed) = (latency.clone(), failed.clone());
-        let addr = common.addr;
+        let (addr, login_timeout) = (common.addr, common.login_timeout);
         schedule.spawn(move |h| {
             let mut line = Vec::with_capacity(128);
             let mut handle = String::with_capacity(32);
@@ -134,7 +136,7 @@ pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::e
                 handle.clear();
                 use std::fmt::Write as _;
                 let _ = write!(handle, "a{i}x{n}");
-                if !login(h, addr, &handle, &mut line) {
+                if !login(h, addr, &handle, &mut line, began + login_timeout) {
                     failed.set(failed.get() + 1);
                     h.sleep(Duration::from_millis(10));
                     continue;
@@ -171,12 +173,19 @@ pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
-/// One login: the prompt, the handle, the join line; then the connection drops.
-fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str, line: &mut Vec<u8>) -> bool {
-    let Some(conn) = connect(h, addr) else {
+/// One login by `deadline`: the prompt, the handle, the join line; then the connection
+/// drops.
+fn login(
+    h: &Handle,
+    addr: std::net::SocketAddr,
+    handle: &str,
+    line: &mut Vec<u8>,
+    deadline: Instant,
+) -> bool {
+    let Some(conn) = connect(h, addr, deadline) else {
         return false;
     };
-    if h.receive_into(&conn, line).is_err() || line != PROMPT {
+    if receive_by(h, &conn, line, deadline).is_err() || line != PROMPT {
         return false;
     }
     if h.send_frame(&conn, handle.as_bytes()).is_err() {
@@ -184,7 +193,7 @@ fn login(h: &Handle, addr: std::net::SocketAddr, handle: &str, line: &mut Vec<u8
     }
     // Other members' joins and leaves may come first.
     loop {
-        if h.receive_into(&conn, line).is_err() {
+        if receive_by(h, &conn, line, deadline).is_err() {
             return false;
         }
         if line.starts_with(handle.as_bytes()) && line.ends_with(b" has joined the chat.") {

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Every run has `--warmup` unmeasured seconds, then `--secs` measured seconds (at most
-//! 3600), then stops by itself and prints one JSON line. With `--pid P` it reads the server
+//! 3600), then stops by itself and prints one JSON line. Every wait is bounded: a connect or
+//! a login (prompt, handle, join) that has not completed within `--login-timeout` seconds
+//! counts as failed (`failed`, `login_timeouts` in the JSON, and a line on stderr), and the
+//! run goes on with the others. With `--pid P` it reads the server
 //! process's CPU time, memory and open descriptors from `/proc/P`.
 //!
 //! - `echo`: C connections (`--conns`), each sending `--size` bytes and waiting for them to
@@ -40,10 +43,11 @@ mod echo;
 mod measure;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use fibra::net::NetPlugin;
+use fibra::net::{ops, Conn, NetError, NetPlugin};
 use fibra::tasks::TasksPlugin;
-use fibra::Schedule;
+use fibra::{Handle, Schedule};
 
 /// The generator's schedule: the tasks and network plugins, 32 KiB stacks (thousands of
 /// clients).
@@ -60,6 +64,49 @@ pub(crate) struct Common {
     pub(crate) secs: f64,
     pub(crate) warmup: f64,
     pub(crate) pid: Option<u32>,
+    /// How long a connect and login may take before it counts as failed.
+    pub(crate) login_timeout: Duration,
+}
+
+/// Why a login did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoginFailed {
+    /// Not within `--login-timeout`.
+    TimedOut,
+    /// Refused, reset, or an unexpected answer.
+    Failed,
+}
+
+impl From<NetError> for LoginFailed {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::TimedOut => LoginFailed::TimedOut,
+            _ => LoginFailed::Failed,
+        }
+    }
+}
+
+/// The next frame of `conn` into `buf`, waiting until `deadline` at most.
+pub(crate) fn receive_by(
+    h: &Handle,
+    conn: &Conn,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), LoginFailed> {
+    let op = ops::Receive::into_buf(conn, std::mem::take(buf));
+    *buf = h.yield_op_until(op, deadline).map_err(NetError::from)??;
+    Ok(())
+}
+
+/// Up to `max` bytes of `conn` as they come, waiting until `deadline` at most.
+pub(crate) fn receive_raw_by(
+    h: &Handle,
+    conn: &Conn,
+    max: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, LoginFailed> {
+    let op = ops::Receive::raw(conn, Vec::new(), max);
+    Ok(h.yield_op_until(op, deadline).map_err(NetError::from)??)
 }
 
 /// What `--help` prints: what the program is, then [`USAGE`].
@@ -83,8 +130,10 @@ const USAGE: &str = "usage:
                [--secs S] [--warmup S] [--pid P]
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]
+  (chat, idle and accept also take --login-timeout S)
 
-defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --conns 100, --size 64,
+defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --login-timeout 10,
+  --conns 100, --size 64,
   --clients 1000, --rate 1, --churn 0, --drain 2, --report 0 (none), --prompt no, --ws no,
   --abchat no, --prefix c, --id-base 0";
 
@@ -96,8 +145,9 @@ fn main() {
 }
 
 /// Every flag; each takes a value.
-const FLAGS: [&str; 16] = [
+const FLAGS: [&str; 17] = [
     "--addr",
+    "--login-timeout",
     "--secs",
     "--warmup",
     "--pid",
@@ -129,6 +179,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         secs: 5.0,
         warmup: 1.0,
         pid: None,
+        login_timeout: Duration::from_secs(10),
     };
     let (mut conns, mut size, mut prompt) = (100usize, 64usize, false);
     let mut chat = chat::ChatArgs {
@@ -159,6 +210,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--secs" => common.secs = value.parse().unwrap_or_else(|e| bad(&e)),
             "--warmup" => common.warmup = value.parse().unwrap_or_else(|e| bad(&e)),
             "--pid" => common.pid = Some(value.parse().unwrap_or_else(|e| bad(&e))),
+            "--login-timeout" => match value.parse::<f64>() {
+                Ok(t) if t > 0.0 && t <= 600.0 => {
+                    common.login_timeout = Duration::from_secs_f64(t);
+                }
+                Ok(_) => bad(&"give a number of seconds in (0, 600]"),
+                Err(e) => bad(&e),
+            },
             "--conns" => conns = value.parse().unwrap_or_else(|e| bad(&e)),
             "--size" => size = value.parse().unwrap_or_else(|e| bad(&e)),
             "--prompt" => prompt = yes_no(),
