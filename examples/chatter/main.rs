@@ -23,8 +23,8 @@
 //!
 //! # The house
 //!
-//! Each schedule serves a [`room::Chat`]: its [`room::Room`] (the connections here, the
-//! members among them, the fan-out to them) and the room's [`reach::Reach`] (how far the room
+//! Each schedule serves a `room::Chat`: its `room::Room` (the connections here, the
+//! members among them, the fan-out to them) and the room's `reach::Reach` (how far the room
 //! goes beyond this schedule). Sessions (`session.rs`) come in by doors: listeners and the
 //! hand-off (`server.rs`), the web page (`web.rs`). A session asks the reach to claim a
 //! handle, to say a line, to announce a join or a leave, to pass a whisper to someone not
