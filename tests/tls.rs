@@ -700,3 +700,132 @@ fn a_flood_of_tiny_records_is_served_in_slices_and_cut_at_the_frame_limit() {
     assert_eq!(bad, Err(Some(Lost::TooLong { limit: 4096 })));
     assert_eq!(good, b"alone");
 }
+
+/// An echo server on a TLS listener: each connection's lines are sent back; `close_after`
+/// lines end a connection from the server's side.
+fn tls_echo(h: &fibra::rt::Handle, certs: &TestCerts, close_after: usize) -> std::net::SocketAddr {
+    let listener = h.listen_tls("127.0.0.1:0", certs.server_config()).unwrap();
+    let addr = listener.local_addr();
+    h.spawn_detached(move |h| {
+        while let Ok((conn, _)) = h.accept(&listener) {
+            h.spawn_detached(move |h| {
+                for _ in 0..close_after {
+                    let Ok(line) = h.receive(&conn) else { return };
+                    if h.send_frame(&conn, &line).is_err() {
+                        return;
+                    }
+                }
+                let _ = h.close(&conn);
+            })
+            .unwrap();
+        }
+    })
+    .unwrap();
+    addr
+}
+
+fn tls_options(certs: &TestCerts) -> ConnOptions {
+    let name = fibra::net::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    ConnOptions::new().with_tls(certs.client_config(), name)
+}
+
+#[test]
+fn a_pool_connects_over_tls() {
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let addr = tls_echo(h, &certs, usize::MAX);
+        let pool = fibra::net::Pool::new(addr, tls_options(&certs), fibra::net::Backoff::new(), 2);
+        pool.start(h).unwrap();
+        for i in 0..5 {
+            let reply = pool
+                .request(h, format!("request {i}").as_bytes(), Duration::from_secs(5))
+                .unwrap();
+            out.borrow_mut().push(String::from_utf8(reply).unwrap());
+        }
+        pool.stop();
+    })
+    .unwrap();
+    util::run_until(&mut s, "five replies", || got.borrow().len() == 5);
+    assert_eq!(got.borrow()[4], "request 4");
+}
+
+#[test]
+fn a_reconnecting_client_connects_again_over_tls() {
+    use fibra::net::{Backoff, Factory, Protocol, ReconnectingClient, Transport};
+
+    struct Hello(Rc<RefCell<Vec<String>>>);
+    impl Protocol for Hello {
+        fn connection_made(&mut self, _h: &fibra::rt::Handle, t: &Transport) {
+            let _ = t.send(b"hello");
+        }
+        fn frame_received(&mut self, _h: &fibra::rt::Handle, _t: &Transport, frame: &[u8]) {
+            self.0
+                .borrow_mut()
+                .push(String::from_utf8_lossy(frame).into_owned());
+        }
+    }
+    struct Hellos(Rc<RefCell<Vec<String>>>);
+    impl Factory for Hellos {
+        type Protocol = Hello;
+        fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Option<Hello> {
+            Some(Hello(self.0.clone()))
+        }
+    }
+
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let client: Rc<RefCell<Option<ReconnectingClient>>> = Rc::default();
+    let (out, keep) = (got.clone(), client.clone());
+    s.spawn(move |h| {
+        // The server ends each connection after one line: the client connects again.
+        let addr = tls_echo(h, &certs, 1);
+        let backoff = Backoff::new()
+            .with_initial(Duration::from_millis(10))
+            .with_max(Duration::from_millis(20))
+            .with_stable_after(Duration::ZERO);
+        let c = ReconnectingClient::new(addr, tls_options(&certs), backoff, Hellos(out));
+        c.start(h).unwrap();
+        *keep.borrow_mut() = Some(c);
+    })
+    .unwrap();
+    util::run_until(&mut s, "three connections", || got.borrow().len() >= 3);
+    let c = client.borrow_mut().take().unwrap();
+    assert!(c.connections() >= 3);
+    c.stop();
+    assert_eq!(got.borrow()[..3], ["hello", "hello", "hello"]);
+}
+
+#[test]
+fn the_flush_delay_holds_tls_output_as_it_holds_plain() {
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (_listener, mut pairs) = tls_pairs(h, &certs, 1);
+        let (server, client) = pairs.pop().unwrap();
+        server.set_flush_delay(Duration::from_millis(50));
+        // The first line goes at once; those sent within the delay after it wait, and
+        // leave together.
+        for i in 0..5 {
+            server.try_send_line(&format!("line {i}")).unwrap();
+            h.sleep(Duration::from_millis(2));
+        }
+        let started = Instant::now();
+        for _ in 0..5 {
+            out.borrow_mut()
+                .push((h.receive_line(&client).unwrap(), started.elapsed()));
+        }
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    let got = got.borrow();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[4].0, "line 4");
+    // Held until the delay after the first write (the round's clock, grouped to 1 ms).
+    assert!(got[4].1 >= Duration::from_millis(25), "{got:?}");
+}
