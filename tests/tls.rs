@@ -829,3 +829,45 @@ fn the_flush_delay_holds_tls_output_as_it_holds_plain() {
     // Held until the delay after the first write (the round's clock, grouped to 1 ms).
     assert!(got[4].1 >= Duration::from_millis(25), "{got:?}");
 }
+
+#[test]
+fn a_client_facing_a_silent_or_plaintext_server_fails_its_connect() {
+    let certs = TestCerts::localhost();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let chatty = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (silent_addr, chatty_addr) = (silent.local_addr().unwrap(), chatty.local_addr().unwrap());
+    let banner = std::thread::spawn(move || {
+        let (mut c, _) = chatty.accept().unwrap();
+        c.write_all(b"220 smtp.example ESMTP ready\r\n").unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    });
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let options = ConnOptions::new().with_handshake_timeout(Duration::from_millis(300));
+        let config = certs.client_config();
+        let started = Instant::now();
+        let silent = h.connect_tls_with(silent_addr, "localhost", config.clone(), options.clone());
+        out.borrow_mut()
+            .push(silent.map(|_| ()).map_err(|e| e.lost()));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let chatty = h.connect_tls_with(chatty_addr, "localhost", config, options);
+        out.borrow_mut()
+            .push(chatty.map(|_| ()).map_err(|e| e.lost()));
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    drop(silent);
+    banner.join().unwrap();
+    assert_eq!(
+        *got.borrow(),
+        [
+            Err(Some(Lost::Tls(TlsLost::HandshakeTimedOut {
+                after: Duration::from_millis(300)
+            }))),
+            Err(Some(Lost::Tls(TlsLost::NotTls))),
+        ]
+    );
+    assert_eq!(net_stats(&s).sockets, 0);
+}
