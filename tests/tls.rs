@@ -871,3 +871,32 @@ fn a_client_facing_a_silent_or_plaintext_server_fails_its_connect() {
     );
     assert_eq!(net_stats(&s).sockets, 0);
 }
+
+#[test]
+fn a_stream_accepted_elsewhere_is_adopted_as_a_tls_server_connection() {
+    let certs = TestCerts::localhost();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = certs.client_config();
+    let client = std::thread::spawn(move || {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        c.write_all(b"adopted?\n").unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let (stream, _) = listener.accept().unwrap();
+    let mut s = net_schedule();
+    let server_config = certs.server_config();
+    s.spawn(move |h| {
+        let conn = h
+            .adopt_tls(stream, ConnOptions::new(), server_config)
+            .unwrap();
+        let line = h.receive(&conn).unwrap();
+        h.send_frame(&conn, &[&line[..], b" yes"].concat()).unwrap();
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), "adopted? yes\n");
+}
