@@ -900,3 +900,72 @@ fn a_stream_accepted_elsewhere_is_adopted_as_a_tls_server_connection() {
     run_all(&mut s, 10);
     assert_eq!(client.join().unwrap(), "adopted? yes\n");
 }
+
+#[test]
+fn a_flooding_tls_peer_does_not_starve_another_connection() {
+    // One peer sends empty lines as 1-byte records (23 bytes each on the wire) without
+    // pause; another exchanges lines with the server meanwhile: its round trips are served
+    // while the flood goes on (the flooder is read 64 KiB per round, as a plain one is).
+    const RECORDS: usize = 400_000;
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let flooder = std::thread::spawn(move || {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        for _ in 0..RECORDS {
+            if c.write_all(b"\n").is_err() {
+                return;
+            }
+        }
+        let _ = c.flush();
+    });
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    let config = certs.client_config();
+    s.spawn(move |h| {
+        let (flood, _) = h.accept(&listener).unwrap();
+        let frames = Rc::new(std::cell::Cell::new(0usize));
+        let counted = frames.clone();
+        let _reader = h
+            .spawn(move |h| {
+                while h.receive(&flood).is_ok() {
+                    counted.set(counted.get() + 1);
+                }
+            })
+            .unwrap();
+        // Wait until the flood is under way.
+        while frames.get() < 1000 {
+            h.sleep(Duration::from_millis(1));
+        }
+        let l = listener.clone();
+        let echo = h
+            .spawn(move |h| {
+                let (conn, _) = h.accept(&l).unwrap();
+                while let Ok(line) = h.receive(&conn) {
+                    h.send_frame(&conn, &line).unwrap();
+                }
+            })
+            .unwrap();
+        let client = h.connect_tls(addr, "localhost", config).unwrap();
+        for i in 0..10 {
+            h.send_line(&client, &format!("round trip {i}")).unwrap();
+            assert_eq!(h.receive_line(&client).unwrap(), format!("round trip {i}"));
+        }
+        *out.borrow_mut() = Some(frames.get());
+        drop(client);
+        h.join(echo).unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 60);
+    flooder.join().unwrap();
+    let frames = got.borrow().unwrap();
+    assert!(
+        frames < RECORDS,
+        "the round trips waited for the whole flood ({frames} frames)"
+    );
+}
