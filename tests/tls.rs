@@ -969,3 +969,37 @@ fn a_flooding_tls_peer_does_not_starve_another_connection() {
         "the round trips waited for the whole flood ({frames} frames)"
     );
 }
+
+#[test]
+fn configs_from_pem_serve_and_trust_the_test_certificates() {
+    let certs = TestCerts::localhost();
+    let server = fibra::net::tls::server_config_from_pem(
+        certs.chain_pem.as_bytes(),
+        certs.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let client = fibra::net::tls::client_config_from_pem(certs.ca_pem.as_bytes()).unwrap();
+    let (server, client) = (std::sync::Arc::new(server), std::sync::Arc::new(client));
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let listener = h.listen_tls("127.0.0.1:0", server).unwrap();
+        let addr = listener.local_addr();
+        let accepting = h.spawn(move |h| h.accept(&listener).unwrap().0).unwrap();
+        // By IP address too: the leaf names 127.0.0.1.
+        let c = h.connect_tls(addr, "127.0.0.1", client).unwrap();
+        let conn = h.join(accepting).unwrap();
+        h.send_line(&c, "pem").unwrap();
+        out.borrow_mut().push(h.receive(&conn).unwrap());
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(*got.borrow(), [b"pem".to_vec()]);
+    // What is wrong is said.
+    let e = fibra::net::tls::server_config_from_pem(b"", certs.key_pem.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
+    let e =
+        fibra::net::tls::server_config_from_pem(certs.chain_pem.as_bytes(), b"junk").unwrap_err();
+    assert!(e.to_string().contains("private key"), "{e}");
+}
