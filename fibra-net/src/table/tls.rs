@@ -520,7 +520,8 @@ mod enabled {
                 return ReadStep::Ended;
             }
             input.buf.release_if_empty(&mut self.pool);
-            // Then ciphertext from the socket.
+            // Then ciphertext from the socket (rustls holds no decrypted byte now, so its
+            // `read_tls` never refuses for a full plaintext buffer).
             if !input.readable {
                 return ReadStep::Wait { budget: false };
             }
@@ -575,10 +576,6 @@ mod enabled {
                 Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                     input.readable = false;
                     return ReadStep::Wait { budget: false };
-                }
-                Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::Other => {
-                    // rustls holds 16 KiB of decrypted bytes: take them first.
-                    return ReadStep::Data;
                 }
                 Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::InvalidData => {
                     Lost::Tls(TlsLost::RecordTooLarge)
