@@ -48,6 +48,10 @@
 //! - Buffers are lent from a pool only while they hold bytes: idle connections cost no
 //!   buffer memory, and steady traffic allocates nothing.
 //!
+//! TLS (the `tls` feature, on by default): [`NetExt::listen_tls`] and
+//! [`NetExt::connect_tls`] (or [`ListenOptions::with_tls`] and [`ConnOptions::with_tls`]);
+//! the [`tls`] module says how it works.
+//!
 //! For code written as callbacks (gnet's, Twisted's, asyncio's shape), on top of the same
 //! tasklets: a [`Protocol`] per connection, made by a [`Factory`] and run by a [`Server`] or a
 //! [`ReconnectingClient`] (exponential [`Backoff`] with full jitter), talking through a
@@ -71,6 +75,8 @@ mod engine;
 mod callback;
 // and `cores`: one acceptor handing connections to many schedules, by load.
 mod cores;
+// TLS, a transport filter inside the engine's table; its settings and reasons are public.
+pub mod tls;
 
 // Documentation only: how a receive travels through the layers.
 pub mod guide;
@@ -108,3 +114,17 @@ pub use callback::{
 
 // Many cores.
 pub use cores::{Handed, Handoff, LoadToken, Loads};
+
+// TLS.
+pub use tls::{TlsInfo, TlsLost, DEFAULT_HANDSHAKE_TIMEOUT};
+
+// The rustls crate fibra-net's TLS is built on (the `tls` feature), to build the server and
+// client configs with: `fibra_net::rustls` (and `fibra::net::rustls`). A hidden module rather
+// than `pub use rustls`: the façade's inlined glob would copy all of rustls's docs, whose
+// links are broken where `cargo doc --no-deps` did not document rustls (a hidden `use` is
+// still copied across crates, a hidden module is not). The `tls` module's docs name it.
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod rustls {
+    pub use ::rustls::*;
+}

@@ -44,6 +44,22 @@ pub trait NetExt {
         options: ListenOptions,
     ) -> Result<Listener, NetError>;
 
+    /// Listens on `addr` for TLS connections served with `config` (its certificates, ALPN
+    /// protocols...); what [`ListenOptions::with_tls`] does. `accept` hands connections out
+    /// at once: each one's handshake runs as its bytes come, within its handshake timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    #[cfg(feature = "tls")]
+    fn listen_tls<A: ToAddrs>(
+        &self,
+        addr: A,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Listener, NetError> {
+        self.listen_with(addr, ListenOptions::new().with_tls(config))
+    }
+
     /// Waits for the next connection. When the process is out of file descriptors, accepting
     /// pauses (the waiters stay parked) and resumes by itself.
     ///
@@ -83,6 +99,48 @@ pub trait NetExt {
     /// the factory of a [`Framing::custom`](crate::Framing::custom) panicked.
     fn connect_with<A: ToAddrs>(&self, addr: A, options: ConnOptions) -> Result<Conn, NetError>;
 
+    /// Connects to `addr` over TLS with `config`, checking the server's certificate against
+    /// `server_name` (a DNS name or an IP address, also sent as SNI). Returns once the
+    /// handshake is done.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); [`NetError::InvalidServerName`]; a failed handshake
+    /// with [`NetError::Lost`] of [`Lost::Tls`] (a certificate refused, no protocol in
+    /// common, the handshake timeout...).
+    #[cfg(feature = "tls")]
+    fn connect_tls<A: ToAddrs>(
+        &self,
+        addr: A,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Conn, NetError> {
+        self.connect_tls_with(addr, server_name, config, ConnOptions::default())
+    }
+
+    /// Like [`connect_tls`](Self::connect_tls), with options (framing, limits, the connect
+    /// and handshake timeouts).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_tls`](Self::connect_tls).
+    #[cfg(feature = "tls")]
+    fn connect_tls_with<A: ToAddrs>(
+        &self,
+        addr: A,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        options: ConnOptions,
+    ) -> Result<Conn, NetError> {
+        let name =
+            rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|_| {
+                NetError::InvalidServerName {
+                    name: server_name.to_owned(),
+                }
+            })?;
+        self.connect_with(addr, options.with_tls(config, name))
+    }
+
     /// Takes over `stream`, a TCP connection accepted or connected elsewhere (another
     /// thread's acceptor handing connections out, say): it becomes a connection of this
     /// schedule with `options`. Never parks.
@@ -93,6 +151,21 @@ pub trait NetExt {
     /// cannot be registered with the poller; [`NetError::Codec`] when the factory of a
     /// [`Framing::custom`](crate::Framing::custom) panicked.
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError>;
+
+    /// Like [`adopt`](Self::adopt), for a stream accepted elsewhere that speaks TLS: this
+    /// schedule serves it with `config` (a [`Handoff`](crate::Handoff)'s connections on a
+    /// TLS port, say). Its handshake runs as its bytes come, as on a TLS listener's.
+    ///
+    /// # Errors
+    ///
+    /// As [`adopt`](Self::adopt), and [`NetError::TlsConfig`].
+    #[cfg(feature = "tls")]
+    fn adopt_tls(
+        &self,
+        stream: std::net::TcpStream,
+        options: ConnOptions,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Conn, NetError>;
 
     /// Waits for the next frame (by the connection's codec) and returns it.
     ///
@@ -314,6 +387,16 @@ impl NetExt for Handle {
 
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError> {
         self.yield_op(ops::Adopt::new(stream, options))
+    }
+
+    #[cfg(feature = "tls")]
+    fn adopt_tls(
+        &self,
+        stream: std::net::TcpStream,
+        options: ConnOptions,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Conn, NetError> {
+        self.yield_op(ops::Adopt::tls(stream, options, config))
     }
 
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {

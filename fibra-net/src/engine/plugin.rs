@@ -274,7 +274,13 @@ impl Serves<Adopt> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        let adopted = table.adopt(op.stream, op.options, cx.now());
+        let adopted = table.adopt(
+            op.stream,
+            op.options,
+            #[cfg(feature = "tls")]
+            op.tls.as_ref(),
+            cx.now(),
+        );
         Poll::Ready(adopted.map(|key| table.conn(key)))
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Each entry has at most one timer of each kind armed: arming another replaces it, and the
 //! entry's timers are removed with its socket, so the queue never holds more than the table
-//! (four per entry at most, one per connection in a quiet server with read timeouts). When a
+//! (five per entry at most, one per connection in a quiet server with read timeouts). When a
 //! timer falls due, its owner still checks that it applies (the deadline may have moved).
 
 use std::collections::BTreeMap;
@@ -23,9 +23,12 @@ pub(super) enum TimerKind {
     Backoff = 2,
     /// The end of a connection's flush delay: its held output is written.
     Flush = 3,
+    /// A TLS connection's handshake deadline.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Handshake = 4,
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 
 /// When, and in which order among equal instants: a timer's place in the queue.
 type TimerId = (Instant, u64);
@@ -99,6 +102,7 @@ impl Table {
                 TimerKind::Linger => self.linger_timer(key, at, cx),
                 TimerKind::Flush => self.end_hold(key),
                 TimerKind::Backoff => self.end_backoff(key, at, cx),
+                TimerKind::Handshake => self.handshake_timer(key, at, cx),
             }
         }
     }
