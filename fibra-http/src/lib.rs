@@ -35,6 +35,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! HTTPS and WSS (the `tls` feature, on by default): [`listen_tls`] listens with a rustls
+//! `ServerConfig` and ALPN `http/1.1`, and [`serve`] serves it like a plain listener: TLS is
+//! fibra-net's, inside the connection, so requests, bodies and WebSockets work the same.
+//!
 //! It lives in a crate of its own so that `fibra-net` stays free of HTTP and of `httparse`;
 //! the façade re-exports it as `fibra::http`. Logging targets: `fibra_http`,
 //! `fibra_http::websocket`.
@@ -64,6 +68,8 @@ pub use limits::Limits;
 pub use request::Request;
 pub use response::Response;
 pub use router::Router;
+#[cfg(feature = "tls")]
+pub use server::{https_config, listen_tls};
 pub use server::{serve, serve_connection};
 pub use websocket::{CloseCode, Message, WebSocket, WsSender};
 

@@ -43,6 +43,50 @@ pub fn serve(h: &Handle, listener: &Listener, router: Rc<Router>) -> Result<(), 
     }
 }
 
+/// Listens on `addr` for HTTPS (and WSS) with `config`, offering the one application
+/// protocol this server speaks by ALPN, `http/1.1` (the config's own ALPN list, if any, is
+/// replaced in a copy); [`serve`] then serves it as it serves a plain listener. The
+/// connections' handshake timeout is fibra-net's default (10 s).
+///
+/// ```no_run
+/// use std::rc::Rc;
+/// use std::sync::Arc;
+/// use fibra_http::{Response, Router};
+/// use fibra_net::rustls;
+/// # fn config() -> Arc<rustls::ServerConfig> { todo!() }
+/// # fn demo(h: &fibra_rt::Handle) -> Result<(), fibra_net::NetError> {
+/// let router = Rc::new(Router::new().get("/", |_h, _req| Response::text("hello over TLS")));
+/// let listener = fibra_http::listen_tls(h, "127.0.0.1:8443", config())?;
+/// fibra_http::serve(h, &listener, router)
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`NetExt::listen`](fibra_net::NetExt::listen).
+#[cfg(feature = "tls")]
+pub fn listen_tls<A: std::net::ToSocketAddrs>(
+    h: &Handle,
+    addr: A,
+    config: std::sync::Arc<fibra_net::rustls::ServerConfig>,
+) -> Result<Listener, NetError> {
+    h.listen_tls(addr, https_config(config))
+}
+
+/// `config` offering `http/1.1` alone by ALPN (a copy, if it offered anything else).
+#[cfg(feature = "tls")]
+pub fn https_config(
+    config: std::sync::Arc<fibra_net::rustls::ServerConfig>,
+) -> std::sync::Arc<fibra_net::rustls::ServerConfig> {
+    const HTTP11: &[u8] = b"http/1.1";
+    if config.alpn_protocols.len() == 1 && config.alpn_protocols[0] == HTTP11 {
+        return config;
+    }
+    let mut copy = (*config).clone();
+    copy.alpn_protocols = vec![HTTP11.to_vec()];
+    std::sync::Arc::new(copy)
+}
+
 /// What became of one request.
 enum Next {
     /// Answered; read the next one.

@@ -88,6 +88,13 @@ impl Conn {
         self.inner.shared.table.borrow_mut().lost(self.key())
     }
 
+    /// What the connection's TLS negotiated (SNI, ALPN, version, cipher suite); `None` for a
+    /// plain connection. See [`TlsInfo::handshaking`](crate::TlsInfo::handshaking): a server's
+    /// connection is handed out before its handshake ends.
+    pub fn tls(&self) -> Option<crate::TlsInfo> {
+        self.inner.shared.table.borrow_mut().tls_info(self.key())
+    }
+
     /// Bytes queued and not yet written to the socket.
     pub fn queued(&self) -> usize {
         self.inner.shared.table.borrow_mut().queued(self.key())

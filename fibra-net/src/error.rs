@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::codec::FrameError;
 use crate::codec_door::{CodecFailure, DoorError};
+use crate::tls::TlsLost;
 
 /// Why a connection was lost: what [`on_lost_connection`](crate::NetExt::on_lost_connection)
 /// returns, and what later receives fail with.
@@ -46,6 +47,8 @@ pub enum Lost {
     /// The connection's codec broke its contract (panicked, or returned a frame outside
     /// its buffer): the connection was ended, and the codec is not called again.
     Codec(CodecFailure),
+    /// A TLS connection failed, or its peer ended it without `close_notify`: why.
+    Tls(TlsLost),
 }
 
 impl Lost {
@@ -55,7 +58,11 @@ impl Lost {
     pub fn can_send(self) -> bool {
         matches!(
             self,
-            Lost::Eof | Lost::TimedOut | Lost::TooLong { .. } | Lost::Invalid { .. }
+            Lost::Eof
+                | Lost::TimedOut
+                | Lost::TooLong { .. }
+                | Lost::Invalid { .. }
+                | Lost::Tls(TlsLost::NoCloseNotify)
         )
     }
 
@@ -91,6 +98,7 @@ impl fmt::Display for Lost {
             ),
             Lost::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
             Lost::Codec(failure) => write!(f, "the connection's codec failed: {failure}"),
+            Lost::Tls(tls) => write!(f, "{tls}"),
         }
     }
 }
@@ -195,6 +203,16 @@ pub enum NetError {
     /// check; a connection's codec failing loses the connection instead
     /// ([`Lost::Codec`]).
     Codec(CodecFailure),
+    /// The server name given to a TLS connect is neither a DNS name nor an IP address.
+    InvalidServerName {
+        /// The name.
+        name: String,
+    },
+    /// A TLS connection could not be set up from its config (rustls said why).
+    TlsConfig {
+        /// rustls's error.
+        reason: String,
+    },
     /// Another I/O error.
     Io(io::Error),
 }
@@ -291,6 +309,11 @@ impl fmt::Display for NetError {
                 )
             }
             NetError::Codec(failure) => write!(f, "codec failed: {failure}"),
+            NetError::InvalidServerName { name } => write!(
+                f,
+                "`{name}` is not a server name for TLS (a DNS name or an IP address)"
+            ),
+            NetError::TlsConfig { reason } => write!(f, "TLS config refused: {reason}"),
             NetError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -359,7 +382,7 @@ impl From<NetError> for io::Error {
                 }
                 Lost::Reset => io::ErrorKind::ConnectionReset,
                 Lost::TimedOut => io::ErrorKind::TimedOut,
-                Lost::TooLong { .. } | Lost::Invalid { .. } | Lost::Codec(_) => {
+                Lost::TooLong { .. } | Lost::Invalid { .. } | Lost::Codec(_) | Lost::Tls(_) => {
                     io::ErrorKind::InvalidData
                 }
                 Lost::Os(code) => return io::Error::from_raw_os_error(*code),
@@ -382,6 +405,9 @@ impl From<NetError> for io::Error {
             NetError::PoolTimedOut { .. } => io::ErrorKind::TimedOut,
             NetError::PoolBroken { .. } => io::ErrorKind::ConnectionAborted,
             NetError::PoolStopped { .. } => io::ErrorKind::NotConnected,
+            NetError::InvalidServerName { .. } | NetError::TlsConfig { .. } => {
+                io::ErrorKind::InvalidInput
+            }
         };
         io::Error::new(kind, e)
     }

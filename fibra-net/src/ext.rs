@@ -39,6 +39,22 @@ pub trait NetExt {
         options: ListenOptions,
     ) -> Result<Listener, NetError>;
 
+    /// Listens on `addr` for TLS connections served with `config` (its certificates, ALPN
+    /// protocols...); what [`ListenOptions::with_tls`] does. `accept` hands connections out
+    /// at once: each one's handshake runs as its bytes come, within its handshake timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    #[cfg(feature = "tls")]
+    fn listen_tls<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Listener, NetError> {
+        self.listen_with(addr, ListenOptions::new().with_tls(config))
+    }
+
     /// Waits for the next connection. When the process is out of file descriptors, accepting
     /// pauses (the waiters stay parked) and resumes by itself.
     ///
@@ -78,6 +94,48 @@ pub trait NetExt {
         addr: A,
         options: ConnOptions,
     ) -> Result<Conn, NetError>;
+
+    /// Connects to `addr` over TLS with `config`, checking the server's certificate against
+    /// `server_name` (a DNS name or an IP address, also sent as SNI). Returns once the
+    /// handshake is done.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); [`NetError::InvalidServerName`]; a failed handshake
+    /// with [`NetError::Lost`] of [`Lost::Tls`] (a certificate refused, no protocol in
+    /// common, the handshake timeout...).
+    #[cfg(feature = "tls")]
+    fn connect_tls<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Conn, NetError> {
+        self.connect_tls_with(addr, server_name, config, ConnOptions::default())
+    }
+
+    /// Like [`connect_tls`](Self::connect_tls), with options (framing, limits, the connect
+    /// and handshake timeouts).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_tls`](Self::connect_tls).
+    #[cfg(feature = "tls")]
+    fn connect_tls_with<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        options: ConnOptions,
+    ) -> Result<Conn, NetError> {
+        let name =
+            rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|_| {
+                NetError::InvalidServerName {
+                    name: server_name.to_owned(),
+                }
+            })?;
+        self.connect_with(addr, options.with_tls(config, name))
+    }
 
     /// Takes over `stream`, a TCP connection accepted or connected elsewhere (another
     /// thread's acceptor handing connections out, say): it becomes a connection of this

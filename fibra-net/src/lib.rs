@@ -48,6 +48,10 @@
 //! - Buffers are lent from a pool only while they hold bytes: idle connections cost no
 //!   buffer memory, and steady traffic allocates nothing.
 //!
+//! TLS (the `tls` feature, on by default): [`NetExt::listen_tls`] and
+//! [`NetExt::connect_tls`] (or [`ListenOptions::with_tls`] and [`ConnOptions::with_tls`]);
+//! the [`tls`] module says how it works.
+//!
 //! For code written as callbacks (gnet's, Twisted's, asyncio's shape), on top of the same
 //! tasklets: a [`Protocol`] per connection, made by a [`Factory`] and run by a [`Server`] or a
 //! [`ReconnectingClient`] (exponential [`Backoff`] with full jitter), talking through a
@@ -69,6 +73,7 @@ pub mod ops;
 mod codec;
 mod error;
 mod options;
+pub mod tls;
 // Callbacks on top of tasklets: protocols, servers, reconnecting clients, services.
 mod backoff;
 mod client;
@@ -112,4 +117,10 @@ pub use server::Server;
 pub use service::{Member, Service, Target};
 pub use spawner::Spawner;
 pub use stats::NetStats;
+pub use tls::{TlsInfo, TlsLost, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use transport::Transport;
+
+/// The rustls crate fibra-net's TLS is built on (the `tls` feature), to build the server
+/// and client configs with.
+#[cfg(feature = "tls")]
+pub use rustls;

@@ -4,6 +4,15 @@
 use std::time::Duration;
 
 use crate::codec::{Framing, DEFAULT_MAX_FRAME};
+use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
+
+/// A client connection's TLS: the config and the server's name.
+#[cfg(feature = "tls")]
+#[derive(Clone, Debug)]
+pub(crate) struct ClientTls {
+    pub(crate) config: std::sync::Arc<rustls::ClientConfig>,
+    pub(crate) name: rustls::pki_types::ServerName<'static>,
+}
 
 /// The default send limit (high-water mark of the output buffer): 64 KiB.
 pub const DEFAULT_SEND_LIMIT: usize = 64 * 1024;
@@ -36,6 +45,9 @@ pub struct ConnOptions {
     pub(crate) nodelay: bool,
     pub(crate) flush_delay: Duration,
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl Default for ConnOptions {
@@ -49,6 +61,9 @@ impl Default for ConnOptions {
             nodelay: true,
             flush_delay: Duration::ZERO,
             connect_timeout: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -143,6 +158,61 @@ impl ConnOptions {
         self.connect_timeout
     }
 
+    /// How long a TLS connection's handshake may take (default 10 s): past it, the
+    /// connection is lost with [`TlsLost::HandshakeTimedOut`](crate::TlsLost). Plain
+    /// connections ignore it.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The TLS handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// Connects over TLS with `config`, checking the server's certificate against
+    /// `server_name` (also sent as SNI): what [`NetExt::connect_tls`](crate::NetExt::connect_tls)
+    /// does, and how a [`ReconnectingClient`](crate::ReconnectingClient) or a
+    /// [`Pool`](crate::Pool) connects over TLS. The connect returns once the handshake is
+    /// done.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use fibra_net::{rustls, ConnOptions};
+    /// # fn config() -> Arc<rustls::ClientConfig> { todo!() }
+    /// let name = rustls::pki_types::ServerName::try_from("example.com").unwrap();
+    /// let options = ConnOptions::new().with_tls(config(), name);
+    /// assert!(options.is_tls());
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_tls(
+        mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        self.tls = Some(ClientTls {
+            config,
+            name: server_name,
+        });
+        self
+    }
+
+    /// Connects in plain TCP again (drops a config set by `with_tls`).
+    #[cfg(feature = "tls")]
+    pub fn without_tls(mut self) -> Self {
+        self.tls = None;
+        self
+    }
+
+    /// Whether a connect with these options speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// How frames are cut.
     pub fn framing(&self) -> &Framing {
         &self.framing
@@ -185,6 +255,8 @@ pub struct ListenOptions {
     pub(crate) backlog: i32,
     pub(crate) reuse_port: bool,
     pub(crate) conn: ConnOptions,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ListenOptions {
@@ -193,6 +265,8 @@ impl Default for ListenOptions {
             backlog: 1024,
             reuse_port: false,
             conn: ConnOptions::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -233,6 +307,23 @@ impl ListenOptions {
     pub fn with_conn(mut self, options: ConnOptions) -> Self {
         self.conn = options;
         self
+    }
+
+    /// Serves TLS with `config` on every accepted connection (what
+    /// [`NetExt::listen_tls`](crate::NetExt::listen_tls) does). The connection options'
+    /// handshake timeout bounds each handshake.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Whether accepted connections speak TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// The listen backlog.

@@ -4,6 +4,9 @@
 // json.rs and webdriver.rs, beside this file, are the browser test's own (tests/browser.rs
 // includes them), so that the other test files do not compile them.
 pub(crate) mod ws;
+// Test certificates (a CA and a leaf for localhost) and rustls configs for them.
+#[cfg(feature = "tls")]
+pub(crate) mod certs;
 
 use std::cell::Cell;
 use std::rc::Rc;

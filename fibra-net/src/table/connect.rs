@@ -12,6 +12,7 @@ use super::input::Input;
 use super::lifecycle::ConnState;
 use super::output::Output;
 use super::timers::TimerKind;
+use super::tls::Tls;
 use super::waiters::{Parked, Wait};
 use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
 use crate::error::{Lost, NetError};
@@ -24,6 +25,8 @@ impl Table {
     /// Registers `socket` and adds its entry: open, or connecting for `connecting`.
     /// `accepted`: a listener's, whose failed codec ends the connection at the next poll;
     /// otherwise the caller's own connect or adopt, which then fails with the reason.
+    /// `tls`: the connection's TLS filter; an accepted one's handshake clock starts now.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn add_conn(
         &mut self,
         socket: Socket,
@@ -31,6 +34,7 @@ impl Table {
         options: ConnOptions,
         connecting: Option<Parked>,
         accepted: bool,
+        tls: Option<Box<Tls>>,
         now: Instant,
     ) -> Result<Key, (NetError, Option<Parked>)> {
         let input = Input::new(&options, peer, now);
@@ -73,7 +77,11 @@ impl Table {
             input,
             output: Output::new(writable),
             options,
+            tls,
         })));
+        if accepted {
+            self.tls_started(key, None, now);
+        }
         Ok(key)
     }
 
@@ -86,7 +94,7 @@ impl Table {
     ) -> Result<Key, NetError> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
-        self.add_conn(Socket::from(stream), peer, options, None, false, now)
+        self.add_conn(Socket::from(stream), peer, options, None, false, None, now)
             .map_err(|(e, _)| e)
     }
 
@@ -97,13 +105,23 @@ impl Table {
         from: TaskletId,
         now: Instant,
     ) -> Poll<Result<Key, NetError>> {
+        #[cfg(feature = "tls")]
+        let tls = match &options.tls {
+            Some(client) => match Tls::client(client) {
+                Ok(tls) => Some(tls),
+                Err(e) => return Poll::Ready(Err(e)),
+            },
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
         let (socket, in_progress) = match socket::connect(addr) {
             Ok(started) => started,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        if !in_progress {
+        if !in_progress && tls.is_none() {
             return Poll::Ready(
-                self.add_conn(socket, addr, options, None, false, now)
+                self.add_conn(socket, addr, options, None, false, None, now)
                     .map_err(|(e, _)| e),
             );
         }
@@ -111,7 +129,20 @@ impl Table {
         let parked = self
             .waiters
             .park(from, Wait::Connect(self.entries.vacant_key()));
-        match self.add_conn(socket, addr, options, Some(parked), false, now) {
+        if !in_progress {
+            // Connected at once: the TLS handshake is what the connect waits for.
+            return match self.add_conn(socket, addr, options, None, false, tls, now) {
+                Ok(key) => {
+                    self.tls_started(key, Some(parked), now);
+                    Poll::Pending
+                }
+                Err((e, _)) => {
+                    self.waiters.withdraw(parked.id());
+                    Poll::Ready(Err(e))
+                }
+            };
+        }
+        match self.add_conn(socket, addr, options, Some(parked), false, tls, now) {
             Ok(_) => Poll::Pending,
             Err((e, parked)) => {
                 if let Some(parked) = parked {
@@ -145,6 +176,11 @@ impl Table {
             None => {
                 c.state = ConnState::Open { socket };
                 c.output.writable = true;
+                if c.tls.is_some() {
+                    // The TLS handshake is what the connect waits for now.
+                    self.tls_started(key, Some(waiter), cx.last_reading());
+                    return;
+                }
                 let conn = self.conn(key);
                 self.waiters.complete::<ops::Connect>(cx, waiter, Ok(conn));
             }

@@ -28,11 +28,11 @@ use crate::sys::socket;
 
 /// Bytes one connection may read from its socket per poll round: a flooding peer is read in
 /// slices, and the other connections are served in between.
-const READ_BUDGET: usize = 64 * 1024;
+pub(super) const READ_BUDGET: usize = 64 * 1024;
 /// The smallest read worth a system call.
-const MIN_READ: usize = 4 * 1024;
+pub(super) const MIN_READ: usize = 4 * 1024;
 /// Room in an input buffer beyond the frame limit, for framing bytes.
-const FRAMING_SLACK: usize = 64;
+pub(super) const FRAMING_SLACK: usize = 64;
 
 /// The tasklet receiving on a connection (one at a time), and the buffer it lent.
 #[derive(Debug)]
@@ -47,19 +47,19 @@ pub(super) struct Input {
     /// The socket may have bytes (or an end) to read.
     pub(super) readable: bool,
     /// The reactor said the peer ended its output: read until `read() == 0`.
-    read_closed: bool,
+    pub(super) read_closed: bool,
     pub(super) codec: CodecState,
-    buf: InBuf,
+    pub(super) buf: InBuf,
     reader: Option<Reader>,
     /// No more bytes come from the socket, and why.
     pub(super) end: Option<Lost>,
     /// When a byte last came, for the read timeout.
-    last_read: Instant,
+    pub(super) last_read: Instant,
     /// The read timer armed, if any.
     pub(super) timer: Option<Instant>,
     /// The round `in_round` counts for, and the bytes read in it (the read budget).
-    round: u64,
-    in_round: usize,
+    pub(super) round: u64,
+    pub(super) in_round: usize,
 }
 
 impl Input {
@@ -112,7 +112,7 @@ impl Input {
 }
 
 /// The outcome of one attempt to read from a connection's socket.
-enum ReadStep {
+pub(super) enum ReadStep {
     Data,
     /// Nothing now: wait for readiness (or the next round, when `budget`).
     Wait {
@@ -290,6 +290,9 @@ impl Table {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return ReadStep::Ended;
         };
+        if c.tls.is_some() {
+            return self.tls_read_step(key, cx);
+        }
         let Some(sock) = c.state.connected_socket() else {
             return match c.state.socket() {
                 // Connecting: not readable yet.

@@ -18,6 +18,7 @@ use crate::error::{Lost, NetError};
 use crate::ops;
 use crate::shared::Key;
 use crate::sys::socket;
+use crate::tls::TlsLost;
 
 /// Where a connection is in its life. The socket lives in the state, so "a closed
 /// connection has no socket" is a fact of the type.
@@ -122,15 +123,20 @@ impl Table {
         c.lost = Some(lost);
         log::trace!(target: "fibra_net", "connection with {} lost: {lost}", c.peer);
         let watchers = std::mem::take(&mut c.watchers);
+        let tls = c.tls.is_some();
         // A waiting reader found no complete frame: nothing more will come.
         self.fail_reader(key, lost, cx);
+        if tls {
+            self.tls_lost(key, lost, cx);
+        }
         for parked in watchers {
             self.waiters.complete::<ops::OnLost>(cx, parked, lost);
         }
         if matches!(
             lost,
             Lost::Reset | Lost::Aborted | Lost::Slow { .. } | Lost::Os(_) | Lost::Codec(_)
-        ) {
+        ) || matches!(lost, Lost::Tls(t) if t != TlsLost::NoCloseNotify)
+        {
             self.end_output(key, lost, cx);
         }
     }
@@ -225,7 +231,13 @@ impl Table {
             linger,
             closer,
         };
-        if c.output.is_empty() || c.output.end.is_some() {
+        if let Some(tls) = c.tls.as_mut() {
+            if c.output.is_empty() && c.output.end.is_none() && !tls.is_handshaking() {
+                // Nothing left to encrypt: close_notify is the last record.
+                tls.close_notify();
+            }
+        }
+        if c.output_idle() || c.output.end.is_some() {
             self.finish_close(key, None);
             return;
         }
@@ -365,6 +377,9 @@ impl Table {
         orphans.extend(c.input.take_reader().map(|p| (p, Wait::Receive(slot))));
         orphans.extend(c.watchers.drain(..).map(|p| (p, Wait::Lost(slot))));
         orphans.extend(c.output.take_waiters(slot));
+        if let Some(p) = c.tls.as_mut().and_then(|t| t.take_connecting()) {
+            orphans.push((p, Wait::Connect(slot)));
+        }
         c.output.clear(&mut self.pool);
         if let Some(socket) = socket {
             self.close_socket(socket);
@@ -389,6 +404,20 @@ impl Table {
                 let Some(Entry::Conn(c)) = self.entries.get_mut(slot) else {
                     return;
                 };
+                let key = Key { slot, gen: c.gen };
+                if let Some(tls) = c.tls.as_mut() {
+                    if tls.connecting_is(id) {
+                        // The connect gave up during the TLS handshake.
+                        log::debug!(target: "fibra_net", "TLS connect to {} withdrawn", c.peer);
+                        let _withdrawn = tls.take_connecting();
+                        c.released = true;
+                        if let Some(sock) = c.state.socket() {
+                            socket::reset_on_close(sock);
+                        }
+                        self.close_now(key);
+                        return;
+                    }
+                }
                 if matches!(&c.state, ConnState::Connecting { waiter, .. } if waiter.id() == id) {
                     let key = Key { slot, gen: c.gen };
                     log::debug!(target: "fibra_net", "connect to {} withdrawn", c.peer);

@@ -28,6 +28,9 @@ pub(super) struct ListenerEntry {
     pub(super) addr: SocketAddr,
     /// The options of accepted connections.
     conn: ConnOptions,
+    /// The TLS config of accepted connections.
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     pub(super) readable: bool,
     /// Waiting acceptors, served first come, first served.
     pub(super) acceptors: Vec<Parked>,
@@ -59,6 +62,8 @@ impl Table {
             socket: Some(socket),
             addr: local,
             conn: options.conn.clone(),
+            #[cfg(feature = "tls")]
+            tls: options.tls.clone(),
             readable: true,
             acceptors: Vec::new(),
             backoff_until: None,
@@ -105,8 +110,18 @@ impl Table {
                 l.backoff = BACKOFF_MIN;
                 let options = l.conn.clone();
                 let peer = peer.unwrap_or(l.addr);
+                #[cfg(feature = "tls")]
+                let tls = match &l.tls {
+                    Some(config) => match super::tls::Tls::server(config) {
+                        Ok(tls) => Some(tls),
+                        Err(e) => return Some(Err(e)),
+                    },
+                    None => None,
+                };
+                #[cfg(not(feature = "tls"))]
+                let tls = None;
                 Some(
-                    self.add_conn(socket, peer, options, None, true, now)
+                    self.add_conn(socket, peer, options, None, true, tls, now)
                         .map(|k| (k, peer))
                         .map_err(|(e, _)| e),
                 )

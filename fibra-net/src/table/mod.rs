@@ -11,6 +11,7 @@
 //! - [`groups`]: fan-out: a group's batch, sealed into one segment shared by its members;
 //! - [`lifecycle`]: a connection's states ([`ConnState`]), loss, close, reset, removal;
 //! - [`timers`]: read timeouts, close timeouts, accept back-off, flush delays;
+//! - [`tls`]: the TLS filter between a connection's socket and its buffers;
 //! - [`round`]: one poll round: events, timers, retries, orphans.
 //!
 //! The rules it keeps:
@@ -28,6 +29,7 @@ mod listener;
 mod output;
 mod round;
 mod timers;
+mod tls;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -103,6 +105,15 @@ struct ConnEntry {
     groups: Vec<Membership>,
     input: Input,
     output: Output,
+    /// The TLS filter, on a TLS connection.
+    tls: Option<Box<tls::Tls>>,
+}
+
+impl ConnEntry {
+    /// Nothing is left to write: the queue is empty, and rustls holds no record.
+    fn output_idle(&self) -> bool {
+        self.output.is_empty() && self.tls.as_ref().is_none_or(|t| !t.wants_write())
+    }
 }
 
 /// The socket table. See the module documentation.

@@ -25,7 +25,7 @@ const HOLD_LIMIT: usize = 16 * 1024;
 pub(super) struct Output {
     /// The socket may take bytes.
     pub(super) writable: bool,
-    buf: OutQueue,
+    pub(super) buf: OutQueue,
     /// No more bytes go to the socket, and why.
     pub(super) end: Option<Lost>,
     /// Waiting for the output to fall to half the send limit.
@@ -205,7 +205,8 @@ impl Table {
     pub(super) fn on_writable(&mut self, key: Key) {
         if let Some(c) = conn_mut(&mut self.entries, key) {
             c.output.writable = true;
-            if !c.output.buf.is_empty() && !c.output.held {
+            let tls_records = c.tls.as_ref().is_some_and(|t| t.wants_write());
+            if (!c.output.buf.is_empty() && !c.output.held) || tls_records {
                 self.mark_dirty(key);
             }
         }
@@ -286,6 +287,7 @@ impl Table {
             output,
             options,
             peer,
+            tls,
             ..
         } = c;
         let Some(sock) = state.connected_socket() else {
@@ -298,6 +300,16 @@ impl Table {
             // The clock now, not the round's: connections written late in a long round are
             // due later, so the writes spread over the delay instead of bunching.
             output.last_write = Some(Instant::now());
+        }
+        if tls.is_some() {
+            match self.tls_write(key) {
+                Ok(()) => self.after_write(key, cx),
+                Err(lost) => {
+                    self.lose(key, lost, cx);
+                    self.end_output(key, lost, cx);
+                }
+            }
+            return;
         }
         let mut failed = None;
         while output.writable && !output.buf.is_empty() {
@@ -346,7 +358,8 @@ impl Table {
                 self.waiters.complete::<ops::Drain>(cx, parked, Ok(()));
             }
         }
-        if output.buf.is_empty() {
+        let idle = output.buf.is_empty() && c.tls.as_ref().is_none_or(|t| !t.wants_write());
+        if idle {
             for parked in output.flushers.drain(..) {
                 self.waiters.complete::<ops::Flush>(cx, parked, Ok(()));
             }

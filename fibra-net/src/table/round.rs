@@ -74,7 +74,11 @@ impl Table {
             };
             if c.input.has_reader() {
                 self.serve_reader(key, cx);
-            } else if !c.watchers.is_empty() || c.state.is_closing() {
+            } else if !c.watchers.is_empty()
+                || c.state.is_closing()
+                || c.tls.as_ref().is_some_and(|t| t.is_handshaking())
+            {
+                // A TLS handshake goes on whoever receives.
                 self.read_ahead(key, cx);
             }
         }

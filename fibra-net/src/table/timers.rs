@@ -23,6 +23,9 @@ pub(super) enum TimerKind {
     Backoff,
     /// The end of a connection's flush delay: its held output is written.
     Flush,
+    /// A TLS connection's handshake deadline.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Handshake,
 }
 
 /// When, in which order among equal instants, what, and for which entry (slot, generation).
@@ -74,6 +77,7 @@ impl Table {
                 TimerKind::Linger => self.linger_timer(key, at, cx),
                 TimerKind::Flush => self.end_hold(key),
                 TimerKind::Backoff => self.end_backoff(key, at, cx),
+                TimerKind::Handshake => self.handshake_timer(key, at, cx),
             }
         }
     }

@@ -1,0 +1,169 @@
+//! TLS on fibra-net's connections: what a TLS connection tells about itself ([`TlsInfo`])
+//! and why one was lost ([`TlsLost`]).
+//!
+//! TLS is a filter of the connection table, not a stream wrapped around a connection: bytes
+//! read from a TLS connection's socket are decrypted before its codec sees them, and what
+//! its output queue holds is encrypted as it is written. So everything a plain connection
+//! does works the same over TLS: framing, [`Conn::try_send`](crate::Conn::try_send) from
+//! host code, a [`Group`](crate::Group)'s shared batch (each TLS member encrypts it on its
+//! own write), the flush delay, read timeouts, half-close (a peer's `close_notify` is its
+//! end of stream) and [`on_lost_connection`](crate::NetExt::on_lost_connection). A plain
+//! connection pays one branch per read and per write for it.
+//!
+//! With the `tls` feature (on by default), a listener takes a
+//! [`rustls::ServerConfig`](https://docs.rs/rustls/0.23/rustls/struct.ServerConfig.html)
+//! (`NetExt::listen_tls`, or `ListenOptions::with_tls`), and a client connection a
+//! `ClientConfig` and the server's name (`NetExt::connect_tls`, or `ConnOptions::with_tls`,
+//! which is how a [`ReconnectingClient`](crate::ReconnectingClient) or a
+//! [`Pool`](crate::Pool) connects over TLS). The rustls crate is re-exported as
+//! `fibra_net::rustls`, so the configs are built with the version fibra-net uses.
+//!
+//! - A server's connection is handed out by `accept` at once; its handshake runs as its
+//!   bytes come, and a receive waits for the first decrypted frame. A client's `connect_tls`
+//!   returns once the handshake is done (a certificate the client refuses fails it).
+//! - The handshake must end within the connection's handshake timeout
+//!   (`ConnOptions::with_handshake_timeout`, 10 s by default), or the connection is lost
+//!   with [`TlsLost::HandshakeTimedOut`]: a peer that drips its hello a byte a second holds
+//!   a connection that long at most.
+//! - A graceful close (`close`, `Conn::close`, the last `Conn` dropped) sends `close_notify`
+//!   after the queued output; an abort or a reset does not. A peer that ends the TCP stream
+//!   without a `close_notify` is lost with [`TlsLost::NoCloseNotify`] (its data may have been
+//!   cut), one that sent it with [`Lost::Eof`](crate::Lost::Eof).
+//! - Memory stays bounded: rustls keeps at most 16 KiB of decrypted bytes and one record of
+//!   ciphertext for a connection, its encrypted output is capped (`set_buffer_limit`), and a
+//!   connection's reads are budgeted per poll round as a plain one's are, so a peer sending
+//!   a flood of tiny records is served in slices like any flooding peer.
+//! - Bad input ends that connection alone, with [`Lost::Tls`](crate::Lost::Tls) saying why:
+//!   plaintext to a TLS port ([`TlsLost::NotTls`]), a malformed hello
+//!   ([`TlsLost::Handshake`]), an oversized record ([`TlsLost::RecordTooLarge`]), a
+//!   renegotiation ([`TlsLost::Renegotiation`]), a refused certificate
+//!   ([`TlsLost::Certificate`]), a fatal alert ([`TlsLost::Alert`]).
+//!
+//! rustls is driven through its buffered `ServerConnection`/`ClientConnection` API
+//! (`read_tls`, `process_new_packets`, `reader`, `writer`, `write_tls`): it keeps the
+//! handshake's state machine, key updates and alerts in rustls, and the table feeds it
+//! from the socket and from the output queue (a gathering write of the queue's slices
+//! becomes records without a copy). The unbuffered API would save rustls's copy of
+//! decrypted bytes and its per-record buffer, at the price of driving every handshake state
+//! here.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")] {
+//! use std::sync::Arc;
+//! use fibra_net::{rustls, NetExt, NetPlugin};
+//! use fibra_rt::Schedule;
+//!
+//! # fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) { todo!() }
+//! let (server_config, client_config) = configs();
+//! let mut schedule = Schedule::new();
+//! schedule.add_plugin(NetPlugin::new()?)?;
+//! schedule.spawn(move |h| {
+//!     let listener = h.listen_tls("127.0.0.1:0", server_config).unwrap();
+//!     let client = h
+//!         .connect_tls(listener.local_addr(), "localhost", client_config)
+//!         .unwrap();
+//!     let (server, _) = h.accept(&listener).unwrap();
+//!     h.send_line(&client, "hello over TLS").unwrap();
+//!     assert_eq!(h.receive(&server).unwrap(), b"hello over TLS");
+//!     let info = server.tls().unwrap();
+//!     assert_eq!(info.server_name.as_deref(), Some("localhost"));
+//! })?;
+//! schedule.run()?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+/// The default handshake timeout of a TLS connection: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a TLS connection was lost: the reason of [`Lost::Tls`](crate::Lost::Tls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsLost {
+    /// The peer's first bytes were not a TLS record: plaintext (HTTP, telnet, a scanner)
+    /// sent to a TLS port, or garbage before the hello.
+    NotTls,
+    /// The handshake did not finish within the connection's handshake timeout.
+    HandshakeTimedOut {
+        /// The timeout.
+        after: Duration,
+    },
+    /// The handshake failed: a malformed or unexpected message, no version, cipher suite or
+    /// application protocol (ALPN) in common.
+    Handshake {
+        /// What went wrong.
+        reason: &'static str,
+    },
+    /// The peer's certificate was refused (or the peer refused ours: see
+    /// [`Alert`](Self::Alert)).
+    Certificate {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The peer sent a fatal alert.
+    Alert {
+        /// The alert's name (`bad_certificate`, `handshake_failure`...).
+        name: &'static str,
+    },
+    /// The peer sent a record longer than TLS allows (16 KiB of plaintext plus overhead).
+    RecordTooLarge,
+    /// The peer asked to renegotiate (a hello after the handshake): refused.
+    Renegotiation,
+    /// A record after the handshake was invalid: it failed to decrypt, or broke the
+    /// protocol.
+    Protocol {
+        /// What went wrong.
+        reason: &'static str,
+    },
+    /// The peer ended the TCP stream without a `close_notify`: what it sent last may have
+    /// been cut off by someone in between. Output still flows, as after an end of stream.
+    NoCloseNotify,
+}
+
+impl fmt::Display for TlsLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsLost::NotTls => {
+                f.write_str("the peer did not speak TLS (plaintext or garbage sent to a TLS port)")
+            }
+            TlsLost::HandshakeTimedOut { after } => {
+                write!(f, "the TLS handshake did not finish within {after:?}")
+            }
+            TlsLost::Handshake { reason } => write!(f, "the TLS handshake failed: {reason}"),
+            TlsLost::Certificate { reason } => {
+                write!(f, "the peer's TLS certificate was refused: {reason}")
+            }
+            TlsLost::Alert { name } => write!(f, "the peer sent the TLS alert {name}"),
+            TlsLost::RecordTooLarge => {
+                f.write_str("the peer sent a TLS record longer than the protocol allows")
+            }
+            TlsLost::Renegotiation => {
+                f.write_str("the peer tried to renegotiate TLS, which is refused")
+            }
+            TlsLost::Protocol { reason } => write!(f, "TLS protocol error: {reason}"),
+            TlsLost::NoCloseNotify => f.write_str(
+                "the peer ended the stream without a TLS close_notify (its data may be cut)",
+            ),
+        }
+    }
+}
+
+/// What a TLS connection negotiated: [`Conn::tls`](crate::Conn::tls).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// The handshake is still going on (the fields below may still be empty).
+    pub handshaking: bool,
+    /// The server name: the one the client sent (SNI) on a server's connection, the one
+    /// connected to on a client's.
+    pub server_name: Option<String>,
+    /// The application protocol agreed by ALPN (`http/1.1`, `h2`...), if any.
+    pub alpn: Option<Vec<u8>>,
+    /// The protocol version (`TLSv1_3`, `TLSv1_2`), once agreed.
+    pub version: Option<String>,
+    /// The cipher suite, once agreed.
+    pub cipher_suite: Option<String>,
+}
