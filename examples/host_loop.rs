@@ -13,15 +13,31 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
-#[allow(dead_code)] // one thread here
-#[path = "chatter/hub.rs"]
-mod hub;
+// The chatter's room on one thread, telnet only (the web page and the threads' reach are
+// the chatter example's): what it serves is used in part.
+#[path = "chatter/alone.rs"]
+mod alone;
+#[path = "chatter/config.rs"]
+mod config;
+#[path = "chatter/member.rs"]
+mod member;
 #[path = "chatter/protocol.rs"]
 mod protocol;
-// The host loop serves the telnet chat only; the web page is the chatter example's.
+#[allow(dead_code)]
+#[path = "chatter/reach.rs"]
+mod reach;
+#[allow(dead_code)]
+#[path = "chatter/room.rs"]
+mod room;
 #[allow(dead_code)]
 #[path = "chatter/server.rs"]
 mod server;
+#[allow(dead_code)]
+#[path = "chatter/session.rs"]
+mod session;
+#[allow(dead_code)]
+#[path = "chatter/shutdown.rs"]
+mod shutdown;
 #[path = "chatter/signal.rs"]
 mod signal;
 
@@ -123,7 +139,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
-    let chatter = server::Chatter::start(&mut schedule, &addr, server::Config::default())
+    let chatter = server::Chatter::start(&mut schedule, &addr, config::Config::default())
         .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
     log::info!(target: "host_loop", "{hz} Hz host loop; chatter on {}", chatter.local_addr());
 

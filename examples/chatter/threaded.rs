@@ -10,20 +10,23 @@ use fibra::signal::SignalExt;
 use fibra::tasks::{RemoteSender, TasksExt, TasksPlugin};
 use fibra::Schedule;
 
+use super::flags::Flags;
 use super::hub::{Event, Hub};
-use super::server::{Chatter, Config};
+use super::server::Chatter;
 use super::{signal, REPORT_EVERY};
 
 /// Serves the chat on `threads` threads until Ctrl-C or SIGTERM, then stops them together:
 /// no new connection, everyone told, connections closed gracefully.
-pub(crate) fn run(
-    threads: usize,
-    reuseport: bool,
-    pin: bool,
-    addr: &str,
-    web_addr: Option<&str>,
-    config: Config,
-) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
+    let Flags {
+        addr,
+        web_addr,
+        config,
+        threads,
+        reuseport,
+        pin,
+    } = flags;
+    let addr = addr.as_str();
     // Signals are caught before any other thread starts, so that none takes their default.
     let mut host = Schedule::new();
     let catches_signals = signal::catch_stop(&mut host)?;
@@ -39,7 +42,6 @@ pub(crate) fn run(
     };
     let listen_on = first.map(|a| a.to_string());
     let (h, out, s) = (Arc::clone(&hub), Arc::clone(&handed), Arc::clone(&served));
-    let web_addr = web_addr.map(str::to_owned);
     let cores = Cores::start(threads, pin, move |index, schedule| {
         schedule.add_plugin(TasksPlugin::new())?;
         schedule.add_plugin(NetPlugin::new()?)?;

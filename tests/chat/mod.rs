@@ -1,12 +1,31 @@
 //! The chatter example, run in-process on an ephemeral port, and a blocking line client.
 #![allow(dead_code)] // each test file uses some of it
 
+// The chatter's room and its reaches, as `examples/chatter/main.rs` lists them.
+#[path = "../../examples/chatter/alone.rs"]
+mod alone;
+#[path = "../../examples/chatter/config.rs"]
+mod config;
 #[path = "../../examples/chatter/hub.rs"]
 pub(crate) mod hub;
+#[path = "../../examples/chatter/member.rs"]
+mod member;
 #[path = "../../examples/chatter/protocol.rs"]
 pub(crate) mod protocol;
+#[path = "../../examples/chatter/reach.rs"]
+mod reach;
+#[path = "../../examples/chatter/relay.rs"]
+mod relay;
+#[path = "../../examples/chatter/room.rs"]
+mod room;
 #[path = "../../examples/chatter/server.rs"]
 pub(crate) mod server;
+#[path = "../../examples/chatter/session.rs"]
+mod session;
+#[path = "../../examples/chatter/shutdown.rs"]
+mod shutdown;
+#[path = "../../examples/chatter/web.rs"]
+mod web;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -16,7 +35,8 @@ use std::time::Duration;
 use fibra::net::{NetPlugin, NetStats};
 use fibra::Schedule;
 
-pub(crate) use server::{Config, RoomStats};
+pub(crate) use config::Config;
+pub(crate) use room::RoomStats;
 
 /// How long a client waits for a line before the test fails.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,91 @@
+//! The command line: the flags, their defaults and the help text.
+
+use std::time::Duration;
+
+use super::cli;
+use super::config::Config;
+
+const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, one \
+tasklet per member
+
+usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
+               [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
+               [--threads N] [--accept handoff|reuseport] [--pin]
+  --addr           where to listen for telnet (default 127.0.0.1:1980)
+  --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
+  --no-web         no web page
+  --max-line       longest line accepted; a longer one ends that connection (default 8192)
+  --max-outbound   output queued to a member that does not read before it is cut off
+                   (default 1048576)
+  --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)
+  --flush-delay    milliseconds a member's output may wait to be gathered into one write,
+                   0 to write every round (default 10; fractions allowed)
+  --threads        schedules (threads) serving the one room (default 1)
+  --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
+                   the default) or `reuseport` (a listener per thread, the kernel's spread)
+  --pin            with --threads: pin thread i to CPU i";
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Flags {
+    /// Where to listen for telnet.
+    pub(crate) addr: String,
+    /// Where to serve the web page; `None`: no web page.
+    pub(crate) web_addr: Option<String>,
+    /// How the room treats its members.
+    pub(crate) config: Config,
+    /// Schedules (threads) serving the one room.
+    pub(crate) threads: usize,
+    /// With threads: a `SO_REUSEPORT` listener per thread instead of one hand-off.
+    pub(crate) reuseport: bool,
+    /// With threads: thread i pinned to CPU i.
+    pub(crate) pin: bool,
+}
+
+impl Flags {
+    /// Reads the process's arguments; a bad one ends the process with the help text.
+    pub(crate) fn parse() -> Flags {
+        let mut flags = Flags {
+            addr: "127.0.0.1:1980".to_owned(),
+            web_addr: Some("127.0.0.1:1990".to_owned()),
+            config: Config::default(),
+            threads: 1,
+            reuseport: false,
+            pin: false,
+        };
+        let config = &mut flags.config;
+        let mut args = cli::Args::new("chatter", HELP);
+        while let Some(flag) = args.next_flag() {
+            let f = flag.as_str();
+            match f {
+                "--addr" => flags.addr = args.value(f),
+                "--max-line" => config.max_line = args.number(f, 1, 1 << 30) as usize,
+                "--max-outbound" => config.max_outbound = args.number(f, 1, 1 << 40) as usize,
+                "--login-timeout" => {
+                    let secs = args.number(f, 0, 86_400);
+                    config.login_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+                }
+                "--flush-delay" => {
+                    let ms: f64 = args.parse(f);
+                    if !(0.0..=1000.0).contains(&ms) {
+                        args.fail("--flush-delay must be between 0 and 1000 ms");
+                    }
+                    config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
+                }
+                "--threads" => flags.threads = args.number(f, 1, 1024) as usize,
+                "--accept" => {
+                    flags.reuseport = match args.value(f).as_str() {
+                        "handoff" => false,
+                        "reuseport" => true,
+                        other => args.fail(format!("--accept `{other}`: handoff or reuseport")),
+                    }
+                }
+                "--pin" => flags.pin = true,
+                "--web-addr" => flags.web_addr = Some(args.value(f)),
+                "--no-web" => flags.web_addr = None,
+                _ => args.unknown(f),
+            }
+        }
+        flags
+    }
+}

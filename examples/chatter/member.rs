@@ -1,0 +1,72 @@
+//! Membership: a handle claimed, the join announced; and the leave, announced exactly once
+//! however the session ends (`/quit`, a lost connection, a kill, a panic).
+
+use std::rc::Rc;
+
+use fibra::net::Conn;
+use fibra::Handle;
+
+use super::room::{Chat, LOG};
+
+/// A member of the room here, from its join until it is dropped.
+pub(crate) struct Member {
+    chat: Rc<Chat>,
+    handle: String,
+    conn: Conn,
+    web: bool,
+}
+
+impl Member {
+    /// Takes `handle` if it is free, here and beyond, and announces the newcomer to
+    /// everyone, itself included.
+    pub(crate) fn join(
+        h: &Handle,
+        chat: &Rc<Chat>,
+        handle: &str,
+        conn: &Conn,
+        web: bool,
+    ) -> Option<Member> {
+        if !chat.room.borrow().is_free(handle) {
+            return None;
+        }
+        // Across threads or nodes, the reach decides: one of two racing for a handle wins.
+        if !chat.reach.claim(h, handle) {
+            return None;
+        }
+        let mut room = chat.room.borrow_mut();
+        if !room.add_member(handle, conn, web) {
+            chat.reach.release(handle);
+            return None;
+        }
+        let online = room.online();
+        log::info!(target: LOG, "{handle} joined ({online} online)");
+        chat.reach.joined(&mut room, handle);
+        drop(room);
+        Some(Member {
+            chat: Rc::clone(chat),
+            handle: handle.to_owned(),
+            conn: conn.clone(),
+            web,
+        })
+    }
+
+    /// Its handle.
+    pub(crate) fn handle(&self) -> &str {
+        &self.handle
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let Ok(mut room) = self.chat.room.try_borrow_mut() else {
+            log::error!(target: LOG, "{}'s session ended while the room was busy", self.handle);
+            return;
+        };
+        // Lines said before the leave still reach the leaver; the rest hear it.
+        room.remove_member(&self.handle, &self.conn, self.web);
+        self.chat.reach.release(&self.handle);
+        let online = room.online();
+        log::info!(target: LOG, "{} left ({online} online)", self.handle);
+        self.chat.reach.left(&mut room, &self.handle);
+    }
+}

@@ -1,0 +1,236 @@
+//! The reach of one room across threads (`--threads N`): every thread runs its own room for
+//! the members it serves, and the [`Hub`] ties them into one. Handles are claimed at the hub,
+//! under one lock; what is said here is fanned out here at once and crosses to each other
+//! thread once (an [`Event`] through that thread's relay channel), where that thread's room
+//! fans it out to its members by its own `Group`.
+//!
+//! Two tasklets per thread carry it: the forwarder, the only sender of this thread's events
+//! (so that their order holds), and the relay, which applies the other threads' events to
+//! the room here. A session that speaks while the outbox is over [`OUTBOX_LIMIT`] waits
+//! (a thread that does not take its events holds up the speakers, not its own members).
+
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use fibra::net::{Handed, LoadToken};
+use fibra::rt::Unparker;
+use fibra::tasks::{remote_channel, RemoteReceiver, RemoteSender};
+use fibra::{Handle, Schedule};
+
+use super::config::Config;
+use super::hub::{Event, Hub};
+use super::reach::Reach;
+use super::room::{Chat, Room};
+use super::server::{adopt_loop, listen, Chatter};
+use super::shutdown::stop_here;
+
+/// Events waiting for the forwarder beyond which a speaking session waits.
+const OUTBOX_LIMIT: usize = 64 * 1024;
+
+/// One thread's side of the room across threads.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    hub: Arc<Hub>,
+    index: usize,
+    outbox: Rc<Outbox>,
+}
+
+/// What this thread's room posted for the others, until the forwarder takes it.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Events for the other threads (`None`: all of them; `Some(j)`: thread `j`), in the
+    /// order they happened.
+    events: RefCell<Vec<(Option<usize>, Event)>>,
+    /// The forwarder, woken by each event.
+    forwarder: OnceCell<Unparker>,
+    /// Sessions waiting for the outbox to shrink.
+    waiting: RefCell<Vec<Unparker>>,
+}
+
+impl Relay {
+    /// Queues `event` for the other threads (all, or thread `to`) and wakes the forwarder.
+    fn post(&self, to: Option<usize>, event: Event) {
+        self.outbox.events.borrow_mut().push((to, event));
+        if let Some(forwarder) = self.outbox.forwarder.get() {
+            forwarder.unpark();
+        }
+    }
+}
+
+impl Reach for Relay {
+    fn claim(&self, _h: &Handle, handle: &str) -> bool {
+        self.hub.claim(handle, self.index)
+    }
+
+    fn release(&self, handle: &str) {
+        self.hub.release(handle);
+    }
+
+    fn say(&self, room: &mut Room, handle: &str, text: &str) {
+        // Made once: for the members here and for every other thread.
+        let line: Arc<str> = format!("{handle} says: {text}").into();
+        room.fan_out(&line);
+        self.post(None, Event::Room(line));
+    }
+
+    fn joined(&self, room: &mut Room, handle: &str) {
+        // Once the hub stops, everyone is being told the server stops: no joins, no leaves.
+        if !self.hub.is_shutting_down()
+            && room.announce(format_args!("{handle} has joined the chat."))
+        {
+            self.post(None, Event::Joined(handle.into()));
+        }
+    }
+
+    fn left(&self, room: &mut Room, handle: &str) {
+        if !self.hub.is_shutting_down()
+            && room.announce(format_args!("{handle} has left the chat."))
+        {
+            self.post(None, Event::Left(handle.into()));
+        }
+    }
+
+    fn tell(&self, to: &str, line: &str) -> bool {
+        let Some(there) = self.hub.thread_of(to) else {
+            return false;
+        };
+        self.post(
+            Some(there),
+            Event::Tell {
+                to: to.into(),
+                line: line.into(),
+            },
+        );
+        true
+    }
+
+    fn pace(&self, h: &Handle) {
+        loop {
+            if self.outbox.events.borrow().len() <= OUTBOX_LIMIT {
+                return;
+            }
+            self.outbox.waiting.borrow_mut().push(h.unparker());
+            h.park();
+        }
+    }
+
+    fn charge(&self) -> Option<LoadToken> {
+        Some(self.hub.loads().charge(self.index))
+    }
+}
+
+impl Chatter {
+    /// Serves thread `index`'s part of a room across `hub.threads()` threads on `schedule`:
+    /// with `listen_on`, on its own `SO_REUSEPORT` listener at that address; without, the
+    /// connections a [`Handoff`](fibra::net::Handoff) hands to the returned sender. The hub
+    /// learns this thread's relay here; start the hand-off once every thread is started.
+    pub(crate) fn start_threaded(
+        schedule: &mut Schedule,
+        listen_on: Option<&str>,
+        config: Config,
+        hub: Arc<Hub>,
+        index: usize,
+    ) -> Result<(Chatter, RemoteSender<Handed>), Box<dyn std::error::Error>> {
+        let outbox = Rc::new(Outbox::default());
+        let reach = Relay {
+            hub: Arc::clone(&hub),
+            index,
+            outbox: Rc::clone(&outbox),
+        };
+        let (events_tx, events) = remote_channel::<Event>(&schedule.remote(), 4096);
+        let (handed_tx, handed) = remote_channel::<Handed>(&schedule.remote(), 1024);
+        let mut chatter = Chatter {
+            chat: Chat::new(Box::new(reach)),
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            config,
+        };
+        match listen_on {
+            Some(on) => {
+                let listener = listen(schedule, on, chatter.config.telnet_options(), true)?;
+                chatter.addr = listener.local_addr();
+                chatter.accept(schedule, listener)?;
+            }
+            None => {
+                let (chat, config) = (Rc::clone(&chatter.chat), chatter.config.clone());
+                let adopter = schedule.spawn_named("chatter adopter", move |h| {
+                    adopt_loop(h, &chat, &handed, &config)
+                })?;
+                chatter.chat.room.borrow_mut().tasklets.push(adopter);
+            }
+        }
+        let (chat, o, h2) = (
+            Rc::clone(&chatter.chat),
+            Rc::clone(&outbox),
+            Arc::clone(&hub),
+        );
+        let forwarder = schedule.spawn_named("chatter forwarder", move |h| {
+            forward(h, &chat, &o, &h2, index)
+        })?;
+        let _ = outbox.forwarder.set(schedule.unparker(forwarder));
+        let (chat, h2) = (Rc::clone(&chatter.chat), Arc::clone(&hub));
+        let relay_id =
+            schedule.spawn_named("chatter relay", move |h| relay(h, &chat, &events, &h2))?;
+        chatter
+            .chat
+            .room
+            .borrow_mut()
+            .tasklets
+            .extend([forwarder, relay_id]);
+        hub.register(index, events_tx);
+        Ok((chatter, handed_tx))
+    }
+}
+
+/// Takes the events this thread's room posted and sends each to the threads it is for, in
+/// order; the only sender of this thread's events, so that their order holds.
+fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
+    let mut batch: Vec<(Option<usize>, Event)> = Vec::new();
+    let mut peers: Vec<Option<RemoteSender<Event>>> = Vec::new();
+    loop {
+        std::mem::swap(&mut batch, &mut *outbox.events.borrow_mut());
+        for waiting in outbox.waiting.borrow_mut().drain(..) {
+            waiting.unpark();
+        }
+        // Every thread registered before the first connection; fetched once.
+        if peers.iter().flatten().count() + 1 < hub.threads() {
+            peers = hub.peers_of(index);
+        }
+        if batch.is_empty() {
+            h.park();
+            continue;
+        }
+        let mut crossed = 0;
+        for (to, event) in batch.drain(..) {
+            for (j, peer) in peers.iter().enumerate() {
+                let Some(peer) = peer else { continue };
+                // A thread that is gone (stopping) takes nothing: dropped.
+                if to.is_none_or(|to| to == j) && peer.send_parking(h, event.clone()).is_ok() {
+                    crossed += 1;
+                }
+            }
+        }
+        chat.room.borrow_mut().crossed += crossed;
+    }
+}
+
+/// Applies what the other threads' rooms sent: lines for every member here, joins and
+/// leaves, a whisper for one, the shutdown (after which the hub hears this room stopped).
+fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
+    let mut batch = Vec::with_capacity(256);
+    while events.receive_many(h, &mut batch, 1024) > 0 {
+        for event in batch.drain(..) {
+            match event {
+                Event::Room(line) => chat.room.borrow_mut().deliver(&line),
+                Event::Joined(handle) => chat.room.borrow_mut().joined_elsewhere(handle),
+                Event::Left(handle) => chat.room.borrow_mut().left_elsewhere(&handle),
+                Event::Tell { to, line } => chat.room.borrow_mut().tell_here(&to, &line),
+                Event::Shutdown => {
+                    let stats = stop_here(h, chat);
+                    hub.mark_stopped(stats.deliveries, stats.cut_off);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! One schedule on the main thread serves the whole room: the host loop, Ctrl-C, and the
+//! counters logged every second.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use fibra::net::NetPlugin;
+use fibra::signal::SignalExt;
+use fibra::tasks::TasksPlugin;
+use fibra::Schedule;
+
+use super::flags::Flags;
+use super::server::Chatter;
+use super::{signal, REPORT_EVERY};
+
+/// Serves the chat on this thread until Ctrl-C or SIGTERM, then stops it: no new connection,
+/// everyone told, connections closed gracefully.
+pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
+    let Flags {
+        addr,
+        web_addr,
+        config,
+        ..
+    } = flags;
+    let mut schedule = Schedule::new();
+    let catches_signals = signal::catch_stop(&mut schedule)?;
+    schedule.add_plugin(TasksPlugin::new())?;
+    schedule.add_plugin(NetPlugin::new()?)?;
+    let mut chatter = Chatter::start(&mut schedule, &addr, config)
+        .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
+    log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
+        chatter.local_addr());
+    if let Some(web_addr) = web_addr {
+        let served = chatter
+            .serve_web(&mut schedule, &web_addr)
+            .map_err(|e| format!("cannot serve the web page on `{web_addr}`: {e}"))?;
+        log::info!(target: "chatter", "web page on http://{served}/");
+    }
+    // A tasklet parks until Ctrl-C or SIGTERM; the host loop then stops the room.
+    let stop = Rc::new(Cell::new(false));
+    if catches_signals {
+        let stop = Rc::clone(&stop);
+        schedule.spawn_named("signals", move |h| {
+            if let Ok(signal) = h.signals(&signal::STOP) {
+                log::info!(target: "chatter", "{signal}: stopping (once more to force)");
+                stop.set(true);
+                for signal in signal::STOP {
+                    let _ = h.stop_catching(signal);
+                }
+            }
+        })?;
+    }
+    // Sleeps in the poller while idle; returns after each round, so the stop is seen at once.
+    let mut next_report = Instant::now() + REPORT_EVERY;
+    while !stop.get() {
+        schedule.tick_within(REPORT_EVERY)?;
+        if log::log_enabled!(target: "chatter::stats", log::Level::Debug)
+            && Instant::now() >= next_report
+        {
+            next_report += REPORT_EVERY;
+            let room = chatter.stats();
+            let net = schedule
+                .plugin::<NetPlugin>()
+                .map(NetPlugin::stats)
+                .unwrap_or_default();
+            log::debug!(target: "chatter::stats",
+                "members {}, lines delivered {}, cut off {}, bytes queued {}, writes {}, reads {}",
+                room.members, room.deliveries, room.cut_off, net.queued, net.writes, net.reads);
+        }
+    }
+    let stats = chatter.stats();
+    chatter.shutdown(&mut schedule, Duration::from_secs(2));
+    log::info!(target: "chatter", "stopped: {} lines delivered, {} members cut off for not reading",
+        stats.deliveries, stats.cut_off);
+    Ok(())
+}
