@@ -5,7 +5,8 @@ import os, shutil, socket, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 # The benchmark tools (the bench/ member's binaries); every other program is fibra's example.
-TOOLS = {"loadgen", "tokio_echo", "tokio_chat", "tokio_abchat", "tokio_ws_chat"}
+TOOLS = {"loadgen", "tokio_echo", "tokio_chat", "tokio_abchat", "tokio_ws_chat",
+         "tokio_tls_chat", "gencert"}
 BUILD = "cargo build --release --examples && cargo build --release -p fibra-bench"
 
 

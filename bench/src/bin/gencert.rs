@@ -19,8 +19,8 @@ use rcgen::{
 };
 
 const HELP: &str = "\
-gencert: writes a test CA and a server certificate it signed for 127.0.0.1, ::1 and
-localhost, a benchmark tool (fibra-bench): ca.pem, cert.pem (the chain) and key.pem.
+gencert: a benchmark tool (fibra-bench) that writes a test CA and a server certificate it
+signed for 127.0.0.1, ::1 and localhost: ca.pem, cert.pem (the chain) and key.pem.
 
 usage: gencert [--dir DIR] [--name NAME]...
   --dir DIR    where to write them (default .; made if missing)

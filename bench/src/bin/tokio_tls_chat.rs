@@ -33,8 +33,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `--help` prints.
 const HELP: &str = "\
-tokio_tls_chat: the tokio + tokio-rustls peer of fibra's `chatter` over TLS, a benchmark
-tool (fibra-bench): the chatter's line protocol (handles, /who, /msg, /quit) over TLS.
+tokio_tls_chat: a benchmark tool (fibra-bench), the tokio + tokio-rustls peer of fibra's
+`chatter` over TLS: the chatter's line protocol (handles, /who, /msg, /quit) over TLS.
 
 usage: tokio_tls_chat --tls-cert FILE --tls-key FILE [--addr HOST:PORT] [--threads N]
   --tls-cert FILE   the certificate chain, PEM (the server's first)
