@@ -1,6 +1,9 @@
 //! The command line: the flags, their defaults and the help text.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use fibra::net::rustls;
 
 use super::cli;
 use super::config::Config;
@@ -11,9 +14,11 @@ tasklet per member
 usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
                [--threads N] [--accept handoff|reuseport] [--pin]
+               [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
+                [--tls-web-addr HOST:PORT] [--tls-handshake-timeout SECS]]
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
-  --no-web         no web page
+  --no-web         no web page (neither over HTTP nor over HTTPS)
   --max-line       longest line accepted; a longer one ends that connection (default 8192)
   --max-outbound   output queued to a member that does not read before it is cut off
                    (default 1048576)
@@ -23,7 +28,25 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --threads        schedules (threads) serving the one room (default 1)
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)
-  --pin            with --threads: pin thread i to CPU i";
+  --pin            with --threads: pin thread i to CPU i
+  --tls-cert       with --tls-key: serve the chat over TLS too, with this certificate
+                   chain (PEM, the server's certificate first); TLS and plain members
+                   share the room (`openssl s_client -connect HOST:PORT` to chat)
+  --tls-key        the certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1)
+  --tls-addr       where to listen for the chat over TLS (default 127.0.0.1:1983)
+  --tls-web-addr   where to serve the web page over HTTPS and WSS (default 127.0.0.1:1993)
+  --tls-handshake-timeout  seconds a TLS handshake may take (default 10; fractions allowed)";
+
+/// The chat over TLS: the server's configuration and where to serve it.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    /// The certificate and key, read from the PEM files.
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// Where to listen for the chat over TLS.
+    pub(crate) addr: String,
+    /// Where to serve the web page over HTTPS; `None` with `--no-web`.
+    pub(crate) web_addr: Option<String>,
+}
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -40,6 +63,8 @@ pub(crate) struct Flags {
     pub(crate) reuseport: bool,
     /// With threads: thread i pinned to CPU i.
     pub(crate) pin: bool,
+    /// The chat over TLS too (`--tls-cert`, `--tls-key`).
+    pub(crate) tls: Option<Tls>,
 }
 
 impl Flags {
@@ -52,7 +77,10 @@ impl Flags {
             threads: 1,
             reuseport: false,
             pin: false,
+            tls: None,
         };
+        let (mut cert, mut key) = (None, None);
+        let (mut tls_addr, mut tls_web_addr) = (None, None);
         let config = &mut flags.config;
         let mut args = cli::Args::new("chatter", HELP);
         while let Some(flag) = args.next_flag() {
@@ -83,9 +111,38 @@ impl Flags {
                 "--pin" => flags.pin = true,
                 "--web-addr" => flags.web_addr = Some(args.value(f)),
                 "--no-web" => flags.web_addr = None,
+                "--tls-cert" => cert = Some(args.value(f)),
+                "--tls-key" => key = Some(args.value(f)),
+                "--tls-addr" => tls_addr = Some(args.value(f)),
+                "--tls-web-addr" => tls_web_addr = Some(args.value(f)),
+                "--tls-handshake-timeout" => {
+                    let secs: f64 = args.parse(f);
+                    if !(secs > 0.0 && secs <= 3600.0) {
+                        args.fail("--tls-handshake-timeout must be in (0, 3600] seconds");
+                    }
+                    config.handshake_timeout = Duration::from_secs_f64(secs);
+                }
                 _ => args.unknown(f),
             }
         }
+        flags.tls = match (cert, key) {
+            (None, None) if tls_addr.is_none() && tls_web_addr.is_none() => None,
+            (None, None) => {
+                args.fail("--tls-addr and --tls-web-addr need --tls-cert and --tls-key")
+            }
+            (Some(cert), Some(key)) => match super::tls::server_config(&cert, &key) {
+                Ok(config) => Some(Tls {
+                    config,
+                    addr: tls_addr.unwrap_or_else(|| "127.0.0.1:1983".to_owned()),
+                    web_addr: flags
+                        .web_addr
+                        .is_some()
+                        .then(|| tls_web_addr.unwrap_or_else(|| "127.0.0.1:1993".to_owned())),
+                }),
+                Err(e) => args.fail(e),
+            },
+            _ => args.fail("--tls-cert and --tls-key go together"),
+        };
         flags
     }
 }

@@ -1,0 +1,103 @@
+//! The TLS doors: a TLS listener whose connections are telnet-protocol sessions (for
+//! `openssl s_client` or `ncat --ssl`), and the web page over HTTPS and WSS. TLS is
+//! fibra-net's, a filter inside the connection table: a TLS connection's lines reach its
+//! session decrypted, and the room's fan-out is encrypted on each member's write, so a TLS
+//! member is in the same room and the same groups as a plain one, and nothing past the
+//! listener knows which it is. The certificate and key come from PEM files
+//! (`--tls-cert`, `--tls-key`), read once at the start.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fibra::net::rustls;
+use fibra::net::rustls::pki_types::pem::PemObject;
+use fibra::net::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use fibra::net::{ListenOptions, Listener, NetPlugin};
+use fibra::Schedule;
+
+use super::config::Config;
+use super::server::Chatter;
+
+impl Chatter {
+    /// Serves the chat over TLS on `addr` with `tls` (and `SO_REUSEPORT` with `reuse_port`,
+    /// one listener per thread on one port): each connection is a session of this room,
+    /// as a telnet one is. Returns the address.
+    pub(crate) fn serve_tls(
+        &mut self,
+        schedule: &mut Schedule,
+        addr: &str,
+        tls: Arc<rustls::ServerConfig>,
+        reuse_port: bool,
+    ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+        let conn = self.config.telnet_options();
+        let listener = listen_tls(schedule, addr, &self.config, conn, tls, reuse_port)?;
+        let served = listener.local_addr();
+        self.accept(schedule, listener)?;
+        Ok(served)
+    }
+
+    /// Serves the web page over HTTPS on `addr` (its WebSocket is then WSS), offering
+    /// `http/1.1` by ALPN. Returns the address.
+    pub(crate) fn serve_web_tls(
+        &mut self,
+        schedule: &mut Schedule,
+        addr: &str,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+        let conn = self.config.conn_options();
+        let https = fibra::http::https_config(tls);
+        let listener = listen_tls(schedule, addr, &self.config, conn, https, false)?;
+        let served = listener.local_addr();
+        self.serve_page(schedule, listener)?;
+        Ok(served)
+    }
+}
+
+/// Listens on `addr` for TLS with `tls`, its connections with `conn` and the room's
+/// handshake timeout.
+fn listen_tls(
+    schedule: &Schedule,
+    addr: &str,
+    config: &Config,
+    conn: fibra::net::ConnOptions,
+    tls: Arc<rustls::ServerConfig>,
+    reuse_port: bool,
+) -> Result<Listener, Box<dyn std::error::Error>> {
+    let net = schedule
+        .plugin::<NetPlugin>()
+        .ok_or("the chatter needs the NetPlugin")?;
+    let options = ListenOptions::new()
+        .with_conn(conn.with_handshake_timeout(config.handshake_timeout))
+        .with_reuse_port(reuse_port)
+        .with_tls(tls);
+    Ok(net.listen_with(addr, options)?)
+}
+
+/// The server's TLS configuration from PEM files: `cert`, the certificate chain (the
+/// server's first), and `key`, its private key (PKCS#8, PKCS#1 or SEC1). rustls with its
+/// `ring` provider, TLS 1.2 and 1.3, no client certificates. Errors name the file and
+/// what is wrong with it.
+pub(crate) fn server_config(cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert `{cert}`: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--tls-cert `{cert}`: no certificate in it (a PEM file with a CERTIFICATE block)"
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            format!("--tls-key `{key}`: no private key in it (a PEM file with a PRIVATE KEY block)")
+        }
+        e => format!("--tls-key `{key}`: {e}"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| format!("--tls-cert `{cert}` with --tls-key `{key}`: {e}"))?;
+    Ok(Arc::new(config))
+}
