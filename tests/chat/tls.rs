@@ -306,19 +306,25 @@ pub(crate) fn renegotiate(
     sock
 }
 
-/// Reads (and drops: alerts, encrypted or not) until the server ends `stream`; fails the
-/// test if it has not within `limit`. Returns how long it took.
-pub(crate) fn expect_ended_within(stream: &mut TcpStream, limit: Duration) -> Duration {
+/// Reads until the server ends `stream`; fails the test if it has not within `limit`.
+/// Returns how long it took and the first bytes it sent (alerts, say; at most 64 KiB).
+pub(crate) fn expect_ended_within(stream: &mut TcpStream, limit: Duration) -> (Duration, Vec<u8>) {
     let started = Instant::now();
     stream
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
+    let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => return started.elapsed(),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Ok(0) => return (started.elapsed(), got),
+            Ok(n) => {
+                let room = (64 * 1024usize).saturating_sub(got.len());
+                got.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (started.elapsed(), got)
+            }
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::TimedOut => {}
