@@ -59,6 +59,7 @@ pub fn serve(h: &Handle, listener: &Listener, router: Rc<Router>) -> Result<(), 
 /// let listener = fibra_http::listen_tls(h, "127.0.0.1:8443", config())?;
 /// fibra_http::serve(h, &listener, router)
 /// # }
+/// # let _ = demo;
 /// ```
 ///
 /// # Errors

@@ -110,7 +110,11 @@ pub enum TlsLost {
     },
     /// The peer sent a record longer than TLS allows (16 KiB of plaintext plus overhead).
     RecordTooLarge,
-    /// The peer asked to renegotiate (a hello after the handshake): refused.
+    /// The peer asked to renegotiate (a hello after a TLS 1.2 handshake): refused. rustls
+    /// answers a first request with a `no_renegotiation` warning (the connection goes on, as
+    /// RFC 5746 allows), and a second ends the connection with this. TLS 1.3 has no
+    /// renegotiation: a hello sent after its handshake fails to decrypt
+    /// ([`Protocol`](Self::Protocol)).
     Renegotiation,
     /// A record after the handshake was invalid: it failed to decrypt, or broke the
     /// protocol.

@@ -177,8 +177,10 @@ impl Table {
                 c.state = ConnState::Open { socket };
                 c.output.writable = true;
                 if c.tls.is_some() {
-                    // The TLS handshake is what the connect waits for now.
+                    // The TLS handshake is what the connect waits for now. The server's
+                    // first bytes may have come in the edge that said connected: read them.
                     self.tls_started(key, Some(waiter), cx.last_reading());
+                    self.read_ahead(key, cx);
                     return;
                 }
                 let conn = self.conn(key);

@@ -283,7 +283,11 @@ impl Table {
         let (socket, parked) = c.state.close(key.slot);
         let released = c.released;
         if socket.is_some() {
-            c.input.clear(&mut self.pool);
+            // Frames decrypted before a TLS failure are still delivered (the entry's
+            // removal gives the buffer back).
+            if !matches!(c.input.end, Some(Lost::Tls(_))) {
+                c.input.clear(&mut self.pool);
+            }
             c.output.clear(&mut self.pool);
         }
         self.leave_groups(key, false);

@@ -248,7 +248,7 @@ impl Table {
         if let Some(end) = c.output.end {
             return Poll::Ready(Err(end.into()));
         }
-        if c.output.buf.is_empty() {
+        if c.output_idle() {
             return Poll::Ready(Ok(()));
         }
         // Held output goes now: someone waits for it.

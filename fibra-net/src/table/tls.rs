@@ -602,6 +602,16 @@ impl Table {
                     Err(why) => {
                         // The alert rustls queued goes now, if the socket takes it.
                         tls.send_alert(sock);
+                        // Records decrypted before the bad one were genuine: their frames
+                        // are still delivered, as a plain connection's are before its end.
+                        loop {
+                            let spare = input.buf.spare(&mut self.pool, 1, limit);
+                            match tls.read_plain(spare) {
+                                Ok(n) if n > 0 => input.buf.commit(n),
+                                _ => break,
+                            }
+                        }
+                        input.buf.release_if_empty(&mut self.pool);
                         Lost::Tls(why)
                     }
                 }
