@@ -1,10 +1,11 @@
-//! The room across threads (`--threads N`): every thread runs its own room for the members
-//! it serves, and the hub ties them into one. Handles are claimed here, under one lock, so
-//! two clients racing for a handle on two threads cannot both win, and `/msg` finds the
-//! thread of its target. Each room keeps the list of the other threads' members from the
-//! joins and leaves it is sent, so that `/who` agrees with what its members have heard.
-//! What is said to the room crosses to each other thread once (an [`Event`] through that
-//! thread's relay channel), and is fanned out there to its members by its own `Group`.
+//! The hub: what the threads of one room across threads (`--threads N`) share, each
+//! thread's side being its [`Relay`](super::relay::Relay) reach. Handles are claimed here,
+//! under one lock, so two clients racing for a handle on two threads cannot both win, and
+//! `/msg` finds the thread of its target. Each thread's relay channel is registered here,
+//! for the others to send it [`Event`]s: what is said to the room crosses to each other
+//! thread once, and is fanned out there to its members by its own `Group`; the joins and
+//! leaves keep each room's list of the other threads' members in step with what its members
+//! have heard. The threads' loads (for the hand-off) and the stop's totals are here too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

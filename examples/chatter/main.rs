@@ -29,15 +29,16 @@
 //!
 //! # The house
 //!
-//! Each schedule serves a [`room::Chat`]: its [`room::Room`] (the connections here, the
-//! members among them, the fan-out to them) and the room's [`reach::Reach`] (how far the room
+//! Each schedule serves a `room::Chat`: its `room::Room` (the connections here, the
+//! members among them, the fan-out to them) and the room's `reach::Reach` (how far the room
 //! goes beyond this schedule). Sessions (`session.rs`) come in by doors: listeners and the
 //! hand-off (`server.rs`), the web page (`web.rs`). A session asks the reach to claim a
 //! handle, to say a line, to announce a join or a leave, to pass a whisper to someone not
 //! here; the reach fans out to the members here through the room's calls (once per line,
 //! never once per member) and carries the rest beyond with tasklets of its own, which
 //! deliver what comes back through the room's inbound calls (`deliver`, `joined_elsewhere`,
-//! `left_elsewhere`, `tell_here`). The room has no `if` about threads or nodes.
+//! `left_elsewhere`, `tell_here`). The room has no `if` about threads or nodes, and the
+//! reach costs one trait call per line said, none per line delivered.
 //!
 //! - A new **reach** is a file that implements `Reach` and a `Chatter` constructor beside it
 //!   (as `relay.rs` has `Chatter::start_threaded`). Federation through Redis fits: `claim`
@@ -46,20 +47,13 @@
 //!   here (`Room::fan_out`/`announce`) when the log gives it back, in the log's order, and
 //!   listing other nodes' members (`joined_elsewhere`), which `/who` then lists; `tell`
 //!   routes a whisper to the node of a member the room lists as elsewhere; `pace` holds up
-//!   speakers while its outbox is full; its tasklets go in `Room::tasklets`, and its stop
-//!   can be `shutdown::stop_here`. With `--threads`, each thread's room can have such a
-//!   reach of its own.
+//!   speakers while its outbox is full; its tasklets go in `Room::tasklets` (ended by the
+//!   stop; one that must still publish the stop's leaves stays out and ends itself), and its
+//!   stop from a tasklet can be `shutdown::stop_here`. With `--threads`, each thread's room
+//!   can have such a reach of its own.
 //! - A new **door** (a TLS listener, HTTPS) is a file with a `Chatter` method that makes the
 //!   listener and hands it to `Chatter::accept` (telnet sessions) or `Chatter::serve_page`
 //!   (the web page): its connections are sessions of the same room.
-
-// How it runs: the process around the room.
-#[path = "../shared/cli.rs"]
-mod cli; // the flag reader the examples share
-mod flags; // the command line: flags, defaults, help text
-mod signal; // Ctrl-C and SIGTERM through the signals plugin
-mod single; // one schedule on the main thread: host loop, stop, counters
-mod threaded; // `--threads N`: N schedules (`Cores`), a hand-off or a listener each
 
 // The room, its members and its doors.
 mod config; // how the room treats its members: limits and timeouts
@@ -77,6 +71,14 @@ mod alone; // reach: this schedule alone (lines written in place)
 mod hub; // the threads' shared directory: handles, relay channels, loads
 mod reach; // the `Reach` trait: claim, release, say, joined, left, tell, pace, charge
 mod relay; // reach: the other threads' rooms, through the hub (forwarder, relay)
+
+// How it runs: the process around the room.
+#[path = "../shared/cli.rs"]
+mod cli; // the flag reader the examples share
+mod flags; // the command line: flags, defaults, help text
+mod signal; // Ctrl-C and SIGTERM through the signals plugin
+mod single; // one schedule on the main thread: host loop, stop, counters
+mod threaded; // `--threads N`: N schedules (`Cores`), a hand-off or a listener each
 
 use std::time::Duration;
 

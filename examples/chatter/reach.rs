@@ -18,7 +18,6 @@
 use fibra::net::LoadToken;
 use fibra::Handle;
 
-#[allow(unused_imports)] // for the docs
 use super::room::Room;
 
 /// How far a room reaches beyond this schedule. Its calls never take the room's `RefCell`
