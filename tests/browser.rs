@@ -104,7 +104,12 @@ fn browsers_over_https_and_wss_chat_with_tls_and_plain_clients() {
         webdriver::BROWSER,
         webdriver::DRIVER
     );
-    let (server, _, tls) = TestServer::start_tls(1, Config::default(), true);
+    let (server, _, tls) = TestServer::start_tls(
+        1,
+        Config::default(),
+        fibra::net::DEFAULT_HANDSHAKE_TIMEOUT,
+        true,
+    );
     let url = format!("https://localhost:{}/", tls.web.unwrap().port());
     let driver = Driver::start();
 

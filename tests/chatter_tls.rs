@@ -15,7 +15,12 @@ use chat::{protocol, Config, TestServer};
 use fibra::net::rustls;
 
 fn tls_and_plain_members_chat_in_one_room(threads: usize) {
-    let (server, _, tls) = TestServer::start_tls(threads, Config::default(), false);
+    let (server, _, tls) = TestServer::start_tls(
+        threads,
+        Config::default(),
+        fibra::net::DEFAULT_HANDSHAKE_TIMEOUT,
+        false,
+    );
     let mut ann = server.join("ann");
     let mut tim = tls.join("tim");
     ann.expect("tim has joined the chat.");
@@ -78,7 +83,12 @@ fn tls_and_plain_members_chat_in_one_room(threads: usize) {
 }
 
 fn a_client_refuses_a_certificate_for_another_name(threads: usize) {
-    let (server, _, tls) = TestServer::start_tls(threads, Config::default(), false);
+    let (server, _, tls) = TestServer::start_tls(
+        threads,
+        Config::default(),
+        fibra::net::DEFAULT_HANDSHAKE_TIMEOUT,
+        false,
+    );
     let mut ann = server.join("ann");
     let tcp = std::net::TcpStream::connect(tls.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -105,7 +115,12 @@ chat::on_one_and_two_threads!(
 
 #[test]
 fn the_web_page_over_https_and_its_websocket_over_wss() {
-    let (server, _, tls) = TestServer::start_tls(1, Config::default(), true);
+    let (server, _, tls) = TestServer::start_tls(
+        1,
+        Config::default(),
+        fibra::net::DEFAULT_HANDSHAKE_TIMEOUT,
+        true,
+    );
     let https = tls.web.unwrap();
     let mut ann = server.join("ann");
     let config = client_config(&tls.certs.ca, &[]);
@@ -244,7 +259,7 @@ fn a_bad_or_missing_pem_file_is_a_usage_error_that_names_it() {
         pem.path("ca.pem"),
     );
     let missing = pem.path("missing.pem");
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (
             vec!["--tls-cert", &missing, "--tls-key", &key],
             "missing.pem",
@@ -263,6 +278,10 @@ fn a_bad_or_missing_pem_file_is_a_usage_error_that_names_it() {
         ),
         (
             vec!["--tls-addr", "127.0.0.1:0"],
+            "need --tls-cert and --tls-key",
+        ),
+        (
+            vec!["--tls-handshake-timeout", "1"],
             "need --tls-cert and --tls-key",
         ),
     ];

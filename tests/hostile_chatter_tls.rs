@@ -36,11 +36,8 @@ struct Room {
 
 impl Room {
     fn start(threads: usize) -> Room {
-        let config = Config {
-            handshake_timeout: HANDSHAKE,
-            ..Config::default()
-        };
-        let (mut server, _, tls) = TestServer::start_tls(threads, config, false);
+        let (mut server, _, tls) =
+            TestServer::start_tls(threads, Config::default(), HANDSHAKE, false);
         // TLS connections land by the kernel's hash, plain ones by the hand-off.
         server.members_may_be_anywhere();
         let ann = server.join("ann");

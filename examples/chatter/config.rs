@@ -19,8 +19,6 @@ pub(crate) struct Config {
     /// `ConnOptions::with_flush_delay`): the broadcast's cost per line against its latency.
     /// An answer to a connection that just spoke (the login dialogue, `/who`) is not delayed.
     pub(crate) flush_delay: Duration,
-    /// How long a TLS connection's handshake may take; past it, the connection ends.
-    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -31,7 +29,6 @@ impl Default for Config {
             login_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
             flush_delay: Duration::from_millis(10),
-            handshake_timeout: fibra::net::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }

@@ -1,12 +1,10 @@
 //! The command line: the flags, their defaults and the help text.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use fibra::net::rustls;
 
 use super::cli;
 use super::config::Config;
+use super::tls::TlsDoor;
 
 const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, one \
 tasklet per member
@@ -40,8 +38,8 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
 /// The chat over TLS: the server's configuration and where to serve it.
 #[derive(Debug, Clone)]
 pub(crate) struct Tls {
-    /// The certificate and key, read from the PEM files.
-    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// The certificate and key, read from the PEM files, and the handshake timeout.
+    pub(crate) door: TlsDoor,
     /// Where to listen for the chat over TLS.
     pub(crate) addr: String,
     /// Where to serve the web page over HTTPS; `None` with `--no-web`.
@@ -80,7 +78,7 @@ impl Flags {
             tls: None,
         };
         let (mut cert, mut key) = (None, None);
-        let (mut tls_addr, mut tls_web_addr) = (None, None);
+        let (mut tls_addr, mut tls_web_addr, mut handshake_timeout) = (None, None, None);
         let config = &mut flags.config;
         let mut args = cli::Args::new("chatter", HELP);
         while let Some(flag) = args.next_flag() {
@@ -120,19 +118,28 @@ impl Flags {
                     if !(secs > 0.0 && secs <= 3600.0) {
                         args.fail("--tls-handshake-timeout must be in (0, 3600] seconds");
                     }
-                    config.handshake_timeout = Duration::from_secs_f64(secs);
+                    handshake_timeout = Some(Duration::from_secs_f64(secs));
                 }
                 _ => args.unknown(f),
             }
         }
         flags.tls = match (cert, key) {
-            (None, None) if tls_addr.is_none() && tls_web_addr.is_none() => None,
-            (None, None) => {
-                args.fail("--tls-addr and --tls-web-addr need --tls-cert and --tls-key")
+            (None, None)
+                if tls_addr.is_none() && tls_web_addr.is_none() && handshake_timeout.is_none() =>
+            {
+                None
             }
+            (None, None) => args.fail(
+                "--tls-addr, --tls-web-addr and --tls-handshake-timeout need --tls-cert and \
+                 --tls-key",
+            ),
             (Some(cert), Some(key)) => match super::tls::server_config(&cert, &key) {
                 Ok(config) => Some(Tls {
-                    config,
+                    door: TlsDoor {
+                        config,
+                        handshake_timeout: handshake_timeout
+                            .unwrap_or(fibra::net::DEFAULT_HANDSHAKE_TIMEOUT),
+                    },
                     addr: tls_addr.unwrap_or_else(|| "127.0.0.1:1983".to_owned()),
                     web_addr: flags
                         .web_addr

@@ -40,12 +40,12 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(tls) = tls {
         let served = chatter
-            .serve_tls(&mut schedule, &tls.addr, tls.config.clone(), false)
+            .serve_tls(&mut schedule, &tls.addr, &tls.door, false)
             .map_err(|e| format!("cannot serve the chat over TLS on `{}`: {e}", tls.addr))?;
         log::info!(target: "chatter", "TLS on {served} (openssl s_client -connect {served})");
         if let Some(web) = &tls.web_addr {
             let served = chatter
-                .serve_web_tls(&mut schedule, web, tls.config)
+                .serve_web_tls(&mut schedule, web, &tls.door)
                 .map_err(|e| format!("cannot serve the web page over HTTPS on `{web}`: {e}"))?;
             log::info!(target: "chatter", "web page on https://{served}/");
         }

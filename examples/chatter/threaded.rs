@@ -67,7 +67,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         }
         if let (Some(t), Some(on)) = (&tls, tls_on) {
             chatter
-                .serve_tls(schedule, &on.to_string(), t.config.clone(), true)
+                .serve_tls(schedule, &on.to_string(), &t.door, true)
                 .map_err(|e| format!("cannot serve the chat over TLS on `{on}`: {e}"))?;
         }
         if index == 0 {
@@ -80,7 +80,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
             }
             if let Some((t, web)) = tls.as_ref().and_then(|t| Some((t, t.web_addr.as_ref()?))) {
                 let at = chatter
-                    .serve_web_tls(schedule, web, t.config.clone())
+                    .serve_web_tls(schedule, web, &t.door)
                     .map_err(|e| format!("cannot serve the web page over HTTPS on `{web}`: {e}"))?;
                 s.lock().unwrap().web_tls = Some(at);
             }

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fibra::net::rustls;
 use fibra::net::rustls::pki_types::pem::PemObject;
@@ -15,7 +16,6 @@ use fibra::net::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use fibra::net::{ListenOptions, Listener, NetPlugin};
 use fibra::Schedule;
 
-use super::config::Config;
 use super::server::Chatter;
 
 impl Chatter {
@@ -26,11 +26,11 @@ impl Chatter {
         &mut self,
         schedule: &mut Schedule,
         addr: &str,
-        tls: Arc<rustls::ServerConfig>,
+        tls: &TlsDoor,
         reuse_port: bool,
     ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
         let conn = self.config.telnet_options();
-        let listener = listen_tls(schedule, addr, &self.config, conn, tls, reuse_port)?;
+        let listener = listen_tls(schedule, addr, tls, conn, tls.config.clone(), reuse_port)?;
         let served = listener.local_addr();
         self.accept(schedule, listener)?;
         Ok(served)
@@ -42,23 +42,33 @@ impl Chatter {
         &mut self,
         schedule: &mut Schedule,
         addr: &str,
-        tls: Arc<rustls::ServerConfig>,
+        tls: &TlsDoor,
     ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
         let conn = self.config.conn_options();
-        let https = fibra::http::https_config(tls);
-        let listener = listen_tls(schedule, addr, &self.config, conn, https, false)?;
+        let https = fibra::http::https_config(tls.config.clone());
+        let listener = listen_tls(schedule, addr, tls, conn, https, false)?;
         let served = listener.local_addr();
         self.serve_page(schedule, listener)?;
         Ok(served)
     }
 }
 
-/// Listens on `addr` for TLS with `tls`, its connections with `conn` and the room's
+/// What a TLS door serves with: the certificate and key, and how long a handshake may take.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsDoor {
+    /// rustls's server configuration (see [`server_config`]).
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// How long a connection's handshake may take (`--tls-handshake-timeout`, fibra-net's
+    /// 10 s by default); past it, the connection ends.
+    pub(crate) handshake_timeout: Duration,
+}
+
+/// Listens on `addr` for TLS with `tls`, its connections with `conn` and the door's
 /// handshake timeout.
 fn listen_tls(
     schedule: &Schedule,
     addr: &str,
-    config: &Config,
+    door: &TlsDoor,
     conn: fibra::net::ConnOptions,
     tls: Arc<rustls::ServerConfig>,
     reuse_port: bool,
@@ -67,7 +77,7 @@ fn listen_tls(
         .plugin::<NetPlugin>()
         .ok_or("the chatter needs the NetPlugin")?;
     let options = ListenOptions::new()
-        .with_conn(conn.with_handshake_timeout(config.handshake_timeout))
+        .with_conn(conn.with_handshake_timeout(door.handshake_timeout))
         .with_reuse_port(reuse_port)
         .with_tls(tls);
     Ok(net.listen_with(addr, options)?)

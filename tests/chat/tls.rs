@@ -42,15 +42,19 @@ impl TlsDoors {
 
 impl TestServer {
     /// The chatter on `threads` threads (as [`start_on`](Self::start_on)) with its TLS
-    /// door on every thread, and with `web` the web page over HTTP and HTTPS (thread 0);
-    /// returns the HTTP page's address too.
+    /// door on every thread (a handshake may take `handshake`), and with `web` the web page
+    /// over HTTP and HTTPS (thread 0); returns the HTTP page's address too.
     pub(crate) fn start_tls(
         threads: usize,
         config: Config,
+        handshake: Duration,
         web: bool,
     ) -> (TestServer, Option<SocketAddr>, TlsDoors) {
         let certs = TestCerts::localhost();
-        let server_config = certs.server_config();
+        let door = super::tls_door::TlsDoor {
+            config: certs.server_config(),
+            handshake_timeout: handshake,
+        };
         // A port for every thread's TLS listener, reserved while they bind it.
         let probe =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -62,13 +66,9 @@ impl TestServer {
         let (web_tx, web_rx) = std::sync::mpsc::channel();
         let doors: Doors = Arc::new(move |s, chatter, index| {
             let on = addr.to_string();
-            chatter
-                .serve_tls(s, &on, server_config.clone(), true)
-                .unwrap();
+            chatter.serve_tls(s, &on, &door, true).unwrap();
             if web && index == 0 {
-                let at = chatter
-                    .serve_web_tls(s, "127.0.0.1:0", server_config.clone())
-                    .unwrap();
+                let at = chatter.serve_web_tls(s, "127.0.0.1:0", &door).unwrap();
                 web_tx.send(at).unwrap();
             }
         });
