@@ -478,6 +478,32 @@ fn read_timeout_loses_a_silent_connection_and_allows_goodbye() {
 }
 
 #[test]
+fn read_timeout_loses_a_connection_that_is_only_watched_after_a_receive() {
+    // A frame received with a short read, then only a watcher: on the `polling` backend
+    // (`--features fibra/portable-poller`), which cannot report a drained socket, the read
+    // timer took the stale `readable` for bytes waiting and re-armed for ever.
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let options = ListenOptions::new()
+            .with_conn(ConnOptions::new().with_read_timeout(Some(Duration::from_millis(150))));
+        let listener = h.listen_with("127.0.0.1:0", options).unwrap();
+        let addr = listener.local_addr();
+        let accepting = h.spawn(move |h| h.accept(&listener).unwrap().0).unwrap();
+        let client = h.connect(addr).unwrap();
+        let server = h.join(accepting).unwrap();
+        h.send_line(&client, "one").unwrap();
+        assert_eq!(h.receive(&server).unwrap(), b"one");
+        *out.borrow_mut() = Some(h.on_lost_connection(&server));
+        drop(client);
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(*got.borrow(), Some(Lost::TimedOut));
+}
+
+#[test]
 fn local_close_tells_receivers_and_watchers() {
     let mut s = net_schedule();
     let seen = Rc::new(RefCell::new(Vec::new()));

@@ -871,3 +871,135 @@ fn a_client_facing_a_silent_or_plaintext_server_fails_its_connect() {
     );
     assert_eq!(net_stats(&s).sockets, 0);
 }
+
+#[test]
+fn a_stream_accepted_elsewhere_is_adopted_as_a_tls_server_connection() {
+    let certs = TestCerts::localhost();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = certs.client_config();
+    let client = std::thread::spawn(move || {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        c.write_all(b"adopted?\n").unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let (stream, _) = listener.accept().unwrap();
+    let mut s = net_schedule();
+    let server_config = certs.server_config();
+    s.spawn(move |h| {
+        let conn = h
+            .adopt_tls(stream, ConnOptions::new(), server_config)
+            .unwrap();
+        let line = h.receive(&conn).unwrap();
+        h.send_frame(&conn, &[&line[..], b" yes"].concat()).unwrap();
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(client.join().unwrap(), "adopted? yes\n");
+}
+
+#[test]
+fn a_flooding_tls_peer_does_not_starve_another_connection() {
+    // One peer sends empty lines as 1-byte records (23 bytes each on the wire) without
+    // pause; another exchanges lines with the server meanwhile: its round trips are served
+    // while the flood goes on (the flooder is read 64 KiB per round, as a plain one is).
+    const RECORDS: usize = 400_000;
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let flooder = std::thread::spawn(move || {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        for _ in 0..RECORDS {
+            if c.write_all(b"\n").is_err() {
+                return;
+            }
+        }
+        let _ = c.flush();
+    });
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    let config = certs.client_config();
+    s.spawn(move |h| {
+        let (flood, _) = h.accept(&listener).unwrap();
+        let frames = Rc::new(std::cell::Cell::new(0usize));
+        let counted = frames.clone();
+        let _reader = h
+            .spawn(move |h| {
+                while h.receive(&flood).is_ok() {
+                    counted.set(counted.get() + 1);
+                }
+            })
+            .unwrap();
+        // Wait until the flood is under way.
+        while frames.get() < 1000 {
+            h.sleep(Duration::from_millis(1));
+        }
+        let l = listener.clone();
+        let echo = h
+            .spawn(move |h| {
+                let (conn, _) = h.accept(&l).unwrap();
+                while let Ok(line) = h.receive(&conn) {
+                    h.send_frame(&conn, &line).unwrap();
+                }
+            })
+            .unwrap();
+        let client = h.connect_tls(addr, "localhost", config).unwrap();
+        for i in 0..10 {
+            h.send_line(&client, &format!("round trip {i}")).unwrap();
+            assert_eq!(h.receive_line(&client).unwrap(), format!("round trip {i}"));
+        }
+        *out.borrow_mut() = Some(frames.get());
+        drop(client);
+        h.join(echo).unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 60);
+    flooder.join().unwrap();
+    let frames = got.borrow().unwrap();
+    assert!(
+        frames < RECORDS,
+        "the round trips waited for the whole flood ({frames} frames)"
+    );
+}
+
+#[test]
+fn configs_from_pem_serve_and_trust_the_test_certificates() {
+    let certs = TestCerts::localhost();
+    let server = fibra::net::tls::server_config_from_pem(
+        certs.chain_pem.as_bytes(),
+        certs.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let client = fibra::net::tls::client_config_from_pem(certs.ca_pem.as_bytes()).unwrap();
+    let (server, client) = (std::sync::Arc::new(server), std::sync::Arc::new(client));
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let listener = h.listen_tls("127.0.0.1:0", server).unwrap();
+        let addr = listener.local_addr();
+        let accepting = h.spawn(move |h| h.accept(&listener).unwrap().0).unwrap();
+        // By IP address too: the leaf names 127.0.0.1.
+        let c = h.connect_tls(addr, "127.0.0.1", client).unwrap();
+        let conn = h.join(accepting).unwrap();
+        h.send_line(&c, "pem").unwrap();
+        out.borrow_mut().push(h.receive(&conn).unwrap());
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(*got.borrow(), [b"pem".to_vec()]);
+    // What is wrong is said.
+    let e = fibra::net::tls::server_config_from_pem(b"", certs.key_pem.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
+    let e =
+        fibra::net::tls::server_config_from_pem(certs.chain_pem.as_bytes(), b"junk").unwrap_err();
+    assert!(e.to_string().contains("private key"), "{e}");
+}

@@ -148,6 +148,21 @@ pub trait NetExt {
     /// [`Framing::custom`](crate::Framing::custom) panicked.
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError>;
 
+    /// Like [`adopt`](Self::adopt), for a stream accepted elsewhere that speaks TLS: this
+    /// schedule serves it with `config` (a [`Handoff`](crate::Handoff)'s connections on a
+    /// TLS port, say). Its handshake runs as its bytes come, as on a TLS listener's.
+    ///
+    /// # Errors
+    ///
+    /// As [`adopt`](Self::adopt), and [`NetError::TlsConfig`].
+    #[cfg(feature = "tls")]
+    fn adopt_tls(
+        &self,
+        stream: std::net::TcpStream,
+        options: ConnOptions,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Conn, NetError>;
+
     /// Waits for the next frame (by the connection's codec) and returns it.
     ///
     /// Frames received before the peer closed are still returned; then the loss's error.
@@ -338,6 +353,16 @@ impl NetExt for Handle {
 
     fn adopt(&self, stream: std::net::TcpStream, options: ConnOptions) -> Result<Conn, NetError> {
         self.yield_op(ops::Adopt::new(stream, options))
+    }
+
+    #[cfg(feature = "tls")]
+    fn adopt_tls(
+        &self,
+        stream: std::net::TcpStream,
+        options: ConnOptions,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Conn, NetError> {
+        self.yield_op(ops::Adopt::tls(stream, options, config))
     }
 
     fn receive(&self, conn: &Conn) -> Result<Vec<u8>, NetError> {

@@ -88,12 +88,34 @@ impl Op for Connect {
 pub struct Adopt {
     pub(crate) stream: std::net::TcpStream,
     pub(crate) options: ConnOptions,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Adopt {
     /// Adopt `stream`; the connection gets `options`.
     pub fn new(stream: std::net::TcpStream, options: ConnOptions) -> Self {
-        Adopt { stream, options }
+        Adopt {
+            stream,
+            options,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// Adopt `stream`, an accepted connection, as a TLS server's with `config` (its
+    /// handshake starts now, bounded by the options' handshake timeout).
+    #[cfg(feature = "tls")]
+    pub fn tls(
+        stream: std::net::TcpStream,
+        options: ConnOptions,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Self {
+        Adopt {
+            stream,
+            options,
+            tls: Some(config),
+        }
     }
 }
 

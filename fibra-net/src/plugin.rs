@@ -257,7 +257,13 @@ impl Serves<Adopt> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        let adopted = table.adopt(op.stream, op.options, cx.last_reading());
+        let adopted = table.adopt(
+            op.stream,
+            op.options,
+            #[cfg(feature = "tls")]
+            op.tls.as_ref(),
+            cx.last_reading(),
+        );
         Poll::Ready(adopted.map(|key| table.conn(key)))
     }
 }

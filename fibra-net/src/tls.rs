@@ -16,7 +16,9 @@
 //! `ClientConfig` and the server's name (`NetExt::connect_tls`, or `ConnOptions::with_tls`,
 //! which is how a [`ReconnectingClient`](crate::ReconnectingClient) or a
 //! [`Pool`](crate::Pool) connects over TLS). The rustls crate is re-exported as
-//! `fibra_net::rustls`, so the configs are built with the version fibra-net uses.
+//! `fibra_net::rustls`, so the configs are built with the version fibra-net uses;
+//! `server_config_from_pem` and `client_config_from_pem` build the usual ones from PEM, with
+//! fibra-net's provider (`provider()`, ring).
 //!
 //! - A server's connection is handed out by `accept` at once; its handshake runs as its
 //!   bytes come, and a receive waits for the first decrypted frame. A client's `connect_tls`
@@ -170,4 +172,90 @@ pub struct TlsInfo {
     pub version: Option<String>,
     /// The cipher suite, once agreed.
     pub cipher_suite: Option<String>,
+}
+
+/// rustls's ring provider, which fibra-net is built with. Build configs with it
+/// (`ServerConfig::builder_with_provider`) rather than with `ServerConfig::builder()`: the
+/// latter needs one process-wide provider, and panics when another crate of the program
+/// turns on rustls's `aws-lc-rs` feature beside `ring`.
+#[cfg(feature = "tls")]
+pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server config serving the certificate chain `cert_pem` (leaf first) with the private
+/// key `key_pem` (PKCS#8, PKCS#1 or SEC1), both PEM as `openssl` or a certificate authority
+/// writes them; TLS 1.3 and 1.2, no client certificates, no ALPN (set `alpn_protocols` on
+/// it, then wrap it in an `Arc`).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// let cert = std::fs::read("cert.pem")?;
+/// let key = std::fs::read("key.pem")?;
+/// let mut config = fibra_net::tls::server_config_from_pem(&cert, &key)?;
+/// config.alpn_protocols = vec![b"http/1.1".to_vec()];
+/// let config = Arc::new(config);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`NetError::TlsConfig`](crate::NetError::TlsConfig), saying what is wrong: no
+/// certificate in `cert_pem`, no key in `key_pem`, a key that does not match the
+/// certificate.
+#[cfg(feature = "tls")]
+pub fn server_config_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<rustls::ServerConfig, crate::NetError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let refused = |reason: String| crate::NetError::TlsConfig { reason };
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refused(format!("reading the certificate PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(refused(
+            "no CERTIFICATE block in the certificate PEM".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| refused(format!("reading the private key PEM: {e}")))?;
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| refused(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| refused(format!("the certificate and key: {e}")))
+}
+
+/// A client config trusting the certificate authorities in `ca_pem` (PEM), and them
+/// alone; TLS 1.3 and 1.2, no client certificate, no ALPN.
+///
+/// # Errors
+///
+/// [`NetError::TlsConfig`](crate::NetError::TlsConfig): no certificate in `ca_pem`, or one
+/// that is not a usable trust anchor.
+#[cfg(feature = "tls")]
+pub fn client_config_from_pem(ca_pem: &[u8]) -> Result<rustls::ClientConfig, crate::NetError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let refused = |reason: String| crate::NetError::TlsConfig { reason };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| refused(format!("reading the CA PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| refused(format!("a CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(refused("no CERTIFICATE block in the CA PEM".into()));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| refused(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

@@ -85,17 +85,28 @@ impl Table {
         Ok(key)
     }
 
-    /// Takes over a connected stream from elsewhere.
+    /// Takes over a connected stream from elsewhere; `tls`: served as a TLS server's.
     pub(crate) fn adopt(
         &mut self,
         stream: std::net::TcpStream,
         options: ConnOptions,
+        #[cfg(feature = "tls")] tls: Option<&std::sync::Arc<rustls::ServerConfig>>,
         now: Instant,
     ) -> Result<Key, NetError> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
-        self.add_conn(Socket::from(stream), peer, options, None, false, None, now)
-            .map_err(|(e, _)| e)
+        #[cfg(feature = "tls")]
+        let tls = tls.map(Tls::server).transpose()?;
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
+        let served = tls.is_some();
+        let key = self
+            .add_conn(Socket::from(stream), peer, options, None, false, tls, now)
+            .map_err(|(e, _)| e)?;
+        if served {
+            self.tls_started(key, None, now);
+        }
+        Ok(key)
     }
 
     pub(crate) fn submit_connect(

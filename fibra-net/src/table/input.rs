@@ -413,10 +413,26 @@ impl Table {
         if input.end.is_some() {
             return;
         }
-        // Bytes waiting in the socket count as activity, read or not.
+        // Bytes waiting in the socket count as activity, read or not. Look rather than
+        // assume: a backend that cannot tell a drained socket (`polling`) leaves `readable`
+        // set after a short read, and a connection only watched then never timed out.
         if input.readable && input.reader.is_none() {
-            input.last_read = now;
+            self.read_ahead(key, cx);
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                return;
+            };
+            if c.input.end.is_some() {
+                return;
+            }
+            if c.input.readable {
+                // Still unread (the input buffer is full, or the round's budget is spent).
+                c.input.last_read = now;
+            }
         }
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        let input = &mut c.input;
         match input.last_read.checked_add(timeout) {
             Some(due) if due > now => {
                 input.timer = Some(due);

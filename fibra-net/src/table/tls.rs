@@ -18,20 +18,9 @@
 //! queue's bytes are encrypted as the socket takes them); a connection's reads count
 //! against the round's read budget as a plain one's do.
 
-use std::time::Instant;
-
-use fibra_rt::Context;
-
-use super::input::ReadStep;
-#[cfg(feature = "tls")]
-use super::timers::TimerKind;
-use super::waiters::Parked;
 use super::{conn_mut, Table};
-use crate::error::Lost;
 use crate::shared::Key;
 use crate::tls::TlsInfo;
-#[cfg(feature = "tls")]
-use crate::tls::TlsLost;
 
 #[cfg(feature = "tls")]
 pub(super) use enabled::Tls;
@@ -39,16 +28,32 @@ pub(super) use enabled::Tls;
 #[cfg(not(feature = "tls"))]
 pub(super) use disabled::Tls;
 
+impl Table {
+    /// What a TLS connection negotiated; `None` for a plain one.
+    pub(crate) fn tls_info(&mut self, key: Key) -> Option<TlsInfo> {
+        conn_mut(&mut self.entries, key)?
+            .tls
+            .as_ref()
+            .map(|t| t.info())
+    }
+}
+
 #[cfg(feature = "tls")]
 mod enabled {
     use std::io::{self, IoSlice, Read, Write};
     use std::sync::Arc;
+    use std::time::Instant;
 
+    use fibra_rt::Context;
     use socket2::Socket;
 
-    use super::super::waiters::Parked;
-    use crate::error::NetError;
+    use super::super::input::ReadStep;
+    use super::super::timers::TimerKind;
+    use super::super::waiters::{Parked, Wait};
+    use super::super::{conn_mut, Table};
+    use crate::error::{Lost, NetError};
     use crate::options::ClientTls;
+    use crate::shared::Key;
     use crate::sys::socket;
     use crate::tls::{TlsInfo, TlsLost};
 
@@ -59,15 +64,15 @@ mod enabled {
 
     /// A connection's TLS state.
     pub(in crate::table) struct Tls {
-        pub(in crate::table) conn: rustls::Connection,
+        conn: rustls::Connection,
         /// The handshake's deadline (a timer is armed for it), until it is done.
-        pub(in crate::table) deadline: Option<std::time::Instant>,
+        deadline: Option<std::time::Instant>,
         /// A client's connect, waiting for the end of the handshake.
-        pub(in crate::table) connecting: Option<Parked>,
+        connecting: Option<Parked>,
         /// A byte of ciphertext came (the first one is checked: TLS or not).
-        pub(in crate::table) heard: bool,
+        heard: bool,
         /// `close_notify` was queued.
-        pub(in crate::table) notified: bool,
+        notified: bool,
         /// The server name a client connected to.
         client_name: Option<String>,
     }
@@ -165,17 +170,14 @@ mod enabled {
         }
 
         /// Moves decrypted bytes into `buf`.
-        pub(in crate::table) fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             self.conn.reader().read(buf)
         }
 
         /// Reads ciphertext from the socket: the bytes read (0: end of stream), and whether
         /// the read was short (the socket is drained). A server's first byte must open a
         /// handshake record, or the peer does not speak TLS.
-        pub(in crate::table) fn read_socket(
-            &mut self,
-            sock: &Socket,
-        ) -> Result<(usize, bool), ReadFailure> {
+        fn read_socket(&mut self, sock: &Socket) -> Result<(usize, bool), ReadFailure> {
             let mut reader = SocketReader {
                 sock,
                 asked: 0,
@@ -192,7 +194,7 @@ mod enabled {
         }
 
         /// Processes what was read: whether the handshake ended with it.
-        pub(in crate::table) fn process(&mut self) -> Result<bool, TlsLost> {
+        fn process(&mut self) -> Result<bool, TlsLost> {
             let was_handshaking = self.conn.is_handshaking();
             match self.conn.process_new_packets() {
                 Ok(_) => Ok(was_handshaking && !self.conn.is_handshaking()),
@@ -202,7 +204,7 @@ mod enabled {
 
         /// Writes rustls's records to the socket: `Ok(true)` when the socket took them all
         /// (`Ok(false)`: it is full).
-        pub(in crate::table) fn write_records(&mut self, sock: &Socket) -> io::Result<bool> {
+        fn write_records(&mut self, sock: &Socket) -> io::Result<bool> {
             while self.conn.wants_write() {
                 let mut writer = SocketWriter { sock, short: false };
                 match self.conn.write_tls(&mut writer) {
@@ -217,7 +219,7 @@ mod enabled {
         }
 
         /// Encrypts `slices` (as much as rustls takes): the plaintext bytes taken.
-        pub(in crate::table) fn encrypt(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        fn encrypt(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
             match slices {
                 [one] => self.conn.writer().write(one),
                 _ => self.conn.writer().write_vectored(slices),
@@ -225,13 +227,13 @@ mod enabled {
         }
 
         /// Writes the alert rustls queued for a failure, if the socket takes it now.
-        pub(in crate::table) fn send_alert(&mut self, sock: &Socket) {
+        fn send_alert(&mut self, sock: &Socket) {
             let _ = self.write_records(sock);
         }
     }
 
     /// Why reading ciphertext failed.
-    pub(in crate::table) enum ReadFailure {
+    enum ReadFailure {
         Io(io::Error),
         Tls(TlsLost),
     }
@@ -392,11 +394,306 @@ mod enabled {
             _ => "(another alert)",
         }
     }
+
+    impl Table {
+        /// A TLS connection is connected (accepted, or a client's TCP handshake done): its TLS
+        /// handshake has `timeout` to finish; a client's first flight goes out this round.
+        /// `connecting`: the client's connect, told at the end of the handshake.
+        pub(in crate::table) fn tls_started(
+            &mut self,
+            key: Key,
+            connecting: Option<Parked>,
+            now: Instant,
+        ) {
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                if let Some(p) = connecting {
+                    self.waiters.orphan(p, Wait::Connect(key.slot));
+                }
+                return;
+            };
+            let timeout = c.options.handshake_timeout;
+            let Some(tls) = c.tls.as_mut() else {
+                if let Some(p) = connecting {
+                    self.waiters.orphan(p, Wait::Connect(key.slot));
+                }
+                return;
+            };
+            tls.connecting = connecting;
+            tls.deadline = now.checked_add(timeout);
+            if let Some(at) = tls.deadline {
+                self.timers.arm(at, TimerKind::Handshake, key);
+            }
+            let writes = tls.wants_write();
+            if writes {
+                self.mark_dirty(key);
+            }
+        }
+
+        /// The handshake timer armed for `at` fell due.
+        pub(in crate::table) fn handshake_timer(
+            &mut self,
+            key: Key,
+            at: Instant,
+            cx: &mut Context<'_>,
+        ) {
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                return;
+            };
+            let timeout = c.options.handshake_timeout;
+            let Some(tls) = c.tls.as_mut() else {
+                return;
+            };
+            if tls.deadline != Some(at) || !tls.is_handshaking() {
+                return;
+            }
+            tls.deadline = None;
+            log::debug!(target: "fibra_net",
+                "TLS handshake with {} not done within {timeout:?}", c.peer);
+            self.lose(
+                key,
+                Lost::Tls(TlsLost::HandshakeTimedOut { after: timeout }),
+                cx,
+            );
+        }
+
+        /// One step of a TLS connection's input: decrypted bytes into the input buffer, or
+        /// ciphertext from the socket into rustls.
+        pub(in crate::table) fn tls_read_step(
+            &mut self,
+            key: Key,
+            cx: &mut Context<'_>,
+        ) -> ReadStep {
+            use std::io::ErrorKind;
+
+            let round = self.round;
+            let short_read_drains = self.short_read_drains;
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                return ReadStep::Ended;
+            };
+            let Some(sock) = c.state.connected_socket() else {
+                return match c.state.socket() {
+                    Some(_) => ReadStep::Wait { budget: false },
+                    None => ReadStep::Ended,
+                };
+            };
+            let Some(tls) = c.tls.as_mut() else {
+                return ReadStep::Ended;
+            };
+            let input = &mut c.input;
+            // Decrypted bytes first.
+            let limit = c
+                .options
+                .max_frame
+                .saturating_add(super::super::input::FRAMING_SLACK);
+            let spare = input
+                .buf
+                .spare(&mut self.pool, super::super::input::MIN_READ, limit);
+            if spare.is_empty() {
+                return ReadStep::Full;
+            }
+            let end = match tls.read_plain(spare) {
+                Ok(0) => Some(Lost::Eof),
+                Ok(n) => {
+                    input.buf.commit(n);
+                    // The peer spoke: an answer to it is not held back by the flush delay.
+                    c.output.last_write = None;
+                    return ReadStep::Data;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Some(if tls.is_handshaking() {
+                    Lost::Tls(TlsLost::Handshake {
+                        reason: "the peer closed the connection during the handshake",
+                    })
+                } else {
+                    Lost::Tls(TlsLost::NoCloseNotify)
+                }),
+                Err(_) => Some(Lost::Tls(TlsLost::Protocol {
+                    reason: "the connection failed earlier",
+                })),
+            };
+            if let Some(lost) = end {
+                input.buf.release_if_empty(&mut self.pool);
+                if lost != Lost::Eof {
+                    log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
+                }
+                self.lose(key, lost, cx);
+                return ReadStep::Ended;
+            }
+            input.buf.release_if_empty(&mut self.pool);
+            // Then ciphertext from the socket (rustls holds no decrypted byte now, so its
+            // `read_tls` never refuses for a full plaintext buffer).
+            if !input.readable {
+                return ReadStep::Wait { budget: false };
+            }
+            if input.round != round {
+                input.round = round;
+                input.in_round = 0;
+            }
+            if input.in_round >= super::super::input::READ_BUDGET {
+                return ReadStep::Wait { budget: true };
+            }
+            self.counters.reads += 1;
+            let lost = match tls.read_socket(sock) {
+                // The end of the stream: the reader says whether a close_notify came first.
+                Ok((0, _)) => return ReadStep::Data,
+                Ok((n, short)) => {
+                    input.in_round += n;
+                    if c.options.read_timeout.is_some() {
+                        input.last_read = cx.now();
+                    }
+                    if short && short_read_drains && !input.read_closed {
+                        input.readable = false;
+                    }
+                    match tls.process() {
+                        Ok(done) => {
+                            let writes = tls.wants_write();
+                            if done {
+                                tls.deadline = None;
+                                self.tls_handshake_done(key, cx);
+                            }
+                            if writes {
+                                self.mark_dirty(key);
+                            }
+                            return ReadStep::Data;
+                        }
+                        Err(why) => {
+                            // The alert rustls queued goes now, if the socket takes it.
+                            tls.send_alert(sock);
+                            // Records decrypted before the bad one were genuine: their frames
+                            // are still delivered, as a plain connection's are before its end.
+                            loop {
+                                let spare = input.buf.spare(&mut self.pool, 1, limit);
+                                match tls.read_plain(spare) {
+                                    Ok(n) if n > 0 => input.buf.commit(n),
+                                    _ => break,
+                                }
+                            }
+                            input.buf.release_if_empty(&mut self.pool);
+                            Lost::Tls(why)
+                        }
+                    }
+                }
+                Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    input.readable = false;
+                    return ReadStep::Wait { budget: false };
+                }
+                Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::InvalidData => {
+                    Lost::Tls(TlsLost::RecordTooLarge)
+                }
+                Err(ReadFailure::Io(e)) => {
+                    log::debug!(target: "fibra_net", "receive from {}: {e}", c.peer);
+                    Lost::from_io(&e)
+                }
+                Err(ReadFailure::Tls(why)) => Lost::Tls(why),
+            };
+            log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
+            self.lose(key, lost, cx);
+            ReadStep::Ended
+        }
+
+        /// The handshake is done: a client's connect returns; output queued meanwhile goes.
+        fn tls_handshake_done(&mut self, key: Key, cx: &mut Context<'_>) {
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                return;
+            };
+            log::trace!(target: "fibra_net", "TLS handshake with {} done", c.peer);
+            let connecting = c.tls.as_mut().and_then(|t| t.connecting.take());
+            if !c.output.is_empty() {
+                self.mark_dirty(key);
+            }
+            if let Some(parked) = connecting {
+                let conn = self.conn(key);
+                self.waiters
+                    .complete::<crate::ops::Connect>(cx, parked, Ok(conn));
+            }
+        }
+
+        /// A TLS connection is lost: a connect still waiting for the handshake fails with `lost`
+        /// (and the connection, which nobody holds, goes).
+        pub(in crate::table) fn tls_lost(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) {
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                return;
+            };
+            let Some(parked) = c.tls.as_mut().and_then(|t| t.connecting.take()) else {
+                return;
+            };
+            c.released = true;
+            self.waiters
+                .complete::<crate::ops::Connect>(cx, parked, Err(lost.into()));
+            self.end_output(key, lost, cx);
+        }
+
+        /// Writes a TLS connection's output: encrypts the queue's bytes as the socket takes the
+        /// records; `close_notify` after the last byte of a closing connection. `Err` with the
+        /// loss when the socket failed.
+        pub(in crate::table) fn tls_write(&mut self, key: Key) -> Result<(), Lost> {
+            use crate::buffer::MAX_SLICES;
+            use std::io::IoSlice;
+
+            let Some(c) = conn_mut(&mut self.entries, key) else {
+                return Ok(());
+            };
+            let closing = c.state.is_closing();
+            let (Some(sock), Some(tls)) = (c.state.connected_socket(), c.tls.as_mut()) else {
+                return Ok(());
+            };
+            let output = &mut c.output;
+            loop {
+                if output.writable {
+                    self.counters.writes += u64::from(tls.wants_write());
+                    match tls.write_records(sock) {
+                        Ok(true) => {}
+                        Ok(false) => output.writable = false,
+                        Err(e) => {
+                            log::debug!(target: "fibra_net", "send to {}: {e}", c.peer);
+                            return Err(Lost::from_io(&e));
+                        }
+                    }
+                }
+                if !output.writable || tls.is_handshaking() {
+                    return Ok(());
+                }
+                if output.buf.is_empty() {
+                    if closing && !tls.notified {
+                        tls.close_notify();
+                        continue;
+                    }
+                    return Ok(());
+                }
+                let taken = match output.buf.single() {
+                    Some(bytes) => tls.encrypt(&[IoSlice::new(bytes)]),
+                    None => {
+                        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                        let (n, _) = output.buf.slices(&mut slices);
+                        tls.encrypt(&slices[..n])
+                    }
+                };
+                match taken {
+                    Ok(0) if !tls.wants_write() => return Ok(()),
+                    Ok(n) => output.buf.advance(n, &mut self.pool),
+                    Err(e) => {
+                        log::debug!(target: "fibra_net", "TLS to {}: {e}", c.peer);
+                        return Err(Lost::Tls(TlsLost::Protocol {
+                            reason: "the connection failed earlier",
+                        }));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(not(feature = "tls"))]
 mod disabled {
+    use std::time::Instant;
+
+    use fibra_rt::Context;
+
+    use super::super::input::ReadStep;
     use super::super::waiters::Parked;
+    use super::super::Table;
+    use crate::error::Lost;
+    use crate::shared::Key;
     use crate::tls::TlsInfo;
 
     /// Without the `tls` feature no connection has a TLS state: the type has no value, and
@@ -429,319 +726,43 @@ mod disabled {
             match *self {}
         }
     }
-}
 
-impl Table {
-    /// A TLS connection is connected (accepted, or a client's TCP handshake done): its TLS
-    /// handshake has `timeout` to finish; a client's first flight goes out this round.
-    /// `connecting`: the client's connect, told at the end of the handshake.
-    pub(super) fn tls_started(&mut self, key: Key, connecting: Option<Parked>, now: Instant) {
-        let Some(c) = conn_mut(&mut self.entries, key) else {
-            if let Some(p) = connecting {
-                self.waiters
-                    .orphan(p, super::waiters::Wait::Connect(key.slot));
-            }
-            return;
-        };
-        let timeout = c.options.handshake_timeout;
-        let Some(tls) = c.tls.as_mut() else {
-            if let Some(p) = connecting {
-                self.waiters
-                    .orphan(p, super::waiters::Wait::Connect(key.slot));
-            }
-            return;
-        };
-        #[cfg(feature = "tls")]
-        {
-            tls.connecting = connecting;
-            tls.deadline = now.checked_add(timeout);
-            if let Some(at) = tls.deadline {
-                self.timers.arm(at, TimerKind::Handshake, key);
-            }
-            let writes = tls.wants_write();
-            if writes {
-                self.mark_dirty(key);
-            }
-        }
-        #[cfg(not(feature = "tls"))]
-        let _ = (tls, connecting, now, timeout);
-    }
-
-    /// The handshake timer armed for `at` fell due.
-    pub(super) fn handshake_timer(&mut self, key: Key, at: Instant, cx: &mut Context<'_>) {
-        let Some(c) = conn_mut(&mut self.entries, key) else {
-            return;
-        };
-        let timeout = c.options.handshake_timeout;
-        let Some(tls) = c.tls.as_mut() else {
-            return;
-        };
-        #[cfg(feature = "tls")]
-        {
-            if tls.deadline != Some(at) || !tls.is_handshaking() {
-                return;
-            }
-            tls.deadline = None;
-            log::debug!(target: "fibra_net",
-                "TLS handshake with {} not done within {timeout:?}", c.peer);
-            self.lose(
-                key,
-                Lost::Tls(TlsLost::HandshakeTimedOut { after: timeout }),
-                cx,
+    /// The table's TLS steps, never taken: no connection has a TLS state.
+    impl Table {
+        pub(in crate::table) fn tls_started(
+            &mut self,
+            _key: Key,
+            connecting: Option<Parked>,
+            _now: Instant,
+        ) {
+            debug_assert!(
+                connecting.is_none(),
+                "only a TLS connect waits for a handshake"
             );
+            let _ = connecting;
         }
-        #[cfg(not(feature = "tls"))]
-        let _ = (tls, at, cx, timeout);
-    }
 
-    /// What a TLS connection negotiated; `None` for a plain one.
-    pub(crate) fn tls_info(&mut self, key: Key) -> Option<TlsInfo> {
-        conn_mut(&mut self.entries, key)?
-            .tls
-            .as_ref()
-            .map(|t| t.info())
-    }
+        pub(in crate::table) fn handshake_timer(
+            &mut self,
+            _key: Key,
+            _at: Instant,
+            _cx: &mut Context<'_>,
+        ) {
+        }
 
-    /// One step of a TLS connection's input: decrypted bytes into the input buffer, or
-    /// ciphertext from the socket into rustls.
-    #[cfg(feature = "tls")]
-    pub(super) fn tls_read_step(&mut self, key: Key, cx: &mut Context<'_>) -> ReadStep {
-        use enabled::ReadFailure;
-        use std::io::ErrorKind;
+        pub(in crate::table) fn tls_read_step(
+            &mut self,
+            _key: Key,
+            _cx: &mut Context<'_>,
+        ) -> ReadStep {
+            ReadStep::Ended
+        }
 
-        let round = self.round;
-        let short_read_drains = self.short_read_drains;
-        let Some(c) = conn_mut(&mut self.entries, key) else {
-            return ReadStep::Ended;
-        };
-        let Some(sock) = c.state.connected_socket() else {
-            return match c.state.socket() {
-                Some(_) => ReadStep::Wait { budget: false },
-                None => ReadStep::Ended,
-            };
-        };
-        let Some(tls) = c.tls.as_mut() else {
-            return ReadStep::Ended;
-        };
-        let input = &mut c.input;
-        // Decrypted bytes first.
-        let limit = c
-            .options
-            .max_frame
-            .saturating_add(super::input::FRAMING_SLACK);
-        let spare = input
-            .buf
-            .spare(&mut self.pool, super::input::MIN_READ, limit);
-        if spare.is_empty() {
-            return ReadStep::Full;
+        pub(in crate::table) fn tls_lost(&mut self, _key: Key, _lost: Lost, _cx: &mut Context<'_>) {
         }
-        let end = match tls.read_plain(spare) {
-            Ok(0) => Some(Lost::Eof),
-            Ok(n) => {
-                input.buf.commit(n);
-                // The peer spoke: an answer to it is not held back by the flush delay.
-                c.output.last_write = None;
-                return ReadStep::Data;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Some(if tls.is_handshaking() {
-                Lost::Tls(TlsLost::Handshake {
-                    reason: "the peer closed the connection during the handshake",
-                })
-            } else {
-                Lost::Tls(TlsLost::NoCloseNotify)
-            }),
-            Err(_) => Some(Lost::Tls(TlsLost::Protocol {
-                reason: "the connection failed earlier",
-            })),
-        };
-        if let Some(lost) = end {
-            input.buf.release_if_empty(&mut self.pool);
-            if lost != Lost::Eof {
-                log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
-            }
-            self.lose(key, lost, cx);
-            return ReadStep::Ended;
-        }
-        input.buf.release_if_empty(&mut self.pool);
-        // Then ciphertext from the socket.
-        if !input.readable {
-            return ReadStep::Wait { budget: false };
-        }
-        if input.round != round {
-            input.round = round;
-            input.in_round = 0;
-        }
-        if input.in_round >= super::input::READ_BUDGET {
-            return ReadStep::Wait { budget: true };
-        }
-        self.counters.reads += 1;
-        let lost = match tls.read_socket(sock) {
-            // The end of the stream: the reader says whether a close_notify came first.
-            Ok((0, _)) => return ReadStep::Data,
-            Ok((n, short)) => {
-                input.in_round += n;
-                if c.options.read_timeout.is_some() {
-                    input.last_read = cx.now();
-                }
-                if short && short_read_drains && !input.read_closed {
-                    input.readable = false;
-                }
-                match tls.process() {
-                    Ok(done) => {
-                        let writes = tls.wants_write();
-                        if done {
-                            tls.deadline = None;
-                            self.tls_handshake_done(key, cx);
-                        }
-                        if writes {
-                            self.mark_dirty(key);
-                        }
-                        return ReadStep::Data;
-                    }
-                    Err(why) => {
-                        // The alert rustls queued goes now, if the socket takes it.
-                        tls.send_alert(sock);
-                        // Records decrypted before the bad one were genuine: their frames
-                        // are still delivered, as a plain connection's are before its end.
-                        loop {
-                            let spare = input.buf.spare(&mut self.pool, 1, limit);
-                            match tls.read_plain(spare) {
-                                Ok(n) if n > 0 => input.buf.commit(n),
-                                _ => break,
-                            }
-                        }
-                        input.buf.release_if_empty(&mut self.pool);
-                        Lost::Tls(why)
-                    }
-                }
-            }
-            Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                input.readable = false;
-                return ReadStep::Wait { budget: false };
-            }
-            Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::Other => {
-                // rustls holds 16 KiB of decrypted bytes: take them first.
-                return ReadStep::Data;
-            }
-            Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::InvalidData => {
-                Lost::Tls(TlsLost::RecordTooLarge)
-            }
-            Err(ReadFailure::Io(e)) => {
-                log::debug!(target: "fibra_net", "receive from {}: {e}", c.peer);
-                Lost::from_io(&e)
-            }
-            Err(ReadFailure::Tls(why)) => Lost::Tls(why),
-        };
-        log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
-        self.lose(key, lost, cx);
-        ReadStep::Ended
-    }
 
-    #[cfg(not(feature = "tls"))]
-    pub(super) fn tls_read_step(&mut self, _key: Key, _cx: &mut Context<'_>) -> ReadStep {
-        ReadStep::Ended
-    }
-
-    /// The handshake is done: a client's connect returns; output queued meanwhile goes.
-    #[cfg(feature = "tls")]
-    fn tls_handshake_done(&mut self, key: Key, cx: &mut Context<'_>) {
-        let Some(c) = conn_mut(&mut self.entries, key) else {
-            return;
-        };
-        log::trace!(target: "fibra_net", "TLS handshake with {} done", c.peer);
-        let connecting = c.tls.as_mut().and_then(|t| t.connecting.take());
-        if !c.output.is_empty() {
-            self.mark_dirty(key);
+        pub(in crate::table) fn tls_write(&mut self, _key: Key) -> Result<(), Lost> {
+            Ok(())
         }
-        if let Some(parked) = connecting {
-            let conn = self.conn(key);
-            self.waiters
-                .complete::<crate::ops::Connect>(cx, parked, Ok(conn));
-        }
-    }
-
-    /// A TLS connection is lost: a connect still waiting for the handshake fails with `lost`
-    /// (and the connection, which nobody holds, goes).
-    pub(super) fn tls_lost(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) {
-        #[cfg(feature = "tls")]
-        {
-            let Some(c) = conn_mut(&mut self.entries, key) else {
-                return;
-            };
-            let Some(parked) = c.tls.as_mut().and_then(|t| t.connecting.take()) else {
-                return;
-            };
-            c.released = true;
-            self.waiters
-                .complete::<crate::ops::Connect>(cx, parked, Err(lost.into()));
-            self.end_output(key, lost, cx);
-        }
-        #[cfg(not(feature = "tls"))]
-        let _ = (key, lost, cx);
-    }
-
-    /// Writes a TLS connection's output: encrypts the queue's bytes as the socket takes the
-    /// records; `close_notify` after the last byte of a closing connection. `Err` with the
-    /// loss when the socket failed.
-    #[cfg(feature = "tls")]
-    pub(super) fn tls_write(&mut self, key: Key) -> Result<(), Lost> {
-        use crate::buffer::MAX_SLICES;
-        use std::io::IoSlice;
-
-        let Some(c) = conn_mut(&mut self.entries, key) else {
-            return Ok(());
-        };
-        let closing = c.state.is_closing();
-        let (Some(sock), Some(tls)) = (c.state.connected_socket(), c.tls.as_mut()) else {
-            return Ok(());
-        };
-        let output = &mut c.output;
-        loop {
-            if output.writable {
-                self.counters.writes += u64::from(tls.wants_write());
-                match tls.write_records(sock) {
-                    Ok(true) => {}
-                    Ok(false) => output.writable = false,
-                    Err(e) => {
-                        log::debug!(target: "fibra_net", "send to {}: {e}", c.peer);
-                        return Err(Lost::from_io(&e));
-                    }
-                }
-            }
-            if !output.writable || tls.is_handshaking() {
-                return Ok(());
-            }
-            if output.buf.is_empty() {
-                if closing && !tls.notified {
-                    tls.close_notify();
-                    continue;
-                }
-                return Ok(());
-            }
-            let taken = match output.buf.single() {
-                Some(bytes) => tls.encrypt(&[IoSlice::new(bytes)]),
-                None => {
-                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                    let (n, _) = output.buf.slices(&mut slices);
-                    tls.encrypt(&slices[..n])
-                }
-            };
-            match taken {
-                Ok(0) if !tls.wants_write() => return Ok(()),
-                Ok(n) => output.buf.advance(n, &mut self.pool),
-                Err(e) => {
-                    log::debug!(target: "fibra_net", "TLS to {}: {e}", c.peer);
-                    return Err(Lost::Tls(TlsLost::Protocol {
-                        reason: "the connection failed earlier",
-                    }));
-                }
-            }
-        }
-    }
-
-    #[cfg(not(feature = "tls"))]
-    pub(super) fn tls_write(&mut self, _key: Key) -> Result<(), Lost> {
-        Ok(())
     }
 }
