@@ -266,12 +266,9 @@ fn a_bad_or_missing_pem_file_is_a_usage_error_that_names_it() {
         ),
         (
             vec!["--tls-cert", &key, "--tls-key", &key],
-            "no certificate in it",
+            "no CERTIFICATE block",
         ),
-        (
-            vec!["--tls-cert", &cert, "--tls-key", &ca],
-            "no private key in it",
-        ),
+        (vec!["--tls-cert", &cert, "--tls-key", &ca], "private key"),
         (
             vec!["--tls-cert", &cert],
             "--tls-cert and --tls-key go together",

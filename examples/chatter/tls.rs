@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fibra::net::rustls;
-use fibra::net::rustls::pki_types::pem::PemObject;
-use fibra::net::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use fibra::net::{ListenOptions, Listener, NetPlugin};
 use fibra::Schedule;
 
@@ -84,30 +82,13 @@ fn listen_tls(
 }
 
 /// The server's TLS configuration from PEM files: `cert`, the certificate chain (the
-/// server's first), and `key`, its private key (PKCS#8, PKCS#1 or SEC1). rustls with its
-/// `ring` provider, TLS 1.2 and 1.3, no client certificates. Errors name the file and
-/// what is wrong with it.
+/// server's first), and `key`, its private key (PKCS#8, PKCS#1 or SEC1); fibra-net's
+/// `server_config_from_pem` (rustls with `ring`, TLS 1.2 and 1.3, no client certificates).
+/// Errors name the file and say what is wrong with it.
 pub(crate) fn server_config(cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--tls-cert `{cert}`: {e}"))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "--tls-cert `{cert}`: no certificate in it (a PEM file with a CERTIFICATE block)"
-        ));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            format!("--tls-key `{key}`: no private key in it (a PEM file with a PRIVATE KEY block)")
-        }
-        e => format!("--tls-key `{key}`: {e}"),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)
+    let cert_pem = std::fs::read(cert).map_err(|e| format!("--tls-cert `{cert}`: {e}"))?;
+    let key_pem = std::fs::read(key).map_err(|e| format!("--tls-key `{key}`: {e}"))?;
+    let config = fibra::net::tls::server_config_from_pem(&cert_pem, &key_pem)
         .map_err(|e| format!("--tls-cert `{cert}` with --tls-key `{key}`: {e}"))?;
     Ok(Arc::new(config))
 }

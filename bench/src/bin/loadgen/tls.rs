@@ -13,7 +13,6 @@ use fibra::net::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use fibra::net::rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use fibra::net::rustls::pki_types::pem::PemObject;
 use fibra::net::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use fibra::net::rustls::{DigitallySignedStruct, SignatureScheme};
 use fibra::net::ConnOptions;
@@ -46,30 +45,25 @@ impl TlsArgs {
                 Ok(())
             };
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
         let mut config = match (&self.ca, self.insecure) {
             (Some(_), true) => {
                 return Err("give --tls-ca FILE or --tls-insecure yes, not both".into())
             }
             (None, false) => return Err("TLS needs --tls-ca FILE or --tls-insecure yes".into()),
             (Some(file), false) => {
-                let mut roots = rustls::RootCertStore::empty();
-                let certs = CertificateDer::pem_file_iter(file)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("--tls-ca `{file}`: {e}"))?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(format!("--tls-ca `{file}`: no certificate in it"));
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
+                let pem = std::fs::read(file).map_err(|e| format!("--tls-ca `{file}`: {e}"))?;
+                fibra::net::tls::client_config_from_pem(&pem)
+                    .map_err(|e| format!("--tls-ca `{file}`: {e}"))?
             }
-            (None, true) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth(),
+            (None, true) => {
+                let provider = fibra::net::tls::provider();
+                rustls::ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    .with_no_client_auth()
+            }
         };
         if !self.resume {
             config.resumption = rustls::client::Resumption::disabled();
