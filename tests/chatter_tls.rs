@@ -207,9 +207,15 @@ impl Drop for PemFiles {
 fn ctrl_c_says_goodbye_over_tls_and_closes_with_close_notify() {
     let pem = PemFiles::new("chatter-tls-ctrl-c");
     let config = client_config(&pem.certs.ca, &[]);
-    for threads in ["1", "2"] {
+    // One thread; two with the hand-off on both ports; two with a listener each.
+    let runs: [&[&str]; 3] = [
+        &[],
+        &["--threads", "2"],
+        &["--threads", "2", "--accept", "reuseport"],
+    ];
+    for threads in runs {
         let (cert, key) = (pem.path("cert.pem"), pem.path("key.pem"));
-        let args = [
+        let mut args = vec![
             "--tls-cert",
             &cert,
             "--tls-key",
@@ -218,9 +224,8 @@ fn ctrl_c_says_goodbye_over_tls_and_closes_with_close_notify() {
             "127.0.0.1:0",
             "--tls-web-addr",
             "127.0.0.1:0",
-            "--threads",
-            threads,
         ];
+        args.extend_from_slice(threads);
         let server = util::Example::start_with("chatter", &args);
         let line = server.wait_for("TLS on 127.0.0.1:");
         let at = line.find("TLS on ").unwrap() + "TLS on ".len();
@@ -241,7 +246,7 @@ fn ctrl_c_says_goodbye_over_tls_and_closes_with_close_notify() {
         let (status, said) = server.interrupt();
         assert!(
             status.success(),
-            "--threads {threads}: exited {status}:\n{said}"
+            "{threads:?}: exited {status}:\n{said}"
         );
         tim.expect(protocol::SHUTTING_DOWN);
         tim.expect_end();

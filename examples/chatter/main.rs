@@ -24,8 +24,9 @@
 //! `--tls-cert FILE --tls-key FILE` (PEM) serves the chat over TLS too (`tls.rs`): line
 //! clients on `--tls-addr` (127.0.0.1:1983; `openssl s_client -connect 127.0.0.1:1983`),
 //! the web page over HTTPS and WSS on `--tls-web-addr` (127.0.0.1:1993), in the same room
-//! as plain members. With `--threads N`, a TLS listener per thread on one port
-//! (`SO_REUSEPORT`); the HTTPS page is served by thread 0.
+//! as plain members. With `--threads N`, the TLS port's connections go to the threads as
+//! the telnet port's do (a hand-off by load, or a listener each with `--accept
+//! reuseport`); the HTTPS page is served by thread 0.
 //!
 //! # The house
 //!

@@ -42,14 +42,18 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     let listen_on = first.map(|a| a.to_string());
-    // The TLS listeners: one per thread on one port, the kernel's spread.
+    // With reuseport, the TLS port too is a listener per thread on one port.
     let tls_on = match &tls {
-        Some(t) => Some(
+        Some(t) if reuseport => Some(
             bind_reuseport(&t.addr)
                 .map_err(|e| format!("cannot serve the chat over TLS on `{}`: {e}", t.addr))?,
         ),
-        None => None,
+        _ => None,
     };
+    let tls_handed: Arc<Mutex<Vec<Option<RemoteSender<Handed>>>>> =
+        Arc::new(Mutex::new((0..threads).map(|_| None).collect()));
+    let tls_out = Arc::clone(&tls_handed);
+    let tls_addr = tls.as_ref().map(|t| t.addr.clone());
     let (h, out, s) = (Arc::clone(&hub), Arc::clone(&handed), Arc::clone(&served));
     let cores = Cores::start(threads, pin, move |index, schedule| {
         schedule.add_plugin(TasksPlugin::new())?;
@@ -65,10 +69,16 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         if log::log_enabled!(target: "chatter::stats", log::Level::Debug) {
             log_stats(schedule, &chatter, index)?;
         }
-        if let (Some(t), Some(on)) = (&tls, tls_on) {
-            chatter
-                .serve_tls(schedule, &on.to_string(), &t.door, true)
-                .map_err(|e| format!("cannot serve the chat over TLS on `{on}`: {e}"))?;
+        match (&tls, tls_on) {
+            (Some(t), Some(on)) => {
+                chatter
+                    .serve_tls(schedule, &on.to_string(), &t.door, true)
+                    .map_err(|e| format!("cannot serve the chat over TLS on `{on}`: {e}"))?;
+            }
+            (Some(t), None) => {
+                tls_out.lock().unwrap()[index] = Some(chatter.adopt_tls(schedule, &t.door)?);
+            }
+            (None, _) => {}
         }
         if index == 0 {
             s.lock().unwrap().telnet = Some(chatter.local_addr());
@@ -104,6 +114,22 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         Some(Handoff::start_with(listener, targets, hub.loads().clone())?)
     };
+    // Without reuseport, the TLS port's connections are handed off by load too (one load
+    // count for both ports).
+    let tls_handoff = match &tls_addr {
+        Some(addr) if !reuseport => {
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| format!("cannot serve the chat over TLS on `{addr}`: {e}"))?;
+            let targets = tls_handed
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .map(|s| s.take().unwrap())
+                .collect();
+            Some(Handoff::start_with(listener, targets, hub.loads().clone())?)
+        }
+        _ => None,
+    };
     let listening = match &handoff {
         Some(handoff) => handoff.local_addr(),
         None => served.lock().unwrap().telnet.ok_or("no listener")?,
@@ -117,8 +143,8 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(web) = served.lock().unwrap().web {
         log::info!(target: "chatter", "web page on http://{web}/");
     }
-    if let Some(on) = tls_on {
-        log::info!(target: "chatter", "TLS on {on} (openssl s_client -connect {on}), a listener each");
+    if let Some(on) = tls_on.or(tls_handoff.as_ref().map(Handoff::local_addr)) {
+        log::info!(target: "chatter", "TLS on {on} (openssl s_client -connect {on}), {how}");
     }
     if let Some(web) = served.lock().unwrap().web_tls {
         log::info!(target: "chatter", "web page on https://{web}/");
@@ -128,7 +154,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     }
     let signal = host.block_on(|h| h.signals(&signal::STOP))??;
     log::info!(target: "chatter", "{signal}: stopping");
-    if let Some(handoff) = handoff {
+    for handoff in [handoff, tls_handoff].into_iter().flatten() {
         handoff.stop();
     }
     hub.begin_shutdown();

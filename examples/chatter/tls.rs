@@ -4,17 +4,22 @@
 //! session decrypted, and the room's fan-out is encrypted on each member's write, so a TLS
 //! member is in the same room and the same groups as a plain one, and nothing past the
 //! listener knows which it is. The certificate and key come from PEM files
-//! (`--tls-cert`, `--tls-key`), read once at the start.
+//! (`--tls-cert`, `--tls-key`), read once at the start. Across threads, the TLS port is
+//! handed off by load as the telnet port is (`adopt_tls`), or, with `--accept reuseport`,
+//! has a listener per thread.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fibra::net::rustls;
-use fibra::net::{ListenOptions, Listener, NetPlugin};
+use fibra::net::{Handed, ListenOptions, Listener, NetExt, NetPlugin};
+use fibra::tasks::{remote_channel, RemoteSender};
 use fibra::Schedule;
 
-use super::server::Chatter;
+use super::room::LOG;
+use super::server::{serve_conn, Chatter};
 
 impl Chatter {
     /// Serves the chat over TLS on `addr` with `tls` (and `SO_REUSEPORT` with `reuse_port`,
@@ -48,6 +53,37 @@ impl Chatter {
         let served = listener.local_addr();
         self.serve_page(schedule, listener)?;
         Ok(served)
+    }
+}
+
+impl Chatter {
+    /// With a hand-off on the TLS port (`--threads N`): serves each connection handed to
+    /// the returned sender over TLS, as a session of this room, from a tasklet that the
+    /// room's shutdown ends.
+    pub(crate) fn adopt_tls(
+        &mut self,
+        schedule: &mut Schedule,
+        door: &TlsDoor,
+    ) -> Result<RemoteSender<Handed>, fibra::rt::Error> {
+        let (sender, handed) = remote_channel::<Handed>(&schedule.remote(), 1024);
+        let (chat, config, tls) = (
+            Rc::clone(&self.chat),
+            self.config.clone(),
+            door.config.clone(),
+        );
+        let options = config
+            .telnet_options()
+            .with_handshake_timeout(door.handshake_timeout);
+        let adopter = schedule.spawn_named("chatter TLS adopter", move |h| {
+            while let Some(Handed { stream, peer, load }) = handed.receive(h) {
+                match h.adopt_tls(stream, options.clone(), tls.clone()) {
+                    Ok(conn) => serve_conn(h, &chat, conn, peer, &config, Some(load)),
+                    Err(e) => log::warn!(target: LOG, "cannot serve {peer} over TLS: {e}"),
+                }
+            }
+        })?;
+        self.chat.room.borrow_mut().tasklets.push(adopter);
+        Ok(sender)
     }
 }
 
