@@ -120,7 +120,13 @@ pub use stats::NetStats;
 pub use tls::{TlsInfo, TlsLost, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use transport::Transport;
 
-/// The rustls crate fibra-net's TLS is built on (the `tls` feature), to build the server
-/// and client configs with.
+// The rustls crate fibra-net's TLS is built on (the `tls` feature), to build the server and
+// client configs with: `fibra_net::rustls` (and `fibra::net::rustls`). A hidden module rather
+// than `pub use rustls`: the façade's inlined glob would copy all of rustls's docs, whose
+// links are broken where `cargo doc --no-deps` did not document rustls (a hidden `use` is
+// still copied across crates, a hidden module is not). The `tls` module's docs name it.
 #[cfg(feature = "tls")]
-pub use rustls;
+#[doc(hidden)]
+pub mod rustls {
+    pub use ::rustls::*;
+}
