@@ -29,8 +29,12 @@ Scenarios (`--only`, comma-separated):
   abchat  ABChat's own benchmark against a tokio peer of the same protocol (tokio_abchat):
           1,000 clients each sending one frame a second to all (1 M deliveries/s), then the
           sweep of --rates until the load stops being tracked (not part of the default set)
+  tls     the chat over TLS: the chatter's TLS port (--tls-cert, --tls-key) against a tokio +
+          tokio-rustls peer (tokio_tls_chat), the same certificates (gencert's, made for the
+          run) and loadgen over TLS: 1,000 clients x 1 and x 10 lines/s, then 50 clients at a
+          time making new TLS logins (a full handshake each) (not part of the default set)
 """
-import argparse, json, os, signal, statistics, subprocess, sys, time
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time
 
 from serverlib import program, free_port, pin, wait_listening
 
@@ -162,6 +166,41 @@ def sweep(a, kind, extra, timeout, log, title):
           "or p99 over 100 ms)", rows)
 
 
+def tls(a, timeout, log):
+    """The chat over TLS: the chatter's TLS port against tokio_tls_chat, same certificates."""
+    with tempfile.TemporaryDirectory(prefix="fibra-tls-bench-") as certs:
+        subprocess.run([program("gencert"), "--dir", certs], check=True,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        files = ("--tls-cert", os.path.join(certs, "cert.pem"),
+                 "--tls-key", os.path.join(certs, "key.pem"))
+        # The chatter's telnet port and web pages are out of the way; the load goes to its
+        # TLS port.
+        servers = (("chatter", ("--addr", "127.0.0.1:0", "--no-web", *files), "--tls-addr"),
+                   ("tokio_tls_chat", files, "--addr"))
+        ca = ["--tls-ca", os.path.join(certs, "ca.pem")]
+        cases = [(f"{a.clients} x {rate}/s", chat_args(a, a.clients, rate) + ca, CHAT_FIGURES)
+                 for rate in (1, 10)]
+        cases.append(("50 at a time",
+                      ["accept", "--conns", "50", "--secs", str(min(a.secs, 5)), "--warmup", "1"]
+                      + ca,
+                      [("logins_per_s", "TLS logins/s"), ("p50_us", "p50 µs"),
+                       ("p99_us", "p99 µs"), ("server_cpu", "server CPU"),
+                       ("logins_per_cpu_s", "logins per CPU-s")]))
+        rows = []
+        for case, gen, figures in cases:
+            runs = {name: [] for name, _, _ in servers}
+            for r in range(a.rounds):
+                for server, extra, flag in servers:
+                    res = run_one(a, server, gen, timeout, extra, flag)
+                    res.update(server=server, round=r, case=f"tls {case}")
+                    log.append(res)
+                    print(json.dumps(res), file=sys.stderr, flush=True)
+                    runs[server].append(res)
+            rows += rows_for(case, runs["chatter"], runs["tokio_tls_chat"], figures)
+        table("tls: the chat over TLS, rustls (ring) both (chatter --tls-cert vs tokio_tls_chat, "
+              "tokio-rustls); the last case is new TLS logins", rows)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="echo,chat,sweep,idle,accept")
@@ -263,6 +302,9 @@ def main():
                        [("logins_per_s", "logins/s"), ("p50_us", "p50 µs"),
                         ("p99_us", "p99 µs"), ("server_cpu", "server CPU"),
                         ("logins_per_cpu_s", "logins per CPU-s")]))
+
+    if "tls" in only:
+        tls(a, timeout, log)
 
     if "delays" in only:
         print("\nchatter alone, 1,000 clients × 1 line/s, by flush delay (medians)")

@@ -8,7 +8,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILE = os.environ.get("FIBRA_BUILD", "release")
 RELEASE = os.path.join(ROOT, "target", PROFILE)
 # The benchmark tools (the bench/ member's binaries); every other program is fibra's example.
-TOOLS = {"loadgen", "tokio_echo", "tokio_chat", "tokio_abchat", "tokio_ws_chat"}
+TOOLS = {"loadgen", "tokio_echo", "tokio_chat", "tokio_abchat", "tokio_ws_chat",
+         "tokio_tls_chat", "gencert"}
 BUILD = ("cargo build --release --examples && cargo build --release -p fibra-bench"
          if PROFILE == "release" else "cargo build --examples && cargo build -p fibra-bench")
 

@@ -92,6 +92,77 @@ fn two_browsers_and_a_telnet_client_chat_in_one_room() {
     server.stop();
 }
 
+/// The page over HTTPS, its WebSocket over WSS: two browsers (told to accept the test CA's
+/// certificate), a TLS line client and a plain one in one room.
+#[test]
+#[ignore = "needs chromium and chromium-driver; .ci/run installs them and runs it with --ignored"]
+#[cfg(feature = "tls")]
+fn browsers_over_https_and_wss_chat_with_tls_and_plain_clients() {
+    assert!(
+        webdriver::available(),
+        "the browser test needs {} and {}: apt-get install chromium chromium-driver",
+        webdriver::BROWSER,
+        webdriver::DRIVER
+    );
+    let (server, _, tls) = TestServer::start_tls(
+        1,
+        Config::default(),
+        fibra::net::DEFAULT_HANDSHAKE_TIMEOUT,
+        true,
+    );
+    let url = format!("https://localhost:{}/", tls.web.unwrap().port());
+    let driver = Driver::start();
+
+    let ada = driver.session_accepting_any_certificate();
+    ada.open(&url);
+    ada.wait_for_line(protocol::PROMPT);
+    let at = ada.script("return location.protocol;");
+    assert_eq!(at.as_str(), Some("https:"), "the page came over HTTPS");
+    ada.type_line("#input", "ada");
+    ada.wait_for_line("ada has joined the chat.");
+
+    let mut tim = tls.join("tim");
+    let mut carl = server.join("carl");
+    tim.expect("carl has joined the chat.");
+    ada.wait_for_line("carl has joined the chat.");
+
+    let bea = driver.session_accepting_any_certificate();
+    bea.open(&url);
+    bea.wait_for_line(protocol::PROMPT);
+    bea.type_line("#input", "bea");
+    bea.wait_for_line("bea has joined the chat.");
+    tim.expect("bea has joined the chat.");
+    carl.expect("bea has joined the chat.");
+
+    // Lines every way: a browser, the TLS client, the plain client.
+    ada.type_line("#input", "from a browser over wss");
+    tim.expect("ada says: from a browser over wss");
+    carl.expect("ada says: from a browser over wss");
+    tim.send("from openssl's side");
+    carl.expect("tim says: from openssl's side");
+    tim.expect("tim says: from openssl's side");
+    carl.send("from telnet");
+    carl.expect("carl says: from telnet");
+    tim.expect("carl says: from telnet");
+    for window in [&ada, &bea] {
+        let lines = window.wait_for_line("carl says: from telnet");
+        assert!(
+            lines.contains(&"tim says: from openssl's side".to_owned()),
+            "{lines:?}"
+        );
+    }
+    bea.type_line("#input", "/msg tim psst");
+    tim.expect("bea whispers: psst");
+
+    bea.close();
+    tim.expect("bea has left the chat.");
+    carl.expect("bea has left the chat.");
+    ada.close();
+    tim.expect("ada has left the chat.");
+    carl.expect("ada has left the chat.");
+    server.stop();
+}
+
 /// The WebDriver client's JSON, without a browser: chromedriver's kinds of answer read, and a
 /// request written as the driver reads it.
 #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::cli;
 use super::config::Config;
+use super::tls::TlsDoor;
 
 const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, one \
 tasklet per member
@@ -11,9 +12,11 @@ tasklet per member
 usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
                [--threads N] [--accept handoff|reuseport] [--pin]
+               [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
+                [--tls-web-addr HOST:PORT] [--tls-handshake-timeout SECS]]
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
-  --no-web         no web page
+  --no-web         no web page (neither over HTTP nor over HTTPS)
   --max-line       longest line accepted; a longer one ends that connection (default 8192)
   --max-outbound   output queued to a member that does not read before it is cut off
                    (default 1048576)
@@ -23,7 +26,25 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --threads        schedules (threads) serving the one room (default 1)
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)
-  --pin            with --threads: pin thread i to CPU i";
+  --pin            with --threads: pin thread i to CPU i
+  --tls-cert       with --tls-key: serve the chat over TLS too, with this certificate
+                   chain (PEM, the server's certificate first); TLS and plain members
+                   share the room (`openssl s_client -connect HOST:PORT` to chat)
+  --tls-key        the certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1)
+  --tls-addr       where to listen for the chat over TLS (default 127.0.0.1:1983)
+  --tls-web-addr   where to serve the web page over HTTPS and WSS (default 127.0.0.1:1993)
+  --tls-handshake-timeout  seconds a TLS handshake may take (default 10; fractions allowed)";
+
+/// The chat over TLS: the server's configuration and where to serve it.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    /// The certificate and key, read from the PEM files, and the handshake timeout.
+    pub(crate) door: TlsDoor,
+    /// Where to listen for the chat over TLS.
+    pub(crate) addr: String,
+    /// Where to serve the web page over HTTPS; `None` with `--no-web`.
+    pub(crate) web_addr: Option<String>,
+}
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -40,6 +61,8 @@ pub(crate) struct Flags {
     pub(crate) reuseport: bool,
     /// With threads: thread i pinned to CPU i.
     pub(crate) pin: bool,
+    /// The chat over TLS too (`--tls-cert`, `--tls-key`).
+    pub(crate) tls: Option<Tls>,
 }
 
 impl Flags {
@@ -52,7 +75,10 @@ impl Flags {
             threads: 1,
             reuseport: false,
             pin: false,
+            tls: None,
         };
+        let (mut cert, mut key) = (None, None);
+        let (mut tls_addr, mut tls_web_addr, mut handshake_timeout) = (None, None, None);
         let config = &mut flags.config;
         let mut args = cli::Args::new("chatter", HELP);
         while let Some(flag) = args.next_flag() {
@@ -83,9 +109,47 @@ impl Flags {
                 "--pin" => flags.pin = true,
                 "--web-addr" => flags.web_addr = Some(args.value(f)),
                 "--no-web" => flags.web_addr = None,
+                "--tls-cert" => cert = Some(args.value(f)),
+                "--tls-key" => key = Some(args.value(f)),
+                "--tls-addr" => tls_addr = Some(args.value(f)),
+                "--tls-web-addr" => tls_web_addr = Some(args.value(f)),
+                "--tls-handshake-timeout" => {
+                    let secs: f64 = args.parse(f);
+                    if !(secs > 0.0 && secs <= 3600.0) {
+                        args.fail("--tls-handshake-timeout must be in (0, 3600] seconds");
+                    }
+                    handshake_timeout = Some(Duration::from_secs_f64(secs));
+                }
                 _ => args.unknown(f),
             }
         }
+        flags.tls = match (cert, key) {
+            (None, None)
+                if tls_addr.is_none() && tls_web_addr.is_none() && handshake_timeout.is_none() =>
+            {
+                None
+            }
+            (None, None) => args.fail(
+                "--tls-addr, --tls-web-addr and --tls-handshake-timeout need --tls-cert and \
+                 --tls-key",
+            ),
+            (Some(cert), Some(key)) => match super::tls::server_config(&cert, &key) {
+                Ok(config) => Some(Tls {
+                    door: TlsDoor {
+                        config,
+                        handshake_timeout: handshake_timeout
+                            .unwrap_or(fibra::net::DEFAULT_HANDSHAKE_TIMEOUT),
+                    },
+                    addr: tls_addr.unwrap_or_else(|| "127.0.0.1:1983".to_owned()),
+                    web_addr: flags
+                        .web_addr
+                        .is_some()
+                        .then(|| tls_web_addr.unwrap_or_else(|| "127.0.0.1:1993".to_owned())),
+                }),
+                Err(e) => args.fail(e),
+            },
+            _ => args.fail("--tls-cert and --tls-key go together"),
+        };
         flags
     }
 }

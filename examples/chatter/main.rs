@@ -21,6 +21,13 @@
 //! among one `SO_REUSEPORT` listener per thread (`--accept reuseport`). The web page is
 //! served by thread 0.
 //!
+//! `--tls-cert FILE --tls-key FILE` (PEM) serves the chat over TLS too (`tls.rs`): line
+//! clients on `--tls-addr` (127.0.0.1:1983; `openssl s_client -connect 127.0.0.1:1983`),
+//! the web page over HTTPS and WSS on `--tls-web-addr` (127.0.0.1:1993), in the same room
+//! as plain members. With `--threads N`, the TLS port's connections go to the threads as
+//! the telnet port's do (a hand-off by load, or a listener each with `--accept
+//! reuseport`); the HTTPS page is served by thread 0.
+//!
 //! # The house
 //!
 //! Each schedule serves a `room::Chat`: its `room::Room` (the connections here, the
@@ -57,6 +64,7 @@ mod room; // the room here: connections, members, handles, the fan-out, counters
 mod server; // `Chatter`, a running server, and its doors: listeners, the hand-off
 mod session; // one connection: the login dialogue, then lines and /who /msg /quit
 mod shutdown; // the stop: everyone told, connections closed gracefully
+mod tls; // the TLS doors: the chat over TLS, the web page over HTTPS and WSS
 mod web; // the web page and its WebSocket members
 
 // The room's reach beyond this schedule.

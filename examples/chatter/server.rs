@@ -124,7 +124,7 @@ pub(crate) fn adopt_loop(
 }
 
 /// Serves `conn` on a session tasklet of its own; `load` (a hand-off's share) goes with it.
-fn serve_conn(
+pub(crate) fn serve_conn(
     h: &Handle,
     chat: &Rc<Chat>,
     conn: Conn,

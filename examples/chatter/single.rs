@@ -21,6 +21,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         addr,
         web_addr,
         config,
+        tls,
         ..
     } = flags;
     let mut schedule = Schedule::new();
@@ -36,6 +37,18 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
             .serve_web(&mut schedule, &web_addr)
             .map_err(|e| format!("cannot serve the web page on `{web_addr}`: {e}"))?;
         log::info!(target: "chatter", "web page on http://{served}/");
+    }
+    if let Some(tls) = tls {
+        let served = chatter
+            .serve_tls(&mut schedule, &tls.addr, &tls.door, false)
+            .map_err(|e| format!("cannot serve the chat over TLS on `{}`: {e}", tls.addr))?;
+        log::info!(target: "chatter", "TLS on {served} (openssl s_client -connect {served})");
+        if let Some(web) = &tls.web_addr {
+            let served = chatter
+                .serve_web_tls(&mut schedule, web, &tls.door)
+                .map_err(|e| format!("cannot serve the web page over HTTPS on `{web}`: {e}"))?;
+            log::info!(target: "chatter", "web page on https://{served}/");
+        }
     }
     // A tasklet parks until Ctrl-C or SIGTERM; the host loop then stops the room.
     let stop = Rc::new(Cell::new(false));

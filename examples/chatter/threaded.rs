@@ -25,6 +25,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         threads,
         reuseport,
         pin,
+        tls,
     } = flags;
     let addr = addr.as_str();
     // Signals are caught before any other thread starts, so that none takes their default.
@@ -33,7 +34,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::new(threads);
     let handed: Arc<Mutex<Vec<Option<RemoteSender<Handed>>>>> =
         Arc::new(Mutex::new((0..threads).map(|_| None).collect()));
-    let served: Arc<Mutex<(Option<SocketAddr>, Option<SocketAddr>)>> = Arc::default();
+    let served: Arc<Mutex<Served>> = Arc::default();
     // With reuseport, a port of 0 becomes a real one first, for every thread to share.
     let first = if reuseport {
         Some(bind_reuseport(addr)?)
@@ -41,6 +42,18 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     let listen_on = first.map(|a| a.to_string());
+    // With reuseport, the TLS port too is a listener per thread on one port.
+    let tls_on = match &tls {
+        Some(t) if reuseport => Some(
+            bind_reuseport(&t.addr)
+                .map_err(|e| format!("cannot serve the chat over TLS on `{}`: {e}", t.addr))?,
+        ),
+        _ => None,
+    };
+    let tls_handed: Arc<Mutex<Vec<Option<RemoteSender<Handed>>>>> =
+        Arc::new(Mutex::new((0..threads).map(|_| None).collect()));
+    let tls_out = Arc::clone(&tls_handed);
+    let tls_addr = tls.as_ref().map(|t| t.addr.clone());
     let (h, out, s) = (Arc::clone(&hub), Arc::clone(&handed), Arc::clone(&served));
     let cores = Cores::start(threads, pin, move |index, schedule| {
         schedule.add_plugin(TasksPlugin::new())?;
@@ -56,13 +69,30 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         if log::log_enabled!(target: "chatter::stats", log::Level::Debug) {
             log_stats(schedule, &chatter, index)?;
         }
+        match (&tls, tls_on) {
+            (Some(t), Some(on)) => {
+                chatter
+                    .serve_tls(schedule, &on.to_string(), &t.door, true)
+                    .map_err(|e| format!("cannot serve the chat over TLS on `{on}`: {e}"))?;
+            }
+            (Some(t), None) => {
+                tls_out.lock().unwrap()[index] = Some(chatter.adopt_tls(schedule, &t.door)?);
+            }
+            (None, _) => {}
+        }
         if index == 0 {
-            s.lock().unwrap().0 = Some(chatter.local_addr());
+            s.lock().unwrap().telnet = Some(chatter.local_addr());
             if let Some(web) = &web_addr {
                 let at = chatter
                     .serve_web(schedule, web)
                     .map_err(|e| format!("cannot serve the web page on `{web}`: {e}"))?;
-                s.lock().unwrap().1 = Some(at);
+                s.lock().unwrap().web = Some(at);
+            }
+            if let Some((t, web)) = tls.as_ref().and_then(|t| Some((t, t.web_addr.as_ref()?))) {
+                let at = chatter
+                    .serve_web_tls(schedule, web, &t.door)
+                    .map_err(|e| format!("cannot serve the web page over HTTPS on `{web}`: {e}"))?;
+                s.lock().unwrap().web_tls = Some(at);
             }
         }
         Ok(())
@@ -88,9 +118,29 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
             e => format!("cannot serve the chat on `{addr}`: {e}"),
         })?)
     };
+    // Without reuseport, the TLS port's connections are handed off by load too (one load
+    // count for both ports).
+    let tls_handoff = match &tls_addr {
+        Some(addr) if !reuseport => {
+            let targets = tls_handed
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .map(|s| s.take().unwrap())
+                .collect();
+            let handoff = Handoff::bind(addr, &ListenOptions::new(), targets, hub.loads().clone());
+            Some(handoff.map_err(|e| match e {
+                NetError::Bind { source, .. } => {
+                    format!("cannot serve the chat over TLS on `{addr}`: {source}")
+                }
+                e => format!("cannot serve the chat over TLS on `{addr}`: {e}"),
+            })?)
+        }
+        _ => None,
+    };
     let listening = match &handoff {
         Some(handoff) => handoff.local_addr(),
-        None => served.lock().unwrap().0.ok_or("no listener")?,
+        None => served.lock().unwrap().telnet.ok_or("no listener")?,
     };
     let how = if reuseport {
         "a listener each"
@@ -98,15 +148,21 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         "one acceptor"
     };
     log::info!(target: "chatter", "listening on {listening} (telnet or nc to chat; Ctrl-C stops), {threads} threads, {how}");
-    if let Some(web) = served.lock().unwrap().1 {
+    if let Some(web) = served.lock().unwrap().web {
         log::info!(target: "chatter", "web page on http://{web}/");
+    }
+    if let Some(on) = tls_on.or(tls_handoff.as_ref().map(Handoff::local_addr)) {
+        log::info!(target: "chatter", "TLS on {on} (openssl s_client -connect {on}), {how}");
+    }
+    if let Some(web) = served.lock().unwrap().web_tls {
+        log::info!(target: "chatter", "web page on https://{web}/");
     }
     if !catches_signals {
         return Ok(cores.join()?);
     }
     let signal = host.block_on(|h| h.signals(&signal::STOP))??;
     log::info!(target: "chatter", "{signal}: stopping");
-    if let Some(handoff) = handoff {
+    for handoff in [handoff, tls_handoff].into_iter().flatten() {
         handoff.stop();
     }
     hub.begin_shutdown();
@@ -121,6 +177,14 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     let (deliveries, cut_off) = hub.totals();
     log::info!(target: "chatter", "stopped: {deliveries} lines delivered, {cut_off} members cut off for not reading");
     Ok(())
+}
+
+/// Where thread 0 serves: the chat (with reuseport), the web page, the page over HTTPS.
+#[derive(Debug, Default)]
+struct Served {
+    telnet: Option<SocketAddr>,
+    web: Option<SocketAddr>,
+    web_tls: Option<SocketAddr>,
 }
 
 /// Logs thread `index`'s counters every [`REPORT_EVERY`], from a tasklet of its own.

@@ -93,12 +93,12 @@ pub use api::ext::NetExt;
 pub use api::group::Group;
 pub use api::io::ConnIo;
 pub use api::ops;
-pub use api::resolve::{Addrs, ToAddrs};
-#[doc(hidden)]
-pub use api::resolve::set_test_resolver;
 pub use api::options::{
     ConnOptions, GroupOptions, ListenOptions, SlowPolicy, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SEND_LIMIT,
 };
+#[doc(hidden)]
+pub use api::resolve::set_test_resolver;
+pub use api::resolve::{Addrs, ToAddrs};
 pub use api::stats::{GroupStats, NetStats};
 
 // 2. The engine: the plugin to add to a schedule (and, hidden, the codec door for the fuzzer).

@@ -26,6 +26,12 @@ mod session;
 mod shutdown;
 #[path = "../../examples/chatter/web.rs"]
 mod web;
+// The TLS doors, and a TLS client and hand-made records for the tests.
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+#[cfg(feature = "tls")]
+#[path = "../../examples/chatter/tls.rs"]
+mod tls_door;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -43,6 +49,11 @@ pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The room's and the network plugin's counters.
 pub(crate) type Stats = (RoomStats, NetStats);
+
+/// More doors for a test server, opened on each thread's schedule once its chatter has
+/// started (with the thread's index): a TLS listener, say.
+pub(crate) type Doors =
+    std::sync::Arc<dyn Fn(&mut Schedule, &mut server::Chatter, usize) + Send + Sync>;
 
 /// The chatter as a [`crate::util::ServerThread`]: its shutdown asserts no socket is left.
 impl crate::util::Served for server::Chatter {
@@ -95,6 +106,17 @@ impl TestServer {
     }
 
     fn start_with(threads: usize, config: Config, web: bool) -> (TestServer, Option<SocketAddr>) {
+        TestServer::start_with_doors(threads, config, web, None)
+    }
+
+    /// [`start_on`](Self::start_on), the web page too when `web`, and `doors` opened on
+    /// every thread.
+    pub(crate) fn start_with_doors(
+        threads: usize,
+        config: Config,
+        web: bool,
+        doors: Option<Doors>,
+    ) -> (TestServer, Option<SocketAddr>) {
         if threads == 1 {
             let (web_tx, web_rx) = std::sync::mpsc::channel();
             let thread = crate::util::ServerThread::start(move |s| {
@@ -103,6 +125,9 @@ impl TestServer {
                     web_tx
                         .send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
                         .unwrap();
+                }
+                if let Some(doors) = &doors {
+                    doors(s, &mut chatter, 0);
                 }
                 (chatter.local_addr(), chatter)
             });
@@ -117,7 +142,7 @@ impl TestServer {
             return (server, web);
         }
         let hub = hub::Hub::new(threads);
-        let (servers, targets, web) = threaded(&hub, &config, None, web);
+        let (servers, targets, web) = threaded(&hub, &config, None, web, doors);
         let options = fibra::net::ListenOptions::new();
         let handoff =
             fibra::net::Handoff::bind("127.0.0.1:0", &options, targets, hub.loads().clone())
@@ -150,7 +175,7 @@ impl TestServer {
             .unwrap();
         let addr = probe.local_addr().unwrap().as_socket().unwrap();
         let hub = hub::Hub::new(threads);
-        let (servers, _, _) = threaded(&hub, &config, Some(addr), false);
+        let (servers, _, _) = threaded(&hub, &config, Some(addr), false, None);
         drop(probe);
         TestServer {
             addr,
@@ -254,13 +279,14 @@ impl TestServer {
 
 /// The threads of one room tied by `hub`, each listening on `listen_on` (`SO_REUSEPORT`) or
 /// adopting what a hand-off sends (the senders, by thread); thread 0 serves the web page
-/// when `web` (its address).
+/// when `web` (its address); every thread opens `doors`.
 #[allow(clippy::type_complexity)]
 fn threaded(
     hub: &std::sync::Arc<hub::Hub>,
     config: &Config,
     listen_on: Option<SocketAddr>,
     web: bool,
+    doors: Option<Doors>,
 ) -> (
     Vec<crate::util::ServerThread<Stats>>,
     Vec<fibra::tasks::RemoteSender<fibra::net::Handed>>,
@@ -273,6 +299,7 @@ fn threaded(
         .map(|index| {
             let (hub, config) = (hub.clone(), config.clone());
             let (handed_tx, web_tx) = (handed_tx.clone(), web_tx.clone());
+            let doors = doors.clone();
             crate::util::ServerThread::start(move |s| {
                 let on = listen_on.map(|a| a.to_string());
                 let (mut chatter, sender) =
@@ -282,6 +309,9 @@ fn threaded(
                     web_tx
                         .send(chatter.serve_web(s, "127.0.0.1:0").unwrap())
                         .unwrap();
+                }
+                if let Some(doors) = &doors {
+                    doors(s, &mut chatter, index);
                 }
                 (chatter.local_addr(), chatter)
             })

@@ -83,6 +83,16 @@ impl Driver {
 
     /// A new headless browser window with a fresh profile.
     pub(crate) fn session(&self) -> Session<'_> {
+        self.session_with(false)
+    }
+
+    /// [`session`](Self::session) whose browser accepts any TLS certificate (WebDriver's
+    /// `acceptInsecureCerts`): for pages served with a test CA's certificate.
+    pub(crate) fn session_accepting_any_certificate(&self) -> Session<'_> {
+        self.session_with(true)
+    }
+
+    fn session_with(&self, any_certificate: bool) -> Session<'_> {
         let profile = std::env::temp_dir().join(format!(
             "fibra-browser-{}-{}",
             std::process::id(),
@@ -109,6 +119,7 @@ impl Driver {
                 "alwaysMatch",
                 Json::object([
                     ("browserName", "chrome".into()),
+                    ("acceptInsecureCerts", Json::Bool(any_certificate)),
                     ("goog:chromeOptions", options),
                 ]),
             )]),

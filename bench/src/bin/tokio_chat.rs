@@ -1,44 +1,20 @@
 //! The tokio peer of `chatter`, for side-by-side benchmarks: the same protocol, written as
-//! a good tokio programmer would: a reader task per client, a `broadcast` channel for the
-//! room, and one batching writer task per client (it takes every line waiting for it, then
-//! writes them with one `write_all`). By default on a current-thread runtime (the peer of
-//! `chatter`); with `--threads N` on tokio's work-stealing multi-thread runtime with N
-//! workers (the peer of `chatter --threads N` in `scripts/scale.py`). The room is behind an
-//! `Arc` and a `Mutex` either way; the broadcast path does not take the lock.
+//! a good tokio programmer would (`../tokio_room.rs`: a reader task per client, a
+//! `broadcast` channel for the room, and one batching writer task per client). By default
+//! on a current-thread runtime (the peer of `chatter`); with `--threads N` on tokio's work-stealing multi-thread runtime with N
+//! workers (the peer of `chatter --threads N` in `scripts/scale.py`).
 //!
 //! ```text
 //! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1970
 //! cargo run --release -p fibra-bench --bin tokio_chat -- --addr 127.0.0.1:1970 --threads 4
 //! ```
-//!
-//! Protocol as the chatter's: the prompt, handles of 1–32 characters without whitespace or
-//! control characters, `That handle is already taken.`, join/leave/says lines to everyone,
-//! `/who`, `/msg <handle> <text>`, `/quit`. A line over 8 KiB ends the connection; a client
-//! more than 32,768 lines behind is cut off (the broadcast channel's capacity).
 
 #[path = "../../../examples/shared/cli.rs"]
 mod cli;
+#[path = "../tokio_room.rs"]
+mod room;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
-
-const PROMPT: &[u8] = b"What is your handle?\n";
-const TAKEN: &[u8] = b"That handle is already taken.\n";
-const MAX_LINE: u64 = 8 * 1024;
-const BACKLOG_LINES: usize = 32 * 1024;
-
-type Line = Arc<[u8]>;
-
-struct Room {
-    everyone: broadcast::Sender<Line>,
-    /// Each member's queue for lines meant for it alone.
-    members: Mutex<HashMap<String, mpsc::UnboundedSender<Line>>>,
-}
+use tokio::net::TcpListener;
 
 /// What `--help` prints.
 const HELP: &str = "\
@@ -73,10 +49,7 @@ fn main() -> Result<(), cli::Failure> {
     runtime.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("tokio chat server listening on {}", listener.local_addr()?);
-        let room = Arc::new(Room {
-            everyone: broadcast::channel(BACKLOG_LINES).0,
-            members: Mutex::new(HashMap::new()),
-        });
+        let room = room::Room::new();
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -88,175 +61,11 @@ fn main() -> Result<(), cli::Failure> {
             };
             let room = room.clone();
             tokio::spawn(async move {
-                let _ = client(stream, room).await;
+                if stream.set_nodelay(true).is_ok() {
+                    let (reader, writer) = stream.into_split();
+                    let _ = room::client(reader, writer, room).await;
+                }
             });
         }
     })
-}
-
-fn line(text: String) -> Line {
-    let mut bytes = text.into_bytes();
-    bytes.push(b'\n');
-    bytes.into()
-}
-
-/// One line, at most `MAX_LINE` bytes, without its line end; `None` at the end or on error.
-async fn read_line<R: AsyncBufReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> Option<()> {
-    buf.clear();
-    let n = reader
-        .take(MAX_LINE + 1)
-        .read_until(b'\n', buf)
-        .await
-        .ok()?;
-    if n == 0 || buf.last() != Some(&b'\n') {
-        return None; // the end, or a line too long
-    }
-    buf.pop();
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    Some(())
-}
-
-fn valid_handle(handle: &str) -> bool {
-    let chars = handle.chars().count();
-    (1..=32).contains(&chars) && !handle.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-async fn client(stream: TcpStream, room: Arc<Room>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(4096, reader);
-    let mut buf = Vec::with_capacity(256);
-
-    let handle = loop {
-        writer.write_all(PROMPT).await?;
-        if read_line(&mut reader, &mut buf).await.is_none() {
-            return Ok(());
-        }
-        let answer = String::from_utf8_lossy(&buf);
-        let handle = answer.trim();
-        if !valid_handle(handle) {
-            writer
-                .write_all(b"A handle is 1 to 32 characters, without spaces.\n")
-                .await?;
-            continue;
-        }
-        if room.members.lock().unwrap().contains_key(handle) {
-            writer.write_all(TAKEN).await?;
-            continue;
-        }
-        break handle.to_owned();
-    };
-    // Subscribe before the join goes out, so the newcomer hears its own join.
-    let everyone = room.everyone.subscribe();
-    let (direct_tx, direct) = mpsc::unbounded_channel();
-    room.members
-        .lock()
-        .unwrap()
-        .insert(handle.clone(), direct_tx);
-    let _ = room
-        .everyone
-        .send(line(format!("{handle} has joined the chat.")));
-    let mut writing = tokio::spawn(write_loop(writer, everyone, direct));
-
-    loop {
-        tokio::select! {
-            got = read_line(&mut reader, &mut buf) => {
-                if got.is_none() {
-                    break;
-                }
-            }
-            _ = &mut writing => break, // cut off, or the connection failed
-        }
-        let text = String::from_utf8_lossy(&buf);
-        if text == "/quit" {
-            break;
-        } else if text == "/who" {
-            let mut handles: Vec<String> = room.members.lock().unwrap().keys().cloned().collect();
-            handles.sort_unstable();
-            tell(
-                &room,
-                &handle,
-                line(format!("Online: {}", handles.join(", "))),
-            );
-        } else if let Some(rest) = text.strip_prefix("/msg ") {
-            match rest.trim_start().split_once(' ') {
-                Some((to, words)) if !words.trim().is_empty() => {
-                    let whisper = line(format!("{handle} whispers: {words}"));
-                    if !tell(&room, to, whisper) {
-                        tell(&room, &handle, line(format!("No such handle: {to}")));
-                    }
-                }
-                _ => {
-                    tell(
-                        &room,
-                        &handle,
-                        line("Usage: /msg <handle> <text>".to_owned()),
-                    );
-                }
-            }
-        } else if let Some(word) = text.strip_prefix('/') {
-            let word = word.split_whitespace().next().unwrap_or("");
-            tell(&room, &handle, line(format!("Unknown command: /{word}")));
-        } else {
-            let _ = room.everyone.send(line(format!("{handle} says: {text}")));
-        }
-    }
-    room.members.lock().unwrap().remove(&handle);
-    writing.abort();
-    let _ = room
-        .everyone
-        .send(line(format!("{handle} has left the chat.")));
-    Ok(())
-}
-
-/// Queues a line for one member; false if there is no such member.
-fn tell(room: &Room, to: &str, line: Line) -> bool {
-    match room.members.lock().unwrap().get(to) {
-        Some(member) => {
-            let _ = member.send(line);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Waits for a line, takes every other line already waiting, and writes them in one go.
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
-    mut everyone: broadcast::Receiver<Line>,
-    mut direct: mpsc::UnboundedReceiver<Line>,
-) {
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let first = tokio::select! {
-            got = everyone.recv() => match got {
-                Ok(line) => line,
-                Err(_) => return, // lagged past the backlog: cut off
-            },
-            got = direct.recv() => match got {
-                Some(line) => line,
-                None => return,
-            },
-        };
-        out.clear();
-        out.extend_from_slice(&first);
-        loop {
-            match everyone.try_recv() {
-                Ok(line) => out.extend_from_slice(&line),
-                Err(broadcast::error::TryRecvError::Empty) => break,
-                Err(_) => return,
-            }
-        }
-        while let Ok(line) = direct.try_recv() {
-            out.extend_from_slice(&line);
-        }
-        if writer.write_all(&out).await.is_err() {
-            return;
-        }
-        if out.capacity() > 64 * 1024 {
-            out = Vec::with_capacity(4096);
-        }
-    }
 }

@@ -10,8 +10,8 @@ use crate::api::conn::{Conn, Listener};
 use crate::api::error::{Lost, NetError};
 use crate::api::io::ConnIo;
 use crate::api::ops;
-use crate::api::resolve::ToAddrs;
 use crate::api::options::{ConnOptions, ListenOptions};
+use crate::api::resolve::ToAddrs;
 use crate::engine::shared::Encoding;
 
 /// Listening, connecting, receiving, sending and closing, as calls on a tasklet's

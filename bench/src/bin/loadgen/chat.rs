@@ -306,13 +306,14 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     let mut json = String::new();
     let _ = write!(
         json,
-        "{{\"scenario\":\"chat\",\"addr\":\"{}\",\"clients\":{},\"rate\":{},\"churn\":{},\"secs\":{},\
+        "{{\"scenario\":\"chat\",\"addr\":\"{}\",\"tls\":{},\"clients\":{},\"rate\":{},\"churn\":{},\"secs\":{},\
          \"logged_in\":{},\"failed\":{},\"login_timeouts\":{},\"lines_sent\":{},\"lines_per_s\":{:.0},\
          \"deliveries\":{},\"deliveries_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\
          \"missing\":{},\"out_of_order\":{},\"receivers_lost\":{},\"churn_ok\":{},\"churn_failed\":{},\
          \"server_cpu\":{},\"deliveries_per_cpu_s\":{},\
          \"rss_start_kib\":{},\"rss_end_kib\":{},\"rss_max_kib\":{},\"fds_idle\":{},\"fds_end\":{},\"connected_end\":{}}}",
         common.addr,
+        super::tls::is_on(),
         c,
         args.rate,
         args.churn,
@@ -374,10 +375,12 @@ fn login(
         Wire::Lines => Framing::Lines,
         Wire::AbChat => Framing::LengthPrefixed,
     };
-    let options = ConnOptions::new()
-        .with_framing(framing)
-        .with_send_limit(1 << 20)
-        .with_connect_timeout(Some(deadline.saturating_duration_since(Instant::now())));
+    let options = super::tls::options(
+        ConnOptions::new()
+            .with_framing(framing)
+            .with_send_limit(1 << 20),
+    )
+    .with_connect_timeout(Some(deadline.saturating_duration_since(Instant::now())));
     let conn = h.connect_with(addr, options).map_err(|e| {
         eprintln!("connect {addr}: {e}");
         LoginFailed::from(e)

@@ -18,7 +18,7 @@ const PROMPT: &[u8] = b"What is your handle?";
 /// Connects by `deadline`.
 fn connect(h: &Handle, addr: std::net::SocketAddr, deadline: Instant) -> Option<fibra::net::Conn> {
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let options = ConnOptions::new().with_framing(Framing::Lines);
+    let options = super::tls::options(ConnOptions::new().with_framing(Framing::Lines));
     match h.connect_with(addr, options.with_connect_timeout(Some(timeout))) {
         Ok(conn) => Some(conn),
         Err(e) => {
@@ -156,10 +156,11 @@ pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::e
     let logins = latency.count();
     let cpu = cpu_used.get();
     println!(
-        "{{\"scenario\":\"accept\",\"addr\":\"{}\",\"conns\":{},\"secs\":{},\"logins\":{},\
+        "{{\"scenario\":\"accept\",\"addr\":\"{}\",\"tls\":{},\"conns\":{},\"secs\":{},\"logins\":{},\
          \"logins_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"failed\":{},\"server_cpu\":{},\
          \"logins_per_cpu_s\":{}}}",
         common.addr,
+        super::tls::is_on(),
         conns,
         secs,
         logins,

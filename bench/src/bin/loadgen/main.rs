@@ -33,6 +33,10 @@
 //! - `accept`: C clients at a time (`--conns`), each in a loop: connect, read the prompt,
 //!   send a fresh handle, read its join line, drop. Reports logins/s and login time p50/p99.
 //!
+//! - TLS (`tls.rs`): `--tls-ca FILE` (PEM) or `--tls-insecure yes` makes every scenario's
+//!   connections TLS (full handshakes unless `--tls-resume yes`); `accept` over TLS is the
+//!   rate of new TLS logins (handshake and login).
+//!
 //! The generator itself runs on fibra (tasklets, one thread).
 
 mod chat;
@@ -41,6 +45,7 @@ mod cli;
 mod conns;
 mod echo;
 mod measure;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -121,6 +126,11 @@ line (messages or deliveries per second, latency p50/p99; the server's CPU and m
           (--ws yes: over WebSocket; --abchat yes: ABChat's protocol)
   idle    C connections that say nothing: the server's memory per connection
   accept  C clients at a time that connect, log in and leave: logins per second
+          (over TLS: new TLS logins per second, a full handshake each)
+
+Over TLS (every scenario): --tls-ca FILE (the server's CA, PEM) or --tls-insecure yes (any
+certificate); --tls-name NAME (checked and sent as SNI; default localhost); --tls-resume yes
+(resume sessions instead of full handshakes).
 ";
 
 const USAGE: &str = "usage:
@@ -131,6 +141,7 @@ const USAGE: &str = "usage:
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]
   (chat, idle and accept also take --login-timeout S)
+  TLS, any scenario: [--tls-ca FILE | --tls-insecure yes] [--tls-name NAME] [--tls-resume yes|no]
 
 defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --login-timeout 10,
   --conns 100, --size 64,
@@ -145,7 +156,7 @@ fn main() {
 }
 
 /// Every flag; each takes a value.
-const FLAGS: [&str; 17] = [
+const FLAGS: [&str; 22] = [
     "--addr",
     "--login-timeout",
     "--secs",
@@ -163,6 +174,11 @@ const FLAGS: [&str; 17] = [
     "--id-base",
     "--abchat",
     "--ws",
+    "--tls",
+    "--tls-ca",
+    "--tls-insecure",
+    "--tls-name",
+    "--tls-resume",
 ];
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -193,6 +209,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         prefix: "c".to_owned(),
         id_base: 0,
     };
+    let mut tls = tls::TlsArgs::default();
     while let Some(flag) = args.next_flag() {
         let f = flag.as_str();
         if !FLAGS.contains(&f) {
@@ -229,8 +246,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--id-base" => chat.id_base = value.parse().unwrap_or_else(|e| bad(&e)),
             "--abchat" => chat.abchat = yes_no(),
             "--ws" => chat.ws = yes_no(),
+            "--tls" => tls.on = yes_no(),
+            "--tls-ca" => tls.ca = Some(value.clone()),
+            "--tls-insecure" => tls.insecure = yes_no(),
+            "--tls-name" => tls.name = Some(value.clone()),
+            "--tls-resume" => tls.resume = yes_no(),
             _ => args.unknown(f),
         }
+    }
+    if let Err(e) = tls.install() {
+        args.fail(e);
     }
     let secs_ok = common.secs > 0.0 && common.secs <= 3600.0;
     if !secs_ok || !(0.0..=600.0).contains(&common.warmup) {

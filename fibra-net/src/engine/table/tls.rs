@@ -610,7 +610,12 @@ mod enabled {
 
         /// A TLS connection is lost: a connect still waiting for the handshake fails with `lost`
         /// (and the connection, which nobody holds, goes).
-        pub(in crate::engine::table) fn tls_lost(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) {
+        pub(in crate::engine::table) fn tls_lost(
+            &mut self,
+            key: Key,
+            lost: Lost,
+            cx: &mut Context<'_>,
+        ) {
             let Some(c) = conn_mut(&mut self.entries, key) else {
                 return;
             };
@@ -758,7 +763,12 @@ mod disabled {
             ReadStep::Ended
         }
 
-        pub(in crate::engine::table) fn tls_lost(&mut self, _key: Key, _lost: Lost, _cx: &mut Context<'_>) {
+        pub(in crate::engine::table) fn tls_lost(
+            &mut self,
+            _key: Key,
+            _lost: Lost,
+            _cx: &mut Context<'_>,
+        ) {
         }
 
         pub(in crate::engine::table) fn tls_write(&mut self, _key: Key) -> Result<(), Lost> {
