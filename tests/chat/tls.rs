@@ -72,7 +72,8 @@ impl TestServer {
                 web_tx.send(at).unwrap();
             }
         });
-        let (server, http) = TestServer::start_with_doors(threads, config, web, Some(doors));
+        let (mut server, http) = TestServer::start_with_doors(threads, config, web, Some(doors));
+        server.spread_by_the_kernel();
         drop(probe);
         let https = web.then(|| web_rx.recv().unwrap());
         let doors = TlsDoors {
