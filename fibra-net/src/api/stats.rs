@@ -19,7 +19,7 @@ pub struct NetStats {
     /// Buffers kept for reuse.
     pub pooled_buffers: usize,
     /// Timers armed (read and close timeouts, flush delays, accept back-off): removed with
-    /// their connection or listener, so never more than four per entry, and in a quiet
+    /// their connection or listener, so never more than five per entry (the queue holding at most twice the armed ones, plus 64), and in a quiet
     /// server with read timeouts one per connection.
     pub timers: usize,
     /// Read system calls made, since the plugin was created.

@@ -245,8 +245,27 @@ impl OutQueue {
     /// faster than many small ones, so a member that waits for its flush delay gathers the
     /// rounds' small batches into one buffer (a large batch, or one to an idle member, is
     /// shared as it is).
+    #[inline]
     pub(crate) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
-        self.push_shared_range(segment, 0, segment.len(), pool);
+        // The whole segment, every member's path (no range to check): kept apart from
+        // `push_shared_range`, which only a `send_except`'s member takes.
+        if segment.is_empty() {
+            return;
+        }
+        if !self.is_empty() && segment.len() <= COPY_MAX {
+            let copied = self.append(pool, |out| {
+                out.extend_from_slice(segment);
+                Ok::<(), ()>(())
+            });
+            debug_assert!(copied.is_ok());
+            return;
+        }
+        self.len += segment.len();
+        self.chunks.push_back(Chunk::Shared {
+            segment: Rc::clone(segment),
+            head: 0,
+            end: segment.len(),
+        });
     }
 
     /// Appends bytes `start..end` of a group's shared segment (a member left out of the

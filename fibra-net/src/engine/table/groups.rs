@@ -381,6 +381,15 @@ impl Table {
                 continue;
             }
             let before = c.output.queued();
+            if skips.is_empty() {
+                // No `send_except` in this batch: the whole segment (every round's path).
+                c.output.push_shared(&segment, &mut self.pool);
+                if c.output.queued() > before {
+                    delivered += 1;
+                    self.schedule_write(m.key);
+                }
+                continue;
+            }
             let first = skips.partition_point(|&(key, ..)| key < m.key);
             let own = skips[first..].iter().take_while(|&&(key, ..)| key == m.key);
             let mut from = 0;

@@ -1,11 +1,14 @@
 //! The plugin's timers: read timeouts, close timeouts, accept back-off, flush delays.
 //!
 //! Each entry has at most one timer of each kind armed: arming another replaces it, and the
-//! entry's timers are removed with its socket, so the queue never holds more than the table
-//! (five per entry at most, one per connection in a quiet server with read timeouts). When a
-//! timer falls due, its owner still checks that it applies (the deadline may have moved).
+//! entry's timers are removed with its socket, so the armed timers never outnumber the
+//! table's entries (five per entry at most, one per connection in a quiet server with read
+//! timeouts), and the queue holds at most twice as many plus a few (the entries of replaced
+//! and removed timers are dropped in one pass past that). When a timer falls due, its owner
+//! still checks that it applies (the deadline may have moved).
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use fibra_rt::Context;
@@ -30,14 +33,52 @@ pub(super) enum TimerKind {
 
 const KINDS: usize = 5;
 
-/// When, and in which order among equal instants: a timer's place in the queue.
-type TimerId = (Instant, u64);
+/// Queue entries left behind by replaced or cancelled timers are dropped in one pass once
+/// they outnumber the armed timers (and this many): the queue holds at most twice the
+/// armed timers plus this, whatever the churn.
+const SLACK: usize = 64;
 
+/// One timer in the queue: due `at`, `seq` orders equal instants (and names it).
+#[derive(Debug)]
+struct Queued {
+    at: Instant,
+    seq: u64,
+    kind: TimerKind,
+    key: Key,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    /// Reversed: the heap's top is the earliest.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// A binary heap (a push is a few instructions, as the flush delay arms one per member
+/// per round) with each slot's armed timer of each kind recorded by sequence number:
+/// an entry whose number is no longer recorded (replaced, cancelled) is skipped when it
+/// comes up, and all such entries are dropped once they outnumber the armed ones.
 #[derive(Debug, Default)]
 pub(super) struct Timers {
-    queue: BTreeMap<TimerId, (TimerKind, Key)>,
-    /// The timer each slot has armed of each kind, to replace or remove it.
-    by_slot: Vec<[Option<TimerId>; KINDS]>,
+    queue: BinaryHeap<Queued>,
+    /// The timer each slot has armed of each kind (its sequence number).
+    by_slot: Vec<[Option<u64>; KINDS]>,
+    /// How many timers are armed (the recorded ones).
+    armed: usize,
     seq: u64,
 }
 
@@ -45,14 +86,15 @@ impl Timers {
     /// Arms `kind` for `key` at `at`, replacing the one of that kind `key`'s slot had.
     pub(super) fn arm(&mut self, at: Instant, kind: TimerKind, key: Key) {
         self.seq += 1;
-        let id = (at, self.seq);
+        let seq = self.seq;
         if self.by_slot.len() <= key.slot {
             self.by_slot.resize(key.slot + 1, [None; KINDS]);
         }
-        if let Some(old) = self.by_slot[key.slot][kind as usize].replace(id) {
-            self.queue.remove(&old);
+        if self.by_slot[key.slot][kind as usize].replace(seq).is_none() {
+            self.armed += 1;
         }
-        self.queue.insert(id, (kind, key));
+        self.queue.push(Queued { at, seq, kind, key });
+        self.compact_if_stale();
     }
 
     /// Removes every timer of `slot` (its entry closed or left).
@@ -60,32 +102,51 @@ impl Timers {
         let Some(armed) = self.by_slot.get_mut(slot) else {
             return;
         };
-        for id in armed.iter_mut().filter_map(Option::take) {
-            self.queue.remove(&id);
+        for _ in armed.iter_mut().filter_map(Option::take) {
+            self.armed -= 1;
         }
+        self.compact_if_stale();
     }
 
+    /// Drops the entries of replaced and cancelled timers once they outnumber the armed
+    /// ones (amortised: each pass at least halves the queue).
+    fn compact_if_stale(&mut self) {
+        if self.queue.len() <= 2 * self.armed + SLACK {
+            return;
+        }
+        let by_slot = &self.by_slot;
+        self.queue.retain(|q| {
+            by_slot
+                .get(q.key.slot)
+                .is_some_and(|armed| armed[q.kind as usize] == Some(q.seq))
+        });
+    }
+
+    /// The earliest deadline in the queue (an entry left by a cancelled timer may wake
+    /// the round early once; it is skipped then).
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.queue.first_key_value().map(|((at, _), _)| *at)
+        self.queue.peek().map(|q| q.at)
     }
 
-    /// The next timer due at `now`.
+    /// The next armed timer due at `now`.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind, Key)> {
-        let (&(at, _), _) = self
-            .queue
-            .first_key_value()
-            .filter(|((at, _), _)| *at <= now)?;
-        let (id, (kind, key)) = self.queue.pop_first()?;
-        if let Some(armed) = self.by_slot.get_mut(key.slot) {
-            if armed[kind as usize] == Some(id) {
-                armed[kind as usize] = None;
+        while self.queue.peek().is_some_and(|q| q.at <= now) {
+            let q = self.queue.pop()?;
+            let Some(armed) = self.by_slot.get_mut(q.key.slot) else {
+                continue;
+            };
+            if armed[q.kind as usize] == Some(q.seq) {
+                armed[q.kind as usize] = None;
+                self.armed -= 1;
+                return Some((q.at, q.kind, q.key));
             }
         }
-        Some((at, kind, key))
+        None
     }
 
+    /// How many timers are armed.
     pub(super) fn len(&self) -> usize {
-        self.queue.len()
+        self.armed
     }
 }
 
@@ -109,5 +170,38 @@ impl Table {
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(slot: usize) -> Key {
+        Key { slot, gen: 0 }
+    }
+
+    #[test]
+    fn replaced_and_cancelled_timers_leave_the_queue_bounded_and_are_never_due() {
+        let mut timers = Timers::default();
+        let start = Instant::now();
+        for i in 0..10_000u64 {
+            let at = start + Duration::from_micros(i);
+            timers.arm(at, TimerKind::Flush, key(0));
+            timers.arm(at, TimerKind::Read, key(1 + (i % 100) as usize));
+            if i % 3 == 0 {
+                timers.cancel_slot(1 + (i % 100) as usize);
+            }
+            assert!(timers.queue.len() <= 2 * timers.len() + SLACK);
+        }
+        assert!(timers.len() <= 101);
+        let mut due = 0;
+        while let Some((_, kind, k)) = timers.pop_due(start + Duration::from_secs(1)) {
+            assert!(kind != TimerKind::Flush || k.slot == 0);
+            due += 1;
+        }
+        assert_eq!(due, 101 - (0..100).filter(|r| (9_900 + r) % 3 == 0).count());
+        assert_eq!(timers.len(), 0);
     }
 }
