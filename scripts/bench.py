@@ -13,6 +13,14 @@ generator to another when `taskset` exists (`--server-cpu`, `--gen-cpu`). Each t
 a figure's median over the rounds, and the fibra/tokio ratio. Every run ends by itself; the
 servers are our own children, stopped by PID. `--json FILE` keeps every run's raw result.
 
+Before and after a change, in one run: `--before DIR` (another checkout of fibra, built with
+the same command, e.g. a `git worktree` of the base commit) puts DIR's build of each of
+fibra's servers where the tokio peer was, so the echo, chat, sweep, idle and accept tables
+read "after / before"; the load generator is this checkout's for both.
+
+    git worktree add /tmp/base BASE && (cd /tmp/base && cargo build --release --examples)
+    python3 scripts/bench.py --before /tmp/base --only echo,chat --rounds 5
+
 Scenarios (`--only`, comma-separated):
   echo    C = 1, 100, 1000 connections, 64-byte messages in a closed loop
   chat    1,000 clients × 1 line/s (ABChat's benchmark) and × 10 lines/s
@@ -36,7 +44,7 @@ Scenarios (`--only`, comma-separated):
 """
 import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time
 
-from serverlib import program, free_port, pin, wait_listening
+from serverlib import ROOT, program, free_port, pin, wait_listening
 
 PEERS = {"echo": ("echo", "tokio_echo"), "chat": ("chatter", "tokio_chat"),
          "abchat": ("abchat", "tokio_abchat")}
@@ -51,8 +59,10 @@ def run_one(args, server, gen_args, timeout, server_args=(), addr_flag="--addr")
     The load goes to the address given to the server with `addr_flag`."""
     port = free_port()
     addr = f"127.0.0.1:{port}"
+    path = (program(server[len(BEFORE):], args.before) if server.startswith(BEFORE)
+            else program(server))
     env = dict(os.environ, RUST_LOG="warn")
-    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [program(server), addr_flag, addr, *server_args],
+    srv = subprocess.Popen(cpu_arg(args.server_cpu) + [path, addr_flag, addr, *server_args],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_listening(port)
@@ -73,9 +83,18 @@ def run_one(args, server, gen_args, timeout, server_args=(), addr_flag="--addr")
             srv.wait()
 
 
+# A server's name with this prefix is the build of `--before DIR`.
+BEFORE = "before:"
+# The second column's name in the tables: "tokio", or "before" with --before.
+PEER = {"name": "tokio"}
+
+
 def alternate(args, kind, gen_args, timeout, rounds, label, log):
-    """A B A B ...: the runs of fibra's server and of its tokio peer."""
+    """A B A B ...: the runs of fibra's server and of its tokio peer (with --before: of the
+    same server built from the other checkout)."""
     fibra, tokio = PEERS[kind]
+    if args.before:
+        tokio = BEFORE + fibra
     results = {fibra: [], tokio: []}
     for r in range(rounds):
         for server in (fibra, tokio):
@@ -118,7 +137,8 @@ def median(runs, key):
 
 def table(title, rows):
     print(f"\n{title}")
-    print(f"  {'case':<18} {'figure':<22} {'fibra':>12} {'tokio':>12} {'fibra/tokio':>12}")
+    peer = PEER["name"]
+    print(f"  {'case':<18} {'figure':<22} {'fibra':>12} {peer:>12} {'fibra/' + peer:>12}")
     for case, figure, f, t in rows:
         ratio = f / t if (f is not None and t) else None
         fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}")
@@ -215,7 +235,15 @@ def main():
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--gen-cpu", type=int, default=1)
     p.add_argument("--json", help="write every run's result here")
+    p.add_argument("--before", metavar="DIR",
+                   help="another checkout whose build replaces the tokio peers (after/before)")
     a = p.parse_args()
+    if a.before:
+        PEER["name"] = "before"
+        bad = set(a.only.split(",")) - {"echo", "chat", "sweep", "idle", "accept", "abchat"}
+        if bad:
+            sys.exit(f"--before measures echo, chat, sweep, idle, accept and abchat, not {','.join(sorted(bad))}")
+        print(f"after: {ROOT} (the fibra column); before: {a.before} (in place of tokio)")
     if not (0 < a.secs <= 600 and 1 <= a.rounds <= 20):
         sys.exit("--secs must be in (0, 600], --rounds in [1, 20]")
     only = set(a.only.split(","))

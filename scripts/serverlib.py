@@ -14,11 +14,13 @@ BUILD = ("cargo build --release --examples && cargo build --release -p fibra-ben
          if PROFILE == "release" else "cargo build --examples && cargo build -p fibra-bench")
 
 
-def program(name):
-    """The path of `name`'s release build (FIBRA_BUILD=debug: its debug build): fibra's examples are in target/release/examples,
-    the benchmark tools (bench/) in target/release. Exits, saying how to build it, when it
+def program(name, root=None):
+    """The path of `name`'s release build (FIBRA_BUILD=debug: its debug build): fibra's
+    examples are in target/release/examples, the benchmark tools (bench/) in target/release;
+    of this checkout, or of the checkout at `root`. Exits, saying how to build it, when it
     is not there."""
-    path = os.path.join(RELEASE, name) if name in TOOLS else os.path.join(RELEASE, "examples", name)
+    release = RELEASE if root is None else os.path.join(root, "target", PROFILE)
+    path = os.path.join(release, name) if name in TOOLS else os.path.join(release, "examples", name)
     if not os.access(path, os.X_OK):
         sys.exit(f"{path} is not built; run: {BUILD}")
     return path

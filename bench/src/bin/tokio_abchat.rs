@@ -17,6 +17,8 @@
 mod abchat_name;
 #[path = "../../../examples/shared/cli.rs"]
 mod cli;
+#[path = "../tokio_listen.rs"]
+mod listen;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 const MAX_FRAME: usize = 64 * 1024;
@@ -70,7 +72,7 @@ fn main() -> Result<(), cli::Failure> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let listener = TcpListener::bind(&addr).await?;
+        let listener = listen::bind(&addr).await?;
         eprintln!("tokio abchat listening on {}", listener.local_addr()?);
         let room = Rc::new(Room {
             everyone: broadcast::channel(BACKLOG_FRAMES).0,

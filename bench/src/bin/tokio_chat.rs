@@ -11,10 +11,10 @@
 
 #[path = "../../../examples/shared/cli.rs"]
 mod cli;
+#[path = "../tokio_listen.rs"]
+mod listen;
 #[path = "../tokio_room.rs"]
 mod room;
-
-use tokio::net::TcpListener;
 
 /// What `--help` prints.
 const HELP: &str = "\
@@ -47,7 +47,7 @@ fn main() -> Result<(), cli::Failure> {
             .build()?,
     };
     runtime.block_on(async move {
-        let listener = TcpListener::bind(&addr).await?;
+        let listener = listen::bind(&addr).await?;
         eprintln!("tokio chat server listening on {}", listener.local_addr()?);
         let room = room::Room::new();
         loop {

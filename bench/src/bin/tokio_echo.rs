@@ -8,9 +8,10 @@
 
 #[path = "../../../examples/shared/cli.rs"]
 mod cli;
+#[path = "../tokio_listen.rs"]
+mod listen;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// What `--help` prints.
 const HELP: &str = "\
@@ -46,7 +47,7 @@ fn main() -> Result<(), cli::Failure> {
             .build()?
     };
     runtime.block_on(async move {
-        let listener = TcpListener::bind(&addr).await?;
+        let listener = listen::bind(&addr).await?;
         eprintln!("tokio echo server listening on {}", listener.local_addr()?);
         loop {
             let (mut stream, _) = listener.accept().await?;

@@ -16,13 +16,14 @@
 
 #[path = "../../../examples/shared/cli.rs"]
 mod cli;
+#[path = "../tokio_listen.rs"]
+mod listen;
 #[path = "../tokio_room.rs"]
 mod room;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -75,7 +76,7 @@ fn main() -> Result<(), cli::Failure> {
             .build()?,
     };
     runtime.block_on(async move {
-        let listener = TcpListener::bind(&addr).await?;
+        let listener = listen::bind(&addr).await?;
         eprintln!(
             "tokio TLS chat server listening on {}",
             listener.local_addr()?

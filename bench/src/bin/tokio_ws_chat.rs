@@ -11,13 +11,15 @@
 
 #[path = "../../../examples/shared/cli.rs"]
 mod cli;
+#[path = "../tokio_listen.rs"]
+mod listen;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -57,7 +59,7 @@ fn main() -> Result<(), cli::Failure> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let listener = TcpListener::bind(&addr).await?;
+        let listener = listen::bind(&addr).await?;
         eprintln!(
             "tokio WebSocket chat server listening on {}",
             listener.local_addr()?

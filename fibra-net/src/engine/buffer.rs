@@ -245,7 +245,7 @@ impl OutQueue {
     /// faster than many small ones, so a member that waits for its flush delay gathers the
     /// rounds' small batches into one buffer (a large batch, or one to an idle member, is
     /// shared as it is).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
         // The whole segment, every member's path (no range to check): kept apart from
         // `push_shared_range`, which only a `send_except`'s member takes.

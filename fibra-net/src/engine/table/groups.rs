@@ -380,16 +380,15 @@ impl Table {
                 }
                 continue;
             }
-            let before = c.output.queued();
             if skips.is_empty() {
-                // No `send_except` in this batch: the whole segment (every round's path).
+                // No `send_except` in this batch: the whole segment (every round's path;
+                // the segment is not empty, so the member gets something).
                 c.output.push_shared(&segment, &mut self.pool);
-                if c.output.queued() > before {
-                    delivered += 1;
-                    self.schedule_write(m.key);
-                }
+                delivered += 1;
+                self.schedule_write(m.key);
                 continue;
             }
+            let before = c.output.queued();
             let first = skips.partition_point(|&(key, ..)| key < m.key);
             let own = skips[first..].iter().take_while(|&&(key, ..)| key == m.key);
             let mut from = 0;

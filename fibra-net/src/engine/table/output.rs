@@ -73,6 +73,7 @@ impl Output {
     }
 
     /// Appends a group's shared segment.
+    #[inline(always)]
     pub(super) fn push_shared(&mut self, segment: &Segment, pool: &mut BufPool) {
         self.buf.push_shared(segment, pool);
     }

@@ -84,6 +84,7 @@ pub(super) struct Timers {
 
 impl Timers {
     /// Arms `kind` for `key` at `at`, replacing the one of that kind `key`'s slot had.
+    #[inline]
     pub(super) fn arm(&mut self, at: Instant, kind: TimerKind, key: Key) {
         self.seq += 1;
         let seq = self.seq;
