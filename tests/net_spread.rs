@@ -267,6 +267,42 @@ fn a_handoff_closes_what_a_gone_schedule_cannot_take() {
     handoff.stop();
 }
 
+/// Connections handed to a schedule whose receiver then goes (its tasklet ended, its schedule
+/// was dropped) before taking them are closed when it goes, and their load given back: not
+/// left open, unserved, until the hand-off stops.
+#[test]
+fn connections_waiting_for_a_schedule_that_goes_are_closed() {
+    let mut s = fibra::rt::Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (sender, receiver) = remote_channel::<Handed>(&s.remote(), 4);
+    let handoff = Handoff::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        vec![sender],
+    )
+    .unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let (client, closed) = closed_within(handoff.local_addr(), Duration::from_millis(50));
+        assert!(!closed, "waits in the channel, open");
+        waiting.push(client);
+    }
+    assert_eq!(loads_when(&handoff, &[2]), [2]);
+    drop(receiver);
+    for (i, client) in waiting.iter_mut().enumerate() {
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let ended = match std::io::Read::read_to_end(client, &mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(ended, "connection {i} left open after its schedule went");
+    }
+    assert_eq!(loads_when(&handoff, &[0]), [0], "no load left behind");
+    handoff.stop();
+}
+
 /// Once a schedule is found gone, the hand-off stops choosing it: with it at load 0 and
 /// the live one loaded, every later connection still goes to the live one, and so does the
 /// connection that found it gone.
