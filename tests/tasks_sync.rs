@@ -211,6 +211,35 @@ fn a_notification_meant_for_a_killed_waiter_goes_to_the_next() {
     assert_eq!(*woken.borrow(), [1]);
 }
 
+/// `add_permits(usize::MAX)` (the gate opened for good) wakes the waiters and returns: it
+/// looped once per permit, forever as far as the caller could tell.
+#[test]
+fn add_permits_of_usize_max_opens_the_gate_and_returns() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = schedule();
+        let gate = Rc::new(Semaphore::new(0));
+        let passed = Rc::new(Cell::new(0));
+        for _ in 0..3 {
+            let (gate, passed) = (gate.clone(), passed.clone());
+            s.spawn(move |h| {
+                let _permit = gate.acquire(h);
+                passed.set(passed.get() + 1);
+            })
+            .unwrap();
+        }
+        s.tick().unwrap();
+        gate.add_permits(usize::MAX);
+        s.run_for(Duration::from_secs(10)).unwrap();
+        let _ = done.send((passed.get(), gate.permits()));
+    });
+    let (passed, permits) = finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("add_permits(usize::MAX) did not return");
+    assert_eq!(passed, 3);
+    assert_eq!(permits, usize::MAX);
+}
+
 /// A `notify_all` that comes after a `notify_one` does not make the `notify_one` disappear
 /// when the tasklet it woke is killed before it runs: it goes to the next `wait`.
 #[test]
