@@ -267,6 +267,112 @@ fn a_handoff_closes_what_a_gone_schedule_cannot_take() {
     handoff.stop();
 }
 
+/// Connections handed to a schedule whose receiver then goes (its tasklet ended, its schedule
+/// was dropped) before taking them are closed when it goes, and their load given back: not
+/// left open, unserved, until the hand-off stops.
+#[test]
+fn connections_waiting_for_a_schedule_that_goes_are_closed() {
+    let mut s = fibra::rt::Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (sender, receiver) = remote_channel::<Handed>(&s.remote(), 4);
+    let handoff = Handoff::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        vec![sender],
+    )
+    .unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let (client, closed) = closed_within(handoff.local_addr(), Duration::from_millis(50));
+        assert!(!closed, "waits in the channel, open");
+        waiting.push(client);
+    }
+    assert_eq!(loads_when(&handoff, &[2]), [2]);
+    drop(receiver);
+    for (i, client) in waiting.iter_mut().enumerate() {
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let ended = match std::io::Read::read_to_end(client, &mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(ended, "connection {i} left open after its schedule went");
+    }
+    assert_eq!(loads_when(&handoff, &[0]), [0], "no load left behind");
+    handoff.stop();
+}
+
+/// Over 20 schedules, loads that change while the acceptor orders them (connections ending
+/// on the schedules' threads) must not end the acceptor: it read each load in the sort's
+/// comparisons, the order came out inconsistent, and the sort panicked ("does not correctly
+/// implement a total order"), after which nothing more was accepted.
+#[test]
+fn loads_changing_while_the_acceptor_orders_them_do_not_stop_it() {
+    use std::sync::atomic::AtomicBool;
+    const TARGETS: usize = 64;
+    const CLIENTS: u64 = 3000;
+    let mut s = fibra::rt::Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..TARGETS)
+        .map(|_| remote_channel::<Handed>(&s.remote(), 4096))
+        .unzip();
+    let loads = fibra::net::Loads::new(TARGETS);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let handoff = Handoff::start_with(listener, senders, loads.clone()).unwrap();
+    // Two threads charge and release load on the schedules as fast as they can.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2u64)
+        .map(|seed| {
+            let (loads, stop) = (loads.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed;
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if held.len() < 5000 && x & 1 == 0 {
+                        held.push(loads.charge((x >> 8) as usize % TARGETS));
+                    } else if !held.is_empty() {
+                        let at = (x >> 8) as usize % held.len();
+                        held.swap_remove(at);
+                    }
+                }
+            })
+        })
+        .collect();
+    let addr = handoff.local_addr();
+    let mut clients = Vec::new();
+    let mut stalled = None;
+    for n in 1..=CLIENTS {
+        clients.push(TcpStream::connect(addr).unwrap());
+        if clients.len() >= 200 {
+            clients.clear();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while handoff.handed() < n && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        if handoff.handed() < n {
+            stalled = Some(n);
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in churn {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        stalled,
+        None,
+        "the acceptor stopped handing connections out (handed {})",
+        handoff.handed()
+    );
+    handoff.stop();
+    drop(receivers);
+}
+
 /// Once a schedule is found gone, the hand-off stops choosing it: with it at load 0 and
 /// the live one loaded, every later connection still goes to the live one, and so does the
 /// connection that found it gone.

@@ -189,3 +189,55 @@ fn the_old_recv_names_still_receive() {
     s.run().unwrap();
     assert_eq!(*got.borrow(), [0, 1, 2, 3]);
 }
+
+/// Two senders wait on a full channel; a receiver makes room and, before the first sender runs,
+/// a sender that did not wait takes it. The woken sender finds the channel full again: it must
+/// park again, not pass its wake-up to the other waiting sender (which passed it back, the two
+/// waking each other for as long as the channel stayed full: a schedule that never slept).
+#[test]
+fn senders_woken_into_a_full_channel_park_again_and_do_not_wake_each_other() {
+    use fibra::rt::TaskletState;
+    use fibra::tasks::Notify;
+    use std::time::Duration;
+
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = bounded::<u32>(1);
+    tx.try_send(0).unwrap();
+    for v in 1..=2 {
+        let tx = tx.clone();
+        s.spawn(move |h| tx.send(h, v).unwrap()).unwrap();
+    }
+    s.tick().unwrap();
+    let got = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (g, busy) = (got.clone(), Rc::new(Notify::new()));
+    let until = busy.clone();
+    s.spawn(move |h| {
+        g.borrow_mut().push(rx.try_receive().unwrap()); // room: the first sender is woken
+        tx.try_send(3).unwrap(); // ...and the room taken before it runs
+        drop(tx);
+        until.wait(h); // the receiver busy elsewhere
+        while let Some(v) = rx.receive(h) {
+            g.borrow_mut().push(v);
+        }
+    })
+    .unwrap();
+    for _ in 0..100 {
+        s.tick().unwrap();
+    }
+    let runnable: Vec<_> = s
+        .tasklets()
+        .filter(|t| t.state == TaskletState::Runnable)
+        .map(|t| t.id)
+        .collect();
+    assert!(
+        runnable.is_empty(),
+        "tasklets kept waking each other while the channel was full: {runnable:?}"
+    );
+    busy.notify_one();
+    s.run_for(Duration::from_secs(10)).unwrap();
+    assert!(s.is_empty());
+    let mut got = got.borrow().clone();
+    got.sort();
+    assert_eq!(got, [0, 1, 2, 3]);
+}

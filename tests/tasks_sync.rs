@@ -211,6 +211,60 @@ fn a_notification_meant_for_a_killed_waiter_goes_to_the_next() {
     assert_eq!(*woken.borrow(), [1]);
 }
 
+/// `add_permits(usize::MAX)` (the gate opened for good) wakes the waiters and returns: it
+/// looped once per permit, forever as far as the caller could tell.
+#[test]
+fn add_permits_of_usize_max_opens_the_gate_and_returns() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = schedule();
+        let gate = Rc::new(Semaphore::new(0));
+        let passed = Rc::new(Cell::new(0));
+        for _ in 0..3 {
+            let (gate, passed) = (gate.clone(), passed.clone());
+            s.spawn(move |h| {
+                let _permit = gate.acquire(h);
+                passed.set(passed.get() + 1);
+            })
+            .unwrap();
+        }
+        s.tick().unwrap();
+        gate.add_permits(usize::MAX);
+        s.run_for(Duration::from_secs(10)).unwrap();
+        let _ = done.send((passed.get(), gate.permits()));
+    });
+    let (passed, permits) = finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("add_permits(usize::MAX) did not return");
+    assert_eq!(passed, 3);
+    assert_eq!(permits, usize::MAX);
+}
+
+/// A `notify_all` that comes after a `notify_one` does not make the `notify_one` disappear
+/// when the tasklet it woke is killed before it runs: it goes to the next `wait`.
+#[test]
+fn a_notify_one_for_a_killed_waiter_survives_a_later_notify_all() {
+    let mut s = schedule();
+    let n = Rc::new(Notify::new());
+    let n1 = n.clone();
+    let first = s.spawn(move |h| n1.wait(h)).unwrap();
+    let (n2, woken) = (n.clone(), Rc::new(Cell::new(false)));
+    let w = woken.clone();
+    s.spawn(checked(move |h| {
+        h.yield_now(); // the first waits
+        n2.notify_one(); // to the first...
+        n2.notify_all(); // (nobody else waits)
+        h.unparker_of(first).kill(); // ...killed before it runs
+        h.yield_now();
+        n2.wait(h); // the notify_one was for a waiter: it comes here
+        w.set(true);
+    }))
+    .unwrap();
+    run_all(&mut s, 10);
+    all_ended(0);
+    assert!(woken.get());
+}
+
 #[test]
 fn oneshot_delivers_once_and_either_side_dropped_closes_it() {
     let mut s = schedule();

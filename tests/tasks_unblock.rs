@@ -133,6 +133,57 @@ fn a_killed_waiters_value_is_dropped_on_the_pools_thread() {
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
 
+/// A closure still queued when its tasklet gives up (times out, is killed) never runs: the
+/// pool's threads go to work someone waits for (a queue of name lookups whose connects had
+/// timed out kept every thread busy for nobody).
+#[test]
+fn a_closure_whose_tasklet_left_before_it_started_never_runs() {
+    let mut s = schedule();
+    let pool = BlockingPool::new(1, 8);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let p = pool.clone();
+    s.spawn(checked(move |h| {
+        // Holds the only thread until told.
+        p.run(h, move || go_rx.recv_timeout(Duration::from_secs(10)))
+            .unwrap()
+            .unwrap();
+    }))
+    .unwrap();
+    let (p, r) = (pool.clone(), ran.clone());
+    s.spawn(checked(move |h| {
+        h.yield_now();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let got = p.run_until(h, deadline, move || r.fetch_add(1, Ordering::SeqCst));
+        assert!(matches!(got, Err(TaskError::TimedOut)), "{got:?}");
+    }))
+    .unwrap();
+    let (p, r) = (pool.clone(), ran.clone());
+    let killed = s
+        .spawn(move |h| {
+            h.yield_now();
+            let _ = p.run(h, move || r.fetch_add(1, Ordering::SeqCst));
+            unreachable!("killed while waiting");
+        })
+        .unwrap();
+    let (p, r) = (pool.clone(), ran.clone());
+    s.spawn(checked(move |h| {
+        h.sleep(Duration::from_millis(40)); // the run_until gave up
+        h.kill(killed);
+        go_tx.send(()).unwrap();
+        // One thread, first come first served: this one runs after the two left behind.
+        assert_eq!(p.run(h, move || r.load(Ordering::SeqCst)).unwrap(), 0);
+    }))
+    .unwrap();
+    run_all(&mut s, 20);
+    all_ended(0);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "closures nobody waited for ran"
+    );
+}
+
 #[test]
 fn threads_and_queue_stay_within_bounds_and_idle_threads_end() {
     let mut s = schedule();

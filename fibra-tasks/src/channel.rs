@@ -136,7 +136,16 @@ impl<T> Sender<T> {
                 Err(TrySendError::Closed(v)) => return Err(SendError(v)),
                 Err(TrySendError::Full(v)) => value = v,
             }
-            wait(h, &self.chan, |c| &mut c.send_waiters, |c| !c.is_full());
+            // Woken, it sends into the room made; it passes the wake-up on only if room for
+            // another is left. (Passing it on while the channel is full again, the room
+            // taken by a sender that did not wait, made two waiting senders wake each other
+            // for as long as the channel stayed full: a schedule that never slept.)
+            wait(
+                h,
+                &self.chan,
+                |c| &mut c.send_waiters,
+                |c| c.closed || c.cap.is_some_and(|cap| c.queue.len() + 1 >= cap),
+            );
         }
     }
 

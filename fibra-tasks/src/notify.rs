@@ -1,18 +1,28 @@
 //! `Notify`: tasklets wait for a signal that another tasklet (or the host) gives.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
-use fibra_rt::Handle;
+use fibra_rt::{Handle, Unparker};
 
-use crate::{WaitGuard, WaitList};
+use crate::{WaitGuard, WaitList, Wake};
+
+/// A waiting tasklet, and whether a `notify_all` woke it (a wake-up not to pass on).
+struct Waiter {
+    unparker: Unparker,
+    by_all: Cell<bool>,
+}
+
+impl Wake for Waiter {
+    fn wake(&self) {
+        self.unparker.unpark();
+    }
+}
 
 struct State {
     /// A `notify_one` came while nobody waited: the next `wait` returns at once.
     permit: bool,
-    waiters: WaitList,
-    /// Counts `notify_all` calls: a waiter that queued before the last one was woken by it.
-    all: u64,
+    waiters: WaitList<Waiter>,
 }
 
 impl State {
@@ -68,25 +78,29 @@ impl Notify {
             state: RefCell::new(State {
                 permit: false,
                 waiters: WaitList::new(),
-                all: 0,
             }),
         }
     }
 
     /// Parks until notified; returns at once, using it, if a permit is kept.
     pub fn wait(&self, h: &Handle) {
-        let (key, all) = {
+        let key = {
             let mut state = self.state.borrow_mut();
             if state.permit {
                 state.permit = false;
                 return;
             }
-            (state.waiters.push(h.unparker()), state.all)
+            state.waiters.push(Waiter {
+                unparker: h.unparker(),
+                by_all: Cell::new(false),
+            })
         };
         let mut guard = WaitGuard::new(|done| {
             let mut state = self.state.borrow_mut();
-            // Woken, not by a `notify_all`, and killed before it went on: pass it on.
-            if state.waiters.remove(key) == Some(true) && !done && state.all == all {
+            // Woken by a `notify_one` (whatever `notify_all` came after it), and killed
+            // before it went on: pass it on.
+            let by_all = state.waiters.get(key).is_some_and(|w| w.by_all.get());
+            if state.waiters.remove(key) == Some(true) && !done && !by_all {
                 state.notify_one();
             }
         });
@@ -107,8 +121,10 @@ impl Notify {
     /// Wakes every tasklet waiting now; keeps no permit.
     pub fn notify_all(&self) {
         let mut state = self.state.borrow_mut();
-        state.all += 1;
-        state.waiters.wake_all();
+        while let Some(waiter) = state.waiters.take_next() {
+            waiter.by_all.set(true);
+            waiter.wake();
+        }
     }
 
     /// Tasklets waiting now (not yet woken).

@@ -9,7 +9,8 @@
 //! `capacity` values wait for the receiver to take them, and at most `capacity` more that it
 //! took in one swap wait in the receiver to be handed out.
 //! Dropping every sender closes the channel; the receiver gets what was queued, then `None`.
-//! Dropping the receiver closes it for the senders, which get their values back.
+//! Dropping the receiver closes it for the senders, which get their values back; the values
+//! still queued are dropped with it.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -501,6 +502,11 @@ impl<T> RemoteReceiver<T> {
 impl<T> Drop for RemoteReceiver<T> {
     fn drop(&mut self) {
         self.inner.close();
+        // What was queued can no longer be received: dropped now (outside the lock: a
+        // value's drop may take time, or send), not when the last sender goes, which may be
+        // never (a connection handed to a schedule that is gone stayed open, unserved).
+        let queued = std::mem::take(&mut self.inner.lock().queue);
+        drop(queued);
     }
 }
 

@@ -19,7 +19,7 @@ impl State {
     /// One permit comes back: to the first waiter (woken, it owns it now), or to the count.
     fn release(&mut self) {
         if !self.waiters.wake_one() {
-            self.permits += 1;
+            self.permits = self.permits.saturating_add(1);
         }
     }
 }
@@ -113,12 +113,16 @@ impl Semaphore {
         self.state.borrow().waiters.waiting()
     }
 
-    /// Adds `n` permits (waking up to `n` waiters).
+    /// Adds `n` permits (waking up to `n` waiters); the count stops at `usize::MAX` (as good
+    /// as no limit), so `add_permits(usize::MAX)` opens the gate for good.
     pub fn add_permits(&self, n: usize) {
         let mut state = self.state.borrow_mut();
-        for _ in 0..n {
-            state.release();
+        // One step per waiter woken, not per permit: `usize::MAX` permits cost no more.
+        let mut left = n;
+        while left > 0 && state.waiters.wake_one() {
+            left -= 1;
         }
+        state.permits = state.permits.saturating_add(left);
     }
 }
 

@@ -119,8 +119,9 @@ impl BlockingPool {
     /// Runs `f` on one of the pool's threads and parks the calling tasklet until it returns;
     /// the schedule's other tasklets run meanwhile. `f`'s value is returned.
     ///
-    /// A tasklet killed while it waits leaves at once: `f` still runs to its end (a thread
-    /// cannot be stopped) and its value is dropped on the pool's thread.
+    /// A tasklet killed while it waits leaves at once: `f`, if it started, still runs to its
+    /// end (a thread cannot be stopped) and its value is dropped on the pool's thread; if it
+    /// was still queued, it never runs.
     ///
     /// # Errors
     ///
@@ -136,7 +137,7 @@ impl BlockingPool {
 
     /// Like [`run`](Self::run), giving up at `deadline` (the wait for room in the queue
     /// included): `f` still runs to its end if it started, and its value is dropped on the
-    /// pool's thread.
+    /// pool's thread; if it had not started, it never does.
     ///
     /// # Errors
     ///
@@ -159,6 +160,12 @@ impl BlockingPool {
             h,
             deadline,
             Box::new(move || {
+                if tx.is_closed() {
+                    // Its tasklet left (timed out, killed) before a thread was free: the work
+                    // is not wanted. (Run, a queue of lookups whose callers gave up kept
+                    // every thread busy for nobody.)
+                    return;
+                }
                 let out = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
                     let msg = panic_message(&*payload);
                     // A payload whose drop panics must not end the pool's thread.

@@ -130,6 +130,11 @@ impl<W> WaitList<W> {
         Some(woken)
     }
 
+    /// The waker of waiter `key` (woken or not), while it is on the list.
+    pub fn get(&self, key: WaitKey) -> Option<&W> {
+        self.position(key).map(|at| &self.entries[at].1)
+    }
+
     /// Marks the longest waiting waiter not yet woken as woken and returns its waker,
     /// without waking it: for a caller that wakes it after releasing a lock.
     pub fn take_next(&mut self) -> Option<&W> {

@@ -318,6 +318,13 @@ fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
+/// Whether a connect that failed with `e` gives up instead of trying the next address: only
+/// when the connect's own `deadline` has passed. A `TimedOut` before it (or with none) is one
+/// address's (the kernel's `ETIMEDOUT`: that host never answered), and the next may answer.
+fn out_of_time(e: &NetError, deadline: Option<Instant>, now: Instant) -> bool {
+    matches!(e, NetError::TimedOut) && deadline.is_some_and(|deadline| now >= deadline)
+}
+
 /// The first address of `addr`, looked up on this thread (host code's listen).
 pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError> {
     addr.to_socket_addrs()?.next().ok_or_else(|| {
@@ -376,7 +383,7 @@ impl NetExt for Handle {
         for &addr in others {
             match connect(addr, options.clone()) {
                 Ok(conn) => return Ok(conn),
-                Err(NetError::TimedOut) => return Err(NetError::TimedOut),
+                Err(e) if out_of_time(&e, deadline, Instant::now()) => return Err(e),
                 Err(e) => {
                     log::debug!(target: "fibra_net::connect", "{addr}: {e}; trying the next address")
                 }
@@ -456,5 +463,27 @@ impl NetExt for Handle {
 
     fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a> {
         ConnIo::new(self, conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_connects_own_deadline_stops_the_addresses() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        // The kernel's ETIMEDOUT for one address (no deadline, or before it): try the next.
+        assert!(!out_of_time(&NetError::TimedOut, None, now));
+        assert!(!out_of_time(&NetError::TimedOut, Some(later), now));
+        // The connect timeout has passed: give up.
+        assert!(out_of_time(&NetError::TimedOut, Some(now), now));
+        assert!(out_of_time(&NetError::TimedOut, Some(now), later));
+        // Any other failure: the next address.
+        let refused = NetError::Refused {
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert!(!out_of_time(&refused, Some(now), later));
     }
 }

@@ -40,14 +40,22 @@ impl Loads {
             .collect()
     }
 
-    /// The schedules not `gone`, least-loaded first, into `order`; ties go to the first one
-    /// after `after`, so that equal loads take turns.
-    fn by_load(&self, after: usize, gone: &[bool], order: &mut Vec<usize>) {
+    /// The schedules not `gone`, least-loaded first, into `order` as (load, schedule); ties
+    /// go to the first one after `after`, so that equal loads take turns.
+    fn by_load(&self, after: usize, gone: &[bool], order: &mut Vec<(usize, usize)>) {
         let n = self.counts.len();
         order.clear();
-        order.extend((1..=n).map(|k| (after + k) % n).filter(|&i| !gone[i]));
+        // Each load read once, before the sort: read in the comparisons, a load the
+        // schedules change meanwhile made the order inconsistent, and the sort (over 20
+        // schedules) panicked, ending the acceptor thread.
+        order.extend(
+            (1..=n)
+                .map(|k| (after + k) % n)
+                .filter(|&i| !gone[i])
+                .map(|i| (self.counts[i].load(Ordering::Relaxed), i)),
+        );
         // Stable: equal loads keep their turn order.
-        order.sort_by_key(|&i| self.counts[i].load(Ordering::Relaxed));
+        order.sort_by_key(|&(load, _)| load);
     }
 
     /// Counts one more connection on schedule `index` until the token is dropped: for
@@ -327,8 +335,8 @@ struct Hand<'a> {
     last: usize,
     /// Schedules whose receiver is gone.
     gone: Vec<bool>,
-    /// The schedules in the order tried (reused).
-    order: Vec<usize>,
+    /// The schedules in the order tried, with their loads (reused).
+    order: Vec<(usize, usize)>,
 }
 
 impl Hand<'_> {
@@ -344,7 +352,7 @@ impl Hand<'_> {
                 return;
             }
             for k in 0..self.order.len() {
-                let index = self.order[k];
+                let (_, index) = self.order[k];
                 let load = self.loads.charge(index);
                 // Counted before it is seen, as its load is.
                 self.counts.handed.fetch_add(1, Ordering::Relaxed);
