@@ -1,0 +1,291 @@
+//! Hostile TLS peers against fibra-net's TLS filter, over 127.0.0.1: what a peer that
+//! plays with close_notify, sends before or during the handshake, or never reads can make
+//! the server do.
+#![cfg(feature = "tls")]
+
+mod util;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use fibra::net::{rustls, ConnOptions, Group, Lost, NetExt};
+use fibra::tasks::TasksExt;
+use util::certs::TestCerts;
+use util::{net_schedule, run_all};
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A blocking TLS client over `tcp` (to `localhost`), handshake done.
+fn tls_client(mut tcp: TcpStream, config: std::sync::Arc<rustls::ClientConfig>) -> TlsStream {
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            panic!("handshake: {e}");
+        }
+    }
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn output_queued_before_the_handshake_goes_out_encrypted_after_it() {
+    // The server's session greets (a send, a try_send from the host, a group's broadcast)
+    // before the client has said anything: nothing may leave before the handshake, and all
+    // of it arrives, in order, once the handshake is done.
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let client = std::thread::spawn(move || {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        tcp.set_nonblocking(true).unwrap();
+        let mut early = [0u8; 64];
+        let before = match tcp.read(&mut early) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("{e}"),
+        };
+        tcp.set_nonblocking(false).unwrap();
+        let mut c = tls_client(tcp, config);
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        (before, got)
+    });
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        let group = Group::new();
+        group.add(&conn).unwrap();
+        h.send_line(&conn, "hello").unwrap();
+        conn.try_send_line("from the host").unwrap();
+        group.send_line("to the room").unwrap();
+        h.sleep(Duration::from_millis(100));
+        h.send_line(&conn, "bye").unwrap();
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    let (before, got) = client.join().unwrap();
+    assert_eq!(before, 0, "bytes left before the handshake");
+    assert_eq!(got, "hello\nfrom the host\nto the room\nbye\n");
+}
+
+#[test]
+fn data_after_a_close_notify_is_ignored() {
+    // A line, close_notify, then more records in the same write: the line, then the end.
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let client = std::thread::spawn(move || {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        c.conn.writer().write_all(b"one\ntw").unwrap();
+        c.conn.send_close_notify();
+        let mut wire = Vec::new();
+        while c.conn.wants_write() {
+            c.conn.write_tls(&mut wire).unwrap();
+        }
+        // Records after the close_notify: a forged one (garbage) and more garbage.
+        wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
+        wire.extend_from_slice(&[0xAA; 32]);
+        c.sock.write_all(&wire).unwrap();
+        let mut rest = Vec::new();
+        let _ = c.sock.read_to_end(&mut rest);
+    });
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        loop {
+            let r = h.receive(&conn).map_err(|e| e.lost());
+            let end = r.is_err();
+            out.borrow_mut().push(r);
+            if end {
+                break;
+            }
+        }
+        h.send_line(&conn, "after").unwrap();
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    client.join().unwrap();
+    assert_eq!(*got.borrow(), [Ok(b"one".to_vec()), Err(Some(Lost::Eof))]);
+}
+
+#[test]
+fn a_peer_that_sends_close_notify_and_never_closes_tcp_is_closed_by_the_server() {
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(ConnOptions::new().with_close_timeout(Duration::from_secs(2))),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let client = std::thread::spawn(move || {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        c.write_all(b"q\n").unwrap();
+        c.conn.send_close_notify();
+        c.flush().unwrap();
+        // Never reads until the server is done.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut rest = String::new();
+        c.read_to_string(&mut rest).map(|_| rest)
+    });
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"q");
+        assert_eq!(h.receive(&conn).map_err(|e| e.lost()), Err(Some(Lost::Eof)));
+        h.send_line(&conn, "answer").unwrap();
+        *out.borrow_mut() = Some(h.close(&conn).map_err(|e| e.to_string()));
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    assert_eq!(*got.borrow(), Some(Ok(())));
+    assert_eq!(client.join().unwrap().unwrap(), "answer\n");
+    assert_eq!(util::net_stats(&s).sockets, 0);
+}
+
+#[test]
+fn a_peer_that_never_reads_is_bounded_by_the_send_limit() {
+    // The server sends as fast as it can to a TLS peer that never reads: try_send fails
+    // with Full at the send limit, as over plain TCP.
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(ConnOptions::new().with_send_limit(64 * 1024)),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        let _ = stop_rx.recv();
+        drop(c);
+    });
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        let chunk = vec![b'x'; 1000];
+        let mut sent = 0usize;
+        let mut fulls = 0;
+        for _ in 0..20_000 {
+            match conn.try_send(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => {
+                    fulls += 1;
+                    if fulls > 50 {
+                        break;
+                    }
+                }
+            }
+            h.sleep(Duration::from_millis(1));
+        }
+        *out.borrow_mut() = Some((sent, conn.queued()));
+        let _ = stop_tx.send(());
+        conn.abort();
+    })
+    .unwrap();
+    run_all(&mut s, 60);
+    client.join().unwrap();
+    let (sent, queued) = got.borrow().unwrap();
+    eprintln!("sent {sent} queued {queued}");
+    assert!(queued <= 64 * 1024 + 1000, "{queued}");
+    // Socket buffers on loopback hold a few MiB at most.
+    assert!(sent < 16 * 1024 * 1024, "{sent}");
+}
+
+/// A TLS server that greets each connection and closes it at once, before the peer's
+/// hello, with `options`; `peer` plays the client on a raw TCP stream. What the close
+/// returned.
+fn greet_and_close(
+    certs: &TestCerts,
+    options: ConnOptions,
+    peer: impl FnOnce(TcpStream) + Send + 'static,
+) -> Result<(), Option<Lost>> {
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(options),
+    );
+    let client = util::peer(listener.local_addr(), peer);
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        h.send_line(&conn, "hello").unwrap();
+        *out.borrow_mut() = Some(h.close(&conn).map_err(|e| e.lost()));
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+    client.join().unwrap();
+    assert_eq!(util::net_stats(&s).sockets, 0);
+    let closed = got.borrow_mut().take().unwrap();
+    closed
+}
+
+#[test]
+fn a_close_before_the_peers_hello_still_sends_the_greeting_after_the_handshake() {
+    let certs = TestCerts::localhost();
+    let config = certs.client_config();
+    let closed = greet_and_close(&certs, ConnOptions::new(), move |tcp| {
+        // The hello comes after the server's close.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut c = tls_client(tcp, config);
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hello\n");
+    });
+    assert_eq!(closed, Ok(()));
+}
+
+#[test]
+fn a_close_before_a_silent_peers_hello_ends_at_the_handshake_timeout() {
+    let timeout = Duration::from_millis(300);
+    let options = ConnOptions::new()
+        .with_handshake_timeout(timeout)
+        .with_close_timeout(Duration::from_secs(8));
+    let closed = greet_and_close(&TestCerts::localhost(), options, |mut tcp| {
+        let _ = tcp.read_to_end(&mut Vec::new());
+    });
+    assert_eq!(
+        closed,
+        Err(Some(Lost::Tls(fibra::net::TlsLost::HandshakeTimedOut {
+            after: timeout
+        })))
+    );
+}
+
+#[test]
+fn a_close_before_a_plaintext_hello_ends_as_not_tls() {
+    let options = ConnOptions::new().with_close_timeout(Duration::from_secs(8));
+    let closed = greet_and_close(&TestCerts::localhost(), options, |mut tcp| {
+        std::thread::sleep(Duration::from_millis(100));
+        tcp.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let _ = tcp.read_to_end(&mut Vec::new());
+    });
+    assert_eq!(closed, Err(Some(Lost::Tls(fibra::net::TlsLost::NotTls))));
+}
