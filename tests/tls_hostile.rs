@@ -289,3 +289,99 @@ fn a_close_before_a_plaintext_hello_ends_as_not_tls() {
     });
     assert_eq!(closed, Err(Some(Lost::Tls(fibra::net::TlsLost::NotTls))));
 }
+
+/// A TLS server on `s` whose one connection is `client`'s (on its own thread): what the
+/// connection's receives gave, up to the first error; each line received is echoed.
+fn echo_receives(
+    certs: &TestCerts,
+    client: impl FnOnce(std::net::SocketAddr) + Send + 'static,
+) -> Vec<Result<Vec<u8>, Option<Lost>>> {
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
+    );
+    let addr = listener.local_addr();
+    let client = std::thread::spawn(move || client(addr));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        loop {
+            let r = h.receive(&conn).map_err(|e| e.lost());
+            if let Ok(line) = &r {
+                let _ = h.send_frame(&conn, line);
+            }
+            let end = r.is_err();
+            out.borrow_mut().push(r);
+            if end {
+                break;
+            }
+        }
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+    client.join().unwrap();
+    let got = got.borrow().clone();
+    got
+}
+
+#[test]
+fn close_notify_in_the_middle_of_a_line_drops_the_partial_line() {
+    let certs = TestCerts::localhost();
+    let config = certs.client_config();
+    let got = echo_receives(&certs, move |addr| {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        c.write_all(b"whole\npart").unwrap();
+        c.conn.send_close_notify();
+        c.flush().unwrap();
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    });
+    assert_eq!(got, [Ok(b"whole".to_vec()), Err(Some(Lost::Eof))]);
+}
+
+#[test]
+fn key_updates_between_lines_are_answered() {
+    let certs = TestCerts::localhost();
+    let config = certs.client_config();
+    let got = echo_receives(&certs, move |addr| {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        for i in 0..50 {
+            c.conn.refresh_traffic_keys().unwrap();
+            c.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            c.flush().unwrap();
+            let mut line = vec![0u8; format!("line {i}\n").len()];
+            c.read_exact(&mut line).unwrap();
+        }
+        c.conn.send_close_notify();
+        c.flush().unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    });
+    assert_eq!(got.len(), 51, "{got:?}");
+    assert_eq!(got[50], Err(Some(Lost::Eof)));
+}
+
+#[test]
+fn a_key_update_flood_from_a_peer_that_never_reads_is_cut() {
+    let certs = TestCerts::localhost();
+    let config = certs.client_config();
+    let got = echo_receives(&certs, move |addr| {
+        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        for _ in 0..100 {
+            if c.conn.refresh_traffic_keys().is_err() {
+                break;
+            }
+            if c.flush().is_err() {
+                break;
+            }
+        }
+        let _ = c.sock.read_to_end(&mut Vec::new());
+    });
+    assert_eq!(
+        got,
+        [Err(Some(Lost::Tls(fibra::net::TlsLost::Protocol {
+            reason: "too many key updates"
+        })))]
+    );
+}

@@ -456,12 +456,14 @@ mod enabled {
             );
         }
 
-        /// The TLS filter failed (or the handshake timed out): the connection is lost, and
-        /// its output ends, even where it was lost before (a close on this side waiting for
-        /// the handshake to carry its output), so the closer is told why at once.
+        /// The TLS filter's input ended with `lost` (a TLS failure, the handshake's timeout,
+        /// a reset): the connection is lost, and its output ends where `lost` says nothing
+        /// more can be sent, even where the connection was lost before (a close on this
+        /// side waiting for the handshake to carry its output: its closer is told why now,
+        /// not at the close timeout).
         fn tls_failed(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) {
             self.lose(key, lost, cx);
-            if matches!(lost, Lost::Tls(why) if why != TlsLost::NoCloseNotify) {
+            if !lost.can_send() {
                 self.end_output(key, lost, cx);
             }
         }
