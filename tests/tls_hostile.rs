@@ -385,3 +385,213 @@ fn a_key_update_flood_from_a_peer_that_never_reads_is_cut() {
         })))]
     );
 }
+
+#[test]
+fn a_tls_member_that_never_reads_is_cut_off_at_its_send_limit() {
+    // A room's fan-out to a TLS member that completed its handshake and never reads: its
+    // queue fills to the send limit (rustls holds at most its own cap beyond it) and the
+    // group cuts it off, as a plain member.
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let limit = 64 * 1024;
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(ConnOptions::new().with_send_limit(limit)),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        let _ = stop_rx.recv_timeout(Duration::from_secs(20));
+        drop(c);
+    });
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        let group = Group::with_options(
+            fibra::net::GroupOptions::new().with_slow_policy(fibra::net::SlowPolicy::Disconnect),
+        );
+        group.add(&conn).unwrap();
+        let line = "y".repeat(999);
+        let mut sent = 0usize;
+        while conn.lost().is_none() && sent < 256 * 1024 * 1024 {
+            group.send_line(&line).unwrap();
+            sent += 1000;
+            h.sleep(Duration::from_micros(100));
+        }
+        *out.borrow_mut() = Some((conn.lost(), sent));
+        let _ = stop_tx.send(());
+    })
+    .unwrap();
+    run_all(&mut s, 60);
+    client.join().unwrap();
+    let (lost, sent) = got.borrow().unwrap();
+    eprintln!("cut off after {sent} bytes");
+    assert_eq!(lost, Some(Lost::Slow { limit }));
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One mangling client: a real rustls client whose bytes are cut at random places, flipped
+/// now and then, and whose end is chosen at random (FIN, RST, close_notify, silence).
+fn mangler(addr: std::net::SocketAddr, config: std::sync::Arc<rustls::ClientConfig>, seed: u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let Ok(mut tcp) = TcpStream::connect(addr) else {
+        return;
+    };
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let flip = rng.below(4) == 0;
+    let steps = 1 + rng.below(40);
+    for step in 0..steps {
+        if !conn.is_handshaking() && rng.below(3) == 0 {
+            let _ = conn.writer().write_all(format!("line {step}\n").as_bytes());
+        }
+        if !conn.is_handshaking() && rng.below(30) == 0 {
+            let _ = conn.refresh_traffic_keys();
+        }
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            if conn.write_tls(&mut out).is_err() {
+                break;
+            }
+        }
+        if flip && !out.is_empty() && rng.below(3) == 0 {
+            let i = rng.below(out.len() as u64) as usize;
+            out[i] ^= 1 << rng.below(8);
+        }
+        let mut at = 0;
+        while at < out.len() {
+            let n = (1 + rng.below(out.len() as u64 - at as u64 + 1)) as usize;
+            let n = n.min(out.len() - at);
+            if tcp.write_all(&out[at..at + n]).is_err() {
+                return;
+            }
+            at += n;
+            if rng.below(8) == 0 {
+                std::thread::sleep(Duration::from_millis(rng.below(5)));
+            }
+        }
+        let mut buf = [0u8; 16 * 1024];
+        match tcp.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let _ = conn.read_tls(&mut &buf[..n]);
+                if conn.process_new_packets().is_err() {
+                    // Go on sending garbage-ish bytes now and then.
+                    if rng.below(2) == 0 {
+                        return;
+                    }
+                }
+                let mut sink = Vec::new();
+                let _ = conn.reader().read_to_end(&mut sink);
+            }
+            Err(_) => {}
+        }
+    }
+    match rng.below(4) {
+        0 => {
+            conn.send_close_notify();
+            let mut out = Vec::new();
+            while conn.wants_write() && conn.write_tls(&mut out).is_ok() {}
+            let _ = tcp.write_all(&out);
+            let _ = tcp.shutdown(std::net::Shutdown::Write);
+        }
+        1 => {
+            let _ = tcp.shutdown(std::net::Shutdown::Write);
+        }
+        2 => {
+            // A reset.
+            let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+        }
+        _ => std::thread::sleep(Duration::from_millis(rng.below(50))),
+    }
+    drop(tcp);
+}
+
+#[test]
+fn mangled_clients_each_end_their_own_connection() {
+    const CLIENTS: u64 = 160;
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(
+                ConnOptions::new()
+                    .with_handshake_timeout(Duration::from_millis(500))
+                    .with_close_timeout(Duration::from_millis(500)),
+            ),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let clients = std::thread::spawn(move || {
+        let mut threads = Vec::new();
+        for seed in 0..CLIENTS {
+            let config = config.clone();
+            threads.push(std::thread::spawn(move || mangler(addr, config, seed + 1)));
+            if threads.len() >= 16 {
+                for t in threads.drain(..) {
+                    t.join().unwrap();
+                }
+            }
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+    let ends = Rc::new(RefCell::new(
+        std::collections::BTreeMap::<String, usize>::new(),
+    ));
+    let out = ends.clone();
+    let accepted = Rc::new(std::cell::Cell::new(0u64));
+    let count = accepted.clone();
+    s.spawn(move |h| {
+        while count.get() < CLIENTS {
+            let (conn, _) = h.accept(&listener).unwrap();
+            count.set(count.get() + 1);
+            let out = out.clone();
+            h.spawn_detached(move |h| {
+                let why = loop {
+                    match h.receive(&conn) {
+                        Ok(line) => {
+                            let _ = h.send_frame(&conn, &line);
+                        }
+                        Err(e) => break format!("{:?}", e.lost()),
+                    }
+                };
+                let _ = h.close(&conn);
+                *out.borrow_mut().entry(why).or_default() += 1;
+            })
+            .unwrap();
+        }
+    })
+    .unwrap();
+    util::run_until(&mut s, "every mangled connection ended", || {
+        ends.borrow().values().sum::<usize>() as u64 == CLIENTS
+    });
+    clients.join().unwrap();
+    run_all(&mut s, 5);
+    assert_eq!(util::net_stats(&s).sockets, 0);
+}
