@@ -595,3 +595,46 @@ fn mangled_clients_each_end_their_own_connection() {
     run_all(&mut s, 5);
     assert_eq!(util::net_stats(&s).sockets, 0);
 }
+
+#[test]
+fn a_host_close_and_a_dropped_conn_each_send_close_notify_then_fin() {
+    // Conn::close from the host (no tasklet) and the last handle dropped: the peer reads the
+    // last line, then a clean end (read_to_string fails on an end without close_notify).
+    for how in ["host close", "drop"] {
+        let certs = TestCerts::localhost();
+        let mut s = net_schedule();
+        let listener = util::listen_with(
+            &s,
+            fibra::net::ListenOptions::new().with_tls(certs.server_config()),
+        );
+        let addr = listener.local_addr();
+        let config = certs.client_config();
+        let client = std::thread::spawn(move || {
+            let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+            c.write_all(b"hi\n").unwrap();
+            let mut got = String::new();
+            c.read_to_string(&mut got).map(|_| got)
+        });
+        let held: Rc<RefCell<Option<fibra::net::Conn>>> = Rc::default();
+        let slot = held.clone();
+        s.spawn(move |h| {
+            let (conn, _) = h.accept(&listener).unwrap();
+            assert_eq!(h.receive(&conn).unwrap(), b"hi");
+            *slot.borrow_mut() = Some(conn);
+        })
+        .unwrap();
+        util::run_until(&mut s, "the line", || held.borrow().is_some());
+        let conn = held.borrow_mut().take().unwrap();
+        conn.try_send_line("last").unwrap();
+        if how == "host close" {
+            conn.close();
+            s.tick().unwrap();
+        }
+        drop(conn);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while util::net_stats(&s).sockets > 0 && std::time::Instant::now() < deadline {
+            s.tick_within(Duration::from_millis(2)).unwrap();
+        }
+        assert_eq!(client.join().unwrap().unwrap(), "last\n", "{how}");
+    }
+}
