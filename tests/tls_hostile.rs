@@ -638,3 +638,37 @@ fn a_host_close_and_a_dropped_conn_each_send_close_notify_then_fin() {
         assert_eq!(client.join().unwrap().unwrap(), "last\n", "{how}");
     }
 }
+
+#[test]
+fn a_graceful_stop_before_the_peers_hello_still_delivers_the_greeting() {
+    // The schedule drains (stops gracefully) while a TLS connection's handshake has not
+    // begun: the handshake goes on, the greeting is written, then close_notify and FIN.
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(ConnOptions::new().with_close_timeout(Duration::from_secs(8))),
+    );
+    let addr = listener.local_addr();
+    let config = certs.client_config();
+    let client = util::peer(addr, move |tcp| {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut c = tls_client(tcp, config);
+        let mut got = String::new();
+        c.read_to_string(&mut got).map(|_| got)
+    });
+    let held: Rc<RefCell<Option<fibra::net::Conn>>> = Rc::default();
+    let slot = held.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        h.send_line(&conn, "hello").unwrap();
+        *slot.borrow_mut() = Some(conn);
+    })
+    .unwrap();
+    util::run_until(&mut s, "the accept", || held.borrow().is_some());
+    let drained = s.drain(Duration::from_secs(5)).unwrap();
+    assert!(drained, "the stop waited for the close timeout");
+    assert_eq!(client.join().unwrap().unwrap(), "hello\n");
+}
