@@ -672,3 +672,29 @@ fn a_graceful_stop_before_the_peers_hello_still_delivers_the_greeting() {
     assert!(drained, "the stop waited for the close timeout");
     assert_eq!(client.join().unwrap().unwrap(), "hello\n");
 }
+
+#[test]
+fn a_connect_timeout_during_the_handshake_leaves_nothing_behind() {
+    let certs = TestCerts::localhost();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let options = ConnOptions::new().with_connect_timeout(Some(Duration::from_millis(200)));
+        let r = h.connect_tls_with(addr, "localhost", certs.client_config(), options);
+        *out.borrow_mut() = Some(r.map(|_| ()).map_err(|e| e.to_string()));
+        h.sleep(Duration::from_millis(50));
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    drop(silent);
+    let stats = util::net_stats(&s);
+    assert_eq!(
+        (stats.connections, stats.sockets, stats.timers),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(got.borrow().as_ref().unwrap().is_err());
+}
