@@ -698,3 +698,50 @@ fn a_connect_timeout_during_the_handshake_leaves_nothing_behind() {
     );
     assert!(got.borrow().as_ref().unwrap().is_err());
 }
+
+#[test]
+fn a_handshake_still_ends_at_its_timeout_after_a_read_timeout_fired() {
+    // The read timeout fires first (the connection is lost with TimedOut, its output still
+    // open), and the host keeps the connection: the handshake timeout must still end it.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let handshake = Duration::from_millis(400);
+    let listener = util::listen_with(
+        &s,
+        fibra::net::ListenOptions::new()
+            .with_tls(certs.server_config())
+            .with_conn(
+                ConnOptions::new()
+                    .with_read_timeout(Some(Duration::from_millis(100)))
+                    .with_handshake_timeout(handshake),
+            ),
+    );
+    let ended = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = ended.clone();
+    let client = util::peer(listener.local_addr(), move |mut tcp| {
+        // Silent: never a hello. The server's end of the stream is what this waits for.
+        let r = tcp.read_to_end(&mut Vec::new());
+        flag.store(true, Ordering::SeqCst);
+        r.map(|_| ())
+    });
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        let first = h.on_lost_connection(&conn);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !ended.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            h.sleep(Duration::from_millis(10));
+        }
+        *out.borrow_mut() = Some((first, ended.load(Ordering::SeqCst)));
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+    client.join().unwrap().unwrap();
+    assert_eq!(
+        *got.borrow(),
+        Some((Lost::TimedOut, true)),
+        "the connection outlived its handshake timeout"
+    );
+}
