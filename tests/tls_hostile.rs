@@ -531,7 +531,7 @@ fn mangler(addr: std::net::SocketAddr, config: std::sync::Arc<rustls::ClientConf
 
 #[test]
 fn mangled_clients_each_end_their_own_connection() {
-    const CLIENTS: u64 = 160;
+    const CLIENTS: u64 = 96;
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
     let listener = util::listen_with(
