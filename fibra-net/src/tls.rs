@@ -28,9 +28,12 @@
 //!   with [`TlsLost::HandshakeTimedOut`]: a peer that drips its hello a byte a second holds
 //!   a connection that long at most.
 //! - A graceful close (`close`, `Conn::close`, the last `Conn` dropped) sends `close_notify`
-//!   after the queued output; an abort or a reset does not. A peer that ends the TCP stream
-//!   without a `close_notify` is lost with [`TlsLost::NoCloseNotify`] (its data may have been
-//!   cut), one that sent it with [`Lost::Eof`](crate::Lost::Eof).
+//!   after the queued output; an abort or a reset does not. A close (or a graceful stop)
+//!   before the handshake is done lets the handshake go on, so the output queued before it
+//!   (a greeting) still goes, encrypted; the handshake timeout still applies, and a
+//!   handshake that fails ends the close at once with its reason. A peer that ends the TCP
+//!   stream without a `close_notify` is lost with [`TlsLost::NoCloseNotify`] (its data may
+//!   have been cut), one that sent it with [`Lost::Eof`](crate::Lost::Eof).
 //! - Memory stays bounded: rustls keeps at most 16 KiB of decrypted bytes and one record of
 //!   ciphertext for a connection, its encrypted output is capped (`set_buffer_limit`), and a
 //!   connection's reads are budgeted per poll round as a plain one's are, so a peer sending

@@ -362,7 +362,11 @@ impl Table {
             let Some(c) = conn_mut(&mut self.entries, key) else {
                 return;
             };
-            if c.input.end.is_some() || c.input.reader.is_some() {
+            // A TLS handshake goes on after a close on this side (`close` sets the input's
+            // end): the output queued before the close goes once the handshake is done.
+            let handshake =
+                c.state.is_closing() && c.tls.as_ref().is_some_and(|t| t.is_handshaking());
+            if (c.input.end.is_some() && !handshake) || c.input.reader.is_some() {
                 return;
             }
             if c.state.is_closing() {

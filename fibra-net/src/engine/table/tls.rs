@@ -449,11 +449,23 @@ mod enabled {
             tls.deadline = None;
             log::debug!(target: "fibra_net",
                 "TLS handshake with {} not done within {timeout:?}", c.peer);
-            self.lose(
+            self.tls_failed(
                 key,
                 Lost::Tls(TlsLost::HandshakeTimedOut { after: timeout }),
                 cx,
             );
+        }
+
+        /// The TLS filter's input ended with `lost` (a TLS failure, the handshake's timeout,
+        /// a reset): the connection is lost, and its output ends where `lost` says nothing
+        /// more can be sent, even where the connection was lost before (a close on this
+        /// side waiting for the handshake to carry its output: its closer is told why now,
+        /// not at the close timeout).
+        fn tls_failed(&mut self, key: Key, lost: Lost, cx: &mut Context<'_>) {
+            self.lose(key, lost, cx);
+            if !lost.can_send() {
+                self.end_output(key, lost, cx);
+            }
         }
 
         /// One step of a TLS connection's input: decrypted bytes into the input buffer, or
@@ -516,7 +528,7 @@ mod enabled {
                 if lost != Lost::Eof {
                     log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
                 }
-                self.lose(key, lost, cx);
+                self.tls_failed(key, lost, cx);
                 return ReadStep::Ended;
             }
             input.buf.release_if_empty(&mut self.pool);
@@ -587,7 +599,7 @@ mod enabled {
                 Err(ReadFailure::Tls(why)) => Lost::Tls(why),
             };
             log::debug!(target: "fibra_net", "connection from {}: {lost}", c.peer);
-            self.lose(key, lost, cx);
+            self.tls_failed(key, lost, cx);
             ReadStep::Ended
         }
 
