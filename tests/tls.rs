@@ -753,6 +753,33 @@ fn a_pool_connects_over_tls() {
 }
 
 #[test]
+fn a_finished_handshake_leaves_no_timer_armed() {
+    let certs = TestCerts::localhost();
+    let mut s = net_schedule();
+    let conns: Rc<RefCell<Vec<Conn>>> = Rc::default();
+    let keep = Rc::clone(&conns);
+    s.spawn(move |h| {
+        let addr = tls_echo(h, &certs, usize::MAX);
+        for i in 0..3 {
+            let conn = h
+                .connect_tls(addr, "localhost", certs.client_config())
+                .unwrap();
+            h.send_frame(&conn, format!("hello {i}").as_bytes())
+                .unwrap();
+            assert_eq!(h.receive(&conn).unwrap(), format!("hello {i}").as_bytes());
+            keep.borrow_mut().push(conn);
+        }
+    })
+    .unwrap();
+    util::run_until(&mut s, "three echoes", || conns.borrow().len() == 3);
+    let stats = net_stats(&s);
+    // Three connections each end, none with a read timeout: the handshakes' deadlines went
+    // with the handshakes (they stayed armed for their 10 s before).
+    assert_eq!(stats.connections, 6, "{stats:?}");
+    assert_eq!(stats.timers, 0, "{stats:?}");
+}
+
+#[test]
 fn a_reconnecting_client_connects_again_over_tls() {
     use fibra::net::{Backoff, Factory, Protocol, ReconnectingClient, Transport};
 

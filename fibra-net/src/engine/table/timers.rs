@@ -98,6 +98,18 @@ impl Timers {
         self.compact_if_stale();
     }
 
+    /// Removes `key`'s slot's timer of `kind`, if one is armed (what it waited for is done).
+    pub(super) fn disarm(&mut self, kind: TimerKind, key: Key) {
+        let armed = self
+            .by_slot
+            .get_mut(key.slot)
+            .and_then(|a| a[kind as usize].take());
+        if armed.is_some() {
+            self.armed -= 1;
+            self.compact_if_stale();
+        }
+    }
+
     /// Removes every timer of `slot` (its entry closed or left).
     pub(super) fn cancel_slot(&mut self, slot: usize) {
         let Some(armed) = self.by_slot.get_mut(slot) else {
@@ -203,6 +215,21 @@ mod tests {
             due += 1;
         }
         assert_eq!(due, 101 - (0..100).filter(|r| (9_900 + r) % 3 == 0).count());
+        assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn a_disarmed_timer_is_never_due_and_no_longer_counted() {
+        let mut timers = Timers::default();
+        let start = Instant::now();
+        timers.arm(start, TimerKind::Handshake, key(3));
+        timers.arm(start, TimerKind::Read, key(3));
+        timers.disarm(TimerKind::Handshake, key(3));
+        timers.disarm(TimerKind::Handshake, key(9)); // never armed: nothing happens
+        assert_eq!(timers.len(), 1);
+        let due = timers.pop_due(start + Duration::from_secs(1));
+        assert!(matches!(due, Some((_, TimerKind::Read, k)) if k.slot == 3));
+        assert!(timers.pop_due(start + Duration::from_secs(1)).is_none());
         assert_eq!(timers.len(), 0);
     }
 }

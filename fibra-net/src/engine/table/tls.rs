@@ -283,7 +283,7 @@ mod enabled {
 
     /// What a rustls error means for the connection.
     fn classify(e: &rustls::Error, handshaking: bool) -> TlsLost {
-        use rustls::{CertificateError, Error, InvalidMessage, PeerMisbehaved};
+        use rustls::{CertificateError, Error, HandshakeType, InvalidMessage, PeerMisbehaved};
         match e {
             Error::InvalidMessage(InvalidMessage::MessageTooLarge)
             | Error::PeerSentOversizedRecord => TlsLost::RecordTooLarge,
@@ -296,10 +296,18 @@ mod enabled {
             Error::PeerMisbehaved(PeerMisbehaved::TooManyRenegotiationRequests) => {
                 TlsLost::Renegotiation
             }
+            // A new ClientHello (or a server's HelloRequest) after the handshake asks for
+            // a renegotiation; any other message out of place is a protocol error.
+            Error::InappropriateHandshakeMessage {
+                got_type: HandshakeType::ClientHello | HandshakeType::HelloRequest,
+                ..
+            } if !handshaking => TlsLost::Renegotiation,
             Error::InappropriateHandshakeMessage { .. } | Error::InappropriateMessage { .. }
                 if !handshaking =>
             {
-                TlsLost::Renegotiation
+                TlsLost::Protocol {
+                    reason: "a message out of place after the handshake",
+                }
             }
             Error::AlertReceived(alert) => TlsLost::Alert {
                 name: alert_name(*alert),
@@ -561,6 +569,7 @@ mod enabled {
                             let writes = tls.wants_write();
                             if done {
                                 tls.deadline = None;
+                                self.timers.disarm(TimerKind::Handshake, key);
                                 self.tls_handshake_done(key, cx);
                             }
                             if writes {
