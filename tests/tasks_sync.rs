@@ -9,38 +9,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use fibra::tasks::{oneshot, Mutex, Notify, Semaphore, TasksExt};
+use util::checked::{all_ended, checked};
 use util::*;
-
-thread_local! {
-    /// Tasklets spawned through [`checked`] in this test, and those that returned.
-    static COUNT: (Cell<u32>, Rc<Cell<u32>>) = (Cell::new(0), Rc::new(Cell::new(0)));
-}
-
-/// `f` as a tasklet that counts itself when it returns: an assertion failing inside it (a
-/// panic, which ends the tasklet alone) is then seen by [`all_ended`].
-fn checked(
-    f: impl FnOnce(&fibra::rt::Handle) + 'static,
-) -> impl FnOnce(&fibra::rt::Handle) + 'static {
-    let ended = COUNT.with(|(spawned, ended)| {
-        spawned.set(spawned.get() + 1);
-        ended.clone()
-    });
-    move |h| {
-        f(h);
-        ended.set(ended.get() + 1);
-    }
-}
-
-/// Fails the test unless every tasklet spawned through [`checked`] returned, but the `killed`.
-fn all_ended(killed: u32) {
-    COUNT.with(|(spawned, ended)| {
-        assert_eq!(
-            ended.get() + killed,
-            spawned.get(),
-            "a tasklet panicked (see above)"
-        )
-    });
-}
 
 #[test]
 fn a_mutex_is_held_by_one_tasklet_at_a_time_in_the_order_they_came() {

@@ -95,4 +95,4 @@ pub use reactor::{Event, Events, Interest, Registry};
 pub use remote::Remote;
 pub use schedule::Schedule;
 pub use select::{Either, OneOf3};
-pub use tasklet::{Exit, SpawnOptions, TaskletInfo, TaskletState};
+pub use tasklet::{panic_message, Exit, SpawnOptions, TaskletInfo, TaskletState};

@@ -126,8 +126,15 @@ impl Exit {
     }
 }
 
-/// A panic payload's message, or a note that it was not a string.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// A panic payload's message (a `&str` or `String` payload), or a note that it was not a
+/// string: what fibra reports for a tasklet's panic, and what a crate of the family reports
+/// for a panic it caught.
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("out of {}", "tea")).unwrap_err();
+/// assert_eq!(fibra_rt::panic_message(&*payload), "out of tea");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -167,7 +167,7 @@ impl BlockingPool {
                     return;
                 }
                 let out = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-                    let msg = panic_message(&*payload);
+                    let msg = fibra_rt::panic_message(&*payload);
                     // A payload whose drop panics must not end the pool's thread.
                     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
                     msg
@@ -276,16 +276,6 @@ fn work(shared: &Shared) {
             state.threads -= 1;
             return;
         }
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
     }
 }
 

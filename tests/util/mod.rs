@@ -4,6 +4,8 @@
 // json.rs and webdriver.rs, beside this file, are the browser test's own (tests/browser.rs
 // includes them), so that the other test files do not compile them.
 pub(crate) mod ws;
+// Tasklets that count themselves when they return (`checked`, `all_ended`).
+pub(crate) mod checked;
 // Test certificates (a CA and a leaf for localhost) and rustls configs for them.
 #[cfg(feature = "tls")]
 pub(crate) mod certs;
