@@ -1,4 +1,5 @@
-//! `NetError`, what a network op can fail with, and `Lost`, why a connection was lost.
+//! `NetError`, what a network op can fail with, and `Lost`, why a connection was lost (with
+//! `TlsLost`, why a TLS connection was: the `tls` module's reasons, kept beside the others).
 
 use std::fmt;
 use std::io;
@@ -6,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::api::codec::{CodecFailure, FrameError};
-use crate::tls::TlsLost;
 
 /// Why a connection was lost: what [`on_lost_connection`](crate::NetExt::on_lost_connection)
 /// returns, and what later receives fail with.
@@ -405,5 +405,81 @@ impl From<NetError> for io::Error {
             }
         };
         io::Error::new(kind, e)
+    }
+}
+
+/// Why a TLS connection was lost: the reason of [`Lost::Tls`](crate::Lost::Tls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsLost {
+    /// The peer's first bytes were not a TLS record: plaintext (HTTP, telnet, a scanner)
+    /// sent to a TLS port, or garbage before the hello.
+    NotTls,
+    /// The handshake did not finish within the connection's handshake timeout.
+    HandshakeTimedOut {
+        /// The timeout.
+        after: Duration,
+    },
+    /// The handshake failed: a malformed or unexpected message, no version, cipher suite or
+    /// application protocol (ALPN) in common.
+    Handshake {
+        /// What went wrong.
+        reason: &'static str,
+    },
+    /// The peer's certificate was refused (or the peer refused ours: see
+    /// [`Alert`](Self::Alert)).
+    Certificate {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The peer sent a fatal alert.
+    Alert {
+        /// The alert's name (`bad_certificate`, `handshake_failure`...).
+        name: &'static str,
+    },
+    /// The peer sent a record longer than TLS allows (16 KiB of plaintext plus overhead).
+    RecordTooLarge,
+    /// The peer asked to renegotiate (a hello after a TLS 1.2 handshake): refused. rustls
+    /// answers a first request with a `no_renegotiation` warning (the connection goes on, as
+    /// RFC 5746 allows), and a second ends the connection with this. TLS 1.3 has no
+    /// renegotiation: a hello sent after its handshake fails to decrypt
+    /// ([`Protocol`](Self::Protocol)).
+    Renegotiation,
+    /// A record after the handshake was invalid: it failed to decrypt, or broke the
+    /// protocol.
+    Protocol {
+        /// What went wrong.
+        reason: &'static str,
+    },
+    /// The peer ended the TCP stream without a `close_notify`: what it sent last may have
+    /// been cut off by someone in between. Output still flows, as after an end of stream.
+    NoCloseNotify,
+}
+
+impl fmt::Display for TlsLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsLost::NotTls => {
+                f.write_str("the peer did not speak TLS (plaintext or garbage sent to a TLS port)")
+            }
+            TlsLost::HandshakeTimedOut { after } => {
+                write!(f, "the TLS handshake did not finish within {after:?}")
+            }
+            TlsLost::Handshake { reason } => write!(f, "the TLS handshake failed: {reason}"),
+            TlsLost::Certificate { reason } => {
+                write!(f, "the peer's TLS certificate was refused: {reason}")
+            }
+            TlsLost::Alert { name } => write!(f, "the peer sent the TLS alert {name}"),
+            TlsLost::RecordTooLarge => {
+                f.write_str("the peer sent a TLS record longer than the protocol allows")
+            }
+            TlsLost::Renegotiation => {
+                f.write_str("the peer tried to renegotiate TLS, which is refused")
+            }
+            TlsLost::Protocol { reason } => write!(f, "TLS protocol error: {reason}"),
+            TlsLost::NoCloseNotify => f.write_str(
+                "the peer ended the stream without a TLS close_notify (its data may be cut)",
+            ),
+        }
     }
 }

@@ -262,7 +262,7 @@ pub struct ListenOptions {
 impl Default for ListenOptions {
     fn default() -> Self {
         ListenOptions {
-            backlog: crate::engine::sys::socket::max_backlog(),
+            backlog: max_backlog(),
             reuse_port: false,
             conn: ConnOptions::default(),
             #[cfg(feature = "tls")]
@@ -405,4 +405,21 @@ impl GroupOptions {
     pub fn slow_policy(&self) -> SlowPolicy {
         self.slow
     }
+}
+
+/// Where the kernel's cap cannot be read: Linux's default since 5.4.
+const FALLBACK_BACKLOG: i32 = 4096;
+
+/// The kernel's cap on a listen backlog, `net.core.somaxconn`, read once (as Go's `net`
+/// does): a larger backlog is cut to it, a smaller one drops connections in a burst that the
+/// kernel would have queued. 4096 where it cannot be read (not Linux, no `/proc`).
+fn max_backlog() -> i32 {
+    static MAX: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(FALLBACK_BACKLOG)
+    })
 }

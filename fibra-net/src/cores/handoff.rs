@@ -170,7 +170,8 @@ impl Handoff {
         loads: Loads,
     ) -> Result<Handoff, NetError> {
         let addr = crate::api::ext::resolve(addr)?;
-        let (socket, _) = crate::engine::sys::socket::listener(addr, options)?;
+        let (socket, _) =
+            crate::engine::sys::socket::listener(addr, options.backlog, options.reuse_port)?;
         Ok(Handoff::start_with(
             TcpListener::from(socket),
             targets,

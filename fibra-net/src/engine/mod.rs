@@ -8,7 +8,7 @@
 //! the table is one type whose parts live in its child files (each extends `Table`, and
 //! `table/mod.rs` holds their state), and it resumes tasklets with the ops' outputs (an
 //! accepted or connected [`Conn`](crate::Conn)), while those handles and ops reach the table
-//! through `Shared`: so `api/conn.rs`, `api/ops.rs`, `shared.rs` and eight files of
+//! through `Shared`: so `api/conn.rs`, `api/ops.rs`, `shared.rs` and nine files of
 //! `table/` name each other, and no other file joins them.
 
 pub(crate) mod buffer;

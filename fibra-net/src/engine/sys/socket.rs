@@ -8,7 +8,6 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::api::error::NetError;
-use crate::api::options::ListenOptions;
 
 /// Input read and thrown away before closing, so the close is a FIN and not a RST.
 const CLOSE_DRAIN: usize = 64 * 1024;
@@ -21,40 +20,24 @@ fn stream(addr: SocketAddr) -> io::Result<Socket> {
     )
 }
 
-/// Where the kernel's cap cannot be read: Linux's default since 5.4.
-const FALLBACK_BACKLOG: i32 = 4096;
-
-/// The kernel's cap on a listen backlog, `net.core.somaxconn`, read once (as Go's `net`
-/// does): a larger backlog is cut to it, a smaller one drops connections in a burst that the
-/// kernel would have queued. 4096 where it cannot be read (not Linux, no `/proc`).
-pub(crate) fn max_backlog() -> i32 {
-    static MAX: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(FALLBACK_BACKLOG)
-    })
-}
-
 /// A non-blocking listening socket on `addr`, and the address it got (the port the system
 /// chose, for port 0).
 pub(crate) fn listener(
     addr: SocketAddr,
-    options: &ListenOptions,
+    backlog: i32,
+    reuse_port: bool,
 ) -> Result<(Socket, SocketAddr), NetError> {
     let bind = |e: io::Error| NetError::Bind { addr, source: e };
     let socket = stream(addr).map_err(bind)?;
     socket.set_reuse_address(true).map_err(bind)?;
-    if options.reuse_port {
+    if reuse_port {
         socket.set_reuse_port(true).map_err(bind)?;
     }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(bind)?;
     }
     socket.bind(&addr.into()).map_err(bind)?;
-    socket.listen(options.backlog).map_err(bind)?;
+    socket.listen(backlog).map_err(bind)?;
     let local = socket
         .local_addr()
         .ok()

@@ -68,7 +68,7 @@ impl Table {
         if self.draining {
             return Err(NetError::Closed);
         }
-        let (socket, local) = socket::listener(addr, options)?;
+        let (socket, local) = socket::listener(addr, options.backlog, options.reuse_port)?;
         let slot = self.entries.vacant_key();
         self.register(&socket, slot)
             .map_err(|e| NetError::Bind { addr, source: e })?;
