@@ -39,7 +39,10 @@ fn start() -> ServerThread<()> {
     ServerThread::start(|s| {
         let router = Rc::new(
             Router::new()
-                .get("/a", |_h, _req| Response::text("A"))
+                .get("/a", |_h, req| {
+                    // A plain connection: the request says so (`A` is asserted below).
+                    Response::text(if req.is_tls() { "A over TLS" } else { "A" })
+                })
                 .get("/b", |_h, req| {
                     Response::text(format!("B {}", req.query().unwrap_or("")))
                 })

@@ -28,7 +28,13 @@ fn start(config: Arc<rustls::ServerConfig>) -> ServerThread<()> {
     ServerThread::start(move |s| {
         let router = Rc::new(
             Router::new()
-                .get("/hello", |_h, _req| Response::text("hello over TLS"))
+                .get("/hello", |_h, req| {
+                    Response::text(if req.is_tls() {
+                        "hello over TLS"
+                    } else {
+                        "hello, said the server that thinks it is plaintext"
+                    })
+                })
                 .websocket("/ws", |h, _req, ws| {
                     while let Ok(Message::Text(text)) = ws.receive(h) {
                         let _ = ws.send_text(&format!("echo {text}"));

@@ -115,6 +115,7 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Request {
             .map(|h| (h.name.to_owned(), h.value.to_vec()))
             .collect(),
         body: Vec::new(),
+        tls: false,
     }
 }
 

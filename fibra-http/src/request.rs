@@ -11,6 +11,8 @@ pub struct Request {
     pub(crate) minor_version: u8,
     pub(crate) headers: Vec<(String, Vec<u8>)>,
     pub(crate) body: Vec<u8>,
+    /// It came over TLS.
+    pub(crate) tls: bool,
 }
 
 impl Request {
@@ -22,6 +24,13 @@ impl Request {
     /// The request target as sent (`/chat?room=1`).
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Whether the request came over TLS (HTTPS; WSS for a WebSocket upgrade): the scheme
+    /// a link back to this server should use. The connection's details (SNI, ALPN) are in
+    /// fibra-net's `Conn::tls` for a handler that holds the connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The target's path, without its query.
@@ -91,6 +100,7 @@ impl fmt::Debug for Request {
             .field("target", &self.target)
             .field("headers", &self.headers.len())
             .field("body", &self.body.len())
+            .field("tls", &self.tls)
             .finish()
     }
 }

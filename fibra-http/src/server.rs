@@ -112,8 +112,9 @@ pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
     let mut reader = Reader::default();
     let mut out = Vec::new();
     let mut first = true;
+    let tls = conn.tls().is_some();
     loop {
-        let next = one_request(h, conn, router, &mut reader, &mut out, first);
+        let next = one_request(h, conn, router, &mut reader, &mut out, first, tls);
         first = false;
         if matches!(next, Next::Close) {
             let _ = h.close(conn);
@@ -196,6 +197,7 @@ fn one_request(
     reader: &mut Reader,
     out: &mut Vec<u8>,
     first: bool,
+    tls: bool,
 ) -> Next {
     let limits = &router.limits;
     let wait = if first {
@@ -225,6 +227,7 @@ fn one_request(
         }
     };
     reader.consume(len);
+    request.tls = tls;
     // The body.
     let body_deadline = Instant::now().checked_add(limits.head_timeout);
     let expects_body = body != BodyLength::Exactly(0);
