@@ -753,6 +753,44 @@ fn a_pool_connects_over_tls() {
 }
 
 #[test]
+fn each_end_sees_the_peers_certificate_chain() {
+    let certs = TestCerts::localhost();
+    let server_config = certs.server_config_client_auth();
+    let client_config = certs.client_config_with_cert();
+    let plain_server = certs.server_config();
+    let plain_client = certs.client_config();
+    let mut s = net_schedule();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let out = seen.clone();
+    s.spawn(move |h| {
+        for (server_config, client_config) in
+            [(server_config, client_config), (plain_server, plain_client)]
+        {
+            let listener = h.listen_tls("127.0.0.1:0", server_config).unwrap();
+            let addr = listener.local_addr();
+            let accepting = h.spawn(move |h| h.accept(&listener).unwrap()).unwrap();
+            let client = h.connect_tls(addr, "localhost", client_config).unwrap();
+            h.send_line(&client, "hi").unwrap();
+            let (server, _) = h.join(accepting).unwrap();
+            assert_eq!(h.receive(&server).unwrap(), b"hi");
+            let (client_sees, server_sees) = (client.tls().unwrap(), server.tls().unwrap());
+            out.borrow_mut()
+                .push((client_sees.peer_certificates, server_sees.peer_certificates));
+        }
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    let chain: Vec<Vec<u8>> = certs.chain.iter().map(|c| c.to_vec()).collect();
+    let seen = seen.borrow();
+    // With client authentication each end sees the other's chain (both show the leaf).
+    assert_eq!(seen[0].0, chain, "the client sees the server's chain");
+    assert_eq!(seen[0].1, chain, "the server sees the client's chain");
+    // Without, the server sees no certificate; the client still sees the server's.
+    assert_eq!(seen[1].0, chain);
+    assert!(seen[1].1.is_empty());
+}
+
+#[test]
 fn a_finished_handshake_leaves_no_timer_armed() {
     let certs = TestCerts::localhost();
     let mut s = net_schedule();

@@ -100,6 +100,12 @@ pub struct TlsInfo {
     pub version: Option<String>,
     /// The cipher suite, once agreed.
     pub cipher_suite: Option<String>,
+    /// The peer's certificate chain (DER, its own certificate first), once the handshake
+    /// checked it: the server's on a client's connection; the client's on a server's, when
+    /// the server asks for one (client authentication: a `ServerConfig` built
+    /// `with_client_cert_verifier`). Empty otherwise. Who the client is, for a server that
+    /// authenticates clients by certificate.
+    pub peer_certificates: Vec<Vec<u8>>,
 }
 
 /// rustls's ring provider, which fibra-net is built with. Build configs with it

@@ -112,6 +112,39 @@ impl TestCerts {
         Arc::new(config)
     }
 
+    /// A server config serving the leaf that asks every client for a certificate signed by
+    /// the CA (client authentication).
+    pub(crate) fn server_config_client_auth(&self) -> Arc<rustls::ServerConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.private_key())
+            .unwrap();
+        Arc::new(config)
+    }
+
+    /// A client config trusting the CA that shows the leaf as its own certificate.
+    pub(crate) fn client_config_with_cert(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(self.chain.clone(), self.private_key())
+            .unwrap();
+        Arc::new(config)
+    }
+
     /// A client config trusting the CA.
     pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
         self.client_config_alpn(&[])

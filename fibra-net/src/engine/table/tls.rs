@@ -162,6 +162,10 @@ mod enabled {
                 cipher_suite: conn
                     .negotiated_cipher_suite()
                     .map(|s| format!("{:?}", s.suite())),
+                peer_certificates: conn
+                    .peer_certificates()
+                    .map(|chain| chain.iter().map(|der| der.as_ref().to_vec()).collect())
+                    .unwrap_or_default(),
             }
         }
 
