@@ -195,7 +195,7 @@ fn the_old_recv_names_still_receive() {
 /// park again, not pass its wake-up to the other waiting sender (which passed it back, the two
 /// waking each other for as long as the channel stayed full: a schedule that never slept).
 #[test]
-fn senders_woken_into_a_full_channel_park_again_and_do_not_wake_each_other() {
+fn a_woken_sender_keeps_the_room_made_for_it_and_senders_never_wake_each_other() {
     use fibra::rt::TaskletState;
     use fibra::tasks::Notify;
     use std::time::Duration;
@@ -214,7 +214,12 @@ fn senders_woken_into_a_full_channel_park_again_and_do_not_wake_each_other() {
     let until = busy.clone();
     s.spawn(move |h| {
         g.borrow_mut().push(rx.try_receive().unwrap()); // room: the first sender is woken
-        tx.try_send(3).unwrap(); // ...and the room taken before it runs
+                                                        // The room is kept for it: a sender that did not wait cannot take it (before, it
+                                                        // could, and the woken senders then woke each other while the channel stayed full).
+        assert!(
+            matches!(tx.try_send(3), Err(TrySendError::Full(3))),
+            "a sender that did not wait took the room made for a woken one"
+        );
         drop(tx);
         until.wait(h); // the receiver busy elsewhere
         while let Some(v) = rx.receive(h) {
@@ -237,7 +242,29 @@ fn senders_woken_into_a_full_channel_park_again_and_do_not_wake_each_other() {
     busy.notify_one();
     s.run_for(Duration::from_secs(10)).unwrap();
     assert!(s.is_empty());
-    let mut got = got.borrow().clone();
-    got.sort();
-    assert_eq!(got, [0, 1, 2, 3]);
+    // First come, first served.
+    assert_eq!(*got.borrow(), [0, 1, 2]);
+}
+
+#[test]
+fn a_value_sent_to_a_waiting_receiver_is_kept_for_it() {
+    let mut s = Schedule::new();
+    s.add_plugin(TasksPlugin::new()).unwrap();
+    let (tx, rx) = channel::<u32>();
+    let got = Rc::new(Cell::new(None));
+    let (g, rx_waiting) = (got.clone(), rx.clone());
+    s.spawn(move |h| g.set(rx_waiting.receive(h))).unwrap();
+    s.tick().unwrap(); // the receiver waits
+    s.spawn(move |_h| {
+        tx.try_send(7).unwrap(); // wakes the waiting receiver, the value kept for it
+        assert_eq!(
+            rx.try_receive(),
+            Err(TryReceiveError::Empty),
+            "a receiver that did not wait took the value sent to a waiting one"
+        );
+    })
+    .unwrap();
+    s.run_for(std::time::Duration::from_secs(10)).unwrap();
+    assert!(s.is_empty(), "a tasklet is left waiting");
+    assert_eq!(got.get(), Some(7));
 }

@@ -6,6 +6,10 @@
 //! until the other side makes room or sends. Values sent before a close are still received;
 //! after the close, receivers see `None` once the queue is drained and senders get their value
 //! back in the error.
+//!
+//! First come, first served: each value sent to a waiting receiver, and each room made for a
+//! waiting sender, is kept for the one it woke (a `try_receive` or `try_send` meanwhile finds
+//! the channel empty or full), so no waiter is overtaken by one that did not wait.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -35,8 +39,11 @@ impl<T> Chan<T> {
             .finish()
     }
 
+    /// No room for a new value: each sender woken for room made (and not yet run) holds
+    /// its place, so a sender that did not wait never takes it (first come, first served).
     fn is_full(&self) -> bool {
-        self.cap.is_some_and(|cap| self.queue.len() >= cap)
+        self.cap
+            .is_some_and(|cap| self.queue.len() + self.send_waiters.woken() >= cap)
     }
 
     fn close(&mut self) {
@@ -99,21 +106,16 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     new_chan(Some(capacity.max(1)))
 }
 
-/// Parks `h` on the list that `list` picks in `chan` until woken; `done` says, once woken,
-/// whether the wake-up was used (if not, it goes to the next waiter). The tasklet leaves the
-/// list however the park ends, a kill included.
-fn wait<T>(
-    h: &Handle,
-    chan: &Shared<T>,
-    list: fn(&mut Chan<T>) -> &mut WaitList,
-    done: impl FnOnce(&Chan<T>) -> bool,
-) {
+/// Parks `h` on the list that `list` picks in `chan` until woken. The tasklet leaves the list
+/// however the park ends; a tasklet killed after it was woken passes its wake-up (and the
+/// value or the room kept for it) to the next waiter.
+fn wait<T>(h: &Handle, chan: &Shared<T>, list: fn(&mut Chan<T>) -> &mut WaitList) {
     let key = list(&mut chan.borrow_mut()).push(h.unparker());
     let mut guard = WaitGuard::new(|done| {
         list(&mut chan.borrow_mut()).leave(key, done);
     });
     h.park();
-    guard.done(done(&chan.borrow()));
+    guard.done(true);
 }
 
 /// The sending side of a channel. Cloning it adds a sender; when the last sender is dropped
@@ -136,16 +138,11 @@ impl<T> Sender<T> {
                 Err(TrySendError::Closed(v)) => return Err(SendError(v)),
                 Err(TrySendError::Full(v)) => value = v,
             }
-            // Woken, it sends into the room made; it passes the wake-up on only if room for
-            // another is left. (Passing it on while the channel is full again, the room
-            // taken by a sender that did not wait, made two waiting senders wake each other
-            // for as long as the channel stayed full: a schedule that never slept.)
-            wait(
-                h,
-                &self.chan,
-                |c| &mut c.send_waiters,
-                |c| c.closed || c.cap.is_some_and(|cap| c.queue.len() + 1 >= cap),
-            );
+            // Each receive that makes room wakes one sender, and the room is that sender's
+            // until it runs (a sender that did not wait finds the channel full meanwhile):
+            // woken, it always has its place, so it never parks again for it and never
+            // passes the wake-up on; killed while woken, it passes it to the next.
+            wait(h, &self.chan, |c| &mut c.send_waiters);
         }
     }
 
@@ -234,12 +231,8 @@ impl<T> Receiver<T> {
                 Err(TryReceiveError::Closed) => return None,
                 Err(TryReceiveError::Empty) => {}
             }
-            wait(
-                h,
-                &self.chan,
-                |c| &mut c.recv_waiters,
-                |c| c.queue.is_empty() || c.closed,
-            );
+            // As for senders: each value sent wakes one receiver and is kept for it.
+            wait(h, &self.chan, |c| &mut c.recv_waiters);
         }
     }
 
@@ -250,6 +243,10 @@ impl<T> Receiver<T> {
     /// [`TryReceiveError::Empty`], or [`TryReceiveError::Closed`] when nothing will ever come.
     pub fn try_receive(&self) -> Result<T, TryReceiveError> {
         let mut chan = self.chan.borrow_mut();
+        // The values kept for receivers woken (and not yet run) are theirs.
+        if chan.queue.len() <= chan.recv_waiters.woken() && !chan.closed {
+            return Err(TryReceiveError::Empty);
+        }
         match chan.queue.pop_front() {
             Some(v) => {
                 chan.send_waiters.wake_one();

@@ -108,6 +108,11 @@ impl<W> WaitList<W> {
         self.entries.len() - self.woken
     }
 
+    /// Waiters woken that have not left the list yet (they have not run since).
+    pub fn woken(&self) -> usize {
+        self.woken
+    }
+
     /// Whether no waiter waits to be woken.
     pub fn is_empty(&self) -> bool {
         self.waiting() == 0
