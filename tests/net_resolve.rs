@@ -24,6 +24,8 @@ static SLOW_GO: AtomicBool = AtomicBool::new(false);
 static STUCK_GO: AtomicBool = AtomicBool::new(false);
 /// Lookups the stand-in was asked for of an IP address written as text (there must be none).
 static IP_LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+/// `hang.test` answers once this is set (or after 10 s).
+static HANG_GO: AtomicBool = AtomicBool::new(false);
 /// Lookups of `here.test`.
 static HERE_LOOKUPS: AtomicUsize = AtomicUsize::new(0);
 
@@ -61,6 +63,10 @@ fn stand_in_resolver() {
                     false => Err(std::io::Error::other(
                         "slow.test: the schedule never ticked",
                     )),
+                }),
+                "hang.test" => Some(match wait_for(&HANG_GO) {
+                    true => Ok(local(port)),
+                    false => Err(std::io::Error::other("hang.test: never let go")),
                 }),
                 "stuck.test" => Some(match wait_for(&STUCK_GO) {
                     true => Ok(local(port)),
@@ -160,6 +166,32 @@ fn the_connect_timeout_counts_the_lookup() {
         STUCK_GO.store(true, Ordering::SeqCst);
         assert!(matches!(err, NetError::TimedOut), "{err}");
         drop(listener);
+    });
+}
+
+#[test]
+fn hung_lookups_never_take_the_threads_of_unblock() {
+    stand_in_resolver();
+    let mut s = net_schedule();
+    on_time(&mut s, |h| {
+        // More hung lookups than unblock's pool has threads (16 at most), each given up by
+        // its connect after 20 ms.
+        let options = ConnOptions::new().with_connect_timeout(Some(Duration::from_millis(20)));
+        for _ in 0..20 {
+            let err = h
+                .connect_with(("hang.test", 9), options.clone())
+                .unwrap_err();
+            assert!(matches!(err, NetError::TimedOut), "{err}");
+        }
+        // Blocking work still gets a thread at once.
+        let pool = fibra::tasks::BlockingPool::global();
+        let got = pool.run_until(h, Instant::now() + Duration::from_secs(5), || 42);
+        HANG_GO.store(true, Ordering::SeqCst);
+        assert_eq!(
+            got.ok(),
+            Some(42),
+            "unblock's threads were all held by hung lookups"
+        );
     });
 }
 

@@ -19,9 +19,10 @@ use crate::engine::shared::Encoding;
 ///
 /// Every call that can wait takes the handle, so yield points stay visible. Addresses are
 /// what [`ToAddrs`] takes (what [`ToSocketAddrs`] takes: an address, `"host:port"`,
-/// `(&str, u16)`...). A host name is looked up on a thread of the blocking pool
-/// ([`TasksExt::unblock`](fibra_tasks::TasksExt::unblock)) while the tasklet parks, so the
-/// schedule's other tasklets go on; an IP address is used as it is. Every address a name
+/// `(&str, u16)`...). A host name is looked up on a thread of a blocking pool of its own
+/// (a [`BlockingPool`](fibra_tasks::BlockingPool), as
+/// [`TasksExt::unblock`](fibra_tasks::TasksExt::unblock) uses) while the tasklet parks, so
+/// the schedule's other tasklets go on; an IP address is used as it is. Every address a name
 /// gives is tried in order, as std does.
 pub trait NetExt {
     /// Listens on `addr` (port 0: the system picks one; see

@@ -1,12 +1,13 @@
 //! Where to listen or connect: [`ToAddrs`] turns what a caller passes (an address, a list, a
-//! `"host:port"` text) into addresses, and a host name is looked up on a thread of the
-//! blocking pool ([`TasksExt::unblock`](fibra_tasks::TasksExt::unblock)), never on the
-//! schedule's thread. An IP address given as such, or as text, is parsed where it is: no
-//! lookup, no thread, no allocation.
+//! `"host:port"` text) into addresses, and a host name is looked up on a blocking pool of
+//! its own (a [`BlockingPool`] of four threads), never on the schedule's thread: lookups
+//! that hang (a resolver that never answers) hold those four at most, never the threads of
+//! [`TasksExt::unblock`](fibra_tasks::TasksExt::unblock)'s pool. An IP address given as
+//! such, or as text, is parsed where it is: no lookup, no thread, no allocation.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use fibra_rt::Handle;
@@ -161,7 +162,7 @@ impl Addrs {
             Addrs::One(addr) => return Ok(Resolved::One(addr)),
             Addrs::Many(addrs) => addrs,
             Addrs::Host(host, port) => {
-                let pool = BlockingPool::global();
+                let pool = lookup_pool();
                 let look = move || lookup_now(&host, port);
                 match deadline {
                     Some(deadline) => pool.run_until(h, deadline, look)??,
@@ -192,4 +193,16 @@ impl Resolved {
             Resolved::Many(addrs) => addrs,
         }
     }
+}
+
+/// Threads that look names up at once, in every schedule of the process.
+const LOOKUP_THREADS: usize = 4;
+/// Lookups queued at most (more wait, parked, for a place).
+const LOOKUP_QUEUE: usize = 1024;
+
+/// The pool that looks names up: apart from `unblock`'s, so that hung lookups cannot take
+/// the threads other blocking work needs.
+fn lookup_pool() -> &'static BlockingPool {
+    static POOL: OnceLock<BlockingPool> = OnceLock::new();
+    POOL.get_or_init(|| BlockingPool::new(LOOKUP_THREADS, LOOKUP_QUEUE))
 }
