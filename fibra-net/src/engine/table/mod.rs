@@ -11,7 +11,8 @@
 //! - [`groups`]: fan-out: a group's batch, sealed into one segment shared by its members;
 //! - [`lifecycle`]: a connection's states ([`ConnState`]), loss, close, reset, removal;
 //! - [`timers`]: read timeouts, close timeouts, accept back-off, flush delays;
-//! - [`tls`]: the TLS filter between a connection's socket and its buffers (the rustls session, and the table's TLS steps);
+//! - [`tls`]: the TLS filter between a connection's socket and its buffers (the rustls
+//!   session, and the table's TLS steps);
 //! - [`round`]: one poll round: events, timers, retries, orphans.
 //!
 //! The rules it keeps:
