@@ -608,3 +608,42 @@ fn ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member_on_one_thread() {
 fn ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member_on_two_threads() {
     ctrl_c_after_a_quiet_spell_says_goodbye_to_every_member(&["--threads", "2"]);
 }
+
+/// A restart with `--accept reuseport` on the port a stopped chatter served: the members'
+/// connections, closed by the server first, wait in TIME_WAIT on that port, and the new
+/// listeners still bind it (as a restart on one thread or with the hand-off does).
+#[test]
+fn a_restart_with_reuseport_binds_the_port_its_predecessors_members_left_in_time_wait() {
+    let first = util::Example::start_with("chatter", &[]);
+    let addr: std::net::SocketAddr = first.addr.parse().unwrap();
+    let mut ann = Client::connect(addr);
+    ann.login("ann");
+    let (status, said) = first.interrupt();
+    assert!(status.success(), "chatter exited {status}:\n{said}");
+    ann.lines_until(protocol::SHUTTING_DOWN);
+    assert!(matches!(ann.try_line(), Ok(None)), "expected the end");
+    drop(ann); // the server closed first: its side waits in TIME_WAIT
+    let port = addr.port().to_string();
+    let at = format!("127.0.0.1:{port}");
+    let args = [
+        "--addr",
+        &at,
+        "--no-web",
+        "--threads",
+        "2",
+        "--accept",
+        "reuseport",
+    ];
+    let second = util::Example::spawn("chatter", &args);
+    assert!(
+        second.try_wait_for("listening on", Duration::from_secs(10)),
+        "chatter {args:?} did not listen again on its predecessor's port"
+    );
+    let mut bob = Client::connect(addr);
+    bob.login("bob");
+    let (status, said) = second.interrupt();
+    assert!(
+        status.success(),
+        "chatter {args:?} exited {status}:\n{said}"
+    );
+}

@@ -134,8 +134,27 @@ fn the_browsers_line_limit_and_login_deadline_hold(threads: usize) {
     server.stop();
 }
 
+/// The stop tells a browser the goodbye, then closes its WebSocket with a close frame (1001,
+/// going away), as the telnet members get theirs then a FIN: not a bare end of the stream,
+/// which a browser reports as an abnormal closure (1006).
+fn the_stop_closes_a_browsers_websocket_with_going_away(threads: usize) {
+    let (server, web) = TestServer::start_on_with_web(threads, Config::default());
+    let mut ada = browser(web);
+    login(&mut ada, "ada");
+    // Still logging in: told too.
+    let mut bea = browser(web);
+    assert_eq!(bea.text(), protocol::PROMPT);
+    server.wait_for("both sessions", |room, _| room.sessions == 2);
+    server.stop();
+    for b in [&mut ada, &mut bea] {
+        assert_eq!(b.text(), protocol::SHUTTING_DOWN);
+        b.expect_close(1001);
+    }
+}
+
 chat::on_one_and_two_threads!(
     the_page_is_served_whole_and_self_contained,
     browsers_and_telnet_members_share_one_room_under_one_set_of_rules,
     the_browsers_line_limit_and_login_deadline_hold,
+    the_stop_closes_a_browsers_websocket_with_going_away,
 );

@@ -274,7 +274,10 @@ impl Room {
         self.shutting_down = true;
         let goodbye = protocol::SHUTTING_DOWN.as_bytes();
         let _ = self.everyone.close_all(Some(goodbye));
-        let _ = self.web_everyone.close_all(Some(goodbye));
+        // Browsers: the goodbye, then a WebSocket close frame, 1001 (going away).
+        let _ = self.web_everyone.send_frame(goodbye);
+        let _ = self.web_everyone.send(&[0x88, 0x02, 0x03, 0xE9]);
+        let _ = self.web_everyone.close_all(None);
     }
 
     /// Whether no connection is left (after a shutdown: every goodbye written).

@@ -217,6 +217,9 @@ fn bind_reuseport(addr: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> 
         socket2::Type::STREAM,
         None,
     )?;
+    // As the threads' listeners (fibra-net sets both): a port whose earlier connections
+    // wait in TIME_WAIT can be bound again.
+    socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket
         .bind(&want.into())

@@ -171,6 +171,16 @@ pub(crate) fn accept(common: &Common, conns: usize) -> Result<(), Box<dyn std::e
         measure::json_f64(cpu.map(|c| c / secs), 3),
         measure::json_f64(cpu.map(|c| logins as f64 / c), 0),
     );
+    if failed.get() > 0 {
+        eprintln!(
+            "loadgen: {} logins failed (refused, or not completed within --login-timeout {} s)",
+            failed.get(),
+            common.login_timeout.as_secs_f64()
+        );
+    }
+    if logins == 0 {
+        return Err("no login completed".into());
+    }
     Ok(())
 }
 

@@ -89,5 +89,11 @@ pub(crate) fn run(
         measure::json_f64(cpu.map(|c| c / secs), 3),
         measure::json_f64(cpu.map(|c| messages as f64 / c), 0),
     );
+    if failed.get() > 0 {
+        eprintln!("loadgen: {} connections failed", failed.get());
+    }
+    if messages == 0 {
+        return Err("no echo came back".into());
+    }
     Ok(())
 }
