@@ -9,13 +9,16 @@ use crate::cmd::{Arg, Cmd};
 use crate::error::RedisError;
 use crate::value::Value;
 
+/// Field-value pairs: a hash's (`HGETALL`), a stream entry's.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One entry of a stream: its id (`1700000000000-0`) and its field-value pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamEntry {
     /// The entry's id.
     pub id: String,
     /// Its fields and values, in order.
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    pub fields: Fields,
 }
 
 impl StreamEntry {
@@ -241,11 +244,7 @@ pub trait Commands {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    fn hgetall<K: Arg>(
-        &mut self,
-        h: &Handle,
-        key: K,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RedisError> {
+    fn hgetall<K: Arg>(&mut self, h: &Handle, key: K) -> Result<Fields, RedisError> {
         let cmd = Cmd::new("HGETALL").arg(key);
         pairs(&cmd, self.call(h, &cmd)?)
     }
@@ -468,7 +467,7 @@ fn bytes(cmd: &Cmd, v: Value) -> Result<Vec<u8>, RedisError> {
     }
 }
 
-fn pairs(cmd: &Cmd, v: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RedisError> {
+fn pairs(cmd: &Cmd, v: Value) -> Result<Fields, RedisError> {
     let Some(map) = v.clone().into_map() else {
         return Err(unexpected(cmd, "a map", &v));
     };

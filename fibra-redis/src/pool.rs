@@ -88,7 +88,7 @@ struct State {
 enum Slot {
     /// Not connected; why it went down, for its keeper's log and backoff.
     Down(Option<String>),
-    Idle(Connection),
+    Idle(Box<Connection>),
     Busy,
 }
 
@@ -295,7 +295,7 @@ impl Pool {
         let mut state = self.inner.state.borrow_mut();
         while let Some(slot) = state.idle.pop_front() {
             match std::mem::replace(&mut state.slots[slot], Slot::Busy) {
-                Slot::Idle(conn) if conn.is_usable() => return Some((slot, conn)),
+                Slot::Idle(conn) if conn.is_usable() => return Some((slot, *conn)),
                 Slot::Idle(conn) => {
                     let reason = conn.broken().map_or_else(
                         || "the connection was lost while idle".into(),
@@ -369,7 +369,7 @@ impl Drop for Lease {
             return;
         }
         if conn.is_usable() {
-            state.slots[self.slot] = Slot::Idle(conn);
+            state.slots[self.slot] = Slot::Idle(Box::new(conn));
             state.idle.push_back(self.slot);
             if let Some((_, waiter)) = state.waiters.front() {
                 waiter.unpark();
@@ -417,7 +417,7 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
                     state.repaired += 1;
                 }
                 connected_before = true;
-                state.slots[slot] = Slot::Idle(conn);
+                state.slots[slot] = Slot::Idle(Box::new(conn));
                 state.idle.push_back(slot);
                 if let Some((_, waiter)) = state.waiters.front() {
                     waiter.unpark();
