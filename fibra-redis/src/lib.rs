@@ -87,5 +87,5 @@ pub use config::{
 pub use connection::Connection;
 pub use error::RedisError;
 pub use pool::{Pool, PoolStats};
-pub use pubsub::{Message, Subscriber};
+pub use pubsub::{Message, Subscriber, DEFAULT_KEEPALIVE};
 pub use value::Value;

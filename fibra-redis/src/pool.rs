@@ -280,6 +280,9 @@ impl Pool {
                 waiting = Some(Waiting { pool: self, id });
             }
             if h.park_until(deadline).is_err() {
+                drop(waiting);
+                // Whatever was meant for this call goes to the next in line.
+                self.wake_first();
                 let state = self.inner.state.borrow();
                 return Err(RedisError::Unavailable {
                     command: command(),
@@ -424,12 +427,20 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
                 }
             }
             Err(e) => {
-                let mut state = inner.state.borrow_mut();
-                state.last_error = redial.last_error.clone().or_else(|| Some(e.to_string()));
-                if matches!(state.slots[slot], Slot::Busy | Slot::Idle(_)) {
-                    continue;
+                {
+                    let mut state = inner.state.borrow_mut();
+                    state.last_error = redial.last_error.clone().or_else(|| Some(e.to_string()));
+                    state.slots[slot] = Slot::Down(None);
                 }
-                state.slots[slot] = Slot::Down(None);
+                if redial.is_exhausted() {
+                    // The backoff's attempt limit: this connection stays down (calls fail
+                    // with the last error) until the pool is stopped.
+                    log::warn!(target: "fibra_redis", "pool connection {slot} to {}: giving up: {e}", inner.config.addr());
+                    while inner.running.get() {
+                        h.park();
+                    }
+                    return;
+                }
             }
         }
     }
