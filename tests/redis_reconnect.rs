@@ -294,3 +294,21 @@ fn a_quiet_subscriber_stays_up_through_its_keepalive_pings() {
         );
     });
 }
+
+#[test]
+fn dropping_the_last_pool_clone_ends_its_keepers() {
+    let server = RedisServer::start();
+    let config = config(&server);
+    util::on_thread_within("the pool's schedule", 30, move || {
+        let mut s = util::net_schedule();
+        s.spawn(move |h| {
+            let pool = Pool::with_backoff(config, 2, fast());
+            pool.start(h).unwrap();
+            let mut p = pool.clone();
+            eventually("a call", || p.ping(h));
+            // Both clones dropped here: the keepers end, and `run` returns.
+        })
+        .unwrap();
+        util::run_all(&mut s, 10);
+    });
+}

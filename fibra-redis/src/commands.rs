@@ -280,7 +280,8 @@ pub trait Commands {
     /// `XREAD [COUNT n] BLOCK ms STREAMS key... id...`: the entries after each `ids[i]` of
     /// `keys[i]` (`$`: only new ones), waiting up to `block` for one to come; none (an empty
     /// list) when the block time passed. The call's timeout is `block` plus the call
-    /// timeout, so a quiet stream does not break the connection.
+    /// timeout, so a quiet stream does not break the connection. A zero `block` waits 1 ms
+    /// (Redis reads `BLOCK 0` as "for ever", which no timeout allows).
     ///
     /// # Errors
     ///
@@ -308,7 +309,8 @@ pub trait Commands {
         if let Some(n) = count {
             cmd = cmd.arg("COUNT").arg(n);
         }
-        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX);
+        // Redis reads `BLOCK 0` as "for ever", past any timeout: a zero block waits 1 ms.
+        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
         cmd = cmd.arg("BLOCK").arg(ms).arg("STREAMS");
         for k in keys {
             cmd.add(k);
