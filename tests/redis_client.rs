@@ -223,7 +223,18 @@ fn keys_hashes_claims_and_scripts() {
                 (b"bob".to_vec(), b"node-c".to_vec())
             ]
         );
+        assert_eq!(
+            conn.hget(h, "members", "bob").unwrap(),
+            Some(b"node-c".to_vec())
+        );
+        assert_eq!(conn.hget(h, "members", "zed").unwrap(), None);
         assert_eq!(conn.hdel(h, "members", &["ann"]).unwrap(), 1);
+        assert_eq!(conn.exists(h, &["members", "none"]).unwrap(), 1);
+        // Sets.
+        assert_eq!(conn.sadd(h, "nodes", &["a", "b", "a"]).unwrap(), 2);
+        assert_eq!(conn.srem(h, "nodes", &["a"]).unwrap(), 1);
+        assert_eq!(conn.smembers(h, "nodes").unwrap(), vec![b"b".to_vec()]);
+        assert!(conn.smembers(h, "none").unwrap().is_empty());
         assert!(conn.hgetall(h, "none").unwrap().is_empty());
         // Lua: an atomic claim, by EVAL and by its SHA1.
         let script = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \

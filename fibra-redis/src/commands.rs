@@ -221,6 +221,87 @@ pub trait Commands {
         int(&cmd, self.call(h, &cmd)?)
     }
 
+    /// `HGET key field`: its value, `None` if the field or the key is missing.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    fn hget<K: Arg, F: Arg>(
+        &mut self,
+        h: &Handle,
+        key: K,
+        field: F,
+    ) -> Result<Option<Vec<u8>>, RedisError> {
+        let cmd = Cmd::new("HGET").arg(key).arg(field);
+        match self.call(h, &cmd)? {
+            Value::Nil => Ok(None),
+            v => Ok(Some(bytes(&cmd, v)?)),
+        }
+    }
+
+    /// `EXISTS key...`: how many of the keys exist.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    fn exists<K: Arg>(&mut self, h: &Handle, keys: &[K]) -> Result<i64, RedisError> {
+        let mut cmd = Cmd::new("EXISTS");
+        for k in keys {
+            cmd.add(k);
+        }
+        int(&cmd, self.call(h, &cmd)?)
+    }
+
+    /// `SADD key member...`: how many were new.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    fn sadd<K: Arg, M: Arg>(
+        &mut self,
+        h: &Handle,
+        key: K,
+        members: &[M],
+    ) -> Result<i64, RedisError> {
+        let mut cmd = Cmd::new("SADD").arg(key);
+        for m in members {
+            cmd.add(m);
+        }
+        int(&cmd, self.call(h, &cmd)?)
+    }
+
+    /// `SREM key member...`: how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    fn srem<K: Arg, M: Arg>(
+        &mut self,
+        h: &Handle,
+        key: K,
+        members: &[M],
+    ) -> Result<i64, RedisError> {
+        let mut cmd = Cmd::new("SREM").arg(key);
+        for m in members {
+            cmd.add(m);
+        }
+        int(&cmd, self.call(h, &cmd)?)
+    }
+
+    /// `SMEMBERS key`: the members, in no order (none for a missing key).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    fn smembers<K: Arg>(&mut self, h: &Handle, key: K) -> Result<Vec<Vec<u8>>, RedisError> {
+        let cmd = Cmd::new("SMEMBERS").arg(key);
+        let v = self.call(h, &cmd)?;
+        let Some(list) = v.clone().into_array() else {
+            return Err(unexpected(&cmd, "an array", &v));
+        };
+        list.into_iter().map(|m| bytes(&cmd, m)).collect()
+    }
+
     /// `HDEL key field...`: how many fields were removed.
     ///
     /// # Errors
