@@ -379,3 +379,46 @@ fn resp3_replies_decode_into_the_same_values() {
             .is_empty());
     });
 }
+
+/// Whether process `pid` is gone (or a zombie nobody reaped).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn a_test_process_that_aborts_leaves_no_server_behind() {
+    if std::env::var("REDIS_ABORT_CHILD").is_ok() {
+        let server = RedisServer::start();
+        println!("server pid {}", server.pid().unwrap());
+        // No destructor runs: only the death signal can stop the server.
+        std::process::abort();
+    }
+    let (ok, out) = util::run_in_child(
+        "a_test_process_that_aborts_leaves_no_server_behind",
+        ("REDIS_ABORT_CHILD", "1"),
+        Duration::from_secs(30),
+    );
+    assert!(!ok, "the child aborts");
+    // The line starts with the harness's `test NAME ... `.
+    let pid: u32 = out
+        .lines()
+        .find_map(|l| l.split_once("server pid ").map(|(_, pid)| pid))
+        .unwrap_or_else(|| panic!("no pid in the child's output: {out}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !is_dead(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server {pid} outlived its aborted test process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -4,9 +4,15 @@
 //!
 //! A missing `redis-server` fails the test with a message saying how to install it: the
 //! tests never skip silently.
+//!
+//! The server also dies with the thread that started it (`PR_SET_PDEATHSIG`): a test
+//! process that aborts (a stack overflow, say), whose destructors never run, leaves no
+//! server behind. Start it from the thread that owns it, not from a short-lived helper
+//! thread.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,6 +77,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `127.0.0.1:port`.
     pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
@@ -104,7 +115,8 @@ impl RedisServer {
     fn launch(&mut self) {
         let port = self.port.to_string();
         let dir = std::env::temp_dir();
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
@@ -112,7 +124,18 @@ impl RedisServer {
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the closure runs in the child between fork and exec, and calls only
+        // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
         let deadline = Instant::now() + START_LIMIT;
