@@ -167,6 +167,13 @@ fn a_pool_fails_fast_while_the_server_is_down_and_heals_after() {
         }
         assert_eq!(p.get(h, "n").unwrap(), Some(b"500".to_vec()));
 
+        // Restarted while its connections were idle: the next call goes through, on a new
+        // connection, at the first try (the closed ones are seen before sending).
+        s.lock().unwrap().restart();
+        h.sleep(Duration::from_millis(20));
+        assert_eq!(p.get(h, "n").unwrap(), None);
+        assert_eq!(p.get(h, "n").unwrap(), None);
+
         s.lock().unwrap().kill();
         for _ in 0..5 {
             let started = Instant::now();
@@ -211,6 +218,13 @@ fn a_client_reconnects_on_its_next_call() {
     within(60, move |h| {
         let mut client = Client::with_backoff(config, fast());
         client.set(h, "a", "1").unwrap();
+        // Restarted while the connection was idle: the next call sees the close before it
+        // sends, and goes through on a new connection.
+        s.lock().unwrap().restart();
+        // (The restart blocked this thread; a running program's poller sees the close at
+        // once; here, at the schedule's next poll.)
+        h.sleep(Duration::from_millis(20));
+        assert_eq!(client.get(h, "a").unwrap(), None);
         s.lock().unwrap().kill();
         let started = Instant::now();
         let e = client.get(h, "a").unwrap_err();

@@ -129,8 +129,10 @@ impl Redial {
 
 /// A Redis connection that mends itself: it connects on the first call, and after the
 /// connection broke (a timeout, a loss, the server restarted) it connects again on the next
-/// call, waiting as its [`Backoff`] says, never past that call's timeout. A call that failed
-/// is not sent again (it may have run): the caller decides.
+/// call, waiting as its [`Backoff`] says, never past that call's timeout. A connection the
+/// server closed while it was idle (a restart) is noticed before the next call is sent, so
+/// that call goes through on a new connection. A call that failed is not sent again (it may
+/// have run): the caller decides.
 ///
 /// ```no_run
 /// use fibra_redis::{Client, Commands, Config};
@@ -176,7 +178,8 @@ impl Client {
         deadline: Instant,
         command: &dyn Fn() -> String,
     ) -> Result<&mut Connection, RedisError> {
-        if let Some(conn) = &self.conn {
+        if let Some(conn) = &mut self.conn {
+            conn.probe_idle(h);
             if !conn.is_usable() {
                 let reason = conn
                     .broken()

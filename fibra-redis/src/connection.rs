@@ -296,6 +296,26 @@ impl Connection {
         self.broken.as_deref()
     }
 
+    /// Looks, without waiting, whether the server closed the connection while it was idle
+    /// (a restart, an idle timeout): a receive that gives up at once finds the close or the
+    /// reset the kernel holds, and the connection is marked broken, so that a
+    /// [`Client`](crate::Client) or [`Pool`](crate::Pool) opens a new one before sending
+    /// instead of failing the call. Bytes found are kept (and judged by the next call).
+    pub(crate) fn probe_idle(&mut self, h: &Handle) {
+        if self.broken.is_some() || self.in_flight || self.conn.lost().is_some() {
+            return;
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        match h.yield_op_until(ops::Receive::into_buf(&self.conn, chunk), Instant::now()) {
+            Ok(Ok(bytes)) => {
+                self.input.extend_from_slice(&bytes);
+                self.chunk = bytes;
+            }
+            Ok(Err(e)) => self.break_with(format!("the server closed it while idle: {e}")),
+            Err(_) => {}
+        }
+    }
+
     /// Whether a call may be made: not broken, not known to be lost, no call half done.
     pub fn is_usable(&self) -> bool {
         self.broken.is_none() && self.conn.lost().is_none() && !self.in_flight

@@ -46,7 +46,8 @@ pub struct PoolStats {
 ///   never fails because the server is down.
 /// - A call borrows a free connection (first come, first served), makes its call and gives
 ///   it back; a connection that broke during the call (a timeout, a loss, an invalid reply)
-///   or whose tasklet was killed mid-call is never lent again: its keeper replaces it.
+///   or whose tasklet was killed mid-call is never lent again: its keeper replaces it. One
+///   the server closed while it was idle is noticed before it is lent.
 /// - A call fails within its timeout when no connection is free or up:
 ///   [`RedisError::Unavailable`], with the last failure ("connection refused").
 /// - Dropping the last clone stops it, as [`stop`](Self::stop) does.
@@ -213,7 +214,7 @@ impl Pool {
     ) -> Result<Value, RedisError> {
         let timeout = self.inner.config.call_timeout().saturating_add(block);
         let deadline = deadline_after(timeout);
-        let mut lease = self.acquire(h, deadline, &|| cmd.name().into_owned())?;
+        let mut lease = self.lend(h, deadline, &|| cmd.name().into_owned())?;
         lease.conn().call_until(h, cmd, deadline, timeout)
     }
 
@@ -234,8 +235,26 @@ impl Pool {
             cmds.first()
                 .map_or_else(String::new, |c| c.name().into_owned())
         };
-        let mut lease = self.acquire(h, deadline, &first)?;
+        let mut lease = self.lend(h, deadline, &first)?;
         lease.conn().pipeline_until(h, cmds, deadline, timeout)
+    }
+
+    /// A connection for one call: a free one that the server did not close while it was
+    /// idle (one it closed goes down for its keeper, and the next is tried).
+    fn lend(
+        &self,
+        h: &Handle,
+        deadline: Instant,
+        command: &dyn Fn() -> String,
+    ) -> Result<Lease, RedisError> {
+        loop {
+            let mut lease = self.acquire(h, deadline, command)?;
+            lease.conn().probe_idle(h);
+            if lease.conn().is_usable() {
+                return Ok(lease);
+            }
+            // Dropped unusable: its slot goes down, its keeper opens a new one.
+        }
     }
 
     /// Takes a free, usable connection, waiting in line until `deadline`.
