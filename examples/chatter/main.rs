@@ -69,6 +69,7 @@ mod web; // the web page and its WebSocket members
 
 // The room's reach beyond this schedule.
 mod alone; // reach: this schedule alone (lines written in place)
+mod fed; // reach: the chatters on one Redis (`--redis`), one room across machines
 mod hub; // the threads' shared directory: handles, relay channels, loads
 mod reach; // the `Reach` trait: claim, release, say, joined, left, tell, pace, charge
 mod relay; // reach: the other threads' rooms, through the hub (forwarder, relay)

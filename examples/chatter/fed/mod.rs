@@ -1,0 +1,67 @@
+//! The federation: one room across chatter processes ("nodes") on any machines, tied by a
+//! Redis (`--redis redis://HOST:PORT --node NAME`); `docs/federation.md` has the picture,
+//! the failures and the guarantees.
+//!
+//! - **One order.** A line said here is not fanned out here at once: it goes to the room's
+//!   Redis Stream (`XADD`), and every node, this one included, delivers the stream's entries
+//!   to its members as its reader tasklet reads them back (`XREAD BLOCK` from the last id it
+//!   delivered). Joins, leaves and whispers are entries too. The stream's ids are the order.
+//! - **Handles** are claimed in Redis (`SET NX PX` in a script), refreshed by the heartbeat
+//!   and freed after the member's leave is in the stream.
+//! - **Redis out of reach:** the node serves its members alone at once (its log says so):
+//!   what they say is delivered here and kept in the outbox (`--redis-outbox`); when Redis
+//!   is back the outbox is published, each entry marked with its node's instance and
+//!   sequence number so that no node delivers one twice, and the node backfills from the
+//!   last id it delivered.
+//! - **A dead node** (its heartbeat key expired): one surviving node's reaper (a script,
+//!   so exactly one) writes its members' leaves into the stream.
+//!
+//! Files: `entry.rs` (the stream's entries), `keys.rs` (keys and scripts), `state.rs` (the
+//! node's side: outbox, dedup, the `Reach`), `writer.rs` (the tasklet that talks to Redis:
+//! claims, `XADD`, heartbeat, reaper), `reader.rs` (the tasklet that reads the stream back
+//! and delivers), `start.rs` (`Chatter::start_federated`, and per thread).
+
+mod entry;
+mod keys;
+mod reader;
+mod start;
+mod state;
+mod writer;
+
+// TEMPORARY until fibra-redis lands.
+mod shim;
+use shim as redis;
+
+use std::time::Duration;
+
+/// What `--redis` and its flags asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `redis://[user:pass@]host:port[/db]`.
+    pub(crate) url: String,
+    /// This node's name; `None`: its telnet address.
+    pub(crate) node: Option<String>,
+    /// Entries the stream keeps (`MAXLEN ~`).
+    pub(crate) history: usize,
+    /// Lines said here kept while Redis is out of reach (and while it is slow: speakers wait
+    /// beyond it).
+    pub(crate) outbox: usize,
+    /// How long a handle's claim and the node's heartbeat live unrefreshed: a node silent
+    /// this long is dead.
+    pub(crate) ttl: Duration,
+    /// How often the heartbeat refreshes them (and looks for dead nodes).
+    pub(crate) refresh: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            url: String::new(),
+            node: None,
+            history: 10_000,
+            outbox: 10_000,
+            ttl: Duration::from_secs(10),
+            refresh: Duration::from_secs(2),
+        }
+    }
+}

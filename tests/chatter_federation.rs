@@ -1,0 +1,403 @@
+//! The federated chatter: two and three chatter processes on one real `redis-server` (each
+//! test its own, on a free port) are one room. Telnet and browser members on every node;
+//! lines in one order everywhere, `/who` and `/msg` across nodes, a handle raced across
+//! nodes, a node killed, Redis restarted empty mid-chat, a slow member cut off, threads.
+
+mod chat;
+mod fed;
+mod util;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use chat::{protocol, Client};
+use fed::{says, Node, Redis};
+
+/// The heartbeat's bound: a dead node's members leave the others within this.
+const DEATH_BOUND: Duration = Duration::from_secs(15);
+
+/// Reads `c`'s lines until `want`; fails the test on anything in `never` before it.
+fn until_no(c: &mut Client, want: &str, never: &[&str]) -> Vec<String> {
+    let lines = c.lines_until(want);
+    for line in &lines {
+        assert!(
+            !never.iter().any(|n| line.contains(n)),
+            "{}: unexpected {line:?} before {want:?}",
+            c.name
+        );
+    }
+    lines
+}
+
+#[test]
+fn members_of_three_nodes_hear_every_line_once_in_one_order() {
+    let redis = Redis::start();
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::start(&redis, n, &[]))
+        .collect();
+    // Two telnet members on each node, a browser on b.
+    let mut members: Vec<Client> = Vec::new();
+    let mut handles = Vec::new();
+    for node in &nodes {
+        for j in 0..2 {
+            let handle = format!("{}{j}", node.name);
+            let c = node.join(&handle);
+            // Everyone before hears the newcomer's join.
+            for m in &mut members {
+                m.lines_until(&format!("{handle} has joined the chat."));
+            }
+            members.push(c);
+            handles.push(handle);
+        }
+    }
+    let mut web = nodes[1].join_web("web");
+    for m in &mut members {
+        m.lines_until("web has joined the chat.");
+    }
+    // Everyone speaks at once, from threads.
+    const LINES: usize = 30;
+    let speakers = members.len();
+    let barrier = Arc::new(Barrier::new(speakers));
+    let heard: Vec<(String, Vec<String>)> = std::thread::scope(|s| {
+        let threads: Vec<_> = members
+            .iter_mut()
+            .map(|m| {
+                let barrier = Arc::clone(&barrier);
+                s.spawn(move || {
+                    let mut out = m.stream.try_clone().unwrap();
+                    barrier.wait();
+                    let name = m.name.clone();
+                    let writer = std::thread::spawn(move || {
+                        use std::io::Write;
+                        for k in 0..LINES {
+                            out.write_all(format!("{name} line {k}\n").as_bytes())
+                                .unwrap();
+                        }
+                    });
+                    let got = says(m, speakers * LINES);
+                    writer.join().unwrap();
+                    (m.name.clone(), got)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut web_heard = Vec::new();
+    while web_heard.len() < speakers * LINES {
+        let line = web.text();
+        if line.contains(" says: ") {
+            web_heard.push(line);
+        }
+    }
+    let (first, order) = &heard[0];
+    // Exactly once each, each speaker's lines in its order.
+    let distinct: HashSet<&String> = order.iter().collect();
+    assert_eq!(distinct.len(), order.len(), "{first} heard a line twice");
+    for h in &handles {
+        let theirs: Vec<&String> = order
+            .iter()
+            .filter(|l| l.starts_with(&format!("{h} says:")))
+            .collect();
+        let want: Vec<String> = (0..LINES)
+            .map(|k| format!("{h} says: {h} line {k}"))
+            .collect();
+        assert_eq!(
+            theirs,
+            want.iter().collect::<Vec<_>>(),
+            "{h}'s lines out of order at {first}"
+        );
+    }
+    // One order: the same at every member of every node, the browser too.
+    for (name, got) in &heard[1..] {
+        assert_eq!(got, order, "{name} heard another order than {first}");
+    }
+    assert_eq!(&web_heard, order, "the browser on b heard another order");
+    drop(nodes);
+}
+
+#[test]
+fn who_lists_and_msg_reaches_members_of_every_node() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    let mut web = b.join_web("cy");
+    ann.lines_until("cy has joined the chat.");
+    bob.lines_until("cy has joined the chat.");
+    for c in [&mut ann, &mut bob] {
+        c.send("/who");
+        c.expect("Online: ann, bob, cy");
+    }
+    web.say("/who");
+    assert_eq!(web.text(), "Online: ann, bob, cy");
+    // A node that starts later learns who is there.
+    let c = Node::start(&redis, "c", &[]);
+    let mut dan = c.join("dan");
+    dan.send("/who");
+    dan.expect("Online: ann, bob, cy, dan");
+    ann.lines_until("dan has joined the chat.");
+    bob.lines_until("dan has joined the chat.");
+    assert_eq!(web.text(), "dan has joined the chat.");
+    // Whispers cross nodes, to one member only.
+    ann.send("/msg bob psst");
+    bob.expect("ann whispers: psst");
+    bob.send("/msg cy hello browser");
+    assert_eq!(web.text(), "bob whispers: hello browser");
+    web.say("/msg dan from the web");
+    dan.lines_until("cy whispers: from the web");
+    ann.send("/msg zed anyone?");
+    ann.expect("No such handle: zed");
+    // The others heard none of it: their next line is the next line said.
+    dan.send("done");
+    for c in [&mut ann, &mut bob] {
+        until_no(c, "dan says: done", &["whispers"]);
+    }
+    assert_eq!(web.text(), "dan says: done");
+}
+
+#[test]
+fn clients_racing_for_one_handle_on_two_nodes_exactly_one_wins() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    const RACES: usize = 20;
+    for race in 0..RACES {
+        let handle = format!("x{race}");
+        let barrier = Arc::new(Barrier::new(2));
+        let outcomes: Vec<String> = std::thread::scope(|s| {
+            let racers: Vec<_> = [a.addr, b.addr]
+                .into_iter()
+                .map(|addr| {
+                    let (barrier, handle) = (Arc::clone(&barrier), handle.clone());
+                    s.spawn(move || {
+                        let mut c = Client::connect(addr);
+                        c.expect(protocol::PROMPT);
+                        barrier.wait();
+                        c.send(&handle);
+                        let answer = c.line();
+                        (answer, c)
+                    })
+                })
+                .collect();
+            let results: Vec<(String, Client)> =
+                racers.into_iter().map(|t| t.join().unwrap()).collect();
+            results.into_iter().map(|(answer, _)| answer).collect()
+        });
+        let won = outcomes
+            .iter()
+            .filter(|o| **o == format!("{handle} has joined the chat."))
+            .count();
+        let lost = outcomes.iter().filter(|o| *o == protocol::TAKEN).count();
+        assert_eq!((won, lost), (1, 1), "race {race}: {outcomes:?}");
+    }
+}
+
+#[test]
+fn a_killed_nodes_members_leave_the_others_once_within_the_bound() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let c = Node::start(&redis, "c", &[]);
+    let mut ann = a.join("ann");
+    let mut cy = c.join("cy");
+    ann.lines_until("cy has joined the chat.");
+    let _bob = b.join("bob");
+    let _web = b.join_web("bea");
+    for m in [&mut ann, &mut cy] {
+        m.lines_until("bea has joined the chat.");
+    }
+    // A pause shorter than the claims' TTL is no death.
+    b.pause();
+    std::thread::sleep(Duration::from_secs(5));
+    b.resume();
+    ann.send("after the pause");
+    until_no(&mut cy, "ann says: after the pause", &["has left"]);
+    until_no(&mut ann, "ann says: after the pause", &["has left"]);
+
+    let killed = Instant::now();
+    b.kill();
+    for m in [&mut ann, &mut cy] {
+        // The bound, not the usual 10 s, for a line.
+        m.stream.set_read_timeout(Some(DEATH_BOUND)).unwrap();
+        let mut left = HashSet::new();
+        while left.len() < 2 {
+            let line = m.line();
+            if let Some(who) = line.strip_suffix(" has left the chat.") {
+                assert!(left.insert(who.to_owned()), "{}: {who} left twice", m.name);
+            }
+        }
+        assert_eq!(left, HashSet::from(["bob".to_owned(), "bea".to_owned()]));
+    }
+    let took = killed.elapsed();
+    assert!(took < DEATH_BOUND, "the leaves took {took:?}");
+    // Once: two more heartbeats (every surviving node tries to reap each time), then a
+    // marker; nothing more of b's members before it.
+    std::thread::sleep(Duration::from_secs(5));
+    cy.send("/who");
+    cy.expect("Online: ann, cy");
+    cy.send("marker");
+    for m in [&mut ann, &mut cy] {
+        until_no(m, "cy says: marker", &["has left", "has joined"]);
+    }
+    // Their handles are free again.
+    let _bob_again = a.join("bob");
+    let reapers = [&a, &c]
+        .iter()
+        .filter(|n| {
+            n.try_wait_for("node b is gone", Duration::from_secs(1))
+                .is_some()
+        })
+        .count();
+    assert_eq!(
+        reapers,
+        1,
+        "exactly one node reaps b:\n{}\n{}",
+        a.log(),
+        c.log()
+    );
+}
+
+#[test]
+fn redis_restarted_empty_mid_chat_loses_and_repeats_no_line_and_keeps_each_senders_order() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    ann.send("before");
+    bob.lines_until("ann says: before");
+    ann.lines_until("ann says: before");
+
+    redis.kill();
+    // Each node serves its own members at once, and says so.
+    a.wait_for("lost Redis");
+    b.wait_for("lost Redis");
+    for k in 0..5 {
+        ann.send(&format!("ann away {k}"));
+        bob.send(&format!("bob away {k}"));
+    }
+    for k in 0..5 {
+        ann.expect(&format!("ann says: ann away {k}"));
+        bob.expect(&format!("bob says: bob away {k}"));
+    }
+    redis.restart_empty();
+    a.wait_for("Redis is in reach");
+    b.wait_for("Redis is in reach");
+    // The other node's lines arrive once, in their order; nothing said here comes twice.
+    let at_ann = says(&mut ann, 5);
+    let at_bob = says(&mut bob, 5);
+    assert_eq!(
+        at_ann,
+        (0..5)
+            .map(|k| format!("bob says: bob away {k}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        at_bob,
+        (0..5)
+            .map(|k| format!("ann says: ann away {k}"))
+            .collect::<Vec<_>>()
+    );
+    // And the room goes on: lines, `/who`, claims back in the new Redis.
+    bob.send("after");
+    for m in [&mut ann, &mut bob] {
+        until_no(m, "bob says: after", &["says:", "has left", "has joined"]);
+    }
+    ann.send("/who");
+    ann.expect("Online: ann, bob");
+    let mut taken = b.client();
+    taken.expect(protocol::PROMPT);
+    taken.send("ann");
+    taken.expect(protocol::TAKEN);
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "a");
+    assert_eq!(redis.cmd(&["SISMEMBER", "chatter:members:b", "bob"]), ":1");
+}
+
+#[test]
+fn a_slow_member_on_one_node_is_cut_off_without_holding_up_the_others() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    // A tiny receive window, so the kernel holds little for it and a's cap decides.
+    let slow = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        s.connect(&a.addr.into()).unwrap();
+        let mut c = Client::from_stream(s.into());
+        c.login("slow");
+        c
+    };
+    ann.lines_until("slow has joined the chat.");
+    bob.lines_until("slow has joined the chat.");
+    // bob talks (8 KB lines); ann on slow's node and bob hear each line before the next is
+    // said, all along; slow reads nothing, and is cut off.
+    let text = "b".repeat(8000);
+    let mut cut = [false, false];
+    let mut said = 0;
+    while cut != [true, true] {
+        assert!(
+            said < 2000,
+            "slow was never cut off after {said} lines of 8 KB"
+        );
+        bob.send(&format!("{said} {text}"));
+        let want = format!("bob says: {said} {text}");
+        for (i, m) in [&mut ann, &mut bob].into_iter().enumerate() {
+            loop {
+                let line = m.line();
+                if line == "slow has left the chat." {
+                    assert!(!cut[i], "{}: slow left twice", m.name);
+                    cut[i] = true;
+                } else {
+                    assert_eq!(line, want, "{}: a line lost or out of order", m.name);
+                    break;
+                }
+            }
+        }
+        said += 1;
+    }
+    // The cap (1 MiB) decided, not less.
+    assert!(said * 8000 > 1024 * 1024, "cut off after only {said} lines");
+    ann.send("/who");
+    ann.expect("Online: ann, bob");
+    drop(slow);
+}
+
+#[test]
+fn threads_and_redis_together_make_one_room() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &["--threads", "2"]);
+    let b = Node::start(&redis, "b", &[]);
+    // Four on a (spread over its two threads by load), one on b.
+    let mut members: Vec<Client> = Vec::new();
+    for (node, handle) in [(&a, "a0"), (&a, "a1"), (&a, "a2"), (&a, "a3"), (&b, "b0")] {
+        let c = node.join(handle);
+        for m in &mut members {
+            m.lines_until(&format!("{handle} has joined the chat."));
+        }
+        members.push(c);
+    }
+    members[4].send("/who");
+    members[4].expect("Online: a0, a1, a2, a3, b0");
+    members[0].send("/msg a1 same node, maybe another thread");
+    members[1].expect("a0 whispers: same node, maybe another thread");
+    for (i, m) in members.iter_mut().enumerate() {
+        m.send(&format!("from {i}"));
+    }
+    let orders: Vec<Vec<String>> = members.iter_mut().map(|m| says(m, 5)).collect();
+    for order in &orders[1..] {
+        assert_eq!(order, &orders[0]);
+    }
+    // A handle is unique across the threads and the nodes.
+    let mut taken = b.client();
+    taken.expect(protocol::PROMPT);
+    taken.send("a2");
+    taken.expect(protocol::TAKEN);
+}
