@@ -401,3 +401,108 @@ fn threads_and_redis_together_make_one_room() {
     taken.send("a2");
     taken.expect(protocol::TAKEN);
 }
+
+#[test]
+fn a_node_cut_off_from_redis_serves_alone_then_catches_up_once_in_order() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let a = Node::start_at(&proxy.url(), "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut amy = a.join("amy");
+    ann.lines_until("amy has joined the chat.");
+    let mut bob = b.join("bob");
+    for m in [&mut ann, &mut amy] {
+        m.lines_until("bob has joined the chat.");
+    }
+    proxy.cut();
+    a.wait_for("lost Redis");
+    // a's members hear each other at once; b goes on in Redis meanwhile.
+    for k in 0..5 {
+        ann.send(&format!("ann away {k}"));
+        bob.send(&format!("bob here {k}"));
+    }
+    for m in [&mut ann, &mut amy] {
+        let heard = says(m, 5);
+        assert_eq!(
+            heard,
+            (0..5)
+                .map(|k| format!("ann says: ann away {k}"))
+                .collect::<Vec<_>>(),
+            "{}",
+            m.name
+        );
+    }
+    assert_eq!(
+        says(&mut bob, 5),
+        (0..5)
+            .map(|k| format!("bob says: bob here {k}"))
+            .collect::<Vec<_>>()
+    );
+    proxy.heal();
+    a.wait_for("Redis is in reach");
+    // a backfills what b said; b gets what a's members said; each once, in its order.
+    for m in [&mut ann, &mut amy] {
+        assert_eq!(
+            says(m, 5),
+            (0..5)
+                .map(|k| format!("bob says: bob here {k}"))
+                .collect::<Vec<_>>(),
+            "{}",
+            m.name
+        );
+    }
+    assert_eq!(
+        says(&mut bob, 5),
+        (0..5)
+            .map(|k| format!("ann says: ann away {k}"))
+            .collect::<Vec<_>>()
+    );
+    amy.send("together again");
+    for m in [&mut ann, &mut amy, &mut bob] {
+        until_no(
+            m,
+            "amy says: together again",
+            &["says:", "has left", "has joined"],
+        );
+    }
+}
+
+#[test]
+fn a_node_stopped_by_ctrl_c_says_its_members_leaves_at_once() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    assert!(b.interrupt(), "b did not stop cleanly");
+    bob.lines_until(protocol::SHUTTING_DOWN);
+    // Well before the heartbeat's TTL would.
+    ann.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    until_no(&mut ann, "bob has left the chat.", &["has left"]);
+    ann.send("/who");
+    ann.expect("Online: ann");
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:bob"]), "(nil)");
+}
+
+#[test]
+fn a_node_restarted_under_its_name_clears_what_it_left_at_once() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let _bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    b.kill();
+    let b = Node::start(&redis, "b", &[]);
+    // Its former members leave at its hello, well before the heartbeat's TTL would.
+    ann.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    until_no(&mut ann, "bob has left the chat.", &["has left"]);
+    let _bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+}

@@ -34,6 +34,8 @@ use shim as redis;
 
 use std::time::Duration;
 
+use redis::{Connection, RedisError, Value};
+
 /// What `--redis` and its flags asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Options {
@@ -63,5 +65,50 @@ impl Default for Options {
             ttl: Duration::from_secs(10),
             refresh: Duration::from_secs(2),
         }
+    }
+}
+
+/// Why a connection to Redis was given up.
+#[derive(Debug)]
+pub(crate) enum Trouble {
+    /// The client's error: a loss, a timeout, a refused connection.
+    Redis(RedisError),
+    /// Something else: the other connection of the node lost Redis, a reply not understood.
+    Other(String),
+}
+
+impl std::fmt::Display for Trouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trouble::Redis(e) => e.fmt(f),
+            Trouble::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<RedisError> for Trouble {
+    fn from(e: RedisError) -> Self {
+        Trouble::Redis(e)
+    }
+}
+
+/// `cmds` in one write; each reply, an error reply as [`Value::Error`].
+fn pipeline(
+    h: &fibra::Handle,
+    conn: &mut Connection,
+    cmds: &[redis::Cmd],
+) -> Result<Vec<Value>, RedisError> {
+    Ok(conn
+        .pipeline(h, cmds)?
+        .into_iter()
+        .map(|reply| reply.unwrap_or_else(|e| Value::Error(e.to_string())))
+        .collect())
+}
+
+/// One command; an error reply as [`Value::Error`] (the connection is fine).
+fn call(h: &fibra::Handle, conn: &mut Connection, cmd: &redis::Cmd) -> Result<Value, RedisError> {
+    match conn.call(h, cmd) {
+        Err(e) if e.is_server_error() => Ok(Value::Error(e.to_string())),
+        reply => reply,
     }
 }

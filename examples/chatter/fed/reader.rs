@@ -7,7 +7,8 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::redis::{Cmd, Config, Connection, RedisError, Value};
+use super::redis::{Cmd, Config, Connection, Value};
+use super::Trouble;
 use fibra::Handle;
 
 use super::entry::Read;
@@ -40,13 +41,15 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
     let mut last_id = String::new();
     let mut backoff = MIN_BACKOFF;
     loop {
-        let result = Connection::connect(h, config).and_then(|mut conn| {
-            if !node.state.borrow().ready {
-                last_id = hello(h, &mut conn, chat, node)?;
-            }
-            backoff = MIN_BACKOFF;
-            read(h, &mut conn, chat, node, &mut last_id)
-        });
+        let result = Connection::connect(h, config)
+            .map_err(Trouble::from)
+            .and_then(|mut conn| {
+                if !node.state.borrow().ready {
+                    last_id = hello(h, &mut conn, chat, node)?;
+                }
+                backoff = MIN_BACKOFF;
+                read(h, &mut conn, chat, node, &mut last_id)
+            });
         let Err(e) = result;
         node.lost(&mut chat.room.borrow_mut(), &e);
         let _ = h.park_until(Instant::now() + backoff);
@@ -56,12 +59,7 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
 
 /// The node's hello: registered, its leftovers gone, the other nodes' members listed here;
 /// returns the stream's last id, where the reading starts.
-fn hello(
-    h: &Handle,
-    conn: &mut Connection,
-    chat: &Chat,
-    node: &Node,
-) -> Result<String, RedisError> {
+fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<String, Trouble> {
     let reply = conn.call(
         h,
         &Cmd::new("EVAL")
@@ -102,11 +100,11 @@ fn read(
     chat: &Chat,
     node: &Node,
     last_id: &mut String,
-) -> Result<std::convert::Infallible, RedisError> {
+) -> Result<std::convert::Infallible, Trouble> {
     let block = BLOCK.as_millis().to_string();
     let count = COUNT.to_string();
     loop {
-        let reply = conn.call(
+        let reply = conn.call_blocking(
             h,
             &Cmd::new("XREAD")
                 .arg("COUNT")
@@ -116,6 +114,7 @@ fn read(
                 .arg("STREAMS")
                 .arg(keys::LOG)
                 .arg(&*last_id),
+            BLOCK,
         )?;
         // Nil: nothing new in BLOCK; else [[stream, [[id, [field, value, ...]], ...]]].
         let Some(streams) = items(&reply) else {
@@ -155,8 +154,6 @@ fn bytes(value: &Value) -> Option<&[u8]> {
     }
 }
 
-fn unexpected(what: &str, reply: &Value) -> RedisError {
-    RedisError::from(std::io::Error::other(format!(
-        "{what}: unexpected reply {reply:?}"
-    )))
+fn unexpected(what: &str, reply: &Value) -> Trouble {
+    Trouble::Other(format!("{what}: unexpected reply {reply:?}"))
 }

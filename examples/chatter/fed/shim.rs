@@ -35,6 +35,12 @@ impl std::fmt::Display for RedisError {
 
 impl std::error::Error for RedisError {}
 
+impl RedisError {
+    pub fn is_server_error(&self) -> bool {
+        false
+    }
+}
+
 impl From<std::io::Error> for RedisError {
     fn from(e: std::io::Error) -> Self {
         RedisError(e.to_string())
@@ -108,10 +114,23 @@ impl Connection {
     }
 
     pub fn call(&mut self, h: &Handle, cmd: &Cmd) -> Result<Value, RedisError> {
-        Ok(self.pipeline(h, std::slice::from_ref(cmd))?.pop().unwrap())
+        self.pipeline(h, std::slice::from_ref(cmd))?.pop().unwrap()
     }
 
-    pub fn pipeline(&mut self, h: &Handle, cmds: &[Cmd]) -> Result<Vec<Value>, RedisError> {
+    pub fn call_blocking(
+        &mut self,
+        h: &Handle,
+        cmd: &Cmd,
+        _block: Duration,
+    ) -> Result<Value, RedisError> {
+        self.call(h, cmd)
+    }
+
+    pub fn pipeline(
+        &mut self,
+        h: &Handle,
+        cmds: &[Cmd],
+    ) -> Result<Vec<Result<Value, RedisError>>, RedisError> {
         let mut out = Vec::new();
         for c in cmds {
             c.encode(&mut out);
@@ -124,7 +143,10 @@ impl Connection {
             match parse(&self.buf, &mut at) {
                 Some(v) => {
                     self.buf.drain(..at);
-                    replies.push(v);
+                    replies.push(match v {
+                        Value::Error(e) => Err(RedisError(e)),
+                        v => Ok(v),
+                    });
                 }
                 None => {
                     let more = h.receive_until(&self.conn, deadline)?;

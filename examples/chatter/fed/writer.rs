@@ -8,13 +8,14 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::redis::{Cmd, Config, Connection, RedisError, Value};
+use super::redis::{Cmd, Config, Connection, Value};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 
 use super::entry::Kind;
 use super::keys;
 use super::state::{Claim, Node};
+use super::{call, pipeline, Trouble};
 use crate::room::{Chat, LOG};
 
 /// Entries written in one pipeline at most.
@@ -41,18 +42,20 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
             let _ = h.park_until(Instant::now() + MIN_BACKOFF);
         }
         let generation = node.state.borrow().generation;
-        let result = Connection::connect(h, config).and_then(|mut conn| {
-            let fresh = check_epoch(h, &mut conn, node, &mut epoch)?;
-            beat(h, &mut conn, node)?;
-            if !node.state.borrow().up || fresh {
-                node.found(fresh);
-                if let Some(reader) = node.reader.get() {
-                    reader.unpark();
+        let result = Connection::connect(h, config)
+            .map_err(Trouble::from)
+            .and_then(|mut conn| {
+                let fresh = check_epoch(h, &mut conn, node, &mut epoch)?;
+                beat(h, &mut conn, node)?;
+                if !node.state.borrow().up || fresh {
+                    node.found(fresh);
+                    if let Some(reader) = node.reader.get() {
+                        reader.unpark();
+                    }
                 }
-            }
-            backoff = MIN_BACKOFF;
-            serve(h, &mut conn, node, generation)
-        });
+                backoff = MIN_BACKOFF;
+                serve(h, &mut conn, node, generation)
+            });
         match result {
             Ok(()) => return, // stopped, goodbye said
             Err(e) => {
@@ -73,9 +76,10 @@ fn check_epoch(
     conn: &mut Connection,
     node: &Node,
     epoch: &mut Option<String>,
-) -> Result<bool, RedisError> {
-    let replies = conn.pipeline(
+) -> Result<bool, Trouble> {
+    let replies = pipeline(
         h,
+        conn,
         &[
             Cmd::new("SET")
                 .arg(keys::EPOCH)
@@ -97,16 +101,14 @@ fn serve(
     conn: &mut Connection,
     node: &Rc<Node>,
     generation: u64,
-) -> Result<(), RedisError> {
+) -> Result<(), Trouble> {
     let _ = node.writer.get(); // woken by the sessions through `Node::wake_writer`
     let mut next_beat = Instant::now() + node.options.refresh;
     let ttl = node.options.ttl.as_millis().to_string();
     let maxlen = node.options.history.to_string();
     loop {
         if node.state.borrow().generation != generation {
-            return Err(RedisError::from(std::io::Error::other(
-                "the reader lost Redis",
-            )));
+            return Err(Trouble::Other("the reader lost Redis".into()));
         }
         let beat_due = Instant::now() >= next_beat;
         let (claims, releases, stopping) = {
@@ -188,12 +190,12 @@ fn serve(
             let _ = h.park_until(next_beat);
             continue;
         }
-        let replies = match conn.pipeline(h, &cmds) {
+        let replies = match pipeline(h, conn, &cmds) {
             Ok(replies) => replies,
             Err(e) => {
                 // Unanswered claims wait for the next connection (or the node's loss).
                 node.state.borrow_mut().claims.extend(claims);
-                return Err(e);
+                return Err(e.into());
             }
         };
         answer_claims(&claims, &replies);
@@ -233,9 +235,9 @@ fn heartbeat(node: &Node, ttl: &str) -> Cmd {
 
 /// The heartbeat at once (after a connection): the node and its members' claims back in
 /// Redis, should it have lost them.
-fn beat(h: &Handle, conn: &mut Connection, node: &Node) -> Result<(), RedisError> {
+fn beat(h: &Handle, conn: &mut Connection, node: &Node) -> Result<(), Trouble> {
     let ttl = node.options.ttl.as_millis().to_string();
-    let reply = conn.call(h, &heartbeat(node, &ttl))?;
+    let reply = call(h, conn, &heartbeat(node, &ttl))?;
     after_beat(node, &reply, &Value::Nil);
     Ok(())
 }
@@ -276,9 +278,10 @@ fn answer_claims(claims: &[Claim], replies: &[Value]) {
 }
 
 /// The stop: the entries made here published, then the goodbye (the members here leave).
-fn bye(h: &Handle, conn: &mut Connection, node: &Node, maxlen: &str) -> Result<(), RedisError> {
-    let reply = conn.call(
+fn bye(h: &Handle, conn: &mut Connection, node: &Node, maxlen: &str) -> Result<(), Trouble> {
+    let reply = call(
         h,
+        conn,
         &Cmd::new("EVAL")
             .arg(keys::BYE)
             .arg("0")
