@@ -506,3 +506,30 @@ fn a_node_restarted_under_its_name_clears_what_it_left_at_once() {
     let _bob = b.join("bob");
     ann.lines_until("bob has joined the chat.");
 }
+
+#[test]
+fn a_node_away_past_the_ttl_is_declared_gone_then_its_members_join_again() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let a = Node::start_at(&proxy.url(), "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    proxy.cut();
+    a.wait_for("lost Redis");
+    // b's reaper declares a dead once its heartbeat key expired.
+    bob.stream.set_read_timeout(Some(DEATH_BOUND)).unwrap();
+    until_no(&mut bob, "ann has left the chat.", &["has left"]);
+    bob.send("/who");
+    bob.expect("Online: bob");
+    proxy.heal();
+    a.wait_for("its 1 members join again");
+    until_no(&mut bob, "ann has joined the chat.", &["has left"]);
+    bob.send("/who");
+    bob.expect("Online: ann, bob");
+    // ann was served all along, and is in the room again.
+    ann.send("back");
+    until_no(&mut bob, "ann says: back", &["has left"]);
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "a");
+}
