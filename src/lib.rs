@@ -2,8 +2,8 @@
 //! tasklets on one thread.
 //!
 //! This crate re-exports the runtime ([`rt`]), the tasks plugin ([`tasks`]), the network
-//! plugin ([`net`]), the signals plugin ([`signal`]) and the HTTP and WebSocket servers
-//! ([`http`]).
+//! plugin ([`net`]), the signals plugin ([`signal`]), the HTTP and WebSocket servers
+//! ([`http`]) and a Redis client ([`redis`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -44,6 +44,13 @@ pub mod net {
 pub mod http {
     #[doc(inline)]
     pub use fibra_http::*;
+}
+
+/// A Redis client for tasklets: commands, pipelines, pub/sub, streams, a pool (the
+/// `fibra-redis` crate).
+pub mod redis {
+    #[doc(inline)]
+    pub use fibra_redis::*;
 }
 
 /// The signals plugin: wait for Ctrl-C, `SIGTERM`, `SIGHUP`... as an op (the `fibra-signal`

@@ -6,6 +6,8 @@
 pub(crate) mod ws;
 // Tasklets that count themselves when they return (`checked`, `all_ended`).
 pub(crate) mod checked;
+// A real redis-server per test, on a free port, killed by PID on drop (tests/redis_*.rs).
+pub(crate) mod redis;
 // Test certificates (a CA and a leaf for localhost) and rustls configs for them.
 #[cfg(feature = "tls")]
 pub(crate) mod certs;

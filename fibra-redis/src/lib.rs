@@ -1,0 +1,76 @@
+//! A Redis client for fibra's tasklets: commands with typed replies, pipelines (one write
+//! for many commands), pub/sub with reconnection, streams, a pool, and a timeout on every
+//! call. RESP2 and RESP3 are decoded by the sans-IO [`redis_protocol`] crate over fibra-net
+//! connections.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fibra_redis::{Cmd, Commands, Config, Connection, RedisError};
+//!
+//! let mut schedule = fibra_rt::Schedule::new();
+//! schedule.add_plugin(fibra_net::NetPlugin::new()?)?;
+//! schedule.add_plugin(fibra_tasks::TasksPlugin::new())?;
+//! schedule.spawn(|h| -> Result<(), RedisError> {
+//!     let config = Config::parse("redis://127.0.0.1:6379/0")?;
+//!     let mut conn = Connection::connect(h, &config)?;
+//!     conn.set(h, "greeting", "hello")?;
+//!     assert_eq!(conn.get(h, "greeting")?, Some(b"hello".to_vec()));
+//!     // Any command, built without an allocation per argument.
+//!     let id = conn.call(h, &Cmd::new("XADD").arg("room").arg("*").arg("line").arg("hi"))?;
+//!     // A typed helper; the call's timeout is the block time plus the call timeout.
+//!     let new = conn.xread_block(h, &["room"], &["0"], Some(10), Duration::from_millis(100))?;
+//!     assert_eq!(new[0].entries[0].id, id.as_str().unwrap());
+//!     // Many commands, one write, the replies in order.
+//!     let cmds: Vec<Cmd> = (0..3).map(|_| Cmd::new("INCR").arg("n")).collect();
+//!     let replies = conn.pipeline(h, &cmds)?;
+//!     assert_eq!(replies.len(), 3);
+//!     Ok(())
+//! })?;
+//! schedule.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The parts:
+//! - [`Config`]: `redis://[user:pass@]host:port/db` URLs, the connect and call timeouts,
+//!   the largest reply accepted, RESP2 or RESP3.
+//! - [`Cmd`]: a command, encoded as its arguments are added; [`Value`]: a reply.
+//! - [`Connection`]: one connection; [`call`](Connection::call) and
+//!   [`pipeline`](Connection::pipeline). A timeout, a loss or an invalid reply breaks it for
+//!   good, so that replies never get out of step with their commands.
+//! - [`Client`]: a connection that reconnects on the next call after it broke, with
+//!   fibra-net's [`Backoff`](fibra_net::Backoff).
+//! - [`Pool`]: N connections lent one call at a time, repaired in the background; a call
+//!   never waits past its timeout, even with the server down.
+//! - [`Subscriber`]: pub/sub on a connection of its own, which reconnects and subscribes
+//!   again by itself and tells the caller of the gap ([`Message::Reconnected`]).
+//! - [`Commands`]: typed helpers (`SET NX EX`, `EXPIRE`, hashes, `XADD`, `XREAD BLOCK`,
+//!   `XRANGE`, `PUBLISH`, `EVAL`...) for all three.
+//!
+//! Every length and count a server sends is checked against the reply limit before it is
+//! used, nesting is bounded, and a reply over the limit fails its call with
+//! [`RedisError::TooLarge`]: memory stays bounded whatever the server sends.
+//!
+//! Logging target: `fibra_redis`.
+
+mod client;
+mod cmd;
+mod commands;
+mod config;
+mod connection;
+mod error;
+mod pool;
+mod pubsub;
+mod scan;
+mod value;
+
+pub use client::Client;
+pub use cmd::{Arg, Cmd};
+pub use commands::{Commands, StreamEntry, StreamRead};
+pub use config::{
+    Config, Protocol, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_REPLY,
+};
+pub use connection::Connection;
+pub use error::RedisError;
+pub use pool::{Pool, PoolStats};
+pub use pubsub::{Message, Subscriber};
+pub use value::Value;
