@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use chat::{protocol, Client};
-use fed::{says, Node, Redis};
+use fed::{says, Ask, Node, Redis};
 
 /// The heartbeat's bound: a dead node's members leave the others within this.
 const DEATH_BOUND: Duration = Duration::from_secs(15);
@@ -285,7 +285,7 @@ fn redis_restarted_empty_mid_chat_loses_and_repeats_no_line_and_keeps_each_sende
         ann.expect(&format!("ann says: ann away {k}"));
         bob.expect(&format!("bob says: bob away {k}"));
     }
-    redis.restart_empty();
+    redis.restart();
     a.wait_for("Redis is in reach");
     b.wait_for("Redis is in reach");
     // The other node's lines arrive once, in their order; nothing said here comes twice.

@@ -12,89 +12,29 @@ use std::time::{Duration, Instant};
 use crate::chat::Client;
 use crate::util;
 
-/// A `redis-server` of this test's own.
-pub(crate) struct Redis {
-    child: Option<Child>,
-    pub(crate) port: u16,
+/// The test's own `redis-server` (`tests/util/redis.rs`).
+pub(crate) use crate::util::redis::RedisServer as Redis;
+
+/// What a test asks its Redis directly.
+pub(crate) trait Ask {
+    /// A command's reply, in RESP's words (`+OK`, `:3`, a bulk string as its text, `(nil)`,
+    /// an array as its items joined by spaces).
+    fn cmd(&self, args: &[&str]) -> String;
 }
 
-/// A free port of 127.0.0.1 (bound and let go).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Redis {
-    /// On a free port.
-    pub(crate) fn start() -> Redis {
-        Redis::start_on(free_port())
-    }
-
-    /// On `port`, empty: no saving, no append-only file; waits until it answers PING.
-    pub(crate) fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian's redis-server package) must be installed");
-        let redis = Redis {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(reply) = redis.try_cmd(&["PING"]) {
-                assert_eq!(reply, "+PONG");
-                return redis;
+impl Ask for Redis {
+    fn cmd(&self, args: &[&str]) -> String {
+        let ask = || -> std::io::Result<String> {
+            let mut c = TcpStream::connect(self.addr())?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut out = format!("*{}\r\n", args.len());
+            for a in args {
+                out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills it (SIGKILL, by its process id): everything it held is gone.
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Kills it and starts a new, empty one on the same port.
-    pub(crate) fn restart_empty(&mut self) {
-        self.kill();
-        *self = Redis::start_on(self.port);
-    }
-
-    /// A command's reply, in RESP's words (`+OK`, `:3`, `$…` bulk as its text, arrays as
-    /// their items joined by spaces).
-    pub(crate) fn cmd(&self, args: &[&str]) -> String {
-        self.try_cmd(args)
-            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
-    }
-
-    fn try_cmd(&self, args: &[&str]) -> std::io::Result<String> {
-        let mut c = TcpStream::connect(("127.0.0.1", self.port))?;
-        c.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        c.write_all(out.as_bytes())?;
-        let mut r = BufReader::new(c);
-        read_reply(&mut r)
+            c.write_all(out.as_bytes())?;
+            read_reply(&mut BufReader::new(c))
+        };
+        ask().unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 }
 
@@ -121,12 +61,6 @@ fn read_reply(r: &mut impl BufRead) -> std::io::Result<String> {
         }
         Some(_) => Ok(line),
         None => Err(std::io::Error::other("redis closed the connection")),
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -340,7 +274,7 @@ impl Proxy {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let upstream = redis.port;
+        let upstream = redis.port();
         let proxy = Proxy {
             port,
             cut: Default::default(),

@@ -28,9 +28,7 @@ mod start;
 mod state;
 mod writer;
 
-// TEMPORARY until fibra-redis lands.
-mod shim;
-use shim as redis;
+use fibra::redis;
 
 use std::time::Duration;
 
