@@ -533,3 +533,48 @@ fn a_node_away_past_the_ttl_is_declared_gone_then_its_members_join_again() {
     until_no(&mut bob, "ann says: back", &["has left"]);
     assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "a");
 }
+
+#[test]
+fn a_node_away_longer_than_the_history_says_what_it_missed_and_goes_on_in_order() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let history = ["--redis-history", "10"];
+    let a = Node::start_at(&proxy.url(), "a", &history);
+    let b = Node::start(&redis, "b", &history);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    proxy.cut();
+    a.wait_for("lost Redis");
+    // Far more than the history keeps (`MAXLEN ~` trims whole blocks of 100 entries), each
+    // line heard back by bob before the next.
+    const LINES: usize = 400;
+    for k in 0..LINES {
+        bob.send(&format!("{k}"));
+        bob.expect(&format!("bob says: {k}"));
+    }
+    assert!(
+        redis
+            .cmd(&["XLEN", "chatter:log"])
+            .trim_start_matches(':')
+            .parse::<usize>()
+            .unwrap()
+            < LINES
+    );
+    proxy.heal();
+    a.wait_for("were trimmed (--redis-history) and are lost here");
+    // What is left of the history arrives in order, up to the last line.
+    let mut last = None;
+    loop {
+        let line = ann.line();
+        let Some(k) = line.strip_prefix("bob says: ") else {
+            continue;
+        };
+        let k: usize = k.parse().unwrap();
+        assert!(last.is_none_or(|l| k == l + 1), "ann: {k} after {last:?}");
+        last = Some(k);
+        if k == LINES - 1 {
+            break;
+        }
+    }
+}

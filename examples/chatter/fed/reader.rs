@@ -46,6 +46,8 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
             .and_then(|mut conn| {
                 if !node.state.borrow().ready {
                     last_id = hello(h, &mut conn, chat, node)?;
+                } else {
+                    check_gap(h, &mut conn, &last_id)?;
                 }
                 backoff = MIN_BACKOFF;
                 read(h, &mut conn, chat, node, &mut last_id)
@@ -145,6 +147,46 @@ fn read(
             }
         }
     }
+}
+
+/// After a loss: says so if the stream's history no longer holds the entries after
+/// `last_id` (trimmed by `MAXLEN` while this node was away, they are lost to it): the
+/// entry it delivered last is gone, and the stream now starts after it.
+fn check_gap(h: &Handle, conn: &mut Connection, last_id: &str) -> Result<(), Trouble> {
+    let replies = super::pipeline(
+        h,
+        conn,
+        &[
+            Cmd::new("XRANGE").arg(keys::LOG).arg(last_id).arg(last_id),
+            Cmd::new("XRANGE")
+                .arg(keys::LOG)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg("1"),
+        ],
+    )?;
+    let [ours, first] = &replies[..] else {
+        return Ok(());
+    };
+    let first = items(first)
+        .and_then(|f| f.first())
+        .and_then(items)
+        .and_then(|e| e.first())
+        .and_then(text);
+    let ours_gone = items(ours).is_some_and(<[Value]>::is_empty);
+    if let Some(first) = first {
+        if ours_gone && stream_id(&first) > stream_id(last_id) && last_id != "0-0" {
+            log::warn!(target: LOG, "back in Redis after its history moved on: entries after {last_id} before {first} were trimmed (--redis-history) and are lost here");
+        }
+    }
+    Ok(())
+}
+
+/// A stream id (`ms-seq`) as a number pair, for comparing.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 fn bytes(value: &Value) -> Option<&[u8]> {

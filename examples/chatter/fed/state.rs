@@ -4,7 +4,7 @@
 //! Redis, the members to keep claimed, and whether Redis is in reach.
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +74,9 @@ pub(crate) struct State {
     pub(crate) seen: HashMap<String, u64>,
     /// Members who joined here and do not hear the room until their join comes back.
     pub(crate) held: HashMap<Arc<str>, (Conn, bool)>,
+    /// Members who left before their join came back: the members here, who did not hear
+    /// the join, do not hear the leave either.
+    pub(crate) unheard: HashSet<Arc<str>>,
     /// Claims waiting for the writer.
     pub(crate) claims: Vec<Claim>,
     /// The handles of the members here, kept claimed by the heartbeat.
@@ -261,6 +264,7 @@ impl Node {
         } else {
             None
         };
+        let unheard = mine && kind == Kind::Leave && state.unheard.remove(entry.handle.as_str());
         drop(state);
         let handle = entry.handle.as_str();
         match kind {
@@ -281,7 +285,9 @@ impl Node {
                 }
             }
             Kind::Leave if mine => {
-                room.announce(format_args!("{handle} has left the chat."));
+                if !unheard {
+                    room.announce(format_args!("{handle} has left the chat."));
+                }
             }
             Kind::Leave => {
                 // A reaper's leave for a member still here (this node was only away): not so.
@@ -393,7 +399,12 @@ impl Reach for Federation {
         if room.is_shutting_down() {
             return;
         }
-        self.node.state.borrow_mut().held.remove(handle);
+        {
+            let mut state = self.node.state.borrow_mut();
+            if state.held.remove(handle).is_some() {
+                state.unheard.insert(handle.into());
+            }
+        }
         if self.node.post(Kind::Leave, handle, "", "") {
             room.announce(format_args!("{handle} has left the chat."));
         }
