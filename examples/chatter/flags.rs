@@ -169,6 +169,9 @@ impl Flags {
             _ => args.fail("--tls-cert and --tls-key go together"),
         };
         if !fed.url.is_empty() {
+            if let Err(e) = fibra::redis::Config::parse(&fed.url) {
+                args.fail(format!("--redis: {e}"));
+            }
             flags.redis = Some(fed);
         } else if fed != super::fed::Options::default() {
             args.fail("--node, --redis-history and --redis-outbox need --redis");
