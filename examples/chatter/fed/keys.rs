@@ -14,6 +14,15 @@
 /// The prefix of every key.
 pub(crate) const PREFIX: &str = "chatter:";
 
+/// The `EVAL` of one of the scripts below, with no keys (a script names its own, from the
+/// prefix, its first argument): its other arguments are to be added.
+pub(crate) fn script(body: &str) -> fibra::redis::Cmd {
+    fibra::redis::Cmd::new("EVAL")
+        .arg(body)
+        .arg("0")
+        .arg(PREFIX)
+}
+
 /// The room's stream.
 pub(crate) const LOG: &str = "chatter:log";
 

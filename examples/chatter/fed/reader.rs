@@ -64,10 +64,7 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
 fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<String, Trouble> {
     let reply = conn.call(
         h,
-        &Cmd::new("EVAL")
-            .arg(keys::HELLO)
-            .arg("0")
-            .arg(keys::PREFIX)
+        &keys::script(keys::HELLO)
             .arg(node.options.history.to_string())
             .arg(&node.name)
             .arg(&node.instance)

@@ -102,7 +102,6 @@ fn serve(
     node: &Rc<Node>,
     generation: u64,
 ) -> Result<(), Trouble> {
-    let _ = node.writer.get(); // woken by the sessions through `Node::wake_writer`
     let mut next_beat = Instant::now() + node.options.refresh;
     let ttl = node.options.ttl.as_millis().to_string();
     let maxlen = node.options.history.to_string();
@@ -122,10 +121,7 @@ fn serve(
         let mut cmds: Vec<Cmd> = Vec::new();
         for claim in &claims {
             cmds.push(
-                Cmd::new("EVAL")
-                    .arg(keys::CLAIM)
-                    .arg("0")
-                    .arg(keys::PREFIX)
+                keys::script(keys::CLAIM)
                     .arg(&node.name)
                     .arg(&ttl)
                     .arg(&*claim.handle),
@@ -158,11 +154,7 @@ fn serve(
         };
         let entries = cmds.len() - first_entry;
         if !releases.is_empty() {
-            let mut cmd = Cmd::new("EVAL")
-                .arg(keys::RELEASE)
-                .arg("0")
-                .arg(keys::PREFIX)
-                .arg(&node.name);
+            let mut cmd = keys::script(keys::RELEASE).arg(&node.name);
             for handle in &releases {
                 cmd = cmd.arg(&**handle);
             }
@@ -172,10 +164,7 @@ fn serve(
         if beat_due {
             cmds.push(heartbeat(node, &ttl));
             cmds.push(
-                Cmd::new("EVAL")
-                    .arg(keys::REAP)
-                    .arg("0")
-                    .arg(keys::PREFIX)
+                keys::script(keys::REAP)
                     .arg(&maxlen)
                     .arg(&node.name)
                     .arg(&node.instance),
@@ -220,10 +209,7 @@ fn serve(
 
 /// The heartbeat's command: the node's key and its members' handles refreshed.
 fn heartbeat(node: &Node, ttl: &str) -> Cmd {
-    let mut cmd = Cmd::new("EVAL")
-        .arg(keys::HEARTBEAT)
-        .arg("0")
-        .arg(keys::PREFIX)
+    let mut cmd = keys::script(keys::HEARTBEAT)
         .arg(&node.name)
         .arg(&node.instance)
         .arg(ttl);
@@ -282,10 +268,7 @@ fn bye(h: &Handle, conn: &mut Connection, node: &Node, maxlen: &str) -> Result<(
     let reply = call(
         h,
         conn,
-        &Cmd::new("EVAL")
-            .arg(keys::BYE)
-            .arg("0")
-            .arg(keys::PREFIX)
+        &keys::script(keys::BYE)
             .arg(maxlen)
             .arg(&node.name)
             .arg(&node.instance),
