@@ -468,24 +468,43 @@ fn a_node_cut_off_from_redis_serves_alone_then_catches_up_once_in_order() {
     }
 }
 
-#[test]
-fn a_node_stopped_by_ctrl_c_says_its_members_leaves_at_once() {
+/// Ctrl-C on b (with `b_args`): its members' leaves reach a's at once, its handles are free.
+fn ctrl_c_says_the_leaves_at_once(b_args: &[&str]) {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
+    let b = Node::start(&redis, "b", b_args);
     let mut ann = a.join("ann");
     let mut bob = b.join("bob");
     ann.lines_until("bob has joined the chat.");
-    assert!(b.interrupt(), "b did not stop cleanly");
+    let mut bea = b.join("bea");
+    ann.lines_until("bea has joined the chat.");
+    assert!(b.interrupt(), "b {b_args:?} did not stop cleanly");
     bob.lines_until(protocol::SHUTTING_DOWN);
+    bea.lines_until(protocol::SHUTTING_DOWN);
     // Well before the heartbeat's TTL would.
     ann.stream
         .set_read_timeout(Some(Duration::from_secs(3)))
         .unwrap();
-    until_no(&mut ann, "bob has left the chat.", &["has left"]);
+    let mut left = HashSet::new();
+    while left.len() < 2 {
+        if let Some(who) = ann.line().strip_suffix(" has left the chat.") {
+            assert!(left.insert(who.to_owned()), "{who} left twice");
+        }
+    }
     ann.send("/who");
     ann.expect("Online: ann");
     assert_eq!(redis.cmd(&["GET", "chatter:handle:bob"]), "(nil)");
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:bea"]), "(nil)");
+}
+
+#[test]
+fn a_node_stopped_by_ctrl_c_says_its_members_leaves_at_once() {
+    ctrl_c_says_the_leaves_at_once(&[]);
+}
+
+#[test]
+fn a_node_on_two_threads_stopped_by_ctrl_c_says_its_members_leaves_at_once() {
+    ctrl_c_says_the_leaves_at_once(&["--threads", "2"]);
 }
 
 #[test]
