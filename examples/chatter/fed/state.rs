@@ -268,7 +268,9 @@ impl Node {
         drop(state);
         let handle = entry.handle.as_str();
         match kind {
-            Kind::Say => room.deliver(&format!("{handle} says: {}", entry.text)),
+            // Written into the members' output in place, no line of its own made.
+            Kind::Say if !room.is_shutting_down() => room.say_as(handle, &entry.text),
+            Kind::Say => {}
             Kind::Join if mine => {
                 // Not held: a join published again after this node was reaped; heard here.
                 if let Some((conn, web)) = held {
