@@ -597,3 +597,46 @@ fn a_node_away_longer_than_the_history_says_what_it_missed_and_goes_on_in_order(
         }
     }
 }
+
+#[test]
+fn a_handle_taken_on_two_nodes_while_one_was_away_stays_with_the_node_that_had_redis() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let a = Node::start_at(&proxy.url(), "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    proxy.cut();
+    a.wait_for("lost Redis");
+    // While a is away, "zed" is taken on a (only a knows) and on b (in Redis).
+    let mut zed_a = a.join("zed");
+    ann.lines_until("zed has joined the chat.");
+    zed_a.send("said while away");
+    ann.lines_until("zed says: said while away");
+    let mut zed_b = b.join("zed");
+    bob.lines_until("zed has joined the chat.");
+    proxy.heal();
+    // a's zed is told and let go; what it said stays on a; b's zed stays, for everyone.
+    zed_a.lines_until(
+        "That handle was taken on another server while this one was away from the room; goodbye.",
+    );
+    zed_a.expect_end();
+    ann.lines_until("zed has left the chat.");
+    ann.send("/who");
+    let who = loop {
+        let line = ann.line();
+        if line.starts_with("Online: ") {
+            break line;
+        }
+    };
+    assert_eq!(who, "Online: ann, bob, zed");
+    zed_b.send("still here");
+    ann.lines_until("zed says: still here");
+    until_no(
+        &mut bob,
+        "zed says: still here",
+        &["said while away", "zed has left"],
+    );
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:zed"]), "b");
+}

@@ -40,6 +40,10 @@ pub(crate) struct Node {
     pub(crate) reader: OnceCell<Unparker>,
 }
 
+/// What a member is told when another node took its handle while this node was away.
+const TAKEN_ELSEWHERE: &str =
+    "That handle was taken on another server while this one was away from the room; goodbye.";
+
 /// A session's claim, waiting for the writer.
 #[derive(Debug)]
 pub(crate) struct Claim {
@@ -74,6 +78,9 @@ pub(crate) struct State {
     pub(crate) seen: HashMap<String, u64>,
     /// Members who joined here and do not hear the room until their join comes back.
     pub(crate) held: HashMap<Arc<str>, (Conn, bool)>,
+    /// Members let go because another node holds their handle (taken here while Redis was
+    /// out of reach): their leave is said here only.
+    pub(crate) evicted: HashSet<Arc<str>>,
     /// Members who left before their join came back: the members here, who did not hear
     /// the join, do not hear the leave either.
     pub(crate) unheard: HashSet<Arc<str>>,
@@ -225,6 +232,21 @@ impl Node {
         log::info!(target: LOG, "Redis is in reach: publishing {held} entries made here meanwhile{}", if fresh { " (Redis lost its data: the room's state goes back)" } else { "" });
     }
 
+    /// Another node holds `handle`, taken here while Redis was out of reach: what its member
+    /// said meanwhile stays here (nothing of it is published), and the member is told and
+    /// let go (its leave is said here only).
+    pub(crate) fn evict(&self, room: &mut Room, handle: &str) {
+        let mut state = self.state.borrow_mut();
+        state.members.remove(handle);
+        state.outbox.retain(|own| &*own.handle != handle);
+        state.evicted.insert(handle.into());
+        drop(state);
+        if let Some(conn) = room.member(handle) {
+            let _ = conn.try_send_frame(TAKEN_ELSEWHERE.as_bytes());
+            conn.close(); // its session sees the end and leaves
+        }
+    }
+
     /// An entry read back from the stream: delivered here unless it was already.
     pub(crate) fn deliver(&self, room: &mut Room, entry: &Read) {
         let Some(kind) = entry.kind else { return };
@@ -272,31 +294,34 @@ impl Node {
             Kind::Say if !room.is_shutting_down() => room.say_as(handle, &entry.text),
             Kind::Say => {}
             Kind::Join if mine => {
-                // Not held: a join published again after this node was reaped; heard here.
+                // Not held: a join published again after this node was declared dead (its
+                // members here heard it when it joined).
                 if let Some((conn, web)) = held {
                     room.hear(handle, &conn, web);
                     room.announce(format_args!("{handle} has joined the chat."));
                 }
             }
-            Kind::Join => {
-                if entry.node != self.name
-                    && room.member(handle).is_none()
-                    && !room.is_elsewhere(handle)
-                {
+            // A member of another node (one here may hold the handle only until it is let
+            // go, having taken it while Redis was out of reach).
+            Kind::Join if entry.node != self.name => {
+                if !room.is_elsewhere(handle) {
                     room.joined_elsewhere(handle.into());
                 }
             }
+            Kind::Join => {} // a former instance's
             Kind::Leave if mine => {
                 if !unheard {
                     room.announce(format_args!("{handle} has left the chat."));
                 }
             }
-            Kind::Leave => {
-                // A reaper's leave for a member still here (this node was only away): not so.
-                if room.member(handle).is_none() && room.is_elsewhere(handle) {
+            Kind::Leave if entry.node != self.name => {
+                if room.is_elsewhere(handle) {
                     room.left_elsewhere(handle);
                 }
             }
+            // A leave of this node's, not by this instance: a former instance's, or a
+            // reaper's for a member still here (this node was only away): not so.
+            Kind::Leave => {}
             Kind::Msg => room.tell_here(&entry.to, &entry.text),
         }
     }
@@ -403,6 +428,11 @@ impl Reach for Federation {
         }
         {
             let mut state = self.node.state.borrow_mut();
+            if state.evicted.remove(handle) {
+                drop(state);
+                room.announce(format_args!("{handle} has left the chat."));
+                return;
+            }
             if state.held.remove(handle).is_some() {
                 state.unheard.insert(handle.into());
             }

@@ -46,7 +46,7 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
             .map_err(Trouble::from)
             .and_then(|mut conn| {
                 let fresh = check_epoch(h, &mut conn, node, &mut epoch)?;
-                beat(h, &mut conn, node)?;
+                beat(h, &mut conn, chat, node)?;
                 if !node.state.borrow().up || fresh {
                     node.found(fresh);
                     if let Some(reader) = node.reader.get() {
@@ -54,7 +54,7 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
                     }
                 }
                 backoff = MIN_BACKOFF;
-                serve(h, &mut conn, node, generation)
+                serve(h, &mut conn, chat, node, generation)
             });
         match result {
             Ok(()) => return, // stopped, goodbye said
@@ -99,6 +99,7 @@ fn check_epoch(
 fn serve(
     h: &Handle,
     conn: &mut Connection,
+    chat: &Chat,
     node: &Rc<Node>,
     generation: u64,
 ) -> Result<(), Trouble> {
@@ -200,7 +201,7 @@ fn serve(
             drop(state);
         }
         if beat_due {
-            after_beat(node, &replies[beat_at], &replies[beat_at + 1]);
+            after_beat(chat, node, &replies[beat_at], &replies[beat_at + 1]);
         }
         // Lines said here while the batch was out are next; the room's own turn first.
         h.yield_now();
@@ -221,23 +222,25 @@ fn heartbeat(node: &Node, ttl: &str) -> Cmd {
 
 /// The heartbeat at once (after a connection): the node and its members' claims back in
 /// Redis, should it have lost them.
-fn beat(h: &Handle, conn: &mut Connection, node: &Node) -> Result<(), Trouble> {
+fn beat(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<(), Trouble> {
     let ttl = node.options.ttl.as_millis().to_string();
     let reply = call(h, conn, &heartbeat(node, &ttl))?;
-    after_beat(node, &reply, &Value::Nil);
+    after_beat(chat, node, &reply, &Value::Nil);
     Ok(())
 }
 
-/// What the heartbeat and the reaper answered: handles lost to other nodes, a rejoin after
-/// this node was declared dead, nodes reaped.
-fn after_beat(node: &Node, beat: &Value, reap: &Value) {
+/// What the heartbeat and the reaper answered: handles another node took while this one was
+/// away (their members here are let go), a rejoin after this node was declared dead, nodes
+/// reaped.
+fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
     if let Some(bad) = error_of(beat).or_else(|| error_of(reap)) {
         log::error!(target: LOG, "heartbeat: {bad}");
         return;
     }
     if let Some([lost, rejoin]) = items(beat).and_then(|v| <&[Value; 2]>::try_from(v).ok()) {
         for handle in items(lost).unwrap_or_default().iter().filter_map(text) {
-            log::warn!(target: LOG, "{handle}'s handle is held by another node now (Redis lost it while this node was away)");
+            log::warn!(target: LOG, "{handle}'s handle was taken on another node while this one was away from Redis: its member here is let go");
+            node.evict(&mut chat.room.borrow_mut(), &handle);
         }
         if int(rejoin) == Some(1) {
             let members: Vec<_> = node.state.borrow().members.iter().cloned().collect();
