@@ -115,6 +115,12 @@ def main():
           f"{ms(two['p99_us'])} | {ms(two['cross_p99_us'])} | {two['missing']} | "
           f"{two['out_of_order']} | {two['server_cpu']} | {also[0]} | {also[1]} |")
     print(json.dumps({"one": one, "two": two}))
+    bad = [f"{name}: {r['missing']} missing, {r['out_of_order']} out of order, "
+           f"{r['logged_in']} of {a.clients} logged in"
+           for name, r in (("one chatter", one), ("two chatters", two))
+           if r["missing"] or r["out_of_order"] or r["logged_in"] != a.clients]
+    if bad:
+        sys.exit("federation.py: " + "; ".join(bad))
 
 
 if __name__ == "__main__":
