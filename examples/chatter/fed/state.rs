@@ -198,11 +198,18 @@ impl Node {
             claim.session.unpark();
         }
         log::warn!(target: LOG, "lost Redis ({why}): serving the {members} members here alone, holding their lines for the other nodes (outbox up to {})", self.options.outbox);
+        // A member held until its join comes back hears the room from its join on.
+        let mut held = held;
+        for own in late {
+            if own.kind == Kind::Join {
+                if let Some((conn, web)) = held.remove(&own.handle) {
+                    room.hear(&own.handle, &conn, web);
+                }
+            }
+            self.deliver_own(room, &own);
+        }
         for (handle, (conn, web)) in held {
             room.hear(&handle, &conn, web);
-        }
-        for own in late {
-            self.deliver_own(room, &own);
         }
         for w in [self.writer.get(), self.reader.get()].into_iter().flatten() {
             w.unpark();
