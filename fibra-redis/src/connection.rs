@@ -470,28 +470,111 @@ impl Connection {
     }
 }
 
-/// Decodes one whole frame (the scanner found its end) with `redis-protocol`.
+/// An aggregate being assembled by [`decode`].
+struct Open {
+    kind: u8,
+    want: usize,
+    items: Vec<Value>,
+}
+
+/// Decodes one whole frame (the scanner found its end and checked its counts and depth).
+///
+/// Every scalar element is parsed by `redis-protocol`; aggregates are assembled here, with
+/// a stack on the heap. `redis-protocol`'s decoder recurses into aggregates, and in a debug
+/// build its RESP3 parser takes about 18 KiB of stack per level, which a tasklet's 64 KiB
+/// stack cannot give to a reply nested three deep (`XREAD`'s); fed one scalar at a time it
+/// needs about 5 KiB.
 fn decode(frame: &[u8], protocol: Protocol) -> Result<Value, ReadError> {
-    let bad = |e: &dyn fmt::Display| ReadError::Protocol(format!("redis-protocol: {e}"));
-    let (value, used) = match protocol {
-        Protocol::Resp2 => match redis_protocol::resp2::decode::decode(frame) {
-            Ok(Some((f, used))) => (Value::from_resp2(f), used),
-            Ok(None) => return Err(ReadError::Protocol("an incomplete RESP2 frame".into())),
-            Err(e) => return Err(bad(&e)),
-        },
-        Protocol::Resp3 => match redis_protocol::resp3::decode::complete::decode(frame) {
-            Ok(Some((f, used))) => (Value::from_resp3(f), used),
-            Ok(None) => return Err(ReadError::Protocol("an incomplete RESP3 frame".into())),
-            Err(e) => return Err(bad(&e)),
-        },
-    };
-    if used != frame.len() {
-        return Err(ReadError::Protocol(format!(
-            "the decoder used {used} of the frame's {} bytes",
-            frame.len()
-        )));
+    let mut stack: Vec<Open> = Vec::new();
+    let mut pos = 0;
+    loop {
+        let rest = &frame[pos..];
+        let mut value = match rest.first() {
+            Some(&kind @ (b'*' | b'~' | b'>' | b'%')) => {
+                let Some(cr) = rest.windows(2).position(|w| w == b"\r\n") else {
+                    return Err(ReadError::Protocol("a truncated aggregate header".into()));
+                };
+                let line = &rest[1..cr];
+                pos += cr + 2;
+                if line == b"-1" {
+                    Value::Nil
+                } else {
+                    // Checked by the scanner: digits, and at most a third of the reply limit.
+                    let n: usize = std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| ReadError::Protocol("a bad aggregate count".into()))?;
+                    let want = if kind == b'%' { n.saturating_mul(2) } else { n };
+                    let open = Open {
+                        kind,
+                        want,
+                        items: Vec::with_capacity(want.min(1024)),
+                    };
+                    if want > 0 {
+                        stack.push(open);
+                        continue;
+                    }
+                    finish(open)
+                }
+            }
+            Some(_) => {
+                let (value, used) = decode_scalar(rest, protocol)?;
+                pos += used;
+                value
+            }
+            None => return Err(ReadError::Protocol("a truncated reply".into())),
+        };
+        loop {
+            let Some(open) = stack.last_mut() else {
+                if pos != frame.len() {
+                    return Err(ReadError::Protocol(format!(
+                        "the reply ended at byte {pos} of {}",
+                        frame.len()
+                    )));
+                }
+                return Ok(value);
+            };
+            open.items.push(value);
+            if open.items.len() < open.want {
+                break;
+            }
+            value = finish(stack.pop().expect("just seen"));
+        }
     }
-    Ok(value)
+}
+
+/// The value of a complete aggregate.
+fn finish(open: Open) -> Value {
+    match open.kind {
+        b'>' => Value::Push(open.items),
+        b'%' => {
+            let mut pairs = Vec::with_capacity(open.items.len() / 2);
+            let mut it = open.items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            Value::Map(pairs)
+        }
+        _ => Value::Array(open.items),
+    }
+}
+
+/// The scalar at the start of `bytes`, by `redis-protocol`, and the bytes it took.
+fn decode_scalar(bytes: &[u8], protocol: Protocol) -> Result<(Value, usize), ReadError> {
+    let bad = |e: &dyn fmt::Display| ReadError::Protocol(format!("redis-protocol: {e}"));
+    let incomplete = || ReadError::Protocol("an incomplete element".into());
+    match protocol {
+        Protocol::Resp2 => match redis_protocol::resp2::decode::decode(bytes) {
+            Ok(Some((f, used))) => Ok((Value::from_resp2(f), used)),
+            Ok(None) => Err(incomplete()),
+            Err(e) => Err(bad(&e)),
+        },
+        Protocol::Resp3 => match redis_protocol::resp3::decode::complete::decode(bytes) {
+            Ok(Some((f, used))) => Ok((Value::from_resp3(f), used)),
+            Ok(None) => Err(incomplete()),
+            Err(e) => Err(bad(&e)),
+        },
+    }
 }
 
 /// `timeout` from now (far in the future if that overflows).
@@ -533,6 +616,22 @@ mod tests {
             Value::Map(vec![(Value::Simple("k".into()), Value::Bool(true))])
         );
         assert_eq!(decode(b"_\r\n", Protocol::Resp3).ok(), Some(Value::Nil));
+        let v = decode(
+            b"*3\r\n*0\r\n>2\r\n+a\r\n*1\r\n:1\r\n$1\r\nz\r\n",
+            Protocol::Resp3,
+        );
+        assert_eq!(
+            v.ok(),
+            Some(Value::Array(vec![
+                Value::Array(vec![]),
+                Value::Push(vec![
+                    Value::Simple("a".into()),
+                    Value::Array(vec![Value::Int(1)])
+                ]),
+                Value::Bulk(b"z".to_vec()),
+            ]))
+        );
+        assert!(decode(b":1\r\n:2\r\n", Protocol::Resp2).is_err());
         assert_eq!(
             decode(b"-ERR x\r\n", Protocol::Resp3).ok(),
             Some(Value::Error("ERR x".into()))

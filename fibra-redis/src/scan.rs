@@ -7,7 +7,7 @@ use std::fmt;
 
 /// The deepest nesting of aggregates accepted (Redis's own replies nest 4 deep at most:
 /// `XREAD`'s streams, entries, fields; a Lua script's tables may go deeper).
-pub(crate) const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Why the bytes cannot be a reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
