@@ -640,3 +640,52 @@ fn a_handle_taken_on_two_nodes_while_one_was_away_stays_with_the_node_that_had_r
     );
     assert_eq!(redis.cmd(&["GET", "chatter:handle:zed"]), "b");
 }
+
+#[test]
+fn redis_paused_for_a_moment_loses_and_repeats_no_line() {
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    // Redis stands still for 3 s: the nodes' calls time out, each serves its own alone.
+    let sleeper = {
+        let addr = redis.addr();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n3\r\n")
+                .unwrap();
+            let mut ok = [0u8; 5];
+            c.read_exact(&mut ok).unwrap();
+            assert_eq!(&ok, b"+OK\r\n");
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for k in 0..3 {
+        ann.send(&format!("ann {k}"));
+        bob.send(&format!("bob {k}"));
+    }
+    a.wait_for("lost Redis");
+    b.wait_for("lost Redis");
+    sleeper.join().unwrap();
+    a.wait_for("Redis is in reach");
+    b.wait_for("Redis is in reach");
+    // Each hears its own side's lines, then the other's, each once and in order.
+    let want = |who: &str| {
+        (0..3)
+            .map(|k| format!("{who} says: {who} {k}"))
+            .collect::<Vec<_>>()
+    };
+    for (m, mine, theirs) in [(&mut ann, "ann", "bob"), (&mut bob, "bob", "ann")] {
+        let heard = says(m, 6);
+        let (own, other): (Vec<String>, Vec<String>) =
+            heard.into_iter().partition(|l| l.starts_with(mine));
+        assert_eq!((own, other), (want(mine), want(theirs)), "{}", m.name);
+    }
+    ann.send("marker");
+    for m in [&mut ann, &mut bob] {
+        until_no(m, "ann says: marker", &["says:"]);
+    }
+}

@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 use fibra::redis::{Cmd, Config, Connection, Protocol, RedisError, Value};
 use fibra::rt::Handle;
 
-fn within<T: Send + 'static>(
-    secs: u64,
-    scenario: impl FnOnce(&Handle) -> T + Send + 'static,
-) -> T {
+fn within<T: Send + 'static>(secs: u64, scenario: impl FnOnce(&Handle) -> T + Send + 'static) -> T {
     util::on_thread_within("the redis scenario", secs, move || {
         let mut s = util::net_schedule();
         s.block_on(scenario).expect("the scenario's tasklet")
@@ -124,7 +121,10 @@ fn a_hung_server_times_out_the_call_and_the_late_reply_is_never_read() {
         let e = conn.pipeline(h, &[Cmd::new("PING")]).unwrap_err();
         assert!(matches!(e, RedisError::Broken { .. }), "{e:?}");
     });
-    assert!(server.join().unwrap(), "the client closed the timed-out connection");
+    assert!(
+        server.join().unwrap(),
+        "the client closed the timed-out connection"
+    );
 }
 
 #[test]
@@ -269,7 +269,10 @@ fn call_with_reply(reply: &'static [u8], limits: Config) -> (RedisError, bool) {
         let mut conn = Connection::connect(h, &config).unwrap();
         let started = Instant::now();
         let e = conn.call(h, &Cmd::new("GET").arg("k")).unwrap_err();
-        assert!(started.elapsed() < Duration::from_millis(250), "no wait for the bytes");
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "no wait for the bytes"
+        );
         assert!(!conn.is_usable());
         e
     });

@@ -14,10 +14,7 @@ use fibra::rt::Handle;
 use fibra::tasks::TasksExt;
 use util::redis::RedisServer;
 
-fn within<T: Send + 'static>(
-    secs: u64,
-    scenario: impl FnOnce(&Handle) -> T + Send + 'static,
-) -> T {
+fn within<T: Send + 'static>(secs: u64, scenario: impl FnOnce(&Handle) -> T + Send + 'static) -> T {
     util::on_thread_within("the redis scenario", secs, move || {
         let mut s = util::net_schedule();
         s.block_on(scenario).expect("the scenario's tasklet")
@@ -89,8 +86,15 @@ fn a_subscriber_comes_back_after_a_server_restart_and_says_so() {
         }
         // Down: nothing comes, each wait within its timeout, no error.
         let started = Instant::now();
-        assert_eq!(sub.next_message(h, Duration::from_millis(300)).unwrap(), None);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(
+            sub.next_message(h, Duration::from_millis(300)).unwrap(),
+            None
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(!sub.is_connected());
 
         s.lock().unwrap().restart();
@@ -215,7 +219,13 @@ fn a_client_reconnects_on_its_next_call() {
         // Down: each call fails within its timeout, saying the last failure.
         let e = client.get(h, "a").unwrap_err();
         assert!(
-            matches!(&e, RedisError::Unavailable { last_error: Some(_), .. }),
+            matches!(
+                &e,
+                RedisError::Unavailable {
+                    last_error: Some(_),
+                    ..
+                }
+            ),
             "{e:?}"
         );
         assert!(client.last_error().is_some());

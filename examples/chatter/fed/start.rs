@@ -11,6 +11,9 @@ use fibra::tasks::{remote_channel, RemoteSender};
 use fibra::Schedule;
 
 use super::state::{Federation, Node};
+
+/// How long a connection to Redis and each call may take (an `XREAD BLOCK` this long more).
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 use super::{reader, writer, Options};
 use crate::config::Config;
 use crate::hub::{Event, Hub};
@@ -91,10 +94,14 @@ fn federated(
     options: &Options,
     name: String,
 ) -> Result<Chatter, Box<dyn std::error::Error>> {
-    let redis =
-        RedisConfig::parse(&options.url).map_err(|e| format!("--redis `{}`: {e}", options.url))?;
+    // A chat notices a Redis that hangs within a second, not the client's default 5 s.
+    let redis = RedisConfig::parse(&options.url)
+        .map_err(|e| format!("--redis `{}`: {e}", options.url))?
+        .with_connect_timeout(REDIS_TIMEOUT)
+        .with_call_timeout(REDIS_TIMEOUT);
     let node = Node::new(name, options.clone());
-    log::info!(target: crate::room::LOG, "node {} of the room in Redis at {}", node.name, options.url);
+    // The address only: the URL may hold a password.
+    log::info!(target: crate::room::LOG, "node {}: the room is in the Redis at {}", node.name, redis.addr());
     let chat = Chat::new(Box::new(Federation {
         node: Rc::clone(&node),
     }));
