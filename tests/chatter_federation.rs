@@ -689,3 +689,42 @@ fn redis_paused_for_a_moment_loses_and_repeats_no_line() {
         until_no(m, "ann says: marker", &["says:"]);
     }
 }
+
+#[test]
+fn a_node_away_keeps_what_its_outbox_holds_and_says_what_it_could_not() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let a = Node::start_at(&proxy.url(), "a", &["--redis-outbox", "5"]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    proxy.cut();
+    a.wait_for("lost Redis");
+    // Eight lines, all heard on a at once; the outbox keeps the first five for the others.
+    for k in 0..8 {
+        ann.send(&format!("{k}"));
+    }
+    assert_eq!(
+        says(&mut ann, 8),
+        (0..8).map(|k| format!("ann says: {k}")).collect::<Vec<_>>()
+    );
+    a.wait_for("outbox full (5 entries) while Redis is out of reach");
+    proxy.heal();
+    a.wait_for("Redis is in reach");
+    ann.send("marker");
+    let heard = until_no(
+        &mut bob,
+        "ann says: marker",
+        &["ann says: 5", "ann says: 6", "ann says: 7"],
+    );
+    let heard: Vec<&String> = heard.iter().filter(|l| l.contains(" says: ")).collect();
+    assert_eq!(
+        heard,
+        (0..5)
+            .map(|k| format!("ann says: {k}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>()
+    );
+}
