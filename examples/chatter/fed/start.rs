@@ -33,7 +33,7 @@ impl Chatter {
         let listener = listen(schedule, addr, config.telnet_options(), false)?;
         let at = listener.local_addr();
         let name = options.node.clone().unwrap_or_else(|| at.to_string());
-        let mut chatter = federated(schedule, config, options, name)?;
+        let mut chatter = federated(schedule, config, options, name, None)?;
         chatter.addr = at;
         chatter.accept(schedule, listener)?;
         Ok(chatter)
@@ -53,7 +53,8 @@ impl Chatter {
         index: usize,
     ) -> Result<(Chatter, RemoteSender<Handed>), Box<dyn std::error::Error>> {
         let base = options.node.as_deref().unwrap_or(default_name);
-        let mut chatter = federated(schedule, config, options, format!("{base}/{index}"))?;
+        let load = Some((Arc::clone(&hub), index));
+        let mut chatter = federated(schedule, config, options, format!("{base}/{index}"), load)?;
         let (handed_tx, handed) = remote_channel::<Handed>(&schedule.remote(), 1024);
         match listen_on {
             Some(on) => {
@@ -93,6 +94,7 @@ fn federated(
     config: Config,
     options: &Options,
     name: String,
+    load: Option<(Arc<Hub>, usize)>,
 ) -> Result<Chatter, Box<dyn std::error::Error>> {
     // A chat notices a Redis that hangs within a second, not the client's default 5 s.
     let redis = RedisConfig::parse(&options.url)
@@ -104,6 +106,7 @@ fn federated(
     log::info!(target: crate::room::LOG, "node {}: the room is in the Redis at {}", node.name, redis.addr());
     let chat = Chat::new(Box::new(Federation {
         node: Rc::clone(&node),
+        load,
     }));
     let (c, n, r) = (Rc::clone(&chat), Rc::clone(&node), redis.clone());
     let reader =

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fibra::net::Conn;
+use fibra::net::{Conn, LoadToken};
 use fibra::rt::Unparker;
 use fibra::Handle;
 
@@ -353,6 +353,9 @@ impl Node {
 #[derive(Debug)]
 pub(crate) struct Federation {
     pub(crate) node: Rc<Node>,
+    /// With `--threads`: the threads' loads and this thread's index, for the hand-off to
+    /// count the browsers of this thread's web page.
+    pub(crate) load: Option<(Arc<crate::hub::Hub>, usize)>,
 }
 
 impl Reach for Federation {
@@ -453,6 +456,11 @@ impl Reach for Federation {
         let handle = line.split(' ').next().unwrap_or("");
         self.node.post(Kind::Msg, handle, line, to);
         true
+    }
+
+    fn charge(&self) -> Option<LoadToken> {
+        let (hub, index) = self.load.as_ref()?;
+        Some(hub.loads().charge(*index))
     }
 
     fn pace(&self, h: &Handle) {
