@@ -278,3 +278,34 @@ fn call_with_reply(reply: &'static [u8], limits: Config) -> (RedisError, bool) {
     });
     (e, server.join().unwrap())
 }
+
+#[test]
+fn a_subscriber_notices_a_silent_server_by_its_keepalive() {
+    let (addr, server) = fake(|mut s| {
+        read_commands(&mut s, 1);
+        s.write_all(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n")
+            .unwrap();
+        // The keepalive PING comes, and is never answered.
+        let ping = read_commands(&mut s, 1);
+        let pinged = ping.windows(4).any(|w| w == b"PING");
+        (pinged, sees_close(&mut s))
+    });
+    within(30, move |h| {
+        let mut sub = fibra::redis::Subscriber::new(config(addr))
+            .with_keepalive(Some(Duration::from_millis(200)));
+        sub.subscribe(h, &["c"]).unwrap();
+        let started = Instant::now();
+        let got = sub.next_message(h, Duration::from_secs(5)).unwrap();
+        match got {
+            Some(fibra::redis::Message::Disconnected { error }) => {
+                assert!(error.contains("PING"), "{error}")
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        // Quiet 200 ms, then 300 ms (the call timeout) for the answer.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    });
+    assert_eq!(server.join().unwrap(), (true, true));
+}

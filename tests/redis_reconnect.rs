@@ -236,3 +236,79 @@ fn a_client_reconnects_on_its_next_call() {
     });
     drop(server);
 }
+
+#[test]
+fn a_call_killed_mid_reply_never_lends_its_connection_again() {
+    let server = RedisServer::start();
+    let config = config(&server);
+    within(60, move |h| {
+        let pool = Pool::with_backoff(config, 1, fast());
+        pool.start(h).unwrap();
+        let mut p = pool.clone();
+        eventually("the first call", || p.ping(h));
+        let mut victim_pool = pool.clone();
+        let victim = h
+            .spawn(move |h| {
+                let blpop = Cmd::new("BLPOP").arg("jobs").arg(5);
+                let _ = victim_pool.call_blocking(h, &blpop, Duration::from_secs(5));
+                unreachable!("killed while waiting for its reply");
+            })
+            .unwrap();
+        h.sleep(Duration::from_millis(200));
+        assert!(h.kill(victim.id()));
+        // Had the connection been lent again, BLPOP's late reply would be read as RPUSH's,
+        // and BLPOP would have taken the job.
+        // The first call after the kill works, on a new connection (the old one, blocked in
+        // BLPOP, would hold RPUSH until BLPOP's end and time out).
+        let pushed = p.call(h, &Cmd::new("RPUSH").arg("jobs").arg("j1")).unwrap();
+        assert_eq!(pushed, Value::Int(1));
+        h.sleep(Duration::from_millis(100));
+        let len = p.call(h, &Cmd::new("LLEN").arg("jobs")).unwrap();
+        assert_eq!(len, Value::Int(1), "the killed BLPOP took nothing");
+        assert_eq!(pool.stats().broken, 1, "{:?}", pool.stats());
+    });
+}
+
+#[test]
+fn a_quiet_subscriber_stays_up_through_its_keepalive_pings() {
+    let server = RedisServer::start();
+    let config = config(&server);
+    within(60, move |h| {
+        let mut sub = Subscriber::with_backoff(config.clone(), fast())
+            .with_keepalive(Some(Duration::from_millis(100)));
+        sub.subscribe(h, &["quiet"]).unwrap();
+        // Ten keepalive rounds, each answered.
+        let started = Instant::now();
+        assert_eq!(
+            sub.next_message(h, Duration::from_millis(1000)).unwrap(),
+            None
+        );
+        assert!(started.elapsed() >= Duration::from_millis(950));
+        assert!(sub.is_connected());
+        let mut publisher = Client::new(config);
+        assert_eq!(publisher.publish(h, "quiet", "now").unwrap(), 1);
+        let got = sub.next_message(h, Duration::from_secs(5)).unwrap();
+        assert!(
+            matches!(&got, Some(Message::Message { payload, .. }) if payload == b"now"),
+            "{got:?}"
+        );
+    });
+}
+
+#[test]
+fn dropping_the_last_pool_clone_ends_its_keepers() {
+    let server = RedisServer::start();
+    let config = config(&server);
+    util::on_thread_within("the pool's schedule", 30, move || {
+        let mut s = util::net_schedule();
+        s.spawn(move |h| {
+            let pool = Pool::with_backoff(config, 2, fast());
+            pool.start(h).unwrap();
+            let mut p = pool.clone();
+            eventually("a call", || p.ping(h));
+            // Both clones dropped here: the keepers end, and `run` returns.
+        })
+        .unwrap();
+        util::run_all(&mut s, 10);
+    });
+}

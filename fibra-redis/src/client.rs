@@ -60,6 +60,11 @@ impl Redial {
         self.last_error = Some(reason);
     }
 
+    /// Whether the backoff's attempt limit is reached: no more attempts.
+    pub(crate) fn is_exhausted(&self) -> bool {
+        self.delays.is_exhausted()
+    }
+
     /// The time of the next attempt (`None`: now).
     pub(crate) fn next_try(&self) -> Option<Instant> {
         self.next_try

@@ -9,13 +9,16 @@ use crate::cmd::{Arg, Cmd};
 use crate::error::RedisError;
 use crate::value::Value;
 
+/// Field-value pairs: a hash's (`HGETALL`), a stream entry's.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One entry of a stream: its id (`1700000000000-0`) and its field-value pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamEntry {
     /// The entry's id.
     pub id: String,
     /// Its fields and values, in order.
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    pub fields: Fields,
 }
 
 impl StreamEntry {
@@ -241,11 +244,7 @@ pub trait Commands {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    fn hgetall<K: Arg>(
-        &mut self,
-        h: &Handle,
-        key: K,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RedisError> {
+    fn hgetall<K: Arg>(&mut self, h: &Handle, key: K) -> Result<Fields, RedisError> {
         let cmd = Cmd::new("HGETALL").arg(key);
         pairs(&cmd, self.call(h, &cmd)?)
     }
@@ -281,7 +280,8 @@ pub trait Commands {
     /// `XREAD [COUNT n] BLOCK ms STREAMS key... id...`: the entries after each `ids[i]` of
     /// `keys[i]` (`$`: only new ones), waiting up to `block` for one to come; none (an empty
     /// list) when the block time passed. The call's timeout is `block` plus the call
-    /// timeout, so a quiet stream does not break the connection.
+    /// timeout, so a quiet stream does not break the connection. A zero `block` waits 1 ms
+    /// (Redis reads `BLOCK 0` as "for ever", which no timeout allows).
     ///
     /// # Errors
     ///
@@ -309,7 +309,8 @@ pub trait Commands {
         if let Some(n) = count {
             cmd = cmd.arg("COUNT").arg(n);
         }
-        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX);
+        // Redis reads `BLOCK 0` as "for ever", past any timeout: a zero block waits 1 ms.
+        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
         cmd = cmd.arg("BLOCK").arg(ms).arg("STREAMS");
         for k in keys {
             cmd.add(k);
@@ -468,7 +469,7 @@ fn bytes(cmd: &Cmd, v: Value) -> Result<Vec<u8>, RedisError> {
     }
 }
 
-fn pairs(cmd: &Cmd, v: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RedisError> {
+fn pairs(cmd: &Cmd, v: Value) -> Result<Fields, RedisError> {
     let Some(map) = v.clone().into_map() else {
         return Err(unexpected(cmd, "a map", &v));
     };

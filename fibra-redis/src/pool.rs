@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra_net::Backoff;
-use fibra_rt::{Handle, Unparker};
+use fibra_rt::{Handle, SpawnOptions, Unparker};
 use fibra_tasks::TasksExt;
 
 use crate::client::{default_backoff, Redial};
@@ -49,6 +49,7 @@ pub struct PoolStats {
 ///   or whose tasklet was killed mid-call is never lent again: its keeper replaces it.
 /// - A call fails within its timeout when no connection is free or up:
 ///   [`RedisError::Unavailable`], with the last failure ("connection refused").
+/// - Dropping the last clone stops it, as [`stop`](Self::stop) does.
 ///
 /// ```no_run
 /// use fibra_redis::{Commands, Config, Pool};
@@ -62,6 +63,17 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct Pool {
     inner: Rc<Inner>,
+    /// Shared by the clones only (not by the keepers): the last clone dropped stops the pool.
+    _owner: Rc<Owner>,
+}
+
+/// Stops the pool when the last [`Pool`] clone is dropped, so that its keepers end.
+struct Owner(Rc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 struct Inner {
@@ -88,7 +100,7 @@ struct State {
 enum Slot {
     /// Not connected; why it went down, for its keeper's log and backoff.
     Down(Option<String>),
-    Idle(Connection),
+    Idle(Box<Connection>),
     Busy,
 }
 
@@ -108,14 +120,16 @@ impl Pool {
             keepers: (0..size).map(|_| None).collect(),
             ..State::default()
         };
+        let inner = Rc::new(Inner {
+            config,
+            backoff,
+            size,
+            state: RefCell::new(state),
+            running: Cell::new(false),
+        });
         Pool {
-            inner: Rc::new(Inner {
-                config,
-                backoff,
-                size,
-                state: RefCell::new(state),
-                running: Cell::new(false),
-            }),
+            _owner: Rc::new(Owner(Rc::clone(&inner))),
+            inner,
         }
     }
 
@@ -131,7 +145,8 @@ impl Pool {
         }
         for slot in 0..self.inner.size {
             let inner = Rc::clone(&self.inner);
-            if let Err(e) = h.spawn_detached(move |h| keep(h, &inner, slot)) {
+            let options = SpawnOptions::new().name("redis-pool-keeper");
+            if let Err(e) = h.spawn_detached_with(options, move |h| keep(h, &inner, slot)) {
                 self.stop();
                 return Err(RedisError::Usage {
                     command: "Pool::start".into(),
@@ -145,22 +160,7 @@ impl Pool {
     /// Stops: ends the keepers, closes the free connections, and fails the waiting calls
     /// (and later ones) with [`RedisError::Usage`]. A call holding a connection finishes.
     pub fn stop(&self) {
-        if !self.inner.running.replace(false) {
-            return;
-        }
-        let mut state = self.inner.state.borrow_mut();
-        for keeper in state.keepers.iter_mut().filter_map(Option::take) {
-            keeper.kill();
-        }
-        state.idle.clear();
-        for slot in &mut state.slots {
-            if matches!(slot, Slot::Idle(_)) {
-                *slot = Slot::Down(None);
-            }
-        }
-        for (_, waiter) in &state.waiters {
-            waiter.unpark();
-        }
+        self.inner.stop();
     }
 
     /// Whether it runs.
@@ -280,6 +280,9 @@ impl Pool {
                 waiting = Some(Waiting { pool: self, id });
             }
             if h.park_until(deadline).is_err() {
+                drop(waiting);
+                // Whatever was meant for this call goes to the next in line.
+                self.wake_first();
                 let state = self.inner.state.borrow();
                 return Err(RedisError::Unavailable {
                     command: command(),
@@ -295,7 +298,7 @@ impl Pool {
         let mut state = self.inner.state.borrow_mut();
         while let Some(slot) = state.idle.pop_front() {
             match std::mem::replace(&mut state.slots[slot], Slot::Busy) {
-                Slot::Idle(conn) if conn.is_usable() => return Some((slot, conn)),
+                Slot::Idle(conn) if conn.is_usable() => return Some((slot, *conn)),
                 Slot::Idle(conn) => {
                     let reason = conn.broken().map_or_else(
                         || "the connection was lost while idle".into(),
@@ -328,6 +331,32 @@ impl Drop for Waiting<'_> {
         if let Some(at) = state.waiters.iter().position(|(id, _)| *id == self.id) {
             state.waiters.remove(at);
         }
+    }
+}
+
+impl Inner {
+    fn stop(&self) {
+        if !self.running.replace(false) {
+            return;
+        }
+        let idle: Vec<Slot> = {
+            let mut state = self.state.borrow_mut();
+            for keeper in state.keepers.iter_mut().filter_map(Option::take) {
+                keeper.kill();
+            }
+            state.idle.clear();
+            for (_, waiter) in &state.waiters {
+                waiter.unpark();
+            }
+            state
+                .slots
+                .iter_mut()
+                .filter(|slot| matches!(slot, Slot::Idle(_)))
+                .map(|slot| std::mem::replace(slot, Slot::Down(None)))
+                .collect()
+        };
+        // The free connections close here, outside the borrow.
+        drop(idle);
     }
 }
 
@@ -369,7 +398,7 @@ impl Drop for Lease {
             return;
         }
         if conn.is_usable() {
-            state.slots[self.slot] = Slot::Idle(conn);
+            state.slots[self.slot] = Slot::Idle(Box::new(conn));
             state.idle.push_back(self.slot);
             if let Some((_, waiter)) = state.waiters.front() {
                 waiter.unpark();
@@ -417,19 +446,27 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
                     state.repaired += 1;
                 }
                 connected_before = true;
-                state.slots[slot] = Slot::Idle(conn);
+                state.slots[slot] = Slot::Idle(Box::new(conn));
                 state.idle.push_back(slot);
                 if let Some((_, waiter)) = state.waiters.front() {
                     waiter.unpark();
                 }
             }
             Err(e) => {
-                let mut state = inner.state.borrow_mut();
-                state.last_error = redial.last_error.clone().or_else(|| Some(e.to_string()));
-                if matches!(state.slots[slot], Slot::Busy | Slot::Idle(_)) {
-                    continue;
+                {
+                    let mut state = inner.state.borrow_mut();
+                    state.last_error = redial.last_error.clone().or_else(|| Some(e.to_string()));
+                    state.slots[slot] = Slot::Down(None);
                 }
-                state.slots[slot] = Slot::Down(None);
+                if redial.is_exhausted() {
+                    // The backoff's attempt limit: this connection stays down (calls fail
+                    // with the last error) until the pool is stopped.
+                    log::warn!(target: "fibra_redis", "pool connection {slot} to {}: giving up: {e}", inner.config.addr());
+                    while inner.running.get() {
+                        h.park();
+                    }
+                    return;
+                }
             }
         }
     }

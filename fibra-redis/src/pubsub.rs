@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use fibra_net::Backoff;
 use fibra_rt::Handle;
+use fibra_tasks::TasksExt;
 
 use crate::client::{default_backoff, Redial};
 use crate::cmd::Cmd;
@@ -79,7 +80,17 @@ pub struct Subscriber {
     pending: VecDeque<Message>,
     /// Since when the connection is down (`None`: up, or never connected).
     down_since: Option<Instant>,
+    /// How long the connection may stay quiet before a `PING` checks it.
+    keepalive: Option<Duration>,
+    /// When the server was last heard from.
+    last_heard: Instant,
+    /// When the unanswered keepalive `PING` was sent.
+    ping_sent: Option<Instant>,
 }
+
+/// How long a subscriber's connection may stay quiet before a `PING` checks that the server
+/// is still there: 10 s.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// The kinds of pushes a subscribed connection gets.
 enum Push {
@@ -105,7 +116,20 @@ impl Subscriber {
             patterns: BTreeSet::new(),
             pending: VecDeque::new(),
             down_since: None,
+            keepalive: Some(DEFAULT_KEEPALIVE),
+            last_heard: Instant::now(),
+            ping_sent: None,
         }
+    }
+
+    /// After `quiet` without a frame from the server, `next_message` sends a `PING`; no
+    /// answer within the call timeout counts as a lost connection (a server that hangs, or
+    /// a network that drops everything without a reset, is noticed). `None`: never.
+    /// [`DEFAULT_KEEPALIVE`] by default.
+    #[must_use = "with_keepalive returns the changed subscriber"]
+    pub fn with_keepalive(mut self, quiet: Option<Duration>) -> Subscriber {
+        self.keepalive = quiet;
+        self
     }
 
     /// Subscribes to `channels`, waiting (within the call timeout) until the server
@@ -220,22 +244,46 @@ impl Subscriber {
                 match self.reconnect(h, deadline) {
                     Ok(()) => continue,
                     Err(e @ RedisError::Handshake { .. }) => return Err(e),
-                    Err(_) if Instant::now() >= deadline => return Ok(None),
-                    // The resubscription failed: `reconnect` queued the loss; go on.
-                    Err(_) => continue,
+                    // The next attempt is due within this wait: `reconnect` waits for it.
+                    Err(_) if self.redial.next_try().is_none_or(|at| at < deadline) => continue,
+                    Err(_) => {
+                        h.sleep_until(deadline);
+                        return Ok(None);
+                    }
                 }
             }
+            let call_timeout = self.redial.config.call_timeout();
+            let check_at = self.keepalive.map(|quiet| match self.ping_sent {
+                None => self.last_heard + quiet,
+                Some(sent) => sent + call_timeout,
+            });
+            let until = check_at.map_or(deadline, |at| at.min(deadline));
             let conn = self.conn.as_mut().expect("connected above");
-            match conn.next_frame(h, deadline) {
+            match conn.next_frame(h, until) {
                 Ok(value) => {
+                    self.last_heard = Instant::now();
+                    self.ping_sent = None;
                     if let Push::Message(m) = classify(value) {
                         return Ok(Some(m));
                     }
                 }
+                Err(ReadError::TimedOut) if check_at.is_some_and(|at| Instant::now() >= at) => {
+                    if self.ping_sent.is_some() {
+                        let e =
+                            conn.fail(ReadError::TimedOut, "PING (keepalive)".into(), call_timeout);
+                        self.lose(e.to_string());
+                        continue;
+                    }
+                    let ping = Cmd::new("PING");
+                    let sent = conn.send_only(h, &ping, deadline_after(call_timeout), call_timeout);
+                    match sent {
+                        Ok(()) => self.ping_sent = Some(Instant::now()),
+                        Err(e) => self.lose(e.to_string()),
+                    }
+                }
                 Err(ReadError::TimedOut) => return Ok(None),
                 Err(e) => {
-                    let timeout = self.redial.config.call_timeout();
-                    let error = conn.fail(e, "pub/sub".into(), timeout).to_string();
+                    let error = conn.fail(e, "pub/sub".into(), call_timeout).to_string();
                     self.lose(error);
                 }
             }
