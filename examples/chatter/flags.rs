@@ -14,6 +14,8 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
                [--threads N] [--accept handoff|reuseport] [--pin]
                [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
                 [--tls-web-addr HOST:PORT] [--tls-handshake-timeout SECS]]
+               [--redis redis://HOST:PORT [--node NAME] [--redis-history N]
+                [--redis-outbox N]]
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
   --no-web         no web page (neither over HTTP nor over HTTPS)
@@ -33,7 +35,15 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --tls-key        the certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1)
   --tls-addr       where to listen for the chat over TLS (default 127.0.0.1:1983)
   --tls-web-addr   where to serve the web page over HTTPS and WSS (default 127.0.0.1:1993)
-  --tls-handshake-timeout  seconds a TLS handshake may take (default 10; fractions allowed)";
+  --tls-handshake-timeout  seconds a TLS handshake may take (default 10; fractions allowed)
+  --redis          one room with every chatter on this Redis (`docs/federation.md`):
+                   redis://[user:pass@]host:port[/db]
+  --node           with --redis: this chatter's name among them (default: its telnet
+                   address; with --threads N, thread i is NAME/i)
+  --redis-history  with --redis: lines the room's stream keeps, for a node that was away
+                   to catch up (default 10000)
+  --redis-outbox   with --redis: lines said here kept while Redis is out of reach, to
+                   publish when it is back (default 10000)";
 
 /// The chat over TLS: the server's configuration and where to serve it.
 #[derive(Debug, Clone)]
@@ -63,6 +73,8 @@ pub(crate) struct Flags {
     pub(crate) pin: bool,
     /// The chat over TLS too (`--tls-cert`, `--tls-key`).
     pub(crate) tls: Option<Tls>,
+    /// One room with the other chatters on a Redis (`--redis`).
+    pub(crate) redis: Option<super::fed::Options>,
 }
 
 impl Flags {
@@ -76,7 +88,9 @@ impl Flags {
             reuseport: false,
             pin: false,
             tls: None,
+            redis: None,
         };
+        let mut fed = super::fed::Options::default();
         let (mut cert, mut key) = (None, None);
         let (mut tls_addr, mut tls_web_addr, mut handshake_timeout) = (None, None, None);
         let config = &mut flags.config;
@@ -120,6 +134,10 @@ impl Flags {
                     }
                     handshake_timeout = Some(Duration::from_secs_f64(secs));
                 }
+                "--redis" => fed.url = args.value(f),
+                "--node" => fed.node = Some(args.value(f)),
+                "--redis-history" => fed.history = args.number(f, 1, 1 << 32) as usize,
+                "--redis-outbox" => fed.outbox = args.number(f, 1, 1 << 32) as usize,
                 _ => args.unknown(f),
             }
         }
@@ -150,6 +168,14 @@ impl Flags {
             },
             _ => args.fail("--tls-cert and --tls-key go together"),
         };
+        if !fed.url.is_empty() {
+            if let Err(e) = fibra::redis::Config::parse(&fed.url) {
+                args.fail(format!("--redis: {e}"));
+            }
+            flags.redis = Some(fed);
+        } else if fed != super::fed::Options::default() {
+            args.fail("--node, --redis-history and --redis-outbox need --redis");
+        }
         flags
     }
 }

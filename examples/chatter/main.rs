@@ -21,6 +21,12 @@
 //! among one `SO_REUSEPORT` listener per thread (`--accept reuseport`). The web page is
 //! served by thread 0.
 //!
+//! `--redis redis://HOST:PORT --node NAME` makes every chatter on that Redis one room
+//! (`fed/`, `docs/federation.md`): the room's Redis Stream is the order of its lines, joins
+//! and leaves; handles are claimed there with a TTL the node's heartbeat refreshes; a node
+//! that loses Redis serves its own members alone until it is back; a dead node's members are
+//! reaped by one of the others.
+//!
 //! `--tls-cert FILE --tls-key FILE` (PEM) serves the chat over TLS too (`tls.rs`): line
 //! clients on `--tls-addr` (127.0.0.1:1983; `openssl s_client -connect 127.0.0.1:1983`),
 //! the web page over HTTPS and WSS on `--tls-web-addr` (127.0.0.1:1993), in the same room
@@ -69,6 +75,7 @@ mod web; // the web page and its WebSocket members
 
 // The room's reach beyond this schedule.
 mod alone; // reach: this schedule alone (lines written in place)
+mod fed; // reach: the chatters on one Redis (`--redis`), one room across machines
 mod hub; // the threads' shared directory: handles, relay channels, loads
 mod reach; // the `Reach` trait: claim, release, say, joined, left, tell, pace, charge
 mod relay; // reach: the other threads' rooms, through the hub (forwarder, relay)

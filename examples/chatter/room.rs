@@ -269,6 +269,26 @@ impl Room {
         }
     }
 
+    /// Whether the room has begun its shutdown.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The member `handle` here stops hearing the room (a join waiting for its turn in a
+    /// shared log): its connection and whether it is a browser's, for [`Room::hear`].
+    pub(crate) fn hold(&mut self, handle: &str) -> Option<(Conn, bool)> {
+        let conn = self.by_handle.get(handle)?.clone();
+        let web = self.web_members.contains(&conn);
+        self.members_of(web).remove(&conn).then_some((conn, web))
+    }
+
+    /// A member [`Room::hold`] held hears the room again, if it is still the member `handle`.
+    pub(crate) fn hear(&mut self, handle: &str, conn: &Conn, web: bool) {
+        if self.by_handle.get(handle) == Some(conn) && !self.shutting_down {
+            let _ = self.members_of(web).add(conn);
+        }
+    }
+
     /// No new member; everyone connected is told [`protocol::SHUTTING_DOWN`] and closed.
     pub(crate) fn begin_shutdown(&mut self) {
         self.shutting_down = true;

@@ -22,14 +22,18 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         web_addr,
         config,
         tls,
+        redis,
         ..
     } = flags;
     let mut schedule = Schedule::new();
     let catches_signals = signal::catch_stop(&mut schedule)?;
     schedule.add_plugin(TasksPlugin::new())?;
     schedule.add_plugin(NetPlugin::new()?)?;
-    let mut chatter = Chatter::start(&mut schedule, &addr, config)
-        .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
+    let started = match &redis {
+        Some(redis) => Chatter::start_federated(&mut schedule, &addr, config, redis),
+        None => Chatter::start(&mut schedule, &addr, config),
+    };
+    let mut chatter = started.map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
     log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
         chatter.local_addr());
     if let Some(web_addr) = web_addr {

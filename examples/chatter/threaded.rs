@@ -26,6 +26,7 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         reuseport,
         pin,
         tls,
+        redis,
     } = flags;
     let addr = addr.as_str();
     // Signals are caught before any other thread starts, so that none takes their default.
@@ -54,17 +55,34 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(Mutex::new((0..threads).map(|_| None).collect()));
     let tls_out = Arc::clone(&tls_handed);
     let tls_addr = tls.as_ref().map(|t| t.addr.clone());
+    // With `--redis` and no `--node`: the address, and the process id for a port of 0.
+    let node_name = match addr.strip_suffix(":0") {
+        Some(_) => format!("{addr}-{}", std::process::id()),
+        None => addr.to_owned(),
+    };
     let (h, out, s) = (Arc::clone(&hub), Arc::clone(&handed), Arc::clone(&served));
     let cores = Cores::start(threads, pin, move |index, schedule| {
         schedule.add_plugin(TasksPlugin::new())?;
         schedule.add_plugin(NetPlugin::new()?)?;
-        let (mut chatter, sender) = Chatter::start_threaded(
-            schedule,
-            listen_on.as_deref(),
-            config.clone(),
-            Arc::clone(&h),
-            index,
-        )?;
+        let (mut chatter, sender) = match &redis {
+            // `--redis`: each thread is a node of the room in Redis.
+            Some(redis) => Chatter::start_federated_thread(
+                schedule,
+                listen_on.as_deref(),
+                config.clone(),
+                redis,
+                &node_name,
+                Arc::clone(&h),
+                index,
+            )?,
+            None => Chatter::start_threaded(
+                schedule,
+                listen_on.as_deref(),
+                config.clone(),
+                Arc::clone(&h),
+                index,
+            )?,
+        };
         out.lock().unwrap()[index] = Some(sender);
         if log::log_enabled!(target: "chatter::stats", log::Level::Debug) {
             log_stats(schedule, &chatter, index)?;

@@ -32,6 +32,12 @@ pub(crate) struct ChatArgs {
     /// in one room (each with its own prefix and base) count only their own senders' lines.
     pub(crate) prefix: String,
     pub(crate) id_base: usize,
+    /// More addresses of one room (federated chatters): client `i` goes to the `i % n`-th of
+    /// `--addr` and these, and latency between clients of different addresses is measured
+    /// apart.
+    pub(crate) also: Vec<std::net::SocketAddr>,
+    /// More processes whose CPU is measured in the window (the other chatters, Redis).
+    pub(crate) also_pids: Vec<u32>,
 }
 
 const PROMPT: &[u8] = b"What is your handle?";
@@ -83,6 +89,10 @@ struct State {
     deliveries: u64,
     deliveries_in_window: u64,
     latency: Histogram,
+    /// How many addresses the clients are spread over, and the latency between clients of
+    /// different ones.
+    addrs: usize,
+    cross: Histogram,
     churn_ok: u64,
     churn_failed: u64,
     /// Samples of the server: (seconds since t0, RSS KiB, open fds, deliveries so far).
@@ -115,6 +125,9 @@ impl State {
         if window.contains(&sent_us) {
             self.deliveries_in_window += 1;
             self.latency.record(now_us.saturating_sub(sent_us));
+            if self.addrs > 1 && sender % self.addrs != r % self.addrs {
+                self.cross.record(now_us.saturating_sub(sent_us));
+            }
         }
     }
 }
@@ -142,6 +155,8 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         deliveries: 0,
         deliveries_in_window: 0,
         latency: Histogram::new(),
+        addrs: 1 + args.also.len(),
+        cross: Histogram::new(),
         churn_ok: 0,
         churn_failed: 0,
         samples: Vec::new(),
@@ -154,7 +169,10 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     let login_timeout = common.login_timeout;
     for i in 0..c {
         let (state, batch) = (state.clone(), batch.clone());
-        let (addr, rate, ws) = (common.addr, args.rate, wire(args));
+        let addrs: Vec<_> = std::iter::once(common.addr)
+            .chain(args.also.iter().copied())
+            .collect();
+        let (addr, rate, ws) = (addrs[i % addrs.len()], args.rate, wire(args));
         let (prefix, id_base) = (args.prefix.clone(), args.id_base);
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
@@ -196,6 +214,12 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
     // server, and ends the run.
     let mut cpu = CpuWindow::new(common.pid);
     let cpu_used = Rc::new(RefCell::new(None));
+    let mut also_cpu: Vec<CpuWindow> = args
+        .also_pids
+        .iter()
+        .map(|&p| CpuWindow::new(Some(p)))
+        .collect();
+    let also_used = Rc::new(RefCell::new(Vec::new()));
     {
         let state = state.clone();
         let (pid, warmup, secs) = (common.pid, common.warmup, common.secs);
@@ -203,6 +227,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         let login_timeout = common.login_timeout;
         let ws = wire(args);
         let cpu_used = cpu_used.clone();
+        let also_used = also_used.clone();
         schedule.spawn(move |h| {
             while {
                 let s = state.borrow();
@@ -236,6 +261,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             }
             h.sleep_until(measure_from);
             cpu.open();
+            also_cpu.iter_mut().for_each(CpuWindow::open);
             let sample = |s: &mut State| {
                 let at = s.t0.map_or(0.0, |t0| t0.elapsed().as_secs_f64());
                 let (rss, fds) = (pid.and_then(measure::rss_kib), pid.and_then(measure::open_fds));
@@ -266,6 +292,7 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             }
             h.sleep_until(stop_sending);
             *cpu_used.borrow_mut() = cpu.used();
+            *also_used.borrow_mut() = also_cpu.iter().map(CpuWindow::used).collect::<Vec<_>>();
             h.sleep(Duration::from_secs_f64(drain));
             sample(&mut state.borrow_mut());
             // Ending the receivers: reset every connection.
@@ -311,7 +338,8 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
          \"deliveries\":{},\"deliveries_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\
          \"missing\":{},\"out_of_order\":{},\"receivers_lost\":{},\"churn_ok\":{},\"churn_failed\":{},\
          \"server_cpu\":{},\"deliveries_per_cpu_s\":{},\
-         \"rss_start_kib\":{},\"rss_end_kib\":{},\"rss_max_kib\":{},\"fds_idle\":{},\"fds_end\":{},\"connected_end\":{}}}",
+         \"rss_start_kib\":{},\"rss_end_kib\":{},\"rss_max_kib\":{},\"fds_idle\":{},\"fds_end\":{},\"connected_end\":{},\
+         \"addrs\":{},\"cross_p50_us\":{},\"cross_p99_us\":{},\"also_cpu\":[{}]}}",
         common.addr,
         super::tls::is_on(),
         c,
@@ -341,6 +369,15 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         opt(fds_idle),
         opt(last.and_then(|x| x.2)),
         receivers,
+        s.addrs,
+        s.cross.percentile(0.50),
+        s.cross.percentile(0.99),
+        also_used
+            .borrow()
+            .iter()
+            .map(|c| measure::json_f64(c.map(|c| c / window), 3))
+            .collect::<Vec<_>>()
+            .join(","),
     );
     println!("{json}");
     if s.failed > 0 {

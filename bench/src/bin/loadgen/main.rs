@@ -137,7 +137,10 @@ const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
                [--ws yes|no] [--abchat yes|no] [--prefix P] [--id-base B]
-               [--secs S] [--warmup S] [--pid P]
+               [--also-addr A2]... [--also-pid P2]... [--secs S] [--warmup S] [--pid P]
+          (--also-addr: client i goes to the i % n-th of --addr and the --also-addr list,
+          and latency between clients of different addresses is measured apart, cross_*;
+          --also-pid: more processes whose CPU is measured in the window, also_cpu)
   loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]
   (chat, idle and accept also take --login-timeout S)
@@ -156,7 +159,7 @@ fn main() {
 }
 
 /// Every flag; each takes a value.
-const FLAGS: [&str; 22] = [
+const FLAGS: [&str; 24] = [
     "--addr",
     "--login-timeout",
     "--secs",
@@ -172,6 +175,8 @@ const FLAGS: [&str; 22] = [
     "--report",
     "--prefix",
     "--id-base",
+    "--also-addr",
+    "--also-pid",
     "--abchat",
     "--ws",
     "--tls",
@@ -208,6 +213,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         abchat: false,
         prefix: "c".to_owned(),
         id_base: 0,
+        also: Vec::new(),
+        also_pids: Vec::new(),
     };
     let mut tls = tls::TlsArgs::default();
     while let Some(flag) = args.next_flag() {
@@ -244,6 +251,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--report" => chat.report = value.parse().unwrap_or_else(|e| bad(&e)),
             "--prefix" => chat.prefix = value.clone(),
             "--id-base" => chat.id_base = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--also-addr" => chat.also.push(value.parse().unwrap_or_else(|e| bad(&e))),
+            "--also-pid" => chat
+                .also_pids
+                .push(value.parse().unwrap_or_else(|e| bad(&e))),
             "--abchat" => chat.abchat = yes_no(),
             "--ws" => chat.ws = yes_no(),
             "--tls" => tls.on = yes_no(),

@@ -1,0 +1,198 @@
+//! The reader: the node's tasklet that reads the room's stream back (`XREAD BLOCK` from the
+//! last id it delivered, on a connection of its own) and delivers each entry to the members
+//! here, in the stream's order. It says the node's hello first (the node registered, the
+//! room's members learned, the stream read from its end), and after a loss it reads on from
+//! where it was: what the other nodes said meanwhile, within the stream's history.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::redis::{Cmd, Config, Connection, Value};
+use super::Trouble;
+use fibra::Handle;
+
+use super::entry::Read;
+use super::keys;
+use super::state::Node;
+use super::writer::{items, text, MAX_BACKOFF, MIN_BACKOFF};
+use crate::room::{Chat, LOG};
+
+/// How long one `XREAD` blocks in Redis.
+pub(crate) const BLOCK: Duration = Duration::from_millis(1000);
+/// Entries read at once at most.
+const COUNT: usize = 64;
+
+/// At the room's stop (the reader is ended with the room's tasklets): the writer says the
+/// node's goodbye.
+struct Stop(Rc<Node>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.state.try_borrow_mut() {
+            state.stopping = true;
+        }
+        self.0.wake_writer();
+    }
+}
+
+/// Runs the reader until the room stops.
+pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config) {
+    let _stop = Stop(Rc::clone(node));
+    let mut last_id = String::new();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let result = Connection::connect(h, config)
+            .map_err(Trouble::from)
+            .and_then(|mut conn| {
+                if !node.state.borrow().ready {
+                    last_id = hello(h, &mut conn, chat, node)?;
+                } else {
+                    check_gap(h, &mut conn, &last_id)?;
+                }
+                backoff = MIN_BACKOFF;
+                read(h, &mut conn, chat, node, &mut last_id)
+            });
+        let Err(e) = result;
+        node.lost(&mut chat.room.borrow_mut(), &e);
+        let _ = h.park_until(Instant::now() + backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The node's hello: registered, its leftovers gone, the other nodes' members listed here;
+/// returns the stream's last id, where the reading starts.
+fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<String, Trouble> {
+    let reply = conn.call(
+        h,
+        &keys::script(keys::HELLO)
+            .arg(node.options.history.to_string())
+            .arg(&node.name)
+            .arg(&node.instance)
+            .arg(node.options.ttl.as_millis().to_string()),
+    )?;
+    let parts = items(&reply).ok_or_else(|| unexpected("the hello", &reply))?;
+    let last_id = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
+    let mut room = chat.room.borrow_mut();
+    let mut others = 0;
+    for pair in parts[1..].chunks(2) {
+        let [_node, handles] = pair else { break };
+        for handle in items(handles).unwrap_or_default().iter().filter_map(text) {
+            if room.member(&handle).is_none() && !room.is_elsewhere(&handle) {
+                room.joined_elsewhere(handle.into());
+                others += 1;
+            }
+        }
+    }
+    drop(room);
+    log::info!(target: LOG, "node {} joined the room in Redis: {others} members on {} other nodes; reading from {last_id}",
+        node.name, parts.len() / 2);
+    node.state.borrow_mut().ready = true;
+    node.wake_writer();
+    Ok(last_id)
+}
+
+/// Reads the stream from `last_id` on, delivering each entry here, until the connection
+/// fails.
+fn read(
+    h: &Handle,
+    conn: &mut Connection,
+    chat: &Chat,
+    node: &Node,
+    last_id: &mut String,
+) -> Result<std::convert::Infallible, Trouble> {
+    let block = BLOCK.as_millis().to_string();
+    let count = COUNT.to_string();
+    loop {
+        let reply = conn.call_blocking(
+            h,
+            &Cmd::new("XREAD")
+                .arg("COUNT")
+                .arg(&count)
+                .arg("BLOCK")
+                .arg(&block)
+                .arg("STREAMS")
+                .arg(keys::LOG)
+                .arg(&*last_id),
+            BLOCK,
+        )?;
+        // Nil: nothing new in BLOCK; else [[stream, [[id, [field, value, ...]], ...]]].
+        let Some(streams) = items(&reply) else {
+            continue;
+        };
+        let Some(entries) = streams
+            .first()
+            .and_then(items)
+            .and_then(|s| s.get(1))
+            .and_then(items)
+        else {
+            continue;
+        };
+        let mut room = chat.room.borrow_mut();
+        for entry in entries {
+            let Some([id, fields]) = items(entry).and_then(|e| <&[Value; 2]>::try_from(e).ok())
+            else {
+                continue;
+            };
+            let fields = items(fields).unwrap_or_default();
+            let read = Read::from_fields(fields.chunks(2).filter_map(|pair| match pair {
+                [name, value] => Some((bytes(name)?, bytes(value)?)),
+                _ => None,
+            }));
+            node.deliver(&mut room, &read);
+            if let Some(id) = text(id) {
+                *last_id = id;
+            }
+        }
+    }
+}
+
+/// After a loss: says so if the stream's history no longer holds the entries after
+/// `last_id` (trimmed by `MAXLEN` while this node was away, they are lost to it): the
+/// entry it delivered last is gone, and the stream now starts after it.
+fn check_gap(h: &Handle, conn: &mut Connection, last_id: &str) -> Result<(), Trouble> {
+    let replies = super::pipeline(
+        h,
+        conn,
+        &[
+            Cmd::new("XRANGE").arg(keys::LOG).arg(last_id).arg(last_id),
+            Cmd::new("XRANGE")
+                .arg(keys::LOG)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg("1"),
+        ],
+    )?;
+    let [ours, first] = &replies[..] else {
+        return Ok(());
+    };
+    let first = items(first)
+        .and_then(|f| f.first())
+        .and_then(items)
+        .and_then(|e| e.first())
+        .and_then(text);
+    let ours_gone = items(ours).is_some_and(<[Value]>::is_empty);
+    if let Some(first) = first {
+        if ours_gone && stream_id(&first) > stream_id(last_id) && last_id != "0-0" {
+            log::warn!(target: LOG, "back in Redis after its history moved on: entries after {last_id} before {first} were trimmed (--redis-history) and are lost here");
+        }
+    }
+    Ok(())
+}
+
+/// A stream id (`ms-seq`) as a number pair, for comparing.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::Bulk(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn unexpected(what: &str, reply: &Value) -> Trouble {
+    Trouble::Other(format!("{what}: unexpected reply {reply:?}"))
+}

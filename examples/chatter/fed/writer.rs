@@ -1,0 +1,316 @@
+//! The writer: the node's one tasklet that changes Redis, on a connection of its own, so
+//! that what it writes keeps its order: the sessions' claims, the entries made here
+//! (`XADD`, pipelined, from the outbox), the handles freed after their members' leaves, the
+//! heartbeat (the node's key, its members' handles) and the reaper; at the stop, the
+//! node's goodbye. When Redis is out of reach it tries again (100 ms, doubling to 1 s), and
+//! when it is back it publishes the outbox.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::redis::{Cmd, Config, Connection, Value};
+use fibra::tasks::TasksExt;
+use fibra::Handle;
+
+use super::entry::Kind;
+use super::keys;
+use super::state::{Claim, Node};
+use super::{call, pipeline, Trouble};
+use crate::room::{Chat, LOG};
+
+/// Entries written in one pipeline at most.
+const BATCH: usize = 512;
+/// The first wait before connecting again; it doubles up to [`MAX_BACKOFF`].
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs the writer until the room stops (and the goodbye is said, if Redis is in reach).
+pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config) {
+    let mut epoch: Option<String> = None;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        // Nothing before the reader's hello (the node registered, its leftovers gone).
+        loop {
+            let state = node.state.borrow();
+            if state.stopping {
+                return;
+            }
+            if state.ready {
+                break;
+            }
+            drop(state);
+            let _ = h.park_until(Instant::now() + MIN_BACKOFF);
+        }
+        let generation = node.state.borrow().generation;
+        let result = Connection::connect(h, config)
+            .map_err(Trouble::from)
+            .and_then(|mut conn| {
+                let fresh = check_epoch(h, &mut conn, node, &mut epoch)?;
+                beat(h, &mut conn, chat, node)?;
+                if !node.state.borrow().up || fresh {
+                    node.found(fresh);
+                    if let Some(reader) = node.reader.get() {
+                        reader.unpark();
+                    }
+                }
+                backoff = MIN_BACKOFF;
+                serve(h, &mut conn, chat, node, generation)
+            });
+        match result {
+            Ok(()) => return, // stopped, goodbye said
+            Err(e) => {
+                node.lost(&mut chat.room.borrow_mut(), &e);
+                if node.state.borrow().stopping {
+                    return;
+                }
+                let _ = h.park_until(Instant::now() + backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Whether this Redis lost its data since this node last saw it (the epoch key changed).
+fn check_epoch(
+    h: &Handle,
+    conn: &mut Connection,
+    node: &Node,
+    epoch: &mut Option<String>,
+) -> Result<bool, Trouble> {
+    let replies = pipeline(
+        h,
+        conn,
+        &[
+            Cmd::new("SET")
+                .arg(keys::EPOCH)
+                .arg(&node.instance)
+                .arg("NX"),
+            Cmd::new("GET").arg(keys::EPOCH),
+        ],
+    )?;
+    let now = replies.last().and_then(text).unwrap_or_default();
+    let fresh = epoch.as_ref().is_some_and(|e| *e != now);
+    *epoch = Some(now);
+    Ok(fresh)
+}
+
+/// Writes what the node has for Redis until the stop, or until the connection fails or
+/// another connection of the node found Redis out of reach.
+fn serve(
+    h: &Handle,
+    conn: &mut Connection,
+    chat: &Chat,
+    node: &Rc<Node>,
+    generation: u64,
+) -> Result<(), Trouble> {
+    let mut next_beat = Instant::now() + node.options.refresh;
+    let ttl = node.options.ttl.as_millis().to_string();
+    let maxlen = node.options.history.to_string();
+    loop {
+        if node.state.borrow().generation != generation {
+            return Err(Trouble::Other("the reader lost Redis".into()));
+        }
+        let beat_due = Instant::now() >= next_beat;
+        let (claims, releases, stopping) = {
+            let mut state = node.state.borrow_mut();
+            (
+                std::mem::take(&mut state.claims),
+                std::mem::take(&mut state.releases),
+                state.stopping,
+            )
+        };
+        let mut cmds: Vec<Cmd> = Vec::new();
+        for claim in &claims {
+            cmds.push(
+                keys::script(keys::CLAIM)
+                    .arg(&node.name)
+                    .arg(&ttl)
+                    .arg(&*claim.handle),
+            );
+        }
+        let first_entry = cmds.len();
+        let last_written = {
+            let state = node.state.borrow();
+            let mut last = state.written;
+            for own in state
+                .outbox
+                .iter()
+                .filter(|o| o.seq > state.written)
+                .take(BATCH)
+            {
+                let seq = own.seq.to_string();
+                let mut cmd = Cmd::new("XADD")
+                    .arg(keys::LOG)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(&maxlen)
+                    .arg("*");
+                for (name, value) in own.fields(&node.name, &node.instance, &seq) {
+                    cmd = cmd.arg(name).arg(value);
+                }
+                cmds.push(cmd);
+                last = own.seq;
+            }
+            last
+        };
+        let entries = cmds.len() - first_entry;
+        if !releases.is_empty() {
+            let mut cmd = keys::script(keys::RELEASE).arg(&node.name);
+            for handle in &releases {
+                cmd = cmd.arg(&**handle);
+            }
+            cmds.push(cmd);
+        }
+        let beat_at = cmds.len();
+        if beat_due {
+            cmds.push(heartbeat(node, &ttl));
+            cmds.push(
+                keys::script(keys::REAP)
+                    .arg(&maxlen)
+                    .arg(&node.name)
+                    .arg(&node.instance),
+            );
+            next_beat = Instant::now() + node.options.refresh;
+        }
+        if cmds.is_empty() {
+            if stopping {
+                bye(h, conn, node, &maxlen)?;
+                return Ok(());
+            }
+            let _ = h.park_until(next_beat);
+            continue;
+        }
+        let replies = match pipeline(h, conn, &cmds) {
+            Ok(replies) => replies,
+            Err(e) => {
+                // Unanswered claims wait for the next connection (or the node's loss).
+                node.state.borrow_mut().claims.extend(claims);
+                return Err(e.into());
+            }
+        };
+        answer_claims(&claims, &replies);
+        if entries > 0 {
+            let mut state = node.state.borrow_mut();
+            if let Some(bad) = replies[first_entry..first_entry + entries]
+                .iter()
+                .find_map(error_of)
+            {
+                log::error!(target: LOG, "XADD refused: {bad}");
+            }
+            state.written = state.written.max(last_written);
+            drop(state);
+        }
+        if beat_due {
+            after_beat(chat, node, &replies[beat_at], &replies[beat_at + 1]);
+        }
+        // Lines said here while the batch was out are next; the room's own turn first.
+        h.yield_now();
+    }
+}
+
+/// The heartbeat's command: the node's key and its members' handles refreshed.
+fn heartbeat(node: &Node, ttl: &str) -> Cmd {
+    let mut cmd = keys::script(keys::HEARTBEAT)
+        .arg(&node.name)
+        .arg(&node.instance)
+        .arg(ttl);
+    for handle in &node.state.borrow().members {
+        cmd = cmd.arg(&**handle);
+    }
+    cmd
+}
+
+/// The heartbeat at once (after a connection): the node and its members' claims back in
+/// Redis, should it have lost them.
+fn beat(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<(), Trouble> {
+    let ttl = node.options.ttl.as_millis().to_string();
+    let reply = call(h, conn, &heartbeat(node, &ttl))?;
+    after_beat(chat, node, &reply, &Value::Nil);
+    Ok(())
+}
+
+/// What the heartbeat and the reaper answered: handles another node took while this one was
+/// away (their members here are let go), a rejoin after this node was declared dead, nodes
+/// reaped.
+fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
+    if let Some(bad) = error_of(beat).or_else(|| error_of(reap)) {
+        log::error!(target: LOG, "heartbeat: {bad}");
+        return;
+    }
+    if let Some([lost, rejoin]) = items(beat).and_then(|v| <&[Value; 2]>::try_from(v).ok()) {
+        for handle in items(lost).unwrap_or_default().iter().filter_map(text) {
+            log::warn!(target: LOG, "{handle}'s handle was taken on another node while this one was away from Redis: its member here is let go");
+            node.evict(&mut chat.room.borrow_mut(), &handle);
+        }
+        if int(rejoin) == Some(1) {
+            let members: Vec<_> = node.state.borrow().members.iter().cloned().collect();
+            log::warn!(target: LOG, "this node was declared dead while away: its {} members join again", members.len());
+            for handle in members {
+                node.repost(Kind::Join, &handle);
+            }
+        }
+    }
+    for dead in items(reap).unwrap_or_default().iter().filter_map(text) {
+        log::info!(target: LOG, "node {dead} is gone (no heartbeat for {:?}): its members' leaves published", node.options.ttl);
+    }
+}
+
+/// Each claim's answer: won (1) or not; an error counts as not won.
+fn answer_claims(claims: &[Claim], replies: &[Value]) {
+    for (claim, reply) in claims.iter().zip(replies) {
+        if let Some(bad) = error_of(reply) {
+            log::error!(target: LOG, "claim of {}: {bad}", claim.handle);
+        }
+        claim.answer.set(Some(int(reply) == Some(1)));
+        claim.session.unpark();
+    }
+}
+
+/// The stop: the entries made here published, then the goodbye (the members here leave).
+fn bye(h: &Handle, conn: &mut Connection, node: &Node, maxlen: &str) -> Result<(), Trouble> {
+    let reply = call(
+        h,
+        conn,
+        &keys::script(keys::BYE)
+            .arg(maxlen)
+            .arg(&node.name)
+            .arg(&node.instance),
+    )?;
+    if let Some(bad) = error_of(&reply) {
+        log::error!(target: LOG, "goodbye: {bad}");
+    } else {
+        log::info!(target: LOG, "node {} said goodbye to the room", node.name);
+    }
+    Ok(())
+}
+
+// What the replies hold.
+
+pub(crate) fn error_of(value: &Value) -> Option<String> {
+    match value {
+        Value::Error(e) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+pub(crate) fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Simple(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn items(value: &Value) -> Option<&[Value]> {
+    match value {
+        Value::Array(items) => Some(items),
+        _ => None,
+    }
+}
