@@ -12,6 +12,7 @@ tasklet per member
 usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
                [--threads N] [--accept handoff|reuseport] [--pin]
+               [--idle-members stackful|stackless]
                [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
                 [--tls-web-addr HOST:PORT] [--tls-handshake-timeout SECS]]
   --addr           where to listen for telnet (default 127.0.0.1:1980)
@@ -27,6 +28,10 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)
   --pin            with --threads: pin thread i to CPU i
+  --idle-members   `stackful` (a tasklet, so a stack, per member; the default) or
+                   `stackless` (after the login, a silent member holds no tasklet: its
+                   lines are served on pooled tasklets; no vm.max_map_count raise for
+                   a million members)
   --tls-cert       with --tls-key: serve the chat over TLS too, with this certificate
                    chain (PEM, the server's certificate first); TLS and plain members
                    share the room (`openssl s_client -connect HOST:PORT` to chat)
@@ -107,6 +112,15 @@ impl Flags {
                     }
                 }
                 "--pin" => flags.pin = true,
+                "--idle-members" => {
+                    config.stackless_members = match args.value(f).as_str() {
+                        "stackful" => false,
+                        "stackless" => true,
+                        other => {
+                            args.fail(format!("--idle-members `{other}`: stackful or stackless"))
+                        }
+                    }
+                }
                 "--web-addr" => flags.web_addr = Some(args.value(f)),
                 "--no-web" => flags.web_addr = None,
                 "--tls-cert" => cert = Some(args.value(f)),

@@ -64,6 +64,7 @@ mod room; // the room here: connections, members, handles, the fan-out, counters
 mod server; // `Chatter`, a running server, and its doors: listeners, the hand-off
 mod session; // one connection: the login dialogue, then lines and /who /msg /quit
 mod shutdown; // the stop: everyone told, connections closed gracefully
+mod stackless; // `--idle-members stackless`: members without a tasklet while silent
 mod tls; // the TLS doors: the chat over TLS, the web page over HTTPS and WSS
 mod web; // the web page and its WebSocket members
 

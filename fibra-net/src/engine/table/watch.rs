@@ -72,6 +72,7 @@ impl Table {
         };
         c.input.watch = Some(Watch { job, name });
         let input = &c.input;
+
         if input.round == round && input.in_round >= READ_BUDGET {
             // Read its share this round: the next round serves it.
             self.retry.push(key.slot);
