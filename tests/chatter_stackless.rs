@@ -167,7 +167,38 @@ fn the_stop_tells_silent_members_and_closes_them(threads: usize) {
     ada.expect_close(1001);
 }
 
+/// A connection at the prompt holds no tasklet either, and the login deadline still holds:
+/// told, then closed (a browser with 1008).
+fn a_silent_prompt_holds_no_tasklet_and_times_out(threads: usize) {
+    let config = Config {
+        login_timeout: Some(std::time::Duration::from_millis(300)),
+        ..stackless()
+    };
+    let (server, web) = TestServer::start_on_with_web(threads, config);
+    let mut slow = server.client();
+    slow.expect(protocol::PROMPT);
+    let mut slow_web = browser(web);
+    assert_eq!(slow_web.text(), protocol::PROMPT);
+    // One bad handle, then silence: the deadline counts from the connect.
+    slow.send("two words");
+    slow.expect("A handle cannot contain spaces or control characters.");
+    slow.expect(protocol::PROMPT);
+    slow.expect(protocol::LOGIN_TIMED_OUT);
+    slow.expect_end();
+    assert_eq!(slow_web.text(), protocol::LOGIN_TIMED_OUT);
+    let (opcode, payload) = slow_web.next();
+    assert_eq!(opcode, 8, "a close frame");
+    assert_eq!(&payload[..2], &1008u16.to_be_bytes());
+    let mut quick = server.client();
+    server.wait_for("one at its prompt, in its watch", |room, net| {
+        room.sessions == 1 && net.watching == 1
+    });
+    quick.login("quick");
+    server.stop();
+}
+
 chat::on_one_and_two_threads!(
+    a_silent_prompt_holds_no_tasklet_and_times_out,
     silent_members_hold_no_tasklet_and_follow_the_rules,
     a_lost_stackless_member_leaves_exactly_once,
     the_line_limit_ends_only_that_stackless_member,

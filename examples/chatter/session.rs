@@ -141,7 +141,7 @@ fn receive_line(h: &Handle, conn: &Conn, line: &mut Vec<u8>, by: Option<Instant>
 }
 
 /// Prompts until the connection names a free handle; then it is a member.
-pub(crate) fn login(
+fn login(
     h: &Handle,
     chat: &Rc<Chat>,
     conn: &Conn,

@@ -1,13 +1,16 @@
-//! `--idle-members stackless`: after the login (on the connection's tasklet, as ever), a
-//! member holds no tasklet and no stack while it is silent. Its state waits in its
-//! connection's input watch; each line it sends is served on a tasklet taken from the
-//! schedule's pool and given back when nothing is left to read (fibra-net's `OnInput`;
-//! for browsers, fibra-http's `WebSocket::serve_stackless`). The words are the same as a
-//! tasklet's session (`session::obey`); only the waiting differs: an idle member costs its
-//! connection's buffers and this state, not a stack (two kernel maps and ~4 KiB each).
+//! `--idle-members stackless`: a connection holds no tasklet and no stack while it is
+//! silent, at the prompt or as a member. Its state waits in its connection's input watch;
+//! each line it sends is served on a tasklet taken from the schedule's pool and given back
+//! when nothing is left to read (fibra-net's `OnInput`; for browsers, fibra-http's
+//! `WebSocket::serve_stackless`). The words are a tasklet session's (`session::obey`, the
+//! same prompts); only the waiting differs: an idle connection costs its buffers and this
+//! state, not a stack (two kernel maps and ~4 KiB each).
+//!
+//! The login deadline is the connection's read timeout, set again to what is left after each
+//! line; a line split across many reads is as slow to log in as a silent one.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fibra::http::{CloseCode, Message, WebSocket, WsHandler};
 use fibra::net::ops::{OnInput, Tried, TryReceive};
@@ -15,18 +18,26 @@ use fibra::net::{Conn, LoadToken, Lost, NetError};
 use fibra::Handle;
 
 use super::member::Member;
+use super::protocol::{self, parse_handle};
 use super::room::Chat;
-use super::session::{login, obey, Peer};
+use super::session::{obey, Peer};
 
-/// The name of the tasklets that serve a stackless member's lines.
+/// The name of the tasklets that serve a stackless connection's lines.
 const WORKER: &str = "chatter member";
 
-/// Serves one connection: the login on this tasklet, then its member without one.
+/// Where a connection is: choosing a handle (by when), or a member.
+enum Phase {
+    Login(Option<Instant>),
+    Member(Member),
+}
+
+/// Serves one connection without a tasklet while it is silent: the prompt now, the rest as
+/// its lines come. `load` (a thread's share) goes with it.
 pub(crate) fn session(
     h: &Handle,
     chat: &Rc<Chat>,
     conn: &Conn,
-    mut peer: Peer<'_>,
+    peer: Peer<'_>,
     login_by: Option<Instant>,
     load: Option<LoadToken>,
 ) {
@@ -34,15 +45,17 @@ pub(crate) fn session(
     if !chat.room.borrow_mut().enter(conn, web) {
         return;
     }
-    let Some(member) = login(h, chat, conn, &mut peer, login_by) else {
+    if !prompt(conn, login_by) {
         return;
-    };
+    }
+    let chat = Rc::clone(chat);
+    let phase = Phase::Login(login_by);
     match peer {
         Peer::Telnet => turn(
             h,
             Box::new(Telnet {
-                chat: Rc::clone(chat),
-                member,
+                chat,
+                phase,
                 conn: conn.clone(),
                 line: Vec::new(),
                 _load: load,
@@ -50,37 +63,83 @@ pub(crate) fn session(
         ),
         Peer::Web(ws) => {
             let member = WebMember {
-                chat: Rc::clone(chat),
-                member: Some(member),
+                chat,
+                phase,
                 conn: conn.clone(),
                 line: Vec::new(),
                 _load: load,
             };
-            // Closed already: the member is dropped at once (its leave announced).
+            // Closed already: dropped at once (a member's leave announced).
             let _ = ws.serve_stackless(h, member);
         }
     }
 }
 
-/// A telnet member between its lines. Fields drop in order: the leave is announced before
-/// the connection is released (and closed gracefully).
+/// Prompts for a handle; the login's read timeout is what is left until `by`.
+fn prompt(conn: &Conn, by: Option<Instant>) -> bool {
+    if conn.try_send_frame(protocol::PROMPT.as_bytes()).is_err() {
+        return false;
+    }
+    if let Some(by) = by {
+        let left = by.saturating_duration_since(Instant::now());
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+    }
+    true
+}
+
+/// A line from the connection, at the prompt or as a member; `false`: it ends.
+fn on_line(
+    h: &Handle,
+    chat: &Rc<Chat>,
+    conn: &Conn,
+    web: bool,
+    phase: &mut Phase,
+    line: &[u8],
+) -> bool {
+    let by = match phase {
+        Phase::Member(member) => return obey(h, chat, conn, member.handle(), line),
+        Phase::Login(by) => *by,
+    };
+    let answer = match parse_handle(&String::from_utf8_lossy(line)) {
+        Ok(handle) => match Member::join(h, chat, handle, conn, web) {
+            Some(member) => {
+                conn.set_read_timeout(None);
+                *phase = Phase::Member(member);
+                return true;
+            }
+            None => protocol::TAKEN,
+        },
+        Err(bad) => bad.message(),
+    };
+    conn.try_send_frame(answer.as_bytes()).is_ok() && prompt(conn, by)
+}
+
+/// A telnet connection between its lines. Fields drop in order: a member's leave is
+/// announced before the connection is released (and closed gracefully).
 struct Telnet {
     chat: Rc<Chat>,
-    member: Member,
+    phase: Phase,
     conn: Conn,
     line: Vec<u8>,
-    /// With threads: this member's share of its thread's load.
+    /// With threads: this connection's share of its thread's load.
     _load: Option<LoadToken>,
 }
 
-/// The lines that are there, then the watch armed again (or the member's end).
+/// The lines that are there, then the watch armed again (or the end).
 fn turn(h: &Handle, mut t: Box<Telnet>) {
     loop {
         let buf = std::mem::take(&mut t.line);
         match h.yield_op(TryReceive::into_buf(&t.conn, buf)) {
             Tried::Frame(line) => {
                 t.line = line;
-                if !obey(h, &t.chat, &t.conn, t.member.handle(), &t.line) {
+                let Telnet {
+                    chat,
+                    phase,
+                    conn,
+                    line,
+                    ..
+                } = &mut *t;
+                if !on_line(h, chat, conn, false, phase, line) {
                     return;
                 }
             }
@@ -93,23 +152,28 @@ fn turn(h: &Handle, mut t: Box<Telnet>) {
                 let _ = t.conn.try_send_frame(reason.as_bytes());
                 return;
             }
+            Tried::Failed(NetError::Lost(Lost::TimedOut) | NetError::TimedOut) => {
+                if matches!(t.phase, Phase::Login(_)) {
+                    let _ = t.conn.try_send_frame(protocol::LOGIN_TIMED_OUT.as_bytes());
+                }
+                return;
+            }
             Tried::Failed(_) => return,
         }
     }
-    // An idle member keeps no line buffer.
+    // A silent connection keeps no line buffer.
     t.line = Vec::new();
     let conn = t.conn.clone();
     let job = Box::new(move |h: &Handle| turn(h, t));
     if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, job)) {
-        log::debug!(target: super::room::LOG, "a member could not wait for input: {e}");
+        log::debug!(target: super::room::LOG, "a connection could not wait for input: {e}");
     }
 }
 
-/// A browser member between its messages.
+/// A browser between its messages.
 struct WebMember {
     chat: Rc<Chat>,
-    /// Dropped (the leave announced) at `/quit`, before the close.
-    member: Option<Member>,
+    phase: Phase,
     conn: Conn,
     line: Vec<u8>,
     _load: Option<LoadToken>,
@@ -128,13 +192,22 @@ impl WsHandler for WebMember {
                 .iter()
                 .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
         );
-        let Some(member) = &self.member else {
-            return;
-        };
-        if !obey(h, &self.chat, &self.conn, member.handle(), &self.line) {
-            self.member = None;
+        if !on_line(h, &self.chat, &self.conn, true, &mut self.phase, &self.line) {
+            // `/quit`: the leave is announced before the close.
+            self.phase = Phase::Login(None);
             let _ = ws.close(h, CloseCode::NORMAL, "");
         }
-        self.line = Vec::new();
+        if self.line.capacity() > 256 {
+            self.line = Vec::new();
+        }
+    }
+
+    fn on_read_timeout(&mut self, h: &Handle, ws: &mut WebSocket) {
+        if matches!(self.phase, Phase::Login(_)) {
+            let _ = self
+                .conn
+                .try_send_frame(protocol::LOGIN_TIMED_OUT.as_bytes());
+            let _ = ws.close(h, CloseCode::POLICY, "login timed out");
+        }
     }
 }

@@ -18,6 +18,13 @@ pub trait WsHandler: 'static {
     /// with `ws` closed.
     fn on_message(&mut self, h: &Handle, ws: &mut WebSocket, message: Message);
 
+    /// Nothing arrived within the connection's read timeout (`Conn::set_read_timeout`: a
+    /// login deadline, a heartbeat). The default closes with 1008 (policy); a handler may
+    /// say why first. The WebSocket ends when this returns.
+    fn on_read_timeout(&mut self, h: &Handle, ws: &mut WebSocket) {
+        let _ = ws.close(h, CloseCode::POLICY, "timed out");
+    }
+
     /// The WebSocket ended, with the code of its close (1006 when the connection was lost
     /// without one, or the schedule went away): called exactly once, from a destructor, so
     /// it gets no handle and must not park.
@@ -99,7 +106,12 @@ fn work<H: WsHandler>(h: &Handle, mut idle: Box<Idle<H>>) {
             }
             Ok(None) => break,
             Err(HttpError::TimedOut) => {
-                let _ = ws.close(h, CloseCode::POLICY, "timed out");
+                if h.catch_panic(|| handler.on_read_timeout(h, ws)).is_err() {
+                    log::error!(target: "fibra_http", "a stackless WebSocket handler panicked");
+                }
+                if !ws.is_closed() {
+                    let _ = ws.close(h, CloseCode::POLICY, "timed out");
+                }
                 return;
             }
             Err(_) => return,

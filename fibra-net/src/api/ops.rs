@@ -67,12 +67,25 @@ impl Op for Accept {
 pub struct Connect {
     pub(crate) addr: SocketAddr,
     pub(crate) options: ConnOptions,
+    pub(crate) local: Option<SocketAddr>,
 }
 
 impl Connect {
     /// Connect to `addr`; the connection gets `options`.
     pub fn new(addr: SocketAddr, options: ConnOptions) -> Self {
-        Connect { addr, options }
+        Connect {
+            addr,
+            options,
+            local: None,
+        }
+    }
+
+    /// Binds the socket to `local` before connecting (a source address of one's choice:
+    /// 127.0.0.2, 127.0.0.3... each give a load generator another ~28,000 ports to the same
+    /// server). Port 0: the system picks one.
+    pub fn bind(mut self, local: SocketAddr) -> Self {
+        self.local = Some(local);
+        self
     }
 }
 

@@ -262,7 +262,7 @@ impl Serves<Connect> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        match table.submit_connect(op.addr, op.options, from, cx.now()) {
+        match table.submit_connect(op.addr, op.local, op.options, from, cx.now()) {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,
         }

@@ -83,9 +83,21 @@ pub(crate) fn accept(listener: &Socket) -> Accepted {
     }
 }
 
-/// A socket connecting to `addr`: `(socket, true)` while the handshake is in progress.
-pub(crate) fn connect(addr: SocketAddr) -> Result<(Socket, bool), NetError> {
+/// A socket connecting to `addr` (from `local`, if given): `(socket, true)` while the
+/// handshake is in progress.
+pub(crate) fn connect(
+    addr: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Result<(Socket, bool), NetError> {
     let socket = stream(addr)?;
+    if let Some(local) = local {
+        socket
+            .bind(&SockAddr::from(local))
+            .map_err(|e| NetError::Bind {
+                addr: local,
+                source: e,
+            })?;
+    }
     match socket.connect(&SockAddr::from(addr)) {
         Ok(()) => Ok((socket, false)),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok((socket, true)),
