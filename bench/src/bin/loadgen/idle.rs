@@ -293,7 +293,7 @@ fn child(common: &Common, args: &IdleArgs) -> Result<(), Box<dyn std::error::Err
         held.failed, held.secs
     );
     std::io::stdout().flush()?;
-    held.schedule.run_for(Duration::from_secs_f64(args.hold))?;
+    hold(&mut held.schedule, args.hold)?;
     for conn in held.conns.borrow_mut().drain(..) {
         conn.abort();
     }
@@ -403,9 +403,7 @@ fn parent(
     // Let the server settle, then read its memory, twice over the hold.
     let pause = |secs: f64, own: &mut Option<Held>| -> Result<(), Box<dyn std::error::Error>> {
         match own {
-            Some(held) => {
-                held.schedule.run_for(Duration::from_secs_f64(secs))?;
-            }
+            Some(held) => hold(&mut held.schedule, secs)?,
             None => std::thread::sleep(Duration::from_secs_f64(secs)),
         }
         Ok(())
@@ -475,6 +473,19 @@ fn parent(
     );
     if failed > 0 {
         return Err(format!("{failed} connections failed").into());
+    }
+    Ok(())
+}
+
+/// Ticks `schedule` for `secs`: its connections stay served with no tasklet left (a
+/// schedule's `run_for` returns at once then).
+fn hold(schedule: &mut fibra::Schedule, secs: f64) -> Result<(), Box<dyn std::error::Error>> {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    while let Some(left) = end
+        .checked_duration_since(Instant::now())
+        .filter(|l| !l.is_zero())
+    {
+        schedule.tick_within(left.min(Duration::from_millis(100)))?;
     }
     Ok(())
 }
