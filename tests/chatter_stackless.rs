@@ -1,4 +1,5 @@
-//! The chatter with `--idle-members stackless`, over real sockets: telnet and browser
+//! The chatter with `--idle-members stackless` (the default), over real sockets, and a few
+//! of the same rules with `stackful`: telnet and browser
 //! members hold no tasklet while silent (each waits in its connection's input watch, the
 //! network plugin's count) and follow the same rules: lines in order both ways, `/who`,
 //! `/msg`, `/quit`, one leave for every way a connection ends, the line limit, and the stop's
@@ -13,6 +14,13 @@ use util::ws::Client as Browser;
 fn stackless() -> Config {
     Config {
         stackless_members: true,
+        ..Config::default()
+    }
+}
+
+fn stackful() -> Config {
+    Config {
+        stackless_members: false,
         ..Config::default()
     }
 }
@@ -96,7 +104,17 @@ fn silent_members_hold_no_tasklet_and_follow_the_rules(threads: usize) {
 
 /// EOF, reset, half-close and a vanished browser: each one leave line.
 fn a_lost_stackless_member_leaves_exactly_once(threads: usize) {
-    let (server, web) = TestServer::start_on_with_web(threads, stackless());
+    a_lost_member_leaves_exactly_once(threads, stackless());
+}
+
+/// The same with a tasklet per connection (`--idle-members stackful`).
+fn a_lost_stackful_member_leaves_exactly_once(threads: usize) {
+    a_lost_member_leaves_exactly_once(threads, stackful());
+}
+
+fn a_lost_member_leaves_exactly_once(threads: usize, config: Config) {
+    let stackless = config.stackless_members;
+    let (server, web) = TestServer::start_on_with_web(threads, config);
     let mut ann = server.join("ann");
     let eof = server.join("eof");
     ann.expect("eof has joined the chat.");
@@ -122,15 +140,26 @@ fn a_lost_stackless_member_leaves_exactly_once(threads: usize) {
     ann.send("sync");
     assert_eq!(ann.lines_until("ann says: sync"), Vec::<String>::new());
     server.wait_for("every session ended", |room, net| {
-        room.sessions == 1 && room.members == 1 && net.connections == 1 && net.watching == 1
+        room.sessions == 1
+            && room.members == 1
+            && net.connections == 1
+            && net.watching == usize::from(stackless)
     });
     server.stop();
 }
 
 fn the_line_limit_ends_only_that_stackless_member(threads: usize) {
+    the_line_limit_ends_only_that_member(threads, stackless());
+}
+
+fn the_line_limit_ends_only_that_stackful_member(threads: usize) {
+    the_line_limit_ends_only_that_member(threads, stackful());
+}
+
+fn the_line_limit_ends_only_that_member(threads: usize, config: Config) {
     let config = Config {
         max_line: 64,
-        ..stackless()
+        ..config
     };
     let (server, web) = TestServer::start_on_with_web(threads, config);
     let mut ann = server.join("ann");
@@ -201,6 +230,8 @@ chat::on_one_and_two_threads!(
     a_silent_prompt_holds_no_tasklet_and_times_out,
     silent_members_hold_no_tasklet_and_follow_the_rules,
     a_lost_stackless_member_leaves_exactly_once,
+    a_lost_stackful_member_leaves_exactly_once,
     the_line_limit_ends_only_that_stackless_member,
+    the_line_limit_ends_only_that_stackful_member,
     the_stop_tells_silent_members_and_closes_them,
 );

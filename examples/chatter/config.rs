@@ -19,7 +19,8 @@ pub(crate) struct Config {
     /// `ConnOptions::with_flush_delay`): the broadcast's cost per line against its latency.
     /// An answer to a connection that just spoke (the login dialogue, `/who`) is not delayed.
     pub(crate) flush_delay: Duration,
-    /// Logged-in members hold no tasklet while silent (`--idle-members stackless`).
+    /// Silent connections hold no tasklet (`--idle-members stackless`, the default); `false`:
+    /// a tasklet each (`stackful`).
     pub(crate) stackless_members: bool,
 }
 
@@ -31,7 +32,7 @@ impl Default for Config {
             login_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
             flush_delay: Duration::from_millis(10),
-            stackless_members: false,
+            stackless_members: true,
         }
     }
 }
