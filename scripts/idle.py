@@ -87,6 +87,7 @@ def one_run(a, mode):
         out = subprocess.run(gen, capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
             sys.stderr.write(out.stderr[-2000:])
+            sys.exit(f"loadgen failed ({mode}): {out.stdout[-500:]}")
         lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
         if not lines:
             sys.exit(f"loadgen gave no result: {out.stderr[-2000:]}")
