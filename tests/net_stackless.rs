@@ -509,3 +509,52 @@ fn stackless_sessions_of_a_dropped_schedule_are_told_once() {
         let _ = p.read_to_end(&mut rest);
     }
 }
+
+/// Another tasklet closes an idle stackless connection through a kept transport: its
+/// queued output still leaves, and `connection_lost` hears `Closed`, once.
+#[test]
+fn stackless_a_kept_transport_closes_an_idle_connection_from_another_tasklet() {
+    struct Kept(Rc<RefCell<Vec<Transport>>>, Log);
+    impl Protocol for Kept {
+        fn connection_made(&mut self, _h: &Handle, t: &Transport) {
+            self.0.borrow_mut().push(t.clone());
+        }
+        fn frame_received(&mut self, _h: &Handle, _t: &Transport, _frame: &[u8]) {}
+        fn connection_lost(&mut self, reason: &Ended) {
+            self.1.borrow_mut().push((1, format!("lost {reason:?}")));
+        }
+    }
+    struct Keeps(Rc<RefCell<Vec<Transport>>>, Log);
+    impl Factory for Keeps {
+        type Protocol = Kept;
+        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Kept> {
+            Some(Kept(self.0.clone(), self.1.clone()))
+        }
+    }
+    let mut s = util::net_schedule();
+    let listener = util::listen(&s);
+    let addr = listener.local_addr();
+    let (room, log) = (Rc::new(RefCell::new(Vec::new())), Log::default());
+    Server::stackless(listener, Keeps(room.clone(), log.clone()))
+        .start(&mut s)
+        .unwrap();
+    let mut peer = client(addr);
+    util::run_until(&mut s, "the session", || !room.borrow().is_empty());
+    s.run_for(Duration::from_millis(20)).unwrap();
+    assert_eq!(util::net_stats(&s).watching, 1, "idle, in its watch");
+    let transport = room.borrow()[0].clone();
+    s.spawn(move |h| {
+        h.sleep(Duration::from_millis(5));
+        transport.send_line("last words").unwrap();
+        transport.close();
+    })
+    .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).map(|_| rest)
+    });
+    util::run_until(&mut s, "the loss", || lost_count(&log, 1) == 1);
+    assert_eq!(reader.join().unwrap().unwrap(), b"last words\n");
+    s.run_for(Duration::from_millis(20)).unwrap();
+    assert_eq!(events(&log, 1), ["lost Lost(Closed)"]);
+}
