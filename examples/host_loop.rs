@@ -40,6 +40,9 @@ mod session;
 mod shutdown;
 #[path = "chatter/signal.rs"]
 mod signal;
+#[allow(dead_code)]
+#[path = "chatter/stackless.rs"]
+mod stackless;
 
 use std::time::{Duration, Instant};
 

@@ -19,6 +19,9 @@ pub(crate) struct Config {
     /// `ConnOptions::with_flush_delay`): the broadcast's cost per line against its latency.
     /// An answer to a connection that just spoke (the login dialogue, `/who`) is not delayed.
     pub(crate) flush_delay: Duration,
+    /// Silent connections hold no tasklet (`--idle-members stackless`, the default); `false`:
+    /// a tasklet each (`stackful`).
+    pub(crate) stackless_members: bool,
 }
 
 impl Default for Config {
@@ -29,6 +32,7 @@ impl Default for Config {
             login_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
             flush_delay: Duration::from_millis(10),
+            stackless_members: true,
         }
     }
 }

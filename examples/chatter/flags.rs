@@ -6,12 +6,13 @@ use super::cli;
 use super::config::Config;
 use super::tls::TlsDoor;
 
-const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, one \
-tasklet per member
+const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, a \
+tasklet per member while it speaks
 
 usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
                [--threads N] [--accept handoff|reuseport] [--pin]
+               [--idle-members stackless|stackful]
                [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
                 [--tls-web-addr HOST:PORT] [--tls-handshake-timeout SECS]]
                [--redis redis://HOST:PORT [--node NAME] [--redis-history N]
@@ -29,6 +30,10 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)
   --pin            with --threads: pin thread i to CPU i
+  --idle-members   `stackless` (the default: a silent connection, at the prompt or a
+                   member, holds no tasklet; its lines are served on pooled tasklets;
+                   ~1.2-1.7 KiB each, and no vm.max_map_count raise for a million) or
+                   `stackful` (a tasklet, so a stack, per connection: ~5-11 KiB each)
   --tls-cert       with --tls-key: serve the chat over TLS too, with this certificate
                    chain (PEM, the server's certificate first); TLS and plain members
                    share the room (`openssl s_client -connect HOST:PORT` to chat)
@@ -121,6 +126,15 @@ impl Flags {
                     }
                 }
                 "--pin" => flags.pin = true,
+                "--idle-members" => {
+                    config.stackless_members = match args.value(f).as_str() {
+                        "stackful" => false,
+                        "stackless" => true,
+                        other => {
+                            args.fail(format!("--idle-members `{other}`: stackful or stackless"))
+                        }
+                    }
+                }
                 "--web-addr" => flags.web_addr = Some(args.value(f)),
                 "--no-web" => flags.web_addr = None,
                 "--tls-cert" => cert = Some(args.value(f)),

@@ -134,8 +134,14 @@ pub(crate) fn serve_conn(
 ) {
     log::debug!(target: LOG, "{peer} connected");
     let (chat, login_timeout) = (Rc::clone(chat), config.login_timeout);
+    let stackless = config.stackless_members;
     let options = SpawnOptions::new().name("chatter session");
     if let Err(e) = h.spawn_detached_with(options, move |h| {
+        let by = login_timeout.map(|t| Instant::now() + t);
+        if stackless {
+            super::stackless::session(h, &chat, &conn, Peer::Telnet, by, load);
+            return;
+        }
         let _load = load;
         session(
             h,

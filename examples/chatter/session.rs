@@ -46,33 +46,42 @@ pub(crate) fn session(
     let handle = member.handle();
     let mut line = Vec::with_capacity(256);
     while receive(h, conn, &mut peer, &mut line, None) {
-        let text = String::from_utf8_lossy(&line);
-        let mut room = chat.room.borrow_mut();
-        match parse_command(&text) {
-            Command::Say(text) => {
-                log::trace!(target: LOG, "{handle}: {text}");
-                chat.reach.say(&mut room, handle, text);
-            }
-            Command::Who => {
-                let who = room.who();
-                room.tell(conn, &who);
-            }
-            Command::Msg { to, text } => {
-                let whisper = format!("{handle} whispers: {text}");
-                match room.member(to) {
-                    Some(to) => room.tell(&to, &whisper),
-                    None if room.is_elsewhere(to) && chat.reach.tell(to, &whisper) => {}
-                    None => room.tell(conn, &format!("No such handle: {to}")),
-                }
-            }
-            Command::MsgUsage => room.tell(conn, protocol::MSG_USAGE),
-            Command::Unknown(word) => room.tell(conn, &format!("Unknown command: /{word}")),
-            Command::Quit => break,
+        if !obey(h, chat, conn, handle, &line) {
+            break;
         }
-        drop(room);
-        chat.reach.pace(h);
     }
     // `member` drops here: the room hears the leave; then the connection closes gracefully.
+}
+
+/// Says `line`, from member `handle`, to the room, or obeys it as a command; `false` on
+/// `/quit`.
+pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line);
+    let mut room = chat.room.borrow_mut();
+    match parse_command(&text) {
+        Command::Say(text) => {
+            log::trace!(target: LOG, "{handle}: {text}");
+            chat.reach.say(&mut room, handle, text);
+        }
+        Command::Who => {
+            let who = room.who();
+            room.tell(conn, &who);
+        }
+        Command::Msg { to, text } => {
+            let whisper = format!("{handle} whispers: {text}");
+            match room.member(to) {
+                Some(to) => room.tell(&to, &whisper),
+                None if room.is_elsewhere(to) && chat.reach.tell(to, &whisper) => {}
+                None => room.tell(conn, &format!("No such handle: {to}")),
+            }
+        }
+        Command::MsgUsage => room.tell(conn, protocol::MSG_USAGE),
+        Command::Unknown(word) => room.tell(conn, &format!("Unknown command: /{word}")),
+        Command::Quit => return false,
+    }
+    drop(room);
+    chat.reach.pace(h);
+    true
 }
 
 /// Receives a line into `line`; on an error, tells the peer why when it helps.

@@ -30,7 +30,9 @@ impl Chatter {
             let open = schedule
                 .plugin::<NetPlugin>()
                 .map_or(0, |n| n.stats().sockets);
-            if open == 0 || schedule.run_for(Duration::from_millis(2)).is_err() {
+            // A tick, not `run_for`: stackless members hold no tasklet, and a schedule
+            // without one does not run (its closes would wait for ever).
+            if open == 0 || schedule.tick_within(Duration::from_millis(2)).is_err() {
                 break;
             }
         }

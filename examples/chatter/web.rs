@@ -50,11 +50,16 @@ impl Chatter {
                 .get("/", |_h, _req| Response::html(PAGE))
                 .websocket("/ws", move |h, _req, ws| {
                     // Across threads, a browser is this thread's load too.
-                    let _load = chat.reach.charge();
+                    let load = chat.reach.charge();
                     let conn = ws.conn().clone();
                     // Lines sent to it (the prompt, /who, a whisper) become text messages.
                     conn.set_framing(text_frames());
                     let by = config.login_timeout.map(|t| Instant::now() + t);
+                    if config.stackless_members {
+                        super::stackless::session(h, &chat, &conn, Peer::Web(ws), by, load);
+                        return;
+                    }
+                    let _load = load;
                     session(h, &chat, &conn, Peer::Web(ws), by);
                 })
                 .with_limits(limits),

@@ -61,6 +61,7 @@ mod request;
 mod response;
 mod router;
 mod server;
+mod stackless;
 mod websocket;
 
 pub use error::HttpError;
@@ -71,6 +72,7 @@ pub use router::Router;
 #[cfg(feature = "tls")]
 pub use server::{https_config, listen_tls};
 pub use server::{serve, serve_connection};
+pub use stackless::WsHandler;
 pub use websocket::{CloseCode, Message, WebSocket, WsSender};
 
 /// A [`Framing`](fibra_net::Framing) whose frames are WebSocket text messages: give it to a

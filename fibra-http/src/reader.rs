@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use fibra_net::{ops::Receive, Conn, Lost, NetError};
+use fibra_net::ops::{Receive, Tried, TryReceive};
+use fibra_net::{Conn, Lost, NetError};
 use fibra_rt::Handle;
 
 /// Why no more bytes came.
@@ -81,6 +82,48 @@ impl Reader {
                 log::trace!(target: "fibra_http", "connection ended: {e}");
                 Err(ReadEnd::Lost)
             }
+        }
+    }
+
+    /// Like [`fill`](Self::fill), but only what is there now: `Ok(false)` when nothing is.
+    pub(crate) fn try_fill(
+        &mut self,
+        h: &Handle,
+        conn: &Conn,
+        max: usize,
+    ) -> Result<bool, ReadEnd> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let room = max.saturating_sub(self.buf.len()).max(1);
+        let op = TryReceive::raw(conn, std::mem::take(&mut self.scratch), room.min(64 * 1024));
+        match h.yield_op(op) {
+            Tried::Frame(bytes) => {
+                self.buf.extend_from_slice(&bytes);
+                self.scratch = bytes;
+                Ok(true)
+            }
+            Tried::Nothing(scratch) => {
+                self.scratch = scratch;
+                Ok(false)
+            }
+            Tried::Failed(NetError::Lost(Lost::TimedOut) | NetError::TimedOut) => {
+                Err(ReadEnd::TimedOut)
+            }
+            Tried::Failed(e) => {
+                log::trace!(target: "fibra_http", "connection ended: {e}");
+                Err(ReadEnd::Lost)
+            }
+        }
+    }
+
+    /// Gives back the buffers' memory when nothing is pending (an idle connection).
+    pub(crate) fn release_idle(&mut self) {
+        if self.pending().is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.scratch = Vec::new();
         }
     }
 }

@@ -94,6 +94,8 @@ enum Next {
     KeepAlive,
     /// Answered (or not answerable); the connection ends.
     Close,
+    /// A WebSocket handed to a stackless session, which owns the connection now.
+    Detached,
 }
 
 impl Next {
@@ -116,6 +118,9 @@ pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
     loop {
         let next = one_request(h, conn, router, &mut reader, &mut out, first, tls);
         first = false;
+        if matches!(next, Next::Detached) {
+            return;
+        }
         if matches!(next, Next::Close) {
             let _ = h.close(conn);
             return;
@@ -271,7 +276,7 @@ fn one_request(
             }
         },
         Ok(Route::WebSocket(handler)) => {
-            upgrade(
+            let detached = upgrade(
                 h,
                 conn,
                 out,
@@ -280,7 +285,11 @@ fn one_request(
                 router,
                 handler.as_ref(),
             );
-            return Next::Close;
+            return if detached {
+                Next::Detached
+            } else {
+                Next::Close
+            };
         }
         Err((405, allow)) => Response::error(405).header("Allow", allow),
         Err((status, _)) => Response::error(status),
@@ -305,13 +314,13 @@ fn upgrade(
     reader: Reader,
     router: &Router,
     handler: &dyn Fn(&Handle, &Request, &mut WebSocket),
-) {
+) -> bool {
     let timeout = router.limits.send_timeout;
     // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request (an HTTP/1.0 client
     // could not take the 101).
     if request.minor_version == 0 {
         answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
-        return;
+        return false;
     }
     // §4.1: the handshake is a GET (the router serves HEAD by a GET route).
     if request.method != "GET" {
@@ -325,7 +334,7 @@ fn upgrade(
             request.method == "HEAD",
             timeout,
         );
-        return;
+        return false;
     }
     if !request.header_has_token("upgrade", "websocket")
         || !request.header_has_token("connection", "upgrade")
@@ -339,12 +348,12 @@ fn upgrade(
             false,
             timeout,
         );
-        return;
+        return false;
     }
     if request.header("sec-websocket-version") != Some(b"13") {
         let response = Response::error(426).header("Sec-WebSocket-Version", "13");
         answer(h, conn, out, &response, CLOSE, false, timeout);
-        return;
+        return false;
     }
     // §11.3.1: the key must not appear more than once.
     let keys = request
@@ -355,7 +364,7 @@ fn upgrade(
         Some(key) if keys == 1 && is_valid_client_key(key) => key,
         _ => {
             answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
-            return;
+            return false;
         }
     };
     let response = Response::new(101)
@@ -363,11 +372,12 @@ fn upgrade(
         .header("Connection", "Upgrade")
         .header("Sec-WebSocket-Accept", accept_key(key));
     if !answer(h, conn, out, &response, None, false, timeout) {
-        return;
+        return false;
     }
     *out = Vec::new();
     let mut ws = WebSocket::new(conn.clone(), reader, router.limits.clone());
     match h.catch_panic(|| handler(h, request, &mut ws)) {
+        Ok(()) if ws.is_detached() => return true,
         Ok(()) => {
             let _ = ws.close(h, CloseCode::NORMAL, "");
         }
@@ -376,6 +386,7 @@ fn upgrade(
             let _ = ws.close(h, CloseCode::INTERNAL, "");
         }
     }
+    false
 }
 
 fn fill(

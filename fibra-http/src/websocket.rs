@@ -165,6 +165,8 @@ pub struct WebSocket {
     /// The close handshake: the code this side sent, if any.
     sent_close: Option<CloseCode>,
     closed: Option<CloseCode>,
+    /// Handed to a stackless session: this one is an empty shell.
+    detached: bool,
 }
 
 impl WebSocket {
@@ -176,6 +178,7 @@ impl WebSocket {
             assembler: Assembler::default(),
             sent_close: None,
             closed: None,
+            detached: false,
         }
     }
 
@@ -215,6 +218,11 @@ impl WebSocket {
     /// Whether the close handshake has ended (or the connection was lost).
     pub fn is_closed(&self) -> bool {
         self.closed.is_some()
+    }
+
+    /// The code it closed with, once closed.
+    pub fn closed_code(&self) -> Option<CloseCode> {
+        self.closed
     }
 
     /// Waits for the next message. Pings are answered and pongs taken on the way; a close
@@ -267,6 +275,29 @@ impl WebSocket {
         deadline: Option<Instant>,
     ) -> Result<Message, HttpError> {
         loop {
+            if let Some(message) = self.next_message(h, Some(deadline))? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// The next message if it is here now, without parking: `Ok(None)` when it is not (for a
+    /// WebSocket served without a tasklet while idle, see [`serve_stackless`](Self::serve_stackless)).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Self::receive).
+    pub fn try_receive(&mut self, h: &Handle) -> Result<Option<Message>, HttpError> {
+        self.next_message(h, None)
+    }
+
+    /// The next message: waiting up to `wait`'s deadline, or (`None`) only what is here.
+    fn next_message(
+        &mut self,
+        h: &Handle,
+        wait: Option<Option<Instant>>,
+    ) -> Result<Option<Message>, HttpError> {
+        loop {
             if let Some(code) = self.closed {
                 return Err(HttpError::Closed(code));
             }
@@ -275,7 +306,14 @@ impl WebSocket {
                 Err(code) => return Err(self.fail(h, code)),
             };
             match step.event {
-                Event::More(need) => self.fill(h, need, deadline)?,
+                Event::More(need) => match wait {
+                    Some(deadline) => self.fill(h, need, deadline)?,
+                    None => {
+                        if !self.try_fill(h, need)? {
+                            return Ok(None);
+                        }
+                    }
+                },
                 Event::Ping(payload) => {
                     let _ = self
                         .sender
@@ -293,7 +331,7 @@ impl WebSocket {
                 }
                 Event::Message(message) => {
                     self.reader.consume(step.used);
-                    return Ok(message);
+                    return Ok(Some(message));
                 }
             }
         }
@@ -375,6 +413,44 @@ impl WebSocket {
         self.assembler.clear();
         // What was queued (the close frame) still leaves.
         let _ = h.close(&self.sender.conn);
+    }
+
+    /// Reads what is there now, without parking; `false` when nothing was.
+    fn try_fill(&mut self, h: &Handle, need: usize) -> Result<bool, HttpError> {
+        let max = need.max(self.limits.max_frame.saturating_add(frame::MAX_HEADER));
+        match self.reader.try_fill(h, &self.sender.conn, max) {
+            Ok(got) => Ok(got),
+            Err(ReadEnd::TimedOut) => Err(HttpError::TimedOut),
+            Err(ReadEnd::Lost) => {
+                self.closed = Some(CloseCode::ABNORMAL);
+                Err(HttpError::Closed(CloseCode::ABNORMAL))
+            }
+        }
+    }
+
+    /// An idle WebSocket gives its buffers' memory back.
+    pub(crate) fn release_idle(&mut self) {
+        self.reader.release_idle();
+    }
+
+    /// Moves this WebSocket out (to a stackless session), leaving one that is closed and
+    /// detached: the route's end does not close the connection.
+    pub(crate) fn detach(&mut self) -> WebSocket {
+        let rest = WebSocket {
+            sender: self.sender.clone(),
+            reader: Reader::default(),
+            limits: self.limits.clone(),
+            assembler: Assembler::default(),
+            sent_close: self.sent_close,
+            closed: Some(self.closed.unwrap_or(CloseCode::NORMAL)),
+            detached: true,
+        };
+        std::mem::replace(self, rest)
+    }
+
+    /// Whether [`serve_stackless`](Self::serve_stackless) took the connection.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached
     }
 
     fn fill(

@@ -24,6 +24,8 @@ pub(crate) mod server;
 mod session;
 #[path = "../../examples/chatter/shutdown.rs"]
 mod shutdown;
+#[path = "../../examples/chatter/stackless.rs"]
+mod stackless;
 #[path = "../../examples/chatter/web.rs"]
 mod web;
 // The TLS doors, and a TLS client and hand-made records for the tests.
@@ -358,6 +360,7 @@ fn sum(stats: impl Iterator<Item = Stats>) -> Stats {
         total.1.writes += net.writes;
         total.1.accept_pauses += net.accept_pauses;
         total.1.groups += net.groups;
+        total.1.watching += net.watching;
     }
     total
 }

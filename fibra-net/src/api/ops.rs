@@ -67,12 +67,25 @@ impl Op for Accept {
 pub struct Connect {
     pub(crate) addr: SocketAddr,
     pub(crate) options: ConnOptions,
+    pub(crate) local: Option<SocketAddr>,
 }
 
 impl Connect {
     /// Connect to `addr`; the connection gets `options`.
     pub fn new(addr: SocketAddr, options: ConnOptions) -> Self {
-        Connect { addr, options }
+        Connect {
+            addr,
+            options,
+            local: None,
+        }
+    }
+
+    /// Binds the socket to `local` before connecting (a source address of one's choice:
+    /// 127.0.0.2, 127.0.0.3... each give a load generator another ~28,000 ports to the same
+    /// server). Port 0: the system picks one.
+    pub fn bind(mut self, local: SocketAddr) -> Self {
+        self.local = Some(local);
+        self
     }
 }
 
@@ -225,3 +238,103 @@ conn_op!(
     "Watch `conn`.",
     Lost
 );
+
+/// Take the next frame if one is here now, never parking (for a connection served without a
+/// tasklet of its own while it is idle; see [`OnInput`]). Output: what was found.
+pub struct TryReceive {
+    pub(crate) conn: Conn,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) mode: ReceiveMode,
+}
+
+impl TryReceive {
+    /// The next frame of `conn` by its codec, in `buf` (cleared first), if it is here.
+    pub fn into_buf(conn: &Conn, buf: Vec<u8>) -> Self {
+        TryReceive {
+            conn: conn.clone(),
+            buf,
+            mode: ReceiveMode::Frame,
+        }
+    }
+
+    /// Up to `max` bytes as they arrived, past the codec, if any are here.
+    pub fn raw(conn: &Conn, buf: Vec<u8>, max: usize) -> Self {
+        TryReceive {
+            conn: conn.clone(),
+            buf,
+            mode: ReceiveMode::Raw(max.max(1)),
+        }
+    }
+}
+
+impl fmt::Debug for TryReceive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryReceive")
+            .field("conn", &self.conn)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`TryReceive`] found.
+#[derive(Debug)]
+pub enum Tried {
+    /// A frame (or raw bytes), in the buffer the op was given.
+    Frame(Vec<u8>),
+    /// Nothing now; the buffer the op was given, back.
+    Nothing(Vec<u8>),
+    /// Nothing more will come (as [`Receive`] fails).
+    Failed(NetError),
+}
+
+impl Op for TryReceive {
+    type Output = Tried;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// The body of a tasklet that [`OnInput`] starts.
+pub type InputJob = Box<dyn FnOnce(&fibra_rt::Handle)>;
+
+/// Arm `conn`'s input watch, once: when input comes (bytes, or the connection's end), or
+/// when it is closed or aborted, `job` runs on a new tasklet (named `name`; its stack comes
+/// from the schedule's pool). Until then the connection holds no tasklet and no stack: how a
+/// server keeps a million idle connections. If input is there already, `job` starts at
+/// once. Never parks; the caller usually ends right after, giving its stack back.
+///
+/// One watch per connection: a second replaces the first (which is dropped). A parked
+/// [`Receive`] on the same connection is served first; the watch waits.
+///
+/// A watch is not a tasklet: `Schedule::run` and `run_for` return when no tasklet is left,
+/// watches or not. A server keeps one (its acceptor), and a stop that ends every tasklet
+/// goes on with `tick_within` until its connections have closed.
+pub struct OnInput {
+    pub(crate) conn: Conn,
+    pub(crate) job: InputJob,
+    pub(crate) name: &'static str,
+}
+
+impl OnInput {
+    /// Runs `job` on a tasklet named `name` when `conn` has input.
+    pub fn new(conn: &Conn, name: &'static str, job: InputJob) -> Self {
+        OnInput {
+            conn: conn.clone(),
+            job,
+            name,
+        }
+    }
+}
+
+impl fmt::Debug for OnInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnInput")
+            .field("conn", &self.conn)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Op for OnInput {
+    /// `Err` when the connection is another plugin's, or gone (the job is dropped).
+    type Output = Result<(), NetError>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}

@@ -30,6 +30,9 @@ pub struct NetStats {
     pub accept_pauses: u64,
     /// Groups alive (see [`Group`](crate::Group)).
     pub groups: usize,
+    /// Connections idle without a tasklet: their input watch is armed
+    /// ([`OnInput`](crate::ops::OnInput)).
+    pub watching: usize,
 }
 
 /// The counters the table keeps as it works; the rest of [`NetStats`] is counted on demand.

@@ -18,6 +18,7 @@ mod server;
 mod service;
 mod session;
 mod spawner;
+mod stackless;
 mod transport;
 
 pub use client::{ClientEvent, ClientState, ReconnectingClient};

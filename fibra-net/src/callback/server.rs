@@ -66,10 +66,25 @@ impl Server {
     /// A server that will accept on `listener` and run `factory`'s protocols; it starts
     /// with [`start`](Self::start).
     pub fn new<F: Factory>(listener: Listener, factory: F) -> Server {
+        Server::with_sessions(listener, factory, false)
+    }
+
+    /// A server whose connections hold no tasklet while they wait for input: each frame's
+    /// callbacks run on a tasklet taken from the schedule's pool when it arrives, given back
+    /// when they return (a callback that parks keeps it until it returns; the connection's
+    /// later frames wait). A million idle connections then need no stack each (no
+    /// `vm.max_map_count` raise). Callbacks, their order and `connection_lost` exactly once
+    /// are as with [`new`](Self::new); [`Transport::close`] takes effect when the running
+    /// callback returns, and at once on an idle connection (closing it gracefully).
+    pub fn stackless<F: Factory>(listener: Listener, factory: F) -> Server {
+        Server::with_sessions(listener, factory, true)
+    }
+
+    fn with_sessions<F: Factory>(listener: Listener, factory: F, stackless: bool) -> Server {
         let addr = listener.local_addr();
         let acceptor: Acceptor =
             Box::new(move |h: &Handle, sessions: &Sessions, mailbox: &Mailbox| {
-                accept_loop(h, &listener, factory, sessions, mailbox);
+                accept_loop(h, &listener, factory, sessions, mailbox, stackless);
             });
         Server {
             inner: Rc::new(Inner {
@@ -156,6 +171,7 @@ fn accept_loop<F: Factory>(
     mut factory: F,
     sessions: &Sessions,
     mailbox: &Mailbox,
+    stackless: bool,
 ) {
     loop {
         while let Some(message) = mailbox.take() {
@@ -186,6 +202,12 @@ fn accept_loop<F: Factory>(
                 continue;
             }
         };
+        if stackless {
+            if let Err(e) = super::stackless::start(h, protocol, conn, peer, Some(sessions)) {
+                log::error!(target: "fibra_net::protocol", "no tasklet for a connection from {peer}: {e}");
+            }
+            continue;
+        }
         let sessions = Rc::clone(sessions);
         let spawned =
             h.spawn_detached_with(fibra_rt::SpawnOptions::new().name("session"), move |h| {

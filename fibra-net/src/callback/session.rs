@@ -135,7 +135,7 @@ fn serve<P: Protocol>(
 }
 
 /// What a failed receive says about the connection.
-fn loss(e: &NetError) -> Lost {
+pub(crate) fn loss(e: &NetError) -> Lost {
     match e {
         NetError::Lost(lost) => *lost,
         NetError::Closed => Lost::Closed,

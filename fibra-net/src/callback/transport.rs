@@ -23,15 +23,40 @@ pub struct Transport {
 struct Inner {
     conn: Conn,
     peer: SocketAddr,
-    /// Wakes the session's tasklet (a close request) and kills it.
-    session: Unparker,
+    /// Who runs the session's callbacks.
+    session: Driver,
     close_requested: Cell<bool>,
     /// Tasklets killed when the connection ends, with their unparkers; ended ones are pruned.
     inner: RefCell<Vec<(JoinHandle<()>, Unparker)>>,
 }
 
+/// Who runs a session's callbacks.
+enum Driver {
+    /// Its own tasklet, for its whole life: woken by a close request, killed by a stop.
+    Tasklet(Unparker),
+    /// A tasklet taken when input comes and given back when nothing is left (see
+    /// `stackless.rs`): the one running now, if any, and whether a stop killed the session.
+    Stackless {
+        worker: RefCell<Option<Unparker>>,
+        killed: Cell<bool>,
+    },
+}
+
 impl Transport {
     pub(crate) fn new(conn: Conn, peer: SocketAddr, session: Unparker) -> Transport {
+        Transport::with_driver(conn, peer, Driver::Tasklet(session))
+    }
+
+    /// The transport of a session served without a tasklet while it is idle.
+    pub(crate) fn new_stackless(conn: Conn, peer: SocketAddr) -> Transport {
+        let driver = Driver::Stackless {
+            worker: RefCell::new(None),
+            killed: Cell::new(false),
+        };
+        Transport::with_driver(conn, peer, driver)
+    }
+
+    fn with_driver(conn: Conn, peer: SocketAddr, session: Driver) -> Transport {
         Transport {
             inner: Rc::new(Inner {
                 conn,
@@ -80,7 +105,14 @@ impl Transport {
     /// when the callback returns.
     pub fn close(&self) {
         self.inner.close_requested.set(true);
-        self.inner.session.unpark();
+        match &self.inner.session {
+            Driver::Tasklet(session) => session.unpark(),
+            // Idle, no tasklet to wake: the close wakes its input watch.
+            Driver::Stackless { worker, .. } if worker.borrow().is_none() => {
+                self.inner.conn.close();
+            }
+            Driver::Stackless { .. } => {}
+        }
     }
 
     /// Resets the connection: queued output is dropped, the peer gets a reset, and
@@ -154,7 +186,29 @@ impl Transport {
 
     /// Kills the session's tasklet (its server or client stops).
     pub(crate) fn kill_session(&self) {
-        self.inner.session.kill();
+        match &self.inner.session {
+            Driver::Tasklet(session) => session.kill(),
+            Driver::Stackless { worker, killed } => {
+                killed.set(true);
+                match &*worker.borrow() {
+                    Some(worker) => worker.kill(),
+                    // Idle: the close wakes its input watch, which ends it.
+                    None => self.inner.conn.close(),
+                }
+            }
+        }
+    }
+
+    /// Whether a stop killed this stackless session.
+    pub(crate) fn was_killed(&self) -> bool {
+        matches!(&self.inner.session, Driver::Stackless { killed, .. } if killed.get())
+    }
+
+    /// The tasklet running this stackless session's callbacks now (`None`: idle).
+    pub(crate) fn set_worker(&self, running: Option<Unparker>) {
+        if let Driver::Stackless { worker, .. } = &self.inner.session {
+            *worker.borrow_mut() = running;
+        }
     }
 }
 

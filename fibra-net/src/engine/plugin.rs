@@ -14,7 +14,8 @@ use fibra_rt::{Context, Events, Plugin, Registry, Router, Serves, TaskletId};
 use crate::api::conn::{Conn, Listener};
 use crate::api::error::{Lost, NetError};
 use crate::api::ops::{
-    Abort, Accept, Adopt, Close, Connect, Drain, Flush, Listen, OnLost, Receive,
+    Abort, Accept, Adopt, Close, Connect, Drain, Flush, Listen, OnInput, OnLost, Receive, Tried,
+    TryReceive,
 };
 use crate::api::options::ListenOptions;
 use crate::api::stats::NetStats;
@@ -167,7 +168,9 @@ impl Plugin for NetPlugin {
             .op::<Flush>()
             .op::<Close>()
             .op::<Abort>()
-            .op::<OnLost>();
+            .op::<OnLost>()
+            .op::<TryReceive>()
+            .op::<OnInput>();
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
@@ -259,7 +262,7 @@ impl Serves<Connect> for NetPlugin {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Conn, NetError>> {
         let mut table = self.shared.table.borrow_mut();
-        match table.submit_connect(op.addr, op.options, from, cx.now()) {
+        match table.submit_connect(op.addr, op.local, op.options, from, cx.now()) {
             Poll::Ready(result) => Poll::Ready(result.map(|key| table.conn(key))),
             Poll::Pending => Poll::Pending,
         }
@@ -295,6 +298,50 @@ impl Serves<Receive> for NetPlugin {
         self.serve(&op.conn, |t, key| {
             t.submit_receive(key, from, op.buf, op.mode, cx)
         })
+    }
+}
+
+impl Serves<TryReceive> for NetPlugin {
+    fn submit(&mut self, op: TryReceive, _: TaskletId, cx: &mut Context<'_>) -> Poll<Tried> {
+        if let Err(e) = self.owns(op.conn.shared()) {
+            return Poll::Ready(Tried::Failed(e));
+        }
+        let mut table = self.shared.table.borrow_mut();
+        Poll::Ready(table.submit_try_receive(op.conn.key(), op.buf, op.mode, cx))
+    }
+}
+
+impl Serves<OnInput> for NetPlugin {
+    fn submit(
+        &mut self,
+        op: OnInput,
+        _: TaskletId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), NetError>> {
+        let OnInput { conn, job, name } = op;
+        if let Err(e) = self.owns(conn.shared()) {
+            return Poll::Ready(Err(e));
+        }
+        let armed = self
+            .shared
+            .table
+            .borrow_mut()
+            .submit_watch(conn.key(), job, name, cx);
+        // A refused job (its connection gone) is dropped here, off the table.
+        Poll::Ready(armed.map_err(|(e, _job)| e))
+    }
+}
+
+impl Drop for NetPlugin {
+    fn drop(&mut self) {
+        // Armed jobs hold their connections (a cycle through the table): dropped here, once
+        // the table is free, so that their destructors (a protocol's `connection_lost`) run
+        // and the connections are released.
+        let jobs = match self.shared.table.try_borrow_mut() {
+            Ok(mut table) => table.take_watches(),
+            Err(_) => return,
+        };
+        drop(jobs);
     }
 }
 

@@ -1,6 +1,5 @@
-//! Connection scenarios: `idle` (many connections that say nothing: the server's memory per
-//! connection) and `accept` (connections that log in and leave, as fast as they can: the
-//! server's accept rate).
+//! Connection scenarios: `accept` (connections that log in and leave, as fast as they can:
+//! the server's accept rate); `idle` is `idle.rs`'s.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -26,88 +25,6 @@ fn connect(h: &Handle, addr: std::net::SocketAddr, deadline: Instant) -> Option<
             None
         }
     }
-}
-
-/// `idle`: opens `conns` connections (at most 200 connecting at a time), reads the prompt
-/// on each when `prompt`, then holds them for `--secs` without a byte. Reports the server's
-/// RSS before and with them, and the difference per connection.
-pub(crate) fn idle(
-    common: &Common,
-    conns: usize,
-    prompt: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let mut schedule = super::new_schedule()?;
-    let rss_before = common.pid.and_then(measure::rss_kib);
-    let fds_before = common.pid.and_then(measure::open_fds);
-    let ready = Rc::new(Cell::new(0usize));
-    let failed = Rc::new(Cell::new(0usize));
-    let held = Rc::new(RefCell::new(Vec::with_capacity(conns)));
-    let gate = Rc::new(fibra::tasks::bounded::<()>(200));
-    let started = Instant::now();
-    for _ in 0..conns {
-        let (ready, failed, held, gate) =
-            (ready.clone(), failed.clone(), held.clone(), gate.clone());
-        let (addr, login_timeout) = (common.addr, common.login_timeout);
-        schedule.spawn(move |h| {
-            let _ = gate.0.send(h, ());
-            let deadline = Instant::now() + login_timeout;
-            let mut line = Vec::new();
-            let conn = connect(h, addr, deadline).filter(|conn| {
-                !prompt || receive_by(h, conn, &mut line, deadline).is_ok() && line == PROMPT
-            });
-            let _ = gate.1.receive(h);
-            match conn {
-                Some(conn) => {
-                    ready.set(ready.get() + 1);
-                    held.borrow_mut().push(conn);
-                }
-                None => failed.set(failed.get() + 1),
-            }
-        })?;
-    }
-    while ready.get() + failed.get() < conns {
-        if started.elapsed() > Duration::from_secs(300) {
-            return Err("connecting took over 300 s".into());
-        }
-        schedule.run_for(Duration::from_millis(50))?;
-    }
-    let connect_secs = started.elapsed().as_secs_f64();
-    // Let the server settle, then read its memory, twice over the hold.
-    schedule.run_for(Duration::from_secs_f64(common.warmup))?;
-    let rss_with = common.pid.and_then(measure::rss_kib);
-    let fds_with = common.pid.and_then(measure::open_fds);
-    schedule.run_for(Duration::from_secs_f64(common.secs))?;
-    let rss_end = common.pid.and_then(measure::rss_kib);
-    let open = held.borrow().len();
-    for conn in held.borrow_mut().drain(..) {
-        conn.abort();
-    }
-    schedule.run_for(Duration::from_millis(200))?;
-    let per_conn = match (rss_before, rss_with.max(rss_end)) {
-        (Some(a), Some(b)) if open > 0 => Some((b.saturating_sub(a)) as f64 / open as f64),
-        _ => None,
-    };
-    println!(
-        "{{\"scenario\":\"idle\",\"addr\":\"{}\",\"conns\":{},\"prompt\":{},\"open\":{},\"failed\":{},\
-         \"connect_secs\":{:.2},\"rss_before_kib\":{},\"rss_with_kib\":{},\"rss_end_kib\":{},\
-         \"kib_per_conn\":{},\"fds_before\":{},\"fds_with\":{}}}",
-        common.addr,
-        conns,
-        prompt,
-        open,
-        failed.get(),
-        connect_secs,
-        opt(rss_before),
-        opt(rss_with),
-        opt(rss_end),
-        measure::json_f64(per_conn, 2),
-        opt(fds_before),
-        opt(fds_with),
-    );
-    if failed.get() > 0 {
-        return Err(format!("{} connections failed", failed.get()).into());
-    }
-    Ok(())
 }
 
 /// `accept`: `conns` clients at a time, each in a loop: connect, read the prompt, send a
@@ -214,8 +131,4 @@ fn login(
             }
         }
     }
-}
-
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }

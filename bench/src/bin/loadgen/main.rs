@@ -27,9 +27,13 @@
 //!   (length-prefixed frames, the name, `ok <name>`, `<from>: <text>` to everyone).
 //!   `--prefix P --id-base B` let several generators share one room (handles `P<i>`,
 //!   sender ids from B); each counts only its own senders' lines.
-//! - `idle`: C connections (`--conns`) that read the prompt (`--prompt yes`, for chat
-//!   servers) and then say nothing for `--secs`. Reports the server's RSS before and with
-//!   them, and KiB per connection.
+//! - `idle` (`idle.rs`): C connections (`--conns`, up to a million) that read the prompt
+//!   (`--prompt yes`, for chat servers), or log in (`--login yes`), over telnet or the
+//!   chatter's WebSocket (`--ws yes`), then say nothing for `--secs`. Spread over
+//!   `--procs` generator processes and `--sources` source addresses (127.0.0.2 on) past
+//!   the per-process descriptor limit and the ports of one address pair. Reports the
+//!   server's RSS before and with them, per connection, and the kernel's TCP buffer pages
+//!   (`/proc/net/sockstat`).
 //! - `accept`: C clients at a time (`--conns`), each in a loop: connect, read the prompt,
 //!   send a fresh handle, read its join line, drop. Reports logins/s and login time p50/p99.
 //!
@@ -44,6 +48,7 @@ mod chat;
 mod cli;
 mod conns;
 mod echo;
+mod idle;
 mod measure;
 mod tls;
 
@@ -124,7 +129,8 @@ line (messages or deliveries per second, latency p50/p99; the server's CPU and m
   echo    C connections each sending --size bytes and waiting for their echo
   chat    C chatter-protocol clients each saying --rate lines a second to everyone
           (--ws yes: over WebSocket; --abchat yes: ABChat's protocol)
-  idle    C connections that say nothing: the server's memory per connection
+  idle    C connections that say nothing: the server's memory per connection (over
+          several generator processes and source addresses: --procs, --sources)
   accept  C clients at a time that connect, log in and leave: logins per second
           (over TLS: new TLS logins per second, a full handshake each)
 
@@ -141,7 +147,8 @@ const USAGE: &str = "usage:
           (--also-addr: client i goes to the i % n-th of --addr and the --also-addr list,
           and latency between clients of different addresses is measured apart, cross_*;
           --also-pid: more processes whose CPU is measured in the window, also_cpu)
-  loadgen idle --addr A [--conns C] [--prompt yes|no] [--secs S] [--warmup S] [--pid P]
+  loadgen idle --addr A [--conns C] [--prompt yes|no] [--login yes|no] [--ws yes|no]
+               [--procs P] [--sources N] [--secs S] [--warmup S] [--pid P]
   loadgen accept --addr A [--conns C] [--secs S] [--warmup S] [--pid P]
   (chat, idle and accept also take --login-timeout S)
   TLS, any scenario: [--tls-ca FILE | --tls-insecure yes] [--tls-name NAME] [--tls-resume yes|no]
@@ -149,7 +156,9 @@ const USAGE: &str = "usage:
 defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --login-timeout 10,
   --conns 100, --size 64,
   --clients 1000, --rate 1, --churn 0, --drain 2, --report 0 (none), --prompt no, --ws no,
-  --abchat no, --prefix c, --id-base 0";
+  --abchat no, --prefix c, --id-base 0, --login no, --procs and --sources: as the
+  connections need (18,000 per process, 25,000 per source address; one process and the
+  system's source address up to 18,000)";
 
 fn main() {
     if let Err(e) = run() {
@@ -159,7 +168,7 @@ fn main() {
 }
 
 /// Every flag; each takes a value.
-const FLAGS: [&str; 24] = [
+const FLAGS: [&str; 30] = [
     "--addr",
     "--login-timeout",
     "--secs",
@@ -184,6 +193,12 @@ const FLAGS: [&str; 24] = [
     "--tls-insecure",
     "--tls-name",
     "--tls-resume",
+    "--login",
+    "--procs",
+    "--sources",
+    "--child",
+    "--source",
+    "--hold",
 ];
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -217,6 +232,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         also_pids: Vec::new(),
     };
     let mut tls = tls::TlsArgs::default();
+    let mut idle = idle::IdleArgs {
+        conns: 0,
+        prompt: false,
+        login: false,
+        ws: false,
+        procs: 0,
+        sources: 0,
+        child: false,
+        source: None,
+        hold: 0.0,
+        prefix: "i".to_owned(),
+    };
     while let Some(flag) = args.next_flag() {
         let f = flag.as_str();
         if !FLAGS.contains(&f) {
@@ -249,7 +276,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--churn" => chat.churn = value.parse().unwrap_or_else(|e| bad(&e)),
             "--drain" => chat.drain = value.parse().unwrap_or_else(|e| bad(&e)),
             "--report" => chat.report = value.parse().unwrap_or_else(|e| bad(&e)),
-            "--prefix" => chat.prefix = value.clone(),
+            "--prefix" => {
+                chat.prefix = value.clone();
+                idle.prefix = value.clone();
+            }
+            "--login" => idle.login = yes_no(),
+            "--procs" => idle.procs = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--sources" => idle.sources = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--child" => idle.child = yes_no(),
+            "--source" => idle.source = Some(value.parse().unwrap_or_else(|e| bad(&e))),
+            "--hold" => idle.hold = value.parse().unwrap_or_else(|e| bad(&e)),
             "--id-base" => chat.id_base = value.parse().unwrap_or_else(|e| bad(&e)),
             "--also-addr" => chat.also.push(value.parse().unwrap_or_else(|e| bad(&e))),
             "--also-pid" => chat
@@ -288,10 +324,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             chat::run(&common, &chat)
         }
-        "idle" | "accept" if conns == 0 || conns > 100_000 => {
-            args.fail("--conns must be in [1, 100000]")
+        "idle" => {
+            if conns == 0 || conns > 1_000_000 || idle.sources > 250 || idle.procs > 1000 {
+                args.fail("--conns must be in [1, 1000000], --sources at most 250, --procs 1000");
+            }
+            idle.conns = conns;
+            idle.prompt = prompt;
+            idle.ws = chat.ws;
+            idle::run(&common, &idle)
         }
-        "idle" => conns::idle(&common, conns, prompt),
+        "accept" if conns == 0 || conns > 100_000 => args.fail("--conns must be in [1, 100000]"),
         "accept" => conns::accept(&common, conns),
         _ => args.unknown(&scenario),
     }

@@ -116,6 +116,7 @@ impl Table {
     pub(crate) fn submit_connect(
         &mut self,
         addr: SocketAddr,
+        local: Option<SocketAddr>,
         options: ConnOptions,
         from: TaskletId,
         now: Instant,
@@ -130,7 +131,7 @@ impl Table {
         };
         #[cfg(not(feature = "tls"))]
         let tls = None;
-        let (socket, in_progress) = match socket::connect(addr) {
+        let (socket, in_progress) = match socket::connect(addr, local) {
             Ok(started) => started,
             Err(e) => return Poll::Ready(Err(e)),
         };

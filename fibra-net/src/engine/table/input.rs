@@ -51,6 +51,8 @@ pub(super) struct Input {
     pub(super) codec: CodecState,
     pub(super) buf: InBuf,
     reader: Option<Reader>,
+    /// The job to start when input comes, while no tasklet serves the connection.
+    pub(super) watch: Option<super::watch::Watch>,
     /// No more bytes come from the socket, and why.
     pub(super) end: Option<Lost>,
     /// When a byte last came, for the read timeout.
@@ -70,6 +72,7 @@ impl Input {
             codec: CodecState::new(&options.framing, Site::Conn(peer)),
             buf: InBuf::default(),
             reader: None,
+            watch: None,
             end: None,
             last_read: now,
             timer: options.read_timeout.and_then(|t| now.checked_add(t)),
@@ -124,7 +127,7 @@ pub(super) enum ReadStep {
 }
 
 /// What to do with a tasklet's receive.
-enum Attempt {
+pub(super) enum Attempt {
     Done(Result<Vec<u8>, NetError>),
     /// Park; `true` when the read budget stopped it (retry next round).
     Pending(Vec<u8>, bool),
@@ -198,7 +201,7 @@ impl Table {
     }
 
     /// Decodes the next frame into `buf`, reading from the socket as needed.
-    fn attempt_receive(
+    pub(super) fn attempt_receive(
         &mut self,
         key: Key,
         mut buf: Vec<u8>,

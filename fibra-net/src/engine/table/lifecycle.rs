@@ -126,6 +126,7 @@ impl Table {
         let tls = c.tls.is_some();
         // A waiting reader found no complete frame: nothing more will come.
         self.fail_reader(key, lost, cx);
+        self.fire_watch(key, cx);
         if tls {
             self.tls_lost(key, lost, cx);
         }

@@ -13,6 +13,8 @@
 //! - [`timers`]: read timeouts, close timeouts, accept back-off, flush delays;
 //! - [`tls`]: the TLS filter between a connection's socket and its buffers (the rustls
 //!   session, and the table's TLS steps);
+//! - [`watch`]: input watches, a job spawned when input comes to a connection that no
+//!   tasklet serves while it is idle;
 //! - [`round`]: one poll round: events, timers, retries, orphans.
 //!
 //! The rules it keeps:
@@ -32,6 +34,7 @@ mod round;
 mod timers;
 mod tls;
 mod waiters;
+mod watch;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -195,6 +198,7 @@ impl Table {
             reads: self.counters.reads,
             writes: self.counters.writes,
             accept_pauses: self.counters.accept_pauses,
+            watching: self.watching(),
             ..NetStats::default()
         };
         for (_, entry) in &self.entries {
@@ -337,6 +341,8 @@ impl Table {
                     self.begin_close(key, cx.now());
                 }
             }
+            // A watched connection hears of it (after an earlier loss, `lose` did not tell).
+            self.fire_watch(key, cx);
         }
     }
 

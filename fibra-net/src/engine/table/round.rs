@@ -74,6 +74,8 @@ impl Table {
             };
             if c.input.has_reader() {
                 self.serve_reader(key, cx);
+            } else if c.input.watch.is_some() {
+                self.fire_watch(key, cx);
             } else if !c.watchers.is_empty()
                 || c.state.is_closing()
                 || c.tls.as_ref().is_some_and(|t| t.is_handshaking())
@@ -96,6 +98,8 @@ impl Table {
             let key = Key { slot, gen: c.gen };
             if c.input.has_reader() {
                 self.serve_reader(key, cx);
+            } else if c.input.watch.is_some() {
+                self.fire_watch(key, cx);
             } else {
                 self.read_ahead(key, cx);
             }

@@ -1,0 +1,157 @@
+//! A [`Protocol`] session served without a tasklet of its own while it is idle: its state
+//! waits in its connection's input watch ([`OnInput`]); when input comes, a tasklet is taken
+//! (its stack from the schedule's pool), runs the callbacks for every frame that is there,
+//! arms the watch again and ends, giving the stack back. A callback that parks keeps the
+//! tasklet until it returns, and the connection's later frames wait for it: one tasklet per
+//! connection at a time, frames in order. `connection_lost` is called exactly once, from the
+//! state's destructor, so a kill or a teardown cannot skip it.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use fibra_rt::Handle;
+use fibra_tasks::TasksExt;
+
+use super::session::{loss, Sessions};
+use crate::ops::{OnInput, Tried, TryReceive};
+use crate::{Conn, Ended, Lost, NetError, Protocol, Transport};
+
+/// The name of the tasklets that run stackless sessions.
+const WORKER: &str = "session";
+
+/// A stackless session's state, between its tasklets.
+struct Idle<P: Protocol> {
+    protocol: P,
+    transport: Transport,
+    /// The frames' buffer, reused.
+    buf: Vec<u8>,
+    made: bool,
+    ended: Option<Ended>,
+    sessions: Option<Sessions>,
+}
+
+impl<P: Protocol> Drop for Idle<P> {
+    fn drop(&mut self) {
+        // Callbacks' panics are caught and set `ended`: without it, the session was killed
+        // (a stop, or its tasklet or schedule went away).
+        let reason = self.ended.take().unwrap_or(Ended::Killed);
+        if let Some(sessions) = &self.sessions {
+            if let Ok(mut sessions) = sessions.try_borrow_mut() {
+                sessions.remove(&self.transport.id());
+            }
+        }
+        self.transport.set_worker(None);
+        self.transport.end(matches!(
+            reason,
+            Ended::Panicked(_) | Ended::Lost(Lost::Aborted)
+        ));
+        log::debug!(target: "fibra_net::protocol",
+            "session with {} ended: {reason}", self.transport.peer_addr());
+        let protocol = &mut self.protocol;
+        // A panic here must not escape a destructor that may run during an unwind.
+        let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            protocol.connection_lost(&reason);
+        }));
+        if told.is_err() {
+            log::error!(target: "fibra_net::protocol", "connection_lost panicked");
+        }
+    }
+}
+
+/// Starts a stackless session of `protocol` on `conn`: `connection_made` runs on a tasklet
+/// of its own, which then waits for input without holding it.
+pub(crate) fn start<P: Protocol>(
+    h: &Handle,
+    protocol: P,
+    conn: Conn,
+    peer: SocketAddr,
+    sessions: Option<&Sessions>,
+) -> Result<(), NetError> {
+    let transport = Transport::new_stackless(conn, peer);
+    if let Some(sessions) = sessions {
+        sessions
+            .borrow_mut()
+            .insert(transport.id(), transport.clone());
+    }
+    let idle = Box::new(Idle {
+        protocol,
+        transport,
+        buf: Vec::new(),
+        made: false,
+        ended: None,
+        sessions: sessions.map(Rc::clone),
+    });
+    let options = fibra_rt::SpawnOptions::new().name(WORKER);
+    h.spawn_detached_with(options, move |h| work(h, idle))?;
+    Ok(())
+}
+
+/// One turn of a session: its callbacks for what is there, then the watch armed again (or
+/// the end).
+fn work<P: Protocol>(h: &Handle, mut idle: Box<Idle<P>>) {
+    idle.transport.set_worker(Some(h.unparker()));
+    if let Some(reason) = serve(h, &mut idle) {
+        idle.ended = Some(reason);
+        return;
+    }
+    idle.transport.set_worker(None);
+    let conn = idle.transport.conn().clone();
+    let job = Box::new(move |h: &Handle| work(h, idle));
+    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, job)) {
+        // Its connection is gone: the state was dropped with the job (`Killed`).
+        log::debug!(target: "fibra_net::protocol", "a session could not wait for input: {e}");
+    }
+}
+
+/// Runs the callbacks for every frame there; `None` when nothing is left, or why it ended.
+fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
+    let Idle {
+        protocol,
+        transport,
+        buf,
+        made,
+        ..
+    } = idle;
+    if !*made {
+        *made = true;
+        if let Err(msg) = h.catch_panic(|| protocol.connection_made(h, transport)) {
+            return Some(Ended::Panicked(msg));
+        }
+    }
+    loop {
+        if transport.was_killed() {
+            return Some(Ended::Killed);
+        }
+        if transport.close_requested() {
+            transport.conn().close();
+            return Some(Ended::Lost(Lost::Closed));
+        }
+        match h.yield_op(TryReceive::into_buf(transport.conn(), std::mem::take(buf))) {
+            Tried::Frame(frame) => {
+                *buf = frame;
+                if let Err(msg) = h.catch_panic(|| protocol.frame_received(h, transport, buf)) {
+                    return Some(Ended::Panicked(msg));
+                }
+            }
+            Tried::Nothing(empty) => {
+                *buf = empty;
+                // An idle connection keeps no large buffer.
+                if buf.capacity() > 4096 {
+                    *buf = Vec::new();
+                }
+                return None;
+            }
+            Tried::Failed(e) => {
+                return Some(match loss(&e) {
+                    // As a tasklet's session: a half-close kept open ends with the stream.
+                    Lost::Eof => match h.catch_panic(|| protocol.eof_received(h, transport)) {
+                        Ok(true) if transport.close_requested() => Ended::Lost(Lost::Closed),
+                        Ok(_) => Ended::Lost(Lost::Eof),
+                        Err(msg) => Ended::Panicked(msg),
+                    },
+                    lost => Ended::Lost(lost),
+                });
+            }
+        }
+    }
+}

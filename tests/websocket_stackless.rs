@@ -1,0 +1,150 @@
+//! `WebSocket::serve_stackless` over real sockets: messages in order, no tasklet while idle
+//! (the schedule's count), a handler that parks keeps its tasklet while later messages wait,
+//! a panic closed with 1011 on its own connection only, and `on_close` exactly once, with
+//! the close's code (1006 for an abrupt end).
+
+mod util;
+
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fibra::http::{CloseCode, Limits, Message, Router, WebSocket, WsHandler};
+use fibra::net::NetPlugin;
+use fibra::rt::{Handle, Schedule};
+use fibra::tasks::TasksExt;
+use util::ws::Client;
+use util::{Served, ServerThread};
+
+/// The close codes `on_close` was told, in order.
+type Ends = Arc<Mutex<Vec<u16>>>;
+
+/// (tasklets serving a WebSocket or a request now, connections in an input watch)
+type Stats = (usize, usize);
+
+struct Echo(Ends);
+
+impl WsHandler for Echo {
+    fn on_message(&mut self, h: &Handle, ws: &mut WebSocket, message: Message) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        match text.as_str() {
+            "slow" => {
+                h.sleep(Duration::from_millis(150));
+                ws.send_text("slow done").unwrap();
+            }
+            "panic" => panic!("asked to"),
+            "quit" => {
+                let _ = ws.close(h, CloseCode::NORMAL, "bye");
+            }
+            _ => ws.send_text(&text).unwrap(),
+        }
+    }
+
+    fn on_close(&mut self, code: CloseCode) {
+        self.0.lock().unwrap().push(code.0);
+    }
+}
+
+struct Ws;
+impl Served for Ws {
+    type Stats = Stats;
+    fn stats(&self, s: &Schedule) -> Stats {
+        let busy = s
+            .tasklets()
+            .filter(|t| t.name == "websocket" || t.name == "http")
+            .count();
+        (busy, s.plugin::<NetPlugin>().unwrap().stats().watching)
+    }
+    fn stop(self, _: &mut Schedule) {}
+}
+
+fn start(ends: Ends) -> ServerThread<Stats> {
+    ServerThread::start(move |s| {
+        let limits = Limits {
+            close_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let router = Rc::new(
+            Router::new()
+                .websocket("/ws", move |h, _req, ws| {
+                    ws.send_text("hello").unwrap();
+                    ws.serve_stackless(h, Echo(ends.clone())).unwrap();
+                })
+                .with_limits(limits),
+        );
+        let listener = s
+            .plugin::<NetPlugin>()
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .unwrap();
+        let addr = listener.local_addr();
+        s.spawn(move |h| {
+            let _ = fibra::http::serve(h, &listener, router);
+        })
+        .unwrap();
+        (addr, Ws)
+    })
+}
+
+#[test]
+fn a_stackless_websocket_echoes_in_order_and_holds_no_tasklet_while_idle() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut c = Client::open(server.addr, "/ws");
+    assert_eq!(c.text(), "hello");
+    for i in 0..50 {
+        c.say(&format!("m{i}"));
+    }
+    for i in 0..50 {
+        assert_eq!(c.text(), format!("m{i}"));
+    }
+    server.wait_for("an idle WebSocket", |&(busy, watching)| {
+        busy == 0 && watching == 1
+    });
+    c.send(8, &1000u16.to_be_bytes());
+    c.expect_close(1000);
+    server.wait_for("its end", |&(_, watching)| watching == 0);
+    assert_eq!(*ends.lock().unwrap(), [1000]);
+}
+
+#[test]
+fn a_stackless_handler_that_parks_keeps_its_tasklet_and_later_messages_wait() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut c = Client::open(server.addr, "/ws");
+    assert_eq!(c.text(), "hello");
+    c.say("slow");
+    c.say("after");
+    server.wait_for("the parked handler", |&(busy, _)| busy == 1);
+    assert_eq!(c.text(), "slow done");
+    assert_eq!(c.text(), "after");
+    server.wait_for("idle again", |&(busy, watching)| busy == 0 && watching == 1);
+    c.say("quit");
+    c.expect_close(1000);
+    server.wait_for("its end", |&(busy, watching)| busy == 0 && watching == 0);
+    assert_eq!(*ends.lock().unwrap(), [1000]);
+}
+
+#[test]
+fn a_panic_in_a_stackless_handler_closes_only_its_websocket_and_an_abrupt_end_is_1006() {
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut calm = Client::open(server.addr, "/ws");
+    let mut wild = Client::open(server.addr, "/ws");
+    assert_eq!(calm.text(), "hello");
+    assert_eq!(wild.text(), "hello");
+    wild.say("panic");
+    // The server closes with 1011 and waits for the answer.
+    let (opcode, payload) = wild.next();
+    assert_eq!((opcode, &payload[..2]), (8, &1011u16.to_be_bytes()[..]));
+    wild.send(8, &1011u16.to_be_bytes());
+    server.wait_for("the panic's end", |_| ends.lock().unwrap().len() == 1);
+    calm.say("still here");
+    assert_eq!(calm.text(), "still here");
+    drop(calm);
+    server.wait_for("both ends", |&(_, watching)| watching == 0);
+    server.wait_for("on_close", |_| ends.lock().unwrap().len() == 2);
+    assert_eq!(*ends.lock().unwrap(), [1011, 1006]);
+}
