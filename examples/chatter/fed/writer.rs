@@ -27,6 +27,9 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Runs the writer until the room stops (and the goodbye is said, if Redis is in reach).
 pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config) {
     let mut epoch: Option<String> = None;
+    // Each connection offers an epoch of its own: one set again by the node that set the
+    // first (a Redis restarted empty) differs from it.
+    let mut offers: u64 = 0;
     let mut backoff = MIN_BACKOFF;
     loop {
         // Nothing before the reader's hello (the node registered, its leftovers gone).
@@ -45,7 +48,9 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
         let result = Connection::connect(h, config)
             .map_err(Trouble::from)
             .and_then(|mut conn| {
-                let fresh = check_epoch(h, &mut conn, node, &mut epoch)?;
+                offers += 1;
+                let offer = format!("{}/{offers}", node.instance);
+                let fresh = check_epoch(h, &mut conn, &offer, &mut epoch)?;
                 beat(h, &mut conn, chat, node)?;
                 if !node.state.borrow().up || fresh {
                     node.found(fresh);
@@ -71,20 +76,19 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
 }
 
 /// Whether this Redis lost its data since this node last saw it (the epoch key changed).
+/// `offer` is set if the key is missing; it must differ from every offer before it, or a
+/// node that set the epoch, finding Redis empty, would set the same again and see no loss.
 fn check_epoch(
     h: &Handle,
     conn: &mut Connection,
-    node: &Node,
+    offer: &str,
     epoch: &mut Option<String>,
 ) -> Result<bool, Trouble> {
     let replies = pipeline(
         h,
         conn,
         &[
-            Cmd::new("SET")
-                .arg(keys::EPOCH)
-                .arg(&node.instance)
-                .arg("NX"),
+            Cmd::new("SET").arg(keys::EPOCH).arg(offer).arg("NX"),
             Cmd::new("GET").arg(keys::EPOCH),
         ],
     )?;
