@@ -66,3 +66,37 @@ fn redis_restarted_empty_is_seen_as_such_by_the_node_that_set_the_epoch() {
     until_no(&mut bob, "ann says: marker", &["says:"]);
     assert_eq!(redis.cmd(&["GET", "chatter:handle:bob"]), "b");
 }
+
+/// Two machines on the same `--addr 0.0.0.0:PORT` and no `--node` must not share a name
+/// (each would take the other's members for a former instance's and make them leave): the
+/// default name holds the machine's host name, not the wildcard address.
+#[test]
+fn the_default_node_name_is_not_a_wildcard_address_shared_by_every_machine() {
+    let redis = Redis::start();
+    for threads in [None, Some("2")] {
+        let mut cmd = std::process::Command::new(util::example("chatter"));
+        cmd.args(["--addr", "0.0.0.0:0", "--no-web", "--redis", &redis.url()]);
+        if let Some(n) = threads {
+            cmd.args(["--threads", n]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut nodes = String::new();
+        while nodes.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            nodes = redis.cmd(&["HKEYS", "chatter:nodes"]);
+        }
+        let _ = child.kill(); // our own child, by handle
+        let _ = child.wait();
+        assert!(!nodes.is_empty(), "the node never registered");
+        assert!(
+            !nodes.contains("0.0.0.0"),
+            "a wildcard address as the node's name: {nodes:?}"
+        );
+        redis.cmd(&["FLUSHALL"]);
+    }
+}

@@ -32,7 +32,10 @@ impl Chatter {
     ) -> Result<Chatter, Box<dyn std::error::Error>> {
         let listener = listen(schedule, addr, config.telnet_options(), false)?;
         let at = listener.local_addr();
-        let name = options.node.clone().unwrap_or_else(|| at.to_string());
+        let name = options
+            .node
+            .clone()
+            .unwrap_or_else(|| super::default_name(&at.to_string()));
         let mut chatter = federated(schedule, config, options, name, None)?;
         chatter.addr = at;
         chatter.accept(schedule, listener)?;
