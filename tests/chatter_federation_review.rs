@@ -100,3 +100,34 @@ fn the_default_node_name_is_not_a_wildcard_address_shared_by_every_machine() {
         redis.cmd(&["FLUSHALL"]);
     }
 }
+
+/// A member who leaves while its node is away with a full outbox: its leave must still reach
+/// the other nodes (else it stays in their `/who` for ever, a ghost).
+#[test]
+fn a_leave_said_while_the_outbox_is_full_still_reaches_the_others() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let a = Node::start_at(&proxy.url(), "a", &["--redis-outbox", "3"]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    proxy.cut();
+    a.wait_for("lost Redis");
+    for k in 0..4 {
+        ann.send(&format!("{k}"));
+    }
+    says(&mut ann, 4);
+    a.wait_for("outbox full (3 entries)");
+    ann.send("/quit");
+    drop(ann);
+    a.wait_for("ann left");
+    proxy.heal();
+    a.wait_for("Redis is in reach");
+    bob.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    until_no(&mut bob, "ann has left the chat.", &["ann says: 3"]);
+    bob.send("/who");
+    bob.expect("Online: bob");
+}

@@ -127,7 +127,13 @@ impl Node {
     fn post(&self, kind: Kind, handle: &str, text: &str, to: &str) -> bool {
         let mut state = self.state.borrow_mut();
         let local = !state.up;
-        if local && state.outbox.len() >= self.options.outbox {
+        // Joins and leaves may go past the bound by as much again: a leave dropped would
+        // leave its member in the other nodes' `/who` for ever.
+        let bound = match kind {
+            Kind::Join | Kind::Leave => self.options.outbox.saturating_mul(2),
+            Kind::Say | Kind::Msg => self.options.outbox,
+        };
+        if local && state.outbox.len() >= bound {
             state.dropped += 1;
             if state.dropped.is_power_of_two() {
                 log::warn!(target: LOG, "outbox full ({} entries) while Redis is out of reach: {} lines said here will not reach the other nodes", self.options.outbox, state.dropped);
