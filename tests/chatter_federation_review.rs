@@ -131,3 +131,35 @@ fn a_leave_said_while_the_outbox_is_full_still_reaches_the_others() {
     bob.send("/who");
     bob.expect("Online: bob");
 }
+
+/// Two clients of one node ask for the same handle at once: one wins, and the handle stays
+/// claimed in Redis for it (the loser's release freed the winner's claim, so another node
+/// could take the handle too).
+#[test]
+fn two_clients_of_one_node_racing_for_a_handle_leave_it_claimed_for_the_winner() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let mut first = a.client();
+    let mut second = a.client();
+    first.expect(chat::protocol::PROMPT);
+    second.expect(chat::protocol::PROMPT);
+    first.send("ann");
+    second.send("ann");
+    let (one, two) = (first.line(), second.line());
+    let mut won = [&one, &two]
+        .iter()
+        .filter(|l| l.as_str() == "ann has joined the chat.")
+        .count();
+    assert_eq!(won, 1, "{one:?} {two:?}");
+    // Past a heartbeat: the claim is still the winner's, and another node cannot take it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "a");
+    assert_eq!(redis.cmd(&["SISMEMBER", "chatter:members:a", "ann"]), ":1");
+    let c = Node::start(&redis, "c", &[]);
+    let mut other = c.client();
+    other.expect(chat::protocol::PROMPT);
+    other.send("ann");
+    let answer = other.line();
+    won += usize::from(answer == "ann has joined the chat.");
+    assert_eq!(won, 1, "the handle was taken twice: {answer:?}");
+}

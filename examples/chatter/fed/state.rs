@@ -86,6 +86,10 @@ pub(crate) struct State {
     pub(crate) unheard: HashSet<Arc<str>>,
     /// Claims waiting for the writer.
     pub(crate) claims: Vec<Claim>,
+    /// The handles of the sessions here waiting for their claim's answer: a second session
+    /// asking for one of them meanwhile is refused (Redis would say yes to both, the node
+    /// holding the handle).
+    pub(crate) claiming: HashSet<Arc<str>>,
     /// The handles of the members here, kept claimed by the heartbeat.
     pub(crate) members: BTreeSet<Arc<str>>,
     /// Handles to free in Redis (after the entries before them are written).
@@ -355,6 +359,21 @@ impl Node {
     }
 }
 
+/// A session's claim in flight: its handle is refused to the other sessions here until the
+/// answer (or the session's end, a kill included).
+struct Claiming {
+    node: Rc<Node>,
+    handle: Arc<str>,
+}
+
+impl Drop for Claiming {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.node.state.try_borrow_mut() {
+            state.claiming.remove(&self.handle);
+        }
+    }
+}
+
 /// The federated room's reach: what happens here goes to the stream, and comes back.
 #[derive(Debug)]
 pub(crate) struct Federation {
@@ -368,14 +387,22 @@ impl Reach for Federation {
     fn claim(&self, h: &Handle, handle: &str) -> bool {
         let node = &self.node;
         let answer = Rc::new(Cell::new(None));
-        {
+        let _claiming = {
             let mut state = node.state.borrow_mut();
-            if state.stopping {
+            if state.stopping || state.members.contains(handle) {
                 return false;
             }
+            let shared: Arc<str> = handle.into();
+            if !state.claiming.insert(Arc::clone(&shared)) {
+                return false; // another session here is claiming it
+            }
+            let claiming = Claiming {
+                node: Rc::clone(node),
+                handle: Arc::clone(&shared),
+            };
             if state.up {
                 state.claims.push(Claim {
-                    handle: handle.into(),
+                    handle: shared,
                     session: h.unparker(),
                     answer: Rc::clone(&answer),
                 });
@@ -383,7 +410,8 @@ impl Reach for Federation {
                 // Redis is out of reach: taken here alone, claimed when it is back.
                 answer.set(Some(true));
             }
-        }
+            claiming
+        };
         node.wake_writer();
         let deadline = Instant::now() + CLAIM_WAIT;
         let won = loop {
