@@ -57,3 +57,38 @@ fn bytes_with_no_line_end_that_are_not_resp_fail_at_once() {
     );
     server.join().unwrap();
 }
+
+/// A generated password often holds `/`, `?`, `@`: left unescaped in the URL, it still logs
+/// in, and no error shows it (the path was split at its `/`: "the host is missing", and the
+/// password printed in full).
+#[test]
+fn a_password_with_url_characters_left_unescaped_logs_in_and_never_shows() {
+    const PASS: &str = "pa/ss?w@rd";
+    let server = util::redis::RedisServer::start_with(&[
+        "--requirepass",
+        PASS,
+        "--bind",
+        "127.0.0.1",
+        "-::1",
+    ]);
+    let port = server.port();
+    let url = format!("redis://:{PASS}@127.0.0.1:{port}/2");
+    let config = Config::parse(&url).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((config.port(), config.db()), (port, 2));
+    let e = Config::parse(&format!("redis://u:{PASS}@127.0.0.1:{port}/x")).unwrap_err();
+    assert!(!e.to_string().contains("ss?w"), "{e}");
+    // IPv6, no port (the default) and an odd database: parsed as meant.
+    let v6 = Config::parse(&format!("redis://:{PASS}@[::1]")).unwrap();
+    assert_eq!((v6.addr().as_str(), v6.db()), ("[::1]:6379", 0));
+    let has_v6 = TcpStream::connect(("::1", port)).is_ok();
+    within(30, move |h| {
+        let mut conn = Connection::connect(h, &config).unwrap();
+        let pong = conn.call(h, &Cmd::new("PING")).unwrap();
+        assert_eq!(pong.as_str(), Some("PONG"));
+        if has_v6 {
+            let v6 = Config::parse(&format!("redis://:{PASS}@[::1]:{port}/1")).unwrap();
+            let mut conn = Connection::connect(h, &v6).unwrap();
+            assert!(conn.call(h, &Cmd::new("PING")).is_ok());
+        }
+    });
+}
