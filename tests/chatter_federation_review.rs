@@ -163,3 +163,83 @@ fn two_clients_of_one_node_racing_for_a_handle_leave_it_claimed_for_the_winner()
     won += usize::from(answer == "ann has joined the chat.");
     assert_eq!(won, 1, "the handle was taken twice: {answer:?}");
 }
+
+/// A node stopped (SIGSTOP) for 4 s, well within the claim TTL: not declared dead (no
+/// leave anywhere), and what was said meanwhile on either side arrives once, in order.
+#[test]
+fn a_node_paused_for_a_few_seconds_is_not_declared_dead_and_loses_no_line() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    b.pause();
+    for k in 0..3 {
+        ann.send(&format!("a {k}"));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    b.resume();
+    for k in 0..3 {
+        bob.send(&format!("b {k}"));
+    }
+    let want: Vec<String> = (0..3)
+        .map(|k| format!("ann says: a {k}"))
+        .chain((0..3).map(|k| format!("bob says: b {k}")))
+        .collect();
+    for m in [&mut ann, &mut bob] {
+        let mut heard = says(m, 6);
+        heard.sort(); // the two senders' lines may interleave; each sender's order kept
+        assert_eq!(heard, want, "{}", m.name);
+        m.send("/who");
+        until_no(m, "Online: ann, bob", &["has left", "says:"]);
+    }
+    assert!(a.try_wait_for("is gone", Duration::from_secs(1)).is_none());
+}
+
+/// Handles with bytes that mean something in keys and fields (`:`, `{`, `}`, `*`, unicode,
+/// 32 characters) on two nodes: claimed under their own key, listed by `/who`, reached by
+/// `/msg`, and freed when they leave.
+#[test]
+fn odd_handles_are_keys_of_their_own_and_reach_across_nodes() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let odd = "h:{x}*é→🦀";
+    let long: String = "ж".repeat(32);
+    let mut first = a.join(odd);
+    let mut second = b.join(&long);
+    first.lines_until(&format!("{long} has joined the chat."));
+    assert_eq!(redis.cmd(&["GET", &format!("chatter:handle:{odd}")]), "a");
+    assert_eq!(redis.cmd(&["GET", &format!("chatter:handle:{long}")]), "b");
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:h"]), "(nil)");
+    first.send(&format!("/msg {long} psst"));
+    until_no(&mut second, &format!("{odd} whispers: psst"), &["says:"]);
+    second.send("/who");
+    let mut names = [odd, long.as_str()];
+    names.sort_unstable();
+    until_no(
+        &mut second,
+        &format!("Online: {}", names.join(", ")),
+        &["says:"],
+    );
+    // A third client asking for the odd handle on the other node: taken.
+    let mut taken = b.client();
+    taken.expect(chat::protocol::PROMPT);
+    taken.send(odd);
+    taken.expect(chat::protocol::TAKEN);
+    drop(first);
+    until_no(
+        &mut second,
+        &format!("{odd} has left the chat."),
+        &["says:"],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while redis.cmd(&["GET", &format!("chatter:handle:{odd}")]) != "(nil)" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the odd handle was never freed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
