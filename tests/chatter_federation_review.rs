@@ -243,3 +243,42 @@ fn odd_handles_are_keys_of_their_own_and_reach_across_nodes() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A server on Redis's port that answers every command with an empty array (a broken
+/// proxy, a wrong service speaking RESP): the node must not panic on the reply to its
+/// hello (it indexed past the end of it), and goes on.
+#[test]
+fn an_empty_reply_to_the_hello_does_not_panic_the_reader() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64 * 1024];
+                let mut at_line_start = true;
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    // One empty array per command (each begins with `*` at a line start).
+                    let mut replies = 0;
+                    for &b in &buf[..n] {
+                        if at_line_start && b == b'*' {
+                            replies += 1;
+                        }
+                        at_line_start = b == b'\n';
+                    }
+                    if stream.write_all(&b"*0\r\n".repeat(replies)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let a = Node::start_at(&format!("redis://127.0.0.1:{port}"), "a", &[]);
+    assert!(
+        a.try_wait_for("panicked", Duration::from_millis(500))
+            .is_none(),
+        "{}",
+        a.log()
+    );
+}

@@ -74,7 +74,7 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
     let last_id = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
     let mut room = chat.room.borrow_mut();
     let mut others = 0;
-    for pair in parts[1..].chunks(2) {
+    for pair in parts.get(1..).unwrap_or_default().chunks(2) {
         let [_node, handles] = pair else { break };
         for handle in items(handles).unwrap_or_default().iter().filter_map(text) {
             if room.member(&handle).is_none() && !room.is_elsewhere(&handle) {
