@@ -282,3 +282,60 @@ fn an_empty_reply_to_the_hello_does_not_panic_the_reader() {
         a.log()
     );
 }
+
+/// Entries in the room's stream that no chatter wrote (another tool's, a half-written one,
+/// numbers that are not numbers): skipped or taken at their word, never a crash, and the
+/// room goes on in order. (A forged leave or join of a real member is taken at its word:
+/// a writer with Redis access is trusted.)
+#[test]
+fn entries_no_chatter_wrote_are_skipped_and_the_room_goes_on() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    for fields in [
+        &["foo", "bar"][..],
+        &["k", "say"],
+        &["k", "dance", "h", "ann"],
+        &[
+            "k", "say", "n", "x", "i", "y", "s", "-3", "h", "eve", "t", "hi",
+        ],
+        &[
+            "k",
+            "say",
+            "n",
+            "x",
+            "i",
+            "y",
+            "s",
+            "18446744073709551616",
+            "h",
+            "eve",
+        ],
+        &["k", "msg", "n", "x", "to", "", "t", ""],
+        &[
+            "k", "", "n", "", "i", "", "s", "", "h", "", "t", "", "to", "",
+        ],
+    ] {
+        let mut cmd = vec!["XADD", "chatter:log", "*"];
+        cmd.extend_from_slice(fields);
+        redis.cmd(&cmd);
+    }
+    ann.send("after");
+    for m in [&mut ann, &mut bob] {
+        until_no(
+            m,
+            "ann says: after",
+            &["has left", "has joined", "ann says:"],
+        );
+        m.send("/who");
+        m.lines_until("Online: ann, bob");
+    }
+    for node in [&a, &b] {
+        assert!(node
+            .try_wait_for("panicked", Duration::from_millis(200))
+            .is_none());
+    }
+}
