@@ -339,3 +339,40 @@ fn entries_no_chatter_wrote_are_skipped_and_the_room_goes_on() {
             .is_none());
     }
 }
+
+/// A member held back by a full outbox while Redis was slow is served at once when the
+/// node finds Redis out of reach (it stayed frozen until Redis came back).
+#[test]
+fn a_member_paced_by_a_full_outbox_is_served_alone_once_redis_is_lost() {
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+    let a = Node::start(&redis, "a", &["--redis-outbox", "3"]);
+    let mut ann = a.join("ann");
+    // Redis stands still for 6 s: a's calls time out after 1 s and it serves alone.
+    let sleeper = {
+        let addr = redis.addr();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n6\r\n")
+                .unwrap();
+            let mut ok = [0u8; 5];
+            c.read_exact(&mut ok).unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for k in 0..5 {
+        ann.send(&format!("{k}"));
+    }
+    a.wait_for("lost Redis");
+    // Every line, the ones past the full outbox too, while Redis still sleeps.
+    assert_eq!(
+        says(&mut ann, 5),
+        (0..5).map(|k| format!("ann says: {k}")).collect::<Vec<_>>()
+    );
+    assert!(
+        !a.log().contains("Redis is in reach"),
+        "the lines past the outbox waited for Redis:\n{}",
+        a.log()
+    );
+    sleeper.join().unwrap();
+}

@@ -202,7 +202,12 @@ impl Node {
         let members = state.members.len();
         // Claims waiting for Redis: taken here alone, claimed when it is back.
         let claims = std::mem::take(&mut state.claims);
+        // Members held back by a full outbox: served alone now, like the rest.
+        let pacing = std::mem::take(&mut state.pacing);
         drop(state);
+        for w in pacing {
+            w.unpark();
+        }
         for claim in claims {
             claim.answer.set(Some(true));
             claim.session.unpark();
