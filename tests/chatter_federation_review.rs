@@ -376,3 +376,28 @@ fn a_member_paced_by_a_full_outbox_is_served_alone_once_redis_is_lost() {
     );
     sleeper.join().unwrap();
 }
+
+/// Redis refuses writes (`maxmemory` reached, `-OOM`): a line said then is not lost in
+/// silence (it was counted written, never came back, and neither its speaker nor anyone
+/// else heard it): the node serves alone, and publishes it once Redis takes writes again.
+#[test]
+fn a_line_redis_refuses_to_store_is_served_here_and_published_later() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    ann.send("refused");
+    ann.expect("ann says: refused");
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    bob.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    until_no(&mut bob, "ann says: refused", &["says:"]);
+    ann.send("after");
+    for m in [&mut ann, &mut bob] {
+        until_no(m, "ann says: after", &["says:"]);
+    }
+}

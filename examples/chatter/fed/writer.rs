@@ -194,13 +194,17 @@ fn serve(
         };
         answer_claims(&claims, &replies);
         if entries > 0 {
-            let mut state = node.state.borrow_mut();
+            // An entry refused (`-OOM` at `maxmemory`, a read-only replica) never comes
+            // back: Redis is out of reach for this node until it takes them, or they are
+            // lost in silence and, the outbox full, its members frozen.
             if let Some(bad) = replies[first_entry..first_entry + entries]
                 .iter()
                 .find_map(error_of)
             {
-                log::error!(target: LOG, "XADD refused: {bad}");
+                node.state.borrow_mut().releases.extend(releases);
+                return Err(Trouble::Other(format!("XADD refused: {bad}")));
             }
+            let mut state = node.state.borrow_mut();
             state.written = state.written.max(last_written);
             drop(state);
         }
