@@ -401,3 +401,26 @@ fn a_line_redis_refuses_to_store_is_served_here_and_published_later() {
         until_no(m, "ann says: after", &["says:"]);
     }
 }
+
+/// Redis refuses writes (`-OOM`): a login is not told its free handle "is already taken"
+/// (a refused claim counted as lost to another node); it is taken here alone and claimed
+/// once Redis takes writes again.
+#[test]
+fn a_claim_redis_refuses_to_store_is_not_told_taken() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    let mut cat = a.client();
+    cat.expect(chat::protocol::PROMPT);
+    cat.send("cat");
+    cat.expect("cat has joined the chat.");
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.cmd(&["GET", "chatter:handle:cat"]) != "a" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cat was never claimed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -192,7 +192,16 @@ fn serve(
                 return Err(e.into());
             }
         };
-        answer_claims(&claims, &replies);
+        // A claim refused (`-OOM`...) is no answer: it waits for the next connection, or
+        // the node's loss takes the handle here alone (it was told "taken").
+        let refused = answer_claims(claims, &replies);
+        if let Some(claim) = refused.first() {
+            let why = format!("the claim of {} refused", claim.handle);
+            let mut state = node.state.borrow_mut();
+            state.claims.extend(refused);
+            state.releases.extend(releases);
+            return Err(Trouble::Other(why));
+        }
         if entries > 0 {
             // An entry refused (`-OOM` at `maxmemory`, a read-only replica) never comes
             // back: Redis is out of reach for this node until it takes them, or they are
@@ -263,15 +272,20 @@ fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
     }
 }
 
-/// Each claim's answer: won (1) or not; an error counts as not won.
-fn answer_claims(claims: &[Claim], replies: &[Value]) {
-    for (claim, reply) in claims.iter().zip(replies) {
+/// Each claim's answer: won (1) or not; returns the claims refused (an error reply), not
+/// answered.
+fn answer_claims(claims: Vec<Claim>, replies: &[Value]) -> Vec<Claim> {
+    let mut refused = Vec::new();
+    for (claim, reply) in claims.into_iter().zip(replies) {
         if let Some(bad) = error_of(reply) {
             log::error!(target: LOG, "claim of {}: {bad}", claim.handle);
+            refused.push(claim);
+            continue;
         }
         claim.answer.set(Some(int(reply) == Some(1)));
         claim.session.unpark();
     }
+    refused
 }
 
 /// The stop: the entries made here published, then the goodbye (the members here leave).
