@@ -424,3 +424,41 @@ fn a_claim_redis_refuses_to_store_is_not_told_taken() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A node killed just before Redis restarts empty: the new Redis never heard of it, so no
+/// reaper found it and its members stayed in everyone's `/who` for ever. Its leaves must
+/// still reach the others once, within the death bound after Redis is back.
+#[test]
+fn a_node_that_died_while_redis_restarted_empty_still_has_its_members_leave_once() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let c = Node::start(&redis, "c", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    let _cy = c.join("cy");
+    for m in [&mut ann, &mut bob] {
+        m.lines_until("cy has joined the chat.");
+    }
+    c.kill();
+    redis.kill();
+    redis.restart();
+    a.wait_for("Redis is in reach");
+    b.wait_for("Redis is in reach");
+    for m in [&mut ann, &mut bob] {
+        m.stream
+            .set_read_timeout(Some(Duration::from_secs(25)))
+            .unwrap();
+        until_no(m, "cy has left the chat.", &["has left", "has joined"]);
+    }
+    // Once: past two more heartbeats, nothing more of it.
+    std::thread::sleep(Duration::from_secs(5));
+    ann.send("/who");
+    until_no(&mut ann, "Online: ann, bob", &["has left", "has joined"]);
+    ann.send("marker");
+    for m in [&mut ann, &mut bob] {
+        until_no(m, "ann says: marker", &["has left", "has joined"]);
+    }
+    let _cy_again = b.join("cy");
+}

@@ -8,7 +8,7 @@
 //! | `chatter:node:{node}` | string, TTL | the node's heartbeat: its instance; gone, the node is dead |
 //! | `chatter:nodes` | hash | node → instance: the nodes that registered and were not reaped |
 //! | `chatter:members:{node}` | set | the node's members, for `/who` at a start and for its reaping |
-//! | `chatter:reaped:{node}` | string, TTL 1 h | the instance reaped, so that it joins its members again if it was only away |
+//! | `chatter:reaped:{node}` | string, TTL 1 h | the instance reaped, so that it joins its members again if it was only away (and, after Redis lost its data, the late reaper's mark) |
 //! | `chatter:epoch` | string | set once by the first node: a different one after a reconnection means Redis lost its data |
 
 /// The prefix of every key.
@@ -108,6 +108,32 @@ for j = 1, #nodes, 2 do
   end
 end
 return reaped
+"#;
+
+/// The late reaper, after Redis lost its data: a node the others knew that has not come
+/// back to it (no heartbeat key, not listed) and was not reaped since is dead, and its
+/// members, whom the new Redis never heard of, leave: once (the tombstone, set in the same
+/// step, stops every other node's late reaper and the reaper), and only for the handles no
+/// other node took since.
+/// ARGV: prefix, the stream's MAXLEN, the reaper's node, the reaper's instance, the dead
+/// node, its instance (as last seen), its handles...
+pub(crate) const REAP_LOST: &str = r#"
+local p, maxlen, by, inst, n, dead = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('EXISTS', p .. 'node:' .. n) == 1 or redis.call('HEXISTS', p .. 'nodes', n) == 1 then
+  return 0
+end
+if not redis.call('SET', p .. 'reaped:' .. n, dead, 'PX', 3600000, 'NX') then return 0 end
+for i = 7, #ARGV do
+  local h = ARGV[i]
+  local key = p .. 'handle:' .. h
+  local owner = redis.call('GET', key)
+  if owner == false or owner == n then
+    redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, '*',
+      'k', 'leave', 'n', n, 'i', inst, 's', '0', 'h', h, 'by', by)
+    if owner == n then redis.call('DEL', key) end
+  end
+end
+return 1
 "#;
 
 /// A node's hello, at its start: the members a former instance of the same node left behind

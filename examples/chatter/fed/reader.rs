@@ -74,9 +74,14 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
     let last_id = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
     let mut room = chat.room.borrow_mut();
     let mut others = 0;
+    let mut state = node.state.borrow_mut();
     for pair in parts.get(1..).unwrap_or_default().chunks(2) {
-        let [_node, handles] = pair else { break };
+        let [home, handles] = pair else { break };
+        let home: std::sync::Arc<str> = text(home).unwrap_or_default().into();
         for handle in items(handles).unwrap_or_default().iter().filter_map(text) {
+            state
+                .homes
+                .insert(handle.as_str().into(), std::sync::Arc::clone(&home));
             if room.member(&handle).is_none() && !room.is_elsewhere(&handle) {
                 room.joined_elsewhere(handle.into());
                 others += 1;
@@ -84,6 +89,7 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
         }
     }
     drop(room);
+    drop(state);
     log::info!(target: LOG, "node {} joined the room in Redis: {others} members on {} other nodes; reading from {last_id}",
         node.name, parts.len() / 2);
     node.state.borrow_mut().ready = true;

@@ -100,6 +100,65 @@ pub(crate) struct State {
     pub(crate) dropped: u64,
     /// The room is stopping: the writer says goodbye and ends.
     pub(crate) stopping: bool,
+    /// Each member of another node, as this node has heard: its node.
+    pub(crate) homes: HashMap<Arc<str>, Arc<str>>,
+    /// Each other node's instance, as its last join here said.
+    pub(crate) instances: HashMap<Arc<str>, String>,
+    /// After Redis lost its data: when the nodes known here that did not come back to it
+    /// are declared dead (the late reaper).
+    pub(crate) late_reap: Option<Instant>,
+}
+
+impl State {
+    /// Where the members of the other nodes are (for the late reaper): `entry`, of another
+    /// node, said `kind`.
+    fn heard_of(&mut self, kind: Kind, entry: &Read) {
+        match kind {
+            Kind::Join => {
+                let node: Arc<str> = entry.node.as_str().into();
+                if entry.seq > 0 {
+                    self.instances
+                        .insert(Arc::clone(&node), entry.instance.clone());
+                }
+                self.homes.insert(entry.handle.as_str().into(), node);
+            }
+            Kind::Leave => {
+                if self
+                    .homes
+                    .get(entry.handle.as_str())
+                    .is_some_and(|n| **n == *entry.node)
+                {
+                    self.homes.remove(entry.handle.as_str());
+                }
+            }
+            Kind::Say | Kind::Msg => {}
+        }
+    }
+
+    /// The late reaper's work, when due: each other node known here, its instance and
+    /// its members.
+    pub(crate) fn late_reap_due(&mut self) -> Option<Vec<(Arc<str>, String, Vec<Arc<str>>)>> {
+        if self.late_reap.is_none_or(|at| Instant::now() < at) {
+            return None;
+        }
+        self.late_reap = None;
+        let mut nodes: HashMap<Arc<str>, Vec<Arc<str>>> = HashMap::new();
+        for (handle, node) in &self.homes {
+            nodes
+                .entry(Arc::clone(node))
+                .or_default()
+                .push(Arc::clone(handle));
+        }
+        Some(
+            nodes
+                .into_iter()
+                .map(|(node, handles)| {
+                    let instance = self.instances.get(&node).cloned().unwrap_or_default();
+                    (node, instance, handles)
+                })
+                .collect(),
+        )
+    }
 }
 
 impl Node {
@@ -249,6 +308,10 @@ impl Node {
                 state.outbox.push_front(own);
             }
         }
+        if fresh {
+            // A node known here has a heartbeat's TTL and one refresh to come back to it.
+            state.late_reap = Some(Instant::now() + self.options.ttl + self.options.refresh);
+        }
         let held = state.outbox.len();
         drop(state);
         log::info!(target: LOG, "Redis is in reach: publishing {held} entries made here meanwhile{}", if fresh { " (Redis lost its data: the room's state goes back)" } else { "" });
@@ -309,6 +372,9 @@ impl Node {
             None
         };
         let unheard = mine && kind == Kind::Leave && state.unheard.remove(entry.handle.as_str());
+        if entry.node != self.name {
+            state.heard_of(kind, entry);
+        }
         drop(state);
         let handle = entry.handle.as_str();
         match kind {

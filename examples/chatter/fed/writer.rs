@@ -175,6 +175,19 @@ fn serve(
                     .arg(&node.instance),
             );
             next_beat = Instant::now() + node.options.refresh;
+            let late = node.state.borrow_mut().late_reap_due();
+            for (dead, instance, handles) in late.unwrap_or_default() {
+                let mut cmd = keys::script(keys::REAP_LOST)
+                    .arg(&maxlen)
+                    .arg(&node.name)
+                    .arg(&node.instance)
+                    .arg(&*dead)
+                    .arg(&instance);
+                for handle in &handles {
+                    cmd = cmd.arg(&**handle);
+                }
+                cmds.push(cmd);
+            }
         }
         if cmds.is_empty() {
             if stopping {
@@ -219,6 +232,15 @@ fn serve(
         }
         if beat_due {
             after_beat(chat, node, &replies[beat_at], &replies[beat_at + 1]);
+            for reply in &replies[beat_at + 2..] {
+                match (error_of(reply), int(reply)) {
+                    (Some(bad), _) => log::error!(target: LOG, "late reaper: {bad}"),
+                    (None, Some(1)) => {
+                        log::info!(target: LOG, "a node gone while Redis lost its data did not come back: its members' leaves published")
+                    }
+                    _ => {}
+                }
+            }
         }
         // Lines said here while the batch was out are next; the room's own turn first.
         h.yield_now();
