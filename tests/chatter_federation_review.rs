@@ -462,3 +462,47 @@ fn a_node_that_died_while_redis_restarted_empty_still_has_its_members_leave_once
     }
     let _cy_again = b.join("cy");
 }
+
+/// Long lines (`--max-line 2000000`) piled up while a node was paused: 64 of them in one
+/// `XREAD` passed the client's 64 MiB reply limit, the read failed, and the next one asked
+/// for the same 64 again: the node never heard the room again. Its reads must fit.
+#[test]
+fn a_node_behind_on_long_lines_catches_up() {
+    const LINES: usize = 66;
+    const LONG: usize = 1_100_000;
+    let redis = Redis::start();
+    let flags = ["--max-line", "2000000", "--max-outbound", "200000000"];
+    let a = Node::start(&redis, "a", &flags);
+    let b = Node::start(&redis, "b", &flags);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    b.pause();
+    std::thread::sleep(Duration::from_millis(1500)); // past b's pending XREAD
+    let mut out = ann.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let line = format!("{}\n", "x".repeat(LONG));
+        for _ in 0..LINES {
+            out.write_all(line.as_bytes()).unwrap();
+        }
+    });
+    ann.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for _ in 0..LINES {
+        let line = ann.line();
+        assert_eq!(line.len(), "ann says: ".len() + LONG);
+    }
+    writer.join().unwrap();
+    b.resume();
+    bob.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for k in 0..LINES {
+        let line = bob.line();
+        assert_eq!(line.len(), "ann says: ".len() + LONG, "line {k}");
+    }
+    ann.send("marker");
+    until_no(&mut bob, "ann says: marker", &["says:"]);
+}

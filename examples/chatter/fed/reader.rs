@@ -19,8 +19,8 @@ use crate::room::{Chat, LOG};
 
 /// How long one `XREAD` blocks in Redis.
 pub(crate) const BLOCK: Duration = Duration::from_millis(1000);
-/// Entries read at once at most.
-const COUNT: usize = 64;
+/// Entries read at once at most (fewer for long lines: as many as fit the reply limit).
+pub(crate) const COUNT: usize = 64;
 
 /// At the room's stop (the reader is ended with the room's tasklets): the writer says the
 /// node's goodbye.
@@ -35,8 +35,8 @@ impl Drop for Stop {
     }
 }
 
-/// Runs the reader until the room stops.
-pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config) {
+/// Runs the reader until the room stops, reading up to `count` entries at once.
+pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config, count: usize) {
     let _stop = Stop(Rc::clone(node));
     let mut last_id = String::new();
     let mut backoff = MIN_BACKOFF;
@@ -50,7 +50,7 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
                     check_gap(h, &mut conn, &last_id)?;
                 }
                 backoff = MIN_BACKOFF;
-                read(h, &mut conn, chat, node, &mut last_id)
+                read(h, &mut conn, chat, node, &mut last_id, count)
             });
         let Err(e) = result;
         node.lost(&mut chat.room.borrow_mut(), &e);
@@ -105,9 +105,10 @@ fn read(
     chat: &Chat,
     node: &Node,
     last_id: &mut String,
+    count: usize,
 ) -> Result<std::convert::Infallible, Trouble> {
     let block = BLOCK.as_millis().to_string();
-    let count = COUNT.to_string();
+    let count = count.to_string();
     loop {
         let reply = conn.call_blocking(
             h,

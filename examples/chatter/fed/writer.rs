@@ -20,6 +20,8 @@ use crate::room::{Chat, LOG};
 
 /// Entries written in one pipeline at most.
 const BATCH: usize = 512;
+/// Bytes of text written in one pipeline, about (at least one entry).
+const BATCH_BYTES: usize = 4 << 20;
 /// The first wait before connecting again; it doubles up to [`MAX_BACKOFF`].
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -136,12 +138,18 @@ fn serve(
         let last_written = {
             let state = node.state.borrow();
             let mut last = state.written;
+            let mut bytes = 0;
             for own in state
                 .outbox
                 .iter()
                 .filter(|o| o.seq > state.written)
                 .take(BATCH)
             {
+                // Long lines: a pipeline of a few MiB, not one that outlasts its timeout.
+                if bytes > BATCH_BYTES {
+                    break;
+                }
+                bytes += own.text.len();
                 let seq = own.seq.to_string();
                 let mut cmd = Cmd::new("XADD")
                     .arg(keys::LOG)
