@@ -506,3 +506,26 @@ fn a_node_behind_on_long_lines_catches_up() {
     ann.send("marker");
     until_no(&mut bob, "ann says: marker", &["says:"]);
 }
+
+/// A client that sends its handle, a line and `/who` in one write, before its join came
+/// back from the stream (the join hold): it hears its join first, then its line, in the
+/// room's order, and so does the other node.
+#[test]
+fn lines_sent_during_the_join_hold_follow_the_join_everywhere() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut bob = b.join("bob");
+    let mut ann = a.client();
+    ann.expect(chat::protocol::PROMPT);
+    ann.name = "ann".into();
+    ann.send_raw(b"ann\nhello\n/who\nagain\n");
+    ann.expect("ann has joined the chat.");
+    let rest: Vec<String> = (0..3).map(|_| ann.line()).collect();
+    assert!(rest.contains(&"Online: ann, bob".to_owned()), "{rest:?}");
+    let said: Vec<&String> = rest.iter().filter(|l| l.contains(" says: ")).collect();
+    assert_eq!(said, ["ann says: hello", "ann says: again"]);
+    bob.expect("ann has joined the chat.");
+    bob.expect("ann says: hello");
+    bob.expect("ann says: again");
+}

@@ -21,6 +21,9 @@ use crate::room::{Room, LOG};
 /// How long a session's claim waits for Redis before the handle is taken here alone.
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a session waits for its member's join to come back before serving it anyway.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
 /// How long an entry read back is kept, to be published again if Redis loses its data
 /// (the other nodes may not have read it yet).
 const KEEP_READ: Duration = Duration::from_secs(10);
@@ -96,6 +99,8 @@ pub(crate) struct State {
     pub(crate) releases: Vec<Arc<str>>,
     /// Sessions waiting for the outbox to shrink.
     pub(crate) pacing: Vec<Unparker>,
+    /// Sessions waiting for their member's join to come back (`settle`).
+    pub(crate) settling: Vec<Unparker>,
     /// Lines said here while Redis was out of reach that the full outbox could not keep.
     pub(crate) dropped: u64,
     /// The room is stopping: the writer says goodbye and ends.
@@ -263,8 +268,9 @@ impl Node {
         let claims = std::mem::take(&mut state.claims);
         // Members held back by a full outbox: served alone now, like the rest.
         let pacing = std::mem::take(&mut state.pacing);
+        let settling = std::mem::take(&mut state.settling);
         drop(state);
-        for w in pacing {
+        for w in pacing.into_iter().chain(settling) {
             w.unpark();
         }
         for claim in claims {
@@ -371,6 +377,11 @@ impl Node {
         } else {
             None
         };
+        if held.is_some() {
+            for w in state.settling.drain(..) {
+                w.unpark();
+            }
+        }
         let unheard = mine && kind == Kind::Leave && state.unheard.remove(entry.handle.as_str());
         if entry.node != self.name {
             state.heard_of(kind, entry);
@@ -566,6 +577,21 @@ impl Reach for Federation {
     fn charge(&self) -> Option<LoadToken> {
         let (hub, index) = self.load.as_ref()?;
         Some(hub.loads().charge(*index))
+    }
+
+    fn settle(&self, h: &Handle, handle: &str) {
+        let deadline = Instant::now() + SETTLE_WAIT;
+        loop {
+            let mut state = self.node.state.borrow_mut();
+            if !state.up || !state.held.contains_key(handle) {
+                return;
+            }
+            state.settling.push(h.unparker());
+            drop(state);
+            if h.park_until(deadline).is_err() {
+                return; // its join is late: the member is served anyway
+            }
+        }
     }
 
     fn pace(&self, h: &Handle) {
