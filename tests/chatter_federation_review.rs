@@ -529,3 +529,31 @@ fn lines_sent_during_the_join_hold_follow_the_join_everywhere() {
     bob.expect("ann says: hello");
     bob.expect("ann says: again");
 }
+
+/// A node away past the TTL is declared gone; what its member said meanwhile comes out when
+/// it is back, and the others must hear the member join again before it speaks (they heard
+/// lines from someone who had left, then the join).
+#[test]
+fn a_member_declared_gone_joins_again_before_its_lines_arrive() {
+    let redis = Redis::start();
+    let proxy = fed::Proxy::to(&redis);
+    let a = Node::start_at(&proxy.url(), "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    proxy.cut();
+    a.wait_for("lost Redis");
+    ann.send("while away");
+    ann.expect("ann says: while away");
+    bob.stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    until_no(&mut bob, "ann has left the chat.", &["says:"]);
+    proxy.heal();
+    let heard = until_no(&mut bob, "ann says: while away", &["has left"]);
+    assert!(
+        heard.contains(&"ann has joined the chat.".to_owned()),
+        "bob heard ann speak before she joined again: {heard:?}"
+    );
+}

@@ -99,6 +99,8 @@ pub(crate) struct State {
     pub(crate) releases: Vec<Arc<str>>,
     /// Sessions waiting for the outbox to shrink.
     pub(crate) pacing: Vec<Unparker>,
+    /// The members here to join again, the node having been declared dead while away.
+    pub(crate) rejoins: Vec<Arc<str>>,
     /// Sessions waiting for their member's join to come back (`settle`).
     pub(crate) settling: Vec<Unparker>,
     /// Lines said here while Redis was out of reach that the full outbox could not keep.
@@ -223,23 +225,6 @@ impl Node {
         drop(state);
         self.wake_writer();
         local
-    }
-
-    /// Queues an entry for the stream that is not for this node's members (a join published
-    /// again for the other nodes).
-    pub(crate) fn repost(&self, kind: Kind, handle: &str) {
-        let mut state = self.state.borrow_mut();
-        state.seq += 1;
-        let seq = state.seq;
-        state.outbox.push_back(Own {
-            seq,
-            kind,
-            handle: handle.into(),
-            text: "".into(),
-            to: "".into(),
-        });
-        drop(state);
-        self.wake_writer();
     }
 
     /// Redis is out of reach (`why`): what was made here and not read back is delivered here
@@ -393,8 +378,7 @@ impl Node {
             Kind::Say if !room.is_shutting_down() => room.say_as(handle, &entry.text),
             Kind::Say => {}
             Kind::Join if mine => {
-                // Not held: a join published again after this node was declared dead (its
-                // members here heard it when it joined).
+                // Not held: published again after Redis lost its data (heard here already).
                 if let Some((conn, web)) = held {
                     room.hear(handle, &conn, web);
                     room.announce(format_args!("{handle} has joined the chat."));
@@ -407,7 +391,9 @@ impl Node {
                     room.joined_elsewhere(handle.into());
                 }
             }
-            Kind::Join => {} // a former instance's
+            // A former instance's, or this one's join again after it was declared dead (its
+            // members here heard it when they joined).
+            Kind::Join => {}
             Kind::Leave if mine => {
                 if !unheard {
                     room.announce(format_args!("{handle} has left the chat."));

@@ -117,11 +117,12 @@ fn serve(
             return Err(Trouble::Other("the reader lost Redis".into()));
         }
         let beat_due = Instant::now() >= next_beat;
-        let (claims, releases, stopping) = {
+        let (claims, releases, rejoins, stopping) = {
             let mut state = node.state.borrow_mut();
             (
                 std::mem::take(&mut state.claims),
                 std::mem::take(&mut state.releases),
+                std::mem::take(&mut state.rejoins),
                 state.stopping,
             )
         };
@@ -135,6 +136,26 @@ fn serve(
             );
         }
         let first_entry = cmds.len();
+        // The joins again of a node declared dead, before anything its members said while
+        // away; with no sequence number (they are not this instance's order).
+        for handle in &rejoins {
+            let mut cmd = Cmd::new("XADD")
+                .arg(keys::LOG)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(&maxlen)
+                .arg("*");
+            for (name, value) in [
+                ("k", Kind::Join.word()),
+                ("n", node.name.as_str()),
+                ("i", node.instance.as_str()),
+                ("s", "0"),
+                ("h", &**handle),
+            ] {
+                cmd = cmd.arg(name).arg(value);
+            }
+            cmds.push(cmd);
+        }
         let last_written = {
             let state = node.state.borrow();
             let mut last = state.written;
@@ -209,7 +230,10 @@ fn serve(
             Ok(replies) => replies,
             Err(e) => {
                 // Unanswered claims wait for the next connection (or the node's loss).
-                node.state.borrow_mut().claims.extend(claims);
+                let mut state = node.state.borrow_mut();
+                state.claims.extend(claims);
+                state.rejoins.extend(rejoins);
+                drop(state);
                 return Err(e.into());
             }
         };
@@ -221,6 +245,7 @@ fn serve(
             let mut state = node.state.borrow_mut();
             state.claims.extend(refused);
             state.releases.extend(releases);
+            state.rejoins.extend(rejoins);
             return Err(Trouble::Other(why));
         }
         if entries > 0 {
@@ -231,7 +256,10 @@ fn serve(
                 .iter()
                 .find_map(error_of)
             {
-                node.state.borrow_mut().releases.extend(releases);
+                let mut state = node.state.borrow_mut();
+                state.releases.extend(releases);
+                state.rejoins.extend(rejoins);
+                drop(state);
                 return Err(Trouble::Other(format!("XADD refused: {bad}")));
             }
             let mut state = node.state.borrow_mut();
@@ -292,9 +320,8 @@ fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
         if int(rejoin) == Some(1) {
             let members: Vec<_> = node.state.borrow().members.iter().cloned().collect();
             log::warn!(target: LOG, "this node was declared dead while away: its {} members join again", members.len());
-            for handle in members {
-                node.repost(Kind::Join, &handle);
-            }
+            node.state.borrow_mut().rejoins.extend(members);
+            node.wake_writer();
         }
     }
     for dead in items(reap).unwrap_or_default().iter().filter_map(text) {
