@@ -557,3 +557,23 @@ fn a_member_declared_gone_joins_again_before_its_lines_arrive() {
         "bob heard ann speak before she joined again: {heard:?}"
     );
 }
+
+/// Two chatters started under one `--node` name (a copied config): each takes the other's
+/// members for a former instance's, and their heartbeats fight over one key. It must at
+/// least be said, loudly, in the log.
+#[test]
+fn two_chatters_under_one_node_name_are_told_so() {
+    let redis = Redis::start();
+    let first = Node::start(&redis, "x", &[]);
+    let second = Node::start(&redis, "x", &[]);
+    let said = |n: &Node| {
+        n.try_wait_for("another chatter runs as node x", Duration::from_secs(3))
+            .is_some()
+    };
+    assert!(
+        said(&first) || said(&second),
+        "{}\n{}",
+        first.log(),
+        second.log()
+    );
+}

@@ -55,9 +55,10 @@ return #ARGV - 2
 "#;
 
 /// The heartbeat: the node's key and its members' handles live for another TTL (taken back
-/// if Redis lost them), the node and its members listed. Returns `{lost, rejoin}`: the
-/// handles another node holds now, and 1 if this instance had been reaped (declared dead)
-/// and must join its members again.
+/// if Redis lost them), the node and its members listed. Returns `{lost, rejoin, other}`:
+/// the handles another node holds now, 1 if this instance had been reaped (declared dead)
+/// and must join its members again, and the instance of another live chatter that
+/// refreshed this node's key since ("" if none: two chatters under one name).
 /// ARGV: prefix, node, instance, ttl (ms), handles...
 pub(crate) const HEARTBEAT: &str = r#"
 local p, node, inst, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -66,6 +67,8 @@ if redis.call('GET', p .. 'reaped:' .. node) == inst then
   rejoin = 1
   redis.call('DEL', p .. 'reaped:' .. node)
 end
+local other = redis.call('GET', p .. 'node:' .. node)
+if other == false or other == inst then other = '' end
 redis.call('SET', p .. 'node:' .. node, inst, 'PX', ttl)
 redis.call('HSET', p .. 'nodes', node, inst)
 local lost = {}
@@ -80,7 +83,7 @@ for i = 5, #ARGV do
     table.insert(lost, h)
   end
 end
-return {lost, rejoin}
+return {lost, rejoin, other}
 "#;
 
 /// The reaper: every listed node whose heartbeat key has expired is dead; for each, its

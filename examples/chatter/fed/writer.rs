@@ -312,7 +312,15 @@ fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
         log::error!(target: LOG, "heartbeat: {bad}");
         return;
     }
-    if let Some([lost, rejoin]) = items(beat).and_then(|v| <&[Value; 2]>::try_from(v).ok()) {
+    if let Some(other) = items(beat).and_then(|v| v.get(2)).and_then(text) {
+        if !other.is_empty() {
+            log::error!(target: LOG, "another chatter runs as node {} (instance {other}; this is {}): give each its own --node", node.name, node.instance);
+        }
+    }
+    if let Some([lost, rejoin]) = items(beat)
+        .and_then(|v| v.get(..2))
+        .and_then(|v| <&[Value; 2]>::try_from(v).ok())
+    {
         for handle in items(lost).unwrap_or_default().iter().filter_map(text) {
             log::warn!(target: LOG, "{handle}'s handle was taken on another node while this one was away from Redis: its member here is let go");
             node.evict(&mut chat.room.borrow_mut(), &handle);
