@@ -116,6 +116,10 @@ pub(crate) struct State {
     pub(crate) late_reap: Option<Instant>,
 }
 
+/// Another node as known here: its name, its instance (as its last join said; empty if
+/// none did) and its members.
+pub(crate) type Known = (Arc<str>, String, Vec<Arc<str>>);
+
 impl State {
     /// Where the members of the other nodes are (for the late reaper): `entry`, of another
     /// node, said `kind`.
@@ -144,7 +148,7 @@ impl State {
 
     /// The late reaper's work, when due: each other node known here, its instance and
     /// its members.
-    pub(crate) fn late_reap_due(&mut self) -> Option<Vec<(Arc<str>, String, Vec<Arc<str>>)>> {
+    pub(crate) fn late_reap_due(&mut self) -> Option<Vec<Known>> {
         if self.late_reap.is_none_or(|at| Instant::now() < at) {
             return None;
         }
