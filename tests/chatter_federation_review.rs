@@ -577,3 +577,31 @@ fn two_chatters_under_one_node_name_are_told_so() {
         second.log()
     );
 }
+
+/// A node known to another only from its hello (started later), paused across a Redis
+/// restarted empty for longer than the late reaper waits: declared gone, then back: its
+/// members must join again (the late reaper's tombstone names its instance, learned from the
+/// hello, or the node never knew it had been declared dead).
+#[test]
+fn a_node_declared_gone_by_the_late_reaper_joins_its_members_again() {
+    let mut redis = Redis::start();
+    let b = Node::start(&redis, "b", &[]);
+    let mut bob = b.join("bob");
+    let c = Node::start(&redis, "c", &[]); // knows bob from its hello only
+    let mut cy = c.join("cy");
+    bob.lines_until("cy has joined the chat.");
+    b.pause();
+    redis.kill();
+    redis.restart();
+    c.wait_for("Redis is in reach");
+    cy.stream
+        .set_read_timeout(Some(Duration::from_secs(25)))
+        .unwrap();
+    until_no(&mut cy, "bob has left the chat.", &["says:"]);
+    b.resume();
+    until_no(&mut cy, "bob has joined the chat.", &["says:"]);
+    bob.send("back");
+    until_no(&mut cy, "bob says: back", &["has left"]);
+    cy.send("/who");
+    cy.expect("Online: bob, cy");
+}

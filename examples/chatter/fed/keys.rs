@@ -142,7 +142,7 @@ return 1
 /// A node's hello, at its start: the members a former instance of the same node left behind
 /// (a crash, a restart under the same name) leave now; the node registers; and it learns
 /// the room: the stream's last id (it reads from there), and every other node's members
-/// (what `/who` lists). Returns `{last_id, node, {handles}, node, {handles}, ...}`.
+/// (what `/who` lists). Returns `{last_id, node, instance, {handles}, ...}`.
 /// ARGV: prefix, the stream's MAXLEN, node, instance, ttl (ms).
 pub(crate) const HELLO: &str = r#"
 local p, maxlen, node, inst, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -161,9 +161,12 @@ redis.call('HSET', p .. 'nodes', node, inst)
 local last = redis.call('XREVRANGE', p .. 'log', '+', '-', 'COUNT', 1)
 local out = {'0-0'}
 if #last > 0 then out[1] = last[1][1] end
-for _, n in ipairs(redis.call('HKEYS', p .. 'nodes')) do
+local nodes = redis.call('HGETALL', p .. 'nodes')
+for j = 1, #nodes, 2 do
+  local n = nodes[j]
   if n ~= node then
     table.insert(out, n)
+    table.insert(out, nodes[j + 1])
     table.insert(out, redis.call('SMEMBERS', p .. 'members:' .. n))
   end
 end

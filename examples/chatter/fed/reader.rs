@@ -75,9 +75,15 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
     let mut room = chat.room.borrow_mut();
     let mut others = 0;
     let mut state = node.state.borrow_mut();
-    for pair in parts.get(1..).unwrap_or_default().chunks(2) {
-        let [home, handles] = pair else { break };
+    for known in parts.get(1..).unwrap_or_default().chunks(3) {
+        let [home, instance, handles] = known else {
+            break;
+        };
         let home: std::sync::Arc<str> = text(home).unwrap_or_default().into();
+        let instance = text(instance).unwrap_or_default();
+        state
+            .instances
+            .insert(std::sync::Arc::clone(&home), instance);
         for handle in items(handles).unwrap_or_default().iter().filter_map(text) {
             state
                 .homes
@@ -91,7 +97,7 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
     drop(room);
     drop(state);
     log::info!(target: LOG, "node {} joined the room in Redis: {others} members on {} other nodes; reading from {last_id}",
-        node.name, parts.len() / 2);
+        node.name, parts.len() / 3);
     node.state.borrow_mut().ready = true;
     node.wake_writer();
     Ok(last_id)
