@@ -605,3 +605,27 @@ fn a_node_declared_gone_by_the_late_reaper_joins_its_members_again() {
     cy.send("/who");
     cy.expect("Online: bob, cy");
 }
+
+/// The late reaper declares no live node dead: past its wait after Redis restarted empty,
+/// every member is still in the room and nobody heard a leave.
+#[test]
+fn the_late_reaper_spares_the_nodes_that_came_back() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    redis.kill();
+    redis.restart();
+    a.wait_for("Redis is in reach");
+    b.wait_for("Redis is in reach");
+    std::thread::sleep(Duration::from_secs(16)); // TTL + refresh + a beat, and more
+    bob.send("still here");
+    for m in [&mut ann, &mut bob] {
+        until_no(m, "bob says: still here", &["has left", "has joined"]);
+        m.send("/who");
+        m.expect("Online: ann, bob");
+    }
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "a");
+}
