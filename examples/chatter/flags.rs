@@ -44,7 +44,8 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --redis          one room with every chatter on this Redis (`docs/federation.md`):
                    redis://[user:pass@]host:port[/db]
   --node           with --redis: this chatter's name among them (default: its telnet
-                   address; with --threads N, thread i is NAME/i)
+                   address, the host name for 0.0.0.0 or loopback; with --threads N,
+                   thread i is NAME/i)
   --redis-history  with --redis: lines the room's stream keeps, for a node that was away
                    to catch up (default 10000)
   --redis-outbox   with --redis: lines said here kept while Redis is out of reach, to

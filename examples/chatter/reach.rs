@@ -52,6 +52,11 @@ pub(crate) trait Reach: std::fmt::Debug {
     /// behind (a speaker is held up, not the members who hear it).
     fn pace(&self, _h: &Handle) {}
 
+    /// Called by a session after its member joined, before its first command: parks it
+    /// until the member hears its own join (a join held for its turn in a shared log), so
+    /// that nothing answered to it comes before that line.
+    fn settle(&self, _h: &Handle, _handle: &str) {}
+
     /// This schedule's share of the load, for a connection no hand-off counted (a browser
     /// on the web page); kept as long as the connection is served.
     fn charge(&self) -> Option<LoadToken> {

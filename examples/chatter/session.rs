@@ -44,6 +44,7 @@ pub(crate) fn session(
         return;
     };
     let handle = member.handle();
+    chat.reach.settle(h, handle);
     let mut line = Vec::with_capacity(256);
     while receive(h, conn, &mut peer, &mut line, None) {
         if !obey(h, chat, conn, handle, &line) {

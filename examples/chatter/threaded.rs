@@ -57,8 +57,8 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     let tls_addr = tls.as_ref().map(|t| t.addr.clone());
     // With `--redis` and no `--node`: the address, and the process id for a port of 0.
     let node_name = match addr.strip_suffix(":0") {
-        Some(_) => format!("{addr}-{}", std::process::id()),
-        None => addr.to_owned(),
+        Some(_) => format!("{}-{}", crate::fed::default_name(addr), std::process::id()),
+        None => crate::fed::default_name(addr),
     };
     let (h, out, s) = (Arc::clone(&hub), Arc::clone(&handed), Arc::clone(&served));
     let cores = Cores::start(threads, pin, move |index, schedule| {

@@ -551,9 +551,16 @@ fn bytes(cmd: &Cmd, v: Value) -> Result<Vec<u8>, RedisError> {
 }
 
 fn pairs(cmd: &Cmd, v: Value) -> Result<Fields, RedisError> {
-    let Some(map) = v.clone().into_map() else {
-        return Err(unexpected(cmd, "a map", &v));
+    // The shape is checked by reference: the reply is taken apart, never copied.
+    let is_map = match &v {
+        Value::Map(_) | Value::Nil => true,
+        Value::Array(a) => a.len() % 2 == 0,
+        _ => false,
     };
+    if !is_map {
+        return Err(unexpected(cmd, "a map", &v));
+    }
+    let map = v.into_map().unwrap_or_default();
     map.into_iter()
         .map(|(k, v)| Ok((bytes(cmd, k)?, bytes(cmd, v)?)))
         .collect()
@@ -561,20 +568,25 @@ fn pairs(cmd: &Cmd, v: Value) -> Result<Fields, RedisError> {
 
 /// `[[id, [field, value, ...]], ...]`.
 fn entries(cmd: &Cmd, v: Value) -> Result<Vec<StreamEntry>, RedisError> {
-    let Some(list) = v.clone().into_array() else {
-        return Err(unexpected(cmd, "an array of stream entries", &v));
+    let list = match v {
+        Value::Array(a) | Value::Push(a) => a,
+        Value::Nil => Vec::new(),
+        other => return Err(unexpected(cmd, "an array of stream entries", &other)),
     };
     list.into_iter()
         .map(|entry| {
-            let bad = || unexpected(cmd, "a stream entry [id, fields]", &entry);
-            let Some([id, fields]) = entry
+            let well_formed = entry
                 .as_array()
-                .and_then(|a| <&[Value; 2]>::try_from(a).ok())
-            else {
-                return Err(bad());
+                .is_some_and(|a| a.len() == 2 && a[0].as_str().is_some());
+            if !well_formed {
+                return Err(unexpected(cmd, "a stream entry [id, fields]", &entry));
+            }
+            let mut parts = entry.into_array().unwrap_or_default().into_iter();
+            let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
+                return Err(unexpected(cmd, "a stream entry [id, fields]", &Value::Nil));
             };
-            let id = id.as_str().ok_or_else(bad)?.to_owned();
-            let fields = pairs(cmd, fields.clone())?;
+            let id = id.as_str().unwrap_or_default().to_owned();
+            let fields = pairs(cmd, fields)?;
             Ok(StreamEntry { id, fields })
         })
         .collect()

@@ -92,17 +92,19 @@ impl Config {
         } else {
             return Err(bad("the scheme must be redis://"));
         };
+        // The user and password end at the last `@`: a password left unescaped may hold
+        // `/`, `?`, `#` or `@` (generated ones often do), and nothing after it may.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
+        };
         let (rest, query) = match rest.split_once('?') {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
         };
-        let (authority, path) = match rest.split_once('/') {
-            Some((authority, path)) => (authority, path),
+        let (hostport, path) = match rest.split_once('/') {
+            Some((hostport, path)) => (hostport, path),
             None => (rest, ""),
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (host, after) = v6
@@ -316,17 +318,16 @@ impl fmt::Debug for Config {
     }
 }
 
-/// `url` with its password (between `:` and `@` of the authority) replaced by `***`.
+/// `url` with its password (between the first `:` and the last `@` after the scheme)
+/// replaced by `***`.
 fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
     let after = &url[scheme_end + 3..];
-    let authority_end = after.find('/').unwrap_or(after.len());
-    let authority = &after[..authority_end];
-    match authority.rfind('@') {
+    match after.rfind('@') {
         Some(at) => {
-            let userinfo = &authority[..at];
+            let userinfo = &after[..at];
             let user = userinfo.split_once(':').map_or("", |(u, _)| u);
             format!(
                 "{}{user}:***{}",

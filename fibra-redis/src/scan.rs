@@ -36,6 +36,9 @@ pub(crate) struct Scanner {
     /// reply itself.
     left: [u64; MAX_DEPTH + 1],
     depth: usize,
+    /// Bytes from `pos` already searched for the end of the line there, in vain: a long
+    /// line arriving in pieces is searched once, not again from its start each time.
+    seek: usize,
 }
 
 impl Default for Scanner {
@@ -46,6 +49,7 @@ impl Default for Scanner {
             pos: 0,
             left,
             depth: 0,
+            seek: 0,
         }
     }
 }
@@ -67,12 +71,34 @@ impl Scanner {
             }
             let start = self.pos;
             let rest = &buf[start..];
-            let Some(cr) = rest.windows(2).position(|w| w == b"\r\n") else {
+            // The type byte first: bytes that are not RESP fail at once, not after a line
+            // end that may never come.
+            match rest.first() {
+                None => return Ok(None),
+                Some(b'+' | b'-' | b':' | b',' | b'#' | b'_' | b'(' | b'$' | b'!' | b'=')
+                | Some(b'*' | b'~' | b'>' | b'%') => {}
+                Some(b'|') => {
+                    return Err(ScanError::Invalid(
+                        "RESP3 attributes are not supported".into(),
+                    ))
+                }
+                Some(other) => {
+                    return Err(ScanError::Invalid(format!(
+                        "unknown RESP type byte 0x{other:02x}"
+                    )))
+                }
+            }
+            // A `\r` last searched may be followed by its `\n` now: one byte back.
+            let from = self.seek.saturating_sub(1).min(rest.len());
+            let found = rest[from..].windows(2).position(|w| w == b"\r\n");
+            let Some(cr) = found.map(|at| from + at) else {
+                self.seek = rest.len();
                 if start.saturating_add(rest.len()) > max {
                     return Err(ScanError::TooLarge);
                 }
                 return Ok(None);
             };
+            self.seek = 0;
             let after = start + cr + 2;
             if after > max {
                 return Err(ScanError::TooLarge);
@@ -141,11 +167,7 @@ impl Scanner {
                     self.depth += 1;
                     self.left[self.depth] = count;
                 }
-                b'|' => {
-                    return Err(ScanError::Invalid(
-                        "RESP3 attributes are not supported".into(),
-                    ))
-                }
+                // Checked above.
                 other => {
                     return Err(ScanError::Invalid(format!(
                         "unknown RESP type byte 0x{other:02x}"
@@ -245,6 +267,22 @@ mod tests {
             whole(b"*3\r\n:1\r\n:2\r\n:3\r\n", 12),
             Err(ScanError::TooLarge)
         );
+    }
+
+    #[test]
+    fn not_resp_fails_at_the_first_byte() {
+        assert!(matches!(
+            whole(b"\x16\x03\x01", 1000),
+            Err(ScanError::Invalid(_))
+        ));
+        assert!(matches!(whole(b"|", 1000), Err(ScanError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_line_split_at_its_crlf_is_found() {
+        let mut s = Scanner::default();
+        assert_eq!(s.scan(b"+abc\r", 100), Ok(None));
+        assert_eq!(s.scan(b"+abc\r\n", 100), Ok(Some(6)));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | `chatter:node:{node}` | string, TTL | the node's heartbeat: its instance; gone, the node is dead |
 //! | `chatter:nodes` | hash | node → instance: the nodes that registered and were not reaped |
 //! | `chatter:members:{node}` | set | the node's members, for `/who` at a start and for its reaping |
-//! | `chatter:reaped:{node}` | string, TTL 1 h | the instance reaped, so that it joins its members again if it was only away |
+//! | `chatter:reaped:{node}` | string, TTL 1 h | the instance reaped, so that it joins its members again if it was only away (and, after Redis lost its data, the late reaper's mark) |
 //! | `chatter:epoch` | string | set once by the first node: a different one after a reconnection means Redis lost its data |
 
 /// The prefix of every key.
@@ -55,9 +55,10 @@ return #ARGV - 2
 "#;
 
 /// The heartbeat: the node's key and its members' handles live for another TTL (taken back
-/// if Redis lost them), the node and its members listed. Returns `{lost, rejoin}`: the
-/// handles another node holds now, and 1 if this instance had been reaped (declared dead)
-/// and must join its members again.
+/// if Redis lost them), the node and its members listed. Returns `{lost, rejoin, other}`:
+/// the handles another node holds now, 1 if this instance had been reaped (declared dead)
+/// and must join its members again, and the instance of another live chatter that
+/// refreshed this node's key since ("" if none: two chatters under one name).
 /// ARGV: prefix, node, instance, ttl (ms), handles...
 pub(crate) const HEARTBEAT: &str = r#"
 local p, node, inst, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -66,6 +67,8 @@ if redis.call('GET', p .. 'reaped:' .. node) == inst then
   rejoin = 1
   redis.call('DEL', p .. 'reaped:' .. node)
 end
+local other = redis.call('GET', p .. 'node:' .. node)
+if other == false or other == inst then other = '' end
 redis.call('SET', p .. 'node:' .. node, inst, 'PX', ttl)
 redis.call('HSET', p .. 'nodes', node, inst)
 local lost = {}
@@ -80,7 +83,7 @@ for i = 5, #ARGV do
     table.insert(lost, h)
   end
 end
-return {lost, rejoin}
+return {lost, rejoin, other}
 "#;
 
 /// The reaper: every listed node whose heartbeat key has expired is dead; for each, its
@@ -110,10 +113,36 @@ end
 return reaped
 "#;
 
+/// The late reaper, after Redis lost its data: a node the others knew that has not come
+/// back to it (no heartbeat key, not listed) and was not reaped since is dead, and its
+/// members, whom the new Redis never heard of, leave: once (the tombstone, set in the same
+/// step, stops every other node's late reaper and the reaper), and only for the handles no
+/// other node took since.
+/// ARGV: prefix, the stream's MAXLEN, the reaper's node, the reaper's instance, the dead
+/// node, its instance (as last seen), its handles...
+pub(crate) const REAP_LOST: &str = r#"
+local p, maxlen, by, inst, n, dead = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('EXISTS', p .. 'node:' .. n) == 1 or redis.call('HEXISTS', p .. 'nodes', n) == 1 then
+  return 0
+end
+if not redis.call('SET', p .. 'reaped:' .. n, dead, 'PX', 3600000, 'NX') then return 0 end
+for i = 7, #ARGV do
+  local h = ARGV[i]
+  local key = p .. 'handle:' .. h
+  local owner = redis.call('GET', key)
+  if owner == false or owner == n then
+    redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, '*',
+      'k', 'leave', 'n', n, 'i', inst, 's', '0', 'h', h, 'by', by)
+    if owner == n then redis.call('DEL', key) end
+  end
+end
+return 1
+"#;
+
 /// A node's hello, at its start: the members a former instance of the same node left behind
 /// (a crash, a restart under the same name) leave now; the node registers; and it learns
 /// the room: the stream's last id (it reads from there), and every other node's members
-/// (what `/who` lists). Returns `{last_id, node, {handles}, node, {handles}, ...}`.
+/// (what `/who` lists). Returns `{last_id, node, instance, {handles}, ...}`.
 /// ARGV: prefix, the stream's MAXLEN, node, instance, ttl (ms).
 pub(crate) const HELLO: &str = r#"
 local p, maxlen, node, inst, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -132,9 +161,12 @@ redis.call('HSET', p .. 'nodes', node, inst)
 local last = redis.call('XREVRANGE', p .. 'log', '+', '-', 'COUNT', 1)
 local out = {'0-0'}
 if #last > 0 then out[1] = last[1][1] end
-for _, n in ipairs(redis.call('HKEYS', p .. 'nodes')) do
+local nodes = redis.call('HGETALL', p .. 'nodes')
+for j = 1, #nodes, 2 do
+  local n = nodes[j]
   if n ~= node then
     table.insert(out, n)
+    table.insert(out, nodes[j + 1])
     table.insert(out, redis.call('SMEMBERS', p .. 'members:' .. n))
   end
 end

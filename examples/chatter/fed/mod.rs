@@ -66,6 +66,31 @@ impl Default for Options {
     }
 }
 
+/// A node's name when `--node` is not given: the address listened on, `addr`, with the
+/// machine's host name for a wildcard or loopback host (`0.0.0.0:1980` is the same text on
+/// every machine, and two nodes of one name take each other's members for a former
+/// instance's).
+pub(crate) fn default_name(addr: &str) -> String {
+    let Ok(at) = addr.parse::<std::net::SocketAddr>() else {
+        return addr.to_owned(); // a host name already
+    };
+    if !(at.ip().is_unspecified() || at.ip().is_loopback()) {
+        return addr.to_owned();
+    }
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|file| {
+            let name = std::fs::read_to_string(file).ok()?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|n| !n.is_empty()));
+    match host {
+        Some(host) => format!("{host}:{}", at.port()),
+        None => addr.to_owned(),
+    }
+}
+
 /// Why a connection to Redis was given up.
 #[derive(Debug)]
 pub(crate) enum Trouble {

@@ -19,8 +19,8 @@ use crate::room::{Chat, LOG};
 
 /// How long one `XREAD` blocks in Redis.
 pub(crate) const BLOCK: Duration = Duration::from_millis(1000);
-/// Entries read at once at most.
-const COUNT: usize = 64;
+/// Entries read at once at most (fewer for long lines: as many as fit the reply limit).
+pub(crate) const COUNT: usize = 64;
 
 /// At the room's stop (the reader is ended with the room's tasklets): the writer says the
 /// node's goodbye.
@@ -35,8 +35,8 @@ impl Drop for Stop {
     }
 }
 
-/// Runs the reader until the room stops.
-pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config) {
+/// Runs the reader until the room stops, reading up to `count` entries at once.
+pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config, count: usize) {
     let _stop = Stop(Rc::clone(node));
     let mut last_id = String::new();
     let mut backoff = MIN_BACKOFF;
@@ -50,7 +50,7 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
                     check_gap(h, &mut conn, &last_id)?;
                 }
                 backoff = MIN_BACKOFF;
-                read(h, &mut conn, chat, node, &mut last_id)
+                read(h, &mut conn, chat, node, &mut last_id, count)
             });
         let Err(e) = result;
         node.lost(&mut chat.room.borrow_mut(), &e);
@@ -74,9 +74,20 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
     let last_id = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
     let mut room = chat.room.borrow_mut();
     let mut others = 0;
-    for pair in parts[1..].chunks(2) {
-        let [_node, handles] = pair else { break };
+    let mut state = node.state.borrow_mut();
+    for known in parts.get(1..).unwrap_or_default().chunks(3) {
+        let [home, instance, handles] = known else {
+            break;
+        };
+        let home: std::sync::Arc<str> = text(home).unwrap_or_default().into();
+        let instance = text(instance).unwrap_or_default();
+        state
+            .instances
+            .insert(std::sync::Arc::clone(&home), instance);
         for handle in items(handles).unwrap_or_default().iter().filter_map(text) {
+            state
+                .homes
+                .insert(handle.as_str().into(), std::sync::Arc::clone(&home));
             if room.member(&handle).is_none() && !room.is_elsewhere(&handle) {
                 room.joined_elsewhere(handle.into());
                 others += 1;
@@ -84,8 +95,9 @@ fn hello(h: &Handle, conn: &mut Connection, chat: &Chat, node: &Node) -> Result<
         }
     }
     drop(room);
+    drop(state);
     log::info!(target: LOG, "node {} joined the room in Redis: {others} members on {} other nodes; reading from {last_id}",
-        node.name, parts.len() / 2);
+        node.name, parts.len() / 3);
     node.state.borrow_mut().ready = true;
     node.wake_writer();
     Ok(last_id)
@@ -99,9 +111,10 @@ fn read(
     chat: &Chat,
     node: &Node,
     last_id: &mut String,
+    count: usize,
 ) -> Result<std::convert::Infallible, Trouble> {
     let block = BLOCK.as_millis().to_string();
-    let count = COUNT.to_string();
+    let count = count.to_string();
     loop {
         let reply = conn.call_blocking(
             h,

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::redis::Config as RedisConfig;
+use super::redis::{Config as RedisConfig, DEFAULT_MAX_REPLY};
 use fibra::net::Handed;
 use fibra::tasks::{remote_channel, RemoteSender};
 use fibra::Schedule;
@@ -14,6 +14,9 @@ use super::state::{Federation, Node};
 
 /// How long a connection to Redis and each call may take (an `XREAD BLOCK` this long more).
 const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// An entry's bytes beside its line, at most: its id, field names, node, instance, handle,
+/// a whisper's prefix and recipient, and RESP's headers.
+const ENTRY_OVERHEAD: usize = 4096;
 use super::{reader, writer, Options};
 use crate::config::Config;
 use crate::hub::{Event, Hub};
@@ -32,7 +35,10 @@ impl Chatter {
     ) -> Result<Chatter, Box<dyn std::error::Error>> {
         let listener = listen(schedule, addr, config.telnet_options(), false)?;
         let at = listener.local_addr();
-        let name = options.node.clone().unwrap_or_else(|| at.to_string());
+        let name = options
+            .node
+            .clone()
+            .unwrap_or_else(|| super::default_name(&at.to_string()));
         let mut chatter = federated(schedule, config, options, name, None)?;
         chatter.addr = at;
         chatter.accept(schedule, listener)?;
@@ -108,9 +114,17 @@ fn federated(
         node: Rc::clone(&node),
         load,
     }));
-    let (c, n, r) = (Rc::clone(&chat), Rc::clone(&node), redis.clone());
-    let reader =
-        schedule.spawn_named("chatter redis reader", move |h| reader::run(h, &c, &n, &r))?;
+    // The reader's replies hold up to `count` entries, each a line of up to --max-line:
+    // they must fit its reply limit, or a read that does not is asked again for ever.
+    let entry = config.max_line.saturating_add(ENTRY_OVERHEAD);
+    let reading = redis
+        .clone()
+        .with_max_reply(DEFAULT_MAX_REPLY.max(entry.saturating_mul(2)));
+    let count = (reading.max_reply() / entry).clamp(1, reader::COUNT);
+    let (c, n) = (Rc::clone(&chat), Rc::clone(&node));
+    let reader = schedule.spawn_named("chatter redis reader", move |h| {
+        reader::run(h, &c, &n, &reading, count)
+    })?;
     let (c, n) = (Rc::clone(&chat), Rc::clone(&node));
     let writer = schedule.spawn_named("chatter redis writer", move |h| {
         writer::run(h, &c, &n, &redis)

@@ -21,6 +21,9 @@ use crate::room::{Room, LOG};
 /// How long a session's claim waits for Redis before the handle is taken here alone.
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a session waits for its member's join to come back before serving it anyway.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
 /// How long an entry read back is kept, to be published again if Redis loses its data
 /// (the other nodes may not have read it yet).
 const KEEP_READ: Duration = Duration::from_secs(10);
@@ -86,16 +89,87 @@ pub(crate) struct State {
     pub(crate) unheard: HashSet<Arc<str>>,
     /// Claims waiting for the writer.
     pub(crate) claims: Vec<Claim>,
+    /// The handles of the sessions here waiting for their claim's answer: a second session
+    /// asking for one of them meanwhile is refused (Redis would say yes to both, the node
+    /// holding the handle).
+    pub(crate) claiming: HashSet<Arc<str>>,
     /// The handles of the members here, kept claimed by the heartbeat.
     pub(crate) members: BTreeSet<Arc<str>>,
     /// Handles to free in Redis (after the entries before them are written).
     pub(crate) releases: Vec<Arc<str>>,
     /// Sessions waiting for the outbox to shrink.
     pub(crate) pacing: Vec<Unparker>,
+    /// The members here to join again, the node having been declared dead while away.
+    pub(crate) rejoins: Vec<Arc<str>>,
+    /// Sessions waiting for their member's join to come back (`settle`).
+    pub(crate) settling: Vec<Unparker>,
     /// Lines said here while Redis was out of reach that the full outbox could not keep.
     pub(crate) dropped: u64,
     /// The room is stopping: the writer says goodbye and ends.
     pub(crate) stopping: bool,
+    /// Each member of another node, as this node has heard: its node.
+    pub(crate) homes: HashMap<Arc<str>, Arc<str>>,
+    /// Each other node's instance, as its last join here said.
+    pub(crate) instances: HashMap<Arc<str>, String>,
+    /// After Redis lost its data: when the nodes known here that did not come back to it
+    /// are declared dead (the late reaper).
+    pub(crate) late_reap: Option<Instant>,
+}
+
+/// Another node as known here: its name, its instance (as its last join said; empty if
+/// none did) and its members.
+pub(crate) type Known = (Arc<str>, String, Vec<Arc<str>>);
+
+impl State {
+    /// Where the members of the other nodes are (for the late reaper): `entry`, of another
+    /// node, said `kind`.
+    fn heard_of(&mut self, kind: Kind, entry: &Read) {
+        match kind {
+            Kind::Join => {
+                let node: Arc<str> = entry.node.as_str().into();
+                if entry.seq > 0 {
+                    self.instances
+                        .insert(Arc::clone(&node), entry.instance.clone());
+                }
+                self.homes.insert(entry.handle.as_str().into(), node);
+            }
+            Kind::Leave => {
+                if self
+                    .homes
+                    .get(entry.handle.as_str())
+                    .is_some_and(|n| **n == *entry.node)
+                {
+                    self.homes.remove(entry.handle.as_str());
+                }
+            }
+            Kind::Say | Kind::Msg => {}
+        }
+    }
+
+    /// The late reaper's work, when due: each other node known here, its instance and
+    /// its members.
+    pub(crate) fn late_reap_due(&mut self) -> Option<Vec<Known>> {
+        if self.late_reap.is_none_or(|at| Instant::now() < at) {
+            return None;
+        }
+        self.late_reap = None;
+        let mut nodes: HashMap<Arc<str>, Vec<Arc<str>>> = HashMap::new();
+        for (handle, node) in &self.homes {
+            nodes
+                .entry(Arc::clone(node))
+                .or_default()
+                .push(Arc::clone(handle));
+        }
+        Some(
+            nodes
+                .into_iter()
+                .map(|(node, handles)| {
+                    let instance = self.instances.get(&node).cloned().unwrap_or_default();
+                    (node, instance, handles)
+                })
+                .collect(),
+        )
+    }
 }
 
 impl Node {
@@ -127,7 +201,13 @@ impl Node {
     fn post(&self, kind: Kind, handle: &str, text: &str, to: &str) -> bool {
         let mut state = self.state.borrow_mut();
         let local = !state.up;
-        if local && state.outbox.len() >= self.options.outbox {
+        // Joins and leaves may go past the bound by as much again: a leave dropped would
+        // leave its member in the other nodes' `/who` for ever.
+        let bound = match kind {
+            Kind::Join | Kind::Leave => self.options.outbox.saturating_mul(2),
+            Kind::Say | Kind::Msg => self.options.outbox,
+        };
+        if local && state.outbox.len() >= bound {
             state.dropped += 1;
             if state.dropped.is_power_of_two() {
                 log::warn!(target: LOG, "outbox full ({} entries) while Redis is out of reach: {} lines said here will not reach the other nodes", self.options.outbox, state.dropped);
@@ -149,23 +229,6 @@ impl Node {
         drop(state);
         self.wake_writer();
         local
-    }
-
-    /// Queues an entry for the stream that is not for this node's members (a join published
-    /// again for the other nodes).
-    pub(crate) fn repost(&self, kind: Kind, handle: &str) {
-        let mut state = self.state.borrow_mut();
-        state.seq += 1;
-        let seq = state.seq;
-        state.outbox.push_back(Own {
-            seq,
-            kind,
-            handle: handle.into(),
-            text: "".into(),
-            to: "".into(),
-        });
-        drop(state);
-        self.wake_writer();
     }
 
     /// Redis is out of reach (`why`): what was made here and not read back is delivered here
@@ -192,7 +255,13 @@ impl Node {
         let members = state.members.len();
         // Claims waiting for Redis: taken here alone, claimed when it is back.
         let claims = std::mem::take(&mut state.claims);
+        // Members held back by a full outbox: served alone now, like the rest.
+        let pacing = std::mem::take(&mut state.pacing);
+        let settling = std::mem::take(&mut state.settling);
         drop(state);
+        for w in pacing.into_iter().chain(settling) {
+            w.unpark();
+        }
         for claim in claims {
             claim.answer.set(Some(true));
             claim.session.unpark();
@@ -233,6 +302,10 @@ impl Node {
             for own in again.into_iter().rev() {
                 state.outbox.push_front(own);
             }
+        }
+        if fresh {
+            // A node known here has a heartbeat's TTL and one refresh to come back to it.
+            state.late_reap = Some(Instant::now() + self.options.ttl + self.options.refresh);
         }
         let held = state.outbox.len();
         drop(state);
@@ -293,7 +366,15 @@ impl Node {
         } else {
             None
         };
+        if held.is_some() {
+            for w in state.settling.drain(..) {
+                w.unpark();
+            }
+        }
         let unheard = mine && kind == Kind::Leave && state.unheard.remove(entry.handle.as_str());
+        if entry.node != self.name {
+            state.heard_of(kind, entry);
+        }
         drop(state);
         let handle = entry.handle.as_str();
         match kind {
@@ -301,8 +382,7 @@ impl Node {
             Kind::Say if !room.is_shutting_down() => room.say_as(handle, &entry.text),
             Kind::Say => {}
             Kind::Join if mine => {
-                // Not held: a join published again after this node was declared dead (its
-                // members here heard it when it joined).
+                // Not held: published again after Redis lost its data (heard here already).
                 if let Some((conn, web)) = held {
                     room.hear(handle, &conn, web);
                     room.announce(format_args!("{handle} has joined the chat."));
@@ -315,7 +395,9 @@ impl Node {
                     room.joined_elsewhere(handle.into());
                 }
             }
-            Kind::Join => {} // a former instance's
+            // A former instance's, or this one's join again after it was declared dead (its
+            // members here heard it when they joined).
+            Kind::Join => {}
             Kind::Leave if mine => {
                 if !unheard {
                     room.announce(format_args!("{handle} has left the chat."));
@@ -349,6 +431,21 @@ impl Node {
     }
 }
 
+/// A session's claim in flight: its handle is refused to the other sessions here until the
+/// answer (or the session's end, a kill included).
+struct Claiming {
+    node: Rc<Node>,
+    handle: Arc<str>,
+}
+
+impl Drop for Claiming {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.node.state.try_borrow_mut() {
+            state.claiming.remove(&self.handle);
+        }
+    }
+}
+
 /// The federated room's reach: what happens here goes to the stream, and comes back.
 #[derive(Debug)]
 pub(crate) struct Federation {
@@ -362,14 +459,22 @@ impl Reach for Federation {
     fn claim(&self, h: &Handle, handle: &str) -> bool {
         let node = &self.node;
         let answer = Rc::new(Cell::new(None));
-        {
+        let _claiming = {
             let mut state = node.state.borrow_mut();
-            if state.stopping {
+            if state.stopping || state.members.contains(handle) {
                 return false;
             }
+            let shared: Arc<str> = handle.into();
+            if !state.claiming.insert(Arc::clone(&shared)) {
+                return false; // another session here is claiming it
+            }
+            let claiming = Claiming {
+                node: Rc::clone(node),
+                handle: Arc::clone(&shared),
+            };
             if state.up {
                 state.claims.push(Claim {
-                    handle: handle.into(),
+                    handle: shared,
                     session: h.unparker(),
                     answer: Rc::clone(&answer),
                 });
@@ -377,7 +482,8 @@ impl Reach for Federation {
                 // Redis is out of reach: taken here alone, claimed when it is back.
                 answer.set(Some(true));
             }
-        }
+            claiming
+        };
         node.wake_writer();
         let deadline = Instant::now() + CLAIM_WAIT;
         let won = loop {
@@ -461,6 +567,21 @@ impl Reach for Federation {
     fn charge(&self) -> Option<LoadToken> {
         let (hub, index) = self.load.as_ref()?;
         Some(hub.loads().charge(*index))
+    }
+
+    fn settle(&self, h: &Handle, handle: &str) {
+        let deadline = Instant::now() + SETTLE_WAIT;
+        loop {
+            let mut state = self.node.state.borrow_mut();
+            if !state.up || !state.held.contains_key(handle) {
+                return;
+            }
+            state.settling.push(h.unparker());
+            drop(state);
+            if h.park_until(deadline).is_err() {
+                return; // its join is late: the member is served anyway
+            }
+        }
     }
 
     fn pace(&self, h: &Handle) {

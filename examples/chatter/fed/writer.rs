@@ -20,6 +20,8 @@ use crate::room::{Chat, LOG};
 
 /// Entries written in one pipeline at most.
 const BATCH: usize = 512;
+/// Bytes of text written in one pipeline, about (at least one entry).
+const BATCH_BYTES: usize = 4 << 20;
 /// The first wait before connecting again; it doubles up to [`MAX_BACKOFF`].
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -27,6 +29,9 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Runs the writer until the room stops (and the goodbye is said, if Redis is in reach).
 pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config) {
     let mut epoch: Option<String> = None;
+    // Each connection offers an epoch of its own: one set again by the node that set the
+    // first (a Redis restarted empty) differs from it.
+    let mut offers: u64 = 0;
     let mut backoff = MIN_BACKOFF;
     loop {
         // Nothing before the reader's hello (the node registered, its leftovers gone).
@@ -45,7 +50,9 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
         let result = Connection::connect(h, config)
             .map_err(Trouble::from)
             .and_then(|mut conn| {
-                let fresh = check_epoch(h, &mut conn, node, &mut epoch)?;
+                offers += 1;
+                let offer = format!("{}/{offers}", node.instance);
+                let fresh = check_epoch(h, &mut conn, &offer, &mut epoch)?;
                 beat(h, &mut conn, chat, node)?;
                 if !node.state.borrow().up || fresh {
                     node.found(fresh);
@@ -71,20 +78,19 @@ pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config)
 }
 
 /// Whether this Redis lost its data since this node last saw it (the epoch key changed).
+/// `offer` is set if the key is missing; it must differ from every offer before it, or a
+/// node that set the epoch, finding Redis empty, would set the same again and see no loss.
 fn check_epoch(
     h: &Handle,
     conn: &mut Connection,
-    node: &Node,
+    offer: &str,
     epoch: &mut Option<String>,
 ) -> Result<bool, Trouble> {
     let replies = pipeline(
         h,
         conn,
         &[
-            Cmd::new("SET")
-                .arg(keys::EPOCH)
-                .arg(&node.instance)
-                .arg("NX"),
+            Cmd::new("SET").arg(keys::EPOCH).arg(offer).arg("NX"),
             Cmd::new("GET").arg(keys::EPOCH),
         ],
     )?;
@@ -111,11 +117,12 @@ fn serve(
             return Err(Trouble::Other("the reader lost Redis".into()));
         }
         let beat_due = Instant::now() >= next_beat;
-        let (claims, releases, stopping) = {
+        let (claims, releases, rejoins, stopping) = {
             let mut state = node.state.borrow_mut();
             (
                 std::mem::take(&mut state.claims),
                 std::mem::take(&mut state.releases),
+                std::mem::take(&mut state.rejoins),
                 state.stopping,
             )
         };
@@ -129,15 +136,41 @@ fn serve(
             );
         }
         let first_entry = cmds.len();
+        // The joins again of a node declared dead, before anything its members said while
+        // away; with no sequence number (they are not this instance's order).
+        for handle in &rejoins {
+            let mut cmd = Cmd::new("XADD")
+                .arg(keys::LOG)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(&maxlen)
+                .arg("*");
+            for (name, value) in [
+                ("k", Kind::Join.word()),
+                ("n", node.name.as_str()),
+                ("i", node.instance.as_str()),
+                ("s", "0"),
+                ("h", &**handle),
+            ] {
+                cmd = cmd.arg(name).arg(value);
+            }
+            cmds.push(cmd);
+        }
         let last_written = {
             let state = node.state.borrow();
             let mut last = state.written;
+            let mut bytes = 0;
             for own in state
                 .outbox
                 .iter()
                 .filter(|o| o.seq > state.written)
                 .take(BATCH)
             {
+                // Long lines: a pipeline of a few MiB, not one that outlasts its timeout.
+                if bytes > BATCH_BYTES {
+                    break;
+                }
+                bytes += own.text.len();
                 let seq = own.seq.to_string();
                 let mut cmd = Cmd::new("XADD")
                     .arg(keys::LOG)
@@ -171,6 +204,19 @@ fn serve(
                     .arg(&node.instance),
             );
             next_beat = Instant::now() + node.options.refresh;
+            let late = node.state.borrow_mut().late_reap_due();
+            for (dead, instance, handles) in late.unwrap_or_default() {
+                let mut cmd = keys::script(keys::REAP_LOST)
+                    .arg(&maxlen)
+                    .arg(&node.name)
+                    .arg(&node.instance)
+                    .arg(&*dead)
+                    .arg(&instance);
+                for handle in &handles {
+                    cmd = cmd.arg(&**handle);
+                }
+                cmds.push(cmd);
+            }
         }
         if cmds.is_empty() {
             if stopping {
@@ -184,24 +230,53 @@ fn serve(
             Ok(replies) => replies,
             Err(e) => {
                 // Unanswered claims wait for the next connection (or the node's loss).
-                node.state.borrow_mut().claims.extend(claims);
+                let mut state = node.state.borrow_mut();
+                state.claims.extend(claims);
+                state.rejoins.extend(rejoins);
+                drop(state);
                 return Err(e.into());
             }
         };
-        answer_claims(&claims, &replies);
-        if entries > 0 {
+        // A claim refused (`-OOM`...) is no answer: it waits for the next connection, or
+        // the node's loss takes the handle here alone (it was told "taken").
+        let refused = answer_claims(claims, &replies);
+        if let Some(claim) = refused.first() {
+            let why = format!("the claim of {} refused", claim.handle);
             let mut state = node.state.borrow_mut();
+            state.claims.extend(refused);
+            state.releases.extend(releases);
+            state.rejoins.extend(rejoins);
+            return Err(Trouble::Other(why));
+        }
+        if entries > 0 {
+            // An entry refused (`-OOM` at `maxmemory`, a read-only replica) never comes
+            // back: Redis is out of reach for this node until it takes them, or they are
+            // lost in silence and, the outbox full, its members frozen.
             if let Some(bad) = replies[first_entry..first_entry + entries]
                 .iter()
                 .find_map(error_of)
             {
-                log::error!(target: LOG, "XADD refused: {bad}");
+                let mut state = node.state.borrow_mut();
+                state.releases.extend(releases);
+                state.rejoins.extend(rejoins);
+                drop(state);
+                return Err(Trouble::Other(format!("XADD refused: {bad}")));
             }
+            let mut state = node.state.borrow_mut();
             state.written = state.written.max(last_written);
             drop(state);
         }
         if beat_due {
             after_beat(chat, node, &replies[beat_at], &replies[beat_at + 1]);
+            for reply in &replies[beat_at + 2..] {
+                match (error_of(reply), int(reply)) {
+                    (Some(bad), _) => log::error!(target: LOG, "late reaper: {bad}"),
+                    (None, Some(1)) => {
+                        log::info!(target: LOG, "a node gone while Redis lost its data did not come back: its members' leaves published")
+                    }
+                    _ => {}
+                }
+            }
         }
         // Lines said here while the batch was out are next; the room's own turn first.
         h.yield_now();
@@ -237,7 +312,15 @@ fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
         log::error!(target: LOG, "heartbeat: {bad}");
         return;
     }
-    if let Some([lost, rejoin]) = items(beat).and_then(|v| <&[Value; 2]>::try_from(v).ok()) {
+    if let Some(other) = items(beat).and_then(|v| v.get(2)).and_then(text) {
+        if !other.is_empty() {
+            log::error!(target: LOG, "another chatter runs as node {} (instance {other}; this is {}): give each its own --node", node.name, node.instance);
+        }
+    }
+    if let Some([lost, rejoin]) = items(beat)
+        .and_then(|v| v.get(..2))
+        .and_then(|v| <&[Value; 2]>::try_from(v).ok())
+    {
         for handle in items(lost).unwrap_or_default().iter().filter_map(text) {
             log::warn!(target: LOG, "{handle}'s handle was taken on another node while this one was away from Redis: its member here is let go");
             node.evict(&mut chat.room.borrow_mut(), &handle);
@@ -245,9 +328,8 @@ fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
         if int(rejoin) == Some(1) {
             let members: Vec<_> = node.state.borrow().members.iter().cloned().collect();
             log::warn!(target: LOG, "this node was declared dead while away: its {} members join again", members.len());
-            for handle in members {
-                node.repost(Kind::Join, &handle);
-            }
+            node.state.borrow_mut().rejoins.extend(members);
+            node.wake_writer();
         }
     }
     for dead in items(reap).unwrap_or_default().iter().filter_map(text) {
@@ -255,15 +337,20 @@ fn after_beat(chat: &Chat, node: &Node, beat: &Value, reap: &Value) {
     }
 }
 
-/// Each claim's answer: won (1) or not; an error counts as not won.
-fn answer_claims(claims: &[Claim], replies: &[Value]) {
-    for (claim, reply) in claims.iter().zip(replies) {
+/// Each claim's answer: won (1) or not; returns the claims refused (an error reply), not
+/// answered.
+fn answer_claims(claims: Vec<Claim>, replies: &[Value]) -> Vec<Claim> {
+    let mut refused = Vec::new();
+    for (claim, reply) in claims.into_iter().zip(replies) {
         if let Some(bad) = error_of(reply) {
             log::error!(target: LOG, "claim of {}: {bad}", claim.handle);
+            refused.push(claim);
+            continue;
         }
         claim.answer.set(Some(int(reply) == Some(1)));
         claim.session.unpark();
     }
+    refused
 }
 
 /// The stop: the entries made here published, then the goodbye (the members here leave).
