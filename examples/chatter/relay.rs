@@ -12,7 +12,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fibra::net::{Handed, LoadToken};
 use fibra::rt::Unparker;
@@ -30,9 +30,9 @@ use super::shutdown::stop_here;
 const OUTBOX_LIMIT: usize = 64 * 1024;
 /// Events the relay applies in one go.
 const RELAY_BATCH: usize = 1024;
-/// How long the relay gathers the other threads' events after applying a batch (unless the
-/// batch was full): at most one round of relayed lines per grain, a tenth of the members'
-/// flush delay.
+/// How long the relay gathers the other threads' events after applying a batch that came
+/// within two of these of the one before (unless it was full): at most about one round of relayed
+/// lines per grain, a tenth of the members' flush delay.
 const RELAY_GRAIN: Duration = Duration::from_millis(1);
 
 /// One thread's side of the room across threads.
@@ -225,6 +225,8 @@ fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
 /// leaves, a whisper for one, the shutdown (after which the hub hears this room stopped).
 fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
     let mut batch = Vec::with_capacity(256);
+    // When the last batch was applied.
+    let mut last: Option<Instant> = None;
     while events.receive_many(h, &mut batch, RELAY_BATCH) > 0 {
         let full = batch.len() == RELAY_BATCH;
         for event in batch.drain(..) {
@@ -243,8 +245,14 @@ fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
         chat.room.borrow_mut().relay_rounds += 1;
         // Gathers what the other threads say over the next grain into one batch: a round of
         // this room's fan-out for each of them costs a share of every member's output here,
-        // and N - 1 threads each waking it per line make that a round per line.
-        if !full {
+        // and N - 1 threads each waking it per line make that a round per line. Only while
+        // batches come within two grains of each other (a paced relay's next batch comes
+        // one grain after the last): a quiet room's lines go at once, with no timer's round
+        // after each.
+        let now = Instant::now();
+        let busy = last.is_some_and(|at| now.duration_since(at) < 2 * RELAY_GRAIN);
+        last = Some(now);
+        if busy && !full {
             h.sleep(RELAY_GRAIN);
         }
     }
