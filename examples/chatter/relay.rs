@@ -12,10 +12,11 @@
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fibra::net::{Handed, LoadToken};
 use fibra::rt::Unparker;
-use fibra::tasks::{remote_channel, RemoteReceiver, RemoteSender};
+use fibra::tasks::{remote_channel, RemoteReceiver, RemoteSender, TasksExt};
 use fibra::{Handle, Schedule};
 
 use super::config::Config;
@@ -27,6 +28,12 @@ use super::shutdown::stop_here;
 
 /// Events waiting for the forwarder beyond which a speaking session waits.
 const OUTBOX_LIMIT: usize = 64 * 1024;
+/// Events the relay applies in one go.
+const RELAY_BATCH: usize = 1024;
+/// How long the relay gathers the other threads' events after applying a batch that came
+/// within two of these of the one before (unless it was full): at most about one round of relayed
+/// lines per grain, a tenth of the members' flush delay.
+const RELAY_GRAIN: Duration = Duration::from_millis(1);
 
 /// One thread's side of the room across threads.
 #[derive(Debug)]
@@ -218,7 +225,10 @@ fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
 /// leaves, a whisper for one, the shutdown (after which the hub hears this room stopped).
 fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
     let mut batch = Vec::with_capacity(256);
-    while events.receive_many(h, &mut batch, 1024) > 0 {
+    // When the last batch was applied.
+    let mut last: Option<Instant> = None;
+    while events.receive_many(h, &mut batch, RELAY_BATCH) > 0 {
+        let full = batch.len() == RELAY_BATCH;
         for event in batch.drain(..) {
             match event {
                 Event::Room(line) => chat.room.borrow_mut().deliver(&line),
@@ -231,6 +241,19 @@ fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
                     return;
                 }
             }
+        }
+        chat.room.borrow_mut().relay_rounds += 1;
+        // Gathers what the other threads say over the next grain into one batch: a round of
+        // this room's fan-out for each of them costs a share of every member's output here,
+        // and N - 1 threads each waking it per line make that a round per line. Only while
+        // batches come within two grains of each other (a paced relay's next batch comes
+        // one grain after the last): a quiet room's lines go at once, with no timer's round
+        // after each.
+        let now = Instant::now();
+        let busy = last.is_some_and(|at| now.duration_since(at) < 2 * RELAY_GRAIN);
+        last = Some(now);
+        if busy && !full {
+            h.sleep(RELAY_GRAIN);
         }
     }
 }

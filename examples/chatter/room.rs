@@ -68,6 +68,8 @@ pub(crate) struct RoomStats {
     /// Events sent from here to another thread, since the start (a line said here crosses
     /// to each other thread once, whatever the number of members there).
     pub(crate) crossed: u64,
+    /// Batches of the other threads' events applied here (each a round of fan-out).
+    pub(crate) relay_rounds: u64,
 }
 
 /// Who is here: every connection (for the shutdown's goodbye), the members, their handles;
@@ -89,6 +91,8 @@ pub(crate) struct Room {
     served: u64,
     /// Events the reach sent beyond this schedule (it counts them here).
     pub(crate) crossed: u64,
+    /// Batches of events from beyond this schedule the reach applied (it counts them here).
+    pub(crate) relay_rounds: u64,
     shutting_down: bool,
     /// The tasklets that serve the room here (acceptors, the web server, the reach's own),
     /// ended by its shutdown.
@@ -110,6 +114,7 @@ impl Default for Room {
             joined: 0,
             served: 0,
             crossed: 0,
+            relay_rounds: 0,
             shutting_down: false,
             tasklets: Vec::new(),
         }
@@ -127,6 +132,7 @@ impl Room {
             joined: self.joined,
             served: self.served,
             crossed: self.crossed,
+            relay_rounds: self.relay_rounds,
         }
     }
 

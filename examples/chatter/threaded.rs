@@ -216,8 +216,8 @@ fn log_stats(
         h.sleep(REPORT_EVERY);
         let room = stats();
         log::debug!(target: "chatter::stats",
-            "thread {index}: members {}, lines delivered {}, cut off {}, events crossed {}",
-            room.members, room.deliveries, room.cut_off, room.crossed);
+            "thread {index}: members {}, lines delivered {}, cut off {}, events crossed {}, relay rounds {}",
+            room.members, room.deliveries, room.cut_off, room.crossed, room.relay_rounds);
     })?;
     Ok(())
 }

@@ -107,6 +107,12 @@ impl Input {
         self.buf.clear(pool);
     }
 
+    /// Nothing to decode and nothing to read until the next readiness edge: a receive can
+    /// only park (what `attempt_receive` finds on a connected plain socket).
+    pub(super) fn nothing_yet(&self) -> bool {
+        self.buf.is_empty() && !self.readable && self.end.is_none()
+    }
+
     /// The reactor's news: readable, and whether the peer's FIN came with it.
     pub(super) fn on_readable(&mut self, read_closed: bool) {
         self.readable = true;
@@ -142,12 +148,21 @@ impl Table {
         mode: ReceiveMode,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Vec<u8>, NetError>> {
-        match self.conn_entry(key) {
+        let nothing_yet = match self.conn_entry(key) {
             Ok(c) if c.input.reader.is_some() => return Poll::Ready(Err(NetError::Busy)),
-            Ok(_) => {}
+            Ok(c) => {
+                c.input.nothing_yet() && c.tls.is_none() && c.state.connected_socket().is_some()
+            }
             Err(e) => return Poll::Ready(Err(e)),
-        }
-        match self.attempt_receive(key, buf, mode, cx) {
+        };
+        // The common case of a loop of receives (the last read drained the socket): park at
+        // once, as `attempt_receive` would, without its round of checks.
+        let attempt = if nothing_yet {
+            Attempt::Pending(buf, false)
+        } else {
+            self.attempt_receive(key, buf, mode, cx)
+        };
+        match attempt {
             Attempt::Done(result) => Poll::Ready(result),
             Attempt::Pending(buf, budget) => {
                 let parked = self.waiters.park(from, Wait::Receive(key.slot));

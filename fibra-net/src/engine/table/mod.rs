@@ -348,8 +348,14 @@ impl Table {
 
     /// Fails with `Closed` unless `key` is a connection.
     fn conn_entry(&mut self, key: Key) -> Result<&mut ConnEntry, NetError> {
-        conn_mut(&mut self.entries, key).ok_or(NetError::Closed)
+        conn_mut(&mut self.entries, key).ok_or_else(closed)
     }
+}
+
+/// `NetError::Closed`, made only when needed: `ok_or(NetError::Closed)` builds the error and
+/// drops it (a call into its drop glue) on every success, twice per echoed message.
+pub(super) fn closed() -> NetError {
+    NetError::Closed
 }
 
 impl Drop for Table {

@@ -10,7 +10,7 @@ use fibra_rt::{Context, TaskletId};
 
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
-use super::{conn_mut, ConnEntry, Deferred, Entry, Table};
+use super::{closed, conn_mut, ConnEntry, Deferred, Entry, Table};
 use crate::api::error::{Lost, NetError};
 use crate::api::ops;
 use crate::engine::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
@@ -125,7 +125,7 @@ impl Table {
             // The groups' bytes sent before this go first.
             self.seal_groups_of(key);
         }
-        let c = conn_mut(&mut self.entries, key).ok_or(NetError::Closed)?;
+        let c = conn_mut(&mut self.entries, key).ok_or_else(closed)?;
         if let Some(end) = c.output.end {
             return Err(end.into());
         }
