@@ -45,6 +45,7 @@ use fibra_rt::{Context, Interest, Registry};
 use slab::Slab;
 use socket2::Socket;
 
+use self::timers::TimerKind;
 use crate::api::conn::Conn;
 use crate::api::error::{Lost, NetError};
 use crate::api::options::ConnOptions;
@@ -300,8 +301,13 @@ impl Table {
         c.options.max_frame = c.options.max_frame.max(1);
         c.options.send_limit = c.options.send_limit.max(1);
         if c.options.read_timeout != before {
-            if let Some(t) = c.options.read_timeout {
-                self.restart_read_timer(key, t);
+            match c.options.read_timeout {
+                Some(t) => self.restart_read_timer(key, t),
+                // Set off (a login done): its timer goes now, not when it would have fired.
+                None => {
+                    c.input.timer = None;
+                    self.timers.disarm(TimerKind::Read, key);
+                }
             }
         }
     }
