@@ -5,13 +5,14 @@
 
 mod util;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{Ended, Factory, Protocol, Server, Transport};
+use fibra::net::ops::{Connect, OnInput, Tried, TryReceive};
+use fibra::net::{Conn, ConnOptions, Ended, Factory, Protocol, Server, Transport};
 use fibra::rt::Handle;
 
 /// Does what each line says: `arm` sets an hour's read deadline, `off` clears it; anything
@@ -98,4 +99,62 @@ fn a_read_deadline_set_off_disarms_its_timer_at_once() {
     );
     drop(c);
     util::run_until(&mut s, "the loss", || lost.get() == 1);
+}
+
+/// Takes the line that came (arming the watch again while none did), then closes.
+fn watch_job(conn: Conn, seen: Rc<RefCell<Option<Vec<u8>>>>) -> Box<dyn FnOnce(&Handle)> {
+    Box::new(move |h: &Handle| {
+        match h.yield_op(TryReceive::into_buf(&conn, Vec::new())) {
+            Tried::Frame(line) => *seen.borrow_mut() = Some(line),
+            Tried::Nothing(_) => {
+                let again = watch_job(conn.clone(), seen);
+                if h.yield_op(OnInput::new(&conn, "watch", again)).is_ok() {
+                    return;
+                }
+            }
+            Tried::Failed(_) => {}
+        }
+        conn.close();
+    })
+}
+
+/// A connection whose only life is its input watch is still served by `run_for` when no
+/// tasklet is left: the schedule keeps running while a plugin has armed watches, and
+/// returns once they are gone.
+#[test]
+fn run_serves_armed_input_watches_when_no_tasklet_is_left() {
+    let peer_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = peer_listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut c, _) = peer_listener.accept().unwrap();
+        // Long enough for the schedule to be left with the watch alone.
+        std::thread::sleep(Duration::from_millis(100));
+        c.write_all(b"late\n").unwrap();
+        let mut rest = String::new();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = std::io::Read::read_to_string(&mut c, &mut rest);
+    });
+    let mut s = util::net_schedule();
+    let got: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    let seen = got.clone();
+    s.spawn(move |h| {
+        let conn = h
+            .yield_op(Connect::new(addr, ConnOptions::new()))
+            .expect("connect");
+        h.yield_op(OnInput::new(&conn, "watch", watch_job(conn.clone(), seen)))
+            .unwrap();
+        // Ends: the connection is left to its watch.
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let left = s.run_for(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        got.borrow().as_deref(),
+        Some(&b"late"[..]),
+        "the watch never ran"
+    );
+    assert!(!left, "run_for returns once the watch is done");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(s);
+    peer.join().unwrap();
 }

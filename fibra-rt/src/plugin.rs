@@ -115,6 +115,17 @@ pub trait Plugin: Any {
         true
     }
 
+    /// Whether this plugin holds work that no tasklet waits for, but that its events will
+    /// start tasklets for: the network plugin's input watches (connections served without a
+    /// tasklet while idle). [`Schedule::run`](crate::Schedule::run) and `run_until`/`run_for`
+    /// go on while a plugin says so, as they do while a tasklet is alive, and `tick` counts
+    /// it as work left. Keep it cheap (it is asked every round) and bounded: true only while
+    /// such work exists, each piece ending by itself (with its connection), so that `run`
+    /// still returns once everything is done. The default: none.
+    fn has_work(&self) -> bool {
+        false
+    }
+
     /// Tasklet `id`, which this plugin watched with [`Context::watch_exit`], ended.
     fn exited(&mut self, id: TaskletId, exit: &Exit, cx: &mut Context<'_>) {
         let _ = (id, exit, cx);

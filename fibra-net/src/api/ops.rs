@@ -304,9 +304,10 @@ pub type InputJob = Box<dyn FnOnce(&fibra_rt::Handle)>;
 /// One watch per connection: a second replaces the first (which is dropped). A parked
 /// [`Receive`] on the same connection is served first; the watch waits.
 ///
-/// A watch is not a tasklet: `Schedule::run` and `run_for` return when no tasklet is left,
-/// watches or not. A server keeps one (its acceptor), and a stop that ends every tasklet
-/// goes on with `tick_within` until its connections have closed.
+/// A watch is not a tasklet, but it is work: while one is armed the plugin
+/// [has work](fibra_rt::Plugin::has_work), so `Schedule::run` and `run_for` go on serving
+/// it when no tasklet is left, and return once every watched connection has ended (a
+/// watch lasts no longer than its connection: its loss, close or abort spawns the job).
 pub struct OnInput {
     pub(crate) conn: Conn,
     pub(crate) job: InputJob,

@@ -153,6 +153,8 @@ pub(crate) struct Table {
     /// A graceful stop began: no new listener or connection.
     draining: bool,
     counters: Counters,
+    /// Armed input watches, and jobs to drop off the table.
+    watches: watch::Watches,
     /// The `Shared` this table lives in, to make handles.
     me: Weak<Shared>,
 }
@@ -187,6 +189,7 @@ impl Table {
             warned_fd_limit: false,
             draining: false,
             counters: Counters::default(),
+            watches: watch::Watches::default(),
         }
     }
 

@@ -25,6 +25,25 @@ pub(super) struct Watch {
     name: &'static str,
 }
 
+/// The table's count of armed watches (what [`NetPlugin`](crate::NetPlugin) reports as
+/// work left to the schedule: `run` goes on while one is armed), and the jobs taken off the
+/// table while it was borrowed, dropped once it is free (their destructors may use their
+/// connections: a protocol's `connection_lost`).
+#[derive(Default)]
+pub(super) struct Watches {
+    armed: usize,
+    unwatched: Vec<InputJob>,
+}
+
+impl fmt::Debug for Watches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watches")
+            .field("armed", &self.armed)
+            .field("unwatched", &self.unwatched.len())
+            .finish()
+    }
+}
+
 impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watch")
@@ -70,7 +89,14 @@ impl Table {
             Ok(c) => c,
             Err(e) => return Err((e, job)),
         };
-        c.input.watch = Some(Watch { job, name });
+        match c.input.watch.replace(Watch { job, name }) {
+            None => self.watches.armed += 1,
+            // Replaced: the first is dropped off the table.
+            Some(old) => self.watches.unwatched.push(old.job),
+        }
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return Ok(());
+        };
         let input = &c.input;
 
         if input.round == round && input.in_round >= READ_BUDGET {
@@ -91,6 +117,7 @@ impl Table {
         let Some(Watch { job, name }) = c.input.watch.take() else {
             return;
         };
+        self.watches.armed -= 1;
         let options = SpawnOptions::new().name(Cow::Borrowed(name));
         // `spawn` keeps the job until the tasklet runs; on failure it is gone with it, so
         // hand it over through a slot that gives it back.
@@ -106,6 +133,7 @@ impl Table {
                 "no tasklet for a connection's input ({e}); trying again next round");
             if let (Some(job), Some(c)) = (slot.take(), conn_mut(&mut self.entries, key)) {
                 c.input.watch = Some(Watch { job, name });
+                self.watches.armed += 1;
                 self.retry.push(key.slot);
             }
         }
@@ -114,7 +142,8 @@ impl Table {
     /// Takes every armed job out (the plugin is going away): the caller drops them once the
     /// table is no longer borrowed, since their destructors use the connections.
     pub(crate) fn take_watches(&mut self) -> Vec<InputJob> {
-        let mut jobs = Vec::new();
+        let mut jobs = std::mem::take(&mut self.watches.unwatched);
+        self.watches.armed = 0;
         for (_, entry) in &mut self.entries {
             if let Entry::Conn(c) = entry {
                 if let Some(watch) = c.input.watch.take() {
@@ -125,11 +154,27 @@ impl Table {
         jobs
     }
 
-    /// Armed watches, for the stats.
-    pub(super) fn watching(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Conn(c) if c.input.watch.is_some()))
-            .count()
+    /// Armed watches: for the stats, and work left to the schedule (O(1)).
+    pub(crate) fn watching(&self) -> usize {
+        self.watches.armed
+    }
+
+    /// A connection's entry is going away with its watch armed (its handles are gone, and
+    /// its job did not keep one): the job is dropped once the table is free.
+    pub(super) fn unwatch(&mut self, watch: Option<Watch>) {
+        if let Some(watch) = watch {
+            self.watches.armed -= 1;
+            self.watches.unwatched.push(watch.job);
+        }
+    }
+
+    /// The jobs taken off the table (replaced, or their connection removed), to drop once
+    /// it is no longer borrowed. `None` when there are none (no allocation).
+    pub(crate) fn take_unwatched(&mut self) -> Option<Vec<InputJob>> {
+        if self.watches.unwatched.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.watches.unwatched))
+        }
     }
 }
