@@ -5,15 +5,49 @@
 
 mod util;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::ops::{Connect, OnInput, Tried, TryReceive};
+use fibra::net::ops::{Connect, InputJob, OnInput, Tried, TryReceive};
 use fibra::net::{Conn, ConnOptions, Ended, Factory, Protocol, Server, Transport};
 use fibra::rt::Handle;
+
+/// Counts the allocations made on the current thread (the schedule's), not the peers'.
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call goes to the system allocator unchanged; the count is a thread-local
+// `Cell` with a const initializer, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: as the caller promised `System`.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as the caller promised `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: as the caller promised `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
 
 /// Does what each line says: `arm` sets an hour's read deadline, `off` clears it; anything
 /// else is echoed. Counts its frames.
@@ -102,7 +136,7 @@ fn a_read_deadline_set_off_disarms_its_timer_at_once() {
 }
 
 /// Takes the line that came (arming the watch again while none did), then closes.
-fn watch_job(conn: Conn, seen: Rc<RefCell<Option<Vec<u8>>>>) -> Box<dyn FnOnce(&Handle)> {
+fn watch_job(conn: Conn, seen: Rc<RefCell<Option<Vec<u8>>>>) -> Box<dyn InputJob> {
     Box::new(move |h: &Handle| {
         match h.yield_op(TryReceive::into_buf(&conn, Vec::new())) {
             Tried::Frame(line) => *seen.borrow_mut() = Some(line),
@@ -157,4 +191,45 @@ fn run_serves_armed_input_watches_when_no_tasklet_is_left() {
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(s);
     peer.join().unwrap();
+}
+
+/// An activation of a stackless session (a line comes to an idle connection, its callback
+/// runs on a pooled stack, the watch is armed again) allocates nothing: the job and its
+/// state are reused, not boxed anew each time.
+#[test]
+fn a_stackless_activation_allocates_nothing() {
+    const WARM: u64 = 200;
+    const LINES: u64 = 1000;
+    let mut s = util::net_schedule();
+    let listener = util::listen(&s);
+    let addr = listener.local_addr();
+    let (frames, lost) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    Server::stackless(
+        listener,
+        Scripts {
+            frames: frames.clone(),
+            lost: lost.clone(),
+        },
+    )
+    .start(&mut s)
+    .unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut c, mut r) = client(addr);
+        // One line at a time: each comes to an idle connection, one activation each.
+        for _ in 0..WARM + LINES {
+            ask(&mut c, &mut r, "ping");
+        }
+        c
+    });
+    util::run_until(&mut s, "the warm-up", || frames.get() >= WARM);
+    let before = allocs();
+    util::run_until(&mut s, "every line", || frames.get() == WARM + LINES);
+    let made = allocs() - before;
+    let c = util::on_thread_within("the peer", 20, move || peer.join().unwrap());
+    assert!(
+        made < LINES / 10,
+        "{made} allocations for {LINES} activations"
+    );
+    drop(c);
+    util::run_until(&mut s, "the loss", || lost.get() == 1);
 }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra::http::{CloseCode, Message, WebSocket, WsHandler};
-use fibra::net::ops::{OnInput, Tried, TryReceive};
+use fibra::net::ops::{InputJob, OnInput, Tried, TryReceive};
 use fibra::net::{Conn, LoadToken, Lost, NetError};
 use fibra::Handle;
 
@@ -125,6 +125,12 @@ struct Telnet {
     _load: Option<LoadToken>,
 }
 
+impl InputJob for Telnet {
+    fn run(self: Box<Self>, h: &Handle) {
+        turn(h, self);
+    }
+}
+
 /// The lines that are there, then the watch armed again (or the end).
 fn turn(h: &Handle, mut t: Box<Telnet>) {
     loop {
@@ -164,8 +170,8 @@ fn turn(h: &Handle, mut t: Box<Telnet>) {
     // A silent connection keeps no line buffer.
     t.line = Vec::new();
     let conn = t.conn.clone();
-    let job = Box::new(move |h: &Handle| turn(h, t));
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, job)) {
+    // The same box, armed again: no allocation per line.
+    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, t)) {
         log::debug!(target: super::room::LOG, "a connection could not wait for input: {e}");
     }
 }

@@ -292,8 +292,20 @@ impl Op for TryReceive {
     const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
-/// The body of a tasklet that [`OnInput`] starts.
-pub type InputJob = Box<dyn FnOnce(&fibra_rt::Handle)>;
+/// The body of a tasklet that [`OnInput`] starts: a boxed `FnOnce(&Handle)` closure, or a
+/// state that runs itself. [`run`](Self::run) takes the box, so that a job can arm the same
+/// box again (`OnInput::new(&conn, name, self)`): an idle connection's state is boxed once,
+/// not once per activation (a closure capturing it would be boxed anew each time).
+pub trait InputJob: 'static {
+    /// Runs on the tasklet that input started.
+    fn run(self: Box<Self>, h: &fibra_rt::Handle);
+}
+
+impl<F: FnOnce(&fibra_rt::Handle) + 'static> InputJob for F {
+    fn run(self: Box<Self>, h: &fibra_rt::Handle) {
+        (*self)(h);
+    }
+}
 
 /// Arm `conn`'s input watch, once: when input comes (bytes, or the connection's end), or
 /// when it is closed or aborted, `job` runs on a new tasklet (named `name`; its stack comes
@@ -310,13 +322,13 @@ pub type InputJob = Box<dyn FnOnce(&fibra_rt::Handle)>;
 /// watch lasts no longer than its connection: its loss, close or abort spawns the job).
 pub struct OnInput {
     pub(crate) conn: Conn,
-    pub(crate) job: InputJob,
+    pub(crate) job: Box<dyn InputJob>,
     pub(crate) name: &'static str,
 }
 
 impl OnInput {
     /// Runs `job` on a tasklet named `name` when `conn` has input.
-    pub fn new(conn: &Conn, name: &'static str, job: InputJob) -> Self {
+    pub fn new(conn: &Conn, name: &'static str, job: Box<dyn InputJob>) -> Self {
         OnInput {
             conn: conn.clone(),
             job,

@@ -17,11 +17,14 @@ use super::input::{Attempt, READ_BUDGET};
 use super::{conn_mut, Entry, Table};
 use crate::api::error::NetError;
 use crate::api::ops::{InputJob, Tried};
+
+/// An armed job.
+pub(crate) type Job = Box<dyn InputJob>;
 use crate::engine::shared::{Key, ReceiveMode};
 
 /// An armed watch: the job to spawn, and its tasklet's name.
 pub(super) struct Watch {
-    job: InputJob,
+    job: Job,
     name: &'static str,
 }
 
@@ -32,7 +35,7 @@ pub(super) struct Watch {
 #[derive(Default)]
 pub(super) struct Watches {
     armed: usize,
-    unwatched: Vec<InputJob>,
+    unwatched: Vec<Job>,
 }
 
 impl fmt::Debug for Watches {
@@ -80,10 +83,10 @@ impl Table {
     pub(crate) fn submit_watch(
         &mut self,
         key: Key,
-        job: InputJob,
+        job: Job,
         name: &'static str,
         cx: &mut Context<'_>,
-    ) -> Result<(), (NetError, InputJob)> {
+    ) -> Result<(), (NetError, Job)> {
         let round = self.round;
         let c = match self.conn_entry(key) {
             Ok(c) => c,
@@ -119,19 +122,13 @@ impl Table {
         };
         self.watches.armed -= 1;
         let options = SpawnOptions::new().name(Cow::Borrowed(name));
-        // `spawn` keeps the job until the tasklet runs; on failure it is gone with it, so
-        // hand it over through a slot that gives it back.
-        let slot = std::rc::Rc::new(std::cell::Cell::new(Some(job)));
-        let taken = std::rc::Rc::clone(&slot);
-        let spawned = cx.spawn(options, move |h| {
-            if let Some(job) = taken.take() {
-                job(h);
-            }
-        });
-        if let Err(e) = spawned {
+        // The job goes onto the new tasklet's stack (no allocation); it comes back when no
+        // stack can be mapped, and stays armed for the next round.
+        let spawned = cx.spawn_fn(options, job, |job: Job, h| job.run(h));
+        if let Err((e, job)) = spawned {
             log::warn!(target: "fibra_net",
                 "no tasklet for a connection's input ({e}); trying again next round");
-            if let (Some(job), Some(c)) = (slot.take(), conn_mut(&mut self.entries, key)) {
+            if let Some(c) = conn_mut(&mut self.entries, key) {
                 c.input.watch = Some(Watch { job, name });
                 self.watches.armed += 1;
                 self.retry.push(key.slot);
@@ -141,7 +138,7 @@ impl Table {
 
     /// Takes every armed job out (the plugin is going away): the caller drops them once the
     /// table is no longer borrowed, since their destructors use the connections.
-    pub(crate) fn take_watches(&mut self) -> Vec<InputJob> {
+    pub(crate) fn take_watches(&mut self) -> Vec<Job> {
         let mut jobs = std::mem::take(&mut self.watches.unwatched);
         self.watches.armed = 0;
         for (_, entry) in &mut self.entries {
@@ -170,7 +167,7 @@ impl Table {
 
     /// The jobs taken off the table (replaced, or their connection removed), to drop once
     /// it is no longer borrowed. `None` when there are none (no allocation).
-    pub(crate) fn take_unwatched(&mut self) -> Option<Vec<InputJob>> {
+    pub(crate) fn take_unwatched(&mut self) -> Option<Vec<Job>> {
         if self.watches.unwatched.is_empty() {
             None
         } else {
