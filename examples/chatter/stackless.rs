@@ -6,11 +6,12 @@
 //! same prompts); only the waiting differs: an idle connection costs its buffers and this
 //! state, not a stack (two kernel maps and ~4 KiB each).
 //!
-//! The login deadline is the connection's read timeout, set again to what is left after each
-//! line; a line split across many reads is as slow to log in as a silent one.
+//! The login deadline is the connection's input deadline (`Conn::set_input_deadline`): bytes
+//! do not push it back, so a handle trickled a byte at a time is cut at the deadline as a
+//! silent one is (a read timeout would have let each byte buy time).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fibra::http::{CloseCode, Message, WebSocket, WsHandler};
 use fibra::net::ops::{InputJob, OnInput, Tried, TryReceive};
@@ -75,14 +76,14 @@ pub(crate) fn session(
     }
 }
 
-/// Prompts for a handle; the login's read timeout is what is left until `by`.
+/// Prompts for a handle; the login ends at `by`, the connection's input deadline (which
+/// bytes that make no line do not push back, as they would a read timeout).
 fn prompt(conn: &Conn, by: Option<Instant>) -> bool {
     if conn.try_send_frame(protocol::PROMPT.as_bytes()).is_err() {
         return false;
     }
-    if let Some(by) = by {
-        let left = by.saturating_duration_since(Instant::now());
-        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+    if by.is_some() {
+        conn.set_input_deadline(by);
     }
     true
 }
@@ -103,7 +104,7 @@ fn on_line(
     let answer = match parse_handle(&String::from_utf8_lossy(line)) {
         Ok(handle) => match Member::join(h, chat, handle, conn, web) {
             Some(member) => {
-                conn.set_read_timeout(None);
+                conn.set_input_deadline(None);
                 *phase = Phase::Member(member);
                 return true;
             }

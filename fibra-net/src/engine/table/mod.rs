@@ -307,10 +307,17 @@ impl Table {
             match c.options.read_timeout {
                 Some(t) => self.restart_read_timer(key, t),
                 // Set off (a login done): its timer goes now, not when it would have fired.
-                None => {
-                    c.input.timer = None;
-                    self.timers.disarm(TimerKind::Read, key);
-                }
+                None => match c.input.deadline {
+                    // An input deadline keeps its own time.
+                    Some(d) => {
+                        c.input.timer = Some(d);
+                        self.timers.arm(d, TimerKind::Read, key);
+                    }
+                    None => {
+                        c.input.timer = None;
+                        self.timers.disarm(TimerKind::Read, key);
+                    }
+                },
             }
         }
     }
