@@ -15,6 +15,7 @@ use std::time::Duration;
 use fibra::net::ops::{Connect, InputJob, OnInput, Tried, TryReceive};
 use fibra::net::{Conn, ConnOptions, Ended, Factory, Protocol, Server, Transport};
 use fibra::rt::Handle;
+use fibra::tasks::TasksExt;
 
 /// Counts the allocations made on the current thread (the schedule's), not the peers'.
 struct Counting;
@@ -232,4 +233,272 @@ fn a_stackless_activation_allocates_nothing() {
     );
     drop(c);
     util::run_until(&mut s, "the loss", || lost.get() == 1);
+}
+
+/// What the hostile tests' sessions saw: per connection (1, 2, ... in accept order), the
+/// callbacks in order.
+type Seen = Rc<RefCell<Vec<(usize, String)>>>;
+
+/// A hostile protocol: each frame names what to do.
+struct Hostile {
+    n: usize,
+    seen: Seen,
+    room: Rc<RefCell<Vec<Transport>>>,
+    server: Rc<RefCell<Option<Server>>>,
+}
+
+impl Hostile {
+    fn note(&self, what: impl Into<String>) {
+        self.seen.borrow_mut().push((self.n, what.into()));
+    }
+}
+
+impl Protocol for Hostile {
+    fn connection_made(&mut self, _h: &Handle, t: &Transport) {
+        self.room.borrow_mut().push(t.clone());
+        self.note("made");
+        if self.n == 1 && self.seen.borrow().iter().any(|(_, e)| e == "panic made") {
+            panic!("connection_made");
+        }
+    }
+
+    fn frame_received(&mut self, h: &Handle, t: &Transport, frame: &[u8]) {
+        let text = String::from_utf8_lossy(frame).into_owned();
+        self.note(format!("frame {text}"));
+        let room = self.room.borrow().clone();
+        match text.split_once(' ').unwrap_or((&text, "")) {
+            ("park", _) => h.sleep(Duration::from_secs(3600)),
+            ("panic", _) => panic!("frame_received"),
+            ("stop", _) => {
+                let server = self.server.borrow().clone();
+                server.unwrap().stop();
+                let _ = t.send(b"after stop");
+            }
+            ("close", i) => room[i.parse::<usize>().unwrap() - 1].close(),
+            ("abort", i) => room[i.parse::<usize>().unwrap() - 1].abort(),
+            ("to", i) => {
+                // To another connection (idle, or this one, mid-activation), then close it.
+                let other = &room[i.parse::<usize>().unwrap() - 1];
+                let _ = other.send(b"from a neighbour");
+                other.close();
+                let _ = t.send(b"sent");
+            }
+            _ => {
+                let _ = t.send(frame);
+            }
+        }
+    }
+
+    fn connection_lost(&mut self, reason: &Ended) {
+        self.note(format!("lost {reason:?}"));
+        if self.n == 2
+            && self
+                .seen
+                .borrow()
+                .iter()
+                .any(|(_, e)| e == "frame lostpanic")
+        {
+            panic!("connection_lost");
+        }
+    }
+}
+
+struct Hostiles {
+    next: usize,
+    seen: Seen,
+    room: Rc<RefCell<Vec<Transport>>>,
+    server: Rc<RefCell<Option<Server>>>,
+}
+
+impl Factory for Hostiles {
+    type Protocol = Hostile;
+    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Hostile> {
+        self.next += 1;
+        Some(Hostile {
+            n: self.next,
+            seen: self.seen.clone(),
+            room: self.room.clone(),
+            server: self.server.clone(),
+        })
+    }
+}
+
+struct HostileSetup {
+    s: fibra::rt::Schedule,
+    addr: SocketAddr,
+    seen: Seen,
+}
+
+fn hostile() -> HostileSetup {
+    let mut s = util::net_schedule();
+    let listener = util::listen(&s);
+    let addr = listener.local_addr();
+    let seen = Seen::default();
+    let server = Rc::new(RefCell::new(None));
+    let started = Server::stackless(
+        listener,
+        Hostiles {
+            next: 0,
+            seen: seen.clone(),
+            room: Rc::default(),
+            server: server.clone(),
+        },
+    );
+    started.start(&mut s).unwrap();
+    *server.borrow_mut() = Some(started);
+    HostileSetup { s, addr, seen }
+}
+
+fn seen_by(seen: &Seen, n: usize) -> Vec<String> {
+    seen.borrow()
+        .iter()
+        .filter(|(m, _)| *m == n)
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+fn losses(seen: &Seen, n: usize) -> usize {
+    seen_by(seen, n)
+        .iter()
+        .filter(|e| e.starts_with("lost"))
+        .count()
+}
+
+fn line_client(addr: SocketAddr) -> TcpStream {
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
+}
+
+/// A callback that parks for an hour holds its own connection only: the others are served,
+/// and a stop ends the parked one too, each told once.
+#[test]
+fn hostile_a_parked_callback_holds_up_only_its_connection_and_a_stop_ends_it() {
+    let HostileSetup { mut s, addr, seen } = hostile();
+    let mut a = line_client(addr);
+    util::run_until(&mut s, "a", || seen_by(&seen, 1).len() == 1);
+    let mut b = line_client(addr);
+    util::run_until(&mut s, "b", || seen_by(&seen, 2).len() == 1);
+    a.write_all(b"park\n").unwrap();
+    util::run_until(&mut s, "a parks", || seen_by(&seen, 1).len() == 2);
+    let peer = std::thread::spawn(move || {
+        let mut r = BufReader::new(b.try_clone().unwrap());
+        b.write_all(b"hello\n").unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        b.write_all(b"stop\n").unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut r, &mut rest);
+        (line, rest)
+    });
+    util::run_until(&mut s, "both lost", || {
+        losses(&seen, 1) == 1 && losses(&seen, 2) == 1
+    });
+    let (line, rest) = util::on_thread_within("b", 10, move || peer.join().unwrap());
+    assert_eq!(line, "hello\n");
+    assert_eq!(rest, "after stop\n");
+    s.run_for(Duration::from_millis(50)).unwrap();
+    assert_eq!(losses(&seen, 1), 1, "{:?}", seen_by(&seen, 1));
+    assert_eq!(losses(&seen, 2), 1, "{:?}", seen_by(&seen, 2));
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut a, &mut rest);
+    drop(s);
+    assert_eq!(losses(&seen, 1), 1);
+}
+
+/// A callback closes another idle stackless connection, and (`to 2` from 2) its own, mid-
+/// activation: the output it queued leaves, each is told once.
+#[test]
+fn hostile_a_callback_closes_another_connection_and_its_own() {
+    let HostileSetup { mut s, addr, seen } = hostile();
+    let mut a = line_client(addr);
+    util::run_until(&mut s, "a", || seen_by(&seen, 1).len() == 1);
+    let b = line_client(addr);
+    util::run_until(&mut s, "b", || seen_by(&seen, 2).len() == 1);
+    let mut c = line_client(addr);
+    util::run_until(&mut s, "c", || seen_by(&seen, 3).len() == 1);
+    a.write_all(b"to 2\n").unwrap();
+    c.write_all(b"to 3\nafter\n").unwrap();
+    util::run_until(&mut s, "b and c lost", || {
+        losses(&seen, 2) == 1 && losses(&seen, 3) == 1
+    });
+    let read_all = |mut x: TcpStream| {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut x, &mut rest);
+        rest
+    };
+    let rb = std::thread::spawn(move || read_all(b));
+    let rc = std::thread::spawn(move || read_all(c));
+    s.run_for(Duration::from_millis(50)).unwrap();
+    assert_eq!(rb.join().unwrap(), "from a neighbour\n");
+    // Its own close takes effect when the callback returns: what it sent before goes out.
+    assert_eq!(rc.join().unwrap(), "from a neighbour\nsent\n");
+    assert_eq!(losses(&seen, 2), 1, "{:?}", seen_by(&seen, 2));
+    assert_eq!(losses(&seen, 3), 1, "{:?}", seen_by(&seen, 3));
+    assert!(!seen_by(&seen, 3).contains(&"frame after".to_string()));
+    let mut line = [0u8; 4];
+    std::io::Read::read_exact(&mut a, &mut line).unwrap();
+    assert_eq!(&line, b"sent");
+    assert_eq!(losses(&seen, 1), 0);
+}
+
+/// Panics in connection_made and connection_lost end only their own connection; the server
+/// goes on.
+#[test]
+fn hostile_panics_in_made_and_lost_end_only_their_connection() {
+    let HostileSetup { mut s, addr, seen } = hostile();
+    seen.borrow_mut().push((0, "panic made".into()));
+    let mut a = line_client(addr);
+    util::run_until(&mut s, "a lost", || losses(&seen, 1) == 1);
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut a, &mut rest);
+    let mut b = line_client(addr);
+    b.write_all(b"lostpanic\n").unwrap();
+    util::run_until(&mut s, "b's frame", || seen_by(&seen, 2).len() == 2);
+    drop(b);
+    util::run_until(&mut s, "b lost", || losses(&seen, 2) == 1);
+    let mut c = line_client(addr);
+    c.write_all(b"still here\n").unwrap();
+    let mut r = BufReader::new(c);
+    let peer = std::thread::spawn(move || {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        line
+    });
+    util::run_until(&mut s, "c's echo", || seen_by(&seen, 3).len() == 2);
+    s.run_for(Duration::from_millis(20)).unwrap();
+    assert_eq!(peer.join().unwrap(), "still here\n");
+    assert!(
+        seen_by(&seen, 1)[1].starts_with("lost Panicked"),
+        "{:?}",
+        seen_by(&seen, 1)
+    );
+}
+
+/// A peer sends a line and resets at once, or half-closes: the line is served (or not), and
+/// the loss is told once.
+#[test]
+fn hostile_a_frame_then_a_reset_or_a_half_close_is_told_once() {
+    let HostileSetup { mut s, addr, seen } = hostile();
+    let mut halves = Vec::new();
+    for n in 1..=20 {
+        let mut p = line_client(addr);
+        p.write_all(b"x\ny\n").unwrap();
+        if n % 2 == 0 {
+            socket2::SockRef::from(&p)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(p);
+        } else {
+            p.shutdown(std::net::Shutdown::Write).unwrap();
+            halves.push(p);
+        }
+        util::run_until(&mut s, "the loss", || losses(&seen, n) == 1);
+    }
+    s.run_for(Duration::from_millis(50)).unwrap();
+    for n in 1..=20 {
+        assert_eq!(losses(&seen, n), 1, "{n}: {:?}", seen_by(&seen, n));
+    }
+    assert_eq!(util::net_stats(&s).watching, 0);
+    drop(halves);
 }
