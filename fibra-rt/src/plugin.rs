@@ -40,6 +40,10 @@
 //!    unwound as a kill's, even inside `catch_panic`), a tasklet being killed is killed
 //!    all the same, and the host may go on calling the schedule.
 //!
+//! 10. **Work.** A plugin that holds work no tasklet waits for, but that its events will
+//!     start tasklets for (the network plugin's input watches), says so in
+//!     [`Plugin::has_work`]: `run` goes on while it does. It must end by itself.
+//!
 //! Time: [`Context::now`] is read at most once per round, after the wait; plugins use it
 //! instead of reading the clock themselves.
 
