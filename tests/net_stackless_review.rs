@@ -502,3 +502,62 @@ fn hostile_a_frame_then_a_reset_or_a_half_close_is_told_once() {
     assert_eq!(util::net_stats(&s).watching, 0);
     drop(halves);
 }
+
+/// Sends a line on a connection when dropped: a job's destructor that uses the network.
+struct SaysBye(Conn);
+
+impl Drop for SaysBye {
+    fn drop(&mut self) {
+        let _ = self.0.try_send_frame(b"bye from a dropped job");
+    }
+}
+
+/// A watch armed again replaces the first, whose job is dropped: its destructor may use
+/// the network (here: a send), so it is dropped off the table, not while the plugin holds it.
+#[test]
+fn a_replaced_watchs_job_may_use_the_network_when_dropped() {
+    let peer_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = peer_listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (c, _) = peer_listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        let _ = BufReader::new(c).read_line(&mut line);
+        line
+    });
+    let mut s = util::net_schedule();
+    let armed = Rc::new(Cell::new(0));
+    let count = armed.clone();
+    s.spawn(move |h| {
+        let a = h.yield_op(Connect::new(addr, ConnOptions::new())).unwrap();
+        // Nothing to read: the watches below stay armed, not fired.
+        assert!(matches!(
+            h.yield_op(TryReceive::into_buf(&a, Vec::new())),
+            Tried::Nothing(_)
+        ));
+        let bye = SaysBye(a.clone());
+        h.yield_op(OnInput::new(
+            &a,
+            "first",
+            Box::new(move |_: &Handle| drop(bye)),
+        ))
+        .unwrap();
+        count.set(1);
+        // Replaces the first: its job (and the send in its destructor) goes.
+        let b = a.clone();
+        h.yield_op(OnInput::new(
+            &a,
+            "second",
+            Box::new(move |_: &Handle| b.close()),
+        ))
+        .unwrap();
+        count.set(2);
+        a.close();
+    })
+    .unwrap();
+    let _ = s.run_for(Duration::from_secs(5));
+    assert_eq!(armed.get(), 2, "the second watch was armed");
+    drop(s);
+    let line = util::on_thread_within("the peer", 10, move || peer.join().unwrap());
+    assert_eq!(line, "bye from a dropped job\n");
+}
