@@ -30,8 +30,8 @@ impl Chatter {
             let open = schedule
                 .plugin::<NetPlugin>()
                 .map_or(0, |n| n.stats().sockets);
-            // A tick, not `run_for`: stackless members hold no tasklet, and a schedule
-            // without one does not run (its closes would wait for ever).
+            // A tick, to look at the sockets left after each round (stackless members hold
+            // no tasklet; their armed watches keep a `run` going too).
             if open == 0 || schedule.tick_within(Duration::from_millis(2)).is_err() {
                 break;
             }

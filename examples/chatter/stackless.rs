@@ -6,14 +6,15 @@
 //! same prompts); only the waiting differs: an idle connection costs its buffers and this
 //! state, not a stack (two kernel maps and ~4 KiB each).
 //!
-//! The login deadline is the connection's read timeout, set again to what is left after each
-//! line; a line split across many reads is as slow to log in as a silent one.
+//! The login deadline is the connection's input deadline (`Conn::set_input_deadline`): bytes
+//! do not push it back, so a handle trickled a byte at a time is cut at the deadline as a
+//! silent one is (a read timeout would have let each byte buy time).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fibra::http::{CloseCode, Message, WebSocket, WsHandler};
-use fibra::net::ops::{OnInput, Tried, TryReceive};
+use fibra::net::ops::{InputJob, OnInput, Tried, TryReceive};
 use fibra::net::{Conn, LoadToken, Lost, NetError};
 use fibra::Handle;
 
@@ -75,14 +76,14 @@ pub(crate) fn session(
     }
 }
 
-/// Prompts for a handle; the login's read timeout is what is left until `by`.
+/// Prompts for a handle; the login ends at `by`, the connection's input deadline (which
+/// bytes that make no line do not push back, as they would a read timeout).
 fn prompt(conn: &Conn, by: Option<Instant>) -> bool {
     if conn.try_send_frame(protocol::PROMPT.as_bytes()).is_err() {
         return false;
     }
-    if let Some(by) = by {
-        let left = by.saturating_duration_since(Instant::now());
-        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+    if by.is_some() {
+        conn.set_input_deadline(by);
     }
     true
 }
@@ -103,7 +104,7 @@ fn on_line(
     let answer = match parse_handle(&String::from_utf8_lossy(line)) {
         Ok(handle) => match Member::join(h, chat, handle, conn, web) {
             Some(member) => {
-                conn.set_read_timeout(None);
+                conn.set_input_deadline(None);
                 *phase = Phase::Member(member);
                 return true;
             }
@@ -123,6 +124,12 @@ struct Telnet {
     line: Vec<u8>,
     /// With threads: this connection's share of its thread's load.
     _load: Option<LoadToken>,
+}
+
+impl InputJob for Telnet {
+    fn run(self: Box<Self>, h: &Handle) {
+        turn(h, self);
+    }
 }
 
 /// The lines that are there, then the watch armed again (or the end).
@@ -164,8 +171,8 @@ fn turn(h: &Handle, mut t: Box<Telnet>) {
     // A silent connection keeps no line buffer.
     t.line = Vec::new();
     let conn = t.conn.clone();
-    let job = Box::new(move |h: &Handle| turn(h, t));
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, job)) {
+    // The same box, armed again: no allocation per line.
+    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, t)) {
         log::debug!(target: super::room::LOG, "a connection could not wait for input: {e}");
     }
 }

@@ -3,7 +3,7 @@
 //! return (see fibra-net's `OnInput`). A handler that parks keeps the tasklet until it
 //! returns; the connection's later messages wait, in order.
 
-use fibra_net::ops::OnInput;
+use fibra_net::ops::{InputJob, OnInput};
 use fibra_rt::Handle;
 
 use crate::{CloseCode, HttpError, Message, WebSocket};
@@ -52,6 +52,12 @@ impl<H: WsHandler> Drop for Idle<H> {
         if told.is_err() {
             log::error!(target: "fibra_http::websocket", "on_close panicked");
         }
+    }
+}
+
+impl<H: WsHandler> InputJob for Idle<H> {
+    fn run(self: Box<Self>, h: &Handle) {
+        work(h, self);
     }
 }
 
@@ -119,8 +125,8 @@ fn work<H: WsHandler>(h: &Handle, mut idle: Box<Idle<H>>) {
     }
     idle.ws.release_idle();
     let conn = idle.ws.conn().clone();
-    let job = Box::new(move |h: &Handle| work(h, idle));
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, job)) {
+    // The same box, armed again: no allocation per message.
+    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, idle)) {
         // Its connection is gone: the state was dropped with the job.
         log::debug!(target: "fibra_http::websocket", "a WebSocket could not wait for input: {e}");
     }

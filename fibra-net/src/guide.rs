@@ -51,12 +51,16 @@
 //! A connection that should hold no stack while it is silent (a million idle members) takes
 //! another path. Its tasklet takes what is there with [`TryReceive`](crate::ops::TryReceive),
 //! which never parks (steps 1 to 14, then `Tried::Nothing` instead of step 15), and yields
-//! [`OnInput`](crate::ops::OnInput) with a boxed job holding the connection's state; the
+//! [`OnInput`](crate::ops::OnInput) with the connection's state as its job (an
+//! [`InputJob`](crate::ops::InputJob), boxed once and armed again as it is); the
 //! table keeps the job in the connection's input (`engine/table/watch.rs`) and the tasklet
 //! ends, its stack going back to the schedule's pool (`fibra-rt/src/stack.rs`). At step 19,
 //! `on_event` finds the watch instead of a reader and spawns the job through
-//! [`Context::spawn`](fibra_rt::Context::spawn); a loss (`lifecycle.rs`'s `lose`), a close or
+//! [`Context::spawn_fn`](fibra_rt::Context::spawn_fn), which puts the job on the new
+//! tasklet's stack (no allocation per activation); a loss (`lifecycle.rs`'s `lose`), a close or
 //! reset asked by a handle (`run_deferred`) and the read budget's retry do the same, so the
 //! job always hears of the end. The job's tasklet takes the frames with `TryReceive` and arms
 //! the watch again. One job per connection, here or running: frames in order. `Server::stackless`
 //! (`callback/stackless.rs`) and fibra-http's `WebSocket::serve_stackless` are built on it.
+//! While a watch is armed the plugin [has work](fibra_rt::Plugin::has_work): `Schedule::run`
+//! goes on serving such connections when no tasklet is left.

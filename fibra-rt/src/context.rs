@@ -76,6 +76,22 @@ impl Context<'_> {
         self.core.spawn(options, f)
     }
 
+    /// Spawns a tasklet that runs `f(arg, handle)`, and gives `arg` back when no stack can
+    /// be mapped, so that a plugin can keep the work and try again. Allocates nothing:
+    /// `arg` goes onto the tasklet's stack.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StackAlloc`], with `arg`, when no stack can be mapped.
+    pub fn spawn_fn<A: 'static>(
+        &mut self,
+        options: SpawnOptions,
+        arg: A,
+        f: fn(A, &Handle),
+    ) -> Result<TaskletId, (Error, A)> {
+        self.core.spawn_fn(options, arg, f)
+    }
+
     /// Kills tasklet `id` at its yield point, once this plugin call returns. Returns whether
     /// `id` was alive.
     pub fn kill(&mut self, id: TaskletId) -> bool {

@@ -16,8 +16,8 @@ pub type Build =
     dyn Fn(usize, &mut Schedule) -> Result<(), Box<dyn std::error::Error>> + Send + Sync;
 
 /// N schedules on N threads (thread-per-core): each thread makes a [`Schedule`], lets the
-/// build closure add its plugins and tasklets, and runs it until it has no tasklet left or
-/// [`stop`](Self::stop) is called. A schedule's tasklets stay on its thread; schedules talk
+/// build closure add its plugins and tasklets, and runs it until it has no work left (no
+/// tasklet, no plugin work) or [`stop`](Self::stop) is called. A schedule's tasklets stay on its thread; schedules talk
 /// through [`Remote`]s and channels that cross threads.
 ///
 /// ```
@@ -164,7 +164,7 @@ impl Cores {
         self.stop_all()
     }
 
-    /// Waits until every schedule has ended by itself (no tasklet left).
+    /// Waits until every schedule has ended by itself (no work left).
     ///
     /// # Errors
     ///

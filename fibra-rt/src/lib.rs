@@ -4,7 +4,8 @@
 //! not be ready, it **yields an op** through the [`Handle`] it was given; the [`Schedule`]
 //! routes the op to the [`Plugin`] registered for its type, which completes it at once or later,
 //! and the tasklet resumes with the result. The host calls [`Schedule::tick`] from its own loop
-//! (it never blocks) or [`Schedule::run`] (blocks when idle, returns when no tasklet is left).
+//! (it never blocks) or [`Schedule::run`] (blocks when idle, returns when no work is left: no
+//! tasklet, and no plugin [work](Plugin::has_work) such as a connection waiting without one).
 //!
 //! This crate holds the schedule, the stack pool, the yield handle, the plugin contract, the
 //! [`reactor`] that waits for every plugin's file descriptors in one system call, and the

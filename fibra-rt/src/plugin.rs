@@ -40,6 +40,10 @@
 //!    unwound as a kill's, even inside `catch_panic`), a tasklet being killed is killed
 //!    all the same, and the host may go on calling the schedule.
 //!
+//! 10. **Work.** A plugin that holds work no tasklet waits for, but that its events will
+//!     start tasklets for (the network plugin's input watches), says so in
+//!     [`Plugin::has_work`]: `run` goes on while it does. It must end by itself.
+//!
 //! Time: [`Context::now`] is read at most once per round, after the wait; plugins use it
 //! instead of reading the clock themselves.
 
@@ -113,6 +117,17 @@ pub trait Plugin: Any {
     /// closed, its output written or given up). The default: nothing to finish.
     fn is_drained(&self) -> bool {
         true
+    }
+
+    /// Whether this plugin holds work that no tasklet waits for, but that its events will
+    /// start tasklets for: the network plugin's input watches (connections served without a
+    /// tasklet while idle). [`Schedule::run`](crate::Schedule::run) and `run_until`/`run_for`
+    /// go on while a plugin says so, as they do while a tasklet is alive, and `tick` counts
+    /// it as work left. Keep it cheap (it is asked every round) and bounded: true only while
+    /// such work exists, each piece ending by itself (with its connection), so that `run`
+    /// still returns once everything is done. The default: none.
+    fn has_work(&self) -> bool {
+        false
     }
 
     /// Tasklet `id`, which this plugin watched with [`Context::watch_exit`], ended.

@@ -195,6 +195,15 @@ impl Conn {
         self.update(|o| o.read_timeout = timeout);
     }
 
+    /// Sets the input deadline: at `at` the connection is lost with [`Lost::TimedOut`]
+    /// (a receive fails, an input watch fires) unless it is set off before. Unlike the read
+    /// timeout, bytes that come do not push it back: a login deadline that a peer trickling
+    /// its line a byte at a time cannot stretch. `None` sets it off (its timer goes too).
+    pub fn set_input_deadline(&self, at: Option<std::time::Instant>) {
+        let mut table = self.inner.shared.table.borrow_mut();
+        table.set_input_deadline(self.key(), at);
+    }
+
     /// Sets the longest frame accepted, in bytes.
     pub fn set_max_frame(&self, bytes: usize) {
         self.update(|o| o.max_frame = bytes);

@@ -292,8 +292,20 @@ impl Op for TryReceive {
     const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
-/// The body of a tasklet that [`OnInput`] starts.
-pub type InputJob = Box<dyn FnOnce(&fibra_rt::Handle)>;
+/// The body of a tasklet that [`OnInput`] starts: a boxed `FnOnce(&Handle)` closure, or a
+/// state that runs itself. [`run`](Self::run) takes the box, so that a job can arm the same
+/// box again (`OnInput::new(&conn, name, self)`): an idle connection's state is boxed once,
+/// not once per activation (a closure capturing it would be boxed anew each time).
+pub trait InputJob: 'static {
+    /// Runs on the tasklet that input started.
+    fn run(self: Box<Self>, h: &fibra_rt::Handle);
+}
+
+impl<F: FnOnce(&fibra_rt::Handle) + 'static> InputJob for F {
+    fn run(self: Box<Self>, h: &fibra_rt::Handle) {
+        (*self)(h);
+    }
+}
 
 /// Arm `conn`'s input watch, once: when input comes (bytes, or the connection's end), or
 /// when it is closed or aborted, `job` runs on a new tasklet (named `name`; its stack comes
@@ -304,18 +316,19 @@ pub type InputJob = Box<dyn FnOnce(&fibra_rt::Handle)>;
 /// One watch per connection: a second replaces the first (which is dropped). A parked
 /// [`Receive`] on the same connection is served first; the watch waits.
 ///
-/// A watch is not a tasklet: `Schedule::run` and `run_for` return when no tasklet is left,
-/// watches or not. A server keeps one (its acceptor), and a stop that ends every tasklet
-/// goes on with `tick_within` until its connections have closed.
+/// A watch is not a tasklet, but it is work: while one is armed the plugin
+/// [has work](fibra_rt::Plugin::has_work), so `Schedule::run` and `run_for` go on serving
+/// it when no tasklet is left, and return once every watched connection has ended (a
+/// watch lasts no longer than its connection: its loss, close or abort spawns the job).
 pub struct OnInput {
     pub(crate) conn: Conn,
-    pub(crate) job: InputJob,
+    pub(crate) job: Box<dyn InputJob>,
     pub(crate) name: &'static str,
 }
 
 impl OnInput {
     /// Runs `job` on a tasklet named `name` when `conn` has input.
-    pub fn new(conn: &Conn, name: &'static str, job: InputJob) -> Self {
+    pub fn new(conn: &Conn, name: &'static str, job: Box<dyn InputJob>) -> Self {
         OnInput {
             conn: conn.clone(),
             job,

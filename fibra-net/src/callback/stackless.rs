@@ -13,7 +13,7 @@ use fibra_rt::Handle;
 use fibra_tasks::TasksExt;
 
 use super::session::{loss, Sessions};
-use crate::ops::{OnInput, Tried, TryReceive};
+use crate::ops::{InputJob, OnInput, Tried, TryReceive};
 use crate::{Conn, Ended, Lost, NetError, Protocol, Transport};
 
 /// The name of the tasklets that run stackless sessions.
@@ -58,6 +58,12 @@ impl<P: Protocol> Drop for Idle<P> {
     }
 }
 
+impl<P: Protocol> InputJob for Idle<P> {
+    fn run(self: Box<Self>, h: &Handle) {
+        work(h, self);
+    }
+}
+
 /// Starts a stackless session of `protocol` on `conn`: `connection_made` runs on a tasklet
 /// of its own, which then waits for input without holding it.
 pub(crate) fn start<P: Protocol>(
@@ -96,8 +102,8 @@ fn work<P: Protocol>(h: &Handle, mut idle: Box<Idle<P>>) {
     }
     idle.transport.set_worker(None);
     let conn = idle.transport.conn().clone();
-    let job = Box::new(move |h: &Handle| work(h, idle));
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, job)) {
+    // The same box, armed again: no allocation per activation.
+    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, idle)) {
         // Its connection is gone: the state was dropped with the job (`Killed`).
         log::debug!(target: "fibra_net::protocol", "a session could not wait for input: {e}");
     }

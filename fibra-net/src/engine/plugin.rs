@@ -149,6 +149,10 @@ impl NetPlugin {
                 .borrow_mut()
                 .release_deferred(&self.shared.deferred);
         }
+        // Input jobs taken off the table (replaced, or their connection removed): dropped
+        // with the table free, since their destructors may use connections.
+        let unwatched = self.shared.table.borrow_mut().take_unwatched();
+        drop(unwatched);
     }
 }
 
@@ -221,6 +225,16 @@ impl Plugin for NetPlugin {
 
     fn is_drained(&self) -> bool {
         self.shared.table.borrow().is_drained()
+    }
+
+    /// Armed input watches ([`OnInput`]): connections served without a tasklet while idle
+    /// keep the schedule's `run` going, as a parked receiver's tasklet would. Each ends with
+    /// its connection (a loss, a close, the schedule dropped).
+    fn has_work(&self) -> bool {
+        self.shared
+            .table
+            .try_borrow()
+            .is_ok_and(|table| table.watching() > 0)
     }
 }
 
@@ -327,7 +341,8 @@ impl Serves<OnInput> for NetPlugin {
             .table
             .borrow_mut()
             .submit_watch(conn.key(), job, name, cx);
-        // A refused job (its connection gone) is dropped here, off the table.
+        // A refused or replaced job is dropped here, off the table.
+        self.release_deferred();
         Poll::Ready(armed.map_err(|(e, _job)| e))
     }
 }

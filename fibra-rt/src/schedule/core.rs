@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use corosensei::stack::Stack;
+use corosensei::stack::{DefaultStack, Stack};
 use corosensei::Coroutine;
 use slab::Slab;
 
@@ -82,6 +82,33 @@ impl Core {
     {
         let stack_size = options.stack_size.unwrap_or(self.pool.default_size());
         let stack = self.pool.take(stack_size)?;
+        Ok(self.spawn_on(stack, stack_size, options, f))
+    }
+
+    /// Spawns `f(arg, handle)`, giving `arg` back when no stack can be mapped.
+    pub(crate) fn spawn_fn<A: 'static>(
+        &mut self,
+        options: SpawnOptions,
+        arg: A,
+        f: fn(A, &Handle),
+    ) -> Result<TaskletId, (Error, A)> {
+        let stack_size = options.stack_size.unwrap_or(self.pool.default_size());
+        match self.pool.take(stack_size) {
+            Ok(stack) => Ok(self.spawn_on(stack, stack_size, options, move |h| f(arg, h))),
+            Err(e) => Err((e, arg)),
+        }
+    }
+
+    fn spawn_on<F>(
+        &mut self,
+        stack: DefaultStack,
+        stack_size: usize,
+        options: SpawnOptions,
+        f: F,
+    ) -> TaskletId
+    where
+        F: FnOnce(&Handle) + 'static,
+    {
         let limit = stack.limit().get();
         let entry = self.tasklets.vacant_entry();
         self.seq = self.seq.wrapping_add(1);
@@ -119,7 +146,7 @@ impl Core {
         });
         self.run_queue.push_back(id);
         log::trace!(target: "fibra_rt::schedule", "spawned tasklet {id}");
-        Ok(id)
+        id
     }
 
     /// Turns unparks posted on this thread into runnable tasklets, and posted kills into

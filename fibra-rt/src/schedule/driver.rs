@@ -109,7 +109,8 @@ impl Schedule {
         let wakeable = self.core.reactor.sources() > 0 || self.core.wakes.remote.count() > 1;
         if timeout.is_none() && !wakeable {
             self.poll_round(Some(Duration::ZERO))?;
-            if self.core.run_queue.is_empty() && !self.is_empty() {
+            // Work left (tasklets, or a plugin's) that nothing can ever wake.
+            if self.core.run_queue.is_empty() && self.has_work() {
                 return Err(Error::Stalled {
                     waiting: self.len(),
                 });

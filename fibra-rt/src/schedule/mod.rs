@@ -39,7 +39,7 @@ const MAX_PLUGINS: usize = 64;
 ///
 /// The host drives it: [`tick`](Self::tick) from its own loop (never blocks), or
 /// [`run`](Self::run) when it has nothing else to do (blocks while nothing is ready, returns
-/// when no tasklet is left).
+/// when no tasklet is left and no plugin [has work](Self::has_work)).
 ///
 /// ```
 /// use fibra_rt::Schedule;
@@ -364,6 +364,13 @@ impl Schedule {
         self.core.tasklets.is_empty()
     }
 
+    /// Whether work is left: a tasklet alive, or a plugin's work that its events will start
+    /// tasklets for ([`Plugin::has_work`](crate::Plugin::has_work): the network plugin's
+    /// connections waiting without a tasklet). `run` runs while this holds.
+    pub fn has_work(&self) -> bool {
+        !self.is_empty() || self.plugins.iter().any(|p| p.has_work())
+    }
+
     /// Whether tasklet `id` is alive.
     pub fn contains(&self, id: TaskletId) -> bool {
         self.core.get(id).is_some()
@@ -397,7 +404,8 @@ impl Schedule {
     /// plugin with the events it got, runs
     /// runnable tasklets (at most the step budget of steps), then lets every plugin
     /// [flush](crate::Plugin::flush) what the round queued (the network plugin writes each
-    /// connection's output once). Returns whether tasklets remain.
+    /// connection's output once). Returns whether work remains ([`has_work`](Self::has_work):
+    /// tasklets, or connections waiting without one).
     ///
     /// Which to call:
     /// - `tick()` in a loop that has its own pace (a game or GUI frame, a simulation step):
@@ -417,7 +425,7 @@ impl Schedule {
         self.poll_round(Some(Duration::ZERO))?;
         self.run_steps(self.step_budget)?;
         self.flush_plugins()?;
-        Ok(!self.is_empty())
+        Ok(self.has_work())
     }
 
     /// Like [`tick`](Self::tick), but when no tasklet is runnable it first waits in the
@@ -437,7 +445,7 @@ impl Schedule {
     /// # Ok::<(), fibra_rt::Error>(())
     /// ```
     ///
-    /// Returns whether tasklets remain. With `max_wait` zero it is `tick`; a `max_wait` too
+    /// Returns whether work remains, as `tick`. With `max_wait` zero it is `tick`; a `max_wait` too
     /// large to add to the clock (`Duration::MAX`) waits without limit.
     ///
     /// # Errors
@@ -458,34 +466,35 @@ impl Schedule {
         }
         self.run_steps(self.step_budget)?;
         self.flush_plugins()?;
-        Ok(!self.is_empty())
+        Ok(self.has_work())
     }
 
-    /// Runs until no tasklet is left, blocking in the poller until the next event, deadline
-    /// or [`Remote`] wake whenever nothing is runnable.
+    /// Runs until no work is left ([`has_work`](Self::has_work): no tasklet, and no plugin's
+    /// work such as a connection waiting for input without a tasklet), blocking in the
+    /// poller until the next event, deadline or [`Remote`] wake whenever nothing is runnable.
     ///
     /// # Errors
     ///
     /// [`Error::Stalled`] when tasklets remain but nothing could ever wake them, and plugins'
     /// fatal errors.
     pub fn run(&mut self) -> Result<(), Error> {
-        while !self.is_empty() {
+        while self.has_work() {
             self.run_once(None)?;
         }
         Ok(())
     }
 
     /// Like [`run`](Self::run), but returns at `deadline` at the latest. Returns whether
-    /// tasklets remain.
+    /// work remains ([`has_work`](Self::has_work)).
     ///
     /// # Errors
     ///
     /// As [`run`](Self::run).
     pub fn run_until(&mut self, deadline: Instant) -> Result<bool, Error> {
-        while !self.is_empty() && Instant::now() < deadline {
+        while self.has_work() && Instant::now() < deadline {
             self.run_once(Some(deadline))?;
         }
-        Ok(!self.is_empty())
+        Ok(self.has_work())
     }
 
     /// Stops gracefully within `timeout`: each plugin stops taking new work and finishes

@@ -55,6 +55,8 @@ pub(super) struct Input {
     pub(super) watch: Option<super::watch::Watch>,
     /// No more bytes come from the socket, and why.
     pub(super) end: Option<Lost>,
+    /// The input deadline: lost with `TimedOut` then, whatever came before.
+    pub(super) deadline: Option<Instant>,
     /// When a byte last came, for the read timeout.
     pub(super) last_read: Instant,
     /// The read timer armed, if any.
@@ -74,6 +76,7 @@ impl Input {
             reader: None,
             watch: None,
             end: None,
+            deadline: None,
             last_read: now,
             timer: options.read_timeout.and_then(|t| now.checked_add(t)),
             round: 0,
@@ -419,6 +422,29 @@ impl Table {
         }
     }
 
+    /// Sets `key`'s input deadline (see `Conn::set_input_deadline`); its read timer is armed
+    /// for the earlier of the deadline and the read timeout's due time, or disarmed when
+    /// neither is left.
+    pub(crate) fn set_input_deadline(&mut self, key: Key, at: Option<Instant>) {
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        c.input.deadline = at;
+        match at {
+            Some(at) if c.input.timer.is_none_or(|armed| at < armed) => {
+                c.input.timer = Some(at);
+                self.timers.arm(at, TimerKind::Read, key);
+            }
+            Some(_) => {}
+            None if c.options.read_timeout.is_none() => {
+                c.input.timer = None;
+                self.timers.disarm(TimerKind::Read, key);
+            }
+            // The read timeout's timer stays; it finds no deadline when it fires.
+            None => {}
+        }
+    }
+
     /// The read timer armed for `at` fell due at `now`.
     pub(super) fn read_timer(&mut self, key: Key, at: Instant, now: Instant, cx: &mut Context<'_>) {
         let Some(c) = conn_mut(&mut self.entries, key) else {
@@ -429,12 +455,23 @@ impl Table {
             return;
         }
         input.timer = None;
-        let Some(timeout) = c.options.read_timeout else {
-            return;
-        };
         if input.end.is_some() {
             return;
         }
+        if input.deadline.is_some_and(|d| d <= now) {
+            log::debug!(target: "fibra_net",
+                "connection with {}: its input deadline passed", c.peer);
+            self.lose(key, Lost::TimedOut, cx);
+            return;
+        }
+        let Some(timeout) = c.options.read_timeout else {
+            // Fired early for a read timeout since set off: the deadline's time is next.
+            if let Some(d) = input.deadline {
+                input.timer = Some(d);
+                self.timers.arm(d, TimerKind::Read, key);
+            }
+            return;
+        };
         // Bytes waiting in the socket count as activity, read or not. Look rather than
         // assume: a backend that cannot tell a drained socket (`polling`) leaves `readable`
         // set after a short read, and a connection only watched then never timed out.
@@ -457,6 +494,7 @@ impl Table {
         let input = &mut c.input;
         match input.last_read.checked_add(timeout) {
             Some(due) if due > now => {
+                let due = input.deadline.map_or(due, |d| d.min(due));
                 input.timer = Some(due);
                 self.timers.arm(due, TimerKind::Read, key);
             }

@@ -380,6 +380,7 @@ impl Table {
             return;
         };
         self.timers.cancel_slot(key.slot);
+        self.unwatch(c.input.watch.take());
         c.input.clear(&mut self.pool);
         let slot = key.slot;
         let mut orphans: Vec<(Parked, Wait)> = Vec::new();

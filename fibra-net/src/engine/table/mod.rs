@@ -45,6 +45,7 @@ use fibra_rt::{Context, Interest, Registry};
 use slab::Slab;
 use socket2::Socket;
 
+use self::timers::TimerKind;
 use crate::api::conn::Conn;
 use crate::api::error::{Lost, NetError};
 use crate::api::options::ConnOptions;
@@ -152,6 +153,8 @@ pub(crate) struct Table {
     /// A graceful stop began: no new listener or connection.
     draining: bool,
     counters: Counters,
+    /// Armed input watches, and jobs to drop off the table.
+    watches: watch::Watches,
     /// The `Shared` this table lives in, to make handles.
     me: Weak<Shared>,
 }
@@ -186,6 +189,7 @@ impl Table {
             warned_fd_limit: false,
             draining: false,
             counters: Counters::default(),
+            watches: watch::Watches::default(),
         }
     }
 
@@ -300,8 +304,20 @@ impl Table {
         c.options.max_frame = c.options.max_frame.max(1);
         c.options.send_limit = c.options.send_limit.max(1);
         if c.options.read_timeout != before {
-            if let Some(t) = c.options.read_timeout {
-                self.restart_read_timer(key, t);
+            match c.options.read_timeout {
+                Some(t) => self.restart_read_timer(key, t),
+                // Set off (a login done): its timer goes now, not when it would have fired.
+                None => match c.input.deadline {
+                    // An input deadline keeps its own time.
+                    Some(d) => {
+                        c.input.timer = Some(d);
+                        self.timers.arm(d, TimerKind::Read, key);
+                    }
+                    None => {
+                        c.input.timer = None;
+                        self.timers.disarm(TimerKind::Read, key);
+                    }
+                },
             }
         }
     }

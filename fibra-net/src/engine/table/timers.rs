@@ -99,7 +99,6 @@ impl Timers {
     }
 
     /// Removes `key`'s slot's timer of `kind`, if one is armed (what it waited for is done).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))] // the handshake's timer alone
     pub(super) fn disarm(&mut self, kind: TimerKind, key: Key) {
         let armed = self
             .by_slot

@@ -17,12 +17,34 @@ use super::input::{Attempt, READ_BUDGET};
 use super::{conn_mut, Entry, Table};
 use crate::api::error::NetError;
 use crate::api::ops::{InputJob, Tried};
+
+/// An armed job.
+pub(crate) type Job = Box<dyn InputJob>;
 use crate::engine::shared::{Key, ReceiveMode};
 
 /// An armed watch: the job to spawn, and its tasklet's name.
 pub(super) struct Watch {
-    job: InputJob,
+    job: Job,
     name: &'static str,
+}
+
+/// The table's count of armed watches (what [`NetPlugin`](crate::NetPlugin) reports as
+/// work left to the schedule: `run` goes on while one is armed), and the jobs taken off the
+/// table while it was borrowed, dropped once it is free (their destructors may use their
+/// connections: a protocol's `connection_lost`).
+#[derive(Default)]
+pub(super) struct Watches {
+    armed: usize,
+    unwatched: Vec<Job>,
+}
+
+impl fmt::Debug for Watches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watches")
+            .field("armed", &self.armed)
+            .field("unwatched", &self.unwatched.len())
+            .finish()
+    }
 }
 
 impl fmt::Debug for Watch {
@@ -61,16 +83,23 @@ impl Table {
     pub(crate) fn submit_watch(
         &mut self,
         key: Key,
-        job: InputJob,
+        job: Job,
         name: &'static str,
         cx: &mut Context<'_>,
-    ) -> Result<(), (NetError, InputJob)> {
+    ) -> Result<(), (NetError, Job)> {
         let round = self.round;
         let c = match self.conn_entry(key) {
             Ok(c) => c,
             Err(e) => return Err((e, job)),
         };
-        c.input.watch = Some(Watch { job, name });
+        match c.input.watch.replace(Watch { job, name }) {
+            None => self.watches.armed += 1,
+            // Replaced: the first is dropped off the table.
+            Some(old) => self.watches.unwatched.push(old.job),
+        }
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return Ok(());
+        };
         let input = &c.input;
 
         if input.round == round && input.in_round >= READ_BUDGET {
@@ -91,21 +120,17 @@ impl Table {
         let Some(Watch { job, name }) = c.input.watch.take() else {
             return;
         };
+        self.watches.armed -= 1;
         let options = SpawnOptions::new().name(Cow::Borrowed(name));
-        // `spawn` keeps the job until the tasklet runs; on failure it is gone with it, so
-        // hand it over through a slot that gives it back.
-        let slot = std::rc::Rc::new(std::cell::Cell::new(Some(job)));
-        let taken = std::rc::Rc::clone(&slot);
-        let spawned = cx.spawn(options, move |h| {
-            if let Some(job) = taken.take() {
-                job(h);
-            }
-        });
-        if let Err(e) = spawned {
+        // The job goes onto the new tasklet's stack (no allocation); it comes back when no
+        // stack can be mapped, and stays armed for the next round.
+        let spawned = cx.spawn_fn(options, job, |job: Job, h| job.run(h));
+        if let Err((e, job)) = spawned {
             log::warn!(target: "fibra_net",
                 "no tasklet for a connection's input ({e}); trying again next round");
-            if let (Some(job), Some(c)) = (slot.take(), conn_mut(&mut self.entries, key)) {
+            if let Some(c) = conn_mut(&mut self.entries, key) {
                 c.input.watch = Some(Watch { job, name });
+                self.watches.armed += 1;
                 self.retry.push(key.slot);
             }
         }
@@ -113,8 +138,9 @@ impl Table {
 
     /// Takes every armed job out (the plugin is going away): the caller drops them once the
     /// table is no longer borrowed, since their destructors use the connections.
-    pub(crate) fn take_watches(&mut self) -> Vec<InputJob> {
-        let mut jobs = Vec::new();
+    pub(crate) fn take_watches(&mut self) -> Vec<Job> {
+        let mut jobs = std::mem::take(&mut self.watches.unwatched);
+        self.watches.armed = 0;
         for (_, entry) in &mut self.entries {
             if let Entry::Conn(c) = entry {
                 if let Some(watch) = c.input.watch.take() {
@@ -125,11 +151,27 @@ impl Table {
         jobs
     }
 
-    /// Armed watches, for the stats.
-    pub(super) fn watching(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Conn(c) if c.input.watch.is_some()))
-            .count()
+    /// Armed watches: for the stats, and work left to the schedule (O(1)).
+    pub(crate) fn watching(&self) -> usize {
+        self.watches.armed
+    }
+
+    /// A connection's entry is going away with its watch armed (its handles are gone, and
+    /// its job did not keep one): the job is dropped once the table is free.
+    pub(super) fn unwatch(&mut self, watch: Option<Watch>) {
+        if let Some(watch) = watch {
+            self.watches.armed -= 1;
+            self.watches.unwatched.push(watch.job);
+        }
+    }
+
+    /// The jobs taken off the table (replaced, or their connection removed), to drop once
+    /// it is no longer borrowed. `None` when there are none (no allocation).
+    pub(crate) fn take_unwatched(&mut self) -> Option<Vec<Job>> {
+        if self.watches.unwatched.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.watches.unwatched))
+        }
     }
 }
