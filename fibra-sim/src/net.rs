@@ -398,8 +398,10 @@ impl Net {
         let Some(dst) = segment.dst_host else {
             return;
         };
-        if self.cut.contains(&(segment.src_host, dst)) || !self.hosts[dst].up {
-            // Held (TCP retransmits) until the link is repaired or the sender gives up.
+        // Held (TCP retransmits) until the link is repaired or the sender gives up; and
+        // behind a held segment of the same socket, so that none overtakes another.
+        let behind = segment.src != 0 && self.held.iter().any(|h| h.src == segment.src);
+        if behind || self.cut.contains(&(segment.src_host, dst)) || !self.hosts[dst].up {
             self.held.push(segment);
             return;
         }
@@ -576,19 +578,49 @@ impl Net {
         self.release_held();
     }
 
-    /// Puts held segments whose link is whole again back on the wire, in their order.
+    /// Puts held segments whose link is whole again back on the wire, in their order, and
+    /// the segments their sockets sent since (still on the wire) after them.
     pub(crate) fn release_held(&mut self) {
         let held = std::mem::take(&mut self.held);
-        let mut last: BTreeMap<SimFd, Duration> = BTreeMap::new();
+        let mut released = Vec::new();
         for s in held {
-            let Some(dst) = s.dst_host else { continue };
-            if self.cut.contains(&(s.src_host, dst)) || !self.hosts[dst].up {
+            let whole = s
+                .dst_host
+                .is_some_and(|dst| !self.cut.contains(&(s.src_host, dst)) && self.hosts[dst].up);
+            if whole {
+                released.push(s);
+            } else {
                 self.held.push(s);
-                continue;
             }
-            let lat = self.latency(s.src_host, dst);
-            let prev = last.get(&s.src).copied().unwrap_or(Duration::ZERO);
-            let at = (self.now + lat).max(prev);
+        }
+        if released.is_empty() {
+            return;
+        }
+        let srcs: BTreeSet<SimFd> = released.iter().map(|s| s.src).filter(|&s| s != 0).collect();
+        let later: Vec<(Duration, u64)> = self
+            .wire
+            .iter()
+            .filter(|(_, s)| srcs.contains(&s.src))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut queue: Vec<(Option<Duration>, Segment)> =
+            released.into_iter().map(|s| (None, s)).collect();
+        for k in later {
+            if let Some(s) = self.wire.remove(&k) {
+                queue.push((Some(k.0), s));
+            }
+        }
+        let mut last: BTreeMap<SimFd, Duration> = BTreeMap::new();
+        for (due, s) in queue {
+            let dst = s.dst_host.unwrap_or(s.src_host);
+            let at = match due {
+                Some(at) => at,
+                None => self.now + self.latency(s.src_host, dst),
+            };
+            let at = match last.get(&s.src) {
+                Some(&prev) if s.src != 0 => at.max(prev),
+                _ => at,
+            };
             last.insert(s.src, at);
             if let Some(Sock {
                 kind: Kind::Stream(st),

@@ -11,7 +11,7 @@ pub const SEED_VAR: &str = "FIBRA_SIM_SEED";
 ///
 /// ```text
 /// fibra-sim: seed 417 failed; replay it with:
-///     FIBRA_SIM_SEED=417 cargo test room_invariants_hold
+///     FIBRA_SIM_SEED=417 cargo test -p my-crate --test my_test room_invariants_hold
 /// ```
 pub fn for_seeds(n: u64, mut test: impl FnMut(u64)) {
     let seeds: Vec<u64> = match std::env::var(SEED_VAR) {
@@ -37,7 +37,25 @@ pub fn replay_line(seed: u64) -> String {
         .filter(|n| *n != "main")
         .map(|n| n.rsplit("::").next().unwrap_or(n).to_string())
         .unwrap_or_else(|| "<test name>".into());
+    // The package and the test binary, as cargo names them to the test it runs.
+    let package = std::env::var("CARGO_PKG_NAME")
+        .map(|p| format!("-p {p} "))
+        .unwrap_or_default();
+    let binary = std::env::args()
+        .next()
+        .and_then(|path| {
+            let file = std::path::Path::new(&path)
+                .file_name()?
+                .to_str()?
+                .to_string();
+            let name = file
+                .rsplit_once('-')
+                .map_or(file.clone(), |(n, _)| n.to_string());
+            Some(format!("--test {name} "))
+        })
+        .unwrap_or_default();
     format!(
-        "fibra-sim: seed {seed} failed; replay it with:\n    {SEED_VAR}={seed} cargo test {test}"
+        "fibra-sim: seed {seed} failed; replay it with:\n    \
+         {SEED_VAR}={seed} cargo test {package}{binary}{test}"
     )
 }

@@ -60,6 +60,7 @@ impl fmt::Display for Entry {
 pub struct Trace {
     hash: u64,
     len: u64,
+    faults: u64,
     kept: VecDeque<Entry>,
     keep: usize,
 }
@@ -69,6 +70,7 @@ impl Trace {
         Trace {
             hash: 0xcbf2_9ce4_8422_2325,
             len: 0,
+            faults: 0,
             kept: VecDeque::new(),
             keep,
         }
@@ -87,6 +89,9 @@ impl Trace {
         entry.hash(&mut h);
         self.hash = h.finish();
         self.len += 1;
+        if matches!(entry.what, What::Fault(_)) {
+            self.faults += 1;
+        }
         if self.keep > 0 {
             if self.kept.len() == self.keep {
                 self.kept.pop_front();
@@ -103,6 +108,11 @@ impl Trace {
     /// How many entries were traced.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// How many faults were injected (on demand and from the seed).
+    pub fn faults(&self) -> u64 {
+        self.faults
     }
 
     /// Whether nothing was traced.

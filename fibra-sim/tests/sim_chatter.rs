@@ -1,0 +1,297 @@
+//! The chatter's room (the real code of `examples/chatter`, compiled in as `tests/chat`
+//! does) on a simulated server, with members on simulated hosts, under faults drawn from
+//! each seed: resets, partitions (one way and both), short writes, split segments, small
+//! send buffers, slow readers cut off. Its protocol invariants hold over every seed:
+//! - every join and leave is heard once: at each member, another handle's joins and leaves
+//!   alternate, and a member never hears its own leave;
+//! - each sender's lines come in order at every member, none missing between two it heard,
+//!   and only while the sender is in the room;
+//! - handles are unique: no handle joins twice without a leave between;
+//! - no member is left waiting: every client ends, and the room ends empty.
+//!
+//! `FIBRA_SIM_SEED=<seed> cargo test -p fibra-sim --test sim_chatter` replays one seed.
+#![allow(dead_code)] // the chatter's modules do more than the room needs here
+
+#[path = "../../examples/chatter/alone.rs"]
+mod alone;
+#[path = "../../examples/chatter/config.rs"]
+mod config;
+#[path = "../../examples/chatter/member.rs"]
+mod member;
+#[path = "../../examples/chatter/protocol.rs"]
+mod protocol;
+#[path = "../../examples/chatter/reach.rs"]
+mod reach;
+#[path = "../../examples/chatter/room.rs"]
+mod room;
+#[path = "../../examples/chatter/server.rs"]
+mod server;
+#[path = "../../examples/chatter/session.rs"]
+mod session;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use fibra::net::NetExt;
+use fibra::tasks::TasksExt;
+use fibra_sim::{for_seeds, Rng, Sim};
+
+use config::Config;
+use server::Chatter;
+
+/// What one session of one client heard, from its own join on.
+#[derive(Debug, Default)]
+struct Heard {
+    handle: String,
+    lines: Vec<String>,
+}
+
+type Sessions = Rc<RefCell<Vec<Rc<RefCell<Heard>>>>>;
+
+/// How many seeds: `FIBRA_SIM_SEEDS`, or 1,000.
+fn seeds() -> u64 {
+    std::env::var("FIBRA_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// One client: `sessions` times, connect, log in as `c<k>` (again after "taken", a leave of
+/// its last session racing the new login), say `lines` numbered lines at random pauses,
+/// reading all the while (slowly, for a slow reader), then `/quit` and wait for the end.
+fn client(
+    h: &fibra::Handle,
+    k: usize,
+    mut rng: Rng,
+    sessions: &Sessions,
+    slow: bool,
+    lines: usize,
+) {
+    let handle = format!("c{k}");
+    for s in 0..2 {
+        let Ok(conn) = h.connect("10.0.0.1:2323") else {
+            h.sleep(Duration::from_millis(100));
+            continue;
+        };
+        // The login: prompt, handle, until the join is announced to us.
+        let mut joined = false;
+        while let Ok(line) = h.receive_line(&conn) {
+            if line == protocol::PROMPT {
+                if h.send_line(&conn, &handle).is_err() {
+                    break;
+                }
+            } else if line == protocol::TAKEN {
+                h.sleep(Duration::from_millis(rng.between(1, 200)));
+            } else if line == format!("{handle} has joined the chat.") {
+                joined = true;
+                break;
+            } else {
+                panic!("{handle}: {line:?} before the join");
+            }
+        }
+        if !joined {
+            continue;
+        }
+        let heard = Rc::new(RefCell::new(Heard {
+            handle: handle.clone(),
+            lines: vec![format!("{handle} has joined the chat.")],
+        }));
+        sessions.borrow_mut().push(heard.clone());
+        let reader_conn = conn.clone();
+        let pause = if slow { rng.between(500, 3000) } else { 0 };
+        let reader = h
+            .spawn(move |h| {
+                while let Ok(line) = h.receive_line(&reader_conn) {
+                    heard.borrow_mut().lines.push(line);
+                    if pause > 0 {
+                        h.sleep(Duration::from_millis(pause));
+                    }
+                }
+            })
+            .unwrap();
+        for i in 0..lines {
+            h.sleep(Duration::from_millis(rng.between(0, 150)));
+            if h.send_line(&conn, &format!("{s}.{i}")).is_err() {
+                break;
+            }
+        }
+        let _ = h.send_line(&conn, "/quit");
+        let _ = h.join(reader);
+        let _ = h.close(&conn);
+    }
+}
+
+/// Checks the invariants over what every session heard.
+fn check(sessions: &Sessions) {
+    for heard in sessions.borrow().iter() {
+        let heard = heard.borrow();
+        let me = &heard.handle;
+        assert_eq!(heard.lines[0], format!("{me} has joined the chat."));
+        // Per other handle: present or not, as its events say (None: not heard of yet).
+        let mut present: HashMap<String, bool> = HashMap::new();
+        // Per (handle, session): the last line number heard.
+        let mut last: HashMap<(String, String), u64> = HashMap::new();
+        for line in &heard.lines[1..] {
+            if let Some(who) = line.strip_suffix(" has joined the chat.") {
+                assert_ne!(who, me, "{me} heard itself join twice: {:?}", heard.lines);
+                let was = present.insert(who.to_string(), true);
+                assert_ne!(
+                    was,
+                    Some(true),
+                    "{me} heard {who} join twice: {:?}",
+                    heard.lines
+                );
+            } else if let Some(who) = line.strip_suffix(" has left the chat.") {
+                assert_ne!(who, me, "{me} heard its own leave");
+                let was = present.insert(who.to_string(), false);
+                assert_ne!(
+                    was,
+                    Some(false),
+                    "{me} heard {who} leave twice: {:?}",
+                    heard.lines
+                );
+            } else if let Some((who, text)) = line.split_once(" says: ") {
+                let (session, n) = text.split_once('.').expect("a numbered line");
+                let n: u64 = n.parse().expect("a number");
+                assert_ne!(
+                    present.get(who),
+                    Some(&false),
+                    "{me} heard {who} after its leave: {:?}",
+                    heard.lines
+                );
+                if let Some(prev) = last.insert((who.to_string(), session.to_string()), n) {
+                    assert_eq!(
+                        n,
+                        prev + 1,
+                        "{me} heard {who}'s lines out of order or with a gap: {:?}",
+                        heard.lines
+                    );
+                }
+            } else {
+                panic!("{me} heard an unexpected line {line:?}");
+            }
+        }
+    }
+}
+
+fn room_under_faults(seed: u64) {
+    let mut sim = Sim::new(seed);
+    if std::env::var("FIBRA_SIM_TRACE").is_ok() {
+        sim.keep_trace(usize::MAX);
+    }
+    let mut faults = sim.random_faults();
+    // Partitions shorter than TCP's give-up: held segments arrive, as after a real outage.
+    faults.partition_max = faults.partition_max.min(Duration::from_secs(3));
+    faults.partition *= 5.0;
+    faults.reset *= 5.0;
+    // Small send buffers on most seeds: a slow reader's output then queues in the table.
+    if sim.random(4) != 0 {
+        faults.send_buffer = faults.send_buffer.min(32 + sim.random(512) as usize);
+    }
+    sim.set_faults(faults);
+    let server = sim.host("10.0.0.1");
+    let config = Config {
+        // A small output cap: a slow reader is cut off.
+        max_outbound: 64 + sim.random(1024) as usize,
+        login_timeout: Some(Duration::from_secs(30)),
+        ..Config::default()
+    };
+    let chatter: Rc<RefCell<Option<Chatter>>> = Rc::default();
+    let c = chatter.clone();
+    sim.on_boot(server, move |schedule| {
+        *c.borrow_mut() = Some(Chatter::start(schedule, "0.0.0.0:2323", config.clone()).unwrap());
+    });
+    let clients = 3 + sim.random(3) as usize;
+    let sessions: Sessions = Rc::default();
+    let done = Rc::new(Cell::new(0));
+    for k in 0..clients {
+        let host = sim.host(&format!("10.0.1.{k}"));
+        let rng = Rng::new(seed.wrapping_mul(1000).wrapping_add(k as u64));
+        let slow = sim.random(4) == 0;
+        let lines = 3 + sim.random(6) as usize;
+        let (sessions, done) = (sessions.clone(), done.clone());
+        sim.spawn(host, "client", move |h| {
+            client(h, k, rng, &sessions, slow, lines);
+            done.set(done.get() + 1);
+        });
+    }
+    let stats = move || chatter.borrow().as_ref().map(|c| c.stats()).unwrap();
+    let finished = sim.run_until(
+        |_| {
+            let s = stats();
+            done.get() == clients && s.sessions == 0 && s.members == 0
+        },
+        Duration::from_secs(600),
+    );
+    if let Err(e) = finished {
+        panic!(
+            "seed {seed}: {e}; {}/{clients} clients done, room {:?}, faults {:?}",
+            done.get(),
+            stats(),
+            sim.faults()
+        );
+    }
+    if std::env::var("FIBRA_SIM_TRACE").is_ok() {
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&sessions)))
+        {
+            for e in sim.trace().entries() {
+                eprintln!("{e}");
+            }
+            std::panic::resume_unwind(panic);
+        }
+    }
+    check(&sessions);
+    if std::env::var("FIBRA_SIM_VERBOSE").is_ok() {
+        let heard: usize = sessions
+            .borrow()
+            .iter()
+            .map(|s| s.borrow().lines.len())
+            .sum();
+        eprintln!(
+            "seed {seed}: {clients} clients, {} sessions, {heard} lines heard, {:?} simulated, \
+             {} trace entries, {} faults, {} cut off",
+            sessions.borrow().len(),
+            sim.now(),
+            sim.trace().len(),
+            sim.trace().faults(),
+            stats().cut_off,
+        );
+    }
+}
+
+#[test]
+fn the_rooms_invariants_hold_under_faults_over_many_seeds() {
+    let started = std::time::Instant::now();
+    for_seeds(seeds(), room_under_faults);
+    eprintln!("sim_chatter: {} seeds in {:?}", seeds(), started.elapsed());
+}
+
+#[test]
+fn one_seed_replays_the_room_exactly() {
+    let hash = |seed| {
+        let sessions: Sessions = Rc::default();
+        let _ = &sessions;
+        let mut sim = Sim::new(seed);
+        sim.random_faults();
+        let server = sim.host("10.0.0.1");
+        sim.on_boot(server, |schedule| {
+            let chatter = Chatter::start(schedule, "0.0.0.0:2323", Config::default()).unwrap();
+            std::mem::forget(chatter);
+        });
+        for k in 0..3 {
+            let host = sim.host(&format!("10.0.1.{k}"));
+            let rng = Rng::new(seed + k as u64);
+            let sessions = sessions.clone();
+            sim.spawn(host, "client", move |h| {
+                client(h, k, rng, &sessions, false, 4)
+            });
+        }
+        let _ = sim.run_until(|_| false, Duration::from_secs(30));
+        sim.trace_hash()
+    };
+    assert_eq!(hash(5), hash(5));
+    assert_ne!(hash(5), hash(6));
+}
