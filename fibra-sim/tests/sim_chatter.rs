@@ -84,6 +84,8 @@ fn client(
                 }
             } else if line == protocol::TAKEN {
                 h.sleep(Duration::from_millis(rng.between(1, 200)));
+            } else if line == protocol::LOGIN_TIMED_OUT {
+                break; // too slow (a partition, a slow network): the server closes
             } else if line == format!("{handle} has joined the chat.") {
                 joined = true;
                 break;
@@ -190,12 +192,20 @@ fn room_under_faults(seed: u64) {
     if sim.random(4) != 0 {
         faults.send_buffer = faults.send_buffer.min(32 + sim.random(512) as usize);
     }
+    // A descriptor limit on some seeds: the server's accepts pause on EMFILE.
+    if sim.random(4) == 0 {
+        faults.fd_limit = 2 + sim.random(5) as usize;
+    }
     sim.set_faults(faults);
     let server = sim.host("10.0.0.1");
     let config = Config {
         // A small output cap: a slow reader is cut off.
         max_outbound: 64 + sim.random(1024) as usize,
-        login_timeout: Some(Duration::from_secs(30)),
+        // A short login deadline on some seeds: logins slowed by a partition time out.
+        login_timeout: Some(match sim.random(4) {
+            0 => Duration::from_millis(100 + sim.random(2000)),
+            _ => Duration::from_secs(30),
+        }),
         ..Config::default()
     };
     let chatter: Rc<RefCell<Option<Chatter>>> = Rc::default();
