@@ -142,3 +142,120 @@ fn loss_watchers_fire_once_when_a_reset_races_a_close() {
         assert_eq!(fired.borrow().len(), 5, "{:?}", fired.borrow());
     });
 }
+
+#[test]
+fn bulk_sends_and_send_and_close_deliver_every_byte_before_the_fin() {
+    fibra_sim::for_seeds(100, |seed| {
+        let mut sim = Sim::new(seed);
+        let mut faults = Faults::none();
+        faults.short_write = 0.5;
+        faults.split = 0.5;
+        faults.send_buffer = 16 + sim.random(2000) as usize;
+        sim.set_faults(faults);
+        let server = sim.host("10.0.0.1");
+        let client = sim.host("10.0.0.2");
+        let lines = 200 + sim.random(300) as usize;
+        sim.spawn(server, "sender", move |h| {
+            let l = h.listen("0.0.0.0:7").unwrap();
+            let (c, _) = h.accept(&l).unwrap();
+            for i in 0..lines - 1 {
+                h.send_line(&c, &format!("line {i} {}", "x".repeat(i % 97)))
+                    .unwrap();
+            }
+            let last = format!("line {} {}\n", lines - 1, "x".repeat((lines - 1) % 97));
+            h.send_and_close(&c, last.as_bytes()).unwrap();
+        });
+        let got: Log = Rc::default();
+        let g = got.clone();
+        let slow = sim.random(2) == 0;
+        sim.spawn(client, "reader", move |h| {
+            let c = h.connect("10.0.0.1:7").unwrap();
+            loop {
+                match h.receive_line(&c) {
+                    Ok(line) => g.borrow_mut().push(line),
+                    Err(e) => {
+                        g.borrow_mut().push(format!("end {e:?}"));
+                        break;
+                    }
+                }
+                if slow {
+                    h.sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        sim.run_until(
+            |_| got.borrow().last().is_some_and(|l| l.starts_with("end")),
+            Duration::from_secs(600),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let got = got.borrow();
+        assert_eq!(got.len(), lines + 1, "every line, then the end");
+        for (i, line) in got[..lines].iter().enumerate() {
+            assert_eq!(*line, format!("line {i} {}", "x".repeat(i % 97)));
+        }
+        assert!(
+            got[lines].contains("Eof") || got[lines].contains("Closed"),
+            "{:?}",
+            got[lines]
+        );
+    });
+}
+
+#[test]
+fn bytes_that_arrive_while_the_reader_is_busy_keep_the_read_timeout_away() {
+    fibra_sim::for_seeds(50, |seed| {
+        let mut sim = Sim::new(seed);
+        let mut faults = Faults::none();
+        faults.split = 0.5;
+        faults.send_buffer = 64 + sim.random(64) as usize;
+        sim.set_faults(faults);
+        let server = sim.host("10.0.0.1");
+        let client = sim.host("10.0.0.2");
+        let got: Log = Rc::default();
+        let g = got.clone();
+        sim.spawn(server, "busy reader", move |h| {
+            let l = h.listen("0.0.0.0:7").unwrap();
+            let (c, _) = h.accept(&l).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(1)));
+            for round in 0..3 {
+                // Busy elsewhere for longer than the timeout, while the peer talks.
+                h.sleep(Duration::from_millis(2500));
+                let until = fibra_rt::time::now() + Duration::from_millis(400);
+                loop {
+                    match h.receive_until(&c, until) {
+                        Ok(line) => g.borrow_mut().push(String::from_utf8_lossy(&line).into()),
+                        Err(fibra_net::NetError::TimedOut) => break,
+                        Err(e) => {
+                            g.borrow_mut().push(format!("round {round}: {e:?}"));
+                            return;
+                        }
+                    }
+                }
+            }
+            g.borrow_mut().push("done".into());
+        });
+        sim.spawn(client, "talker", |h| {
+            let c = h.connect("10.0.0.1:7").unwrap();
+            for i in 0.. {
+                if h.send_line(&c, &format!("beat {i} {}", "y".repeat(i % 40)))
+                    .is_err()
+                {
+                    break;
+                }
+                h.sleep(Duration::from_millis(300));
+            }
+        });
+        sim.run_until(
+            |_| got.borrow().last().is_some_and(|l| !l.starts_with("beat")),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let got = got.borrow();
+        assert_eq!(
+            got.last().unwrap(),
+            "done",
+            "{:?}",
+            &got[got.len().saturating_sub(3)..]
+        );
+    });
+}
