@@ -133,6 +133,13 @@ impl SimNet for HostPort {
         }
     }
 
+    fn set_keepalive(&self, fd: SimFd, idle: std::time::Duration) {
+        let mut net = self.net.borrow_mut();
+        if self.alive(&net) {
+            net.set_keepalive(self.host, self.life, fd, idle);
+        }
+    }
+
     fn close(&self, fd: SimFd) {
         // A socket may close while the simulation itself is borrowed (a host dropped in a
         // crash): the network forgot that host's sockets already.

@@ -69,6 +69,10 @@ struct Stream {
     want_write: bool,
     /// When this socket's last segment arrives: the next arrives no earlier.
     last_arrival: Duration,
+    /// TCP keepalive: probe after this long without traffic.
+    keepalive: Option<Duration>,
+    /// When traffic last went either way.
+    last_activity: Duration,
 }
 
 #[derive(Debug)]
@@ -97,6 +101,9 @@ enum Seg {
     Fin,
     Rst,
     Window(usize),
+    /// A keepalive probe, and its answer.
+    Probe,
+    ProbeAck,
 }
 
 impl Seg {
@@ -109,6 +116,8 @@ impl Seg {
             Seg::Fin => "FIN",
             Seg::Rst => "RST",
             Seg::Window(_) => "WINDOW",
+            Seg::Probe => "PROBE",
+            Seg::ProbeAck => "PROBE-ACK",
         }
     }
 }
@@ -329,15 +338,61 @@ impl Net {
     pub(crate) fn next_due(&self) -> Option<Duration> {
         let wire = self.wire.first_key_value().map(|((at, _), _)| *at);
         let held = self.held.iter().map(|s| s.sent + self.faults.give_up).min();
-        match (wire, held) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [wire, held, self.next_probe()].into_iter().flatten().min()
+    }
+
+    /// Streams with a keepalive, and when their next probe is due.
+    fn probes(&self) -> impl Iterator<Item = (SimFd, Duration)> + '_ {
+        self.socks.iter().filter_map(|(&fd, s)| match &s.kind {
+            Kind::Stream(st)
+                if st.phase == Phase::Established
+                    && !st.dead
+                    && st.error.is_none()
+                    && st.peer.is_some() =>
+            {
+                st.keepalive.map(|idle| (fd, st.last_activity + idle))
+            }
+            _ => None,
+        })
+    }
+
+    fn next_probe(&self) -> Option<Duration> {
+        self.probes().map(|(_, at)| at).min()
+    }
+
+    /// Sends the keepalive probes that are due: a peer gone from a host that is up answers
+    /// with a RST; one cut off (or whose host is down) holds it until the sender gives up.
+    fn send_probes(&mut self) {
+        let now = self.now;
+        let due: Vec<SimFd> = self
+            .probes()
+            .filter(|&(_, at)| at <= now)
+            .map(|(fd, _)| fd)
+            .collect();
+        for fd in due {
+            self.active(fd);
+            if let Some((peer, peer_host)) = self.peer_of(fd) {
+                self.send_ordered(fd, peer, peer_host, Seg::Probe);
+            }
+        }
+    }
+
+    /// Traffic on stream `fd`: its keepalive waits again.
+    fn active(&mut self, fd: SimFd) {
+        let now = self.now;
+        if let Some(Sock {
+            kind: Kind::Stream(st),
+            ..
+        }) = self.socks.get_mut(&fd)
+        {
+            st.last_activity = now;
         }
     }
 
     /// Delivers every segment due by `now`, and gives up on held ones that waited too long.
     pub(crate) fn deliver_due(&mut self) {
         self.give_up_held();
+        self.send_probes();
         while let Some(entry) = self.wire.first_entry() {
             if entry.key().0 > self.now {
                 break;
@@ -358,7 +413,10 @@ impl Net {
             .partition(|s| s.sent + give_up <= now);
         self.held = kept;
         for s in late {
-            if matches!(s.seg, Seg::Syn { .. } | Seg::Data(_) | Seg::Fin) {
+            if matches!(
+                s.seg,
+                Seg::Syn { .. } | Seg::Data(_) | Seg::Fin | Seg::Probe
+            ) {
                 self.fail(s.src, libc::ETIMEDOUT);
             }
         }
@@ -410,6 +468,9 @@ impl Net {
             dst,
             What::Deliver(to, segment.seg.name(), seg_len(&segment.seg)),
         );
+        if self.sock(dst, self.hosts[dst].life, to).is_some() {
+            self.active(to);
+        }
         match segment.seg {
             Seg::Syn {
                 client,
@@ -473,6 +534,16 @@ impl Net {
                     self.fail(to, libc::ECONNRESET);
                 }
             }
+            Seg::Probe => {
+                let life = self.hosts[dst].life;
+                // A probe for a socket a restarted host no longer has: a RST answers.
+                let answer = match self.sock(dst, life, to) {
+                    Some(_) => Seg::ProbeAck,
+                    None => Seg::Rst,
+                };
+                self.send_loose(dst, to, segment.src_host, segment.src, answer);
+            }
+            Seg::ProbeAck => {}
             Seg::Window(n) => {
                 if let Some(Sock {
                     kind: Kind::Stream(st),
@@ -904,8 +975,10 @@ impl Net {
                 break;
             }
         }
+        let now = self.now;
         let st = self.stream(host, life, fd)?;
         st.in_flight += n;
+        st.last_activity = now;
         if n < total {
             st.want_write = true;
         }
@@ -948,6 +1021,14 @@ impl Net {
         st.wr_shut = true;
         if let Some((peer, peer_host)) = self.peer_of(fd) {
             self.send_ordered(fd, peer, peer_host, Seg::Fin);
+        }
+    }
+
+    pub(crate) fn set_keepalive(&mut self, host: usize, life: u32, fd: SimFd, idle: Duration) {
+        let now = self.now;
+        if let Ok(st) = self.stream(host, life, fd) {
+            st.keepalive = Some(idle);
+            st.last_activity = now;
         }
     }
 
@@ -1076,6 +1157,8 @@ impl Stream {
             linger0: false,
             want_write: false,
             last_arrival: Duration::ZERO,
+            keepalive: None,
+            last_activity: Duration::ZERO,
         }
     }
 }

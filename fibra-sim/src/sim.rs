@@ -425,7 +425,13 @@ impl Sim {
     pub fn run_for(&mut self, d: Duration) -> Result<(), SimError> {
         let until = self.now() + d;
         match self.run_until(|sim| sim.now() >= until, until) {
-            Ok(()) | Err(SimError::TimedOut { .. }) | Err(SimError::Quiet { .. }) => Ok(()),
+            Ok(()) | Err(SimError::TimedOut { .. }) => Ok(()),
+            Err(SimError::Quiet { .. }) => {
+                // Nothing happens meanwhile: the clock moves on all the same.
+                self.net.borrow_mut().now = until;
+                self.set_clock();
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -215,7 +215,8 @@ fn room_under_faults(seed: u64) {
     });
     let clients = 3 + sim.random(3) as usize;
     let sessions: Sessions = Rc::default();
-    let done = Rc::new(Cell::new(0));
+    // Which clients finished.
+    let done: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(vec![false; clients]));
     for k in 0..clients {
         let host = sim.host(&format!("10.0.1.{k}"));
         let rng = Rng::new(seed.wrapping_mul(1000).wrapping_add(k as u64));
@@ -224,21 +225,40 @@ fn room_under_faults(seed: u64) {
         let (sessions, done) = (sessions.clone(), done.clone());
         sim.spawn(host, "client", move |h| {
             client(h, k, rng, &sessions, slow, lines);
-            done.set(done.get() + 1);
+            done.borrow_mut()[k] = true;
         });
     }
     let stats = move || chatter.borrow().as_ref().map(|c| c.stats()).unwrap();
+    // On some seeds a client's host crashes for good mid-run: its member must still leave
+    // (keepalive finds it out), and the room end empty.
+    let mut crashed = None;
+    if sim.random(5) == 0 {
+        let at = Duration::from_millis(sim.random(3000));
+        let victim = fibra_sim::HostId(1 + sim.random(clients as u64) as usize);
+        let _ = sim.run_until(|s| s.now() >= at, at);
+        sim.crash(victim);
+        crashed = Some(victim.0 - 1);
+    }
+    let all_done = |done: &RefCell<Vec<bool>>| {
+        let done = done.borrow();
+        (0..clients).all(|k| done[k] || crashed == Some(k))
+    };
     let finished = sim.run_until(
         |_| {
             let s = stats();
-            done.get() == clients && s.sessions == 0 && s.members == 0
+            all_done(&done) && s.sessions == 0 && s.members == 0
         },
         Duration::from_secs(600),
     );
     if let Err(e) = finished {
+        if std::env::var("FIBRA_SIM_TRACE").is_ok() {
+            for e in sim.trace().entries() {
+                eprintln!("{e}");
+            }
+        }
         panic!(
-            "seed {seed}: {e}; {}/{clients} clients done, room {:?}, faults {:?}",
-            done.get(),
+            "seed {seed}: {e}; clients done {:?} (crashed: {crashed:?}), room {:?}, faults {:?}",
+            done.borrow(),
             stats(),
             sim.faults()
         );
@@ -304,4 +324,53 @@ fn one_seed_replays_the_room_exactly() {
     };
     assert_eq!(hash(5), hash(5));
     assert_ne!(hash(5), hash(6));
+}
+
+/// A member whose host crashes while the room is quiet, then comes back and logs in again
+/// under its handle: the server must find out that the old connection is gone (no FIN, no
+/// RST: nothing came) and free the handle, or the member is locked out for good.
+#[test]
+fn a_member_whose_host_crashed_in_a_quiet_room_gets_its_handle_back() {
+    for_seeds(20, |seed| {
+        let mut sim = Sim::new(seed);
+        let server = sim.host("10.0.0.1");
+        sim.on_boot(server, |schedule| {
+            let chatter = Chatter::start(schedule, "0.0.0.0:2323", Config::default()).unwrap();
+            std::mem::forget(chatter);
+        });
+        let laptop = sim.host("10.0.1.1");
+        let joined = Rc::new(Cell::new(0));
+        let j = joined.clone();
+        sim.on_boot(laptop, move |schedule| {
+            let j = j.clone();
+            schedule
+                .spawn_named("alice", move |h| loop {
+                    // Tries again and again, as a person would (the login deadline ends a
+                    // try that only ever hears "taken").
+                    if let Ok(conn) = h.connect("10.0.0.1:2323") {
+                        while let Ok(line) = h.receive_line(&conn) {
+                            if line == protocol::PROMPT {
+                                let _ = h.send_line(&conn, "alice");
+                            } else if line == protocol::TAKEN {
+                                h.sleep(Duration::from_secs(5)); // then the next prompt
+                            } else if line == "alice has joined the chat." {
+                                j.set(j.get() + 1);
+                            }
+                        }
+                    }
+                    h.sleep(Duration::from_secs(5));
+                })
+                .unwrap();
+        });
+        sim.run_until(|_| joined.get() == 1, Duration::from_secs(10))
+            .unwrap();
+        // The laptop loses power while nobody talks, and boots again a minute later.
+        sim.crash(laptop);
+        let down = Duration::from_secs(30 + sim.random(60));
+        sim.run_for(down).unwrap();
+        sim.restart(laptop);
+        let limit = sim.now() + Duration::from_secs(600);
+        sim.run_until(|_| joined.get() == 2, limit)
+            .unwrap_or_else(|e| panic!("alice never got her handle back: {e}"));
+    });
 }

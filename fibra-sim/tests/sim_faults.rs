@@ -327,3 +327,42 @@ fn random_faults_from_the_seed_lose_no_echo() {
             .unwrap_or_else(|e| panic!("{e}"));
     });
 }
+
+#[test]
+fn keepalive_finds_out_an_idle_peer_whose_host_crashed() {
+    for keepalive in [None, Some(Duration::from_secs(20))] {
+        let mut sim = Sim::new(18);
+        let server = sim.host("10.0.0.1");
+        let client = sim.host("10.0.0.2");
+        let lost = log();
+        let l = lost.clone();
+        sim.spawn(server, "server", move |h| {
+            let options = fibra_net::ConnOptions::new().with_keepalive(keepalive);
+            let listener = h
+                .listen_with(
+                    "0.0.0.0:7",
+                    fibra_net::ListenOptions::new().with_conn(options),
+                )
+                .unwrap();
+            let (conn, _) = h.accept(&listener).unwrap();
+            let why = h.on_lost_connection(&conn);
+            push(&l, format!("{why:?}"));
+        });
+        sim.spawn(client, "client", |h| {
+            let _conn = h.connect("10.0.0.1:7").unwrap();
+            h.sleep(Duration::from_secs(3600));
+        });
+        sim.run_for(Duration::from_secs(1)).unwrap();
+        sim.crash(client);
+        let found = sim.run_until(|_| !lost.borrow().is_empty(), Duration::from_secs(600));
+        match keepalive {
+            // Nothing is sent, nothing comes: the server never knows.
+            None => assert!(found.is_err(), "{:?}", lost.borrow()),
+            // Probes after 20 s of quiet, unanswered, give up.
+            Some(_) => {
+                found.unwrap();
+                assert!(sim.now() < Duration::from_secs(60), "{:?}", sim.now());
+            }
+        }
+    }
+}

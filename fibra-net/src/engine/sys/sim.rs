@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use fibra_rt::Event;
 
@@ -41,6 +42,8 @@ pub trait SimNet: fmt::Debug {
     fn shutdown_write(&self, fd: SimFd);
     /// `SO_LINGER` zero: the close will be a reset.
     fn set_linger_zero(&self, fd: SimFd);
+    /// `SO_KEEPALIVE` with `idle` before the first probe.
+    fn set_keepalive(&self, fd: SimFd, idle: Duration);
     /// `close`.
     fn close(&self, fd: SimFd);
     /// `getsockname`.

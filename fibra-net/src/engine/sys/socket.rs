@@ -221,6 +221,24 @@ pub(crate) fn set_nodelay(socket: &Socket) -> io::Result<()> {
     }
 }
 
+/// TCP keepalive after `idle` (probes every `idle / 4`, at least 1 s, 4 of them).
+pub(crate) fn set_keepalive(socket: &Socket, idle: Duration) -> io::Result<()> {
+    match socket {
+        Socket::Os(socket) => {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval((idle / 4).max(Duration::from_secs(1)))
+                .with_retries(4);
+            socket.set_tcp_keepalive(&keepalive)
+        }
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => {
+            s.net.set_keepalive(s.fd, idle);
+            Ok(())
+        }
+    }
+}
+
 /// The socket's own address.
 pub(crate) fn local_addr(socket: &Socket) -> Option<SocketAddr> {
     match socket {

@@ -51,6 +51,11 @@ impl Table {
             // A failure here costs latency, not correctness.
             let _ = socket::set_nodelay(&socket);
         }
+        if let Some(idle) = options.keepalive {
+            if let Err(e) = socket::set_keepalive(&socket, idle) {
+                log::debug!(target: "fibra_net", "keepalive for {peer}: {e}");
+            }
+        }
         let slot = self.entries.vacant_key();
         if let Err(e) = self.register(&socket, slot) {
             return Err((e.into(), connecting));
