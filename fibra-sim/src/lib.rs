@@ -13,7 +13,16 @@
 //! simulation sets (a thread-local instant) before each round, so sleeps, timeouts and
 //! back-offs run on simulated time, which jumps to the next deadline when no host can run.
 //! Without the feature, the enum has one variant and `now` is `Instant::now()`: the real
-//! path costs nothing.
+//! path costs nothing. Measured with callgrind (release, fat LTO, 5,000 loopback echoes in
+//! one schedule): 35,074,454 and 35,075,086 instructions before the seam, 35,075,091 and
+//! 35,074,274 after it; with the feature on (a test build that selects fibra-sim), 35,305,182
+//! (+0.7 %). fibra-sim is not a default member of the workspace, so `cargo build` and the
+//! benchmarks never turn the feature on.
+//!
+//! Why this seam rather than turmoil's (its own socket types, swapped in at compile time)
+//! or madsim's (libc overridden): the code under test is fibra-net's own connection table,
+//! not a stand-in; the user's code is unchanged, down to the types it names; and the clock
+//! is simulated everywhere fibra reads it, not only where a runtime's timer does.
 //!
 //! # Use
 //!
