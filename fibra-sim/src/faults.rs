@@ -76,6 +76,11 @@ pub struct Faults {
     pub partition_max: Duration,
     /// The accept queue of each listener (a full queue drops the SYN; the client retries).
     pub backlog: usize,
+    /// Linux's other answer to a full accept queue: the handshake completes for the client
+    /// (it is connected), the server drops its last ACK and tries to queue the connection
+    /// again after 1, 2, 4, 8 and 16 s, then forgets it. A client that waits for the server
+    /// to speak first may wait for good.
+    pub overflow_established: bool,
     /// How long segments of a connection may be held (a partition, a host down) before the
     /// sender's socket fails with `ETIMEDOUT`, as TCP's retransmissions give up.
     pub give_up: Duration,
@@ -95,6 +100,7 @@ impl Faults {
             partition: 0.0,
             partition_max: Duration::from_secs(5),
             backlog: 128,
+            overflow_established: false,
             give_up: Duration::from_secs(30),
             fd_limit: usize::MAX,
         }
@@ -121,6 +127,7 @@ impl Faults {
         }
         if rng.chance(0.3) {
             f.backlog = rng.between(1, 4) as usize;
+            f.overflow_established = rng.chance(0.5);
         }
         f
     }

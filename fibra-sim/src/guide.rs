@@ -140,7 +140,10 @@
 //!
 //! TCP, small: connects are SYN, SYN-ACK or a refusal (`ECONNREFUSED`; `EHOSTUNREACH` for an
 //! address no host has); a full accept queue drops the SYN and the client retries after 1,
-//! 2, 4... s (as Linux); bytes arrive in order, after the link's latency, counted against the
+//! 2, 4... s (as Linux), or with [`Faults::overflow_established`](crate::Faults) the client
+//! is connected while the server's side waits outside the queue and is forgotten after
+//! 31 s (Linux's other way); keepalive probes (`ConnOptions::with_keepalive`) are answered,
+//! or get a RST from a host that no longer knows the connection; bytes arrive in order, after the link's latency, counted against the
 //! send buffer until the reader reads them; a close sends a FIN, or a RST when unread input
 //! remains or the linger is zero; a segment for a socket that no longer exists (a restarted
 //! host) is answered by a RST. A cut link holds its segments (TCP retransmits) until it is

@@ -101,6 +101,11 @@ enum Seg {
     Fin,
     Rst,
     Window(usize),
+    /// A handshake that found the accept queue full tries to join it (to the server itself).
+    Join {
+        listener: SimFd,
+        tries: u32,
+    },
     /// A keepalive probe, and its answer.
     Probe,
     ProbeAck,
@@ -116,6 +121,7 @@ impl Seg {
             Seg::Fin => "FIN",
             Seg::Rst => "RST",
             Seg::Window(_) => "WINDOW",
+            Seg::Join { .. } => "JOIN",
             Seg::Probe => "PROBE",
             Seg::ProbeAck => "PROBE-ACK",
         }
@@ -544,6 +550,7 @@ impl Net {
                 self.send_loose(dst, to, segment.src_host, segment.src, answer);
             }
             Seg::ProbeAck => {}
+            Seg::Join { listener, tries } => self.arrive_join(to, listener, tries),
             Seg::Window(n) => {
                 if let Some(Sock {
                     kind: Kind::Stream(st),
@@ -583,7 +590,7 @@ impl Net {
             self.send_loose(host, 0, src_host, client, Seg::Refused { errno });
             return;
         };
-        if full {
+        if full && !self.faults.overflow_established {
             // Linux drops the SYN of a full accept queue; the client retries (1 s, 2 s...).
             let at = self.now + Duration::from_secs(1 << tries.min(5));
             let sent = self.now;
@@ -625,15 +632,72 @@ impl Net {
                 ))),
             },
         );
-        if let Some(Sock {
-            kind: Kind::Listener { queue, .. },
-            ..
-        }) = self.socks.get_mut(&lfd)
-        {
-            queue.push_back(fd);
+        if full {
+            // The handshake completes for the client, but its last ACK finds the queue full
+            // and is dropped: the connection waits outside the queue, and the server tries
+            // again (1 s, 2 s... five times) before it forgets it.
+            self.arrive_join(fd, lfd, 0);
+        } else {
+            if let Some(Sock {
+                kind: Kind::Listener { queue, .. },
+                ..
+            }) = self.socks.get_mut(&lfd)
+            {
+                queue.push_back(fd);
+            }
+            self.emit(lfd, true, false, false, false);
         }
-        self.emit(lfd, true, false, false, false);
         self.send_ordered(fd, client, src_host, Seg::SynAck { server: fd });
+    }
+
+    /// A connection whose handshake ended on a full accept queue tries to join it again.
+    fn arrive_join(&mut self, fd: SimFd, listener: SimFd, tries: u32) {
+        let room = match self.socks.get(&listener) {
+            Some(Sock {
+                kind: Kind::Listener { backlog, queue },
+                ..
+            }) => queue.len() < *backlog,
+            // The listener closed: the connection is forgotten.
+            _ => false,
+        };
+        if room {
+            if let Some(Sock {
+                kind: Kind::Listener { queue, .. },
+                ..
+            }) = self.socks.get_mut(&listener)
+            {
+                queue.push_back(fd);
+            }
+            self.emit(listener, true, false, false, false);
+            return;
+        }
+        let Some(host) = self.socks.get(&fd).map(|s| s.host) else {
+            return;
+        };
+        if tries < 5 && self.socks.contains_key(&listener) {
+            let at = self.now + Duration::from_secs(1 << tries);
+            let sent = self.now;
+            let seg = Seg::Join {
+                listener,
+                tries: tries + 1,
+            };
+            let (src_host, src, dst_host, to) = (host, listener, Some(host), fd);
+            self.put(
+                at,
+                Segment {
+                    src_host,
+                    src,
+                    dst_host,
+                    to,
+                    sent,
+                    seg,
+                },
+            );
+        } else {
+            // Forgotten without a word: the client's next segment is answered with a RST; a
+            // client that waits for the server to speak first waits for good.
+            self.socks.remove(&fd);
+        }
     }
 
     // ----- faults ------------------------------------------------------------------

@@ -366,3 +366,59 @@ fn keepalive_finds_out_an_idle_peer_whose_host_crashed() {
         }
     }
 }
+
+#[test]
+fn a_handshake_that_finds_the_accept_queue_full_waits_outside_it_and_may_be_forgotten() {
+    // (the server takes connections again after `pause`, the client's keepalive)
+    for (pause, keepalive, expect) in [
+        (Duration::from_secs(5), None, "welcome"),
+        (Duration::from_secs(3600), None, "nothing"),
+        (
+            Duration::from_secs(3600),
+            Some(Duration::from_secs(60)),
+            "Reset",
+        ),
+    ] {
+        let mut sim = Sim::new(19);
+        let mut faults = Faults::none();
+        faults.backlog = 1;
+        faults.overflow_established = true;
+        sim.set_faults(faults);
+        let server = sim.host("10.0.0.1");
+        sim.spawn(server, "server speaks first", move |h| {
+            let listener = h.listen("0.0.0.0:7").unwrap();
+            let mut kept = Vec::new();
+            loop {
+                let Ok((conn, _)) = h.accept(&listener) else {
+                    return;
+                };
+                h.send_line(&conn, "welcome").unwrap();
+                kept.push(conn);
+                if kept.len() == 2 {
+                    // Busy: takes no connection for a while.
+                    h.sleep(pause);
+                }
+            }
+        });
+        let heard = log();
+        // Two served, the third waits in the queue (of 1), the fourth finds it full.
+        for c in 0..4 {
+            let host = sim.host(&format!("10.0.1.{c}"));
+            let heard = heard.clone();
+            sim.spawn(host, "client", move |h| {
+                h.sleep(Duration::from_millis(100 * c));
+                let options = fibra_net::ConnOptions::new().with_keepalive(keepalive);
+                let conn = h.connect_with("10.0.0.1:7", options).unwrap();
+                let got = h.receive_line(&conn);
+                push(&heard, format!("{c}: {got:?}"));
+            });
+        }
+        let _ = sim.run_until(|_| heard.borrow().len() == 4, Duration::from_secs(300));
+        let heard = heard.borrow();
+        let fourth = heard.iter().find(|l| l.starts_with("3:"));
+        match expect {
+            "nothing" => assert!(fourth.is_none(), "{heard:?}"),
+            word => assert!(fourth.is_some_and(|l| l.contains(word)), "{heard:?}"),
+        }
+    }
+}
