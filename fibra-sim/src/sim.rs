@@ -45,6 +45,15 @@ pub enum SimError {
         /// The simulated time then.
         at: Duration,
     },
+    /// A tasklet spawned with [`Sim::spawn`] panicked (an assertion in it failed).
+    Panicked {
+        /// Its host.
+        host: HostId,
+        /// Its name.
+        name: String,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl fmt::Display for SimError {
@@ -59,6 +68,11 @@ impl fmt::Display for SimError {
             SimError::Livelock { at } => {
                 write!(f, "livelock at {at:?}: rounds go on and simulated time stands still")
             }
+            SimError::Panicked {
+                host,
+                name,
+                message,
+            } => write!(f, "tasklet {name:?} on host {} panicked: {message}", host.0),
         }
     }
 }
@@ -116,6 +130,8 @@ pub struct Sim {
     repairs: Vec<(Duration, usize, usize)>,
     /// The most rounds in a row at one simulated instant.
     max_rounds_still: u64,
+    /// Tasklets spawned by [`Sim::spawn`], watched for a panic: (host, id, name).
+    watched: Vec<(usize, TaskletId, String)>,
 }
 
 impl fmt::Debug for Sim {
@@ -145,6 +161,7 @@ impl Sim {
             base,
             repairs: Vec::new(),
             max_rounds_still: 1_000_000,
+            watched: Vec::new(),
         }
     }
 
@@ -246,7 +263,9 @@ impl Sim {
         self.hosts[host.0].schedule.as_mut()
     }
 
-    /// Spawns a tasklet named `name` on `host`; it first runs in the host's next round.
+    /// Spawns a tasklet named `name` on `host`; it first runs in the host's next round. If it
+    /// panics (an assertion in it fails), [`run_until`](Self::run_until) stops with
+    /// [`SimError::Panicked`]; tasklets it spawns are not watched (join them).
     ///
     /// # Panics
     ///
@@ -259,9 +278,12 @@ impl Sim {
             .schedule
             .as_mut()
             .expect("the host is up");
-        schedule
+        let id = schedule
             .spawn_named(name.to_string(), f)
-            .expect("spawn a tasklet")
+            .expect("spawn a tasklet");
+        schedule.watch_exit(id);
+        self.watched.push((host.0, id, name.to_string()));
+        id
     }
 
     /// Runs `boot` on the host's schedule now and again at each [`restart`](Self::restart):
@@ -329,6 +351,7 @@ impl Sim {
             net.crash(host.0);
         }
         self.set_clock();
+        self.watched.retain(|w| w.0 != host.0);
         drop(self.hosts[host.0].schedule.take());
     }
 
@@ -483,10 +506,33 @@ impl Sim {
         let Some(schedule) = self.hosts[i].schedule.as_mut() else {
             return Ok(());
         };
-        schedule.tick().map(|_| ()).map_err(|error| SimError::Host {
+        schedule.tick().map_err(|error| SimError::Host {
             host: HostId(i),
             error,
-        })
+        })?;
+        let mut k = 0;
+        while k < self.watched.len() {
+            let (host, id, _) = &self.watched[k];
+            let exit = match self.hosts[*host].schedule.as_mut() {
+                Some(schedule) if *host == i => schedule.take_exit(*id),
+                _ => None,
+            };
+            match exit {
+                None => k += 1,
+                Some(fibra_rt::Exit::Panicked(message)) => {
+                    let (host, _, name) = self.watched.swap_remove(k);
+                    return Err(SimError::Panicked {
+                        host: HostId(host),
+                        name,
+                        message,
+                    });
+                }
+                Some(_) => {
+                    self.watched.swap_remove(k);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn inject_faults(&mut self) {

@@ -162,3 +162,22 @@ fn a_refused_connect_and_an_unknown_host_fail() {
     assert!(out[0].contains("Refused"), "{out:?}");
     assert!(out[1].contains("Unreachable"), "{out:?}");
 }
+
+#[test]
+fn a_failed_assertion_in_a_simulated_tasklet_stops_the_run() {
+    let mut sim = Sim::new(8);
+    let a = sim.host("10.0.0.1");
+    sim.spawn(a, "checker", |h| {
+        h.sleep(Duration::from_secs(5));
+        assert_eq!(1 + 1, 3, "arithmetic");
+    });
+    let r = sim.run_until(|_| false, Duration::from_secs(60));
+    match r {
+        Err(fibra_sim::SimError::Panicked { name, message, .. }) => {
+            assert_eq!(name, "checker");
+            assert!(message.contains("arithmetic"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.now(), Duration::from_secs(5));
+}
