@@ -125,7 +125,10 @@
 //! - **Time**: [`Sim::run_until`](crate::Sim::run_until)`(condition, deadline)` and
 //!   [`Sim::run_for`](crate::Sim::run_for). Time is simulated: a sleep of an hour costs
 //!   nothing; the clock jumps to the next deadline whenever no host can run. A run that can
-//!   never progress stops with [`SimError::Quiet`](crate::SimError) instead of hanging.
+//!   never progress stops with [`SimError::Quiet`](crate::SimError) instead of hanging, and
+//!   an assertion that fails in a tasklet spawned by `Sim::spawn` stops it with
+//!   `SimError::Panicked` (a tasklet's panic ends that tasklet only, as in a real schedule:
+//!   assert in `Sim::spawn`ed tasklets or join the others).
 //! - **Faults on demand**: [`partition`](crate::Sim::partition),
 //!   [`partition_one_way`](crate::Sim::partition_one_way), [`repair`](crate::Sim::repair),
 //!   [`reset_one`](crate::Sim::reset_one), [`crash`](crate::Sim::crash),
