@@ -75,9 +75,13 @@ fn client(
             h.sleep(Duration::from_millis(100));
             continue;
         };
-        // The login: prompt, handle, until the join is announced to us.
+        // The login: prompt, handle, until the join is announced to us. A client gives up
+        // after 20 s: a connect that found the accept queue full may be forgotten by the
+        // server (Linux's overflow), and a server that speaks first then never does.
         let mut joined = false;
-        while let Ok(line) = h.receive_line(&conn) {
+        let give_up = fibra_rt::time::now() + Duration::from_secs(20);
+        while let Ok(line) = h.receive_until(&conn, give_up) {
+            let line = String::from_utf8_lossy(&line).into_owned();
             if line == protocol::PROMPT {
                 if h.send_line(&conn, &handle).is_err() {
                     break;
