@@ -53,6 +53,14 @@ pub mod redis {
     pub use fibra_redis::*;
 }
 
+/// Deterministic simulation: the same tasklet code on simulated hosts, network and clock,
+/// from one seed (the `fibra-sim` crate; `sim` feature, for tests).
+#[cfg(feature = "sim")]
+pub mod sim {
+    #[doc(inline)]
+    pub use fibra_sim::*;
+}
+
 /// The signals plugin: wait for Ctrl-C, `SIGTERM`, `SIGHUP`... as an op (the `fibra-signal`
 /// crate).
 pub mod signal {

@@ -5,6 +5,12 @@ use std::time::Duration;
 use fibra::net::{ConnOptions, Framing};
 
 /// How the room treats its members.
+/// TCP keepalive on every connection: a member whose host crashed or dropped off the network
+/// while the room was quiet (no FIN, no RST: nothing comes) is found out within about two
+/// minutes, leaves, and frees its handle; without it, the member stayed for good and its
+/// handle was taken for good.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// The longest line (bytes, without its line end); a longer one ends the connection.
@@ -41,6 +47,7 @@ impl Config {
     /// What every member's connection gets: its send limit, close timeout and flush delay.
     pub(crate) fn conn_options(&self) -> ConnOptions {
         ConnOptions::new()
+            .with_keepalive(Some(KEEPALIVE))
             .with_send_limit(self.max_outbound)
             .with_close_timeout(self.close_timeout)
             .with_flush_delay(self.flush_delay)

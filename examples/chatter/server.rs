@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 
 use fibra::net::{
     Conn, ConnOptions, Handed, ListenOptions, Listener, LoadToken, NetError, NetExt, NetPlugin,
@@ -148,7 +147,7 @@ pub(crate) fn serve_conn(
             &chat,
             &conn,
             Peer::Telnet,
-            login_timeout.map(|t| Instant::now() + t),
+            login_timeout.map(|t| fibra::rt::time::now() + t),
         );
         log::debug!(target: LOG, "{peer} left");
     }) {

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 
 use fibra::http::{text_frames, Limits, Response, Router};
 use fibra::net::Listener;
@@ -54,7 +53,7 @@ impl Chatter {
                     let conn = ws.conn().clone();
                     // Lines sent to it (the prompt, /who, a whisper) become text messages.
                     conn.set_framing(text_frames());
-                    let by = config.login_timeout.map(|t| Instant::now() + t);
+                    let by = config.login_timeout.map(|t| fibra::rt::time::now() + t);
                     if config.stackless_members {
                         super::stackless::session(h, &chat, &conn, Peer::Web(ws), by, load);
                         return;

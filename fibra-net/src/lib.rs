@@ -81,6 +81,13 @@ pub mod tls;
 // Documentation only: how a receive travels through the layers.
 pub mod guide;
 
+/// The simulation's seam (`sim` feature): the system calls a simulated network implements
+/// for [`NetPlugin::simulated`]. See fibra-sim.
+#[cfg(feature = "sim")]
+pub mod sim {
+    pub use crate::engine::sys::sim::{SimFd, SimNet};
+}
+
 // 1. The tasklet-facing API.
 pub use api::backoff::{Backoff, Delays};
 pub use api::codec::{

@@ -14,7 +14,7 @@ pub(crate) struct Clock {
 impl Clock {
     pub(crate) fn new() -> Self {
         Clock {
-            now: Cell::new(Instant::now()),
+            now: Cell::new(crate::time::now()),
             stale: Cell::new(false),
         }
     }
@@ -22,7 +22,7 @@ impl Clock {
     /// The time of this round (read now if not yet read this round).
     pub(crate) fn now(&self) -> Instant {
         if self.stale.replace(false) {
-            self.now.set(Instant::now());
+            self.now.set(crate::time::now());
         }
         self.now.get()
     }

@@ -162,7 +162,7 @@ impl Handle {
     ///
     /// As [`yield_op`](Self::yield_op).
     pub fn yield_op_timeout<O: Op>(&self, op: O, timeout: Duration) -> Result<O::Output, TimedOut> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::time::now().checked_add(timeout);
         self.submit(op, deadline)
     }
 

@@ -83,6 +83,7 @@ mod stack;
 mod stall;
 
 pub mod guide;
+pub mod time;
 
 pub use builder::Builder;
 pub use cores::{Build, Cores};

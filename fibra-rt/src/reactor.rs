@@ -181,6 +181,18 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event made by hand, for a source that is not a descriptor: a simulated socket
+    /// (fibra-sim's network), or a plugin's own tests.
+    pub fn new(key: usize, readable: bool, writable: bool, read_closed: bool, error: bool) -> Self {
+        Event {
+            key,
+            readable,
+            writable,
+            read_closed,
+            error,
+        }
+    }
+
     /// The key the source was registered with.
     pub fn key(&self) -> usize {
         self.key

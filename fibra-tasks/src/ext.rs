@@ -225,7 +225,7 @@ impl TasksExt for Handle {
     }
 
     fn sleep(&self, duration: Duration) {
-        match Instant::now().checked_add(duration) {
+        match fibra_rt::time::now().checked_add(duration) {
             Some(deadline) => self.sleep_until(deadline),
             // Further away than the clock can count: park for good.
             None => loop {

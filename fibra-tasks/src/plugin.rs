@@ -204,7 +204,7 @@ impl Serves<Kill> for TasksPlugin {
 
 impl Serves<Sleep> for TasksPlugin {
     fn submit(&mut self, op: Sleep, from: TaskletId, _: &mut Context<'_>) -> Poll<()> {
-        if op.0 <= Instant::now() {
+        if op.0 <= fibra_rt::time::now() {
             return Poll::Ready(());
         }
         self.sleepers.insert(from, op.0);

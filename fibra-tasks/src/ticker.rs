@@ -148,11 +148,11 @@ impl Ticker {
         if self.never {
             h.sleep(Duration::MAX);
         }
-        let deadline = *self.next.get_or_insert_with(Instant::now);
-        let mut now = Instant::now();
+        let deadline = *self.next.get_or_insert_with(fibra_rt::time::now);
+        let mut now = fibra_rt::time::now();
         while now < deadline {
             h.sleep_until(deadline);
-            now = Instant::now();
+            now = fibra_rt::time::now();
         }
         Tick {
             deadline,

@@ -3,7 +3,7 @@
 //! policy of the crate: the reconnecting client's and the pool's waits between connects, and
 //! a listener's pauses when the process is out of file descriptors.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A reconnecting client's waits: attempt `n` (from 0) waits a random time between zero and
 /// `min(max, initial × factor^n)` ("full jitter", so that clients cut off together do not
@@ -167,9 +167,8 @@ impl Delays {
         let seed = match backoff.seed {
             Some(seed) => seed,
             None if !backoff.jitter => 0,
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64),
+            // The wall clock, or a simulation's seed (`fibra_rt::time::entropy`).
+            None => fibra_rt::time::entropy(),
         };
         Delays {
             backoff,

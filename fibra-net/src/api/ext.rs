@@ -314,7 +314,7 @@ pub trait NetExt {
 
 /// `timeout` from now (far in the future if that overflows).
 fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
+    let now = fibra_rt::time::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
@@ -384,7 +384,7 @@ impl NetExt for Handle {
         for &addr in others {
             match connect(addr, options.clone()) {
                 Ok(conn) => return Ok(conn),
-                Err(e) if out_of_time(&e, deadline, Instant::now()) => return Err(e),
+                Err(e) if out_of_time(&e, deadline, fibra_rt::time::now()) => return Err(e),
                 Err(e) => {
                     log::debug!(target: "fibra_net::connect", "{addr}: {e}; trying the next address")
                 }
@@ -473,7 +473,7 @@ mod tests {
 
     #[test]
     fn only_the_connects_own_deadline_stops_the_addresses() {
-        let now = Instant::now();
+        let now = fibra_rt::time::now();
         let later = now + Duration::from_secs(5);
         // The kernel's ETIMEDOUT for one address (no deadline, or before it): try the next.
         assert!(!out_of_time(&NetError::TimedOut, None, now));

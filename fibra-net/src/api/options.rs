@@ -43,6 +43,7 @@ pub struct ConnOptions {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
     pub(crate) nodelay: bool,
+    pub(crate) keepalive: Option<Duration>,
     pub(crate) flush_delay: Duration,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
@@ -59,6 +60,7 @@ impl Default for ConnOptions {
             read_timeout: None,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             nodelay: true,
+            keepalive: None,
             flush_delay: Duration::ZERO,
             connect_timeout: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -143,6 +145,21 @@ impl ConnOptions {
     pub fn with_flush_delay(mut self, delay: Duration) -> Self {
         self.flush_delay = delay;
         self
+    }
+
+    /// TCP keepalive: after `idle` without traffic the system probes the peer (every
+    /// `idle / 4`, at least 1 s, 4 times), and the connection is lost with a reset or a
+    /// timeout when the peer is gone: a peer whose host crashed or was cut off while the
+    /// connection was quiet is found out, instead of being waited for forever. `None` (the
+    /// default): no probes.
+    pub fn with_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.keepalive = idle;
+        self
+    }
+
+    /// The keepalive idle time, if any.
+    pub fn keepalive(&self) -> Option<Duration> {
+        self.keepalive
     }
 
     /// How long [`connect_with`](crate::NetExt::connect_with) waits for the handshake before

@@ -332,7 +332,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
                 let peer = conn.peer_addr().unwrap_or(inner.addr);
                 match h.catch_panic(|| factory.borrow_mut().build_protocol(peer)) {
                     Ok(Some(protocol)) => {
-                        let since = Instant::now();
+                        let since = fibra_rt::time::now();
                         inner.state.set(ClientState::Connected { since });
                         inner.tell(h, ClientEvent::Connected { peer });
                         let ended =
@@ -385,7 +385,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
             return;
         }
         // A wait past what the clock can count (`Duration::MAX`) never ends.
-        let now = Instant::now();
+        let now = fibra_rt::time::now();
         let until = now.checked_add(wait);
         inner.state.set(ClientState::Waiting {
             until: until.unwrap_or_else(|| now.checked_add(FAR).unwrap_or(now)),

@@ -249,7 +249,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
         // A timeout past what the clock can count means no deadline.
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = fibra_rt::time::now().checked_add(timeout);
         let mut lease = self.acquire(h, deadline, timeout)?;
         match h.send_frame(&lease.conn, frame) {
             Ok(()) => {}
@@ -490,7 +490,7 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
     loop {
         let again_at_once = match h.connect_with(inner.addr, inner.options.clone()) {
             Ok(conn) => {
-                let since = Instant::now();
+                let since = fibra_rt::time::now();
                 {
                     let mut state = inner.state.borrow_mut();
                     if was_up {

@@ -20,6 +20,7 @@ use crate::api::ops::{
 use crate::api::options::ListenOptions;
 use crate::api::stats::NetStats;
 use crate::engine::shared::{Key, Shared};
+use crate::engine::sys::Sys;
 use crate::engine::table::Table;
 
 /// The network plugin. Add it to a schedule to use [`NetExt`](crate::NetExt).
@@ -63,11 +64,24 @@ impl NetPlugin {
     /// None today; the `Result` is kept so that setting up may fail later without breaking
     /// callers.
     pub fn new() -> io::Result<NetPlugin> {
+        Ok(NetPlugin::with_sys(Sys::default()))
+    }
+
+    /// A network plugin whose sockets live in a simulated network (`sim` feature): its
+    /// table, the same code as [`new`](Self::new)'s, makes its system calls through `net`
+    /// and takes its readiness from it. Used by the simulator, fibra-sim; drive its schedule
+    /// with `tick` on a simulated clock ([`fibra_rt::time`]).
+    #[cfg(feature = "sim")]
+    pub fn simulated(net: Rc<dyn crate::sim::SimNet>) -> NetPlugin {
+        NetPlugin::with_sys(Sys { sim: Some(net) })
+    }
+
+    fn with_sys(sys: Sys) -> NetPlugin {
         let shared = Rc::new_cyclic(|me| Shared {
-            table: RefCell::new(Table::new(me.clone())),
+            table: RefCell::new(Table::new(me.clone(), sys)),
             deferred: RefCell::new(Vec::new()),
         });
-        Ok(NetPlugin { shared })
+        NetPlugin { shared }
     }
 
     /// Listens on `addr` from the host, before (or between) ticks: no tasklet needed to bind,

@@ -101,7 +101,7 @@ impl Schedule {
             if d <= self.core.clock.last() {
                 Duration::ZERO
             } else {
-                d.saturating_duration_since(Instant::now())
+                d.saturating_duration_since(crate::time::now())
             }
         });
         // Only the schedule's own remote (held by its unpark queue) is left: nobody else can

@@ -458,7 +458,7 @@ impl Schedule {
         self.settle();
         // A wait too long to add to now has no limit (a huge `max_wait` means "until
         // something happens"), as `run` has none.
-        let limit = Instant::now().checked_add(max_wait);
+        let limit = crate::time::now().checked_add(max_wait);
         if !max_wait.is_zero() && self.core.run_queue.is_empty() {
             self.block(limit)?;
         } else {
@@ -491,7 +491,7 @@ impl Schedule {
     ///
     /// As [`run`](Self::run).
     pub fn run_until(&mut self, deadline: Instant) -> Result<bool, Error> {
-        while self.has_work() && Instant::now() < deadline {
+        while self.has_work() && crate::time::now() < deadline {
             self.run_once(Some(deadline))?;
         }
         Ok(self.has_work())
@@ -508,7 +508,7 @@ impl Schedule {
     ///
     /// As [`tick`](Self::tick).
     pub fn drain(&mut self, timeout: Duration) -> Result<bool, Error> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::time::now().checked_add(timeout);
         for i in 0..self.plugins.len() {
             self.call_plugin_drain(i)?;
         }
@@ -518,7 +518,7 @@ impl Schedule {
                 return Ok(true);
             }
             let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
+                Some(d) => d.saturating_duration_since(crate::time::now()),
                 None => Duration::from_millis(10),
             };
             if left.is_zero() {
@@ -535,7 +535,7 @@ impl Schedule {
     ///
     /// As [`run`](Self::run).
     pub fn run_for(&mut self, timeout: Duration) -> Result<bool, Error> {
-        match Instant::now().checked_add(timeout) {
+        match crate::time::now().checked_add(timeout) {
             Some(deadline) => self.run_until(deadline),
             None => self.run().map(|()| false),
         }

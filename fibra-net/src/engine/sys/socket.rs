@@ -1,19 +1,23 @@
 //! Sockets: setting them up (socket2), accepting, connecting, reading, writing, closing,
 //! and what each system call's errors mean for the caller.
 
+// Without the `sim` feature a `Socket` has one variant, and its matches destructure it.
+#![cfg_attr(not(feature = "sim"), allow(clippy::infallible_destructuring_match))]
+
 use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket as OsSocket, Type};
 
+use super::Socket;
 use crate::api::error::NetError;
 
 /// Input read and thrown away before closing, so the close is a FIN and not a RST.
 const CLOSE_DRAIN: usize = 64 * 1024;
 
-fn stream(addr: SocketAddr) -> io::Result<Socket> {
-    Socket::new(
+fn stream(addr: SocketAddr) -> io::Result<OsSocket> {
+    OsSocket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         Some(Protocol::TCP),
@@ -26,7 +30,7 @@ pub(crate) fn listener(
     addr: SocketAddr,
     backlog: i32,
     reuse_port: bool,
-) -> Result<(Socket, SocketAddr), NetError> {
+) -> Result<(OsSocket, SocketAddr), NetError> {
     let bind = |e: io::Error| NetError::Bind { addr, source: e };
     let socket = stream(addr).map_err(bind)?;
     socket.set_reuse_address(true).map_err(bind)?;
@@ -61,8 +65,18 @@ pub(crate) enum Accepted {
 /// Accepts one connection. Connections the peer gave up on before we took them are skipped.
 pub(crate) fn accept(listener: &Socket) -> Accepted {
     loop {
-        match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
-            Ok((socket, addr)) => return Accepted::Conn(socket, addr.as_socket()),
+        let accepted = match listener {
+            Socket::Os(listener) => listener
+                .accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                .map(|(socket, addr)| (Socket::Os(socket), addr.as_socket())),
+            #[cfg(feature = "sim")]
+            Socket::Sim(l) => l.net.accept(l.fd).map(|(fd, addr)| {
+                let net = std::rc::Rc::clone(&l.net);
+                (Socket::Sim(super::sim::SimSocket { fd, net }), Some(addr))
+            }),
+        };
+        match accepted {
+            Ok((socket, addr)) => return Accepted::Conn(socket, addr),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::WouldBlock,
             Err(e)
                 if matches!(
@@ -88,7 +102,7 @@ pub(crate) fn accept(listener: &Socket) -> Accepted {
 pub(crate) fn connect(
     addr: SocketAddr,
     local: Option<SocketAddr>,
-) -> Result<(Socket, bool), NetError> {
+) -> Result<(OsSocket, bool), NetError> {
     let socket = stream(addr)?;
     if let Some(local) = local {
         if local.port() == 0 {
@@ -145,6 +159,17 @@ pub(crate) enum Handshake {
 
 /// `SO_ERROR`, then whether the socket has a peer.
 pub(crate) fn handshake(socket: &Socket) -> Handshake {
+    let socket = match socket {
+        Socket::Os(socket) => socket,
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => {
+            return match s.net.handshake(s.fd) {
+                Ok(true) => Handshake::Done,
+                Ok(false) => Handshake::NotYet,
+                Err(e) => Handshake::Failed(e),
+            }
+        }
+    };
     match socket.take_error() {
         Ok(None) => match socket.peer_addr() {
             Ok(_) => Handshake::Done,
@@ -167,6 +192,11 @@ pub(crate) fn connect_error(e: io::Error, addr: SocketAddr) -> NetError {
 
 /// One `read`, retried on `EINTR`.
 pub(crate) fn read(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    let socket = match socket {
+        Socket::Os(socket) => socket,
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => return s.net.read(s.fd, buf),
+    };
     loop {
         match (&*socket).read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -177,22 +207,36 @@ pub(crate) fn read(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 /// One write (`send`) of `bytes`, without `SIGPIPE`.
 pub(crate) fn send(socket: &Socket, bytes: &[u8]) -> io::Result<usize> {
-    socket.send_with_flags(bytes, libc::MSG_NOSIGNAL)
+    match socket {
+        Socket::Os(socket) => socket.send_with_flags(bytes, libc::MSG_NOSIGNAL),
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => s.net.write(s.fd, &[IoSlice::new(bytes)]),
+    }
 }
 
 /// One gathering write (`sendmsg`) of `slices`, without `SIGPIPE`.
 pub(crate) fn write(socket: &Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
+    match socket {
+        Socket::Os(socket) => socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL),
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => s.net.write(s.fd, slices),
+    }
 }
 
 /// Sends FIN, then reads and drops what the peer sent (within a bound): unread input would
 /// turn the close into a reset that can destroy what we sent before the peer reads it.
 pub(crate) fn shut_down(socket: &Socket) {
-    let _ = socket.shutdown(std::net::Shutdown::Write);
+    match socket {
+        Socket::Os(socket) => {
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+        }
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => s.net.shutdown_write(s.fd),
+    }
     let mut drained = 0;
     let mut scratch = [0u8; 4096];
     while drained < CLOSE_DRAIN {
-        match (&*socket).read(&mut scratch) {
+        match read(socket, &mut scratch) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }
@@ -201,5 +245,82 @@ pub(crate) fn shut_down(socket: &Socket) {
 
 /// Makes the close send a RST and drop unsent data (a zero linger).
 pub(crate) fn reset_on_close(socket: &Socket) {
-    let _ = socket.set_linger(Some(Duration::ZERO));
+    match socket {
+        Socket::Os(socket) => {
+            let _ = socket.set_linger(Some(Duration::ZERO));
+        }
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => s.net.set_linger_zero(s.fd),
+    }
+}
+
+/// `TCP_NODELAY` on (a simulated socket has no Nagle to turn off).
+pub(crate) fn set_nodelay(socket: &Socket) -> io::Result<()> {
+    match socket {
+        Socket::Os(socket) => socket.set_tcp_nodelay(true),
+        #[cfg(feature = "sim")]
+        Socket::Sim(_) => Ok(()),
+    }
+}
+
+/// TCP keepalive after `idle` (probes every `idle / 4`, at least 1 s, 4 of them).
+pub(crate) fn set_keepalive(socket: &Socket, idle: Duration) -> io::Result<()> {
+    match socket {
+        Socket::Os(socket) => {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval((idle / 4).max(Duration::from_secs(1)))
+                .with_retries(4);
+            socket.set_tcp_keepalive(&keepalive)
+        }
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => {
+            s.net.set_keepalive(s.fd, idle);
+            Ok(())
+        }
+    }
+}
+
+/// The socket's own address.
+pub(crate) fn local_addr(socket: &Socket) -> Option<SocketAddr> {
+    match socket {
+        Socket::Os(socket) => socket.local_addr().ok()?.as_socket(),
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => s.net.local_addr(s.fd),
+    }
+}
+
+/// Watches `socket` with `registry` (both directions, edge-triggered) under `key`; a
+/// simulated socket is watched by its network.
+pub(crate) fn register(
+    socket: &Socket,
+    registry: &fibra_rt::Registry,
+    key: usize,
+) -> io::Result<()> {
+    match socket {
+        Socket::Os(socket) => {
+            use std::os::fd::AsFd;
+            // SAFETY: the table deregisters every registered socket before it is dropped:
+            // `Table::close_socket` is the only place a registered socket is dropped, and
+            // `Drop for Table` deregisters the ones still open.
+            unsafe { registry.register(socket.as_fd(), key, fibra_rt::Interest::BOTH) }
+        }
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => {
+            s.net.watch(s.fd, key);
+            Ok(())
+        }
+    }
+}
+
+/// Stops watching `socket` (before it closes).
+pub(crate) fn deregister(socket: &Socket, registry: &fibra_rt::Registry) -> io::Result<()> {
+    match socket {
+        Socket::Os(socket) => {
+            use std::os::fd::AsFd;
+            registry.deregister(socket.as_fd())
+        }
+        #[cfg(feature = "sim")]
+        Socket::Sim(_) => Ok(()),
+    }
 }

@@ -6,7 +6,6 @@ use std::task::Poll;
 use std::time::Instant;
 
 use fibra_rt::{Context, TaskletId};
-use socket2::Socket;
 
 use super::input::Input;
 use super::lifecycle::ConnState;
@@ -20,6 +19,7 @@ use crate::api::ops;
 use crate::api::options::ConnOptions;
 use crate::engine::shared::Key;
 use crate::engine::sys::socket::{self, Handshake};
+use crate::engine::sys::Socket;
 
 impl Table {
     /// Registers `socket` and adds its entry: open, or connecting for `connecting`.
@@ -49,7 +49,12 @@ impl Table {
         }
         if options.nodelay {
             // A failure here costs latency, not correctness.
-            let _ = socket.set_tcp_nodelay(true);
+            let _ = socket::set_nodelay(&socket);
+        }
+        if let Some(idle) = options.keepalive {
+            if let Err(e) = socket::set_keepalive(&socket, idle) {
+                log::debug!(target: "fibra_net", "keepalive for {peer}: {e}");
+            }
         }
         let slot = self.entries.vacant_key();
         if let Err(e) = self.register(&socket, slot) {
@@ -105,7 +110,15 @@ impl Table {
         let tls = None;
         let served = tls.is_some();
         let key = self
-            .add_conn(Socket::from(stream), peer, options, None, false, tls, now)
+            .add_conn(
+                Socket::Os(socket2::Socket::from(stream)),
+                peer,
+                options,
+                None,
+                false,
+                tls,
+                now,
+            )
             .map_err(|(e, _)| e)?;
         if served {
             self.tls_started(key, None, now);
@@ -131,7 +144,7 @@ impl Table {
         };
         #[cfg(not(feature = "tls"))]
         let tls = None;
-        let (socket, in_progress) = match socket::connect(addr, local) {
+        let (socket, in_progress) = match self.sys.connect(addr, local) {
             Ok(started) => started,
             Err(e) => return Poll::Ready(Err(e)),
         };

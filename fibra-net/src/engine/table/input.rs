@@ -412,7 +412,7 @@ impl Table {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };
-        let now = Instant::now();
+        let now = fibra_rt::time::now();
         c.input.last_read = now;
         if let Some(at) = now.checked_add(timeout) {
             if c.input.timer.is_none_or(|armed| at < armed) {

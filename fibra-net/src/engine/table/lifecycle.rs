@@ -9,7 +9,6 @@ use std::task::Poll;
 use std::time::Instant;
 
 use fibra_rt::{Context, TaskletId};
-use socket2::Socket;
 
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
@@ -17,7 +16,7 @@ use super::{conn_mut, Entry, Table};
 use crate::api::error::{Lost, NetError};
 use crate::api::ops;
 use crate::engine::shared::Key;
-use crate::engine::sys::socket;
+use crate::engine::sys::{socket, Socket};
 use crate::tls::TlsLost;
 
 /// Where a connection is in its life. The socket lives in the state, so "a closed
@@ -359,7 +358,7 @@ impl Table {
                 if matches!(c.state, ConnState::Closed) {
                     self.remove_conn(key);
                 } else {
-                    self.begin_close(key, Instant::now());
+                    self.begin_close(key, fibra_rt::time::now());
                 }
             }
             Some(Entry::Listener(l)) if l.gen == key.gen => self.remove_listener(key),

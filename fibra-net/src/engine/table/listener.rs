@@ -6,7 +6,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use fibra_rt::{Context, TaskletId};
-use socket2::Socket;
 
 use super::timers::TimerKind;
 use super::waiters::{Parked, Wait};
@@ -17,6 +16,7 @@ use crate::api::ops;
 use crate::api::options::{ConnOptions, ListenOptions};
 use crate::engine::shared::Key;
 use crate::engine::sys::socket::{self, Accepted};
+use crate::engine::sys::Socket;
 
 /// First and longest pause of `accept` after the process ran out of file descriptors.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -68,7 +68,9 @@ impl Table {
         if self.draining {
             return Err(NetError::Closed);
         }
-        let (socket, local) = socket::listener(addr, options.backlog, options.reuse_port)?;
+        let (socket, local) = self
+            .sys
+            .listener(addr, options.backlog, options.reuse_port)?;
         let slot = self.entries.vacant_key();
         self.register(&socket, slot)
             .map_err(|e| NetError::Bind { addr, source: e })?;

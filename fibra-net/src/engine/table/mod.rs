@@ -37,13 +37,11 @@ mod waiters;
 mod watch;
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::rc::Weak;
 use std::time::Instant;
 
-use fibra_rt::{Context, Interest, Registry};
+use fibra_rt::{Context, Registry};
 use slab::Slab;
-use socket2::Socket;
 
 use self::timers::TimerKind;
 use crate::api::conn::Conn;
@@ -53,6 +51,7 @@ use crate::api::stats::{Counters, NetStats};
 use crate::engine::buffer::BufPool;
 use crate::engine::codec_door::{CodecState, Site};
 use crate::engine::shared::{Key, Shared};
+use crate::engine::sys::{socket, Socket, Sys};
 
 pub(crate) use lifecycle::ConnState;
 
@@ -126,6 +125,8 @@ impl ConnEntry {
 pub(crate) struct Table {
     /// The schedule's reactor, for this plugin; taken from the first context the table sees.
     registry: Option<Registry>,
+    /// Where sockets come from: the kernel, or a simulated network.
+    sys: Sys,
     /// A short read means the socket is drained (the reactor reports a peer's FIN).
     short_read_drains: bool,
     entries: Slab<Entry>,
@@ -167,10 +168,11 @@ fn conn_mut(entries: &mut Slab<Entry>, key: Key) -> Option<&mut ConnEntry> {
 }
 
 impl Table {
-    pub(crate) fn new(me: Weak<Shared>) -> Table {
+    pub(crate) fn new(me: Weak<Shared>, sys: Sys) -> Table {
         Table {
             me,
             registry: None,
+            sys,
             short_read_drains: false,
             entries: Slab::new(),
             next_gen: 0,
@@ -184,8 +186,8 @@ impl Table {
             cut: Vec::new(),
             deferred: Vec::new(),
             round: 0,
-            epoch: Instant::now(),
-            round_time: Instant::now(),
+            epoch: fibra_rt::time::now(),
+            round_time: fibra_rt::time::now(),
             warned_fd_limit: false,
             draining: false,
             counters: Counters::default(),
@@ -251,17 +253,14 @@ impl Table {
                 "the network plugin is not in a schedule yet: add it with Schedule::add_plugin",
             ));
         };
-        // SAFETY: every registered socket is deregistered before it is dropped:
-        // `close_socket` is the only place a registered socket is dropped, and `Drop for
-        // Table` deregisters the ones still open.
-        unsafe { registry.register(socket.as_fd(), slot, Interest::BOTH)? };
+        socket::register(socket, registry, slot)?;
         self.counters.sockets += 1;
         Ok(())
     }
 
     fn close_socket(&mut self, socket: Socket) {
         if let Some(registry) = &self.registry {
-            if let Err(e) = registry.deregister(socket.as_fd()) {
+            if let Err(e) = socket::deregister(&socket, registry) {
                 log::debug!(target: "fibra_net", "removing a socket from the poller: {e}");
             }
         }
@@ -277,7 +276,7 @@ impl Table {
 
     pub(crate) fn local_addr(&mut self, key: Key) -> Option<SocketAddr> {
         let c = conn_mut(&mut self.entries, key)?;
-        c.state.socket()?.local_addr().ok()?.as_socket()
+        socket::local_addr(c.state.socket()?)
     }
 
     pub(crate) fn lost(&mut self, key: Key) -> Option<Lost> {
@@ -383,7 +382,7 @@ impl Drop for Table {
                 Entry::Group(_) => None,
             };
             if let (Some(socket), Some(registry)) = (socket, &self.registry) {
-                let _ = registry.deregister(socket.as_fd());
+                let _ = socket::deregister(&socket, registry);
             }
         }
     }

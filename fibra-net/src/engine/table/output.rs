@@ -311,7 +311,7 @@ impl Table {
         if !options.flush_delay.is_zero() {
             // The clock now, not the round's: connections written late in a long round are
             // due later, so the writes spread over the delay instead of bunching.
-            output.last_write = Some(Instant::now());
+            output.last_write = Some(fibra_rt::time::now());
         }
         if tls.is_some() {
             match self.tls_write(key) {

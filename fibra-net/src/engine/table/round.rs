@@ -14,12 +14,18 @@ impl Table {
         self.round += 1;
         self.run_deferred(cx);
         let mut events = events.iter().peekable();
-        if events.peek().is_some() || self.timers.next_deadline().is_some() {
+        // A simulated network's events come after the reactor's (there are none of those).
+        let mut simulated = self.sys.next_event();
+        if events.peek().is_some() || simulated.is_some() || self.timers.next_deadline().is_some() {
             // The schedule's clock, read once per round after its wait.
             self.round_time = cx.now();
         }
         for event in events {
             self.on_event(event, cx);
+        }
+        while let Some(event) = simulated {
+            self.on_event(event, cx);
+            simulated = self.sys.next_event();
         }
         self.expire_timers(cx);
         self.serve_retries(cx);

@@ -4,12 +4,10 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 
-use socket2::Socket;
-
 use super::super::waiters::Parked;
 use crate::api::error::NetError;
 use crate::api::options::ClientTls;
-use crate::engine::sys::socket;
+use crate::engine::sys::{socket, Socket};
 use crate::tls::{TlsInfo, TlsLost};
 
 /// Encrypted output rustls may hold for a connection (records not yet written).
