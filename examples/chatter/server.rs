@@ -136,7 +136,7 @@ pub(crate) fn serve_conn(
     let stackless = config.stackless_members;
     let options = SpawnOptions::new().name("chatter session");
     if let Err(e) = h.spawn_detached_with(options, move |h| {
-        let by = login_timeout.map(|t| Instant::now() + t);
+        let by = login_timeout.map(|t| fibra::rt::time::now() + t);
         if stackless {
             super::stackless::session(h, &chat, &conn, Peer::Telnet, by, load);
             return;
@@ -147,7 +147,7 @@ pub(crate) fn serve_conn(
             &chat,
             &conn,
             Peer::Telnet,
-            login_timeout.map(|t| fibra::rt::time::now() + t),
+            by,
         );
         log::debug!(target: LOG, "{peer} left");
     }) {

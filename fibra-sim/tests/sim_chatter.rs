@@ -28,6 +28,8 @@ mod room;
 mod server;
 #[path = "../../examples/chatter/session.rs"]
 mod session;
+#[path = "../../examples/chatter/stackless.rs"]
+mod stackless;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -125,7 +125,7 @@ pub(crate) fn connect(
 /// Lets `connect` pick the port of a socket bound to an address alone (Linux's
 /// `IP_BIND_ADDRESS_NO_PORT`): the port is then chosen for the whole address pair (~28,000
 /// per server address) instead of the source address alone. Elsewhere, nothing.
-fn bind_without_port(socket: &Socket) {
+fn bind_without_port(socket: &OsSocket) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use std::os::fd::AsRawFd;
