@@ -105,6 +105,9 @@ fn on_line(
         Ok(handle) => match Member::join(h, chat, handle, conn, web) {
             Some(member) => {
                 conn.set_input_deadline(None);
+                // As a tasklet session does: nothing answered to the member (a `/who` sent in
+                // the same write as its handle) comes before it hears its own join.
+                chat.reach.settle(h, member.handle());
                 *phase = Phase::Member(member);
                 return true;
             }
