@@ -6,7 +6,8 @@
 //!   alternate, and a member never hears its own leave;
 //! - each sender's lines come in order at every member, none missing between two it heard,
 //!   and only while the sender is in the room;
-//! - handles are unique: no handle joins twice without a leave between;
+//! - handles are unique: no handle joins twice without a leave between (on half the seeds
+//!   two clients log in under one handle, so that the room must turn one of them away);
 //! - no member is left waiting: every client ends, and the room ends empty.
 //!
 //! `FIBRA_SIM_SEED=<seed> cargo test -p fibra-sim --test sim_chatter` replays one seed.
@@ -63,13 +64,12 @@ fn seeds() -> u64 {
 /// reading all the while (slowly, for a slow reader), then `/quit` and wait for the end.
 fn client(
     h: &fibra::Handle,
-    k: usize,
+    (k, handle): (usize, String),
     mut rng: Rng,
     sessions: &Sessions,
     slow: bool,
     lines: usize,
 ) {
-    let handle = format!("c{k}");
     for s in 0..2 {
         let Ok(conn) = h.connect("10.0.0.1:2323") else {
             h.sleep(Duration::from_millis(100));
@@ -119,7 +119,7 @@ fn client(
             .unwrap();
         for i in 0..lines {
             h.sleep(Duration::from_millis(rng.between(0, 150)));
-            if h.send_line(&conn, &format!("{s}.{i}")).is_err() {
+            if h.send_line(&conn, &format!("{k}.{s}.{i}")).is_err() {
                 break;
             }
         }
@@ -137,7 +137,7 @@ fn check(sessions: &Sessions) {
         assert_eq!(heard.lines[0], format!("{me} has joined the chat."));
         // Per other handle: present or not, as its events say (None: not heard of yet).
         let mut present: HashMap<String, bool> = HashMap::new();
-        // Per (handle, session): the last line number heard.
+        // Per (handle, client and session): the last line number heard.
         let mut last: HashMap<(String, String), u64> = HashMap::new();
         for line in &heard.lines[1..] {
             if let Some(who) = line.strip_suffix(" has joined the chat.") {
@@ -159,7 +159,7 @@ fn check(sessions: &Sessions) {
                     heard.lines
                 );
             } else if let Some((who, text)) = line.split_once(" says: ") {
-                let (session, n) = text.split_once('.').expect("a numbered line");
+                let (session, n) = text.rsplit_once('.').expect("a numbered line");
                 let n: u64 = n.parse().expect("a number");
                 assert_ne!(
                     present.get(who),
@@ -221,14 +221,17 @@ fn room_under_faults(seed: u64) {
     let sessions: Sessions = Rc::default();
     // Which clients finished.
     let done: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(vec![false; clients]));
+    // On half the seeds clients 0 and 1 want one handle: the room must turn one away.
+    let shared = sim.random(2) == 0;
     for k in 0..clients {
+        let handle = format!("c{}", if shared && k == 1 { 0 } else { k });
         let host = sim.host(&format!("10.0.1.{k}"));
         let rng = Rng::new(seed.wrapping_mul(1000).wrapping_add(k as u64));
         let slow = sim.random(4) == 0;
         let lines = 3 + sim.random(6) as usize;
         let (sessions, done) = (sessions.clone(), done.clone());
         sim.spawn(host, "client", move |h| {
-            client(h, k, rng, &sessions, slow, lines);
+            client(h, (k, handle), rng, &sessions, slow, lines);
             done.borrow_mut()[k] = true;
         });
     }
@@ -320,7 +323,7 @@ fn one_seed_replays_the_room_exactly() {
             let rng = Rng::new(seed + k as u64);
             let sessions = sessions.clone();
             sim.spawn(host, "client", move |h| {
-                client(h, k, rng, &sessions, false, 4)
+                client(h, (k, format!("c{k}")), rng, &sessions, false, 4)
             });
         }
         let _ = sim.run_until(|_| false, Duration::from_secs(30));
