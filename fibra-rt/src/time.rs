@@ -26,6 +26,18 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// Whether a simulation drives this thread ([`set_virtual_now`] set a clock; `sim` feature).
+/// Parts of fibra that would leave the simulation (real threads, real sockets, real name
+/// lookups) ask it to refuse clearly rather than go real. Always `false` without the feature.
+#[inline]
+pub fn is_simulated() -> bool {
+    #[cfg(feature = "sim")]
+    if VIRTUAL_NOW.with(|v| v.get()).is_some() {
+        return true;
+    }
+    false
+}
+
 /// A seed for jitter (back-off delays): the wall clock's nanoseconds, or in a simulation a
 /// number drawn from its seed ([`set_entropy`], `sim` feature), so that runs repeat.
 pub fn entropy() -> u64 {

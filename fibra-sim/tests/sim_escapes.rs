@@ -1,0 +1,91 @@
+//! What would leave the simulation fails clearly under it, rather than going real (a real
+//! thread, a real socket, a real name lookup) or hanging: `unblock`, a host name, a real
+//! network plugin, schedules on threads of their own, a hand-off; and a tasklet that
+//! yields forever without time passing is reported as a livelock.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fibra_net::{NetExt, NetPlugin};
+use fibra_sim::{Sim, SimError};
+use fibra_tasks::TasksExt;
+
+/// Runs `f` as a tasklet on a one-host simulation and returns what it gave.
+fn in_sim<T: 'static>(f: impl FnOnce(&fibra_rt::Handle) -> T + 'static) -> T {
+    let mut sim = Sim::new(1);
+    let host = sim.host("10.0.0.1");
+    let got = Rc::new(RefCell::new(None));
+    let put = got.clone();
+    sim.spawn(host, "escape", move |h| *put.borrow_mut() = Some(f(h)));
+    let done = got.clone();
+    sim.run_until(move |_| done.borrow().is_some(), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("the tasklet never got an answer: {e}"));
+    let out = got.borrow_mut().take().unwrap();
+    out
+}
+
+#[test]
+fn unblock_under_simulation_fails_clearly_and_runs_nothing_for_real() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let answer = in_sim(move |h| h.unblock(move || flag.store(true, Ordering::SeqCst)));
+    let err = answer.expect_err("unblock under a simulated clock");
+    assert!(err.to_string().contains("simulation"), "{err}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!ran.load(Ordering::SeqCst), "the job ran on a real thread");
+}
+
+#[test]
+fn a_host_name_is_not_looked_up_for_real() {
+    let answer = in_sim(|h| h.connect("localhost:7").map(|_| ()));
+    let err = answer.expect_err("a name under simulation");
+    assert!(err.to_string().contains("simulated network"), "{err}");
+}
+
+#[test]
+fn a_real_network_plugin_is_refused_on_a_simulations_thread() {
+    let _sim = Sim::new(1);
+    let Err(err) = NetPlugin::new() else {
+        panic!("a real plugin inside a simulation");
+    };
+    assert!(err.to_string().contains("simulation"), "{err}");
+    drop(_sim);
+    assert!(
+        NetPlugin::new().is_ok(),
+        "the simulation has ended: real again"
+    );
+}
+
+#[test]
+fn schedules_on_threads_of_their_own_are_refused_under_simulation() {
+    let _sim = Sim::new(1);
+    let Err(err) = fibra_rt::Cores::start(2, false, |_, _| Ok(())) else {
+        panic!("threads under a simulation");
+    };
+    assert!(err.to_string().contains("simulation"), "{err}");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sim = _sim;
+    let host = sim.host("10.0.0.1");
+    let remote = sim.schedule(host).unwrap().remote();
+    let (tx, _rx) = fibra_tasks::remote_channel::<fibra_net::Handed>(&remote, 1);
+    let Err(err) = fibra_net::Handoff::start(listener, vec![tx]) else {
+        panic!("a hand-off under a simulation");
+    };
+    assert!(err.to_string().contains("simulation"), "{err}");
+}
+
+#[test]
+fn a_tasklet_that_yields_forever_is_reported_as_a_livelock() {
+    let mut sim = Sim::new(1);
+    let host = sim.host("10.0.0.1");
+    sim.spawn(host, "spin", |h| loop {
+        h.yield_now();
+    });
+    match sim.run_until(|_| false, Duration::from_secs(10)) {
+        Err(SimError::Livelock { at }) => assert_eq!(at, Duration::ZERO),
+        other => panic!("expected a livelock, got {other:?}"),
+    }
+}
