@@ -182,7 +182,8 @@ fn check(sessions: &Sessions) {
     }
 }
 
-fn room_under_faults(seed: u64) {
+/// One seed's run of the room, its invariants checked; returns the trace's hash.
+fn room_under_faults(seed: u64) -> u64 {
     let mut sim = Sim::new(seed);
     if std::env::var("FIBRA_SIM_TRACE").is_ok() {
         sim.keep_trace(usize::MAX);
@@ -297,12 +298,15 @@ fn room_under_faults(seed: u64) {
             stats().cut_off,
         );
     }
+    sim.trace_hash()
 }
 
 #[test]
 fn the_rooms_invariants_hold_under_faults_over_many_seeds() {
     let started = std::time::Instant::now();
-    for_seeds(seeds(), room_under_faults);
+    for_seeds(seeds(), |seed| {
+        room_under_faults(seed);
+    });
     eprintln!("sim_chatter: {} seeds in {:?}", seeds(), started.elapsed());
 }
 
@@ -331,6 +335,54 @@ fn one_seed_replays_the_room_exactly() {
     };
     assert_eq!(hash(5), hash(5));
     assert_ne!(hash(5), hash(6));
+}
+
+/// Not a test on its own: prints the room's hash for the seed in `FIBRA_SIM_SEED`, for the
+/// test below, which runs this binary again.
+#[test]
+#[ignore = "run by a_seed_replays_the_room_in_another_process_as_after_other_seeds"]
+fn print_the_rooms_hash_for_the_seed_in_the_environment() {
+    let seed = std::env::var(fibra_sim::SEED_VAR).unwrap().parse().unwrap();
+    println!("room hash: {:016x}", room_under_faults(seed));
+}
+
+/// The replay a failing seed prints runs that seed alone in a new process (its own
+/// `HashMap` keys, its own addresses): it must hash as the seed did after others here.
+#[test]
+fn a_seed_replays_the_room_in_another_process_as_after_other_seeds() {
+    let in_a_new_process = |seed: u64| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "print_the_rooms_hash_for_the_seed_in_the_environment",
+                "--nocapture",
+            ])
+            .env(fibra_sim::SEED_VAR, seed.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("room hash: "))
+            .unwrap_or_else(|| panic!("no hash in {stdout}"))
+            .to_string()
+    };
+    for seed in [11, 12, 13] {
+        let _ = room_under_faults(seed + 100);
+        let here = format!("{:016x}", room_under_faults(seed));
+        let there = in_a_new_process(seed);
+        assert_eq!(
+            here, there,
+            "seed {seed}: here (after another seed) and alone differ"
+        );
+        assert_eq!(
+            there,
+            in_a_new_process(seed),
+            "seed {seed}: two processes differ"
+        );
+    }
 }
 
 /// A member whose host crashes while the room is quiet, then comes back and logs in again
