@@ -148,6 +148,11 @@ impl fmt::Debug for Sim {
 }
 
 impl Sim {
+    /// Rounds in a row at one simulated instant before [`run_until`](Self::run_until) calls
+    /// it a livelock, by default: the test suites here never go past 2,000 (a round is one
+    /// host's tick); a spinning tasklet is reported after a second or two of a debug build.
+    pub const LIVELOCK_ROUNDS: u64 = 100_000;
+
     /// A simulation from `seed`, with no hosts yet and no faults ([`Faults::none`]); the
     /// links' latency is drawn from the seed.
     pub fn new(seed: u64) -> Sim {
@@ -160,7 +165,7 @@ impl Sim {
             hosts: Vec::new(),
             base,
             repairs: Vec::new(),
-            max_rounds_still: 1_000_000,
+            max_rounds_still: Sim::LIVELOCK_ROUNDS,
             watched: Vec::new(),
         }
     }
@@ -168,6 +173,13 @@ impl Sim {
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Rounds in a row at one simulated instant before a livelock is reported
+    /// ([`LIVELOCK_ROUNDS`](Self::LIVELOCK_ROUNDS) by default): more for a simulation of
+    /// thousands of hosts that all work at one instant.
+    pub fn set_livelock_rounds(&mut self, rounds: u64) {
+        self.max_rounds_still = rounds;
     }
 
     /// Sets the faults the simulation injects by itself.

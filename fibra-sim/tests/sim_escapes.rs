@@ -89,3 +89,24 @@ fn a_tasklet_that_yields_forever_is_reported_as_a_livelock() {
         other => panic!("expected a livelock, got {other:?}"),
     }
 }
+
+/// A tasklet that sleeps for nothing, forever: reported as soon as a yielding one, within
+/// the default rounds (it took a million, 25 s of a debug build).
+#[test]
+fn a_tasklet_that_sleeps_for_nothing_forever_is_reported_within_the_livelock_rounds() {
+    let mut sim = Sim::new(1);
+    let host = sim.host("10.0.0.1");
+    sim.spawn(host, "spin", |h| loop {
+        h.sleep(Duration::ZERO);
+    });
+    match sim.run_until(|_| false, Duration::from_secs(10)) {
+        Err(SimError::Livelock { at }) => assert_eq!(at, Duration::ZERO),
+        other => panic!("expected a livelock, got {other:?}"),
+    }
+    // A round is one tick, one trace entry (and a few more for its ops at most).
+    let entries = sim.trace().len();
+    assert!(
+        entries <= 200_000,
+        "{entries} trace entries before the livelock was reported"
+    );
+}
