@@ -106,7 +106,7 @@
 //!
 //! ```text
 //! fibra-sim: seed 61 failed; replay it with:
-//!     FIBRA_SIM_SEED=61 cargo test -p my-service --test sim my_test
+//!     FIBRA_SIM_SEED=61 cargo test -p my-service --test sim -- --exact my_test
 //! ```
 //!
 //! Replay it, with `RUST_LOG` if your code logs, and read the last entries of

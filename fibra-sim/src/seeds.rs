@@ -11,7 +11,7 @@ pub const SEED_VAR: &str = "FIBRA_SIM_SEED";
 ///
 /// ```text
 /// fibra-sim: seed 417 failed; replay it with:
-///     FIBRA_SIM_SEED=417 cargo test -p my-crate --test my_test room_invariants_hold
+///     FIBRA_SIM_SEED=417 cargo test -p my-crate --test my_test -- --exact room_invariants_hold
 /// ```
 pub fn for_seeds(n: u64, mut test: impl FnMut(u64)) {
     let seeds: Vec<u64> = match std::env::var(SEED_VAR) {
@@ -29,33 +29,56 @@ pub fn for_seeds(n: u64, mut test: impl FnMut(u64)) {
     }
 }
 
-/// The line that says how to replay `seed` in the current test.
+/// The line that says how to replay `seed` in the current test: the package, the test
+/// binary when it is an integration test's (`--test NAME`; a library's or a binary's own
+/// tests are found by name alone), and the test's full name, `--exact`, so that the
+/// command runs that test and no other whose name contains it.
 pub fn replay_line(seed: u64) -> String {
     let thread = std::thread::current();
     let test = thread
         .name()
         .filter(|n| *n != "main")
-        .map(|n| n.rsplit("::").next().unwrap_or(n).to_string())
-        .unwrap_or_else(|| "<test name>".into());
-    // The package and the test binary, as cargo names them to the test it runs.
-    let package = std::env::var("CARGO_PKG_NAME")
-        .map(|p| format!("-p {p} "))
-        .unwrap_or_default();
-    let binary = std::env::args()
-        .next()
-        .and_then(|path| {
-            let file = std::path::Path::new(&path)
-                .file_name()?
-                .to_str()?
-                .to_string();
-            let name = file
-                .rsplit_once('-')
-                .map_or(file.clone(), |(n, _)| n.to_string());
-            Some(format!("--test {name} "))
-        })
-        .unwrap_or_default();
+        .unwrap_or("<test name>")
+        .to_string();
+    // The package, as cargo names it to the tests it runs.
+    let package = std::env::var("CARGO_PKG_NAME").ok();
+    let binary = std::env::args().next().and_then(|path| {
+        let file = std::path::Path::new(&path)
+            .file_name()?
+            .to_str()?
+            .to_string();
+        Some(
+            file.rsplit_once('-')
+                .map_or(file.clone(), |(n, _)| n.to_string()),
+        )
+    });
+    // A library's unit tests (and a binary's) run in a binary named after the crate: no
+    // `--test` names them.
+    let crate_name = package.as_ref().map(|p| p.replace('-', "_"));
+    let target = match binary {
+        Some(b) if Some(&b) != crate_name.as_ref() => format!("--test {b} "),
+        _ => String::new(),
+    };
+    let package = package.map(|p| format!("-p {p} ")).unwrap_or_default();
     format!(
         "fibra-sim: seed {seed} failed; replay it with:\n    \
-         {SEED_VAR}={seed} cargo test {package}{binary}{test}"
+         {SEED_VAR}={seed} cargo test {package}{target}-- --exact {test}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_line;
+
+    #[test]
+    fn the_replay_line_of_a_librarys_unit_test_names_it_exactly_and_no_test_binary() {
+        let line = replay_line(417);
+        assert!(
+            line.ends_with(
+                "FIBRA_SIM_SEED=417 cargo test -p fibra-sim -- --exact \
+                 seeds::tests::the_replay_line_of_a_librarys_unit_test_names_it_exactly_and_no_test_binary"
+            ),
+            "{line}"
+        );
+    }
 }
