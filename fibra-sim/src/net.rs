@@ -135,6 +135,8 @@ impl Seg {
 #[derive(Clone, Debug)]
 struct Segment {
     src_host: usize,
+    /// The sender's life (a crash ends one): a life that is over retransmits nothing.
+    src_life: u32,
     src: SimFd,
     dst_host: Option<usize>,
     to: SimFd,
@@ -304,6 +306,7 @@ impl Net {
             at,
             Segment {
                 src_host,
+                src_life: self.hosts[src_host].life,
                 src,
                 dst_host: Some(dst_host),
                 to,
@@ -322,6 +325,7 @@ impl Net {
             at,
             Segment {
                 src_host,
+                src_life: self.hosts[src_host].life,
                 src,
                 dst_host: Some(dst_host),
                 to,
@@ -505,7 +509,10 @@ impl Net {
         // behind a held segment of the same socket, so that none overtakes another.
         let behind = segment.src != 0 && self.held.iter().any(|h| h.src == segment.src);
         if behind || self.cut.contains(&(segment.src_host, dst)) || !self.hosts[dst].up {
-            self.held.push(segment);
+            // Unless its sender crashed since: nobody is left to retransmit it.
+            if segment.src_life == self.hosts[segment.src_host].life {
+                self.held.push(segment);
+            }
             return;
         }
         // Its ACK cannot come back: the sender retransmits until the way back is whole.
@@ -646,6 +653,7 @@ impl Net {
                 at,
                 Segment {
                     src_host,
+                    src_life: self.hosts[src_host].life,
                     src: client,
                     dst_host: Some(host),
                     to: 0,
@@ -734,6 +742,7 @@ impl Net {
                 at,
                 Segment {
                     src_host,
+                    src_life: self.hosts[src_host].life,
                     src,
                     dst_host,
                     to,
@@ -849,6 +858,10 @@ impl Net {
         self.hosts[host].events.clear();
         self.hosts[host].open = 0;
         self.socks.retain(|_, s| s.host != host);
+        // Its kernel's retransmission queue dies with it: what it sent into a cut link
+        // never arrives. (Segments already on the wire left it, and still do.)
+        self.held.retain(|s| s.src_host != host);
+        self.unacked.retain(|_, (from, _, _)| *from != host);
     }
 
     pub(crate) fn restart(&mut self, host: usize) {

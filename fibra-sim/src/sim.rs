@@ -355,7 +355,8 @@ impl Sim {
     }
 
     /// Crashes `host`: its tasklets end (their destructors run, as a kill's), its sockets
-    /// vanish without a FIN or RST, and segments to it are held until it restarts.
+    /// vanish without a FIN or RST, segments to it are held until it restarts, and what it
+    /// sent into a cut link (its kernel's retransmissions) never arrives.
     pub fn crash(&mut self, host: HostId) {
         {
             let mut net = self.net.borrow_mut();

@@ -89,3 +89,43 @@ fn a_one_way_partition_repaired_in_time_loses_nothing() {
     assert_eq!(*failed.borrow(), None);
     assert!(*heard.borrow() as u64 >= (at + give_up * 2).as_secs() - 2);
 }
+
+/// A host that crashes takes its kernel's retransmission queue with it: what it sent into
+/// a partition never arrives after the repair, from a life that is over.
+#[test]
+fn a_crashed_hosts_held_segments_die_with_it() {
+    let mut sim = Sim::new(5);
+    let server = sim.host("10.0.0.1");
+    let client = sim.host("10.0.0.2");
+    let got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let g = got.clone();
+    sim.spawn(server, "reader", move |h| {
+        let listener = h.listen("0.0.0.0:7").unwrap();
+        let (conn, _) = h.accept(&listener).unwrap();
+        while let Ok(line) = h.receive_line(&conn) {
+            g.borrow_mut().push(line);
+        }
+    });
+    let sent = Rc::new(RefCell::new(0));
+    let s = sent.clone();
+    sim.spawn(client, "writer", move |h| {
+        let conn = h.connect("10.0.0.1:7").unwrap();
+        h.send_line(&conn, "before").unwrap();
+        h.sleep(Duration::from_secs(1));
+        h.send_line(&conn, "zombie").unwrap();
+        *s.borrow_mut() += 1;
+        h.sleep(Duration::from_secs(3600));
+    });
+    sim.run_until(|_| !got.borrow().is_empty(), Duration::from_secs(10))
+        .unwrap();
+    sim.partition_one_way(client, server);
+    sim.run_until(|_| *sent.borrow() == 1, Duration::from_secs(10))
+        .unwrap();
+    // Long enough for the line to reach the cut and be held (retransmitted) there.
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    sim.crash(client);
+    sim.repair(client, server);
+    sim.restart(client);
+    sim.run_for(Duration::from_secs(10)).unwrap();
+    assert_eq!(*got.borrow(), ["before"], "a dead kernel retransmitted");
+}
