@@ -110,3 +110,51 @@ fn a_tasklet_that_sleeps_for_nothing_forever_is_reported_within_the_livelock_rou
         "{entries} trace entries before the livelock was reported"
     );
 }
+
+/// TLS draws the system's randomness (its signatures differ in length from run to run)
+/// and checks certificates against the wall clock: refused on a simulated network.
+#[test]
+fn tls_is_refused_on_a_simulated_network() {
+    let mut sim = Sim::new(1);
+    let server = sim.host("10.0.0.1");
+    let client = sim.host("10.0.0.2");
+    sim.spawn(server, "plain", |h| {
+        let listener = h.listen("0.0.0.0:443").unwrap();
+        while let Ok((conn, _)) = h.accept(&listener) {
+            let _ = h.receive(&conn);
+        }
+    });
+    let got = Rc::new(RefCell::new(None));
+    let put = got.clone();
+    sim.spawn(client, "tls client", move |h| {
+        use fibra_net::rustls;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let answer = h
+            .connect_tls("10.0.0.1:443", "server", Arc::new(config))
+            .map(|_| ());
+        *put.borrow_mut() = Some((answer, fibra_rt::time::now()));
+    });
+    let start = fibra_rt::time::now();
+    let done = got.clone();
+    sim.run_until(move |_| done.borrow().is_some(), Duration::from_secs(60))
+        .unwrap();
+    let (answer, at) = got.borrow_mut().take().unwrap();
+    let err = answer.expect_err("TLS under simulation");
+    assert!(err.to_string().contains("simulat"), "{err}");
+    assert_eq!(at, start, "refused at once");
+}
+
+/// A kernel socket taken over by a simulated host would be real: refused.
+#[test]
+fn adopting_a_kernel_socket_is_refused_on_a_simulated_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let answer = in_sim(move |h| h.adopt(stream, fibra_net::ConnOptions::new()).map(|_| ()));
+    let err = answer.expect_err("a kernel socket in a simulation");
+    assert!(err.to_string().contains("simulat"), "{err}");
+}
