@@ -64,6 +64,13 @@ pub fn set_virtual_now(at: Option<Instant>) {
     VIRTUAL_NOW.with(|v| v.set(at));
 }
 
+/// Where this thread's [`entropy`] stream stands (`None`: the wall clock's), for a
+/// simulator that keeps one stream per simulation and sets it back with [`set_entropy`].
+#[cfg(feature = "sim")]
+pub fn entropy_state() -> Option<u64> {
+    ENTROPY.with(|e| e.get())
+}
+
 /// Sets (or with `None` clears) the seed of this thread's [`entropy`] stream. For simulators.
 #[cfg(feature = "sim")]
 pub fn set_entropy(seed: Option<u64>) {

@@ -132,6 +132,14 @@ pub struct Sim {
     max_rounds_still: u64,
     /// Tasklets spawned by [`Sim::spawn`], watched for a panic: (host, id, name).
     watched: Vec<(usize, TaskletId, String)>,
+    /// Where its stream of [`fibra_rt::time::entropy`] stands: its own, so that two
+    /// simulations alive on one thread do not draw from one stream.
+    entropy: u64,
+}
+
+thread_local! {
+    /// Simulations alive on this thread: the last one to go clears the thread's clock.
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl fmt::Debug for Sim {
@@ -157,8 +165,10 @@ impl Sim {
     /// links' latency is drawn from the seed.
     pub fn new(seed: u64) -> Sim {
         let base = Instant::now();
+        let entropy = seed ^ 0x5eed_5eed_5eed_5eed;
         fibra_rt::time::set_virtual_now(Some(base));
-        fibra_rt::time::set_entropy(Some(seed ^ 0x5eed_5eed_5eed_5eed));
+        fibra_rt::time::set_entropy(Some(entropy));
+        LIVE.with(|l| l.set(l.get() + 1));
         Sim {
             seed,
             net: Rc::new(RefCell::new(Net::new(seed, 256))),
@@ -167,6 +177,7 @@ impl Sim {
             repairs: Vec::new(),
             max_rounds_still: Sim::LIVELOCK_ROUNDS,
             watched: Vec::new(),
+            entropy,
         }
     }
 
@@ -216,8 +227,18 @@ impl Sim {
         self.net.borrow().now
     }
 
+    /// Makes the thread's clock and entropy stream this simulation's (another may have
+    /// run on this thread since).
     fn set_clock(&self) {
         fibra_rt::time::set_virtual_now(Some(self.base + self.now()));
+        fibra_rt::time::set_entropy(Some(self.entropy));
+    }
+
+    /// Keeps where its entropy stream stands after its code ran.
+    fn keep_entropy(&mut self) {
+        if let Some(state) = fibra_rt::time::entropy_state() {
+            self.entropy = state;
+        }
     }
 
     /// Adds a host with address `ip` (an IPv4 or IPv6 literal), up, with an empty schedule.
@@ -242,6 +263,7 @@ impl Sim {
             schedule: None,
             boots: Vec::new(),
         });
+        self.set_clock();
         self.hosts[index].schedule = Some(self.new_schedule(index));
         HostId(index)
     }
@@ -302,9 +324,11 @@ impl Sim {
     /// the host's services (spawn its server tasklets there).
     pub fn on_boot(&mut self, host: HostId, boot: impl Fn(&mut Schedule) + 'static) {
         let boot: Boot = Rc::new(boot);
+        self.set_clock();
         if let Some(schedule) = self.hosts[host.0].schedule.as_mut() {
             boot(schedule);
         }
+        self.keep_entropy();
         self.hosts[host.0].boots.push(boot);
     }
 
@@ -366,6 +390,7 @@ impl Sim {
         self.set_clock();
         self.watched.retain(|w| w.0 != host.0);
         drop(self.hosts[host.0].schedule.take());
+        self.keep_entropy();
     }
 
     /// Restarts a crashed `host` with a fresh schedule, and runs its
@@ -377,10 +402,12 @@ impl Sim {
             net.record(host.0, What::Fault("restart".into()));
             net.restart(host.0);
         }
+        self.set_clock();
         let mut schedule = self.new_schedule(host.0);
         for boot in &self.hosts[host.0].boots {
             boot(&mut schedule);
         }
+        self.keep_entropy();
         self.hosts[host.0].schedule = Some(schedule);
     }
 
@@ -519,7 +546,9 @@ impl Sim {
         let Some(schedule) = self.hosts[i].schedule.as_mut() else {
             return Ok(());
         };
-        schedule.tick().map_err(|error| SimError::Host {
+        let ticked = schedule.tick();
+        self.keep_entropy();
+        ticked.map_err(|error| SimError::Host {
             host: HostId(i),
             error,
         })?;
@@ -592,7 +621,13 @@ impl Drop for Sim {
         for host in &mut self.hosts {
             drop(host.schedule.take());
         }
-        fibra_rt::time::set_virtual_now(None);
-        fibra_rt::time::set_entropy(None);
+        // The last simulation alive on this thread gives it back its real clock.
+        if LIVE.with(|l| {
+            l.set(l.get() - 1);
+            l.get() == 0
+        }) {
+            fibra_rt::time::set_virtual_now(None);
+            fibra_rt::time::set_entropy(None);
+        }
     }
 }
