@@ -109,6 +109,9 @@
 //!     FIBRA_SIM_SEED=61 cargo test -p my-service --test sim -- --exact my_test
 //! ```
 //!
+//! A seed that hangs instead (a tasklet looping without a yield) is named the same way once
+//! it has run 60 s of wall time (`FIBRA_SIM_WATCH=<seconds>` to change it).
+//!
 //! Replay it, with `RUST_LOG` if your code logs, and read the last entries of
 //! [`Sim::trace`](crate::Sim::trace) (every round, system call, delivery and fault, with
 //! its simulated time; [`Sim::keep_trace`](crate::Sim::keep_trace) keeps more of them).

@@ -50,6 +50,6 @@ pub mod guide;
 
 pub use faults::{Faults, Latency};
 pub use rng::Rng;
-pub use seeds::{for_seeds, replay_line, SEED_VAR};
+pub use seeds::{for_seeds, replay_line, SEED_VAR, WATCH_VAR};
 pub use sim::{HostId, Sim, SimError};
 pub use trace::{Entry, Trace, What};
