@@ -158,3 +158,22 @@ fn adopting_a_kernel_socket_is_refused_on_a_simulated_network() {
     let err = answer.expect_err("a kernel socket in a simulation");
     assert!(err.to_string().contains("simulat"), "{err}");
 }
+
+/// `Schedule::run` on a simulated host's schedule would wait on the real poller while the
+/// simulated clock stands still: refused, not hung.
+#[test]
+fn running_a_simulated_hosts_schedule_by_hand_is_refused_not_hung() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sim = Sim::new(1);
+        let host = sim.host("10.0.0.1");
+        sim.spawn(host, "sleeper", |h| h.sleep(Duration::from_secs(1)));
+        let answer = sim.schedule(host).unwrap().run().map_err(|e| e.to_string());
+        let _ = tx.send(answer);
+    });
+    let answer = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("Schedule::run under a simulation hung");
+    let err = answer.expect_err("Schedule::run under a simulation");
+    assert!(err.contains("simulation"), "{err}");
+}
