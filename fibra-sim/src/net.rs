@@ -1100,6 +1100,8 @@ impl Net {
                 break;
             }
         }
+        // What is said, not only how much: two runs that say other bytes hash apart.
+        self.trace.mix(&bytes);
         let now = self.now;
         let st = self.stream(host, life, fd)?;
         st.in_flight += n;
