@@ -11,6 +11,7 @@ use std::time::Duration;
 use fibra_net::{Factory, NetExt, NetPlugin, Protocol, Server, Service, Transport};
 use fibra_rt::Handle;
 use fibra_sim::Sim;
+use fibra_tasks::TasksExt;
 
 const CLIENTS: usize = 12;
 
@@ -165,4 +166,30 @@ fn say(seed: u64, lines: [&'static str; 2]) -> u64 {
 fn the_trace_hash_covers_what_is_said_not_only_how_much() {
     assert_eq!(say(1, ["alice", "bobby"]), say(1, ["alice", "bobby"]));
     assert_ne!(say(1, ["alice", "bobby"]), say(1, ["bobby", "alice"]));
+}
+
+/// A tasklet that takes its deadline from the wall clock (`Instant::now()`, not
+/// `fibra_rt::time::now()`): wrong, but the same in every run of the seed.
+#[test]
+fn a_deadline_taken_from_the_wall_clock_does_the_same_in_every_run() {
+    let woke = || {
+        let mut sim = Sim::new(3);
+        let host = sim.host("10.0.0.1");
+        let at = Rc::new(RefCell::new(None));
+        let a = at.clone();
+        sim.spawn(host, "wall clock", move |h| {
+            h.sleep(Duration::from_millis(5));
+            h.sleep_until(std::time::Instant::now() + Duration::from_secs(1));
+            *a.borrow_mut() = Some(fibra_rt::time::now());
+        });
+        let start = fibra_rt::time::now();
+        let done = at.clone();
+        sim.run_until(move |_| done.borrow().is_some(), Duration::from_secs(60))
+            .unwrap();
+        let woke = at.borrow().unwrap() - start;
+        woke
+    };
+    let first = woke();
+    std::thread::sleep(Duration::from_millis(3));
+    assert_eq!(first, woke());
 }
