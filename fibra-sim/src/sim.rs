@@ -161,6 +161,15 @@ impl Sim {
     /// host's tick); a spinning tasklet is reported after a second or two of a debug build.
     pub const LIVELOCK_ROUNDS: u64 = 100_000;
 
+    /// The calendar date at a simulation's start, in seconds since the Unix epoch
+    /// ([`fibra_rt::time::system_now`]: an HTTP `Date`, say), the same in every run:
+    /// 2030-01-01 00:00:00 UTC.
+    pub const CALENDAR_START: u64 = 1_893_456_000;
+
+    fn calendar_start() -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(Sim::CALENDAR_START)
+    }
+
     /// A simulation from `seed`, with no hosts yet and no faults ([`Faults::none`]); the
     /// links' latency is drawn from the seed.
     pub fn new(seed: u64) -> Sim {
@@ -171,6 +180,7 @@ impl Sim {
         let base = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
         let entropy = seed ^ 0x5eed_5eed_5eed_5eed;
         fibra_rt::time::set_virtual_now(Some(base));
+        fibra_rt::time::set_virtual_wall(Some((base, Sim::calendar_start())));
         fibra_rt::time::set_entropy(Some(entropy));
         LIVE.with(|l| l.set(l.get() + 1));
         Sim {
@@ -235,6 +245,7 @@ impl Sim {
     /// run on this thread since).
     fn set_clock(&self) {
         fibra_rt::time::set_virtual_now(Some(self.base + self.now()));
+        fibra_rt::time::set_virtual_wall(Some((self.base, Sim::calendar_start())));
         fibra_rt::time::set_entropy(Some(self.entropy));
     }
 
@@ -631,6 +642,7 @@ impl Drop for Sim {
             l.get() == 0
         }) {
             fibra_rt::time::set_virtual_now(None);
+            fibra_rt::time::set_virtual_wall(None);
             fibra_rt::time::set_entropy(None);
         }
     }
