@@ -2,7 +2,7 @@
 //! formatted once per second per thread: a response copies 29 bytes.
 
 use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// An IMF-fixdate's length.
 pub(crate) const LEN: usize = 29;
@@ -14,7 +14,7 @@ thread_local! {
 
 /// Now as an IMF-fixdate, from this thread's cache (reformatted when the second changed).
 pub(crate) fn now() -> [u8; LEN] {
-    let secs = SystemTime::now()
+    let secs = fibra_rt::time::system_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     CACHE.with(|cache| {

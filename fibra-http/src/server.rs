@@ -156,7 +156,7 @@ fn answer(
 /// too large for the clock waits for as long as it takes); aborts the connection when the
 /// wait times out.
 fn send(h: &Handle, conn: &Conn, bytes: &[u8], timeout: Duration) -> bool {
-    let deadline = Instant::now().checked_add(timeout);
+    let deadline = fibra_rt::time::now().checked_add(timeout);
     loop {
         match conn.try_send(bytes) {
             Ok(()) => return true,
@@ -211,7 +211,7 @@ fn one_request(
         limits.keep_alive_timeout
     };
     // `None`: a timeout too large for the clock (`Duration::MAX`) never passes.
-    let deadline = Instant::now().checked_add(wait);
+    let deadline = fibra_rt::time::now().checked_add(wait);
     // The head.
     let mut scanner = HeadScanner::default();
     let Head {
@@ -234,7 +234,7 @@ fn one_request(
     reader.consume(len);
     request.tls = tls;
     // The body.
-    let body_deadline = Instant::now().checked_add(limits.head_timeout);
+    let body_deadline = fibra_rt::time::now().checked_add(limits.head_timeout);
     let expects_body = body != BodyLength::Exactly(0);
     // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
     let continue_first = expects_body

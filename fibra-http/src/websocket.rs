@@ -351,7 +351,7 @@ impl WebSocket {
         let sent = self.sender.send_close(code, reason);
         self.sent_close = Some(code);
         // `None`: a close timeout too large for the clock waits for as long as it takes.
-        let deadline = Instant::now().checked_add(self.limits.close_timeout);
+        let deadline = fibra_rt::time::now().checked_add(self.limits.close_timeout);
         // Until the peer's close frame (answered in `on_close`), the end, or the deadline;
         // every step uses a whole frame or reads, so the loop ends.
         while self.closed.is_none() {

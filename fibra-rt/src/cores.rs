@@ -66,6 +66,14 @@ impl Cores {
             + Sync
             + 'static,
     {
+        if crate::time::is_simulated() {
+            return Err(Error::Core {
+                index: 0,
+                reason: "schedules on threads of their own leave the simulation (fibra-sim): \
+                         a simulated host is one schedule on the simulation's thread"
+                    .into(),
+            });
+        }
         let build: Arc<Build> = Arc::new(build);
         let stop = Arc::new(AtomicBool::new(false));
         let drain = Arc::new(AtomicU64::new(millis(Cores::DEFAULT_DRAIN)));

@@ -13,6 +13,8 @@ use std::time::Instant;
 thread_local! {
     static VIRTUAL_NOW: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
     static ENTROPY: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    static VIRTUAL_WALL: std::cell::Cell<Option<(Instant, std::time::SystemTime)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// The current instant: `Instant::now()`, or the simulated clock while a simulation on this
@@ -24,6 +26,37 @@ pub fn now() -> Instant {
         return at;
     }
     Instant::now()
+}
+
+/// The calendar time (an HTTP `Date`, a log's stamp): `SystemTime::now()`, or under a
+/// simulation that set one ([`set_virtual_wall`], `sim` feature) a simulated date that moves
+/// with [`now`], the same in every run.
+#[inline]
+pub fn system_now() -> std::time::SystemTime {
+    #[cfg(feature = "sim")]
+    if let Some((at, wall)) = VIRTUAL_WALL.with(|v| v.get()) {
+        return wall + now().saturating_duration_since(at);
+    }
+    std::time::SystemTime::now()
+}
+
+/// Sets (or with `None` clears) this thread's simulated calendar: [`system_now`] is `wall`
+/// at the simulated instant `at`, and moves with [`now`]. For simulators.
+#[cfg(feature = "sim")]
+pub fn set_virtual_wall(anchor: Option<(Instant, std::time::SystemTime)>) {
+    VIRTUAL_WALL.with(|v| v.set(anchor));
+}
+
+/// Whether a simulation drives this thread ([`set_virtual_now`] set a clock; `sim` feature).
+/// Parts of fibra that would leave the simulation (real threads, real sockets, real name
+/// lookups) ask it to refuse clearly rather than go real. Always `false` without the feature.
+#[inline]
+pub fn is_simulated() -> bool {
+    #[cfg(feature = "sim")]
+    if VIRTUAL_NOW.with(|v| v.get()).is_some() {
+        return true;
+    }
+    false
 }
 
 /// A seed for jitter (back-off delays): the wall clock's nanoseconds, or in a simulation a
@@ -50,6 +83,13 @@ pub fn entropy() -> u64 {
 #[cfg(feature = "sim")]
 pub fn set_virtual_now(at: Option<Instant>) {
     VIRTUAL_NOW.with(|v| v.set(at));
+}
+
+/// Where this thread's [`entropy`] stream stands (`None`: the wall clock's), for a
+/// simulator that keeps one stream per simulation and sets it back with [`set_entropy`].
+#[cfg(feature = "sim")]
+pub fn entropy_state() -> Option<u64> {
+    ENTROPY.with(|e| e.get())
 }
 
 /// Sets (or with `None` clears) the seed of this thread's [`entropy`] stream. For simulators.

@@ -106,8 +106,11 @@
 //!
 //! ```text
 //! fibra-sim: seed 61 failed; replay it with:
-//!     FIBRA_SIM_SEED=61 cargo test -p my-service --test sim my_test
+//!     FIBRA_SIM_SEED=61 cargo test -p my-service --test sim -- --exact my_test
 //! ```
+//!
+//! A seed that hangs instead (a tasklet looping without a yield) is named the same way once
+//! it has run 60 s of wall time (`FIBRA_SIM_WATCH=<seconds>` to change it).
 //!
 //! Replay it, with `RUST_LOG` if your code logs, and read the last entries of
 //! [`Sim::trace`](crate::Sim::trace) (every round, system call, delivery and fault, with
@@ -160,11 +163,14 @@
 //!
 //! The simulation decides everything it owns; your code must not bring in chance of its own:
 //! - read time with [`fibra_rt::time::now`] (or a plugin's `cx.now()`), never
-//!   `Instant::now()` or `SystemTime::now()` directly;
+//!   `Instant::now()` or `SystemTime::now()` directly (the simulated clock runs ten years
+//!   ahead of `Instant::now()`, so a deadline taken from it has passed at once, in every
+//!   run: a test that sees timeouts fire at once has found one);
 //! - don't let the order of a `HashMap`'s iteration (a random seed per map) decide what is
 //!   sent; use a `BTreeMap`, or sort;
 //! - no threads (`unblock`, `Remote` from another thread) and no real DNS: use address
-//!   literals;
+//!   literals (`unblock`, a name's lookup, TLS, `adopt`, `NetPlugin::new`, `Cores` and
+//!   `Schedule::run` refuse under a simulation with an error that says so);
 //! - one simulation per thread at a time (the test harness runs each test on its own thread).
 //!
 //! The [`trace hash`](crate::Sim::trace_hash) tells you if you slipped: run the same seed

@@ -34,8 +34,9 @@
 //! replays a failing one (`FIBRA_SIM_SEED=… cargo test …`). The guide, with a complete
 //! test to copy: [`guide`].
 //!
-//! A simulation owns its thread's clock while it lives: run one at a time per thread (the
-//! test harness gives each test its own thread).
+//! A simulation sets its thread's clock (and its stream of jitter) to its own whenever it
+//! runs, so several may live on one thread (two runs of one seed built first, then run or
+//! stepped in turn); the last to go gives the thread back its real clock.
 
 mod faults;
 mod host;
@@ -49,6 +50,6 @@ pub mod guide;
 
 pub use faults::{Faults, Latency};
 pub use rng::Rng;
-pub use seeds::{for_seeds, replay_line, SEED_VAR};
+pub use seeds::{for_seeds, replay_line, SEED_VAR, WATCH_VAR};
 pub use sim::{HostId, Sim, SimError};
 pub use trace::{Entry, Trace, What};

@@ -8,7 +8,9 @@
 //! shutdown or close sends a FIN after them; a close with unread input, a zero linger, or
 //! a segment for a socket that no longer exists, a RST. Segments of one connection arrive
 //! in order. A cut link holds its segments (TCP retransmits) until it is repaired, or until
-//! [`Faults::give_up`] passes and the sender fails with `ETIMEDOUT`.
+//! [`Faults::give_up`] passes and the sender fails with `ETIMEDOUT`. A segment that arrives
+//! while the way back is cut (a one-way partition) gets no ACK: its sender fails the same
+//! way unless the way back is repaired in time.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, IoSlice};
@@ -133,6 +135,8 @@ impl Seg {
 #[derive(Clone, Debug)]
 struct Segment {
     src_host: usize,
+    /// The sender's life (a crash ends one): a life that is over retransmits nothing.
+    src_life: u32,
     src: SimFd,
     dst_host: Option<usize>,
     to: SimFd,
@@ -156,6 +160,9 @@ pub(crate) struct Net {
     held: Vec<Segment>,
     /// Cut links, (from, to).
     cut: BTreeSet<(usize, usize)>,
+    /// Streams whose data or FIN arrived while the way back was cut (its ACKs are lost, so
+    /// TCP retransmits until it gives up): stream -> (its host, its peer's host, since).
+    unacked: BTreeMap<SimFd, (usize, usize, Duration)>,
     latency: BTreeMap<(usize, usize), Latency>,
     default_latency: Latency,
 }
@@ -188,6 +195,7 @@ impl Net {
             seq: 0,
             held: Vec::new(),
             cut: BTreeSet::new(),
+            unacked: BTreeMap::new(),
             latency: BTreeMap::new(),
             default_latency,
         }
@@ -298,6 +306,7 @@ impl Net {
             at,
             Segment {
                 src_host,
+                src_life: self.hosts[src_host].life,
                 src,
                 dst_host: Some(dst_host),
                 to,
@@ -316,6 +325,7 @@ impl Net {
             at,
             Segment {
                 src_host,
+                src_life: self.hosts[src_host].life,
                 src,
                 dst_host: Some(dst_host),
                 to,
@@ -344,7 +354,16 @@ impl Net {
     pub(crate) fn next_due(&self) -> Option<Duration> {
         let wire = self.wire.first_key_value().map(|((at, _), _)| *at);
         let held = self.held.iter().map(|s| s.sent + self.faults.give_up).min();
-        [wire, held, self.next_probe()].into_iter().flatten().min()
+        let unacked = self
+            .unacked
+            .values()
+            .filter(|(host, peer, _)| self.cut.contains(&(*peer, *host)))
+            .map(|(_, _, since)| *since + self.faults.give_up)
+            .min();
+        [wire, held, unacked, self.next_probe()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Streams with a keepalive, and when their next probe is due.
@@ -409,6 +428,7 @@ impl Net {
     }
 
     fn give_up_held(&mut self) {
+        self.give_up_unacked();
         if self.held.is_empty() {
             return;
         }
@@ -425,6 +445,29 @@ impl Net {
             ) {
                 self.fail(s.src, libc::ETIMEDOUT);
             }
+        }
+    }
+
+    /// Streams whose segments arrived but whose ACKs cannot come back (a one-way partition
+    /// the other way): acknowledged once the way back is whole, failed with `ETIMEDOUT`
+    /// when it stays cut past the give-up, as a sender retransmitting unanswered does.
+    fn give_up_unacked(&mut self) {
+        if self.unacked.is_empty() {
+            return;
+        }
+        let (now, give_up) = (self.now, self.faults.give_up);
+        let cut = &self.cut;
+        self.unacked
+            .retain(|_, (host, peer, _)| cut.contains(&(*peer, *host)));
+        let late: Vec<SimFd> = self
+            .unacked
+            .iter()
+            .filter(|(_, (_, _, since))| *since + give_up <= now)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in late {
+            self.unacked.remove(&fd);
+            self.fail(fd, libc::ETIMEDOUT);
         }
     }
 
@@ -466,8 +509,20 @@ impl Net {
         // behind a held segment of the same socket, so that none overtakes another.
         let behind = segment.src != 0 && self.held.iter().any(|h| h.src == segment.src);
         if behind || self.cut.contains(&(segment.src_host, dst)) || !self.hosts[dst].up {
-            self.held.push(segment);
+            // Unless its sender crashed since: nobody is left to retransmit it.
+            if segment.src_life == self.hosts[segment.src_host].life {
+                self.held.push(segment);
+            }
             return;
+        }
+        // Its ACK cannot come back: the sender retransmits until the way back is whole.
+        if matches!(segment.seg, Seg::Data(_) | Seg::Fin)
+            && segment.src != 0
+            && self.cut.contains(&(dst, segment.src_host))
+        {
+            self.unacked
+                .entry(segment.src)
+                .or_insert((segment.src_host, dst, segment.sent));
         }
         let to = segment.to;
         self.log(
@@ -598,6 +653,7 @@ impl Net {
                 at,
                 Segment {
                     src_host,
+                    src_life: self.hosts[src_host].life,
                     src: client,
                     dst_host: Some(host),
                     to: 0,
@@ -686,6 +742,7 @@ impl Net {
                 at,
                 Segment {
                     src_host,
+                    src_life: self.hosts[src_host].life,
                     src,
                     dst_host,
                     to,
@@ -801,6 +858,10 @@ impl Net {
         self.hosts[host].events.clear();
         self.hosts[host].open = 0;
         self.socks.retain(|_, s| s.host != host);
+        // Its kernel's retransmission queue dies with it: what it sent into a cut link
+        // never arrives. (Segments already on the wire left it, and still do.)
+        self.held.retain(|s| s.src_host != host);
+        self.unacked.retain(|_, (from, _, _)| *from != host);
     }
 
     pub(crate) fn restart(&mut self, host: usize) {
@@ -1039,6 +1100,8 @@ impl Net {
                 break;
             }
         }
+        // What is said, not only how much: two runs that say other bytes hash apart.
+        self.trace.mix(&bytes);
         let now = self.now;
         let st = self.stream(host, life, fd)?;
         st.in_flight += n;

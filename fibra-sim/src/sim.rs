@@ -132,6 +132,14 @@ pub struct Sim {
     max_rounds_still: u64,
     /// Tasklets spawned by [`Sim::spawn`], watched for a panic: (host, id, name).
     watched: Vec<(usize, TaskletId, String)>,
+    /// Where its stream of [`fibra_rt::time::entropy`] stands: its own, so that two
+    /// simulations alive on one thread do not draw from one stream.
+    entropy: u64,
+}
+
+thread_local! {
+    /// Simulations alive on this thread: the last one to go clears the thread's clock.
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl fmt::Debug for Sim {
@@ -148,26 +156,55 @@ impl fmt::Debug for Sim {
 }
 
 impl Sim {
+    /// Rounds in a row at one simulated instant before [`run_until`](Self::run_until) calls
+    /// it a livelock, by default: the test suites here never go past 2,000 (a round is one
+    /// host's tick); a spinning tasklet is reported after a second or two of a debug build.
+    pub const LIVELOCK_ROUNDS: u64 = 100_000;
+
+    /// The calendar date at a simulation's start, in seconds since the Unix epoch
+    /// ([`fibra_rt::time::system_now`]: an HTTP `Date`, say), the same in every run:
+    /// 2030-01-01 00:00:00 UTC.
+    pub const CALENDAR_START: u64 = 1_893_456_000;
+
+    fn calendar_start() -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(Sim::CALENDAR_START)
+    }
+
     /// A simulation from `seed`, with no hosts yet and no faults ([`Faults::none`]); the
     /// links' latency is drawn from the seed.
     pub fn new(seed: u64) -> Sim {
-        let base = Instant::now();
+        // Far from the wall clock: an instant a tasklet takes from `Instant::now()` instead of
+        // `fibra_rt::time::now()` lies ten years in the simulation's past, so a deadline made
+        // from it has passed at once, in every run alike, rather than landing a few
+        // microseconds of wall time (a different few in each run) after the simulated one.
+        let base = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
+        let entropy = seed ^ 0x5eed_5eed_5eed_5eed;
         fibra_rt::time::set_virtual_now(Some(base));
-        fibra_rt::time::set_entropy(Some(seed ^ 0x5eed_5eed_5eed_5eed));
+        fibra_rt::time::set_virtual_wall(Some((base, Sim::calendar_start())));
+        fibra_rt::time::set_entropy(Some(entropy));
+        LIVE.with(|l| l.set(l.get() + 1));
         Sim {
             seed,
             net: Rc::new(RefCell::new(Net::new(seed, 256))),
             hosts: Vec::new(),
             base,
             repairs: Vec::new(),
-            max_rounds_still: 1_000_000,
+            max_rounds_still: Sim::LIVELOCK_ROUNDS,
             watched: Vec::new(),
+            entropy,
         }
     }
 
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Rounds in a row at one simulated instant before a livelock is reported
+    /// ([`LIVELOCK_ROUNDS`](Self::LIVELOCK_ROUNDS) by default): more for a simulation of
+    /// thousands of hosts that all work at one instant.
+    pub fn set_livelock_rounds(&mut self, rounds: u64) {
+        self.max_rounds_still = rounds;
     }
 
     /// Sets the faults the simulation injects by itself.
@@ -204,8 +241,19 @@ impl Sim {
         self.net.borrow().now
     }
 
+    /// Makes the thread's clock and entropy stream this simulation's (another may have
+    /// run on this thread since).
     fn set_clock(&self) {
         fibra_rt::time::set_virtual_now(Some(self.base + self.now()));
+        fibra_rt::time::set_virtual_wall(Some((self.base, Sim::calendar_start())));
+        fibra_rt::time::set_entropy(Some(self.entropy));
+    }
+
+    /// Keeps where its entropy stream stands after its code ran.
+    fn keep_entropy(&mut self) {
+        if let Some(state) = fibra_rt::time::entropy_state() {
+            self.entropy = state;
+        }
     }
 
     /// Adds a host with address `ip` (an IPv4 or IPv6 literal), up, with an empty schedule.
@@ -230,6 +278,7 @@ impl Sim {
             schedule: None,
             boots: Vec::new(),
         });
+        self.set_clock();
         self.hosts[index].schedule = Some(self.new_schedule(index));
         HostId(index)
     }
@@ -290,9 +339,11 @@ impl Sim {
     /// the host's services (spawn its server tasklets there).
     pub fn on_boot(&mut self, host: HostId, boot: impl Fn(&mut Schedule) + 'static) {
         let boot: Boot = Rc::new(boot);
+        self.set_clock();
         if let Some(schedule) = self.hosts[host.0].schedule.as_mut() {
             boot(schedule);
         }
+        self.keep_entropy();
         self.hosts[host.0].boots.push(boot);
     }
 
@@ -343,7 +394,8 @@ impl Sim {
     }
 
     /// Crashes `host`: its tasklets end (their destructors run, as a kill's), its sockets
-    /// vanish without a FIN or RST, and segments to it are held until it restarts.
+    /// vanish without a FIN or RST, segments to it are held until it restarts, and what it
+    /// sent into a cut link (its kernel's retransmissions) never arrives.
     pub fn crash(&mut self, host: HostId) {
         {
             let mut net = self.net.borrow_mut();
@@ -353,6 +405,7 @@ impl Sim {
         self.set_clock();
         self.watched.retain(|w| w.0 != host.0);
         drop(self.hosts[host.0].schedule.take());
+        self.keep_entropy();
     }
 
     /// Restarts a crashed `host` with a fresh schedule, and runs its
@@ -364,10 +417,12 @@ impl Sim {
             net.record(host.0, What::Fault("restart".into()));
             net.restart(host.0);
         }
+        self.set_clock();
         let mut schedule = self.new_schedule(host.0);
         for boot in &self.hosts[host.0].boots {
             boot(&mut schedule);
         }
+        self.keep_entropy();
         self.hosts[host.0].schedule = Some(schedule);
     }
 
@@ -506,7 +561,9 @@ impl Sim {
         let Some(schedule) = self.hosts[i].schedule.as_mut() else {
             return Ok(());
         };
-        schedule.tick().map_err(|error| SimError::Host {
+        let ticked = schedule.tick();
+        self.keep_entropy();
+        ticked.map_err(|error| SimError::Host {
             host: HostId(i),
             error,
         })?;
@@ -579,7 +636,14 @@ impl Drop for Sim {
         for host in &mut self.hosts {
             drop(host.schedule.take());
         }
-        fibra_rt::time::set_virtual_now(None);
-        fibra_rt::time::set_entropy(None);
+        // The last simulation alive on this thread gives it back its real clock.
+        if LIVE.with(|l| {
+            l.set(l.get() - 1);
+            l.get() == 0
+        }) {
+            fibra_rt::time::set_virtual_now(None);
+            fibra_rt::time::set_virtual_wall(None);
+            fibra_rt::time::set_entropy(None);
+        }
     }
 }

@@ -54,8 +54,8 @@ impl fmt::Display for Entry {
     }
 }
 
-/// The trace of a run: a hash of every entry (FNV-1a over their fields) and the last
-/// entries kept for printing.
+/// The trace of a run: a hash of every entry (FNV-1a over their fields) and of every byte
+/// written, and the last entries kept for printing.
 #[derive(Debug)]
 pub struct Trace {
     hash: u64,
@@ -100,7 +100,16 @@ impl Trace {
         }
     }
 
-    /// The hash of every entry so far: equal for two runs of one seed.
+    /// Mixes the bytes a write took into the hash (the entries hold only their length).
+    pub(crate) fn mix(&mut self, bytes: &[u8]) {
+        use std::hash::Hasher;
+        let mut h = Fnv(self.hash);
+        h.write(bytes);
+        self.hash = h.finish();
+    }
+
+    /// The hash of every entry so far, and of every byte written: equal for two runs of one
+    /// seed.
     pub fn hash(&self) -> u64 {
         self.hash
     }

@@ -6,7 +6,8 @@
 //!   alternate, and a member never hears its own leave;
 //! - each sender's lines come in order at every member, none missing between two it heard,
 //!   and only while the sender is in the room;
-//! - handles are unique: no handle joins twice without a leave between;
+//! - handles are unique: no handle joins twice without a leave between (on half the seeds
+//!   two clients log in under one handle, so that the room must turn one of them away);
 //! - no member is left waiting: every client ends, and the room ends empty.
 //!
 //! `FIBRA_SIM_SEED=<seed> cargo test -p fibra-sim --test sim_chatter` replays one seed.
@@ -65,13 +66,12 @@ fn seeds() -> u64 {
 /// reading all the while (slowly, for a slow reader), then `/quit` and wait for the end.
 fn client(
     h: &fibra::Handle,
-    k: usize,
+    (k, handle): (usize, String),
     mut rng: Rng,
     sessions: &Sessions,
     slow: bool,
     lines: usize,
 ) {
-    let handle = format!("c{k}");
     for s in 0..2 {
         let Ok(conn) = h.connect("10.0.0.1:2323") else {
             h.sleep(Duration::from_millis(100));
@@ -121,7 +121,7 @@ fn client(
             .unwrap();
         for i in 0..lines {
             h.sleep(Duration::from_millis(rng.between(0, 150)));
-            if h.send_line(&conn, &format!("{s}.{i}")).is_err() {
+            if h.send_line(&conn, &format!("{k}.{s}.{i}")).is_err() {
                 break;
             }
         }
@@ -139,7 +139,7 @@ fn check(sessions: &Sessions) {
         assert_eq!(heard.lines[0], format!("{me} has joined the chat."));
         // Per other handle: present or not, as its events say (None: not heard of yet).
         let mut present: HashMap<String, bool> = HashMap::new();
-        // Per (handle, session): the last line number heard.
+        // Per (handle, client and session): the last line number heard.
         let mut last: HashMap<(String, String), u64> = HashMap::new();
         for line in &heard.lines[1..] {
             if let Some(who) = line.strip_suffix(" has joined the chat.") {
@@ -161,7 +161,7 @@ fn check(sessions: &Sessions) {
                     heard.lines
                 );
             } else if let Some((who, text)) = line.split_once(" says: ") {
-                let (session, n) = text.split_once('.').expect("a numbered line");
+                let (session, n) = text.rsplit_once('.').expect("a numbered line");
                 let n: u64 = n.parse().expect("a number");
                 assert_ne!(
                     present.get(who),
@@ -184,7 +184,8 @@ fn check(sessions: &Sessions) {
     }
 }
 
-fn room_under_faults(seed: u64) {
+/// One seed's run of the room, its invariants checked; returns the trace's hash.
+fn room_under_faults(seed: u64) -> u64 {
     let mut sim = Sim::new(seed);
     if std::env::var("FIBRA_SIM_TRACE").is_ok() {
         sim.keep_trace(usize::MAX);
@@ -223,14 +224,17 @@ fn room_under_faults(seed: u64) {
     let sessions: Sessions = Rc::default();
     // Which clients finished.
     let done: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(vec![false; clients]));
+    // On half the seeds clients 0 and 1 want one handle: the room must turn one away.
+    let shared = sim.random(2) == 0;
     for k in 0..clients {
+        let handle = format!("c{}", if shared && k == 1 { 0 } else { k });
         let host = sim.host(&format!("10.0.1.{k}"));
         let rng = Rng::new(seed.wrapping_mul(1000).wrapping_add(k as u64));
         let slow = sim.random(4) == 0;
         let lines = 3 + sim.random(6) as usize;
         let (sessions, done) = (sessions.clone(), done.clone());
         sim.spawn(host, "client", move |h| {
-            client(h, k, rng, &sessions, slow, lines);
+            client(h, (k, handle), rng, &sessions, slow, lines);
             done.borrow_mut()[k] = true;
         });
     }
@@ -296,12 +300,15 @@ fn room_under_faults(seed: u64) {
             stats().cut_off,
         );
     }
+    sim.trace_hash()
 }
 
 #[test]
 fn the_rooms_invariants_hold_under_faults_over_many_seeds() {
     let started = std::time::Instant::now();
-    for_seeds(seeds(), room_under_faults);
+    for_seeds(seeds(), |seed| {
+        room_under_faults(seed);
+    });
     eprintln!("sim_chatter: {} seeds in {:?}", seeds(), started.elapsed());
 }
 
@@ -322,7 +329,7 @@ fn one_seed_replays_the_room_exactly() {
             let rng = Rng::new(seed + k as u64);
             let sessions = sessions.clone();
             sim.spawn(host, "client", move |h| {
-                client(h, k, rng, &sessions, false, 4)
+                client(h, (k, format!("c{k}")), rng, &sessions, false, 4)
             });
         }
         let _ = sim.run_until(|_| false, Duration::from_secs(30));
@@ -330,6 +337,54 @@ fn one_seed_replays_the_room_exactly() {
     };
     assert_eq!(hash(5), hash(5));
     assert_ne!(hash(5), hash(6));
+}
+
+/// Not a test on its own: prints the room's hash for the seed in `FIBRA_SIM_SEED`, for the
+/// test below, which runs this binary again.
+#[test]
+#[ignore = "run by a_seed_replays_the_room_in_another_process_as_after_other_seeds"]
+fn print_the_rooms_hash_for_the_seed_in_the_environment() {
+    let seed = std::env::var(fibra_sim::SEED_VAR).unwrap().parse().unwrap();
+    println!("room hash: {:016x}", room_under_faults(seed));
+}
+
+/// The replay a failing seed prints runs that seed alone in a new process (its own
+/// `HashMap` keys, its own addresses): it must hash as the seed did after others here.
+#[test]
+fn a_seed_replays_the_room_in_another_process_as_after_other_seeds() {
+    let in_a_new_process = |seed: u64| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "print_the_rooms_hash_for_the_seed_in_the_environment",
+                "--nocapture",
+            ])
+            .env(fibra_sim::SEED_VAR, seed.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("room hash: "))
+            .unwrap_or_else(|| panic!("no hash in {stdout}"))
+            .to_string()
+    };
+    for seed in [11, 12, 13] {
+        let _ = room_under_faults(seed + 100);
+        let here = format!("{:016x}", room_under_faults(seed));
+        let there = in_a_new_process(seed);
+        assert_eq!(
+            here, there,
+            "seed {seed}: here (after another seed) and alone differ"
+        );
+        assert_eq!(
+            there,
+            in_a_new_process(seed),
+            "seed {seed}: two processes differ"
+        );
+    }
 }
 
 /// A member whose host crashes while the room is quiet, then comes back and logs in again

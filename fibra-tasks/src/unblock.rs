@@ -194,6 +194,15 @@ impl BlockingPool {
 
     /// Queues `job`, parking while the queue is full; starts a thread if none is free.
     fn submit(&self, h: &Handle, deadline: Option<Instant>, job: Job) -> Result<(), TaskError> {
+        if fibra_rt::time::is_simulated() {
+            // A real thread would run the job at a wall-clock moment and its answer would
+            // come back outside the simulated clock: refuse, the job unrun.
+            return Err(TaskError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "unblock runs its work on a real thread, outside the simulation: \
+                 not available under a simulated clock (fibra-sim)",
+            )));
+        }
         let shared = &self.shared;
         let mut job = Some(job);
         loop {

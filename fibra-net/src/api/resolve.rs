@@ -162,6 +162,15 @@ impl Addrs {
             Addrs::One(addr) => return Ok(Resolved::One(addr)),
             Addrs::Many(addrs) => addrs,
             Addrs::Host(host, port) => {
+                if fibra_rt::time::is_simulated() {
+                    return Err(NetError::Io(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "{host:?} is a name: a simulated network looks up no names \
+                             (a real lookup would leave the simulation); use a host's address"
+                        ),
+                    )));
+                }
                 let pool = lookup_pool();
                 let look = move || lookup_now(&host, port);
                 match deadline {

@@ -3,7 +3,7 @@
 //! a destructor, so that a kill or a panic cannot skip it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -14,8 +14,9 @@ use crate::ops::Receive;
 use crate::{Conn, ConnId, Ended, Lost, NetError, NetExt, Protocol, Transport};
 
 /// The live connections of a server, by id: what its factory's `on_notify` is shown, and
-/// what a stop kills.
-pub(crate) type Sessions = Rc<RefCell<HashMap<ConnId, Transport>>>;
+/// what a stop kills. In the ids' order, not a hash's: a hash's order differs between two
+/// processes, and a simulation's runs (fibra-sim) must not.
+pub(crate) type Sessions = Rc<RefCell<BTreeMap<ConnId, Transport>>>;
 
 /// Owns the protocol for the session's life; its drop tells the protocol how it ended.
 struct Session<'h, P: Protocol> {

@@ -191,6 +191,12 @@ impl Handoff {
         targets: Vec<RemoteSender<Handed>>,
         loads: Loads,
     ) -> io::Result<Handoff> {
+        if fibra_rt::time::is_simulated() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a hand-off accepts on a real thread, outside the simulation (fibra-sim)",
+            ));
+        }
         if loads.counts.len() != targets.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -64,6 +64,13 @@ impl NetPlugin {
     /// None today; the `Result` is kept so that setting up may fail later without breaking
     /// callers.
     pub fn new() -> io::Result<NetPlugin> {
+        if fibra_rt::time::is_simulated() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a real network plugin on a thread a simulation drives (fibra-sim): its \
+                 sockets would leave the simulation; the simulation's hosts have theirs",
+            ));
+        }
         Ok(NetPlugin::with_sys(Sys::default()))
     }
 

@@ -34,6 +34,14 @@ enum RunEnd {
 
 impl Schedule {
     pub(super) fn run_once(&mut self, limit: Option<Instant>) -> Result<(), Error> {
+        if crate::time::is_simulated() {
+            // The poller would wait in real time while the simulated clock stands still.
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "run, run_until and drain wait on the real poller: under a simulation \
+                 (fibra-sim) a schedule is driven by tick, as the simulation does",
+            )));
+        }
         self.reap_after_plugin_panic();
         self.core.drain_wakes();
         self.settle();

@@ -78,6 +78,23 @@ impl Sys {
         Ok((Socket::Os(socket), in_progress))
     }
 
+    /// Refuses `what` (TLS, a kernel socket taken over) on a simulated network: it would
+    /// leave the simulation (TLS draws the system's randomness and checks certificates
+    /// against the wall clock, so a run would not replay; a kernel socket is real). `Ok`
+    /// always on kernel sockets, and without the `sim` feature.
+    #[inline]
+    pub(crate) fn not_simulated(&self, what: &str) -> Result<(), NetError> {
+        #[cfg(feature = "sim")]
+        if self.sim.is_some() {
+            return Err(NetError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("{what} on a simulated network (fibra-sim): it would leave the simulation"),
+            )));
+        }
+        let _ = what;
+        Ok(())
+    }
+
     /// The simulated network's next readiness event, if the table's sockets are simulated.
     #[inline]
     pub(crate) fn next_event(&self) -> Option<fibra_rt::Event> {

@@ -102,6 +102,8 @@ impl Table {
         #[cfg(feature = "tls")] tls: Option<&std::sync::Arc<rustls::ServerConfig>>,
         now: Instant,
     ) -> Result<Key, NetError> {
+        self.sys
+            .not_simulated("a kernel socket taken over (adopt)")?;
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
         #[cfg(feature = "tls")]
@@ -134,6 +136,12 @@ impl Table {
         from: TaskletId,
         now: Instant,
     ) -> Poll<Result<Key, NetError>> {
+        #[cfg(feature = "tls")]
+        if options.tls.is_some() {
+            if let Err(e) = self.sys.not_simulated("TLS") {
+                return Poll::Ready(Err(e));
+            }
+        }
         #[cfg(feature = "tls")]
         let tls = match &options.tls {
             Some(client) => match Tls::client(client) {

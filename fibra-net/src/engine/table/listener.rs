@@ -68,6 +68,10 @@ impl Table {
         if self.draining {
             return Err(NetError::Closed);
         }
+        #[cfg(feature = "tls")]
+        if options.tls.is_some() {
+            self.sys.not_simulated("TLS")?;
+        }
         let (socket, local) = self
             .sys
             .listener(addr, options.backlog, options.reuse_port)?;
