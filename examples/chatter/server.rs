@@ -142,13 +142,7 @@ pub(crate) fn serve_conn(
             return;
         }
         let _load = load;
-        session(
-            h,
-            &chat,
-            &conn,
-            Peer::Telnet,
-            by,
-        );
+        session(h, &chat, &conn, Peer::Telnet, by);
         log::debug!(target: LOG, "{peer} left");
     }) {
         log::warn!(target: LOG, "no tasklet for {peer}: {e}"); // the connection closes
