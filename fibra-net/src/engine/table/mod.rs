@@ -23,6 +23,7 @@
 //! - Every parked tasklet is a [`Parked`](waiters::Parked), completed exactly once.
 
 mod connect;
+mod direct;
 mod groups;
 mod input;
 mod lifecycle;
