@@ -133,20 +133,6 @@ pub(crate) fn read(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// One read (`recv`) into memory not yet initialized (a receive's own buffer's spare
-/// capacity); the first `n` bytes of `buf` are initialized when it returns `Ok(n)`.
-pub(crate) fn read_uninit(
-    socket: &Socket,
-    buf: &mut [std::mem::MaybeUninit<u8>],
-) -> io::Result<usize> {
-    loop {
-        match socket.recv(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
-}
-
 /// One write (`send`) of `bytes`, without `SIGPIPE`.
 pub(crate) fn send(socket: &Socket, bytes: &[u8]) -> io::Result<usize> {
     socket.send_with_flags(bytes, libc::MSG_NOSIGNAL)
