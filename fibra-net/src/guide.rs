@@ -46,6 +46,11 @@
 //! buffered completes inside `submit` (steps 1 to 11, 20 and 21) and never leaves the
 //! tasklet's turn.
 //!
+//! A receive without framing ([`Framing::Raw`](crate::Framing::Raw), or `io::Read` reads of
+//! 4 KiB or more) on a connection whose input buffer is empty skips steps 13, 20 and 21:
+//! `engine/table/direct.rs` reads into the table's one scratch buffer and copies the bytes
+//! into the op's buffer, with no pooled input buffer lent and no codec called.
+//!
 //! # Without a tasklet: the input watch
 //!
 //! A connection that should hold no stack while it is silent (a million idle members) takes

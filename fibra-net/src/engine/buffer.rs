@@ -320,6 +320,15 @@ impl OutQueue {
 
     /// Marks `n` bytes as written; written chunks leave (own buffers go back to the pool).
     pub(crate) fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
+        if n == self.len && self.chunks.second.is_none() {
+            // Everything written, and it was one chunk (an answer per tick): the queue is
+            // empty now, with none of the chunks' shuffling below.
+            self.len = 0;
+            if let Some(Chunk::Own { data, .. }) = self.chunks.first.take() {
+                pool.give_out(data);
+            }
+            return;
+        }
         self.len -= n;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {

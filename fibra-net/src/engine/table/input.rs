@@ -227,6 +227,13 @@ impl Table {
         cx: &mut Context<'_>,
     ) -> Attempt {
         loop {
+            // Without framing, the bytes go straight into the receive's buffer
+            // (`direct.rs`); a step that ends the input goes round to say so below.
+            match self.read_direct(key, &mut buf, mode, cx) {
+                Some(ReadStep::Data) => return Attempt::Done(Ok(buf)),
+                Some(ReadStep::Wait { budget }) => return Attempt::Pending(buf, budget),
+                Some(ReadStep::Ended | ReadStep::Full) | None => {}
+            }
             let Some(c) = conn_mut(&mut self.entries, key) else {
                 return Attempt::Done(Err(NetError::Closed));
             };

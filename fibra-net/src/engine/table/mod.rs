@@ -25,6 +25,7 @@
 //! - Every parked tasklet is a [`Parked`](waiters::Parked), completed exactly once.
 
 mod connect;
+mod direct;
 mod groups;
 mod input;
 mod lifecycle;
@@ -132,6 +133,9 @@ pub(crate) struct Table {
     entries: Slab<Entry>,
     next_gen: u64,
     pool: BufPool,
+    /// Where a receive without framing reads before its bytes go to the tasklet's buffer
+    /// (`direct.rs`): one buffer for every connection, so it stays in the cache.
+    scratch: Box<[u8]>,
     /// Connections with output to write at the end of the round.
     dirty: Vec<usize>,
     dirty_spare: Vec<usize>,
@@ -177,6 +181,7 @@ impl Table {
             entries: Slab::new(),
             next_gen: 0,
             pool: BufPool::default(),
+            scratch: vec![0; crate::engine::buffer::BUF_SIZE].into_boxed_slice(),
             dirty: Vec::new(),
             dirty_spare: Vec::new(),
             retry: Vec::new(),

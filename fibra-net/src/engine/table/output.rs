@@ -173,6 +173,13 @@ impl Table {
         if c.output.dirty || c.state.is_connecting() {
             return;
         }
+        if !c.output.held && c.output.last_write.is_none() {
+            // Nothing written since the peer spoke (an answer): it goes this round, as the
+            // match below would say, without its clock arithmetic and a second lookup.
+            c.output.dirty = true;
+            self.dirty.push(key.slot);
+            return;
+        }
         // With a flush delay, output waits until `delay` after the last write: at most one
         // write per delay; nothing waits when the connection was quiet or its peer spoke
         // since.
