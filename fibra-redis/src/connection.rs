@@ -504,7 +504,7 @@ struct Open {
 /// build its RESP3 parser takes about 18 KiB of stack per level, which a tasklet's 64 KiB
 /// stack cannot give to a reply nested three deep (`XREAD`'s); fed one scalar at a time it
 /// needs about 5 KiB.
-fn decode(frame: &[u8], protocol: Protocol) -> Result<Value, ReadError> {
+pub(crate) fn decode(frame: &[u8], protocol: Protocol) -> Result<Value, ReadError> {
     let mut stack: Vec<Open> = Vec::new();
     let mut pos = 0;
     loop {

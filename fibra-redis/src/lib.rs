@@ -73,6 +73,9 @@ mod commands;
 mod config;
 mod connection;
 mod error;
+// The reply reader without a socket, for the fuzzer only.
+#[doc(hidden)]
+pub mod fuzzing;
 mod pool;
 mod pubsub;
 mod scan;
