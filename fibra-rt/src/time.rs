@@ -18,7 +18,7 @@ thread_local! {
 }
 
 /// The current instant: `Instant::now()`, or the simulated clock while a simulation on this
-/// thread has set one ([`set_virtual_now`], `sim` feature).
+/// thread has set one (`set_virtual_now`, `sim` feature).
 #[inline]
 pub fn now() -> Instant {
     #[cfg(feature = "sim")]
@@ -29,7 +29,7 @@ pub fn now() -> Instant {
 }
 
 /// The calendar time (an HTTP `Date`, a log's stamp): `SystemTime::now()`, or under a
-/// simulation that set one ([`set_virtual_wall`], `sim` feature) a simulated date that moves
+/// simulation that set one (`set_virtual_wall`, `sim` feature) a simulated date that moves
 /// with [`now`], the same in every run.
 #[inline]
 pub fn system_now() -> std::time::SystemTime {
@@ -47,7 +47,7 @@ pub fn set_virtual_wall(anchor: Option<(Instant, std::time::SystemTime)>) {
     VIRTUAL_WALL.with(|v| v.set(anchor));
 }
 
-/// Whether a simulation drives this thread ([`set_virtual_now`] set a clock; `sim` feature).
+/// Whether a simulation drives this thread (`set_virtual_now` set a clock; `sim` feature).
 /// Parts of fibra that would leave the simulation (real threads, real sockets, real name
 /// lookups) ask it to refuse clearly rather than go real. Always `false` without the feature.
 #[inline]
@@ -60,7 +60,7 @@ pub fn is_simulated() -> bool {
 }
 
 /// A seed for jitter (back-off delays): the wall clock's nanoseconds, or in a simulation a
-/// number drawn from its seed ([`set_entropy`], `sim` feature), so that runs repeat.
+/// number drawn from its seed (`set_entropy`, `sim` feature), so that runs repeat.
 pub fn entropy() -> u64 {
     #[cfg(feature = "sim")]
     if let Some(state) = ENTROPY.with(|e| e.get()) {
@@ -86,7 +86,7 @@ pub fn set_virtual_now(at: Option<Instant>) {
 }
 
 /// Where this thread's [`entropy`] stream stands (`None`: the wall clock's), for a
-/// simulator that keeps one stream per simulation and sets it back with [`set_entropy`].
+/// simulator that keeps one stream per simulation and sets it back with `set_entropy`.
 #[cfg(feature = "sim")]
 pub fn entropy_state() -> Option<u64> {
     ENTROPY.with(|e| e.get())
