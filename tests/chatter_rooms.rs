@@ -2,12 +2,15 @@
 //! thread and on two: two rooms do not hear each other, `/who` lists one room, a move is
 //! announced as a leave in the room left and a join in the room entered, and telnet and
 //! browser members share a room alike. Members who never `/join` stay in the lobby, where
-//! everything is as it was with one room.
+//! everything is as it was with one room. With `--redis` the federation has one room:
+//! `/join` is refused, saying so.
 
 mod chat;
+mod fed;
 mod util;
 
 use chat::{on_one_and_two_threads, Client, Config, TestServer};
+use fed::{Node, Redis};
 use util::ws::Client as Browser;
 
 /// `handle` logs in and moves to `room`, reading up to its own join there.
@@ -163,3 +166,20 @@ on_one_and_two_threads!(
     moving_between_rooms_announces_the_leave_and_the_join,
     browsers_and_telnet_members_share_a_room,
 );
+
+/// With `--redis`, `/join` is answered with why it is refused, and the member stays in the
+/// one federated room: it still hears and is heard there.
+#[test]
+fn with_redis_join_is_refused_and_the_member_stays_in_the_room() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let mut ann = a.join("ann");
+    let mut bob = a.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    ann.send("/join red");
+    ann.expect(chat::protocol::ROOMS_NOT_FEDERATED);
+    ann.send("still here");
+    bob.lines_until("ann says: still here");
+    ann.send("/who");
+    ann.lines_until("Online: ann, bob");
+}
