@@ -9,6 +9,8 @@ against `tokio_echo --threads N`), side by side, in one run that stops by itself
     python3 scripts/scale.py --threads 1,2 --quick   # a short check of the script itself
     python3 scripts/scale.py --quick --threads 1 --gens 2   # two generators in one room
     python3 scripts/scale.py --secs 3 --warmup 1     # within a 10-minute limit (about 8 min)
+    python3 scripts/scale.py --scenario rooms        # 100 rooms x 100 members, N = 1,2
+    python3 scripts/scale.py --scenario rooms --quick   # 10 x 10, a check of the script
 
 At the defaults a full run takes up to about 13 minutes (at most 20 runs of about 10 s for
 each N, fewer as each server stops at its first untracked rate); every run stops by itself
@@ -100,7 +102,7 @@ def gen_cpu_list(n, gens, ncpu):
     return [spare[g % len(spare)] for g in range(gens)]
 
 
-def chat_round(a, server, n, rate, gens, gen_cpus, log):
+def chat_round(a, server, n, rate, gens, gen_cpus, log, rooms=1):
     port = free_port()
     addr = f"127.0.0.1:{port}"
     if server == "chatter":
@@ -117,6 +119,7 @@ def chat_round(a, server, n, rate, gens, gen_cpus, log):
                      "--id-base", str(g * per_gen), "--secs", str(a.secs),
                      "--warmup", str(a.warmup), "--drain", str(a.drain),
                      "--login-timeout", str(a.login_timeout), "--pid", str(srv.pid)]
+                    + (["--rooms", str(rooms)] if rooms > 1 else [])
                     for g in range(gens)]
         # Logins (200 at a time, each within --login-timeout), the run, the drain, a margin.
         logins = a.login_timeout * (per_gen // 200 + 2)
@@ -124,8 +127,10 @@ def chat_round(a, server, n, rate, gens, gen_cpus, log):
     finally:
         stop_server(srv)
     total = sum(r["deliveries_per_s"] for r in res) * gens
-    offered = (per_gen * gens) ** 2 * rate
+    # Each line reaches the members of its room: clients x members of a room x rate.
+    offered = (per_gen * gens) ** 2 // rooms * rate
     row = {"kind": "chat", "server": server, "threads": n, "rate": rate, "gens": gens,
+           "rooms": rooms,
            "clients": per_gen * gens, "deliveries_per_s": total, "offered": offered,
            "p99_us": max(r["p99_us"] for r in res), "missing": sum(r["missing"] for r in res),
            "failed": sum(r["failed"] for r in res), "server_cpu": res[0]["server_cpu"]}
@@ -178,7 +183,15 @@ def main():
                    help="a check of the script in seconds: 1 s runs, 100 clients, rate 1, "
                         "20 echo connections per generator")
     p.add_argument("--json", help="write every run's result here")
+    p.add_argument("--scenario", choices=("scale", "rooms"), default="scale",
+                   help="rooms: --rooms rooms of --members members each (client i joins "
+                        "room i %% R), both servers at --threads (default 1,2): deliveries/s "
+                        "and server CPU per delivery at the highest rate tracked")
+    p.add_argument("--rooms", type=int, default=100)
+    p.add_argument("--members", type=int, default=100)
     a = p.parse_args()
+    if a.scenario == "rooms":
+        return rooms_main(p, a)
     if a.quick:
         a.secs, a.warmup, a.drain, a.rates = 1, 0.5, 0.5, "1"
         a.clients, a.echo_conns, a.login_timeout = 100, 20, 5
@@ -238,6 +251,73 @@ def main():
         note = "  (generators starved)" if starved else ""
         print(f"  {n:>3} {gens:>5} {fmt(fv):>14} {fmt(tv):>14} {fv / tv if tv else 0:>12.2f} "
               f"{fv / (n * base['f']):>14.2f} {tv / (n * base['t']):>14.2f}{note}")
+    if a.json:
+        with open(a.json, "w") as out:
+            json.dump(log, out, indent=1)
+
+
+def rooms_main(p, a):
+    """The many-rooms scenario: each line reaches its room's members only, so the threads
+    share little (a line crosses to each other thread once, for the members of its room
+    there)."""
+    if a.threads == p.get_default("threads"):
+        a.threads = "1,2"
+    if a.rates == p.get_default("rates"):
+        a.rates = "1,2,5,10,20,40"
+    if a.quick:
+        a.secs, a.warmup, a.drain, a.rates = 1, 0.5, 0.5, "1"
+        a.rooms, a.members, a.login_timeout = min(a.rooms, 10), min(a.members, 10), 5
+    if a.rooms < 1 or a.members < 1:
+        sys.exit("--rooms and --members must be at least 1")
+    ncpu = os.cpu_count() or 1
+    log, rows = [], []
+    for n in [int(t) for t in a.threads.split(",")]:
+        gens = a.gens if a.gens else max(1, min(8, ncpu - n))
+        # Every generator has the same share of every room (its clients' ids are contiguous
+        # and room = id % rooms), so each counts its own senders' lines in every room.
+        per_gen = -(-a.members // gens) * a.rooms
+        a.clients = per_gen * gens
+        gen_cpus = gen_cpu_list(n, gens, ncpu)
+        starved = gens < n or ncpu - n < gens
+        best = {}
+        for server in ("chatter", "tokio_chat"):
+            best[server] = None
+            for rate in [float(r) for r in a.rates.split(",")]:
+                row = chat_round(a, server, n, rate, gens, gen_cpus, log, rooms=a.rooms)
+                if row["deliveries_per_s"] < 0.95 * row["offered"] or row["p99_us"] > 100_000:
+                    break
+                best[server] = row
+        rows.append((n, gens, starved, best["chatter"], best["tokio_chat"]))
+
+    def dps(r):
+        return r and r["deliveries_per_s"]
+
+    def ns_per(r):
+        if not r or r["server_cpu"] is None or not r["deliveries_per_s"]:
+            return None
+        return r["server_cpu"] / r["deliveries_per_s"] * 1e9
+
+    def fmt(v, unit=""):
+        return "-" if v is None else f"{v:,.0f}{unit}"
+
+    print(f"\nmachine: {ncpu} CPUs; server on CPUs 0..N-1, generators on the next ones")
+    print(f"\nrooms: {a.rooms} rooms x {a.members} members ({a.rooms * a.members:,} "
+          "clients); deliveries/s at the highest rate tracked, and the server's CPU per "
+          "delivery (ns), chatter --threads N vs tokio_chat --threads N")
+    print(f"  {'N':>3} {'gens':>5} {'fibra':>14} {'tokio':>14} {'fibra/tokio':>12} "
+          f"{'fibra ns/dlv':>13} {'tokio ns/dlv':>13} {'fibra scaling':>14}")
+    base = None
+    for n, gens, starved, f, t in rows:
+        fv, tv = dps(f), dps(t)
+        base = base or fv
+        ratio = "-" if not (fv and tv) else f"{fv / tv:.2f}"
+        sc = "-" if not (fv and base) else f"{fv / (n * base):.2f}"
+        note = "  (generators starved)" if starved else ""
+        print(f"  {n:>3} {gens:>5} {fmt(fv):>14} {fmt(tv):>14} {ratio:>12} "
+              f"{fmt(ns_per(f)):>13} {fmt(ns_per(t)):>13} {sc:>14}{note}")
+    failed = sum(r["failed"] for r in log)
+    missing = sum(r["missing"] for r in log)
+    print(f"  logins failed over every run: {failed:,}; lines missing: {missing:,}")
     if a.json:
         with open(a.json, "w") as out:
             json.dump(log, out, indent=1)

@@ -7,7 +7,8 @@
 //!
 //! Protocol as the chatter's: the prompt, handles of 1–32 characters without whitespace or
 //! control characters, `That handle is already taken.`, join/leave/says lines to everyone,
-//! `/who`, `/msg <handle> <text>`, `/quit`. A line over 8 KiB ends the connection; a client
+//! `/who`, `/msg <handle> <text>`, `/join <room>` (a broadcast channel per room; everyone
+//! enters the lobby), `/quit`. A line over 8 KiB ends the connection; a client
 //! more than 32,768 lines behind is cut off (the broadcast channel's capacity).
 
 use std::collections::HashMap;
@@ -23,20 +24,56 @@ const BACKLOG_LINES: usize = 32 * 1024;
 
 type Line = Arc<[u8]>;
 
-/// Everyone in the chat.
+/// The room everyone enters.
+const LOBBY: &str = "lobby";
+
+/// Everyone in the chat: the rooms, each a broadcast channel, and the members.
 pub(crate) struct Room {
-    everyone: broadcast::Sender<Line>,
-    /// Each member's queue for lines meant for it alone.
-    members: Mutex<HashMap<String, mpsc::UnboundedSender<Line>>>,
+    rooms: Mutex<HashMap<String, broadcast::Sender<Line>>>,
+    /// Each member's queue for what is meant for it alone, and the room it is in.
+    members: Mutex<HashMap<String, Member>>,
+}
+
+struct Member {
+    direct: mpsc::UnboundedSender<Out>,
+    room: String,
+}
+
+/// What a member's writer is sent apart from its room's lines.
+enum Out {
+    /// A line for it alone.
+    Line(Line),
+    /// From now on, the lines of another room (`/join`).
+    Switch(broadcast::Receiver<Line>),
 }
 
 impl Room {
     /// An empty room.
     pub(crate) fn new() -> Arc<Room> {
+        let lobby = broadcast::channel(BACKLOG_LINES).0;
         Arc::new(Room {
-            everyone: broadcast::channel(BACKLOG_LINES).0,
+            rooms: Mutex::new(HashMap::from([(LOBBY.to_owned(), lobby)])),
             members: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Room `name`'s channel, made if new.
+    fn channel(&self, name: &str) -> broadcast::Sender<Line> {
+        let mut rooms = self.rooms.lock().unwrap();
+        rooms
+            .entry(name.to_owned())
+            .or_insert_with(|| broadcast::channel(BACKLOG_LINES).0)
+            .clone()
+    }
+}
+
+/// What room `name` hears when `handle` joins (`joined`) or leaves it, as the chatter says it.
+fn moved_line(name: &str, handle: &str, joined: bool) -> Line {
+    let verb = if joined { "joined" } else { "left" };
+    if name == LOBBY {
+        line(format!("{handle} has {verb} the chat."))
+    } else {
+        line(format!("{handle} has {verb} room {name}."))
     }
 }
 
@@ -98,15 +135,15 @@ where
         break handle.to_owned();
     };
     // Subscribe before the join goes out, so the newcomer hears its own join.
-    let everyone = room.everyone.subscribe();
+    let mut here = room.channel(LOBBY);
+    let everyone = here.subscribe();
     let (direct_tx, direct) = mpsc::unbounded_channel();
-    room.members
-        .lock()
-        .unwrap()
-        .insert(handle.clone(), direct_tx);
-    let _ = room
-        .everyone
-        .send(line(format!("{handle} has joined the chat.")));
+    let member = Member {
+        direct: direct_tx,
+        room: LOBBY.to_owned(),
+    };
+    room.members.lock().unwrap().insert(handle.clone(), member);
+    let _ = here.send(moved_line(LOBBY, &handle, true));
     let mut writing = tokio::spawn(write_loop(writer, everyone, direct));
 
     loop {
@@ -122,13 +159,46 @@ where
         if text == "/quit" {
             break;
         } else if text == "/who" {
-            let mut handles: Vec<String> = room.members.lock().unwrap().keys().cloned().collect();
+            let members = room.members.lock().unwrap();
+            let mine = members.get(&handle).map_or(LOBBY, |m| m.room.as_str());
+            let mut handles: Vec<&str> = members
+                .iter()
+                .filter(|(_, m)| m.room == mine)
+                .map(|(h, _)| h.as_str())
+                .collect();
             handles.sort_unstable();
-            tell(
-                &room,
-                &handle,
-                line(format!("Online: {}", handles.join(", "))),
-            );
+            let who = if mine == LOBBY {
+                format!("Online: {}", handles.join(", "))
+            } else {
+                format!("Online in {mine}: {}", handles.join(", "))
+            };
+            if let Some(me) = members.get(&handle) {
+                let _ = me.direct.send(Out::Line(line(who)));
+            }
+        } else if let Some(to) = text.strip_prefix("/join ") {
+            let to = to.trim();
+            let from = room
+                .members
+                .lock()
+                .unwrap()
+                .get(&handle)
+                .map(|m| m.room.clone());
+            match from {
+                Some(from) if valid_handle(to) && from != to => {
+                    let _ = here.send(moved_line(&from, &handle, false));
+                    here = room.channel(to);
+                    // The writer hears the new room from the switch on, its own join first.
+                    let switch = Out::Switch(here.subscribe());
+                    if let Some(me) = room.members.lock().unwrap().get_mut(&handle) {
+                        me.room = to.to_owned();
+                        let _ = me.direct.send(switch);
+                    }
+                    let _ = here.send(moved_line(to, &handle, true));
+                }
+                _ => {
+                    tell(&room, &handle, line("Usage: /join <room>".to_owned()));
+                }
+            }
         } else if let Some(rest) = text.strip_prefix("/msg ") {
             match rest.trim_start().split_once(' ') {
                 Some((to, words)) if !words.trim().is_empty() => {
@@ -149,14 +219,13 @@ where
             let word = word.split_whitespace().next().unwrap_or("");
             tell(&room, &handle, line(format!("Unknown command: /{word}")));
         } else {
-            let _ = room.everyone.send(line(format!("{handle} says: {text}")));
+            let _ = here.send(line(format!("{handle} says: {text}")));
         }
     }
-    room.members.lock().unwrap().remove(&handle);
+    let left = room.members.lock().unwrap().remove(&handle);
     writing.abort();
-    let _ = room
-        .everyone
-        .send(line(format!("{handle} has left the chat.")));
+    let name = left.map_or_else(|| LOBBY.to_owned(), |m| m.room);
+    let _ = here.send(moved_line(&name, &handle, false));
     Ok(())
 }
 
@@ -164,7 +233,7 @@ where
 fn tell(room: &Room, to: &str, line: Line) -> bool {
     match room.members.lock().unwrap().get(to) {
         Some(member) => {
-            let _ = member.send(line);
+            let _ = member.direct.send(Out::Line(line));
             true
         }
         None => false,
@@ -175,7 +244,7 @@ fn tell(room: &Room, to: &str, line: Line) -> bool {
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut everyone: broadcast::Receiver<Line>,
-    mut direct: mpsc::UnboundedReceiver<Line>,
+    mut direct: mpsc::UnboundedReceiver<Out>,
 ) {
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -185,7 +254,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Err(_) => return, // lagged past the backlog: cut off
             },
             got = direct.recv() => match got {
-                Some(line) => line,
+                Some(Out::Line(line)) => line,
+                Some(Out::Switch(room)) => {
+                    everyone = room;
+                    continue;
+                }
                 None => return,
             },
         };
@@ -198,8 +271,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Err(_) => return,
             }
         }
-        while let Ok(line) = direct.try_recv() {
-            out.extend_from_slice(&line);
+        while let Ok(got) = direct.try_recv() {
+            match got {
+                Out::Line(line) => out.extend_from_slice(&line),
+                Out::Switch(room) => everyone = room,
+            }
         }
         if writer.write_all(&out).await.is_err() {
             return;

@@ -3,6 +3,7 @@
 
 use fibra::Handle;
 
+use super::protocol;
 use super::reach::Reach;
 use super::room::Room;
 
@@ -27,6 +28,18 @@ impl Reach for Alone {
 
     fn left(&self, room: &mut Room, handle: &str) {
         room.announce(format_args!("{handle} has left the chat."));
+    }
+
+    fn left_room(&self, room: &mut Room, handle: &str, place: &str) {
+        room.announce_in(place, &protocol::left_line(place, handle));
+    }
+
+    fn moved(&self, room: &mut Room, handle: &str, to: &str) -> bool {
+        if let Some((from, to)) = room.move_member(handle, to) {
+            room.announce_in(&from, &protocol::left_line(&from, handle));
+            room.announce_in(&to, &protocol::joined_line(&to, handle));
+        }
+        true
     }
 
     fn tell(&self, _to: &str, _line: &str) -> bool {

@@ -14,15 +14,36 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use fibra::net::Loads;
 use fibra::tasks::RemoteSender;
 
-/// What one thread's room tells another's.
+/// What one thread's room tells another's. Each line is made once, on the thread where it
+/// happened, and shared by every thread it crosses to.
 #[derive(Clone, Debug)]
 pub(crate) enum Event {
-    /// A line said, for every member there, without its end.
-    Room(Arc<str>),
-    /// A member joined (on the sending thread): announced there, and listed by `/who`.
-    Joined(Arc<str>),
-    /// A member left.
-    Left(Arc<str>),
+    /// A line said in room `place`, for every member of that room there, without its end.
+    Room {
+        /// The room (`/join`'s name, or the lobby).
+        place: Arc<str>,
+        /// The line.
+        line: Arc<str>,
+    },
+    /// A member joined room `place` (on the sending thread): `line` announced there, and
+    /// the member listed by that room's `/who`.
+    Joined {
+        /// The room.
+        place: Arc<str>,
+        /// The member's handle.
+        handle: Arc<str>,
+        /// The announcement.
+        line: Arc<str>,
+    },
+    /// A member left room `place` (on the sending thread).
+    Left {
+        /// The room.
+        place: Arc<str>,
+        /// The member's handle.
+        handle: Arc<str>,
+        /// The announcement.
+        line: Arc<str>,
+    },
     /// A line for one member there (a whisper).
     Tell {
         /// The member's handle.

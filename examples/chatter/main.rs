@@ -6,8 +6,9 @@
 //! telnet 127.0.0.1 1980                              # or: nc 127.0.0.1 1980
 //! ```
 //!
-//! Answer `What is your handle?`, then every line you type is said to everyone.
-//! Commands: `/who`, `/msg <handle> <text>`, `/quit`. With `--idle-members stackful`, one
+//! Answer `What is your handle?`, then every line you type is said to everyone in your room.
+//! Commands: `/who`, `/msg <handle> <text>`, `/join <room>` (everyone enters `lobby`; not
+//! with `--redis` yet), `/quit`. With `--idle-members stackful`, one
 //! tasklet per connection, written as plain sequential code (`session.rs`); by default a
 //! silent connection holds no tasklet, and its lines run on pooled ones (`stackless.rs`,
 //! ~1.2-1.7 KiB per idle connection instead of ~5-11); the rules are in `protocol.rs`. Ctrl-C stops it

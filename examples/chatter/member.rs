@@ -6,6 +6,7 @@ use std::rc::Rc;
 use fibra::net::Conn;
 use fibra::Handle;
 
+use super::protocol;
 use super::room::{Chat, LOG};
 
 /// A member of the room here, from its join until it is dropped.
@@ -63,10 +64,14 @@ impl Drop for Member {
             return;
         };
         // Lines said before the leave still reach the leaver; the rest hear it.
-        room.remove_member(&self.handle, &self.conn, self.web);
+        let place = room.remove_member(&self.handle, &self.conn, self.web);
         self.chat.reach.release(&self.handle);
         let online = room.online();
         log::info!(target: LOG, "{} left ({online} online)", self.handle);
-        self.chat.reach.left(&mut room, &self.handle);
+        if &*place == protocol::LOBBY {
+            self.chat.reach.left(&mut room, &self.handle);
+        } else {
+            self.chat.reach.left_room(&mut room, &self.handle, &place);
+        }
     }
 }

@@ -68,6 +68,10 @@ pub(crate) enum Command<'a> {
     },
     /// `/msg` without a handle and a text.
     MsgUsage,
+    /// `/join <room>`: move to that room (a name with the handle's rules).
+    Join(&'a str),
+    /// `/join` without a room, or with a name a handle could not have.
+    JoinUsage,
     /// `/quit`: leave.
     Quit,
     /// Any other line starting with `/`: the command word, without its slash.
@@ -76,6 +80,33 @@ pub(crate) enum Command<'a> {
 
 /// How `/msg` is used, sent after a `/msg` missing its handle or text.
 pub(crate) const MSG_USAGE: &str = "Usage: /msg <handle> <text>";
+
+/// How `/join` is used, sent after a `/join` missing its room or naming a bad one.
+pub(crate) const JOIN_USAGE: &str =
+    "Usage: /join <room> (1 to 32 characters, no spaces; the room everyone enters is lobby)";
+/// Sent for `/join` where rooms do not reach (`--redis`: the federation has one room).
+pub(crate) const ROOMS_NOT_FEDERATED: &str =
+    "Rooms are not federated yet: with --redis there is one room.";
+/// The room every member enters at login.
+pub(crate) const LOBBY: &str = "lobby";
+
+/// What a room hears when `handle` joins it: the lobby's words are the chat's.
+pub(crate) fn joined_line(room: &str, handle: &str) -> String {
+    if room == LOBBY {
+        format!("{handle} has joined the chat.")
+    } else {
+        format!("{handle} has joined room {room}.")
+    }
+}
+
+/// What a room hears when `handle` leaves it.
+pub(crate) fn left_line(room: &str, handle: &str) -> String {
+    if room == LOBBY {
+        format!("{handle} has left the chat.")
+    } else {
+        format!("{handle} has left room {room}.")
+    }
+}
 
 /// Reads one line. Commands are the lines starting with `/`; the command word ends at the
 /// first white space (`/who now` is `/who`). Everything else is said as it is.
@@ -90,6 +121,10 @@ pub(crate) fn parse_command(line: &str) -> Command<'_> {
     match word {
         "who" => Command::Who,
         "quit" => Command::Quit,
+        "join" => match parse_handle(args) {
+            Ok(room) => Command::Join(room),
+            Err(_) => Command::JoinUsage,
+        },
         "msg" => {
             let (to, text) = match args.find(char::is_whitespace) {
                 Some(end) => (&args[..end], args[end..].trim_start()),

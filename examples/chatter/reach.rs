@@ -6,7 +6,7 @@
 //! a leave, a whisper for someone not here), never once per member: the fan-out to the
 //! members here stays the room's ([`Room::say_as`], [`Room::fan_out`], [`Room::announce`]),
 //! and the reach chooses which one and when. What comes from beyond, the reach delivers from
-//! tasklets of its own through the room's inbound calls ([`Room::deliver`],
+//! tasklets of its own through the room's inbound calls ([`Room::deliver_in`],
 //! [`Room::joined_elsewhere`], [`Room::left_elsewhere`], [`Room::tell_here`]), and it ends
 //! those tasklets by listing them in [`Room::tasklets`].
 //!
@@ -43,6 +43,20 @@ pub(crate) trait Reach: std::fmt::Debug {
     /// The member `handle` here left (it no longer hears the room): `"{handle} has left the
     /// chat."` to every member.
     fn left(&self, room: &mut Room, handle: &str);
+
+    /// The member `handle` here left room `place` (not the lobby: [`left`](Self::left)
+    /// is the lobby's): its leave to every member of that room. Only a reach with rooms
+    /// ([`moved`](Self::moved)) has members outside the lobby.
+    fn left_room(&self, room: &mut Room, handle: &str, _place: &str) {
+        self.left(room, handle);
+    }
+
+    /// The member `handle` here asks to move to room `to` (`/join`): moved, its leave told
+    /// in the room it left and its join in `to` (itself included), here and beyond; `false`
+    /// if this reach has no rooms (the member stays).
+    fn moved(&self, _room: &mut Room, _handle: &str, _to: &str) -> bool {
+        false
+    }
 
     /// A whisper `line` for the member `to`, whom the room lists as elsewhere: sent there;
     /// `false` if `to` is no longer anywhere.

@@ -1,4 +1,4 @@
-//! The reach of one room across threads (`--threads N`): every thread runs its own room for
+//! The reach of the rooms across threads (`--threads N`): every thread runs its own room for
 //! the members it serves, and the [`Hub`] ties them into one. Handles are claimed at the hub,
 //! under one lock; what is said here is fanned out here at once and crosses to each other
 //! thread once (an [`Event`] through that thread's relay channel), where that thread's room
@@ -21,6 +21,7 @@ use fibra::{Handle, Schedule};
 
 use super::config::Config;
 use super::hub::{Event, Hub};
+use super::protocol;
 use super::reach::Reach;
 use super::room::{Chat, Room};
 use super::server::{adopt_loop, listen, Chatter};
@@ -56,6 +57,38 @@ struct Outbox {
 }
 
 impl Relay {
+    /// `handle` joined (or left) room `place` here: told to its members here, and to the
+    /// other threads, whose rooms of that name list it (or no longer do). Once the hub
+    /// stops, everyone is being told the server stops: no joins, no leaves.
+    fn announce_move(&self, room: &mut Room, handle: &str, place: &str, joined: bool) {
+        if self.hub.is_shutting_down() {
+            return;
+        }
+        let line: Arc<str> = if joined {
+            protocol::joined_line(place, handle).into()
+        } else {
+            protocol::left_line(place, handle).into()
+        };
+        if !room.announce_in(place, &line) {
+            return;
+        }
+        let (place, handle) = (Arc::from(place), Arc::from(handle));
+        let event = if joined {
+            Event::Joined {
+                place,
+                handle,
+                line,
+            }
+        } else {
+            Event::Left {
+                place,
+                handle,
+                line,
+            }
+        };
+        self.post(None, event);
+    }
+
     /// Queues `event` for the other threads (all, or thread `to`) and wakes the forwarder.
     fn post(&self, to: Option<usize>, event: Event) {
         self.outbox.events.borrow_mut().push((to, event));
@@ -75,27 +108,33 @@ impl Reach for Relay {
     }
 
     fn say(&self, room: &mut Room, handle: &str, text: &str) {
-        // Made once: for the members here and for every other thread.
+        let Some(place) = room.place_of(handle) else {
+            return;
+        };
+        // Made once: for the members of its room here and for every other thread.
         let line: Arc<str> = format!("{handle} says: {text}").into();
-        room.fan_out(&line);
-        self.post(None, Event::Room(line));
+        room.fan_out_in(&place, &line);
+        self.post(None, Event::Room { place, line });
     }
 
     fn joined(&self, room: &mut Room, handle: &str) {
-        // Once the hub stops, everyone is being told the server stops: no joins, no leaves.
-        if !self.hub.is_shutting_down()
-            && room.announce(format_args!("{handle} has joined the chat."))
-        {
-            self.post(None, Event::Joined(handle.into()));
-        }
+        self.announce_move(room, handle, protocol::LOBBY, true);
     }
 
     fn left(&self, room: &mut Room, handle: &str) {
-        if !self.hub.is_shutting_down()
-            && room.announce(format_args!("{handle} has left the chat."))
-        {
-            self.post(None, Event::Left(handle.into()));
+        self.announce_move(room, handle, protocol::LOBBY, false);
+    }
+
+    fn left_room(&self, room: &mut Room, handle: &str, place: &str) {
+        self.announce_move(room, handle, place, false);
+    }
+
+    fn moved(&self, room: &mut Room, handle: &str, to: &str) -> bool {
+        if let Some((from, to)) = room.move_member(handle, to) {
+            self.announce_move(room, handle, &from, false);
+            self.announce_move(room, handle, &to, true);
         }
+        true
     }
 
     fn tell(&self, to: &str, line: &str) -> bool {
@@ -231,9 +270,23 @@ fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
         let full = batch.len() == RELAY_BATCH;
         for event in batch.drain(..) {
             match event {
-                Event::Room(line) => chat.room.borrow_mut().deliver(&line),
-                Event::Joined(handle) => chat.room.borrow_mut().joined_elsewhere(handle),
-                Event::Left(handle) => chat.room.borrow_mut().left_elsewhere(&handle),
+                Event::Room { place, line } => chat.room.borrow_mut().deliver_in(&place, &line),
+                Event::Joined {
+                    place,
+                    handle,
+                    line,
+                } => chat
+                    .room
+                    .borrow_mut()
+                    .joined_elsewhere_in(&place, handle, &line),
+                Event::Left {
+                    place,
+                    handle,
+                    line,
+                } => chat
+                    .room
+                    .borrow_mut()
+                    .left_elsewhere_in(&place, &handle, &line),
                 Event::Tell { to, line } => chat.room.borrow_mut().tell_here(&to, &line),
                 Event::Shutdown => {
                     let stats = stop_here(h, chat);

@@ -8,9 +8,13 @@
 //! text frame, so a line said to the room is encoded once per kind of member, not once per
 //! member.
 //!
+//! Members are in rooms: every member enters the lobby ([`protocol::LOBBY`]) and moves with
+//! `/join`; what is said, the joins and the leaves reach the members of the speaker's room
+//! only, and `/who` lists one room. The shutdown's goodbye goes to every connection.
+//!
 //! The room knows nothing of threads or nodes. What happens here goes beyond through the
 //! [`Reach`] beside it in [`Chat`]; what comes from beyond is delivered here by the reach
-//! through [`Room::deliver`], [`Room::joined_elsewhere`], [`Room::left_elsewhere`] and
+//! through [`Room::deliver_in`], [`Room::joined_elsewhere`], [`Room::left_elsewhere`] and
 //! [`Room::tell_here`].
 
 use std::cell::RefCell;
@@ -72,20 +76,18 @@ pub(crate) struct RoomStats {
     pub(crate) relay_rounds: u64,
 }
 
-/// Who is here: every connection (for the shutdown's goodbye), the members, their handles;
-/// telnet connections and browsers apart, each in groups of their own framing.
+/// Who is here: every connection (for the shutdown's goodbye), the members, their handles
+/// and rooms; telnet connections and browsers apart, each in groups of their own framing.
 #[derive(Debug)]
 pub(crate) struct Room {
     everyone: Group,
-    members: Group,
     web_everyone: Group,
-    web_members: Group,
-    by_handle: HashMap<String, Conn>,
-    /// The members elsewhere (other threads, other nodes), as the reach has told: what
-    /// `/who` lists, in step with the joins and leaves the members here have heard.
-    elsewhere: HashSet<Arc<str>>,
+    /// The rooms with a member here or elsewhere, by name; the lobby always.
+    places: HashMap<Arc<str>, Place>,
+    by_handle: HashMap<String, Here>,
     deliveries: u64,
-    /// Members cut off by a line for them alone (the group counts its own).
+    /// Members cut off by a line for them alone, or by a room's group that is gone (the
+    /// groups count their own).
     cut_off: u64,
     joined: u64,
     served: u64,
@@ -99,16 +101,68 @@ pub(crate) struct Room {
     pub(crate) tasklets: Vec<TaskletId>,
 }
 
+/// One room (named by `/join`, or the lobby everyone enters): its members here, telnet and
+/// web, each kind in a group of its own framing, and its members elsewhere.
+#[derive(Debug)]
+struct Place {
+    members: Group,
+    web_members: Group,
+    /// The members elsewhere (other threads, other nodes), as the reach has told: what
+    /// `/who` lists, in step with the joins and leaves the members here have heard.
+    elsewhere: HashSet<Arc<str>>,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            members: Group::new(),
+            web_members: Group::with_options(GroupOptions::new().with_framing(text_frames())),
+            elsewhere: HashSet::new(),
+        }
+    }
+
+    /// Members here.
+    fn len(&self) -> usize {
+        self.members.len() + self.web_members.len()
+    }
+
+    /// The group of members of a kind.
+    fn members_of(&self, web: bool) -> &Group {
+        if web {
+            &self.web_members
+        } else {
+            &self.members
+        }
+    }
+
+    /// `line` (without its end) to every member here; how many.
+    fn fan_out(&self, line: &str) -> u64 {
+        self.members.send_with(|out| {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        });
+        if !self.web_members.is_empty() {
+            let _ = self.web_members.send_line(line);
+        }
+        self.len() as u64
+    }
+}
+
+/// A member here: its connection and the room it is in.
+#[derive(Debug)]
+struct Here {
+    conn: Conn,
+    place: Arc<str>,
+}
+
 impl Default for Room {
     fn default() -> Self {
         let web = || Group::with_options(GroupOptions::new().with_framing(text_frames()));
         Room {
             everyone: Group::new(),
-            members: Group::new(),
             web_everyone: web(),
-            web_members: web(),
+            places: HashMap::from([(Arc::from(protocol::LOBBY), Place::new())]),
             by_handle: HashMap::new(),
-            elsewhere: HashSet::new(),
             deliveries: 0,
             cut_off: 0,
             joined: 0,
@@ -124,11 +178,16 @@ impl Default for Room {
 impl Room {
     /// Its counters.
     pub(crate) fn stats(&self) -> RoomStats {
+        let groups_cut_off: u64 = self
+            .places
+            .values()
+            .map(|p| p.members.stats().cut_off + p.web_members.stats().cut_off)
+            .sum();
         RoomStats {
             sessions: self.everyone.len() + self.web_everyone.len(),
-            members: self.members.len() + self.web_members.len(),
+            members: self.places.values().map(Place::len).sum(),
             deliveries: self.deliveries,
-            cut_off: self.cut_off + self.members.stats().cut_off + self.web_members.stats().cut_off,
+            cut_off: self.cut_off + groups_cut_off,
             joined: self.joined,
             served: self.served,
             crossed: self.crossed,
@@ -157,105 +216,188 @@ impl Room {
     }
 
     /// Makes `conn` the member `handle` (a handle [`is_free`](Self::is_free) found free and
-    /// the reach claimed); `false` if the room has begun its shutdown or `conn` is gone.
+    /// the reach claimed), in the lobby; `false` if the room has begun its shutdown or
+    /// `conn` is gone.
     pub(crate) fn add_member(&mut self, handle: &str, conn: &Conn, web: bool) -> bool {
-        if self.shutting_down || self.members_of(web).add(conn).is_err() {
+        let lobby = self.lobby_name();
+        if self.shutting_down || self.lobby().members_of(web).add(conn).is_err() {
             return false;
         }
-        self.by_handle.insert(handle.to_owned(), conn.clone());
+        let here = Here {
+            conn: conn.clone(),
+            place: lobby,
+        };
+        self.by_handle.insert(handle.to_owned(), here);
         self.joined += 1;
         true
     }
 
-    /// `handle` leaves: lines said before still reach it; the rest it no longer hears.
-    pub(crate) fn remove_member(&mut self, handle: &str, conn: &Conn, web: bool) {
-        self.members_of(web).remove(conn);
-        self.by_handle.remove(handle);
+    /// `handle` leaves: lines said before still reach it; the rest it no longer hears. The
+    /// room it was in.
+    pub(crate) fn remove_member(&mut self, handle: &str, conn: &Conn, web: bool) -> Arc<str> {
+        let Some(here) = self.by_handle.remove(handle) else {
+            self.lobby().members_of(web).remove(conn);
+            return self.lobby_name();
+        };
+        if let Some(place) = self.places.get(&here.place) {
+            place.members_of(web).remove(conn);
+        }
+        self.forget_if_empty(&here.place);
+        here.place
+    }
+
+    /// Moves the member `handle` here to the room `to` (made if new): the room it left, or
+    /// `None` if it is in `to` already, or not a member here. The caller announces the move.
+    pub(crate) fn move_member(&mut self, handle: &str, to: &str) -> Option<(Arc<str>, Arc<str>)> {
+        if self.shutting_down {
+            return None;
+        }
+        let here = self.by_handle.get(handle)?;
+        if &*here.place == to {
+            return None;
+        }
+        let (conn, from) = (here.conn.clone(), Arc::clone(&here.place));
+        let web = self.places.get(&from)?.web_members.contains(&conn);
+        self.places.get(&from)?.members_of(web).remove(&conn);
+        let to = self.place_named(to);
+        let added = self.places.get(&to)?.members_of(web).add(&conn).is_ok();
+        if let Some(here) = self.by_handle.get_mut(handle) {
+            here.place = Arc::clone(&to);
+        }
+        self.forget_if_empty(&from);
+        added.then_some((from, to))
+    }
+
+    /// The room the member `handle` here is in.
+    pub(crate) fn place_of(&self, handle: &str) -> Option<Arc<str>> {
+        self.by_handle.get(handle).map(|h| Arc::clone(&h.place))
     }
 
     /// The connection of the member `handle` here.
     pub(crate) fn member(&self, handle: &str) -> Option<Conn> {
-        self.by_handle.get(handle).cloned()
+        self.by_handle.get(handle).map(|h| h.conn.clone())
     }
 
     /// Whether the member `handle` is elsewhere, as the reach has told.
     pub(crate) fn is_elsewhere(&self, handle: &str) -> bool {
-        self.elsewhere.contains(handle)
+        self.places.values().any(|p| p.elsewhere.contains(handle))
     }
 
-    /// Members in the room: here, and elsewhere as the reach has told.
+    /// Members in every room: here, and elsewhere as the reach has told.
     pub(crate) fn online(&self) -> usize {
-        self.members.len() + self.web_members.len() + self.elsewhere.len()
+        self.places
+            .values()
+            .map(|p| p.len() + p.elsewhere.len())
+            .sum()
     }
 
-    /// The answer to `/who`: every member, here and elsewhere, sorted.
-    pub(crate) fn who(&self) -> String {
-        let mut handles: Vec<&str> = self.by_handle.keys().map(String::as_str).collect();
-        handles.extend(self.elsewhere.iter().map(|h| &**h));
+    /// The answer to `/who` in room `name`: its members, here and elsewhere, sorted.
+    pub(crate) fn who_in(&self, name: &str) -> String {
+        let mut handles: Vec<&str> = self
+            .by_handle
+            .iter()
+            .filter(|(_, here)| &*here.place == name)
+            .map(|(handle, _)| handle.as_str())
+            .collect();
+        if let Some(place) = self.places.get(name) {
+            handles.extend(place.elsewhere.iter().map(|h| &**h));
+        }
         handles.sort_unstable();
-        format!("Online: {}", handles.join(", "))
+        if name == protocol::LOBBY {
+            format!("Online: {}", handles.join(", "))
+        } else {
+            format!("Online in {name}: {}", handles.join(", "))
+        }
     }
 
-    /// `handle` says `text` to every member here, the telnet members' bytes written in place
-    /// with no line of our own.
+    /// `handle` says `text` to every member of its room here, the telnet members' bytes
+    /// written in place with no line of our own.
     pub(crate) fn say_as(&mut self, handle: &str, text: &str) {
-        self.members.send_with(|out| {
+        let place = match self.by_handle.get(handle) {
+            Some(here) => self.places.get(&here.place),
+            None => self.places.get(protocol::LOBBY),
+        };
+        let Some(place) = place else { return };
+        place.members.send_with(|out| {
             let _ = writeln!(out, "{handle} says: {text}");
         });
-        if !self.web_members.is_empty() {
-            let _ = self
+        if !place.web_members.is_empty() {
+            let _ = place
                 .web_members
                 .send_line(&format!("{handle} says: {text}"));
         }
-        self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+        self.deliveries += place.len() as u64;
     }
 
-    /// `line` (without its end) to every member here, telnet and web.
+    /// `line` (without its end) to every member of the lobby here, telnet and web.
     pub(crate) fn fan_out(&mut self, line: &str) {
-        self.members.send_with(|out| {
-            out.extend_from_slice(line.as_bytes());
-            out.push(b'\n');
-        });
-        if !self.web_members.is_empty() {
-            let _ = self.web_members.send_line(line);
-        }
-        self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+        self.fan_out_in(protocol::LOBBY, line);
     }
 
-    /// A line from beyond for every member here (none once the room is shutting down).
-    pub(crate) fn deliver(&mut self, line: &str) {
+    /// `line` (without its end) to every member of room `name` here, telnet and web.
+    pub(crate) fn fan_out_in(&mut self, name: &str, line: &str) {
+        if let Some(place) = self.places.get(name) {
+            self.deliveries += place.fan_out(line);
+        }
+    }
+
+    /// A line from beyond for every member of room `name` here (none once the room is
+    /// shutting down).
+    pub(crate) fn deliver_in(&mut self, name: &str, line: &str) {
         if !self.shutting_down {
-            self.fan_out(line);
+            self.fan_out_in(name, line);
         }
     }
 
-    /// Tells every member here `event` (a join or a leave), unless the room is shutting
-    /// down; whether it did.
+    /// Tells every member of the lobby here `event` (a join or a leave), unless the room is
+    /// shutting down; whether it did.
     pub(crate) fn announce(&mut self, event: std::fmt::Arguments<'_>) -> bool {
         if self.shutting_down {
             return false;
         }
-        self.members.send_with(|out| {
-            let _ = out.write_fmt(event);
-            out.push(b'\n');
-        });
-        if !self.web_members.is_empty() {
-            let _ = self.web_members.send_line(&event.to_string());
-        }
-        self.deliveries += (self.members.len() + self.web_members.len()) as u64;
+        self.fan_out(&event.to_string());
         true
     }
 
-    /// A member elsewhere joined: told here, and listed by `/who`.
-    pub(crate) fn joined_elsewhere(&mut self, handle: Arc<str>) {
-        self.deliver(&format!("{handle} has joined the chat."));
-        self.elsewhere.insert(handle);
+    /// Tells every member of room `name` here `line` (a join or a leave), unless the room
+    /// is shutting down; whether it did.
+    pub(crate) fn announce_in(&mut self, name: &str, line: &str) -> bool {
+        if self.shutting_down {
+            return false;
+        }
+        self.fan_out_in(name, line);
+        true
     }
 
-    /// A member elsewhere left.
+    /// A member elsewhere joined the lobby: told here, and listed by `/who`.
+    pub(crate) fn joined_elsewhere(&mut self, handle: Arc<str>) {
+        let line = protocol::joined_line(protocol::LOBBY, &handle);
+        self.joined_elsewhere_in(protocol::LOBBY, handle, &line);
+    }
+
+    /// A member elsewhere joined room `name` (`line` says so): told here, and listed by
+    /// that room's `/who`.
+    pub(crate) fn joined_elsewhere_in(&mut self, name: &str, handle: Arc<str>, line: &str) {
+        self.deliver_in(name, line);
+        let name = self.place_named(name);
+        if let Some(place) = self.places.get_mut(&name) {
+            place.elsewhere.insert(handle);
+        }
+    }
+
+    /// A member elsewhere left the lobby.
     pub(crate) fn left_elsewhere(&mut self, handle: &str) {
-        self.elsewhere.remove(handle);
-        self.deliver(&format!("{handle} has left the chat."));
+        let line = protocol::left_line(protocol::LOBBY, handle);
+        self.left_elsewhere_in(protocol::LOBBY, handle, &line);
+    }
+
+    /// A member elsewhere left room `name` (`line` says so).
+    pub(crate) fn left_elsewhere_in(&mut self, name: &str, handle: &str, line: &str) {
+        if let Some(place) = self.places.get_mut(name) {
+            place.elsewhere.remove(handle);
+        }
+        self.deliver_in(name, line);
+        self.forget_if_empty(name);
     }
 
     /// A whisper from elsewhere for the member `to` here, if it is still here.
@@ -280,18 +422,20 @@ impl Room {
         self.shutting_down
     }
 
-    /// The member `handle` here stops hearing the room (a join waiting for its turn in a
-    /// shared log): its connection and whether it is a browser's, for [`Room::hear`].
+    /// The member `handle` here (in the lobby) stops hearing the room (a join waiting for
+    /// its turn in a shared log): its connection and whether it is a browser's, for
+    /// [`Room::hear`].
     pub(crate) fn hold(&mut self, handle: &str) -> Option<(Conn, bool)> {
-        let conn = self.by_handle.get(handle)?.clone();
-        let web = self.web_members.contains(&conn);
-        self.members_of(web).remove(&conn).then_some((conn, web))
+        let conn = self.by_handle.get(handle)?.conn.clone();
+        let lobby = self.lobby();
+        let web = lobby.web_members.contains(&conn);
+        lobby.members_of(web).remove(&conn).then_some((conn, web))
     }
 
     /// A member [`Room::hold`] held hears the room again, if it is still the member `handle`.
     pub(crate) fn hear(&mut self, handle: &str, conn: &Conn, web: bool) {
-        if self.by_handle.get(handle) == Some(conn) && !self.shutting_down {
-            let _ = self.members_of(web).add(conn);
+        if self.by_handle.get(handle).map(|h| &h.conn) == Some(conn) && !self.shutting_down {
+            let _ = self.lobby().members_of(web).add(conn);
         }
     }
 
@@ -311,12 +455,46 @@ impl Room {
         self.everyone.is_empty() && self.web_everyone.is_empty()
     }
 
-    /// The group of members of a kind.
-    fn members_of(&self, web: bool) -> &Group {
-        if web {
-            &self.web_members
-        } else {
-            &self.members
+    /// The lobby.
+    fn lobby(&self) -> &Place {
+        &self.places[protocol::LOBBY]
+    }
+
+    /// The lobby's name, shared.
+    fn lobby_name(&self) -> Arc<str> {
+        self.place_key(protocol::LOBBY)
+            .unwrap_or_else(|| Arc::from(protocol::LOBBY))
+    }
+
+    /// The shared name of room `name`, if it is here.
+    fn place_key(&self, name: &str) -> Option<Arc<str>> {
+        self.places.get_key_value(name).map(|(k, _)| Arc::clone(k))
+    }
+
+    /// The shared name of room `name`, made (with the room) if new.
+    fn place_named(&mut self, name: &str) -> Arc<str> {
+        if let Some(key) = self.place_key(name) {
+            return key;
+        }
+        let key: Arc<str> = Arc::from(name);
+        self.places.insert(Arc::clone(&key), Place::new());
+        key
+    }
+
+    /// Forgets room `name` if nobody is in it, here or elsewhere (never the lobby), keeping
+    /// the count of members its groups cut off.
+    fn forget_if_empty(&mut self, name: &str) {
+        if name == protocol::LOBBY {
+            return;
+        }
+        let empty = self
+            .places
+            .get(name)
+            .is_some_and(|p| p.len() == 0 && p.elsewhere.is_empty());
+        if empty {
+            if let Some(place) = self.places.remove(name) {
+                self.cut_off += place.members.stats().cut_off + place.web_members.stats().cut_off;
+            }
         }
     }
 }

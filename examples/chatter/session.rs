@@ -1,6 +1,6 @@
 //! One connection, from the prompt to its end, as plain sequential code on a tasklet of its
 //! own: the login dialogue, then each line its member sends, said to the room or obeyed as a
-//! command (`/who`, `/msg`, `/quit`). Telnet lines and a browser's WebSocket messages are
+//! command (`/who`, `/msg`, `/join`, `/quit`). Telnet lines and a browser's WebSocket messages are
 //! read here alike; the words are `protocol.rs`'s.
 
 use std::rc::Rc;
@@ -65,9 +65,18 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u
             chat.reach.say(&mut room, handle, text);
         }
         Command::Who => {
-            let who = room.who();
+            let place = room.place_of(handle);
+            let who = room.who_in(place.as_deref().unwrap_or(protocol::LOBBY));
             room.tell(conn, &who);
         }
+        Command::Join(to) => {
+            if room.place_of(handle).as_deref() == Some(to) {
+                room.tell(conn, &format!("You are in room {to} already."));
+            } else if !chat.reach.moved(&mut room, handle, to) {
+                room.tell(conn, protocol::ROOMS_NOT_FEDERATED);
+            }
+        }
+        Command::JoinUsage => room.tell(conn, protocol::JOIN_USAGE),
         Command::Msg { to, text } => {
             let whisper = format!("{handle} whispers: {text}");
             match room.member(to) {

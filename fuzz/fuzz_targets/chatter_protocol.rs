@@ -33,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
         Command::Who => assert!(line.starts_with("/who")),
         Command::Quit => assert!(line.starts_with("/quit")),
         Command::MsgUsage => assert!(line.starts_with("/msg")),
+        Command::JoinUsage => assert!(line.starts_with("/join")),
+        Command::Join(room) => {
+            assert!(line.starts_with("/join"));
+            assert_eq!(parse_handle(room), Ok(room));
+        }
         Command::Msg { to, text } => {
             assert!(line.starts_with("/msg"));
             assert!(!to.is_empty() && !to.contains(char::is_whitespace));

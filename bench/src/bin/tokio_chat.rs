@@ -19,7 +19,7 @@ mod room;
 /// What `--help` prints.
 const HELP: &str = "\
 tokio_chat: the tokio peer of fibra's `chatter`, a benchmark tool (fibra-bench): the
-chatter's line protocol (handles, /who, /msg, /quit) for telnet clients.
+chatter's line protocol (handles, /who, /msg, /join, /quit) for telnet clients.
 
 usage: tokio_chat [--addr HOST:PORT] [--threads N]
   --addr HOST:PORT  where to listen (default 127.0.0.1:1970)

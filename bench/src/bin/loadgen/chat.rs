@@ -38,6 +38,9 @@ pub(crate) struct ChatArgs {
     pub(crate) also: Vec<std::net::SocketAddr>,
     /// More processes whose CPU is measured in the window (the other chatters, Redis).
     pub(crate) also_pids: Vec<u32>,
+    /// Rooms (over 1): after its login, client `i` joins room `room<(id_base + i) % rooms>`
+    /// (`/join`), and hears the senders of its room only.
+    pub(crate) rooms: usize,
 }
 
 const PROMPT: &[u8] = b"What is your handle?";
@@ -173,11 +176,18 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
             .chain(args.also.iter().copied())
             .collect();
         let (addr, rate, ws) = (addrs[i % addrs.len()], args.rate, wire(args));
-        let (prefix, id_base) = (args.prefix.clone(), args.id_base);
+        let (prefix, id_base, rooms) = (args.prefix.clone(), args.id_base, args.rooms);
         schedule.spawn(move |h| {
             let _ = batch.0.send(h, ());
             let deadline = Instant::now() + login_timeout;
-            let conn = login(h, addr, &format!("{prefix}{i}"), ws, deadline);
+            let handle = format!("{prefix}{i}");
+            let conn = login(h, addr, &handle, ws, deadline).and_then(|(conn, leftover)| {
+                if rooms <= 1 {
+                    return Ok((conn, leftover));
+                }
+                let room = format!("room{}", (id_base + i) % rooms);
+                join_room(h, conn, &handle, &room, ws, leftover, deadline)
+            });
             let _ = batch.1.receive(h);
             let (conn, leftover) = match conn {
                 Ok(logged_in) => logged_in,
@@ -322,6 +332,10 @@ pub(crate) fn run(common: &Common, args: &ChatArgs) -> Result<(), Box<dyn std::e
         }
         receivers += 1;
         for (sender, &n) in next.iter().enumerate() {
+            // With rooms, a receiver hears the senders of its room only.
+            if args.rooms > 1 && (sender + s.id_base) % args.rooms != (r + s.id_base) % args.rooms {
+                continue;
+            }
             missing += u64::from(s.sent[sender].saturating_sub(n));
         }
     }
@@ -439,6 +453,11 @@ fn login(
     }
     h.send_frame(&conn, handle.as_bytes())?;
     receive_by(h, &conn, &mut line, deadline)?;
+    // A server whose room is a channel subscribed before the join goes out (tokio's) may
+    // tell a newcomer another member's join or leave first (with rooms, the lobby's leaves).
+    while line != joined.as_bytes() && is_membership(&line) {
+        receive_by(h, &conn, &mut line, deadline)?;
+    }
     if line != joined.as_bytes() {
         eprintln!(
             "{handle}: expected to join, got {:?}",
@@ -447,6 +466,61 @@ fn login(
         return Err(LoginFailed::Failed);
     }
     Ok((conn, Vec::new()))
+}
+
+/// `/join room` after the login, and reads up to the member's own join there (the lines
+/// before it are other members' joins and leaves); over a WebSocket, `leftover` holds the
+/// bytes read past the login and the bytes past the join are returned.
+fn join_room(
+    h: &Handle,
+    conn: Conn,
+    handle: &str,
+    room: &str,
+    ws: Wire,
+    leftover: Vec<u8>,
+    deadline: Instant,
+) -> Result<(Conn, Vec<u8>), LoginFailed> {
+    let command = format!("/join {room}");
+    let joined = format!("{handle} has joined room {room}.");
+    match ws {
+        Wire::AbChat => {
+            eprintln!("{handle}: --rooms needs the chatter's protocol, not ABChat's");
+            Err(LoginFailed::Failed)
+        }
+        Wire::Lines => {
+            h.send_frame(&conn, command.as_bytes())?;
+            let mut line = Vec::with_capacity(128);
+            loop {
+                receive_by(h, &conn, &mut line, deadline)?;
+                if line == joined.as_bytes() {
+                    return Ok((conn, Vec::new()));
+                }
+            }
+        }
+        Wire::Ws => {
+            h.send(&conn, &ws_text_frame(command.as_bytes()))?;
+            let mut buf = leftover;
+            loop {
+                while let Some((range, used)) = ws_frame(&buf) {
+                    let mine = buf[range] == *joined.as_bytes();
+                    buf.drain(..used);
+                    if mine {
+                        return Ok((conn, buf));
+                    }
+                }
+                let more = receive_raw_by(h, &conn, 64 * 1024, deadline)?;
+                buf.extend_from_slice(&more);
+            }
+        }
+    }
+}
+
+/// Whether `line` tells another member's join or leave (of the chat, or of a room).
+fn is_membership(line: &[u8]) -> bool {
+    let line = String::from_utf8_lossy(line);
+    line.ends_with(" has joined the chat.")
+        || line.ends_with(" has left the chat.")
+        || (line.contains(" has joined room ") || line.contains(" has left room "))
 }
 
 /// ABChat's login: the name as the first frame, `ok <name>` back.
@@ -509,6 +583,7 @@ fn ws_login(
                 want = joined.as_bytes().to_vec();
             }
             Some(p) if p == want => return Ok((conn, buf)),
+            Some(p) if want != PROMPT && is_membership(&p) => {}
             Some(p) => {
                 eprintln!("{handle}: unexpected {:?}", String::from_utf8_lossy(&p));
                 return Err(LoginFailed::Failed);

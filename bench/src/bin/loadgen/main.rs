@@ -142,8 +142,10 @@ certificate); --tls-name NAME (checked and sent as SNI; default localhost); --tl
 const USAGE: &str = "usage:
   loadgen echo --addr A [--conns C] [--size B] [--secs S] [--warmup S] [--pid P]
   loadgen chat --addr A [--clients C] [--rate R] [--churn N] [--drain S] [--report S]
-               [--ws yes|no] [--abchat yes|no] [--prefix P] [--id-base B]
+               [--ws yes|no] [--abchat yes|no] [--prefix P] [--id-base B] [--rooms R]
                [--also-addr A2]... [--also-pid P2]... [--secs S] [--warmup S] [--pid P]
+          (--rooms R: after its login, client i says `/join room<(B + i) % R>` and hears its
+          room's senders only)
           (--also-addr: client i goes to the i % n-th of --addr and the --also-addr list,
           and latency between clients of different addresses is measured apart, cross_*;
           --also-pid: more processes whose CPU is measured in the window, also_cpu)
@@ -156,7 +158,7 @@ const USAGE: &str = "usage:
 defaults: --addr 127.0.0.1:7000 (echo's), --secs 5, --warmup 1, --login-timeout 10,
   --conns 100, --size 64,
   --clients 1000, --rate 1, --churn 0, --drain 2, --report 0 (none), --prompt no, --ws no,
-  --abchat no, --prefix c, --id-base 0, --login no, --procs and --sources: as the
+  --abchat no, --prefix c, --id-base 0, --rooms 1 (no /join), --login no, --procs and --sources: as the
   connections need (18,000 per process, 25,000 per source address; one process and the
   system's source address up to 18,000)";
 
@@ -168,7 +170,7 @@ fn main() {
 }
 
 /// Every flag; each takes a value.
-const FLAGS: [&str; 30] = [
+const FLAGS: [&str; 31] = [
     "--addr",
     "--login-timeout",
     "--secs",
@@ -184,6 +186,7 @@ const FLAGS: [&str; 30] = [
     "--report",
     "--prefix",
     "--id-base",
+    "--rooms",
     "--also-addr",
     "--also-pid",
     "--abchat",
@@ -230,6 +233,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         id_base: 0,
         also: Vec::new(),
         also_pids: Vec::new(),
+        rooms: 1,
     };
     let mut tls = tls::TlsArgs::default();
     let mut idle = idle::IdleArgs {
@@ -287,6 +291,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--source" => idle.source = Some(value.parse().unwrap_or_else(|e| bad(&e))),
             "--hold" => idle.hold = value.parse().unwrap_or_else(|e| bad(&e)),
             "--id-base" => chat.id_base = value.parse().unwrap_or_else(|e| bad(&e)),
+            "--rooms" => chat.rooms = value.parse().unwrap_or_else(|e| bad(&e)),
             "--also-addr" => chat.also.push(value.parse().unwrap_or_else(|e| bad(&e))),
             "--also-pid" => chat
                 .also_pids
