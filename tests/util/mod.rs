@@ -4,6 +4,8 @@
 // json.rs and webdriver.rs, beside this file, are the browser test's own (tests/browser.rs
 // includes them), so that the other test files do not compile them.
 pub(crate) mod ws;
+// An echoing stackless WebSocket server on a thread (tests/websocket_stackless*.rs).
+pub(crate) mod ws_stackless;
 // Tasklets that count themselves when they return (`checked`, `all_ended`).
 pub(crate) mod checked;
 // A real redis-server per test, on a free port, killed by PID on drop (tests/redis_*.rs).
