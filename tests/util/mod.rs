@@ -8,6 +8,9 @@ pub(crate) mod ws;
 pub(crate) mod ws_stackless;
 // Tasklets that count themselves when they return (`checked`, `all_ended`).
 pub(crate) mod checked;
+// A `Protocol` recording its callbacks, its server, ways to end a connection
+// (tests/protocol.rs, tests/net_stackless*.rs).
+pub(crate) mod recorder;
 // A real redis-server per test, on a free port, killed by PID on drop (tests/redis_*.rs).
 pub(crate) mod redis;
 // Test certificates (a CA and a leaf for localhost) and rustls configs for them.
