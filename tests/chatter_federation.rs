@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use chat::{protocol, Client};
-use fed::{ann_and_bob, redis_sleeps, said, says, until_no, Ask, Node, Redis};
+use fed::{a_cut_off, ann_and_bob, redis_sleeps, said, says, until_no, Ask, Node, Redis};
 
 /// The heartbeat's bound: a dead node's members leave the others within this.
 const DEATH_BOUND: Duration = Duration::from_secs(15);
@@ -474,12 +474,7 @@ fn a_node_restarted_under_its_name_clears_what_it_left_at_once() {
 #[test]
 fn a_node_away_past_the_ttl_is_declared_gone_then_its_members_join_again() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
-    let (mut ann, mut bob) = ann_and_bob(&a, &b);
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, _b, mut ann, mut bob) = a_cut_off(&redis, &[], &[]);
     // b's reaper declares a dead once its heartbeat key expired.
     bob.stream.set_read_timeout(Some(DEATH_BOUND)).unwrap();
     until_no(&mut bob, "ann has left the chat.", &["has left"]);
@@ -542,12 +537,7 @@ fn a_node_away_longer_than_the_history_says_what_it_missed_and_goes_on_in_order(
 #[test]
 fn a_handle_taken_on_two_nodes_while_one_was_away_stays_with_the_node_that_had_redis() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
-    let (mut ann, mut bob) = ann_and_bob(&a, &b);
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, b, mut ann, mut bob) = a_cut_off(&redis, &[], &[]);
     // While a is away, "zed" is taken on a (only a knows) and on b (in Redis).
     let mut zed_a = a.join("zed");
     ann.lines_until("zed has joined the chat.");
@@ -615,12 +605,7 @@ fn redis_paused_for_a_moment_loses_and_repeats_no_line() {
 #[test]
 fn a_node_away_keeps_what_its_outbox_holds_and_says_what_it_could_not() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &["--redis-outbox", "5"]);
-    let b = Node::start(&redis, "b", &[]);
-    let (mut ann, mut bob) = ann_and_bob(&a, &b);
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, _b, mut ann, mut bob) = a_cut_off(&redis, &["--redis-outbox", "5"], &[]);
     // Eight lines, all heard on a at once; the outbox keeps the first five for the others.
     for k in 0..8 {
         ann.send(&format!("{k}"));

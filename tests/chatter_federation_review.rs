@@ -7,7 +7,9 @@ mod util;
 
 use std::time::Duration;
 
-use fed::{ann_and_bob, redis_sleeps, said, says, until_no, wait_for_value, Ask, Node, Redis};
+use fed::{
+    a_cut_off, ann_and_bob, redis_sleeps, said, says, until_no, wait_for_value, Ask, Node, Redis,
+};
 
 /// The node that set the epoch first reconnects first to a Redis restarted empty: it must
 /// still see the data loss (and publish again what it read back lately), or a node that had
@@ -80,12 +82,7 @@ fn the_default_node_name_is_not_a_wildcard_address_shared_by_every_machine() {
 #[test]
 fn a_leave_said_while_the_outbox_is_full_still_reaches_the_others() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &["--redis-outbox", "3"]);
-    let b = Node::start(&redis, "b", &[]);
-    let (mut ann, mut bob) = ann_and_bob(&a, &b);
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, _b, mut ann, mut bob) = a_cut_off(&redis, &["--redis-outbox", "3"], &[]);
     for k in 0..4 {
         ann.send(&format!("{k}"));
     }
@@ -480,12 +477,7 @@ fn lines_sent_during_the_join_hold_follow_the_join_everywhere() {
 #[test]
 fn a_member_declared_gone_joins_again_before_its_lines_arrive() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
-    let (mut ann, mut bob) = ann_and_bob(&a, &b);
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, _a, _b, mut ann, mut bob) = a_cut_off(&redis, &[], &[]);
     ann.send("while away");
     ann.expect("ann says: while away");
     bob.stream

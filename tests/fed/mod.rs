@@ -377,3 +377,19 @@ pub(crate) fn wait_for_value(redis: &Redis, key: &str, value: &str, within: Dura
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Node a (with `a_args`) on `redis` through a [`Proxy`], node b (with `b_args`) on `redis`
+/// itself, [`ann_and_bob`] on them; then the proxy is cut and a has lost Redis.
+pub(crate) fn a_cut_off(
+    redis: &Redis,
+    a_args: &[&str],
+    b_args: &[&str],
+) -> (Proxy, Node, Node, Client, Client) {
+    let proxy = Proxy::to(redis);
+    let a = Node::start_at(&proxy.url(), "a", a_args);
+    let b = Node::start(redis, "b", b_args);
+    let (ann, bob) = ann_and_bob(&a, &b);
+    proxy.cut();
+    a.wait_for("lost Redis");
+    (proxy, a, b, ann, bob)
+}
