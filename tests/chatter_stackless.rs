@@ -71,20 +71,10 @@ fn silent_members_hold_no_tasklet_and_follow_the_rules(threads: usize) {
         assert!(seen.contains(&"ada says: two lines".to_owned()), "{seen:?}");
     }
     ada.say("/who");
-    let who = loop {
-        let line = ada.text();
-        if line.starts_with("Online:") {
-            break line;
-        }
-    };
+    let who = ada.text_where(|l| l.starts_with("Online:"));
     assert_eq!(who, "Online: ada, bob, cy");
     bob.send("/msg ada hello from telnet");
-    let whisper = loop {
-        let line = ada.text();
-        if line.contains("whispers") {
-            break line;
-        }
-    };
+    let whisper = ada.text_where(|l| l.contains("whispers"));
     assert_eq!(whisper, "bob whispers: hello from telnet");
     server.wait_for("silent again", |_, net| net.watching == 3);
 
