@@ -494,6 +494,31 @@ pub(crate) fn lines_until(mut line: impl FnMut() -> String, last: &str) -> Vec<S
     }
 }
 
+/// Members `eof`, `rst` and `half` join and end, one after the other, by EOF, by a reset,
+/// and by a half-close after a complete line and an incomplete one: `ann` hears each join
+/// and each leave (and half's complete line); the half-closed side still reads that line,
+/// then the end.
+pub(crate) fn eof_rst_and_half_leave(server: &TestServer, ann: &mut Client) {
+    let eof = server.join("eof");
+    ann.expect("eof has joined the chat.");
+    drop(eof);
+    ann.expect("eof has left the chat.");
+
+    let rst = server.join("rst");
+    ann.expect("rst has joined the chat.");
+    rst.reset();
+    ann.expect("rst has left the chat.");
+
+    let mut half = server.join("half");
+    ann.expect("half has joined the chat.");
+    half.send_raw(b"complete line\nincomplete");
+    half.shutdown_write();
+    ann.expect("half says: complete line");
+    ann.expect("half has left the chat.");
+    half.expect("half says: complete line");
+    half.expect_end();
+}
+
 pub(crate) fn assert_serves_a_newcomer(server: &TestServer, member: &mut Client) {
     let handle = format!("new{}", NEWCOMERS.fetch_add(1, Ordering::Relaxed));
     let mut c = server.join(&handle);
