@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fibra::net::{Conn, ConnOptions, Group, Lost, NetError, NetExt, TlsLost};
 use fibra::tasks::TasksExt;
-use util::certs::{tls_client, TestCerts};
+use util::certs::{tls_client, tls_peer, TestCerts};
 use util::{net_schedule, net_stats, run_all};
 
 #[test]
@@ -213,9 +213,7 @@ fn a_clean_close_sends_close_notify_and_output_still_flows_after_the_peers() {
     let out = log.clone();
     let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"one\ntwo\n").unwrap();
         c.conn.send_close_notify();
         c.flush().unwrap();
@@ -261,9 +259,7 @@ fn an_end_of_stream_without_close_notify_is_told_apart() {
     let out = log.clone();
     let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"one\n").unwrap();
         c.flush().unwrap();
         // The TCP stream ends with no close_notify (a truncation).
@@ -915,9 +911,7 @@ fn a_stream_accepted_elsewhere_is_adopted_as_a_tls_server_connection() {
     let certs = TestCerts::localhost();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"adopted?\n").unwrap();
         let mut answer = String::new();
         c.read_to_string(&mut answer).unwrap();
@@ -949,9 +943,7 @@ fn a_flooding_tls_peer_does_not_starve_another_connection() {
     let mut s = net_schedule();
     let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let flooder = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let flooder = tls_peer(addr, certs.client_config(), move |mut c| {
         for _ in 0..RECORDS {
             if c.write_all(b"\n").is_err() {
                 return;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fibra::net::{rustls, ConnOptions, Group, Lost, NetExt};
 use fibra::tasks::TasksExt;
-use util::certs::{tls_client, TestCerts};
+use util::certs::{tls_client, tls_peer, TestCerts};
 use util::{net_schedule, run_all};
 
 #[test]
@@ -67,9 +67,7 @@ fn data_after_a_close_notify_is_ignored() {
     let mut s = net_schedule();
     let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.conn.writer().write_all(b"one\ntw").unwrap();
         c.conn.send_close_notify();
         let mut wire = Vec::new();
@@ -113,9 +111,7 @@ fn a_peer_that_sends_close_notify_and_never_closes_tcp_is_closed_by_the_server()
         ConnOptions::new().with_close_timeout(Duration::from_secs(2)),
     );
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"q\n").unwrap();
         c.conn.send_close_notify();
         c.flush().unwrap();
@@ -560,9 +556,7 @@ fn a_host_close_and_a_dropped_conn_each_send_close_notify_then_fin() {
         let mut s = net_schedule();
         let listener = certs.listen(&s, ConnOptions::new());
         let addr = listener.local_addr();
-        let config = certs.client_config();
-        let client = std::thread::spawn(move || {
-            let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        let client = tls_peer(addr, certs.client_config(), move |mut c| {
             c.write_all(b"hi\n").unwrap();
             let mut got = String::new();
             c.read_to_string(&mut got).map(|_| got)

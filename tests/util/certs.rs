@@ -190,3 +190,21 @@ pub(crate) fn tls_client(
     }
     rustls::StreamOwned::new(conn, tcp)
 }
+
+/// A [`tls_client`] of `addr` on a thread of its own, given to `f`.
+pub(crate) fn tls_peer<T, F>(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    f: F,
+) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce(TlsStream) -> T + Send + 'static,
+{
+    std::thread::spawn(move || {
+        f(tls_client(
+            std::net::TcpStream::connect(addr).unwrap(),
+            config,
+        ))
+    })
+}
