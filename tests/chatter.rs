@@ -148,26 +148,7 @@ fn quit_closes_the_connection_and_frees_the_handle(threads: usize) {
 fn a_lost_connection_leaves_exactly_once(threads: usize) {
     let server = TestServer::start_on(threads, Config::default());
     let mut ann = server.join("ann");
-
-    let eof = server.join("eof");
-    ann.expect("eof has joined the chat.");
-    drop(eof);
-    ann.expect("eof has left the chat.");
-
-    let rst = server.join("rst");
-    ann.expect("rst has joined the chat.");
-    rst.reset();
-    ann.expect("rst has left the chat.");
-
-    let mut half = server.join("half");
-    ann.expect("half has joined the chat.");
-    half.send_raw(b"complete line\nincomplete");
-    half.shutdown_write();
-    ann.expect("half says: complete line");
-    ann.expect("half has left the chat.");
-    // The half-closed side still reads what was said before it left.
-    half.expect("half says: complete line");
-    half.expect_end();
+    chat::eof_rst_and_half_leave(&server, &mut ann);
 
     // No second leave line for anyone; the handles are free.
     ann.send("sync");

@@ -12,23 +12,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use chat::{protocol, Client};
-use fed::{says, Ask, Node, Redis};
+use fed::{a_cut_off, ann_and_bob, redis_sleeps, said, says, until_no, Ask, Node, Redis};
 
 /// The heartbeat's bound: a dead node's members leave the others within this.
 const DEATH_BOUND: Duration = Duration::from_secs(15);
-
-/// Reads `c`'s lines until `want`; fails the test on anything in `never` before it.
-fn until_no(c: &mut Client, want: &str, never: &[&str]) -> Vec<String> {
-    let lines = c.lines_until(want);
-    for line in &lines {
-        assert!(
-            !never.iter().any(|n| line.contains(n)),
-            "{}: unexpected {line:?} before {want:?}",
-            c.name
-        );
-    }
-    lines
-}
 
 #[test]
 fn members_of_three_nodes_hear_every_line_once_in_one_order() {
@@ -122,9 +109,7 @@ fn who_lists_and_msg_reaches_members_of_every_node() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     let mut web = b.join_web("cy");
     ann.lines_until("cy has joined the chat.");
     bob.lines_until("cy has joined the chat.");
@@ -266,9 +251,7 @@ fn redis_restarted_empty_mid_chat_loses_and_repeats_no_line_and_keeps_each_sende
     let mut redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     ann.send("before");
     bob.lines_until("ann says: before");
     ann.lines_until("ann says: before");
@@ -291,18 +274,8 @@ fn redis_restarted_empty_mid_chat_loses_and_repeats_no_line_and_keeps_each_sende
     // The other node's lines arrive once, in their order; nothing said here comes twice.
     let at_ann = says(&mut ann, 5);
     let at_bob = says(&mut bob, 5);
-    assert_eq!(
-        at_ann,
-        (0..5)
-            .map(|k| format!("bob says: bob away {k}"))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(
-        at_bob,
-        (0..5)
-            .map(|k| format!("ann says: ann away {k}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(at_ann, said("bob", "bob away ", 5));
+    assert_eq!(at_bob, said("ann", "ann away ", 5));
     // And the room goes on: lines, `/who`, claims back in the new Redis.
     bob.send("after");
     for m in [&mut ann, &mut bob] {
@@ -323,9 +296,7 @@ fn a_slow_member_on_one_node_is_cut_off_without_holding_up_the_others() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     // A tiny receive window, so the kernel holds little for it and a's cap decides.
     let slow = {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -424,40 +395,16 @@ fn a_node_cut_off_from_redis_serves_alone_then_catches_up_once_in_order() {
     }
     for m in [&mut ann, &mut amy] {
         let heard = says(m, 5);
-        assert_eq!(
-            heard,
-            (0..5)
-                .map(|k| format!("ann says: ann away {k}"))
-                .collect::<Vec<_>>(),
-            "{}",
-            m.name
-        );
+        assert_eq!(heard, said("ann", "ann away ", 5), "{}", m.name);
     }
-    assert_eq!(
-        says(&mut bob, 5),
-        (0..5)
-            .map(|k| format!("bob says: bob here {k}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(says(&mut bob, 5), said("bob", "bob here ", 5));
     proxy.heal();
     a.wait_for("Redis is in reach");
     // a backfills what b said; b gets what a's members said; each once, in its order.
     for m in [&mut ann, &mut amy] {
-        assert_eq!(
-            says(m, 5),
-            (0..5)
-                .map(|k| format!("bob says: bob here {k}"))
-                .collect::<Vec<_>>(),
-            "{}",
-            m.name
-        );
+        assert_eq!(says(m, 5), said("bob", "bob here ", 5), "{}", m.name);
     }
-    assert_eq!(
-        says(&mut bob, 5),
-        (0..5)
-            .map(|k| format!("ann says: ann away {k}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(says(&mut bob, 5), said("ann", "ann away ", 5));
     amy.send("together again");
     for m in [&mut ann, &mut amy, &mut bob] {
         until_no(
@@ -473,9 +420,7 @@ fn ctrl_c_says_the_leaves_at_once(b_args: &[&str]) {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", b_args);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     let mut bea = b.join("bea");
     ann.lines_until("bea has joined the chat.");
     assert!(b.interrupt(), "b {b_args:?} did not stop cleanly");
@@ -529,14 +474,7 @@ fn a_node_restarted_under_its_name_clears_what_it_left_at_once() {
 #[test]
 fn a_node_away_past_the_ttl_is_declared_gone_then_its_members_join_again() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, _b, mut ann, mut bob) = a_cut_off(&redis, &[], &[]);
     // b's reaper declares a dead once its heartbeat key expired.
     bob.stream.set_read_timeout(Some(DEATH_BOUND)).unwrap();
     until_no(&mut bob, "ann has left the chat.", &["has left"]);
@@ -560,9 +498,7 @@ fn a_node_away_longer_than_the_history_says_what_it_missed_and_goes_on_in_order(
     let history = ["--redis-history", "10"];
     let a = Node::start_at(&proxy.url(), "a", &history);
     let b = Node::start(&redis, "b", &history);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     proxy.cut();
     a.wait_for("lost Redis");
     // Far more than the history keeps (`MAXLEN ~` trims whole blocks of 100 entries), each
@@ -601,14 +537,7 @@ fn a_node_away_longer_than_the_history_says_what_it_missed_and_goes_on_in_order(
 #[test]
 fn a_handle_taken_on_two_nodes_while_one_was_away_stays_with_the_node_that_had_redis() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, b, mut ann, mut bob) = a_cut_off(&redis, &[], &[]);
     // While a is away, "zed" is taken on a (only a knows) and on b (in Redis).
     let mut zed_a = a.join("zed");
     ann.lines_until("zed has joined the chat.");
@@ -646,22 +575,9 @@ fn redis_paused_for_a_moment_loses_and_repeats_no_line() {
     let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     // Redis stands still for 3 s: the nodes' calls time out, each serves its own alone.
-    let sleeper = {
-        let addr = redis.addr();
-        std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            let mut c = std::net::TcpStream::connect(addr).unwrap();
-            c.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n3\r\n")
-                .unwrap();
-            let mut ok = [0u8; 5];
-            c.read_exact(&mut ok).unwrap();
-            assert_eq!(&ok, b"+OK\r\n");
-        })
-    };
+    let sleeper = redis_sleeps(&redis, 3);
     std::thread::sleep(Duration::from_millis(200));
     for k in 0..3 {
         ann.send(&format!("ann {k}"));
@@ -673,11 +589,7 @@ fn redis_paused_for_a_moment_loses_and_repeats_no_line() {
     a.wait_for("Redis is in reach");
     b.wait_for("Redis is in reach");
     // Each hears its own side's lines, then the other's, each once and in order.
-    let want = |who: &str| {
-        (0..3)
-            .map(|k| format!("{who} says: {who} {k}"))
-            .collect::<Vec<_>>()
-    };
+    let want = |who: &str| said(who, &format!("{who} "), 3);
     for (m, mine, theirs) in [(&mut ann, "ann", "bob"), (&mut bob, "bob", "ann")] {
         let heard = says(m, 6);
         let (own, other): (Vec<String>, Vec<String>) =
@@ -693,22 +605,12 @@ fn redis_paused_for_a_moment_loses_and_repeats_no_line() {
 #[test]
 fn a_node_away_keeps_what_its_outbox_holds_and_says_what_it_could_not() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &["--redis-outbox", "5"]);
-    let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, _b, mut ann, mut bob) = a_cut_off(&redis, &["--redis-outbox", "5"], &[]);
     // Eight lines, all heard on a at once; the outbox keeps the first five for the others.
     for k in 0..8 {
         ann.send(&format!("{k}"));
     }
-    assert_eq!(
-        says(&mut ann, 8),
-        (0..8).map(|k| format!("ann says: {k}")).collect::<Vec<_>>()
-    );
+    assert_eq!(says(&mut ann, 8), said("ann", "", 8));
     a.wait_for("outbox full (5 entries) while Redis is out of reach");
     proxy.heal();
     a.wait_for("Redis is in reach");
@@ -719,12 +621,5 @@ fn a_node_away_keeps_what_its_outbox_holds_and_says_what_it_could_not() {
         &["ann says: 5", "ann says: 6", "ann says: 7"],
     );
     let heard: Vec<&String> = heard.iter().filter(|l| l.contains(" says: ")).collect();
-    assert_eq!(
-        heard,
-        (0..5)
-            .map(|k| format!("ann says: {k}"))
-            .collect::<Vec<_>>()
-            .iter()
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(heard, said("ann", "", 5).iter().collect::<Vec<_>>());
 }

@@ -7,21 +7,9 @@ mod util;
 
 use std::time::Duration;
 
-use chat::Client;
-use fed::{says, Ask, Node, Redis};
-
-/// Reads `c`'s lines until `want`; fails the test on anything in `never` before it.
-fn until_no(c: &mut Client, want: &str, never: &[&str]) -> Vec<String> {
-    let lines = c.lines_until(want);
-    for line in &lines {
-        assert!(
-            !never.iter().any(|n| line.contains(n)),
-            "{}: unexpected {line:?} before {want:?}",
-            c.name
-        );
-    }
-    lines
-}
+use fed::{
+    a_cut_off, ann_and_bob, redis_sleeps, said, says, until_no, wait_for_value, Ask, Node, Redis,
+};
 
 /// The node that set the epoch first reconnects first to a Redis restarted empty: it must
 /// still see the data loss (and publish again what it read back lately), or a node that had
@@ -31,9 +19,7 @@ fn redis_restarted_empty_is_seen_as_such_by_the_node_that_set_the_epoch() {
     let mut redis = Redis::start();
     let a = Node::start(&redis, "a", &[]); // first: its epoch
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     // b stands still, past its pending XREAD's block: the next lines are not on their way
     // to it when Redis dies.
     b.pause();
@@ -41,12 +27,7 @@ fn redis_restarted_empty_is_seen_as_such_by_the_node_that_set_the_epoch() {
     for k in 0..3 {
         ann.send(&format!("while b slept {k}"));
     }
-    assert_eq!(
-        says(&mut ann, 3),
-        (0..3)
-            .map(|k| format!("ann says: while b slept {k}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(says(&mut ann, 3), said("ann", "while b slept ", 3));
     redis.kill();
     redis.restart();
     a.wait_for("Redis is in reach");
@@ -56,12 +37,7 @@ fn redis_restarted_empty_is_seen_as_such_by_the_node_that_set_the_epoch() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let heard = says(&mut bob, 3);
-    assert_eq!(
-        heard,
-        (0..3)
-            .map(|k| format!("ann says: while b slept {k}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(heard, said("ann", "while b slept ", 3));
     ann.send("marker");
     until_no(&mut bob, "ann says: marker", &["says:"]);
     assert_eq!(redis.cmd(&["GET", "chatter:handle:bob"]), "b");
@@ -106,14 +82,7 @@ fn the_default_node_name_is_not_a_wildcard_address_shared_by_every_machine() {
 #[test]
 fn a_leave_said_while_the_outbox_is_full_still_reaches_the_others() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &["--redis-outbox", "3"]);
-    let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, a, _b, mut ann, mut bob) = a_cut_off(&redis, &["--redis-outbox", "3"], &[]);
     for k in 0..4 {
         ann.send(&format!("{k}"));
     }
@@ -171,9 +140,7 @@ fn a_node_paused_for_a_few_seconds_is_not_declared_dead_and_loses_no_line() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     b.pause();
     for k in 0..3 {
         ann.send(&format!("a {k}"));
@@ -183,10 +150,7 @@ fn a_node_paused_for_a_few_seconds_is_not_declared_dead_and_loses_no_line() {
     for k in 0..3 {
         bob.send(&format!("b {k}"));
     }
-    let want: Vec<String> = (0..3)
-        .map(|k| format!("ann says: a {k}"))
-        .chain((0..3).map(|k| format!("bob says: b {k}")))
-        .collect();
+    let want = [said("ann", "a ", 3), said("bob", "b ", 3)].concat();
     for m in [&mut ann, &mut bob] {
         let mut heard = says(m, 6);
         heard.sort(); // the two senders' lines may interleave; each sender's order kept
@@ -234,14 +198,13 @@ fn odd_handles_are_keys_of_their_own_and_reach_across_nodes() {
         &format!("{odd} has left the chat."),
         &["says:"],
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while redis.cmd(&["GET", &format!("chatter:handle:{odd}")]) != "(nil)" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the odd handle was never freed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_value(
+        &redis,
+        &format!("chatter:handle:{odd}"),
+        "(nil)",
+        Duration::from_secs(5),
+        "the odd handle was never freed",
+    );
 }
 
 /// A server on Redis's port that answers every command with an empty array (a broken
@@ -292,9 +255,7 @@ fn entries_no_chatter_wrote_are_skipped_and_the_room_goes_on() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     for fields in [
         &["foo", "bar"][..],
         &["k", "say"],
@@ -348,27 +309,14 @@ fn a_member_paced_by_a_full_outbox_is_served_alone_once_redis_is_lost() {
     let a = Node::start(&redis, "a", &["--redis-outbox", "3"]);
     let mut ann = a.join("ann");
     // Redis stands still for 6 s: a's calls time out after 1 s and it serves alone.
-    let sleeper = {
-        let addr = redis.addr();
-        std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            let mut c = std::net::TcpStream::connect(addr).unwrap();
-            c.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n6\r\n")
-                .unwrap();
-            let mut ok = [0u8; 5];
-            c.read_exact(&mut ok).unwrap();
-        })
-    };
+    let sleeper = redis_sleeps(&redis, 6);
     std::thread::sleep(Duration::from_millis(200));
     for k in 0..5 {
         ann.send(&format!("{k}"));
     }
     a.wait_for("lost Redis");
     // Every line, the ones past the full outbox too, while Redis still sleeps.
-    assert_eq!(
-        says(&mut ann, 5),
-        (0..5).map(|k| format!("ann says: {k}")).collect::<Vec<_>>()
-    );
+    assert_eq!(says(&mut ann, 5), said("ann", "", 5));
     assert!(
         !a.log().contains("Redis is in reach"),
         "the lines past the outbox waited for Redis:\n{}",
@@ -385,9 +333,7 @@ fn a_line_redis_refuses_to_store_is_served_here_and_published_later() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     redis.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
     ann.send("refused");
     ann.expect("ann says: refused");
@@ -415,14 +361,13 @@ fn a_claim_redis_refuses_to_store_is_not_told_taken() {
     cat.send("cat");
     cat.expect("cat has joined the chat.");
     redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis.cmd(&["GET", "chatter:handle:cat"]) != "a" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "cat was never claimed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_value(
+        &redis,
+        "chatter:handle:cat",
+        "a",
+        Duration::from_secs(10),
+        "cat was never claimed",
+    );
 }
 
 /// A node killed just before Redis restarts empty: the new Redis never heard of it, so no
@@ -434,9 +379,7 @@ fn a_node_that_died_while_redis_restarted_empty_still_has_its_members_leave_once
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
     let c = Node::start(&redis, "c", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     let _cy = c.join("cy");
     for m in [&mut ann, &mut bob] {
         m.lines_until("cy has joined the chat.");
@@ -474,9 +417,7 @@ fn a_node_behind_on_long_lines_catches_up() {
     let flags = ["--max-line", "2000000", "--max-outbound", "200000000"];
     let a = Node::start(&redis, "a", &flags);
     let b = Node::start(&redis, "b", &flags);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     b.pause();
     std::thread::sleep(Duration::from_millis(1500)); // past b's pending XREAD
     let mut out = ann.stream.try_clone().unwrap();
@@ -536,14 +477,7 @@ fn lines_sent_during_the_join_hold_follow_the_join_everywhere() {
 #[test]
 fn a_member_declared_gone_joins_again_before_its_lines_arrive() {
     let redis = Redis::start();
-    let proxy = fed::Proxy::to(&redis);
-    let a = Node::start_at(&proxy.url(), "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
-    proxy.cut();
-    a.wait_for("lost Redis");
+    let (proxy, _a, _b, mut ann, mut bob) = a_cut_off(&redis, &[], &[]);
     ann.send("while away");
     ann.expect("ann says: while away");
     bob.stream
@@ -613,9 +547,7 @@ fn the_late_reaper_spares_the_nodes_that_came_back() {
     let mut redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
     let b = Node::start(&redis, "b", &[]);
-    let mut ann = a.join("ann");
-    let mut bob = b.join("bob");
-    ann.lines_until("bob has joined the chat.");
+    let (mut ann, mut bob) = ann_and_bob(&a, &b);
     redis.kill();
     redis.restart();
     a.wait_for("Redis is in reach");

@@ -71,20 +71,10 @@ fn silent_members_hold_no_tasklet_and_follow_the_rules(threads: usize) {
         assert!(seen.contains(&"ada says: two lines".to_owned()), "{seen:?}");
     }
     ada.say("/who");
-    let who = loop {
-        let line = ada.text();
-        if line.starts_with("Online:") {
-            break line;
-        }
-    };
+    let who = ada.text_where(|l| l.starts_with("Online:"));
     assert_eq!(who, "Online: ada, bob, cy");
     bob.send("/msg ada hello from telnet");
-    let whisper = loop {
-        let line = ada.text();
-        if line.contains("whispers") {
-            break line;
-        }
-    };
+    let whisper = ada.text_where(|l| l.contains("whispers"));
     assert_eq!(whisper, "bob whispers: hello from telnet");
     server.wait_for("silent again", |_, net| net.watching == 3);
 
@@ -116,22 +106,7 @@ fn a_lost_member_leaves_exactly_once(threads: usize, config: Config) {
     let stackless = config.stackless_members;
     let (server, web) = TestServer::start_on_with_web(threads, config);
     let mut ann = server.join("ann");
-    let eof = server.join("eof");
-    ann.expect("eof has joined the chat.");
-    drop(eof);
-    ann.expect("eof has left the chat.");
-    let rst = server.join("rst");
-    ann.expect("rst has joined the chat.");
-    rst.reset();
-    ann.expect("rst has left the chat.");
-    let mut half = server.join("half");
-    ann.expect("half has joined the chat.");
-    half.send_raw(b"complete line\nincomplete");
-    half.shutdown_write();
-    ann.expect("half says: complete line");
-    ann.expect("half has left the chat.");
-    half.expect("half says: complete line");
-    half.expect_end();
+    chat::eof_rst_and_half_leave(&server, &mut ann);
     let mut gone = browser(web);
     login(&mut gone, "gone");
     ann.expect("gone has joined the chat.");

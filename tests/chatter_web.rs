@@ -83,20 +83,10 @@ fn browsers_and_telnet_members_share_one_room_under_one_set_of_rules(threads: us
 
     // /who and /msg across kinds.
     ada.say("/who");
-    let who = loop {
-        let line = ada.text();
-        if line.starts_with("Online:") {
-            break line;
-        }
-    };
+    let who = ada.text_where(|l| l.starts_with("Online:"));
     assert_eq!(who, "Online: ada, bob, cy");
     bob.send("/msg ada hello from telnet");
-    let whisper = loop {
-        let line = ada.text();
-        if line.contains("whispers") {
-            break line;
-        }
-    };
+    let whisper = ada.text_where(|l| l.contains("whispers"));
     assert_eq!(whisper, "bob whispers: hello from telnet");
 
     // /quit from a browser: one leave; a browser that vanishes: one leave.

@@ -46,6 +46,36 @@ fn flood(h: &Handle, room: &Group, line: &[u8], done: impl Fn(&Group) -> bool) -
     sent
 }
 
+/// A room of two new members: `slow` (send limit 32 KiB) and `fast` (64 MiB); returns
+/// (the room, slow, fast, fast's client, slow's client).
+fn slow_and_fast(h: &Handle) -> (Group, Conn, Conn, Conn, Conn) {
+    let mut ends = connected(h, 2);
+    let (slow, slow_client) = ends.pop().unwrap();
+    let (fast, fast_client) = ends.pop().unwrap();
+    slow.set_send_limit(32 * 1024);
+    fast.set_send_limit(64 * 1024 * 1024);
+    let room = Group::new();
+    room.add(&slow).unwrap();
+    room.add(&fast).unwrap();
+    (room, slow, fast, fast_client, slow_client)
+}
+
+/// A tasklet that receives on `client` until an `end` frame; its result is how many frames
+/// came before it.
+fn count_until_end(h: &Handle, client: Conn) -> fibra::tasks::JoinHandle<u64> {
+    h.spawn(move |h| {
+        let mut lines = 0u64;
+        while let Ok(line) = h.receive(&client) {
+            if line == b"end" {
+                break;
+            }
+            lines += 1;
+        }
+        lines
+    })
+    .unwrap()
+}
+
 fn text(h: &Handle, conn: &Conn) -> String {
     String::from_utf8(h.receive(conn).unwrap()).unwrap()
 }
@@ -183,32 +213,14 @@ fn a_round_of_lines_to_many_members_is_stored_once_and_written_once_per_member()
 #[test]
 fn a_member_that_does_not_read_is_cut_off_and_told_once() {
     scenario(|h| {
-        let mut ends = connected(h, 2);
-        let (slow, _slow_client) = ends.pop().unwrap();
-        let (fast, fast_client) = ends.pop().unwrap();
-        slow.set_send_limit(32 * 1024);
-        fast.set_send_limit(64 * 1024 * 1024);
-        let room = Group::new();
-        room.add(&slow).unwrap();
-        room.add(&fast).unwrap();
+        let (room, slow, _fast, fast_client, _slow_client) = slow_and_fast(h);
         // The slow member's tasklet waits for its loss, and another receives on it.
         let watched = slow.clone();
         let watcher = h.spawn(move |h| h.on_lost_connection(&watched)).unwrap();
         let received = slow.clone();
         let receiver = h.spawn(move |h| h.receive(&received).map(|_| ())).unwrap();
         // The fast member's client reads everything, in its own tasklet.
-        let reader = h
-            .spawn(move |h| {
-                let mut lines = 0u64;
-                while let Ok(line) = h.receive(&fast_client) {
-                    if line == b"end" {
-                        break;
-                    }
-                    lines += 1;
-                }
-                lines
-            })
-            .unwrap();
+        let reader = count_until_end(h, fast_client);
         let line = vec![b'x'; 1023];
         let sent = flood(h, &room, &line, |room| room.stats().cut_off > 0);
         assert_eq!(room.stats().cut_off, 1, "cut off after {sent} lines");
@@ -527,26 +539,8 @@ fn send_except_reaches_everyone_but_the_sender_in_one_batch() {
 #[test]
 fn send_except_keeps_the_slow_member_policy() {
     scenario(|h| {
-        let mut ends = connected(h, 2);
-        let (slow, _slow_client) = ends.pop().unwrap();
-        let (fast, fast_client) = ends.pop().unwrap();
-        slow.set_send_limit(32 * 1024);
-        fast.set_send_limit(64 * 1024 * 1024);
-        let room = Group::new();
-        room.add(&slow).unwrap();
-        room.add(&fast).unwrap();
-        let reader = h
-            .spawn(move |h| {
-                let mut lines = 0u64;
-                while let Ok(line) = h.receive(&fast_client) {
-                    if line == b"end" {
-                        break;
-                    }
-                    lines += 1;
-                }
-                lines
-            })
-            .unwrap();
+        let (room, slow, fast, fast_client, _slow_client) = slow_and_fast(h);
+        let reader = count_until_end(h, fast_client);
         // The fast member "speaks" every line: only the slow one gets them, and is cut off
         // once it has 32 KiB unread.
         let line = vec![b'x'; 1023];

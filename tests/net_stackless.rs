@@ -6,153 +6,16 @@
 
 mod util;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{ConnOptions, Ended, Factory, ListenOptions, Lost, Protocol, Server, Transport};
+use fibra::net::{Ended, Factory, Lost, Protocol, Server, Transport};
 use fibra::rt::{Handle, Schedule};
 use fibra::tasks::TasksExt;
-
-/// What the protocols of one test saw, in order, per connection.
-type Log = Rc<RefCell<Vec<(u64, String)>>>;
-
-/// Records every callback; on a frame, does what the frame says.
-struct Recorder {
-    n: u64,
-    log: Log,
-    drops: Rc<Cell<u32>>,
-}
-
-impl Recorder {
-    fn note(&self, what: String) {
-        self.log.borrow_mut().push((self.n, what));
-    }
-}
-
-impl Protocol for Recorder {
-    fn connection_made(&mut self, h: &Handle, t: &Transport) {
-        self.note("made".into());
-        let guard = util::DropCounter(self.drops.clone());
-        // An inner tasklet that would live for an hour: ended with its connection.
-        t.spawn_inner(h, move |h| {
-            let _guard = guard;
-            h.sleep(Duration::from_secs(3600));
-        })
-        .unwrap();
-    }
-
-    fn frame_received(&mut self, h: &Handle, t: &Transport, frame: &[u8]) {
-        let text = String::from_utf8(frame.to_vec()).unwrap();
-        self.note(format!("frame {text}"));
-        match text.as_str() {
-            "close" => t.close(),
-            "bye" => {
-                let _ = t.send_and_close(b"goodbye");
-            }
-            "abort" => t.abort(),
-            "panic" => panic!("asked to"),
-            "deadline" => t.set_read_deadline(Some(Duration::from_millis(100))),
-            "slow" => {
-                h.sleep(Duration::from_millis(150)); // parks: this connection pauses
-                let _ = t.send_line("slow done");
-            }
-            other => {
-                let _ = t.send_line(other);
-            }
-        }
-    }
-
-    fn eof_received(&mut self, _h: &Handle, t: &Transport) -> bool {
-        self.note("eof".into());
-        let _ = t.send_and_close(b"after eof");
-        true
-    }
-
-    fn connection_lost(&mut self, reason: &Ended) {
-        self.note(format!("lost {reason:?}"));
-    }
-}
-
-struct Recorders {
-    next: u64,
-    log: Log,
-    drops: Rc<Cell<u32>>,
-}
-
-impl Factory for Recorders {
-    type Protocol = Recorder;
-
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Recorder> {
-        self.next += 1;
-        Some(Recorder {
-            n: self.next,
-            log: self.log.clone(),
-            drops: self.drops.clone(),
-        })
-    }
-}
-
-struct Setup {
-    s: Schedule,
-    server: Server,
-    addr: SocketAddr,
-    log: Log,
-    drops: Rc<Cell<u32>>,
-}
-
-fn setup(max_frame: usize, stackless: bool) -> Setup {
-    let mut s = util::net_schedule();
-    let options = ListenOptions::new().with_conn(ConnOptions::new().with_max_frame(max_frame));
-    let listener = util::listen_with(&s, options);
-    let addr = listener.local_addr();
-    let log = Log::default();
-    let drops = Rc::new(Cell::new(0));
-    let factory = Recorders {
-        next: 0,
-        log: log.clone(),
-        drops: drops.clone(),
-    };
-    let server = if stackless {
-        Server::stackless(listener, factory)
-    } else {
-        Server::new(listener, factory)
-    };
-    server.start(&mut s).unwrap();
-    Setup {
-        s,
-        server,
-        addr,
-        log,
-        drops,
-    }
-}
-
-/// The events of connection `n`.
-fn events(log: &Log, n: u64) -> Vec<String> {
-    log.borrow()
-        .iter()
-        .filter(|(c, _)| *c == n)
-        .map(|(_, e)| e.clone())
-        .collect()
-}
-
-fn lost_count(log: &Log, n: u64) -> usize {
-    events(log, n)
-        .iter()
-        .filter(|e| e.starts_with("lost"))
-        .count()
-}
-
-fn client(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
+use util::recorder::{client, end_each, endings, events, lost_count, setup, Ending, Log, Setup};
 
 /// Tasklets that are not the server's acceptor or an inner tasklet (sleeping an hour).
 fn session_tasklets(s: &Schedule) -> usize {
@@ -161,98 +24,23 @@ fn session_tasklets(s: &Schedule) -> usize {
 
 #[test]
 fn stackless_connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
+    let mut endings = endings();
+    let end_of_stream: Ending = (
+        "end of stream",
+        Box::new(|c: &mut TcpStream| c.shutdown(std::net::Shutdown::Write).unwrap()),
+        Ended::Lost(Lost::Closed),
+    );
+    endings.push(end_of_stream);
+    let count = endings.len() as u64;
+    let mut rig = setup(64, true);
+    end_each(&mut rig, endings);
     let Setup {
         mut s,
         server,
         addr,
         log,
         drops,
-    } = setup(64, true);
-    type Ending = (&'static str, Box<dyn Fn(&mut TcpStream) + Send>, Ended);
-    let endings: Vec<Ending> = vec![
-        (
-            "peer reset",
-            Box::new(|c: &mut TcpStream| {
-                socket2::SockRef::from(&*c)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
-            }),
-            Ended::Lost(Lost::Reset),
-        ),
-        (
-            "local close",
-            Box::new(|c: &mut TcpStream| c.write_all(b"close\n").unwrap()),
-            Ended::Lost(Lost::Closed),
-        ),
-        (
-            "send_and_close",
-            Box::new(|c: &mut TcpStream| c.write_all(b"bye\n").unwrap()),
-            Ended::Lost(Lost::Closed),
-        ),
-        (
-            "abort",
-            Box::new(|c: &mut TcpStream| c.write_all(b"abort\n").unwrap()),
-            Ended::Lost(Lost::Aborted),
-        ),
-        (
-            "read deadline",
-            Box::new(|c: &mut TcpStream| c.write_all(b"deadline\n").unwrap()),
-            Ended::Lost(Lost::TimedOut),
-        ),
-        (
-            "frame too long",
-            Box::new(|c: &mut TcpStream| c.write_all(&[b'x'; 200]).unwrap()),
-            Ended::Lost(Lost::TooLong { limit: 64 }),
-        ),
-        (
-            "panic in a callback",
-            Box::new(|c: &mut TcpStream| c.write_all(b"panic\n").unwrap()),
-            Ended::Panicked("asked to".into()),
-        ),
-        (
-            "end of stream",
-            Box::new(|c: &mut TcpStream| c.shutdown(std::net::Shutdown::Write).unwrap()),
-            Ended::Lost(Lost::Closed),
-        ),
-    ];
-    let count = endings.len() as u64;
-    for (n, (what, act, reason)) in endings.into_iter().enumerate() {
-        let n = n as u64 + 1;
-        let mut peer = client(addr);
-        util::run_until(&mut s, what, || events(&log, n).contains(&"made".into()));
-        let peer = std::thread::spawn(move || {
-            act(&mut peer);
-            if what == "peer reset" {
-                return Ok(Vec::new());
-            }
-            let mut rest = Vec::new();
-            peer.read_to_end(&mut rest).map(|_| rest)
-        });
-        util::run_until(&mut s, what, || lost_count(&log, n) == 1);
-        let rest = peer.join().unwrap();
-        match what {
-            "send_and_close" => assert_eq!(rest.unwrap(), b"goodbye\n", "{what}"),
-            "end of stream" => assert_eq!(rest.unwrap(), b"after eof\n", "{what}"),
-            _ => {
-                if let Err(e) = rest {
-                    assert_ne!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock,
-                        "{what}: left open"
-                    );
-                }
-            }
-        }
-        s.run_for(Duration::from_millis(20)).unwrap();
-        let seen = events(&log, n);
-        assert_eq!(lost_count(&log, n), 1, "{what}: {seen:?}");
-        assert_eq!(seen.last().unwrap(), &format!("lost {reason:?}"), "{what}");
-        assert_eq!(
-            drops.get(),
-            n as u32,
-            "{what}: its inner tasklet was killed"
-        );
-    }
+    } = rig;
 
     // The stop, on an idle connection (no tasklet to kill) and on one inside a callback.
     let (idle, busy) = (count + 1, count + 2);

@@ -16,6 +16,7 @@ use fibra::net::ops::{Connect, InputJob, OnInput, Tried, TryReceive};
 use fibra::net::{Conn, ConnOptions, Ended, Factory, Protocol, Server, Transport};
 use fibra::rt::Handle;
 use fibra::tasks::TasksExt;
+use util::recorder::{self, events, lost_count, Log};
 
 /// Counts the allocations made on the current thread (the schedule's), not the peers'.
 struct Counting;
@@ -237,11 +238,11 @@ fn a_stackless_activation_allocates_nothing() {
 
 /// What the hostile tests' sessions saw: per connection (1, 2, ... in accept order), the
 /// callbacks in order.
-type Seen = Rc<RefCell<Vec<(usize, String)>>>;
+type Seen = Log;
 
 /// A hostile protocol: each frame names what to do.
 struct Hostile {
-    n: usize,
+    n: u64,
     seen: Seen,
     room: Rc<RefCell<Vec<Transport>>>,
     server: Rc<RefCell<Option<Server>>>,
@@ -304,7 +305,7 @@ impl Protocol for Hostile {
 }
 
 struct Hostiles {
-    next: usize,
+    next: u64,
     seen: Seen,
     room: Rc<RefCell<Vec<Transport>>>,
     server: Rc<RefCell<Option<Server>>>,
@@ -349,38 +350,17 @@ fn hostile() -> HostileSetup {
     HostileSetup { s, addr, seen }
 }
 
-fn seen_by(seen: &Seen, n: usize) -> Vec<String> {
-    seen.borrow()
-        .iter()
-        .filter(|(m, _)| *m == n)
-        .map(|(_, e)| e.clone())
-        .collect()
-}
-
-fn losses(seen: &Seen, n: usize) -> usize {
-    seen_by(seen, n)
-        .iter()
-        .filter(|e| e.starts_with("lost"))
-        .count()
-}
-
-fn line_client(addr: SocketAddr) -> TcpStream {
-    let c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c
-}
-
 /// A callback that parks for an hour holds its own connection only: the others are served,
 /// and a stop ends the parked one too, each told once.
 #[test]
 fn hostile_a_parked_callback_holds_up_only_its_connection_and_a_stop_ends_it() {
     let HostileSetup { mut s, addr, seen } = hostile();
-    let mut a = line_client(addr);
-    util::run_until(&mut s, "a", || seen_by(&seen, 1).len() == 1);
-    let mut b = line_client(addr);
-    util::run_until(&mut s, "b", || seen_by(&seen, 2).len() == 1);
+    let mut a = recorder::client(addr);
+    util::run_until(&mut s, "a", || events(&seen, 1).len() == 1);
+    let mut b = recorder::client(addr);
+    util::run_until(&mut s, "b", || events(&seen, 2).len() == 1);
     a.write_all(b"park\n").unwrap();
-    util::run_until(&mut s, "a parks", || seen_by(&seen, 1).len() == 2);
+    util::run_until(&mut s, "a parks", || events(&seen, 1).len() == 2);
     let peer = std::thread::spawn(move || {
         let mut r = BufReader::new(b.try_clone().unwrap());
         b.write_all(b"hello\n").unwrap();
@@ -392,18 +372,18 @@ fn hostile_a_parked_callback_holds_up_only_its_connection_and_a_stop_ends_it() {
         (line, rest)
     });
     util::run_until(&mut s, "both lost", || {
-        losses(&seen, 1) == 1 && losses(&seen, 2) == 1
+        lost_count(&seen, 1) == 1 && lost_count(&seen, 2) == 1
     });
     let (line, rest) = util::on_thread_within("b", 10, move || peer.join().unwrap());
     assert_eq!(line, "hello\n");
     assert_eq!(rest, "after stop\n");
     s.run_for(Duration::from_millis(50)).unwrap();
-    assert_eq!(losses(&seen, 1), 1, "{:?}", seen_by(&seen, 1));
-    assert_eq!(losses(&seen, 2), 1, "{:?}", seen_by(&seen, 2));
+    assert_eq!(lost_count(&seen, 1), 1, "{:?}", events(&seen, 1));
+    assert_eq!(lost_count(&seen, 2), 1, "{:?}", events(&seen, 2));
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut a, &mut rest);
     drop(s);
-    assert_eq!(losses(&seen, 1), 1);
+    assert_eq!(lost_count(&seen, 1), 1);
 }
 
 /// A callback closes another idle stackless connection, and (`to 2` from 2) its own, mid-
@@ -411,16 +391,16 @@ fn hostile_a_parked_callback_holds_up_only_its_connection_and_a_stop_ends_it() {
 #[test]
 fn hostile_a_callback_closes_another_connection_and_its_own() {
     let HostileSetup { mut s, addr, seen } = hostile();
-    let mut a = line_client(addr);
-    util::run_until(&mut s, "a", || seen_by(&seen, 1).len() == 1);
-    let b = line_client(addr);
-    util::run_until(&mut s, "b", || seen_by(&seen, 2).len() == 1);
-    let mut c = line_client(addr);
-    util::run_until(&mut s, "c", || seen_by(&seen, 3).len() == 1);
+    let mut a = recorder::client(addr);
+    util::run_until(&mut s, "a", || events(&seen, 1).len() == 1);
+    let b = recorder::client(addr);
+    util::run_until(&mut s, "b", || events(&seen, 2).len() == 1);
+    let mut c = recorder::client(addr);
+    util::run_until(&mut s, "c", || events(&seen, 3).len() == 1);
     a.write_all(b"to 2\n").unwrap();
     c.write_all(b"to 3\nafter\n").unwrap();
     util::run_until(&mut s, "b and c lost", || {
-        losses(&seen, 2) == 1 && losses(&seen, 3) == 1
+        lost_count(&seen, 2) == 1 && lost_count(&seen, 3) == 1
     });
     let read_all = |mut x: TcpStream| {
         let mut rest = String::new();
@@ -433,13 +413,13 @@ fn hostile_a_callback_closes_another_connection_and_its_own() {
     assert_eq!(rb.join().unwrap(), "from a neighbour\n");
     // Its own close takes effect when the callback returns: what it sent before goes out.
     assert_eq!(rc.join().unwrap(), "from a neighbour\nsent\n");
-    assert_eq!(losses(&seen, 2), 1, "{:?}", seen_by(&seen, 2));
-    assert_eq!(losses(&seen, 3), 1, "{:?}", seen_by(&seen, 3));
-    assert!(!seen_by(&seen, 3).contains(&"frame after".to_string()));
+    assert_eq!(lost_count(&seen, 2), 1, "{:?}", events(&seen, 2));
+    assert_eq!(lost_count(&seen, 3), 1, "{:?}", events(&seen, 3));
+    assert!(!events(&seen, 3).contains(&"frame after".to_string()));
     let mut line = [0u8; 4];
     std::io::Read::read_exact(&mut a, &mut line).unwrap();
     assert_eq!(&line, b"sent");
-    assert_eq!(losses(&seen, 1), 0);
+    assert_eq!(lost_count(&seen, 1), 0);
 }
 
 /// Panics in connection_made and connection_lost end only their own connection; the server
@@ -448,16 +428,16 @@ fn hostile_a_callback_closes_another_connection_and_its_own() {
 fn hostile_panics_in_made_and_lost_end_only_their_connection() {
     let HostileSetup { mut s, addr, seen } = hostile();
     seen.borrow_mut().push((0, "panic made".into()));
-    let mut a = line_client(addr);
-    util::run_until(&mut s, "a lost", || losses(&seen, 1) == 1);
+    let mut a = recorder::client(addr);
+    util::run_until(&mut s, "a lost", || lost_count(&seen, 1) == 1);
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut a, &mut rest);
-    let mut b = line_client(addr);
+    let mut b = recorder::client(addr);
     b.write_all(b"lostpanic\n").unwrap();
-    util::run_until(&mut s, "b's frame", || seen_by(&seen, 2).len() == 2);
+    util::run_until(&mut s, "b's frame", || events(&seen, 2).len() == 2);
     drop(b);
-    util::run_until(&mut s, "b lost", || losses(&seen, 2) == 1);
-    let mut c = line_client(addr);
+    util::run_until(&mut s, "b lost", || lost_count(&seen, 2) == 1);
+    let mut c = recorder::client(addr);
     c.write_all(b"still here\n").unwrap();
     let mut r = BufReader::new(c);
     let peer = std::thread::spawn(move || {
@@ -465,13 +445,13 @@ fn hostile_panics_in_made_and_lost_end_only_their_connection() {
         r.read_line(&mut line).unwrap();
         line
     });
-    util::run_until(&mut s, "c's echo", || seen_by(&seen, 3).len() == 2);
+    util::run_until(&mut s, "c's echo", || events(&seen, 3).len() == 2);
     s.run_for(Duration::from_millis(20)).unwrap();
     assert_eq!(peer.join().unwrap(), "still here\n");
     assert!(
-        seen_by(&seen, 1)[1].starts_with("lost Panicked"),
+        events(&seen, 1)[1].starts_with("lost Panicked"),
         "{:?}",
-        seen_by(&seen, 1)
+        events(&seen, 1)
     );
 }
 
@@ -482,7 +462,7 @@ fn hostile_a_frame_then_a_reset_or_a_half_close_is_told_once() {
     let HostileSetup { mut s, addr, seen } = hostile();
     let mut halves = Vec::new();
     for n in 1..=20 {
-        let mut p = line_client(addr);
+        let mut p = recorder::client(addr);
         p.write_all(b"x\ny\n").unwrap();
         if n % 2 == 0 {
             socket2::SockRef::from(&p)
@@ -493,11 +473,11 @@ fn hostile_a_frame_then_a_reset_or_a_half_close_is_told_once() {
             p.shutdown(std::net::Shutdown::Write).unwrap();
             halves.push(p);
         }
-        util::run_until(&mut s, "the loss", || losses(&seen, n) == 1);
+        util::run_until(&mut s, "the loss", || lost_count(&seen, n) == 1);
     }
     s.run_for(Duration::from_millis(50)).unwrap();
     for n in 1..=20 {
-        assert_eq!(losses(&seen, n), 1, "{n}: {:?}", seen_by(&seen, n));
+        assert_eq!(lost_count(&seen, n), 1, "{n}: {:?}", events(&seen, n));
     }
     assert_eq!(util::net_stats(&s).watching, 0);
     drop(halves);

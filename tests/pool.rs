@@ -23,6 +23,15 @@ fn backoff() -> Backoff {
         .with_seed(7)
 }
 
+/// A network schedule, a listener for the back end, and a pool of `size` connections to it
+/// (not started).
+fn setup(size: usize) -> (Schedule, Listener, Pool) {
+    let s = util::net_schedule();
+    let listener = util::listen(&s);
+    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), size);
+    (s, listener, pool)
+}
+
 /// A back end on `listener`: each connection (numbered from 1 in accept order) is served by
 /// `serve` on a tasklet of its own.
 struct BackEnd {
@@ -169,9 +178,7 @@ fn a_connection_broken_mid_request_is_dropped_and_repaired() {
 
 #[test]
 fn waiters_are_served_first_come_first_served_while_all_are_busy() {
-    let mut s = util::net_schedule();
-    let listener = util::listen(&s);
-    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 1);
+    let (mut s, listener, pool) = setup(1);
     let order = Rc::new(RefCell::new(Vec::new()));
     let most_waiting = Rc::new(Cell::new(0));
     let (p, o, w) = (pool.clone(), Rc::clone(&order), Rc::clone(&most_waiting));
@@ -218,9 +225,7 @@ fn waiters_are_served_first_come_first_served_while_all_are_busy() {
 
 #[test]
 fn a_timed_out_request_says_why_and_its_late_reply_reaches_nobody() {
-    let mut s = util::net_schedule();
-    let listener = util::listen(&s);
-    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 1);
+    let (mut s, listener, pool) = setup(1);
     let outcome = Rc::new(RefCell::new(Vec::new()));
     let (p, o) = (pool.clone(), Rc::clone(&outcome));
     s.spawn(move |h| {
@@ -260,9 +265,7 @@ fn a_timed_out_request_says_why_and_its_late_reply_reaches_nobody() {
 
 #[test]
 fn bytes_nobody_asked_for_never_reach_the_next_request() {
-    let mut s = util::net_schedule();
-    let listener = util::listen(&s);
-    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 1);
+    let (mut s, listener, pool) = setup(1);
     let replies = Rc::new(RefCell::new(Vec::new()));
     let (p, r) = (pool.clone(), Rc::clone(&replies));
     // Strays written to the socket so far.
@@ -316,9 +319,7 @@ fn bytes_nobody_asked_for_never_reach_the_next_request() {
 
 #[test]
 fn killed_requesters_give_their_connections_back() {
-    let mut s = util::net_schedule();
-    let listener = util::listen(&s);
-    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 1);
+    let (mut s, listener, pool) = setup(1);
     let done = Rc::new(RefCell::new(Vec::new()));
     let (p, d) = (pool.clone(), Rc::clone(&done));
     s.spawn(move |h| {
@@ -410,9 +411,7 @@ fn killed_requesters_give_their_connections_back() {
 
 #[test]
 fn a_thousand_requests_from_a_hundred_tasklets_through_a_pool_of_three() {
-    let mut s = util::net_schedule();
-    let listener = util::listen(&s);
-    let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), 3);
+    let (mut s, listener, pool) = setup(3);
     let answered = Rc::new(Cell::new(0u32));
     let per_conn = Rc::new(RefCell::new([0u32; 4]));
     let (p, a, c) = (pool.clone(), Rc::clone(&answered), Rc::clone(&per_conn));

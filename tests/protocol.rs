@@ -11,241 +11,22 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{ConnOptions, Ended, Factory, ListenOptions, Lost, Protocol, Server, Transport};
-use fibra::rt::{Handle, Schedule};
+use fibra::net::{ConnOptions, Ended, Factory, ListenOptions, Protocol, Server, Transport};
+use fibra::rt::Handle;
 use fibra::tasks::TasksExt;
-
-/// What the protocols of one test saw, in order, per connection.
-type Log = Rc<RefCell<Vec<(u64, String)>>>;
-
-/// Records every callback; on a frame, does what the frame says.
-struct Recorder {
-    n: u64,
-    log: Log,
-    drops: Rc<Cell<u32>>,
-}
-
-impl Recorder {
-    fn note(&self, what: String) {
-        self.log.borrow_mut().push((self.n, what));
-    }
-}
-
-impl Protocol for Recorder {
-    fn connection_made(&mut self, h: &Handle, t: &Transport) {
-        self.note("made".into());
-        let guard = util::DropCounter(self.drops.clone());
-        // An inner tasklet that would live for an hour: ended with its connection.
-        t.spawn_inner(h, move |h| {
-            let _guard = guard;
-            h.sleep(Duration::from_secs(3600));
-        })
-        .unwrap();
-    }
-
-    fn frame_received(&mut self, h: &Handle, t: &Transport, frame: &[u8]) {
-        let text = String::from_utf8(frame.to_vec()).unwrap();
-        self.note(format!("frame {text}"));
-        match text.as_str() {
-            "close" => t.close(),
-            "bye" => {
-                let _ = t.send_and_close(b"goodbye");
-            }
-            "abort" => t.abort(),
-            "panic" => panic!("asked to"),
-            "deadline" => t.set_read_deadline(Some(Duration::from_millis(100))),
-            "slow" => {
-                h.sleep(Duration::from_millis(150)); // parks: this connection pauses
-                let _ = t.send_line("slow done");
-            }
-            other => {
-                let _ = t.send_line(other);
-            }
-        }
-    }
-
-    fn eof_received(&mut self, _h: &Handle, t: &Transport) -> bool {
-        self.note("eof".into());
-        // Keeps the half-closed connection to say one more thing, then closes.
-        let _ = t.send_and_close(b"after eof");
-        true
-    }
-
-    fn connection_lost(&mut self, reason: &Ended) {
-        self.note(format!("lost {reason:?}"));
-    }
-}
-
-struct Recorders {
-    next: u64,
-    log: Log,
-    drops: Rc<Cell<u32>>,
-    refuse: Option<SocketAddr>,
-}
-
-impl Factory for Recorders {
-    type Protocol = Recorder;
-
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Recorder> {
-        if self.refuse == Some(peer) {
-            return None;
-        }
-        self.next += 1;
-        Some(Recorder {
-            n: self.next,
-            log: self.log.clone(),
-            drops: self.drops.clone(),
-        })
-    }
-}
-
-struct Setup {
-    s: Schedule,
-    server: Server,
-    addr: SocketAddr,
-    log: Log,
-    drops: Rc<Cell<u32>>,
-}
-
-fn setup(max_frame: usize) -> Setup {
-    let mut s = util::net_schedule();
-    let options = ListenOptions::new().with_conn(ConnOptions::new().with_max_frame(max_frame));
-    let listener = util::listen_with(&s, options);
-    let addr = listener.local_addr();
-    let log = Log::default();
-    let drops = Rc::new(Cell::new(0));
-    let factory = Recorders {
-        next: 0,
-        log: log.clone(),
-        drops: drops.clone(),
-        refuse: None,
-    };
-    let server = Server::new(listener, factory);
-    server.start(&mut s).unwrap();
-    Setup {
-        s,
-        server,
-        addr,
-        log,
-        drops,
-    }
-}
-
-/// The events of connection `n`.
-fn events(log: &Log, n: u64) -> Vec<String> {
-    log.borrow()
-        .iter()
-        .filter(|(c, _)| *c == n)
-        .map(|(_, e)| e.clone())
-        .collect()
-}
-
-fn lost_count(log: &Log, n: u64) -> usize {
-    events(log, n)
-        .iter()
-        .filter(|e| e.starts_with("lost"))
-        .count()
-}
-
-fn client(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
+use util::recorder::{client, end_each, endings, events, lost_count, setup, Log, Recorders, Setup};
 
 #[test]
 fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
+    let mut rig = setup(64, false);
+    end_each(&mut rig, endings());
     let Setup {
         mut s,
         server,
         addr,
         log,
         drops,
-    } = setup(64);
-    // (what the peer does, the reason connection_lost must hear)
-    type Ending = (&'static str, Box<dyn Fn(&mut TcpStream) + Send>, Ended);
-    let endings: Vec<Ending> = vec![
-        (
-            "peer reset",
-            Box::new(|c: &mut TcpStream| {
-                socket2::SockRef::from(&*c)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
-            }),
-            Ended::Lost(Lost::Reset),
-        ),
-        (
-            "local close",
-            Box::new(|c: &mut TcpStream| c.write_all(b"close\n").unwrap()),
-            Ended::Lost(Lost::Closed),
-        ),
-        (
-            "send_and_close",
-            Box::new(|c: &mut TcpStream| c.write_all(b"bye\n").unwrap()),
-            Ended::Lost(Lost::Closed),
-        ),
-        (
-            "abort",
-            Box::new(|c: &mut TcpStream| c.write_all(b"abort\n").unwrap()),
-            Ended::Lost(Lost::Aborted),
-        ),
-        (
-            "read deadline",
-            Box::new(|c: &mut TcpStream| c.write_all(b"deadline\n").unwrap()),
-            Ended::Lost(Lost::TimedOut),
-        ),
-        (
-            "frame too long",
-            Box::new(|c: &mut TcpStream| c.write_all(&[b'x'; 200]).unwrap()),
-            Ended::Lost(Lost::TooLong { limit: 64 }),
-        ),
-        (
-            "panic in a callback",
-            Box::new(|c: &mut TcpStream| c.write_all(b"panic\n").unwrap()),
-            Ended::Panicked("asked to".into()),
-        ),
-    ];
-    for (n, (what, act, reason)) in endings.into_iter().enumerate() {
-        let n = n as u64 + 1;
-        let mut peer = client(addr);
-        util::run_until(&mut s, what, || events(&log, n).contains(&"made".into()));
-        // The peer acts, then reads until the connection ends (EOF or reset), on a thread of
-        // its own while the schedule runs here.
-        let peer = std::thread::spawn(move || {
-            act(&mut peer);
-            if what == "peer reset" {
-                return Ok(Vec::new());
-            }
-            let mut rest = Vec::new();
-            peer.read_to_end(&mut rest).map(|_| rest)
-        });
-        util::run_until(&mut s, what, || lost_count(&log, n) == 1);
-        let rest = peer.join().unwrap();
-        if what == "send_and_close" {
-            assert_eq!(
-                rest.unwrap(),
-                b"goodbye\n",
-                "{what}: queued output still leaves"
-            );
-        } else if let Err(e) = rest {
-            assert_ne!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock,
-                "{what}: left open"
-            );
-        }
-        s.run_for(Duration::from_millis(20)).unwrap();
-        let seen = events(&log, n);
-        assert_eq!(lost_count(&log, n), 1, "{what}: {seen:?}");
-        assert_eq!(seen.last().unwrap(), &format!("lost {reason:?}"), "{what}");
-        assert_eq!(
-            drops.get(),
-            n as u32,
-            "{what}: its inner tasklet was killed"
-        );
-    }
+    } = rig;
 
     // The kill of a connection's tasklet: the server stops.
     let n = 8;
@@ -281,7 +62,7 @@ fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
 fn a_peers_end_of_stream_reaches_eof_received_and_the_connection_can_still_answer() {
     let Setup {
         mut s, addr, log, ..
-    } = setup(1024);
+    } = setup(1024, false);
     let mut peer = client(addr);
     peer.write_all(b"hello\n").unwrap();
     peer.shutdown(Shutdown::Write).unwrap();
@@ -302,7 +83,7 @@ fn a_peers_end_of_stream_reaches_eof_received_and_the_connection_can_still_answe
 fn a_callback_that_parks_pauses_only_its_own_connection() {
     let Setup {
         mut s, addr, log, ..
-    } = setup(1024);
+    } = setup(1024, false);
     let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let slow_order = order.clone();
     let slow = std::thread::spawn(move || {
@@ -450,7 +231,7 @@ fn another_tasklet_sends_through_a_kept_transport_within_the_send_limit() {
 fn the_heartbeat_deadline_spares_a_peer_that_keeps_talking() {
     let Setup {
         mut s, addr, log, ..
-    } = setup(1024);
+    } = setup(1024, false);
     let peer = std::thread::spawn(move || {
         let mut c = client(addr);
         c.write_all(b"deadline\n").unwrap(); // 100 ms from now on

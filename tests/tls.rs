@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fibra::net::{Conn, ConnOptions, Group, Lost, NetError, NetExt, TlsLost};
 use fibra::tasks::TasksExt;
-use util::certs::TestCerts;
+use util::certs::{tls_client, tls_peer, TestCerts};
 use util::{net_schedule, net_stats, run_all};
 
 #[test]
@@ -211,14 +211,9 @@ fn a_clean_close_sends_close_notify_and_output_still_flows_after_the_peers() {
     let mut s = net_schedule();
     let log = Rc::new(RefCell::new(Vec::new()));
     let out = log.clone();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"one\ntwo\n").unwrap();
         c.conn.send_close_notify();
         c.flush().unwrap();
@@ -262,14 +257,9 @@ fn an_end_of_stream_without_close_notify_is_told_apart() {
     let mut s = net_schedule();
     let log = Rc::new(RefCell::new(Vec::new()));
     let out = log.clone();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"one\n").unwrap();
         c.flush().unwrap();
         // The TCP stream ends with no close_notify (a truncation).
@@ -393,22 +383,6 @@ fn a_client_refuses_a_certificate_for_another_name() {
 
 // ----- a blocking rustls client, and raw bytes ------------------------------------------
 
-type TlsStream = fibra::net::rustls::StreamOwned<fibra::net::rustls::ClientConnection, TcpStream>;
-
-/// A blocking TLS client over `tcp` (to `localhost`), handshake done.
-fn tls_client(
-    mut tcp: TcpStream,
-    config: std::sync::Arc<fibra::net::rustls::ClientConfig>,
-) -> TlsStream {
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let name = fibra::net::rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn = fibra::net::rustls::ClientConnection::new(config, name).unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).unwrap();
-    }
-    fibra::net::rustls::StreamOwned::new(conn, tcp)
-}
-
 /// A ClientHello record, as a rustls client's first flight.
 fn client_hello(certs: &TestCerts) -> Vec<u8> {
     let name = fibra::net::rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -428,12 +402,7 @@ fn bad_peer(
     bad: impl FnOnce(TcpStream) + Send + 'static,
 ) -> (Result<Vec<u8>, Option<Lost>>, Vec<u8>) {
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(options),
-    );
+    let listener = certs.listen(&s, options);
     let addr = listener.local_addr();
     let peer = util::peer(addr, bad);
     let got = Rc::new(RefCell::new(None));
@@ -942,9 +911,7 @@ fn a_stream_accepted_elsewhere_is_adopted_as_a_tls_server_connection() {
     let certs = TestCerts::localhost();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"adopted?\n").unwrap();
         let mut answer = String::new();
         c.read_to_string(&mut answer).unwrap();
@@ -974,14 +941,9 @@ fn a_flooding_tls_peer_does_not_starve_another_connection() {
     const RECORDS: usize = 400_000;
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let flooder = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let flooder = tls_peer(addr, certs.client_config(), move |mut c| {
         for _ in 0..RECORDS {
             if c.write_all(b"\n").is_err() {
                 return;

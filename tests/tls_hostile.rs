@@ -13,23 +13,8 @@ use std::time::Duration;
 
 use fibra::net::{rustls, ConnOptions, Group, Lost, NetExt};
 use fibra::tasks::TasksExt;
-use util::certs::TestCerts;
+use util::certs::{tls_client, tls_peer, TestCerts};
 use util::{net_schedule, run_all};
-
-type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// A blocking TLS client over `tcp` (to `localhost`), handshake done.
-fn tls_client(mut tcp: TcpStream, config: std::sync::Arc<rustls::ClientConfig>) -> TlsStream {
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
-    while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut tcp) {
-            panic!("handshake: {e}");
-        }
-    }
-    rustls::StreamOwned::new(conn, tcp)
-}
 
 #[test]
 fn output_queued_before_the_handshake_goes_out_encrypted_after_it() {
@@ -38,10 +23,7 @@ fn output_queued_before_the_handshake_goes_out_encrypted_after_it() {
     // of it arrives, in order, once the handshake is done.
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
     let config = certs.client_config();
     let client = std::thread::spawn(move || {
@@ -83,14 +65,9 @@ fn data_after_a_close_notify_is_ignored() {
     // A line, close_notify, then more records in the same write: the line, then the end.
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.conn.writer().write_all(b"one\ntw").unwrap();
         c.conn.send_close_notify();
         let mut wire = Vec::new();
@@ -129,16 +106,12 @@ fn data_after_a_close_notify_is_ignored() {
 fn a_peer_that_sends_close_notify_and_never_closes_tcp_is_closed_by_the_server() {
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
+    let listener = certs.listen(
         &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(ConnOptions::new().with_close_timeout(Duration::from_secs(2))),
+        ConnOptions::new().with_close_timeout(Duration::from_secs(2)),
     );
     let addr = listener.local_addr();
-    let config = certs.client_config();
-    let client = std::thread::spawn(move || {
-        let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+    let client = tls_peer(addr, certs.client_config(), move |mut c| {
         c.write_all(b"q\n").unwrap();
         c.conn.send_close_notify();
         c.flush().unwrap();
@@ -169,12 +142,7 @@ fn a_peer_that_never_reads_is_bounded_by_the_send_limit() {
     // with Full at the send limit, as over plain TCP.
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(ConnOptions::new().with_send_limit(64 * 1024)),
-    );
+    let listener = certs.listen(&s, ConnOptions::new().with_send_limit(64 * 1024));
     let addr = listener.local_addr();
     let config = certs.client_config();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -225,12 +193,7 @@ fn greet_and_close(
     peer: impl FnOnce(TcpStream) + Send + 'static,
 ) -> Result<(), Option<Lost>> {
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(options),
-    );
+    let listener = certs.listen(&s, options);
     let client = util::peer(listener.local_addr(), peer);
     let got = Rc::new(RefCell::new(None));
     let out = got.clone();
@@ -297,10 +260,7 @@ fn echo_receives(
     client: impl FnOnce(std::net::SocketAddr) + Send + 'static,
 ) -> Vec<Result<Vec<u8>, Option<Lost>>> {
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
     let client = std::thread::spawn(move || client(addr));
     let got = Rc::new(RefCell::new(Vec::new()));
@@ -394,12 +354,7 @@ fn a_tls_member_that_never_reads_is_cut_off_at_its_send_limit() {
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
     let limit = 64 * 1024;
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(ConnOptions::new().with_send_limit(limit)),
-    );
+    let listener = certs.listen(&s, ConnOptions::new().with_send_limit(limit));
     let addr = listener.local_addr();
     let config = certs.client_config();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -534,15 +489,11 @@ fn mangled_clients_each_end_their_own_connection() {
     const CLIENTS: u64 = 96;
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
+    let listener = certs.listen(
         &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(
-                ConnOptions::new()
-                    .with_handshake_timeout(Duration::from_millis(500))
-                    .with_close_timeout(Duration::from_millis(500)),
-            ),
+        ConnOptions::new()
+            .with_handshake_timeout(Duration::from_millis(500))
+            .with_close_timeout(Duration::from_millis(500)),
     );
     let addr = listener.local_addr();
     let config = certs.client_config();
@@ -603,14 +554,9 @@ fn a_host_close_and_a_dropped_conn_each_send_close_notify_then_fin() {
     for how in ["host close", "drop"] {
         let certs = TestCerts::localhost();
         let mut s = net_schedule();
-        let listener = util::listen_with(
-            &s,
-            fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-        );
+        let listener = certs.listen(&s, ConnOptions::new());
         let addr = listener.local_addr();
-        let config = certs.client_config();
-        let client = std::thread::spawn(move || {
-            let mut c = tls_client(TcpStream::connect(addr).unwrap(), config);
+        let client = tls_peer(addr, certs.client_config(), move |mut c| {
             c.write_all(b"hi\n").unwrap();
             let mut got = String::new();
             c.read_to_string(&mut got).map(|_| got)
@@ -645,11 +591,9 @@ fn a_graceful_stop_before_the_peers_hello_still_delivers_the_greeting() {
     // begun: the handshake goes on, the greeting is written, then close_notify and FIN.
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
+    let listener = certs.listen(
         &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(ConnOptions::new().with_close_timeout(Duration::from_secs(8))),
+        ConnOptions::new().with_close_timeout(Duration::from_secs(8)),
     );
     let addr = listener.local_addr();
     let config = certs.client_config();
@@ -707,15 +651,11 @@ fn a_handshake_still_ends_at_its_timeout_after_a_read_timeout_fired() {
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
     let handshake = Duration::from_millis(400);
-    let listener = util::listen_with(
+    let listener = certs.listen(
         &s,
-        fibra::net::ListenOptions::new()
-            .with_tls(certs.server_config())
-            .with_conn(
-                ConnOptions::new()
-                    .with_read_timeout(Some(Duration::from_millis(100)))
-                    .with_handshake_timeout(handshake),
-            ),
+        ConnOptions::new()
+            .with_read_timeout(Some(Duration::from_millis(100)))
+            .with_handshake_timeout(handshake),
     );
     let ended = std::sync::Arc::new(AtomicBool::new(false));
     let flag = ended.clone();

@@ -9,7 +9,7 @@ mod util;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 
-use fibra::net::NetExt;
+use fibra::net::{ConnOptions, NetExt};
 use util::certs::TestCerts;
 use util::{net_schedule, run_all};
 
@@ -39,10 +39,7 @@ fn hostile_tls_peers_leave_nothing_in_the_log_at_info() {
     log::set_max_level(log::LevelFilter::Info);
     let certs = TestCerts::localhost();
     let mut s = net_schedule();
-    let listener = util::listen_with(
-        &s,
-        fibra::net::ListenOptions::new().with_tls(certs.server_config()),
-    );
+    let listener = certs.listen(&s, ConnOptions::new());
     let addr = listener.local_addr();
     const PEERS: usize = 20;
     let peers = std::thread::spawn(move || {

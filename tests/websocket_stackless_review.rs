@@ -3,88 +3,8 @@
 
 mod util;
 
-use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use fibra::http::{CloseCode, Limits, Message, Router, WebSocket, WsHandler};
-use fibra::net::NetPlugin;
-use fibra::rt::{Handle, Schedule};
-use fibra::tasks::TasksExt;
 use util::ws::Client;
-use util::{Served, ServerThread};
-
-/// The close codes `on_close` was told, in order.
-type Ends = Arc<Mutex<Vec<u16>>>;
-
-/// (tasklets serving a WebSocket or a request now, connections in an input watch)
-type Stats = (usize, usize);
-
-struct Echo(Ends);
-
-impl WsHandler for Echo {
-    fn on_message(&mut self, h: &Handle, ws: &mut WebSocket, message: Message) {
-        let Message::Text(text) = message else {
-            return;
-        };
-        match text.as_str() {
-            "slow" => {
-                h.sleep(Duration::from_millis(150));
-                ws.send_text("slow done").unwrap();
-            }
-            "panic" => panic!("asked to"),
-            "quit" => {
-                let _ = ws.close(h, CloseCode::NORMAL, "bye");
-            }
-            _ => ws.send_text(&text).unwrap(),
-        }
-    }
-
-    fn on_close(&mut self, code: CloseCode) {
-        self.0.lock().unwrap().push(code.0);
-    }
-}
-
-struct Ws;
-impl Served for Ws {
-    type Stats = Stats;
-    fn stats(&self, s: &Schedule) -> Stats {
-        let busy = s
-            .tasklets()
-            .filter(|t| t.name == "websocket" || t.name == "http")
-            .count();
-        (busy, s.plugin::<NetPlugin>().unwrap().stats().watching)
-    }
-    fn stop(self, _: &mut Schedule) {}
-}
-
-fn start(ends: Ends) -> ServerThread<Stats> {
-    ServerThread::start(move |s| {
-        let limits = Limits {
-            close_timeout: Duration::from_millis(500),
-            ..Limits::default()
-        };
-        let router = Rc::new(
-            Router::new()
-                .websocket("/ws", move |h, _req, ws| {
-                    ws.send_text("hello").unwrap();
-                    ws.serve_stackless(h, Echo(ends.clone())).unwrap();
-                })
-                .with_limits(limits),
-        );
-        let listener = s
-            .plugin::<NetPlugin>()
-            .unwrap()
-            .listen("127.0.0.1:0")
-            .unwrap();
-        let addr = listener.local_addr();
-        s.spawn(move |h| {
-            let _ = fibra::http::serve(h, &listener, router);
-        })
-        .unwrap();
-        (addr, Ws)
-    })
-}
+use util::ws_stackless::{start, Ends};
 
 /// Fragments that come apart, idle between them (no tasklet), a ping among them: the pong
 /// first, then the whole message; a close followed by a text frame is closed once, 1000.

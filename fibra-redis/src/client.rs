@@ -235,11 +235,7 @@ impl Client {
     ) -> Result<Vec<Result<Value, RedisError>>, RedisError> {
         let timeout = self.redial.config.call_timeout();
         let deadline = deadline_after(timeout);
-        let first = || {
-            cmds.first()
-                .map_or_else(String::new, |c| c.name().into_owned())
-        };
-        let conn = self.ensure(h, deadline, &first)?;
+        let conn = self.ensure(h, deadline, &|| Cmd::first_name(cmds))?;
         conn.pipeline_until(h, cmds, deadline, timeout)
     }
 

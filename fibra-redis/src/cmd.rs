@@ -166,6 +166,12 @@ impl Cmd {
         }
     }
 
+    /// The name of a pipeline's first command (for messages; empty for no command).
+    pub(crate) fn first_name(cmds: &[Cmd]) -> String {
+        cmds.first()
+            .map_or_else(String::new, |c| c.name().into_owned())
+    }
+
     /// How many words it has, the name included.
     pub fn len(&self) -> usize {
         self.argc

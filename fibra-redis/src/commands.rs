@@ -91,10 +91,7 @@ pub trait Commands {
     /// As [`call`](Self::call).
     fn get<K: Arg>(&mut self, h: &Handle, key: K) -> Result<Option<Vec<u8>>, RedisError> {
         let cmd = Cmd::new("GET").arg(key);
-        match self.call(h, &cmd)? {
-            Value::Nil => Ok(None),
-            v => Ok(Some(bytes(&cmd, v)?)),
-        }
+        optional_bytes(&cmd, self.call(h, &cmd)?)
     }
 
     /// `SET key value`.
@@ -128,11 +125,7 @@ pub trait Commands {
             .arg("NX")
             .arg("EX")
             .arg(secs);
-        match self.call(h, &cmd)? {
-            Value::Nil => Ok(false),
-            v if v.is_ok() => Ok(true),
-            v => Err(unexpected(&cmd, "OK or nil", &v)),
-        }
+        ok_or_nil(&cmd, self.call(h, &cmd)?)
     }
 
     /// `SET key value NX PX ttl`: as [`set_nx_ex`](Self::set_nx_ex), in milliseconds.
@@ -147,18 +140,14 @@ pub trait Commands {
         value: V,
         ttl: Duration,
     ) -> Result<bool, RedisError> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = millis(ttl);
         let cmd = Cmd::new("SET")
             .arg(key)
             .arg(value)
             .arg("NX")
             .arg("PX")
             .arg(ms);
-        match self.call(h, &cmd)? {
-            Value::Nil => Ok(false),
-            v if v.is_ok() => Ok(true),
-            v => Err(unexpected(&cmd, "OK or nil", &v)),
-        }
+        ok_or_nil(&cmd, self.call(h, &cmd)?)
     }
 
     /// `EXPIRE key secs`: `true` if the key exists (its TTL was set).
@@ -177,7 +166,7 @@ pub trait Commands {
     ///
     /// As [`call`](Self::call).
     fn pexpire<K: Arg>(&mut self, h: &Handle, key: K, ttl: Duration) -> Result<bool, RedisError> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = millis(ttl);
         let cmd = Cmd::new("PEXPIRE").arg(key).arg(ms);
         Ok(int(&cmd, self.call(h, &cmd)?)? == 1)
     }
@@ -188,10 +177,7 @@ pub trait Commands {
     ///
     /// As [`call`](Self::call).
     fn del<K: Arg>(&mut self, h: &Handle, keys: &[K]) -> Result<i64, RedisError> {
-        let mut cmd = Cmd::new("DEL");
-        for k in keys {
-            cmd.add(k);
-        }
+        let cmd = Cmd::new("DEL").args(keys);
         int(&cmd, self.call(h, &cmd)?)
     }
 
@@ -233,10 +219,7 @@ pub trait Commands {
         field: F,
     ) -> Result<Option<Vec<u8>>, RedisError> {
         let cmd = Cmd::new("HGET").arg(key).arg(field);
-        match self.call(h, &cmd)? {
-            Value::Nil => Ok(None),
-            v => Ok(Some(bytes(&cmd, v)?)),
-        }
+        optional_bytes(&cmd, self.call(h, &cmd)?)
     }
 
     /// `EXISTS key...`: how many of the keys exist.
@@ -245,10 +228,7 @@ pub trait Commands {
     ///
     /// As [`call`](Self::call).
     fn exists<K: Arg>(&mut self, h: &Handle, keys: &[K]) -> Result<i64, RedisError> {
-        let mut cmd = Cmd::new("EXISTS");
-        for k in keys {
-            cmd.add(k);
-        }
+        let cmd = Cmd::new("EXISTS").args(keys);
         int(&cmd, self.call(h, &cmd)?)
     }
 
@@ -263,10 +243,7 @@ pub trait Commands {
         key: K,
         members: &[M],
     ) -> Result<i64, RedisError> {
-        let mut cmd = Cmd::new("SADD").arg(key);
-        for m in members {
-            cmd.add(m);
-        }
+        let cmd = Cmd::new("SADD").arg(key).args(members);
         int(&cmd, self.call(h, &cmd)?)
     }
 
@@ -281,10 +258,7 @@ pub trait Commands {
         key: K,
         members: &[M],
     ) -> Result<i64, RedisError> {
-        let mut cmd = Cmd::new("SREM").arg(key);
-        for m in members {
-            cmd.add(m);
-        }
+        let cmd = Cmd::new("SREM").arg(key).args(members);
         int(&cmd, self.call(h, &cmd)?)
     }
 
@@ -313,10 +287,7 @@ pub trait Commands {
         key: K,
         fields: &[F],
     ) -> Result<i64, RedisError> {
-        let mut cmd = Cmd::new("HDEL").arg(key);
-        for f in fields {
-            cmd.add(f);
-        }
+        let cmd = Cmd::new("HDEL").arg(key).args(fields);
         int(&cmd, self.call(h, &cmd)?)
     }
 
@@ -352,10 +323,7 @@ pub trait Commands {
             cmd.add(f);
             cmd.add(v);
         }
-        let v = self.call(h, &cmd)?;
-        v.clone()
-            .into_string()
-            .ok_or_else(|| unexpected(&cmd, "an id", &v))
+        string(&cmd, self.call(h, &cmd)?, "an id")
     }
 
     /// `XREAD [COUNT n] BLOCK ms STREAMS key... id...`: the entries after each `ids[i]` of
@@ -391,14 +359,8 @@ pub trait Commands {
             cmd = cmd.arg("COUNT").arg(n);
         }
         // Redis reads `BLOCK 0` as "for ever", past any timeout: a zero block waits 1 ms.
-        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
-        cmd = cmd.arg("BLOCK").arg(ms).arg("STREAMS");
-        for k in keys {
-            cmd.add(k);
-        }
-        for i in ids {
-            cmd.add(i);
-        }
+        let ms = millis(block);
+        cmd = cmd.arg("BLOCK").arg(ms).arg("STREAMS").args(keys).args(ids);
         let v = self.call_blocking(h, &cmd, block)?;
         stream_reads(&cmd, v)
     }
@@ -481,10 +443,7 @@ pub trait Commands {
     /// As [`call`](Self::call).
     fn script_load(&mut self, h: &Handle, script: &str) -> Result<String, RedisError> {
         let cmd = Cmd::new("SCRIPT").arg("LOAD").arg(script);
-        let v = self.call(h, &cmd)?;
-        v.clone()
-            .into_string()
-            .ok_or_else(|| unexpected(&cmd, "a SHA1", &v))
+        string(&cmd, self.call(h, &cmd)?, "a SHA1")
     }
 
     /// Runs `script` by its SHA1 (`sha1`, as [`script_load`](Self::script_load) gave it),
@@ -510,14 +469,11 @@ pub trait Commands {
 }
 
 fn script_cmd<K: Arg, A: Arg>(name: &str, script: &str, keys: &[K], args: &[A]) -> Cmd {
-    let mut cmd = Cmd::new(name).arg(script).arg(keys.len());
-    for k in keys {
-        cmd.add(k);
-    }
-    for a in args {
-        cmd.add(a);
-    }
-    cmd
+    Cmd::new(name)
+        .arg(script)
+        .arg(keys.len())
+        .args(keys)
+        .args(args)
 }
 
 pub(crate) fn unexpected(cmd: &Cmd, expected: &'static str, got: &Value) -> RedisError {
@@ -540,6 +496,35 @@ fn int(cmd: &Cmd, v: Value) -> Result<i64, RedisError> {
         Value::Int(i) => Ok(i),
         v => Err(unexpected(cmd, "an integer", &v)),
     }
+}
+
+/// `OK` (`true`) or nil (`false`): a `SET ... NX`'s reply.
+fn ok_or_nil(cmd: &Cmd, v: Value) -> Result<bool, RedisError> {
+    match v {
+        Value::Nil => Ok(false),
+        v if v.is_ok() => Ok(true),
+        v => Err(unexpected(cmd, "OK or nil", &v)),
+    }
+}
+
+/// A string reply (`expected` names it in the error).
+fn string(cmd: &Cmd, v: Value, expected: &'static str) -> Result<String, RedisError> {
+    v.clone()
+        .into_string()
+        .ok_or_else(|| unexpected(cmd, expected, &v))
+}
+
+/// A string, or `None` for nil (a missing key or field).
+fn optional_bytes(cmd: &Cmd, v: Value) -> Result<Option<Vec<u8>>, RedisError> {
+    match v {
+        Value::Nil => Ok(None),
+        v => Ok(Some(bytes(cmd, v)?)),
+    }
+}
+
+/// `d` in whole milliseconds, at least 1 (and at most `u64::MAX`).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 fn bytes(cmd: &Cmd, v: Value) -> Result<Vec<u8>, RedisError> {

@@ -231,11 +231,7 @@ impl Pool {
     ) -> Result<Vec<Result<Value, RedisError>>, RedisError> {
         let timeout = self.inner.config.call_timeout();
         let deadline = deadline_after(timeout);
-        let first = || {
-            cmds.first()
-                .map_or_else(String::new, |c| c.name().into_owned())
-        };
-        let mut lease = self.lend(h, deadline, &first)?;
+        let mut lease = self.lend(h, deadline, &|| Cmd::first_name(cmds))?;
         lease.conn().pipeline_until(h, cmds, deadline, timeout)
     }
 

@@ -92,6 +92,15 @@ pub struct Subscriber {
 /// is still there: 10 s.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 
+/// A change to the subscriptions, named by its command.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Subscribe,
+    Psubscribe,
+    Unsubscribe,
+    Punsubscribe,
+}
+
 /// The kinds of pushes a subscribed connection gets.
 enum Push {
     Message(Message),
@@ -147,9 +156,7 @@ impl Subscriber {
         h: &Handle,
         channels: &[C],
     ) -> Result<(), RedisError> {
-        let list: Vec<Vec<u8>> = channels.iter().map(|c| c.as_ref().to_vec()).collect();
-        self.channels.extend(list.iter().cloned());
-        self.change(h, "SUBSCRIBE", &list)
+        self.update(h, Change::Subscribe, channels)
     }
 
     /// Subscribes to the channels matching `patterns` (`room:*`).
@@ -162,9 +169,7 @@ impl Subscriber {
         h: &Handle,
         patterns: &[C],
     ) -> Result<(), RedisError> {
-        let list: Vec<Vec<u8>> = patterns.iter().map(|c| c.as_ref().to_vec()).collect();
-        self.patterns.extend(list.iter().cloned());
-        self.change(h, "PSUBSCRIBE", &list)
+        self.update(h, Change::Psubscribe, patterns)
     }
 
     /// Unsubscribes from `channels`.
@@ -177,14 +182,7 @@ impl Subscriber {
         h: &Handle,
         channels: &[C],
     ) -> Result<(), RedisError> {
-        let list: Vec<Vec<u8>> = channels.iter().map(|c| c.as_ref().to_vec()).collect();
-        for c in &list {
-            self.channels.remove(c);
-        }
-        if self.conn.is_none() {
-            return Ok(());
-        }
-        self.change(h, "UNSUBSCRIBE", &list)
+        self.update(h, Change::Unsubscribe, channels)
     }
 
     /// Unsubscribes from `patterns`.
@@ -197,14 +195,7 @@ impl Subscriber {
         h: &Handle,
         patterns: &[C],
     ) -> Result<(), RedisError> {
-        let list: Vec<Vec<u8>> = patterns.iter().map(|c| c.as_ref().to_vec()).collect();
-        for p in &list {
-            self.patterns.remove(p);
-        }
-        if self.conn.is_none() {
-            return Ok(());
-        }
-        self.change(h, "PUNSUBSCRIBE", &list)
+        self.update(h, Change::Punsubscribe, patterns)
     }
 
     /// The channels subscribed to.
@@ -323,6 +314,34 @@ impl Subscriber {
             self.pending.push_back(Message::Reconnected { down_for });
         }
         Ok(())
+    }
+
+    /// Remembers or forgets `names` as `change` says, then sends it. Forgetting needs no
+    /// connection: a reconnect subscribes to what is remembered, and nothing else.
+    fn update<C: AsRef<[u8]>>(
+        &mut self,
+        h: &Handle,
+        change: Change,
+        names: &[C],
+    ) -> Result<(), RedisError> {
+        let list: Vec<Vec<u8>> = names.iter().map(|c| c.as_ref().to_vec()).collect();
+        let (command, set, adds) = match change {
+            Change::Subscribe => ("SUBSCRIBE", &mut self.channels, true),
+            Change::Psubscribe => ("PSUBSCRIBE", &mut self.patterns, true),
+            Change::Unsubscribe => ("UNSUBSCRIBE", &mut self.channels, false),
+            Change::Punsubscribe => ("PUNSUBSCRIBE", &mut self.patterns, false),
+        };
+        if adds {
+            set.extend(list.iter().cloned());
+        } else {
+            for name in &list {
+                set.remove(name);
+            }
+            if self.conn.is_none() {
+                return Ok(());
+            }
+        }
+        self.change(h, command, &list)
     }
 
     /// Sends `command` for `list` on the current connection (connecting first if there is

@@ -284,6 +284,27 @@ impl Net {
         self.wire.insert((at, self.seq), segment);
     }
 
+    /// Puts `seg`, sent now from (`src_host`, `src`) to `to` on `dst_host`, on the wire, to
+    /// arrive `at`.
+    fn send_at(
+        &mut self,
+        at: Duration,
+        (src_host, src): (usize, SimFd),
+        (dst_host, to): (usize, SimFd),
+        seg: Seg,
+    ) {
+        let segment = Segment {
+            src_host,
+            src_life: self.hosts[src_host].life,
+            src,
+            dst_host: Some(dst_host),
+            to,
+            sent: self.now,
+            seg,
+        };
+        self.put(at, segment);
+    }
+
     /// Sends `seg` from socket `src` to its peer `to` on `dst_host`, after what `src` sent
     /// before (in order).
     fn send_ordered(&mut self, src: SimFd, to: SimFd, dst_host: usize, seg: Seg) {
@@ -301,38 +322,14 @@ impl Net {
             at = at.max(st.last_arrival);
             st.last_arrival = at;
         }
-        let sent = self.now;
-        self.put(
-            at,
-            Segment {
-                src_host,
-                src_life: self.hosts[src_host].life,
-                src,
-                dst_host: Some(dst_host),
-                to,
-                sent,
-                seg,
-            },
-        );
+        self.send_at(at, (src_host, src), (dst_host, to), seg);
     }
 
     /// Sends `seg` from (`src_host`, `src`) to `to` on `dst_host` without an order (a RST
     /// answering a stray segment, a refusal).
     fn send_loose(&mut self, src_host: usize, src: SimFd, dst_host: usize, to: SimFd, seg: Seg) {
         let at = self.now + self.latency(src_host, dst_host);
-        let sent = self.now;
-        self.put(
-            at,
-            Segment {
-                src_host,
-                src_life: self.hosts[src_host].life,
-                src,
-                dst_host: Some(dst_host),
-                to,
-                sent,
-                seg,
-            },
-        );
+        self.send_at(at, (src_host, src), (dst_host, to), seg);
     }
 
     /// The peer of stream `fd`, if it is known: (its fd, its host).
@@ -648,23 +645,12 @@ impl Net {
         if full && !self.faults.overflow_established {
             // Linux drops the SYN of a full accept queue; the client retries (1 s, 2 s...).
             let at = self.now + Duration::from_secs(1 << tries.min(5));
-            let sent = self.now;
-            self.put(
-                at,
-                Segment {
-                    src_host,
-                    src_life: self.hosts[src_host].life,
-                    src: client,
-                    dst_host: Some(host),
-                    to: 0,
-                    sent,
-                    seg: Seg::Syn {
-                        client,
-                        dst: addr,
-                        tries: tries + 1,
-                    },
-                },
-            );
+            let seg = Seg::Syn {
+                client,
+                dst: addr,
+                tries: tries + 1,
+            };
+            self.send_at(at, (src_host, client), (host, 0), seg);
             return;
         }
         let client_addr = match self.socks.get(&client) {
@@ -732,24 +718,11 @@ impl Net {
         };
         if tries < 5 && self.socks.contains_key(&listener) {
             let at = self.now + Duration::from_secs(1 << tries);
-            let sent = self.now;
             let seg = Seg::Join {
                 listener,
                 tries: tries + 1,
             };
-            let (src_host, src, dst_host, to) = (host, listener, Some(host), fd);
-            self.put(
-                at,
-                Segment {
-                    src_host,
-                    src_life: self.hosts[src_host].life,
-                    src,
-                    dst_host,
-                    to,
-                    sent,
-                    seg,
-                },
-            );
+            self.send_at(at, (host, listener), (host, fd), seg);
         } else {
             // Forgotten without a word: the client's next segment is answered with a RST; a
             // client that waits for the server to speak first waits for good.

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use fibra_net::{NetExt, NetPlugin};
+use fibra_rt::Handle;
 use fibra_sim::{Faults, HostId, Sim};
 use fibra_tasks::TasksExt;
 
@@ -46,12 +47,41 @@ fn echo_server(sim: &mut Sim, got: &Log) -> HostId {
     server
 }
 
-#[test]
-fn a_partition_holds_segments_until_it_is_repaired() {
-    let mut sim = Sim::new(11);
+/// A simulation of `seed` with the [`echo_server`] on 10.0.0.1 and a client host 10.0.0.2:
+/// (the simulation, the server, the client, the lines the server got).
+fn echo_and_client(seed: u64) -> (Sim, HostId, HostId, Log) {
+    let mut sim = Sim::new(seed);
     let got = log();
     let server = echo_server(&mut sim, &got);
     let client = sim.host("10.0.0.2");
+    (sim, server, client, got)
+}
+
+/// A simulation of `seed` with no faults but those `set` turns on.
+fn sim_with_faults(seed: u64, set: impl FnOnce(&mut Faults)) -> Sim {
+    let mut sim = Sim::new(seed);
+    let mut faults = Faults::none();
+    set(&mut faults);
+    sim.set_faults(faults);
+    sim
+}
+
+/// `n` client hosts, 10.0.1.0 on, each running a tasklet "client" that is `client(h, c,
+/// log)`, `c` its number.
+fn clients<F>(sim: &mut Sim, n: u64, log: &Log, client: F)
+where
+    F: FnOnce(&Handle, u64, Log) + Clone + 'static,
+{
+    for c in 0..n {
+        let host = sim.host(&format!("10.0.1.{c}"));
+        let (client, log) = (client.clone(), log.clone());
+        sim.spawn(host, "client", move |h| client(h, c, log));
+    }
+}
+
+#[test]
+fn a_partition_holds_segments_until_it_is_repaired() {
+    let (mut sim, server, client, got) = echo_and_client(11);
     let heard = log();
     let h2 = heard.clone();
     sim.spawn(client, "client", move |h| {
@@ -130,10 +160,7 @@ fn a_one_way_partition_stops_one_direction_only() {
 
 #[test]
 fn a_partition_longer_than_tcp_gives_up_fails_the_sender() {
-    let mut sim = Sim::new(13);
-    let got = log();
-    let server = echo_server(&mut sim, &got);
-    let client = sim.host("10.0.0.2");
+    let (mut sim, server, client, _got) = echo_and_client(13);
     let outcome = log();
     let o = outcome.clone();
     sim.spawn(client, "client", move |h| {
@@ -185,10 +212,7 @@ fn a_reset_reaches_both_ends_and_their_loss_watchers() {
 
 #[test]
 fn a_crashed_server_restarts_and_old_connections_are_reset() {
-    let mut sim = Sim::new(15);
-    let got = log();
-    let server = echo_server(&mut sim, &got);
-    let client = sim.host("10.0.0.2");
+    let (mut sim, server, client, got) = echo_and_client(15);
     let heard = log();
     let h2 = heard.clone();
     sim.spawn(client, "client", move |h| {
@@ -221,10 +245,7 @@ fn a_crashed_server_restarts_and_old_connections_are_reset() {
 
 #[test]
 fn a_full_accept_queue_drops_syns_and_clients_get_in_on_a_retry() {
-    let mut sim = Sim::new(16);
-    let mut faults = Faults::none();
-    faults.backlog = 1;
-    sim.set_faults(faults);
+    let mut sim = sim_with_faults(16, |f| f.backlog = 1);
     let server = sim.host("10.0.0.1");
     sim.spawn(server, "slow acceptor", |h| {
         let listener = h.listen("0.0.0.0:7").unwrap();
@@ -234,16 +255,12 @@ fn a_full_accept_queue_drops_syns_and_clients_get_in_on_a_retry() {
         }
     });
     let welcomed = log();
-    for c in 0..4 {
-        let host = sim.host(&format!("10.0.1.{c}"));
-        let w = welcomed.clone();
-        sim.spawn(host, "client", move |h| {
-            let conn = h.connect("10.0.0.1:7").unwrap();
-            let line = h.receive_line(&conn).unwrap();
-            push(&w, line);
-            h.sleep(Duration::from_secs(3600));
-        });
-    }
+    clients(&mut sim, 4, &welcomed, |h, _, w| {
+        let conn = h.connect("10.0.0.1:7").unwrap();
+        let line = h.receive_line(&conn).unwrap();
+        push(&w, line);
+        h.sleep(Duration::from_secs(3600));
+    });
     sim.run_until(|_| welcomed.borrow().len() == 4, Duration::from_secs(60))
         .unwrap();
     assert!(
@@ -255,10 +272,7 @@ fn a_full_accept_queue_drops_syns_and_clients_get_in_on_a_retry() {
 
 #[test]
 fn emfile_pauses_accepting_until_a_descriptor_frees_up() {
-    let mut sim = Sim::new(17);
-    let mut faults = Faults::none();
-    faults.fd_limit = 3; // the listener and two connections
-    sim.set_faults(faults);
+    let mut sim = sim_with_faults(17, |f| f.fd_limit = 3); // the listener and two connections
     let server = sim.host("10.0.0.1");
     sim.spawn(server, "server", |h| {
         let listener = h.listen("0.0.0.0:7").unwrap();
@@ -273,19 +287,15 @@ fn emfile_pauses_accepting_until_a_descriptor_frees_up() {
         }
     });
     let welcomed = log();
-    for c in 0..3 {
-        let host = sim.host(&format!("10.0.1.{c}"));
-        let w = welcomed.clone();
-        sim.spawn(host, "client", move |h| {
-            h.sleep(Duration::from_millis(10 * c));
-            let conn = h.connect("10.0.0.1:7").unwrap();
-            let line = h.receive_line(&conn).unwrap();
-            push(&w, format!("{c} {line}"));
-            h.sleep(Duration::from_secs(2));
-            h.send_line(&conn, "bye").unwrap();
-            h.sleep(Duration::from_secs(3600));
-        });
-    }
+    clients(&mut sim, 3, &welcomed, |h, c, w| {
+        h.sleep(Duration::from_millis(10 * c));
+        let conn = h.connect("10.0.0.1:7").unwrap();
+        let line = h.receive_line(&conn).unwrap();
+        push(&w, format!("{c} {line}"));
+        h.sleep(Duration::from_secs(2));
+        h.send_line(&conn, "bye").unwrap();
+        h.sleep(Duration::from_secs(3600));
+    });
     sim.run_until(|_| welcomed.borrow().len() == 2, Duration::from_secs(10))
         .unwrap();
     sim.run_for(Duration::from_secs(1)).unwrap();
@@ -310,19 +320,15 @@ fn random_faults_from_the_seed_lose_no_echo() {
         let got = log();
         let _server = echo_server(&mut sim, &got);
         let heard = log();
-        for c in 0..3 {
-            let host = sim.host(&format!("10.0.1.{c}"));
-            let heard = heard.clone();
-            sim.spawn(host, "client", move |h| {
-                let conn = h.connect("10.0.0.1:7").unwrap();
-                for i in 0..10 {
-                    h.send_line(&conn, &format!("{c}.{i}")).unwrap();
-                    let answer = h.receive_line(&conn).unwrap();
-                    assert_eq!(answer, format!("echo: {c}.{i}"));
-                    push(&heard, answer);
-                }
-            });
-        }
+        clients(&mut sim, 3, &heard, |h, c, heard| {
+            let conn = h.connect("10.0.0.1:7").unwrap();
+            for i in 0..10 {
+                h.send_line(&conn, &format!("{c}.{i}")).unwrap();
+                let answer = h.receive_line(&conn).unwrap();
+                assert_eq!(answer, format!("echo: {c}.{i}"));
+                push(&heard, answer);
+            }
+        });
         sim.run_until(|_| heard.borrow().len() == 30, Duration::from_secs(300))
             .unwrap_or_else(|e| panic!("{e}"));
     });
@@ -379,11 +385,10 @@ fn a_handshake_that_finds_the_accept_queue_full_waits_outside_it_and_may_be_forg
             "Reset",
         ),
     ] {
-        let mut sim = Sim::new(19);
-        let mut faults = Faults::none();
-        faults.backlog = 1;
-        faults.overflow_established = true;
-        sim.set_faults(faults);
+        let mut sim = sim_with_faults(19, |f| {
+            f.backlog = 1;
+            f.overflow_established = true;
+        });
         let server = sim.host("10.0.0.1");
         sim.spawn(server, "server speaks first", move |h| {
             let listener = h.listen("0.0.0.0:7").unwrap();
@@ -402,17 +407,13 @@ fn a_handshake_that_finds_the_accept_queue_full_waits_outside_it_and_may_be_forg
         });
         let heard = log();
         // Two served, the third waits in the queue (of 1), the fourth finds it full.
-        for c in 0..4 {
-            let host = sim.host(&format!("10.0.1.{c}"));
-            let heard = heard.clone();
-            sim.spawn(host, "client", move |h| {
-                h.sleep(Duration::from_millis(100 * c));
-                let options = fibra_net::ConnOptions::new().with_keepalive(keepalive);
-                let conn = h.connect_with("10.0.0.1:7", options).unwrap();
-                let got = h.receive_line(&conn);
-                push(&heard, format!("{c}: {got:?}"));
-            });
-        }
+        clients(&mut sim, 4, &heard, move |h, c, heard| {
+            h.sleep(Duration::from_millis(100 * c));
+            let options = fibra_net::ConnOptions::new().with_keepalive(keepalive);
+            let conn = h.connect_with("10.0.0.1:7", options).unwrap();
+            let got = h.receive_line(&conn);
+            push(&heard, format!("{c}: {got:?}"));
+        });
         let _ = sim.run_until(|_| heard.borrow().len() == 4, Duration::from_secs(300));
         let heard = heard.borrow();
         let fourth = heard.iter().find(|l| l.starts_with("3:"));

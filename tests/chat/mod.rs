@@ -405,28 +405,12 @@ impl Client {
 
     /// The next line, without its `\n`; fails the test on EOF or after 10 s.
     pub(crate) fn line(&mut self) -> String {
-        match self.try_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("{}: the server closed the connection", self.name),
-            Err(e) => panic!("{}: no line from the server: {e}", self.name),
-        }
+        some_line(self.try_line(), &self.name)
     }
 
     /// The next line; `None` at the end of the stream.
     pub(crate) fn try_line(&mut self) -> std::io::Result<Option<String>> {
-        let mut raw = Vec::new();
-        if self.reader.read_until(b'\n', &mut raw)? == 0 {
-            return Ok(None);
-        }
-        assert_eq!(
-            raw.pop(),
-            Some(b'\n'),
-            "{}: a line without its end",
-            self.name
-        );
-        Ok(Some(
-            String::from_utf8(raw).expect("the server sends UTF-8"),
-        ))
+        read_line(&mut self.reader, &self.name)
     }
 
     pub(crate) fn expect(&mut self, want: &str) {
@@ -436,14 +420,7 @@ impl Client {
 
     /// Reads lines up to and including `last`; returns those before it.
     pub(crate) fn lines_until(&mut self, last: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.line();
-            if line == last {
-                return lines;
-            }
-            lines.push(line);
-        }
+        lines_until(|| self.line(), last)
     }
 
     /// Expects the server to have closed the connection: EOF (or a reset) next.
@@ -483,6 +460,65 @@ impl Client {
 }
 
 /// A newcomer can still join and chat, and `member` (already in the room) hears it.
+/// The next line of `reader`, without its `\n`; `None` at the end of the stream. `name`
+/// (the client's) is for messages.
+pub(crate) fn read_line(reader: &mut impl BufRead, name: &str) -> std::io::Result<Option<String>> {
+    let mut raw = Vec::new();
+    if reader.read_until(b'\n', &mut raw)? == 0 {
+        return Ok(None);
+    }
+    assert_eq!(raw.pop(), Some(b'\n'), "{name}: a line without its end");
+    Ok(Some(
+        String::from_utf8(raw).expect("the server sends UTF-8"),
+    ))
+}
+
+/// The line [`read_line`] read; fails the test on the end or an error.
+pub(crate) fn some_line(read: std::io::Result<Option<String>>, name: &str) -> String {
+    match read {
+        Ok(Some(line)) => line,
+        Ok(None) => panic!("{name}: the server closed the connection"),
+        Err(e) => panic!("{name}: no line from the server: {e}"),
+    }
+}
+
+/// Takes lines from `line` up to and including `last`; returns those before it.
+pub(crate) fn lines_until(mut line: impl FnMut() -> String, last: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = line();
+        if line == last {
+            return lines;
+        }
+        lines.push(line);
+    }
+}
+
+/// Members `eof`, `rst` and `half` join and end, one after the other, by EOF, by a reset,
+/// and by a half-close after a complete line and an incomplete one: `ann` hears each join
+/// and each leave (and half's complete line); the half-closed side still reads that line,
+/// then the end.
+pub(crate) fn eof_rst_and_half_leave(server: &TestServer, ann: &mut Client) {
+    let eof = server.join("eof");
+    ann.expect("eof has joined the chat.");
+    drop(eof);
+    ann.expect("eof has left the chat.");
+
+    let rst = server.join("rst");
+    ann.expect("rst has joined the chat.");
+    rst.reset();
+    ann.expect("rst has left the chat.");
+
+    let mut half = server.join("half");
+    ann.expect("half has joined the chat.");
+    half.send_raw(b"complete line\nincomplete");
+    half.shutdown_write();
+    ann.expect("half says: complete line");
+    ann.expect("half has left the chat.");
+    half.expect("half says: complete line");
+    half.expect_end();
+}
+
 pub(crate) fn assert_serves_a_newcomer(server: &TestServer, member: &mut Client) {
     let handle = format!("new{}", NEWCOMERS.fetch_add(1, Ordering::Relaxed));
     let mut c = server.join(&handle);

@@ -2,7 +2,7 @@
 //! client (rustls), and TLS records made by hand for the hostile suite: a real ClientHello
 //! to drip or to break, and renegotiation requests encrypted under a live connection's keys.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,28 +194,12 @@ impl TlsClient {
 
     /// The next line, without its `\n`; fails the test on the end or after 10 s.
     pub(crate) fn line(&mut self) -> String {
-        match self.try_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("{}: the server closed the connection", self.name),
-            Err(e) => panic!("{}: no line from the server: {e}", self.name),
-        }
+        super::some_line(self.try_line(), &self.name)
     }
 
     /// The next line; `None` at a clean end (the server's `close_notify`).
     pub(crate) fn try_line(&mut self) -> std::io::Result<Option<String>> {
-        let mut raw = Vec::new();
-        if self.io.read_until(b'\n', &mut raw)? == 0 {
-            return Ok(None);
-        }
-        assert_eq!(
-            raw.pop(),
-            Some(b'\n'),
-            "{}: a line without its end",
-            self.name
-        );
-        Ok(Some(
-            String::from_utf8(raw).expect("the server sends UTF-8"),
-        ))
+        super::read_line(&mut self.io, &self.name)
     }
 
     pub(crate) fn expect(&mut self, want: &str) {
@@ -225,14 +209,7 @@ impl TlsClient {
 
     /// Reads lines up to and including `last`; returns those before it.
     pub(crate) fn lines_until(&mut self, last: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.line();
-            if line == last {
-                return lines;
-            }
-            lines.push(line);
-        }
+        super::lines_until(|| self.line(), last)
     }
 
     /// Expects a graceful end: the server's `close_notify`, then the end of the stream (a

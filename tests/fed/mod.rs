@@ -323,3 +323,73 @@ impl Proxy {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Reads `c`'s lines until `want`; fails the test on anything in `never` before it.
+pub(crate) fn until_no(c: &mut Client, want: &str, never: &[&str]) -> Vec<String> {
+    let lines = c.lines_until(want);
+    for line in &lines {
+        assert!(
+            !never.iter().any(|n| line.contains(n)),
+            "{}: unexpected {line:?} before {want:?}",
+            c.name
+        );
+    }
+    lines
+}
+
+/// `ann` on node `a` and `bob` on node `b`, logged in, ann having heard bob join.
+pub(crate) fn ann_and_bob(a: &Node, b: &Node) -> (Client, Client) {
+    let mut ann = a.join("ann");
+    let bob = b.join("bob");
+    ann.lines_until("bob has joined the chat.");
+    (ann, bob)
+}
+
+/// The `n` lines `"{who} says: {text}{k}"`, k from 0: what `says` reads of `who`'s lines.
+pub(crate) fn said(who: &str, text: &str, n: usize) -> Vec<String> {
+    (0..n).map(|k| format!("{who} says: {text}{k}")).collect()
+}
+
+/// `DEBUG SLEEP secs` on a thread of its own (the Redis must allow `DEBUG`): Redis stands
+/// still that long; the thread ends with its `+OK`.
+pub(crate) fn redis_sleeps(redis: &Redis, secs: u32) -> std::thread::JoinHandle<()> {
+    let addr = redis.addr();
+    let secs = secs.to_string();
+    std::thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let command = format!(
+            "*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n${}\r\n{secs}\r\n",
+            secs.len()
+        );
+        c.write_all(command.as_bytes()).unwrap();
+        let mut ok = [0u8; 5];
+        c.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+    })
+}
+
+/// Waits up to `within` for `GET key` to answer `value` (in [`Ask::cmd`]'s words); fails
+/// the test, naming `what`, if it never does.
+pub(crate) fn wait_for_value(redis: &Redis, key: &str, value: &str, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while redis.cmd(&["GET", key]) != value {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Node a (with `a_args`) on `redis` through a [`Proxy`], node b (with `b_args`) on `redis`
+/// itself, [`ann_and_bob`] on them; then the proxy is cut and a has lost Redis.
+pub(crate) fn a_cut_off(
+    redis: &Redis,
+    a_args: &[&str],
+    b_args: &[&str],
+) -> (Proxy, Node, Node, Client, Client) {
+    let proxy = Proxy::to(redis);
+    let a = Node::start_at(&proxy.url(), "a", a_args);
+    let b = Node::start(redis, "b", b_args);
+    let (ann, bob) = ann_and_bob(&a, &b);
+    proxy.cut();
+    a.wait_for("lost Redis");
+    (proxy, a, b, ann, bob)
+}

@@ -155,3 +155,56 @@ impl TestCerts {
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+impl TestCerts {
+    /// A listener on a free port of 127.0.0.1 serving TLS with the leaf, its connections'
+    /// options `conn` (the schedule needs the network plugin).
+    pub(crate) fn listen(
+        &self,
+        s: &fibra::rt::Schedule,
+        conn: fibra::net::ConnOptions,
+    ) -> fibra::net::Listener {
+        let options = fibra::net::ListenOptions::new()
+            .with_tls(self.server_config())
+            .with_conn(conn);
+        super::listen_with(s, options)
+    }
+}
+
+/// A blocking rustls client's stream.
+pub(crate) type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A blocking TLS client over `tcp` (to `localhost`), handshake done; 10 s read timeout.
+pub(crate) fn tls_client(
+    mut tcp: std::net::TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> TlsStream {
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            panic!("handshake: {e}");
+        }
+    }
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// A [`tls_client`] of `addr` on a thread of its own, given to `f`.
+pub(crate) fn tls_peer<T, F>(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    f: F,
+) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce(TlsStream) -> T + Send + 'static,
+{
+    std::thread::spawn(move || {
+        f(tls_client(
+            std::net::TcpStream::connect(addr).unwrap(),
+            config,
+        ))
+    })
+}

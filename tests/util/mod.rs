@@ -4,8 +4,13 @@
 // json.rs and webdriver.rs, beside this file, are the browser test's own (tests/browser.rs
 // includes them), so that the other test files do not compile them.
 pub(crate) mod ws;
+// An echoing stackless WebSocket server on a thread (tests/websocket_stackless*.rs).
+pub(crate) mod ws_stackless;
 // Tasklets that count themselves when they return (`checked`, `all_ended`).
 pub(crate) mod checked;
+// A `Protocol` recording its callbacks, its server, ways to end a connection
+// (tests/protocol.rs, tests/net_stackless*.rs).
+pub(crate) mod recorder;
 // A real redis-server per test, on a free port, killed by PID on drop (tests/redis_*.rs).
 pub(crate) mod redis;
 // Test certificates (a CA and a leaf for localhost) and rustls configs for them.

@@ -120,4 +120,14 @@ impl Client {
             }
         }
     }
+
+    /// The next text message that `wanted` accepts, skipping the others.
+    pub(crate) fn text_where(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        loop {
+            let text = self.text();
+            if wanted(&text) {
+                return text;
+            }
+        }
+    }
 }
