@@ -214,7 +214,7 @@ pub(crate) fn send(socket: &Socket, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-// The per-message system calls, made straight (Linux). glibc's `recv` and `send` are
+// The per-message system calls, made straight (Linux). glibc's `recv`, `send` and `sendmsg` are
 // cancellation points: in a process with more than one thread (a schedule's stall watchdog
 // is one) each call turns asynchronous cancellation on and off around the system call, about
 // 30 instructions each way, twice per echoed message. fibra cancels no thread, so the
@@ -284,10 +284,43 @@ fn send_os(socket: &OsSocket, bytes: &[u8]) -> io::Result<usize> {
     socket.send_with_flags(bytes, libc::MSG_NOSIGNAL)
 }
 
+/// One gathering `sendmsg` of `slices` (no address), without `SIGPIPE`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_vectored_os(socket: &OsSocket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `msghdr` is plain data; all zeroes is a valid one (no address, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` on Unix (std's guarantee); `sendmsg` only reads
+    // through the pointer.
+    msg.msg_iov = slices.as_ptr().cast_mut().cast::<libc::iovec>();
+    msg.msg_iovlen = slices.len() as _;
+    // SAFETY: the descriptor is the socket's, open for this call (`socket` is borrowed);
+    // `msg` and the slices it points to are valid for reads for the call. Every argument is
+    // passed as a `c_long`, as `syscall` reads them.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            socket.as_raw_fd() as libc::c_long,
+            (&msg as *const libc::msghdr) as libc::c_long,
+            libc::MSG_NOSIGNAL as libc::c_long,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_vectored_os(socket: &OsSocket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
+}
+
 /// One gathering write (`sendmsg`) of `slices`, without `SIGPIPE`.
 pub(crate) fn write(socket: &Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     match socket {
-        Socket::Os(socket) => socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL),
+        Socket::Os(socket) => send_vectored_os(socket, slices),
         #[cfg(feature = "sim")]
         Socket::Sim(s) => s.net.write(s.fd, slices),
     }
