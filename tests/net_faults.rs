@@ -800,10 +800,8 @@ fn a_send_to_a_peer_that_left_fails_without_sigpipe() {
     if std::env::var_os(CHILD).is_some() {
         // SAFETY: `signal` with the default action; this is a child process of the test, and
         // no other thread of it handles signals.
-        assert_ne!(
-            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) },
-            libc::SIG_ERR
-        );
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        assert_ne!(previous, libc::SIG_ERR);
         send_to_a_gone_peer_child();
         return;
     }
