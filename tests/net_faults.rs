@@ -763,3 +763,62 @@ fn close_timeout_resets_a_peer_that_never_reads() {
     assert_eq!(client.join().unwrap(), "ConnectionReset");
     assert_eq!(net_stats(&s).sockets, 0);
 }
+
+/// The child's side of `a_send_to_a_peer_that_left_fails_without_sigpipe`.
+fn send_to_a_gone_peer_child() {
+    let mut s = net_schedule();
+    let failed = Rc::new(RefCell::new(None));
+    let out = failed.clone();
+    let addr = serve(&mut s, ListenOptions::new(), 1, move |h, conn| {
+        // The peer closes at once: its end comes first.
+        assert!(h.receive(&conn).is_err(), "the peer sent nothing");
+        // Then writes until the system says the peer is gone (a reset, then `EPIPE`).
+        for _ in 0..200 {
+            let sent = h.send(&conn, &[7u8; 1024]).and_then(|()| h.flush(&conn));
+            if let Err(e) = sent {
+                *out.borrow_mut() = Some(e.to_string());
+                return;
+            }
+            h.sleep(Duration::from_millis(5));
+        }
+    });
+    drop(TcpStream::connect(addr).unwrap());
+    run_all(&mut s, 10);
+    assert!(
+        failed.borrow().is_some(),
+        "a send to a peer that left failed"
+    );
+}
+
+/// fibra-net makes its writes itself (`syscall`, on Linux): they must say `MSG_NOSIGNAL`, or a
+/// write to a peer that left kills a process that has not ignored `SIGPIPE` (a Rust program
+/// ignores it; a host that embeds fibra may not).
+#[test]
+fn a_send_to_a_peer_that_left_fails_without_sigpipe() {
+    const CHILD: &str = "FIBRA_NET_SIGPIPE_CHILD";
+    const NAME: &str = "a_send_to_a_peer_that_left_fails_without_sigpipe";
+    if std::env::var_os(CHILD).is_some() {
+        // SAFETY: `signal` with the default action; this is a child process of the test, and
+        // no other thread of it handles signals.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        assert_ne!(previous, libc::SIG_ERR);
+        send_to_a_gone_peer_child();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "child failed ({}):\n{text}",
+        out.status
+    );
+    assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
+}

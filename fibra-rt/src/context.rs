@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::reactor::Registry;
 use crate::schedule::Core;
 use crate::tasklet::State;
-use crate::wait::Wait;
+use crate::wait::{Resume, Wait};
 use crate::{Error, Handle, Op, Remote, SpawnOptions, TaskletId};
 
 /// What a plugin may do to the schedule while it runs: complete ops, spawn and kill tasklets,
@@ -60,7 +60,13 @@ impl Context<'_> {
             }
             Wait::Park { .. } => return Err(out),
         }
-        core.resume(id);
+        // `core.resume(id)` without looking the tasklet up again.
+        Resume {
+            op_deadlines: &mut core.op_deadlines,
+            withdrawals: &mut core.withdrawals,
+            run_queue: &mut core.run_queue,
+        }
+        .tasklet(t);
         Ok(())
     }
 

@@ -52,6 +52,29 @@ impl Core {
         let Some(t) = self.tasklets.get_mut(id.slot()).filter(|t| t.id == id) else {
             return;
         };
+        Resume {
+            op_deadlines: &mut self.op_deadlines,
+            withdrawals: &mut self.withdrawals,
+            run_queue: &mut self.run_queue,
+        }
+        .tasklet(t);
+    }
+}
+
+/// The parts of the [`Core`] that [`Core::resume`] touches besides the tasklet, so that a
+/// caller that has found the tasklet already ([`Context::complete`](crate::Context::complete))
+/// resumes it without a second lookup.
+pub(crate) struct Resume<'a> {
+    pub(crate) op_deadlines: &'a mut crate::DeadlineQueue,
+    pub(crate) withdrawals: &'a mut Vec<(TaskletId, usize)>,
+    pub(crate) run_queue: &'a mut std::collections::VecDeque<TaskletId>,
+}
+
+impl Resume<'_> {
+    /// [`Core::resume`] for suspended tasklet `t`, found in the table.
+    #[inline(always)]
+    pub(crate) fn tasklet(self, t: &mut crate::tasklet::Tasklet) {
+        let id = t.id;
         let State::Suspended { wait, .. } = &t.state else {
             return;
         };

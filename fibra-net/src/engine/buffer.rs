@@ -384,12 +384,14 @@ impl BufPool {
         }
     }
 
+    #[inline]
     fn take_out(&mut self) -> Vec<u8> {
         self.outs
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
     }
 
+    #[inline]
     fn give_out(&mut self, mut buf: Vec<u8>) {
         if self.outs.len() < POOL_CAP {
             buf.clear();

@@ -141,13 +141,12 @@ impl NetPlugin {
         self.shared.table.borrow().stats()
     }
 
+    #[inline]
     fn owns(&self, shared: &Rc<Shared>) -> Result<(), NetError> {
         if Rc::ptr_eq(&self.shared, shared) {
             Ok(())
         } else {
-            Err(NetError::Io(io::Error::other(
-                "this connection belongs to another schedule's network plugin",
-            )))
+            Err(not_ours())
         }
     }
 
@@ -175,6 +174,16 @@ impl NetPlugin {
         let unwatched = self.shared.table.borrow_mut().take_unwatched();
         drop(unwatched);
     }
+}
+
+/// The error of an op on a connection of another schedule's plugin (kept out of line: the
+/// check is on every op's path).
+#[cold]
+#[inline(never)]
+fn not_ours() -> NetError {
+    NetError::Io(io::Error::other(
+        "this connection belongs to another schedule's network plugin",
+    ))
 }
 
 impl Plugin for NetPlugin {

@@ -205,13 +205,8 @@ impl Schedule {
             let Some(id) = self.core.run_queue.pop_front() else {
                 break;
             };
-            if !self
-                .core
-                .get(id)
-                .is_some_and(|t| matches!(t.state, State::Runnable(_)))
-            {
-                continue;
-            }
+            // A tasklet that is gone or not runnable (killed, or queued twice) takes no step:
+            // `run_tasklet` checks, with the one lookup it makes anyway.
             let ran = self.run_tasklet(id, budget - steps);
             steps += ran;
             since_poll += ran;

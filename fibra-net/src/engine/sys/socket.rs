@@ -4,7 +4,7 @@
 // Without the `sim` feature a `Socket` has one variant, and its matches destructure it.
 #![cfg_attr(not(feature = "sim"), allow(clippy::infallible_destructuring_match))]
 
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -198,7 +198,7 @@ pub(crate) fn read(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
         Socket::Sim(s) => return s.net.read(s.fd, buf),
     };
     loop {
-        match (&*socket).read(buf) {
+        match recv(socket, buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
         }
@@ -208,16 +208,119 @@ pub(crate) fn read(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 /// One write (`send`) of `bytes`, without `SIGPIPE`.
 pub(crate) fn send(socket: &Socket, bytes: &[u8]) -> io::Result<usize> {
     match socket {
-        Socket::Os(socket) => socket.send_with_flags(bytes, libc::MSG_NOSIGNAL),
+        Socket::Os(socket) => send_os(socket, bytes),
         #[cfg(feature = "sim")]
         Socket::Sim(s) => s.net.write(s.fd, &[IoSlice::new(bytes)]),
     }
 }
 
+// The per-message system calls, made straight (Linux). glibc's `recv`, `send` and `sendmsg` are
+// cancellation points: in a process with more than one thread (a schedule's stall watchdog
+// is one) each call turns asynchronous cancellation on and off around the system call, about
+// 30 instructions each way, twice per echoed message. fibra cancels no thread, so the
+// system calls are made without the wrappers (`syscall`), as glibc does anyway in a process
+// with a single thread. Elsewhere, socket2's calls.
+
+/// One `recv` (`recvfrom` without an address) into `buf`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn recv(socket: &OsSocket, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is the socket's, open for this call (`socket` is borrowed);
+    // `buf` is valid for writes of `buf.len()` bytes for the call; the address and its length
+    // are null, which `recvfrom` takes as "no address wanted". Every argument is passed as a
+    // `c_long`, as `syscall` reads them.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            socket.as_raw_fd() as libc::c_long,
+            buf.as_mut_ptr() as libc::c_long,
+            buf.len() as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn recv(socket: &OsSocket, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    (&*socket).read(buf)
+}
+
+/// One `send` (`sendto` without an address) of `bytes`, without `SIGPIPE`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_os(socket: &OsSocket, bytes: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is the socket's, open for this call (`socket` is borrowed);
+    // `bytes` is valid for reads of `bytes.len()` bytes for the call; no address (null, 0),
+    // as on a connected socket. Every argument is passed as a `c_long`, as `syscall` reads
+    // them.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            socket.as_raw_fd() as libc::c_long,
+            bytes.as_ptr() as libc::c_long,
+            bytes.len() as libc::c_long,
+            libc::MSG_NOSIGNAL as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_os(socket: &OsSocket, bytes: &[u8]) -> io::Result<usize> {
+    socket.send_with_flags(bytes, libc::MSG_NOSIGNAL)
+}
+
+/// One gathering `sendmsg` of `slices` (no address), without `SIGPIPE`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_vectored_os(socket: &OsSocket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `msghdr` is plain data; all zeroes is a valid one (no address, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` on Unix (std's guarantee); `sendmsg` only reads
+    // through the pointer.
+    msg.msg_iov = slices.as_ptr().cast_mut().cast::<libc::iovec>();
+    msg.msg_iovlen = slices.len() as _;
+    // SAFETY: the descriptor is the socket's, open for this call (`socket` is borrowed);
+    // `msg` and the slices it points to are valid for reads for the call. Every argument is
+    // passed as a `c_long`, as `syscall` reads them.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            socket.as_raw_fd() as libc::c_long,
+            (&msg as *const libc::msghdr) as libc::c_long,
+            libc::MSG_NOSIGNAL as libc::c_long,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_vectored_os(socket: &OsSocket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
+}
+
 /// One gathering write (`sendmsg`) of `slices`, without `SIGPIPE`.
 pub(crate) fn write(socket: &Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     match socket {
-        Socket::Os(socket) => socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL),
+        Socket::Os(socket) => send_vectored_os(socket, slices),
         #[cfg(feature = "sim")]
         Socket::Sim(s) => s.net.write(s.fd, slices),
     }

@@ -151,20 +151,20 @@ impl Table {
         mode: ReceiveMode,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Vec<u8>, NetError>> {
-        let nothing_yet = match self.conn_entry(key) {
-            Ok(c) if c.input.reader.is_some() => return Poll::Ready(Err(NetError::Busy)),
-            Ok(c) => {
-                c.input.nothing_yet() && c.tls.is_none() && c.state.connected_socket().is_some()
-            }
-            Err(e) => return Poll::Ready(Err(e)),
+        let c = match conn_mut(&mut self.entries, key) {
+            Some(c) if c.input.reader.is_some() => return Poll::Ready(Err(NetError::Busy)),
+            Some(c) => c,
+            None => return Poll::Ready(Err(NetError::Closed)),
         };
-        // The common case of a loop of receives (the last read drained the socket): park at
-        // once, as `attempt_receive` would, without its round of checks.
-        let attempt = if nothing_yet {
-            Attempt::Pending(buf, false)
-        } else {
-            self.attempt_receive(key, buf, mode, cx)
-        };
+        if c.input.nothing_yet() && c.tls.is_none() && c.state.connected_socket().is_some() {
+            // The common case of a loop of receives (the last read drained the socket): park
+            // at once, as `attempt_receive` would, without its round of checks, and with the
+            // entry in hand.
+            let parked = self.waiters.park(from, Wait::Receive(key.slot));
+            c.input.reader = Some(Reader { parked, buf, mode });
+            return Poll::Pending;
+        }
+        let attempt = self.attempt_receive(key, buf, mode, cx);
         match attempt {
             Attempt::Done(result) => Poll::Ready(result),
             Attempt::Pending(buf, budget) => {

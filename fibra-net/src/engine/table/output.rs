@@ -121,11 +121,12 @@ impl Table {
         encoding: Encoding,
         when_full: WhenFull,
     ) -> Result<SendState, NetError> {
-        if conn_mut(&mut self.entries, key).is_some_and(|c| !c.groups.is_empty()) {
+        let mut c = conn_mut(&mut self.entries, key).ok_or_else(closed)?;
+        if !c.groups.is_empty() {
             // The groups' bytes sent before this go first.
             self.seal_groups_of(key);
+            c = conn_mut(&mut self.entries, key).ok_or_else(closed)?;
         }
-        let c = conn_mut(&mut self.entries, key).ok_or_else(closed)?;
         if let Some(end) = c.output.end {
             return Err(end.into());
         }

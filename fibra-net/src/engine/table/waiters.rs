@@ -44,6 +44,7 @@ pub(crate) struct Waiters {
 
 impl Waiters {
     /// Parks `id` on `wait`.
+    #[inline]
     pub(crate) fn park(&mut self, id: TaskletId, wait: Wait) -> Parked {
         self.waiting.insert(id, wait);
         Parked(id)
