@@ -68,7 +68,8 @@ pub(crate) enum Command<'a> {
     },
     /// `/msg` without a handle and a text.
     MsgUsage,
-    /// `/join <room>`: move to that room (a name with the handle's rules).
+    /// `/join <room>`: move to that room (a name with the handle's rules; rooms are named in
+    /// lower case, `Red` being `red`).
     Join(&'a str),
     /// `/join` without a room, or with a name a handle could not have.
     JoinUsage,

@@ -70,6 +70,8 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u
             room.tell(conn, &who);
         }
         Command::Join(to) => {
+            // One room whatever the case: `LOBBY` is the lobby, not a room that reads like it.
+            let to = &*to.to_lowercase();
             if room.place_of(handle).as_deref() == Some(to) {
                 room.tell(conn, &format!("You are in room {to} already."));
             } else if !chat.reach.moved(&mut room, handle, to) {
