@@ -38,4 +38,27 @@ fn room_names_differ_by_more_than_case(threads: usize) {
     server.stop();
 }
 
-on_one_and_two_threads!(room_names_differ_by_more_than_case);
+/// Characters a member cannot see are refused in room names and handles: a right-to-left
+/// override turns the rest of every line naming the room, a zero-width space makes a room
+/// (or a handle) that reads like another.
+fn invisible_characters_are_refused(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
+    let mut m = server.join("m");
+    for name in ["\u{202E}evil", "red\u{200B}", "\u{2066}x", "a\u{FEFF}"] {
+        m.send(&format!("/join {name}"));
+        m.expect(chat::protocol::JOIN_USAGE);
+    }
+    m.send("/who");
+    m.expect("Online: m");
+    let mut spoof = server.client();
+    spoof.expect(chat::protocol::PROMPT);
+    spoof.send("m\u{200B}");
+    spoof.expect(chat::protocol::BadHandle::BadCharacter.message());
+    spoof.expect(chat::protocol::PROMPT);
+    server.stop();
+}
+
+on_one_and_two_threads!(
+    room_names_differ_by_more_than_case,
+    invisible_characters_are_refused,
+);

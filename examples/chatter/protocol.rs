@@ -21,7 +21,7 @@ pub(crate) enum BadHandle {
     Empty,
     /// More than [`MAX_HANDLE_CHARS`] characters.
     TooLong,
-    /// A space (any white space) or a control character inside.
+    /// A space (any white space), a control character or an invisible one inside.
     BadCharacter,
 }
 
@@ -46,10 +46,24 @@ pub(crate) fn parse_handle(answer: &str) -> Result<&str, BadHandle> {
     if handle.chars().nth(MAX_HANDLE_CHARS).is_some() {
         return Err(BadHandle::TooLong);
     }
-    if handle.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if handle
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    {
         return Err(BadHandle::BadCharacter);
     }
     Ok(handle)
+}
+
+/// Whether `c` shows nothing, or turns the text around it (Unicode's format characters and
+/// the like: zero-width spaces and joiners, bidirectional overrides, variation selectors,
+/// tags, fillers): a name with one reads like another name, or turns the line that names it.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// What a member's line asks for.
