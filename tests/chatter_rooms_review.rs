@@ -58,7 +58,40 @@ fn invisible_characters_are_refused(threads: usize) {
     server.stop();
 }
 
+/// Rooms are bounded (`--max-rooms`): past the limit, `/join` of a new room is refused with
+/// why, the member staying where it was; a room that exists may still be joined, and a room
+/// that empties frees its place.
+fn rooms_are_bounded(threads: usize) {
+    let config = Config {
+        max_rooms: 2,
+        ..Config::default()
+    };
+    let server = TestServer::start_on(threads, config);
+    let mut m = server.join("m");
+    let mut a = join_room(&server, "a", "one");
+    let mut b = join_room(&server, "b", "two");
+    // The whisper comes after b's join, from b's thread: m's thread knows of room two.
+    b.send("/msg m hi");
+    m.lines_until("b whispers: hi");
+    m.send("/join three");
+    m.expect(&chat::protocol::too_many_rooms(2));
+    m.send("/who");
+    m.expect("Online: m");
+    m.send("/join two");
+    m.expect("m has joined room two.");
+    b.lines_until("m has joined room two.");
+    // Room one empties: its place is free.
+    a.send("/join lobby");
+    a.expect("a has joined the chat.");
+    a.send("/msg m bye");
+    m.lines_until("a whispers: bye");
+    m.send("/join three");
+    m.expect("m has joined room three.");
+    server.stop();
+}
+
 on_one_and_two_threads!(
+    rooms_are_bounded,
     room_names_differ_by_more_than_case,
     invisible_characters_are_refused,
 );

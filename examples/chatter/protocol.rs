@@ -104,6 +104,13 @@ pub(crate) const ROOMS_NOT_FEDERATED: &str =
     "Rooms are not federated yet: with --redis there is one room.";
 /// The room every member enters at login.
 pub(crate) const LOBBY: &str = "lobby";
+/// The most rooms besides the lobby, by default (`--max-rooms`).
+pub(crate) const MAX_ROOMS: usize = 10_000;
+
+/// What a member is told for `/join` of a new room when there are `max` rooms already.
+pub(crate) fn too_many_rooms(max: usize) -> String {
+    format!("There are too many rooms (at most {max}): join one that exists.")
+}
 
 /// What a room hears when `handle` joins it: the lobby's words are the chat's.
 pub(crate) fn joined_line(room: &str, handle: &str) -> String {

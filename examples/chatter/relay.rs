@@ -191,6 +191,7 @@ impl Chatter {
             addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             config,
         };
+        chatter.chat.room.borrow_mut().max_rooms = chatter.config.max_rooms;
         match listen_on {
             Some(on) => {
                 let listener = listen(schedule, on, chatter.config.telnet_options(), true)?;

@@ -96,6 +96,8 @@ pub(crate) struct Room {
     /// Batches of events from beyond this schedule the reach applied (it counts them here).
     pub(crate) relay_rounds: u64,
     shutting_down: bool,
+    /// The most rooms besides the lobby: `/join` of a new one past it is refused.
+    pub(crate) max_rooms: usize,
     /// The tasklets that serve the room here (acceptors, the web server, the reach's own),
     /// ended by its shutdown.
     pub(crate) tasklets: Vec<TaskletId>,
@@ -170,6 +172,7 @@ impl Default for Room {
             crossed: 0,
             relay_rounds: 0,
             shutting_down: false,
+            max_rooms: protocol::MAX_ROOMS,
             tasklets: Vec::new(),
         }
     }
@@ -266,6 +269,13 @@ impl Room {
         }
         self.forget_if_empty(&from);
         added.then_some((from, to))
+    }
+
+    /// Whether a member may join room `name`: it exists, or there are fewer rooms than
+    /// `max_rooms` (the rooms this thread knows of: its own and, as the reach has told, the
+    /// other threads'; two threads opening the last one at once may both get it).
+    pub(crate) fn may_join(&self, name: &str) -> bool {
+        self.places.contains_key(name) || self.places.len() <= self.max_rooms
     }
 
     /// The room the member `handle` here is in.

@@ -74,6 +74,9 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u
             let to = &*to.to_lowercase();
             if room.place_of(handle).as_deref() == Some(to) {
                 room.tell(conn, &format!("You are in room {to} already."));
+            } else if !room.may_join(to) {
+                let refusal = protocol::too_many_rooms(room.max_rooms);
+                room.tell(conn, &refusal);
             } else if !chat.reach.moved(&mut room, handle, to) {
                 room.tell(conn, protocol::ROOMS_NOT_FEDERATED);
             }
