@@ -90,7 +90,36 @@ fn rooms_are_bounded(threads: usize) {
     server.stop();
 }
 
+/// A member cut off for not reading, with a move to another room in the same write: the
+/// room it was in hears it leave, once, and the room it named hears nothing (its lines after
+/// the cut-off are not obeyed).
+fn a_member_cut_off_while_moving_leaves_the_room_it_was_in(threads: usize) {
+    for stackless in [true, false] {
+        let config = Config {
+            max_outbound: 1024,
+            stackless_members: stackless,
+            ..Config::default()
+        };
+        let server = TestServer::start_on(threads, config);
+        let mut lo = server.join("lo");
+        let mut red = join_room(&server, "r", "red");
+        let mut v = server.join("v");
+        lo.lines_until("v has joined the chat.");
+        // Answers past its limit, unread, then a move: all in one write.
+        let mut burst = "/who\n".repeat(400);
+        burst.push_str("/join red\n");
+        v.send_raw(burst.as_bytes());
+        lo.expect("v has left the chat.");
+        lo.send("/who");
+        lo.expect("Online: lo");
+        red.send("/who");
+        red.expect("Online in red: r");
+        server.stop();
+    }
+}
+
 on_one_and_two_threads!(
+    a_member_cut_off_while_moving_leaves_the_room_it_was_in,
     rooms_are_bounded,
     room_names_differ_by_more_than_case,
     invisible_characters_are_refused,
