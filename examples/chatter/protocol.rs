@@ -58,7 +58,7 @@ pub(crate) fn parse_handle(answer: &str) -> Result<&str, BadHandle> {
 /// Whether `c` shows nothing, or turns the text around it (Unicode's format characters and
 /// the like: zero-width spaces and joiners, bidirectional overrides, variation selectors,
 /// tags, fillers): a name with one reads like another name, or turns the line that names it.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
         | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
