@@ -118,6 +118,65 @@ fn a_member_cut_off_while_moving_leaves_the_room_it_was_in(threads: usize) {
     }
 }
 
+/// Across threads, a line said in a room goes only to the threads with a member in it: the
+/// two members of red on one thread say lines, and none of them crosses to the other thread
+/// (whose members are in the lobby); a whisper to a member there does. Counted by the
+/// speakers' thread's `crossed`.
+#[test]
+fn a_rooms_lines_cross_only_to_threads_with_a_member_in_it() {
+    let server = TestServer::start_on(2, Config::default());
+    // The hand-off gives each newcomer the least-loaded thread: find where each one went.
+    let mut clients = Vec::new();
+    let mut on = [Vec::new(), Vec::new()];
+    for i in 0..4 {
+        let handle = format!("m{i}");
+        let before: Vec<u64> = server
+            .stats_per_thread()
+            .iter()
+            .map(|s| s.0.joined)
+            .collect();
+        let c = server.join(&handle);
+        server.wait_for("the join counted", |room, _| room.joined == i + 1);
+        let after = server.stats_per_thread();
+        let thread = (0..2).find(|&t| after[t].0.joined > before[t]).unwrap();
+        on[thread].push(clients.len());
+        clients.push((handle, c));
+    }
+    // Two on one thread (`here`), one on the other.
+    let here = if on[0].len() >= 2 { 0 } else { 1 };
+    assert!(on[here].len() >= 2 && !on[1 - here].is_empty(), "{on:?}");
+    let (x, y, z) = (on[here][0], on[here][1], on[1 - here][0]);
+    for i in [x, y] {
+        let (handle, c) = &mut clients[i];
+        c.send("/join red");
+        c.lines_until(&format!("{handle} has joined room red."));
+    }
+    let (xh, yh, zh) = (
+        clients[x].0.clone(),
+        clients[y].0.clone(),
+        clients[z].0.clone(),
+    );
+    // Every join and leave so far has crossed: a whisper to the other thread, heard, and
+    // fresh counters after it.
+    clients[y].1.send(&format!("/msg {zh} sync"));
+    clients[z].1.lines_until(&format!("{yh} whispers: sync"));
+    server.wait_for("fresh counters", |_, _| true);
+    let crossed_before = server.stats_per_thread()[here].0.crossed;
+    for n in 0..50 {
+        clients[x].1.send(&format!("line {n}"));
+    }
+    clients[y].1.lines_until(&format!("{xh} says: line 49"));
+    clients[x].1.send(&format!("/msg {zh} done"));
+    clients[z].1.expect(&format!("{xh} whispers: done"));
+    server.wait_for("fresh counters", |_, _| true);
+    let crossed = server.stats_per_thread()[here].0.crossed - crossed_before;
+    assert_eq!(
+        crossed, 1,
+        "events sent to the other thread: the whisper only"
+    );
+    server.stop();
+}
+
 on_one_and_two_threads!(
     a_member_cut_off_while_moving_leaves_the_room_it_was_in,
     rooms_are_bounded,

@@ -2,8 +2,8 @@
 //! thread's side being its [`Relay`](super::relay::Relay) reach. Handles are claimed here,
 //! under one lock, so two clients racing for a handle on two threads cannot both win, and
 //! `/msg` finds the thread of its target. Each thread's relay channel is registered here,
-//! for the others to send it [`Event`]s: what is said to the room crosses to each other
-//! thread once, and is fanned out there to its members by its own `Group`; the joins and
+//! for the others to send it [`Event`]s: what is said in a room crosses once to each other
+//! thread with a member in that room, and is fanned out there to its members by its own `Group`; the joins and
 //! leaves keep each room's list of the other threads' members in step with what its members
 //! have heard. The threads' loads (for the hand-off) and the stop's totals are here too.
 
@@ -18,16 +18,19 @@ use fibra::tasks::RemoteSender;
 /// happened, and shared by every thread it crosses to.
 #[derive(Clone, Debug)]
 pub(crate) enum Event {
-    /// A line said in room `place`, for every member of that room there, without its end.
+    /// A line said in room `place`, for every member of that room there, without its end
+    /// (sent only to the threads with a member in that room, as the joins and leaves told).
     Room {
         /// The room (`/join`'s name, or the lobby).
         place: Arc<str>,
         /// The line.
         line: Arc<str>,
     },
-    /// A member joined room `place` (on the sending thread): `line` announced there, and
-    /// the member listed by that room's `/who`.
+    /// A member joined room `place` on thread `from`: `line` announced there, and the member
+    /// listed by that room's `/who` (and that room's lines sent to thread `from`).
     Joined {
+        /// The sending thread.
+        from: usize,
         /// The room.
         place: Arc<str>,
         /// The member's handle.
@@ -35,8 +38,10 @@ pub(crate) enum Event {
         /// The announcement.
         line: Arc<str>,
     },
-    /// A member left room `place` (on the sending thread).
+    /// A member left room `place` on thread `from`.
     Left {
+        /// The sending thread.
+        from: usize,
         /// The room.
         place: Arc<str>,
         /// The member's handle.

@@ -1,8 +1,9 @@
 //! The reach of the rooms across threads (`--threads N`): every thread runs its own room for
 //! the members it serves, and the [`Hub`] ties them into one. Handles are claimed at the hub,
-//! under one lock; what is said here is fanned out here at once and crosses to each other
-//! thread once (an [`Event`] through that thread's relay channel), where that thread's room
-//! fans it out to its members by its own `Group`.
+//! under one lock; what is said here is fanned out here at once and crosses once to each other
+//! thread with a member in its room (an [`Event`] through that thread's relay channel), where
+//! that thread's room fans it out to its members by its own `Group`. The joins and leaves cross
+//! to every thread, so that each knows which threads have members in which room.
 //!
 //! Two tasklets per thread carry it: the forwarder, the only sender of this thread's events
 //! (so that their order holds), and the relay, which applies the other threads' events to
@@ -47,13 +48,34 @@ pub(crate) struct Relay {
 /// What this thread's room posted for the others, until the forwarder takes it.
 #[derive(Debug, Default)]
 struct Outbox {
-    /// Events for the other threads (`None`: all of them; `Some(j)`: thread `j`), in the
-    /// order they happened.
-    events: RefCell<Vec<(Option<usize>, Event)>>,
+    /// Events for the other threads, in the order they happened.
+    events: RefCell<Vec<(To, Event)>>,
     /// The forwarder, woken by each event.
     forwarder: OnceCell<Unparker>,
     /// Sessions waiting for the outbox to shrink.
     waiting: RefCell<Vec<Unparker>>,
+}
+
+/// The threads an event is for.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// Every other thread.
+    All,
+    /// Those whose bit is set (bit `j`: thread `j`; every bit: all, past 64 threads).
+    Some(u64),
+    /// Thread `j`.
+    One(usize),
+}
+
+impl To {
+    /// Whether thread `j` is among them.
+    fn includes(self, j: usize) -> bool {
+        match self {
+            To::All => true,
+            To::Some(bits) => bits == u64::MAX || (j < 64 && bits & (1 << j) != 0),
+            To::One(to) => to == j,
+        }
+    }
 }
 
 impl Relay {
@@ -72,25 +94,28 @@ impl Relay {
         if !room.announce_in(place, &line) {
             return;
         }
-        let (place, handle) = (Arc::from(place), Arc::from(handle));
+        let (place, handle, from) = (Arc::from(place), Arc::from(handle), self.index);
         let event = if joined {
             Event::Joined {
+                from,
                 place,
                 handle,
                 line,
             }
         } else {
             Event::Left {
+                from,
                 place,
                 handle,
                 line,
             }
         };
-        self.post(None, event);
+        self.post(To::All, event);
     }
 
-    /// Queues `event` for the other threads (all, or thread `to`) and wakes the forwarder.
-    fn post(&self, to: Option<usize>, event: Event) {
+    /// Queues `event` for the other threads (all, some, or thread `to`) and wakes the
+    /// forwarder.
+    fn post(&self, to: To, event: Event) {
         self.outbox.events.borrow_mut().push((to, event));
         if let Some(forwarder) = self.outbox.forwarder.get() {
             forwarder.unpark();
@@ -114,7 +139,11 @@ impl Reach for Relay {
         // Made once: for the members of its room here and for every other thread.
         let line: Arc<str> = format!("{handle} says: {text}").into();
         room.fan_out_in(&place, &line);
-        self.post(None, Event::Room { place, line });
+        // Only to the threads with a member in the room: the others would fan it out to none.
+        let to = room.origins_in(&place);
+        if to != 0 {
+            self.post(To::Some(to), Event::Room { place, line });
+        }
     }
 
     fn joined(&self, room: &mut Room, handle: &str) {
@@ -142,7 +171,7 @@ impl Reach for Relay {
             return false;
         };
         self.post(
-            Some(there),
+            To::One(there),
             Event::Tell {
                 to: to.into(),
                 line: line.into(),
@@ -232,7 +261,7 @@ impl Chatter {
 /// Takes the events this thread's room posted and sends each to the threads it is for, in
 /// order; the only sender of this thread's events, so that their order holds.
 fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
-    let mut batch: Vec<(Option<usize>, Event)> = Vec::new();
+    let mut batch: Vec<(To, Event)> = Vec::new();
     let mut peers: Vec<Option<RemoteSender<Event>>> = Vec::new();
     loop {
         std::mem::swap(&mut batch, &mut *outbox.events.borrow_mut());
@@ -252,7 +281,7 @@ fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
             for (j, peer) in peers.iter().enumerate() {
                 let Some(peer) = peer else { continue };
                 // A thread that is gone (stopping) takes nothing: dropped.
-                if to.is_none_or(|to| to == j) && peer.send_parking(h, event.clone()).is_ok() {
+                if to.includes(j) && peer.send_parking(h, event.clone()).is_ok() {
                     crossed += 1;
                 }
             }
@@ -273,21 +302,23 @@ fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
             match event {
                 Event::Room { place, line } => chat.room.borrow_mut().deliver_in(&place, &line),
                 Event::Joined {
+                    from,
                     place,
                     handle,
                     line,
                 } => chat
                     .room
                     .borrow_mut()
-                    .joined_elsewhere_in(&place, handle, &line),
+                    .joined_elsewhere_in(&place, handle, from, &line),
                 Event::Left {
+                    from,
                     place,
                     handle,
                     line,
                 } => chat
                     .room
                     .borrow_mut()
-                    .left_elsewhere_in(&place, &handle, &line),
+                    .left_elsewhere_in(&place, &handle, from, &line),
                 Event::Tell { to, line } => chat.room.borrow_mut().tell_here(&to, &line),
                 Event::Shutdown => {
                     let stats = stop_here(h, chat);

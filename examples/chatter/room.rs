@@ -18,7 +18,7 @@
 //! [`Room::tell_here`].
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub(crate) struct RoomStats {
     /// Connections served here (sessions started), since the start.
     pub(crate) served: u64,
     /// Events sent from here to another thread, since the start (a line said here crosses
-    /// to each other thread once, whatever the number of members there).
+    /// once to each other thread with a member in its room, whatever the number there).
     pub(crate) crossed: u64,
     /// Batches of the other threads' events applied here (each a round of fan-out).
     pub(crate) relay_rounds: u64,
@@ -109,9 +109,13 @@ pub(crate) struct Room {
 struct Place {
     members: Group,
     web_members: Group,
-    /// The members elsewhere (other threads, other nodes), as the reach has told: what
-    /// `/who` lists, in step with the joins and leaves the members here have heard.
-    elsewhere: HashSet<Arc<str>>,
+    /// The members elsewhere (other threads, other nodes), as the reach has told, each with
+    /// where it is (the reach's number: a thread's index): what `/who` lists, in step with
+    /// the joins and leaves the members here have heard.
+    elsewhere: HashMap<Arc<str>, usize>,
+    /// How many of them are at each place the reach numbers (a thread: its index): where a
+    /// line said here has to go.
+    origins: Vec<u32>,
 }
 
 impl Place {
@@ -119,7 +123,29 @@ impl Place {
         Place {
             members: Group::new(),
             web_members: Group::with_options(GroupOptions::new().with_framing(text_frames())),
-            elsewhere: HashSet::new(),
+            elsewhere: HashMap::new(),
+            origins: Vec::new(),
+        }
+    }
+
+    /// Lists `handle` as elsewhere, at `origin` (where another join had it before, moved).
+    fn add_elsewhere(&mut self, handle: Arc<str>, origin: usize) {
+        if let Some(before) = self.elsewhere.insert(handle, origin) {
+            self.origins[before] -= 1;
+        }
+        if self.origins.len() <= origin {
+            self.origins.resize(origin + 1, 0);
+        }
+        self.origins[origin] += 1;
+    }
+
+    /// No longer lists `handle` as elsewhere, if it is listed at `origin`: a leave from a
+    /// place it is no longer at (it left there, and a join from another came first) is not
+    /// its last word.
+    fn remove_elsewhere(&mut self, handle: &str, origin: usize) {
+        if self.elsewhere.get(handle) == Some(&origin) {
+            self.elsewhere.remove(handle);
+            self.origins[origin] -= 1;
         }
     }
 
@@ -290,7 +316,9 @@ impl Room {
 
     /// Whether the member `handle` is elsewhere, as the reach has told.
     pub(crate) fn is_elsewhere(&self, handle: &str) -> bool {
-        self.places.values().any(|p| p.elsewhere.contains(handle))
+        self.places
+            .values()
+            .any(|p| p.elsewhere.contains_key(handle))
     }
 
     /// Members in every room: here, and elsewhere as the reach has told.
@@ -299,6 +327,22 @@ impl Room {
             .values()
             .map(|p| p.len() + p.elsewhere.len())
             .sum()
+    }
+
+    /// Where the members elsewhere of room `name` are, as bits (bit `i`: the reach's place
+    /// `i` has one; every bit for a place numbered 64 or more).
+    pub(crate) fn origins_in(&self, name: &str) -> u64 {
+        let Some(place) = self.places.get(name) else {
+            return 0;
+        };
+        let mut bits = 0u64;
+        for (origin, _) in place.origins.iter().enumerate().filter(|(_, n)| **n > 0) {
+            if origin >= 64 {
+                return u64::MAX;
+            }
+            bits |= 1 << origin;
+        }
+        bits
     }
 
     /// The answer to `/who` in room `name`: its members, here and elsewhere, sorted.
@@ -310,7 +354,7 @@ impl Room {
             .map(|(handle, _)| handle.as_str())
             .collect();
         if let Some(place) = self.places.get(name) {
-            handles.extend(place.elsewhere.iter().map(|h| &**h));
+            handles.extend(place.elsewhere.keys().map(|h| &**h));
         }
         handles.sort_unstable();
         if name == protocol::LOBBY {
@@ -382,29 +426,41 @@ impl Room {
     /// A member elsewhere joined the lobby: told here, and listed by `/who`.
     pub(crate) fn joined_elsewhere(&mut self, handle: Arc<str>) {
         let line = protocol::joined_line(protocol::LOBBY, &handle);
-        self.joined_elsewhere_in(protocol::LOBBY, handle, &line);
+        self.joined_elsewhere_in(protocol::LOBBY, handle, 0, &line);
     }
 
-    /// A member elsewhere joined room `name` (`line` says so): told here, and listed by
-    /// that room's `/who`.
-    pub(crate) fn joined_elsewhere_in(&mut self, name: &str, handle: Arc<str>, line: &str) {
+    /// A member at `origin` (the reach's number for where it is: a thread's index) joined
+    /// room `name` (`line` says so): told here, and listed by that room's `/who`.
+    pub(crate) fn joined_elsewhere_in(
+        &mut self,
+        name: &str,
+        handle: Arc<str>,
+        origin: usize,
+        line: &str,
+    ) {
         self.deliver_in(name, line);
         let name = self.place_named(name);
         if let Some(place) = self.places.get_mut(&name) {
-            place.elsewhere.insert(handle);
+            place.add_elsewhere(handle, origin);
         }
     }
 
     /// A member elsewhere left the lobby.
     pub(crate) fn left_elsewhere(&mut self, handle: &str) {
         let line = protocol::left_line(protocol::LOBBY, handle);
-        self.left_elsewhere_in(protocol::LOBBY, handle, &line);
+        self.left_elsewhere_in(protocol::LOBBY, handle, 0, &line);
     }
 
-    /// A member elsewhere left room `name` (`line` says so).
-    pub(crate) fn left_elsewhere_in(&mut self, name: &str, handle: &str, line: &str) {
+    /// A member at `origin` left room `name` (`line` says so).
+    pub(crate) fn left_elsewhere_in(
+        &mut self,
+        name: &str,
+        handle: &str,
+        origin: usize,
+        line: &str,
+    ) {
         if let Some(place) = self.places.get_mut(name) {
-            place.elsewhere.remove(handle);
+            place.remove_elsewhere(handle, origin);
         }
         self.deliver_in(name, line);
         self.forget_if_empty(name);
