@@ -177,7 +177,64 @@ fn a_rooms_lines_cross_only_to_threads_with_a_member_in_it() {
     server.stop();
 }
 
+/// With a tasklet per member (`--idle-members stackful`), rooms behave as with stackless
+/// members: lines and `/who` per room, a move announced in both rooms, a leave from a room
+/// heard there only, once, and the handle free again.
+fn rooms_with_stackful_members(threads: usize) {
+    let config = Config {
+        stackless_members: false,
+        ..Config::default()
+    };
+    let server = TestServer::start_on(threads, config);
+    let mut lo = server.join("lo");
+    let mut a = join_room(&server, "a", "red");
+    let mut b = join_room(&server, "b", "red");
+    a.lines_until("b has joined room red.");
+    lo.lines_until("b has left the chat.");
+    b.send("hi");
+    a.expect("b says: hi");
+    // On two threads, a's join there may come after b's own.
+    for got in b.lines_until("b says: hi") {
+        assert!(
+            got == "b says: hi" || got == "a has joined room red.",
+            "{got:?}"
+        );
+    }
+    a.send("/who");
+    a.expect("Online in red: a, b");
+    b.send("/quit");
+    b.expect_end();
+    a.expect("b has left room red.");
+    let mut b = server.join("b");
+    b.send("/who");
+    b.expect("Online: b, lo");
+    lo.expect("b has joined the chat.");
+    lo.send("/who");
+    lo.expect("Online: b, lo");
+    server.stop();
+}
+
+/// A member who joins a room and speaks at once, in one write, is heard by the members
+/// already there, whatever their thread: the room's threads are known when the line is said,
+/// not when the other threads' joins have come (twenty rooms, each a fresh race).
+fn a_line_said_at_once_after_a_join_reaches_the_room(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
+    let _lobby = server.join("lo");
+    for i in 0..20 {
+        let room = format!("r{i}");
+        let mut first = join_room(&server, &format!("a{i}"), &room);
+        let mut second = server.client();
+        second.expect(chat::protocol::PROMPT);
+        second.send_raw(format!("b{i}\n/join {room}\nhi from b{i}\n").as_bytes());
+        first.expect(&format!("b{i} has joined room {room}."));
+        first.expect(&format!("b{i} says: hi from b{i}"));
+    }
+    server.stop();
+}
+
 on_one_and_two_threads!(
+    a_line_said_at_once_after_a_join_reaches_the_room,
+    rooms_with_stackful_members,
     a_member_cut_off_while_moving_leaves_the_room_it_was_in,
     rooms_are_bounded,
     room_names_differ_by_more_than_case,

@@ -2,8 +2,10 @@
 //! the members it serves, and the [`Hub`] ties them into one. Handles are claimed at the hub,
 //! under one lock; what is said here is fanned out here at once and crosses once to each other
 //! thread with a member in its room (an [`Event`] through that thread's relay channel), where
-//! that thread's room fans it out to its members by its own `Group`. The joins and leaves cross
-//! to every thread, so that each knows which threads have members in which room.
+//! that thread's room fans it out to its members by its own `Group`. Which threads have a
+//! member in which room is in the hub ([`Hub::room`]), marked before the join is told, so
+//! that a member who hears of a join and speaks reaches the joiner's thread; the joins and
+//! leaves themselves cross to every thread, for `/who`.
 //!
 //! Two tasklets per thread carry it: the forwarder, the only sender of this thread's events
 //! (so that their order holds), and the relay, which applies the other threads' events to
@@ -11,7 +13,9 @@
 //! (a thread that does not take its events holds up the speakers, not its own members).
 
 use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +47,9 @@ pub(crate) struct Relay {
     hub: Arc<Hub>,
     index: usize,
     outbox: Rc<Outbox>,
+    /// The rooms with a member here, each with the threads that have one ([`Hub::room`]):
+    /// where a line said in it goes. Empty past 64 threads: every line goes everywhere.
+    rooms: RefCell<HashMap<Arc<str>, Arc<AtomicU64>>>,
 }
 
 /// What this thread's room posted for the others, until the forwarder takes it.
@@ -79,6 +86,45 @@ impl To {
 }
 
 impl Relay {
+    /// Whether rooms keep the threads that have a member in them (up to 64 threads).
+    fn tracks_rooms(&self) -> bool {
+        self.hub.threads() <= 64
+    }
+
+    /// A member here entered room `place`: if it is the first here, this thread is marked
+    /// in the room's bits (before the join is told beyond, so that whoever hears of it and
+    /// speaks in the room reaches this thread).
+    fn entered(&self, room: &Room, place: &str) {
+        if !self.tracks_rooms() || room.members_here(place) != 1 {
+            return;
+        }
+        let bits = self.hub.room(place);
+        bits.fetch_or(1 << self.index, Ordering::SeqCst);
+        self.rooms.borrow_mut().insert(Arc::from(place), bits);
+    }
+
+    /// A member here left room `place`: if it was the last here, this thread is no longer
+    /// marked in the room's bits.
+    fn exited(&self, room: &Room, place: &str) {
+        if !self.tracks_rooms() || room.members_here(place) != 0 {
+            return;
+        }
+        let Some(bits) = self.rooms.borrow_mut().remove(place) else {
+            return;
+        };
+        bits.fetch_and(!(1 << self.index), Ordering::SeqCst);
+        drop(bits);
+        self.hub.forget_room(place);
+    }
+
+    /// The other threads a line said in room `place` goes to.
+    fn audience(&self, place: &str) -> To {
+        match self.rooms.borrow().get(place) {
+            Some(bits) => To::Some(bits.load(Ordering::SeqCst) & !(1 << self.index)),
+            None => To::All,
+        }
+    }
+
     /// `handle` joined (or left) room `place` here: told to its members here, and to the
     /// other threads, whose rooms of that name list it (or no longer do). Once the hub
     /// stops, everyone is being told the server stops: no joins, no leaves.
@@ -140,27 +186,32 @@ impl Reach for Relay {
         let line: Arc<str> = format!("{handle} says: {text}").into();
         room.fan_out_in(&place, &line);
         // Only to the threads with a member in the room: the others would fan it out to none.
-        let to = room.origins_in(&place);
-        if to != 0 {
-            self.post(To::Some(to), Event::Room { place, line });
+        let to = self.audience(&place);
+        if !matches!(to, To::Some(0)) {
+            self.post(to, Event::Room { place, line });
         }
     }
 
     fn joined(&self, room: &mut Room, handle: &str) {
+        self.entered(room, protocol::LOBBY);
         self.announce_move(room, handle, protocol::LOBBY, true);
     }
 
     fn left(&self, room: &mut Room, handle: &str) {
+        self.exited(room, protocol::LOBBY);
         self.announce_move(room, handle, protocol::LOBBY, false);
     }
 
     fn left_room(&self, room: &mut Room, handle: &str, place: &str) {
+        self.exited(room, place);
         self.announce_move(room, handle, place, false);
     }
 
     fn moved(&self, room: &mut Room, handle: &str, to: &str) -> bool {
         if let Some((from, to)) = room.move_member(handle, to) {
+            self.exited(room, &from);
             self.announce_move(room, handle, &from, false);
+            self.entered(room, &to);
             self.announce_move(room, handle, &to, true);
         }
         true
@@ -212,6 +263,7 @@ impl Chatter {
             hub: Arc::clone(&hub),
             index,
             outbox: Rc::clone(&outbox),
+            rooms: RefCell::new(HashMap::new()),
         };
         let (events_tx, events) = remote_channel::<Event>(&schedule.remote(), 4096);
         let (handed_tx, handed) = remote_channel::<Handed>(&schedule.remote(), 1024);

@@ -113,9 +113,6 @@ struct Place {
     /// where it is (the reach's number: a thread's index): what `/who` lists, in step with
     /// the joins and leaves the members here have heard.
     elsewhere: HashMap<Arc<str>, usize>,
-    /// How many of them are at each place the reach numbers (a thread: its index): where a
-    /// line said here has to go.
-    origins: Vec<u32>,
 }
 
 impl Place {
@@ -124,19 +121,7 @@ impl Place {
             members: Group::new(),
             web_members: Group::with_options(GroupOptions::new().with_framing(text_frames())),
             elsewhere: HashMap::new(),
-            origins: Vec::new(),
         }
-    }
-
-    /// Lists `handle` as elsewhere, at `origin` (where another join had it before, moved).
-    fn add_elsewhere(&mut self, handle: Arc<str>, origin: usize) {
-        if let Some(before) = self.elsewhere.insert(handle, origin) {
-            self.origins[before] -= 1;
-        }
-        if self.origins.len() <= origin {
-            self.origins.resize(origin + 1, 0);
-        }
-        self.origins[origin] += 1;
     }
 
     /// No longer lists `handle` as elsewhere, if it is listed at `origin`: a leave from a
@@ -145,7 +130,6 @@ impl Place {
     fn remove_elsewhere(&mut self, handle: &str, origin: usize) {
         if self.elsewhere.get(handle) == Some(&origin) {
             self.elsewhere.remove(handle);
-            self.origins[origin] -= 1;
         }
     }
 
@@ -329,20 +313,9 @@ impl Room {
             .sum()
     }
 
-    /// Where the members elsewhere of room `name` are, as bits (bit `i`: the reach's place
-    /// `i` has one; every bit for a place numbered 64 or more).
-    pub(crate) fn origins_in(&self, name: &str) -> u64 {
-        let Some(place) = self.places.get(name) else {
-            return 0;
-        };
-        let mut bits = 0u64;
-        for (origin, _) in place.origins.iter().enumerate().filter(|(_, n)| **n > 0) {
-            if origin >= 64 {
-                return u64::MAX;
-            }
-            bits |= 1 << origin;
-        }
-        bits
+    /// How many members of room `name` are here.
+    pub(crate) fn members_here(&self, name: &str) -> usize {
+        self.places.get(name).map_or(0, Place::len)
     }
 
     /// The answer to `/who` in room `name`: its members, here and elsewhere, sorted.
@@ -441,7 +414,7 @@ impl Room {
         self.deliver_in(name, line);
         let name = self.place_named(name);
         if let Some(place) = self.places.get_mut(&name) {
-            place.add_elsewhere(handle, origin);
+            place.elsewhere.insert(handle, origin);
         }
     }
 
