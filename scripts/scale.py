@@ -258,8 +258,8 @@ def main():
 
 def rooms_main(p, a):
     """The many-rooms scenario: each line reaches its room's members only, so the threads
-    share little (a line crosses to each other thread once, for the members of its room
-    there)."""
+    share little (a line crosses once to each other thread with a member in its room, for
+    the members there)."""
     if a.threads == p.get_default("threads"):
         a.threads = "1,2"
     if a.rates == p.get_default("rates"):

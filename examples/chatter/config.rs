@@ -28,6 +28,8 @@ pub(crate) struct Config {
     /// Silent connections hold no tasklet (`--idle-members stackless`, the default); `false`:
     /// a tasklet each (`stackful`).
     pub(crate) stackless_members: bool,
+    /// The most rooms besides the lobby (`/join` of a new room past it is refused).
+    pub(crate) max_rooms: usize,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             flush_delay: Duration::from_millis(10),
             stackless_members: true,
+            max_rooms: super::protocol::MAX_ROOMS,
         }
     }
 }

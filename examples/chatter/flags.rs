@@ -11,6 +11,7 @@ tasklet per member while it speaks
 
 usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
+               [--max-rooms N]
                [--threads N] [--accept handoff|reuseport] [--pin]
                [--idle-members stackless|stackful]
                [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
@@ -26,6 +27,8 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)
   --flush-delay    milliseconds a member's output may wait to be gathered into one write,
                    0 to write every round (default 10; fractions allowed)
+  --max-rooms      rooms besides the lobby; `/join` of a new one past it is refused
+                   (default 10000)
   --threads        schedules (threads) serving the one room (default 1)
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)
@@ -118,6 +121,7 @@ impl Flags {
                     }
                     config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
                 }
+                "--max-rooms" => config.max_rooms = args.number(f, 0, 1 << 24) as usize,
                 "--threads" => flags.threads = args.number(f, 1, 1024) as usize,
                 "--accept" => {
                     flags.reuseport = match args.value(f).as_str() {

@@ -2,13 +2,13 @@
 //! thread's side being its [`Relay`](super::relay::Relay) reach. Handles are claimed here,
 //! under one lock, so two clients racing for a handle on two threads cannot both win, and
 //! `/msg` finds the thread of its target. Each thread's relay channel is registered here,
-//! for the others to send it [`Event`]s: what is said to the room crosses to each other
-//! thread once, and is fanned out there to its members by its own `Group`; the joins and
+//! for the others to send it [`Event`]s: what is said in a room crosses once to each other
+//! thread with a member in that room, and is fanned out there to its members by its own `Group`; the joins and
 //! leaves keep each room's list of the other threads' members in step with what its members
 //! have heard. The threads' loads (for the hand-off) and the stop's totals are here too.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use fibra::net::Loads;
@@ -18,16 +18,19 @@ use fibra::tasks::RemoteSender;
 /// happened, and shared by every thread it crosses to.
 #[derive(Clone, Debug)]
 pub(crate) enum Event {
-    /// A line said in room `place`, for every member of that room there, without its end.
+    /// A line said in room `place`, for every member of that room there, without its end
+    /// (sent only to the threads with a member in that room: [`Hub::room`]).
     Room {
         /// The room (`/join`'s name, or the lobby).
         place: Arc<str>,
         /// The line.
         line: Arc<str>,
     },
-    /// A member joined room `place` (on the sending thread): `line` announced there, and
-    /// the member listed by that room's `/who`.
+    /// A member joined room `place` on thread `from`: `line` announced there, and the member
+    /// listed by that room's `/who`.
     Joined {
+        /// The sending thread.
+        from: usize,
         /// The room.
         place: Arc<str>,
         /// The member's handle.
@@ -35,8 +38,10 @@ pub(crate) enum Event {
         /// The announcement.
         line: Arc<str>,
     },
-    /// A member left room `place` (on the sending thread).
+    /// A member left room `place` on thread `from`.
     Left {
+        /// The sending thread.
+        from: usize,
         /// The room.
         place: Arc<str>,
         /// The member's handle.
@@ -61,6 +66,9 @@ pub(crate) struct Hub {
     threads: usize,
     /// Every member's handle, and the thread serving it.
     names: Mutex<HashMap<String, usize>>,
+    /// Each room with a member on some thread: which threads (bit `i`: thread `i`), shared
+    /// by the threads that have a member in it (see [`Hub::room`]).
+    rooms: Mutex<HashMap<Arc<str>, Arc<AtomicU64>>>,
     relays: Mutex<Vec<Option<RemoteSender<Event>>>>,
     shutting_down: AtomicBool,
     stopped: AtomicUsize,
@@ -82,6 +90,7 @@ impl Hub {
         Arc::new(Hub {
             threads,
             names: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
             relays: Mutex::new((0..threads).map(|_| None).collect()),
             shutting_down: AtomicBool::new(false),
             stopped: AtomicUsize::new(0),
@@ -138,6 +147,31 @@ impl Hub {
     /// The thread serving `handle`.
     pub(crate) fn thread_of(&self, handle: &str) -> Option<usize> {
         lock(&self.names).get(handle).copied()
+    }
+
+    /// The threads with a member in room `name`, as bits (made, empty, if new): a thread
+    /// sets its bit when its first member enters the room, before it tells the others, and
+    /// clears it when its last one leaves; a line said in the room goes to the threads whose
+    /// bit is set when it is said. The same bits for every thread that holds them.
+    pub(crate) fn room(&self, name: &str) -> Arc<AtomicU64> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(bits) = rooms.get(name) {
+            return Arc::clone(bits);
+        }
+        let bits = Arc::new(AtomicU64::new(0));
+        rooms.insert(Arc::from(name), Arc::clone(&bits));
+        bits
+    }
+
+    /// Forgets room `name` if no thread holds its bits any more.
+    pub(crate) fn forget_room(&self, name: &str) {
+        let mut rooms = lock(&self.rooms);
+        if rooms
+            .get(name)
+            .is_some_and(|bits| Arc::strong_count(bits) == 1)
+        {
+            rooms.remove(name);
+        }
     }
 
     /// From now on, no room announces leaves (everyone is being told the server stops).

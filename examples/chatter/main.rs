@@ -18,7 +18,7 @@
 //!
 //! `--threads N` serves one room from N schedules on N threads (`relay.rs`, `hub.rs`):
 //! handles are unique across threads, every line reaches every member on every thread in the
-//! order it was said (crossing to each other thread once), `/who` lists everyone, `/msg`
+//! order it was said (crossing once to each other thread with a member in its room), `/who` lists everyone, `/msg`
 //! reaches a member anywhere, and each thread cuts off its own slow members. New connections
 //! go to the least-loaded thread (`--accept handoff`, the default) or to the kernel's choice
 //! among one `SO_REUSEPORT` listener per thread (`--accept reuseport`). The web page is

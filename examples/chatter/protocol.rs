@@ -21,7 +21,7 @@ pub(crate) enum BadHandle {
     Empty,
     /// More than [`MAX_HANDLE_CHARS`] characters.
     TooLong,
-    /// A space (any white space) or a control character inside.
+    /// A space (any white space), a control character or an invisible one inside.
     BadCharacter,
 }
 
@@ -46,10 +46,24 @@ pub(crate) fn parse_handle(answer: &str) -> Result<&str, BadHandle> {
     if handle.chars().nth(MAX_HANDLE_CHARS).is_some() {
         return Err(BadHandle::TooLong);
     }
-    if handle.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if handle
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    {
         return Err(BadHandle::BadCharacter);
     }
     Ok(handle)
+}
+
+/// Whether `c` shows nothing, or turns the text around it (Unicode's format characters and
+/// the like: zero-width spaces and joiners, bidirectional overrides, variation selectors,
+/// tags, fillers): a name with one reads like another name, or turns the line that names it.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// What a member's line asks for.
@@ -68,7 +82,8 @@ pub(crate) enum Command<'a> {
     },
     /// `/msg` without a handle and a text.
     MsgUsage,
-    /// `/join <room>`: move to that room (a name with the handle's rules).
+    /// `/join <room>`: move to that room (a name with the handle's rules; rooms are named in
+    /// lower case, `Red` being `red`).
     Join(&'a str),
     /// `/join` without a room, or with a name a handle could not have.
     JoinUsage,
@@ -89,6 +104,13 @@ pub(crate) const ROOMS_NOT_FEDERATED: &str =
     "Rooms are not federated yet: with --redis there is one room.";
 /// The room every member enters at login.
 pub(crate) const LOBBY: &str = "lobby";
+/// The most rooms besides the lobby, by default (`--max-rooms`).
+pub(crate) const MAX_ROOMS: usize = 10_000;
+
+/// What a member is told for `/join` of a new room when there are `max` rooms already.
+pub(crate) fn too_many_rooms(max: usize) -> String {
+    format!("There are too many rooms (at most {max}): join one that exists.")
+}
 
 /// What a room hears when `handle` joins it: the lobby's words are the chat's.
 pub(crate) fn joined_line(room: &str, handle: &str) -> String {

@@ -1,8 +1,11 @@
 //! The reach of the rooms across threads (`--threads N`): every thread runs its own room for
 //! the members it serves, and the [`Hub`] ties them into one. Handles are claimed at the hub,
-//! under one lock; what is said here is fanned out here at once and crosses to each other
-//! thread once (an [`Event`] through that thread's relay channel), where that thread's room
-//! fans it out to its members by its own `Group`.
+//! under one lock; what is said here is fanned out here at once and crosses once to each other
+//! thread with a member in its room (an [`Event`] through that thread's relay channel), where
+//! that thread's room fans it out to its members by its own `Group`. Which threads have a
+//! member in which room is in the hub ([`Hub::room`]), marked before the join is told, so
+//! that a member who hears of a join and speaks reaches the joiner's thread; the joins and
+//! leaves themselves cross to every thread, for `/who`.
 //!
 //! Two tasklets per thread carry it: the forwarder, the only sender of this thread's events
 //! (so that their order holds), and the relay, which applies the other threads' events to
@@ -10,7 +13,9 @@
 //! (a thread that does not take its events holds up the speakers, not its own members).
 
 use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,21 +47,84 @@ pub(crate) struct Relay {
     hub: Arc<Hub>,
     index: usize,
     outbox: Rc<Outbox>,
+    /// The rooms with a member here, each with the threads that have one ([`Hub::room`]):
+    /// where a line said in it goes. Empty past 64 threads: every line goes everywhere.
+    rooms: RefCell<HashMap<Arc<str>, Arc<AtomicU64>>>,
 }
 
 /// What this thread's room posted for the others, until the forwarder takes it.
 #[derive(Debug, Default)]
 struct Outbox {
-    /// Events for the other threads (`None`: all of them; `Some(j)`: thread `j`), in the
-    /// order they happened.
-    events: RefCell<Vec<(Option<usize>, Event)>>,
+    /// Events for the other threads, in the order they happened.
+    events: RefCell<Vec<(To, Event)>>,
     /// The forwarder, woken by each event.
     forwarder: OnceCell<Unparker>,
     /// Sessions waiting for the outbox to shrink.
     waiting: RefCell<Vec<Unparker>>,
 }
 
+/// The threads an event is for.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// Every other thread.
+    All,
+    /// Those whose bit is set (bit `j`: thread `j`; every bit: all, past 64 threads).
+    Some(u64),
+    /// Thread `j`.
+    One(usize),
+}
+
+impl To {
+    /// Whether thread `j` is among them.
+    fn includes(self, j: usize) -> bool {
+        match self {
+            To::All => true,
+            To::Some(bits) => bits == u64::MAX || (j < 64 && bits & (1 << j) != 0),
+            To::One(to) => to == j,
+        }
+    }
+}
+
 impl Relay {
+    /// Whether rooms keep the threads that have a member in them (up to 64 threads).
+    fn tracks_rooms(&self) -> bool {
+        self.hub.threads() <= 64
+    }
+
+    /// A member here entered room `place`: if it is the first here, this thread is marked
+    /// in the room's bits (before the join is told beyond, so that whoever hears of it and
+    /// speaks in the room reaches this thread).
+    fn entered(&self, room: &Room, place: &str) {
+        if !self.tracks_rooms() || room.members_here(place) != 1 {
+            return;
+        }
+        let bits = self.hub.room(place);
+        bits.fetch_or(1 << self.index, Ordering::SeqCst);
+        self.rooms.borrow_mut().insert(Arc::from(place), bits);
+    }
+
+    /// A member here left room `place`: if it was the last here, this thread is no longer
+    /// marked in the room's bits.
+    fn exited(&self, room: &Room, place: &str) {
+        if !self.tracks_rooms() || room.members_here(place) != 0 {
+            return;
+        }
+        let Some(bits) = self.rooms.borrow_mut().remove(place) else {
+            return;
+        };
+        bits.fetch_and(!(1 << self.index), Ordering::SeqCst);
+        drop(bits);
+        self.hub.forget_room(place);
+    }
+
+    /// The other threads a line said in room `place` goes to.
+    fn audience(&self, place: &str) -> To {
+        match self.rooms.borrow().get(place) {
+            Some(bits) => To::Some(bits.load(Ordering::SeqCst) & !(1 << self.index)),
+            None => To::All,
+        }
+    }
+
     /// `handle` joined (or left) room `place` here: told to its members here, and to the
     /// other threads, whose rooms of that name list it (or no longer do). Once the hub
     /// stops, everyone is being told the server stops: no joins, no leaves.
@@ -72,25 +140,28 @@ impl Relay {
         if !room.announce_in(place, &line) {
             return;
         }
-        let (place, handle) = (Arc::from(place), Arc::from(handle));
+        let (place, handle, from) = (Arc::from(place), Arc::from(handle), self.index);
         let event = if joined {
             Event::Joined {
+                from,
                 place,
                 handle,
                 line,
             }
         } else {
             Event::Left {
+                from,
                 place,
                 handle,
                 line,
             }
         };
-        self.post(None, event);
+        self.post(To::All, event);
     }
 
-    /// Queues `event` for the other threads (all, or thread `to`) and wakes the forwarder.
-    fn post(&self, to: Option<usize>, event: Event) {
+    /// Queues `event` for the other threads (all, some, or thread `to`) and wakes the
+    /// forwarder.
+    fn post(&self, to: To, event: Event) {
         self.outbox.events.borrow_mut().push((to, event));
         if let Some(forwarder) = self.outbox.forwarder.get() {
             forwarder.unpark();
@@ -114,24 +185,33 @@ impl Reach for Relay {
         // Made once: for the members of its room here and for every other thread.
         let line: Arc<str> = format!("{handle} says: {text}").into();
         room.fan_out_in(&place, &line);
-        self.post(None, Event::Room { place, line });
+        // Only to the threads with a member in the room: the others would fan it out to none.
+        let to = self.audience(&place);
+        if !matches!(to, To::Some(0)) {
+            self.post(to, Event::Room { place, line });
+        }
     }
 
     fn joined(&self, room: &mut Room, handle: &str) {
+        self.entered(room, protocol::LOBBY);
         self.announce_move(room, handle, protocol::LOBBY, true);
     }
 
     fn left(&self, room: &mut Room, handle: &str) {
+        self.exited(room, protocol::LOBBY);
         self.announce_move(room, handle, protocol::LOBBY, false);
     }
 
     fn left_room(&self, room: &mut Room, handle: &str, place: &str) {
+        self.exited(room, place);
         self.announce_move(room, handle, place, false);
     }
 
     fn moved(&self, room: &mut Room, handle: &str, to: &str) -> bool {
         if let Some((from, to)) = room.move_member(handle, to) {
+            self.exited(room, &from);
             self.announce_move(room, handle, &from, false);
+            self.entered(room, &to);
             self.announce_move(room, handle, &to, true);
         }
         true
@@ -142,7 +222,7 @@ impl Reach for Relay {
             return false;
         };
         self.post(
-            Some(there),
+            To::One(there),
             Event::Tell {
                 to: to.into(),
                 line: line.into(),
@@ -183,6 +263,7 @@ impl Chatter {
             hub: Arc::clone(&hub),
             index,
             outbox: Rc::clone(&outbox),
+            rooms: RefCell::new(HashMap::new()),
         };
         let (events_tx, events) = remote_channel::<Event>(&schedule.remote(), 4096);
         let (handed_tx, handed) = remote_channel::<Handed>(&schedule.remote(), 1024);
@@ -191,6 +272,7 @@ impl Chatter {
             addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             config,
         };
+        chatter.chat.room.borrow_mut().max_rooms = chatter.config.max_rooms;
         match listen_on {
             Some(on) => {
                 let listener = listen(schedule, on, chatter.config.telnet_options(), true)?;
@@ -231,7 +313,7 @@ impl Chatter {
 /// Takes the events this thread's room posted and sends each to the threads it is for, in
 /// order; the only sender of this thread's events, so that their order holds.
 fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
-    let mut batch: Vec<(Option<usize>, Event)> = Vec::new();
+    let mut batch: Vec<(To, Event)> = Vec::new();
     let mut peers: Vec<Option<RemoteSender<Event>>> = Vec::new();
     loop {
         std::mem::swap(&mut batch, &mut *outbox.events.borrow_mut());
@@ -251,7 +333,7 @@ fn forward(h: &Handle, chat: &Chat, outbox: &Outbox, hub: &Hub, index: usize) {
             for (j, peer) in peers.iter().enumerate() {
                 let Some(peer) = peer else { continue };
                 // A thread that is gone (stopping) takes nothing: dropped.
-                if to.is_none_or(|to| to == j) && peer.send_parking(h, event.clone()).is_ok() {
+                if to.includes(j) && peer.send_parking(h, event.clone()).is_ok() {
                     crossed += 1;
                 }
             }
@@ -272,21 +354,23 @@ fn relay(h: &Handle, chat: &Chat, events: &RemoteReceiver<Event>, hub: &Hub) {
             match event {
                 Event::Room { place, line } => chat.room.borrow_mut().deliver_in(&place, &line),
                 Event::Joined {
+                    from,
                     place,
                     handle,
                     line,
                 } => chat
                     .room
                     .borrow_mut()
-                    .joined_elsewhere_in(&place, handle, &line),
+                    .joined_elsewhere_in(&place, handle, from, &line),
                 Event::Left {
+                    from,
                     place,
                     handle,
                     line,
                 } => chat
                     .room
                     .borrow_mut()
-                    .left_elsewhere_in(&place, &handle, &line),
+                    .left_elsewhere_in(&place, &handle, from, &line),
                 Event::Tell { to, line } => chat.room.borrow_mut().tell_here(&to, &line),
                 Event::Shutdown => {
                     let stats = stop_here(h, chat);

@@ -18,7 +18,7 @@
 //! [`Room::tell_here`].
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub(crate) struct RoomStats {
     /// Connections served here (sessions started), since the start.
     pub(crate) served: u64,
     /// Events sent from here to another thread, since the start (a line said here crosses
-    /// to each other thread once, whatever the number of members there).
+    /// once to each other thread with a member in its room, whatever the number there).
     pub(crate) crossed: u64,
     /// Batches of the other threads' events applied here (each a round of fan-out).
     pub(crate) relay_rounds: u64,
@@ -96,6 +96,8 @@ pub(crate) struct Room {
     /// Batches of events from beyond this schedule the reach applied (it counts them here).
     pub(crate) relay_rounds: u64,
     shutting_down: bool,
+    /// The most rooms besides the lobby: `/join` of a new one past it is refused.
+    pub(crate) max_rooms: usize,
     /// The tasklets that serve the room here (acceptors, the web server, the reach's own),
     /// ended by its shutdown.
     pub(crate) tasklets: Vec<TaskletId>,
@@ -107,9 +109,10 @@ pub(crate) struct Room {
 struct Place {
     members: Group,
     web_members: Group,
-    /// The members elsewhere (other threads, other nodes), as the reach has told: what
-    /// `/who` lists, in step with the joins and leaves the members here have heard.
-    elsewhere: HashSet<Arc<str>>,
+    /// The members elsewhere (other threads, other nodes), as the reach has told, each with
+    /// where it is (the reach's number: a thread's index): what `/who` lists, in step with
+    /// the joins and leaves the members here have heard.
+    elsewhere: HashMap<Arc<str>, usize>,
 }
 
 impl Place {
@@ -117,7 +120,16 @@ impl Place {
         Place {
             members: Group::new(),
             web_members: Group::with_options(GroupOptions::new().with_framing(text_frames())),
-            elsewhere: HashSet::new(),
+            elsewhere: HashMap::new(),
+        }
+    }
+
+    /// No longer lists `handle` as elsewhere, if it is listed at `origin`: a leave from a
+    /// place it is no longer at (it left there, and a join from another came first) is not
+    /// its last word.
+    fn remove_elsewhere(&mut self, handle: &str, origin: usize) {
+        if self.elsewhere.get(handle) == Some(&origin) {
+            self.elsewhere.remove(handle);
         }
     }
 
@@ -170,6 +182,7 @@ impl Default for Room {
             crossed: 0,
             relay_rounds: 0,
             shutting_down: false,
+            max_rooms: protocol::MAX_ROOMS,
             tasklets: Vec::new(),
         }
     }
@@ -268,6 +281,13 @@ impl Room {
         added.then_some((from, to))
     }
 
+    /// Whether a member may join room `name`: it exists, or there are fewer rooms than
+    /// `max_rooms` (the rooms this thread knows of: its own and, as the reach has told, the
+    /// other threads'; two threads opening the last one at once may both get it).
+    pub(crate) fn may_join(&self, name: &str) -> bool {
+        self.places.contains_key(name) || self.places.len() <= self.max_rooms
+    }
+
     /// The room the member `handle` here is in.
     pub(crate) fn place_of(&self, handle: &str) -> Option<Arc<str>> {
         self.by_handle.get(handle).map(|h| Arc::clone(&h.place))
@@ -280,7 +300,9 @@ impl Room {
 
     /// Whether the member `handle` is elsewhere, as the reach has told.
     pub(crate) fn is_elsewhere(&self, handle: &str) -> bool {
-        self.places.values().any(|p| p.elsewhere.contains(handle))
+        self.places
+            .values()
+            .any(|p| p.elsewhere.contains_key(handle))
     }
 
     /// Members in every room: here, and elsewhere as the reach has told.
@@ -289,6 +311,11 @@ impl Room {
             .values()
             .map(|p| p.len() + p.elsewhere.len())
             .sum()
+    }
+
+    /// How many members of room `name` are here.
+    pub(crate) fn members_here(&self, name: &str) -> usize {
+        self.places.get(name).map_or(0, Place::len)
     }
 
     /// The answer to `/who` in room `name`: its members, here and elsewhere, sorted.
@@ -300,7 +327,7 @@ impl Room {
             .map(|(handle, _)| handle.as_str())
             .collect();
         if let Some(place) = self.places.get(name) {
-            handles.extend(place.elsewhere.iter().map(|h| &**h));
+            handles.extend(place.elsewhere.keys().map(|h| &**h));
         }
         handles.sort_unstable();
         if name == protocol::LOBBY {
@@ -372,29 +399,41 @@ impl Room {
     /// A member elsewhere joined the lobby: told here, and listed by `/who`.
     pub(crate) fn joined_elsewhere(&mut self, handle: Arc<str>) {
         let line = protocol::joined_line(protocol::LOBBY, &handle);
-        self.joined_elsewhere_in(protocol::LOBBY, handle, &line);
+        self.joined_elsewhere_in(protocol::LOBBY, handle, 0, &line);
     }
 
-    /// A member elsewhere joined room `name` (`line` says so): told here, and listed by
-    /// that room's `/who`.
-    pub(crate) fn joined_elsewhere_in(&mut self, name: &str, handle: Arc<str>, line: &str) {
+    /// A member at `origin` (the reach's number for where it is: a thread's index) joined
+    /// room `name` (`line` says so): told here, and listed by that room's `/who`.
+    pub(crate) fn joined_elsewhere_in(
+        &mut self,
+        name: &str,
+        handle: Arc<str>,
+        origin: usize,
+        line: &str,
+    ) {
         self.deliver_in(name, line);
         let name = self.place_named(name);
         if let Some(place) = self.places.get_mut(&name) {
-            place.elsewhere.insert(handle);
+            place.elsewhere.insert(handle, origin);
         }
     }
 
     /// A member elsewhere left the lobby.
     pub(crate) fn left_elsewhere(&mut self, handle: &str) {
         let line = protocol::left_line(protocol::LOBBY, handle);
-        self.left_elsewhere_in(protocol::LOBBY, handle, &line);
+        self.left_elsewhere_in(protocol::LOBBY, handle, 0, &line);
     }
 
-    /// A member elsewhere left room `name` (`line` says so).
-    pub(crate) fn left_elsewhere_in(&mut self, name: &str, handle: &str, line: &str) {
+    /// A member at `origin` left room `name` (`line` says so).
+    pub(crate) fn left_elsewhere_in(
+        &mut self,
+        name: &str,
+        handle: &str,
+        origin: usize,
+        line: &str,
+    ) {
         if let Some(place) = self.places.get_mut(name) {
-            place.elsewhere.remove(handle);
+            place.remove_elsewhere(handle, origin);
         }
         self.deliver_in(name, line);
         self.forget_if_empty(name);

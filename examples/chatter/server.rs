@@ -39,6 +39,7 @@ impl Chatter {
             addr: listener.local_addr(),
             config,
         };
+        chatter.chat.room.borrow_mut().max_rooms = chatter.config.max_rooms;
         chatter.accept(schedule, listener)?;
         Ok(chatter)
     }

@@ -70,8 +70,13 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u
             room.tell(conn, &who);
         }
         Command::Join(to) => {
+            // One room whatever the case: `LOBBY` is the lobby, not a room that reads like it.
+            let to = &*to.to_lowercase();
             if room.place_of(handle).as_deref() == Some(to) {
                 room.tell(conn, &format!("You are in room {to} already."));
+            } else if !room.may_join(to) {
+                let refusal = protocol::too_many_rooms(room.max_rooms);
+                room.tell(conn, &refusal);
             } else if !chat.reach.moved(&mut room, handle, to) {
                 room.tell(conn, protocol::ROOMS_NOT_FEDERATED);
             }

@@ -7,7 +7,7 @@
 mod protocol;
 
 use libfuzzer_sys::fuzz_target;
-use protocol::{parse_command, parse_handle, BadHandle, Command, MAX_HANDLE_CHARS};
+use protocol::{is_invisible, parse_command, parse_handle, BadHandle, Command, MAX_HANDLE_CHARS};
 
 fuzz_target!(|data: &[u8]| {
     let line = String::from_utf8_lossy(data);
@@ -16,14 +16,16 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(handle, line.trim());
             assert!(!handle.is_empty());
             assert!(handle.chars().count() <= MAX_HANDLE_CHARS);
-            assert!(!handle.chars().any(|c| c.is_whitespace() || c.is_control()));
+            assert!(!handle
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c)));
         }
         Err(BadHandle::Empty) => assert!(line.trim().is_empty()),
         Err(BadHandle::TooLong) => assert!(line.trim().chars().count() > MAX_HANDLE_CHARS),
         Err(BadHandle::BadCharacter) => assert!(line
             .trim()
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control())),
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))),
     }
     match parse_command(&line) {
         Command::Say(text) => {
@@ -46,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Command::Unknown(word) => {
             assert!(line.starts_with('/'));
-            assert!(!["who", "quit", "msg"].contains(&word));
+            assert!(!["who", "quit", "msg", "join"].contains(&word));
             assert!(!word.contains(char::is_whitespace));
             assert!(line[1..].starts_with(word));
         }
