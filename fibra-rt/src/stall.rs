@@ -372,12 +372,22 @@ fn register(threshold: Duration) -> std::io::Result<Arc<Shared>> {
             // with them unblocked would get them, with their default action (SIGINT: exit).
             // Started with every signal blocked, it inherits that mask.
             let blocked = SignalsBlocked::new();
+            // The new thread maps its own memory as it starts (std's signal stack for its
+            // overflow report): waiting for it to be running means that a process that
+            // limits its memory right after building a schedule (`RLIMIT_AS`) cannot make
+            // the watchdog abort the process later, when it starts.
+            let (started, running) = std::sync::mpsc::sync_channel::<()>(1);
             let thread = std::thread::Builder::new()
                 .name("fibra-stall".to_owned())
                 .stack_size(WATCHDOG_STACK)
-                .spawn(move || watch(epoch));
+                .spawn(move || {
+                    let _ = started.send(());
+                    watch(epoch)
+                });
             drop(blocked);
             let thread = thread?;
+            // An error here means the thread ended before it said so: nothing to wait for.
+            let _ = running.recv();
             registry.epoch = epoch;
             let handle = thread.thread().clone();
             registry.thread = Some(thread);
