@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """BENCHMARKS.md's plots, as SVG files written by hand (no third-party packages):
 
-    python3 scripts/plot.py            # writes docs/bench-chat-sweep.svg, docs/bench-echo-cores.svg
+    python3 scripts/plot.py            # writes the docs/bench-*.svg below
 
 The figures below are BENCHMARKS.md's (each with the date and the command that measured
 it); after a new run, put its medians here and run the script again.
@@ -11,6 +11,11 @@ it); after a new run, put its medians here and run the script again.
   against the offered load, abchat (fibra) and tokio_abchat measured in the same run.
 - docs/bench-echo-cores.svg: the echo server's messages/s on N cores, `echo --threads N`
   against `tokio_echo --threads N`, measured in the same run.
+- docs/bench-idle-memory.svg: server user-space RSS per silent connection, 19,000 of them,
+  with a tasklet stack each (stackful) and without one while silent (stackless).
+- docs/bench-echo-instructions.svg: user-space instructions per echoed message at one core,
+  fibra's echo through each pass of issue 31 against tokio_echo's, measured in the same
+  sessions.
 """
 import argparse, math, os
 
@@ -39,6 +44,25 @@ ECHO_CORES = {
     "starved": [2],
 }
 
+# `python3 scripts/idle.py` (19,000 connections from two `loadgen idle` processes), 2026-12-05,
+# 2-core VM, release builds: KiB of server RSS growth per connection, each at the prompt.
+IDLE_MEMORY = {
+    "groups": ["WebSocket", "telnet"],
+    "stackful": [10.73, 5.39],
+    "stackless": [1.68, 1.24],
+    "goal": 2.0,
+}
+
+# `valgrind --tool=callgrind` on the server, one `loadgen echo --conns 1000 --secs 8
+# --warmup 0`, 2026-12-05 (BENCHMARKS.md, "Echo per message"): user-space instructions per
+# message, fibra at each pass, tokio_echo (current-thread) in the same sessions.
+ECHO_INSTRUCTIONS = {
+    "passes": ["before", "after pass 1", "after pass 2", "after pass 3"],
+    "fibra": [2_034, 1_892, 1_584, 1_399],
+    "tokio": 896,
+}
+
+STACKLESS = "#e67e22"
 FIBRA, TOKIO, GRID, INK = "#c0392b", "#2c6fbb", "#e3e3e3", "#222"
 FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
 
@@ -179,12 +203,70 @@ def echo_cores():
     return svg(600, 430, body)
 
 
+def idle_memory():
+    d = IDLE_MEMORY
+    body = [text(300, 24, "Idle connections: server memory per connection", 15, weight="bold"),
+            text(300, 42, "chatter, 19,000 silent connections at the prompt (scripts/idle.py), "
+                 "2-core VM, 2026-12-05", 11, color="#555")]
+    p = Panel(90, 70, 440, 260, (0, len(d["groups"])), (0, 12))
+    body += p.frame("", "", "KiB of server RSS per connection", [], [0, 2, 4, 6, 8, 10, 12])
+    body.append(line(p.x, p.py(d["goal"]), p.x + p.w, p.py(d["goal"]), "#888", 1, "2 3"))
+    body.append(text(p.x + p.w - 4, p.py(d["goal"]) - 5, "issue 31's goal: 2 KiB", 10,
+                     anchor="end", color="#666"))
+    bar = p.w / len(d["groups"]) / 3
+    for i, group in enumerate(d["groups"]):
+        left = p.x + i * p.w / len(d["groups"]) + bar / 2
+        for j, (who, color) in enumerate((("stackful", FIBRA), ("stackless", STACKLESS))):
+            v = d[who][i]
+            x0 = left + j * bar
+            body.append(f'<rect x="{x0:.1f}" y="{p.py(v):.1f}" width="{bar - 6:.1f}" '
+                        f'height="{p.py(0) - p.py(v):.1f}" fill="{color}"/>')
+            body.append(text(x0 + (bar - 6) / 2, p.py(v) - 5, f"{v:.2f}", 10))
+        body.append(text(left + bar, p.y + p.h + 17, group, 12))
+    body += legend(100, 380, [("a tasklet stack each (--idle-members stackful)", FIBRA, None),
+                              ("no stack while silent (stackless, the default)", STACKLESS,
+                               None)])
+    body.append(text(100, 420, "The kernel's share is ~3.7 KiB per socket end either way "
+                     "(/proc/slabinfo).", 11, anchor="start", color="#555"))
+    return svg(600, 440, body)
+
+
+def echo_instructions():
+    d = ECHO_INSTRUCTIONS
+    n = len(d["passes"])
+    body = [text(300, 24, "Echo at one core: user-space instructions per message", 15,
+                 weight="bold"),
+            text(300, 42, "callgrind, 1,000 connections, 64 B, 2-core VM, 2026-12-05", 11,
+                 color="#555")]
+    p = Panel(90, 70, 440, 260, (0, n), (0, 2_500))
+    body += p.frame("", "fibra's echo, issue 31's passes", "instructions per message", [],
+                    [0, 500, 1_000, 1_500, 2_000, 2_500], lambda v: f"{v:,}")
+    body.append(line(p.x, p.py(d["tokio"]), p.x + p.w, p.py(d["tokio"]), TOKIO, 2, "6 3"))
+    body.append(text(p.x + p.w + 4, p.py(d["tokio"]) + 4, f"{d['tokio']:,}", 11,
+                     anchor="start", color=TOKIO))
+    bar = p.w / n
+    for i, (label, v) in enumerate(zip(d["passes"], d["fibra"])):
+        x0 = p.x + i * bar + bar * 0.2
+        body.append(f'<rect x="{x0:.1f}" y="{p.py(v):.1f}" width="{bar * 0.6:.1f}" '
+                    f'height="{p.py(0) - p.py(v):.1f}" fill="{FIBRA}"/>')
+        body.append(text(x0 + bar * 0.3, p.py(v) - 5, f"{v:,}", 10))
+        body.append(text(x0 + bar * 0.3, p.y + p.h + 17, label, 11))
+    body += legend(100, 395, [("fibra echo", FIBRA, None), ("tokio_echo", TOKIO, "6 3")])
+    body.append(text(230, 392, "The server's CPU is ~90% kernel (TCP), alike for both:",
+                     11, anchor="start", color="#555"))
+    body.append(text(230, 410, "BENCHMARKS.md has the CPU-seconds per message.", 11,
+                     anchor="start", color="#555"))
+    return svg(600, 430, body)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where to write (docs/)")
     a = p.parse_args()
-    for name, make in (("bench-chat-sweep.svg", chat_sweep), ("bench-echo-cores.svg", echo_cores)):
+    for name, make in (("bench-chat-sweep.svg", chat_sweep), ("bench-echo-cores.svg", echo_cores),
+                       ("bench-idle-memory.svg", idle_memory),
+                       ("bench-echo-instructions.svg", echo_instructions)):
         path = os.path.join(a.out, name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(make())
