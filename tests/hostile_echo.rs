@@ -38,7 +38,7 @@ impl EchoServer {
             let (tx, rx) = std::sync::mpsc::channel();
             s.spawn_named("acceptor", move |h| {
                 let listener = h
-                    .listen_with("127.0.0.1:0", server::listen_options())
+                    .listen_with("127.0.0.1:0", server::listen_options(true))
                     .unwrap();
                 tx.send(listener.local_addr()).unwrap();
                 server::accept_loop(h, &listener);

@@ -22,15 +22,18 @@ use fibra::Schedule;
 
 const HELP: &str = "echo: a raw echo server, one tasklet per connection; sends back every byte
 
-usage: echo [--addr HOST:PORT] [--threads N] [--pin]
+usage: echo [--addr HOST:PORT] [--threads N] [--pin] [--write-through yes|no]
   --addr     where to listen (default 127.0.0.1:7000)
   --threads  schedules (threads) serving, each with its own SO_REUSEPORT listener (default 1)
-  --pin      with --threads: pin thread i to CPU i";
+  --pin      with --threads: pin thread i to CPU i
+  --write-through  each answer written at once while nothing is queued before it
+             (default yes); no: answers leave at the end of the round, as fibra's sends do
+             by default";
 
 fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7000".to_owned();
-    let (mut threads, mut pin) = (1usize, false);
+    let (mut threads, mut pin, mut write_through) = (1usize, false, true);
     let mut args = cli::Args::new("echo", HELP);
     while let Some(flag) = args.next_flag() {
         let f = flag.as_str();
@@ -38,11 +41,18 @@ fn main() -> Result<(), cli::Failure> {
             "--addr" => addr = args.value(f),
             "--threads" => threads = args.number(f, 1, 1024) as usize,
             "--pin" => pin = true,
+            "--write-through" => {
+                write_through = match args.value(f).as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => args.fail(format!("--write-through takes yes or no, not `{other}`")),
+                }
+            }
             _ => args.unknown(f),
         }
     }
     if threads > 1 {
-        return Ok(on_threads(&addr, threads, pin)?);
+        return Ok(on_threads(&addr, threads, pin, write_through)?);
     }
 
     let mut schedule = Schedule::new();
@@ -53,7 +63,7 @@ fn main() -> Result<(), cli::Failure> {
     let listener = schedule
         .plugin::<NetPlugin>()
         .ok_or("no network plugin")?
-        .listen_with(addr.as_str(), server::listen_options())
+        .listen_with(addr.as_str(), server::listen_options(write_through))
         .map_err(|e| format!("cannot serve echo on `{addr}`: {e}"))?;
     log::info!(target: "echo", "echo server listening on {}", listener.local_addr());
     schedule.spawn_named("acceptor", move |h| server::accept_loop(h, &listener))?;
@@ -68,7 +78,12 @@ fn main() -> Result<(), cli::Failure> {
 }
 
 /// `--threads N`: N schedules, each with its own `SO_REUSEPORT` listener on the one port.
-fn on_threads(addr: &str, threads: usize, pin: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn on_threads(
+    addr: &str,
+    threads: usize,
+    pin: bool,
+    write_through: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     // Signals first, before any other thread starts.
     let mut host = Schedule::new();
     let catches_signals = signal::catch_stop(&mut host)?;
@@ -95,7 +110,10 @@ fn on_threads(addr: &str, threads: usize, pin: bool) -> Result<(), Box<dyn std::
         let listener = s
             .plugin::<NetPlugin>()
             .ok_or("no network plugin")?
-            .listen_with(at, server::listen_options().with_reuse_port(true))?;
+            .listen_with(
+                at,
+                server::listen_options(write_through).with_reuse_port(true),
+            )?;
         s.spawn_named("acceptor", move |h| server::accept_loop(h, &listener))?;
         Ok(())
     })?;

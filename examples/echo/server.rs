@@ -6,8 +6,14 @@ use fibra::tasks::TasksExt;
 use fibra::{Handle, SpawnOptions};
 
 /// Options of the echo server's sockets: raw bytes, the default send limit.
-pub(crate) fn listen_options() -> ListenOptions {
-    ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw))
+pub(crate) fn listen_options(write_through: bool) -> ListenOptions {
+    // One send answers each read: written through at once, as it is at hand (no trip
+    // through the output buffer and the end-of-round write).
+    ListenOptions::new().with_conn(
+        ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_write_through(write_through),
+    )
 }
 
 /// Accepts connections on `listener` for ever, one echo tasklet each.

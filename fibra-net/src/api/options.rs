@@ -45,6 +45,7 @@ pub struct ConnOptions {
     pub(crate) nodelay: bool,
     pub(crate) keepalive: Option<Duration>,
     pub(crate) flush_delay: Duration,
+    pub(crate) write_through: bool,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
     #[cfg(feature = "tls")]
@@ -62,6 +63,7 @@ impl Default for ConnOptions {
             nodelay: true,
             keepalive: None,
             flush_delay: Duration::ZERO,
+            write_through: false,
             connect_timeout: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             #[cfg(feature = "tls")]
@@ -144,6 +146,31 @@ impl ConnOptions {
     /// ```
     pub fn with_flush_delay(mut self, delay: Duration) -> Self {
         self.flush_delay = delay;
+        self
+    }
+
+    /// Whether bytes sent as they are ([`NetExt::send`](crate::NetExt::send),
+    /// [`Conn::try_send`](crate::Conn::try_send)) go to the socket at once when nothing is
+    /// queued before them (default off: they leave at the end of the round, coalesced with
+    /// the round's other sends to the connection).
+    ///
+    /// For a request–response peer that answers each request with one send, as an echo or a
+    /// proxy does: the answer is written from the sender's bytes while they are at hand, with
+    /// no trip through the output buffer and the end-of-round write. A tasklet that sends
+    /// several pieces per round makes a system call for each instead of one for all, so
+    /// leave it off there. What the socket does not take at once (it is full, or fails) is
+    /// queued as without it, and goes (or fails) at the end of the round as usual; framed
+    /// sends (`send_frame`, `send_line`), TLS connections and connections with a
+    /// [flush delay](Self::with_flush_delay) always go through the output buffer.
+    ///
+    /// ```
+    /// use fibra_net::{ConnOptions, Framing};
+    ///
+    /// let echo = ConnOptions::new().with_framing(Framing::Raw).with_write_through(true);
+    /// assert!(echo.write_through());
+    /// ```
+    pub fn with_write_through(mut self, write_through: bool) -> Self {
+        self.write_through = write_through;
         self
     }
 
@@ -263,6 +290,11 @@ impl ConnOptions {
     /// The flush delay.
     pub fn flush_delay(&self) -> Duration {
         self.flush_delay
+    }
+
+    /// Whether sends of bytes as they are write through an empty output at once.
+    pub fn write_through(&self) -> bool {
+        self.write_through
     }
 }
 

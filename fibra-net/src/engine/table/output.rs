@@ -112,6 +112,33 @@ fn flush_grain(epoch: Instant, at: Instant) -> Instant {
     epoch + Duration::from_millis(millis)
 }
 
+/// Writes `bytes` to the socket at once, for a send on a connection whose output is empty
+/// (`ConnOptions::with_write_through`): the bytes not written, or `None` when this
+/// connection's output cannot be written now (TLS, a flush delay, not connected, the socket
+/// full). What is left is queued by the caller as any send; a failed write leaves all of it
+/// there, and the round's write meets the failure again and ends the output as usual.
+fn write_through(c: &mut ConnEntry, bytes: &[u8], writes: &mut u64) -> Option<usize> {
+    let output = &mut c.output;
+    if !output.writable || output.held || c.tls.is_some() || !c.options.flush_delay.is_zero() {
+        return None;
+    }
+    let sock = c.state.connected_socket()?;
+    *writes += 1;
+    match socket::send(sock, bytes) {
+        Ok(written) if written >= bytes.len() => Some(0),
+        Ok(written) => {
+            // A short write filled the socket: the next edge says when it has room.
+            output.writable = false;
+            Some(bytes.len() - written)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            output.writable = false;
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 impl Table {
     /// Queues `bytes`, or says to wait for room.
     pub(crate) fn send(
@@ -134,6 +161,14 @@ impl Table {
             return Err(NetError::Closed);
         }
         let queued = c.output.buf.len();
+        let mut bytes = bytes;
+        if queued == 0 && encoding == Encoding::AsIs && c.options.write_through {
+            match write_through(c, bytes, &mut self.counters.writes) {
+                Some(0) => return Ok(SendState::Queued),
+                Some(rest) => bytes = &bytes[bytes.len() - rest..],
+                None => {}
+            }
+        }
         let limit = c.options.send_limit;
         if queued >= limit {
             return match when_full {

@@ -1,0 +1,212 @@
+//! `ConnOptions::with_write_through`: a send of bytes as they are goes to the socket at once
+//! when nothing is queued before it; what the socket does not take is queued as without the
+//! option. Every byte arrives, in order, whether the socket takes all, part or nothing, and a
+//! send to a peer that left fails as a queued one does.
+
+mod util;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use fibra::net::{ConnOptions, Framing, Group, ListenOptions, NetError, NetExt};
+use fibra::tasks::TasksExt;
+use util::{net_schedule, peer, run_all};
+
+fn options(write_through: bool) -> ListenOptions {
+    ListenOptions::new().with_conn(
+        ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_write_through(write_through),
+    )
+}
+
+/// 16 MiB in pieces of 1 byte to ~100 KiB: more than loopback's socket buffers hold, so the
+/// sends meet a full socket, a short write and an empty output again, many times.
+fn pieces() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut total, mut size, mut k) = (0usize, 1usize, 0u32);
+    while total < 16 * 1024 * 1024 {
+        out.push((0..size).map(|i| (i as u32 * 31 + k) as u8).collect());
+        total += size;
+        size = (size * 7 + 13) % (100 * 1024) + 1;
+        k += 1;
+    }
+    out
+}
+
+/// The server sends every piece, then closes; the client reads until the end, slowly at
+/// first (the socket fills), and gives back what it read.
+fn sent_and_read(write_through: bool) -> Vec<u8> {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    s.spawn(move |h| {
+        let listener = h
+            .listen_with("127.0.0.1:0", options(write_through))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        for piece in pieces() {
+            h.send(&conn, &piece).unwrap();
+        }
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, |mut stream| {
+        // Let the server's sends fill the socket first.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 7 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    });
+    run_all(&mut s, 30);
+    client.join().unwrap()
+}
+
+#[test]
+fn every_byte_arrives_in_order_through_full_sockets_and_short_writes() {
+    let want = pieces().concat();
+    let got = sent_and_read(true);
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the bytes arrived out of order");
+}
+
+#[test]
+fn the_same_bytes_arrive_as_without_it() {
+    assert!(sent_and_read(true) == sent_and_read(false));
+}
+
+/// An echo written through: each answer is the request, a thousand times, one at a time.
+#[test]
+fn an_echo_written_through_answers_every_request() {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    s.spawn(move |h| {
+        let listener = h.listen_with("127.0.0.1:0", options(true)).unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let mut buf = Vec::new();
+        while h.receive_into(&conn, &mut buf).is_ok() {
+            h.send(&conn, &buf).unwrap();
+        }
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, |mut stream| {
+        for i in 0..1000u32 {
+            let request = format!("request {i} {}", "x".repeat(i as usize % 97));
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = vec![0u8; request.len()];
+            stream.read_exact(&mut answer).unwrap();
+            assert_eq!(answer, request.as_bytes(), "answer {i}");
+        }
+    });
+    run_all(&mut s, 30);
+    client.join().unwrap();
+}
+
+/// The peer resets the connection; the server goes on sending: each send is written through
+/// (the output is empty) until one fails, and from then on sends fail with the loss, as
+/// queued sends do. The tasklet ends; nothing hangs or panics.
+fn sends_after_a_reset(write_through: bool) -> NetError {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    let failed = Rc::new(RefCell::new(None));
+    let failed_out = failed.clone();
+    s.spawn(move |h| {
+        let listener = h
+            .listen_with("127.0.0.1:0", options(write_through))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let mut buf = Vec::new();
+        // The peer's one byte, then its reset.
+        h.receive_into(&conn, &mut buf).unwrap();
+        for _ in 0..10_000 {
+            h.sleep(Duration::from_millis(1));
+            if let Err(e) = h.send(&conn, b"still there?") {
+                *failed_out.borrow_mut() = Some(e);
+                return;
+            }
+        }
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, |mut stream| {
+        stream.write_all(b"!").unwrap();
+        // SO_LINGER 0: the close sends a reset.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    client.join().unwrap();
+    run_all(&mut s, 30);
+    failed.take().expect("a send failed after the reset")
+}
+
+#[test]
+fn a_send_to_a_peer_that_reset_fails_as_a_queued_send_does() {
+    let through = sends_after_a_reset(true);
+    let queued = sends_after_a_reset(false);
+    assert!(matches!(through, NetError::Lost(_)), "{through:?}");
+    assert_eq!(
+        std::mem::discriminant(&through),
+        std::mem::discriminant(&queued)
+    );
+}
+
+/// Framed sends and a group's bytes always go through the output buffer: a send as-is after
+/// one of them in the same round must wait behind it, not overtake it through the socket.
+#[test]
+fn a_send_after_a_framed_or_group_one_waits_behind_it() {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    s.spawn(move |h| {
+        let conn_options = ConnOptions::new()
+            .with_framing(Framing::Lines)
+            .with_write_through(true);
+        let listener = h
+            .listen_with("127.0.0.1:0", ListenOptions::new().with_conn(conn_options))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let room = Group::new();
+        room.add(&conn).unwrap();
+        for i in 0..100 {
+            h.send_line(&conn, &format!("framed {i}")).unwrap();
+            h.send(&conn, format!("as is {i}\n").as_bytes()).unwrap();
+            room.send(format!("to the group {i}\n").as_bytes()).unwrap();
+            h.send(&conn, format!("as is after the group {i}\n").as_bytes())
+                .unwrap();
+        }
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, |mut stream| {
+        let mut got = String::new();
+        stream.read_to_string(&mut got).unwrap();
+        got
+    });
+    run_all(&mut s, 30);
+    let want: String = (0..100)
+        .map(|i| format!("framed {i}\nas is {i}\nto the group {i}\nas is after the group {i}\n"))
+        .collect();
+    assert_eq!(client.join().unwrap(), want);
+}
