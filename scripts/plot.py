@@ -141,6 +141,23 @@ def legend(x, y, entries):
     return out
 
 
+def pair_bars(p, labels, series, fmt):
+    """Two bars per label in panel `p`: `series` is [(values, color), (values, color)], each
+    bar topped with its value written with `fmt`."""
+    out = []
+    bar = p.w / len(labels) / 3
+    for i, label in enumerate(labels):
+        left = p.x + i * p.w / len(labels) + bar / 2
+        for j, (values, color) in enumerate(series):
+            v = values[i]
+            x0 = left + j * bar
+            out.append(f'<rect x="{x0:.1f}" y="{p.py(v):.1f}" width="{bar - 6:.1f}" '
+                       f'height="{p.py(0) - p.py(v):.1f}" fill="{color}"/>')
+            out.append(text(x0 + (bar - 6) / 2, p.py(v) - 5, fmt.format(v), 10))
+        out.append(text(left + bar, p.y + p.h + 17, label, 12))
+    return out
+
+
 def chat_sweep():
     d = CHAT_SWEEP
     xs = d["offered"]
@@ -187,17 +204,8 @@ def echo_cores():
     yticks = [0, 50_000, 100_000, 150_000, 200_000, 250_000]
     body += p.frame("", "N (server threads)", "messages/s", [], yticks,
                     lambda v: f"{v // 1000:,}k" if v else "0")
-    bar = p.w / len(d["n"]) / 3
-    for i, n in enumerate(d["n"]):
-        left = p.x + i * p.w / len(d["n"]) + bar / 2
-        for j, (who, color) in enumerate((("fibra", FIBRA), ("tokio", TOKIO))):
-            v = d[who][i]
-            x0 = left + j * bar
-            body.append(f'<rect x="{x0:.1f}" y="{p.py(v):.1f}" width="{bar - 6:.1f}" '
-                        f'height="{p.py(0) - p.py(v):.1f}" fill="{color}"/>')
-            body.append(text(x0 + (bar - 6) / 2, p.py(v) - 5, f"{v:,}", 10))
-        mark = "*" if n in d["starved"] else ""
-        body.append(text(left + bar, p.y + p.h + 17, f"N = {n}{mark}", 12))
+    labels = [f"N = {n}" + ("*" if n in d["starved"] else "") for n in d["n"]]
+    body += pair_bars(p, labels, [(d["fibra"], FIBRA), (d["tokio"], TOKIO)], "{:,}")
     body += legend(100, 395, [("fibra echo", FIBRA, None), ("tokio_echo", TOKIO, None)])
     body.append(text(250, 392, "* starved: the load generator shared a CPU with the server", 11,
                      anchor="start", color="#555"))
@@ -216,16 +224,8 @@ def idle_memory():
     body.append(line(p.x, p.py(d["goal"]), p.x + p.w, p.py(d["goal"]), "#888", 1, "2 3"))
     body.append(text(p.x + p.w - 4, p.py(d["goal"]) - 5, "issue 31's goal: 2 KiB", 10,
                      anchor="end", color="#666"))
-    bar = p.w / len(d["groups"]) / 3
-    for i, group in enumerate(d["groups"]):
-        left = p.x + i * p.w / len(d["groups"]) + bar / 2
-        for j, (who, color) in enumerate((("stackful", FIBRA), ("stackless", STACKLESS))):
-            v = d[who][i]
-            x0 = left + j * bar
-            body.append(f'<rect x="{x0:.1f}" y="{p.py(v):.1f}" width="{bar - 6:.1f}" '
-                        f'height="{p.py(0) - p.py(v):.1f}" fill="{color}"/>')
-            body.append(text(x0 + (bar - 6) / 2, p.py(v) - 5, f"{v:.2f}", 10))
-        body.append(text(left + bar, p.y + p.h + 17, group, 12))
+    body += pair_bars(p, d["groups"], [(d["stackful"], FIBRA), (d["stackless"], STACKLESS)],
+                      "{:.2f}")
     body += legend(100, 380, [("a tasklet stack each (--idle-members stackful)", FIBRA, None),
                               ("no stack while silent (stackless, the default)", STACKLESS,
                                None)])
