@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{ConnOptions, Framing, Group, ListenOptions, NetError, NetExt};
+use fibra::net::{ConnOptions, Framing, Group, ListenOptions, Lost, NetError, NetExt};
 use fibra::tasks::TasksExt;
 use util::{net_schedule, peer, run_all};
 
@@ -209,4 +209,64 @@ fn a_send_after_a_framed_or_group_one_waits_behind_it() {
         .map(|i| format!("framed {i}\nas is {i}\nto the group {i}\nas is after the group {i}\n"))
         .collect();
     assert_eq!(client.join().unwrap(), want);
+}
+
+/// What a tasklet learns when the peer resets the connection and its next send is written
+/// through: that send, then a receive in the same run, then `on_lost_connection`.
+type AfterReset = (Result<(), NetError>, Result<(), NetError>, Lost);
+
+/// The peer sends a byte, then resets (once the server read the byte); the server, once the
+/// reset has arrived, sends, receives and asks why the connection was lost.
+fn send_then_receive_after_a_reset(write_through: bool) -> AfterReset {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    let seen = Rc::new(RefCell::new(None));
+    let seen_out = seen.clone();
+    let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
+    s.spawn(move |h| {
+        let listener = h
+            .listen_with("127.0.0.1:0", options(write_through))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let mut buf = Vec::new();
+        h.receive_into(&conn, &mut buf).unwrap();
+        read_tx.send(()).unwrap();
+        // Time for the reset to arrive (nobody reads: the socket keeps its error).
+        h.sleep(Duration::from_millis(300));
+        let sent = h.send(&conn, b"anyone there?");
+        let received = h.receive_into(&conn, &mut buf);
+        let lost = h.on_lost_connection(&conn);
+        *seen_out.borrow_mut() = Some((sent, received, lost));
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, move |mut stream| {
+        stream.write_all(b"!").unwrap();
+        read_rx.recv().unwrap();
+        // SO_LINGER 0: the close sends a reset.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    run_all(&mut s, 30);
+    client.join().unwrap();
+    seen.take().expect("the server tasklet finished")
+}
+
+/// A send written through to a socket the peer reset must not swallow the reset: the
+/// receive that follows (and `on_lost_connection`) says `Reset`, as without the option,
+/// not `Eof` (a peer that closed cleanly).
+#[test]
+fn a_reset_met_by_a_send_written_through_is_still_a_reset() {
+    for write_through in [false, true] {
+        let (_, received, lost) = send_then_receive_after_a_reset(write_through);
+        assert!(
+            matches!(received, Err(NetError::Lost(Lost::Reset))),
+            "write_through {write_through}: the receive after the reset gave {received:?}"
+        );
+        assert_eq!(lost, Lost::Reset, "write_through {write_through}");
+    }
 }
