@@ -270,3 +270,56 @@ fn a_reset_met_by_a_send_written_through_is_still_a_reset() {
         assert_eq!(lost, Lost::Reset, "write_through {write_through}");
     }
 }
+
+/// What the peer reads when the server aborts the connection (`Conn::abort`, which takes
+/// effect at the end of the tick and drops the queued output) and then sends to it in the
+/// same tick: the bytes, then the reset.
+fn read_after_an_abort_then_a_send(write_through: bool) -> Vec<u8> {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    s.spawn(move |h| {
+        let listener = h
+            .listen_with("127.0.0.1:0", options(write_through))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let mut buf = Vec::new();
+        h.receive_into(&conn, &mut buf).unwrap();
+        conn.abort();
+        // Both queue (the abort has not happened yet); the abort drops them.
+        conn.try_send(b"after the abort").unwrap();
+        h.send(&conn, b", and again").unwrap();
+        assert_eq!(h.on_lost_connection(&conn), Lost::Aborted);
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, |mut stream| {
+        stream.write_all(b"!").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    run_all(&mut s, 30);
+    client.join().unwrap()
+}
+
+/// `Conn::abort` drops the output queued before the end of the tick: a send after it in
+/// the same tick must not reach the peer by being written through.
+#[test]
+fn a_send_after_an_abort_in_the_same_tick_is_not_written_through() {
+    for write_through in [false, true] {
+        let got = read_after_an_abort_then_a_send(write_through);
+        assert!(
+            got.is_empty(),
+            "write_through {write_through}: the peer read {:?} after the abort",
+            String::from_utf8_lossy(&got)
+        );
+    }
+}

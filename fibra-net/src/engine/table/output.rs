@@ -183,7 +183,13 @@ impl Table {
         }
         let queued = c.output.buf.len();
         let mut bytes = bytes;
-        if queued == 0 && encoding == Encoding::AsIs && c.options.write_through {
+        // Not while a reset or close asked outside a tasklet (`Conn::abort`) waits for the
+        // end of the tick: an abort drops what was sent before it took effect.
+        if queued == 0
+            && encoding == Encoding::AsIs
+            && c.options.write_through
+            && !self.deferred.iter().any(|&(k, _)| k == key)
+        {
             match write_through(c, bytes, &mut self.counters.writes) {
                 Some(0) => return Ok(SendState::Queued),
                 Some(rest) => bytes = &bytes[bytes.len() - rest..],
