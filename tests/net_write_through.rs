@@ -323,3 +323,53 @@ fn a_send_after_an_abort_in_the_same_tick_is_not_written_through() {
         );
     }
 }
+
+/// The server's connection gives up with `ETIMEDOUT` (`TCP_USER_TIMEOUT`: a peer that
+/// advertises no room for a while, with bytes waiting in the kernel), its output empty; the
+/// tasklet then sends, written through, and asks why the connection was lost.
+#[cfg(target_os = "linux")]
+fn lost_after_a_user_timeout(write_through: bool) -> Lost {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // A tiny window, never read: the server's bytes wait in its kernel, probing.
+    client.set_recv_buffer_size(1).unwrap();
+    client
+        .connect(&SockAddr::from(listener.local_addr().unwrap()))
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    socket2::SockRef::from(&stream)
+        .set_tcp_user_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut s = net_schedule();
+    let lost = Rc::new(RefCell::new(None));
+    let lost_out = lost.clone();
+    s.spawn(move |h| {
+        let options = ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_write_through(write_through);
+        let conn = h.adopt(stream, options).unwrap();
+        // Taken whole by the kernel (its send buffer), more than the peer's window.
+        h.send(&conn, &[7u8; 8 * 1024]).unwrap();
+        h.flush(&conn).unwrap();
+        assert_eq!(conn.queued(), 0);
+        // The user timeout ends the connection meanwhile; nobody reads or writes it.
+        h.sleep(Duration::from_millis(2500));
+        let _ = h.send(&conn, b"still there?");
+        *lost_out.borrow_mut() = Some(h.on_lost_connection(&conn));
+    })
+    .unwrap();
+    run_all(&mut s, 30);
+    drop(client);
+    lost.take().expect("the tasklet finished")
+}
+
+/// A timeout met by a send written through is still a timeout, not a reset.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_timeout_met_by_a_send_written_through_is_still_a_timeout() {
+    for write_through in [false, true] {
+        let lost = lost_after_a_user_timeout(write_through);
+        assert_eq!(lost, Lost::TimedOut, "write_through {write_through}");
+    }
+}
