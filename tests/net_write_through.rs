@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{ConnOptions, Framing, Group, ListenOptions, NetError, NetExt};
+use fibra::net::{ConnOptions, Framing, Group, ListenOptions, Lost, NetError, NetExt};
 use fibra::tasks::TasksExt;
 use util::{net_schedule, peer, run_all};
 
@@ -209,4 +209,167 @@ fn a_send_after_a_framed_or_group_one_waits_behind_it() {
         .map(|i| format!("framed {i}\nas is {i}\nto the group {i}\nas is after the group {i}\n"))
         .collect();
     assert_eq!(client.join().unwrap(), want);
+}
+
+/// What a tasklet learns when the peer resets the connection and its next send is written
+/// through: that send, then a receive in the same run, then `on_lost_connection`.
+type AfterReset = (Result<(), NetError>, Result<(), NetError>, Lost);
+
+/// The peer sends a byte, then resets (once the server read the byte); the server, once the
+/// reset has arrived, sends, receives and asks why the connection was lost.
+fn send_then_receive_after_a_reset(write_through: bool) -> AfterReset {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    let seen = Rc::new(RefCell::new(None));
+    let seen_out = seen.clone();
+    let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
+    s.spawn(move |h| {
+        let listener = h
+            .listen_with("127.0.0.1:0", options(write_through))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let mut buf = Vec::new();
+        h.receive_into(&conn, &mut buf).unwrap();
+        read_tx.send(()).unwrap();
+        // Time for the reset to arrive (nobody reads: the socket keeps its error).
+        h.sleep(Duration::from_millis(300));
+        let sent = h.send(&conn, b"anyone there?");
+        let received = h.receive_into(&conn, &mut buf);
+        let lost = h.on_lost_connection(&conn);
+        *seen_out.borrow_mut() = Some((sent, received, lost));
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, move |mut stream| {
+        stream.write_all(b"!").unwrap();
+        read_rx.recv().unwrap();
+        // SO_LINGER 0: the close sends a reset.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    run_all(&mut s, 30);
+    client.join().unwrap();
+    seen.take().expect("the server tasklet finished")
+}
+
+/// A send written through to a socket the peer reset must not swallow the reset: the
+/// receive that follows (and `on_lost_connection`) says `Reset`, as without the option,
+/// not `Eof` (a peer that closed cleanly).
+#[test]
+fn a_reset_met_by_a_send_written_through_is_still_a_reset() {
+    for write_through in [false, true] {
+        let (_, received, lost) = send_then_receive_after_a_reset(write_through);
+        assert!(
+            matches!(received, Err(NetError::Lost(Lost::Reset))),
+            "write_through {write_through}: the receive after the reset gave {received:?}"
+        );
+        assert_eq!(lost, Lost::Reset, "write_through {write_through}");
+    }
+}
+
+/// What the peer reads when the server aborts the connection (`Conn::abort`, which takes
+/// effect at the end of the tick and drops the queued output) and then sends to it in the
+/// same tick: the bytes, then the reset.
+fn read_after_an_abort_then_a_send(write_through: bool) -> Vec<u8> {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    s.spawn(move |h| {
+        let listener = h
+            .listen_with("127.0.0.1:0", options(write_through))
+            .unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        let mut buf = Vec::new();
+        h.receive_into(&conn, &mut buf).unwrap();
+        conn.abort();
+        // Both queue (the abort has not happened yet); the abort drops them.
+        conn.try_send(b"after the abort").unwrap();
+        h.send(&conn, b", and again").unwrap();
+        assert_eq!(h.on_lost_connection(&conn), Lost::Aborted);
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().unwrap();
+    let client = peer(addr, |mut stream| {
+        stream.write_all(b"!").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    run_all(&mut s, 30);
+    client.join().unwrap()
+}
+
+/// `Conn::abort` drops the output queued before the end of the tick: a send after it in
+/// the same tick must not reach the peer by being written through.
+#[test]
+fn a_send_after_an_abort_in_the_same_tick_is_not_written_through() {
+    for write_through in [false, true] {
+        let got = read_after_an_abort_then_a_send(write_through);
+        assert!(
+            got.is_empty(),
+            "write_through {write_through}: the peer read {:?} after the abort",
+            String::from_utf8_lossy(&got)
+        );
+    }
+}
+
+/// The server's connection gives up with `ETIMEDOUT` (`TCP_USER_TIMEOUT`: a peer that
+/// advertises no room for a while, with bytes waiting in the kernel), its output empty; the
+/// tasklet then sends, written through, and asks why the connection was lost.
+#[cfg(target_os = "linux")]
+fn lost_after_a_user_timeout(write_through: bool) -> Lost {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // A tiny window, never read: the server's bytes wait in its kernel, probing.
+    client.set_recv_buffer_size(1).unwrap();
+    client
+        .connect(&SockAddr::from(listener.local_addr().unwrap()))
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    socket2::SockRef::from(&stream)
+        .set_tcp_user_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut s = net_schedule();
+    let lost = Rc::new(RefCell::new(None));
+    let lost_out = lost.clone();
+    s.spawn(move |h| {
+        let options = ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_write_through(write_through);
+        let conn = h.adopt(stream, options).unwrap();
+        // Taken whole by the kernel (its send buffer), more than the peer's window.
+        h.send(&conn, &[7u8; 8 * 1024]).unwrap();
+        h.flush(&conn).unwrap();
+        assert_eq!(conn.queued(), 0);
+        // The user timeout ends the connection meanwhile; nobody reads or writes it.
+        h.sleep(Duration::from_millis(2500));
+        let _ = h.send(&conn, b"still there?");
+        *lost_out.borrow_mut() = Some(h.on_lost_connection(&conn));
+    })
+    .unwrap();
+    run_all(&mut s, 30);
+    drop(client);
+    lost.take().expect("the tasklet finished")
+}
+
+/// A timeout met by a send written through is still a timeout, not a reset.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_timeout_met_by_a_send_written_through_is_still_a_timeout() {
+    for write_through in [false, true] {
+        let lost = lost_after_a_user_timeout(write_through);
+        assert_eq!(lost, Lost::TimedOut, "write_through {write_through}");
+    }
 }

@@ -31,7 +31,8 @@
 //!   socket, a system call is tried first, and a tasklet parks only when the kernel has
 //!   nothing for it.
 //! - Sends are queued into the connection's bounded output buffer; everything sent to one
-//!   connection during a tick leaves in one write at the end of the tick. A slow reader makes
+//!   connection during a tick leaves in one write at the end of the tick (unless the
+//!   connection writes through: [`ConnOptions::with_write_through`]). A slow reader makes
 //!   `send` park (or `try_send` fail with [`NetError::Full`]); memory stays bounded.
 //! - A [`Group`] sends to many connections with one call: a round's bytes are stored once
 //!   and shared by every member's output, written with one gathering write each; members

@@ -109,7 +109,9 @@ impl Conn {
     }
 
     /// Queues `bytes` without ever waiting: they leave at the end of this tick, with
-    /// everything else sent to this connection during the tick, in one write.
+    /// everything else sent to this connection during the tick, in one write (with
+    /// [`ConnOptions::with_write_through`](crate::ConnOptions::with_write_through), bytes
+    /// sent while nothing is queued are written at once instead).
     ///
     /// # Errors
     ///

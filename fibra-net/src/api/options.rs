@@ -158,10 +158,15 @@ impl ConnOptions {
     /// proxy does: the answer is written from the sender's bytes while they are at hand, with
     /// no trip through the output buffer and the end-of-round write. A tasklet that sends
     /// several pieces per round makes a system call for each instead of one for all, so
-    /// leave it off there. What the socket does not take at once (it is full, or fails) is
-    /// queued as without it, and goes (or fails) at the end of the round as usual; framed
-    /// sends (`send_frame`, `send_line`), TLS connections and connections with a
-    /// [flush delay](Self::with_flush_delay) always go through the output buffer.
+    /// leave it off there. What the socket does not take at once (it is full) is queued as
+    /// without it, and goes at the end of the round as usual; when the write fails, the
+    /// bytes are queued and the connection is lost with the write's error at the end of the
+    /// round, as a queued write's failure loses it (a receive meanwhile fails with it).
+    /// Framed sends (`send_frame`, `send_line`, and so a [`Protocol`](crate::Protocol)'s
+    /// `Transport::send`), TLS connections, connections with a
+    /// [flush delay](Self::with_flush_delay), and sends after a
+    /// [`Conn::abort`](crate::Conn::abort) or [`Conn::close`](crate::Conn::close) in the
+    /// same tick always go through the output buffer.
     ///
     /// ```
     /// use fibra_net::{ConnOptions, Framing};

@@ -38,6 +38,10 @@ pub(super) struct Output {
     held: bool,
     /// When output was last written, for the flush delay; `None` once the peer spoke.
     pub(super) last_write: Option<Instant>,
+    /// A write through the output (`write_through`) failed, and why: the round's write
+    /// reports it. The socket's error was taken by that write: writing again would say
+    /// `EPIPE`, whatever the error was, and a read would say end of stream.
+    failed: Option<Lost>,
 }
 
 impl Output {
@@ -51,6 +55,7 @@ impl Output {
             dirty: false,
             held: false,
             last_write: None,
+            failed: None,
         }
     }
 
@@ -115,11 +120,18 @@ fn flush_grain(epoch: Instant, at: Instant) -> Instant {
 /// Writes `bytes` to the socket at once, for a send on a connection whose output is empty
 /// (`ConnOptions::with_write_through`): the bytes not written, or `None` when this
 /// connection's output cannot be written now (TLS, a flush delay, not connected, the socket
-/// full). What is left is queued by the caller as any send; a failed write leaves all of it
-/// there, and the round's write meets the failure again and ends the output as usual.
+/// full, a write failed). What is left is queued by the caller as any send. A failed write
+/// leaves all of it there; the socket's error, which the failed write took from the socket,
+/// is kept: the input ends with it at once (a read would now say end of stream, not the
+/// reset), and the round's write ends the output with it as usual.
 fn write_through(c: &mut ConnEntry, bytes: &[u8], writes: &mut u64) -> Option<usize> {
     let output = &mut c.output;
-    if !output.writable || output.held || c.tls.is_some() || !c.options.flush_delay.is_zero() {
+    if !output.writable
+        || output.held
+        || output.failed.is_some()
+        || c.tls.is_some()
+        || !c.options.flush_delay.is_zero()
+    {
         return None;
     }
     let sock = c.state.connected_socket()?;
@@ -135,7 +147,16 @@ fn write_through(c: &mut ConnEntry, bytes: &[u8], writes: &mut u64) -> Option<us
             output.writable = false;
             None
         }
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+        Err(e) => {
+            log::debug!(target: "fibra_net", "send to {}: {e}", c.peer);
+            let lost = Lost::from_io(&e);
+            output.failed = Some(lost);
+            if c.input.end.is_none() {
+                c.input.end = Some(lost);
+            }
+            None
+        }
     }
 }
 
@@ -162,7 +183,13 @@ impl Table {
         }
         let queued = c.output.buf.len();
         let mut bytes = bytes;
-        if queued == 0 && encoding == Encoding::AsIs && c.options.write_through {
+        // Not while a reset or close asked outside a tasklet (`Conn::abort`) waits for the
+        // end of the tick: an abort drops what was sent before it took effect.
+        if queued == 0
+            && encoding == Encoding::AsIs
+            && c.options.write_through
+            && !self.deferred.iter().any(|&(k, _)| k == key)
+        {
             match write_through(c, bytes, &mut self.counters.writes) {
                 Some(0) => return Ok(SendState::Queued),
                 Some(rest) => bytes = &bytes[bytes.len() - rest..],
@@ -366,8 +393,9 @@ impl Table {
             }
             return;
         }
-        let mut failed = None;
-        while output.writable && !output.buf.is_empty() {
+        // A write through the output that failed took the socket's error: it is the loss.
+        let mut failed = output.failed.take();
+        while failed.is_none() && output.writable && !output.buf.is_empty() {
             self.counters.writes += 1;
             let (written, len) = match output.buf.single() {
                 Some(bytes) => (socket::send(sock, bytes), bytes.len()),
