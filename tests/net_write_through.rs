@@ -7,11 +7,13 @@ mod util;
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{ConnOptions, Framing, Group, ListenOptions, Lost, NetError, NetExt};
+use fibra::net::{Conn, ConnOptions, Framing, Group, ListenOptions, Lost, NetError, NetExt};
 use fibra::tasks::TasksExt;
+use fibra::{Handle, Schedule};
 use util::{net_schedule, peer, run_all};
 
 fn options(write_through: bool) -> ListenOptions {
@@ -20,6 +22,27 @@ fn options(write_through: bool) -> ListenOptions {
             .with_framing(Framing::Raw)
             .with_write_through(write_through),
     )
+}
+
+/// A schedule whose tasklet listens on a free port of 127.0.0.1 with `options`, accepts one
+/// connection and runs `body` on it; the schedule (ticked once) and the address to connect to.
+fn serve(
+    options: ListenOptions,
+    body: impl FnOnce(&Handle, Conn) + 'static,
+) -> (Schedule, SocketAddr) {
+    let mut s = net_schedule();
+    let addr = Rc::new(RefCell::new(None));
+    let addr_out = addr.clone();
+    s.spawn(move |h| {
+        let listener = h.listen_with("127.0.0.1:0", options).unwrap();
+        *addr_out.borrow_mut() = Some(listener.local_addr());
+        let (conn, _) = h.accept(&listener).unwrap();
+        body(h, conn);
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = addr.borrow().expect("listening after one tick");
+    (s, addr)
 }
 
 /// 16 MiB in pieces of 1 byte to ~100 KiB: more than loopback's socket buffers hold, so the
@@ -39,23 +62,12 @@ fn pieces() -> Vec<Vec<u8>> {
 /// The server sends every piece, then closes; the client reads until the end, slowly at
 /// first (the socket fills), and gives back what it read.
 fn sent_and_read(write_through: bool) -> Vec<u8> {
-    let mut s = net_schedule();
-    let addr = Rc::new(RefCell::new(None));
-    let addr_out = addr.clone();
-    s.spawn(move |h| {
-        let listener = h
-            .listen_with("127.0.0.1:0", options(write_through))
-            .unwrap();
-        *addr_out.borrow_mut() = Some(listener.local_addr());
-        let (conn, _) = h.accept(&listener).unwrap();
+    let (mut s, addr) = serve(options(write_through), move |h, conn| {
         for piece in pieces() {
             h.send(&conn, &piece).unwrap();
         }
         h.close(&conn).unwrap();
-    })
-    .unwrap();
-    s.tick().unwrap();
-    let addr = addr.borrow().unwrap();
+    });
     let client = peer(addr, |mut stream| {
         // Let the server's sends fill the socket first.
         std::thread::sleep(Duration::from_millis(200));
@@ -89,21 +101,12 @@ fn the_same_bytes_arrive_as_without_it() {
 /// An echo written through: each answer is the request, a thousand times, one at a time.
 #[test]
 fn an_echo_written_through_answers_every_request() {
-    let mut s = net_schedule();
-    let addr = Rc::new(RefCell::new(None));
-    let addr_out = addr.clone();
-    s.spawn(move |h| {
-        let listener = h.listen_with("127.0.0.1:0", options(true)).unwrap();
-        *addr_out.borrow_mut() = Some(listener.local_addr());
-        let (conn, _) = h.accept(&listener).unwrap();
+    let (mut s, addr) = serve(options(true), move |h, conn| {
         let mut buf = Vec::new();
         while h.receive_into(&conn, &mut buf).is_ok() {
             h.send(&conn, &buf).unwrap();
         }
-    })
-    .unwrap();
-    s.tick().unwrap();
-    let addr = addr.borrow().unwrap();
+    });
     let client = peer(addr, |mut stream| {
         for i in 0..1000u32 {
             let request = format!("request {i} {}", "x".repeat(i as usize % 97));
@@ -121,17 +124,9 @@ fn an_echo_written_through_answers_every_request() {
 /// (the output is empty) until one fails, and from then on sends fail with the loss, as
 /// queued sends do. The tasklet ends; nothing hangs or panics.
 fn sends_after_a_reset(write_through: bool) -> NetError {
-    let mut s = net_schedule();
-    let addr = Rc::new(RefCell::new(None));
-    let addr_out = addr.clone();
     let failed = Rc::new(RefCell::new(None));
     let failed_out = failed.clone();
-    s.spawn(move |h| {
-        let listener = h
-            .listen_with("127.0.0.1:0", options(write_through))
-            .unwrap();
-        *addr_out.borrow_mut() = Some(listener.local_addr());
-        let (conn, _) = h.accept(&listener).unwrap();
+    let (mut s, addr) = serve(options(write_through), move |h, conn| {
         let mut buf = Vec::new();
         // The peer's one byte, then its reset.
         h.receive_into(&conn, &mut buf).unwrap();
@@ -142,10 +137,7 @@ fn sends_after_a_reset(write_through: bool) -> NetError {
                 return;
             }
         }
-    })
-    .unwrap();
-    s.tick().unwrap();
-    let addr = addr.borrow().unwrap();
+    });
     let client = peer(addr, |mut stream| {
         stream.write_all(b"!").unwrap();
         // SO_LINGER 0: the close sends a reset.
@@ -218,18 +210,10 @@ type AfterReset = (Result<(), NetError>, Result<(), NetError>, Lost);
 /// The peer sends a byte, then resets (once the server read the byte); the server, once the
 /// reset has arrived, sends, receives and asks why the connection was lost.
 fn send_then_receive_after_a_reset(write_through: bool) -> AfterReset {
-    let mut s = net_schedule();
-    let addr = Rc::new(RefCell::new(None));
-    let addr_out = addr.clone();
     let seen = Rc::new(RefCell::new(None));
     let seen_out = seen.clone();
     let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
-    s.spawn(move |h| {
-        let listener = h
-            .listen_with("127.0.0.1:0", options(write_through))
-            .unwrap();
-        *addr_out.borrow_mut() = Some(listener.local_addr());
-        let (conn, _) = h.accept(&listener).unwrap();
+    let (mut s, addr) = serve(options(write_through), move |h, conn| {
         let mut buf = Vec::new();
         h.receive_into(&conn, &mut buf).unwrap();
         read_tx.send(()).unwrap();
@@ -239,10 +223,7 @@ fn send_then_receive_after_a_reset(write_through: bool) -> AfterReset {
         let received = h.receive_into(&conn, &mut buf);
         let lost = h.on_lost_connection(&conn);
         *seen_out.borrow_mut() = Some((sent, received, lost));
-    })
-    .unwrap();
-    s.tick().unwrap();
-    let addr = addr.borrow().unwrap();
+    });
     let client = peer(addr, move |mut stream| {
         stream.write_all(b"!").unwrap();
         read_rx.recv().unwrap();
@@ -275,15 +256,7 @@ fn a_reset_met_by_a_send_written_through_is_still_a_reset() {
 /// effect at the end of the tick and drops the queued output) and then sends to it in the
 /// same tick: the bytes, then the reset.
 fn read_after_an_abort_then_a_send(write_through: bool) -> Vec<u8> {
-    let mut s = net_schedule();
-    let addr = Rc::new(RefCell::new(None));
-    let addr_out = addr.clone();
-    s.spawn(move |h| {
-        let listener = h
-            .listen_with("127.0.0.1:0", options(write_through))
-            .unwrap();
-        *addr_out.borrow_mut() = Some(listener.local_addr());
-        let (conn, _) = h.accept(&listener).unwrap();
+    let (mut s, addr) = serve(options(write_through), move |h, conn| {
         let mut buf = Vec::new();
         h.receive_into(&conn, &mut buf).unwrap();
         conn.abort();
@@ -291,10 +264,7 @@ fn read_after_an_abort_then_a_send(write_through: bool) -> Vec<u8> {
         conn.try_send(b"after the abort").unwrap();
         h.send(&conn, b", and again").unwrap();
         assert_eq!(h.on_lost_connection(&conn), Lost::Aborted);
-    })
-    .unwrap();
-    s.tick().unwrap();
-    let addr = addr.borrow().unwrap();
+    });
     let client = peer(addr, |mut stream| {
         stream.write_all(b"!").unwrap();
         let mut got = Vec::new();
