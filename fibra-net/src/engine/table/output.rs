@@ -3,6 +3,7 @@
 //! room (`Drain`) or for everything to be written (`Flush`).
 
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -143,19 +144,28 @@ fn write_through(c: &mut ConnEntry, bytes: &[u8], writes: &mut u64) -> Option<us
             output.writable = false;
             Some(bytes.len() - written)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+        Err(e) => {
+            if let Some(lost) = write_failure(output, c.peer, &e) {
+                output.failed = Some(lost);
+                c.input.end.get_or_insert(lost);
+            }
+            None
+        }
+    }
+}
+
+/// What a write's error means: `None` when the socket is only full (`writable` is cleared:
+/// the next edge says when it has room) or the call was interrupted; else the loss, logged.
+fn write_failure(output: &mut Output, peer: SocketAddr, e: &std::io::Error) -> Option<Lost> {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => {
             output.writable = false;
             None
         }
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
-        Err(e) => {
-            log::debug!(target: "fibra_net", "send to {}: {e}", c.peer);
-            let lost = Lost::from_io(&e);
-            output.failed = Some(lost);
-            if c.input.end.is_none() {
-                c.input.end = Some(lost);
-            }
-            None
+        std::io::ErrorKind::Interrupted => None,
+        _ => {
+            log::debug!(target: "fibra_net", "send to {peer}: {e}");
+            Some(Lost::from_io(e))
         }
     }
 }
@@ -413,13 +423,7 @@ impl Table {
                         output.writable = false;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => output.writable = false,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!(target: "fibra_net", "send to {peer}: {e}");
-                    failed = Some(Lost::from_io(&e));
-                    break;
-                }
+                Err(e) => failed = write_failure(output, *peer, &e),
             }
         }
         if let Some(lost) = failed {
