@@ -165,18 +165,10 @@ fn a_send_to_a_peer_that_reset_fails_as_a_queued_send_does() {
 /// one of them in the same round must wait behind it, not overtake it through the socket.
 #[test]
 fn a_send_after_a_framed_or_group_one_waits_behind_it() {
-    let mut s = net_schedule();
-    let addr = Rc::new(RefCell::new(None));
-    let addr_out = addr.clone();
-    s.spawn(move |h| {
-        let conn_options = ConnOptions::new()
-            .with_framing(Framing::Lines)
-            .with_write_through(true);
-        let listener = h
-            .listen_with("127.0.0.1:0", ListenOptions::new().with_conn(conn_options))
-            .unwrap();
-        *addr_out.borrow_mut() = Some(listener.local_addr());
-        let (conn, _) = h.accept(&listener).unwrap();
+    let lines = ConnOptions::new()
+        .with_framing(Framing::Lines)
+        .with_write_through(true);
+    let (mut s, addr) = serve(ListenOptions::new().with_conn(lines), move |h, conn| {
         let room = Group::new();
         room.add(&conn).unwrap();
         for i in 0..100 {
@@ -187,10 +179,7 @@ fn a_send_after_a_framed_or_group_one_waits_behind_it() {
                 .unwrap();
         }
         h.close(&conn).unwrap();
-    })
-    .unwrap();
-    s.tick().unwrap();
-    let addr = addr.borrow().unwrap();
+    });
     let client = peer(addr, |mut stream| {
         let mut got = String::new();
         stream.read_to_string(&mut got).unwrap();
