@@ -189,10 +189,13 @@ impl Chunks {
 
 /// Bytes queued to send, in order: the connection's own bytes (in pooled buffers) and shared
 /// segments, written with one gathering write.
+///
+/// `repr(C)`: the length, which every send reads, comes first (see `Output`).
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct OutQueue {
-    chunks: Chunks,
     len: usize,
+    chunks: Chunks,
 }
 
 impl OutQueue {

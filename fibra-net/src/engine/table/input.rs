@@ -42,28 +42,33 @@ struct Reader {
     mode: ReceiveMode,
 }
 
+///
+/// Laid out in the order written (`repr(C)`): what a receive reads on every message comes
+/// last, next to the fields of the [`ConnEntry`](super::ConnEntry) that follow it, so that
+/// a message touches few cache lines of its connection (see `ConnEntry`).
 #[derive(Debug)]
+#[repr(C)]
 pub(super) struct Input {
-    /// The socket may have bytes (or an end) to read.
-    pub(super) readable: bool,
-    /// The reactor said the peer ended its output: read until `read() == 0`.
-    pub(super) read_closed: bool,
-    pub(super) codec: CodecState,
-    pub(super) buf: InBuf,
-    reader: Option<Reader>,
     /// The job to start when input comes, while no tasklet serves the connection.
     pub(super) watch: Option<super::watch::Watch>,
-    /// No more bytes come from the socket, and why.
-    pub(super) end: Option<Lost>,
     /// The input deadline: lost with `TimedOut` then, whatever came before.
     pub(super) deadline: Option<Instant>,
     /// When a byte last came, for the read timeout.
     pub(super) last_read: Instant,
     /// The read timer armed, if any.
     pub(super) timer: Option<Instant>,
+    reader: Option<Reader>,
+    pub(super) codec: CodecState,
+    /// No more bytes come from the socket, and why.
+    pub(super) end: Option<Lost>,
+    pub(super) buf: InBuf,
     /// The round `in_round` counts for, and the bytes read in it (the read budget).
     pub(super) round: u64,
     pub(super) in_round: usize,
+    /// The socket may have bytes (or an end) to read.
+    pub(super) readable: bool,
+    /// The reactor said the peer ended its output: read until `read() == 0`.
+    pub(super) read_closed: bool,
 }
 
 impl Input {

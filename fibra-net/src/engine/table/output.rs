@@ -22,27 +22,32 @@ use crate::engine::sys::socket;
 /// Held output this large is written at the end of the round, whatever the flush delay.
 const HOLD_LIMIT: usize = 16 * 1024;
 
+/// The output side of a connection. Laid out in the order written (`repr(C)`): what a send
+/// reads on every message comes first, next to the fields of the
+/// [`ConnEntry`](super::ConnEntry) before it.
 #[derive(Debug)]
+#[repr(C)]
 pub(super) struct Output {
     /// The socket may take bytes.
     pub(super) writable: bool,
-    pub(super) buf: OutQueue,
-    /// No more bytes go to the socket, and why.
-    pub(super) end: Option<Lost>,
-    /// Waiting for the output to fall to half the send limit.
-    drainers: Vec<Parked>,
-    /// Waiting for the output to be empty.
-    flushers: Vec<Parked>,
     /// In the table's list of connections to write at the end of the round.
     dirty: bool,
     /// Held back by the flush delay: a `Flush` timer is armed.
     held: bool,
+    /// No more bytes go to the socket, and why.
+    pub(super) end: Option<Lost>,
     /// When output was last written, for the flush delay; `None` once the peer spoke.
     pub(super) last_write: Option<Instant>,
     /// A write through the output (`write_through`) failed, and why: the round's write
     /// reports it. The socket's error was taken by that write: writing again would say
     /// `EPIPE`, whatever the error was, and a read would say end of stream.
     failed: Option<Lost>,
+    /// Its length first (`repr(C)`), read by every send, then its chunks.
+    pub(super) buf: OutQueue,
+    /// Waiting for the output to fall to half the send limit.
+    drainers: Vec<Parked>,
+    /// Waiting for the output to be empty.
+    flushers: Vec<Parked>,
 }
 
 impl Output {
