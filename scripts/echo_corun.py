@@ -13,39 +13,31 @@ that takes `--addr HOST:PORT` (a variant build, to compare two versions of fibra
 The servers share one CPU, so each runs below saturation: the figure is CPU per message at
 that load, not the most each can carry (scripts/echo_ab.py runs them one at a time).
 """
-import json, os, socket, statistics, subprocess, sys, time
-ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target", "release")
+import json, os, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import free_port, program, wait_listening  # noqa: E402
+
 if any(a in ("-h", "--help") for a in sys.argv[1:]):
     print(__doc__)
     sys.exit(0)
-NAMED = {"fibra": f"{ROOT}/examples/echo", "tokio": f"{ROOT}/tokio_echo"}
+NAMED = {"fibra": "echo", "tokio": "tokio_echo"}
+
+
+def server(arg):
+    """`fibra`, `tokio` (this checkout's builds), or the path of another echo binary."""
+    if arg in NAMED:
+        return program(NAMED[arg])
+    if not os.access(arg, os.X_OK):
+        sys.exit(f"echo_corun: {arg} is not an executable echo server")
+    return arg
+
+
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-A = NAMED.get(sys.argv[2], sys.argv[2]) if len(sys.argv) > 2 else NAMED["fibra"]
-B = NAMED.get(sys.argv[3], sys.argv[3]) if len(sys.argv) > 3 else NAMED["tokio"]
-LOADGEN = f"{ROOT}/loadgen"
-for binary in (A, B, LOADGEN):
-    if not os.path.exists(binary):
-        sys.exit(f"echo_corun: {binary} is missing: build the release binaries first (see --help)")
+A = server(sys.argv[2] if len(sys.argv) > 2 else "fibra")
+B = server(sys.argv[3] if len(sys.argv) > 3 else "tokio")
+LOADGEN = program("loadgen")
 SECS, CONNS = os.environ.get("SECS", "3"), os.environ.get("CONNS", "1000")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, t=10):
-    end = time.time() + t
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def per_cpu_s(runs):
@@ -60,8 +52,8 @@ for r in range(ROUNDS):
                                 env=dict(os.environ, RUST_LOG="warn"))
                for b, p in zip((A, B), ports)]
     try:
-        if not all(wait_port(p) for p in ports):
-            sys.exit("echo_corun: a server did not start")
+        for p in ports:
+            wait_listening(p)
         time.sleep(0.2)
         gens = [subprocess.Popen(["taskset", "-c", "1", LOADGEN, "echo", "--addr", f"127.0.0.1:{p}",
                                   "--conns", CONNS, "--secs", SECS, "--warmup", "1", "--pid", str(s.pid)],

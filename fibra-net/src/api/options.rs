@@ -37,7 +37,7 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Clone, Debug)]
 // In the order written: the four that a send or a receive reads on every message first, in
-// one cache line with the connection's other hot fields (see the table's `ConnEntry`).
+// one cache line (see the table's `ConnEntry`).
 #[repr(C)]
 pub struct ConnOptions {
     pub(crate) max_frame: usize,

@@ -42,8 +42,7 @@ struct Reader {
     mode: ReceiveMode,
 }
 
-///
-/// Laid out in the order written (`repr(C)`): what a receive reads on every message comes
+/// The input side of a connection. Laid out in the order written (`repr(C)`): what a receive reads on every message comes
 /// last, next to the fields of the [`ConnEntry`](super::ConnEntry) that follow it, so that
 /// a message touches few cache lines of its connection (see `ConnEntry`).
 #[derive(Debug)]
