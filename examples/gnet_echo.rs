@@ -22,8 +22,9 @@ use fibra::Handle;
 const HELP: &str = "gnet_echo: gnet's echo server on fibra's callbacks (Protocol, Factory, \
 Server)
 
-usage: gnet_echo [--addr HOST:PORT]
-  --addr  where to listen (default 127.0.0.1:7001)";
+usage: gnet_echo [--addr HOST:PORT] [--stackless]
+  --addr       where to listen (default 127.0.0.1:7001)
+  --stackless  connections hold no tasklet while idle (Server::stackless)";
 
 /// One connection: sends back what it receives.
 struct EchoServerProtocol {
@@ -62,10 +63,12 @@ impl Factory for EchoServerFactory {
 fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = "127.0.0.1:7001".to_owned();
+    let mut stackless = false;
     let mut args = cli::Args::new("gnet_echo", HELP);
     while let Some(flag) = args.next_flag() {
         match flag.as_str() {
             "--addr" => addr = args.value(&flag),
+            "--stackless" => stackless = true,
             other => args.unknown(other),
         }
     }
@@ -77,7 +80,11 @@ fn main() -> Result<(), cli::Failure> {
         .listen_with(addr.as_str(), options)
         .map_err(|e| format!("cannot serve echo on `{addr}`: {e}"))?;
     log::info!(target: "gnet_echo", "echo server listening on {}", listener.local_addr());
-    let server = Server::new(listener, EchoServerFactory);
+    let server = if stackless {
+        Server::stackless(listener, EchoServerFactory)
+    } else {
+        Server::new(listener, EchoServerFactory)
+    };
     server.start(&mut schedule)?;
     let signal = schedule.block_on(|h| h.signals(&[Signal::INT, Signal::TERM]))??;
     server.stop();

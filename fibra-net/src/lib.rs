@@ -96,7 +96,7 @@ pub use api::codec::{
     DEFAULT_MAX_FRAME,
 };
 pub use api::conn::{Conn, ConnId, Listener};
-pub use api::error::{Lost, NetError};
+pub use api::error::{Lost, NetError, PoolTimeout};
 pub use api::ext::NetExt;
 pub use api::group::Group;
 pub use api::io::ConnIo;

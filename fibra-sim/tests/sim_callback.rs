@@ -296,7 +296,7 @@ fn a_request_during_a_partition_times_out_and_the_next_after_the_repair_works() 
     let got = got.borrow();
     assert_eq!(got[0].as_deref().unwrap(), b"re:0");
     assert!(
-        matches!(got[1], Err(NetError::PoolTimedOut { .. })),
+        matches!(got[1], Err(NetError::PoolTimedOut(_))),
         "{:?}",
         got[1]
     );

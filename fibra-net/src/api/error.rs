@@ -110,6 +110,11 @@ impl fmt::Display for Lost {
 /// A connection that was lost fails its later receives (and, when its output ended, its
 /// sends) with [`NetError::Lost`], which says why: the peer's end of stream, a reset, a local
 /// close or abort, a read timeout, a bad frame, a cut-off.
+///
+/// It is kept small (48 bytes on 64-bit targets; a large variant's payload is boxed, as
+/// [`PoolTimeout`] is): every op's answer is a `Result<_, NetError>` written into and moved
+/// across the tasklet's stack, and with a thousand connections served in turn each stack
+/// line it spans is a cache miss (BENCHMARKS.md, "Echo: the cache footprint").
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum NetError {
@@ -177,17 +182,7 @@ pub enum NetError {
     /// A tasklet could not be spawned (no stack could be mapped).
     Spawn(fibra_rt::Error),
     /// A [`Pool`](crate::Pool) request got no free connection, or no reply, in time.
-    PoolTimedOut {
-        /// The back end.
-        addr: SocketAddr,
-        /// The request's timeout.
-        waited: Duration,
-        /// What it was waiting for: a free connection, or the reply.
-        stage: &'static str,
-        /// What last went wrong with the back end (a refused connect, a reset...), if
-        /// anything did.
-        last_error: Option<String>,
-    },
+    PoolTimedOut(Box<PoolTimeout>),
     /// A [`Pool`](crate::Pool)'s connection broke during the request (it is dropped, and
     /// opened again in the background). The request may or may not have reached the back end.
     PoolBroken {
@@ -217,6 +212,26 @@ pub enum NetError {
     },
     /// Another I/O error.
     Io(io::Error),
+}
+
+// Held to its size: a variant that grows it (a `SocketAddr` beside another field, a
+// `String` beside a `&str`) must box its payload.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<NetError>() <= 48);
+
+/// Why a [`Pool`](crate::Pool) request timed out ([`NetError::PoolTimedOut`]); boxed, so that
+/// every `Result<_, NetError>` stays small.
+#[derive(Debug)]
+pub struct PoolTimeout {
+    /// The back end.
+    pub addr: SocketAddr,
+    /// The request's timeout.
+    pub waited: Duration,
+    /// What it was waiting for: a free connection, or the reply.
+    pub stage: &'static str,
+    /// What last went wrong with the back end (a refused connect, a reset...), if anything
+    /// did.
+    pub last_error: Option<String>,
 }
 
 impl NetError {
@@ -278,12 +293,13 @@ impl fmt::Display for NetError {
             }
             NetError::NotStartable { reason } => write!(f, "cannot start: {reason}"),
             NetError::Spawn(e) => write!(f, "could not spawn a tasklet: {e}"),
-            NetError::PoolTimedOut {
-                addr,
-                waited,
-                stage,
-                last_error,
-            } => {
+            NetError::PoolTimedOut(timeout) => {
+                let PoolTimeout {
+                    addr,
+                    waited,
+                    stage,
+                    last_error,
+                } = &**timeout;
                 write!(f, "back end {addr}: timed out after {waited:?} {stage}")?;
                 match last_error {
                     Some(last) => write!(f, "; the last failure: {last}"),
@@ -397,7 +413,7 @@ impl From<NetError> for io::Error {
             NetError::UnknownName { .. } => io::ErrorKind::NotFound,
             NetError::NotStartable { .. } => io::ErrorKind::InvalidInput,
             NetError::Spawn(_) => io::ErrorKind::OutOfMemory,
-            NetError::PoolTimedOut { .. } => io::ErrorKind::TimedOut,
+            NetError::PoolTimedOut(_) => io::ErrorKind::TimedOut,
             NetError::PoolBroken { .. } => io::ErrorKind::ConnectionAborted,
             NetError::PoolStopped { .. } => io::ErrorKind::NotConnected,
             NetError::InvalidServerName { .. } | NetError::TlsConfig { .. } => {

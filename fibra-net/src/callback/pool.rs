@@ -276,12 +276,12 @@ impl Pool {
     }
 
     fn timed_out(&self, waited: Duration, stage: &'static str) -> NetError {
-        NetError::PoolTimedOut {
+        NetError::PoolTimedOut(Box::new(crate::PoolTimeout {
             addr: self.inner.addr,
             waited,
             stage,
             last_error: self.last_error(),
-        }
+        }))
     }
 
     /// Takes a free connection, waiting in line until `deadline` (`None`: for good).
