@@ -73,7 +73,12 @@ fn main() -> Result<(), cli::Failure> {
         }
     }
     let mut schedule = fibra::schedule()?;
-    let options = ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw));
+    // Written through, as `examples/echo`: a reply leaves in the callback's own send.
+    let options = ListenOptions::new().with_conn(
+        ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_write_through(true),
+    );
     let listener = schedule
         .plugin::<NetPlugin>()
         .ok_or("no network plugin")?

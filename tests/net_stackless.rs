@@ -19,7 +19,9 @@ use util::recorder::{client, end_each, endings, events, lost_count, setup, Endin
 
 /// Tasklets that are not the server's acceptor or an inner tasklet (sleeping an hour).
 fn session_tasklets(s: &Schedule) -> usize {
-    s.tasklets().filter(|t| t.name == "session").count()
+    s.tasklets()
+        .filter(|t| t.name == "session" && !util::is_idle_worker(t))
+        .count()
 }
 
 #[test]
@@ -345,4 +347,70 @@ fn stackless_a_kept_transport_closes_an_idle_connection_from_another_tasklet() {
     assert_eq!(reader.join().unwrap().unwrap(), b"last words\n");
     s.run_for(Duration::from_millis(20)).unwrap();
     assert_eq!(events(&log, 1), ["lost Lost(Closed)"]);
+}
+
+/// Activations run on a few workers, not on a tasklet each: twenty connections taking
+/// turns, fifty lines each (a thousand activations, each on an idle connection), are served
+/// by a handful of tasklets, whose stacks stay in the cache. Before the workers, every
+/// activation spawned a tasklet of its own (980 ids after the first round).
+#[test]
+fn stackless_activations_share_a_few_worker_tasklets() {
+    const CONNS: usize = 20;
+    const ROUNDS: usize = 50;
+    type Ids = Rc<RefCell<std::collections::HashSet<fibra::rt::TaskletId>>>;
+    struct Echo(Ids);
+    impl Protocol for Echo {
+        fn frame_received(&mut self, h: &Handle, transport: &Transport, frame: &[u8]) {
+            // The first round's lines may come before a session's first turn is over,
+            // which runs on a tasklet of its own (with `connection_made`).
+            if !frame.starts_with(b"0.") {
+                self.0.borrow_mut().insert(h.id());
+            }
+            transport
+                .send_line(&String::from_utf8_lossy(frame))
+                .unwrap();
+        }
+    }
+    struct Echoes(Ids, Rc<std::cell::Cell<usize>>);
+    impl Factory for Echoes {
+        type Protocol = Echo;
+        fn build_protocol(&mut self, _: SocketAddr) -> Option<Echo> {
+            self.1.set(self.1.get() + 1);
+            Some(Echo(self.0.clone()))
+        }
+    }
+    let ids = Ids::default();
+    let made = Rc::new(std::cell::Cell::new(0));
+    let mut s = util::net_schedule();
+    let listener = util::listen(&s);
+    let addr = listener.local_addr();
+    Server::stackless(listener, Echoes(ids.clone(), made.clone()))
+        .start(&mut s)
+        .unwrap();
+    let peer = std::thread::spawn(move || {
+        let conns: Vec<TcpStream> = (0..CONNS).map(|_| client(addr)).collect();
+        let mut readers: Vec<_> = conns
+            .iter()
+            .map(|c| BufReader::new(c.try_clone().unwrap()))
+            .collect();
+        for round in 0..ROUNDS {
+            for (i, mut c) in conns.iter().enumerate() {
+                c.write_all(format!("{round}.{i}\n").as_bytes()).unwrap();
+            }
+            for (i, r) in readers.iter_mut().enumerate() {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                assert_eq!(line, format!("{round}.{i}\n"));
+            }
+        }
+    });
+    util::run_until(&mut s, "every echo", || peer.is_finished());
+    util::on_thread_within("the peer", 20, move || peer.join().unwrap());
+    assert_eq!(made.get(), CONNS);
+    let workers = ids.borrow().len();
+    assert!(
+        (1..=4).contains(&workers),
+        "{workers} tasklets ran {} activations: a worker should serve many",
+        CONNS * ROUNDS
+    );
 }

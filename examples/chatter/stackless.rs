@@ -1,7 +1,7 @@
 //! `--idle-members stackless`: a connection holds no tasklet and no stack while it is
 //! silent, at the prompt or as a member. Its state waits in its connection's input watch;
-//! each line it sends is served on a tasklet taken from the schedule's pool and given back
-//! when nothing is left to read (fibra-net's `OnInput`; for browsers, fibra-http's
+//! each line it sends is served on one of the network plugin's worker tasklets, which goes
+//! on to other connections when nothing is left to read (fibra-net's `OnInput`; for browsers, fibra-http's
 //! `WebSocket::serve_stackless`). The words are a tasklet session's (`session::obey`, the
 //! same prompts); only the waiting differs: an idle connection costs its buffers and this
 //! state, not a stack (two kernel maps and ~4 KiB each).

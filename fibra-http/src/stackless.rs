@@ -1,6 +1,6 @@
 //! A WebSocket served without a tasklet while it is idle: [`WsHandler`]'s callbacks run on a
-//! tasklet taken from the schedule's pool when a message arrives, given back when they
-//! return (see fibra-net's `OnInput`). A handler that parks keeps the tasklet until it
+//! worker tasklet of the network plugin's when a message arrives, which goes on to other
+//! connections when they return (see fibra-net's `OnInput`). A handler that parks keeps the tasklet until it
 //! returns; the connection's later messages wait, in order.
 
 use fibra_net::ops::{InputJob, OnInput};
@@ -64,7 +64,7 @@ impl<H: WsHandler> InputJob for Idle<H> {
 impl WebSocket {
     /// Serves this WebSocket with `handler`, without a tasklet while it is idle: the route's
     /// handler returns at once and its tasklet (and stack) is given back; each message then
-    /// runs `handler.on_message` on a tasklet taken from the schedule's pool. A server keeps
+    /// runs `handler.on_message` on one of the network plugin's worker tasklets. A server keeps
     /// a million idle WebSockets this way without a stack each. Messages already received
     /// are served first. This `WebSocket` is left closed; the connection is the handler's.
     ///

@@ -108,6 +108,12 @@ pub(crate) fn on_thread_within<T: Send + 'static>(
 }
 
 /// The network plugin's counters.
+/// Whether `t` is one of the network plugin's input workers waiting for its next job: it
+/// serves no connection now (it is named after the job that started it).
+pub(crate) fn is_idle_worker(t: &fibra::rt::TaskletInfo<'_>) -> bool {
+    t.waiting_on.is_some_and(|op| op.ends_with("::NextJob"))
+}
+
 pub(crate) fn net_stats(s: &Schedule) -> fibra::net::NetStats {
     s.plugin::<fibra::net::NetPlugin>().unwrap().stats()
 }

@@ -51,6 +51,7 @@ impl Served for Ws {
         let busy = s
             .tasklets()
             .filter(|t| t.name == "websocket" || t.name == "http")
+            .filter(|t| !super::is_idle_worker(t))
             .count();
         (busy, s.plugin::<NetPlugin>().unwrap().stats().watching)
     }

@@ -133,6 +133,20 @@ impl Conn {
         self.queue(payload, Encoding::Frame)
     }
 
+    /// Whether a [`TryReceive`](crate::ops::TryReceive) could find anything now. `false`:
+    /// it would find nothing (no bytes buffered, the socket known to be drained, no end or
+    /// loss), so a job served without a tasklet (see [`OnInput`](crate::ops::OnInput)) can
+    /// arm its watch at once rather than yield a receive for nothing. `true`: it may find a
+    /// frame, the end, or an error (always on a TLS connection, whose filter may hold
+    /// plaintext, and on one that is gone). Never reads, never parks.
+    pub fn may_have_input(&self) -> bool {
+        self.inner
+            .shared
+            .table
+            .try_borrow()
+            .map_or(true, |t| t.input_may_be_pending(self.key()))
+    }
+
     /// Queues `bytes`, parking on `Drain` while the output is at its send limit (what
     /// `NetExt::send` does).
     pub(crate) fn send_parking(

@@ -297,7 +297,7 @@ impl Op for TryReceive {
 /// box again (`OnInput::new(&conn, name, self)`): an idle connection's state is boxed once,
 /// not once per activation (a closure capturing it would be boxed anew each time).
 pub trait InputJob: 'static {
-    /// Runs on the tasklet that input started.
+    /// Runs on the worker tasklet that input handed it to.
     fn run(self: Box<Self>, h: &fibra_rt::Handle);
 }
 
@@ -308,10 +308,17 @@ impl<F: FnOnce(&fibra_rt::Handle) + 'static> InputJob for F {
 }
 
 /// Arm `conn`'s input watch, once: when input comes (bytes, or the connection's end), or
-/// when it is closed or aborted, `job` runs on a new tasklet (named `name`; its stack comes
-/// from the schedule's pool). Until then the connection holds no tasklet and no stack: how a
-/// server keeps a million idle connections. If input is there already, `job` starts at
-/// once. Never parks; the caller usually ends right after, giving its stack back.
+/// when it is closed or aborted, `job` runs on one of the plugin's worker tasklets (an idle
+/// one, or one started for it and named `name`), which goes on to other connections' jobs
+/// when it returns. Until then the connection holds no tasklet and no stack: how a server
+/// keeps a million idle connections. If input is there already, `job` starts at once. Never
+/// parks; the caller usually ends right after (a job arming its own connection's watch
+/// again returns, and its worker takes the next job).
+///
+/// A job that parks keeps its worker until it returns; the jobs that fire meanwhile go to
+/// other workers. A job's panic ends that job (it is logged), not its worker. A few workers
+/// serve any number of connections, so their stacks stay in the cache and an activation
+/// costs no spawn; idle workers end once no watch is armed.
 ///
 /// One watch per connection: a second replaces the first (which is dropped). A parked
 /// [`Receive`] on the same connection is served first; the watch waits.

@@ -33,6 +33,9 @@ pub struct NetStats {
     /// Connections idle without a tasklet: their input watch is armed
     /// ([`OnInput`](crate::ops::OnInput)).
     pub watching: usize,
+    /// Worker tasklets waiting for a watched connection's input (at most four; none once
+    /// no watch is armed). Not counted in `waiting`.
+    pub idle_workers: usize,
 }
 
 /// The counters the table keeps as it works; the rest of [`NetStats`] is counted on demand.

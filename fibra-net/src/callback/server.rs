@@ -70,9 +70,9 @@ impl Server {
     }
 
     /// A server whose connections hold no tasklet while they wait for input: each frame's
-    /// callbacks run on a tasklet taken from the schedule's pool when it arrives, given back
-    /// when they return (a callback that parks keeps it until it returns; the connection's
-    /// later frames wait). A million idle connections then need no stack each (no
+    /// callbacks run on one of the network plugin's worker tasklets when it arrives, which
+    /// goes on to other connections when they return (a callback that parks keeps it until
+    /// it returns; the connection's later frames wait; see [`OnInput`](crate::ops::OnInput)). A million idle connections then need no stack each (no
     /// `vm.max_map_count` raise). Callbacks, their order and `connection_lost` exactly once
     /// are as with [`new`](Self::new); [`Transport::close`] takes effect when the running
     /// callback returns, and at once on an idle connection (closing it gracefully).

@@ -1,9 +1,9 @@
 //! A [`Protocol`] session served without a tasklet of its own while it is idle: its state
-//! waits in its connection's input watch ([`OnInput`]); when input comes, a tasklet is taken
-//! (its stack from the schedule's pool), runs the callbacks for every frame that is there,
-//! arms the watch again and ends, giving the stack back. A callback that parks keeps the
-//! tasklet until it returns, and the connection's later frames wait for it: one tasklet per
-//! connection at a time, frames in order. `connection_lost` is called exactly once, from the
+//! waits in its connection's input watch ([`OnInput`]); when input comes, one of the network
+//! plugin's worker tasklets runs the callbacks for every frame that is there, arms the watch
+//! again and goes on to other connections. A callback that parks keeps its worker until it
+//! returns, and the connection's later frames wait for it: one tasklet per connection at a
+//! time, frames in order. `connection_lost` is called exactly once, from the
 //! state's destructor, so a kill or a teardown cannot skip it.
 
 use std::net::SocketAddr;
@@ -124,6 +124,7 @@ fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
             return Some(Ended::Panicked(msg));
         }
     }
+    let mut first = true;
     loop {
         if transport.was_killed() {
             return Some(Ended::Killed);
@@ -131,6 +132,12 @@ fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
         if transport.close_requested() {
             transport.conn().close();
             return Some(Ended::Lost(Lost::Closed));
+        }
+        // After a frame, a receive that would find nothing is skipped: the watch is armed
+        // at once (the common case: one message, then a drained socket).
+        if !std::mem::take(&mut first) && !transport.conn().may_have_input() {
+            keep_small(buf);
+            return None;
         }
         match h.yield_op(TryReceive::into_buf(transport.conn(), std::mem::take(buf))) {
             Tried::Frame(frame) => {
@@ -141,10 +148,7 @@ fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
             }
             Tried::Nothing(empty) => {
                 *buf = empty;
-                // An idle connection keeps no large buffer.
-                if buf.capacity() > 4096 {
-                    *buf = Vec::new();
-                }
+                keep_small(buf);
                 return None;
             }
             Tried::Failed(e) => {
@@ -159,5 +163,12 @@ fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
                 });
             }
         }
+    }
+}
+
+/// An idle connection keeps no large buffer.
+fn keep_small(buf: &mut Vec<u8>) {
+    if buf.capacity() > 4096 {
+        *buf = Vec::new();
     }
 }

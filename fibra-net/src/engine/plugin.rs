@@ -21,7 +21,7 @@ use crate::api::options::ListenOptions;
 use crate::api::stats::NetStats;
 use crate::engine::shared::{Key, Shared};
 use crate::engine::sys::Sys;
-use crate::engine::table::Table;
+use crate::engine::table::{Job, NextJob, Table};
 
 /// The network plugin. Add it to a schedule to use [`NetExt`](crate::NetExt).
 ///
@@ -204,7 +204,8 @@ impl Plugin for NetPlugin {
             .op::<Abort>()
             .op::<OnLost>()
             .op::<TryReceive>()
-            .op::<OnInput>();
+            .op::<OnInput>()
+            .op::<NextJob>();
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, events: Events<'_>) -> io::Result<()> {
@@ -352,6 +353,12 @@ impl Serves<TryReceive> for NetPlugin {
         }
         let mut table = self.shared.table.borrow_mut();
         Poll::Ready(table.submit_try_receive(op.conn.key(), op.buf, op.mode, cx))
+    }
+}
+
+impl Serves<NextJob> for NetPlugin {
+    fn submit(&mut self, op: NextJob, from: TaskletId, _: &mut Context<'_>) -> Poll<Option<Job>> {
+        self.shared.table.borrow_mut().next_job(op, from)
     }
 }
 

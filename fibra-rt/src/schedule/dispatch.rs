@@ -49,20 +49,12 @@ impl Schedule {
     /// Hands the op in `slot`, yielded by `id` (which is running), to its plugin.
     pub(super) fn dispatch(&mut self, id: TaskletId, slot: OpSlot) -> Dispatch {
         let type_id = slot.type_id();
-        // Most yields repeat the op type of the previous one: check that route first.
-        let (route, found) = if self.last_route.1.type_id == type_id {
-            self.last_route
-        } else {
-            match self.routes.iter().position(|r| r.type_id == type_id) {
-                Some(i) => {
-                    self.last_route = (i, self.routes[i]);
-                    self.last_route
-                }
-                None if slot.is_select() => return self.select(id, slot),
-                None => {
-                    slot.refuse();
-                    return Dispatch::Ready;
-                }
+        let (route, found) = match self.route_cache.find(&self.routes, type_id) {
+            Some(i) => (i, self.routes[i]),
+            None if slot.is_select() => return self.select(id, slot),
+            None => {
+                slot.refuse();
+                return Dispatch::Ready;
             }
         };
         if route == PARK_ROUTE {
@@ -89,7 +81,7 @@ impl Schedule {
         let mut routes = [PARK_ROUTE; MAX_ARMS];
         for i in 0..len {
             let arm = slot.arm(i);
-            let Some(route) = self.routes.iter().position(|r| r.type_id == arm.type_id()) else {
+            let Some(route) = self.route_cache.find(&self.routes, arm.type_id()) else {
                 arm.refuse();
                 return Dispatch::Ready;
             };

@@ -24,7 +24,7 @@ use self::dispatch::{park_route, PARK_ROUTE};
 use crate::handle::Wakes;
 use crate::reactor::{Event, Reactor};
 use crate::remote::Remote;
-use crate::route::Route;
+use crate::route::{Route, RouteCache};
 use crate::stack::StackPool;
 use crate::stall::Stall;
 use crate::{
@@ -65,8 +65,8 @@ pub struct Schedule {
     plugins: Vec<Box<dyn Plugin>>,
     plugin_names: Vec<&'static str>,
     routes: Vec<Route>,
-    /// The route found by the last dispatch, and its index.
-    last_route: (usize, Route),
+    /// The routes recently found, by op type.
+    route_cache: RouteCache,
     /// The events of the last wait, for every plugin.
     events: Vec<Event>,
     /// The tasklet `run_tasklet` is running. Still set when a call returns only if a plugin
@@ -114,7 +114,7 @@ impl Schedule {
             plugins: Vec::new(),
             plugin_names: Vec::new(),
             routes: vec![park_route()],
-            last_route: (PARK_ROUTE, park_route()),
+            route_cache: RouteCache::new(park_route().type_id, PARK_ROUTE),
             events: Vec::new(),
             running: None,
             host_exits: HashMap::new(),

@@ -436,6 +436,7 @@ impl Table {
     /// Withdraws whatever tasklet `id` waits for (it was killed, or its op timed out).
     pub(crate) fn forget(&mut self, id: TaskletId) {
         let Some(wait) = self.waiters.withdraw(id) else {
+            self.forget_worker(id);
             return;
         };
         match wait {

@@ -55,6 +55,7 @@ use crate::engine::shared::{Key, Shared};
 use crate::engine::sys::{socket, Socket, Sys};
 
 pub(crate) use lifecycle::ConnState;
+pub(crate) use watch::{Job, NextJob};
 
 use groups::{GroupEntry, Membership};
 use input::Input;
@@ -218,6 +219,7 @@ impl Table {
             writes: self.counters.writes,
             accept_pauses: self.counters.accept_pauses,
             watching: self.watching(),
+            idle_workers: self.idle_workers(),
             ..NetStats::default()
         };
         for (_, entry) in &self.entries {

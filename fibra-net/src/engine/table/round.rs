@@ -30,6 +30,7 @@ impl Table {
         self.expire_timers(cx);
         self.serve_retries(cx);
         self.waiters.tell_orphans(cx);
+        self.tend_workers(cx);
     }
 
     /// Whether the next round has work that must not wait for readiness: orphans to tell,
@@ -41,6 +42,7 @@ impl Table {
             || !self.deferred.is_empty()
             || !self.sealing.is_empty()
             || !self.dirty.is_empty()
+            || self.workers_need_tending()
     }
 
     fn on_event(&mut self, event: Event, cx: &mut Context<'_>) {

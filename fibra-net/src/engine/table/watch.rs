@@ -1,22 +1,74 @@
 //! Input watches: a connection served without a tasklet while it is idle. Instead of a
 //! parked receiver, its entry holds a job; when input comes (a readable edge, the end of the
-//! stream, a loss, a close or abort asked by a handle), the job is spawned on a new tasklet,
-//! whose stack comes from the schedule's pool. The job takes what is there with
-//! [`TryReceive`](crate::ops::TryReceive), which never parks, and arms the watch again
-//! (with [`OnInput`](crate::ops::OnInput)) when nothing is left, ending its tasklet.
+//! stream, a loss, a close or abort asked by a handle), the job is handed to a worker: a
+//! tasklet of the table's that runs fired jobs one after another. The job takes what is
+//! there with [`TryReceive`](crate::ops::TryReceive), which never parks, and arms the watch
+//! again (with [`OnInput`](crate::ops::OnInput)) when nothing is left; its worker goes on to
+//! the next job.
 //!
-//! A connection has at most one job at a time, armed here or running: its frames are taken
-//! in order by one tasklet.
+//! Workers, not a tasklet spawned per activation: with a thousand connections served in
+//! turn, a few workers' stacks stay in the cache where a thousand tasklets' stacks could not,
+//! and a job costs no spawn. A worker waits for its next job in [`NextJob`]; at most
+//! [`IDLE_WORKERS`] wait, and none once no watch is armed (so that `Schedule::run` ends).
+//!
+//! How many: a fired job goes to an idle worker, else waits in line for a busy one, which
+//! takes it when its job returns (within the tick, as a rule). A worker is started when
+//! there is none, or when jobs waited through a whole round with none taken: their workers
+//! are parked in jobs (a callback waiting on a back end, say), and one more serves the line.
+//! A round of a thousand activations then runs on one or two workers, and a job that parks
+//! costs the others at most a round's delay.
+//!
+//! A connection has at most one job at a time, armed here, waiting for a worker or running:
+//! its frames are taken in order by one tasklet.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
+use std::task::Poll;
 
-use fibra_rt::{Context, SpawnOptions};
+use fibra_rt::{Context, Handle, Op, SpawnOptions, TaskletId};
 
 use super::input::{Attempt, READ_BUDGET};
 use super::{conn_mut, Entry, Table};
 use crate::api::error::NetError;
 use crate::api::ops::{InputJob, Tried};
+
+/// The most workers that wait for a job; a worker that finds none and this many waiting ends.
+pub(crate) const IDLE_WORKERS: usize = 4;
+
+/// A worker's wait for its next job (the table's own op): `None` tells it to end.
+pub(crate) struct NextJob {
+    /// The worker's first wait: it was counted as starting.
+    pub(crate) first: bool,
+}
+
+impl Op for NextJob {
+    type Output = Option<Job>;
+    const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
+}
+
+/// A worker's body: fired jobs, one after another, until the table has none for it.
+/// `alive` is the table's count of workers, told when this one ends (returns, or unwinds
+/// from a kill).
+fn worker(h: &Handle, alive: Rc<Cell<usize>>) {
+    struct Counted(Rc<Cell<usize>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get().saturating_sub(1));
+        }
+    }
+    let _counted = Counted(alive);
+    let mut first = true;
+    while let Some(job) = h.yield_op(NextJob { first }) {
+        first = false;
+        // A job's panic ends that job (its state is dropped), not the worker.
+        if let Err(msg) = h.catch_panic(|| job.run(h)) {
+            log::error!(target: "fibra_net", "an input job panicked: {msg}");
+        }
+    }
+}
 
 /// An armed job.
 pub(crate) type Job = Box<dyn InputJob>;
@@ -29,13 +81,26 @@ pub(super) struct Watch {
 }
 
 /// The table's count of armed watches (what [`NetPlugin`](crate::NetPlugin) reports as
-/// work left to the schedule: `run` goes on while one is armed), and the jobs taken off the
+/// work left to the schedule: `run` goes on while one is armed), the jobs taken off the
 /// table while it was borrowed, dropped once it is free (their destructors may use their
-/// connections: a protocol's `connection_lost`).
+/// connections: a protocol's `connection_lost`), and the workers.
 #[derive(Default)]
 pub(super) struct Watches {
     armed: usize,
     unwatched: Vec<Job>,
+    /// Fired jobs waiting for a worker, in the order they fired.
+    ready: VecDeque<Watch>,
+    /// Workers waiting for a job (kept out of the table's waiters: they wait on no
+    /// connection, and are not counted as tasklets waiting on a network op).
+    idle: Vec<TaskletId>,
+    /// Workers spawned that have not yet asked for a job.
+    starting: usize,
+    /// Workers alive (idle, starting or running a job); each lowers it when it ends.
+    alive: Rc<Cell<usize>>,
+    /// Jobs waited in line at the end of the last round.
+    waited: bool,
+    /// A worker took a job from the line since the last round's end.
+    taken: bool,
 }
 
 impl fmt::Debug for Watches {
@@ -43,6 +108,10 @@ impl fmt::Debug for Watches {
         f.debug_struct("Watches")
             .field("armed", &self.armed)
             .field("unwatched", &self.unwatched.len())
+            .field("ready", &self.ready.len())
+            .field("idle", &self.idle.len())
+            .field("starting", &self.starting)
+            .field("alive", &self.alive.get())
             .finish()
     }
 }
@@ -56,6 +125,24 @@ impl fmt::Debug for Watch {
 }
 
 impl Table {
+    /// Whether a [`TryReceive`](crate::ops::TryReceive) on `key` could find anything now:
+    /// buffered bytes, a socket not known to be drained, the end or a loss (or a TLS
+    /// connection, whose filter may hold plaintext; or an entry gone, which the receive
+    /// reports). `false` lets a job arm its watch without a receive that would find nothing.
+    pub(crate) fn input_may_be_pending(&self, key: Key) -> bool {
+        match self.entries.get(key.slot) {
+            Some(Entry::Conn(c)) if c.gen == key.gen => {
+                let input = &c.input;
+                !input.buf.is_empty()
+                    || input.readable
+                    || input.end.is_some()
+                    || c.lost.is_some()
+                    || c.tls.is_some()
+            }
+            _ => true,
+        }
+    }
+
     /// A receive that never parks.
     pub(crate) fn submit_try_receive(
         &mut self,
@@ -111,35 +198,122 @@ impl Table {
         Ok(())
     }
 
-    /// Spawns the connection's armed job, if any. When no stack can be mapped, the job stays
-    /// armed and is tried again next round.
+    /// Hands the connection's armed job, if any, to a worker: an idle one, or the next to
+    /// ask (one is started when none is idle or starting).
     pub(super) fn fire_watch(&mut self, key: Key, cx: &mut Context<'_>) {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };
-        let Some(Watch { job, name }) = c.input.watch.take() else {
+        let Some(watch) = c.input.watch.take() else {
             return;
         };
         self.watches.armed -= 1;
-        let options = SpawnOptions::new().name(Cow::Borrowed(name));
-        // The job goes onto the new tasklet's stack (no allocation); it comes back when no
-        // stack can be mapped, and stays armed for the next round.
-        let spawned = cx.spawn_fn(options, job, |job: Job, h| job.run(h));
-        if let Err((e, job)) = spawned {
-            log::warn!(target: "fibra_net",
-                "no tasklet for a connection's input ({e}); trying again next round");
-            if let Some(c) = conn_mut(&mut self.entries, key) {
-                c.input.watch = Some(Watch { job, name });
-                self.watches.armed += 1;
-                self.retry.push(key.slot);
+        if let Some(worker) = self.watches.idle.pop() {
+            // A worker gone (killed) left the list as it went (`forget_worker`).
+            let Err(Some(job)) = cx.complete::<NextJob>(worker, Some(watch.job)) else {
+                return;
+            };
+            // Not waiting after all: the job waits in line, first.
+            let name = watch.name;
+            self.watches.ready.push_front(Watch { job, name });
+            if self.watches.alive.get() == 0 {
+                self.start_worker(cx);
+            }
+            return;
+        }
+        self.watches.ready.push_back(watch);
+        if self.watches.alive.get() == 0 {
+            self.start_worker(cx);
+        }
+    }
+
+    /// Starts a worker for the jobs in line, unless one is starting already. When no stack
+    /// can be mapped, the next round tries again ([`tend_workers`](Self::tend_workers)).
+    fn start_worker(&mut self, cx: &mut Context<'_>) {
+        let w = &mut self.watches;
+        let Some(next) = w.ready.front() else {
+            return;
+        };
+        if w.starting > 0 {
+            return;
+        }
+        let options = SpawnOptions::new().name(Cow::Borrowed(next.name));
+        let alive = Rc::clone(&w.alive);
+        match cx.spawn(options, move |h| worker(h, alive)) {
+            Ok(_) => {
+                w.starting += 1;
+                w.alive.set(w.alive.get() + 1);
+            }
+            Err(e) => log::warn!(target: "fibra_net",
+                "no tasklet for connections' input ({e}); trying again next round"),
+        }
+    }
+
+    /// Whether the jobs in line need a worker started: there is none, or they waited
+    /// through a whole round and no worker took one (the busy ones are parked in jobs).
+    fn line_is_stuck(&self) -> bool {
+        let w = &self.watches;
+        !w.ready.is_empty() && (w.alive.get() == 0 || (w.waited && !w.taken))
+    }
+
+    /// Once a round, at its end: a worker for a line of jobs that is stuck, and the idle
+    /// workers told to end once no watch is armed.
+    pub(super) fn tend_workers(&mut self, cx: &mut Context<'_>) {
+        if self.line_is_stuck() {
+            self.start_worker(cx);
+        }
+        let w = &mut self.watches;
+        w.waited = !w.ready.is_empty();
+        w.taken = false;
+        if self.watches.armed == 0 && self.watches.ready.is_empty() {
+            // Popped, not taken: the list keeps its room (no allocation per round).
+            while let Some(worker) = self.watches.idle.pop() {
+                let _ = cx.complete::<NextJob>(worker, None);
             }
         }
+    }
+
+    /// Whether [`tend_workers`](Self::tend_workers) has something to do now.
+    pub(super) fn workers_need_tending(&self) -> bool {
+        let w = &self.watches;
+        (self.line_is_stuck() && w.starting == 0)
+            || (w.armed == 0 && w.ready.is_empty() && !w.idle.is_empty())
+    }
+
+    /// A worker asks for its next job: the first waiting, or it waits (at most
+    /// [`IDLE_WORKERS`] do, and none while no watch is armed: the others end).
+    pub(crate) fn next_job(&mut self, op: NextJob, from: TaskletId) -> Poll<Option<Job>> {
+        let w = &mut self.watches;
+        if op.first {
+            w.starting = w.starting.saturating_sub(1);
+        }
+        if let Some(watch) = w.ready.pop_front() {
+            w.taken = true;
+            return Poll::Ready(Some(watch.job));
+        }
+        if w.armed == 0 || w.idle.len() >= IDLE_WORKERS {
+            return Poll::Ready(None);
+        }
+        w.idle.push(from);
+        Poll::Pending
+    }
+
+    /// A tasklet was withdrawn (killed): if it is an idle worker, it waits no more (it
+    /// lowers the count of workers alive as it unwinds). At most [`IDLE_WORKERS`] to look at.
+    pub(super) fn forget_worker(&mut self, id: TaskletId) {
+        self.watches.idle.retain(|&w| w != id);
+    }
+
+    /// Workers waiting for a job, for the stats.
+    pub(crate) fn idle_workers(&self) -> usize {
+        self.watches.idle.len()
     }
 
     /// Takes every armed job out (the plugin is going away): the caller drops them once the
     /// table is no longer borrowed, since their destructors use the connections.
     pub(crate) fn take_watches(&mut self) -> Vec<Job> {
         let mut jobs = std::mem::take(&mut self.watches.unwatched);
+        jobs.extend(self.watches.ready.drain(..).map(|w| w.job));
         self.watches.armed = 0;
         for (_, entry) in &mut self.entries {
             if let Entry::Conn(c) = entry {
