@@ -265,7 +265,7 @@ impl Plugin for NetPlugin {
         self.shared
             .table
             .try_borrow()
-            .is_ok_and(|table| table.watching() > 0)
+            .is_ok_and(|table| table.watch_work() > 0)
     }
 }
 
@@ -357,8 +357,8 @@ impl Serves<TryReceive> for NetPlugin {
 }
 
 impl Serves<NextJob> for NetPlugin {
-    fn submit(&mut self, op: NextJob, from: TaskletId, _: &mut Context<'_>) -> Poll<Option<Job>> {
-        self.shared.table.borrow_mut().next_job(op, from)
+    fn submit(&mut self, _: NextJob, from: TaskletId, _: &mut Context<'_>) -> Poll<Option<Job>> {
+        self.shared.table.borrow_mut().next_job(from)
     }
 }
 

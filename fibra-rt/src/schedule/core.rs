@@ -159,6 +159,17 @@ impl Core {
         }
     }
 
+    /// Moves kills posted on this thread (by an [`Unparker`](crate::Unparker)) to those the
+    /// schedule carries out; whether there were any. Unparks stay posted.
+    #[inline(always)]
+    pub(crate) fn take_posted_kills(&mut self) -> bool {
+        if self.wakes.kills.borrow().is_empty() {
+            return false;
+        }
+        self.kills.append(&mut self.wakes.kills.borrow_mut());
+        true
+    }
+
     /// [`drain_wakes`](Self::drain_wakes) when something was posted.
     #[inline(never)]
     fn drain_posted(&mut self) {

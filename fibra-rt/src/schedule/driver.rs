@@ -250,6 +250,16 @@ impl Schedule {
                     // SAFETY: `header` is what `co` just yielded; the `OpSlot` stays beside
                     // `co`, suspended: on this frame, then with it in the table (`Waiting`).
                     let slot = unsafe { OpSlot::new(header) };
+                    // A kill posted while it ran (an `Unparker::kill` from its own code: a
+                    // server stopping the session it serves) ends it here, at this yield,
+                    // before its op is dispatched: a tasklet that goes on to other work (a
+                    // worker taking the next job) must not carry the kill into it.
+                    if self.core.take_posted_kills() {
+                        self.process_kills();
+                        if self.core.get(id).is_none_or(|t| t.kill_requested) {
+                            break RunEnd::Killed;
+                        }
+                    }
                     if let Dispatch::Pending(wait) = self.dispatch(id, slot) {
                         break RunEnd::Waiting(wait);
                     }

@@ -39,30 +39,59 @@ use crate::api::ops::{InputJob, Tried};
 pub(crate) const IDLE_WORKERS: usize = 4;
 
 /// A worker's wait for its next job (the table's own op): `None` tells it to end.
-pub(crate) struct NextJob {
-    /// The worker's first wait: it was counted as starting.
-    pub(crate) first: bool,
-}
+pub(crate) struct NextJob;
 
 impl Op for NextJob {
     type Output = Option<Job>;
     const PLUGIN: Option<&'static str> = Some("fibra_net::NetPlugin::new()?");
 }
 
-/// A worker's body: fired jobs, one after another, until the table has none for it.
-/// `alive` is the table's count of workers, told when this one ends (returns, or unwinds
-/// from a kill).
-fn worker(h: &Handle, alive: Rc<Cell<usize>>) {
-    struct Counted(Rc<Cell<usize>>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.set(self.0.get().saturating_sub(1));
+/// The table's count of its workers.
+#[derive(Debug, Default)]
+struct WorkerCount {
+    /// Alive: starting, idle or running a job.
+    alive: Cell<usize>,
+    /// Spawned, not yet run.
+    starting: Cell<usize>,
+}
+
+/// One worker, counted from its spawn to its end, whatever ends it: a return, the unwind of
+/// a kill, or a kill before its first step (its closure, which owns this, is dropped then).
+struct Counted {
+    count: Rc<WorkerCount>,
+    started: bool,
+}
+
+impl Counted {
+    fn new(count: &Rc<WorkerCount>) -> Counted {
+        count.alive.set(count.alive.get() + 1);
+        count.starting.set(count.starting.get() + 1);
+        Counted {
+            count: Rc::clone(count),
+            started: false,
         }
     }
-    let _counted = Counted(alive);
-    let mut first = true;
-    while let Some(job) = h.yield_op(NextJob { first }) {
-        first = false;
+
+    fn start(&mut self) {
+        if !std::mem::replace(&mut self.started, true) {
+            let starting = &self.count.starting;
+            starting.set(starting.get().saturating_sub(1));
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.start();
+        let alive = &self.count.alive;
+        alive.set(alive.get().saturating_sub(1));
+    }
+}
+
+/// A worker's body: fired jobs, one after another, until the table has none for it.
+fn worker(h: &Handle, mut counted: Counted) {
+    counted.start();
+    while let Some(job) = h.yield_op(NextJob) {
         // A job's panic ends that job (its state is dropped), not the worker.
         if let Err(msg) = h.catch_panic(|| job.run(h)) {
             log::error!(target: "fibra_net", "an input job panicked: {msg}");
@@ -93,10 +122,8 @@ pub(super) struct Watches {
     /// Workers waiting for a job (kept out of the table's waiters: they wait on no
     /// connection, and are not counted as tasklets waiting on a network op).
     idle: Vec<TaskletId>,
-    /// Workers spawned that have not yet asked for a job.
-    starting: usize,
-    /// Workers alive (idle, starting or running a job); each lowers it when it ends.
-    alive: Rc<Cell<usize>>,
+    /// Workers alive and starting; each worker keeps the count itself ([`Counted`]).
+    count: Rc<WorkerCount>,
     /// Jobs waited in line at the end of the last round.
     waited: bool,
     /// A worker took a job from the line since the last round's end.
@@ -110,8 +137,7 @@ impl fmt::Debug for Watches {
             .field("unwatched", &self.unwatched.len())
             .field("ready", &self.ready.len())
             .field("idle", &self.idle.len())
-            .field("starting", &self.starting)
-            .field("alive", &self.alive.get())
+            .field("count", &self.count)
             .finish()
     }
 }
@@ -216,13 +242,13 @@ impl Table {
             // Not waiting after all: the job waits in line, first.
             let name = watch.name;
             self.watches.ready.push_front(Watch { job, name });
-            if self.watches.alive.get() == 0 {
+            if self.watches.count.alive.get() == 0 {
                 self.start_worker(cx);
             }
             return;
         }
         self.watches.ready.push_back(watch);
-        if self.watches.alive.get() == 0 {
+        if self.watches.count.alive.get() == 0 {
             self.start_worker(cx);
         }
     }
@@ -234,18 +260,14 @@ impl Table {
         let Some(next) = w.ready.front() else {
             return;
         };
-        if w.starting > 0 {
+        if w.count.starting.get() > 0 {
             return;
         }
         let options = SpawnOptions::new().name(Cow::Borrowed(next.name));
-        let alive = Rc::clone(&w.alive);
-        match cx.spawn(options, move |h| worker(h, alive)) {
-            Ok(_) => {
-                w.starting += 1;
-                w.alive.set(w.alive.get() + 1);
-            }
-            Err(e) => log::warn!(target: "fibra_net",
-                "no tasklet for connections' input ({e}); trying again next round"),
+        let counted = Counted::new(&w.count);
+        if let Err(e) = cx.spawn(options, move |h| worker(h, counted)) {
+            log::warn!(target: "fibra_net",
+                "no tasklet for connections' input ({e}); trying again next round");
         }
     }
 
@@ -253,7 +275,7 @@ impl Table {
     /// through a whole round and no worker took one (the busy ones are parked in jobs).
     fn line_is_stuck(&self) -> bool {
         let w = &self.watches;
-        !w.ready.is_empty() && (w.alive.get() == 0 || (w.waited && !w.taken))
+        !w.ready.is_empty() && (w.count.alive.get() == 0 || (w.waited && !w.taken))
     }
 
     /// Once a round, at its end: a worker for a line of jobs that is stuck, and the idle
@@ -276,17 +298,14 @@ impl Table {
     /// Whether [`tend_workers`](Self::tend_workers) has something to do now.
     pub(super) fn workers_need_tending(&self) -> bool {
         let w = &self.watches;
-        (self.line_is_stuck() && w.starting == 0)
+        (self.line_is_stuck() && w.count.starting.get() == 0)
             || (w.armed == 0 && w.ready.is_empty() && !w.idle.is_empty())
     }
 
     /// A worker asks for its next job: the first waiting, or it waits (at most
     /// [`IDLE_WORKERS`] do, and none while no watch is armed: the others end).
-    pub(crate) fn next_job(&mut self, op: NextJob, from: TaskletId) -> Poll<Option<Job>> {
+    pub(crate) fn next_job(&mut self, from: TaskletId) -> Poll<Option<Job>> {
         let w = &mut self.watches;
-        if op.first {
-            w.starting = w.starting.saturating_sub(1);
-        }
         if let Some(watch) = w.ready.pop_front() {
             w.taken = true;
             return Poll::Ready(Some(watch.job));
@@ -325,9 +344,15 @@ impl Table {
         jobs
     }
 
-    /// Armed watches: for the stats, and work left to the schedule (O(1)).
+    /// Armed watches, for the stats (O(1)).
     pub(crate) fn watching(&self) -> usize {
         self.watches.armed
+    }
+
+    /// Work left to the schedule: armed watches, and fired jobs waiting for a worker (when
+    /// none could be started, `run` goes on and the next round tries again).
+    pub(crate) fn watch_work(&self) -> usize {
+        self.watches.armed + self.watches.ready.len()
     }
 
     /// A connection's entry is going away with its watch armed (its handles are gone, and
