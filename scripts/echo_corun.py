@@ -8,8 +8,10 @@ SECS (default 3) + 1 s of warm-up; every wait times out.
     cargo build --release --example echo && cargo build --release -p fibra-bench
     python3 scripts/echo_corun.py [ROUNDS=5] [A=fibra] [B=tokio]   # env: SECS, CONNS=1000
 
-A and B: `fibra` (examples/echo), `tokio` (tokio_echo), or the path of another echo binary
-that takes `--addr HOST:PORT` (a variant build, to compare two versions of fibra).
+A and B: `fibra` (examples/echo, a tasklet per connection), `stackless` (examples/gnet_echo
+--stackless, a Protocol without a tasklet while idle), `tokio` (tokio_echo), or the path of
+another echo binary that takes `--addr HOST:PORT` (a variant build, to compare two versions
+of fibra).
 The servers share one CPU, so each runs below saturation: the figure is CPU per message at
 that load, not the most each can carry (scripts/echo_ab.py runs them one at a time).
 """
@@ -21,16 +23,18 @@ from serverlib import free_port, program, wait_listening  # noqa: E402
 if any(a in ("-h", "--help") for a in sys.argv[1:]):
     print(__doc__)
     sys.exit(0)
-NAMED = {"fibra": "echo", "tokio": "tokio_echo"}
+NAMED = {"fibra": ["echo"], "stackless": ["gnet_echo", "--stackless"], "tokio": ["tokio_echo"]}
 
 
 def server(arg):
-    """`fibra`, `tokio` (this checkout's builds), or the path of another echo binary."""
+    """`fibra`, `stackless`, `tokio` (this checkout's builds), or the path of another echo
+    binary: the command, as a list."""
     if arg in NAMED:
-        return program(NAMED[arg])
+        name, *args = NAMED[arg]
+        return [program(name), *args]
     if not os.access(arg, os.X_OK):
         sys.exit(f"echo_corun: {arg} is not an executable echo server")
-    return arg
+    return [arg]
 
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -47,7 +51,7 @@ def per_cpu_s(runs):
 res = ([], [])
 for r in range(ROUNDS):
     ports = (free_port(), free_port())
-    servers = [subprocess.Popen(["taskset", "-c", "0", b, "--addr", f"127.0.0.1:{p}"],
+    servers = [subprocess.Popen(["taskset", "-c", "0", *b, "--addr", f"127.0.0.1:{p}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, RUST_LOG="warn"))
                for b, p in zip((A, B), ports)]
@@ -71,6 +75,6 @@ for r in range(ROUNDS):
             s.kill()
             s.wait()
 ratios = [a["msgs_per_cpu_s"] / b["msgs_per_cpu_s"] for a, b in zip(*res)]
-print("A:", A, "B:", B)
+print("A:", " ".join(A), "B:", " ".join(B))
 print("A/B msgs per server CPU-s: ratio of sums", round(per_cpu_s(res[0]) / per_cpu_s(res[1]), 3),
       "median of rounds", round(statistics.median(ratios), 3))

@@ -15,7 +15,7 @@ use super::{closed, conn_mut, ConnEntry, Deferred, Entry, Table};
 use crate::api::error::{Lost, NetError};
 use crate::api::ops;
 use crate::engine::buffer::{BufPool, OutQueue, Segment, MAX_SLICES};
-use crate::engine::codec_door::{DoorError, Site};
+use crate::engine::codec_door::{CodecState, DoorError, Site};
 use crate::engine::shared::{Encoding, Key, SendState, WhenFull};
 use crate::engine::sys::socket;
 
@@ -198,6 +198,12 @@ impl Table {
         }
         let queued = c.output.buf.len();
         let mut bytes = bytes;
+        // A frame without framing is its bytes as they are: it takes the same path (written
+        // through, no codec call), as a `Protocol`'s `Transport::send` on a raw connection.
+        let encoding = match (encoding, &c.input.codec) {
+            (Encoding::Frame, CodecState::Raw(_)) => Encoding::AsIs,
+            (encoding, _) => encoding,
+        };
         // Not while a reset or close asked outside a tasklet (`Conn::abort`) waits for the
         // end of the tick: an abort drops what was sent before it took effect.
         if queued == 0
