@@ -173,9 +173,7 @@ impl Core {
     /// [`drain_wakes`](Self::drain_wakes) when something was posted.
     #[inline(never)]
     fn drain_posted(&mut self) {
-        if !self.wakes.kills.borrow().is_empty() {
-            self.kills.append(&mut self.wakes.kills.borrow_mut());
-        }
+        self.take_posted_kills();
         if self.wakes.local.borrow().is_empty() {
             return;
         }

@@ -124,6 +124,12 @@ struct ConnEntry {
 }
 
 impl ConnEntry {
+    /// Input has news for a watch: the socket is not known to be drained, or the stream
+    /// ended, or the connection was lost. What fires an armed watch (`watch.rs`).
+    fn input_has_news(&self) -> bool {
+        self.input.readable || self.input.end.is_some() || self.lost.is_some()
+    }
+
     /// Nothing is left to write: the queue is empty, and rustls holds no record.
     fn output_idle(&self) -> bool {
         self.output.is_empty() && self.tls.as_ref().is_none_or(|t| !t.wants_write())

@@ -130,6 +130,13 @@ pub(super) struct Watches {
     taken: bool,
 }
 
+impl Watches {
+    /// No watch is armed and no job waits: a worker has nothing to wait for.
+    fn nothing_to_wait_for(&self) -> bool {
+        self.armed == 0 && self.ready.is_empty()
+    }
+}
+
 impl fmt::Debug for Watches {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watches")
@@ -158,12 +165,7 @@ impl Table {
     pub(crate) fn input_may_be_pending(&self, key: Key) -> bool {
         match self.entries.get(key.slot) {
             Some(Entry::Conn(c)) if c.gen == key.gen => {
-                let input = &c.input;
-                !input.buf.is_empty()
-                    || input.readable
-                    || input.end.is_some()
-                    || c.lost.is_some()
-                    || c.tls.is_some()
+                !c.input.buf.is_empty() || c.input_has_news() || c.tls.is_some()
             }
             _ => true,
         }
@@ -218,7 +220,7 @@ impl Table {
         if input.round == round && input.in_round >= READ_BUDGET {
             // Read its share this round: the next round serves it.
             self.retry.push(key.slot);
-        } else if input.readable || input.end.is_some() || c.lost.is_some() {
+        } else if c.input_has_news() {
             self.fire_watch(key, cx);
         }
         Ok(())
@@ -234,20 +236,19 @@ impl Table {
             return;
         };
         self.watches.armed -= 1;
-        if let Some(worker) = self.watches.idle.pop() {
-            // A worker gone (killed) left the list as it went (`forget_worker`).
-            let Err(Some(job)) = cx.complete::<NextJob>(worker, Some(watch.job)) else {
-                return;
-            };
-            // Not waiting after all: the job waits in line, first.
-            let name = watch.name;
-            self.watches.ready.push_front(Watch { job, name });
-            if self.watches.count.alive.get() == 0 {
-                self.start_worker(cx);
-            }
-            return;
+        let Watch { job, name } = watch;
+        match self.watches.idle.pop() {
+            None => self.watches.ready.push_back(Watch { job, name }),
+            // A worker killed leaves the list as it goes (`forget_worker`); one not waiting
+            // after all gives the job back, and it goes first in line.
+            Some(worker) => match cx.complete::<NextJob>(worker, Some(job)) {
+                Ok(()) => return,
+                Err(back) => self
+                    .watches
+                    .ready
+                    .extend(back.map(|job| Watch { job, name })),
+            },
         }
-        self.watches.ready.push_back(watch);
         if self.watches.count.alive.get() == 0 {
             self.start_worker(cx);
         }
@@ -287,9 +288,9 @@ impl Table {
         let w = &mut self.watches;
         w.waited = !w.ready.is_empty();
         w.taken = false;
-        if self.watches.armed == 0 && self.watches.ready.is_empty() {
+        if w.nothing_to_wait_for() {
             // Popped, not taken: the list keeps its room (no allocation per round).
-            while let Some(worker) = self.watches.idle.pop() {
+            while let Some(worker) = w.idle.pop() {
                 let _ = cx.complete::<NextJob>(worker, None);
             }
         }
@@ -299,7 +300,7 @@ impl Table {
     pub(super) fn workers_need_tending(&self) -> bool {
         let w = &self.watches;
         (self.line_is_stuck() && w.count.starting.get() == 0)
-            || (w.armed == 0 && w.ready.is_empty() && !w.idle.is_empty())
+            || (w.nothing_to_wait_for() && !w.idle.is_empty())
     }
 
     /// A worker asks for its next job: the first waiting, or it waits (at most
@@ -310,7 +311,7 @@ impl Table {
             w.taken = true;
             return Poll::Ready(Some(watch.job));
         }
-        if w.armed == 0 || w.idle.len() >= IDLE_WORKERS {
+        if w.nothing_to_wait_for() || w.idle.len() >= IDLE_WORKERS {
             return Poll::Ready(None);
         }
         w.idle.push(from);
