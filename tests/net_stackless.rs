@@ -12,7 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::net::{Ended, Factory, Lost, Protocol, Server, Transport};
+use fibra::net::{ConnOptions, Ended, Factory, Framing, ListenOptions, Lost, NetPlugin};
+use fibra::net::{Protocol, Server, Transport};
 use fibra::rt::{Handle, Schedule};
 use fibra::tasks::TasksExt;
 use util::recorder::{client, end_each, endings, events, lost_count, setup, Ending, Log, Setup};
@@ -412,5 +413,69 @@ fn stackless_activations_share_a_few_worker_tasklets() {
         (1..=4).contains(&workers),
         "{workers} tasklets ran {} activations: a worker should serve many",
         CONNS * ROUNDS
+    );
+}
+
+/// A raw stackless echo serves its messages by calls on the table, not yields: a job's
+/// receive, its watch armed again and the next job taken by its worker switch no stack
+/// (before, each was a yield answered at once: three tasklet steps per message).
+#[test]
+fn stackless_raw_messages_cost_no_yield_each() {
+    const CONNS: usize = 20;
+    const ROUNDS: usize = 50;
+    struct Echo;
+    impl Protocol for Echo {
+        fn frame_received(&mut self, _: &Handle, transport: &Transport, frame: &[u8]) {
+            transport.send(frame).unwrap();
+        }
+    }
+    struct Echoes;
+    impl Factory for Echoes {
+        type Protocol = Echo;
+        fn build_protocol(&mut self, _: SocketAddr) -> Option<Echo> {
+            Some(Echo)
+        }
+    }
+    let mut s = util::net_schedule();
+    let raw = ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw));
+    let listener = s
+        .plugin::<NetPlugin>()
+        .unwrap()
+        .listen_with("127.0.0.1:0", raw)
+        .unwrap();
+    let addr = listener.local_addr();
+    Server::stackless(listener, Echoes).start(&mut s).unwrap();
+    let conns: Vec<TcpStream> = (0..CONNS).map(|_| client(addr)).collect();
+    let message = |round: usize, i: usize| format!("{round:04}.{i:03}");
+    // One round first: every session's first turn (with `connection_made`) is over.
+    let echo_round = move |conns: &[TcpStream], round: usize| {
+        for (i, mut c) in conns.iter().enumerate() {
+            c.write_all(message(round, i).as_bytes()).unwrap();
+        }
+        for (i, mut c) in conns.iter().enumerate() {
+            let mut back = [0u8; 8];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(&back[..], message(round, i).as_bytes());
+        }
+    };
+    let first = {
+        let conns: Vec<TcpStream> = conns.iter().map(|c| c.try_clone().unwrap()).collect();
+        std::thread::spawn(move || echo_round(&conns, 0))
+    };
+    util::run_until(&mut s, "the first round", || first.is_finished());
+    first.join().unwrap();
+    let before = s.steps_run();
+    let peer = std::thread::spawn(move || {
+        for round in 1..=ROUNDS {
+            echo_round(&conns, round);
+        }
+    });
+    util::run_until(&mut s, "every echo", || peer.is_finished());
+    util::on_thread_within("the peer", 20, move || peer.join().unwrap());
+    let steps = s.steps_run() - before;
+    let messages = (CONNS * ROUNDS) as u64;
+    assert!(
+        steps * 2 < messages * 3,
+        "{steps} tasklet steps for {messages} messages: a message should cost no yield"
     );
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use fibra::http::{CloseCode, Message, WebSocket, WsHandler};
 use fibra::net::ops::{InputJob, OnInput, Tried, TryReceive};
-use fibra::net::{Conn, LoadToken, Lost, NetError};
+use fibra::net::{Conn, LoadToken, Lost, NetError, NetExt};
 use fibra::Handle;
 
 use super::member::Member;
@@ -139,7 +139,7 @@ impl InputJob for Telnet {
 fn turn(h: &Handle, mut t: Box<Telnet>) {
     loop {
         let buf = std::mem::take(&mut t.line);
-        match h.yield_op(TryReceive::into_buf(&t.conn, buf)) {
+        match h.try_receive(TryReceive::into_buf(&t.conn, buf)) {
             Tried::Frame(line) => {
                 t.line = line;
                 let Telnet {
@@ -175,7 +175,7 @@ fn turn(h: &Handle, mut t: Box<Telnet>) {
     t.line = Vec::new();
     let conn = t.conn.clone();
     // The same box, armed again: no allocation per line.
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, t)) {
+    if let Err(e) = h.on_input(OnInput::new(&conn, WORKER, t)) {
         log::debug!(target: super::room::LOG, "a connection could not wait for input: {e}");
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use fibra_net::ops::{Receive, Tried, TryReceive};
-use fibra_net::{Conn, Lost, NetError};
+use fibra_net::{Conn, Lost, NetError, NetExt};
 use fibra_rt::Handle;
 
 /// Why no more bytes came.
@@ -98,7 +98,7 @@ impl Reader {
         }
         let room = max.saturating_sub(self.buf.len()).max(1);
         let op = TryReceive::raw(conn, std::mem::take(&mut self.scratch), room.min(64 * 1024));
-        match h.yield_op(op) {
+        match h.try_receive(op) {
             Tried::Frame(bytes) => {
                 self.buf.extend_from_slice(&bytes);
                 self.scratch = bytes;

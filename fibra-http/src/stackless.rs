@@ -4,6 +4,7 @@
 //! returns; the connection's later messages wait, in order.
 
 use fibra_net::ops::{InputJob, OnInput};
+use fibra_net::NetExt;
 use fibra_rt::Handle;
 
 use crate::{CloseCode, HttpError, Message, WebSocket};
@@ -126,7 +127,7 @@ fn work<H: WsHandler>(h: &Handle, mut idle: Box<Idle<H>>) {
     idle.ws.release_idle();
     let conn = idle.ws.conn().clone();
     // The same box, armed again: no allocation per message.
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, idle)) {
+    if let Err(e) = h.on_input(OnInput::new(&conn, WORKER, idle)) {
         // Its connection is gone: the state was dropped with the job.
         log::debug!(target: "fibra_http::websocket", "a WebSocket could not wait for input: {e}");
     }

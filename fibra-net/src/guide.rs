@@ -54,18 +54,25 @@
 //! # Without a tasklet: the input watch
 //!
 //! A connection that should hold no stack while it is silent (a million idle members) takes
-//! another path. Its tasklet takes what is there with [`TryReceive`](crate::ops::TryReceive),
-//! which never parks (steps 1 to 14, then `Tried::Nothing` instead of step 15), and yields
-//! [`OnInput`](crate::ops::OnInput) with the connection's state as its job (an
-//! [`InputJob`](crate::ops::InputJob), boxed once and armed again as it is); the
-//! table keeps the job in the connection's input (`engine/table/watch.rs`) and the tasklet
-//! ends, its stack going back to the schedule's pool (`fibra-rt/src/stack.rs`). At step 19,
-//! `on_event` finds the watch instead of a reader and spawns the job through
-//! [`Context::spawn_fn`](fibra_rt::Context::spawn_fn), which puts the job on the new
-//! tasklet's stack (no allocation per activation); a loss (`lifecycle.rs`'s `lose`), a close or
-//! reset asked by a handle (`run_deferred`) and the read budget's retry do the same, so the
-//! job always hears of the end. The job's tasklet takes the frames with `TryReceive` and arms
-//! the watch again. One job per connection, here or running: frames in order. `Server::stackless`
-//! (`callback/stackless.rs`) and fibra-http's `WebSocket::serve_stackless` are built on it.
+//! another path. Its state is a job (an [`InputJob`](crate::ops::InputJob), boxed once and
+//! armed again as it is), which the table keeps in the connection's input instead of a
+//! parked reader (`engine/table/watch.rs`), armed with [`OnInput`](crate::ops::OnInput). At
+//! step 19, `on_event` finds the watch and hands the job to a worker: one of a few tasklets
+//! of the table's that run fired jobs one after another, an idle one (its
+//! `NextJob` completed with the job) or a busy one, which takes the next job in line when its
+//! job returns. A loss (`lifecycle.rs`'s `lose`), a close or reset asked by a handle
+//! (`run_deferred`) and the read budget's retry fire the watch too, so the job always hears
+//! of the end. The job takes what is there with [`TryReceive`](crate::ops::TryReceive), which
+//! never parks, and arms the watch again. One job per connection, armed, in line or running:
+//! frames in order.
+//!
+//! On the common path these are calls, not yields: [`NetExt::try_receive`](crate::NetExt::try_receive)
+//! serves a raw receive on the table from the job (`direct.rs`, `try_receive_at_once`: one
+//! `recv` into the scratch buffer, none of steps 1 to 11), [`NetExt::on_input`](crate::NetExt::on_input)
+//! arms the watch while nothing is there to fire it, and the worker takes the next job in
+//! line without switching out (it yields between jobs when a kill is posted, and every 64
+//! jobs). A raw echo's message then costs no stack switch; a framed receive (lines) still
+//! goes through the op. `Server::stackless` (`callback/stackless.rs`) and fibra-http's
+//! `WebSocket::serve_stackless` are built on it.
 //! While a watch is armed the plugin [has work](fibra_rt::Plugin::has_work): `Schedule::run`
 //! goes on serving such connections when no tasklet is left.

@@ -229,6 +229,15 @@ impl Handle {
         self.yield_op_until(Park, deadline)
     }
 
+    /// Whether a kill posted by an [`Unparker`] (for this tasklet or another) waits for the
+    /// schedule, which carries it out at this tasklet's next yield. Code that takes one
+    /// piece of work after another without yielding (a worker taking queued jobs) yields
+    /// first when this holds, so that a kill meant for the work just done does not land in
+    /// the middle of the next.
+    pub fn has_posted_kills(&self) -> bool {
+        !self.wakes.kills.borrow().is_empty()
+    }
+
     /// An unparker for this tasklet; it may be cloned and kept anywhere on this thread.
     pub fn unparker(&self) -> Unparker {
         Unparker {

@@ -9,7 +9,9 @@ use fibra_rt::Handle;
 
 use crate::api::codec::Framing;
 use crate::api::error::{Lost, NetError};
-use crate::engine::shared::{Encoding, Key, SendState, Shared, WhenFull};
+use crate::api::ops::Tried;
+use crate::engine::shared::{Encoding, Key, ReceiveMode, SendState, Shared, WhenFull};
+use crate::engine::table::Job;
 
 /// What a handle holds; the last clone to drop releases the table entry.
 pub(crate) struct Inner {
@@ -145,6 +147,28 @@ impl Conn {
             .table
             .try_borrow()
             .map_or(true, |t| t.input_may_be_pending(self.key()))
+    }
+
+    /// A [`TryReceive`](crate::ops::TryReceive) served by a call on the table, or its
+    /// buffer back for the op (see `Table::try_receive_at_once`).
+    pub(crate) fn try_receive_at_once(
+        &self,
+        buf: Vec<u8>,
+        mode: ReceiveMode,
+    ) -> Result<Tried, Vec<u8>> {
+        match self.inner.shared.table.try_borrow_mut() {
+            Ok(mut table) => table.try_receive_at_once(self.key(), buf, mode),
+            Err(_) => Err(buf),
+        }
+    }
+
+    /// An [`OnInput`](crate::ops::OnInput) armed by a call on the table, or its job back for
+    /// the op (see `Table::arm_at_once`).
+    pub(crate) fn arm_at_once(&self, job: Job, name: &'static str) -> Result<(), Job> {
+        match self.inner.shared.table.try_borrow_mut() {
+            Ok(mut table) => table.arm_at_once(self.key(), job, name),
+            Err(_) => Err(job),
+        }
     }
 
     /// Queues `bytes`, parking on `Drain` while the output is at its send limit (what

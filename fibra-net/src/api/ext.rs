@@ -310,6 +310,23 @@ pub trait NetExt {
 
     /// A [`std::io::Read`] + [`std::io::Write`] adapter, for synchronous libraries.
     fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a>;
+
+    /// Takes what is there without parking, as yielding [`TryReceive`](ops::TryReceive)
+    /// does, with the same answers; where a raw read serves it (no framing or a raw receive,
+    /// nothing buffered, no TLS), by a call on the connection's table, without a yield: the
+    /// tasklet does not switch out. A stackless session's receive, once per activation.
+    fn try_receive(&self, op: ops::TryReceive) -> ops::Tried;
+
+    /// Arms the connection's input watch, as yielding [`OnInput`](ops::OnInput) does; while
+    /// nothing is there to fire it at once (the socket drained, no end, no loss, the read
+    /// budget not spent, no job armed), by a call on the connection's table, without a
+    /// yield. Otherwise the op arms it, fires it at once, or refuses it.
+    ///
+    /// # Errors
+    ///
+    /// The connection is gone (or, where the op arms it, is another plugin's): the job is
+    /// dropped.
+    fn on_input(&self, op: ops::OnInput) -> Result<(), NetError>;
 }
 
 /// `timeout` from now (far in the future if that overflows).
@@ -337,6 +354,22 @@ pub(crate) fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, NetError>
 }
 
 impl NetExt for Handle {
+    fn try_receive(&self, op: ops::TryReceive) -> ops::Tried {
+        let ops::TryReceive { conn, buf, mode } = op;
+        match conn.try_receive_at_once(buf, mode) {
+            Ok(tried) => tried,
+            Err(buf) => self.yield_op(ops::TryReceive { conn, buf, mode }),
+        }
+    }
+
+    fn on_input(&self, op: ops::OnInput) -> Result<(), NetError> {
+        let ops::OnInput { conn, job, name } = op;
+        match conn.arm_at_once(job, name) {
+            Ok(()) => Ok(()),
+            Err(job) => self.yield_op(ops::OnInput { conn, job, name }),
+        }
+    }
+
     fn listen<A: ToAddrs>(&self, addr: A) -> Result<Listener, NetError> {
         self.listen_with(addr, ListenOptions::default())
     }

@@ -241,6 +241,9 @@ conn_op!(
 
 /// Take the next frame if one is here now, never parking (for a connection served without a
 /// tasklet of its own while it is idle; see [`OnInput`]). Output: what was found.
+///
+/// [`NetExt::try_receive`](crate::NetExt::try_receive) gives the same answers, by a call on
+/// the table where a raw read serves it (no yield, no stack switch).
 pub struct TryReceive {
     pub(crate) conn: Conn,
     pub(crate) buf: Vec<u8>,
@@ -322,6 +325,9 @@ impl<F: FnOnce(&fibra_rt::Handle) + 'static> InputJob for F {
 ///
 /// One watch per connection: a second replaces the first (which is dropped). A parked
 /// [`Receive`] on the same connection is served first; the watch waits.
+///
+/// [`NetExt::on_input`](crate::NetExt::on_input) arms it by a call on the table while nothing
+/// is there to fire it (no yield), and yields this op otherwise.
 ///
 /// A watch is not a tasklet, but it is work: while one is armed the plugin
 /// [has work](fibra_rt::Plugin::has_work), so `Schedule::run` and `run_for` go on serving

@@ -14,7 +14,7 @@ use fibra_tasks::TasksExt;
 
 use super::session::{loss, Sessions};
 use crate::ops::{InputJob, OnInput, Tried, TryReceive};
-use crate::{Conn, Ended, Lost, NetError, Protocol, Transport};
+use crate::{Conn, Ended, Lost, NetError, NetExt, Protocol, Transport};
 
 /// The name of the tasklets that run stackless sessions.
 const WORKER: &str = "session";
@@ -103,7 +103,7 @@ fn work<P: Protocol>(h: &Handle, mut idle: Box<Idle<P>>) {
     idle.transport.set_worker(None);
     let conn = idle.transport.conn().clone();
     // The same box, armed again: no allocation per activation.
-    if let Err(e) = h.yield_op(OnInput::new(&conn, WORKER, idle)) {
+    if let Err(e) = h.on_input(OnInput::new(&conn, WORKER, idle)) {
         // Its connection is gone: the state was dropped with the job (`Killed`).
         log::debug!(target: "fibra_net::protocol", "a session could not wait for input: {e}");
     }
@@ -139,7 +139,7 @@ fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
             keep_small(buf);
             return None;
         }
-        match h.yield_op(TryReceive::into_buf(transport.conn(), std::mem::take(buf))) {
+        match h.try_receive(TryReceive::into_buf(transport.conn(), std::mem::take(buf))) {
             Tried::Frame(frame) => {
                 *buf = frame;
                 if let Err(msg) = h.catch_panic(|| protocol.frame_received(h, transport, buf)) {

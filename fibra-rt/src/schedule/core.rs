@@ -36,6 +36,8 @@ pub(crate) struct Core {
     pub(crate) clock: Clock,
     /// What the stall watchdog reads.
     pub(crate) stall: Stall,
+    /// Tasklet steps run so far (`Schedule::steps_run`).
+    pub(crate) steps_run: u64,
 }
 
 impl Core {
@@ -51,6 +53,7 @@ impl Core {
             run_queue: VecDeque::new(),
             pool,
             wakes,
+            steps_run: 0,
             spare_wakes: Vec::new(),
             reactor,
             op_deadlines: DeadlineQueue::new(),

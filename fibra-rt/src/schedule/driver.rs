@@ -209,6 +209,7 @@ impl Schedule {
             // `run_tasklet` checks, with the one lookup it makes anyway.
             let ran = self.run_tasklet(id, budget - steps);
             steps += ran;
+            self.core.steps_run += ran as u64;
             since_poll += ran;
             if since_poll >= POLL_INTERVAL && !self.core.run_queue.is_empty() {
                 since_poll = 0;

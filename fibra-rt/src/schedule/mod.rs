@@ -354,6 +354,14 @@ impl Schedule {
         killed
     }
 
+    /// How many tasklet steps this schedule has run: each resume of a tasklet, to its next
+    /// yield or its end. An op answered at once costs a step (the tasklet switches out and
+    /// back in); a count that grows faster than the work done tells of yields that could be
+    /// calls.
+    pub fn steps_run(&self) -> u64 {
+        self.core.steps_run
+    }
+
     /// How many tasklets are alive.
     pub fn len(&self) -> usize {
         self.core.tasklets.len()

@@ -15,8 +15,9 @@
 use fibra_rt::Context;
 
 use super::input::{ReadStep, MIN_READ, READ_BUDGET};
-use super::{conn_mut, Table};
-use crate::api::error::Lost;
+use super::{conn_mut, Deferred, Table};
+use crate::api::error::{Lost, NetError};
+use crate::api::ops::Tried;
 use crate::engine::buffer::BUF_SIZE;
 use crate::engine::codec_door::CodecState;
 use crate::engine::shared::{Key, ReceiveMode};
@@ -34,6 +35,60 @@ impl Table {
         mode: ReceiveMode,
         cx: &mut Context<'_>,
     ) -> Option<ReadStep> {
+        self.read_past_buffer(key, buf, mode, Some(cx))
+    }
+
+    /// A [`TryReceive`](crate::ops::TryReceive) served at once, without a context (a
+    /// tasklet's call, no yield): what a raw read past the input buffer finds, a frame or
+    /// nothing (the socket drained), or the end, which the table takes up at its next poll
+    /// or flush (the connection's other tasklets are told then). `Err` gives the buffer back:
+    /// the op serves this receive (framing, buffered bytes, TLS, a reader, the read budget,
+    /// a read timeout to restart, the table busy).
+    pub(crate) fn try_receive_at_once(
+        &mut self,
+        key: Key,
+        mut buf: Vec<u8>,
+        mode: ReceiveMode,
+    ) -> Result<Tried, Vec<u8>> {
+        match conn_mut(&mut self.entries, key) {
+            Some(c) if c.input.has_reader() => return Err(buf),
+            // Drained, nothing buffered, no end: what the op finds without reading.
+            Some(c)
+                if !c.input.readable
+                    && c.input.buf.is_empty()
+                    && c.input.end.is_none()
+                    && c.tls.is_none()
+                    && c.state.connected_socket().is_some() =>
+            {
+                return Ok(Tried::Nothing(buf));
+            }
+            Some(_) => {}
+            None => return Err(buf),
+        }
+        match self.read_past_buffer(key, &mut buf, mode, None) {
+            Some(ReadStep::Data) => Ok(Tried::Frame(buf)),
+            Some(ReadStep::Wait { .. }) => Ok(Tried::Nothing(buf)),
+            Some(ReadStep::Ended) => {
+                match conn_mut(&mut self.entries, key).and_then(|c| c.input.end) {
+                    Some(end) => Ok(Tried::Failed(end.into())),
+                    None => Ok(Tried::Failed(NetError::Closed)),
+                }
+            }
+            Some(ReadStep::Full) | None => Err(buf),
+        }
+    }
+
+    /// [`read_direct`](Self::read_direct)'s work. Without a context (`try_receive_at_once`)
+    /// a connection with a read timeout goes the usual way (its last read is stamped with the
+    /// schedule's clock), and an end read from the socket is kept as the input's end and
+    /// taken up by the table at its next poll or flush (`Deferred::Lose`).
+    fn read_past_buffer(
+        &mut self,
+        key: Key,
+        buf: &mut Vec<u8>,
+        mode: ReceiveMode,
+        cx: Option<&mut Context<'_>>,
+    ) -> Option<ReadStep> {
         let (round, drains) = (self.round, self.short_read_drains);
         let c = conn_mut(&mut self.entries, key)?;
         let max = match mode {
@@ -44,6 +99,10 @@ impl Table {
             ReceiveMode::Frame => return None,
         };
         if c.tls.is_some() {
+            return None;
+        }
+        let stamp = c.options.read_timeout.is_some();
+        if stamp && cx.is_none() {
             return None;
         }
         let input = &mut c.input;
@@ -67,36 +126,39 @@ impl Table {
             return None;
         }
         self.counters.reads += 1;
-        match socket::read(sock, &mut self.scratch[..want]) {
-            Ok(0) => {
-                self.lose(key, Lost::Eof, cx);
-                Some(ReadStep::Ended)
-            }
+        let lost = match socket::read(sock, &mut self.scratch[..want]) {
+            Ok(0) => Lost::Eof,
             Ok(n) => {
                 buf.clear();
                 buf.extend_from_slice(&self.scratch[..n]);
                 input.in_round += n;
                 // The peer spoke: an answer to it is not held back by the flush delay.
                 c.output.last_write = None;
-                if c.options.read_timeout.is_some() {
+                if let Some(cx) = cx.filter(|_| stamp) {
                     input.last_read = cx.now();
                 }
                 // A short read drained the socket (as `read_step`).
                 if n < want && drains && !input.read_closed {
                     input.readable = false;
                 }
-                Some(ReadStep::Data)
+                return Some(ReadStep::Data);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 input.readable = false;
-                Some(ReadStep::Wait { budget: false })
+                return Some(ReadStep::Wait { budget: false });
             }
             Err(e) => {
-                let lost = Lost::from_io(&e);
                 log::debug!(target: "fibra_net", "receive from {}: {e}", c.peer);
-                self.lose(key, lost, cx);
-                Some(ReadStep::Ended)
+                Lost::from_io(&e)
+            }
+        };
+        match cx {
+            Some(cx) => self.lose(key, lost, cx),
+            None => {
+                input.end = Some(lost);
+                self.deferred.push((key, Deferred::Lose(lost)));
             }
         }
+        Some(ReadStep::Ended)
     }
 }

@@ -90,6 +90,9 @@ enum Deferred {
     Reset(Lost),
     /// Close the connection gracefully, as `close` does (without a closer).
     Close,
+    /// The input ended (read by a receive served without a context): tell the connection's
+    /// tasklets, as a loss found in a round is told.
+    Lose(Lost),
 }
 
 /// A connection: where it is in its life, and its input and output sides, kept apart so
@@ -370,6 +373,7 @@ impl Table {
         while let Some((key, work)) = self.deferred.pop() {
             match work {
                 Deferred::Reset(lost) => self.reset(key, lost, cx),
+                Deferred::Lose(lost) => self.lose(key, lost, cx),
                 Deferred::Close => {
                     self.lose(key, Lost::Closed, cx);
                     // The round's clock, read after the wait: the close was asked between

@@ -6,6 +6,14 @@
 //! again (with [`OnInput`](crate::ops::OnInput)) when nothing is left; its worker goes on to
 //! the next job.
 //!
+//! Calls, not yields, on the common path: a job's receive that a raw read serves
+//! ([`NetExt::try_receive`](crate::NetExt::try_receive)), its watch armed again while nothing
+//! waits to fire it ([`NetExt::on_input`](crate::NetExt::on_input)), and the next job taken
+//! from the line by its worker are done on the table from the tasklet, without switching out
+//! (each yield answered at once is two stack switches and a dispatch). A worker yields
+//! between jobs when a kill is posted (it must not carry a stop meant for the last job's
+//! session into the next) and after [`AT_ONCE`] jobs in a row.
+//!
 //! Workers, not a tasklet spawned per activation: with a thousand connections served in
 //! turn, a few workers' stacks stay in the cache where a thousand tasklets' stacks could not,
 //! and a job costs no spawn. A worker waits for its next job in [`NextJob`]; at most
@@ -25,7 +33,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::Poll;
 
 use fibra_rt::{Context, Handle, Op, SpawnOptions, TaskletId};
@@ -34,9 +42,13 @@ use super::input::{Attempt, READ_BUDGET};
 use super::{conn_mut, Entry, Table};
 use crate::api::error::NetError;
 use crate::api::ops::{InputJob, Tried};
+use crate::engine::shared::Shared;
 
 /// The most workers that wait for a job; a worker that finds none and this many waiting ends.
 pub(crate) const IDLE_WORKERS: usize = 4;
+
+/// The most jobs a worker takes from the line in a row without yielding.
+const AT_ONCE: usize = 64;
 
 /// A worker's wait for its next job (the table's own op): `None` tells it to end.
 pub(crate) struct NextJob;
@@ -88,10 +100,37 @@ impl Drop for Counted {
     }
 }
 
-/// A worker's body: fired jobs, one after another, until the table has none for it.
-fn worker(h: &Handle, mut counted: Counted) {
+/// A worker's body: fired jobs, one after another, until the table has none for it. While
+/// jobs wait in line it takes them without yielding ([`AT_ONCE`] in a row at most, and none
+/// while a kill is posted); else it waits in [`NextJob`].
+fn worker(h: &Handle, mut counted: Counted, shared: Weak<Shared>) {
     counted.start();
-    while let Some(job) = h.yield_op(NextJob) {
+    let shared = shared.upgrade();
+    let mut in_a_row = 0;
+    loop {
+        let at_once = (in_a_row < AT_ONCE && !h.has_posted_kills())
+            .then(|| {
+                shared
+                    .as_ref()?
+                    .table
+                    .try_borrow_mut()
+                    .ok()?
+                    .take_ready_job()
+            })
+            .flatten();
+        let job = match at_once {
+            Some(job) => {
+                in_a_row += 1;
+                job
+            }
+            None => match h.yield_op(NextJob) {
+                Some(job) => {
+                    in_a_row = 0;
+                    job
+                }
+                None => break,
+            },
+        };
         // A job's panic ends that job (its state is dropped), not the worker.
         if let Err(msg) = h.catch_panic(|| job.run(h)) {
             log::error!(target: "fibra_net", "an input job panicked: {msg}");
@@ -226,6 +265,32 @@ impl Table {
         Ok(())
     }
 
+    /// [`submit_watch`](Self::submit_watch) without a context (a tasklet's call, no
+    /// yield), for the common case: nothing is there to fire the watch at once (the socket
+    /// drained, no end, no loss), nor is the connection at its read budget, nor is a job
+    /// armed already. `Err` gives the job back: the op arms it (and fires it, or refuses it).
+    pub(crate) fn arm_at_once(
+        &mut self,
+        key: Key,
+        job: Job,
+        name: &'static str,
+    ) -> Result<(), Job> {
+        let round = self.round;
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return Err(job);
+        };
+        let input = &c.input;
+        if input.watch.is_some()
+            || c.input_has_news()
+            || (input.round == round && input.in_round >= READ_BUDGET)
+        {
+            return Err(job);
+        }
+        c.input.watch = Some(Watch { job, name });
+        self.watches.armed += 1;
+        Ok(())
+    }
+
     /// Hands the connection's armed job, if any, to a worker: an idle one, or the next to
     /// ask (one is started when none is idle or starting).
     pub(super) fn fire_watch(&mut self, key: Key, cx: &mut Context<'_>) {
@@ -266,7 +331,8 @@ impl Table {
         }
         let options = SpawnOptions::new().name(Cow::Borrowed(next.name));
         let counted = Counted::new(&w.count);
-        if let Err(e) = cx.spawn(options, move |h| worker(h, counted)) {
+        let shared = self.me.clone();
+        if let Err(e) = cx.spawn(options, move |h| worker(h, counted, shared)) {
             log::warn!(target: "fibra_net",
                 "no tasklet for connections' input ({e}); trying again next round");
         }
@@ -306,16 +372,23 @@ impl Table {
     /// A worker asks for its next job: the first waiting, or it waits (at most
     /// [`IDLE_WORKERS`] do, and none while no watch is armed: the others end).
     pub(crate) fn next_job(&mut self, from: TaskletId) -> Poll<Option<Job>> {
-        let w = &mut self.watches;
-        if let Some(watch) = w.ready.pop_front() {
-            w.taken = true;
-            return Poll::Ready(Some(watch.job));
+        if let Some(job) = self.take_ready_job() {
+            return Poll::Ready(Some(job));
         }
+        let w = &mut self.watches;
         if w.nothing_to_wait_for() || w.idle.len() >= IDLE_WORKERS {
             return Poll::Ready(None);
         }
         w.idle.push(from);
         Poll::Pending
+    }
+
+    /// The first job waiting in line, for a worker that asks (a call or [`NextJob`]).
+    pub(crate) fn take_ready_job(&mut self) -> Option<Job> {
+        let w = &mut self.watches;
+        let watch = w.ready.pop_front()?;
+        w.taken = true;
+        Some(watch.job)
     }
 
     /// A tasklet was withdrawn (killed): if it is an idle worker, it waits no more (it
