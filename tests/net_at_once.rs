@@ -62,7 +62,7 @@ fn served_until_the_peer_ends(end: fn(TcpStream)) -> (Vec<String>, Option<Lost>)
         let raw = ConnOptions::new().with_framing(Framing::Raw);
         let conn = h.connect_with(addr, raw).unwrap();
         let watched = conn.clone();
-        h.spawn(move |h| *lost2.borrow_mut() = Some(h.on_lost_connection(&watched)))
+        h.spawn_detached(move |h| *lost2.borrow_mut() = Some(h.on_lost_connection(&watched)))
             .unwrap();
         h.on_input(OnInput::new(
             &conn,

@@ -313,6 +313,16 @@ impl Unparker {
         self.wakes.kills.borrow_mut().push(self.id);
     }
 
+    /// An unparker for tasklet `id` of the same schedule (as
+    /// [`Handle::unparker_of`] makes): for code that keeps one unparker and learns which
+    /// tasklet to wake or kill later, from an id it stores for nothing (a `Copy` value).
+    pub fn for_tasklet(&self, id: TaskletId) -> Unparker {
+        Unparker {
+            id,
+            wakes: Rc::clone(&self.wakes),
+        }
+    }
+
     /// The tasklet this unparker unparks.
     pub fn id(&self) -> TaskletId {
         self.id

@@ -73,7 +73,7 @@ pub(crate) fn start<P: Protocol>(
     peer: SocketAddr,
     sessions: Option<&Sessions>,
 ) -> Result<(), NetError> {
-    let transport = Transport::new_stackless(conn, peer);
+    let transport = Transport::new_stackless(conn, peer, h.unparker());
     if let Some(sessions) = sessions {
         sessions
             .borrow_mut()
@@ -95,7 +95,7 @@ pub(crate) fn start<P: Protocol>(
 /// One turn of a session: its callbacks for what is there, then the watch armed again (or
 /// the end).
 fn work<P: Protocol>(h: &Handle, mut idle: Box<Idle<P>>) {
-    idle.transport.set_worker(Some(h.unparker()));
+    idle.transport.set_worker(Some(h.id()));
     if let Some(reason) = serve(h, &mut idle) {
         idle.ended = Some(reason);
         return;

@@ -35,9 +35,12 @@ enum Driver {
     /// Its own tasklet, for its whole life: woken by a close request, killed by a stop.
     Tasklet(Unparker),
     /// A tasklet taken when input comes and given back when nothing is left (see
-    /// `stackless.rs`): the one running now, if any, and whether a stop killed the session.
+    /// `stackless.rs`): the one running now, if any (an id: set and cleared on every
+    /// activation, for nothing), an unparker of the schedule's to kill it with, and whether
+    /// a stop killed the session.
     Stackless {
-        worker: RefCell<Option<Unparker>>,
+        worker: Cell<Option<TaskletId>>,
+        killer: Unparker,
         killed: Cell<bool>,
     },
 }
@@ -47,10 +50,12 @@ impl Transport {
         Transport::with_driver(conn, peer, Driver::Tasklet(session))
     }
 
-    /// The transport of a session served without a tasklet while it is idle.
-    pub(crate) fn new_stackless(conn: Conn, peer: SocketAddr) -> Transport {
+    /// The transport of a session served without a tasklet while it is idle; `killer`: any
+    /// unparker of its schedule's (the starting tasklet's).
+    pub(crate) fn new_stackless(conn: Conn, peer: SocketAddr, killer: Unparker) -> Transport {
         let driver = Driver::Stackless {
-            worker: RefCell::new(None),
+            worker: Cell::new(None),
+            killer,
             killed: Cell::new(false),
         };
         Transport::with_driver(conn, peer, driver)
@@ -108,7 +113,7 @@ impl Transport {
         match &self.inner.session {
             Driver::Tasklet(session) => session.unpark(),
             // Idle, no tasklet to wake: the close wakes its input watch.
-            Driver::Stackless { worker, .. } if worker.borrow().is_none() => {
+            Driver::Stackless { worker, .. } if worker.get().is_none() => {
                 self.inner.conn.close();
             }
             Driver::Stackless { .. } => {}
@@ -188,10 +193,14 @@ impl Transport {
     pub(crate) fn kill_session(&self) {
         match &self.inner.session {
             Driver::Tasklet(session) => session.kill(),
-            Driver::Stackless { worker, killed } => {
+            Driver::Stackless {
+                worker,
+                killer,
+                killed,
+            } => {
                 killed.set(true);
-                match &*worker.borrow() {
-                    Some(worker) => worker.kill(),
+                match worker.get() {
+                    Some(worker) => killer.for_tasklet(worker).kill(),
                     // Idle: the close wakes its input watch, which ends it.
                     None => self.inner.conn.close(),
                 }
@@ -205,9 +214,9 @@ impl Transport {
     }
 
     /// The tasklet running this stackless session's callbacks now (`None`: idle).
-    pub(crate) fn set_worker(&self, running: Option<Unparker>) {
+    pub(crate) fn set_worker(&self, running: Option<TaskletId>) {
         if let Driver::Stackless { worker, .. } = &self.inner.session {
-            *worker.borrow_mut() = running;
+            worker.set(running);
         }
     }
 }

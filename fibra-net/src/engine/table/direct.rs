@@ -50,21 +50,6 @@ impl Table {
         mut buf: Vec<u8>,
         mode: ReceiveMode,
     ) -> Result<Tried, Vec<u8>> {
-        match conn_mut(&mut self.entries, key) {
-            Some(c) if c.input.has_reader() => return Err(buf),
-            // Drained, nothing buffered, no end: what the op finds without reading.
-            Some(c)
-                if !c.input.readable
-                    && c.input.buf.is_empty()
-                    && c.input.end.is_none()
-                    && c.tls.is_none()
-                    && c.state.connected_socket().is_some() =>
-            {
-                return Ok(Tried::Nothing(buf));
-            }
-            Some(_) => {}
-            None => return Err(buf),
-        }
         match self.read_past_buffer(key, &mut buf, mode, None) {
             Some(ReadStep::Data) => Ok(Tried::Frame(buf)),
             Some(ReadStep::Wait { .. }) => Ok(Tried::Nothing(buf)),
@@ -74,7 +59,20 @@ impl Table {
                     None => Ok(Tried::Failed(NetError::Closed)),
                 }
             }
-            Some(ReadStep::Full) | None => Err(buf),
+            Some(ReadStep::Full) | None => match conn_mut(&mut self.entries, key) {
+                // Drained, nothing buffered, no end: what the op finds without reading.
+                Some(c)
+                    if !c.input.has_reader()
+                        && !c.input.readable
+                        && c.input.buf.is_empty()
+                        && c.input.end.is_none()
+                        && c.tls.is_none()
+                        && c.state.connected_socket().is_some() =>
+                {
+                    Ok(Tried::Nothing(buf))
+                }
+                _ => Err(buf),
+            },
         }
     }
 
@@ -91,6 +89,10 @@ impl Table {
     ) -> Option<ReadStep> {
         let (round, drains) = (self.round, self.short_read_drains);
         let c = conn_mut(&mut self.entries, key)?;
+        // Without a context: a parked reader is the op's to answer (`Busy`).
+        if cx.is_none() && c.input.has_reader() {
+            return None;
+        }
         let max = match mode {
             ReceiveMode::Raw(max) => max,
             ReceiveMode::Frame if matches!(c.input.codec, CodecState::Raw(_)) => {

@@ -175,6 +175,17 @@ fn write_failure(output: &mut Output, peer: SocketAddr, e: &std::io::Error) -> O
     }
 }
 
+/// The socket of `c` (in slot `slot`, connected) has room: its queued output is written this
+/// round (`dirty`), unless held back by the flush delay, whose timer says when.
+pub(super) fn on_writable(c: &mut ConnEntry, slot: usize, dirty: &mut Vec<usize>) {
+    c.output.writable = true;
+    let tls_records = c.tls.as_ref().is_some_and(|t| t.wants_write());
+    if ((!c.output.buf.is_empty() && !c.output.held) || tls_records) && !c.output.dirty {
+        c.output.dirty = true;
+        dirty.push(slot);
+    }
+}
+
 impl Table {
     /// Queues `bytes`, or says to wait for room.
     pub(crate) fn send(
@@ -300,17 +311,6 @@ impl Table {
             if !c.output.dirty && !c.state.is_connecting() {
                 c.output.dirty = true;
                 self.dirty.push(key.slot);
-            }
-        }
-    }
-
-    /// The socket has room: write held-back output only when its timer says so.
-    pub(super) fn on_writable(&mut self, key: Key) {
-        if let Some(c) = conn_mut(&mut self.entries, key) {
-            c.output.writable = true;
-            let tls_records = c.tls.as_ref().is_some_and(|t| t.wants_write());
-            if (!c.output.buf.is_empty() && !c.output.held) || tls_records {
-                self.mark_dirty(key);
             }
         }
     }

@@ -5,8 +5,18 @@ use std::cell::RefCell;
 
 use fibra_rt::{Context, Event, Events};
 
-use super::{Entry, Table};
+use super::{output, Entry, Table};
 use crate::engine::shared::Key;
+
+/// Who takes up a connection's readable edge.
+enum Next {
+    /// The tasklet parked in a receive.
+    Reader,
+    /// The armed input watch's job.
+    Watch,
+    /// Nobody yet: read ahead (a loss to tell watchers, a close, a TLS handshake).
+    ReadAhead,
+}
 
 impl Table {
     /// Serves the round's readiness events and what fell due.
@@ -74,23 +84,28 @@ impl Table {
         }
         if event.is_writable() {
             // Held output waits for its timer, whatever the socket says.
-            self.on_writable(key);
+            output::on_writable(c, slot, &mut self.dirty);
         }
-        if readable {
-            let Some(Entry::Conn(c)) = self.entries.get(slot) else {
-                return;
-            };
-            if c.input.has_reader() {
-                self.serve_reader(key, cx);
-            } else if c.input.watch.is_some() {
-                self.fire_watch(key, cx);
-            } else if !c.watchers.is_empty()
-                || c.state.is_closing()
-                || c.tls.as_ref().is_some_and(|t| t.is_handshaking())
-            {
-                // A TLS handshake goes on whoever receives.
-                self.read_ahead(key, cx);
-            }
+        // Decided on the entry in hand: one lookup per event.
+        let next = if !readable {
+            return;
+        } else if c.input.has_reader() {
+            Next::Reader
+        } else if c.input.watch.is_some() {
+            Next::Watch
+        } else if !c.watchers.is_empty()
+            || c.state.is_closing()
+            || c.tls.as_ref().is_some_and(|t| t.is_handshaking())
+        {
+            // A TLS handshake goes on whoever receives.
+            Next::ReadAhead
+        } else {
+            return;
+        };
+        match next {
+            Next::Reader => self.serve_reader(key, cx),
+            Next::Watch => self.fire_watch(key, cx),
+            Next::ReadAhead => self.read_ahead(key, cx),
         }
     }
 
