@@ -314,7 +314,8 @@ pub trait NetExt {
     /// Takes what is there without parking, as yielding [`TryReceive`](ops::TryReceive)
     /// does, with the same answers; where a raw read serves it (no framing or a raw receive,
     /// nothing buffered, no TLS), by a call on the connection's table, without a yield: the
-    /// tasklet does not switch out. A stackless session's receive, once per activation.
+    /// tasklet does not switch out. A stackless session's receive, once per activation. The
+    /// call serves the connection on its own table, where the op refuses another plugin's.
     fn try_receive(&self, op: ops::TryReceive) -> ops::Tried;
 
     /// Arms the connection's input watch, as yielding [`OnInput`](ops::OnInput) does; while

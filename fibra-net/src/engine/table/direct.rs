@@ -15,7 +15,7 @@
 use fibra_rt::Context;
 
 use super::input::{ReadStep, MIN_READ, READ_BUDGET};
-use super::{conn_mut, Deferred, Table};
+use super::{conn_mut, Table};
 use crate::api::error::{Lost, NetError};
 use crate::api::ops::Tried;
 use crate::engine::buffer::BUF_SIZE;
@@ -79,7 +79,7 @@ impl Table {
     /// [`read_direct`](Self::read_direct)'s work. Without a context (`try_receive_at_once`)
     /// a connection with a read timeout goes the usual way (its last read is stamped with the
     /// schedule's clock), and an end read from the socket is kept as the input's end and
-    /// taken up by the table at its next poll or flush (`Deferred::Lose`).
+    /// taken up by the table at its next poll or flush (`ended_by_calls`).
     // Inlined into both callers: each keeps its own specialised copy (with a context or
     // without), as the receive's hot path was before the two shared it (+35 instructions a
     // message as a call).
@@ -162,7 +162,7 @@ impl Table {
             Some(cx) => self.lose(key, lost, cx),
             None => {
                 input.end = Some(lost);
-                self.deferred.push((key, Deferred::Lose(lost)));
+                self.ended_by_calls.push((key, lost));
             }
         }
         Some(ReadStep::Ended)

@@ -90,9 +90,6 @@ enum Deferred {
     Reset(Lost),
     /// Close the connection gracefully, as `close` does (without a closer).
     Close,
-    /// The input ended (read by a receive served without a context): tell the connection's
-    /// tasklets, as a loss found in a round is told.
-    Lose(Lost),
 }
 
 /// A connection: where it is in its life, and its input and output sides, kept apart so
@@ -166,6 +163,10 @@ pub(crate) struct Table {
     /// Members found over their send limit during a seal (reused).
     cut: Vec<(Key, usize, usize)>,
     deferred: Vec<(Key, Deferred)>,
+    /// Ends of input read by a receive served without a context (`try_receive_at_once`):
+    /// told at the next poll or flush, before anything deferred after them (a close the
+    /// ended session asks for must not be told in their place).
+    ended_by_calls: Vec<(Key, Lost)>,
     round: u64,
     /// The origin of the flush delay's millisecond grain.
     epoch: Instant,
@@ -208,6 +209,7 @@ impl Table {
             sealing: Vec::new(),
             cut: Vec::new(),
             deferred: Vec::new(),
+            ended_by_calls: Vec::new(),
             round: 0,
             epoch: fibra_rt::time::now(),
             round_time: fibra_rt::time::now(),
@@ -304,8 +306,15 @@ impl Table {
     }
 
     pub(crate) fn lost(&mut self, key: Key) -> Option<Lost> {
+        let pending = &self.ended_by_calls;
         match conn_mut(&mut self.entries, key) {
-            Some(c) => c.lost,
+            // An end read by a call is the loss already, though not told yet.
+            Some(c) => c.lost.or_else(|| {
+                pending
+                    .iter()
+                    .find(|&&(k, _)| k == key)
+                    .map(|&(_, lost)| lost)
+            }),
             None => Some(Lost::Closed),
         }
     }
@@ -370,10 +379,17 @@ impl Table {
 
     /// Does what handles asked for without a context.
     pub(crate) fn run_deferred(&mut self, cx: &mut Context<'_>) {
+        // Oldest first, and before the closes and resets asked since: the op path tells such
+        // an end at once, inside the read.
+        if !self.ended_by_calls.is_empty() {
+            for (key, lost) in std::mem::take(&mut self.ended_by_calls) {
+                self.lose(key, lost, cx);
+                self.fire_watch(key, cx);
+            }
+        }
         while let Some((key, work)) = self.deferred.pop() {
             match work {
                 Deferred::Reset(lost) => self.reset(key, lost, cx),
-                Deferred::Lose(lost) => self.lose(key, lost, cx),
                 Deferred::Close => {
                     self.lose(key, Lost::Closed, cx);
                     // The round's clock, read after the wait: the close was asked between

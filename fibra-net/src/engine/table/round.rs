@@ -50,6 +50,7 @@ impl Table {
         self.waiters.has_orphans()
             || !self.retry.is_empty()
             || !self.deferred.is_empty()
+            || !self.ended_by_calls.is_empty()
             || !self.sealing.is_empty()
             || !self.dirty.is_empty()
             || self.workers_need_tending()
