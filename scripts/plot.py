@@ -14,8 +14,9 @@ it); after a new run, put its medians here and run the script again.
 - docs/bench-idle-memory.svg: server user-space RSS per silent connection, 19,000 of them,
   with a tasklet stack each (stackful) and without one while silent (stackless).
 - docs/bench-echo-instructions.svg: user-space instructions per echoed message at one core,
-  fibra's echo through each pass of issue 31 against tokio_echo's, measured in the same
-  sessions.
+  fibra's echo through each pass of issue 31 and the stackless echo, against tokio_echo's,
+  measured in the same sessions; beside them, each side-by-side run's messages per
+  CPU-second against tokio_echo's.
 """
 import argparse, math, os
 
@@ -63,6 +64,19 @@ ECHO_INSTRUCTIONS = {
     # tokio_echo measured 954, 905 and 896 beside passes 1 to 3, 828 beside pass 4 (a
     # 10 s run less a 4 s one, as pass 4's figure): the latest is drawn.
     "tokio": 828,
+    # The stackless echo (`gnet_echo --stackless`, a Protocol without a tasklet while idle),
+    # 2026-12-06 (BENCHMARKS.md, "Echo: a stackless message without a yield"): each figure
+    # divided by the exact count of `send`s, tokio_echo 828 by the same count.
+    "stackless": [("stackless, yields", 1_449), ("stackless, calls", 772)],
+}
+
+# `python3 scripts/echo_corun.py ROUNDS A tokio`, 2026-12-06: A and tokio_echo side by side on
+# CPU 0, msgs per server CPU-second (user and kernel), ratio of sums against tokio_echo's, each
+# run drawn (BENCHMARKS.md, "Echo: a stackless message without a yield" and "Echo: what did
+# not show", stop 40).
+ECHO_CORUN = {
+    "tasklet echo": [0.998, 0.990, 0.992],
+    "stackless echo": [0.990, 0.997, 0.985, 0.995],
 }
 
 STACKLESS = "#e67e22"
@@ -236,30 +250,49 @@ def idle_memory():
 
 def echo_instructions():
     d = ECHO_INSTRUCTIONS
-    n = len(d["passes"])
-    body = [text(300, 24, "Echo at one core: user-space instructions per message", 15,
+    bars = [(label, v, FIBRA) for label, v in zip(d["passes"], d["fibra"])]
+    bars += [(label, v, STACKLESS) for label, v in d["stackless"]]
+    n = len(bars)
+    body = [text(400, 24, "Echo at one core: user-space instructions per message", 15,
                  weight="bold"),
-            text(300, 42, "callgrind, 1,000 connections, 64 B, 2-core VM, 2026-12-05", 11,
+            text(400, 42, "callgrind, 1,000 connections, 64 B, 2-core VM, 2026-12-05/06", 11,
                  color="#555")]
-    p = Panel(90, 70, 440, 260, (0, n), (0, 2_500))
-    body += p.frame("", "fibra's echo, issue 31's passes", "instructions per message", [],
+    p = Panel(90, 70, 470, 260, (0, n), (0, 2_500))
+    body += p.frame("", "", "instructions per message", [],
                     [0, 500, 1_000, 1_500, 2_000, 2_500], lambda v: f"{v:,}")
+    body.append(text(p.x + p.w / 2, p.y + p.h + 50, "fibra's echoes, issue 31's passes", 12))
     body.append(line(p.x, p.py(d["tokio"]), p.x + p.w, p.py(d["tokio"]), TOKIO, 2, "6 3"))
     body.append(text(p.x + p.w + 4, p.py(d["tokio"]) + 4, f"{d['tokio']:,}", 11,
                      anchor="start", color=TOKIO))
     bar = p.w / n
-    for i, (label, v) in enumerate(zip(d["passes"], d["fibra"])):
+    for i, (label, v, color) in enumerate(bars):
         x0 = p.x + i * bar + bar * 0.2
         body.append(f'<rect x="{x0:.1f}" y="{p.py(v):.1f}" width="{bar * 0.6:.1f}" '
-                    f'height="{p.py(0) - p.py(v):.1f}" fill="{FIBRA}"/>')
+                    f'height="{p.py(0) - p.py(v):.1f}" fill="{color}"/>')
         body.append(text(x0 + bar * 0.3, p.py(v) - 5, f"{v:,}", 10))
-        body.append(text(x0 + bar * 0.3, p.y + p.h + 17, label, 11))
-    body += legend(100, 395, [("fibra echo", FIBRA, None), ("tokio_echo", TOKIO, "6 3")])
-    body.append(text(230, 392, "The server's CPU is ~90% kernel (TCP), alike for both:",
+        for k, word in enumerate(label.split(", ")):
+            body.append(text(x0 + bar * 0.3, p.y + p.h + 15 + 13 * k, word, 10))
+    # The proof's figure: CPU per message side by side with tokio_echo, each run a dot.
+    q = Panel(640, 70, 130, 260, (0, 2), (0.9, 1.1))
+    body += q.frame("", "", "msgs per CPU-s / tokio's", [], [0.9, 0.95, 1.0, 1.05, 1.1],
+                    lambda v: f"{v:.2f}")
+    body.append(line(q.x, q.py(1.0), q.x + q.w, q.py(1.0), TOKIO, 2, "6 3"))
+    for i, (name, runs) in enumerate(ECHO_CORUN.items()):
+        cx = q.x + (i + 0.5) * q.w / 2
+        color = FIBRA if i == 0 else STACKLESS
+        for r in runs:
+            body.append(f'<circle cx="{cx:.1f}" cy="{q.py(r):.1f}" r="4" fill="{color}" '
+                        f'fill-opacity="0.7"/>')
+        for k, word in enumerate(name.split(" ")):
+            body.append(text(cx, q.y + q.h + 15 + 13 * k, word, 10))
+    body.append(text(q.x + q.w / 2, 62, "side by side, wall clock", 11, color="#555"))
+    body += legend(100, 400, [("fibra echo", FIBRA, None), ("stackless echo", STACKLESS, None),
+                              ("tokio_echo", TOKIO, "6 3")])
+    body.append(text(330, 404, "The server's CPU is ~92% kernel (TCP), alike for both;",
                      11, anchor="start", color="#555"))
-    body.append(text(230, 410, "BENCHMARKS.md has the CPU-seconds per message.", 11,
-                     anchor="start", color="#555"))
-    return svg(600, 430, body)
+    body.append(text(330, 422, "side by side, fibra is level with tokio (0.985-0.998), not ahead.",
+                     11, anchor="start", color="#555"))
+    return svg(820, 450, body)
 
 
 def main():

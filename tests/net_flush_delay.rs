@@ -7,7 +7,7 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
-use fibra::net::{Conn, ConnOptions, ListenOptions, NetExt};
+use fibra::net::{Conn, ConnOptions, Framing, ListenOptions, NetExt};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 use util::{net_schedule, net_stats, peer, run_all};
@@ -211,4 +211,53 @@ fn a_delay_set_on_the_connection_applies_to_what_is_sent_next() {
     })
     .unwrap();
     run_all(&mut s, 20);
+}
+
+/// Held output forced out (a large send) into a socket that fills: the rest goes as the socket
+/// takes it, not when the delay ends (before, it waited for the delay's timer, and under a
+/// delay past what the clock can count, for good: the flush hung).
+fn held_output_forced_into_a_full_socket(delay: Duration) {
+    const BIG: usize = 32 * 1024 * 1024;
+    let mut s = net_schedule();
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.spawn(move |h| {
+        let conn = ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_send_limit(2 * BIG)
+            .with_flush_delay(delay);
+        let listener = h
+            .listen_with("127.0.0.1:0", ListenOptions::new().with_conn(conn))
+            .unwrap();
+        tx.send(listener.local_addr()).unwrap();
+        let (conn, _) = h.accept(&listener).unwrap();
+        h.send(&conn, b"first").unwrap();
+        h.yield_now();
+        // Within the delay: held.
+        h.send(&conn, b"a").unwrap();
+        // Large: forced out at once, more than the socket takes while the peer sleeps.
+        h.send(&conn, &vec![b'z'; BIG]).unwrap();
+        h.flush(&conn).unwrap();
+        h.close(&conn).unwrap();
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = rx.recv().unwrap();
+    let client = peer(addr, |mut stream| {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    run_all(&mut s, 20);
+    assert_eq!(client.join().unwrap(), 5 + 1 + BIG);
+}
+
+#[test]
+fn held_output_forced_into_a_full_socket_goes_as_the_socket_takes_it() {
+    held_output_forced_into_a_full_socket(FOREVER);
+}
+
+#[test]
+fn output_held_for_good_forced_into_a_full_socket_goes_as_the_socket_takes_it() {
+    held_output_forced_into_a_full_socket(Duration::MAX);
 }

@@ -32,7 +32,9 @@ pub(super) struct Output {
     pub(super) writable: bool,
     /// In the table's list of connections to write at the end of the round.
     dirty: bool,
-    /// Held back by the flush delay: a `Flush` timer is armed.
+    /// Held back by the flush delay, until its `Flush` timer (if one is armed: not under a
+    /// delay past the clock's reach) or a write that goes before it (a large output, a
+    /// flush, a close).
     held: bool,
     /// No more bytes go to the socket, and why.
     pub(super) end: Option<Lost>,
@@ -374,6 +376,10 @@ impl Table {
                 continue;
             };
             c.output.dirty = false;
+            // Written now, held no longer: what the socket does not take goes at its next
+            // room edge (`on_writable`), not when the delay's timer falls due, or never
+            // under a delay past the clock's reach.
+            c.output.held = false;
             let key = Key { slot, gen: c.gen };
             self.write(key, cx);
         }
