@@ -261,3 +261,182 @@ fn held_output_forced_into_a_full_socket_goes_as_the_socket_takes_it() {
 fn output_held_for_good_forced_into_a_full_socket_goes_as_the_socket_takes_it() {
     held_output_forced_into_a_full_socket(Duration::MAX);
 }
+
+/// A peer that reads until it has `want` bytes (or its 3 s read timeout), then says `done`;
+/// returns how many bytes it read.
+fn reading_peer(
+    stream: std::net::TcpStream,
+    want: usize,
+    pause: Duration,
+    chunk: usize,
+    between: Duration,
+) -> usize {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    std::thread::sleep(pause);
+    let mut stream = stream;
+    let mut buf = vec![0u8; chunk];
+    let mut total = 0;
+    while total < want {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        if !between.is_zero() {
+            std::thread::sleep(between);
+        }
+    }
+    let _ = stream.write_all(b"done");
+    total
+}
+
+/// The rest of a forced write waits in a full socket (no longer held); a small send then must
+/// not hold it again: a full socket draining is never held back (before, the room edges left
+/// the rest and the send to the delay's timer, or for good).
+fn remnant_of_a_full_socket(delay: Duration) {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    const BIG: usize = 256 * 1024;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // Small buffers on both ends: each write moves a few KiB, so the queue passes through
+    // every size on its way down.
+    client.set_recv_buffer_size(4096).unwrap();
+    client
+        .connect(&SockAddr::from(listener.local_addr().unwrap()))
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    socket2::SockRef::from(&stream)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let client: std::net::TcpStream = client.into();
+    let peer = std::thread::spawn(move || {
+        reading_peer(
+            client,
+            BIG + 1,
+            Duration::from_millis(200),
+            1024,
+            Duration::from_millis(1),
+        )
+    });
+    let mut s = net_schedule();
+    s.spawn(move |h| {
+        let options = ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_send_limit(1024 * 1024)
+            .with_flush_delay(delay);
+        let conn = h.adopt(stream, options).unwrap();
+        // A quiet connection: written at once, more than the socket takes.
+        h.send(&conn, &vec![b'z'; BIG]).unwrap();
+        loop {
+            let q = conn.queued();
+            assert!(q > 0, "the queue emptied before the window was seen");
+            if q < 16 * 1024 {
+                break;
+            }
+            h.yield_now();
+        }
+        // A small send while the socket drains the rest.
+        h.send(&conn, b"!").unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+    assert_eq!(peer.join().unwrap(), BIG + 1);
+}
+
+#[test]
+fn a_small_send_does_not_hold_back_the_rest_of_a_full_socket() {
+    remnant_of_a_full_socket(FOREVER);
+}
+
+#[test]
+fn a_small_send_does_not_hold_back_the_rest_of_a_full_socket_for_good() {
+    remnant_of_a_full_socket(Duration::MAX);
+}
+
+/// Sends `first` (written), then `held` bytes (held by the delay), runs `then`; the peer must
+/// get everything.
+fn held_then(
+    delay: Duration,
+    held: usize,
+    then: impl FnOnce(&fibra::Handle, &fibra::net::Conn) + 'static,
+    extra: usize,
+) {
+    let mut s = net_schedule();
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.spawn(move |h| {
+        let conn = ConnOptions::new()
+            .with_framing(Framing::Raw)
+            .with_flush_delay(delay);
+        let listener = h
+            .listen_with("127.0.0.1:0", ListenOptions::new().with_conn(conn))
+            .unwrap();
+        tx.send(listener.local_addr()).unwrap();
+        let (conn, _) = h.accept(&listener).unwrap();
+        h.send(&conn, b"first").unwrap();
+        h.yield_now();
+        h.send(&conn, &vec![b'x'; held]).unwrap();
+        h.yield_now();
+        then(h, &conn);
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = rx.recv().unwrap();
+    let want = 5 + held + extra;
+    let peer = std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        reading_peer(stream, want, Duration::ZERO, 64 * 1024, Duration::ZERO)
+    });
+    run_all(&mut s, 10);
+    assert_eq!(peer.join().unwrap(), want);
+}
+
+/// Held output and a send limit lowered under it: the output is no longer small for the
+/// limit and goes, so the next send's wait for room (`Drain`) ends (before, it waited for
+/// the delay's timer, or for good).
+#[test]
+fn a_send_limit_lowered_under_held_output_does_not_hang_the_next_send() {
+    for delay in [FOREVER, Duration::MAX] {
+        held_then(
+            delay,
+            1000,
+            |h, conn| {
+                conn.set_send_limit(500);
+                h.send(conn, b"y").unwrap();
+                // "y" itself is held by the delay, as it should be.
+                h.flush(conn).unwrap();
+            },
+            1,
+        );
+    }
+}
+
+/// The delay turned off on a connection whose output is held: the held output goes (before,
+/// it waited for the old delay, or for good under a delay past the clock's reach).
+#[test]
+fn turning_the_delay_off_releases_held_output() {
+    for delay in [FOREVER, Duration::MAX] {
+        held_then(
+            delay,
+            100,
+            |_, conn| conn.set_flush_delay(Duration::ZERO),
+            0,
+        );
+    }
+}
+
+/// A shorter delay set on a connection whose output is held: the held output waits no longer
+/// than the new delay (before, it waited for the old one).
+#[test]
+fn a_shorter_delay_shortens_the_hold() {
+    for delay in [FOREVER, Duration::MAX] {
+        held_then(
+            delay,
+            100,
+            |_, conn| conn.set_flush_delay(Duration::from_millis(20)),
+            0,
+        );
+    }
+}

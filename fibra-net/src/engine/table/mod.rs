@@ -332,9 +332,18 @@ impl Table {
             return;
         };
         let before = c.options.read_timeout;
+        let (delay, limit) = (c.options.flush_delay, c.options.send_limit);
         f(&mut c.options);
         c.options.max_frame = c.options.max_frame.max(1);
         c.options.send_limit = c.options.send_limit.max(1);
+        if c.options.flush_delay != delay || c.options.send_limit != limit {
+            // Output held by the old delay or limit may not be held under the new ones.
+            let shorter = c.options.flush_delay < delay;
+            self.options_changed(key, shorter);
+        }
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
         if c.options.read_timeout != before {
             match c.options.read_timeout {
                 Some(t) => self.restart_read_timer(key, t),

@@ -270,6 +270,12 @@ impl Table {
         if c.output.dirty || c.state.is_connecting() {
             return;
         }
+        if !c.output.held && !c.output.writable {
+            // The socket is full with output written before: its room edge (`on_writable`)
+            // writes this with the rest. Holding it would hold back that rest too, which a
+            // full socket draining never is.
+            return;
+        }
         if !c.output.held && c.output.last_write.is_none() {
             // Nothing written since the peer spoke (an answer): it goes this round, as the
             // match below would say, without its clock arithmetic and a second lookup.
@@ -314,6 +320,35 @@ impl Table {
                 c.output.dirty = true;
                 self.dirty.push(key.slot);
             }
+        }
+    }
+
+    /// The connection's send limit or flush delay changed (`Conn::set_*`): held output goes
+    /// this round if it would not be held now (the delay turned off or past due, the output
+    /// large for the new limit); under a shorter delay its timer is armed sooner.
+    pub(super) fn options_changed(&mut self, key: Key, shorter_delay: bool) {
+        let epoch = self.epoch;
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        if !c.output.held {
+            return;
+        }
+        let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
+        let due = c
+            .output
+            .last_write
+            .and_then(|t| t.checked_add(c.options.flush_delay))
+            .map(|at| flush_grain(epoch, at));
+        if c.output.buf.len() >= hold_limit
+            || c.options.flush_delay.is_zero()
+            || due.is_some_and(|at| at <= fibra_rt::time::now())
+        {
+            c.output.held = false;
+            self.timers.disarm(TimerKind::Flush, key);
+            self.mark_dirty(key);
+        } else if let (true, Some(at)) = (shorter_delay, due) {
+            self.timers.arm(at, TimerKind::Flush, key);
         }
     }
 
