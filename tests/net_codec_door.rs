@@ -271,6 +271,7 @@ fn factory_panic_ends_that_connection_only() {
 
 #[test]
 fn a_group_with_a_panicking_encode_reports_it() {
+    util::panics_expected();
     let mut s = net_schedule();
     let outcome: Rc<RefCell<Option<String>>> = Rc::default();
     let out = outcome.clone();
@@ -290,6 +291,7 @@ fn a_group_with_a_panicking_encode_reports_it() {
 
 #[test]
 fn a_connect_whose_codec_cannot_be_made_fails_with_the_reason() {
+    util::panics_expected();
     let mut s = net_schedule();
     let listener = util::listen(&s);
     let addr = listener.local_addr();
@@ -347,6 +349,7 @@ impl Codec for DropBomb {
 
 #[test]
 fn a_panicking_codec_drop_is_contained() {
+    util::panics_expected();
     let mut s = net_schedule();
     let options = ListenOptions::new()
         .with_conn(ConnOptions::new().with_framing(Framing::custom(DropBomb::default)));

@@ -440,3 +440,39 @@ fn a_shorter_delay_shortens_the_hold() {
         );
     }
 }
+
+/// Output held when the peer speaks goes with the answer: the peer spoke since the last
+/// write, so the answer waits not at all, nor what was held before it (before, both waited
+/// for the delay's timer).
+#[test]
+fn an_answer_takes_the_held_output_with_it() {
+    let mut s = net_schedule();
+    s.spawn(|h| {
+        let listener = listen_with_delay(h, FOREVER);
+        let client = peer(listener.local_addr(), |stream| {
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                got.push(line);
+                if got.len() == 1 {
+                    writer.write_all(b"ping\n").unwrap();
+                }
+            }
+            writer.write_all(b"done\n").unwrap();
+            got
+        });
+        let (conn, _) = h.accept(&listener).unwrap();
+        write_first(h, &conn);
+        // Within the delay: held.
+        h.send_frame(&conn, b"news").unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"ping");
+        h.send_frame(&conn, b"pong").unwrap();
+        assert_eq!(h.receive(&conn).unwrap(), b"done");
+        assert_eq!(client.join().unwrap(), ["first\n", "news\n", "pong\n"]);
+    })
+    .unwrap();
+    run_all(&mut s, 20);
+}

@@ -453,6 +453,7 @@ fn ten_thousand_members_get_every_batch() {
 /// it wrote is not sent to the members (it would tear the next frame of every one of them).
 #[test]
 fn a_send_with_that_panics_halfway_sends_nothing() {
+    util::panics_expected();
     scenario(|h| {
         let mut ends = connected(h, 2);
         let (b, b_client) = ends.pop().unwrap();

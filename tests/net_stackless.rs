@@ -27,6 +27,7 @@ fn session_tasklets(s: &Schedule) -> usize {
 
 #[test]
 fn stackless_connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
+    util::panics_expected();
     let mut endings = endings();
     let end_of_stream: Ending = (
         "end of stream",
@@ -180,6 +181,7 @@ fn stackless_a_callback_that_parks_keeps_its_tasklet_and_its_later_frames_wait()
 
 #[test]
 fn stackless_a_panic_in_a_callback_ends_only_its_connection() {
+    util::panics_expected();
     let Setup {
         mut s, addr, log, ..
     } = setup(1024, true);

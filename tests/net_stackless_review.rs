@@ -426,6 +426,7 @@ fn hostile_a_callback_closes_another_connection_and_its_own() {
 /// goes on.
 #[test]
 fn hostile_panics_in_made_and_lost_end_only_their_connection() {
+    util::panics_expected();
     let HostileSetup { mut s, addr, seen } = hostile();
     seen.borrow_mut().push((0, "panic made".into()));
     let mut a = recorder::client(addr);

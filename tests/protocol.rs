@@ -18,6 +18,7 @@ use util::recorder::{client, end_each, endings, events, lost_count, setup, Log, 
 
 #[test]
 fn connection_lost_is_told_exactly_once_whatever_ends_the_connection() {
+    util::panics_expected();
     let mut rig = setup(64, false);
     end_each(&mut rig, endings());
     let Setup {

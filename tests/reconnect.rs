@@ -427,6 +427,7 @@ fn events_tell_each_failed_connect_and_each_wait_then_the_connection() {
 
 #[test]
 fn a_panicking_event_callback_does_not_stop_the_client() {
+    util::panics_expected();
     let mut s = util::net_schedule();
     let addr = free_addr();
     let (client, _log) = client_of(addr, quick());

@@ -23,8 +23,56 @@ use std::rc::Rc;
 use fibra::rt::Schedule;
 use fibra::tasks::TasksPlugin;
 
+thread_local! {
+    /// Panics on this thread since the last [`run_all`] or [`run_until`] looked (or
+    /// [`forget_panics`]): a tasklet's failed assertion ends that tasklet alone, so the
+    /// schedule's runs check this to fail the test.
+    static PANICS: Cell<u32> = const { Cell::new(0) };
+    /// This thread's test panics on purpose ([`panics_expected`]).
+    static EXPECTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This test's tasklets or callbacks panic on purpose (it checks that the panic is
+/// contained): its runs do not fail for panics, so its checks must be made outside
+/// tasklets (a log, a run's condition, a join).
+pub(crate) fn panics_expected() {
+    EXPECTED.with(|e| e.set(true));
+}
+
+/// Counts every panic on the thread it happens on (then prints it as before).
+fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.with(|p| p.set(p.get() + 1));
+            report(info);
+        }));
+    });
+}
+
+/// Forgets the panics on this thread so far, returning how many: for a test whose tasklets
+/// panic on purpose (containment), before it runs the schedule again.
+pub(crate) fn forget_panics() -> u32 {
+    PANICS.with(|p| p.replace(0))
+}
+
+/// Fails the test if anything panicked on this thread (a tasklet's assertion) since the last
+/// look.
+fn no_panics() {
+    let n = forget_panics();
+    if EXPECTED.with(Cell::get) {
+        return;
+    }
+    assert!(
+        n == 0,
+        "{n} panic(s) on the schedule's thread (see above): a tasklet's assertion failed"
+    );
+}
+
 /// A schedule with the tasks plugin.
 pub(crate) fn schedule() -> Schedule {
+    count_panics();
     let mut s = Schedule::new();
     s.add_plugin(TasksPlugin::new()).unwrap();
     s
@@ -65,6 +113,7 @@ pub(crate) fn listen_with(
 
 /// Runs the schedule until every tasklet ended; fails the test after `secs` seconds.
 pub(crate) fn run_all(s: &mut Schedule, secs: u64) {
+    count_panics();
     let left = s
         .run_for(std::time::Duration::from_secs(secs))
         .expect("the schedule failed");
@@ -75,11 +124,13 @@ pub(crate) fn run_all(s: &mut Schedule, secs: u64) {
             .collect();
         panic!("tasklets still running after {secs} s: {waiting:?}");
     }
+    no_panics();
 }
 
 /// Ticks the schedule (sleeping in the poller up to 2 ms at a time) until `done`; fails the
 /// test, naming `what`, after 20 s.
 pub(crate) fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
+    count_panics();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !done() {
         assert!(
@@ -88,6 +139,7 @@ pub(crate) fn run_until(s: &mut Schedule, what: &str, done: impl Fn() -> bool) {
         );
         s.tick_within(std::time::Duration::from_millis(2)).unwrap();
     }
+    no_panics();
 }
 
 /// Runs `scenario` on a thread of its own and returns what it returns; fails the test if it

@@ -289,8 +289,12 @@ impl Table {
         let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
         if c.output.held {
             // Held (by a timer, or for good under a delay past the clock): only a large
-            // output goes before it, or any once the delay was turned off.
-            if c.output.buf.len() >= hold_limit || c.options.flush_delay.is_zero() {
+            // output goes before it, or any once the delay was turned off, or an answer
+            // (the peer spoke since the last write), which takes the held output with it.
+            if c.output.buf.len() >= hold_limit
+                || c.options.flush_delay.is_zero()
+                || c.output.last_write.is_none()
+            {
                 self.mark_dirty(key);
             }
             return;

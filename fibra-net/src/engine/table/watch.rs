@@ -167,6 +167,9 @@ pub(super) struct Watches {
     waited: bool,
     /// A worker took a job from the line since the last round's end.
     taken: bool,
+    /// The last worker could not be started (no stack): the next round tries again, but
+    /// only when something else ends the wait (no round at once, which would spin).
+    start_failed: bool,
 }
 
 impl Watches {
@@ -332,7 +335,9 @@ impl Table {
         let options = SpawnOptions::new().name(Cow::Borrowed(next.name));
         let counted = Counted::new(&w.count);
         let shared = self.me.clone();
-        if let Err(e) = cx.spawn(options, move |h| worker(h, counted, shared)) {
+        let started = cx.spawn(options, move |h| worker(h, counted, shared));
+        w.start_failed = started.is_err();
+        if let Err(e) = started {
             log::warn!(target: "fibra_net",
                 "no tasklet for connections' input ({e}); trying again next round");
         }
@@ -362,10 +367,14 @@ impl Table {
         }
     }
 
-    /// Whether [`tend_workers`](Self::tend_workers) has something to do now.
+    /// Whether [`tend_workers`](Self::tend_workers) has something to do now. Asked when
+    /// nothing is runnable (the schedule is about to wait): jobs still in line then mean
+    /// every worker is parked in a job, and the next round must not wait for readiness or a
+    /// timer, or each job in line would cost the others one such wait (a storm of closes
+    /// parked for their peers' answers: seconds).
     pub(super) fn workers_need_tending(&self) -> bool {
         let w = &self.watches;
-        (self.line_is_stuck() && w.count.starting.get() == 0)
+        (!w.ready.is_empty() && w.count.starting.get() == 0 && !w.start_failed)
             || (w.nothing_to_wait_for() && !w.idle.is_empty())
     }
 
