@@ -408,6 +408,8 @@ impl log::Log for PanicOn {
 
     fn log(&self, record: &log::Record<'_>) {
         if record.args().to_string() == self.0 {
+            // On the server's thread, on purpose.
+            util::panics_expected();
             panic!("fault injected on {:?}", self.0);
         }
     }

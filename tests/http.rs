@@ -53,7 +53,11 @@ fn start() -> ServerThread<()> {
                     h.sleep(Duration::from_millis(50)); // a handler may park
                     Response::text("slow")
                 })
-                .get("/panic", |_h, _req| panic!("handler bug"))
+                .get("/panic", |_h, _req| {
+                    // On the server's thread, on purpose.
+                    util::panics_expected();
+                    panic!("handler bug")
+                })
                 .get("/big", |_h, _req| {
                     Response::new(200).body(vec![b'x'; 256 * 1024])
                 })

@@ -15,7 +15,6 @@ use fibra::net::{
     Codec, CodecCall, CodecFailure, ConnOptions, Decoded, FrameError, Framing, LineCodec,
     ListenOptions, Lost, NetError, NetExt,
 };
-use fibra::rt::Schedule;
 use fibra::tasks::TasksExt;
 use util::net_schedule;
 
@@ -59,7 +58,7 @@ impl Codec for Hostile {
 /// then sends a line and must get its echo. Returns what each server handler ended with, as
 /// `NetError`s, and what the victim's peer read after its echo.
 fn scenario(framing: Framing, attack: &'static [u8]) -> (Vec<NetError>, String) {
-    let mut s: Schedule = net_schedule();
+    let mut s = net_schedule();
     let options = ListenOptions::new().with_conn(ConnOptions::new().with_framing(framing));
     let listener = util::listen_with(&s, options);
     let addr = listener.local_addr();
@@ -157,6 +156,7 @@ fn hostile() -> Framing {
 
 #[test]
 fn decode_panic_on_a_peers_byte_ends_that_connection_only() {
+    util::panics_expected();
     let (errors, victim) = scenario(hostile(), b"P\n");
     let failure = codec_failure(&errors[0]);
     assert_eq!(
@@ -181,6 +181,7 @@ fn decode_panic_on_a_peers_byte_ends_that_connection_only() {
 
 #[test]
 fn decode_panic_with_a_formatted_message_points_to_the_log() {
+    util::panics_expected();
     let (errors, _) = scenario(hostile(), b"F\n");
     assert_eq!(
         codec_failure(&errors[0]),
@@ -235,6 +236,7 @@ fn zero_progress_ends_that_connection_instead_of_looping() {
 
 #[test]
 fn encode_panic_ends_that_connection_only() {
+    util::panics_expected();
     let (errors, _) = scenario(hostile(), b"boom\n");
     assert_eq!(
         codec_failure(&errors[0]),
@@ -248,6 +250,7 @@ fn encode_panic_ends_that_connection_only() {
 
 #[test]
 fn factory_panic_ends_that_connection_only() {
+    util::panics_expected();
     // The first connection's codec cannot be made; the second's can.
     let made = Rc::new(Cell::new(0));
     let framing = Framing::custom(move || {

@@ -50,7 +50,7 @@ fn the_callback_framework_compiles_and_serves_on_the_public_api_alone() {
     let mut s = util::net_schedule();
     let listener = util::listen(&s);
     let server = Server::new(listener, Shouts);
-    server.start(&mut s).unwrap();
+    server.start(&mut *s).unwrap();
     let peer = util::peer(server.local_addr(), |mut stream| {
         stream.write_all(b"hello\n").unwrap();
         let mut line = String::new();

@@ -60,7 +60,7 @@ fn frames_do_not_wait_behind_jobs_parked_in_their_callbacks() {
             .unwrap();
         tx.send(listener.local_addr()).unwrap();
         let server = Server::stackless(listener, Make);
-        server.start(&mut s).unwrap();
+        server.start(&mut *s).unwrap();
         // Waits in the poller when nothing is runnable, as a server does.
         s.run_for(Duration::from_secs(5)).unwrap();
         server.stop();

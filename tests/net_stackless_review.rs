@@ -118,7 +118,7 @@ fn a_read_deadline_set_off_disarms_its_timer_at_once() {
             lost: lost.clone(),
         },
     );
-    server.start(&mut s).unwrap();
+    server.start(&mut *s).unwrap();
     let peer = std::thread::spawn(move || {
         let (mut c, mut r) = client(addr);
         ask(&mut c, &mut r, "arm");
@@ -213,7 +213,7 @@ fn a_stackless_activation_allocates_nothing() {
             lost: lost.clone(),
         },
     )
-    .start(&mut s)
+    .start(&mut *s)
     .unwrap();
     let peer = std::thread::spawn(move || {
         let (mut c, mut r) = client(addr);
@@ -325,7 +325,7 @@ impl Factory for Hostiles {
 }
 
 struct HostileSetup {
-    s: fibra::rt::Schedule,
+    s: util::TestSchedule,
     addr: SocketAddr,
     seen: Seen,
 }
@@ -345,7 +345,7 @@ fn hostile() -> HostileSetup {
             server: server.clone(),
         },
     );
-    started.start(&mut s).unwrap();
+    started.start(&mut *s).unwrap();
     *server.borrow_mut() = Some(started);
     HostileSetup { s, addr, seen }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fibra::net::{Conn, ConnOptions, Framing, Group, ListenOptions, Lost, NetError, NetExt};
 use fibra::tasks::TasksExt;
-use fibra::{Handle, Schedule};
+use fibra::Handle;
 use util::{net_schedule, peer, run_all};
 
 fn options(write_through: bool) -> ListenOptions {
@@ -29,7 +29,7 @@ fn options(write_through: bool) -> ListenOptions {
 fn serve(
     options: ListenOptions,
     body: impl FnOnce(&Handle, Conn) + 'static,
-) -> (Schedule, SocketAddr) {
+) -> (util::TestSchedule, SocketAddr) {
     let mut s = net_schedule();
     let addr = Rc::new(RefCell::new(None));
     let addr_out = addr.clone();

@@ -25,7 +25,7 @@ fn backoff() -> Backoff {
 
 /// A network schedule, a listener for the back end, and a pool of `size` connections to it
 /// (not started).
-fn setup(size: usize) -> (Schedule, Listener, Pool) {
+fn setup(size: usize) -> (util::TestSchedule, Listener, Pool) {
     let s = util::net_schedule();
     let listener = util::listen(&s);
     let pool = Pool::new(listener.local_addr(), ConnOptions::new(), backoff(), size);
@@ -98,7 +98,7 @@ fn a_back_end_down_at_start_is_waited_for_and_used_once_up() {
     let mut s = util::net_schedule();
     let addr = free_port();
     let pool = Pool::new(addr, ConnOptions::new(), backoff(), 2);
-    pool.start(&mut s).unwrap();
+    pool.start(&mut *s).unwrap();
     assert!(
         pool.is_running(),
         "building and starting never wait for the back end"

@@ -164,7 +164,7 @@ fn a_failed_first_connect_is_retried_until_a_server_comes() {
     let mut s = util::net_schedule();
     let addr = free_addr();
     let (client, log) = client_of(addr, quick());
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     util::run_until(&mut s, "a few failed attempts", || client.failures() >= 3);
     assert_eq!(client.connections(), 0);
     assert!(
@@ -189,7 +189,7 @@ fn the_client_comes_back_after_its_server_restarts() {
     let (sides, _, _) = Sides::new(Mode::Echo, false);
     let first = serve(&mut s, addr, sides);
     let (client, log) = client_of(addr, quick());
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     util::run_until(&mut s, "the first connection", || {
         count(&log, "frame ooxx") == 1
     });
@@ -217,7 +217,7 @@ fn waits_grow_against_a_server_that_closes_at_once_and_reset_after_a_stable_conn
     serve(&mut s, addr, sides);
     let backoff = quick();
     let (client, log) = client_of(addr, backoff.clone());
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     let mut waits_seen = 0;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(400) {
@@ -266,7 +266,7 @@ fn stop_works_in_every_state() {
     assert_eq!(client.state(), ClientState::Stopped);
 
     // Connecting: stopped before its connect completes; no connection comes of it.
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     assert!(matches!(client.state(), ClientState::Connecting { .. }));
     client.stop();
     s.run_for(Duration::from_millis(50)).unwrap();
@@ -275,7 +275,7 @@ fn stop_works_in_every_state() {
     assert_eq!(count(&log, "made"), 0);
 
     // Connected: its protocol is told it was killed, and the server sees the connection end.
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     util::run_until(&mut s, "the connection", || count(&log, "frame ooxx") == 1);
     client.stop();
     util::run_until(&mut s, "the client's loss", || count(&log, "lost") == 1);
@@ -291,7 +291,7 @@ fn stop_works_in_every_state() {
 
     // Waiting: against nothing, stopped during a wait; it never tries again.
     let (waiting, _) = client_of(free_addr(), quick());
-    waiting.start(&mut s).unwrap();
+    waiting.start(&mut *s).unwrap();
     util::run_until(&mut s, "a wait", || {
         matches!(waiting.state(), ClientState::Waiting { .. })
     });
@@ -308,7 +308,7 @@ fn stop_works_in_every_state() {
 fn a_client_gives_up_after_its_attempt_limit() {
     let mut s = util::net_schedule();
     let (client, _) = client_of(free_addr(), quick().with_max_attempts(Some(3)));
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     util::run_until(&mut s, "giving up", || {
         client.state() == ClientState::GaveUp
     });
@@ -386,7 +386,7 @@ fn events_tell_each_failed_connect_and_each_wait_then_the_connection() {
         .with_seed(3);
     let (client, log) = client_of(addr, backoff);
     let events = events_of(&client);
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     util::run_until(&mut s, "three failed connects", || {
         heard(&events, "failed") >= 3
     });
@@ -437,7 +437,7 @@ fn a_panicking_event_callback_does_not_stop_the_client() {
         c.set(c.get() + 1);
         panic!("a careless callback");
     });
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     util::run_until(&mut s, "two failed attempts", || client.failures() >= 2);
     assert!(client.is_running());
     assert!(calls.get() >= 4, "still called: {}", calls.get());
@@ -461,7 +461,7 @@ fn waits_of_duration_max_mean_wait_until_stopped() {
     );
     let (client, _log) = client_of(addr, backoff);
     let events = events_of(&client);
-    client.start(&mut s).unwrap();
+    client.start(&mut *s).unwrap();
     // `Instant::now() + wait` panicked here.
     util::run_until(&mut s, "the wait after the refused connect", || {
         matches!(client.state(), ClientState::Waiting { .. })

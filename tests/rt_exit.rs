@@ -46,6 +46,7 @@ fn block_on_returns_when_main_ends_and_leaves_the_others_running() {
 
 #[test]
 fn block_on_says_how_main_ended_when_it_did_not_return() {
+    util::panics_expected();
     let mut s = schedule();
     let err = s
         .block_on(|_| -> u32 { panic!("cannot read the config") })
@@ -82,6 +83,7 @@ fn block_on_reports_a_main_that_can_never_wake() {
 
 #[test]
 fn the_host_reads_the_exit_of_the_tasklets_it_watches() {
+    util::panics_expected();
     let mut s = schedule();
     let finishes = s.spawn(|h| h.sleep(Duration::from_millis(1))).unwrap();
     let panics = s.spawn(|_| panic!("on purpose")).unwrap();
@@ -117,6 +119,7 @@ fn the_host_reads_the_exit_of_the_tasklets_it_watches() {
 
 #[test]
 fn a_watched_exit_is_kept_when_its_slot_is_reused() {
+    util::panics_expected();
     let mut s = schedule();
     let first = s.spawn(|_| {}).unwrap();
     s.watch_exit(first);
@@ -134,6 +137,7 @@ const CHILD: &str = "FIBRA_RT_EXIT_CHILD";
 
 #[test]
 fn a_panic_report_names_its_tasklet_without_a_logger() {
+    util::panics_expected();
     if std::env::var(CHILD).as_deref() == Ok("panic") {
         // No logger in this process.
         let mut s = schedule();

@@ -67,7 +67,7 @@ impl<const N: usize> Serves<Wait<N>> for Gate<N> {
     }
 }
 
-fn gates() -> Schedule {
+fn gates() -> util::TestSchedule {
     let mut s = util::schedule();
     s.add_plugin(Gate::<1>::default()).unwrap();
     s.add_plugin(Gate::<2>::default()).unwrap();
@@ -197,6 +197,7 @@ fn killing_a_selecting_tasklet_withdraws_every_op_and_nothing_answers_it_later()
 
 #[test]
 fn a_select_that_cannot_be_served_panics_its_tasklet_saying_why() {
+    util::panics_expected();
     let mut s = gates();
     let same = s
         .spawn(|h| {
@@ -229,7 +230,7 @@ fn a_select_that_cannot_be_served_panics_its_tasklet_saying_why() {
 }
 
 /// A schedule with the tasks and network plugins, and a listener on a free port.
-fn listening() -> (Schedule, fibra::net::Listener) {
+fn listening() -> (util::TestSchedule, fibra::net::Listener) {
     let s = util::net_schedule();
     let listener = util::listen(&s);
     (s, listener)
@@ -295,6 +296,7 @@ fn a_receive_withdrawn_by_a_sleep_loses_no_data() {
 
 #[test]
 fn a_park_arm_completes_on_an_unpark_and_withdraws_the_other_op() {
+    util::panics_expected();
     let mut s = gates();
     let id = s
         .spawn(|h| assert_eq!(h.select(Wait::<1>, Park), Either::Second(())))

@@ -112,7 +112,7 @@ fn notify_reaches_one_several_or_all_in_order_and_the_deaf_ignore_it() {
     );
     assert_eq!(service.len(), 4);
 
-    service.start_all(&mut s).unwrap();
+    service.start_all(&mut *s).unwrap();
     assert!(service
         .names()
         .all(|n| service.get(n).unwrap().is_running()));
@@ -221,7 +221,7 @@ fn a_waiting_client_hands_notifications_to_its_factory_and_a_server_starts_once(
 
     // A server starts once: a stopped one's listener is closed.
     server.stop();
-    let err = server.start(&mut s).unwrap_err();
+    let err = server.start(&mut *s).unwrap_err();
     assert!(matches!(err, NetError::NotStartable { .. }), "{err}");
     service.stop_all();
     s.run_for(Duration::from_millis(20)).unwrap();
@@ -242,7 +242,7 @@ fn a_member_that_is_not_running_misses_notifications() {
     );
     service.add("a", server.clone()).unwrap();
     assert_eq!(service.notify("a", "too early").unwrap(), 0, "not started");
-    server.start(&mut s).unwrap();
+    server.start(&mut *s).unwrap();
     assert_eq!(
         service.notify("a", "on time").unwrap(),
         1,

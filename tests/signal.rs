@@ -36,7 +36,7 @@ fn blocked(signal: Signal) -> bool {
     }
 }
 
-fn schedule(plugin: SignalPlugin) -> Schedule {
+fn schedule(plugin: SignalPlugin) -> util::TestSchedule {
     let mut s = util::schedule();
     s.add_plugin(plugin).unwrap();
     s

@@ -70,12 +70,38 @@ fn no_panics() {
     );
 }
 
+/// A test's schedule: a [`Schedule`] that, when the test is done with it, fails the test if
+/// anything panicked on its thread meanwhile (a tasklet's failed assertion ends that tasklet
+/// alone; [`panics_expected`] for a test whose tasklets panic on purpose).
+pub(crate) struct TestSchedule(Schedule);
+
+impl std::ops::Deref for TestSchedule {
+    type Target = Schedule;
+    fn deref(&self) -> &Schedule {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for TestSchedule {
+    fn deref_mut(&mut self) -> &mut Schedule {
+        &mut self.0
+    }
+}
+
+impl Drop for TestSchedule {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            no_panics();
+        }
+    }
+}
+
 /// A schedule with the tasks plugin.
-pub(crate) fn schedule() -> Schedule {
+pub(crate) fn schedule() -> TestSchedule {
     count_panics();
     let mut s = Schedule::new();
     s.add_plugin(TasksPlugin::new()).unwrap();
-    s
+    TestSchedule(s)
 }
 
 /// Counts its drops in a shared cell: proves destructors ran, and ran once.
@@ -88,7 +114,7 @@ impl Drop for DropCounter {
 }
 
 /// A schedule with the tasks and network plugins.
-pub(crate) fn net_schedule() -> Schedule {
+pub(crate) fn net_schedule() -> TestSchedule {
     let mut s = schedule();
     s.add_plugin(fibra::net::NetPlugin::new().unwrap()).unwrap();
     s

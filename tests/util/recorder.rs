@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use fibra::net::{ConnOptions, Ended, Factory, ListenOptions, Lost, Protocol, Server, Transport};
-use fibra::rt::{Handle, Schedule};
+use fibra::rt::Handle;
 use fibra::tasks::TasksExt;
 
 /// What the protocols of one test saw, in order, per connection.
@@ -50,7 +50,11 @@ impl Protocol for Recorder {
                 let _ = t.send_and_close(b"goodbye");
             }
             "abort" => t.abort(),
-            "panic" => panic!("asked to"),
+            "panic" => {
+                // On purpose: the test checks that it ends this connection alone.
+                super::panics_expected();
+                panic!("asked to")
+            }
             "deadline" => t.set_read_deadline(Some(Duration::from_millis(100))),
             "slow" => {
                 h.sleep(Duration::from_millis(150)); // parks: this connection pauses
@@ -100,7 +104,7 @@ impl Factory for Recorders {
 
 /// A started server of [`Recorder`]s and what a test reads of it.
 pub(crate) struct Setup {
-    pub(crate) s: Schedule,
+    pub(crate) s: super::TestSchedule,
     pub(crate) server: Server,
     pub(crate) addr: SocketAddr,
     pub(crate) log: Log,
@@ -128,7 +132,7 @@ pub(crate) fn setup(max_frame: usize, stackless: bool) -> Setup {
     } else {
         Server::new(listener, factory)
     };
-    server.start(&mut s).unwrap();
+    server.start(&mut *s).unwrap();
     Setup {
         s,
         server,

@@ -31,7 +31,11 @@ impl WsHandler for Echo {
                 h.sleep(Duration::from_millis(150));
                 ws.send_text("slow done").unwrap();
             }
-            "panic" => panic!("asked to"),
+            "panic" => {
+                // On the server's thread, on purpose.
+                super::panics_expected();
+                panic!("asked to")
+            }
             "quit" => {
                 let _ = ws.close(h, CloseCode::NORMAL, "bye");
             }
