@@ -476,3 +476,95 @@ fn an_answer_takes_the_held_output_with_it() {
     .unwrap();
     run_all(&mut s, 20);
 }
+
+/// A room (a `Group`) whose members all talk, under a delay that does not end during the
+/// test: a member's held output is not released by a room's batch, though the member spoke
+/// since its last write (only a direct send, an answer, does). Before, every line a member
+/// said got it a write of its own: the delay's batching undone for talkers.
+#[test]
+fn a_talking_members_room_output_stays_held() {
+    const MEMBERS: usize = 4;
+    const LINES: usize = 50;
+    let mut s = net_schedule();
+    let said = std::rc::Rc::new(std::cell::Cell::new(0));
+    let welcomed = std::rc::Rc::new(std::cell::Cell::new(false));
+    let (counted, all_held) = (said.clone(), welcomed.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.spawn(move |h| {
+        let listener = listen_with_delay(h, FOREVER);
+        tx.send(listener.local_addr()).unwrap();
+        let room = fibra::net::Group::new();
+        let mut members = Vec::new();
+        for _ in 0..MEMBERS {
+            let (conn, _) = h.accept(&listener).unwrap();
+            room.add(&conn).unwrap();
+            members.push(conn);
+        }
+        for conn in &members {
+            write_first(h, conn);
+        }
+        // Within the delay of each member's last write: held, every member.
+        room.send_frame(b"welcome").unwrap();
+        h.yield_now();
+        all_held.set(true);
+        for conn in members {
+            let (room, said) = (room.clone(), counted.clone());
+            h.spawn_detached(move |h| loop {
+                let line = h.receive(&conn).unwrap();
+                if line == b"bye" {
+                    h.flush(&conn).unwrap();
+                    h.close(&conn).unwrap();
+                    return;
+                }
+                room.send_frame(&line).unwrap();
+                said.set(said.get() + 1);
+            })
+            .unwrap();
+        }
+    })
+    .unwrap();
+    s.tick().unwrap();
+    let addr = rx.recv().unwrap();
+    let (mut talk, mut bye) = (Vec::new(), Vec::new());
+    let clients: Vec<_> = (0..MEMBERS)
+        .map(|i| {
+            let (talk_tx, talk_rx) = std::sync::mpsc::channel::<()>();
+            let (bye_tx, bye_rx) = std::sync::mpsc::channel::<()>();
+            talk.push(talk_tx);
+            bye.push(bye_tx);
+            peer(addr, move |mut stream| {
+                talk_rx.recv().unwrap();
+                for k in 0..LINES {
+                    stream.write_all(format!("{i} {k}\n").as_bytes()).unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                bye_rx.recv().unwrap();
+                stream.write_all(b"bye\n").unwrap();
+                let mut all = String::new();
+                stream.read_to_string(&mut all).unwrap();
+                all.lines().count()
+            })
+        })
+        .collect();
+    util::run_until(&mut s, "every member held", || welcomed.get());
+    let before = net_stats(&s).writes;
+    for t in talk {
+        t.send(()).unwrap();
+    }
+    util::run_until(&mut s, "the lines said", || said.get() == MEMBERS * LINES);
+    let writes = net_stats(&s).writes - before;
+    assert_eq!(
+        writes,
+        0,
+        "{writes} writes for {} lines said in a room of {MEMBERS}, all held",
+        MEMBERS * LINES
+    );
+    for b in bye {
+        b.send(()).unwrap();
+    }
+    run_all(&mut s, 20);
+    for client in clients {
+        // first, welcome, and every line said.
+        assert_eq!(client.join().unwrap(), 2 + MEMBERS * LINES);
+    }
+}

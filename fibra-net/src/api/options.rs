@@ -132,12 +132,14 @@ impl ConnOptions {
     /// delay, output queued less than `delay` after the connection's last write waits until
     /// `delay` after it, and everything queued meanwhile leaves in one write; output for a
     /// connection that was quiet longer, or that received bytes since its last write, goes
-    /// at once. So a connection that is only sent to is written about once per delay (the
-    /// timers are grouped to the millisecond), no byte waits longer than the delay, and a
-    /// request–response exchange waits not at all. Output of 16 KiB or more (or half the send
-    /// limit), a [`flush`](crate::NetExt::flush), a close, and a full socket draining are
-    /// never held back. Like Nagle's algorithm, but bounded in time and under the program's
-    /// control.
+    /// at once (a send to it then takes output already held with it; a
+    /// [`Group`](crate::Group)'s batch does not, so a room whose members all talk is still
+    /// written about once per delay). So a connection that is only sent to is written about
+    /// once per delay (the timers are grouped to the millisecond), no byte waits longer than
+    /// the delay, and a request–response exchange waits not at all. Output of 16 KiB or more
+    /// (or half the send limit), a [`flush`](crate::NetExt::flush), a close, and a full
+    /// socket draining are never held back. Like Nagle's algorithm, but bounded in time and
+    /// under the program's control.
     ///
     /// ```
     /// use std::time::Duration;

@@ -385,7 +385,7 @@ impl Table {
                 // the segment is not empty, so the member gets something).
                 c.output.push_shared(&segment, &mut self.pool);
                 delivered += 1;
-                self.schedule_write(m.key);
+                self.schedule_write_as(m.key, false);
                 continue;
             }
             let before = c.output.queued();
@@ -405,7 +405,7 @@ impl Table {
             }
             if c.output.queued() > before {
                 delivered += 1;
-                self.schedule_write(m.key);
+                self.schedule_write_as(m.key, false);
             }
         }
         skips.clear();

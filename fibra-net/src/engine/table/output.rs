@@ -263,6 +263,13 @@ impl Table {
     /// New output was queued: write it at the end of the round, or hold it for the flush
     /// delay.
     pub(super) fn schedule_write(&mut self, key: Key) {
+        self.schedule_write_as(key, true);
+    }
+
+    /// [`schedule_write`](Self::schedule_write); `answer_releases`: a send made since the
+    /// peer spoke takes held output with it (a direct send; not a group's batch, which a
+    /// talking member would otherwise get in a write of its own per line it says).
+    pub(super) fn schedule_write_as(&mut self, key: Key, answer_releases: bool) {
         let (epoch, round_time) = (self.epoch, self.round_time);
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
@@ -293,7 +300,7 @@ impl Table {
             // (the peer spoke since the last write), which takes the held output with it.
             if c.output.buf.len() >= hold_limit
                 || c.options.flush_delay.is_zero()
-                || c.output.last_write.is_none()
+                || (answer_releases && c.output.last_write.is_none())
             {
                 self.mark_dirty(key);
             }

@@ -182,7 +182,11 @@ impl Table {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let timers = self.timers.next_deadline();
+        match (timers, self.worker_retry_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -47,6 +47,10 @@ use crate::engine::shared::Shared;
 /// The most workers that wait for a job; a worker that finds none and this many waiting ends.
 pub(crate) const IDLE_WORKERS: usize = 4;
 
+/// How soon a worker that could not be started (no stack) is tried again while jobs wait in
+/// line: their input edges are spent, so nothing else may end the schedule's wait.
+const WORKER_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The most jobs a worker takes from the line in a row without yielding.
 const AT_ONCE: usize = 64;
 
@@ -167,9 +171,9 @@ pub(super) struct Watches {
     waited: bool,
     /// A worker took a job from the line since the last round's end.
     taken: bool,
-    /// The last worker could not be started (no stack): the next round tries again, but
-    /// only when something else ends the wait (no round at once, which would spin).
-    start_failed: bool,
+    /// When the last worker could not be started (no stack): a round tries again
+    /// [`WORKER_RETRY`] later (`Table::next_deadline`), not at once, which would spin.
+    start_failed: Option<std::time::Instant>,
 }
 
 impl Watches {
@@ -336,7 +340,7 @@ impl Table {
         let counted = Counted::new(&w.count);
         let shared = self.me.clone();
         let started = cx.spawn(options, move |h| worker(h, counted, shared));
-        w.start_failed = started.is_err();
+        w.start_failed = started.is_err().then(|| cx.now());
         if let Err(e) = started {
             log::warn!(target: "fibra_net",
                 "no tasklet for connections' input ({e}); trying again next round");
@@ -374,8 +378,18 @@ impl Table {
     /// parked for their peers' answers: seconds).
     pub(super) fn workers_need_tending(&self) -> bool {
         let w = &self.watches;
-        (!w.ready.is_empty() && w.count.starting.get() == 0 && !w.start_failed)
+        (!w.ready.is_empty() && w.count.starting.get() == 0 && w.start_failed.is_none())
             || (w.nothing_to_wait_for() && !w.idle.is_empty())
+    }
+
+    /// When a round must come to retry a worker that could not be started while jobs wait in
+    /// line (nothing else may end the wait: their input edges are spent).
+    pub(super) fn worker_retry_at(&self) -> Option<std::time::Instant> {
+        let w = &self.watches;
+        if w.ready.is_empty() {
+            return None;
+        }
+        w.start_failed.and_then(|at| at.checked_add(WORKER_RETRY))
     }
 
     /// A worker asks for its next job: the first waiting, or it waits (at most
