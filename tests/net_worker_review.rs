@@ -246,6 +246,83 @@ fn a_worker_killed_before_its_first_step_leaves_no_job_waiting_for_ever() {
 
 const CHILD: &str = "FIBRA_WORKER_REVIEW_CHILD";
 
+/// Limits this process's address space to what it maps now and a little more (`tight`), so
+/// that no tasklet stack can be mapped, or lifts the limit.
+fn limit_address_space(tight: bool) {
+    let cur = match tight {
+        true => {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+            let pages: u64 = statm.split_whitespace().next().unwrap().parse().unwrap();
+            pages * 4096 + 64 * 1024
+        }
+        false => libc::RLIM_INFINITY,
+    };
+    let rlim = libc::rlimit {
+        rlim_cur: cur,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlim) }, 0);
+}
+
+/// For a child process (it limits its memory): a connection watched by a job, no tasklet
+/// left, then no stack can be mapped, then the peer's line comes: the job fires with no
+/// worker to start. Returns the schedule, whether the job ran, and the peer's thread (to
+/// keep while the schedule runs).
+fn a_job_fired_without_a_stack() -> (
+    Schedule,
+    Rc<std::cell::Cell<bool>>,
+    std::thread::JoinHandle<()>,
+) {
+    use fibra::net::ops::{Connect, InputJob, OnInput, Tried, TryReceive};
+    use fibra::net::{Conn, ConnOptions};
+    let _ = env_logger::Builder::new()
+        .filter_module("fibra_net", log::LevelFilter::Warn)
+        .try_init();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        go_rx.recv().unwrap();
+        c.write_all(b"late\n").unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let mut s = Schedule::builder()
+        .stack_size(256 * 1024)
+        .stack_pool_cap(0)
+        .build();
+    s.add_plugin(fibra::tasks::TasksPlugin::new()).unwrap();
+    s.add_plugin(fibra::net::NetPlugin::new().unwrap()).unwrap();
+    let seen = Rc::new(std::cell::Cell::new(false));
+    fn job(conn: Conn, seen: Rc<std::cell::Cell<bool>>) -> Box<dyn InputJob> {
+        Box::new(move |h: &Handle| {
+            if let Tried::Frame(_) = h.yield_op(TryReceive::into_buf(&conn, Vec::new())) {
+                seen.set(true);
+            }
+        })
+    }
+    let s2 = seen.clone();
+    s.spawn(move |h| {
+        let conn = h.yield_op(Connect::new(addr, ConnOptions::new())).unwrap();
+        // Drained first (nothing came yet): the watch is armed without firing.
+        let _ = h.yield_op(TryReceive::into_buf(&conn, Vec::new()));
+        h.yield_op(OnInput::new(&conn, "watch", job(conn.clone(), s2)))
+            .unwrap();
+    })
+    .unwrap();
+    // The connect, then the watch alone (no tasklet left).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.is_empty() {
+        assert!(Instant::now() < deadline);
+        s.tick_within(Duration::from_millis(5)).unwrap();
+    }
+    assert_eq!(util::net_stats(&s).watching, 1);
+    limit_address_space(true);
+    go_tx.send(()).unwrap();
+    (s, seen, peer)
+}
+
 /// No stack can be mapped when a watch fires: the job goes to the ready queue, and the
 /// watch count (`NetPlugin::has_work`) no longer counts it. With no tasklet left, `run_for`
 /// returns "no work left" at once while the job waits, never run nor dropped (its
@@ -254,60 +331,7 @@ const CHILD: &str = "FIBRA_WORKER_REVIEW_CHILD";
 #[test]
 fn run_does_not_end_while_a_fired_job_waits_for_a_worker() {
     if std::env::var(CHILD).as_deref() == Ok("enomem") {
-        use fibra::net::ops::{Connect, InputJob, OnInput, Tried, TryReceive};
-        use fibra::net::{Conn, ConnOptions};
-        let _ = env_logger::Builder::new()
-            .filter_module("fibra_net", log::LevelFilter::Warn)
-            .try_init();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let peer = std::thread::spawn(move || {
-            let (mut c, _) = listener.accept().unwrap();
-            go_rx.recv().unwrap();
-            c.write_all(b"late\n").unwrap();
-            std::thread::sleep(Duration::from_secs(5));
-        });
-        let mut s = Schedule::builder()
-            .stack_size(256 * 1024)
-            .stack_pool_cap(0)
-            .build();
-        s.add_plugin(fibra::tasks::TasksPlugin::new()).unwrap();
-        s.add_plugin(fibra::net::NetPlugin::new().unwrap()).unwrap();
-        let seen = Rc::new(std::cell::Cell::new(false));
-        fn job(conn: Conn, seen: Rc<std::cell::Cell<bool>>) -> Box<dyn InputJob> {
-            Box::new(move |h: &Handle| {
-                if let Tried::Frame(_) = h.yield_op(TryReceive::into_buf(&conn, Vec::new())) {
-                    seen.set(true);
-                }
-            })
-        }
-        let s2 = seen.clone();
-        s.spawn(move |h| {
-            let conn = h.yield_op(Connect::new(addr, ConnOptions::new())).unwrap();
-            // Drained first (nothing came yet): the watch is armed without firing.
-            let _ = h.yield_op(TryReceive::into_buf(&conn, Vec::new()));
-            h.yield_op(OnInput::new(&conn, "watch", job(conn.clone(), s2)))
-                .unwrap();
-        })
-        .unwrap();
-        // The connect, then the watch alone (no tasklet left).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !s.is_empty() {
-            assert!(Instant::now() < deadline);
-            s.tick_within(Duration::from_millis(5)).unwrap();
-        }
-        assert_eq!(util::net_stats(&s).watching, 1);
-        // From here no stack can be mapped.
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: u64 = statm.split_whitespace().next().unwrap().parse().unwrap();
-        let rlim = libc::rlimit {
-            rlim_cur: pages * 4096 + 64 * 1024,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        // SAFETY: setrlimit with a valid struct.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlim) }, 0);
-        go_tx.send(()).unwrap();
+        let (mut s, seen, peer) = a_job_fired_without_a_stack();
         let started = Instant::now();
         let left = s.run_for(Duration::from_secs(2)).unwrap();
         println!(
@@ -331,5 +355,54 @@ fn run_does_not_end_while_a_fired_job_waits_for_a_worker() {
     assert!(
         !out.contains("STRANDED"),
         "run_for ended with a fired job never run: {out}"
+    );
+}
+
+/// The job's worker could not be started, and no other event is coming: the schedule keeps a
+/// deadline to try again, and the job runs once stacks can be mapped (before, a quiet
+/// schedule slept in its poller for good: `run` never ran it).
+#[test]
+fn a_job_whose_worker_could_not_start_runs_once_stacks_are_back() {
+    if std::env::var(CHILD).as_deref() == Ok("retry") {
+        let (mut s, seen, peer) = a_job_fired_without_a_stack();
+        // The job fires; its worker cannot be started.
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            s.tick_within(Duration::from_millis(5)).unwrap();
+        }
+        let failed_start = !seen.get();
+        limit_address_space(false);
+        // Nothing else will happen on this schedule: it must know when to try again.
+        let retry = s.next_deadline();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !seen.get() && Instant::now() < until {
+            s.tick_within(Duration::from_secs(1)).unwrap();
+        }
+        println!(
+            "failed start {failed_start}; a deadline to retry {}; the job ran {}",
+            retry.is_some(),
+            seen.get()
+        );
+        if !failed_start {
+            println!("NO FAILED START");
+        } else if retry.is_none() || !seen.get() {
+            println!("STRANDED");
+        }
+        drop(peer);
+        std::process::exit(0);
+    }
+    let (ok, out) = util::run_in_child(
+        "a_job_whose_worker_could_not_start_runs_once_stacks_are_back",
+        (CHILD, "retry"),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("NO FAILED START"),
+        "the worker's start did not fail: the scenario did not happen: {out}"
+    );
+    assert!(
+        !out.contains("STRANDED") && out.contains("the job ran true"),
+        "a quiet schedule had no deadline to start the job's worker again: {out}"
     );
 }
