@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use fibra::http::{Limits, Response, Router};
+use fibra::http::{Limits, Message, Response, Router};
 use fibra::rt::Schedule;
 use fibra::tasks::TasksExt;
 use util::{Served, ServerThread};
@@ -60,6 +60,11 @@ fn start() -> ServerThread<()> {
                 })
                 .get("/big", |_h, _req| {
                     Response::new(200).body(vec![b'x'; 256 * 1024])
+                })
+                .websocket("/ws", |h, _req, ws| {
+                    while let Ok(Message::Text(text)) = ws.receive(h) {
+                        let _ = ws.send_text(&text);
+                    }
                 })
                 .with_limits(limits()),
         );
@@ -487,4 +492,48 @@ fn an_http_1_0_keep_alive_is_answered_with_keep_alive() {
     assert_eq!(body, b"A");
     c.write_all(request).unwrap();
     assert_eq!(response(&mut c).2, b"A");
+}
+
+/// Sends `request` on a fresh connection and reads all it gives until the server closes it.
+fn exchange(server: &ServerThread<()>, request: &[u8]) -> String {
+    let mut c = client(server);
+    c.write_all(request).unwrap();
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all);
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// RFC 9110 §9.3.2: an answer to HEAD carries no content, the refusals and the 500 of a
+/// panicking handler included (they carried their status text).
+#[test]
+fn a_head_request_is_never_answered_with_a_body() {
+    let server = start();
+    for request in [
+        &b"HEAD /panic HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"HEAD /ws HTTP/1.0\r\n\r\n",
+        b"HEAD /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel",
+    ] {
+        let text = exchange(&server, request);
+        let end = text
+            .find("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head: {text}"))
+            + 4;
+        assert_eq!(&text[end..], "", "a body after a HEAD's answer: {text}");
+    }
+    server.stop();
+}
+
+/// RFC 9112 §3.2.2: a server accepts a target in absolute form, routed by its path.
+#[test]
+fn an_absolute_form_target_is_routed_by_its_path() {
+    let server = start();
+    for request in [
+        "GET http://x/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET HTTP://x\u{e9}/a?q HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let text = exchange(&server, request.as_bytes());
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("\r\n\r\nA"), "{text}");
+    }
+    server.stop();
 }

@@ -33,9 +33,19 @@ impl Request {
         self.tls
     }
 
-    /// The target's path, without its query.
+    /// The target's path, without its query (of a target in absolute form,
+    /// `http://host/path`, the path alone: RFC 9112 §3.2.2).
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        let path = self.target.split('?').next().unwrap_or("");
+        for scheme in ["http://", "https://"] {
+            let prefix = path.as_bytes().get(..scheme.len());
+            if prefix.is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes())) {
+                // The prefix is ASCII: `scheme.len()` is a char boundary.
+                let rest = &path[scheme.len()..];
+                return rest.find('/').map_or("/", |slash| &rest[slash..]);
+            }
+        }
+        path
     }
 
     /// The target's query, after `?`.

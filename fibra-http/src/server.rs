@@ -181,7 +181,15 @@ fn send(h: &Handle, conn: &Conn, bytes: &[u8], timeout: Duration) -> bool {
     }
 }
 
-fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16, limits: &Limits) -> Next {
+/// Answers `status` and closes; `head`: the request was a `HEAD` (no body, RFC 9110 §9.3.2).
+fn refuse(
+    h: &Handle,
+    conn: &Conn,
+    out: &mut Vec<u8>,
+    status: u16,
+    limits: &Limits,
+    head: bool,
+) -> Next {
     log::debug!(target: "fibra_http", "answered {status} to {:?}", conn.peer_addr());
     answer(
         h,
@@ -189,7 +197,7 @@ fn refuse(h: &Handle, conn: &Conn, out: &mut Vec<u8>, status: u16, limits: &Limi
         out,
         &Response::error(status),
         CLOSE,
-        false,
+        head,
         limits.send_timeout,
     );
     Next::Close
@@ -224,15 +232,16 @@ fn one_request(
             Ok(None) => match reader.fill(h, conn, limits.max_head, deadline) {
                 Ok(()) => {}
                 Err(ReadEnd::TimedOut) if first || !reader.pending().is_empty() => {
-                    return refuse(h, conn, out, 408, limits);
+                    return refuse(h, conn, out, 408, limits, false);
                 }
                 Err(_) => return Next::Close,
             },
-            Err(status) => return refuse(h, conn, out, status, limits),
+            Err(status) => return refuse(h, conn, out, status, limits, false),
         }
     };
     reader.consume(len);
     request.tls = tls;
+    let head = request.method == "HEAD";
     // The body.
     let body_deadline = fibra_rt::time::now().checked_add(limits.head_timeout);
     let expects_body = body != BodyLength::Exactly(0);
@@ -256,7 +265,7 @@ fn one_request(
     };
     request.body = match body {
         Ok(body) => body,
-        Err(status) => return refuse(h, conn, out, status, limits),
+        Err(status) => return refuse(h, conn, out, status, limits, head),
     };
     // The answer.
     let keep_alive = request.keep_alive();
@@ -266,13 +275,12 @@ fn one_request(
         (true, 0) => Some("keep-alive"),
         (true, _) => None,
     };
-    let head = request.method == "HEAD";
     let response = match router.find(&request.method, request.path()) {
         Ok(Route::Http(handler)) => match h.catch_panic(|| handler(h, &request)) {
             Ok(response) => response,
             Err(_) => {
                 log::error!(target: "fibra_http", "the handler of {} panicked", request.target);
-                return refuse(h, conn, out, 500, limits);
+                return refuse(h, conn, out, 500, limits, head);
             }
         },
         Ok(Route::WebSocket(handler)) => {
@@ -318,22 +326,15 @@ fn upgrade(
     let timeout = router.limits.send_timeout;
     // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request (an HTTP/1.0 client
     // could not take the 101).
+    let head = request.method == "HEAD";
     if request.minor_version == 0 {
-        answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
+        answer(h, conn, out, &Response::error(400), CLOSE, head, timeout);
         return false;
     }
     // §4.1: the handshake is a GET (the router serves HEAD by a GET route).
     if request.method != "GET" {
         let response = Response::error(405).header("Allow", "GET");
-        answer(
-            h,
-            conn,
-            out,
-            &response,
-            CLOSE,
-            request.method == "HEAD",
-            timeout,
-        );
+        answer(h, conn, out, &response, CLOSE, head, timeout);
         return false;
     }
     if !request.header_has_token("upgrade", "websocket")
