@@ -177,6 +177,21 @@ fn write_failure(output: &mut Output, peer: SocketAddr, e: &std::io::Error) -> O
     }
 }
 
+/// Output this large or larger is never held by the flush delay.
+fn hold_limit(c: &ConnEntry) -> usize {
+    HOLD_LIMIT.min(c.options.send_limit / 2)
+}
+
+/// When output held by the flush delay is due: `delay` after the last write, to the
+/// timers' grain; `None` when nothing was written since the peer spoke, or past what the
+/// clock can count.
+fn hold_due(c: &ConnEntry, epoch: Instant) -> Option<Instant> {
+    c.output
+        .last_write
+        .and_then(|t| t.checked_add(c.options.flush_delay))
+        .map(|at| flush_grain(epoch, at))
+}
+
 /// The socket of `c` (in slot `slot`, connected) has room: its queued output is written this
 /// round (`dirty`), unless held back by the flush delay, whose timer says when.
 pub(super) fn on_writable(c: &mut ConnEntry, slot: usize, dirty: &mut Vec<usize>) {
@@ -293,7 +308,7 @@ impl Table {
         // With a flush delay, output waits until `delay` after the last write: at most one
         // write per delay; nothing waits when the connection was quiet or its peer spoke
         // since.
-        let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
+        let hold_limit = hold_limit(c);
         if c.output.held {
             // Held (by a timer, or for good under a delay past the clock): only a large
             // output goes before it, or any once the delay was turned off, or an answer
@@ -306,11 +321,7 @@ impl Table {
             }
             return;
         }
-        let due = c
-            .output
-            .last_write
-            .and_then(|t| t.checked_add(c.options.flush_delay))
-            .map(|at| flush_grain(epoch, at));
+        let due = hold_due(c, epoch);
         let small = c.output.buf.len() < hold_limit;
         match (c.output.last_write, due) {
             (_, Some(at)) if at > round_time && small => {
@@ -345,13 +356,8 @@ impl Table {
         if !c.output.held {
             return;
         }
-        let hold_limit = HOLD_LIMIT.min(c.options.send_limit / 2);
-        let due = c
-            .output
-            .last_write
-            .and_then(|t| t.checked_add(c.options.flush_delay))
-            .map(|at| flush_grain(epoch, at));
-        if c.output.buf.len() >= hold_limit
+        let due = hold_due(c, epoch);
+        if c.output.buf.len() >= hold_limit(c)
             || c.options.flush_delay.is_zero()
             || due.is_some_and(|at| at <= fibra_rt::time::now())
         {

@@ -182,11 +182,12 @@ impl Table {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let timers = self.timers.next_deadline();
-        match (timers, self.worker_retry_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A worker to start again counts as a timer.
+        self.timers
+            .next_deadline()
+            .into_iter()
+            .chain(self.worker_retry_at())
+            .min()
     }
 }
 
