@@ -42,6 +42,14 @@ fuzz_target!(|input: &[u8]| {
                     assert_eq!(request.minor_version(), 1);
                 }
             }
+            // The path the router sees: a suffix of the target, without its query; of a
+            // target in absolute form, from its first `/` after the host.
+            let path = request.path();
+            assert!(!path.contains('?') && request.target().contains(path));
+            let lower = request.target().to_ascii_lowercase();
+            if lower.starts_with("http://") || lower.starts_with("https://") {
+                assert!(path.starts_with('/'), "{path:?} of {:?}", request.target());
+            }
             // The head alone parses the same; cut short, it is incomplete.
             let alone = parse_head(&data[..parsed.len], &limits).unwrap().unwrap();
             assert_eq!((alone.len, alone.body), (parsed.len, parsed.body));
