@@ -308,6 +308,14 @@ pub trait NetExt {
     /// once; a connection already lost returns at once.
     fn on_lost_connection(&self, conn: &Conn) -> Lost;
 
+    /// Waits until the connection is closed both ways, and says how its output ended:
+    /// [`Lost::Closed`] for a close (this tasklet's or another's), else the abort or the
+    /// failed write that ended it. After the peer's end of stream
+    /// ([`on_lost_connection`](Self::on_lost_connection) says [`Lost::Eof`] at once), the
+    /// connection may still send: this waits past it. A peer that resets a connection no
+    /// longer read is found by the next write. A connection already closed returns at once.
+    fn on_closed(&self, conn: &Conn) -> Lost;
+
     /// A [`std::io::Read`] + [`std::io::Write`] adapter, for synchronous libraries.
     fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a>;
 
@@ -494,6 +502,10 @@ impl NetExt for Handle {
 
     fn on_lost_connection(&self, conn: &Conn) -> Lost {
         self.yield_op(ops::OnLost::new(conn))
+    }
+
+    fn on_closed(&self, conn: &Conn) -> Lost {
+        self.yield_op(ops::OnClosed::new(conn))
     }
 
     fn io<'a>(&'a self, conn: &'a Conn) -> ConnIo<'a> {

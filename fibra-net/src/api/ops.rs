@@ -238,6 +238,14 @@ conn_op!(
     "Watch `conn`.",
     Lost
 );
+conn_op!(
+    /// Wait until the connection is closed both ways: its input ended (or was lost) and its
+    /// output ended too (a close written out, an abort, a failed write). Output: how its
+    /// output ended, [`Lost::Closed`] for a close. What a half-close kept open waits for.
+    OnClosed,
+    "Wait for `conn`'s close.",
+    Lost
+);
 
 /// Take the next frame if one is here now, never parking (for a connection served without a
 /// tasklet of its own while it is idle; see [`OnInput`]). Output: what was found.

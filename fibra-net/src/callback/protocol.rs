@@ -43,8 +43,13 @@ pub trait Protocol: 'static {
     fn frame_received(&mut self, h: &Handle, transport: &Transport, frame: &[u8]);
 
     /// The peer closed its side (a half-close), after its last frame. Return `true` to keep
-    /// the connection open for sending (close it later through the transport); the default,
-    /// `false`, closes it.
+    /// the connection open for sending; the default, `false`, closes it.
+    ///
+    /// A kept half-close stays open until the protocol closes or aborts it through the
+    /// transport (from a callback, a notification or another tasklet), its output fails (a
+    /// peer that reset is found by the next write), or its server stops; `connection_lost`
+    /// hears which. On a [`Server::stackless`](crate::Server::stackless), the session holds a
+    /// worker tasklet while it waits, as a callback that parks does.
     fn eof_received(&mut self, h: &Handle, transport: &Transport) -> bool {
         let _ = (h, transport);
         false

@@ -90,8 +90,8 @@ fn serve<P: Protocol>(
     if let Err(msg) = h.catch_panic(|| protocol.connection_made(h, transport)) {
         return Ended::Panicked(msg);
     }
-    // After a half-close the protocol chose to keep: no more receives, only notifications
-    // and the close it will ask for.
+    // After a half-close the protocol chose to keep: no more receives, only notifications,
+    // until the connection closes (the protocol's close or abort, a failed write).
     let mut half_closed = false;
     // The frames' buffer, reused: a steady stream of frames allocates nothing.
     let mut buf = Vec::new();
@@ -106,8 +106,11 @@ fn serve<P: Protocol>(
             return Ended::Lost(Lost::Closed);
         }
         if half_closed {
-            match h.select(crate::ops::OnLost::new(conn), Park) {
-                Either::First(lost) => return Ended::Lost(lost),
+            match h.select(crate::ops::OnClosed::new(conn), Park) {
+                Either::First(how) => {
+                    let closed = transport.close_requested();
+                    return Ended::Lost(if closed { Lost::Closed } else { how });
+                }
                 Either::Second(()) => continue,
             }
         }
@@ -120,7 +123,10 @@ fn serve<P: Protocol>(
             }
             Either::First(Err(e)) => match loss(&e) {
                 Lost::Eof => match h.catch_panic(|| protocol.eof_received(h, transport)) {
-                    Ok(true) => half_closed = true,
+                    Ok(true) => {
+                        transport.keep_half_close();
+                        half_closed = true;
+                    }
                     Ok(false) => {
                         let _ = h.close(conn);
                         return Ended::Lost(Lost::Eof);

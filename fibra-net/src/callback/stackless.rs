@@ -153,16 +153,28 @@ fn serve<P: Protocol>(h: &Handle, idle: &mut Idle<P>) -> Option<Ended> {
             }
             Tried::Failed(e) => {
                 return Some(match loss(&e) {
-                    // As a tasklet's session: a half-close kept open ends with the stream.
                     Lost::Eof => match h.catch_panic(|| protocol.eof_received(h, transport)) {
                         Ok(true) if transport.close_requested() => Ended::Lost(Lost::Closed),
-                        Ok(_) => Ended::Lost(Lost::Eof),
+                        Ok(true) => kept_half_close(h, transport),
+                        Ok(false) => Ended::Lost(Lost::Eof),
                         Err(msg) => Ended::Panicked(msg),
                     },
                     lost => Ended::Lost(lost),
                 });
             }
         }
+    }
+}
+
+/// The protocol kept the peer's half-close: its worker waits for the connection's close
+/// (the protocol's close or abort, a failed write), as a callback that parks keeps it.
+fn kept_half_close(h: &Handle, transport: &Transport) -> Ended {
+    transport.keep_half_close();
+    let how = h.on_closed(transport.conn());
+    if transport.close_requested() {
+        Ended::Lost(Lost::Closed)
+    } else {
+        Ended::Lost(how)
     }
 }
 

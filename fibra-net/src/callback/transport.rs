@@ -26,6 +26,8 @@ struct Inner {
     /// Who runs the session's callbacks.
     session: Driver,
     close_requested: Cell<bool>,
+    /// The protocol kept the peer's half-close: its session waits for the close.
+    half_closed: Cell<bool>,
     /// Tasklets killed when the connection ends, with their unparkers; ended ones are pruned.
     inner: RefCell<Vec<(JoinHandle<()>, Unparker)>>,
 }
@@ -68,6 +70,7 @@ impl Transport {
                 peer,
                 session,
                 close_requested: Cell::new(false),
+                half_closed: Cell::new(false),
                 inner: RefCell::new(Vec::new()),
             }),
         }
@@ -112,8 +115,11 @@ impl Transport {
         self.inner.close_requested.set(true);
         match &self.inner.session {
             Driver::Tasklet(session) => session.unpark(),
-            // Idle, no tasklet to wake: the close wakes its input watch.
-            Driver::Stackless { worker, .. } if worker.get().is_none() => {
+            // Idle, no tasklet to wake: the close wakes its input watch. A kept half-close
+            // waits for the connection's close on its worker: the close is that.
+            Driver::Stackless { worker, .. }
+                if worker.get().is_none() || self.inner.half_closed.get() =>
+            {
                 self.inner.conn.close();
             }
             Driver::Stackless { .. } => {}
@@ -174,6 +180,12 @@ impl Transport {
 
     pub(crate) fn close_requested(&self) -> bool {
         self.inner.close_requested.get()
+    }
+
+    /// The protocol kept the peer's half-close: the session now waits for the connection's
+    /// close ([`NetExt::on_closed`](crate::NetExt::on_closed)).
+    pub(crate) fn keep_half_close(&self) {
+        self.inner.half_closed.set(true);
     }
 
     /// The session ended: its inner tasklets are killed (without yielding: this may run in

@@ -14,8 +14,8 @@ use fibra_rt::{Context, Events, Plugin, Registry, Router, Serves, TaskletId};
 use crate::api::conn::{Conn, Listener};
 use crate::api::error::{Lost, NetError};
 use crate::api::ops::{
-    Abort, Accept, Adopt, Close, Connect, Drain, Flush, Listen, OnInput, OnLost, Receive, Tried,
-    TryReceive,
+    Abort, Accept, Adopt, Close, Connect, Drain, Flush, Listen, OnClosed, OnInput, OnLost, Receive,
+    Tried, TryReceive,
 };
 use crate::api::options::ListenOptions;
 use crate::api::stats::NetStats;
@@ -203,6 +203,7 @@ impl Plugin for NetPlugin {
             .op::<Close>()
             .op::<Abort>()
             .op::<OnLost>()
+            .op::<OnClosed>()
             .op::<TryReceive>()
             .op::<OnInput>()
             .op::<NextJob>();
@@ -436,6 +437,18 @@ impl Serves<Abort> for NetPlugin {
             self.shared.table.borrow_mut().abort(op.conn.key(), cx);
         }
         Poll::Ready(())
+    }
+}
+
+impl Serves<OnClosed> for NetPlugin {
+    fn submit(&mut self, op: OnClosed, from: TaskletId, _: &mut Context<'_>) -> Poll<Lost> {
+        if self.owns(op.conn.shared()).is_err() {
+            return Poll::Ready(Lost::Closed);
+        }
+        self.shared
+            .table
+            .borrow_mut()
+            .submit_closed(op.conn.key(), from)
     }
 }
 

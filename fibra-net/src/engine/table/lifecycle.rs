@@ -284,6 +284,7 @@ impl Table {
         };
         let (socket, parked) = c.state.close(key.slot);
         let released = c.released;
+        let how = c.output.end.unwrap_or(Lost::Closed);
         if socket.is_some() {
             // Frames decrypted before a TLS failure are still delivered (the entry's
             // removal gives the buffer back).
@@ -293,6 +294,7 @@ impl Table {
             c.output.clear(&mut self.pool);
         }
         self.leave_groups(key, false);
+        self.tell_closed(key, how);
         if let Some((p, wait)) = parked {
             self.waiters.orphan(p, wait);
         }
@@ -349,6 +351,37 @@ impl Table {
         Poll::Pending
     }
 
+    /// Waits for the connection's close, both ways: its output ended too (a graceful close
+    /// written out, an abort, a failed write). Ready at once if it is closed, with how its
+    /// output ended.
+    pub(crate) fn submit_closed(&mut self, key: Key, from: TaskletId) -> Poll<Lost> {
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return Poll::Ready(Lost::Closed);
+        };
+        if matches!(c.state, ConnState::Closed) {
+            return Poll::Ready(c.output.end.unwrap_or(Lost::Closed));
+        }
+        let parked = self.waiters.park(from, Wait::Closed);
+        self.closing_watchers.push((key, parked));
+        Poll::Pending
+    }
+
+    /// The connection closed: its close watchers are told `how` at the next poll.
+    fn tell_closed(&mut self, key: Key, how: Lost) {
+        if self.closing_watchers.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.closing_watchers.len() {
+            if self.closing_watchers[i].0 == key {
+                let (_, parked) = self.closing_watchers.swap_remove(i);
+                self.waiters.closed(parked, how);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// The last handle to `key` is gone: close the connection (after its output is written)
     /// or the listener, and remove the entry once its socket is closed.
     pub(crate) fn release(&mut self, key: Key) {
@@ -371,6 +404,11 @@ impl Table {
     /// are told `Closed` at the next poll.
     pub(super) fn remove_conn(&mut self, key: Key) {
         self.leave_groups(key, false);
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return;
+        };
+        let how = c.output.end.unwrap_or(Lost::Closed);
+        self.tell_closed(key, how);
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return;
         };
@@ -477,6 +515,7 @@ impl Table {
                     c.input.withdraw_reader(id);
                 }
             }
+            Wait::Closed => self.closing_watchers.retain(|(_, p)| p.id() != id),
             Wait::Drain(slot) | Wait::Flush(slot) | Wait::Close(slot) | Wait::Lost(slot) => {
                 if let Some(Entry::Conn(c)) = self.entries.get_mut(slot) {
                     c.output.withdraw(id);

@@ -167,6 +167,9 @@ pub(crate) struct Table {
     /// told at the next poll or flush, before anything deferred after them (a close the
     /// ended session asks for must not be told in their place).
     ended_by_calls: Vec<(Key, Lost)>,
+    /// Tasklets waiting for a connection's close, both ways ([`ops::OnClosed`]): few (a
+    /// half-close kept open), so kept here rather than in every entry.
+    closing_watchers: Vec<(Key, Parked)>,
     round: u64,
     /// The origin of the flush delay's millisecond grain.
     epoch: Instant,
@@ -210,6 +213,7 @@ impl Table {
             cut: Vec::new(),
             deferred: Vec::new(),
             ended_by_calls: Vec::new(),
+            closing_watchers: Vec::new(),
             round: 0,
             epoch: fibra_rt::time::now(),
             round_time: fibra_rt::time::now(),

@@ -21,6 +21,8 @@ pub(crate) enum Wait {
     Flush(usize),
     Close(usize),
     Lost(usize),
+    /// The connection's close, both ways ([`OnClosed`](ops::OnClosed)).
+    Closed,
 }
 
 /// A tasklet parked on the table, until it is completed or withdrawn.
@@ -40,6 +42,8 @@ pub(crate) struct Waiters {
     waiting: IdMap<Wait>,
     /// Told `Closed` (or the op's equivalent) at the next poll.
     orphans: Vec<(TaskletId, Wait)>,
+    /// Waiters for a connection's close, told at the next poll how its output ended.
+    closed: Vec<(TaskletId, Lost)>,
 }
 
 impl Waiters {
@@ -63,11 +67,19 @@ impl Waiters {
         self.orphans.push((parked.0, wait));
     }
 
+    /// The connection the tasklet waited on closed, its output ended by `how` (the close
+    /// happens where no context is at hand): it is told at the next poll.
+    pub(crate) fn closed(&mut self, parked: Parked, how: Lost) {
+        self.waiting.remove(parked.0);
+        self.closed.push((parked.0, how));
+    }
+
     /// Withdraws `id` (killed, or its deadline passed): where it sat, so that the caller can
     /// drop its [`Parked`] there.
     pub(crate) fn withdraw(&mut self, id: TaskletId) -> Option<Wait> {
         let wait = self.waiting.remove(id)?;
         self.orphans.retain(|&(o, _)| o != id);
+        self.closed.retain(|&(o, _)| o != id);
         Some(wait)
     }
 
@@ -76,7 +88,7 @@ impl Waiters {
     }
 
     pub(crate) fn has_orphans(&self) -> bool {
-        !self.orphans.is_empty()
+        !self.orphans.is_empty() || !self.closed.is_empty()
     }
 
     /// Tells the orphans that their entry is gone.
@@ -96,7 +108,11 @@ impl Waiters {
                 Wait::Flush(_) => cx.complete::<ops::Flush>(id, Err(NetError::Closed)).is_ok(),
                 Wait::Close(_) => cx.complete::<ops::Close>(id, Ok(())).is_ok(),
                 Wait::Lost(_) => cx.complete::<ops::OnLost>(id, Lost::Closed).is_ok(),
+                Wait::Closed => cx.complete::<ops::OnClosed>(id, Lost::Closed).is_ok(),
             };
+        }
+        for (id, how) in self.closed.drain(..) {
+            let _ = cx.complete::<ops::OnClosed>(id, how);
         }
     }
 }
