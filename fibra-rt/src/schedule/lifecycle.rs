@@ -17,8 +17,10 @@ use crate::{overflow, Context, Exit, TaskletId};
 ///
 /// The unwind runs under the tasklet's overflow guard and with the [`Killing`] mark, so that
 /// [`Handle::catch_panic`](crate::Handle::catch_panic) lets it through instead of swallowing
-/// it (the tasklet's code must not run on); a destructor's panic is reported. The stack goes
-/// back to the pool once unwound.
+/// it (the tasklet's code must not run on). A panic while the closure of a tasklet that never
+/// ran is dropped is reported (a destructor's panic during a started tasklet's unwind aborts
+/// the process: Rust's rule for a panic while unwinding). The stack goes back to the pool once
+/// unwound.
 ///
 /// The stall watchdog watches the unwind: tasklet code that catches it (a plain
 /// `catch_unwind` around a yield) and runs on makes it never end.
@@ -50,6 +52,20 @@ fn unwind_guarded(
     if let Err(payload) = unwound {
         let msg = format!("{} (while being killed)", Exit::from_panic(&*payload));
         report_panic(label, &msg);
+    }
+    if !co.done() {
+        if co.started() {
+            // Cannot happen (a started coroutine's unwind ends at its root, which catches
+            // every panic); never dropped again, its stack is leaked rather than reused.
+            std::mem::forget(co);
+            return;
+        }
+        // A tasklet that never ran: corosensei dropped its closure in place, one of the
+        // captures' `Drop` panicked, and the coroutine still counts as not started, so that
+        // dropping it (or `into_stack`) would drop the closure a second time.
+        // SAFETY: the closure was dropped in place (drop glue drops every field even when
+        // one panics); nothing else on the coroutine's stack needs dropping.
+        unsafe { co.force_reset() };
     }
     if co.done() {
         pool.give(co.into_stack(), guard.size);

@@ -343,7 +343,10 @@ impl Schedule {
     /// and watchers hear [`Exit::Killed`]. Returns whether `id` was alive.
     ///
     /// A destructor must not yield: one that yields while its tasklet is killed aborts the
-    /// process. Nor may tasklet code swallow the kill's unwind (a `catch_unwind` that does not
+    /// process. Nor may it panic: the kill unwinds the tasklet's stack, and a panic during an
+    /// unwind aborts the process (Rust's rule; wrap a destructor's fallible work in
+    /// [`Handle::catch_panic`]). A tasklet that never ran is not unwound: a panic while its
+    /// closure is dropped is reported, and the closure is dropped once. Nor may tasklet code swallow the kill's unwind (a `catch_unwind` that does not
     /// resume it; [`Handle::catch_panic`] does): a tasklet that swallows it and yields again
     /// is unwound again from that yield, and one that does so in a loop keeps the kill, and
     /// its schedule, from ever returning.
