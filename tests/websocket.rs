@@ -444,3 +444,42 @@ fn close_codes_a_peer_may_not_send_and_bad_reasons_are_refused() {
     assert_eq!(close(&3000u16.to_be_bytes()), 3000);
     assert_eq!(close(&1000u16.to_be_bytes()), 1000);
 }
+
+#[test]
+fn a_peer_that_floods_frames_instead_of_closing_is_cut_at_the_close_timeout() {
+    // The server closes first (`/quit`) and waits up to its close timeout (500 ms) for the
+    // peer's close. A peer that answers with an endless stream of frames, never a close,
+    // must not hold the close (and its tasklet and connection) past that timeout: the
+    // stream always has a frame ready, but the deadline still applies.
+    let ends = Ends::default();
+    let server = start(ends.clone());
+    let mut ws = Client::open(server.addr, "/quit");
+    ws.say("/quit");
+    let flooder = ws.c.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let mut flooder = Client { c: flooder };
+        flooder
+            .c
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        // Bounded: 8 s of frames at most (16 close timeouts).
+        while started.elapsed() < Duration::from_secs(8) {
+            // 256 KiB of 1000-byte binary frames per write, so that one is always there.
+            let mut frame = vec![0x82, 0x80 | 126, 0x03, 0xE8, 0, 0, 0, 0];
+            frame.extend_from_slice(&[0u8; 1000]);
+            let batch = frame.repeat(256);
+            if flooder.c.write_all(&batch).is_err() {
+                return true; // the server closed (or reset) the connection
+            }
+        }
+        false
+    });
+    let cut = flood.join().unwrap();
+    assert!(
+        cut,
+        "the server still took frames 16 close timeouts after its close: {:?}",
+        ends.lock().unwrap()
+    );
+    wait_for_end(&ends, 4000);
+}
