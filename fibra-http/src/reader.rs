@@ -17,6 +17,9 @@ pub(crate) enum ReadEnd {
     Lost,
 }
 
+/// The most buffer memory a reader keeps between frames, each of its two buffers.
+const KEEP: usize = 16 * 1024;
+
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
     buf: Vec<u8>,
@@ -42,9 +45,14 @@ impl Reader {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-            // An idle connection keeps no large buffer.
-            if self.buf.capacity() > 64 * 1024 {
+            // Between frames a connection keeps no large buffer: one large message must not
+            // cost it a large buffer for the rest of its life (a thousand idle WebSockets that
+            // each once took a 64 KiB frame would hold 128 MiB).
+            if self.buf.capacity() > KEEP {
                 self.buf = Vec::new();
+            }
+            if self.scratch.capacity() > KEEP {
+                self.scratch = Vec::new();
             }
         }
     }
@@ -125,5 +133,33 @@ impl Reader {
             self.start = 0;
             self.scratch = Vec::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_frame_leaves_no_large_buffer_once_used() {
+        let mut r = Reader {
+            buf: vec![7; 64 * 1024],
+            start: 0,
+            scratch: Vec::with_capacity(64 * 1024),
+        };
+        r.consume(1000);
+        assert_eq!(r.pending().len(), 63 * 1024 + 24, "part used: kept");
+        assert!(r.scratch.capacity() >= 64 * 1024, "mid-frame: kept");
+        r.consume(r.pending().len());
+        assert_eq!(r.buf.capacity(), 0);
+        assert_eq!(r.scratch.capacity(), 0);
+        // Small buffers are kept, to be reused.
+        let mut r = Reader {
+            buf: vec![7; 100],
+            start: 0,
+            scratch: Vec::with_capacity(4096),
+        };
+        r.consume(100);
+        assert!(r.buf.capacity() >= 100 && r.scratch.capacity() >= 4096);
     }
 }
