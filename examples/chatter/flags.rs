@@ -21,7 +21,8 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
   --no-web         no web page (neither over HTTP nor over HTTPS)
-  --max-line       longest line accepted; a longer one ends that connection (default 8192)
+  --max-line       longest line accepted; a longer one ends that connection (default 8192;
+                   at most 16777216 with --redis)
   --max-outbound   output queued to a member that does not read before it is cut off
                    (default 1048576)
   --login-timeout  seconds a new connection has to choose a handle, 0 for no limit (default 60)

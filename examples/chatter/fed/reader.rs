@@ -7,7 +7,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::redis::{Cmd, Config, Connection, Value};
+use super::redis::{Cmd, Config, Connection, RedisError, Value};
 use super::Trouble;
 use fibra::Handle;
 
@@ -35,27 +35,50 @@ impl Drop for Stop {
     }
 }
 
+/// Where the reader is in the stream, and how it reads.
+struct Cursor {
+    /// The id of the entry delivered last.
+    last_id: String,
+    /// Entries asked for at once.
+    count: usize,
+    /// Reads left to ask one entry at a time: after a reply too large for the limit (other
+    /// nodes' lines may be longer than this node's), the entries of that read come one by
+    /// one, then the reads are whole again.
+    one_by_one: usize,
+    /// The wait before the next connect; back to the least once a read is answered.
+    backoff: Duration,
+}
+
 /// Runs the reader until the room stops, reading up to `count` entries at once.
 pub(crate) fn run(h: &Handle, chat: &Rc<Chat>, node: &Rc<Node>, config: &Config, count: usize) {
     let _stop = Stop(Rc::clone(node));
-    let mut last_id = String::new();
-    let mut backoff = MIN_BACKOFF;
+    let mut at = Cursor {
+        last_id: String::new(),
+        count,
+        one_by_one: 0,
+        backoff: MIN_BACKOFF,
+    };
     loop {
         let result = Connection::connect(h, config)
             .map_err(Trouble::from)
             .and_then(|mut conn| {
                 if !node.state.borrow().ready {
-                    last_id = hello(h, &mut conn, chat, node)?;
+                    at.last_id = hello(h, &mut conn, chat, node)?;
                 } else {
-                    check_gap(h, &mut conn, &last_id)?;
+                    check_gap(h, &mut conn, &at.last_id)?;
                 }
-                backoff = MIN_BACKOFF;
-                read(h, &mut conn, chat, node, &mut last_id, count)
+                read(h, &mut conn, chat, node, &mut at)
             });
         let Err(e) = result;
+        if let Trouble::Redis(RedisError::TooLarge { limit, .. }) = &e {
+            log::warn!(target: LOG, "node {}: {count} entries of the room's stream were larger than \
+                the {limit}-byte reply limit (another node takes longer lines): reading them one \
+                at a time", node.name);
+            at.one_by_one = count;
+        }
         node.lost(&mut chat.room.borrow_mut(), &e);
-        let _ = h.park_until(Instant::now() + backoff);
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let _ = h.park_until(Instant::now() + at.backoff);
+        at.backoff = (at.backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -110,24 +133,27 @@ fn read(
     conn: &mut Connection,
     chat: &Chat,
     node: &Node,
-    last_id: &mut String,
-    count: usize,
+    at: &mut Cursor,
 ) -> Result<std::convert::Infallible, Trouble> {
     let block = BLOCK.as_millis().to_string();
-    let count = count.to_string();
+    let whole = at.count.to_string();
     loop {
+        let count = if at.one_by_one > 0 { "1" } else { &whole };
         let reply = conn.call_blocking(
             h,
             &Cmd::new("XREAD")
                 .arg("COUNT")
-                .arg(&count)
+                .arg(count)
                 .arg("BLOCK")
                 .arg(&block)
                 .arg("STREAMS")
                 .arg(keys::LOG)
-                .arg(&*last_id),
+                .arg(&at.last_id),
             BLOCK,
         )?;
+        // A read answered, not a connect made: a failure that comes back at every connect
+        // keeps backing off.
+        at.backoff = MIN_BACKOFF;
         // Nil: nothing new in BLOCK; else [[stream, [[id, [field, value, ...]], ...]]].
         let Some(streams) = items(&reply) else {
             continue;
@@ -140,6 +166,7 @@ fn read(
         else {
             continue;
         };
+        at.one_by_one = at.one_by_one.saturating_sub(entries.len());
         let mut room = chat.room.borrow_mut();
         for entry in entries {
             let Some([id, fields]) = items(entry).and_then(|e| <&[Value; 2]>::try_from(e).ok())
@@ -153,7 +180,7 @@ fn read(
             }));
             node.deliver(&mut room, &read);
             if let Some(id) = text(id) {
-                *last_id = id;
+                at.last_id = id;
             }
         }
     }

@@ -17,6 +17,10 @@ const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// An entry's bytes beside its line, at most: its id, field names, node, instance, handle,
 /// a whisper's prefix and recipient, and RESP's headers.
 const ENTRY_OVERHEAD: usize = 4096;
+/// The longest line a federated chatter takes (`--max-line`): every node must read every
+/// other's entries, one at a time at least, within its reply limit (`DEFAULT_MAX_REPLY` or
+/// more), whatever `--max-line` the others run with.
+pub(crate) const MAX_FEDERATED_LINE: usize = 16 * 1024 * 1024;
 use super::{reader, writer, Options};
 use crate::config::Config;
 use crate::hub::{Event, Hub};
@@ -102,6 +106,14 @@ fn federated(
     name: String,
     load: Option<(Arc<Hub>, usize)>,
 ) -> Result<Chatter, Box<dyn std::error::Error>> {
+    if config.max_line > MAX_FEDERATED_LINE {
+        return Err(format!(
+            "--max-line {} with --redis: at most {MAX_FEDERATED_LINE} bytes (every node must \
+             read every other node's lines within its Redis reply limit)",
+            config.max_line
+        )
+        .into());
+    }
     // A chat notices a Redis that hangs within a second, not the client's default 5 s.
     let redis = RedisConfig::parse(&options.url)
         .map_err(|e| format!("--redis `{}`: {e}", options.url))?
@@ -115,7 +127,9 @@ fn federated(
         load,
     }));
     // The reader's replies hold up to `count` entries, each a line of up to --max-line:
-    // they must fit its reply limit, or a read that does not is asked again for ever.
+    // they fit its reply limit. Another node's lines may be longer (its own --max-line, up
+    // to MAX_FEDERATED_LINE): a read too large for the limit is asked again one entry at a
+    // time (reader.rs), which always fits.
     let entry = config.max_line.saturating_add(ENTRY_OVERHEAD);
     let reading = redis
         .clone()

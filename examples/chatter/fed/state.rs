@@ -372,6 +372,15 @@ impl Node {
             }
         }
         let unheard = mine && kind == Kind::Leave && state.unheard.remove(entry.handle.as_str());
+        // A leave from a node that no longer holds the handle as heard here (a node back
+        // from away publishing its outbox, after the handle was freed and taken on another
+        // node): about the former holder, not the member listed now.
+        let stale = kind == Kind::Leave
+            && entry.node != self.name
+            && state
+                .homes
+                .get(entry.handle.as_str())
+                .is_some_and(|home| **home != *entry.node);
         if entry.node != self.name {
             state.heard_of(kind, entry);
         }
@@ -404,7 +413,7 @@ impl Node {
                 }
             }
             Kind::Leave if entry.node != self.name => {
-                if room.is_elsewhere(handle) {
+                if !stale && room.is_elsewhere(handle) {
                     room.left_elsewhere(handle);
                 }
             }

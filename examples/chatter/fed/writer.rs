@@ -229,9 +229,12 @@ fn serve(
         let replies = match pipeline(h, conn, &cmds) {
             Ok(replies) => replies,
             Err(e) => {
-                // Unanswered claims wait for the next connection (or the node's loss).
+                // Unanswered claims wait for the next connection (or the node's loss); so
+                // do the releases (the leaves before them are published again from the
+                // outbox), or the handles stay claimed and listed as this node's members.
                 let mut state = node.state.borrow_mut();
                 state.claims.extend(claims);
+                state.releases.extend(releases);
                 state.rejoins.extend(rejoins);
                 drop(state);
                 return Err(e.into());
