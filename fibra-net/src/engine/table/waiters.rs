@@ -76,11 +76,17 @@ impl Waiters {
 
     /// Withdraws `id` (killed, or its deadline passed): where it sat, so that the caller can
     /// drop its [`Parked`] there.
+    /// An answer already queued for the next poll (an orphan's, a close's) goes too: the op
+    /// it answered is withdrawn, and the tasklet may wait in another op of the same kind by
+    /// that poll (a select whose other arm won, then `on_closed` on another connection).
     pub(crate) fn withdraw(&mut self, id: TaskletId) -> Option<Wait> {
-        let wait = self.waiting.remove(id)?;
-        self.orphans.retain(|&(o, _)| o != id);
-        self.closed.retain(|&(o, _)| o != id);
-        Some(wait)
+        if !self.orphans.is_empty() {
+            self.orphans.retain(|&(o, _)| o != id);
+        }
+        if !self.closed.is_empty() {
+            self.closed.retain(|&(o, _)| o != id);
+        }
+        self.waiting.remove(id)
     }
 
     pub(crate) fn len(&self) -> usize {
