@@ -16,7 +16,8 @@ use fibra::tasks::TasksExt;
 fn idle_peer(addr: SocketAddr) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut peer = TcpStream::connect(addr).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut rest = Vec::new();
         let _ = peer.read_to_end(&mut rest);
     })
@@ -152,7 +153,8 @@ fn a_watcher_killed_after_the_close_was_told_leaves_nothing_to_its_slot() {
                 wlog.borrow_mut().push(format!("b closed {how:?}"));
             })
             .unwrap();
-        log2.borrow_mut().push(format!("slot reused: {}", next.id().slot() == old.slot()));
+        log2.borrow_mut()
+            .push(format!("slot reused: {}", next.id().slot() == old.slot()));
         h.sleep(Duration::from_millis(60));
         log2.borrow_mut().push("closing b".into());
         h.close(&b).unwrap();
@@ -263,14 +265,19 @@ impl Factory for Keepers {
 }
 
 fn count(seen: &Shared, what: &str) -> usize {
-    seen.borrow().events.iter().filter(|e| e.starts_with(what)).count()
+    seen.borrow()
+        .events
+        .iter()
+        .filter(|e| e.starts_with(what))
+        .count()
 }
 
 /// A peer that closes its side at once and reads to the end (bounded).
 fn fin_peer(addr: SocketAddr) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut peer = TcpStream::connect(addr).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         peer.shutdown(std::net::Shutdown::Write).unwrap();
         let mut rest = Vec::new();
         let _ = peer.read_to_end(&mut rest);

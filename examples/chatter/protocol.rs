@@ -63,7 +63,27 @@ pub(crate) fn is_invisible(c: char) -> bool {
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
         | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}'
+        // Format controls of other scripts (musical beams, shorthand overlaps, hieroglyph
+        // joiners), and the braille blank, a letter that prints as a space.
+        | '\u{2800}' | '\u{1D173}'..='\u{1D17A}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{13430}'..='\u{1343F}')
+}
+
+/// `text` as the other members' terminals may show it: every control character but the
+/// tab (C0, DEL, C1: a carriage return that writes over the line's `bob says:` with `ann
+/// says:`, an escape sequence that clears a screen or sets a window's title, telnet's
+/// bytes) replaced by U+FFFD. Borrowed when there is none, as in almost every line.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let controls = |c: char| c.is_control() && c != '\t';
+    if !text.contains(controls) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| if controls(c) { '\u{FFFD}' } else { c })
+            .collect(),
+    )
 }
 
 /// What a member's line asks for.

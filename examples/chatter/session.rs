@@ -58,6 +58,7 @@ pub(crate) fn session(
 /// `/quit`.
 pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u8]) -> bool {
     let text = String::from_utf8_lossy(line);
+    let text = protocol::printable(&text);
     let mut room = chat.room.borrow_mut();
     match parse_command(&text) {
         Command::Say(text) => {
@@ -72,7 +73,10 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u
         Command::Join(to) => {
             // One room whatever the case: `LOBBY` is the lobby, not a room that reads like it.
             let to = &*to.to_lowercase();
-            if room.place_of(handle).as_deref() == Some(to) {
+            // Lower case can lengthen a name (`İ` is two characters): the rules hold after it.
+            if protocol::parse_handle(to) != Ok(to) {
+                room.tell(conn, protocol::JOIN_USAGE);
+            } else if room.place_of(handle).as_deref() == Some(to) {
                 room.tell(conn, &format!("You are in room {to} already."));
             } else if !room.may_join(to) {
                 let refusal = protocol::too_many_rooms(room.max_rooms);
