@@ -276,3 +276,30 @@ fn a_line_limit_past_what_every_node_can_read_is_refused_at_the_start() {
         "{stderr}"
     );
 }
+
+/// Handles are one whatever their ASCII case across nodes too: `ANN` on b while `ann` is on
+/// a is taken (Redis's key is the handle in lower case), and free again once ann leaves.
+#[test]
+fn a_handle_in_another_case_on_another_node_is_taken() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", &[]);
+    let b = Node::start(&redis, "b", &[]);
+    let (mut ann, _bob) = ann_and_bob(&a, &b);
+    let mut taken = b.client();
+    taken.expect(chat::protocol::PROMPT);
+    taken.send("ANN");
+    taken.expect(chat::protocol::TAKEN);
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "a");
+    ann.send("/quit");
+    wait_for_value(
+        &redis,
+        "chatter:handle:ann",
+        "(nil)",
+        Duration::from_secs(10),
+        "ann's release",
+    );
+    taken.expect(chat::protocol::PROMPT);
+    taken.send("ANN");
+    taken.expect("ANN has joined the chat.");
+    assert_eq!(redis.cmd(&["GET", "chatter:handle:ann"]), "b");
+}

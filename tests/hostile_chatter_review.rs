@@ -5,6 +5,8 @@
 //! - What one member says must not drive another member's terminal: no control bytes (an
 //!   ANSI/OSC escape, a bare `\r` that rewrites the line it is in, a C1 control) reach the
 //!   others as they were sent.
+//! - Handles follow the rooms' own rule (`tests/chatter_rooms_review.rs`): what a member
+//!   could not tell apart is one handle (names differing by ASCII case only).
 //! - What a member could not see in a handle is refused (invisible format characters the
 //!   list missed, a blank glyph).
 //! - A room's name keeps a handle's rules after it is put in lower case (at most 32
@@ -47,6 +49,29 @@ fn said_lines_carry_no_terminal_controls(threads: usize) {
             "a line reached ann with terminal controls in it: {line:?}"
         );
     }
+    server.stop();
+}
+
+/// A handle that differs from a member's by case only is taken: `Ann` and `ann` read as one
+/// name (as `Red` and `red` are one room). Before: `Ann` joined beside `ann`.
+fn handles_differ_by_more_than_case(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
+    let mut ann = server.join("ann");
+    for variant in ["Ann", "ANN", "aNn"] {
+        let mut c = server.client();
+        c.expect(protocol::PROMPT);
+        c.send(variant);
+        c.expect(protocol::TAKEN);
+        c.expect(protocol::PROMPT);
+    }
+    ann.send("/who");
+    ann.expect("Online: ann");
+    // Once ann leaves, her handle is free in any case.
+    ann.send("/quit");
+    let mut again = server.client();
+    again.expect(protocol::PROMPT);
+    again.send("ANN");
+    again.expect("ANN has joined the chat.");
     server.stop();
 }
 
@@ -97,6 +122,7 @@ fn room_names_stay_within_32_characters_in_lower_case(threads: usize) {
 
 on_one_and_two_threads!(
     said_lines_carry_no_terminal_controls,
+    handles_differ_by_more_than_case,
     invisible_handles_are_refused,
     room_names_stay_within_32_characters_in_lower_case,
 );

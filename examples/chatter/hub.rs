@@ -7,11 +7,13 @@
 //! leaves keep each room's list of the other threads' members in step with what its members
 //! have heard. The threads' loads (for the hand-off) and the stop's totals are here too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use fibra::net::Loads;
+
+use super::protocol;
 use fibra::tasks::RemoteSender;
 
 /// What one thread's room tells another's. Each line is made once, on the thread where it
@@ -64,8 +66,9 @@ pub(crate) enum Event {
 #[derive(Debug)]
 pub(crate) struct Hub {
     threads: usize,
-    /// Every member's handle, and the thread serving it.
-    names: Mutex<HashMap<String, usize>>,
+    /// Every member's handle, and the thread serving it; and the same handles in ASCII lower
+    /// case ([`protocol::handle_key`]), which makes two handles one.
+    names: Mutex<(HashMap<String, usize>, HashSet<String>)>,
     /// Each room with a member on some thread: which threads (bit `i`: thread `i`), shared
     /// by the threads that have a member in it (see [`Hub::room`]).
     rooms: Mutex<HashMap<Arc<str>, Arc<AtomicU64>>>,
@@ -89,7 +92,7 @@ impl Hub {
     pub(crate) fn new(threads: usize) -> Arc<Hub> {
         Arc::new(Hub {
             threads,
-            names: Mutex::new(HashMap::new()),
+            names: Mutex::new((HashMap::new(), HashSet::new())),
             rooms: Mutex::new(HashMap::new()),
             relays: Mutex::new((0..threads).map(|_| None).collect()),
             shutting_down: AtomicBool::new(false),
@@ -129,24 +132,30 @@ impl Hub {
             .collect()
     }
 
-    /// Takes `handle` for a member of thread `index`; `false` if it is taken.
+    /// Takes `handle` for a member of thread `index`; `false` if it is taken (whatever its
+    /// ASCII case).
     pub(crate) fn claim(&self, handle: &str, index: usize) -> bool {
         let mut names = lock(&self.names);
-        if names.contains_key(handle) {
+        let (threads, taken) = &mut *names;
+        if !taken.insert(protocol::handle_key(handle)) {
             return false;
         }
-        names.insert(handle.to_owned(), index);
+        threads.insert(handle.to_owned(), index);
         true
     }
 
     /// Frees `handle`.
     pub(crate) fn release(&self, handle: &str) {
-        lock(&self.names).remove(handle);
+        let mut names = lock(&self.names);
+        let (threads, taken) = &mut *names;
+        if threads.remove(handle).is_some() {
+            taken.remove(&protocol::handle_key(handle));
+        }
     }
 
     /// The thread serving `handle`.
     pub(crate) fn thread_of(&self, handle: &str) -> Option<usize> {
-        lock(&self.names).get(handle).copied()
+        lock(&self.names).0.get(handle).copied()
     }
 
     /// The threads with a member in room `name`, as bits (made, empty, if new): a thread

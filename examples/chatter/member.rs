@@ -27,9 +27,7 @@ impl Member {
         conn: &Conn,
         web: bool,
     ) -> Option<Member> {
-        if !chat.room.borrow().is_free(handle) {
-            return None;
-        }
+        let taken = Taken::new(chat, handle)?;
         // Across threads or nodes, the reach decides: one of two racing for a handle wins.
         if !chat.reach.claim(h, handle) {
             return None;
@@ -39,6 +37,7 @@ impl Member {
             chat.reach.release(handle);
             return None;
         }
+        taken.keep();
         let online = room.online();
         log::info!(target: LOG, "{handle} joined ({online} online)");
         chat.reach.joined(&mut room, handle);
@@ -54,6 +53,40 @@ impl Member {
     /// Its handle.
     pub(crate) fn handle(&self) -> &str {
         &self.handle
+    }
+}
+
+/// A handle taken in the room here for a newcomer while the reach claims it: given back
+/// unless the newcomer became the member, whatever ends the claim (a refusal, a kill).
+struct Taken<'a> {
+    chat: &'a Chat,
+    handle: &'a str,
+    kept: bool,
+}
+
+impl<'a> Taken<'a> {
+    fn new(chat: &'a Chat, handle: &'a str) -> Option<Taken<'a>> {
+        chat.room.borrow_mut().take(handle).then_some(Taken {
+            chat,
+            handle,
+            kept: false,
+        })
+    }
+
+    /// The newcomer is the member: the handle is its own until it leaves.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if let Ok(mut room) = self.chat.room.try_borrow_mut() {
+            room.give_back(self.handle);
+        }
     }
 }
 

@@ -55,6 +55,12 @@ pub(crate) fn parse_handle(answer: &str) -> Result<&str, BadHandle> {
     Ok(handle)
 }
 
+/// What makes two handles one: their ASCII lower case (`Ann` is `ann`), here, across the
+/// threads (the hub) and in Redis (its keys, by Lua's `string.lower`, ASCII too).
+pub(crate) fn handle_key(handle: &str) -> String {
+    handle.to_ascii_lowercase()
+}
+
 /// Whether `c` shows nothing, or turns the text around it (Unicode's format characters and
 /// the like: zero-width spaces and joiners, bidirectional overrides, variation selectors,
 /// tags, fillers): a name with one reads like another name, or turns the line that names it.

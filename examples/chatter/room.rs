@@ -18,7 +18,7 @@
 //! [`Room::tell_here`].
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -85,6 +85,9 @@ pub(crate) struct Room {
     /// The rooms with a member here or elsewhere, by name; the lobby always.
     places: HashMap<Arc<str>, Place>,
     by_handle: HashMap<String, Here>,
+    /// The handles taken here, members' and those being claimed, in ASCII lower case
+    /// ([`protocol::handle_key`]): `Ann` is taken while `ann` is.
+    taken: HashSet<String>,
     deliveries: u64,
     /// Members cut off by a line for them alone, or by a room's group that is gone (the
     /// groups count their own).
@@ -175,6 +178,7 @@ impl Default for Room {
             web_everyone: web(),
             places: HashMap::from([(Arc::from(protocol::LOBBY), Place::new())]),
             by_handle: HashMap::new(),
+            taken: HashSet::new(),
             deliveries: 0,
             cut_off: 0,
             joined: 0,
@@ -223,13 +227,21 @@ impl Room {
         true
     }
 
-    /// Whether `handle` is free here (and the room takes members).
-    pub(crate) fn is_free(&self, handle: &str) -> bool {
-        !self.by_handle.contains_key(handle) && !self.shutting_down
+    /// Takes `handle` here for a newcomer while the reach claims it beyond: `false` if it is
+    /// taken (by a member or another newcomer, whatever the ASCII case) or the room takes no
+    /// members. The newcomer becomes the member ([`add_member`](Self::add_member)) or gives
+    /// the handle back ([`give_back`](Self::give_back)).
+    pub(crate) fn take(&mut self, handle: &str) -> bool {
+        !self.shutting_down && self.taken.insert(protocol::handle_key(handle))
     }
 
-    /// Makes `conn` the member `handle` (a handle [`is_free`](Self::is_free) found free and
-    /// the reach claimed), in the lobby; `false` if the room has begun its shutdown or
+    /// A handle [`take`](Self::take)n for a newcomer who did not become a member.
+    pub(crate) fn give_back(&mut self, handle: &str) {
+        self.taken.remove(&protocol::handle_key(handle));
+    }
+
+    /// Makes `conn` the member `handle` (a handle [`take`](Self::take)n here and claimed by
+    /// the reach), in the lobby; `false` if the room has begun its shutdown or
     /// `conn` is gone.
     pub(crate) fn add_member(&mut self, handle: &str, conn: &Conn, web: bool) -> bool {
         let lobby = self.lobby_name();
@@ -248,6 +260,7 @@ impl Room {
     /// `handle` leaves: lines said before still reach it; the rest it no longer hears. The
     /// room it was in.
     pub(crate) fn remove_member(&mut self, handle: &str, conn: &Conn, web: bool) -> Arc<str> {
+        self.give_back(handle);
         let Some(here) = self.by_handle.remove(handle) else {
             self.lobby().members_of(web).remove(conn);
             return self.lobby_name();

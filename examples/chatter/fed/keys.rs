@@ -4,7 +4,7 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `chatter:log` | stream | the room: every line, join, leave and whisper, in one order (`MAXLEN ~ --redis-history`) |
-//! | `chatter:handle:{handle}` | string, TTL | the node holding the handle (`SET NX PX`, refreshed by its heartbeat) |
+//! | `chatter:handle:{handle}` | string, TTL | the node holding the handle (`SET NX PX`, refreshed by its heartbeat); the handle in ASCII lower case (`string.lower`), so that `Ann` is taken while `ann` is |
 //! | `chatter:node:{node}` | string, TTL | the node's heartbeat: its instance; gone, the node is dead |
 //! | `chatter:nodes` | hash | node → instance: the nodes that registered and were not reaped |
 //! | `chatter:members:{node}` | set | the node's members, for `/who` at a start and for its reaping |
@@ -34,7 +34,7 @@ pub(crate) const EPOCH: &str = "chatter:epoch";
 /// KEYS: none; ARGV: prefix, node, ttl (ms), handle.
 pub(crate) const CLAIM: &str = r#"
 local p, node, ttl, h = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local key = p .. 'handle:' .. h
+local key = p .. 'handle:' .. string.lower(h)
 local owner = redis.call('GET', key)
 if owner and owner ~= node then return 0 end
 redis.call('SET', key, node, 'PX', ttl)
@@ -47,7 +47,7 @@ return 1
 pub(crate) const RELEASE: &str = r#"
 local p, node = ARGV[1], ARGV[2]
 for i = 3, #ARGV do
-  local key = p .. 'handle:' .. ARGV[i]
+  local key = p .. 'handle:' .. string.lower(ARGV[i])
   if redis.call('GET', key) == node then redis.call('DEL', key) end
   redis.call('SREM', p .. 'members:' .. node, ARGV[i])
 end
@@ -74,7 +74,7 @@ redis.call('HSET', p .. 'nodes', node, inst)
 local lost = {}
 for i = 5, #ARGV do
   local h = ARGV[i]
-  local key = p .. 'handle:' .. h
+  local key = p .. 'handle:' .. string.lower(h)
   local owner = redis.call('GET', key)
   if owner == false or owner == node then
     redis.call('SET', key, node, 'PX', ttl)
@@ -101,7 +101,7 @@ for j = 1, #nodes, 2 do
     for _, h in ipairs(redis.call('SMEMBERS', p .. 'members:' .. n)) do
       redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, '*',
         'k', 'leave', 'n', n, 'i', inst, 's', '0', 'h', h, 'by', by)
-      local key = p .. 'handle:' .. h
+      local key = p .. 'handle:' .. string.lower(h)
       if redis.call('GET', key) == n then redis.call('DEL', key) end
     end
     redis.call('DEL', p .. 'members:' .. n)
@@ -128,7 +128,7 @@ end
 if not redis.call('SET', p .. 'reaped:' .. n, dead, 'PX', 3600000, 'NX') then return 0 end
 for i = 7, #ARGV do
   local h = ARGV[i]
-  local key = p .. 'handle:' .. h
+  local key = p .. 'handle:' .. string.lower(h)
   local owner = redis.call('GET', key)
   if owner == false or owner == n then
     redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, '*',
@@ -151,7 +151,7 @@ if before ~= inst then
   for _, h in ipairs(redis.call('SMEMBERS', p .. 'members:' .. node)) do
     redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, '*',
       'k', 'leave', 'n', node, 'i', inst, 's', '0', 'h', h, 'by', node)
-    local key = p .. 'handle:' .. h
+    local key = p .. 'handle:' .. string.lower(h)
     if redis.call('GET', key) == node then redis.call('DEL', key) end
   end
   redis.call('DEL', p .. 'members:' .. node)
@@ -182,7 +182,7 @@ if redis.call('GET', p .. 'node:' .. node) ~= inst then return 0 end
 for _, h in ipairs(redis.call('SMEMBERS', p .. 'members:' .. node)) do
   redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, '*',
     'k', 'leave', 'n', node, 'i', inst, 's', '0', 'h', h, 'by', node)
-  local key = p .. 'handle:' .. h
+  local key = p .. 'handle:' .. string.lower(h)
   if redis.call('GET', key) == node then redis.call('DEL', key) end
 end
 redis.call('DEL', p .. 'members:' .. node, p .. 'node:' .. node)
