@@ -236,7 +236,13 @@ fn an_overlong_line_ends_that_member_only(threads: usize) {
 }
 
 fn a_member_that_does_not_read_is_cut_off_and_the_room_goes_on(threads: usize) {
-    let server = TestServer::start_on(threads, Config::default());
+    // One speaker fills the reader's cap: not held up by the rate limit (which would make it
+    // take a quarter of a minute; `a_flooder_cannot_get_a_steady_reader_cut_off` tests it).
+    let config = Config {
+        max_rate: 0,
+        ..Config::default()
+    };
+    let server = TestServer::start_on(threads, config);
     let mut ann = server.join("ann");
     // A tiny receive window, so the kernel holds little for it and the server's cap decides.
     let slow = {

@@ -295,7 +295,8 @@ fn redis_restarted_empty_mid_chat_loses_and_repeats_no_line_and_keeps_each_sende
 fn a_slow_member_on_one_node_is_cut_off_without_holding_up_the_others() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", &[]);
-    let b = Node::start(&redis, "b", &[]);
+    // bob fills slow's cap: not held up by the rate limit (a quarter of a minute).
+    let b = Node::start(&redis, "b", &["--max-rate", "0"]);
     let (mut ann, mut bob) = ann_and_bob(&a, &b);
     // A tiny receive window, so the kernel holds little for it and a's cap decides.
     let slow = {

@@ -200,7 +200,12 @@ fn a_line_longer_than_another_nodes_reply_limit_does_not_stop_it_hearing_the_roo
     let redis = Redis::start();
     // Both let members read long lines (--max-outbound); only a takes them (--max-line).
     let out = ["--max-outbound", "200000000"];
-    let a = Node::start(&redis, "a", &["--max-line", "16777216", out[0], out[1]]);
+    // a says 105 MB at once: not held up by the rate limit.
+    let a = Node::start(
+        &redis,
+        "a",
+        &["--max-line", "16777216", "--max-rate", "0", out[0], out[1]],
+    );
     let b = Node::start(&redis, "b", &out);
     let (mut ann, mut bob) = ann_and_bob(&a, &b);
     // b away while the lines go into the stream: its next read finds them all.

@@ -414,7 +414,15 @@ fn a_node_behind_on_long_lines_catches_up() {
     const LINES: usize = 66;
     const LONG: usize = 1_100_000;
     let redis = Redis::start();
-    let flags = ["--max-line", "2000000", "--max-outbound", "200000000"];
+    // 72 MB said at once: not held up by the rate limit.
+    let flags = [
+        "--max-line",
+        "2000000",
+        "--max-outbound",
+        "200000000",
+        "--max-rate",
+        "0",
+    ];
     let a = Node::start(&redis, "a", &flags);
     let b = Node::start(&redis, "b", &flags);
     let (mut ann, mut bob) = ann_and_bob(&a, &b);

@@ -11,6 +11,7 @@
 //!   list missed, a blank glyph).
 //! - A room's name keeps a handle's rules after it is put in lower case (at most 32
 //!   characters).
+//! - One member flooding the room cannot get a member who reads, at a steady pace, cut off.
 
 mod chat;
 mod util;
@@ -120,9 +121,73 @@ fn room_names_stay_within_32_characters_in_lower_case(threads: usize) {
     server.stop();
 }
 
+/// One member saying lines as fast as it can got a member who reads, at a steady pace (a
+/// slow link, not a dead one), cut off at `--max-outbound`: the flooder was served, its
+/// listeners dropped. Now a member is held up past `--max-rate` (its input waits), so for
+/// as long as the flood goes on (three seconds here) the steady reader keeps up. Before: it
+/// was reset after 64 to 127 KiB, within the first second.
+fn a_flooder_cannot_get_a_steady_reader_cut_off(threads: usize) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let server = TestServer::start_on(threads, Config::default());
+    let mut reader = server.join("reader");
+    let flood = server.join("flood");
+    reader.expect("flood has joined the chat.");
+    let done = Arc::new(AtomicBool::new(false));
+    // The reader reads 16 KiB every 10 ms (about 1.6 MB/s).
+    let mut stream = reader.stream.try_clone().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let stop = Arc::clone(&done);
+    let steady = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            match stream.read(&mut buf) {
+                Ok(0) => return (total, "the server closed the connection".to_owned()),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return (total, e.to_string()),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (total, String::new())
+    });
+    // The flooder: lines of 1,000 bytes as fast as the server takes them, its own copy
+    // read back as fast as it comes.
+    let mut own = flood.stream.try_clone().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        while matches!(own.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let mut s = flood.stream.try_clone().unwrap();
+    let stop = Arc::clone(&done);
+    let writer = std::thread::spawn(move || {
+        let line = format!("{}\n", "f".repeat(1000)).repeat(64);
+        while !stop.load(Ordering::Relaxed) && s.write_all(line.as_bytes()).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    done.store(true, Ordering::Relaxed);
+    let (total, why) = steady.join().unwrap();
+    let _ = flood.stream.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    echo.join().unwrap();
+    assert!(
+        why.is_empty(),
+        "the steady reader was cut off after reading {total} bytes: {why}"
+    );
+    assert!(total > 0, "the reader heard the flood");
+    server.stop();
+}
+
 on_one_and_two_threads!(
     said_lines_carry_no_terminal_controls,
     handles_differ_by_more_than_case,
     invisible_handles_are_refused,
     room_names_stay_within_32_characters_in_lower_case,
+    a_flooder_cannot_get_a_steady_reader_cut_off,
 );

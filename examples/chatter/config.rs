@@ -30,6 +30,9 @@ pub(crate) struct Config {
     pub(crate) stackless_members: bool,
     /// The most rooms besides the lobby (`/join` of a new room past it is refused).
     pub(crate) max_rooms: usize,
+    /// The bytes a second one member may say (lines and commands, each with its line end),
+    /// saved up to four seconds' worth; a member that says more is held up. 0: no limit.
+    pub(crate) max_rate: u64,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             flush_delay: Duration::from_millis(10),
             stackless_members: true,
             max_rooms: super::protocol::MAX_ROOMS,
+            max_rate: 64 * 1024,
         }
     }
 }

@@ -11,7 +11,7 @@ tasklet per member while it speaks
 
 usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
-               [--max-rooms N]
+               [--max-rooms N] [--max-rate BYTES]
                [--threads N] [--accept handoff|reuseport] [--pin]
                [--idle-members stackless|stackful]
                [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]
@@ -30,6 +30,10 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
                    0 to write every round (default 10; fractions allowed)
   --max-rooms      rooms besides the lobby; `/join` of a new one past it is refused
                    (default 10000)
+  --max-rate       bytes a second one member may say (lines and commands), saved up to
+                   four seconds' worth; a member saying more is held up (its input waits),
+                   so that no member floods the room faster than its readers read;
+                   0 for no limit (default 65536)
   --threads        schedules (threads) serving the one room (default 1)
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)
@@ -123,6 +127,7 @@ impl Flags {
                     config.flush_delay = Duration::from_secs_f64(ms / 1000.0);
                 }
                 "--max-rooms" => config.max_rooms = args.number(f, 0, 1 << 24) as usize,
+                "--max-rate" => config.max_rate = args.number(f, 0, 1 << 40),
                 "--threads" => flags.threads = args.number(f, 1, 1024) as usize,
                 "--accept" => {
                     flags.reuseport = match args.value(f).as_str() {

@@ -273,6 +273,7 @@ impl Chatter {
             config,
         };
         chatter.chat.room.borrow_mut().max_rooms = chatter.config.max_rooms;
+        chatter.chat.room.borrow_mut().max_rate = chatter.config.max_rate;
         match listen_on {
             Some(on) => {
                 let listener = listen(schedule, on, chatter.config.telnet_options(), true)?;

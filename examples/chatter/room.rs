@@ -101,6 +101,8 @@ pub(crate) struct Room {
     shutting_down: bool,
     /// The most rooms besides the lobby: `/join` of a new one past it is refused.
     pub(crate) max_rooms: usize,
+    /// The bytes a second a member may say before it is held up (0: no limit).
+    pub(crate) max_rate: u64,
     /// The tasklets that serve the room here (acceptors, the web server, the reach's own),
     /// ended by its shutdown.
     pub(crate) tasklets: Vec<TaskletId>,
@@ -187,6 +189,7 @@ impl Default for Room {
             relay_rounds: 0,
             shutting_down: false,
             max_rooms: protocol::MAX_ROOMS,
+            max_rate: 0,
             tasklets: Vec::new(),
         }
     }

@@ -40,6 +40,7 @@ impl Chatter {
             config,
         };
         chatter.chat.room.borrow_mut().max_rooms = chatter.config.max_rooms;
+        chatter.chat.room.borrow_mut().max_rate = chatter.config.max_rate;
         chatter.accept(schedule, listener)?;
         Ok(chatter)
     }

@@ -43,20 +43,21 @@ pub(crate) fn session(
     let Some(member) = login(h, chat, conn, &mut peer, login_by) else {
         return;
     };
-    let handle = member.handle();
-    chat.reach.settle(h, handle);
+    chat.reach.settle(h, member.handle());
     let mut line = Vec::with_capacity(256);
     while receive(h, conn, &mut peer, &mut line, None) {
-        if !obey(h, chat, conn, handle, &line) {
+        if !obey(h, chat, conn, &member, &line) {
             break;
         }
     }
     // `member` drops here: the room hears the leave; then the connection closes gracefully.
 }
 
-/// Says `line`, from member `handle`, to the room, or obeys it as a command; `false` on
-/// `/quit`.
-pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u8]) -> bool {
+/// Says `line`, from `member`, to the room, or obeys it as a command; `false` on `/quit`.
+/// Then holds the member up while it says more than the room allows (`--max-rate`) or the
+/// reach is behind.
+pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, member: &Member, line: &[u8]) -> bool {
+    let handle = member.handle();
     let text = String::from_utf8_lossy(line);
     let text = protocol::printable(&text);
     let mut room = chat.room.borrow_mut();
@@ -99,6 +100,7 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, handle: &str, line: &[u
         Command::Quit => return false,
     }
     drop(room);
+    member.pace(h, line.len().saturating_add(1));
     chat.reach.pace(h);
     true
 }

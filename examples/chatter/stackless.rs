@@ -98,7 +98,7 @@ fn on_line(
     line: &[u8],
 ) -> bool {
     let by = match phase {
-        Phase::Member(member) => return obey(h, chat, conn, member.handle(), line),
+        Phase::Member(member) => return obey(h, chat, conn, member, line),
         Phase::Login(by) => *by,
     };
     let answer = match parse_handle(&String::from_utf8_lossy(line)) {

@@ -146,6 +146,7 @@ fn federated(
     let _ = node.reader.set(schedule.unparker(reader));
     let _ = node.writer.set(schedule.unparker(writer));
     chat.room.borrow_mut().tasklets.push(reader);
+    chat.room.borrow_mut().max_rate = config.max_rate;
     Ok(Chatter {
         chat,
         addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
