@@ -29,7 +29,7 @@ fn a_connect_bound_to_127_0_0_2_comes_from_there() {
         // An address this host does not have: refused at the bind, said so.
         let nowhere: SocketAddr = "192.0.2.1:0".parse().unwrap();
         match h.yield_op(ops::Connect::new(addr, ConnOptions::new()).bind(nowhere)) {
-            Err(NetError::Bind { addr, .. }) => got.borrow_mut().push(addr.ip()),
+            Err(NetError::BindSource { addr, .. }) => got.borrow_mut().push(addr.ip()),
             other => panic!("expected a bind error, got {other:?}"),
         }
     })

@@ -297,10 +297,11 @@ impl Connection {
     }
 
     /// Looks, without waiting, whether the server closed the connection while it was idle
-    /// (a restart, an idle timeout): a receive that gives up at once finds the close or the
-    /// reset the kernel holds, and the connection is marked broken, so that a
+    /// (a restart, an idle timeout) or said something nobody asked for (its goodbye before
+    /// it closes, a stray reply): a receive that gives up at once finds the bytes, the close
+    /// or the reset the kernel holds, and the connection is marked broken, so that a
     /// [`Client`](crate::Client) or [`Pool`](crate::Pool) opens a new one before sending
-    /// instead of failing the call. Bytes found are kept (and judged by the next call).
+    /// instead of failing the call. A RESP3 push is skipped.
     pub(crate) fn probe_idle(&mut self, h: &Handle) {
         if self.broken.is_some() || self.in_flight || self.conn.lost().is_some() {
             return;
@@ -313,6 +314,46 @@ impl Connection {
             }
             Ok(Err(e)) => self.break_with(format!("the server closed it while idle: {e}")),
             Err(_) => {}
+        }
+        self.judge_unasked();
+    }
+
+    /// Judges the bytes that came while no call waited (not subscribed): a RESP3 push is
+    /// skipped; anything else (a reply nobody asked for, the server's goodbye before it
+    /// closes, bytes of neither) breaks the connection, saying what the server said, so that
+    /// no call takes it for its answer. A RESP3 frame not yet whole is kept (a push, maybe).
+    fn judge_unasked(&mut self) {
+        if self.subscribed || self.broken.is_some() || self.in_flight {
+            return;
+        }
+        let protocol = self.config.protocol();
+        let max = self.config.max_reply();
+        while self.start < self.input.len() {
+            let said = match self.scanner.scan(&self.input[self.start..], max) {
+                Ok(Some(len)) => {
+                    let frame = &self.input[self.start..self.start + len];
+                    match decode(frame, protocol) {
+                        Ok(Value::Push(push)) => {
+                            log::debug!(target: "fibra_redis", "skipped a push: {:?}", Value::Push(push));
+                            self.start += len;
+                            continue;
+                        }
+                        Ok(value) => value.describe(),
+                        Err(_) => "bytes that are not RESP".to_owned(),
+                    }
+                }
+                Ok(None) if protocol == Protocol::Resp3 => break,
+                Ok(None) => "part of a reply".to_owned(),
+                Err(_) => "bytes that are not RESP".to_owned(),
+            };
+            self.break_with(format!(
+                "the server sent, unasked while it was idle: {said}"
+            ));
+            return;
+        }
+        if self.start == self.input.len() {
+            self.input.clear();
+            self.start = 0;
         }
     }
 
@@ -347,6 +388,9 @@ impl Connection {
             // as the next one's.
             self.break_with("a call was abandoned before its reply came".into());
         }
+        // What came unasked and was read already: a RESP3 reply nobody asked for must not
+        // be the next call's answer either (pushes are skipped).
+        self.judge_unasked();
         if !self.subscribed
             && self.config.protocol() == Protocol::Resp2
             && (self.start < self.input.len() || self.conn.received() > 0)

@@ -345,6 +345,14 @@ impl Drop for Waiting<'_> {
         let mut state = self.pool.inner.state.borrow_mut();
         if let Some(at) = state.waiters.iter().position(|(id, _)| *id == self.id) {
             state.waiters.remove(at);
+            // The first in line may have been woken for a free connection and left (killed)
+            // before it took it: the next in line is woken instead, or it would sleep until
+            // its timeout beside an idle connection.
+            if at == 0 {
+                if let Some((_, next)) = state.waiters.front() {
+                    next.unpark();
+                }
+            }
         }
     }
 }

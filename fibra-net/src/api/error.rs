@@ -154,6 +154,14 @@ pub enum NetError {
         /// The system's error.
         source: io::Error,
     },
+    /// A connection's source address ([`Connect::bind`](crate::ops::Connect::bind)) could
+    /// not be bound (in use, not this host's...): nothing was connected.
+    BindSource {
+        /// The source address asked for.
+        addr: SocketAddr,
+        /// The system's error.
+        source: io::Error,
+    },
     /// `try_send` found the connection's output buffer at its limit: the peer does not read
     /// as fast as it is sent to. Nothing was queued.
     Full {
@@ -277,6 +285,10 @@ impl fmt::Display for NetError {
             }
             NetError::Unreachable { addr } => write!(f, "{addr} is unreachable from this host"),
             NetError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            NetError::BindSource { addr, source } => write!(
+                f,
+                "cannot bind the connection's source address {addr}: {source}"
+            ),
             NetError::Full { queued, limit } => write!(
                 f,
                 "send buffer full ({queued} bytes queued, limit {limit}): the peer does not \
@@ -332,7 +344,7 @@ impl fmt::Display for NetError {
 impl std::error::Error for NetError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            NetError::Bind { source, .. } => Some(source),
+            NetError::Bind { source, .. } | NetError::BindSource { source, .. } => Some(source),
             NetError::Spawn(e) => Some(e),
             NetError::PoolBroken { source, .. } => Some(source.as_ref()),
             NetError::Io(e) => Some(e),
@@ -406,7 +418,7 @@ impl From<NetError> for io::Error {
             }
             NetError::Refused { .. } => io::ErrorKind::ConnectionRefused,
             NetError::Unreachable { .. } => io::ErrorKind::HostUnreachable,
-            NetError::Bind { source, .. } => source.kind(),
+            NetError::Bind { source, .. } | NetError::BindSource { source, .. } => source.kind(),
             NetError::Full { .. } => io::ErrorKind::WouldBlock,
             NetError::Busy => io::ErrorKind::ResourceBusy,
             NetError::NameTaken { .. } => io::ErrorKind::AlreadyExists,

@@ -82,7 +82,8 @@ impl Connect {
 
     /// Binds the socket to `local` before connecting (a source address of one's choice:
     /// 127.0.0.2, 127.0.0.3... each give a load generator another ~28,000 ports to the same
-    /// server). Port 0: the system picks one.
+    /// server). Port 0: the system picks one. An address that cannot be bound fails the
+    /// connect with [`NetError::BindSource`](crate::NetError::BindSource).
     pub fn bind(mut self, local: SocketAddr) -> Self {
         self.local = Some(local);
         self

@@ -298,6 +298,14 @@ impl fmt::Debug for ReconnectingClient {
 }
 
 impl Inner {
+    /// Sets where the client is, unless it was stopped meanwhile: a stop from an event
+    /// callback kills the loop at its next yield, and it must not say `Waiting` after.
+    fn set_state(&self, state: ClientState) {
+        if self.running.borrow().is_some() {
+            self.state.set(state);
+        }
+    }
+
     /// Tells the event callback, if any. The callback is taken out while it runs, so that it
     /// may set another or stop the client.
     fn tell(&self, h: &Handle, event: ClientEvent<'_>) {
@@ -317,7 +325,7 @@ impl Inner {
 fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) {
     let mut waits = inner.backoff.delays();
     loop {
-        inner.state.set(ClientState::Connecting {
+        inner.set_state(ClientState::Connecting {
             attempt: waits.failures(),
         });
         inner.tell(
@@ -333,7 +341,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
                 match h.catch_panic(|| factory.borrow_mut().build_protocol(peer)) {
                     Ok(Some(protocol)) => {
                         let since = fibra_rt::time::now();
-                        inner.state.set(ClientState::Connected { since });
+                        inner.set_state(ClientState::Connected { since });
                         inner.tell(h, ClientEvent::Connected { peer });
                         let ended =
                             run_session(h, protocol, conn, peer, Some(&inner.mailbox), None);
@@ -373,7 +381,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         inner.failures.set(waits.failures());
         if waits.is_exhausted() {
             log::info!(target: "fibra_net::client", "gave up on {} after {} attempts", inner.addr, waits.failures());
-            inner.state.set(ClientState::GaveUp);
+            inner.set_state(ClientState::GaveUp);
             inner.running.borrow_mut().take();
             inner.mailbox.set_reader(None);
             inner.tell(
@@ -387,7 +395,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
         // A wait past what the clock can count (`Duration::MAX`) never ends.
         let now = fibra_rt::time::now();
         let until = now.checked_add(wait);
-        inner.state.set(ClientState::Waiting {
+        inner.set_state(ClientState::Waiting {
             until: until.unwrap_or_else(|| now.checked_add(FAR).unwrap_or(now)),
             wait,
             attempt: waits.failures(),

@@ -82,6 +82,18 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct Pool {
     inner: Rc<Inner>,
+    /// Shared by the clones only (not by the keepers or leases): the last clone dropped
+    /// stops the pool, so that its keepers end and its connections close.
+    _owner: Rc<Owner>,
+}
+
+/// Stops the pool when the last [`Pool`] clone is dropped.
+struct Owner(Rc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        stop(&self.0);
+    }
 }
 
 struct Inner {
@@ -132,16 +144,18 @@ impl Pool {
             slots: (0..size).map(|_| Slot::Down).collect(),
             ..State::default()
         };
+        let inner = Rc::new(Inner {
+            addr,
+            options,
+            backoff,
+            size,
+            state: RefCell::new(state),
+            keepers: RefCell::new(Vec::new()),
+            running: Cell::new(false),
+        });
         Pool {
-            inner: Rc::new(Inner {
-                addr,
-                options,
-                backoff,
-                size,
-                state: RefCell::new(state),
-                keepers: RefCell::new(Vec::new()),
-                running: Cell::new(false),
-            }),
+            _owner: Rc::new(Owner(Rc::clone(&inner))),
+            inner,
         }
     }
 
@@ -174,27 +188,9 @@ impl Pool {
 
     /// Stops: closes every connection, ends the keepers, and fails the waiting requests (and
     /// later ones) with [`NetError::PoolStopped`]. A request holding a connection finishes.
-    /// Never parks; a stopped pool can start again.
+    /// Never parks; a stopped pool can start again. Dropping the last clone stops it.
     pub fn stop(&self) {
-        if !self.inner.running.replace(false) {
-            return;
-        }
-        for keeper in self.inner.keepers.borrow_mut().drain(..) {
-            keeper.kill();
-        }
-        let mut state = self.inner.state.borrow_mut();
-        state.idle.clear();
-        for slot in &mut state.slots {
-            if let Slot::Idle(conn) = slot {
-                conn.close();
-            }
-            if !matches!(slot, Slot::Busy(_)) {
-                *slot = Slot::Down;
-            }
-        }
-        for &key in &state.queue {
-            state.waiters[key].unparker.unpark();
-        }
+        stop(&self.inner);
     }
 
     /// Whether it was started and not stopped.
@@ -348,6 +344,33 @@ impl Pool {
             conn,
             in_flight: false,
         }
+    }
+}
+
+/// [`Pool::stop`], for the pool's state: by a clone, or by the last one's drop.
+fn stop(inner: &Inner) {
+    if !inner.running.replace(false) {
+        return;
+    }
+    for keeper in inner.keepers.borrow_mut().drain(..) {
+        keeper.kill();
+    }
+    // Busy (a drop during a pool call): the keepers are ended, and the connections close
+    // with the pool's state once its leases are gone.
+    let Ok(mut state) = inner.state.try_borrow_mut() else {
+        return;
+    };
+    state.idle.clear();
+    for slot in &mut state.slots {
+        if let Slot::Idle(conn) = slot {
+            conn.close();
+        }
+        if !matches!(slot, Slot::Busy(_)) {
+            *slot = Slot::Down;
+        }
+    }
+    for &key in &state.queue {
+        state.waiters[key].unparker.unpark();
     }
 }
 

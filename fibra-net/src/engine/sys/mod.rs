@@ -60,7 +60,7 @@ impl Sys {
         if let Some(net) = &self.sim {
             // A simulated host has its own address; a chosen source address is not modelled.
             if let Some(local) = local {
-                return Err(NetError::Bind {
+                return Err(NetError::BindSource {
                     addr: local,
                     source: std::io::Error::new(
                         std::io::ErrorKind::Unsupported,

@@ -110,7 +110,7 @@ pub(crate) fn connect(
         }
         socket
             .bind(&SockAddr::from(local))
-            .map_err(|e| NetError::Bind {
+            .map_err(|e| NetError::BindSource {
                 addr: local,
                 source: e,
             })?;
