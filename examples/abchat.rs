@@ -18,9 +18,10 @@
 //!   client, the sender included, as `<from>: <text>`, in the order the server received them.
 //! - `--interval MS`: a frame sooner than that after the sender's last accepted one is
 //!   dropped and the sender gets `error too fast`; a dropped frame does not restart the
-//!   interval. 0 (the default) is no limit.
-//! - A frame over `--max-frame` (64 KiB) closes that connection (after `error frame too
-//!   long`); a client that does not read is cut off at `--max-outbound` (1 MiB) queued; the
+//!   interval, and neither does logging in again under the name. 0 (the default) is no
+//!   limit.
+//! - A frame over `--max-frame` (64 KiB) closes that connection (after `error frame longer
+//!   than <limit> bytes`); a client that does not read is cut off at `--max-outbound` (1 MiB) queued; the
 //!   others never wait for either.
 //! - Every `--status-secs` (600) one log line: clients online, frames in and deliveries out
 //!   per second since the last line.
@@ -107,8 +108,37 @@ fn parse_args() -> Config {
 struct Room {
     everyone: Group,
     by_name: RefCell<HashMap<String, Conn>>,
+    /// The time of each name's last accepted frame, for `--interval`: by name, so that
+    /// logging in again does not restart it; names idle for an interval are forgotten.
+    last_accepted: RefCell<HashMap<String, Instant>>,
     frames_in: Cell<u64>,
     deliveries: Cell<u64>,
+}
+
+impl Room {
+    /// Whether `name` may have a frame accepted at `now`: `interval` (0: no limit) since its
+    /// last accepted one, whichever connection sent that.
+    fn may_speak(&self, name: &str, now: Instant, interval: Duration) -> bool {
+        interval.is_zero()
+            || self
+                .last_accepted
+                .borrow()
+                .get(name)
+                .is_none_or(|&last| now.saturating_duration_since(last) >= interval)
+    }
+
+    /// `name`'s frame was accepted at `now`. The names whose interval is over are forgotten
+    /// once they are many: the map holds about the names that spoke within an interval.
+    fn accepted(&self, name: &str, now: Instant, interval: Duration) {
+        if interval.is_zero() {
+            return;
+        }
+        let mut last = self.last_accepted.borrow_mut();
+        last.insert(name.to_owned(), now);
+        if last.len() > 2 * self.by_name.borrow().len() + 64 {
+            last.retain(|_, &mut at| now.saturating_duration_since(at) < interval);
+        }
+    }
 }
 
 fn main() -> Result<(), cli::Failure> {
@@ -133,6 +163,7 @@ fn main() -> Result<(), cli::Failure> {
                 .with_slow_policy(SlowPolicy::Disconnect),
         ),
         by_name: RefCell::new(HashMap::new()),
+        last_accepted: RefCell::new(HashMap::new()),
         frames_in: Cell::new(0),
         deliveries: Cell::new(0),
     });
@@ -189,7 +220,6 @@ fn client(h: &Handle, room: &Rc<Room>, conn: &Conn, config: &Config) {
     let Some(member) = Member::join(room, &name, conn) else {
         return;
     };
-    let mut last_accepted: Option<Instant> = None;
     let mut frame = Vec::with_capacity(256);
     loop {
         if let Err(e) = h.receive_into(conn, &mut frame) {
@@ -201,9 +231,7 @@ fn client(h: &Handle, room: &Rc<Room>, conn: &Conn, config: &Config) {
         }
         room.frames_in.set(room.frames_in.get() + 1);
         let now = Instant::now();
-        if !config.interval.is_zero()
-            && last_accepted.is_some_and(|last| now.duration_since(last) < config.interval)
-        {
+        if !room.may_speak(&name, now, config.interval) {
             member.tell(b"error too fast"); // dropped; the interval runs from the last accepted
             continue;
         }
@@ -211,7 +239,7 @@ fn client(h: &Handle, room: &Rc<Room>, conn: &Conn, config: &Config) {
             member.tell(b"error a frame is UTF-8");
             continue;
         };
-        last_accepted = Some(now);
+        room.accepted(&name, now, config.interval);
         match text.strip_prefix('@') {
             Some(private) => {
                 let (to, words) = private.split_once(' ').unwrap_or((private, ""));

@@ -11,7 +11,7 @@
 #[path = "shared/cli.rs"]
 mod cli;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use fibra::net::Transport;
@@ -91,9 +91,12 @@ fn main() -> Result<(), cli::Failure> {
             _ => args.unknown(f),
         }
     }
-    let server: SocketAddr = addr
-        .parse()
-        .unwrap_or_else(|e| args.fail(format!("--addr `{addr}`: {e} (give IP:PORT)")));
+    // A host name is looked up once, here (the client reconnects to that address).
+    let server: SocketAddr = match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(server)) => server,
+        Ok(None) => args.fail(format!("--addr `{addr}`: the name has no address")),
+        Err(e) => args.fail(format!("--addr `{addr}`: {e} (give HOST:PORT)")),
+    };
     let backoff = Backoff::new()
         .with_initial(initial)
         .with_max(max.max(initial));

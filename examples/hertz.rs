@@ -19,7 +19,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fibra::net::{ConnOptions, Framing, ListenOptions, NetExt, NetPlugin};
+use fibra::rt::{Either, Park, Unparker};
 use fibra::signal::{Signal, SignalExt};
+use fibra::tasks::ops::Sleep;
 use fibra::tasks::{MissedTicks, TasksExt, Ticker};
 use fibra::Handle;
 
@@ -102,18 +104,26 @@ fn main() -> Result<(), cli::Failure> {
             }
         });
     })?;
-    // Ctrl-C (or the end of `--seconds`) ends the tick loop at its next tick.
+    // Ctrl-C ends the tick loop at once, however far its next tick is (the end of
+    // `--seconds`, at its last tick): the signal's tasklet wakes it from its wait.
     let stopping = Rc::new(Cell::new(None));
-    let flag = Rc::clone(&stopping);
+    let waiting: Rc<Cell<Option<Unparker>>> = Rc::new(Cell::new(None));
+    let (flag, waker) = (Rc::clone(&stopping), Rc::clone(&waiting));
     schedule.spawn(move |h| {
         if let Ok(signal) = h.signals(&[Signal::INT, Signal::TERM]) {
             flag.set(Some(signal));
+            if let Some(tick_loop) = waker.take() {
+                tick_loop.unpark();
+            }
         }
     })?;
     let stop = config
         .seconds
         .map(|secs| Instant::now() + Duration::from_secs_f64(secs));
-    let all = schedule.block_on(move |h| tick_loop(h, ticker, stop, &stopping))?;
+    let all = schedule.block_on(move |h| {
+        waiting.set(Some(h.unparker()));
+        tick_loop(h, ticker, stop, &stopping)
+    })?;
     // The rate between the first tick given and the last.
     let rate = all.ticks.saturating_sub(1) as f64 / all.elapsed.as_secs_f64().max(1e-9);
     println!(
@@ -150,6 +160,13 @@ fn tick_loop(
         }
         if stop.is_some_and(|stop| ticker.next_deadline().is_some_and(|d| d >= stop)) {
             break;
+        }
+        // The wait for the next tick, or a wake from the signal's tasklet (then the loop
+        // looks at `stopping` again).
+        if let Some(due) = ticker.next_deadline().filter(|&d| d > Instant::now()) {
+            if let Either::Second(()) = h.select(Sleep(due), Park) {
+                continue;
+            }
         }
         let tick = ticker.tick(h);
         last_given = Instant::now();

@@ -116,7 +116,8 @@ struct Period {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Err(e) = run() {
-        log::error!(target: "host_loop", "{e}");
+        // Said whatever RUST_LOG lets through: the process ends on it.
+        eprintln!("host_loop: {e}");
         std::process::exit(1);
     }
 }

@@ -1,6 +1,8 @@
 //! A chat (each line to everyone else) where `/hash NAME` reads a file and hashes it on a
 //! thread of the blocking pool (`h.unblock`): reading and hashing a big file takes a while,
-//! and the chat goes on meanwhile, since the schedule's thread never blocks on the disk.
+//! and the chat goes on meanwhile, since the schedule's thread never blocks on the disk. One
+//! `/hash` at a time per member; a member whose output is full (64 KiB it has not read)
+//! misses lines (`try_send_line` never parks).
 //!
 //! ```text
 //! cargo run --example unblock_hash -- --dir /var/log     # then, in two terminals:
@@ -10,7 +12,7 @@
 #[path = "shared/cli.rs"]
 mod cli;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -65,7 +67,18 @@ fn hash_file(h: &Handle, conn: &Conn, dir: &Path, name: &str) {
         ));
         return;
     };
-    let reply = match h.unblock(move || std::fs::File::open(&path).and_then(fnv1a)) {
+    let dir = dir.to_owned();
+    let reply = match h.unblock(move || {
+        // A link inside the folder may lead out of it: what it leads to must be inside.
+        let (real, folder) = (path.canonicalize()?, dir.canonicalize()?);
+        if !real.starts_with(&folder) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "it leads out of the folder",
+            ));
+        }
+        std::fs::File::open(&real).and_then(fnv1a)
+    }) {
         Ok(Ok((hash, len))) => format!("/hash {name}: fnv1a64 {hash:016x}, {len} bytes"),
         Ok(Err(e)) => format!("/hash {name}: {e}"),
         Err(e) => format!("/hash {name}: {e}"),
@@ -74,14 +87,35 @@ fn hash_file(h: &Handle, conn: &Conn, dir: &Path, name: &str) {
     let _ = conn.try_send_line(&reply);
 }
 
+/// Marks a member's `/hash` in flight until its tasklet ends, however it ends.
+struct Hashing(Rc<Cell<bool>>);
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 fn chat(h: &Handle, conn: Conn, members: Rc<RefCell<Vec<Conn>>>, dir: Rc<PathBuf>) {
+    // One `/hash` in flight per member: a member sending thousands would otherwise hold a
+    // tasklet (a stack) and a place in the blocking pool's line for each.
+    let hashing = Rc::new(Cell::new(false));
     while let Ok(line) = h.receive_line(&conn) {
         let line = line.trim_end();
         if let Some(name) = line.strip_prefix("/hash ") {
+            if hashing.get() {
+                let _ = conn.try_send_line("/hash: one at a time: wait for the last one's answer");
+                continue;
+            }
             // A tasklet of its own, so that this member's next lines are read meanwhile.
             let (asker, dir, name) = (conn.clone(), dir.clone(), name.trim().to_owned());
-            if h.spawn_detached(move |h| hash_file(h, &asker, &dir, &name))
-                .is_err()
+            hashing.set(true);
+            let busy = Hashing(Rc::clone(&hashing));
+            if h.spawn_detached(move |h| {
+                let _busy = busy;
+                hash_file(h, &asker, &dir, &name);
+            })
+            .is_err()
             {
                 let _ = conn.try_send_line("/hash: busy, try again");
             }
@@ -104,6 +138,9 @@ fn main() -> Result<(), cli::Failure> {
             "--dir" => dir = PathBuf::from(args.value(&flag)),
             other => args.unknown(other),
         }
+    }
+    if !dir.is_dir() {
+        args.fail(format!("--dir `{}`: not a folder", dir.display()));
     }
     fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
         let server = h.listen(addr.as_str())?;
