@@ -15,7 +15,7 @@ mod cli;
 
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
-use fibra::net::{Conn, NetExt};
+use fibra::net::{Conn, ConnOptions, ListenOptions, NetExt};
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 
@@ -23,7 +23,7 @@ use fibra::Handle;
 type Members = Rc<RefCell<HashMap<String, Conn>>>;
 
 fn listener(h: &Handle, addr: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = h.listen(addr)?;
+    let listener = h.listen_with(addr, member_options())?;
     eprintln!("chatter_2007 listening on {}", listener.local_addr());
     let members = Members::default();
     loop {
@@ -80,6 +80,13 @@ const HELP: &str = "chatter_2007: the 2007 chatter, fibra's first demo, a line c
 
 usage: chatter_2007 [--addr HOST:PORT]
   --addr  where to listen (default 127.0.0.1:2007)";
+
+/// Every member's connection: up to 1 MiB of output it has not read yet (the chatter's
+/// `--max-outbound`), so that a burst another member pastes (300 KB in one write, read by
+/// the server within a millisecond) reaches a member that reads; past it, the member is slow.
+fn member_options() -> ListenOptions {
+    ListenOptions::new().with_conn(ConnOptions::new().with_send_limit(1024 * 1024))
+}
 
 fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:2007".to_owned();

@@ -10,7 +10,7 @@ mod cli;
 
 use std::error::Error;
 
-use fibra::net::{ops::Accept, Conn, Group, NetExt};
+use fibra::net::{ops::Accept, Conn, ConnOptions, Group, ListenOptions, NetExt};
 use fibra::signal::{ops::WaitSignal, Signal};
 use fibra::{rt::Either, tasks::TasksExt, Handle};
 
@@ -30,6 +30,13 @@ else (nc to it)
 usage: eventlet_chat [--addr HOST:PORT]
   --addr  where to listen (default 127.0.0.1:3000)";
 
+/// Every member's connection: up to 1 MiB of output it has not read yet (the chatter's
+/// `--max-outbound`), so that a burst another member pastes (300 KB in one write, read by
+/// the server within a millisecond) reaches a member that reads; past it, the member is slow.
+fn member_options() -> ListenOptions {
+    ListenOptions::new().with_conn(ConnOptions::new().with_send_limit(1024 * 1024))
+}
+
 fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:3000".to_owned();
     let mut args = cli::Args::new("eventlet_chat", HELP);
@@ -40,7 +47,7 @@ fn main() -> Result<(), cli::Failure> {
         }
     }
     fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
-        let server = h.listen(addr.as_str())?;
+        let server = h.listen_with(addr.as_str(), member_options())?;
         println!("ChatServer starting up on {}", server.local_addr());
         let participants = Group::new();
         // The first of: a new participant, or Ctrl-C (eventlet's KeyboardInterrupt).

@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use fibra::net::{ops::Accept, Conn, NetExt};
+use fibra::net::{ops::Accept, Conn, ConnOptions, ListenOptions, NetExt};
 use fibra::signal::{ops::WaitSignal, Signal};
 use fibra::{rt::Either, tasks::TasksExt, Handle};
 
@@ -128,6 +128,13 @@ fn chat(h: &Handle, conn: Conn, members: Rc<RefCell<Vec<Conn>>>, dir: Rc<PathBuf
     members.borrow_mut().retain(|m| *m != conn);
 }
 
+/// Every member's connection: up to 1 MiB of output it has not read yet (the chatter's
+/// `--max-outbound`), so that a burst another member pastes (300 KB in one write, read by
+/// the server within a millisecond) reaches a member that reads; past it, the member is slow.
+fn member_options() -> ListenOptions {
+    ListenOptions::new().with_conn(ConnOptions::new().with_send_limit(1024 * 1024))
+}
+
 fn main() -> Result<(), cli::Failure> {
     let mut addr = "127.0.0.1:3001".to_owned();
     let mut dir = PathBuf::from(".");
@@ -143,7 +150,7 @@ fn main() -> Result<(), cli::Failure> {
         args.fail(format!("--dir `{}`: not a folder", dir.display()));
     }
     fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
-        let server = h.listen(addr.as_str())?;
+        let server = h.listen_with(addr.as_str(), member_options())?;
         println!(
             "unblock_hash: chat on {}, `/hash NAME` reads files under {}",
             server.local_addr(),

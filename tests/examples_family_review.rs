@@ -1,5 +1,5 @@
-//! Hostile review of the family examples (unblock_hash, hertz, abchat), each run as a
-//! process and driven over loopback. Every test here failed when it was written; each names
+//! Hostile review of the family examples (eventlet_chat, chatter_2007, unblock_hash, hertz,
+//! abchat), each run as a process and driven over loopback. Every test here failed when it was written; each names
 //! what it expects.
 //!
 //! Run: `cargo build --release --examples && cargo test --release --test
@@ -11,6 +11,126 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+/// `lines` numbered lines of about 300 bytes, in one buffer: what a member pasting a file
+/// into `nc` sends.
+fn burst(lines: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..lines {
+        out.extend_from_slice(format!("{i} {}\n", "y".repeat(300)).as_bytes());
+    }
+    out
+}
+
+/// Every line a reader got, and its error if one ended it.
+type Heard = (Vec<String>, Option<String>);
+
+/// A reader on `addr` that reads as fast as the kernel gives (its own thread), after sending
+/// `hello` (a handle, where the chat asks for one); returns every line it got until the
+/// server went quiet for 3 s, or its error.
+fn fast_reader(
+    addr: &str,
+    hello: &[u8],
+) -> (TcpStream, std::thread::JoinHandle<Heard>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(hello).unwrap();
+    let read = stream.try_clone().unwrap();
+    read.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut reader = BufReader::new(read);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return (lines, Some("EOF".to_owned())),
+                Ok(_) => lines.push(line.trim_end().to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (lines, None),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (lines, None),
+                Err(e) => return (lines, Some(e.to_string())),
+            }
+        }
+    });
+    (stream, thread)
+}
+
+/// The numbers of the burst's lines among `lines` (`"<n> yyy…"`, or `"<who> says: <n> yyy…"`).
+fn burst_numbers(lines: &[String]) -> Vec<usize> {
+    lines
+        .iter()
+        .filter(|l| l.ends_with("yyyy"))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split(' ').collect();
+            words[words.len() - 2].parse().ok()
+        })
+        .collect()
+}
+
+/// A member that reads as fast as the machine allows must get every line another member
+/// pasted, in order: it is not the slow one. eventlet_chat's group (default 64 KiB send
+/// limit, slow members cut off) resets it, before a byte reaches it, when another member
+/// sends 300 KB in one write.
+#[test]
+fn eventlet_chat_a_burst_from_one_member_does_not_cut_off_a_reader_that_keeps_up() {
+    let server = util::Example::start("eventlet_chat");
+    let (_keep, reader) = fast_reader(&server.addr, b"");
+    let mut paster = TcpStream::connect(&server.addr).unwrap();
+    // Both are in the group once their joins are printed.
+    server.wait_for("Participant joined chat.");
+    server.wait_for("Participant joined chat.");
+    paster.write_all(&burst(1000)).unwrap();
+    let (lines, error) = reader.join().unwrap();
+    let got = burst_numbers(&lines);
+    assert_eq!(
+        error, None,
+        "the reader was cut off after {} of 1000 lines",
+        got.len()
+    );
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+}
+
+/// chatter_2007's broadcast drops a line for a member whose output is full
+/// (`try_send_line`): a burst of 300 KB from one member loses most lines for a reader that
+/// keeps up.
+#[test]
+fn chatter_2007_a_burst_from_one_member_reaches_a_reader_that_keeps_up_whole() {
+    let server = util::Example::start("chatter_2007");
+    let (_keep, reader) = fast_reader(&server.addr, b"reader\n");
+    let mut paster = TcpStream::connect(&server.addr).unwrap();
+    paster.write_all(b"paster\n").unwrap();
+    // Logged in once its own join comes back (the reader joined before it).
+    paster.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut own = BufReader::new(paster.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        own.read_line(&mut line).unwrap();
+        if line.starts_with("paster has joined") {
+            break;
+        }
+    }
+    paster.write_all(&burst(1000)).unwrap();
+    let (lines, error) = reader.join().unwrap();
+    assert_eq!(error, None);
+    let got = burst_numbers(&lines);
+    assert_eq!(got.len(), 1000, "lost {} of 1000 lines", 1000 - got.len());
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+}
+
+/// unblock_hash's chat drops lines the same way (`try_send_line` to each other member).
+#[test]
+fn unblock_hash_a_burst_from_one_member_reaches_a_reader_that_keeps_up_whole() {
+    let server = util::Example::start("unblock_hash");
+    let (_keep, reader) = fast_reader(&server.addr, b"");
+    let mut paster = TcpStream::connect(&server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // both are members (no line says so)
+    paster.write_all(&burst(1000)).unwrap();
+    let (lines, error) = reader.join().unwrap();
+    assert_eq!(error, None);
+    let got = burst_numbers(&lines);
+    assert_eq!(got.len(), 1000, "lost {} of 1000 lines", 1000 - got.len());
+}
+
+/// One member's `/hash` lines each become a tasklet and a blocking-pool job, without limit:
+/// one write of 3,000 `/hash big` lines queues 3,000 reads of the whole file, which go on
+/// after that member left, and every other member's `/hash` waits behind them all.
 /// One member sending thousands of `/hash` lines held a tasklet and a blocking-pool job for
 /// each (40,000 took the process to `vm.max_map_count`), and another member's `/hash` waited
 /// behind them all. Now one `/hash` at a time per member.
