@@ -27,10 +27,7 @@ type Heard = (Vec<String>, Option<String>);
 /// A reader on `addr` that reads as fast as the kernel gives (its own thread), after sending
 /// `hello` (a handle, where the chat asks for one); returns every line it got until the
 /// server went quiet for 3 s, or its error.
-fn fast_reader(
-    addr: &str,
-    hello: &[u8],
-) -> (TcpStream, std::thread::JoinHandle<Heard>) {
+fn fast_reader(addr: &str, hello: &[u8]) -> (TcpStream, std::thread::JoinHandle<Heard>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.write_all(hello).unwrap();
     let read = stream.try_clone().unwrap();
@@ -80,7 +77,8 @@ fn eventlet_chat_a_burst_from_one_member_does_not_cut_off_a_reader_that_keeps_up
     let (lines, error) = reader.join().unwrap();
     let got = burst_numbers(&lines);
     assert_eq!(
-        error, None,
+        error,
+        None,
         "the reader was cut off after {} of 1000 lines",
         got.len()
     );
@@ -97,7 +95,9 @@ fn chatter_2007_a_burst_from_one_member_reaches_a_reader_that_keeps_up_whole() {
     let mut paster = TcpStream::connect(&server.addr).unwrap();
     paster.write_all(b"paster\n").unwrap();
     // Logged in once its own join comes back (the reader joined before it).
-    paster.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    paster
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut own = BufReader::new(paster.try_clone().unwrap());
     loop {
         let mut line = String::new();

@@ -50,7 +50,7 @@ impl Redial {
     /// been up long enough, else after the next wait.
     pub(crate) fn lost(&mut self, reason: String) {
         let stable = self.delays.backoff().stable_after();
-        let now = Instant::now();
+        let now = fibra_rt::time::now();
         if self.up_since.take().is_some_and(|up| now - up >= stable) {
             self.delays.reset();
             self.next_try = None;
@@ -84,7 +84,7 @@ impl Redial {
         command: &dyn Fn() -> String,
     ) -> Result<Connection, RedisError> {
         loop {
-            let now = Instant::now();
+            let now = fibra_rt::time::now();
             if let Some(at) = self.next_try {
                 if at >= deadline || self.delays.is_exhausted() {
                     return Err(self.unavailable(command()));
@@ -97,7 +97,7 @@ impl Redial {
             match Connection::connect_until(h, &self.config, until) {
                 Ok(conn) => {
                     self.next_try = None;
-                    self.up_since = Some(Instant::now());
+                    self.up_since = Some(fibra_rt::time::now());
                     if self.last_error.is_some() {
                         log::info!(target: "fibra_redis", "connected to {} again", self.config.addr());
                     }
@@ -106,11 +106,11 @@ impl Redial {
                 Err(e) => {
                     log::debug!(target: "fibra_redis", "connect to {}: {e}", self.config.addr());
                     self.last_error = Some(e.to_string());
-                    self.next_try = Some(Instant::now() + self.delays.next_wait());
+                    self.next_try = Some(fibra_rt::time::now() + self.delays.next_wait());
                     if matches!(e, RedisError::Handshake { .. }) {
                         return Err(e);
                     }
-                    if Instant::now() >= deadline {
+                    if fibra_rt::time::now() >= deadline {
                         return Err(self.unavailable(command()));
                     }
                 }

@@ -71,7 +71,7 @@ impl Connection {
         config: &Config,
         deadline: Instant,
     ) -> Result<Connection, RedisError> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(fibra_rt::time::now());
         let options = ConnOptions::new()
             .with_framing(Framing::Raw)
             .with_max_frame(CHUNK)
@@ -307,7 +307,10 @@ impl Connection {
             return;
         }
         let chunk = std::mem::take(&mut self.chunk);
-        match h.yield_op_until(ops::Receive::into_buf(&self.conn, chunk), Instant::now()) {
+        match h.yield_op_until(
+            ops::Receive::into_buf(&self.conn, chunk),
+            fibra_rt::time::now(),
+        ) {
             Ok(Ok(bytes)) => {
                 self.input.extend_from_slice(&bytes);
                 self.chunk = bytes;
@@ -643,7 +646,7 @@ fn decode_scalar(bytes: &[u8], protocol: Protocol) -> Result<(Value, usize), Rea
 
 /// `timeout` from now (far in the future if that overflows).
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
+    let now = fibra_rt::time::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }

@@ -456,8 +456,8 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
         // One attempt (after the backoff's wait), then look again: the pool may have stopped.
         let deadline = redial
             .next_try()
-            .unwrap_or_else(Instant::now)
-            .max(Instant::now())
+            .unwrap_or_else(fibra_rt::time::now)
+            .max(fibra_rt::time::now())
             + inner.config.connect_timeout();
         match redial.connect(h, deadline, &|| "connect".to_owned()) {
             Ok(conn) => {

@@ -126,7 +126,7 @@ impl Subscriber {
             pending: VecDeque::new(),
             down_since: None,
             keepalive: Some(DEFAULT_KEEPALIVE),
-            last_heard: Instant::now(),
+            last_heard: fibra_rt::time::now(),
             ping_sent: None,
         }
     }
@@ -252,13 +252,15 @@ impl Subscriber {
             let conn = self.conn.as_mut().expect("connected above");
             match conn.next_frame(h, until) {
                 Ok(value) => {
-                    self.last_heard = Instant::now();
+                    self.last_heard = fibra_rt::time::now();
                     self.ping_sent = None;
                     if let Push::Message(m) = classify(value) {
                         return Ok(Some(m));
                     }
                 }
-                Err(ReadError::TimedOut) if check_at.is_some_and(|at| Instant::now() >= at) => {
+                Err(ReadError::TimedOut)
+                    if check_at.is_some_and(|at| fibra_rt::time::now() >= at) =>
+                {
                     if self.ping_sent.is_some() {
                         let e =
                             conn.fail(ReadError::TimedOut, "PING (keepalive)".into(), call_timeout);
@@ -268,7 +270,7 @@ impl Subscriber {
                     let ping = Cmd::new("PING");
                     let sent = conn.send_only(h, &ping, deadline_after(call_timeout), call_timeout);
                     match sent {
-                        Ok(()) => self.ping_sent = Some(Instant::now()),
+                        Ok(()) => self.ping_sent = Some(fibra_rt::time::now()),
                         Err(e) => self.lose(e.to_string()),
                     }
                 }
@@ -287,7 +289,7 @@ impl Subscriber {
         self.conn = None;
         self.redial.lost(error.clone());
         if self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
+            self.down_since = Some(fibra_rt::time::now());
             self.pending.push_back(Message::Disconnected { error });
         }
     }

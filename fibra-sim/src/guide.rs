@@ -145,13 +145,16 @@
 //! ## The network, as modelled
 //!
 //! TCP, small: connects are SYN, SYN-ACK or a refusal (`ECONNREFUSED`; `EHOSTUNREACH` for an
-//! address no host has); a full accept queue drops the SYN and the client retries after 1,
-//! 2, 4... s (as Linux), or with [`Faults::overflow_established`](crate::Faults) the client
+//! address no host has; a loopback address, `127.0.0.1` or `::1`, is the host's own); a full
+//! accept queue drops the SYN and the client retries after 1, 2, 4... s, six times, then
+//! fails with `ETIMEDOUT` (as Linux), or with [`Faults::overflow_established`](crate::Faults) the client
 //! is connected while the server's side waits outside the queue and is forgotten after
 //! 31 s (Linux's other way); keepalive probes (`ConnOptions::with_keepalive`) are answered,
-//! or get a RST from a host that no longer knows the connection; bytes arrive in order, after the link's latency, counted against the
-//! send buffer until the reader reads them; a close sends a FIN, or a RST when unread input
-//! remains or the linger is zero; a segment for a socket that no longer exists (a restarted
+//! or get a RST from a host that no longer knows the connection; bytes arrive in order, after
+//! the link's latency, counted against the send buffer until the reader reads them (a writer
+//! whose peer's window stays shut probes it, as the kernel's persist timer does); bytes that
+//! arrived before a reset are read before the reset is told; a close sends a FIN, or a RST
+//! when unread input remains or the linger is zero; a segment for a socket that no longer exists (a restarted
 //! host) is answered by a RST. A cut link holds its segments (TCP retransmits) until it is
 //! repaired, or until [`Faults::give_up`](crate::Faults::give_up) passes and the sender fails
 //! with `ETIMEDOUT`; a crashed host is a cut to everyone. As on a real network, a peer that

@@ -23,6 +23,17 @@ use fibra_rt::Event;
 use crate::trace::{Entry, Trace, What};
 use crate::{Faults, Latency, Rng};
 
+/// SYNs a connect sends to a full accept queue before it gives up: Linux's
+/// `tcp_syn_retries` (the waits 1, 2, 4 ... 32 s, then 64 s: about 127 s in all).
+const SYN_RETRIES: u32 = 6;
+
+/// The first wait before a zero-window probe, and the longest: a writer whose peer's window
+/// is shut probes it (as the kernel's persist timer does), so that a peer whose host crashed
+/// or was cut off is found (the probe is held, and the writer fails with `ETIMEDOUT` after
+/// [`Faults::give_up`](crate::Faults::give_up)) where nothing else would be on the wire.
+const PERSIST_MIN: Duration = Duration::from_millis(200);
+const PERSIST_MAX: Duration = Duration::from_secs(60);
+
 /// One host's network side.
 #[derive(Debug)]
 pub(crate) struct HostNet {
@@ -73,6 +84,9 @@ struct Stream {
     last_arrival: Duration,
     /// TCP keepalive: probe after this long without traffic.
     keepalive: Option<Duration>,
+    /// The wait before the next zero-window probe while the peer's window is shut (a
+    /// writer that filled it): doubled after each, from [`PERSIST_MIN`] to [`PERSIST_MAX`].
+    persist: Duration,
     /// When traffic last went either way.
     last_activity: Duration,
 }
@@ -336,14 +350,23 @@ impl Net {
     fn peer_of(&self, fd: SimFd) -> Option<(SimFd, usize)> {
         let Some(Sock {
             kind: Kind::Stream(st),
+            host,
             ..
         }) = self.socks.get(&fd)
         else {
             return None;
         };
         let peer = st.peer?;
-        let host = self.host_of_ip(st.peer_addr.ip())?;
-        Some((peer, host))
+        Some((peer, self.peer_host(*host, st.peer_addr.ip())?))
+    }
+
+    /// The host of a peer at `ip`, seen from `host`: `host` itself for a loopback address.
+    fn peer_host(&self, host: usize, ip: IpAddr) -> Option<usize> {
+        if ip.is_loopback() {
+            Some(host)
+        } else {
+            self.host_of_ip(ip)
+        }
     }
 
     /// When the next thing on the wire happens: a segment's arrival, or a held segment's
@@ -363,7 +386,7 @@ impl Net {
             .min()
     }
 
-    /// Streams with a keepalive, and when their next probe is due.
+    /// Streams with a keepalive or a shut window, and when their next probe is due.
     fn probes(&self) -> impl Iterator<Item = (SimFd, Duration)> + '_ {
         self.socks.iter().filter_map(|(&fd, s)| match &s.kind {
             Kind::Stream(st)
@@ -372,7 +395,13 @@ impl Net {
                     && st.error.is_none()
                     && st.peer.is_some() =>
             {
-                st.keepalive.map(|idle| (fd, st.last_activity + idle))
+                let keepalive = st.keepalive.map(|idle| st.last_activity + idle);
+                let persist = st.window_shut().then(|| st.last_activity + st.persist);
+                keepalive
+                    .into_iter()
+                    .chain(persist)
+                    .min()
+                    .map(|at| (fd, at))
             }
             _ => None,
         })
@@ -393,6 +422,15 @@ impl Net {
             .collect();
         for fd in due {
             self.active(fd);
+            if let Some(Sock {
+                kind: Kind::Stream(st),
+                ..
+            }) = self.socks.get_mut(&fd)
+            {
+                if st.window_shut() {
+                    st.persist = (st.persist * 2).min(PERSIST_MAX);
+                }
+            }
             if let Some((peer, peer_host)) = self.peer_of(fd) {
                 self.send_ordered(fd, peer, peer_host, Seg::Probe);
             }
@@ -492,7 +530,8 @@ impl Net {
         } else {
             st.error = Some(errno);
         }
-        st.rx.clear();
+        // What arrived before the failure stays readable, the error told after it (Linux
+        // reads the receive queue before `sk_err`).
         st.in_flight = 0;
         self.log(host, What::Deliver(fd, "FAIL", errno as usize));
         self.emit(fd, true, true, true, true);
@@ -610,6 +649,7 @@ impl Net {
                 }) = self.socks.get_mut(&to)
                 {
                     st.in_flight = st.in_flight.saturating_sub(n);
+                    st.persist = PERSIST_MIN;
                     if std::mem::take(&mut st.want_write) {
                         self.emit(to, false, true, false, false);
                     }
@@ -643,7 +683,21 @@ impl Net {
             return;
         };
         if full && !self.faults.overflow_established {
-            // Linux drops the SYN of a full accept queue; the client retries (1 s, 2 s...).
+            // Linux drops the SYN of a full accept queue; the client retries (1 s, 2 s...)
+            // `tcp_syn_retries` (6) times, then gives up (about 127 s in all). A client
+            // socket that is gone is not retried for.
+            if !self.socks.contains_key(&client) {
+                return;
+            }
+            if tries >= SYN_RETRIES {
+                // The client's own timer, on its host: its last wait, then `ETIMEDOUT`.
+                let at = self.now + Duration::from_secs(1 << tries.min(6));
+                let timeout = Seg::Refused {
+                    errno: libc::ETIMEDOUT,
+                };
+                self.send_at(at, (src_host, client), (src_host, client), timeout);
+                return;
+            }
             let at = self.now + Duration::from_secs(1 << tries.min(5));
             let seg = Seg::Syn {
                 client,
@@ -852,7 +906,7 @@ impl Net {
         backlog: i32,
     ) -> io::Result<(SimFd, SocketAddr)> {
         let ip = self.hosts[host].ip;
-        if !addr.ip().is_unspecified() && addr.ip() != ip {
+        if !addr.ip().is_unspecified() && !addr.ip().is_loopback() && addr.ip() != ip {
             return Err(err(libc::EADDRNOTAVAIL));
         }
         let port = if addr.port() == 0 {
@@ -933,7 +987,12 @@ impl Net {
         addr: SocketAddr,
     ) -> io::Result<SimFd> {
         self.open_fd(host)?;
-        let ip = self.hosts[host].ip;
+        // To a loopback address, from one: the host's own, as on a real one.
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            _ => self.hosts[host].ip,
+        };
         let port = self.ephemeral(host);
         let fd = self.alloc_fd();
         let send_buffer = self.faults.send_buffer;
@@ -952,7 +1011,7 @@ impl Net {
                 ))),
             },
         );
-        match self.host_of_ip(addr.ip()) {
+        match self.peer_host(host, addr.ip()) {
             Some(dst) => self.send_ordered(
                 fd,
                 0,
@@ -1004,17 +1063,18 @@ impl Net {
         buf: &mut [u8],
     ) -> io::Result<usize> {
         let st = self.stream(host, life, fd)?;
-        if let Some(e) = st.error.take() {
-            st.dead = true;
-            return Err(err(e));
-        }
-        if st.dead {
-            return Ok(0);
-        }
-        if let Phase::Failed(e) = st.phase {
-            return Err(err(e));
-        }
-        if st.rx.is_empty() {
+        if st.rx.is_empty() || matches!(st.phase, Phase::Failed(_)) {
+            // The bytes that arrived come first, a failure after them.
+            if let Some(e) = st.error.take() {
+                st.dead = true;
+                return Err(err(e));
+            }
+            if st.dead {
+                return Ok(0);
+            }
+            if let Phase::Failed(e) = st.phase {
+                return Err(err(e));
+            }
             return if st.rx_fin { Ok(0) } else { Err(would_block()) };
         }
         let n = buf.len().min(st.rx.len());
@@ -1158,7 +1218,7 @@ impl Net {
             }
             Kind::Stream(st) => {
                 let Some(peer) = st.peer else { return };
-                let Some(peer_host) = self.host_of_ip(st.peer_addr.ip()) else {
+                let Some(peer_host) = self.peer_host(host, st.peer_addr.ip()) else {
                     return;
                 };
                 if st.dead || st.error.is_some() || matches!(st.phase, Phase::Failed(_)) {
@@ -1242,6 +1302,11 @@ fn seg_len(seg: &Seg) -> usize {
 }
 
 impl Stream {
+    /// The writer filled the peer's window and waits for it to open.
+    fn window_shut(&self) -> bool {
+        self.want_write && self.in_flight >= self.send_buffer
+    }
+
     fn new(peer_addr: SocketAddr, peer: Option<SimFd>, phase: Phase, send_buffer: usize) -> Stream {
         Stream {
             peer_addr,
@@ -1258,6 +1323,7 @@ impl Stream {
             want_write: false,
             last_arrival: Duration::ZERO,
             keepalive: None,
+            persist: PERSIST_MIN,
             last_activity: Duration::ZERO,
         }
     }

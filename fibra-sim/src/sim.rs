@@ -128,6 +128,9 @@ pub struct Sim {
     base: Instant,
     /// Repairs of partitions the faults made: (when, from, to).
     repairs: Vec<(Duration, usize, usize)>,
+    /// The directions cut on demand ([`Sim::partition_one_way`]), until [`Sim::repair`]: a
+    /// drawn partition's repair leaves them cut.
+    user_cuts: std::collections::BTreeSet<(usize, usize)>,
     /// The most rounds in a row at one simulated instant.
     max_rounds_still: u64,
     /// Tasklets spawned by [`Sim::spawn`], watched for a panic: (host, id, name).
@@ -189,6 +192,7 @@ impl Sim {
             hosts: Vec::new(),
             base,
             repairs: Vec::new(),
+            user_cuts: std::collections::BTreeSet::new(),
             max_rounds_still: Sim::LIVELOCK_ROUNDS,
             watched: Vec::new(),
             entropy,
@@ -359,9 +363,12 @@ impl Sim {
         self.net.borrow_mut().set_default_latency(latency);
     }
 
-    /// Cuts the link `from` → `to` (one way): its segments are held until it is repaired,
-    /// or fail their sender with `ETIMEDOUT` after [`Faults::give_up`].
+    /// Cuts the link `from` → `to` (one way): its segments are held until it is repaired
+    /// ([`repair`](Self::repair): a partition the faults drew on the same link and repair
+    /// later leaves it cut), or fail their sender with `ETIMEDOUT` after
+    /// [`Faults::give_up`].
     pub fn partition_one_way(&mut self, from: HostId, to: HostId) {
+        self.user_cuts.insert((from.0, to.0));
         let mut net = self.net.borrow_mut();
         net.record(from.0, What::Fault(format!("cut h{} -> h{}", from.0, to.0)));
         net.cut(from.0, to.0);
@@ -375,6 +382,8 @@ impl Sim {
 
     /// Repairs both directions between `a` and `b`; held segments go on their way.
     pub fn repair(&mut self, a: HostId, b: HostId) {
+        self.user_cuts.remove(&(a.0, b.0));
+        self.user_cuts.remove(&(b.0, a.0));
         let mut net = self.net.borrow_mut();
         net.record(a.0, What::Fault(format!("repair h{} <-> h{}", a.0, b.0)));
         net.repair(a.0, b.0);
@@ -410,8 +419,11 @@ impl Sim {
 
     /// Restarts a crashed `host` with a fresh schedule, and runs its
     /// [`on_boot`](Self::on_boot) functions. Connections of its former life are gone: their
-    /// peers' segments get a RST.
+    /// peers' segments get a RST. A host that is up is crashed first (a power cycle).
     pub fn restart(&mut self, host: HostId) {
+        if self.is_up(host) {
+            self.crash(host);
+        }
         {
             let mut net = self.net.borrow_mut();
             net.record(host.0, What::Fault("restart".into()));
@@ -545,6 +557,10 @@ impl Sim {
         while i < self.repairs.len() {
             if self.repairs[i].0 <= now {
                 let (_, from, to) = self.repairs.swap_remove(i);
+                if self.user_cuts.contains(&(from, to)) {
+                    // Cut on demand as well: it stays cut until `repair`.
+                    continue;
+                }
                 let mut net = self.net.borrow_mut();
                 net.record(from, What::Fault(format!("repair h{from} -> h{to}")));
                 net.repair(from, to);

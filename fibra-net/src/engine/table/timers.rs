@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn replaced_and_cancelled_timers_leave_the_queue_bounded_and_are_never_due() {
         let mut timers = Timers::default();
-        let start = Instant::now();
+        let start = fibra_rt::time::now();
         for i in 0..10_000u64 {
             let at = start + Duration::from_micros(i);
             timers.arm(at, TimerKind::Flush, key(0));
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn a_disarmed_timer_is_never_due_and_no_longer_counted() {
         let mut timers = Timers::default();
-        let start = Instant::now();
+        let start = fibra_rt::time::now();
         timers.arm(start, TimerKind::Handshake, key(3));
         timers.arm(start, TimerKind::Read, key(3));
         timers.disarm(TimerKind::Handshake, key(3));
