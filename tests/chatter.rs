@@ -110,6 +110,8 @@ fn who_and_msg_reach_one_member_only(threads: usize) {
     cy.expect("Unknown command: /dance");
     cy.send("/");
     cy.expect("Unknown command: /");
+    cy.send("/help");
+    cy.expect(protocol::HELP);
     // Nobody else heard any of it: their next line is the sync.
     cy.send("sync");
     for c in [&mut ann, &mut bob, &mut cy] {
@@ -552,6 +554,7 @@ fn protocol_parses_commands() {
     assert_eq!(parse_command("/msg"), Command::MsgUsage);
     assert_eq!(parse_command("/"), Command::Unknown(""));
     assert_eq!(parse_command("/QUIT"), Command::Unknown("QUIT"));
+    assert_eq!(parse_command("/help"), Command::Help);
     assert_eq!(parse_command("/dance wildly"), Command::Unknown("dance"));
 }
 

@@ -483,3 +483,71 @@ fn a_peer_that_floods_frames_instead_of_closing_is_cut_at_the_close_timeout() {
     );
     wait_for_end(&ends, 4000);
 }
+
+/// The handshake's head, with `headers` (each `Name: value\r\n`) after a `Host` of `host`.
+fn handshake_from(addr: std::net::SocketAddr, host: &str, headers: &str) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
+    );
+    c.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if c.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Cross-site WebSocket hijacking: a page from another site, open in a user's browser,
+/// opens a WebSocket to a server the user reaches (a chat on 127.0.0.1) and speaks as them.
+/// By default a handshake whose `Origin` is not the server's own is refused (403); one
+/// without an `Origin` (not a browser) or from the page's own server is taken; a router's
+/// own check decides otherwise. Before: every origin was taken.
+#[test]
+fn a_websocket_handshake_from_another_origin_is_refused() {
+    let server = start(Ends::default());
+    let host = server.addr.to_string();
+    let evil = handshake_from(server.addr, &host, "Origin: http://evil.example\r\n");
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+    let null = handshake_from(server.addr, &host, "Origin: null\r\n");
+    assert!(null.starts_with("HTTP/1.1 403"), "{null}");
+    let own = format!("Origin: http://{host}\r\n");
+    let same = handshake_from(server.addr, &host, &own);
+    assert!(same.starts_with("HTTP/1.1 101"), "{same}");
+    let tls_page = format!("Origin: https://{}\r\n", host.to_uppercase());
+    let same = handshake_from(server.addr, &host, &tls_page);
+    assert!(same.starts_with("HTTP/1.1 101"), "{same}");
+    let none = handshake_from(server.addr, &host, "");
+    assert!(none.starts_with("HTTP/1.1 101"), "{none}");
+
+    // A router that names the origins it takes.
+    let open = ServerThread::start(|s| {
+        let router = Rc::new(
+            Router::new()
+                .websocket("/ws", |_h, _req, _ws| {})
+                .check_origin(|req| {
+                    req.header("origin")
+                        .is_none_or(|o| o == b"https://chat.example.com")
+                }),
+        );
+        let listener = util::listen(s);
+        let addr = listener.local_addr();
+        s.spawn(move |h| {
+            let _ = fibra::http::serve(h, &listener, router);
+        })
+        .unwrap();
+        (addr, Ws)
+    });
+    let host = open.addr.to_string();
+    let named = handshake_from(open.addr, &host, "Origin: https://chat.example.com\r\n");
+    assert!(named.starts_with("HTTP/1.1 101"), "{named}");
+    let own = format!("Origin: http://{host}\r\n");
+    let other = handshake_from(open.addr, &host, &own);
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+}

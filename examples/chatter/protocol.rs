@@ -106,9 +106,16 @@ pub(crate) enum Command<'a> {
     JoinUsage,
     /// `/quit`: leave.
     Quit,
+    /// `/help`: the commands, and what each does.
+    Help,
     /// Any other line starting with `/`: the command word, without its slash.
     Unknown(&'a str),
 }
+
+/// The answer to `/help`: every command.
+pub(crate) const HELP: &str = "Commands: /who (who is in your room), /msg <handle> <text> \
+(to one member), /join <room> (move to a room; everyone starts in lobby), /quit (leave), \
+/help (this). Any other line is said to your room.";
 
 /// How `/msg` is used, sent after a `/msg` missing its handle or text.
 pub(crate) const MSG_USAGE: &str = "Usage: /msg <handle> <text>";
@@ -148,7 +155,8 @@ pub(crate) fn left_line(room: &str, handle: &str) -> String {
 }
 
 /// Reads one line. Commands are the lines starting with `/`; the command word ends at the
-/// first white space (`/who now` is `/who`). Everything else is said as it is.
+/// first white space (`/who now` is `/who`); command words are lower case (`/QUIT` is not
+/// one). Everything else is said as it is.
 pub(crate) fn parse_command(line: &str) -> Command<'_> {
     let Some(rest) = line.strip_prefix('/') else {
         return Command::Say(line);
@@ -160,6 +168,7 @@ pub(crate) fn parse_command(line: &str) -> Command<'_> {
     match word {
         "who" => Command::Who,
         "quit" => Command::Quit,
+        "help" => Command::Help,
         "join" => match parse_handle(args) {
             Ok(room) => Command::Join(room),
             Err(_) => Command::JoinUsage,

@@ -96,6 +96,7 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, member: &Member, line: 
             }
         }
         Command::MsgUsage => room.tell(conn, protocol::MSG_USAGE),
+        Command::Help => room.tell(conn, protocol::HELP),
         Command::Unknown(word) => room.tell(conn, &format!("Unknown command: /{word}")),
         Command::Quit => return false,
     }

@@ -10,6 +10,7 @@ use crate::{Limits, Request, Response, WebSocket};
 
 type HttpHandler = Rc<dyn Fn(&Handle, &Request) -> Response>;
 type WsHandler = Rc<dyn Fn(&Handle, &Request, &mut WebSocket)>;
+type OriginCheck = Rc<dyn Fn(&Request) -> bool>;
 
 #[derive(Clone)]
 pub(crate) enum Route {
@@ -41,6 +42,9 @@ pub(crate) enum Route {
 pub struct Router {
     pub(crate) routes: Vec<(String, String, Route)>,
     pub(crate) limits: Limits,
+    /// Which WebSocket handshakes may come from where ([`Router::check_origin`]); `None`:
+    /// the same origin only ([`same_origin`]).
+    pub(crate) origin: Option<OriginCheck>,
 }
 
 impl Router {
@@ -88,6 +92,38 @@ impl Router {
         self
     }
 
+    /// Decides which WebSocket handshakes are taken, by their request: a refused one gets
+    /// 403 and no upgrade. The default, [`same_origin`], takes a handshake without an
+    /// `Origin` (not a browser's) or with the `Origin` of the page's own server (its `Host`):
+    /// without it, any web page open in a user's browser could open a WebSocket to a server
+    /// that user reaches (a chat on localhost, one behind the user's firewall) and speak as
+    /// them (cross-site WebSocket hijacking). Pages served from elsewhere need a check that
+    /// names their origins.
+    ///
+    /// ```
+    /// use fibra_http::Router;
+    ///
+    /// let router = Router::new().check_origin(|req| {
+    ///     req.header("origin").is_none_or(|o| o == b"https://chat.example.com")
+    /// });
+    /// # let _ = router;
+    /// ```
+    pub fn check_origin<F>(mut self, check: F) -> Router
+    where
+        F: Fn(&Request) -> bool + 'static,
+    {
+        self.origin = Some(Rc::new(check));
+        self
+    }
+
+    /// Whether the WebSocket handshake `request` may be taken.
+    pub(crate) fn origin_allowed(&self, request: &Request) -> bool {
+        match &self.origin {
+            Some(check) => check(request),
+            None => same_origin(request),
+        }
+    }
+
     /// Sets the [`Limits`] of every connection.
     pub fn with_limits(mut self, limits: Limits) -> Router {
         self.limits = limits;
@@ -113,6 +149,24 @@ impl Router {
             Err((405, allowed.join(", ")))
         }
     }
+}
+
+/// The default WebSocket origin check ([`Router::check_origin`]): a handshake without an
+/// `Origin` header (a client that is not a browser), or whose `Origin`'s host and port are
+/// the request's `Host` (ASCII case aside). `Origin: null` (a sandboxed page, a file) is
+/// refused.
+pub fn same_origin(request: &Request) -> bool {
+    let Some(origin) = request.header("origin") else {
+        return true;
+    };
+    let Some(host) = request.header("host") else {
+        return false;
+    };
+    // `scheme://host[:port]`: the part after the scheme is what `Host` names.
+    let Some(at) = origin.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    origin[at + 3..].eq_ignore_ascii_case(host)
 }
 
 impl fmt::Debug for Router {

@@ -27,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))),
     }
+    // What other members see of a line: no control character but the tab, one character
+    // for each.
+    let shown = protocol::printable(&line);
+    assert!(!shown.chars().any(|c| c.is_control() && c != '\t'));
+    assert_eq!(shown.chars().count(), line.chars().count());
     match parse_command(&line) {
         Command::Say(text) => {
             assert!(!line.starts_with('/'));
@@ -34,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Command::Who => assert!(line.starts_with("/who")),
         Command::Quit => assert!(line.starts_with("/quit")),
+        Command::Help => assert!(line.starts_with("/help")),
         Command::MsgUsage => assert!(line.starts_with("/msg")),
         Command::JoinUsage => assert!(line.starts_with("/join")),
         Command::Join(room) => {
@@ -48,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Command::Unknown(word) => {
             assert!(line.starts_with('/'));
-            assert!(!["who", "quit", "msg", "join"].contains(&word));
+            assert!(!["who", "quit", "msg", "join", "help"].contains(&word));
             assert!(!word.contains(char::is_whitespace));
             assert!(line[1..].starts_with(word));
         }
