@@ -563,3 +563,27 @@ fn send_except_keeps_the_slow_member_policy() {
         );
     });
 }
+
+/// A member of two groups sent to in one round gets the first group's batch first: the
+/// round's batches are sealed in the order the groups were first sent to. Before, they were
+/// sealed last first: `lobby` then `all` reached the member as `all`'s, then `lobby`'s.
+#[test]
+fn two_groups_sent_to_in_one_round_reach_a_shared_member_in_that_order() {
+    scenario(|h| {
+        let ends = connected(h, 1);
+        let (member, client) = &ends[0];
+        let (lobby, all) = (Group::new(), Group::new());
+        lobby.add(member).unwrap();
+        all.add(member).unwrap();
+        lobby.send_frame(b"1 lobby").unwrap();
+        all.send_frame(b"2 all").unwrap();
+        assert_eq!(text(h, client), "1 lobby");
+        assert_eq!(text(h, client), "2 all");
+        all.send_frame(b"3 all").unwrap();
+        lobby.send_frame(b"4 lobby").unwrap();
+        lobby.send_frame(b"5 lobby").unwrap();
+        assert_eq!(text(h, client), "3 all");
+        assert_eq!(text(h, client), "4 lobby");
+        assert_eq!(text(h, client), "5 lobby");
+    });
+}

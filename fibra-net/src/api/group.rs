@@ -21,7 +21,8 @@ use crate::engine::shared::{Encoding, Key, Shared};
 /// - **Membership is exact.** A member gets what was sent after it was [`add`](Self::add)ed
 ///   and before it was [`remove`](Self::remove)d, in order with what is sent to it directly
 ///   (`Conn::try_send`, `NetExt::send`): a direct send to a member first seals the group's
-///   batch.
+///   batch. A member of several groups gets a round's batches group by group, in the order
+///   the groups were first sent to in that round (not line by line across groups).
 /// - **Slow members** are handled by the group's [`SlowPolicy`](crate::SlowPolicy): cut off (the default) or
 ///   skipped. A member's cap is its connection's send limit
 ///   ([`ConnOptions::with_send_limit`](crate::ConnOptions::with_send_limit)).

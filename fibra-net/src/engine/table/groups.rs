@@ -319,11 +319,15 @@ impl Table {
         }
     }
 
-    /// Seals the batch of every group that was sent to this round.
+    /// Seals the batch of every group that was sent to this round, in the order they were
+    /// first sent to: a member of two groups gets the first one's batch first.
     pub(crate) fn seal_all(&mut self) {
-        while let Some(g) = self.sealing.pop() {
+        let mut i = 0;
+        while let Some(&g) = self.sealing.get(i) {
             self.seal(g);
+            i += 1;
         }
+        self.sealing.clear();
     }
 
     /// Seals the batches of the groups `key` is in (before a direct send to it).
