@@ -88,7 +88,28 @@ pub mod signal {
 /// [`Error::Reactor`] or [`Error::Io`] when the poller or the network plugin cannot be made
 /// (out of file descriptors).
 pub fn schedule() -> Result<Schedule, Error> {
-    let mut schedule = Schedule::try_new()?;
+    schedule_with(Schedule::builder())
+}
+
+/// [`schedule`], from a [`Builder`](fibra_rt::Builder) of one's own settings: its tasklets'
+/// stack size (a tasklet that overflowed its stack says to raise it), its step budget, its
+/// stall threshold.
+///
+/// ```
+/// let mut schedule = fibra::schedule_with(fibra::Schedule::builder().stack_size(256 * 1024))?;
+/// let sum = schedule.block_on(|_h| {
+///     let big = [1u8; 100 * 1024]; // more than the default 64 KiB stack holds
+///     big.iter().map(|&b| u32::from(b)).sum::<u32>()
+/// })?;
+/// assert_eq!(sum, 100 * 1024);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`schedule`].
+pub fn schedule_with(builder: fibra_rt::Builder) -> Result<Schedule, Error> {
+    let mut schedule = builder.try_build()?;
     schedule.add_plugin(tasks::TasksPlugin::new())?;
     schedule.add_plugin(net::NetPlugin::new()?)?;
     match signal::SignalPlugin::new() {

@@ -1030,3 +1030,60 @@ fn configs_from_pem_serve_and_trust_the_test_certificates() {
         fibra::net::tls::server_config_from_pem(certs.chain_pem.as_bytes(), b"junk").unwrap_err();
     assert!(e.to_string().contains("private key"), "{e}");
 }
+
+/// A self-signed certificate made as a CA (`openssl req -x509` without
+/// `basicConstraints=CA:FALSE`), trusted by the client and served as the server's own: webpki
+/// refuses a CA used as an end entity. The error said only "invalid certificate"; it says why
+/// now, and what such a certificate needs.
+#[test]
+fn a_ca_certificate_served_as_the_servers_own_is_refused_saying_why() {
+    use fibra::net::rustls;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(util::certs::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(util::certs::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (server, client) = (std::sync::Arc::new(server), std::sync::Arc::new(client));
+    let mut s = net_schedule();
+    let got = Rc::new(RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let listener = h.listen_tls("127.0.0.1:0", server).unwrap();
+        let addr = listener.local_addr();
+        let _server = h
+            .spawn(move |h| {
+                let (conn, _) = h.accept(&listener).unwrap();
+                let _ = h.receive(&conn);
+            })
+            .unwrap();
+        let e = h
+            .connect_tls(addr, "localhost", client)
+            .expect_err("a CA's certificate as the server's own");
+        *out.borrow_mut() = Some((e.lost(), e.to_string()));
+    })
+    .unwrap();
+    run_all(&mut s, 10);
+    let (lost, text) = got.borrow_mut().take().unwrap();
+    assert!(
+        matches!(lost, Some(Lost::Tls(TlsLost::Certificate { reason })) if reason.contains("a CA certificate presented")),
+        "{lost:?}"
+    );
+    assert!(text.contains("CA:FALSE"), "{text}");
+}

@@ -22,8 +22,12 @@
 //!     Router::new()
 //!         .get("/", |_h, _req| Response::text("hello, world!"))
 //!         .websocket("/ws", |h, _req, ws| {
-//!             while let Ok(Message::Text(text)) = ws.receive(h) {
-//!                 let _ = ws.send_text(&text);
+//!             // Every message back as it came, text or binary, until the peer closes.
+//!             while let Ok(message) = ws.receive(h) {
+//!                 let _ = match message {
+//!                     Message::Text(text) => ws.send_text(&text),
+//!                     Message::Binary(bytes) => ws.send_binary(&bytes),
+//!                 };
 //!             }
 //!         }),
 //! );

@@ -18,9 +18,11 @@ pub(crate) enum Route {
     WebSocket(WsHandler),
 }
 
-/// What the server answers, by method and path. A path with no route gets 404; a path whose
-/// routes take other methods gets 405 with `Allow`; `HEAD` is answered by a `GET` route,
-/// without the body.
+/// What the server answers, by method and path. A route's path matches the request's path
+/// exactly (the query is not part of it; no parameters, wildcards or prefixes: a handler that
+/// serves a tree of paths is routed by each, or reads [`Request::path`] itself). A path with
+/// no route gets 404; a path whose routes take other methods gets 405 with `Allow`; `HEAD` is
+/// answered by a `GET` route, without the body.
 ///
 /// ```
 /// use fibra_http::{Response, Router};

@@ -167,6 +167,16 @@ pub fn server_config_from_pem(
 /// A client config trusting the certificate authorities in `ca_pem` (PEM), and them
 /// alone; TLS 1.3 and 1.2, no client certificate, no ALPN.
 ///
+/// A self-signed certificate that the server serves and this config trusts must name the
+/// server (a subjectAltName) and must not be a CA's (`openssl req -x509` makes a CA's
+/// unless told otherwise):
+///
+/// ```text
+/// openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+///     -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
+///     -keyout key.pem -out cert.pem
+/// ```
+///
 /// # Errors
 ///
 /// [`NetError::TlsConfig`](crate::NetError::TlsConfig): no certificate in `ca_pem`, or one

@@ -190,7 +190,9 @@ fn report(guard: &Guard) {
     w.num(guard.size);
     w.put(
         b" bytes.\nfibra: give it a bigger stack: SpawnOptions::stack_size for this tasklet, \
-            or Builder::stack_size for every tasklet of the schedule.\n",
+            or Builder::stack_size for every tasklet of the schedule (Schedule::builder(); \
+            fibra::schedule_with(builder) for the standard plugins, block_on's tasklet \
+            included).\n",
     );
     let len = w.len;
     // SAFETY: writing an initialized buffer to stderr.

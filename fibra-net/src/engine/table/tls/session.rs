@@ -283,6 +283,18 @@ pub(super) fn classify(e: &rustls::Error, handshaking: bool) -> TlsLost {
                 | CertificateError::NotValidForNameContext { .. } => {
                     "not valid for the server name"
                 }
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => {
+                    "not for this use (its extended key usage: a server's needs serverAuth)"
+                }
+                CertificateError::UnhandledCriticalExtension => {
+                    "a critical extension this side does not know"
+                }
+                CertificateError::UnsupportedSignatureAlgorithmContext { .. } => {
+                    "signed with an algorithm this side does not support"
+                }
+                // webpki's own reasons, which rustls passes on as text.
+                CertificateError::Other(other) => other_certificate_reason(&other.to_string()),
                 _ => "invalid certificate",
             },
         },
@@ -351,5 +363,24 @@ fn alert_name(alert: rustls::AlertDescription) -> &'static str {
         A::NoApplicationProtocol => "no_application_protocol",
         A::CertificateRequired => "certificate_required",
         _ => "(another alert)",
+    }
+}
+
+/// What webpki's error, passed on by rustls as text, says of a refused certificate.
+fn other_certificate_reason(text: &str) -> &'static str {
+    if text.contains("CaUsedAsEndEntity") {
+        "a CA certificate presented as the peer's own (a self-signed certificate needs \
+         basicConstraints CA:FALSE and a subjectAltName for the name)"
+    } else if text.contains("EndEntityUsedAsCa") {
+        "an end-entity certificate used as a CA"
+    } else if text.contains("PathLenConstraintViolated")
+        || text.contains("MaximumPathDepthExceeded")
+    {
+        "a chain longer than its CA allows"
+    } else if text.contains("NameConstraintViolation") {
+        "a name its CA may not certify"
+    } else {
+        log::debug!(target: "fibra_net::tls", "certificate refused: {text}");
+        "invalid certificate"
     }
 }
