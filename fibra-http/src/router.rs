@@ -2,6 +2,7 @@
 //! `Response`, or to a WebSocket handler after the upgrade.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use fibra_rt::Handle;
@@ -99,8 +100,11 @@ impl Router {
     /// `Origin` (not a browser's) or with the `Origin` of the page's own server (its `Host`):
     /// without it, any web page open in a user's browser could open a WebSocket to a server
     /// that user reaches (a chat on localhost, one behind the user's firewall) and speak as
-    /// them (cross-site WebSocket hijacking). Pages served from elsewhere need a check that
-    /// names their origins.
+    /// them (cross-site WebSocket hijacking). A server on a loopback address also wants its
+    /// browsers to name it by a loopback name (`localhost`, `127.0.0.1`): a page whose own
+    /// name an attacker rebound to 127.0.0.1 (DNS rebinding) would match itself. Pages served
+    /// from elsewhere need a check that names their origins (and then that check alone
+    /// decides).
     ///
     /// ```
     /// use fibra_http::Router;
@@ -118,11 +122,20 @@ impl Router {
         self
     }
 
-    /// Whether the WebSocket handshake `request` may be taken.
-    pub(crate) fn origin_allowed(&self, request: &Request) -> bool {
+    /// Whether the WebSocket handshake `request`, which came to `local`, may be taken. By
+    /// default: [`same_origin`], and a browser's handshake to a server on a loopback address
+    /// must name it by a loopback name (`localhost`, `127.0.0.1`, `[::1]`): a page whose own
+    /// name was rebound to 127.0.0.1 (DNS rebinding) sends an `Origin` and a `Host` that
+    /// match, both its own.
+    pub(crate) fn origin_allowed(&self, request: &Request, local: Option<SocketAddr>) -> bool {
         match &self.origin {
             Some(check) => check(request),
-            None => same_origin(request),
+            None => {
+                same_origin(request)
+                    && (request.header("origin").is_none()
+                        || !local.is_some_and(|a| a.ip().is_loopback())
+                        || names_loopback(request))
+            }
         }
     }
 
@@ -151,6 +164,25 @@ impl Router {
             Err((405, allowed.join(", ")))
         }
     }
+}
+
+/// Whether the request's `Host` names a loopback address: `localhost` (or a name under it),
+/// or a loopback IP address, with or without a port.
+fn names_loopback(request: &Request) -> bool {
+    let Some(host) = request.header_str("host") else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name.len() > ".localhost".len()
+            && name[name.len() - ".localhost".len()..].eq_ignore_ascii_case(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The default WebSocket origin check ([`Router::check_origin`]): a handshake without an

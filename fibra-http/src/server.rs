@@ -370,7 +370,7 @@ fn upgrade(
     };
     // §10.2: a browser names the page's origin; a page from elsewhere is refused (by
     // default: `Router::check_origin`).
-    if !router.origin_allowed(request) {
+    if !router.origin_allowed(request, conn.local_addr()) {
         log::info!(target: "fibra_http", "WebSocket handshake to {} refused: origin {:?}",
             request.target, String::from_utf8_lossy(request.header("origin").unwrap_or_default()));
         answer(h, conn, out, &Response::error(403), CLOSE, false, timeout);

@@ -197,7 +197,7 @@ impl Connection {
                     .into(),
             });
         }
-        self.check_usable(|| cmd.name().into_owned())?;
+        self.check_usable(h, || cmd.name().into_owned())?;
         self.output.clear();
         cmd.write_to(&mut self.output);
         self.send_output(h, deadline, timeout, || cmd.name().into_owned())?;
@@ -270,7 +270,7 @@ impl Connection {
                 i + 1
             )
         };
-        self.check_usable(|| name(0))?;
+        self.check_usable(h, || name(0))?;
         self.output.clear();
         for cmd in cmds {
             cmd.write_to(&mut self.output);
@@ -324,7 +324,7 @@ impl Connection {
     /// Judges the bytes that came while no call waited (not subscribed): a RESP3 push is
     /// skipped; anything else (a reply nobody asked for, the server's goodbye before it
     /// closes, bytes of neither) breaks the connection, saying what the server said, so that
-    /// no call takes it for its answer. A RESP3 frame not yet whole is kept (a push, maybe).
+    /// no call takes it for its answer. A RESP3 push not yet whole is kept.
     fn judge_unasked(&mut self) {
         if self.subscribed || self.broken.is_some() || self.in_flight {
             return;
@@ -345,7 +345,8 @@ impl Connection {
                         Err(_) => "bytes that are not RESP".to_owned(),
                     }
                 }
-                Ok(None) if protocol == Protocol::Resp3 => break,
+                // The start of a push, maybe: kept for the next read to finish.
+                Ok(None) if protocol == Protocol::Resp3 && self.input[self.start] == b'>' => break,
                 Ok(None) => "part of a reply".to_owned(),
                 Err(_) => "bytes that are not RESP".to_owned(),
             };
@@ -385,14 +386,18 @@ impl Connection {
         }
     }
 
-    fn check_usable(&mut self, command: impl Fn() -> String) -> Result<(), RedisError> {
+    fn check_usable(&mut self, h: &Handle, command: impl Fn() -> String) -> Result<(), RedisError> {
         if self.in_flight {
             // A call was cut off (its tasklet killed) after it sent: its reply would be read
             // as the next one's.
             self.break_with("a call was abandoned before its reply came".into());
         }
-        // What came unasked and was read already: a RESP3 reply nobody asked for must not
-        // be the next call's answer either (pushes are skipped).
+        // What came unasked, read now if it may be there (without waiting), and what was
+        // read already: a reply nobody asked for must not be the next call's answer
+        // (RESP3's pushes are skipped).
+        if !self.subscribed && (self.conn.received() > 0 || self.conn.may_have_input()) {
+            self.probe_idle(h);
+        }
         self.judge_unasked();
         if !self.subscribed
             && self.config.protocol() == Protocol::Resp2
@@ -489,7 +494,7 @@ impl Connection {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<(), RedisError> {
-        self.check_usable(|| cmd.name().into_owned())?;
+        self.check_usable(h, || cmd.name().into_owned())?;
         self.output.clear();
         cmd.write_to(&mut self.output);
         self.send_output(h, deadline, timeout, || cmd.name().into_owned())?;

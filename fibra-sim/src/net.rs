@@ -360,6 +360,13 @@ impl Net {
         Some((peer, self.peer_host(*host, st.peer_addr.ip())?))
     }
 
+    /// Whether a peer at `ip` cannot be reached from `host`: its host is down, or the way
+    /// there is cut.
+    fn unreachable(&self, host: usize, ip: IpAddr) -> bool {
+        self.peer_host(host, ip)
+            .is_none_or(|peer| !self.hosts[peer].up || self.cut.contains(&(host, peer)))
+    }
+
     /// The host of a peer at `ip`, seen from `host`: `host` itself for a loopback address.
     fn peer_host(&self, host: usize, ip: IpAddr) -> Option<usize> {
         if ip.is_loopback() {
@@ -396,7 +403,11 @@ impl Net {
                     && st.peer.is_some() =>
             {
                 let keepalive = st.keepalive.map(|idle| st.last_activity + idle);
-                let persist = st.window_shut().then(|| st.last_activity + st.persist);
+                // A probe only where it can find something: the peer's host down or the way
+                // to it cut (one answered changes nothing, and would keep a run that waits
+                // for good from going quiet).
+                let persist = (st.window_shut() && self.unreachable(s.host, st.peer_addr.ip()))
+                    .then(|| st.last_activity + st.persist);
                 keepalive
                     .into_iter()
                     .chain(persist)

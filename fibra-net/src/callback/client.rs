@@ -374,6 +374,11 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
                 false
             }
         };
+        if inner.running.borrow().is_none() {
+            // Stopped from an event callback (the kill takes effect at the next yield): no
+            // more state or events from this loop (`Waiting`, `GaveUp`).
+            return;
+        }
         if stable {
             waits.reset();
         }
