@@ -1,11 +1,13 @@
 //! Membership: a handle claimed, the join announced; and the leave, announced exactly once
 //! however the session ends (`/quit`, a lost connection, a kill, a panic).
 
-use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
-use fibra::net::Conn;
+use fibra::net::ops::OnLost;
+use fibra::net::{Conn, Lost};
+use fibra::rt::Either;
+use fibra::tasks::ops::Sleep;
 use fibra::tasks::TasksExt;
 use fibra::Handle;
 
@@ -18,22 +20,10 @@ pub(crate) struct Member {
     handle: String,
     conn: Conn,
     web: bool,
-    allowance: Allowance,
+    /// Whose allowance it says from (see `Room::charge`): where it connects from, and its
+    /// handle's key (a member that logs in again under it goes on from where it was).
+    allowance: (IpAddr, String),
 }
-
-/// How much a member may say before it is held up (a token bucket): `--max-rate` bytes a
-/// second, saved up to [`BURST`] of them; a member that says more waits (its input waits in
-/// its socket, and TCP holds its sender back), so that one member cannot flood the room
-/// faster than its readers take it and get them cut off at `--max-outbound`.
-#[derive(Debug)]
-struct Allowance {
-    /// Bytes it may say now, as of `at`.
-    left: Cell<u64>,
-    at: Cell<Instant>,
-}
-
-/// The bytes a member may save up: this many seconds of its rate.
-const BURST: u64 = 4;
 
 impl Member {
     /// Takes `handle` if it is free, here and beyond, and announces the newcomer to
@@ -60,16 +50,16 @@ impl Member {
         log::info!(target: LOG, "{handle} joined ({online} online)");
         chat.reach.joined(&mut room, handle);
         drop(room);
-        let max_rate = chat.room.borrow().max_rate;
         Some(Member {
             chat: Rc::clone(chat),
             handle: handle.to_owned(),
             conn: conn.clone(),
             web,
-            allowance: Allowance {
-                left: Cell::new(max_rate.saturating_mul(BURST)),
-                at: Cell::new(fibra::rt::time::now()),
-            },
+            allowance: (
+                conn.peer_addr()
+                    .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+                protocol::handle_key(handle),
+            ),
         })
     }
 
@@ -78,39 +68,32 @@ impl Member {
         &self.handle
     }
 
-    /// The member said `bytes` (a line or a command, its line end counted): holds it up
-    /// while it has said more than the room's `max_rate` allows (0: no limit).
-    pub(crate) fn pace(&self, h: &Handle, bytes: usize) {
-        let rate = self.chat.room.borrow().max_rate;
-        if rate == 0 {
-            return;
-        }
-        let a = &self.allowance;
+    /// The member said `line` (a line or a command): holds it up while its address has said
+    /// more than the room's `max_rate` allows (`Room::charge`), or until its connection
+    /// closes (a member gone is not kept in the room for its debt).
+    pub(crate) fn pace(&self, h: &Handle, line: &[u8]) {
+        // What the room writes for it: `<handle> says: <line>`, not the bytes read (an
+        // empty line from a long handle is most of a line to every member).
+        let bytes = line
+            .len()
+            .saturating_add(self.handle.len())
+            .saturating_add(8);
         let now = fibra::rt::time::now();
-        let since = now.saturating_duration_since(a.at.get());
-        let earned = since.as_nanos().saturating_mul(u128::from(rate)) / 1_000_000_000;
-        let earned = u64::try_from(earned).unwrap_or(u64::MAX);
-        let left = a
-            .left
-            .get()
-            .saturating_add(earned)
-            .min(rate.saturating_mul(BURST));
-        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
-        if bytes <= left {
-            a.left.set(left - bytes);
-            a.at.set(now);
+        let until = self
+            .chat
+            .room
+            .borrow_mut()
+            .charge(&self.allowance, bytes, now);
+        let Some(until) = until else {
             return;
+        };
+        log::debug!(target: LOG, "{} is held up {:?} (--max-rate)", self.handle, until - now);
+        // Until then, or until the connection is lost (a reset, a timeout: the member leaves
+        // at once, not after its debt). Its end of stream is no loss: what it sent before
+        // still waits its turn.
+        if let Either::Second(Lost::Eof) = h.select(Sleep(until), OnLost::new(&self.conn)) {
+            h.sleep_until(until);
         }
-        // In debt: it waits until the debt is earned back, and starts from nothing then.
-        let debt = bytes - left;
-        let wait = Duration::from_nanos(
-            u64::try_from(u128::from(debt) * 1_000_000_000 / u128::from(rate)).unwrap_or(u64::MAX),
-        );
-        let until = now.checked_add(wait).unwrap_or(now);
-        a.left.set(0);
-        a.at.set(until);
-        log::debug!(target: LOG, "{} is held up {wait:?} (--max-rate {rate} bytes a second)", self.handle);
-        h.sleep_until(until);
     }
 }
 

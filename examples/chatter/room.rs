@@ -20,8 +20,10 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fibra::http::text_frames;
 use fibra::net::{Conn, Group, GroupOptions, NetError};
@@ -76,6 +78,9 @@ pub(crate) struct RoomStats {
     pub(crate) relay_rounds: u64,
 }
 
+/// The seconds of `--max-rate` an address may save up.
+pub(crate) const BURST: u64 = 4;
+
 /// Who is here: every connection (for the shutdown's goodbye), the members, their handles
 /// and rooms; telnet connections and browsers apart, each in groups of their own framing.
 #[derive(Debug)]
@@ -103,6 +108,9 @@ pub(crate) struct Room {
     pub(crate) max_rooms: usize,
     /// The bytes a second a member may say before it is held up (0: no limit).
     pub(crate) max_rate: u64,
+    /// What each member may say now, and as of when, by address and handle key (see
+    /// [`Room::charge`]).
+    allowances: HashMap<(IpAddr, String), (u64, Instant)>,
     /// The tasklets that serve the room here (acceptors, the web server, the reach's own),
     /// ended by its shutdown.
     pub(crate) tasklets: Vec<TaskletId>,
@@ -190,6 +198,7 @@ impl Default for Room {
             shutting_down: false,
             max_rooms: protocol::MAX_ROOMS,
             max_rate: 0,
+            allowances: HashMap::new(),
             tasklets: Vec::new(),
         }
     }
@@ -228,6 +237,71 @@ impl Room {
         }
         self.served += 1;
         true
+    }
+
+    /// `bytes` said at `now` by the member of `allowance` (its address and handle key):
+    /// `None` if it may say them, else until when it is held up. A member may say
+    /// `max_rate` bytes a second, saved up to [`BURST`] seconds' worth (a token bucket),
+    /// kept by address and handle past its leave, so that neither a member nor its logging
+    /// in again floods the room faster than its readers take it (and gets them cut off at
+    /// `--max-outbound`). 0: no limit.
+    pub(crate) fn charge(
+        &mut self,
+        allowance: &(IpAddr, String),
+        bytes: usize,
+        now: Instant,
+    ) -> Option<Instant> {
+        let rate = self.max_rate;
+        if rate == 0 {
+            return None;
+        }
+        let burst = rate.saturating_mul(BURST);
+        let earned = |left: u64, at: Instant| {
+            let since = now.saturating_duration_since(at).as_nanos();
+            let earned = since.saturating_mul(u128::from(rate)) / 1_000_000_000;
+            left.saturating_add(u64::try_from(earned).unwrap_or(u64::MAX))
+                .min(burst)
+        };
+        if self.allowances.len() > 2 * self.by_handle.len() + 64 {
+            // The allowances whole again say nothing any longer.
+            self.allowances
+                .retain(|_, &mut (left, at)| earned(left, at) < burst);
+        }
+        if !self.allowances.contains_key(allowance) {
+            self.allowances.insert(allowance.clone(), (burst, now));
+        }
+        let (left, at) = self.allowances.get_mut(allowance)?;
+        let have = earned(*left, *at);
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        if bytes <= have {
+            (*left, *at) = (have - bytes, now);
+            return None;
+        }
+        // In debt: held up until it is earned back, from nothing then.
+        let debt = u128::from(bytes - have) * 1_000_000_000 / u128::from(rate);
+        let until = now
+            .checked_add(Duration::from_nanos(
+                u64::try_from(debt).unwrap_or(u64::MAX),
+            ))
+            .unwrap_or(now);
+        (*left, *at) = (0, until);
+        Some(until)
+    }
+
+    /// The member `handle` is here or elsewhere under, whatever its ASCII case: the handle as
+    /// it was taken (`/msg ANN` reaches `ann`).
+    pub(crate) fn find_handle(&self, handle: &str) -> Option<String> {
+        if self.by_handle.contains_key(handle) || self.is_elsewhere(handle) {
+            return Some(handle.to_owned());
+        }
+        let here = self.by_handle.keys().map(String::as_str);
+        let elsewhere = self
+            .places
+            .values()
+            .flat_map(|p| p.elsewhere.keys().map(|h| &**h));
+        here.chain(elsewhere)
+            .find(|h| h.eq_ignore_ascii_case(handle))
+            .map(str::to_owned)
     }
 
     /// Takes `handle` here for a newcomer while the reach claims it beyond: `false` if it is

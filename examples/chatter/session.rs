@@ -89,9 +89,13 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, member: &Member, line: 
         Command::JoinUsage => room.tell(conn, protocol::JOIN_USAGE),
         Command::Msg { to, text } => {
             let whisper = format!("{handle} whispers: {text}");
-            match room.member(to) {
-                Some(to) => room.tell(&to, &whisper),
-                None if room.is_elsewhere(to) && chat.reach.tell(to, &whisper) => {}
+            let found = room.find_handle(to);
+            match found.as_deref() {
+                Some(name) => match room.member(name) {
+                    Some(to) => room.tell(&to, &whisper),
+                    None if chat.reach.tell(name, &whisper) => {}
+                    None => room.tell(conn, &format!("No such handle: {to}")),
+                },
                 None => room.tell(conn, &format!("No such handle: {to}")),
             }
         }
@@ -101,7 +105,7 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, member: &Member, line: 
         Command::Quit => return false,
     }
     drop(room);
-    member.pace(h, line.len().saturating_add(1));
+    member.pace(h, line);
     chat.reach.pace(h);
     true
 }

@@ -188,11 +188,33 @@ fn serve(
         };
         let entries = cmds.len() - first_entry;
         if !releases.is_empty() {
+            // A handle released while Redis was away (or in a pipeline that failed) and
+            // taken again here since, in any case, keeps the claim it has now: only its old
+            // name leaves the node's members.
+            // (A member's, or one being claimed: in this pipeline, its claim goes first.)
+            let state = node.state.borrow();
+            let held: Vec<&str> = (state.members.iter().chain(&state.claiming))
+                .map(|h| &**h)
+                .chain(claims.iter().map(|c| &*c.handle))
+                .collect();
             let mut cmd = keys::script(keys::RELEASE).arg(&node.name);
+            let mut freed = 0;
             for handle in &releases {
+                if held.contains(&&**handle) {
+                    continue;
+                }
+                let key = crate::protocol::handle_key(handle);
+                if held.iter().any(|h| crate::protocol::handle_key(h) == key) {
+                    let members = format!("{}members:{}", keys::PREFIX, node.name);
+                    cmds.push(Cmd::new("SREM").arg(members).arg(&**handle));
+                    continue;
+                }
                 cmd = cmd.arg(&**handle);
+                freed += 1;
             }
-            cmds.push(cmd);
+            if freed > 0 {
+                cmds.push(cmd);
+            }
         }
         let beat_at = cmds.len();
         if beat_due {
