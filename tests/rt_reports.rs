@@ -546,3 +546,26 @@ fn a_plugin_whose_poll_panicked_is_not_reported_as_running_after() {
     let reports = records_with(&["fibra_rt::stall", "PanicsInPollOnce"]);
     assert_eq!(reports, before, "reported while idle");
 }
+
+/// A program that spawns and forgets to run the schedule ended in silence; now the drop says
+/// so, once, at warn. A schedule that ran says nothing of the tasklets left.
+#[test]
+fn a_schedule_dropped_before_it_ever_ran_says_so() {
+    logger();
+    let mut s = Schedule::new();
+    for _ in 0..3 {
+        s.spawn(|_h| {}).unwrap();
+    }
+    drop(s);
+    let said = records_with(&["WARN fibra_rt:", "3 tasklets that never ran"]);
+    assert_eq!(said.len(), 1, "{said:?}");
+
+    let mut s = Schedule::new();
+    s.spawn(|_h| {}).unwrap();
+    s.tick().unwrap();
+    for _ in 0..7 {
+        s.spawn(|_h| {}).unwrap();
+    }
+    drop(s);
+    assert!(records_with(&["7 tasklets that never ran"]).is_empty());
+}

@@ -555,6 +555,12 @@ impl Schedule {
 
 impl Drop for Schedule {
     fn drop(&mut self) {
+        if self.core.steps_run == 0 && !self.core.tasklets.is_empty() {
+            // A program that spawned and forgot to run: say so, rather than end in silence.
+            log::warn!(target: "fibra_rt",
+                "a schedule was dropped with {} tasklets that never ran: run it (`run`, \
+                 `block_on` or `tick` in a loop)", self.core.tasklets.len());
+        }
         self.core.wakes.remote.close();
         // The watchdog last: it reports an unwind that tasklet code keeps from ending.
         self.unwind_all();
