@@ -406,8 +406,11 @@ impl Net {
                 // A probe only where it can find something: the peer's host down or the way
                 // to it cut (one answered changes nothing, and would keep a run that waits
                 // for good from going quiet).
-                let persist = (st.window_shut() && self.unreachable(s.host, st.peer_addr.ip()))
-                    .then(|| st.last_activity + st.persist);
+                // (Or the peer's socket gone: its host restarted, a probe gets a RST.)
+                let gone = st.peer.is_some_and(|peer| !self.socks.contains_key(&peer));
+                let persist = (st.window_shut()
+                    && (gone || self.unreachable(s.host, st.peer_addr.ip())))
+                .then(|| st.last_activity + st.persist);
                 keepalive
                     .into_iter()
                     .chain(persist)
