@@ -30,6 +30,10 @@ pub(crate) struct Config {
     pub(crate) stackless_members: bool,
     /// The most rooms besides the lobby (`/join` of a new room past it is refused).
     pub(crate) max_rooms: usize,
+    /// Origins (`https://chat.example.com`) whose pages may open the WebSocket besides the
+    /// server's own (`--web-origin`): a page served through a reverse proxy.
+    #[allow(dead_code)] // read by web.rs, which host_loop's copy of the chatter leaves out
+    pub(crate) web_origins: Vec<String>,
     /// The bytes a second one member may say (lines and commands, each with its line end),
     /// saved up to four seconds' worth; a member that says more is held up. 0: no limit.
     pub(crate) max_rate: u64,
@@ -46,6 +50,7 @@ impl Default for Config {
             stackless_members: true,
             max_rooms: super::protocol::MAX_ROOMS,
             max_rate: 64 * 1024,
+            web_origins: Vec::new(),
         }
     }
 }

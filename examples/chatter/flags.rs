@@ -9,7 +9,8 @@ use super::tls::TlsDoor;
 const HELP: &str = "chatter: fibra's classic demo, a chat server for telnet and browsers, a \
 tasklet per member while it speaks
 
-usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line BYTES]
+usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--web-origin ORIGIN]
+               [--max-line BYTES]
                [--max-outbound BYTES] [--login-timeout SECS] [--flush-delay MS]
                [--max-rooms N] [--max-rate BYTES]
                [--threads N] [--accept handoff|reuseport] [--pin]
@@ -21,6 +22,8 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--max-line 
   --addr           where to listen for telnet (default 127.0.0.1:1980)
   --web-addr       where to serve the web page and its WebSocket (default 127.0.0.1:1990)
   --no-web         no web page (neither over HTTP nor over HTTPS)
+  --web-origin     an origin (https://chat.example.com) whose pages may open the chat's
+                   WebSocket besides the server's own: a reverse proxy's (repeatable)
   --max-line       longest line accepted; a longer one ends that connection (default 8192;
                    at most 16777216 with --redis)
   --max-outbound   output queued to a member that does not read before it is cut off
@@ -128,6 +131,16 @@ impl Flags {
                 }
                 "--max-rooms" => config.max_rooms = args.number(f, 0, 1 << 24) as usize,
                 "--max-rate" => config.max_rate = args.number(f, 0, 1 << 40),
+                "--web-origin" => {
+                    let origin = args.value(f);
+                    if !origin.contains("://") {
+                        args.fail(format!(
+                            "--web-origin `{origin}`: give SCHEME://HOST[:PORT], as a browser \
+                             sends it (https://chat.example.com)"
+                        ));
+                    }
+                    config.web_origins.push(origin);
+                }
                 "--threads" => flags.threads = args.number(f, 1, 1024) as usize,
                 "--accept" => {
                     flags.reuseport = match args.value(f).as_str() {

@@ -44,25 +44,37 @@ impl Chatter {
             ..Limits::default()
         };
         let chat = Rc::clone(&self.chat);
-        let router = Rc::new(
-            Router::new()
-                .get("/", |_h, _req| Response::html(PAGE))
-                .websocket("/ws", move |h, _req, ws| {
-                    // Across threads, a browser is this thread's load too.
-                    let load = chat.reach.charge();
-                    let conn = ws.conn().clone();
-                    // Lines sent to it (the prompt, /who, a whisper) become text messages.
-                    conn.set_framing(text_frames());
-                    let by = config.login_timeout.map(|t| fibra::rt::time::now() + t);
-                    if config.stackless_members {
-                        super::stackless::session(h, &chat, &conn, Peer::Web(ws), by, load);
-                        return;
-                    }
-                    let _load = load;
-                    session(h, &chat, &conn, Peer::Web(ws), by);
+        let router = Router::new()
+            .get("/", |_h, _req| Response::html(PAGE))
+            .websocket("/ws", move |h, _req, ws| {
+                // Across threads, a browser is this thread's load too.
+                let load = chat.reach.charge();
+                let conn = ws.conn().clone();
+                // Lines sent to it (the prompt, /who, a whisper) become text messages.
+                conn.set_framing(text_frames());
+                let by = config.login_timeout.map(|t| fibra::rt::time::now() + t);
+                if config.stackless_members {
+                    super::stackless::session(h, &chat, &conn, Peer::Web(ws), by, load);
+                    return;
+                }
+                let _load = load;
+                session(h, &chat, &conn, Peer::Web(ws), by);
+            })
+            .with_limits(limits);
+        // Pages from the origins named (`--web-origin`: a reverse proxy's), or the server's
+        // own reached by `localhost` or an address; else fibra-http's default check.
+        let router = if config.web_origins.is_empty() {
+            router
+        } else {
+            let origins = config.web_origins.clone();
+            router.check_origin(move |req| {
+                req.header("origin").is_none_or(|o| {
+                    origins.iter().any(|a| a.as_bytes().eq_ignore_ascii_case(o))
+                        || fibra::http::same_origin(req) && fibra::http::host_is_local(req)
                 })
-                .with_limits(limits),
-        );
+            })
+        };
+        let router = Rc::new(router);
         let server = schedule.spawn_named("chatter web", move |h| {
             let _ = fibra::http::serve(h, &listener, router);
         })?;

@@ -72,7 +72,7 @@ pub use error::HttpError;
 pub use limits::Limits;
 pub use request::Request;
 pub use response::Response;
-pub use router::{same_origin, Router};
+pub use router::{host_is_local, same_origin, Router};
 #[cfg(feature = "tls")]
 pub use server::{https_config, listen_tls};
 pub use server::{serve, serve_connection};

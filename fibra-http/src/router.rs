@@ -101,9 +101,10 @@ impl Router {
     /// without it, any web page open in a user's browser could open a WebSocket to a server
     /// that user reaches (a chat on localhost, one behind the user's firewall) and speak as
     /// them (cross-site WebSocket hijacking). A server on a loopback address also wants its
-    /// browsers to name it by a loopback name (`localhost`, `127.0.0.1`): a page whose own
-    /// name an attacker rebound to 127.0.0.1 (DNS rebinding) would match itself. Pages served
-    /// from elsewhere need a check that names their origins (and then that check alone
+    /// browsers to name it by `localhost` or an address: a page whose own name an attacker
+    /// rebound to 127.0.0.1 (DNS rebinding) would match itself. Pages served from elsewhere,
+    /// or through a reverse proxy on the same machine (`Host: chat.example.com` to a server
+    /// on 127.0.0.1), need a check that names their origins (and then that check alone
     /// decides).
     ///
     /// ```
@@ -124,9 +125,10 @@ impl Router {
 
     /// Whether the WebSocket handshake `request`, which came to `local`, may be taken. By
     /// default: [`same_origin`], and a browser's handshake to a server on a loopback address
-    /// must name it by a loopback name (`localhost`, `127.0.0.1`, `[::1]`): a page whose own
+    /// must name it by `localhost` or an address (`127.0.0.1`, `[::1]`): a page whose own
     /// name was rebound to 127.0.0.1 (DNS rebinding) sends an `Origin` and a `Host` that
-    /// match, both its own.
+    /// match, both its own. (A page served through a reverse proxy on the same machine
+    /// looks the same: such a server names its origins with [`check_origin`](Self::check_origin).)
     pub(crate) fn origin_allowed(&self, request: &Request, local: Option<SocketAddr>) -> bool {
         match &self.origin {
             Some(check) => check(request),
@@ -134,7 +136,7 @@ impl Router {
                 same_origin(request)
                     && (request.header("origin").is_none()
                         || !local.is_some_and(|a| a.ip().is_loopback())
-                        || names_loopback(request))
+                        || host_is_local(request))
             }
         }
     }
@@ -166,9 +168,10 @@ impl Router {
     }
 }
 
-/// Whether the request's `Host` names a loopback address: `localhost` (or a name under it),
-/// or a loopback IP address, with or without a port.
-fn names_loopback(request: &Request) -> bool {
+/// Whether the request's `Host` is a loopback name (`localhost`, or a name under it) or an
+/// IP address, with or without a port: no DNS-rebinding page can send either. Part of the
+/// default origin check ([`Router::check_origin`]) for a server on a loopback address.
+pub fn host_is_local(request: &Request) -> bool {
     let Some(host) = request.header_str("host") else {
         return false;
     };
@@ -179,10 +182,10 @@ fn names_loopback(request: &Request) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     name.eq_ignore_ascii_case("localhost")
         || name.len() > ".localhost".len()
-            && name[name.len() - ".localhost".len()..].eq_ignore_ascii_case(".localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+            && name.as_bytes()[name.len() - ".localhost".len()..]
+                .eq_ignore_ascii_case(b".localhost")
+        // An address (no rebinding page can send one as its `Host`): the server's own.
+        || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// The default WebSocket origin check ([`Router::check_origin`]): a handshake without an

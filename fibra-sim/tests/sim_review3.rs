@@ -37,7 +37,11 @@ fn a_writer_stuck_on_a_reader_whose_host_restarted_learns_it_is_gone() {
     });
     // The window shuts.
     let _ = sim.run_for(Duration::from_secs(5));
-    assert!(out.borrow().is_empty(), "the writer should be stuck: {:?}", out.borrow());
+    assert!(
+        out.borrow().is_empty(),
+        "the writer should be stuck: {:?}",
+        out.borrow()
+    );
     sim.restart(server);
     let r = sim.run_until(|_| !out.borrow().is_empty(), Duration::from_secs(3600));
     assert!(
