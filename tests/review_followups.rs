@@ -107,23 +107,9 @@ impl util::Served for Ws {
     fn stop(self, _: &mut fibra::rt::Schedule) {}
 }
 
+/// The handshake's head, with `headers` (each `Name: value\r\n`) after a `Host` of `host`.
 fn handshake_from(addr: std::net::SocketAddr, host: &str, headers: &str) -> String {
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
-    );
-    c.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if c.read(&mut byte).unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
+    util::ws::handshake_head(addr, host.as_bytes(), headers.as_bytes())
 }
 
 /// `Router::check_origin`'s docs: the default (`same_origin`) keeps "any web page open in a

@@ -3,8 +3,6 @@
 
 mod util;
 
-use std::io::{Read, Write};
-use std::time::Duration;
 
 struct Ws;
 impl util::Served for Ws {
@@ -27,29 +25,10 @@ fn ws_server() -> util::ServerThread<()> {
     })
 }
 
-/// The handshake's response head, or what went wrong reading it.
+/// The handshake's response head with `Host: host` and `Origin: origin`, or what went wrong.
 fn handshake_from(addr: std::net::SocketAddr, host: &[u8], origin: &[u8]) -> String {
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut request = b"GET /ws HTTP/1.1\r\nHost: ".to_vec();
-    request.extend_from_slice(host);
-    request.extend_from_slice(
-        b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: ",
-    );
-    request.extend_from_slice(origin);
-    request.extend_from_slice(b"\r\n\r\n");
-    c.write_all(&request).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match c.read(&mut byte) {
-            Ok(0) => return format!("closed after {:?}", String::from_utf8_lossy(&head)),
-            Ok(_) => head.push(byte[0]),
-            Err(e) => return format!("{e} after {:?}", String::from_utf8_lossy(&head)),
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
+    let origin = [b"Origin: ", origin, b"\r\n"].concat();
+    util::ws::handshake_head(addr, host, &origin)
 }
 
 /// `names_loopback` cuts `.localhost` off the end of `Host` by byte index

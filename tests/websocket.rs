@@ -486,22 +486,7 @@ fn a_peer_that_floods_frames_instead_of_closing_is_cut_at_the_close_timeout() {
 
 /// The handshake's head, with `headers` (each `Name: value\r\n`) after a `Host` of `host`.
 fn handshake_from(addr: std::net::SocketAddr, host: &str, headers: &str) -> String {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
-    );
-    c.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if c.read(&mut byte).unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
+    util::ws::handshake_head(addr, host.as_bytes(), headers.as_bytes())
 }
 
 /// Cross-site WebSocket hijacking: a page from another site, open in a user's browser,

@@ -131,3 +131,29 @@ impl Client {
         }
     }
 }
+
+/// A WebSocket handshake to `/ws` at `addr` with `Host: host` and `headers` (each
+/// `Name: value\r\n`) after the usual ones; the answer's head, or what went wrong reading it.
+pub(crate) fn handshake_head(addr: std::net::SocketAddr, host: &[u8], headers: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request = b"GET /ws HTTP/1.1\r\nHost: ".to_vec();
+    request.extend_from_slice(host);
+    request.extend_from_slice(
+        b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    );
+    request.extend_from_slice(headers);
+    request.extend_from_slice(b"\r\n");
+    c.write_all(&request).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(0) => return format!("closed after {:?}", String::from_utf8_lossy(&head)),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => return format!("{e} after {:?}", String::from_utf8_lossy(&head)),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
