@@ -123,3 +123,39 @@ fn a_client_stopped_from_its_event_callback_says_stopped() {
     }
     assert_eq!(client.state(), ClientState::Stopped);
 }
+
+/// A connect that times out said only "timed out": a pool's last failure (what
+/// `PoolTimedOut` reports) could not be told from a reply's timeout, nor said where. Now it
+/// names the address it was connecting to.
+#[test]
+fn a_pools_connect_timeout_names_the_address() {
+    let mut s = util::net_schedule();
+    // A listener that never accepts, with a backlog of 0, filled by std clients: further SYNs
+    // are dropped and connects wait until their timeout.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let f = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        f.set_nonblocking(true).unwrap();
+        let _ = f.connect(&addr.into());
+        fillers.push(f);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let options = ConnOptions::new().with_connect_timeout(Some(Duration::from_millis(200)));
+    let pool = Pool::new(addr, options, Backoff::new(), 1);
+    pool.start(&mut *s).unwrap();
+    let p = pool.clone();
+    util::run_until(&mut s, "a failed connect", move || p.last_error().is_some());
+    let said = pool.last_error().unwrap();
+    assert!(
+        said.contains(&format!("connect to {addr} timed out")),
+        "{said}"
+    );
+    pool.stop();
+    drop((socket, fillers));
+}

@@ -3,7 +3,6 @@
 
 mod util;
 
-
 struct Ws;
 impl util::Served for Ws {
     type Stats = ();

@@ -363,7 +363,7 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
             }
             Err(e) => {
                 log::debug!(target: "fibra_net::client", "connect to {} failed: {e}", inner.addr);
-                *inner.last_error.borrow_mut() = Some(e.to_string());
+                *inner.last_error.borrow_mut() = Some(connect_failure(inner.addr, &e));
                 inner.tell(
                     h,
                     ClientEvent::ConnectFailed {
@@ -428,5 +428,14 @@ fn client_loop<F: Factory>(h: &Handle, inner: &Rc<Inner>, factory: &RefCell<F>) 
                 Either::Second(()) => {}
             }
         }
+    }
+}
+
+/// What a failed connect to `addr` says, for a client's or a pool's last failure: the
+/// error's own words, which name the address but for a timeout's.
+pub(crate) fn connect_failure(addr: std::net::SocketAddr, e: &NetError) -> String {
+    match e {
+        NetError::TimedOut => format!("connect to {addr} timed out"),
+        e => e.to_string(),
     }
 }

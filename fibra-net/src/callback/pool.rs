@@ -545,7 +545,8 @@ fn keep(h: &Handle, inner: &Rc<Inner>, slot: usize) {
             }
             Err(e) => {
                 log::debug!(target: "fibra_net::pool", "connect to {} failed: {e}", inner.addr);
-                inner.state.borrow_mut().last_error = Some(e.to_string());
+                inner.state.borrow_mut().last_error =
+                    Some(super::client::connect_failure(inner.addr, &e));
                 false
             }
         };
