@@ -178,17 +178,30 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     if !catches_signals {
         return Ok(cores.join()?);
     }
-    let signal = host.block_on(|h| h.signals(&signal::STOP))??;
-    log::info!(target: "chatter", "{signal}: stopping");
+    let signal = host.block_on(|h| {
+        let signal = h.signals(&signal::STOP)?;
+        // A second Ctrl-C ends the process at once (a stop that hangs on a stuck thread).
+        for signal in signal::STOP {
+            let _ = h.stop_catching(signal);
+        }
+        Ok::<_, fibra::signal::SignalError>(signal)
+    })??;
+    log::info!(target: "chatter", "{signal}: stopping (once more to force)");
     for handoff in [handoff, tls_handoff].into_iter().flatten() {
         handoff.stop();
     }
     hub.begin_shutdown();
-    for relay in hub.peers_of(usize::MAX).into_iter().flatten() {
-        let _ = relay.try_send(Event::Shutdown);
-    }
+    // Every thread hears the stop, though its relay channel is full of the others' lines
+    // at that moment: offered again until taken (or the wait below is over).
     let deadline = Instant::now() + Duration::from_secs(3);
+    let mut telling: Vec<_> = hub.peers_of(usize::MAX).into_iter().flatten().collect();
     while hub.stopped() < threads && Instant::now() < deadline {
+        telling.retain(|relay| {
+            matches!(
+                relay.try_send(Event::Shutdown),
+                Err(fibra::tasks::TrySendError::Full(_))
+            )
+        });
         std::thread::sleep(Duration::from_millis(5));
     }
     cores.stop()?;
