@@ -22,6 +22,15 @@ use std::time::{Duration, Instant};
 
 use chat::{on_one_and_two_threads, protocol, Client, Config, TestServer};
 
+/// The tests' `--max-rate`: 64 KiB a second, far below the steady reader's pace even on a
+/// loaded machine (they check the holding up, not the default).
+fn paced() -> Config {
+    Config {
+        max_rate: 64 * 1024,
+        ..Config::default()
+    }
+}
+
 /// Reads `stream` 16 KiB every 10 ms (about 1.6 MB/s, a steady reader on a modest link)
 /// until `stop`; the bytes read, and why it stopped early (empty if it did not).
 fn steady_reader(
@@ -61,7 +70,7 @@ fn sink(mut stream: TcpStream) -> std::thread::JoinHandle<()> {
 /// (`hostile_chatter_review::a_flooder_cannot_get_a_steady_reader_cut_off`). Before: cut off
 /// within the first second (the 256 KiB burst alone is 11 MB for each member).
 fn short_lines_cannot_get_a_steady_reader_cut_off(threads: usize) {
-    let server = TestServer::start_on(threads, Config::default());
+    let server = TestServer::start_on(threads, paced());
     let mut reader = server.join("reader");
     let handle = "f".repeat(protocol::MAX_HANDLE_CHARS);
     let flood = server.join(&handle);
@@ -94,7 +103,7 @@ fn short_lines_cannot_get_a_steady_reader_cut_off(threads: usize) {
 /// it is never held up; the steady reader should keep up as it does against one member
 /// flooding. Before: cut off within the first second.
 fn logging_in_again_does_not_refill_the_allowance(threads: usize) {
-    let server = TestServer::start_on(threads, Config::default());
+    let server = TestServer::start_on(threads, paced());
     let reader = server.join("reader");
     let done = Arc::new(AtomicBool::new(false));
     let steady = steady_reader(reader.stream.try_clone().unwrap(), Arc::clone(&done));
@@ -171,6 +180,7 @@ fn a_member_held_up_that_is_gone_leaves_at_once(threads: usize) {
         Config {
             max_line: 4 << 20,
             max_outbound: 16 << 20,
+            max_rate: 64 * 1024,
             ..Config::default()
         },
     );

@@ -18,6 +18,9 @@ mod util;
 
 use chat::{on_one_and_two_threads, protocol, Config, TestServer};
 
+/// The `--max-rate` of the flooding tests: far below the steady reader's pace.
+const PACED: u64 = 64 * 1024;
+
 /// Whether `c` would act on a terminal instead of being shown: C0 controls (tab aside), DEL,
 /// and C1 controls.
 fn drives_a_terminal(c: char) -> bool {
@@ -132,7 +135,14 @@ fn a_flooder_cannot_get_a_steady_reader_cut_off(threads: usize) {
     use std::sync::Arc;
     use std::time::Duration;
 
-    let server = TestServer::start_on(threads, Config::default());
+    // The limit at 64 KiB a second, far below what the reader takes even on a loaded machine
+    // (the default, 1 MiB a second with a second's worth saved up, is within a slow CI
+    // host's reach of the reader's pace: this checks the holding up, not the default).
+    let config = Config {
+        max_rate: PACED,
+        ..Config::default()
+    };
+    let server = TestServer::start_on(threads, config);
     let mut reader = server.join("reader");
     let flood = server.join("flood");
     reader.expect("flood has joined the chat.");

@@ -35,7 +35,7 @@ pub(crate) struct Config {
     #[allow(dead_code)] // read by web.rs, which host_loop's copy of the chatter leaves out
     pub(crate) web_origins: Vec<String>,
     /// The bytes a second one member may say (lines and commands, each with its line end),
-    /// saved up to four seconds' worth; a member that says more is held up. 0: no limit.
+    /// saved up to a second's worth; a member that says more is held up. 0: no limit.
     pub(crate) max_rate: u64,
 }
 
@@ -49,7 +49,7 @@ impl Default for Config {
             flush_delay: Duration::from_millis(10),
             stackless_members: true,
             max_rooms: super::protocol::MAX_ROOMS,
-            max_rate: 64 * 1024,
+            max_rate: 1024 * 1024,
             web_origins: Vec::new(),
         }
     }

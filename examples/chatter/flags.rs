@@ -34,9 +34,9 @@ usage: chatter [--addr HOST:PORT] [--web-addr HOST:PORT | --no-web] [--web-origi
   --max-rooms      rooms besides the lobby; `/join` of a new one past it is refused
                    (default 10000)
   --max-rate       bytes a second one member may say (lines and commands), saved up to
-                   four seconds' worth; a member saying more is held up (its input waits),
+                   a second's worth; a member saying more is held up (its input waits),
                    so that no member floods the room faster than its readers read;
-                   0 for no limit (default 65536)
+                   0 for no limit (default 1048576)
   --threads        schedules (threads) serving the one room (default 1)
   --accept         with --threads: `handoff` (one acceptor, the least-loaded thread;
                    the default) or `reuseport` (a listener per thread, the kernel's spread)

@@ -79,7 +79,7 @@ pub(crate) struct RoomStats {
 }
 
 /// The seconds of `--max-rate` an address may save up.
-pub(crate) const BURST: u64 = 4;
+pub(crate) const BURST: u64 = 1;
 
 /// Who is here: every connection (for the shutdown's goodbye), the members, their handles
 /// and rooms; telnet connections and browsers apart, each in groups of their own framing.
