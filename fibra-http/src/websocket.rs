@@ -307,6 +307,9 @@ impl WebSocket {
             };
             match step.event {
                 Event::More(need) => match wait {
+                    // Past the deadline, no more reading: a peer that keeps sending pings or
+                    // fragments (each read served at once) would otherwise hold it for good.
+                    Some(deadline) if is_past(deadline) => return Err(HttpError::TimedOut),
                     Some(deadline) => self.fill(h, need, deadline)?,
                     None => {
                         if !self.try_fill(h, need)? {
@@ -362,7 +365,9 @@ impl WebSocket {
                     self.finish(h, code);
                 }
                 Ok(Closing::More(need)) => {
-                    if self.fill(h, need, deadline).is_err() {
+                    // Past the deadline, no more reading: a peer that keeps sending frames
+                    // (each read served at once) would otherwise hold the close for good.
+                    if is_past(deadline) || self.fill(h, need, deadline).is_err() {
                         self.finish(h, code);
                     }
                 }
@@ -478,4 +483,9 @@ impl fmt::Debug for WebSocket {
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `deadline` (`None`: never) has passed.
+fn is_past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| fibra_rt::time::now() >= d)
 }
