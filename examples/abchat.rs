@@ -111,6 +111,8 @@ struct Room {
     /// The time of each name's last accepted frame, for `--interval`: by name, so that
     /// logging in again does not restart it; names idle for an interval are forgotten.
     last_accepted: RefCell<HashMap<String, Instant>>,
+    /// The size of `last_accepted` past which it is pruned next.
+    prune_at: Cell<usize>,
     frames_in: Cell<u64>,
     deliveries: Cell<u64>,
 }
@@ -134,9 +136,22 @@ impl Room {
             return;
         }
         let mut last = self.last_accepted.borrow_mut();
-        last.insert(name.to_owned(), now);
-        if last.len() > 2 * self.by_name.borrow().len() + 64 {
-            last.retain(|_, &mut at| now.saturating_duration_since(at) < interval);
+        match last.get_mut(name) {
+            Some(at) => *at = now,
+            None => {
+                last.insert(name.to_owned(), now);
+                // Pruned when it doubled since the last pruning (or passed the names
+                // online): a scan now and then, not one per frame.
+                if last.len()
+                    > self
+                        .prune_at
+                        .get()
+                        .max(2 * self.by_name.borrow().len() + 64)
+                {
+                    last.retain(|_, &mut at| now.saturating_duration_since(at) < interval);
+                    self.prune_at.set(2 * last.len());
+                }
+            }
         }
     }
 }
@@ -164,6 +179,7 @@ fn main() -> Result<(), cli::Failure> {
         ),
         by_name: RefCell::new(HashMap::new()),
         last_accepted: RefCell::new(HashMap::new()),
+        prune_at: Cell::new(0),
         frames_in: Cell::new(0),
         deliveries: Cell::new(0),
     });

@@ -14,13 +14,12 @@
 mod chat;
 mod util;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat::{on_one_and_two_threads, protocol, Client, Config, TestServer};
+use chat::{on_one_and_two_threads, protocol, sink, steady_reader, Client, Config, TestServer};
 
 /// The tests' `--max-rate`: 64 KiB a second, far below the steady reader's pace even on a
 /// loaded machine (they check the holding up, not the default).
@@ -29,39 +28,6 @@ fn paced() -> Config {
         max_rate: 64 * 1024,
         ..Config::default()
     }
-}
-
-/// Reads `stream` 16 KiB every 10 ms (about 1.6 MB/s, a steady reader on a modest link)
-/// until `stop`; the bytes read, and why it stopped early (empty if it did not).
-fn steady_reader(
-    mut stream: TcpStream,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(usize, String)> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut total = 0usize;
-        while !stop.load(Ordering::Relaxed) {
-            match stream.read(&mut buf) {
-                Ok(0) => return (total, "the server closed the connection".to_owned()),
-                Ok(n) => total += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return (total, e.to_string()),
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        (total, String::new())
-    })
-}
-
-/// Reads everything `stream` gets, as fast as it comes, until the end.
-fn sink(mut stream: TcpStream) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 256 * 1024];
-        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
-    })
 }
 
 /// A flooder with a 32-character handle says empty lines as fast as the server takes them:

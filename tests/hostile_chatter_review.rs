@@ -16,7 +16,7 @@
 mod chat;
 mod util;
 
-use chat::{on_one_and_two_threads, protocol, Config, TestServer};
+use chat::{on_one_and_two_threads, protocol, sink, steady_reader, Config, TestServer};
 
 /// The `--max-rate` of the flooding tests: far below the steady reader's pace.
 const PACED: u64 = 64 * 1024;
@@ -130,7 +130,7 @@ fn room_names_stay_within_32_characters_in_lower_case(threads: usize) {
 /// as long as the flood goes on (three seconds here) the steady reader keeps up. Before: it
 /// was reset after 64 to 127 KiB, within the first second.
 fn a_flooder_cannot_get_a_steady_reader_cut_off(threads: usize) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -148,32 +148,10 @@ fn a_flooder_cannot_get_a_steady_reader_cut_off(threads: usize) {
     reader.expect("flood has joined the chat.");
     let done = Arc::new(AtomicBool::new(false));
     // The reader reads 16 KiB every 10 ms (about 1.6 MB/s).
-    let mut stream = reader.stream.try_clone().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let stop = Arc::clone(&done);
-    let steady = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut total = 0usize;
-        while !stop.load(Ordering::Relaxed) {
-            match stream.read(&mut buf) {
-                Ok(0) => return (total, "the server closed the connection".to_owned()),
-                Ok(n) => total += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return (total, e.to_string()),
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        (total, String::new())
-    });
+    let steady = steady_reader(reader.stream.try_clone().unwrap(), Arc::clone(&done));
     // The flooder: lines of 1,000 bytes as fast as the server takes them, its own copy
     // read back as fast as it comes.
-    let mut own = flood.stream.try_clone().unwrap();
-    let echo = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 256 * 1024];
-        while matches!(own.read(&mut buf), Ok(n) if n > 0) {}
-    });
+    let echo = sink(flood.stream.try_clone().unwrap());
     let mut s = flood.stream.try_clone().unwrap();
     let stop = Arc::clone(&done);
     let writer = std::thread::spawn(move || {

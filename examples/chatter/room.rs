@@ -111,6 +111,8 @@ pub(crate) struct Room {
     /// What each member may say now, and as of when, by address and handle key (see
     /// [`Room::charge`]).
     allowances: HashMap<(IpAddr, String), (u64, Instant)>,
+    /// The size of `allowances` past which it is pruned next.
+    allowances_prune_at: usize,
     /// The tasklets that serve the room here (acceptors, the web server, the reach's own),
     /// ended by its shutdown.
     pub(crate) tasklets: Vec<TaskletId>,
@@ -199,6 +201,7 @@ impl Default for Room {
             max_rooms: protocol::MAX_ROOMS,
             max_rate: 0,
             allowances: HashMap::new(),
+            allowances_prune_at: 0,
             tasklets: Vec::new(),
         }
     }
@@ -262,12 +265,16 @@ impl Room {
             left.saturating_add(u64::try_from(earned).unwrap_or(u64::MAX))
                 .min(burst)
         };
-        if self.allowances.len() > 2 * self.by_handle.len() + 64 {
-            // The allowances whole again say nothing any longer.
-            self.allowances
-                .retain(|_, &mut (left, at)| earned(left, at) < burst);
-        }
         if !self.allowances.contains_key(allowance) {
+            // Pruned when it doubled since the last pruning (or passed the members): the
+            // allowances whole again say nothing any longer. A scan now and then, not one per
+            // line.
+            let at_most = self.allowances_prune_at.max(2 * self.by_handle.len() + 64);
+            if self.allowances.len() >= at_most {
+                self.allowances
+                    .retain(|_, &mut (left, at)| earned(left, at) < burst);
+                self.allowances_prune_at = 2 * self.allowances.len();
+            }
             self.allowances.insert(allowance.clone(), (burst, now));
         }
         let (left, at) = self.allowances.get_mut(allowance)?;

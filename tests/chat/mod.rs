@@ -574,3 +574,36 @@ pub(crate) fn variant_name(test: &str, threads: usize) -> String {
     };
     format!("{module}::{test}")
 }
+
+/// Reads `stream` 16 KiB every 10 ms (about 1.6 MB/s, a steady reader on a modest link)
+/// until `stop`; the bytes read, and why it stopped early (empty if it did not).
+pub(crate) fn steady_reader(
+    mut stream: TcpStream,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, String)> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            match stream.read(&mut buf) {
+                Ok(0) => return (total, "the server closed the connection".to_owned()),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return (total, e.to_string()),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (total, String::new())
+    })
+}
+
+/// Reads everything `stream` gets, as fast as it comes, until the end.
+pub(crate) fn sink(mut stream: TcpStream) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    })
+}
