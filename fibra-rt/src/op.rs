@@ -106,10 +106,15 @@ impl<O: Op> Slot<O> {
     ///
     /// # Safety
     /// `header` must be the header of a live `Slot<O>` whose tasklet is suspended in
-    /// `yield_op` (so nothing else touches the slot).
+    /// `yield_op` (so nothing else touches the slot), not answered yet.
     pub(crate) unsafe fn answer(header: NonNull<Header>, out: O::Output) {
         // SAFETY: the caller guarantees the slot is a live `Slot<O>` nobody else touches.
-        unsafe { header.cast::<Slot<O>>().as_mut() }.out = Some(out);
+        let slot = unsafe { header.cast::<Slot<O>>().as_mut() };
+        // Written without reading the old value (a suspended op has none: a wait is answered
+        // once, then ends), so that answering only writes into the stack.
+        debug_assert!(slot.out.is_none(), "an op answered twice");
+        // SAFETY: `slot.out` is valid for writes; it is `None`, so nothing is leaked.
+        unsafe { std::ptr::addr_of_mut!(slot.out).write(Some(out)) };
     }
 
     /// The pointer that crosses the switch. It is derived from the whole slot so that the
