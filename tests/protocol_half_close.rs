@@ -236,6 +236,39 @@ fn a_kept_half_close_whose_peer_reset_ends_at_the_next_write_stackless() {
     peer_gone(true);
 }
 
+/// The peer resets its socket after its end of stream, and the protocol never writes
+/// again: the reset alone ends the session (the kernel reports it), so no session waits for
+/// a write that may never come.
+fn peer_reset_unwritten(stackless: bool) {
+    let mut r = rig(stackless);
+    let peer = {
+        let peer = half_closing_peer(r.addr);
+        until_kept(&mut r, peer)
+    };
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    let seen = r.seen.clone();
+    util::run_until(&mut r.s, "the reset, without a write", || {
+        lost(&seen).is_some()
+    });
+    assert_eq!(lost(&r.seen).unwrap(), "lost Lost(Reset)");
+    util::run_until(&mut r.s, "the session's end", || {
+        r.server.connections() == 0
+    });
+}
+
+#[test]
+fn a_kept_half_close_whose_peer_reset_ends_without_a_write() {
+    peer_reset_unwritten(false);
+}
+
+#[test]
+fn a_kept_half_close_whose_peer_reset_ends_without_a_write_stackless() {
+    peer_reset_unwritten(true);
+}
+
 fn stopped(stackless: bool) {
     let mut r = rig(stackless);
     let mut peer = {

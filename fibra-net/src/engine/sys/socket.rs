@@ -180,6 +180,16 @@ pub(crate) fn handshake(socket: &Socket) -> Handshake {
     }
 }
 
+/// The socket's pending error (`SO_ERROR`, which it clears), if any: how a connection that
+/// is no longer read learns of the peer's reset.
+pub(crate) fn take_error(socket: &Socket) -> Option<io::Error> {
+    match socket {
+        Socket::Os(socket) => socket.take_error().ok().flatten(),
+        #[cfg(feature = "sim")]
+        Socket::Sim(s) => s.net.handshake(s.fd).err(),
+    }
+}
+
 /// A failed connect, as the caller can act on it.
 pub(crate) fn connect_error(e: io::Error, addr: SocketAddr) -> NetError {
     match e.raw_os_error() {

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use fibra_rt::{Context, Event, Events};
 
 use super::{output, Entry, Table};
+use crate::api::error::Lost;
 use crate::engine::shared::Key;
+use crate::engine::sys::socket;
 
 /// Who takes up a connection's readable edge.
 enum Next {
@@ -86,6 +88,18 @@ impl Table {
         if event.is_writable() {
             // Held output waits for its timer, whatever the socket says.
             output::on_writable(c, slot, &mut self.dirty);
+        }
+        if event.is_error() && c.input.end.is_some() && c.output.end.is_none() {
+            // The input ended (the peer's end of stream was read), so nothing reads this
+            // socket again: an error now (the peer's reset of a kept half-close) is found
+            // here, not at a write that may never come.
+            if let Some(e) = c.state.connected_socket().and_then(socket::take_error) {
+                log::debug!(target: "fibra_net", "connection with {} after its end of stream: {e}", c.peer);
+                let lost = Lost::from_io(&e);
+                self.lose(key, lost, cx);
+                self.end_output(key, lost, cx);
+                return;
+            }
         }
         // Decided on the entry in hand: one lookup per event.
         let next = if !readable {
