@@ -237,3 +237,52 @@ fn stop_writes_what_was_queued_then_closes_with_fin() {
         "nobody listens after the stop"
     );
 }
+
+/// A schedule whose tasklet never yields cannot see the stop: `stop` gives up on it after
+/// the drain and [`Cores::STOP_GRACE`], says which schedule is stuck, and returns; the other
+/// schedules stop as usual.
+#[test]
+fn stop_gives_up_on_a_schedule_that_never_yields_and_says_which() {
+    use std::sync::atomic::AtomicBool;
+    let release = Arc::new(AtomicBool::new(false));
+    let stopped_well = Arc::new(AtomicUsize::new(0));
+    let (r, w) = (release.clone(), stopped_well.clone());
+    let cores = Cores::start(2, false, move |index, s| {
+        s.add_plugin(TasksPlugin::new())?;
+        let (r, w) = (r.clone(), w.clone());
+        s.spawn(move |h| {
+            if index == 1 {
+                // Blocks its thread without yielding until the test lets it go.
+                while !r.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                h.park();
+                w.fetch_add(1, Ordering::SeqCst);
+            }
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cores.stop_within(Duration::from_millis(100)));
+    });
+    let stopped = rx.recv_timeout(Duration::from_secs(30));
+    release.store(true, Ordering::SeqCst);
+    let Ok(stopped) = stopped else {
+        panic!("stop waited for good on a schedule that never yields");
+    };
+    match stopped {
+        Err(Error::Core { index: 1, reason }) => {
+            assert!(reason.contains("did not stop"), "{reason}")
+        }
+        other => panic!("expected schedule 1 reported stuck, got {other:?}"),
+    }
+    assert_eq!(
+        stopped_well.load(Ordering::SeqCst),
+        0,
+        "the parked tasklet was dropped, not run on"
+    );
+}

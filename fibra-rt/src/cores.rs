@@ -51,6 +51,12 @@ impl Cores {
     /// queued, then close them).
     pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
+    /// How long [`stop`](Self::stop) waits for a schedule's thread past its drain. A
+    /// schedule whose tasklet or plugin never yields cannot see the stop; after this long it
+    /// is reported ([`Error::Core`], "did not stop") and its thread is left running, detached
+    /// (the process's exit ends it), so the host's stop does not hang with it.
+    pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
     /// Starts `n` threads (named `fibra-0`, `fibra-1`...), each running a schedule that
     /// `build(index, &mut schedule)` set up; `pin` pins thread `i` to CPU `i` modulo the
     /// machine's (Linux; elsewhere it is ignored). Returns once every schedule is built.
@@ -153,10 +159,15 @@ impl Cores {
     /// stop accepting, and every connection's queued output is written before its FIN. Then
     /// it drops its tasklets, whose destructors run.
     ///
+    /// Returns within the drain and [`STOP_GRACE`](Self::STOP_GRACE), whatever the schedules
+    /// do.
+    ///
     /// # Errors
     ///
     /// [`Error::Core`] for the first schedule that had failed: a plugin's error, or a panic
-    /// that reached its thread (a tasklet's own panic ends that tasklet only).
+    /// that reached its thread (a tasklet's own panic ends that tasklet only), or a schedule
+    /// that did not stop within the drain and the grace (stuck in code that never yields; its
+    /// stall reports name the tasklet).
     pub fn stop(mut self) -> Result<(), Error> {
         self.stop_all()
     }
@@ -178,7 +189,7 @@ impl Cores {
     ///
     /// As [`stop`](Self::stop).
     pub fn join(mut self) -> Result<(), Error> {
-        self.join_all()
+        self.join_all(None)
     }
 
     fn stop_all(&mut self) -> Result<(), Error> {
@@ -186,16 +197,36 @@ impl Cores {
         for remote in &self.remotes {
             remote.wake();
         }
-        self.join_all()
+        let drain = Duration::from_millis(self.drain.load(Ordering::Acquire));
+        let limit = drain.saturating_add(Self::STOP_GRACE);
+        self.join_all(std::time::Instant::now().checked_add(limit))
     }
 
-    fn join_all(&mut self) -> Result<(), Error> {
+    /// Joins every thread; with a deadline, a thread still running then is detached and
+    /// reported.
+    fn join_all(&mut self, deadline: Option<std::time::Instant>) -> Result<(), Error> {
         let mut first = None;
         for (index, thread) in self.threads.iter_mut().enumerate() {
-            let Some(thread) = thread.take() else {
+            let Some(handle) = thread.take() else {
                 continue;
             };
-            let outcome = match thread.join() {
+            if let Some(deadline) = deadline {
+                // std joins without a time limit: poll until it finished or time is up.
+                while !handle.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if !handle.is_finished() {
+                    let reason = "did not stop within its drain and Cores::STOP_GRACE: a \
+                        tasklet or plugin on it does not yield (its stall reports say which); \
+                        its thread is left running"
+                        .to_owned();
+                    log::error!(target: "fibra_rt::cores", "schedule {index} {reason}");
+                    first.get_or_insert(Error::Core { index, reason });
+                    drop(handle);
+                    continue;
+                }
+            }
+            let outcome = match handle.join() {
                 Ok(outcome) => outcome,
                 Err(payload) => Err(format!("panicked: {}", crate::Exit::from_panic(&*payload))),
             };
