@@ -352,6 +352,7 @@ impl<T> RemoteReceiver<T> {
         h: &Handle,
         deadline: std::time::Instant,
     ) -> Result<Option<T>, fibra_rt::TimedOut> {
+        let mut parked = false;
         loop {
             let mut state = {
                 let mut taken = self.taken.borrow_mut();
@@ -360,7 +361,15 @@ impl<T> RemoteReceiver<T> {
                 }
                 let mut state = self.inner.lock();
                 if self.take_all(&mut state, &mut taken) {
-                    return Ok(taken.pop_front());
+                    if parked {
+                        return Ok(taken.pop_front());
+                    }
+                    // As in `wait_for_values`: yield once, then look again.
+                    drop(state);
+                    drop(taken);
+                    yield_once(h);
+                    parked = true;
+                    continue;
                 }
                 if state.closed {
                     return Ok(None);
@@ -372,6 +381,7 @@ impl<T> RemoteReceiver<T> {
             let mut leave = self.inner.leave_on_drop(key, |s| &mut s.parked);
             h.park_until(deadline)?;
             leave.done(true);
+            parked = true;
         }
     }
 
@@ -432,6 +442,7 @@ impl<T> RemoteReceiver<T> {
     /// Parks until values are in `taken` (true), or the channel is closed and drained
     /// (false). No borrow is held across the park: other tasklets may use this receiver too.
     fn wait_for_values(&self, h: &Handle) -> bool {
+        let mut parked = false;
         loop {
             let state = {
                 let mut taken = self.taken.borrow_mut();
@@ -440,7 +451,16 @@ impl<T> RemoteReceiver<T> {
                 }
                 let mut state = self.inner.lock();
                 if self.take_all(&mut state, &mut taken) {
-                    return true;
+                    if parked {
+                        return true;
+                    }
+                    // Taken without a wait: yield once, then look again (the values stay
+                    // in `taken`, this receiver's, for a kill meanwhile).
+                    drop(state);
+                    drop(taken);
+                    yield_once(h);
+                    parked = true;
+                    continue;
                 }
                 if state.closed {
                     return false;
@@ -448,6 +468,7 @@ impl<T> RemoteReceiver<T> {
                 state
             };
             self.park(h, state);
+            parked = true;
         }
     }
 
@@ -497,6 +518,15 @@ impl<T> RemoteReceiver<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Yields once: the tasklet goes to the back of the run queue and takes a step of the
+/// schedule's budget. A receiver that finds values queued by other threads each time it looks
+/// never parks; without this, a producer that keeps ahead of it would hold the receiving
+/// tasklet, and the schedule's `tick()`, for as long as it sends.
+fn yield_once(h: &Handle) {
+    h.unparker().unpark();
+    h.park();
 }
 
 impl<T> Drop for RemoteReceiver<T> {

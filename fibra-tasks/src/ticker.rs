@@ -142,17 +142,25 @@ impl Ticker {
     }
 
     /// Sleeps until the next deadline and returns that tick. A tick already due returns at
-    /// once (without yielding to other tasklets). When the next deadline is never (a period
+    /// once, after one yield that the schedule answers at once (a step of its budget, as a
+    /// `sleep(Duration::ZERO)`). When the next deadline is never (a period
     /// past what the clock can count), parks for good: only a kill ends the wait.
     pub fn tick(&mut self, h: &Handle) -> Tick {
         if self.never {
             h.sleep(Duration::MAX);
         }
         let deadline = *self.next.get_or_insert_with(fibra_rt::time::now);
-        let mut now = fibra_rt::time::now();
-        while now < deadline {
+        // At least one yield, even for a tick already due: the sleep is answered at once
+        // then, and costs a step of the schedule's budget, so that a ticker always due (a
+        // period shorter than the work per tick, a burst after a stall) cannot hold one
+        // `Schedule::tick()` for good.
+        let mut now;
+        loop {
             h.sleep_until(deadline);
             now = fibra_rt::time::now();
+            if now >= deadline {
+                break;
+            }
         }
         Tick {
             deadline,
