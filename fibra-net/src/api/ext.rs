@@ -313,7 +313,9 @@ pub trait NetExt {
     /// failed write that ended it. After the peer's end of stream
     /// ([`on_lost_connection`](Self::on_lost_connection) says [`Lost::Eof`] at once), the
     /// connection may still send: this waits past it. A peer that resets a connection no
-    /// longer read is found by the next write. A connection already closed returns at once.
+    /// longer read is found by its reset (the error the kernel reports after the end of
+    /// stream), or by the next write; frames that arrived before the end of stream are still
+    /// received. A connection already closed returns at once.
     fn on_closed(&self, conn: &Conn) -> Lost;
 
     /// A [`std::io::Read`] + [`std::io::Write`] adapter, for synchronous libraries.

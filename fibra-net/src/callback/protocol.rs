@@ -47,9 +47,10 @@ pub trait Protocol: 'static {
     ///
     /// A kept half-close stays open until the protocol closes or aborts it through the
     /// transport (from a callback, a notification or another tasklet), its output fails (a
-    /// peer that reset is found by the next write), or its server stops; `connection_lost`
-    /// hears which. On a [`Server::stackless`](crate::Server::stackless), the session holds a
-    /// worker tasklet while it waits, as a callback that parks does.
+    /// peer that resets is found by the reset itself, or by the next write), or its server
+    /// stops; `connection_lost` hears which. On a
+    /// [`Server::stackless`](crate::Server::stackless), the session holds a worker tasklet
+    /// while it waits, as a callback that parks does.
     fn eof_received(&mut self, h: &Handle, transport: &Transport) -> bool {
         let _ = (h, transport);
         false

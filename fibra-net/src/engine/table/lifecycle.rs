@@ -287,8 +287,12 @@ impl Table {
         let how = c.output.end.unwrap_or(Lost::Closed);
         if socket.is_some() {
             // Frames decrypted before a TLS failure are still delivered (the entry's
-            // removal gives the buffer back).
-            if !matches!(c.input.end, Some(Lost::Tls(_))) {
+            // removal gives the buffer back); so are the frames read before the peer's end
+            // of stream when the peer's reset (or a failed write) ends the output after it:
+            // they arrived whole, and the failure is about the output only.
+            let whole_input = c.input.end == Some(Lost::Eof)
+                && !matches!(c.output.end, None | Some(Lost::Closed | Lost::Aborted));
+            if !matches!(c.input.end, Some(Lost::Tls(_))) && !whole_input {
                 c.input.clear(&mut self.pool);
             }
             c.output.clear(&mut self.pool);
