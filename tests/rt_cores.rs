@@ -286,3 +286,54 @@ fn stop_gives_up_on_a_schedule_that_never_yields_and_says_which() {
         "the parked tasklet was dropped, not run on"
     );
 }
+
+/// Review (5f8169a): `stop` promises to return "within the drain and STOP_GRACE, whatever the
+/// schedules do", but it polls `JoinHandle::is_finished` and then `join`s: `is_finished` is
+/// true once the thread's function returned, before its thread-local destructors ran, and
+/// `join` waits for those. A thread-local (set up by the build, on the schedule's thread)
+/// whose drop blocks makes `stop` wait for good.
+#[test]
+fn stop_returns_in_time_even_if_a_thread_local_destructor_blocks() {
+    use std::sync::atomic::AtomicBool;
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    struct Stuck;
+    impl Drop for Stuck {
+        fn drop(&mut self) {
+            // Bounded so that a failing test does not hang the binary.
+            let until = Instant::now() + Duration::from_secs(30);
+            while !RELEASE.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    thread_local! {
+        static STUCK: std::cell::RefCell<Option<Stuck>> = const { std::cell::RefCell::new(None) };
+    }
+    let cores = Cores::start(1, false, |_, s| {
+        STUCK.with(|t| *t.borrow_mut() = Some(Stuck));
+        s.add_plugin(TasksPlugin::new())?;
+        s.spawn(|h| h.park())?;
+        Ok(())
+    })
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(cores.stop_within(Duration::from_millis(100)));
+    });
+    let stopped =
+        rx.recv_timeout(Duration::from_millis(100) + Cores::STOP_GRACE + Duration::from_secs(3));
+    RELEASE.store(true, Ordering::SeqCst);
+    let Ok(stopped) = stopped else {
+        panic!(
+            "stop did not return within the drain and STOP_GRACE (a thread-local's drop blocks)"
+        );
+    };
+    assert!(started.elapsed() < Duration::from_secs(9));
+    match stopped {
+        Err(Error::Core { index: 0, reason }) => {
+            assert!(reason.contains("did not stop"), "{reason}")
+        }
+        other => panic!("expected schedule 0 reported stuck, got {other:?}"),
+    }
+}

@@ -204,31 +204,68 @@ impl Cores {
 
     /// Joins every thread; with a deadline, a thread still running then is detached and
     /// reported.
+    ///
+    /// With a deadline each thread is joined on a helper thread of its own and the results
+    /// are awaited until the deadline: a thread's function may have returned while its
+    /// thread-local destructors still run (or block), and `join` waits for those, so
+    /// polling `is_finished` and then joining is not bounded.
     fn join_all(&mut self, deadline: Option<std::time::Instant>) -> Result<(), Error> {
-        let mut first = None;
-        for (index, thread) in self.threads.iter_mut().enumerate() {
-            let Some(handle) = thread.take() else {
-                continue;
-            };
-            if let Some(deadline) = deadline {
-                // std joins without a time limit: poll until it finished or time is up.
-                while !handle.is_finished() && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(1));
+        let handles: Vec<(usize, JoinHandle<Outcome>)> = self
+            .threads
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, thread)| thread.take().map(|handle| (index, handle)))
+            .collect();
+        let mut results: Vec<(usize, Option<std::thread::Result<Outcome>>)> = match deadline {
+            None => handles
+                .into_iter()
+                .map(|(index, handle)| (index, Some(handle.join())))
+                .collect(),
+            Some(deadline) => {
+                let (tx, rx) = mpsc::channel();
+                let mut results: Vec<(usize, Option<std::thread::Result<Outcome>>)> =
+                    handles.iter().map(|&(index, _)| (index, None)).collect();
+                for (index, handle) in handles {
+                    let tx = tx.clone();
+                    // A joiner that cannot be made drops the handle: that thread is
+                    // detached and reported as not stopped.
+                    let _ = std::thread::Builder::new()
+                        .name(format!("fibra-{index}-join"))
+                        .spawn(move || {
+                            let _ = tx.send((index, handle.join()));
+                        });
                 }
-                if !handle.is_finished() {
+                drop(tx);
+                let mut left = results.len();
+                while left > 0 {
+                    let wait = deadline.saturating_duration_since(std::time::Instant::now());
+                    let Ok((index, joined)) = rx.recv_timeout(wait) else {
+                        break;
+                    };
+                    if let Some(slot) = results.iter_mut().find(|(i, _)| *i == index) {
+                        slot.1 = Some(joined);
+                    }
+                    left -= 1;
+                }
+                results
+            }
+        };
+        let mut first = None;
+        for (index, joined) in results.drain(..) {
+            let outcome = match joined {
+                None => {
                     let reason = "did not stop within its drain and Cores::STOP_GRACE: a \
                         tasklet or plugin on it does not yield (its stall reports say which); \
                         its thread is left running"
                         .to_owned();
                     log::error!(target: "fibra_rt::cores", "schedule {index} {reason}");
                     first.get_or_insert(Error::Core { index, reason });
-                    drop(handle);
                     continue;
                 }
-            }
-            let outcome = match handle.join() {
-                Ok(outcome) => outcome,
-                Err(payload) => Err(format!("panicked: {}", crate::Exit::from_panic(&*payload))),
+                Some(Ok(outcome)) => outcome,
+                Some(Err(payload)) => {
+                    Err(format!("panicked: {}", crate::Exit::from_panic(&*payload)))
+                }
             };
             if let Err(reason) = outcome {
                 log::error!(target: "fibra_rt::cores", "schedule {index} failed: {reason}");
