@@ -537,3 +537,125 @@ fn an_absolute_form_target_is_routed_by_its_path() {
     }
     server.stop();
 }
+
+/// A server with the default limits but a small body limit: answers are not cut off for
+/// want of room (10 s), so only the close can lose them.
+fn start_default_limits() -> ServerThread<()> {
+    ServerThread::start(|s| {
+        let router = Rc::new(
+            Router::new()
+                .get("/a", |_h, _req| Response::text("A"))
+                .post("/echo", |_h, req| {
+                    Response::new(200).body(req.body().to_vec())
+                })
+                .with_limits(Limits {
+                    max_body: 4096,
+                    ..Limits::default()
+                }),
+        );
+        let listener = util::listen(s);
+        let addr = listener.local_addr();
+        s.spawn(move |h| {
+            let _ = fibra::http::serve(h, &listener, router);
+        })
+        .unwrap();
+        (addr, Http)
+    })
+}
+
+#[test]
+fn answers_queued_before_a_refusal_are_not_destroyed_by_a_reset_while_the_peer_still_sends() {
+    // RFC 9112 §9.6: a server that closes while the client's bytes still come must not make
+    // the kernel reset the connection: the reset drops every answer not yet read. A
+    // pipelining client (3,000 GETs) then uploads a body over the limit: the 413 is sent at
+    // the head, the upload goes on. The server used to close with the upload unread: a
+    // reset, and the client read only the ~870 answers already in its receive buffer, no 413.
+    let server = start_default_limits();
+    let mut c = client(&server);
+    let mut up = c.try_clone().unwrap();
+    let uploader = std::thread::spawn(move || {
+        let mut request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3000);
+        request.extend_from_slice(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+        );
+        // The server may end the connection while this is being sent: not this test's point.
+        let _ = up.write_all(&request);
+        for _ in 0..16 {
+            if up.write_all(&[b'u'; 64 * 1024]).is_err() {
+                break;
+            }
+        }
+        let _ = up.shutdown(std::net::Shutdown::Write);
+    });
+    // Read only once the server has answered and closed (or tried to).
+    std::thread::sleep(Duration::from_millis(700));
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break "EOF".to_owned(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break format!("{e}"),
+        }
+    };
+    uploader.join().unwrap();
+    let count = |needle: &[u8]| got.windows(needle.len()).filter(|w| w == &needle).count();
+    assert_eq!(
+        (
+            count(b"HTTP/1.1 200 OK"),
+            count(b"HTTP/1.1 413 "),
+            end.as_str()
+        ),
+        (3000, 1, "EOF"),
+        "answers read before the connection ended"
+    );
+}
+
+#[test]
+fn a_host_that_is_not_a_host_is_400() {
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    // HTTP/1.1 request message that [...] contains [...] a Host header field with an invalid
+    // field value." Host = uri-host [ ":" port ] (RFC 3986 §3.2.2); these were answered 200.
+    let server = start();
+    for host in [
+        &b"a b"[..],
+        b"a/b",
+        b"user@evil.example",
+        b"x?y",
+        b"x#y",
+        b"x\\y",
+        b"<x>",
+        b"x\"y",
+        b"\xc3\xa9.example",
+        b"\xff",
+    ] {
+        let mut request = b"GET /a HTTP/1.1\r\nHost: ".to_vec();
+        request.extend_from_slice(host);
+        request.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            status_of(&server, &request),
+            (400, true),
+            "Host: {}",
+            String::from_utf8_lossy(host)
+        );
+    }
+    // Names, ports, addresses, percent-encoding, sub-delims and an empty Host are hosts.
+    for host in [
+        "x",
+        "example.com:8080",
+        "127.0.0.1:80",
+        "[::1]:8080",
+        "[v1.fe]",
+        "xn--bcher-kva.example",
+        "a%20b",
+        "a!$&'()*+,;=b",
+        "",
+    ] {
+        let request = format!("GET /a HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            exchange(&server, request.as_bytes())[9..12],
+            *"200",
+            "Host: {host}"
+        );
+    }
+}

@@ -536,3 +536,20 @@ fn a_websocket_handshake_from_another_origin_is_refused() {
     let other = handshake_from(open.addr, &host, &own);
     assert!(other.starts_with("HTTP/1.1 403"), "{other}");
 }
+
+#[test]
+fn a_handshake_with_two_versions_is_refused() {
+    let server = start(Ends::default());
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    // RFC 6455 §11.3.5: Sec-WebSocket-Version must not appear more than once in a request
+    // (as the key, §11.3.1). The first was taken: 101, whatever the second said.
+    for second in ["8", "13"] {
+        let extra = format!("{key}Sec-WebSocket-Version: {second}\r\n");
+        assert_eq!(
+            raw_upgrade(&server, "GET", &extra),
+            "HTTP/1.1 400",
+            "a second version {second}"
+        );
+    }
+    assert_eq!(raw_upgrade(&server, "GET", key), "HTTP/1.1 101");
+}

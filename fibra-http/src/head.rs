@@ -129,6 +129,14 @@ fn check(request: &Request, limits: &Limits) -> Result<BodyLength, u16> {
     if hosts > 1 || (hosts == 0 && request.minor_version >= 1) {
         return Err(400);
     }
+    // ... and never one that is not `uri-host [ ":" port ]` (RFC 3986 §3.2.2): a name,
+    // an address, or empty.
+    if request
+        .headers()
+        .any(|(n, v)| n.eq_ignore_ascii_case("host") && !is_host(v))
+    {
+        return Err(400);
+    }
     let chunked = transfer_coding(request)?;
     let length = content_length(request)?;
     match (chunked, length) {
@@ -139,6 +147,14 @@ fn check(request: &Request, limits: &Limits) -> Result<BodyLength, u16> {
         (true, Some(_)) => Err(400),
         (true, None) => Ok(BodyLength::Chunked),
     }
+}
+
+/// Whether `value` may be a `Host`: only the characters of RFC 3986's `reg-name` (unreserved,
+/// percent-encoded, sub-delims), of an IP literal (`[`, `]`, `:`) and of a port.
+fn is_host(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
 }
 
 /// Whether the body is chunked; `Err` for a `Transfer-Encoding` the server cannot trust or

@@ -27,7 +27,9 @@ pub struct Limits {
     /// How long an answer may wait for room in the connection's output (default 10 s): a
     /// peer that does not read its answers is cut off then.
     pub send_timeout: Duration,
-    /// How long a WebSocket close handshake may wait for the peer's close (default 2 s).
+    /// How long a WebSocket close handshake may wait for the peer's close (default 2 s); also
+    /// how long an HTTP connection closed while the peer still sends reads and drops its
+    /// bytes, waiting for its end, so that the close does not reset away the last answers.
     pub close_timeout: Duration,
 }
 

@@ -5,7 +5,8 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fibra_net::{ops::Drain, Conn, Listener, NetError, NetExt};
+use fibra_net::ops::{Drain, Flush};
+use fibra_net::{Conn, Listener, NetError, NetExt};
 use fibra_rt::{Handle, SpawnOptions};
 use fibra_tasks::TasksExt;
 
@@ -122,7 +123,37 @@ pub fn serve_connection(h: &Handle, conn: &Conn, router: &Router) {
             return;
         }
         if matches!(next, Next::Close) {
+            linger(h, conn, &mut reader, &router.limits);
             let _ = h.close(conn);
+            return;
+        }
+    }
+}
+
+/// Before a close while the peer's bytes still come (a refused upload, requests pipelined
+/// after a refusal): closing with unread input, or input arriving after the close, makes the
+/// kernel reset the connection, and the reset destroys every answer the peer has not read
+/// yet (RFC 9112 §9.6). So the answers are written, FIN is sent after them, and what the
+/// peer sends is read and dropped until its end of stream, for at most
+/// `Limits::close_timeout`. A peer that sent nothing more is closed at once, as before.
+fn linger(h: &Handle, conn: &Conn, reader: &mut Reader, limits: &Limits) {
+    let more =
+        !reader.pending().is_empty() || matches!(reader.try_fill(h, conn, 64 * 1024), Ok(true));
+    if !more {
+        return;
+    }
+    let deadline = fibra_rt::time::now().checked_add(limits.close_timeout);
+    let flushed = match deadline {
+        Some(deadline) => h.yield_op_until(Flush::new(conn), deadline).ok(),
+        None => Some(h.yield_op(Flush::new(conn))),
+    };
+    if !matches!(flushed, Some(Ok(()))) || !conn.shutdown_write() {
+        return;
+    }
+    loop {
+        let used = reader.pending().len();
+        reader.consume(used);
+        if reader.fill(h, conn, 64 * 1024, deadline).is_err() {
             return;
         }
     }
@@ -349,6 +380,15 @@ fn upgrade(
             false,
             timeout,
         );
+        return false;
+    }
+    // §11.3.5: the version must not appear more than once either.
+    let versions = request
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-version"))
+        .count();
+    if versions > 1 {
+        answer(h, conn, out, &Response::error(400), CLOSE, false, timeout);
         return false;
     }
     if request.header("sec-websocket-version") != Some(b"13") {

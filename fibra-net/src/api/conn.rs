@@ -102,6 +102,19 @@ impl Conn {
         self.inner.shared.table.borrow_mut().queued(self.key())
     }
 
+    /// Half-closes: sends FIN now, after what was written, while input is still read (an
+    /// HTTP server that closes while the peer still sends reads and drops the rest first, so
+    /// that the close is no reset that destroys its last answer: RFC 9112 §9.6). Nothing may
+    /// be sent after it. `false`, and nothing done, while output is queued (flush first), on
+    /// a TLS connection (its close sends `close_notify`), or once it is closing.
+    pub fn shutdown_write(&self) -> bool {
+        self.inner
+            .shared
+            .table
+            .borrow_mut()
+            .shutdown_write(self.key())
+    }
+
     /// Bytes received from the peer and not yet taken by a receive: read ahead while nobody
     /// received (a tasklet waiting in [`on_lost_connection`](crate::NetExt::on_lost_connection)
     /// reads ahead to see the peer's close), or left after the last frame cut. Bytes still in

@@ -336,9 +336,8 @@ pub(crate) fn write(socket: &Socket, slices: &[IoSlice<'_>]) -> io::Result<usize
     }
 }
 
-/// Sends FIN, then reads and drops what the peer sent (within a bound): unread input would
-/// turn the close into a reset that can destroy what we sent before the peer reads it.
-pub(crate) fn shut_down(socket: &Socket) {
+/// Sends FIN after what was written; the socket still reads.
+pub(crate) fn shutdown_write(socket: &Socket) {
     match socket {
         Socket::Os(socket) => {
             let _ = socket.shutdown(std::net::Shutdown::Write);
@@ -346,6 +345,12 @@ pub(crate) fn shut_down(socket: &Socket) {
         #[cfg(feature = "sim")]
         Socket::Sim(s) => s.net.shutdown_write(s.fd),
     }
+}
+
+/// Sends FIN, then reads and drops what the peer sent (within a bound): unread input would
+/// turn the close into a reset that can destroy what we sent before the peer reads it.
+pub(crate) fn shut_down(socket: &Socket) {
+    shutdown_write(socket);
     let mut drained = 0;
     let mut scratch = [0u8; 4096];
     while drained < CLOSE_DRAIN {

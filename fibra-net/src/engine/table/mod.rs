@@ -327,6 +327,24 @@ impl Table {
         conn_mut(&mut self.entries, key).map_or(0, |c| c.output.queued())
     }
 
+    /// `Conn::shutdown_write`: FIN now, input still read; `false` when it cannot be done now
+    /// (output still queued, TLS, not open).
+    pub(crate) fn shutdown_write(&mut self, key: Key) -> bool {
+        let Some(c) = conn_mut(&mut self.entries, key) else {
+            return false;
+        };
+        if c.tls.is_some() || !c.output_idle() || c.output.end.is_some() {
+            return false;
+        }
+        match &c.state {
+            ConnState::Open { socket } => {
+                crate::engine::sys::socket::shutdown_write(socket);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn received(&mut self, key: Key) -> usize {
         conn_mut(&mut self.entries, key).map_or(0, |c| c.input.buffered())
     }
