@@ -93,6 +93,9 @@ pub(crate) struct Room {
     /// The handles taken here, members' and those being claimed, in ASCII lower case
     /// ([`protocol::handle_key`]): `Ann` is taken while `ann` is.
     taken: HashSet<String>,
+    /// How many rooms list each handle elsewhere, by its key: a join looks for a stale
+    /// listing of its handle ([`Room::forget_elsewhere`]) without a scan of every room.
+    elsewhere_keys: HashMap<String, usize>,
     deliveries: u64,
     /// Members cut off by a line for them alone, or by a room's group that is gone (the
     /// groups count their own).
@@ -142,10 +145,12 @@ impl Place {
     /// No longer lists `handle` as elsewhere, if it is listed at `origin`: a leave from a
     /// place it is no longer at (it left there, and a join from another came first) is not
     /// its last word.
-    fn remove_elsewhere(&mut self, handle: &str, origin: usize) {
+    fn remove_elsewhere(&mut self, handle: &str, origin: usize) -> bool {
         if self.elsewhere.get(handle) == Some(&origin) {
             self.elsewhere.remove(handle);
+            return true;
         }
+        false
     }
 
     /// Members here.
@@ -191,6 +196,7 @@ impl Default for Room {
             places: HashMap::from([(Arc::from(protocol::LOBBY), Place::new())]),
             by_handle: HashMap::new(),
             taken: HashSet::new(),
+            elsewhere_keys: HashMap::new(),
             deliveries: 0,
             cut_off: 0,
             joined: 0,
@@ -329,7 +335,13 @@ impl Room {
     /// `conn` is gone.
     pub(crate) fn add_member(&mut self, handle: &str, conn: &Conn, web: bool) -> bool {
         let lobby = self.lobby_name();
-        if self.shutting_down || self.lobby().members_of(web).add(conn).is_err() {
+        if self.shutting_down {
+            return false;
+        }
+        // The reach gave `handle` to this newcomer: whoever is still listed under it
+        // elsewhere is gone (told before the newcomer hears the room).
+        self.forget_elsewhere(handle);
+        if self.lobby().members_of(web).add(conn).is_err() {
             return false;
         }
         let here = Here {
@@ -339,6 +351,34 @@ impl Room {
         self.by_handle.insert(handle.to_owned(), here);
         self.joined += 1;
         true
+    }
+
+    /// `handle` (whatever its ASCII case) joined here or elsewhere, so whoever the room
+    /// still lists elsewhere under it is gone, its leave not yet come (a handle freed on one
+    /// thread is taken again at once on another, ahead of the leave crossing): the leave is
+    /// told now, before the join, and the late one is not told again
+    /// ([`left_elsewhere_in`](Self::left_elsewhere_in) tells only of members it lists).
+    fn forget_elsewhere(&mut self, handle: &str) {
+        let key = protocol::handle_key(handle);
+        if self.elsewhere_keys.remove(&key).is_none() {
+            return; // listed nowhere: the usual join
+        }
+        let mut gone: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+        for (name, place) in &mut self.places {
+            place.elsewhere.retain(|listed, _| {
+                let stale = listed.eq_ignore_ascii_case(handle);
+                if stale {
+                    gone.push((Arc::clone(name), Arc::clone(listed)));
+                }
+                !stale
+            });
+        }
+        for (name, listed) in gone {
+            if !self.shutting_down {
+                self.fan_out_in(&name, &protocol::left_line(&name, &listed));
+            }
+            self.forget_if_empty(&name);
+        }
     }
 
     /// `handle` leaves: lines said before still reach it; the rest it no longer hears. The
@@ -437,6 +477,11 @@ impl Room {
     /// `handle` says `text` to every member of its room here, the telnet members' bytes
     /// written in place with no line of our own.
     pub(crate) fn say_as(&mut self, handle: &str, text: &str) {
+        // Once everyone was told goodbye, nothing more is said (a member's lines read in
+        // the round of the stop would follow the goodbye).
+        if self.shutting_down {
+            return;
+        }
         let place = match self.by_handle.get(handle) {
             Some(here) => self.places.get(&here.place),
             None => self.places.get(protocol::LOBBY),
@@ -460,6 +505,9 @@ impl Room {
 
     /// `line` (without its end) to every member of room `name` here, telnet and web.
     pub(crate) fn fan_out_in(&mut self, name: &str, line: &str) {
+        if self.shutting_down {
+            return; // as `say_as`: the goodbye is the last line
+        }
         if let Some(place) = self.places.get(name) {
             self.deliveries += place.fan_out(line);
         }
@@ -508,10 +556,14 @@ impl Room {
         origin: usize,
         line: &str,
     ) {
+        self.forget_elsewhere(&handle);
         self.deliver_in(name, line);
         let name = self.place_named(name);
         if let Some(place) = self.places.get_mut(&name) {
-            place.elsewhere.insert(handle, origin);
+            let key = protocol::handle_key(&handle);
+            if place.elsewhere.insert(handle, origin).is_none() {
+                *self.elsewhere_keys.entry(key).or_default() += 1;
+            }
         }
     }
 
@@ -529,10 +581,22 @@ impl Room {
         origin: usize,
         line: &str,
     ) {
-        if let Some(place) = self.places.get_mut(name) {
-            place.remove_elsewhere(handle, origin);
+        // Only of a member it lists there: one no longer listed was told gone when its
+        // handle joined again (`forget_elsewhere`), and its leave, late, is not its last word.
+        let listed = self
+            .places
+            .get_mut(name)
+            .is_some_and(|place| place.remove_elsewhere(handle, origin));
+        if listed {
+            let key = protocol::handle_key(handle);
+            if let Some(n) = self.elsewhere_keys.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.elsewhere_keys.remove(&key);
+                }
+            }
+            self.deliver_in(name, line);
         }
-        self.deliver_in(name, line);
         self.forget_if_empty(name);
     }
 

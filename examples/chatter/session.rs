@@ -71,6 +71,11 @@ pub(crate) fn obey(h: &Handle, chat: &Chat, conn: &Conn, member: &Member, line: 
             let who = room.who_in(place.as_deref().unwrap_or(protocol::LOBBY));
             room.tell(conn, &who);
         }
+        // A name with control characters is no room's, as it is no handle's (the line said
+        // has them as U+FFFD, which a handle may have: the name is judged as it came).
+        Command::Join(to) if parse_command(&String::from_utf8_lossy(line)) != Command::Join(to) => {
+            room.tell(conn, protocol::JOIN_USAGE);
+        }
         Command::Join(to) => {
             // One room whatever the case: `LOBBY` is the lobby, not a room that reads like it.
             let to = &*to.to_lowercase();

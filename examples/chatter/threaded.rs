@@ -240,7 +240,8 @@ fn log_stats(
 fn bind_reuseport(addr: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> {
     use std::net::ToSocketAddrs;
     let want = addr
-        .to_socket_addrs()?
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?
         .next()
         .ok_or_else(|| format!("`{addr}` names no address"))?;
     let socket = socket2::Socket::new(

@@ -292,7 +292,10 @@ impl Table {
             Some(payload) => self.group_send(g, payload, Encoding::Frame),
             None => Ok(()),
         };
-        self.seal(g);
+        // Every batch of this round, in the order first sent to, not this group's alone:
+        // a member of another group that was sent to earlier this round (a room's lines
+        // before the goodbye) gets that batch before the goodbye.
+        self.seal_all();
         let Some(group) = group_mut(&mut self.entries, g) else {
             return result;
         };
