@@ -532,6 +532,33 @@ fn protocol_parses_handles() {
     assert_eq!(parse_handle("a b"), Err(BadHandle::BadCharacter));
     assert_eq!(parse_handle("a\u{1}b"), Err(BadHandle::BadCharacter));
     assert_eq!(parse_handle("a\u{a0}b"), Err(BadHandle::BadCharacter));
+    // Letters that pass for another's: a Cyrillic `а` before Latin `nn`, a Greek omicron
+    // in `bob`, fullwidth and mathematical letters, a lone or stacked accent.
+    for look_alike in [
+        "\u{430}nn",
+        "b\u{3bf}b",
+        "\u{ff41}nn",
+        "\u{1d41a}nn",
+        "\u{301}ann",
+        "a\u{301}\u{302}\u{303}nn",
+    ] {
+        assert_eq!(
+            parse_handle(look_alike),
+            Err(BadHandle::LookAlike),
+            "{look_alike}"
+        );
+    }
+    // One script, digits and marks in it, accents in moderation: handles.
+    for fine in [
+        "\u{438}\u{432}\u{430}\u{43d}",
+        "\u{396}\u{3c9}\u{3ae}",
+        "Jos\u{e9}",
+        "Jose\u{301}",
+        "ann_42",
+        "\u{5d3}\u{5d5}\u{5d3}",
+    ] {
+        assert_eq!(parse_handle(fine), Ok(fine), "{fine}");
+    }
 }
 
 #[test]

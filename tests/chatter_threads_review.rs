@@ -124,4 +124,24 @@ fn a_room_name_with_control_characters_is_refused(threads: usize) {
     server.stop();
 }
 
-on_one_and_two_threads!(a_room_name_with_control_characters_is_refused);
+on_one_and_two_threads!(
+    a_room_name_with_control_characters_is_refused,
+    a_handle_that_reads_like_a_members_is_refused,
+);
+
+/// A handle that reads like a member's (a Cyrillic `а` for a Latin `a`) is refused: before,
+/// `аnn` joined beside `ann` and spoke as `ann` to the others' eyes.
+fn a_handle_that_reads_like_a_members_is_refused(threads: usize) {
+    let server = TestServer::start_on(threads, Config::default());
+    let _ann = server.join("ann");
+    let mut fake = server.client();
+    fake.expect(protocol::PROMPT);
+    fake.send("\u{430}nn"); // Cyrillic small a, then Latin nn
+    assert_eq!(
+        fake.line(),
+        "A handle cannot mix Latin, Greek and Cyrillic letters, use styled letters or stack \
+         accents: it could pass for another's."
+    );
+    fake.expect(protocol::PROMPT);
+    server.stop();
+}

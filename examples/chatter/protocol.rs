@@ -23,6 +23,10 @@ pub(crate) enum BadHandle {
     TooLong,
     /// A space (any white space), a control character or an invisible one inside.
     BadCharacter,
+    /// Letters that could pass for another member's handle ([`looks_like_another`]): Latin
+    /// mixed with Greek or Cyrillic (`аnn` with a Cyrillic `а` reads as `ann`), styled
+    /// letters (fullwidth, mathematical, circled), or accents stacked or alone.
+    LookAlike,
 }
 
 impl BadHandle {
@@ -32,6 +36,10 @@ impl BadHandle {
             BadHandle::Empty => "A handle cannot be empty.",
             BadHandle::TooLong => "A handle can have at most 32 characters.",
             BadHandle::BadCharacter => "A handle cannot contain spaces or control characters.",
+            BadHandle::LookAlike => {
+                "A handle cannot mix Latin, Greek and Cyrillic letters, use styled letters or \
+                 stack accents: it could pass for another's."
+            }
         }
     }
 }
@@ -52,7 +60,79 @@ pub(crate) fn parse_handle(answer: &str) -> Result<&str, BadHandle> {
     {
         return Err(BadHandle::BadCharacter);
     }
+    if looks_like_another(handle) {
+        return Err(BadHandle::LookAlike);
+    }
     Ok(handle)
+}
+
+/// The scripts whose letters pass for each other's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Greek,
+    Cyrillic,
+}
+
+/// The script of letter `c`, if it is one of those that look alike.
+fn script(c: char) -> Option<Script> {
+    match u32::from(c) {
+        0x41..=0x5A | 0x61..=0x7A => Some(Script::Latin),
+        0xD7 | 0xF7 => None, // × and ÷
+        0xC0..=0x24F | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF | 0xAB30..=0xAB6F => {
+            Some(Script::Latin)
+        }
+        0x370..=0x3FF | 0x1F00..=0x1FFF => Some(Script::Greek),
+        0x400..=0x52F | 0x1C80..=0x1C8F | 0x2DE0..=0x2DFF | 0xA640..=0xA69F => {
+            Some(Script::Cyrillic)
+        }
+        _ => None,
+    }
+}
+
+/// Letters styled to pass for plain ones: fullwidth forms, mathematical alphanumerics,
+/// circled and squared letters (the flags' regional indicators aside).
+fn is_styled(c: char) -> bool {
+    matches!(u32::from(c), 0xFF00..=0xFFEF | 0x1D400..=0x1D7FF | 0x2460..=0x24FF | 0x1F100..=0x1F1E5)
+}
+
+/// Combining marks (accents put on the character before).
+fn is_combining(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x300..=0x36F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F
+    )
+}
+
+/// Whether `handle` could pass for another's: letters of more than one of Latin, Greek and
+/// Cyrillic (whose letters look alike), a styled letter, a combining mark first or more
+/// than two in a row (text piled over the lines around it). A handle in one script (`иван`,
+/// `Ζωή`, `José`) is fine. A check of mixed scripts, as browsers make for domain names, not
+/// Unicode's full table of confusables: a handle wholly in Cyrillic letters that all look
+/// Latin (`асе`) still passes.
+pub(crate) fn looks_like_another(handle: &str) -> bool {
+    let mut seen: Option<Script> = None;
+    let mut marks = 0;
+    for (i, c) in handle.chars().enumerate() {
+        if is_styled(c) {
+            return true;
+        }
+        if is_combining(c) {
+            marks += 1;
+            if i == 0 || marks > 2 {
+                return true;
+            }
+            continue;
+        }
+        marks = 0;
+        match (seen, script(c)) {
+            (_, None) => {}
+            (None, s) => seen = s,
+            (Some(a), Some(b)) if a != b => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// What makes two handles one: their ASCII lower case (`Ann` is `ann`), here, across the

@@ -19,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!handle
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c)));
+            assert!(!protocol::looks_like_another(handle));
         }
+        Err(BadHandle::LookAlike) => assert!(protocol::looks_like_another(line.trim())),
         Err(BadHandle::Empty) => assert!(line.trim().is_empty()),
         Err(BadHandle::TooLong) => assert!(line.trim().chars().count() > MAX_HANDLE_CHARS),
         Err(BadHandle::BadCharacter) => assert!(line
