@@ -35,6 +35,8 @@
 mod abchat_name;
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -160,6 +162,8 @@ fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = parse_args();
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     let conn = ConnOptions::new()
         .with_framing(Framing::LengthPrefixed)
         .with_max_frame(config.max_frame)

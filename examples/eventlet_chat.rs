@@ -7,6 +7,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::error::Error;
 
@@ -16,12 +18,12 @@ use fibra::{rt::Either, tasks::TasksExt, Handle};
 
 fn read_chat_forever(h: &Handle, conn: Conn, participants: Group) {
     while let Ok(line) = h.receive_line(&conn) {
-        println!("Chat: {}", line.trim());
+        stop_signals::say!("Chat: {}", line.trim());
         // Everyone but the writer, in the round's one batch; never parks.
         let _ = participants.send_line_except(&conn, &line);
     }
     participants.remove(&conn);
-    println!("Participant left chat.");
+    stop_signals::say!("Participant left chat.");
 }
 
 const HELP: &str = "eventlet_chat: eventlet's chat server example, each line to everyone \
@@ -46,20 +48,23 @@ fn main() -> Result<(), cli::Failure> {
             other => args.unknown(other),
         }
     }
-    fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
+    let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
+    schedule.block_on(move |h| -> Result<(), Box<dyn Error>> {
         let server = h.listen_with(addr.as_str(), member_options())?;
-        println!("ChatServer starting up on {}", server.local_addr());
+        stop_signals::say!("ChatServer starting up on {}", server.local_addr());
         let participants = Group::new();
         // The first of: a new participant, or Ctrl-C (eventlet's KeyboardInterrupt).
-        let interrupt = || WaitSignal::new(&[Signal::INT]);
+        let interrupt = || WaitSignal::new(&[Signal::INT, Signal::TERM]);
         while let Either::First(accepted) = h.select(Accept::new(&server), interrupt()) {
             let (conn, _) = accepted?;
-            println!("Participant joined chat.");
+            stop_signals::say!("Participant joined chat.");
             let _ = participants.add(&conn); // one already gone is not added, and leaves
             let participants = participants.clone();
             h.spawn_detached(move |h| read_chat_forever(h, conn, participants))?;
         }
-        println!("ChatServer exiting.");
+        stop_signals::say!("ChatServer exiting.");
         Ok(())
     })??;
     Ok(())

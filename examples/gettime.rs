@@ -18,6 +18,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 #[path = "shared/rfc3339.rs"]
 mod rfc3339;
 
@@ -94,6 +96,8 @@ fn main() -> Result<(), cli::Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = parse_args();
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     let listener = schedule
         .plugin::<NetPlugin>()
         .ok_or("no network plugin")?

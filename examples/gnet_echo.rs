@@ -11,6 +11,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::net::SocketAddr;
 
@@ -73,6 +75,8 @@ fn main() -> Result<(), cli::Failure> {
         }
     }
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     // Written through, as `examples/echo`: a reply leaves in the callback's own send.
     let options = ListenOptions::new().with_conn(
         ConnOptions::new()

@@ -13,6 +13,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -85,6 +87,8 @@ fn main() -> Result<(), cli::Failure> {
     let config = parse_args();
     let ticker = Ticker::hertz(config.hz)?.with_missed(config.missed);
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     let options = ListenOptions::new().with_conn(ConnOptions::new().with_framing(Framing::Raw));
     let listener = schedule
         .plugin::<NetPlugin>()
@@ -126,7 +130,7 @@ fn main() -> Result<(), cli::Failure> {
     })?;
     // The rate between the first tick given and the last.
     let rate = all.ticks.saturating_sub(1) as f64 / all.elapsed.as_secs_f64().max(1e-9);
-    println!(
+    stop_signals::say!(
         "hertz: done: {} ticks, {} skipped in {:.3} s: {rate:.2} ticks/s, worst lateness \
          {:.3} ms",
         all.ticks,
@@ -202,7 +206,7 @@ struct Figures {
 
 impl Figures {
     fn print(&self) {
-        println!(
+        stop_signals::say!(
             "hertz: {} ticks in the last second, worst lateness {:.3} ms, {} skipped",
             self.ticks,
             self.worst.as_secs_f64() * 1e3,

@@ -13,6 +13,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 // The chatter's room on one thread, telnet only (the web page and the threads' reach are
 // the chatter example's): what it serves is used in part.
 #[path = "chatter/alone.rs"]
@@ -180,7 +182,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if now >= next_report {
             let (x, y) = world.centre();
             let stats = chatter.stats();
-            println!(
+            stop_signals::say!(
                 "{:>6.1} s  {} frames  tick mean {:.1} µs, max {} µs ({:.2}% of a {:.1} ms frame)  \
                  {} late  {} tasklets  {} chatting  world centre ({x:.1}, {y:.1})",
                 now.duration_since(started).as_secs_f64(),

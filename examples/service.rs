@@ -7,6 +7,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -32,21 +34,21 @@ struct Echo {
 
 impl Protocol for Echo {
     fn connection_made(&mut self, _h: &Handle, transport: &Transport) {
-        println!("{}: connected to {}", self.side, transport.peer_addr());
+        stop_signals::say!("{}: connected to {}", self.side, transport.peer_addr());
         if self.side == "client" {
             let _ = transport.send_line("ooxx");
         }
     }
 
     fn frame_received(&mut self, _h: &Handle, transport: &Transport, frame: &[u8]) {
-        println!("{}: received {}", self.side, String::from_utf8_lossy(frame));
+        stop_signals::say!("{}: received {}", self.side, String::from_utf8_lossy(frame));
         if self.side == "server" {
             let _ = transport.send(frame);
         }
     }
 
     fn on_notify(&mut self, _h: &Handle, _transport: &Transport, message: &str) {
-        println!("{}: notified {message}", self.side);
+        stop_signals::say!("{}: notified {message}", self.side);
     }
 }
 
@@ -62,7 +64,7 @@ impl Factory for EchoFactory {
     }
 
     fn on_notify(&mut self, _h: &Handle, message: &str, connections: &[Transport]) {
-        println!(
+        stop_signals::say!(
             "{}: notified {message} ({} connections)",
             self.side,
             connections.len()
@@ -83,13 +85,15 @@ fn main() -> Result<(), cli::Failure> {
         }
     }
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     let listener = schedule
         .plugin::<NetPlugin>()
         .ok_or("no network plugin")?
         .listen(addr.as_str())
         .map_err(|e| format!("cannot listen on `{addr}`: {e}"))?;
     let server_addr = listener.local_addr();
-    println!("service: echo server on {server_addr}");
+    stop_signals::say!("service: echo server on {server_addr}");
     let backoff = Backoff::new().with_initial(Duration::from_millis(100));
     let client = ReconnectingClient::new(
         server_addr,
@@ -113,7 +117,7 @@ fn main() -> Result<(), cli::Failure> {
             h.sleep(Duration::from_millis(10));
         }
         let told = run.notify("*", "hello")?;
-        println!("service: notified {told} members");
+        stop_signals::say!("service: notified {told} members");
         // Then serve until `--secs` or Ctrl-C.
         let stop = WaitSignal::new(&[Signal::INT, Signal::TERM]);
         let deadline = secs.and_then(|s| Instant::now().checked_add(Duration::from_secs(s)));
@@ -125,11 +129,11 @@ fn main() -> Result<(), cli::Failure> {
             None => Some(h.yield_op(stop)?),
         };
         if let Some(signal) = signal {
-            println!("service: {signal}");
+            stop_signals::say!("service: {signal}");
         }
         Ok(())
     })??;
     service.stop_all();
-    println!("service: stopped");
+    stop_signals::say!("service: stopped");
     Ok(())
 }

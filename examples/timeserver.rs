@@ -10,6 +10,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 #[path = "shared/rfc3339.rs"]
 mod rfc3339;
 
@@ -35,6 +37,8 @@ fn main() -> Result<(), cli::Failure> {
         }
     }
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     let listener = schedule
         .plugin::<NetPlugin>()
         .ok_or("no network plugin")?

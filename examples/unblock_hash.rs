@@ -11,6 +11,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::cell::{Cell, RefCell};
 use std::error::Error;
@@ -83,7 +85,7 @@ fn hash_file(h: &Handle, conn: &Conn, dir: &Path, name: &str) {
         Ok(Err(e)) => format!("/hash {name}: {e}"),
         Err(e) => format!("/hash {name}: {e}"),
     };
-    println!("{reply}");
+    stop_signals::say!("{reply}");
     let _ = conn.try_send_line(&reply);
 }
 
@@ -149,22 +151,25 @@ fn main() -> Result<(), cli::Failure> {
     if !dir.is_dir() {
         args.fail(format!("--dir `{}`: not a folder", dir.display()));
     }
-    fibra::schedule()?.block_on(move |h| -> Result<(), Box<dyn Error>> {
+    let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
+    schedule.block_on(move |h| -> Result<(), Box<dyn Error>> {
         let server = h.listen_with(addr.as_str(), member_options())?;
-        println!(
+        stop_signals::say!(
             "unblock_hash: chat on {}, `/hash NAME` reads files under {}",
             server.local_addr(),
             dir.display()
         );
         let (members, dir) = (Rc::new(RefCell::new(Vec::new())), Rc::new(dir));
-        let interrupt = || WaitSignal::new(&[Signal::INT]);
+        let interrupt = || WaitSignal::new(&[Signal::INT, Signal::TERM]);
         while let Either::First(accepted) = h.select(Accept::new(&server), interrupt()) {
             let (conn, _) = accepted?;
             members.borrow_mut().push(conn.clone());
             let (members, dir) = (members.clone(), dir.clone());
             h.spawn_detached(move |h| chat(h, conn, members, dir))?;
         }
-        println!("unblock_hash: stopped");
+        stop_signals::say!("unblock_hash: stopped");
         Ok(())
     })??;
     Ok(())

@@ -7,6 +7,8 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::rc::Rc;
 
@@ -62,6 +64,8 @@ fn main() -> Result<(), cli::Failure> {
             .with_limits(limits),
     );
     let mut schedule = fibra::schedule()?;
+    // Caught before the address is said: a stop signal from then on gets the clean stop.
+    stop_signals::catch(&mut schedule, &[Signal::INT, Signal::TERM])?;
     let listener = schedule
         .plugin::<NetPlugin>()
         .ok_or("no network plugin")?

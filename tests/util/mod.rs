@@ -557,6 +557,16 @@ impl Example {
         self.wait_exit()
     }
 
+    /// Sends SIGTERM to the child and waits for it to exit, as [`interrupt`](Self::interrupt).
+    #[allow(dead_code)]
+    pub(crate) fn terminate(self) -> (std::process::ExitStatus, String) {
+        let child = self.child.as_ref().unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: `kill` with a pid we spawned and have not reaped; it only sends a signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.wait_exit()
+    }
+
     /// Waits (up to 20 s) for the child to exit by itself; returns its status and what it
     /// said from then on.
     pub(crate) fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
