@@ -18,10 +18,10 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
-#[path = "shared/stop_signals.rs"]
-mod stop_signals;
 #[path = "shared/rfc3339.rs"]
 mod rfc3339;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;

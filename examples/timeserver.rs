@@ -10,10 +10,10 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
-#[path = "shared/stop_signals.rs"]
-mod stop_signals;
 #[path = "shared/rfc3339.rs"]
 mod rfc3339;
+#[path = "shared/stop_signals.rs"]
+mod stop_signals;
 
 use fibra::net::{Conn, Listener, NetExt, NetPlugin};
 use fibra::signal::{Signal, SignalExt};
