@@ -194,7 +194,11 @@ fn main() -> Result<(), cli::Failure> {
     let signal = schedule.block_on(|h| h.signals(&[Signal::INT, Signal::TERM]))??;
     log::info!(target: LOG, "{signal}: stopping");
     let _ = room.everyone.close_all(Some(b"error server shutting down"));
-    schedule.run_for(Duration::from_secs(2))?;
+    // Until every goodbye is written and every connection closed, at most 2 s (it waited the
+    // whole 2 s, whatever was left).
+    if !schedule.drain(Duration::from_secs(2))? {
+        log::warn!(target: LOG, "not every connection closed within 2 s; the rest are dropped");
+    }
     Ok(())
 }
 

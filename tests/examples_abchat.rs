@@ -250,3 +250,24 @@ fn a_client_that_does_not_read_is_cut_off_and_the_others_go_on() {
 fn server_says_cut(server: &Example) -> bool {
     server.try_wait_for("cut off", Duration::from_millis(200))
 }
+
+/// Ctrl-C: every member is told `error server shutting down`, then the connection ends
+/// with a FIN (not a reset), and the server exits 0.
+#[test]
+fn ctrl_c_tells_every_member_then_closes() {
+    let server = abchat(&[]);
+    let mut members: Vec<Client> = ["ann", "bob"]
+        .iter()
+        .map(|name| Client::login(&server.addr, name))
+        .collect();
+    let (status, said) = server.interrupt();
+    assert!(status.success(), "abchat exited {status}:\n{said}");
+    for m in &mut members {
+        assert_eq!(m.recv(), "error server shutting down");
+        let mut rest = Vec::new();
+        m.stream
+            .read_to_end(&mut rest)
+            .expect("the connection ends with a FIN");
+        assert!(rest.is_empty());
+    }
+}
