@@ -105,8 +105,10 @@ impl Conn {
     /// Half-closes: sends FIN now, after what was written, while input is still read (an
     /// HTTP server that closes while the peer still sends reads and drops the rest first, so
     /// that the close is no reset that destroys its last answer: RFC 9112 §9.6). Nothing may
-    /// be sent after it. `false`, and nothing done, while output is queued (flush first), on
-    /// a TLS connection (its close sends `close_notify`), or once it is closing.
+    /// be sent after it. Over TLS it sends `close_notify`, then FIN. `false`, and nothing
+    /// done, while output is queued (flush first), while a TLS handshake runs, or once it is
+    /// closing (and `false` when the socket did not take the whole `close_notify` at once:
+    /// it goes as output does, and nothing may be sent after it either).
     pub fn shutdown_write(&self) -> bool {
         self.inner
             .shared

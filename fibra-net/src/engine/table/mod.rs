@@ -333,16 +333,27 @@ impl Table {
         let Some(c) = conn_mut(&mut self.entries, key) else {
             return false;
         };
-        if c.tls.is_some() || !c.output_idle() || c.output.end.is_some() {
+        if !c.output_idle() || c.output.end.is_some() {
             return false;
         }
-        match &c.state {
-            ConnState::Open { socket } => {
-                crate::engine::sys::socket::shutdown_write(socket);
-                true
+        let ConnState::Open { socket } = &c.state else {
+            return false;
+        };
+        // Over TLS the half-close is `close_notify` first (without it the peer sees a
+        // truncation), then FIN.
+        if let Some(tls) = c.tls.as_mut() {
+            match tls.shutdown_write(socket) {
+                None => return false,
+                Some(true) => {}
+                Some(false) => {
+                    // Queued, not all written: it goes with the output, as a close's does.
+                    self.mark_dirty(key);
+                    return false;
+                }
             }
-            _ => false,
         }
+        crate::engine::sys::socket::shutdown_write(socket);
+        true
     }
 
     pub(crate) fn received(&mut self, key: Key) -> usize {

@@ -38,6 +38,13 @@ impl Tls {
         match *self {}
     }
 
+    pub(in crate::engine::table) fn shutdown_write(
+        &mut self,
+        _sock: &crate::engine::sys::Socket,
+    ) -> Option<bool> {
+        match *self {}
+    }
+
     pub(in crate::engine::table) fn info(&self) -> TlsInfo {
         match *self {}
     }

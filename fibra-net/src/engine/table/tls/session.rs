@@ -100,6 +100,17 @@ impl Tls {
         }
     }
 
+    /// `Conn::shutdown_write`: `close_notify`, written to the socket now (TLS's half-close;
+    /// the FIN follows it). `None`, nothing done, while the handshake runs; `Some(false)`
+    /// when the socket did not take the whole record (the rest goes as output does).
+    pub(in crate::engine::table) fn shutdown_write(&mut self, sock: &Socket) -> Option<bool> {
+        if self.conn.is_handshaking() {
+            return None;
+        }
+        self.close_notify();
+        Some(matches!(self.write_records(sock), Ok(true)))
+    }
+
     pub(in crate::engine::table) fn info(&self) -> TlsInfo {
         let conn = &self.conn;
         let server_name = match conn {
