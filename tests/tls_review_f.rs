@@ -125,3 +125,74 @@ fn https_answers_before_a_refusal_are_not_destroyed_by_a_reset_while_the_peer_st
         "answers read before the connection ended"
     );
 }
+
+/// A real ClientHello (rustls's) with an unknown extension of `pad` zero bytes added, cut
+/// into records of 16 KiB (each within TLS's limit).
+fn padded_hello(config: Arc<rustls::ClientConfig>, pad: usize) -> Vec<u8> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut c = rustls::ClientConnection::new(config, name).unwrap();
+    let mut rec = Vec::new();
+    c.write_tls(&mut rec).unwrap();
+    let body = &rec[9..]; // record header (5), handshake header (4)
+    let mut i = 34; // version, random
+    i += 1 + body[i] as usize; // session id
+    i += 2 + u16::from_be_bytes([body[i], body[i + 1]]) as usize; // cipher suites
+    i += 1 + body[i] as usize; // compression methods
+    let ext_len = u16::from_be_bytes([body[i], body[i + 1]]) as usize;
+    let mut ext = body[i + 2..i + 2 + ext_len].to_vec();
+    ext.extend_from_slice(&0xffaau16.to_be_bytes());
+    ext.extend_from_slice(&(pad as u16).to_be_bytes());
+    ext.resize(ext.len() + pad, 0);
+    let mut msg = vec![1u8];
+    let len = i + 2 + ext.len();
+    msg.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    msg.extend_from_slice(&body[..i]);
+    msg.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    msg.extend_from_slice(&ext);
+    let mut wire = Vec::new();
+    for chunk in msg.chunks(16384) {
+        wire.extend_from_slice(&[0x16, 3, 1]);
+        wire.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        wire.extend_from_slice(chunk);
+    }
+    wire
+}
+
+#[test]
+fn a_hello_over_the_handshake_buffer_in_lawful_records_is_not_called_an_oversized_record() {
+    // A ClientHello of ~64 KiB (a large unknown extension), in records of 16 KiB: no
+    // record is over TLS's limit, but rustls holds a handshake message of 64 KiB at most.
+    // The connection was lost with `RecordTooLarge` ("the peer sent a TLS record longer
+    // than the protocol allows"), which it did not: a handshake failure says what it was.
+    use fibra::net::{ConnOptions, Lost, NetExt, TlsLost};
+    let certs = TestCerts::localhost();
+    let mut s = util::net_schedule();
+    let listener = certs.listen(&s, ConnOptions::new());
+    let addr = listener.local_addr();
+    // A handshake message of 65,525 bytes (under the 65,535 its 24-bit length and rustls
+    // allow), so its records and their headers are 65,545 bytes.
+    let base = padded_hello(certs.client_config(), 0).len() - 5;
+    let wire = padded_hello(certs.client_config(), 65_525 - base);
+    assert_eq!(wire.len(), 65_525 + 4 * 5);
+    let client = std::thread::spawn(move || {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = tcp.write_all(&wire);
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest);
+    });
+    let got = Rc::new(std::cell::RefCell::new(None));
+    let out = got.clone();
+    s.spawn(move |h| {
+        let (conn, _) = h.accept(&listener).unwrap();
+        *out.borrow_mut() = Some(h.receive(&conn).map_err(|e| e.lost()));
+    })
+    .unwrap();
+    util::run_all(&mut s, 10);
+    client.join().unwrap();
+    let got = got.borrow_mut().take().unwrap();
+    assert!(
+        matches!(got, Err(Some(Lost::Tls(TlsLost::Handshake { .. })))),
+        "{got:?}"
+    );
+}

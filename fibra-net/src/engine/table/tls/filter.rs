@@ -210,8 +210,17 @@ impl Table {
                 input.readable = false;
                 return ReadStep::Wait { budget: false };
             }
+            // rustls's buffer is full: during the handshake, a handshake message over the
+            // 64 KiB rustls holds (its records may each be lawful); after it, a record
+            // over the limit.
             Err(ReadFailure::Io(e)) if e.kind() == ErrorKind::InvalidData => {
-                Lost::Tls(TlsLost::RecordTooLarge)
+                Lost::Tls(if tls.is_handshaking() {
+                    TlsLost::Handshake {
+                        reason: "a handshake message over the 64 KiB limit",
+                    }
+                } else {
+                    TlsLost::RecordTooLarge
+                })
             }
             Err(ReadFailure::Io(e)) => {
                 log::debug!(target: "fibra_net", "receive from {}: {e}", c.peer);
