@@ -1,4 +1,4 @@
-//! A hostile review of TLS : HTTPS behaviour that differs from plain HTTP for no
+//! A hostile review of TLS: HTTPS behaviour that differs from plain HTTP for no
 //! reason. Each test here failed when written.
 #![cfg(feature = "tls")]
 
