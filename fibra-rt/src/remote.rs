@@ -17,6 +17,15 @@ pub(crate) struct RemoteShared {
     /// The schedule was dropped: unparks go nowhere, and are not queued.
     closed: AtomicBool,
     notifier: Arc<Notifier>,
+    /// The schedule was made under a simulation (`sim` feature): its clock is simulated,
+    /// so a wake from a thread the simulation does not drive would land at a simulated
+    /// instant that real timing chose.
+    #[cfg(feature = "sim")]
+    simulated: bool,
+    /// A thread the simulation does not drive unparked or woke the schedule: its next
+    /// [`tick`](crate::Schedule::tick) fails, saying so.
+    #[cfg(feature = "sim")]
+    pub(crate) foreign: AtomicBool,
 }
 
 /// A handle to a schedule that other threads may hold: it [unparks](Self::unpark) the
@@ -58,6 +67,10 @@ impl Remote {
                 pending: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 notifier,
+                #[cfg(feature = "sim")]
+                simulated: crate::time::is_simulated(),
+                #[cfg(feature = "sim")]
+                foreign: AtomicBool::new(false),
             }),
         }
     }
@@ -75,6 +88,7 @@ impl Remote {
         if !self.is_alive() {
             return;
         }
+        self.note_thread();
         self.shared
             .unparks
             .lock()
@@ -90,10 +104,22 @@ impl Remote {
         if !self.is_alive() {
             return;
         }
+        self.note_thread();
         if !self.shared.pending.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.shared.notifier.notify() {
                 log::error!(target: "fibra_rt::remote", "could not wake the schedule: {e}");
             }
+        }
+    }
+
+    /// Under a simulation, notes a wake from a thread that no simulation drives (a real
+    /// thread's): the simulated schedule then refuses to go on rather than let real timing
+    /// decide when, in simulated time, the wake lands.
+    #[inline]
+    fn note_thread(&self) {
+        #[cfg(feature = "sim")]
+        if self.shared.simulated && !crate::time::is_simulated() {
+            self.shared.foreign.store(true, Ordering::Release);
         }
     }
 

@@ -432,6 +432,24 @@ impl Schedule {
     ///
     /// A plugin's fatal poll error ([`Error::Plugin`]).
     pub fn tick(&mut self) -> Result<bool, Error> {
+        #[cfg(feature = "sim")]
+        if self
+            .core
+            .wakes
+            .remote
+            .shared
+            .foreign
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Real timing would decide when, in simulated time, that wake lands.
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a thread outside the simulation woke this simulated schedule through a \
+                 Remote (a remote_channel's sender, Remote::unpark or wake): when it lands \
+                 would be chosen by real timing, not the seed; under fibra-sim keep every \
+                 sender on a simulated host (fibra_tasks::channel)",
+            )));
+        }
         self.reap_after_plugin_panic();
         self.poll_round(Some(Duration::ZERO))?;
         self.run_steps(self.step_budget)?;

@@ -1,0 +1,52 @@
+//! Findings of review G: a thread outside the simulation that wakes a simulated host (a
+//! `remote_channel`'s sender) decided, by real timing, when its values landed in simulated
+//! time; a run of tiny sleeps had no budget of rounds and ran on for minutes of wall time.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use fibra_sim::{Sim, SimError};
+
+/// A tasklet on a simulated host reads a `remote_channel` fed by a real thread, beside a
+/// tasklet that keeps simulated time moving. Before: no error, and the values arrived at a
+/// different simulated time in each run of one seed (410 ms, then 1.465 s; 583 ms, then
+/// 1.336 s): silent nondeterminism. After: the host stops with an error that says why.
+#[test]
+fn a_real_thread_waking_a_simulated_host_is_refused_not_silently_nondeterministic() {
+    let mut sim = Sim::new(1);
+    let host = sim.host("10.0.0.1");
+    let got: Rc<RefCell<Vec<Duration>>> = Rc::default();
+    let g = got.clone();
+    let remote = sim.schedule(host).unwrap().remote();
+    let (tx, rx) = fibra_tasks::remote_channel::<u32>(&remote, 8);
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        // Once the receiver has parked: a wake, not a value found on the way.
+        go_rx.recv().unwrap();
+        let _ = tx.send(1);
+    });
+    let t0 = fibra_rt::time::now();
+    sim.spawn(host, "clock", |h| loop {
+        fibra_tasks::TasksExt::sleep(h, Duration::from_millis(1));
+    });
+    sim.spawn(host, "rx", move |h| {
+        while let Some(_v) = rx.receive(h) {
+            g.borrow_mut().push(fibra_rt::time::now() - t0);
+        }
+    });
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    go_tx.send(()).unwrap();
+    sender.join().unwrap();
+    let r = sim.run_until(|_| !got.borrow().is_empty(), Duration::from_secs(3600));
+    match r {
+        Err(SimError::Host { error, .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("outside the simulation"), "{message}");
+        }
+        other => panic!(
+            "a real thread's wake was taken in simulated time ({:?}), not refused: {other:?}",
+            got.borrow()
+        ),
+    }
+}
