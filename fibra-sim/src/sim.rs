@@ -45,6 +45,14 @@ pub enum SimError {
         /// The simulated time then.
         at: Duration,
     },
+    /// One [`Sim::run_until`] ran its budget of rounds ([`Sim::set_max_rounds`]) while
+    /// simulated time crawled (a tasklet that sleeps a microsecond in a loop).
+    Budget {
+        /// The simulated time then.
+        at: Duration,
+        /// The rounds it ran.
+        rounds: u64,
+    },
     /// A tasklet spawned with [`Sim::spawn`] panicked (an assertion in it failed).
     Panicked {
         /// Its host.
@@ -68,6 +76,12 @@ impl fmt::Display for SimError {
             SimError::Livelock { at } => {
                 write!(f, "livelock at {at:?}: rounds go on and simulated time stands still")
             }
+            SimError::Budget { at, rounds } => write!(
+                f,
+                "{rounds} rounds in one run and simulated time only at {at:?}: a tasklet that \
+                 wakes too often (a sleep of a microsecond in a loop?); Sim::set_max_rounds \
+                 raises the budget"
+            ),
             SimError::Panicked {
                 host,
                 name,
@@ -133,6 +147,8 @@ pub struct Sim {
     user_cuts: std::collections::BTreeSet<(usize, usize)>,
     /// The most rounds in a row at one simulated instant.
     max_rounds_still: u64,
+    /// The most rounds one `run_until` runs.
+    max_rounds: u64,
     /// Tasklets spawned by [`Sim::spawn`], watched for a panic: (host, id, name).
     watched: Vec<(usize, TaskletId, String)>,
     /// Where its stream of [`fibra_rt::time::entropy`] stands: its own, so that two
@@ -164,6 +180,12 @@ impl Sim {
     /// host's tick); a spinning tasklet is reported after a second or two of a debug build.
     pub const LIVELOCK_ROUNDS: u64 = 100_000;
 
+    /// Rounds one [`run_until`](Self::run_until) (or [`run_for`](Self::run_for)) runs
+    /// before it stops with [`SimError::Budget`], by default: simulated time that crawls (a
+    /// tasklet that sleeps a microsecond in a loop) would otherwise run for hours of wall
+    /// time before the simulated deadline. About 10 s of a debug build.
+    pub const MAX_ROUNDS: u64 = 2_000_000;
+
     /// The calendar date at a simulation's start, in seconds since the Unix epoch
     /// ([`fibra_rt::time::system_now`]: an HTTP `Date`, say), the same in every run:
     /// 2030-01-01 00:00:00 UTC.
@@ -194,6 +216,7 @@ impl Sim {
             repairs: Vec::new(),
             user_cuts: std::collections::BTreeSet::new(),
             max_rounds_still: Sim::LIVELOCK_ROUNDS,
+            max_rounds: Sim::MAX_ROUNDS,
             watched: Vec::new(),
             entropy,
         }
@@ -209,6 +232,12 @@ impl Sim {
     /// thousands of hosts that all work at one instant.
     pub fn set_livelock_rounds(&mut self, rounds: u64) {
         self.max_rounds_still = rounds;
+    }
+
+    /// Rounds one [`run_until`](Self::run_until) runs before it stops with
+    /// [`SimError::Budget`] ([`MAX_ROUNDS`](Self::MAX_ROUNDS) by default).
+    pub fn set_max_rounds(&mut self, rounds: u64) {
+        self.max_rounds = rounds;
     }
 
     /// Sets the faults the simulation injects by itself.
@@ -467,13 +496,15 @@ impl Sim {
     ///
     /// [`SimError::TimedOut`] at `limit`, [`SimError::Quiet`] when nothing can happen any
     /// more, [`SimError::Host`] when a schedule fails, [`SimError::Livelock`] when rounds
-    /// go on without simulated time moving.
+    /// go on without simulated time moving, [`SimError::Budget`] when it ran
+    /// [`set_max_rounds`](Self::set_max_rounds) rounds.
     pub fn run_until(
         &mut self,
         mut done: impl FnMut(&Sim) -> bool,
         limit: Duration,
     ) -> Result<(), SimError> {
         let mut still = 0u64;
+        let mut rounds = 0u64;
         loop {
             self.set_clock();
             self.apply_repairs();
@@ -486,6 +517,10 @@ impl Sim {
             if !ready.is_empty() {
                 let pick = ready[self.random(ready.len() as u64) as usize];
                 self.round(pick)?;
+                rounds += 1;
+                if rounds >= self.max_rounds {
+                    return Err(SimError::Budget { at: now, rounds });
+                }
                 still += 1;
                 if still > self.max_rounds_still {
                     return Err(SimError::Livelock { at: now });
@@ -511,7 +546,8 @@ impl Sim {
     ///
     /// # Errors
     ///
-    /// [`SimError::Host`] and [`SimError::Livelock`] as [`run_until`](Self::run_until).
+    /// [`SimError::Host`], [`SimError::Livelock`] and [`SimError::Budget`] as
+    /// [`run_until`](Self::run_until).
     pub fn run_for(&mut self, d: Duration) -> Result<(), SimError> {
         let until = self.now() + d;
         match self.run_until(|sim| sim.now() >= until, until) {

@@ -50,3 +50,25 @@ fn a_real_thread_waking_a_simulated_host_is_refused_not_silently_nondeterministi
         ),
     }
 }
+
+/// A tasklet that sleeps a microsecond in a loop, run until a simulated hour: time moves
+/// (no livelock) but crawls, 3.6 billion rounds. Before: no budget of rounds, so the run
+/// went on for hours of wall time (200,000 rounds a second, debug) and only the watch of
+/// `for_seeds` named it after 60 s. After: it stops with `SimError::Budget`.
+#[test]
+fn simulated_time_that_crawls_stops_with_a_report_within_a_budget_of_rounds() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut sim = Sim::new(3);
+        let host = sim.host("10.0.0.1");
+        sim.spawn(host, "poll", |h| loop {
+            fibra_tasks::TasksExt::sleep(h, Duration::from_micros(1));
+        });
+        let r = sim.run_until(|_| false, Duration::from_secs(3600));
+        let _ = done_tx.send(format!("{r:?}"));
+    });
+    match done_rx.recv_timeout(Duration::from_secs(150)) {
+        Ok(r) => assert!(r.starts_with("Err(Budget"), "{r}"),
+        Err(_) => panic!("a run of 1 µs sleeps to a simulated hour still running after 150 s"),
+    }
+}
