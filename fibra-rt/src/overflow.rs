@@ -32,6 +32,17 @@ pub(crate) struct Guard {
 thread_local! {
     static CURRENT: Cell<*const Guard> = const { Cell::new(ptr::null()) };
     static ALTSTACK_READY: Cell<bool> = const { Cell::new(false) };
+    /// A line the report ends with (a simulation's seed and how to replay it).
+    static NOTE: Cell<(*const u8, usize)> = const { Cell::new((ptr::null(), 0)) };
+}
+
+/// Sets (or with `None` clears) a line that a stack-overflow report on this thread ends
+/// with: a simulator (`fibra-sim`) names the seed that was running, since the process aborts
+/// before any test harness could.
+#[doc(hidden)]
+pub fn set_overflow_note(note: Option<&'static str>) {
+    let note = note.map_or((ptr::null(), 0), |n| (n.as_ptr(), n.len()));
+    NOTE.with(|c| c.set(note));
 }
 
 static INSTALL: Once = Once::new();
@@ -197,6 +208,11 @@ fn report(guard: &Guard) {
     let len = w.len;
     // SAFETY: writing an initialized buffer to stderr.
     unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+    let (note, note_len) = NOTE.try_with(Cell::get).unwrap_or((ptr::null(), 0));
+    if !note.is_null() {
+        // SAFETY: a `'static` str set by `set_overflow_note`.
+        unsafe { libc::write(2, note.cast(), note_len) };
+    }
 }
 
 struct Writer<'a> {

@@ -154,6 +154,8 @@ pub struct Sim {
     /// Where its stream of [`fibra_rt::time::entropy`] stands: its own, so that two
     /// simulations alive on one thread do not draw from one stream.
     entropy: u64,
+    /// Its seed and replay command, for a stack overflow's report (the process aborts).
+    note: &'static str,
 }
 
 thread_local! {
@@ -208,6 +210,10 @@ impl Sim {
         fibra_rt::time::set_virtual_wall(Some((base, Sim::calendar_start())));
         fibra_rt::time::set_entropy(Some(entropy));
         LIVE.with(|l| l.set(l.get() + 1));
+        // A tasklet's stack overflow aborts the process, past `for_seeds`: its report names
+        // the seed then. One short line per simulation, kept for the thread's life.
+        let note: &'static str = Box::leak(format!("{}\n", crate::replay_line(seed)).into_boxed_str());
+        fibra_rt::set_overflow_note(Some(note));
         Sim {
             seed,
             net: Rc::new(RefCell::new(Net::new(seed, 256))),
@@ -219,6 +225,7 @@ impl Sim {
             max_rounds: Sim::MAX_ROUNDS,
             watched: Vec::new(),
             entropy,
+            note,
         }
     }
 
@@ -280,6 +287,7 @@ impl Sim {
         fibra_rt::time::set_virtual_now(Some(self.base + self.now()));
         fibra_rt::time::set_virtual_wall(Some((self.base, Sim::calendar_start())));
         fibra_rt::time::set_entropy(Some(self.entropy));
+        fibra_rt::set_overflow_note(Some(self.note));
     }
 
     /// Keeps where its entropy stream stands after its code ran.
@@ -696,6 +704,7 @@ impl Drop for Sim {
             fibra_rt::time::set_virtual_now(None);
             fibra_rt::time::set_virtual_wall(None);
             fibra_rt::time::set_entropy(None);
+            fibra_rt::set_overflow_note(None);
         }
     }
 }

@@ -72,3 +72,49 @@ fn simulated_time_that_crawls_stops_with_a_report_within_a_budget_of_rounds() {
         Err(_) => panic!("a run of 1 µs sleeps to a simulated hour still running after 150 s"),
     }
 }
+
+fn deep(n: u64) -> u64 {
+    let a = [n; 512];
+    if n == 0 {
+        0
+    } else {
+        deep(n - 1) + a[(n % 512) as usize]
+    }
+}
+
+/// Not a test on its own: seed 4 of 6 overflows a tasklet's stack, for the test below.
+#[test]
+#[ignore = "run by a_stack_overflow_in_a_simulated_host_names_its_seed"]
+fn a_seed_that_overflows() {
+    fibra_sim::for_seeds(6, |seed| {
+        let mut sim = Sim::new(seed);
+        let host = sim.host("10.0.0.1");
+        sim.spawn(host, "deep", move |_h| {
+            if seed == 4 {
+                std::hint::black_box(deep(std::hint::black_box(1_000_000)));
+            }
+        });
+        sim.run_for(Duration::from_secs(1)).unwrap();
+    });
+}
+
+/// A stack overflow in a simulated tasklet aborts the process (fibra reports the tasklet),
+/// past `for_seeds`'s catch: before, nothing said which of the seeds it was, so it could
+/// not be replayed. After: the report ends with the seed's replay command.
+#[test]
+fn a_stack_overflow_in_a_simulated_host_names_its_seed() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "a_seed_that_overflows", "--nocapture"])
+        .env_remove(fibra_sim::SEED_VAR)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("overflowed its stack"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "FIBRA_SIM_SEED=4 cargo test -p fibra-sim --test rev_g_findings -- --exact a_seed_that_overflows"
+        ),
+        "the overflow's report does not name the seed: {stderr}"
+    );
+}
