@@ -18,6 +18,10 @@
 //! socket type that may be simulated, a clock that may be set). Your release builds don't
 //! select it, and pay nothing for it.
 //!
+//! The test below names the crates (`fibra_sim`, `fibra_net`, `fibra_rt`, `fibra_tasks`);
+//! with only `fibra` as a dependency the same items are `fibra::sim::Sim`,
+//! `fibra::net::NetExt`, `fibra::rt::Handle` and `fibra::tasks::TasksExt`.
+//!
 //! ## A complete test
 //!
 //! A counter service (each line `add N` answered with the running total) and two clients,
@@ -173,8 +177,25 @@
 //!   sent; use a `BTreeMap`, or sort;
 //! - no threads (`unblock`, `Remote` from another thread) and no real DNS: use address
 //!   literals (`unblock`, a name's lookup, TLS, `adopt`, `NetPlugin::new`, `Cores` and
-//!   `Schedule::run` refuse under a simulation with an error that says so);
-//! - one simulation per thread at a time (the test harness runs each test on its own thread).
+//!   `Schedule::run` refuse under a simulation with an error that says so; a wake through a
+//!   `Remote`, a `remote_channel`'s send, from a thread outside the simulation stops the run
+//!   with [`SimError::Host`](crate::SimError) saying so);
+//! - nothing that goes real behind fibra's back, which no simulation can see or refuse:
+//!   `std::net` sockets (real I/O), `std::thread::sleep` (real waiting, while simulated time
+//!   stands still), `SystemTime::now()` (a different date each run; use
+//!   [`fibra_rt::time::system_now`]);
+//! - a host's tasklets run on the test's thread, so simulations of one thread take turns
+//!   (the test harness runs each test on its own thread; two of one thread may be stepped in
+//!   turn, each setting the thread's clock to its own as it runs).
+//!
+//! A run that cannot end says so rather than hanging: [`SimError::Quiet`](crate::SimError)
+//! (nothing can happen any more), `Livelock` (rounds at one instant), `Budget` (a run of
+//! [`Sim::MAX_ROUNDS`](crate::Sim::MAX_ROUNDS) rounds while time crawls: a tasklet that
+//! sleeps a microsecond in a loop; [`Sim::set_max_rounds`](crate::Sim::set_max_rounds)
+//! raises it). A tasklet that loops without yielding at all cannot be stopped from the
+//! outside: [`for_seeds`](crate::for_seeds) names its seed after 60 s of wall time. A
+//! tasklet's stack overflow aborts the process (as outside a simulation); its report ends
+//! with the seed's replay command.
 //!
 //! The [`trace hash`](crate::Sim::trace_hash) tells you if you slipped: run the same seed
 //! twice and compare.
