@@ -30,7 +30,9 @@ fn start(config: Arc<rustls::ServerConfig>) -> ServerThread<()> {
         let router = Rc::new(
             Router::new()
                 .get("/a", |_h, _req| Response::text("A"))
-                .post("/echo", |_h, req| Response::new(200).body(req.body().to_vec()))
+                .post("/echo", |_h, req| {
+                    Response::new(200).body(req.body().to_vec())
+                })
                 .with_limits(Limits {
                     max_body: 4096,
                     ..Limits::default()
@@ -80,8 +82,7 @@ fn https_answers_before_a_refusal_are_not_destroyed_by_a_reset_while_the_peer_st
         conn.complete_io(&mut tcp).unwrap();
     }
     let mut request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3000);
-    request
-        .extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+    request.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
     let head = encrypt(&mut conn, &request);
     let upload = encrypt(&mut conn, &[b'u'; 1024 * 1024]);
     let mut up = tcp.try_clone().unwrap();

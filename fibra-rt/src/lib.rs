@@ -92,10 +92,10 @@ pub use error::Error;
 pub use handle::{Handle, Park, Unparker};
 pub use id::{IdMap, TaskletId};
 pub use op::{Op, TimedOut};
-pub use plugin::{Context, Plugin, Router, Serves};
-pub use reactor::{Event, Events, Interest, Registry};
 #[doc(hidden)]
 pub use overflow::set_overflow_note;
+pub use plugin::{Context, Plugin, Router, Serves};
+pub use reactor::{Event, Events, Interest, Registry};
 pub use remote::Remote;
 pub use schedule::Schedule;
 pub use select::{Either, OneOf3};

@@ -212,7 +212,8 @@ impl Sim {
         LIVE.with(|l| l.set(l.get() + 1));
         // A tasklet's stack overflow aborts the process, past `for_seeds`: its report names
         // the seed then. One short line per simulation, kept for the thread's life.
-        let note: &'static str = Box::leak(format!("{}\n", crate::replay_line(seed)).into_boxed_str());
+        let note: &'static str =
+            Box::leak(format!("{}\n", crate::replay_line(seed)).into_boxed_str());
         fibra_rt::set_overflow_note(Some(note));
         Sim {
             seed,

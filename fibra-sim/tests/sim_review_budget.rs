@@ -104,7 +104,12 @@ fn a_seed_that_overflows() {
 #[test]
 fn a_stack_overflow_in_a_simulated_host_names_its_seed() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "a_seed_that_overflows", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "a_seed_that_overflows",
+            "--nocapture",
+        ])
         .env_remove(fibra_sim::SEED_VAR)
         .output()
         .unwrap();
@@ -113,7 +118,7 @@ fn a_stack_overflow_in_a_simulated_host_names_its_seed() {
     assert!(stderr.contains("overflowed its stack"), "{stderr}");
     assert!(
         stderr.contains(
-            "FIBRA_SIM_SEED=4 cargo test -p fibra-sim --test rev_g_findings -- --exact a_seed_that_overflows"
+            "FIBRA_SIM_SEED=4 cargo test -p fibra-sim --test sim_review_budget -- --exact a_seed_that_overflows"
         ),
         "the overflow's report does not name the seed: {stderr}"
     );

@@ -13,7 +13,7 @@ use fibra_net::NetExt;
 use fibra_rt::Either;
 use fibra_sim::{for_seeds, Latency, Sim};
 use fibra_tasks::ops::Sleep;
-use fibra_tasks::{Ticker, TasksExt};
+use fibra_tasks::{TasksExt, Ticker};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -115,7 +115,12 @@ fn client(h: &fibra_rt::Handle, name: &str, lg: Log, t0: Instant, said: Rc<Cell<
             loop {
                 match h.select(Receive::new(&conn), Sleep(until)) {
                     Either::First(Ok(bytes)) => {
-                        log(&lg, t0, name, format!("heard {:?}", String::from_utf8_lossy(&bytes)));
+                        log(
+                            &lg,
+                            t0,
+                            name,
+                            format!("heard {:?}", String::from_utf8_lossy(&bytes)),
+                        );
                     }
                     Either::First(Err(e)) => {
                         log(&lg, t0, name, format!("receive failed: {e}"));
@@ -170,7 +175,14 @@ fn scenario(seed: u64) -> (Vec<String>, Vec<String>, u64) {
         Duration::from_secs(300),
     );
     if let Err(e) = r {
-        for e in sim.trace().entries().collect::<Vec<_>>().iter().rev().take(30) {
+        for e in sim
+            .trace()
+            .entries()
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .take(30)
+        {
             eprintln!("{e}");
         }
         panic!("seed {seed}: {e}");
