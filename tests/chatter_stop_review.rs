@@ -114,3 +114,32 @@ fn a_bad_address_with_reuseport_is_named() {
         "chatter {args:?} did not name the address:\n{said}"
     );
 }
+
+/// A taken web port: the error names it and the process exits 1, and nothing else is said
+/// before it (a warning that "a schedule was dropped with tasklets that never ran" came
+/// first, about the chat's own acceptor).
+#[test]
+fn a_taken_web_port_is_named_and_nothing_spurious_is_said() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = taken.local_addr().unwrap().to_string();
+    for threads in ["1", "2"] {
+        let args = [
+            "--addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            &web,
+            "--threads",
+            threads,
+        ];
+        let (status, said) = util::Example::spawn("chatter", &args).wait_exit();
+        assert_eq!(status.code(), Some(1), "chatter {args:?} said:\n{said}");
+        assert!(
+            said.contains(&format!("cannot serve the web page on `{web}`")),
+            "chatter {args:?} did not name the web address:\n{said}"
+        );
+        assert!(
+            !said.contains("never ran"),
+            "chatter {args:?} said something spurious:\n{said}"
+        );
+    }
+}

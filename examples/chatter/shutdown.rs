@@ -13,6 +13,15 @@ use super::room::{Chat, RoomStats, LOG};
 use super::server::Chatter;
 
 impl Chatter {
+    /// Gives up before serving (a listener after the chat's own could not be made): the
+    /// room's tasklets, which never ran, are ended, and nothing is said.
+    pub(crate) fn abandon(self, schedule: &mut Schedule) {
+        let tasklets = std::mem::take(&mut self.chat.room.borrow_mut().tasklets);
+        for id in tasklets {
+            schedule.kill(id);
+        }
+    }
+
     /// Stops: the room's tasklets end (acceptors, the web page, the reach's), everyone
     /// connected is told [`protocol::SHUTTING_DOWN`](super::protocol::SHUTTING_DOWN) and
     /// their connections close gracefully. Then ticks until every socket has closed or

@@ -36,23 +36,11 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     let mut chatter = started.map_err(|e| format!("cannot serve the chat on `{addr}`: {e}"))?;
     log::info!(target: "chatter", "listening on {} (telnet or nc to chat; Ctrl-C stops)",
         chatter.local_addr());
-    if let Some(web_addr) = web_addr {
-        let served = chatter
-            .serve_web(&mut schedule, &web_addr)
-            .map_err(|e| format!("cannot serve the web page on `{web_addr}`: {e}"))?;
-        log::info!(target: "chatter", "web page on http://{served}/");
-    }
-    if let Some(tls) = tls {
-        let served = chatter
-            .serve_tls(&mut schedule, &tls.addr, &tls.door, false)
-            .map_err(|e| format!("cannot serve the chat over TLS on `{}`: {e}", tls.addr))?;
-        log::info!(target: "chatter", "TLS on {served} (openssl s_client -connect {served})");
-        if let Some(web) = &tls.web_addr {
-            let served = chatter
-                .serve_web_tls(&mut schedule, web, &tls.door)
-                .map_err(|e| format!("cannot serve the web page over HTTPS on `{web}`: {e}"))?;
-            log::info!(target: "chatter", "web page on https://{served}/");
-        }
+    // A listener that cannot be made ends the start: the room's tasklets, which never ran,
+    // are ended with it.
+    if let Err(e) = serve_more(&mut chatter, &mut schedule, web_addr, tls) {
+        chatter.abandon(&mut schedule);
+        return Err(e);
     }
     // A tasklet parks until Ctrl-C or SIGTERM; the host loop then stops the room.
     let stop = Rc::new(Cell::new(false));
@@ -90,5 +78,33 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     chatter.shutdown(&mut schedule, Duration::from_secs(2));
     log::info!(target: "chatter", "stopped: {} lines delivered, {} members cut off for not reading",
         stats.deliveries, stats.cut_off);
+    Ok(())
+}
+
+/// The listeners besides the chat's own: the web page, TLS and the web page over HTTPS.
+fn serve_more(
+    chatter: &mut Chatter,
+    schedule: &mut Schedule,
+    web_addr: Option<String>,
+    tls: Option<super::flags::Tls>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(web_addr) = web_addr {
+        let served = chatter
+            .serve_web(schedule, &web_addr)
+            .map_err(|e| format!("cannot serve the web page on `{web_addr}`: {e}"))?;
+        log::info!(target: "chatter", "web page on http://{served}/");
+    }
+    if let Some(tls) = tls {
+        let served = chatter
+            .serve_tls(schedule, &tls.addr, &tls.door, false)
+            .map_err(|e| format!("cannot serve the chat over TLS on `{}`: {e}", tls.addr))?;
+        log::info!(target: "chatter", "TLS on {served} (openssl s_client -connect {served})");
+        if let Some(web) = &tls.web_addr {
+            let served = chatter
+                .serve_web_tls(schedule, web, &tls.door)
+                .map_err(|e| format!("cannot serve the web page over HTTPS on `{web}`: {e}"))?;
+            log::info!(target: "chatter", "web page on https://{served}/");
+        }
+    }
     Ok(())
 }

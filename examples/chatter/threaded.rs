@@ -204,7 +204,9 @@ pub(crate) fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
         });
         std::thread::sleep(Duration::from_millis(5));
     }
-    cores.stop()?;
+    // As on one thread: the goodbyes are written within 2 s (a member that does not read
+    // gets no more of it).
+    cores.stop_within(Duration::from_secs(2))?;
     let (deliveries, cut_off) = hub.totals();
     log::info!(target: "chatter", "stopped: {deliveries} lines delivered, {cut_off} members cut off for not reading");
     Ok(())

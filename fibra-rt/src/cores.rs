@@ -311,10 +311,12 @@ fn run(
             let _ = ready.send((index, Ok(schedule.remote())));
         }
         Ok(Err(e)) => {
+            discard(schedule);
             let _ = ready.send((index, Err(e.to_string())));
             return Ok(());
         }
         Err(payload) => {
+            discard(schedule);
             let reason = format!("its build panicked: {}", crate::Exit::from_panic(&*payload));
             let _ = ready.send((index, Err(reason)));
             return Ok(());
@@ -339,6 +341,15 @@ fn run(
         }
     }
     Ok(())
+}
+
+/// A schedule whose build failed is dropped without running: what the build spawned ends
+/// quietly (the build's error is the news, not a warning that its tasklets never ran).
+fn discard(mut schedule: Schedule) {
+    let spawned: Vec<_> = schedule.tasklets().map(|t| t.id).collect();
+    for id in spawned {
+        schedule.kill(id);
+    }
 }
 
 #[cfg(target_os = "linux")]
