@@ -136,6 +136,13 @@ impl Reader {
     }
 }
 
+/// Whether `deadline` has passed. A read that is ready at once completes whatever its
+/// deadline, so a loop of reads against a peer that keeps sending checks this itself (the
+/// WebSocket close, `receive_until`, the HTTP linger).
+pub(crate) fn is_past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| fibra_rt::time::now() >= d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,10 +153,9 @@ fn linger(h: &Handle, conn: &Conn, reader: &mut Reader, limits: &Limits) {
     loop {
         let used = reader.pending().len();
         reader.consume(used);
-        // Past the deadline nothing more is read: a read that is ready at once completes
-        // whatever its deadline, so a peer that keeps sending would hold the linger for good
-        // (as the WebSocket close's, `websocket.rs`).
-        if deadline.is_some_and(|d| fibra_rt::time::now() >= d) {
+        // Past the deadline nothing more is read: a peer that keeps sending would hold the
+        // linger for good.
+        if crate::reader::is_past(deadline) {
             return;
         }
         if reader.fill(h, conn, 64 * 1024, deadline).is_err() {

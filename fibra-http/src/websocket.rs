@@ -12,7 +12,7 @@ use fibra_rt::Handle;
 
 use crate::assembler::{self, Assembler, Closing, Event};
 use crate::frame;
-use crate::reader::{ReadEnd, Reader};
+use crate::reader::{is_past, ReadEnd, Reader};
 use crate::{HttpError, Limits};
 
 /// A close code (RFC 6455 §7.4).
@@ -483,9 +483,4 @@ impl fmt::Debug for WebSocket {
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether `deadline` (`None`: never) has passed.
-fn is_past(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| fibra_rt::time::now() >= d)
 }
